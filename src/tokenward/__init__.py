@@ -1,0 +1,46 @@
+"""tokenward: count, price and bound LLM token usage in LangChain and LlamaIndex apps."""
+
+from tokenward._version import __version__
+from tokenward.errors import (
+    BudgetExceededError,
+    BudgetStoreUnavailableError,
+    ConfigurationError,
+    ContextBudgetError,
+    IntegrationUnavailableError,
+    LedgerError,
+    PricingMissingError,
+    TokenizerUnavailableError,
+    TokenwardError,
+    UnknownModelError,
+    UsageParseError,
+)
+from tokenward.messages import Chunk, Message, ToolCall
+from tokenward.usage import Usage
+
+__all__ = [
+    "__version__",
+    "BudgetExceededError",
+    "BudgetStoreUnavailableError",
+    "Chunk",
+    "ConfigurationError",
+    "ContextBudgetError",
+    "IntegrationUnavailableError",
+    "LedgerError",
+    "Message",
+    "PricingMissingError",
+    "TokenizerUnavailableError",
+    "TokenwardError",
+    "ToolCall",
+    "UnknownModelError",
+    "Usage",
+    "UsageParseError",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if hasattr(_obj, "__module__") and isinstance(_obj, type):
+        try:
+            _obj.__module__ = "tokenward"
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj
