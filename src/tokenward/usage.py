@@ -17,6 +17,7 @@ Conventions (the same as LangChain's ``UsageMetadata`` and OpenAI's chat API):
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 __all__ = ["Usage"]
 
@@ -92,3 +93,549 @@ class Usage:
     def to_dict(self) -> dict[str, int | bool]:
         """Plain dict of all fields (for JSON, storage)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    # -- provider parsers (implemented below the class) ------------------------------------
+    @classmethod
+    def from_openai(cls, payload: Any) -> Usage:
+        """OpenAI usage: Chat Completions (``prompt_tokens``…, ``*_tokens_details``), Responses API
+        (``input_tokens``, ``input_tokens_details.cached_tokens``…) or embeddings. Accepts the
+        response itself (``{"usage": {...}}``) or SDK objects. DeepSeek's ``prompt_cache_hit_tokens``
+        is understood too."""
+        return _from_openai(payload)
+
+    @classmethod
+    def from_anthropic(cls, payload: Any) -> Usage:
+        """Anthropic Messages usage. Its ``input_tokens`` excludes cache reads and writes; they are
+        added back so ``input`` counts every prompt token. ``cache_creation`` splits writes into
+        5-minute and 1-hour TTLs (without it, all writes are 5-minute)."""
+        return _from_anthropic(payload)
+
+    @classmethod
+    def from_gemini(cls, payload: Any) -> Usage:
+        """Gemini ``usageMetadata`` (camelCase REST or snake_case SDK). ``thoughtsTokenCount`` is billed
+        as output but not included in ``candidatesTokenCount``: output = candidates + thoughts,
+        reasoning = thoughts. ``toolUsePromptTokenCount`` adds to input. Audio/image input from
+        ``promptTokensDetails`` modalities."""
+        return _from_gemini(payload)
+
+    @classmethod
+    def from_bedrock(cls, payload: Any) -> Usage:
+        """Bedrock Converse ``usage``. ``inputTokens`` excludes ``cacheReadInputTokens`` and
+        ``cacheWriteInputTokens`` (AWS reports them separately, like Anthropic); they are added
+        back. ``cacheDetails`` (per-TTL writes) splits 5m/1h."""
+        return _from_bedrock(payload)
+
+    @classmethod
+    def from_langchain(cls, payload: Any) -> Usage:
+        """LangChain ``UsageMetadata`` dict (``input_tokens`` already includes cache tokens) with
+        ``input_token_details`` {cache_read, cache_creation, audio, ephemeral_5m_input_tokens,
+        ephemeral_1h_input_tokens} and ``output_token_details`` {reasoning, audio}."""
+        return _from_langchain(payload)
+
+    @classmethod
+    def from_any(cls, payload: Any) -> Usage:
+        """Detect the provider shape from its keys and parse it. Accepts dicts, SDK/pydantic
+        objects, LangChain messages/results and wrappers (``{"usage": …}``, ``usage_metadata``,
+        ``token_usage``, ``llm_output``, ``response_metadata``, ``raw``…). Raises
+        :class:`~tokenward.errors.UsageParseError` when no usage can be found."""
+        return _from_any(payload)
+
+
+# =============================================================================================
+# Provider parsers. Every parser: None -> 0, ints (or integral floats / digit strings) >= 0,
+# details never larger than their total; anything else raises UsageParseError naming the field.
+# =============================================================================================
+
+from collections.abc import Mapping  # noqa: E402
+from dataclasses import asdict, is_dataclass  # noqa: E402
+
+from tokenward.errors import UsageParseError  # noqa: E402
+
+_MISSING = object()
+
+
+class _AttrView(Mapping[str, Any]):
+    """Read-only mapping view of an arbitrary object's public attributes."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def __getitem__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise KeyError(key)
+        try:
+            return getattr(self._obj, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter([k for k in dir(self._obj) if not k.startswith("_")])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _as_mapping(obj: Any) -> Mapping[str, Any] | None:
+    """A mapping view of dicts, pydantic models, dataclasses, SDK objects; None for scalars."""
+    if obj is None or isinstance(obj, (str, bytes, int, float, bool, list, tuple)):
+        return None
+    if isinstance(obj, Mapping):
+        return obj
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        try:
+            data = dump()
+            if isinstance(data, Mapping):
+                # keep unknown extras (pydantic extra="allow") visible too
+                return data
+        except Exception:  # pragma: no cover - exotic models
+            pass
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    return _AttrView(obj)
+
+
+def _get(data: Mapping[str, Any] | None, *keys: str) -> Any:
+    """First present, non-None value among ``keys``."""
+    if data is None:
+        return None
+    for key in keys:
+        value = data.get(key, None) if isinstance(data, Mapping) else None
+        if value is not None:
+            return value
+    return None
+
+
+def _count(value: Any, field: str) -> int:
+    """Validate one token count."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise UsageParseError(f"usage field {field!r} must be a token count, got {value!r}", field=field)
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise UsageParseError(f"usage field {field!r} must be a whole number, got {value!r}", field=field)
+        result = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text.isdigit():
+            raise UsageParseError(
+                f"usage field {field!r} must be a non-negative integer, got {value!r}", field=field
+            )
+        result = int(text)
+    else:
+        raise UsageParseError(
+            f"usage field {field!r} must be a token count, got {type(value).__name__}", field=field
+        )
+    if result < 0:
+        raise UsageParseError(f"usage field {field!r} must be >= 0, got {result}", field=field)
+    return result
+
+
+def _sub(data: Mapping[str, Any] | None, key: str, field: str) -> Mapping[str, Any] | None:
+    value = _get(data, key)
+    if value is None:
+        return None
+    mapping = _as_mapping(value)
+    if mapping is None:
+        raise UsageParseError(f"usage field {field!r} must be an object, got {value!r}", field=field)
+    return mapping
+
+
+def _check_part(part: int, total: int, part_field: str, total_field: str) -> None:
+    if part > total:
+        raise UsageParseError(
+            f"usage field {part_field!r} ({part}) is larger than {total_field!r} ({total})", field=part_field
+        )
+
+
+def _build(
+    *,
+    input: int,
+    output: int,
+    cache_read: int = 0,
+    cache_write_5m: int = 0,
+    cache_write_1h: int = 0,
+    reasoning: int = 0,
+    audio_input: int = 0,
+    audio_output: int = 0,
+    image_input: int = 0,
+    names: Mapping[str, str],
+) -> Usage:
+    """Check the detail-vs-total invariants and build the Usage (names: our field -> payload field)."""
+    n = names
+    _check_part(cache_read, input, n["cache_read"], n["input"])
+    _check_part(cache_write_5m + cache_write_1h, input, n["cache_write"], n["input"])
+    _check_part(cache_read + cache_write_5m + cache_write_1h, input, n["cache_write"], n["input"])
+    _check_part(audio_input, input, n.get("audio_input", "audio_input"), n["input"])
+    _check_part(image_input, input, n.get("image_input", "image_input"), n["input"])
+    _check_part(reasoning, output, n["reasoning"], n["output"])
+    _check_part(audio_output, output, n.get("audio_output", "audio_output"), n["output"])
+    _check_part(reasoning + audio_output, output, n["reasoning"], n["output"])
+    return Usage(
+        input=input,
+        output=output,
+        cache_read=cache_read,
+        cache_write_5m=cache_write_5m,
+        cache_write_1h=cache_write_1h,
+        reasoning=reasoning,
+        audio_input=audio_input,
+        audio_output=audio_output,
+        image_input=image_input,
+    )
+
+
+def _unwrap(payload: Any, keys: tuple[str, ...], marker_keys: tuple[str, ...], what: str) -> Mapping[str, Any]:
+    """The usage mapping inside ``payload`` (itself, or under one of ``keys``)."""
+    data = _as_mapping(payload)
+    if data is None:
+        raise UsageParseError(f"{what} usage must be an object, got {type(payload).__name__}", field=None)
+    if any(k in data and data.get(k) is not None for k in marker_keys):
+        return data
+    for key in keys:
+        inner = _as_mapping(data.get(key))
+        if inner is not None:
+            return inner
+    return data
+
+
+# ------------------------------------------------------------------------------------ OpenAI
+_OPENAI_CHAT = ("prompt_tokens", "completion_tokens")
+_OPENAI_RESP = ("input_tokens", "output_tokens")
+
+
+def _from_openai(payload: Any) -> Usage:
+    data = _unwrap(payload, ("usage", "token_usage"), _OPENAI_CHAT + _OPENAI_RESP, "OpenAI")
+    if "prompt_tokens" in data or "completion_tokens" in data:
+        input_ = _count(data.get("prompt_tokens"), "prompt_tokens")
+        output = _count(data.get("completion_tokens"), "completion_tokens")
+        ptd = _sub(data, "prompt_tokens_details", "prompt_tokens_details")
+        ctd = _sub(data, "completion_tokens_details", "completion_tokens_details")
+        cached = _get(ptd, "cached_tokens")
+        cached_field = "prompt_tokens_details.cached_tokens"
+        if cached is None and data.get("prompt_cache_hit_tokens") is not None:  # DeepSeek
+            cached, cached_field = data.get("prompt_cache_hit_tokens"), "prompt_cache_hit_tokens"
+        names = {
+            "input": "prompt_tokens",
+            "output": "completion_tokens",
+            "cache_read": cached_field,
+            "cache_write": "prompt_tokens_details.cache_write_tokens",
+            "audio_input": "prompt_tokens_details.audio_tokens",
+            "image_input": "prompt_tokens_details.image_tokens",
+            "reasoning": "completion_tokens_details.reasoning_tokens",
+            "audio_output": "completion_tokens_details.audio_tokens",
+        }
+        return _build(
+            input=input_,
+            output=output,
+            cache_read=_count(cached, cached_field),
+            cache_write_5m=_count(_get(ptd, "cache_write_tokens"), names["cache_write"]),
+            audio_input=_count(_get(ptd, "audio_tokens"), names["audio_input"]),
+            image_input=_count(_get(ptd, "image_tokens"), names["image_input"]),
+            reasoning=_count(_get(ctd, "reasoning_tokens"), names["reasoning"]),
+            audio_output=_count(_get(ctd, "audio_tokens"), names["audio_output"]),
+            names=names,
+        )
+    if "input_tokens" in data or "output_tokens" in data:
+        itd = _sub(data, "input_tokens_details", "input_tokens_details")
+        otd = _sub(data, "output_tokens_details", "output_tokens_details")
+        names = {
+            "input": "input_tokens",
+            "output": "output_tokens",
+            "cache_read": "input_tokens_details.cached_tokens",
+            "cache_write": "input_tokens_details.cache_write_tokens",
+            "audio_input": "input_tokens_details.audio_tokens",
+            "image_input": "input_tokens_details.image_tokens",
+            "reasoning": "output_tokens_details.reasoning_tokens",
+            "audio_output": "output_tokens_details.audio_tokens",
+        }
+        return _build(
+            input=_count(data.get("input_tokens"), "input_tokens"),
+            output=_count(data.get("output_tokens"), "output_tokens"),
+            cache_read=_count(_get(itd, "cached_tokens"), names["cache_read"]),
+            cache_write_5m=_count(_get(itd, "cache_write_tokens"), names["cache_write"]),
+            audio_input=_count(_get(itd, "audio_tokens"), names["audio_input"]),
+            image_input=_count(_get(itd, "image_tokens"), names["image_input"]),
+            reasoning=_count(_get(otd, "reasoning_tokens"), names["reasoning"]),
+            audio_output=_count(_get(otd, "audio_tokens"), names["audio_output"]),
+            names=names,
+        )
+    raise UsageParseError(
+        "OpenAI usage needs 'prompt_tokens'/'completion_tokens' (Chat Completions) or "
+        "'input_tokens'/'output_tokens' (Responses API)",
+        field="prompt_tokens",
+    )
+
+
+# --------------------------------------------------------------------------------- Anthropic
+def _split_writes(total: int, five: int, one: int, total_field: str, split_field: str) -> tuple[int, int]:
+    """Reconcile a total cache-write count with a per-TTL split (remainder -> 5 minutes)."""
+    if five + one > total:
+        if total == 0:
+            return five, one  # only the split was reported
+        raise UsageParseError(
+            f"usage field {split_field!r} ({five + one}) is larger than {total_field!r} ({total})",
+            field=split_field,
+        )
+    return five + (total - five - one), one
+
+
+def _from_anthropic(payload: Any) -> Usage:
+    data = _unwrap(payload, ("usage",), ("input_tokens", "output_tokens"), "Anthropic")
+    if "input_tokens" not in data and "output_tokens" not in data:
+        raise UsageParseError("Anthropic usage needs 'input_tokens' and 'output_tokens'", field="input_tokens")
+    uncached = _count(data.get("input_tokens"), "input_tokens")
+    output = _count(data.get("output_tokens"), "output_tokens")
+    cache_read = _count(data.get("cache_read_input_tokens"), "cache_read_input_tokens")
+    written = _count(data.get("cache_creation_input_tokens"), "cache_creation_input_tokens")
+    split = _sub(data, "cache_creation", "cache_creation")
+    five = _count(_get(split, "ephemeral_5m_input_tokens"), "cache_creation.ephemeral_5m_input_tokens")
+    one = _count(_get(split, "ephemeral_1h_input_tokens"), "cache_creation.ephemeral_1h_input_tokens")
+    five, one = _split_writes(written, five, one, "cache_creation_input_tokens", "cache_creation")
+    return _build(
+        input=uncached + cache_read + five + one,
+        output=output,
+        cache_read=cache_read,
+        cache_write_5m=five,
+        cache_write_1h=one,
+        names={
+            "input": "input_tokens",
+            "output": "output_tokens",
+            "cache_read": "cache_read_input_tokens",
+            "cache_write": "cache_creation_input_tokens",
+            "reasoning": "output_tokens",
+        },
+    )
+
+
+# ------------------------------------------------------------------------------------ Gemini
+_GEMINI_KEYS = {
+    "prompt": ("promptTokenCount", "prompt_token_count"),
+    "candidates": ("candidatesTokenCount", "candidates_token_count"),
+    "cached": ("cachedContentTokenCount", "cached_content_token_count"),
+    "thoughts": ("thoughtsTokenCount", "thoughts_token_count"),
+    "tool": ("toolUsePromptTokenCount", "tool_use_prompt_token_count"),
+    "details": ("promptTokensDetails", "prompt_tokens_details"),
+    "tool_details": ("toolUsePromptTokensDetails", "tool_use_prompt_tokens_details"),
+}
+_GEMINI_MARKERS = tuple(k for pair in ("prompt", "candidates", "cached", "thoughts") for k in _GEMINI_KEYS[pair]) + (
+    "totalTokenCount",
+    "total_token_count",
+)
+
+
+def _modality_counts(value: Any, field: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if value is None:
+        return counts
+    if not isinstance(value, (list, tuple)):
+        raise UsageParseError(f"usage field {field!r} must be a list of modality counts", field=field)
+    for i, item in enumerate(value):
+        entry = _as_mapping(item)
+        if entry is None:
+            raise UsageParseError(f"usage field {field}[{i}] must be an object", field=field)
+        modality = entry.get("modality")
+        modality = getattr(modality, "value", modality)
+        name = str(modality or "").upper().rsplit(".", 1)[-1]
+        tokens = _count(_get(entry, "tokenCount", "token_count"), f"{field}[{i}].tokenCount")
+        counts[name] = counts.get(name, 0) + tokens
+    return counts
+
+
+def _from_gemini(payload: Any) -> Usage:
+    data = _unwrap(payload, ("usageMetadata", "usage_metadata"), _GEMINI_MARKERS, "Gemini")
+    camel = any(k in data for k in ("promptTokenCount", "candidatesTokenCount", "totalTokenCount"))
+    i = 0 if camel else 1
+    if not any(k in data for k in _GEMINI_MARKERS):
+        raise UsageParseError(
+            "Gemini usage needs 'promptTokenCount'/'candidatesTokenCount' (or snake_case)", field="promptTokenCount"
+        )
+
+    def val(key: str) -> Any:
+        return _get(data, *_GEMINI_KEYS[key])
+
+    f = {k: v[i] for k, v in _GEMINI_KEYS.items()}
+    prompt = _count(val("prompt"), f["prompt"])
+    candidates = _count(val("candidates"), f["candidates"])
+    thoughts = _count(val("thoughts"), f["thoughts"])
+    tool = _count(val("tool"), f["tool"])
+    cached = _count(val("cached"), f["cached"])
+    modalities = _modality_counts(val("details"), f["details"])
+    for name, tokens in _modality_counts(val("tool_details"), f["tool_details"]).items():
+        modalities[name] = modalities.get(name, 0) + tokens
+    return _build(
+        input=prompt + tool,
+        output=candidates + thoughts,
+        cache_read=cached,
+        reasoning=thoughts,
+        audio_input=modalities.get("AUDIO", 0),
+        image_input=modalities.get("IMAGE", 0),
+        names={
+            "input": f["prompt"],
+            "output": f["candidates"],
+            "cache_read": f["cached"],
+            "cache_write": f["cached"],
+            "reasoning": f["thoughts"],
+            "audio_input": f["details"],
+            "image_input": f["details"],
+        },
+    )
+
+
+# ----------------------------------------------------------------------------------- Bedrock
+def _from_bedrock(payload: Any) -> Usage:
+    data = _unwrap(payload, ("usage",), ("inputTokens", "outputTokens"), "Bedrock")
+    if "inputTokens" not in data and "outputTokens" not in data:
+        raise UsageParseError("Bedrock Converse usage needs 'inputTokens' and 'outputTokens'", field="inputTokens")
+    uncached = _count(data.get("inputTokens"), "inputTokens")
+    output = _count(data.get("outputTokens"), "outputTokens")
+    cache_read = _count(data.get("cacheReadInputTokens"), "cacheReadInputTokens")
+    written = _count(data.get("cacheWriteInputTokens"), "cacheWriteInputTokens")
+    five = one = 0
+    details = data.get("cacheDetails")
+    if details is not None:
+        if not isinstance(details, (list, tuple)):
+            raise UsageParseError("usage field 'cacheDetails' must be a list", field="cacheDetails")
+        for idx, item in enumerate(details):
+            entry = _as_mapping(item)
+            if entry is None:
+                raise UsageParseError(f"usage field cacheDetails[{idx}] must be an object", field="cacheDetails")
+            tokens = _count(_get(entry, "inputTokens", "input_tokens"), f"cacheDetails[{idx}].inputTokens")
+            ttl = str(_get(entry, "ttl") or "5m").lower()
+            if ttl in ("1h", "60m", "3600s", "one_hour"):
+                one += tokens
+            else:
+                five += tokens
+    five, one = _split_writes(written, five, one, "cacheWriteInputTokens", "cacheDetails")
+    return _build(
+        input=uncached + cache_read + five + one,
+        output=output,
+        cache_read=cache_read,
+        cache_write_5m=five,
+        cache_write_1h=one,
+        names={
+            "input": "inputTokens",
+            "output": "outputTokens",
+            "cache_read": "cacheReadInputTokens",
+            "cache_write": "cacheWriteInputTokens",
+            "reasoning": "outputTokens",
+        },
+    )
+
+
+# --------------------------------------------------------------------------------- LangChain
+def _from_langchain(payload: Any) -> Usage:
+    data = _unwrap(payload, ("usage_metadata",), ("input_tokens", "output_tokens"), "LangChain")
+    if "input_tokens" not in data and "output_tokens" not in data:
+        raise UsageParseError("LangChain UsageMetadata needs 'input_tokens' and 'output_tokens'", field="input_tokens")
+    input_ = _count(data.get("input_tokens"), "input_tokens")
+    output = _count(data.get("output_tokens"), "output_tokens")
+    itd = _sub(data, "input_token_details", "input_token_details")
+    otd = _sub(data, "output_token_details", "output_token_details")
+    written = _count(_get(itd, "cache_creation"), "input_token_details.cache_creation")
+    five = _count(_get(itd, "ephemeral_5m_input_tokens"), "input_token_details.ephemeral_5m_input_tokens")
+    one = _count(_get(itd, "ephemeral_1h_input_tokens"), "input_token_details.ephemeral_1h_input_tokens")
+    # langchain-anthropic reports both the total and the per-TTL split; other versions only one
+    five, one = _split_writes(max(written, five + one), five, one, "input_token_details.cache_creation",
+                              "input_token_details.ephemeral_*_input_tokens")
+    return _build(
+        input=input_,
+        output=output,
+        cache_read=_count(_get(itd, "cache_read"), "input_token_details.cache_read"),
+        cache_write_5m=five,
+        cache_write_1h=one,
+        audio_input=_count(_get(itd, "audio"), "input_token_details.audio"),
+        reasoning=_count(_get(otd, "reasoning"), "output_token_details.reasoning"),
+        audio_output=_count(_get(otd, "audio"), "output_token_details.audio"),
+        names={
+            "input": "input_tokens",
+            "output": "output_tokens",
+            "cache_read": "input_token_details.cache_read",
+            "cache_write": "input_token_details.cache_creation",
+            "audio_input": "input_token_details.audio",
+            "reasoning": "output_token_details.reasoning",
+            "audio_output": "output_token_details.audio",
+        },
+    )
+
+
+# ------------------------------------------------------------------------------- detection
+_WRAPPERS = (
+    "usage_metadata",
+    "usageMetadata",
+    "usage",
+    "token_usage",
+    "llm_output",
+    "response_metadata",
+    "raw",
+    "message",
+    "additional_kwargs",
+    "generation_info",
+)
+
+
+def _detect(data: Mapping[str, Any]) -> Usage | None:
+    keys = {k for k in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens", "inputTokens",
+                        "outputTokens", "input_token_details", "output_token_details", "input_tokens_details",
+                        "output_tokens_details", "cache_read_input_tokens", "cache_creation_input_tokens",
+                        "cache_creation", "total_tokens") if data.get(k) is not None}
+    if any(data.get(k) is not None for k in _GEMINI_MARKERS):
+        return _from_gemini(data)
+    if "inputTokens" in keys or "outputTokens" in keys:
+        return _from_bedrock(data)
+    if "prompt_tokens" in keys or "completion_tokens" in keys:
+        return _from_openai(data)
+    if "input_tokens" in keys or "output_tokens" in keys:
+        if keys & {"cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation"}:
+            return _from_anthropic(data)
+        if keys & {"input_tokens_details", "output_tokens_details"}:
+            return _from_openai(data)
+        # LangChain UsageMetadata, or a plain {input_tokens, output_tokens} (same meaning everywhere)
+        return _from_langchain(data)
+    return None
+
+
+def _search(obj: Any, depth: int) -> Usage | None:
+    if depth > 4:
+        return None
+    if isinstance(obj, Usage):
+        return obj
+    data = _as_mapping(obj)
+    if data is None:
+        return None
+    found = _detect(data)
+    if found is not None:
+        return found
+    for key in _WRAPPERS:
+        try:
+            inner = data.get(key)
+        except Exception:  # pragma: no cover - hostile attribute access
+            continue
+        if inner is None:
+            continue
+        found = _search(inner, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _from_any(payload: Any) -> Usage:
+    if isinstance(payload, Usage):
+        return payload
+    if payload is None:
+        raise UsageParseError("no usage payload (got None)", field=None)
+    found = _search(payload, 0)
+    if found is None:
+        data = _as_mapping(payload)
+        keys = sorted(str(k) for k in data)[:12] if data is not None else []
+        raise UsageParseError(
+            f"could not find token usage in {type(payload).__name__} (keys: {', '.join(keys) or 'none'}); "
+            "pass the provider's usage object or call Usage.from_openai/from_anthropic/from_gemini/"
+            "from_bedrock/from_langchain directly",
+            field=None,
+        )
+    return found
