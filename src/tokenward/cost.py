@@ -1,0 +1,202 @@
+"""Exact cost of a model call: ``Usage`` x catalog prices, in ``Decimal`` USD.
+
+Rules (the same the providers publish):
+
+* every component is ``tokens * price_per_1M / 1_000_000``, computed exactly;
+* a call whose ``usage.input`` exceeds a tier threshold is billed **entirely** at that tier;
+* ``batch=True`` takes the model's batch discount off every component (error if it has none);
+* cache reads without a cache-read price, cache writes without a cache-write price (OpenAI,
+  Gemini, DeepSeek: a written token is an ordinary input token) and image tokens without an
+  image price are billed at the input price; reasoning without a reasoning price at the
+  output price; audio tokens need an audio price (``PricingMissingError`` otherwise);
+* 1-hour cache writes on a model that has a 5-minute write price but no 1-hour price raise
+  ``PricingMissingError`` rather than guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from typing import TYPE_CHECKING
+
+from tokenward.errors import PricingMissingError
+from tokenward.usage import Usage
+
+if TYPE_CHECKING:
+    from tokenward.catalog import Catalog, ModelInfo
+
+__all__ = ["CostBreakdown", "cost", "to_nanos", "from_nanos"]
+
+_MILLION = Decimal(1_000_000)
+_NANO = Decimal(1_000_000_000)
+_CENT = Decimal("0.01")
+COMPONENTS: tuple[str, ...] = (
+    "input",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "output",
+    "reasoning",
+    "audio_input",
+    "audio_output",
+    "image_input",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CostBreakdown:
+    """Cost of one call (or a sum), per component, in ``Decimal`` USD.
+
+    ``input`` is the uncached text input, ``output`` the non-reasoning text output; the other
+    components are priced separately. ``tier`` is the threshold of the price tier used
+    (``None`` = base prices); ``batch`` tells whether the batch discount was applied.
+    """
+
+    model: str
+    input: Decimal
+    cache_read: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    output: Decimal
+    reasoning: Decimal
+    audio_input: Decimal
+    audio_output: Decimal
+    image_input: Decimal
+    total: Decimal
+    tier: int | None = None
+    batch: bool = False
+    estimated: bool = False
+
+    def components(self) -> dict[str, Decimal]:
+        """Component name -> USD (all components, zeros included)."""
+        return {name: getattr(self, name) for name in COMPONENTS}
+
+    def percentages(self) -> dict[str, Decimal]:
+        """Component name -> share of ``total`` in percent, ``Decimal`` quantized to 0.01."""
+        if self.total == 0:
+            return {name: Decimal("0.00") for name in COMPONENTS}
+        with localcontext() as ctx:
+            ctx.prec = 50
+            return {
+                name: (value * 100 / self.total).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+                for name, value in self.components().items()
+            }
+
+    @property
+    def nanos(self) -> int:
+        """``total`` as integer nano-USD (storage unit)."""
+        return to_nanos(self.total)
+
+    def __add__(self, other: object) -> CostBreakdown:
+        if not isinstance(other, CostBreakdown):
+            return NotImplemented
+        values = {name: getattr(self, name) + getattr(other, name) for name in (*COMPONENTS, "total")}
+        return CostBreakdown(
+            model=self.model if self.model == other.model else "mixed",
+            tier=self.tier if self.tier == other.tier else None,
+            batch=self.batch and other.batch,
+            estimated=self.estimated or other.estimated,
+            **values,
+        )
+
+
+def _resolve(model: str | ModelInfo, catalog: Catalog | None) -> ModelInfo:
+    from tokenward.catalog import ModelInfo, default_catalog
+
+    if isinstance(model, ModelInfo):
+        return model
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a name or a ModelInfo, got {type(model).__name__}")
+    return (catalog if catalog is not None else default_catalog()).get(model)
+
+
+def cost(
+    usage: Usage,
+    model: str | ModelInfo,
+    *,
+    catalog: Catalog | None = None,
+    batch: bool = False,
+) -> CostBreakdown:
+    """Price ``usage`` for ``model`` (a name resolved in ``catalog`` or the default catalog).
+
+    Raises ``UnknownModelError`` for unknown names (unless the catalog has a fallback) and
+    ``PricingMissingError`` when the usage contains a token kind the model cannot price, or
+    ``batch=True`` for a model without batch pricing.
+    """
+    if not isinstance(usage, Usage):
+        raise TypeError(f"usage must be a Usage, got {type(usage).__name__}; try Usage.from_any(payload)")
+    info = _resolve(model, catalog)
+    tier = info.tier_for(usage.input)
+    prices = info.prices if tier is None else tier.prices
+
+    if batch and info.batch_discount is None:
+        raise PricingMissingError(
+            f"Model {info.name!r} has no batch price. Call cost(..., batch=False), or set one with "
+            f"catalog.override({info.name!r}, batch_discount='0.5')."
+        )
+    factor = (1 - info.batch_discount) if batch and info.batch_discount is not None else Decimal(1)
+
+    def missing(kind: str, field: str, tokens: int) -> PricingMissingError:
+        return PricingMissingError(
+            f"Usage has {tokens} {kind} tokens but model {info.name!r} has no {field} price. "
+            f"Set it with catalog.override({info.name!r}, {field}=...) or register a model that prices it."
+        )
+
+    if usage.audio_input and prices.audio_input is None:
+        raise missing("audio input", "audio_input", usage.audio_input)
+    if usage.audio_output and prices.audio_output is None:
+        raise missing("audio output", "audio_output", usage.audio_output)
+    if usage.cache_write_1h and prices.cache_write_1h is None and prices.cache_write_5m is not None:
+        raise missing("1-hour cache write", "cache_write_1h", usage.cache_write_1h)
+
+    cache_write = usage.cache_write_5m + usage.cache_write_1h
+    text_input = max(0, usage.input - usage.cache_read - cache_write - usage.audio_input - usage.image_input)
+    text_output = max(0, usage.output - usage.reasoning - usage.audio_output)
+    plan = {
+        "input": (text_input, prices.input),
+        "cache_read": (usage.cache_read, prices.cache_read if prices.cache_read is not None else prices.input),
+        "cache_write_5m": (
+            usage.cache_write_5m,
+            prices.cache_write_5m if prices.cache_write_5m is not None else prices.input,
+        ),
+        "cache_write_1h": (
+            usage.cache_write_1h,
+            prices.cache_write_1h if prices.cache_write_1h is not None else prices.input,
+        ),
+        "output": (text_output, prices.output),
+        "reasoning": (usage.reasoning, prices.reasoning if prices.reasoning is not None else prices.output),
+        "audio_input": (usage.audio_input, prices.audio_input or Decimal(0)),
+        "audio_output": (usage.audio_output, prices.audio_output or Decimal(0)),
+        "image_input": (usage.image_input, prices.image_input if prices.image_input is not None else prices.input),
+    }
+    with localcontext() as ctx:
+        ctx.prec = 60  # exact for any realistic token count and price
+        amounts = {name: Decimal(tokens) * price * factor / _MILLION for name, (tokens, price) in plan.items()}
+        total = sum(amounts.values(), Decimal(0))
+    return CostBreakdown(
+        model=info.name,
+        total=total,
+        tier=None if tier is None else tier.above_input_tokens,
+        batch=batch,
+        estimated=usage.estimated,
+        **amounts,
+    )
+
+
+def to_nanos(usd: Decimal | int | str) -> int:
+    """USD -> integer nano-USD (1e-9), rounded half-to-even. Floats are refused (money is never float)."""
+    if isinstance(usd, float) or isinstance(usd, bool):
+        raise TypeError("to_nanos() takes a Decimal (or int/str), never a float")
+    value = usd if isinstance(usd, Decimal) else Decimal(usd)
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return int((value * _NANO).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def from_nanos(nanos: int) -> Decimal:
+    """Integer nano-USD -> exact ``Decimal`` USD."""
+    if isinstance(nanos, bool) or not isinstance(nanos, int):
+        raise TypeError("from_nanos() takes an int")
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return Decimal(nanos) / _NANO
