@@ -34,6 +34,9 @@ __all__ = ["TokenwardCallbackHandler", "AsyncTokenwardCallbackHandler", "trackin
 
 _MAX_PENDING = 10_000
 
+#: True while a TokenBudgetMiddleware accounts the model call being made: handlers skip it.
+_accounted_elsewhere: ContextVar[bool] = ContextVar("tokenward_accounted_elsewhere", default=False)
+
 
 def _default_accountant() -> Accountant:
     from tokenward.accountant import get_default_accountant
@@ -104,6 +107,8 @@ class _HandlerCore:
         metadata: Mapping[str, Any] | None,
         kwargs: Mapping[str, Any],
     ) -> None:
+        if _accounted_elsewhere.get():
+            return
         rid = str(run_id)
         params = kwargs.get("invocation_params")
         model = model_from_start(serialized, params, metadata) or self.default_model

@@ -1,0 +1,325 @@
+"""Token/money budgets, history trimming and cheaper-model fallback for ``create_agent``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
+
+from tokenward.errors import BudgetExceededError, IntegrationUnavailableError
+
+try:
+    from langchain.agents.middleware.types import (
+        AgentMiddleware,
+        AgentState,
+        ExtendedModelResponse,
+        ModelRequest,
+        ModelResponse,
+    )
+except ImportError:  # pragma: no cover - only without langchain>=1
+    raise IntegrationUnavailableError("langchain>=1.0", "langchain") from None
+
+from langchain_core.messages import AIMessage, BaseMessage, RemoveMessage
+from langchain_core.messages import convert_to_openai_messages
+from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+from langgraph.types import Command
+from typing_extensions import NotRequired
+
+from tokenward.integrations.langchain._callbacks import _accounted_elsewhere
+from tokenward.integrations.langchain._common import (
+    dims_from_run,
+    extract_result,
+    logger,
+    max_output_from_params,
+    swallow_internal_errors,
+)
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.runtime import Runtime
+
+    from tokenward.accountant import Accountant
+    from tokenward.integrations.langchain._trimmer import HistoryTrimmer
+
+__all__ = ["TokenBudgetMiddleware", "TokenBudgetState", "model_name_of"]
+
+_TOTAL_INTS = ("calls", "input_tokens", "output_tokens", "fallbacks")
+
+
+def _add_totals(left: Mapping[str, Any] | None, right: Mapping[str, Any] | None) -> dict[str, Any]:
+    """State reducer: add one call's totals to the thread's running totals."""
+    if not left:
+        return dict(right or {})
+    if not right:
+        return dict(left)
+    out = {k: int(left.get(k, 0)) + int(right.get(k, 0)) for k in _TOTAL_INTS}
+    out["cost_usd"] = str(Decimal(str(left.get("cost_usd", "0")))
+                          + Decimal(str(right.get("cost_usd", "0"))))
+    out["estimated"] = bool(left.get("estimated")) or bool(right.get("estimated"))
+    return out
+
+
+class TokenBudgetState(AgentState[Any]):
+    """Agent state with ``tokenward``: this thread's running totals.
+
+    ``{"calls", "input_tokens", "output_tokens", "fallbacks", "cost_usd" (str Decimal),
+    "estimated"}``; persisted per ``thread_id`` by the agent's checkpointer.
+    """
+
+    tokenward: NotRequired[Annotated[dict[str, Any], _add_totals]]
+
+
+def model_name_of(model: Any) -> str | None:
+    """Best-effort catalog name of a chat model object (LangSmith's ``ls_model_name`` first)."""
+    try:
+        name = model._get_ls_params().get("ls_model_name")
+    except Exception:
+        name = None
+    if name:
+        return str(name)
+    for attr in ("model_name", "model", "model_id", "deployment_name"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _run_config() -> dict[str, Any]:
+    try:
+        from langgraph.config import get_config
+
+        return dict(get_config())
+    except Exception:  # outside a graph run
+        return {}
+
+
+class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
+    """Budgets, accounting, trimming and fallback for agents built with ``create_agent``.
+
+    * ``before_model``: when a ``trimmer`` is given, trims the state's messages to it
+      (the conversation in state is replaced by the kept messages, as LangChain's
+      ``SummarizationMiddleware`` does).
+    * ``wrap_model_call``: pre-flight (exact prompt count incl. tools, reservation on
+      every budget) through the Accountant, then the model call, then ``settle``
+      with the reported usage. A hard budget that denies raises
+      :class:`~tokenward.BudgetExceededError` before the model runs, unless a
+      ``fallback_model`` is set and *its* pre-flight is accepted: then the call is
+      made with the fallback instead. With ``degrade_at`` (a utilization such as
+      ``0.9``) the fallback is also used once any budget that applies is that full.
+    * each call adds to ``state["tokenward"]`` (see :class:`TokenBudgetState`), so
+      per-thread totals are kept with the conversation.
+
+    Calls accounted here are skipped by a :class:`TokenwardCallbackHandler` active
+    at the same time (e.g. inside :func:`tracking`), so nothing is counted twice.
+
+    Args:
+        accountant: the Accountant (default: ``get_default_accountant()``).
+        trimmer: a :class:`HistoryTrimmer` applied in ``before_model``; ``None`` = no trimming.
+        fallback_model: a cheaper chat model used when the budget denies (or is near).
+        model_name / fallback_model_name: catalog names when the model objects do not
+            tell (default: read from the model object).
+        degrade_at: switch to the fallback when a budget's utilization reaches this.
+        max_output_tokens: output tokens to reserve (default: the call's ``max_tokens``
+            setting, else the Accountant's default).
+        **dims: default dimensions; run metadata (``user_id``...) and the
+            ``thread_id`` (as ``conversation_id``) override them.
+    """
+
+    state_schema = TokenBudgetState
+
+    def __init__(
+        self,
+        accountant: Accountant | None = None,
+        *,
+        trimmer: HistoryTrimmer | None = None,
+        fallback_model: BaseChatModel | None = None,
+        model_name: str | None = None,
+        fallback_model_name: str | None = None,
+        degrade_at: float | None = None,
+        max_output_tokens: int | None = None,
+        **dims: Any,
+    ) -> None:
+        super().__init__()
+        if accountant is None:
+            from tokenward.accountant import get_default_accountant
+
+            accountant = get_default_accountant()
+        self.accountant = accountant
+        self.trimmer = trimmer
+        self.fallback_model = fallback_model
+        self.model_name = model_name
+        self.fallback_model_name = fallback_model_name or (
+            model_name_of(fallback_model) if fallback_model is not None else None
+        )
+        if fallback_model is not None and not self.fallback_model_name:
+            from tokenward.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "cannot tell the fallback model's catalog name; pass fallback_model_name='...'"
+            )
+        self.degrade_at = degrade_at
+        self.max_output_tokens = max_output_tokens
+        self.dims = {k: v for k, v in dims.items() if v is not None}
+
+    # -- before_model: trimming ------------------------------------------------------------
+    def before_model(self, state: TokenBudgetState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        if self.trimmer is None:
+            return None
+        messages: list[BaseMessage] = list(state.get("messages") or [])
+        kept = self.trimmer.invoke(messages)
+        if len(kept) == len(messages) and all(a is b for a, b in zip(kept, messages)):
+            return None
+        return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *kept]}
+
+    async def abefore_model(
+        self, state: TokenBudgetState, runtime: Runtime[Any]
+    ) -> dict[str, Any] | None:
+        return self.before_model(state, runtime)
+
+    # -- wrap_model_call: budgets + accounting ---------------------------------------------
+    def _dims(self) -> dict[str, Any]:
+        config = _run_config()
+        metadata = dict(config.get("metadata") or {})
+        thread = (config.get("configurable") or {}).get("thread_id")
+        if thread is not None and "thread_id" not in metadata:
+            metadata["thread_id"] = thread
+        return dims_from_run(self.dims, metadata, None)
+
+    def _prompt(self, request: ModelRequest[Any]) -> tuple[list[Any], list[Any] | None]:
+        msgs: list[BaseMessage] = []
+        if request.system_message is not None:
+            msgs.append(request.system_message)
+        msgs.extend(request.messages)
+        tools = [convert_to_openai_tool(t) for t in request.tools] or None
+        return list(convert_to_openai_messages(msgs)), tools
+
+    def _near_limit(self, dims: Mapping[str, Any]) -> bool:
+        if self.degrade_at is None or self.fallback_model is None:
+            return False
+        budgets = getattr(self.accountant, "budgets", None)
+        if budgets is None:
+            return False
+        with swallow_internal_errors():
+            return bool(_utilization(budgets, dims) >= self.degrade_at)
+        return False
+
+    def _plan(self, request: ModelRequest[Any], run_id: str) -> tuple[ModelRequest[Any], str, bool]:
+        """Preflight; returns the request to run (maybe on the fallback), its model, fallback?"""
+        dims = self._dims()
+        messages, tools = self._prompt(request)
+        primary = self.model_name or model_name_of(request.model)
+        if primary is None:
+            raise ValueError("cannot tell the agent model's catalog name; pass model_name=...")
+        max_out = self.max_output_tokens or max_output_from_params(request.model_settings)
+
+        def preflight(model: str) -> None:
+            self.accountant.preflight(run_id, model, messages=messages, tools=tools,
+                                      max_output_tokens=max_out, dims=dims)
+
+        if self.fallback_model is not None and self._near_limit(dims):
+            preflight(self.fallback_model_name)  # type: ignore[arg-type]
+            return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
+        try:
+            preflight(primary)
+            return request, primary, False
+        except BudgetExceededError as denied:
+            if self.fallback_model is None:
+                raise
+            logger.info("tokenward: %s; retrying with fallback model %s", denied,
+                        self.fallback_model_name)
+            preflight(self.fallback_model_name)  # type: ignore[arg-type]  # may raise again
+            return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
+
+    def _settle(self, run_id: str, model: str, response: ModelResponse[Any], fallback: bool
+                ) -> Command[Any] | None:
+        ais = [m for m in response.result if isinstance(m, AIMessage)]
+        info = extract_result(LLMResult(generations=[[ChatGeneration(message=m)] for m in ais]))
+        event = self.accountant.settle(
+            run_id, info.usage, model=info.model or model,
+            output_text=info.output_text if info.usage is None else None,
+            tool_names=tuple(info.tool_names),
+        )
+        if event is None:
+            return None
+        totals = {
+            "calls": 1,
+            "input_tokens": event.usage.input,
+            "output_tokens": event.usage.output,
+            "fallbacks": int(fallback),
+            "cost_usd": str(event.cost),
+            "estimated": bool(event.estimated),
+        }
+        return Command(update={"tokenward": totals})
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
+    ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
+        run_id = uuid.uuid4().hex
+        planned: tuple[ModelRequest[Any], str, bool] | None = None
+        with swallow_internal_errors():
+            planned = self._plan(request, run_id)
+        if planned is None:  # accounting broke (logged): never block the agent for it
+            return handler(request)
+        actual, model, fallback = planned
+        token = _accounted_elsewhere.set(True)
+        try:
+            response = handler(actual)
+        except BaseException as exc:
+            with swallow_internal_errors():
+                self.accountant.release(run_id, error=exc)
+            raise
+        finally:
+            _accounted_elsewhere.reset(token)
+        command = None
+        with swallow_internal_errors():
+            command = self._settle(run_id, model, response, fallback)
+        if command is None:
+            return response
+        return ExtendedModelResponse(model_response=response, command=command)
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
+    ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
+        run_id = uuid.uuid4().hex
+        planned: tuple[ModelRequest[Any], str, bool] | None = None
+        with swallow_internal_errors():
+            planned = self._plan(request, run_id)
+        if planned is None:
+            return await handler(request)
+        actual, model, fallback = planned
+        token = _accounted_elsewhere.set(True)
+        try:
+            response = await handler(actual)
+        except BaseException as exc:
+            with swallow_internal_errors():
+                self.accountant.release(run_id, error=exc)
+            raise
+        finally:
+            _accounted_elsewhere.reset(token)
+        command = None
+        with swallow_internal_errors():
+            command = self._settle(run_id, model, response, fallback)
+        if command is None:
+            return response
+        return ExtendedModelResponse(model_response=response, command=command)
+
+
+def _utilization(budgets: Any, dims: Mapping[str, Any]) -> float:
+    """Highest utilization among the budgets that apply to ``dims`` (0.0 if none)."""
+    helper = getattr(budgets, "max_utilization", None)
+    if callable(helper):
+        return float(helper(dims))
+    worst = 0.0
+    flat = {k: v for k, v in dims.items() if k != "tags"}
+    for budget in getattr(budgets, "budgets", ()) or ():
+        status = budgets.status(budget.name, **flat)
+        worst = max(worst, float(getattr(status, "utilization", 0) or 0))
+    return worst

@@ -1,0 +1,123 @@
+"""TokenBudgetMiddleware driven by langchain>=1 create_agent and LangChain's fake chat models."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+
+from tests.test_langchain_callbacks import USAGE, FakeAccountant, UsageChatModel
+from tokenward.errors import BudgetExceededError
+from tokenward.langchain import TokenBudgetMiddleware, TokenwardCallbackHandler, tracking
+from tokenward.usage import Usage
+
+
+class EventAccountant(FakeAccountant):
+    def settle(self, run_id, usage, **kw):
+        super().settle(run_id, usage, **kw)
+        u = usage or Usage(input=3, output=4, estimated=True)
+        return SimpleNamespace(usage=u, cost=Decimal("0.0015"), estimated=u.estimated)
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Weather for a city."""
+    return f"sunny in {city}"
+
+
+def agent_model(**kw) -> UsageChatModel:
+    def script():  # fresh message objects each turn (LangChain sets ids on them)
+        for i in range(10):
+            yield AIMessage(content="", tool_calls=[
+                {"name": "get_weather", "args": {"city": "Oslo"}, "id": f"call_{i}"}])
+            yield AIMessage(content="It is sunny in Oslo.")
+
+    return UsageChatModel(messages=script(), usage=dict(USAGE), **kw)
+
+
+def test_agent_calls_are_preflighted_settled_and_totalled_per_thread():
+    acc = EventAccountant()
+    model = agent_model()
+    agent = create_agent(model, tools=[get_weather],
+                         middleware=[TokenBudgetMiddleware(acc, agent="weather-bot")],
+                         checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t1"}, "metadata": {"user_id": "u1"}}
+    out = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]}, config=config)
+    assert out["messages"][-1].content == "It is sunny in Oslo."
+    assert model.counter["calls"] == 2
+    assert len(acc.preflights) == 2 and len(acc.settles) == 2
+    first, second = acc.preflights
+    assert first["model"] == "gpt-4o-mini"
+    assert first["dims"] == {"agent": "weather-bot", "user_id": "u1", "conversation_id": "t1"}
+    assert first["tools"][0]["function"]["name"] == "get_weather"
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "tool"]
+    assert acc.settles[0]["tool_names"] == ("get_weather",)
+    assert acc.settles[1]["tool_names"] == ()
+    assert all(s["usage"] == Usage(input=12, output=5) for s in acc.settles)
+    assert out["tokenward"] == {"calls": 2, "input_tokens": 24, "output_tokens": 10,
+                                "fallbacks": 0, "cost_usd": "0.0030", "estimated": False}
+    # the same thread keeps adding up
+    out = agent.invoke({"messages": [HumanMessage("And tomorrow?")]}, config=config)
+    assert out["tokenward"]["calls"] == 4
+    assert out["tokenward"]["cost_usd"] == "0.0060"
+
+
+def test_denied_budget_stops_the_agent_before_the_model_runs():
+    acc = EventAccountant(deny_users={"u-broke"})
+    model = agent_model()
+    agent = create_agent(model, tools=[get_weather], middleware=[TokenBudgetMiddleware(acc)])
+    with pytest.raises(BudgetExceededError):
+        agent.invoke({"messages": [HumanMessage("hi")]},
+                     config={"metadata": {"user_id": "u-broke"}})
+    assert model.counter["calls"] == 0
+
+
+def test_denied_budget_falls_back_to_cheaper_model():
+    class DenyBigModel(EventAccountant):
+        def preflight(self, run_id, model, **kw):
+            if model == "gpt-4o":
+                raise BudgetExceededError(
+                    "too expensive", budget="daily", scope_key="user_id=u1", unit="usd",
+                    limit=Decimal(1), spent=Decimal(1), reserved=Decimal(0), attempted=Decimal(1))
+            return super().preflight(run_id, model, **kw)
+
+    acc = DenyBigModel()
+    big = agent_model(model_name="gpt-4o")
+    small = agent_model(model_name="gpt-4o-mini")
+    mw = TokenBudgetMiddleware(acc, fallback_model=small)
+    agent = create_agent(big, tools=[get_weather], middleware=[mw])
+    out = agent.invoke({"messages": [HumanMessage("Weather?")]})
+    assert out["messages"][-1].content == "It is sunny in Oslo."
+    assert big.counter["calls"] == 0
+    assert small.counter["calls"] == 2
+    assert [p["model"] for p in acc.preflights] == ["gpt-4o-mini", "gpt-4o-mini"]
+    assert out["tokenward"]["fallbacks"] == 2
+
+
+async def test_async_agent_and_no_double_counting_with_tracking():
+    acc = EventAccountant()
+    model = agent_model()
+    agent = create_agent(model, tools=[get_weather], middleware=[TokenBudgetMiddleware(acc)])
+    with tracking(acc, user_id="u9"):
+        out = await agent.ainvoke({"messages": [HumanMessage("Weather?")]})
+    assert out["messages"][-1].content == "It is sunny in Oslo."
+    # the middleware accounted both calls; the tracking handler skipped them
+    assert len(acc.preflights) == 2 and len(acc.settles) == 2
+    assert all(p["dims"].get("user_id") is None for p in acc.preflights)  # set by accountant's track
+
+
+def test_callback_handler_alone_accounts_an_agent():
+    acc = FakeAccountant()
+    model = agent_model()
+    agent = create_agent(model, tools=[get_weather])
+    agent.invoke({"messages": [HumanMessage("Weather?")]},
+                 config={"callbacks": [TokenwardCallbackHandler(acc)],
+                         "metadata": {"user_id": "u3"}})
+    assert len(acc.settles) == 2
+    assert acc.settles[0]["tool_names"] == ("get_weather",)
+    assert {p["dims"]["user_id"] for p in acc.preflights} == {"u3"}
