@@ -299,6 +299,8 @@ class Budgets:
         now_dt = _now(now)
         now_s = now_dt.timestamp()
         dims = dims or {}
+        if run_id in self._pending:
+            self.release(run_id, now=now_dt)
         applied = self._plan(dims, cost_nanos, tokens, now_dt)
         for a in applied:  # per-request windows: nothing stored, nothing shared
             if a.item is None and a.budget.mode == "hard" and a.amount > a.limit:
