@@ -1,0 +1,277 @@
+"""``BudgetedLLM``: hard budgets that stop a LlamaIndex call before the model runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import LLM
+
+from tokenward.integrations.llama_index import _spans
+from tokenward.integrations.llama_index._common import (
+    max_output_tokens,
+    model_from_llm,
+    resolve_accountant,
+)
+from tokenward.integrations.llama_index._runs import LLMCall, finish_call, start_call
+
+if TYPE_CHECKING:
+    from llama_index.core.tools import BaseTool
+
+    from tokenward.accountant import Accountant
+
+__all__ = ["BudgetedLLM"]
+
+
+class BudgetedLLM(FunctionCallingLLM):
+    """Wraps any LlamaIndex ``LLM`` so every call is preflighted, then settled.
+
+    ``accountant.preflight`` runs **before** the wrapped model is called: when a
+    hard budget says no, ``BudgetExceededError`` is raised and the model is never
+    reached. When the call ends, its usage (from ``response.raw`` /
+    ``additional_kwargs``, or counted and marked estimated) is settled; on error
+    the reservation is released. Works for ``chat``, ``complete``,
+    ``stream_chat``, ``stream_complete``, their async variants and, for
+    function-calling models, ``chat_with_tools`` (agents).
+
+    Use it wherever LlamaIndex takes an LLM::
+
+        Settings.llm = BudgetedLLM(OpenAI(model="gpt-4o-mini"), accountant, agent="rag")
+        index.as_query_engine(llm=BudgetedLLM(llm, accountant))
+
+    Calls made through it are recorded once even when :func:`instrument` is also
+    active for the same accountant (the wrapped model's own events are folded in).
+    """
+
+    llm: SerializeAsAny[LLM] = Field(description="The wrapped LLM.")
+    _accountant: Any = PrivateAttr()
+    _dims: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _model: str | None = PrivateAttr(default=None)
+
+    def __init__(self, llm: LLM, accountant: Accountant | None = None, *, model: str | None = None,
+                 **dims: Any) -> None:
+        super().__init__(
+            llm=llm,
+            callback_manager=llm.callback_manager,
+            system_prompt=llm.system_prompt,
+            messages_to_prompt=llm.messages_to_prompt,
+            completion_to_prompt=llm.completion_to_prompt,
+            pydantic_program_mode=llm.pydantic_program_mode,
+            output_parser=llm.output_parser,
+            query_wrapper_prompt=llm.query_wrapper_prompt,
+        )
+        self._accountant = resolve_accountant(accountant)
+        self._dims = dict(dims)
+        self._model = model
+        _spans.ensure_span_tree()
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "BudgetedLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return self.llm.metadata
+
+    @property
+    def accountant(self) -> Accountant:
+        return self._accountant  # type: ignore[no-any-return]
+
+    def to_payload(self) -> dict[str, Any]:
+        return self.llm.to_payload()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _begin(self, kind: str, kwargs: dict[str, Any], *, messages: Sequence[ChatMessage] | None = None,
+               prompt: str | None = None) -> LLMCall | None:
+        run_id = _spans.current_span() or _new_id()
+        owner = _spans.claimed_ancestor(self._accountant, run_id)
+        if owner is not None and owner[0] != run_id:
+            return None  # nested inside a call this accountant already preflighted
+        return start_call(
+            self._accountant, run_id, self._model or model_from_llm(self.llm), owner=self,
+            messages=messages, prompt=prompt, tools=kwargs.get("tools"),
+            max_output=max_output_tokens(kwargs, self.llm.to_payload()), dims=self._dims,
+            kind=kind, parent_id=_spans.parent_of(run_id), enforce=True,
+        )
+
+    @staticmethod
+    def _fail(call: LLMCall | None, exc: BaseException) -> None:
+        if call is not None:
+            finish_call(call, error=exc)
+
+    @staticmethod
+    def _end(call: LLMCall | None, response: Any) -> None:
+        if call is not None:
+            finish_call(call, response=response)
+
+    def _wrap_gen(self, call: LLMCall | None, gen: Generator[Any, None, None]) -> Generator[Any, None, None]:
+        if call is None:
+            yield from gen
+            return
+        try:
+            for item in gen:
+                call.last_response = item
+                yield item
+        except GeneratorExit:  # consumer stopped early: bill what was streamed
+            finish_call(call, status="cancelled", error="cancelled (stream closed early)",
+                        response=call.last_response)
+            raise
+        except BaseException as exc:
+            finish_call(call, error=exc)
+            raise
+        finish_call(call)
+
+    async def _wrap_agen(self, call: LLMCall | None,
+                         agen: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+        if call is None:
+            async for item in agen:
+                yield item
+            return
+        try:
+            async for item in agen:
+                call.last_response = item
+                yield item
+        except GeneratorExit:
+            finish_call(call, status="cancelled", error="cancelled (stream closed early)",
+                        response=call.last_response)
+            raise
+        except BaseException as exc:
+            finish_call(call, error=exc)
+            raise
+        finish_call(call)
+
+    # ------------------------------------------------------------------ sync
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        call = self._begin("chat", kwargs, messages=messages)
+        try:
+            response = self.llm.chat(messages, **kwargs)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        self._end(call, response)
+        return response
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        call = self._begin("completion", kwargs, prompt=prompt)
+        try:
+            response = self.llm.complete(prompt, formatted=formatted, **kwargs)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        self._end(call, response)
+        return response
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        call = self._begin("chat", kwargs, messages=messages)
+        try:
+            gen = self.llm.stream_chat(messages, **kwargs)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        return self._wrap_gen(call, gen)
+
+    def stream_complete(self, prompt: str, formatted: bool = False,
+                        **kwargs: Any) -> CompletionResponseGen:
+        call = self._begin("completion", kwargs, prompt=prompt)
+        try:
+            gen = self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        return self._wrap_gen(call, gen)
+
+    # ------------------------------------------------------------------ async
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        call = self._begin("chat", kwargs, messages=messages)
+        try:
+            response = await self.llm.achat(messages, **kwargs)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        self._end(call, response)
+        return response
+
+    async def acomplete(self, prompt: str, formatted: bool = False,
+                        **kwargs: Any) -> CompletionResponse:
+        call = self._begin("completion", kwargs, prompt=prompt)
+        try:
+            response = await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        self._end(call, response)
+        return response
+
+    async def astream_chat(self, messages: Sequence[ChatMessage],
+                           **kwargs: Any) -> ChatResponseAsyncGen:
+        call = self._begin("chat", kwargs, messages=messages)
+        try:
+            agen = await self.llm.astream_chat(messages, **kwargs)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        return self._wrap_agen(call, agen)
+
+    async def astream_complete(self, prompt: str, formatted: bool = False,
+                               **kwargs: Any) -> CompletionResponseAsyncGen:
+        call = self._begin("completion", kwargs, prompt=prompt)
+        try:
+            agen = await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        return self._wrap_agen(call, agen)
+
+    # ------------------------------------------------------------------ tools (agents)
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        return self._function_llm()._prepare_chat_with_tools_compat(
+            tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required,
+            **kwargs,
+        )
+
+    def _validate_chat_with_tools_response(self, response: ChatResponse, tools: Sequence[BaseTool],
+                                           allow_parallel_tool_calls: bool = False,
+                                           **kwargs: Any) -> ChatResponse:
+        return self._function_llm()._validate_chat_with_tools_response(
+            response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls, **kwargs)
+
+    def get_tool_calls_from_response(self, response: ChatResponse,
+                                     error_on_no_tool_call: bool = True, **kwargs: Any) -> Any:
+        return self._function_llm().get_tool_calls_from_response(
+            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs)
+
+    def _function_llm(self) -> FunctionCallingLLM:
+        if not isinstance(self.llm, FunctionCallingLLM):
+            raise NotImplementedError(
+                f"{type(self.llm).__name__} is not a function-calling LLM; tool calling is "
+                f"unavailable through BudgetedLLM too"
+            )
+        return self.llm
+
+
+def _new_id() -> str:
+    import uuid
+
+    return f"BudgetedLLM-{uuid.uuid4()}"

@@ -1,0 +1,195 @@
+"""Translation helpers shared by the LlamaIndex adapters.
+
+They only *extract* things from LlamaIndex objects (model names, messages, output
+text, tool names) and hand provider payloads to :meth:`Usage.from_any`; pricing,
+counting and budget decisions stay in the core.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from tokenward.errors import BudgetExceededError, UsageParseError
+from tokenward.messages import Message, ToolCall
+from tokenward.usage import Usage
+
+if TYPE_CHECKING:
+    from tokenward.accountant import Accountant
+
+logger = logging.getLogger("tokenward.integrations.llama_index")
+
+#: keys of ``LLM.to_payload()`` / ``BaseEmbedding.to_dict()`` that name the model, best first
+_MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "engine", "azure_deployment")
+_NO_MODEL = ("", "unknown", "default", None)
+
+
+@contextmanager
+def swallow_internal_errors(what: str = "event") -> Iterator[None]:
+    """Log and swallow a bug in an adapter; a budget denial still propagates."""
+    try:
+        yield
+    except BudgetExceededError:
+        raise
+    except Exception:
+        logger.error("internal error in tokenward (LlamaIndex %s)", what, exc_info=True)
+
+
+def resolve_accountant(accountant: Accountant | None) -> Accountant:
+    if accountant is not None:
+        return accountant
+    from tokenward.accountant import get_default_accountant
+
+    return get_default_accountant()
+
+
+def model_from_dict(model_dict: Mapping[str, Any] | None, default: str | None = None) -> str | None:
+    """Model name from an event's ``model_dict`` (``LLM.to_payload()``), else ``default``."""
+    if model_dict:
+        for key in _MODEL_KEYS:
+            value = model_dict.get(key)
+            if isinstance(value, str) and value not in _NO_MODEL:
+                return value
+    return default
+
+
+def model_from_llm(llm: Any, default: str | None = None) -> str | None:
+    """Model name of a LlamaIndex ``LLM`` (its payload/metadata), else ``default``."""
+    try:
+        payload = llm.to_payload()
+    except Exception:
+        payload = {}
+    name = model_from_dict(payload)
+    if name is None:
+        name = model_from_dict({k: getattr(llm, k, None) for k in _MODEL_KEYS})
+    return name or default
+
+
+def max_output_tokens(kwargs: Mapping[str, Any] | None, model_dict: Mapping[str, Any] | None) -> int | None:
+    """The output cap of a call: the call's ``max_tokens`` kwarg, else the LLM's own setting."""
+    for source in (kwargs or {}, model_dict or {}):
+        for key in ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens"):
+            value = source.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return value
+
+
+def _tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
+    calls: list[ToolCall] = []
+    extra = getattr(message, "additional_kwargs", None) or {}
+    for raw in extra.get("tool_calls") or ():
+        raw = _jsonable(raw)
+        if isinstance(raw, Mapping):
+            calls.append(ToolCall.from_openai(raw))
+        elif hasattr(raw, "tool_name"):  # ToolSelection
+            args = getattr(raw, "tool_kwargs", {})
+            calls.append(ToolCall(id=str(getattr(raw, "tool_id", "") or ""), name=raw.tool_name,
+                                  arguments=args if isinstance(args, str) else json.dumps(args)))
+    for block in getattr(message, "blocks", None) or ():
+        if getattr(block, "block_type", None) == "tool_call":
+            args = block.tool_kwargs
+            calls.append(ToolCall(id=str(block.tool_call_id or ""), name=block.tool_name,
+                                  arguments=args if isinstance(args, str)
+                                  else json.dumps(args, separators=(",", ":"), ensure_ascii=False)))
+    return tuple(calls)
+
+
+def to_message(message: Any) -> Message:
+    """A LlamaIndex ``ChatMessage`` as a core :class:`Message` (the original kept in ``source``)."""
+    role = getattr(message, "role", "user")
+    role = getattr(role, "value", role)
+    extra = getattr(message, "additional_kwargs", None) or {}
+    data: dict[str, Any] = {
+        "role": str(role),
+        "content": message.content or "",
+        "tool_calls": [c.to_openai() for c in _tool_calls_of(message)],
+        "tool_call_id": extra.get("tool_call_id"),
+        "name": extra.get("name"),
+        "id": extra.get("id"),
+    }
+    return replace(Message.from_openai(data), source=message)
+
+
+def to_messages(messages: Sequence[Any] | None) -> list[Message]:
+    return [to_message(m) for m in messages or ()]
+
+
+def tools_to_dicts(tools: Any) -> list[dict[str, Any]] | None:
+    """OpenAI tool schemas for the ``tools`` kwarg of a chat call (``BaseTool`` or dicts)."""
+    if not tools:
+        return None
+    out: list[dict[str, Any]] = []
+    for tool in tools:
+        if isinstance(tool, Mapping):
+            out.append(dict(tool))
+            continue
+        metadata = getattr(tool, "metadata", None)
+        if metadata is not None and hasattr(metadata, "to_openai_tool"):
+            try:
+                out.append(metadata.to_openai_tool(skip_length_check=True))
+            except TypeError:
+                out.append(metadata.to_openai_tool())
+    return out or None
+
+
+def usage_from_response(response: Any) -> Usage | None:
+    """Provider usage of a ``ChatResponse``/``CompletionResponse``, or ``None`` when absent.
+
+    ``response.raw`` is tried first (OpenAI, Anthropic, Gemini... shapes, via
+    ``Usage.from_any``), then ``response.additional_kwargs`` (where several
+    LlamaIndex LLM classes copy ``prompt_tokens``/``completion_tokens``).
+    """
+    if response is None:
+        return None
+    for payload in (getattr(response, "raw", None), getattr(response, "additional_kwargs", None)):
+        if not payload:
+            continue
+        try:
+            usage = Usage.from_any(payload)  # type: ignore[attr-defined]
+        except (UsageParseError, TypeError, ValueError, AttributeError, KeyError):
+            logger.debug("no usage in %r", type(payload).__name__, exc_info=True)
+            continue
+        if usage:
+            return usage
+    return None
+
+
+def response_model(response: Any) -> str | None:
+    """The model name the provider reported in ``response.raw`` (exact snapshot), if any."""
+    raw = getattr(response, "raw", None)
+    if raw is None:
+        return None
+    value = raw.get("model") if isinstance(raw, Mapping) else getattr(raw, "model", None)
+    return value if isinstance(value, str) and value else None
+
+
+def response_text(response: Any) -> str:
+    """The generated text of a chat/completion response (tool-call arguments included)."""
+    if response is None:
+        return ""
+    message = getattr(response, "message", None)
+    if message is not None:
+        text = message.content or ""
+        calls = _tool_calls_of(message)
+        if calls:
+            text += "".join(c.name + c.arguments for c in calls)
+        return text
+    return getattr(response, "text", None) or ""
+
+
+def tool_names(response: Any) -> tuple[str, ...]:
+    message = getattr(response, "message", None)
+    if message is None:
+        return ()
+    return tuple(c.name for c in _tool_calls_of(message))

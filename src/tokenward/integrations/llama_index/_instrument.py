@@ -1,0 +1,284 @@
+"""Usage capture from LlamaIndex's instrumentation dispatcher (``instrument()``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent, EmbeddingStartEvent
+from llama_index.core.instrumentation.events.exception import ExceptionEvent
+from llama_index.core.instrumentation.events.llm import (
+    LLMChatEndEvent,
+    LLMChatInProgressEvent,
+    LLMChatStartEvent,
+    LLMCompletionEndEvent,
+    LLMCompletionInProgressEvent,
+    LLMCompletionStartEvent,
+    LLMPredictEndEvent,
+    LLMPredictStartEvent,
+    LLMStructuredPredictEndEvent,
+    LLMStructuredPredictInProgressEvent,
+    LLMStructuredPredictStartEvent,
+)
+from llama_index.core.instrumentation.events.span import SpanDropEvent
+from pydantic import PrivateAttr
+
+from tokenward.errors import BudgetExceededError
+from tokenward.integrations.llama_index import _spans
+from tokenward.integrations.llama_index._common import (
+    logger,
+    max_output_tokens,
+    model_from_dict,
+    resolve_accountant,
+    swallow_internal_errors,
+)
+from tokenward.integrations.llama_index._runs import (
+    LLMCall,
+    account_embedding,
+    finish_call,
+    start_call,
+)
+
+if TYPE_CHECKING:
+    from tokenward.accountant import Accountant
+
+__all__ = ["TokenwardEventHandler", "InstrumentHandle", "instrument"]
+
+_MAX_RUNS = 10_000
+
+
+class TokenwardEventHandler(BaseEventHandler):
+    """Records every LLM and embedding call LlamaIndex makes into an ``Accountant``.
+
+    Attach it with :func:`instrument` (which also installs the span tracker it
+    needs). One user call is recorded once, keyed by its instrumentation span id:
+    the inner ``complete()`` a ``CustomLLM`` runs for ``chat()`` (and the
+    ``predict()``/``structured_predict()`` wrapper spans) are folded into the
+    outer call, never recorded twice.
+
+    The dispatcher swallows every exception a handler raises, so this handler
+    **cannot** stop a call: a hard budget that denies a call is logged and the
+    call is recorded when it ends. Wrap the model in :class:`BudgetedLLM` to
+    enforce budgets before the provider is called.
+    """
+
+    _accountant: Any = PrivateAttr()
+    _dims: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _default_model: str | None = PrivateAttr(default=None)
+    _calls: OrderedDict[str, LLMCall] = PrivateAttr(default_factory=OrderedDict)
+    _children: dict[str, str] = PrivateAttr(default_factory=dict)
+    _embeddings: dict[str, list[Any]] = PrivateAttr(default_factory=dict)  # [model, t0, open]
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(self, accountant: Accountant | None = None, *, default_model: str | None = None,
+                 **dims: Any) -> None:
+        super().__init__()
+        self._accountant = resolve_accountant(accountant)
+        self._dims = dict(dims)
+        self._default_model = default_model
+        _spans.ensure_span_tree()
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "TokenwardEventHandler"
+
+    @property
+    def accountant(self) -> Accountant:
+        return self._accountant  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ dispatch
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        method = _DISPATCH.get(type(event))
+        if method is None:
+            for cls, candidate in _DISPATCH.items():
+                if isinstance(event, cls):
+                    method = candidate
+                    break
+            else:
+                return
+        with swallow_internal_errors(type(event).__name__):
+            method(self, event)
+
+    # ------------------------------------------------------------------ LLM calls
+    def _on_start(self, event: LLMChatStartEvent | LLMCompletionStartEvent) -> None:
+        span = event.span_id or event.id_
+        owner = _spans.claimed_ancestor(self._accountant, span)
+        if owner is not None:
+            if owner[0] in self._calls:  # the inner call of one of ours: fold it in
+                self._children[span] = owner[0]
+            return
+        is_chat = isinstance(event, LLMChatStartEvent)
+        model = model_from_dict(event.model_dict, self._default_model)
+        call = start_call(
+            self._accountant, span, model, owner=self,
+            messages=event.messages if is_chat else None,
+            prompt=None if is_chat else event.prompt,
+            tools=event.additional_kwargs.get("tools"),
+            max_output=max_output_tokens(event.additional_kwargs, event.model_dict),
+            dims=self._dims, kind="chat" if is_chat else "completion",
+            parent_id=_spans.parent_of(span), enforce=False,
+        )
+        if call is None:
+            return
+        evicted: list[LLMCall] = []
+        with self._lock:
+            self._calls[span] = call
+            while len(self._calls) > _MAX_RUNS:
+                evicted.append(self._calls.popitem(last=False)[1])
+        for old in evicted:
+            finish_call(old, error="abandoned (never finished)")
+
+    def _on_progress(self, event: LLMChatInProgressEvent | LLMCompletionInProgressEvent) -> None:
+        span = event.span_id or ""
+        call = self._calls.get(span)
+        if call is not None:
+            call.last_response = event.response
+            return
+        parent = self._children.get(span)
+        if parent is not None and parent in self._calls:
+            self._calls[parent].child_response = event.response
+
+    def _on_end(self, event: LLMChatEndEvent | LLMCompletionEndEvent) -> None:
+        span = event.span_id or ""
+        parent = self._children.pop(span, None)
+        if parent is not None:
+            call = self._calls.get(parent)
+            if call is not None and event.response is not None:
+                call.child_response = event.response
+            return
+        with self._lock:
+            call = self._calls.pop(span, None)
+        if call is not None:
+            finish_call(call, response=event.response)
+
+    def _on_error(self, event: ExceptionEvent | SpanDropEvent) -> None:
+        span = event.span_id or ""
+        self._children.pop(span, None)
+        self._embeddings.pop(span, None)
+        with self._lock:
+            call = self._calls.pop(span, None)
+        if call is not None:
+            error = getattr(event, "exception", None) or getattr(event, "err_str", "error")
+            finish_call(call, error=error)
+
+    # ------------------------------------------------------------------ embeddings
+    def _on_embedding_start(self, event: EmbeddingStartEvent) -> None:
+        # one span may hold several batches (several start/end pairs, async: all starts first)
+        span = event.span_id or event.id_
+        owner = _spans.owner_of(self._accountant, span)
+        if owner is None:
+            _spans.claim(self._accountant, span, self)
+        elif owner is not self:
+            return  # the legacy handler or another adapter records this one
+        entry = self._embeddings.get(span)
+        if entry is None:
+            self._embeddings[span] = [model_from_dict(event.model_dict, self._default_model),
+                                      time.perf_counter(), 1]
+        else:
+            entry[2] += 1
+
+    def _on_embedding_end(self, event: EmbeddingEndEvent) -> None:
+        span = event.span_id or event.id_
+        entry = self._embeddings.get(span)
+        if entry is None:
+            return
+        entry[2] -= 1
+        if entry[2] <= 0:
+            del self._embeddings[span]
+            _spans.unclaim(self._accountant, span)
+        account_embedding(self._accountant, event.id_, entry[0], event.chunks, dims=self._dims,
+                          parent_id=_spans.parent_of(span),
+                          latency_ms=(time.perf_counter() - entry[1]) * 1000.0)
+
+    def _ignore(self, event: BaseEvent) -> None:
+        """predict / structured-predict events wrap chat/complete calls counted on their own."""
+
+
+_DISPATCH: dict[type, Any] = {
+    LLMChatStartEvent: TokenwardEventHandler._on_start,
+    LLMCompletionStartEvent: TokenwardEventHandler._on_start,
+    LLMChatInProgressEvent: TokenwardEventHandler._on_progress,
+    LLMCompletionInProgressEvent: TokenwardEventHandler._on_progress,
+    LLMChatEndEvent: TokenwardEventHandler._on_end,
+    LLMCompletionEndEvent: TokenwardEventHandler._on_end,
+    ExceptionEvent: TokenwardEventHandler._on_error,
+    SpanDropEvent: TokenwardEventHandler._on_error,
+    EmbeddingStartEvent: TokenwardEventHandler._on_embedding_start,
+    EmbeddingEndEvent: TokenwardEventHandler._on_embedding_end,
+    LLMPredictStartEvent: TokenwardEventHandler._ignore,
+    LLMPredictEndEvent: TokenwardEventHandler._ignore,
+    LLMStructuredPredictStartEvent: TokenwardEventHandler._ignore,
+    LLMStructuredPredictInProgressEvent: TokenwardEventHandler._ignore,
+    LLMStructuredPredictEndEvent: TokenwardEventHandler._ignore,
+}
+
+
+class InstrumentHandle:
+    """What :func:`instrument` returns: the attached handler and a way to remove it."""
+
+    def __init__(self, handler: TokenwardEventHandler) -> None:
+        self.handler = handler
+
+    @property
+    def accountant(self) -> Accountant:
+        return self.handler.accountant
+
+    @property
+    def attached(self) -> bool:
+        return any(h is self.handler for h in get_dispatcher().event_handlers)
+
+    def detach(self) -> None:
+        """Stop recording (idempotent)."""
+        with _instrument_lock:
+            root = get_dispatcher()
+            root.event_handlers = [h for h in root.event_handlers if h is not self.handler]
+            _handles.pop(id(self.handler.accountant), None)
+
+    def __enter__(self) -> InstrumentHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def __repr__(self) -> str:
+        return f"InstrumentHandle(accountant={self.accountant!r}, attached={self.attached})"
+
+
+_instrument_lock = threading.Lock()
+_handles: dict[int, InstrumentHandle] = {}
+
+
+def instrument(accountant: Accountant | None = None, *, default_model: str | None = None,
+               **dims: Any) -> InstrumentHandle:
+    """Record every LlamaIndex LLM and embedding call into ``accountant``.
+
+    Attaches a :class:`TokenwardEventHandler` to the root instrumentation
+    dispatcher, so every query engine, chat engine, agent and index in the
+    process is covered. ``dims`` (``user_id``, ``conversation_id``, ``agent``,
+    ``tags={...}``) apply to every call; per-request dimensions come from
+    ``with tokenward.llama_index.dims(user_id=...)`` blocks around the call.
+    ``default_model`` names the model when an LLM reports none (``MockLLM``).
+
+    Idempotent per accountant: a second call returns the handle already attached
+    (with the new ``dims``/``default_model``). ``handle.detach()`` removes it.
+    This records spending but cannot *stop* a call (LlamaIndex swallows handler
+    exceptions); use :class:`BudgetedLLM` for hard budgets.
+    """
+    acc = resolve_accountant(accountant)
+    with _instrument_lock:
+        handle = _handles.get(id(acc))
+        if handle is not None and handle.attached and handle.accountant is acc:
+            handle.handler._dims = dict(dims)
+            handle.handler._default_model = default_model
+            return handle
+        handler = TokenwardEventHandler(acc, default_model=default_model, **dims)
+        get_dispatcher().add_event_handler(handler)
+        handle = InstrumentHandle(handler)
+        _handles[id(acc)] = handle
+    logger.debug("tokenward: instrumented LlamaIndex for %r", acc)
+    return handle

@@ -1,0 +1,169 @@
+"""Which LLM call owns which span: the bookkeeping that lets every call count once.
+
+LlamaIndex wraps every LLM method in an instrumentation span, and a ``CustomLLM``
+such as ``MockLLM`` implements ``chat()`` by calling ``complete()``: one user call
+emits *two* LLM events (and two legacy ``CBEventType.LLM`` events). Events carry
+only their own ``span_id``; the parent of a span is known to span handlers only.
+
+So this module keeps two small maps:
+
+* ``_SpanTree`` (a ``BaseSpanHandler`` installed once on the root dispatcher)
+  remembers the parent of every *open* span;
+* the claim registry records which spans an adapter is accounting right now, per
+  accountant. An LLM event whose span (or any ancestor span) is already claimed
+  for the same accountant is part of a call someone already counts; it is folded
+  into that call instead of being recorded again. This is what dedupes MockLLM's
+  chat + inner complete, and what keeps ``BudgetedLLM``, ``instrument()`` and the
+  legacy callback handler from double counting when they are combined.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.span import active_span_id
+from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from pydantic import PrivateAttr
+
+__all__ = ["ensure_span_tree", "ancestors", "claim", "unclaim", "claimed_ancestor", "current_span",
+           "owner_of", "parent_of"]
+
+_MAX_DEPTH = 64
+_MAX_CLAIMS = 10_000
+
+
+class _SpanTree(BaseSpanHandler[Any]):
+    """Remembers ``span id -> parent span id`` for open spans (nothing else)."""
+
+    _parents: dict[str, str | None] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "TokenwardSpanTree"
+
+    # The base class would build a span object per span; a dict entry is enough here.
+    def span_enter(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        parent_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._parents[id_] = parent_id
+
+    def span_exit(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
+                  result: Any | None = None, **kwargs: Any) -> None:
+        self._parents.pop(id_, None)
+
+    def span_drop(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
+                  err: BaseException | None = None, **kwargs: Any) -> None:
+        self._parents.pop(id_, None)
+
+    def new_span(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
+                 parent_span_id: str | None = None, tags: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        return None
+
+    def prepare_to_exit_span(self, id_: str, bound_args: inspect.BoundArguments,
+                             instance: Any | None = None, result: Any | None = None,
+                             **kwargs: Any) -> None:
+        return None
+
+    def prepare_to_drop_span(self, id_: str, bound_args: inspect.BoundArguments,
+                             instance: Any | None = None, err: BaseException | None = None,
+                             **kwargs: Any) -> None:
+        return None
+
+    def parent(self, span_id: str) -> str | None:
+        return self._parents.get(span_id)
+
+
+_install_lock = threading.Lock()
+_tree: _SpanTree | None = None
+
+
+def ensure_span_tree() -> _SpanTree:
+    """Install the span-parent tracker on the root dispatcher (once per process)."""
+    global _tree
+    if _tree is not None:
+        return _tree
+    with _install_lock:
+        if _tree is None:
+            root = get_dispatcher()
+            for handler in root.span_handlers:
+                if isinstance(handler, _SpanTree):
+                    _tree = handler
+                    break
+            else:
+                tree = _SpanTree()
+                root.add_span_handler(tree)
+                _tree = tree
+    return _tree
+
+
+def current_span() -> str | None:
+    """The id of the innermost open instrumentation span in this context."""
+    return active_span_id.get()
+
+
+def ancestors(span_id: str | None) -> Iterator[str]:
+    """``span_id`` itself, then its parent, grandparent... (open spans only)."""
+    tree = ensure_span_tree()
+    depth = 0
+    while span_id is not None and depth < _MAX_DEPTH:
+        yield span_id
+        span_id = tree.parent(span_id)
+        depth += 1
+
+
+# ----------------------------------------------------------------------------- claims
+_claims_lock = threading.Lock()
+_claims: OrderedDict[tuple[int, str], object] = OrderedDict()
+
+
+def claim(accountant: object, span_id: str, owner: object) -> bool:
+    """Mark ``span_id`` as accounted by ``owner`` for ``accountant``; False if already taken."""
+    key = (id(accountant), span_id)
+    with _claims_lock:
+        if key in _claims:
+            return False
+        _claims[key] = owner
+        while len(_claims) > _MAX_CLAIMS:  # calls never finished (abandoned streams)
+            _claims.popitem(last=False)
+    return True
+
+
+def unclaim(accountant: object, span_id: str) -> None:
+    with _claims_lock:
+        _claims.pop((id(accountant), span_id), None)
+
+
+def owner_of(accountant: object, span_id: str | None) -> object | None:
+    """The adapter that claimed exactly ``span_id`` for ``accountant``, if any."""
+    if span_id is None:
+        return None
+    return _claims.get((id(accountant), span_id))
+
+
+def claimed_ancestor(accountant: object, span_id: str | None) -> tuple[str, object] | None:
+    """``(span, owner)`` of the nearest claimed span among ``span_id`` and its ancestors."""
+    acc = id(accountant)
+    for span in ancestors(span_id):
+        owner = _claims.get((acc, span))
+        if owner is not None:
+            return span, owner
+    return None
+
+
+def parent_of(span_id: str | None) -> str | None:
+    """The parent of an open span (``None`` at the root or when unknown)."""
+    if span_id is None:
+        return None
+    return ensure_span_tree().parent(span_id)
