@@ -72,11 +72,6 @@ def _candidates(name: str) -> list[str]:
     return out
 
 
-def _bare(name: str) -> str:
-    """Name without provider path prefix (``gemini/gemini-2.5-pro`` -> ``gemini-2.5-pro``)."""
-    return normalize_name(name).rsplit("/", 1)[-1]
-
-
 class Catalog:
     """A registry of :class:`ModelInfo` with forgiving, cached name resolution.
 
@@ -147,9 +142,11 @@ class Catalog:
         self._index[key] = key
         for alias in info.aliases:
             self._index[normalize_name(alias)] = key
+        # weaker keys: the name without provider prefix / snapshot suffix, so that a catalog keyed
+        # by dated or prefixed names (LiteLLM) still answers "claude-sonnet-4-5" or "gemini-2.5-pro"
         for form in (info.name, *info.aliases):
-            bare = _bare(form)
-            self._weak.setdefault(bare, key)
+            for simpler in _candidates(form)[1:]:
+                self._weak.setdefault(simpler, key)
         self._cache.clear()
 
     def _lookup(self, name: str) -> str | None:

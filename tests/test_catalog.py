@@ -1,0 +1,345 @@
+"""Model catalog: shipped data integrity, name resolution, overrides, LiteLLM import."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tokenward.catalog import Catalog, ModelInfo, Prices, PriceTier, default_catalog
+from tokenward.errors import ConfigurationError, UnknownModelError
+
+DATA = Path(__file__).resolve().parents[1] / "src" / "tokenward" / "catalog" / "data" / "models.json"
+
+
+@pytest.fixture()
+def catalog() -> Catalog:
+    return Catalog.default()
+
+
+# ------------------------------------------------------------------ shipped data integrity
+def test_models_json_integrity() -> None:
+    raw = json.loads(DATA.read_text())
+    entries = raw["models"]
+    assert len(entries) >= 40
+    names = set()
+    for e in entries:
+        assert e["source"].startswith("https://"), e["name"]
+        date.fromisoformat(e["as_of"])
+        assert isinstance(e["context_window"], int) and e["context_window"] > 0, e["name"]
+        assert Decimal(e["prices"]["input"]) > 0, e["name"]
+        if e["mode"] == "chat":
+            assert Decimal(e["prices"]["output"]) > 0, e["name"]
+        for value in e["prices"].values():
+            assert isinstance(value, str), f"{e['name']}: prices must be decimal strings"
+        thresholds = [t["above_input_tokens"] for t in e["tiers"]]
+        assert thresholds == sorted(set(thresholds)), e["name"]
+        for t in e["tiers"]:
+            # a higher tier never costs less than the base
+            assert Decimal(t["prices"]["input"]) >= Decimal(e["prices"]["input"]), e["name"]
+        if e["provider"] == "openai":
+            assert e["tokenizer"] in ("o200k_base", "cl100k_base"), e["name"]
+        else:
+            assert e["tokenizer"] is None, e["name"]
+        assert e["name"].lower() not in names
+        names.add(e["name"].lower())
+
+
+def test_required_families_are_covered(catalog: Catalog) -> None:
+    for name in [
+        "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o1-mini", "o3", "o3-mini",
+        "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4-turbo", "gpt-4", "gpt-3.5-turbo",
+        "text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002",
+        "claude-3-haiku", "claude-3-5-haiku", "claude-3-5-sonnet", "claude-3-7-sonnet", "claude-sonnet-4",
+        "claude-sonnet-4-5", "claude-opus-4", "claude-opus-4-1", "claude-haiku-4-5", "claude-opus-4-5",
+        "gemini-1.5-pro", "gemini-1.5-flash", "gemini-2.0-flash", "gemini-2.0-flash-lite", "gemini-2.5-pro",
+        "gemini-2.5-flash", "gemini-2.5-flash-lite", "mistral-large-latest", "mistral-small-2506",
+        "codestral-latest", "deepseek-chat", "deepseek-reasoner", "llama-3.3-70b-versatile",
+    ]:
+        assert name in catalog, name
+
+
+def test_anthropic_cache_price_ratios(catalog: Catalog) -> None:
+    for info in catalog.models(provider="anthropic"):
+        for p in [info.prices, *(t.prices for t in info.tiers)]:
+            assert p.cache_write_5m == p.input * Decimal("1.25"), info.name
+            assert p.cache_write_1h == p.input * 2, info.name
+            assert p.cache_read == p.input * Decimal("0.1"), info.name
+        assert info.batch_discount == Decimal("0.5")
+
+
+def test_openai_has_no_cache_write_price(catalog: Catalog) -> None:
+    info = catalog.get("gpt-4o")
+    assert info.prices.cache_write_5m is None and info.prices.cache_write_1h is None
+    assert info.prices.cache_read == Decimal("1.25")
+
+
+def test_known_figures(catalog: Catalog) -> None:
+    assert catalog.get("gpt-4o-mini").prices == Prices(input="0.15", output="0.60", cache_read="0.075")
+    assert catalog.get("gpt-4o-2024-05-13").prices.input == Decimal("5")
+    assert catalog.get("gpt-4o-2024-05-13").prices.output == Decimal("15")
+    sonnet = catalog.get("claude-sonnet-4-5")
+    assert [t.above_input_tokens for t in sonnet.tiers] == [200000]
+    assert sonnet.prices_for(200_000) == sonnet.prices
+    long = sonnet.prices_for(200_001)
+    assert (long.input, long.output, long.cache_write_5m, long.cache_write_1h, long.cache_read) == (
+        Decimal("6"), Decimal("22.5"), Decimal("7.5"), Decimal("12"), Decimal("0.6"))
+    assert catalog.get("gemini-1.5-pro").tiers[0].above_input_tokens == 128000
+    assert catalog.get("gemini-2.5-pro").prices_for(250_000).output == Decimal("15")
+
+
+def test_default_catalog_is_a_singleton_and_threadsafe() -> None:
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(default_catalog())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(c is seen[0] for c in seen)
+    assert seen[0] is default_catalog()
+
+
+# ------------------------------------------------------------------ name resolution
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("gpt-4o", "gpt-4o"),
+        ("GPT-4o", "gpt-4o"),
+        ("openai/gpt-4o", "gpt-4o"),
+        ("azure/gpt-4o", "gpt-4o"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-2024-11-20", "gpt-4o"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("openai/gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
+        ("gpt-4.1-mini-2025-04-14", "gpt-4.1-mini"),
+        ("o3-mini-2025-01-31", "o3-mini"),
+        ("gpt-4-0613", "gpt-4"),
+        ("azure/gpt-35-turbo", "gpt-3.5-turbo"),
+        ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
+        ("claude-3-5-sonnet-latest", "claude-3-5-sonnet"),
+        ("anthropic/claude-sonnet-4-20250514", "claude-sonnet-4"),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", "claude-3-5-sonnet"),
+        ("anthropic.claude-3-haiku-20240307-v1:0", "claude-3-haiku"),
+        ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", "claude-3-7-sonnet"),
+        ("vertex_ai/claude-3-5-sonnet-v2@20241022", "claude-3-5-sonnet"),
+        ("vertex_ai/claude-opus-4-1@20250805", "claude-opus-4-1"),
+        ("gemini/gemini-2.5-pro", "gemini-2.5-pro"),
+        ("models/gemini-1.5-pro-002", "gemini-1.5-pro"),
+        ("vertex_ai/gemini-2.0-flash-001", "gemini-2.0-flash"),
+        ("gemini-2.0-flash-lite", "gemini-2.0-flash-lite"),
+        ("mistral/mistral-large-latest", "mistral-large-2512"),
+        ("deepseek/deepseek-chat", "deepseek-chat"),
+        ("groq/llama-3.3-70b-versatile", "llama-3.3-70b-versatile"),
+        ("bedrock/meta.llama3-3-70b-instruct-v1:0", "meta.llama3-3-70b-instruct"),
+    ],
+)
+def test_resolution(catalog: Catalog, query: str, expected: str) -> None:
+    assert catalog.resolve(query) == expected
+    assert catalog.get(query).name == expected
+
+
+def test_mini_snapshot_never_resolves_to_parent(catalog: Catalog) -> None:
+    assert catalog.get("gpt-4o-mini-2024-07-18").prices.input == Decimal("0.15")
+    assert catalog.get("gpt-4.1-nano-2025-04-14").prices.input == Decimal("0.10")
+
+
+def test_unknown_model_lists_close_matches(catalog: Catalog) -> None:
+    with pytest.raises(UnknownModelError) as info:
+        catalog.get("claude-sonet-4")
+    assert info.value.model == "claude-sonet-4"
+    assert "claude-sonnet-4" in info.value.suggestions
+    assert isinstance(info.value, KeyError)
+    assert "claude-sonnet-4" in str(info.value)
+    assert catalog.find("claude-sonet-4") is None
+    assert "claude-sonet-4" not in catalog
+    # differently-priced old snapshots are not guessed from the family name
+    assert catalog.find("gpt-3.5-turbo-1106") is None
+
+
+def test_fallback_is_explicit() -> None:
+    cat = Catalog.default()
+    with pytest.raises(UnknownModelError):
+        cat.get("my-private-model")
+    with_fallback = Catalog(Catalog.default().models(), fallback="gpt-4o-mini")
+    assert with_fallback.get("my-private-model").name == "gpt-4o-mini"
+    assert with_fallback.find("my-private-model") is None
+    with pytest.raises(UnknownModelError):
+        Catalog(Catalog.default().models(), fallback="no-such-model")
+
+
+def _custom(name: str = "acme-llm", **kw) -> ModelInfo:
+    return ModelInfo(
+        name=name, provider="acme", context_window=32000, max_output=4096,
+        prices=Prices(input="1", output="2"), aliases=kw.pop("aliases", ("acme",)), as_of=date(2026, 1, 1),
+        source="https://acme.example/pricing", **kw,
+    )
+
+
+def test_register_custom_model_and_cache_invalidation(catalog: Catalog) -> None:
+    assert catalog.find("acme/acme-llm-2026-01-01") is None  # cached miss...
+    catalog.register(_custom())
+    assert catalog.get("acme/acme-llm-2026-01-01").name == "acme-llm"  # ...is invalidated
+    assert catalog.get("ACME").name == "acme-llm"
+    assert [m.name for m in catalog.models(provider="acme")] == ["acme-llm"]
+    assert [m.name for m in catalog.models(search="acme")] == ["acme-llm"]
+
+
+def test_override_prices(catalog: Catalog) -> None:
+    new = catalog.override("openai/gpt-4o", input="2.00", output=Decimal("8"))
+    assert new.name == "gpt-4o"
+    assert catalog.get("gpt-4o-2024-08-06").prices.input == Decimal("2.00")
+    assert catalog.get("gpt-4o").prices.output == Decimal(8)
+    assert catalog.get("gpt-4o").prices.cache_read == Decimal("1.25")  # untouched
+    assert "overridden" in catalog.get("gpt-4o").notes
+    # the shipped default singleton is not affected by a separate catalog
+    assert default_catalog().get("gpt-4o").prices.input == Decimal("2.50")
+    with pytest.raises(ConfigurationError):
+        catalog.override("gpt-4o", inptu="1")
+    with pytest.raises(UnknownModelError):
+        catalog.override("nope-model", input="1")
+    custom = catalog.override("nope-model", input="1", output="3", context_window=8000)
+    assert catalog.get("nope-model") == custom and custom.provider == "custom"
+
+
+def test_model_info_validation() -> None:
+    with pytest.raises(ValueError):
+        Prices(input="-1", output="1")
+    with pytest.raises(ValueError):
+        _custom(batch_discount=Decimal("1.5"))
+    info = _custom(tiers=(PriceTier(500, Prices(input="3", output="4")), PriceTier(100, Prices(input="2", output="3"))))
+    assert [t.above_input_tokens for t in info.tiers] == [100, 500]
+    assert info.prices_for(100).input == 1
+    assert info.prices_for(101).input == 2
+    assert info.prices_for(10_000).input == 3
+
+
+# ------------------------------------------------------------------ models.json validation
+def _write(tmp_path: Path, models: list) -> Path:
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps({"models": models}))
+    return path
+
+
+def _entry(**kw):
+    e = {"name": "m", "provider": "p", "context_window": 1000, "max_output": None,
+         "prices": {"input": "1", "output": "2"}, "as_of": "2026-01-01", "source": "https://x.example"}
+    e.update(kw)
+    return e
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"context_window": 0}, "context_window"),
+        ({"source": "somewhere"}, "source"),
+        ({"as_of": "yesterday"}, "as_of"),
+        ({"prices": {"input": 1.5, "output": "2"}}, "float"),
+        ({"prices": {"input": "1"}}, "output"),
+        ({"prices": {"input": "1", "output": "2", "cache_wirte": "1"}}, "cache_wirte"),
+        ({"tiers": [{"above_input_tokens": 200, "prices": {"input": "1", "output": "2"}},
+                    {"above_input_tokens": 100, "prices": {"input": "1", "output": "2"}}]}, "ascending"),
+        ({"tokenizer": "gpt2"}, "tokenizer"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_invalid_models_json_is_rejected_clearly(tmp_path: Path, bad: dict, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Catalog.from_json(_write(tmp_path, [_entry(**bad)]))
+    assert message in str(info.value)
+    assert "'m'" in str(info.value)  # names the model
+
+
+def test_duplicate_alias_is_rejected(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_entry(name="a", aliases=["x"]), _entry(name="b", aliases=["X"])])
+    with pytest.raises(ConfigurationError, match="'X'"):
+        Catalog.from_json(path)
+
+
+def test_broken_json_file(tmp_path: Path) -> None:
+    path = tmp_path / "models.json"
+    path.write_text("{not json")
+    with pytest.raises(ConfigurationError, match="not valid JSON"):
+        Catalog.from_json(path)
+
+
+def test_to_dict_round_trip(tmp_path: Path, catalog: Catalog) -> None:
+    dumped = [m.to_dict() for m in catalog.models()]
+    path = tmp_path / "copy.json"
+    path.write_text(json.dumps({"models": dumped}))
+    again = Catalog.from_json(path)
+    assert again.models() == catalog.models()
+
+
+# ------------------------------------------------------------------ LiteLLM import
+LITELLM = {
+    "sample_spec": {"input_cost_per_token": 0.0, "mode": "one of ..."},
+    "gpt-4o-mini": {
+        "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07, "cache_read_input_token_cost": 7.5e-08,
+        "input_cost_per_token_batches": 7.5e-08, "output_cost_per_token_batches": 3e-07,
+        "litellm_provider": "openai", "max_input_tokens": 128000, "max_output_tokens": 16384, "mode": "chat",
+    },
+    "claude-sonnet-4-5-20250929": {
+        "input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05,
+        "cache_creation_input_token_cost": 3.75e-06, "cache_creation_input_token_cost_above_1hr": 6e-06,
+        "cache_read_input_token_cost": 3e-07,
+        "input_cost_per_token_above_200k_tokens": 6e-06, "output_cost_per_token_above_200k_tokens": 2.25e-05,
+        "cache_creation_input_token_cost_above_200k_tokens": 7.5e-06,
+        "cache_read_input_token_cost_above_200k_tokens": 6e-07,
+        "litellm_provider": "anthropic", "max_input_tokens": 200000, "max_output_tokens": 64000, "mode": "chat",
+    },
+    "gemini/gemini-2.5-flash": {
+        "input_cost_per_token": 3e-07, "output_cost_per_token": 2.5e-06, "input_cost_per_audio_token": 1e-06,
+        "output_cost_per_reasoning_token": 2.5e-06, "litellm_provider": "gemini",
+        "max_input_tokens": 1048576, "max_output_tokens": 65535, "mode": "chat",
+    },
+    "text-embedding-3-small": {
+        "input_cost_per_token": 2e-08, "output_cost_per_token": 0.0, "litellm_provider": "openai",
+        "max_input_tokens": 8191, "max_tokens": 8191, "mode": "embedding",
+    },
+    "dall-e-3": {"litellm_provider": "openai", "mode": "image_generation", "output_cost_per_image": 0.04},
+    "no-context": {"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06, "mode": "chat"},
+}
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+def test_from_litellm(tmp_path: Path, as_file: bool) -> None:
+    if as_file:
+        path = tmp_path / "model_prices_and_context_window.json"
+        path.write_text(json.dumps(LITELLM))
+        cat = Catalog.from_litellm(path)
+        assert cat.get("gpt-4o-mini").source.startswith("file:")
+    else:
+        cat = Catalog.from_litellm(LITELLM)
+    assert len(cat) == 4  # sample_spec, image model and the entry without a context size skipped
+    mini = cat.get("openai/gpt-4o-mini-2024-07-18")
+    assert mini.prices == Prices(input=Decimal("0.15"), output=Decimal("0.6"), cache_read=Decimal("0.075"))
+    assert str(mini.prices.input) == "0.15"  # exact, no binary float residue
+    assert mini.batch_discount == Decimal("0.5")
+    assert mini.tokenizer == "o200k_base" and mini.context_window == 128000 and mini.max_output == 16384
+    sonnet = cat.get("claude-sonnet-4-5")
+    assert sonnet.prices.cache_write_5m == Decimal("3.75") and sonnet.prices.cache_write_1h == Decimal("6")
+    (tier,) = sonnet.tiers
+    assert tier.above_input_tokens == 200000
+    assert (tier.prices.input, tier.prices.output, tier.prices.cache_write_5m, tier.prices.cache_read) == (
+        Decimal("6"), Decimal("22.5"), Decimal("7.5"), Decimal("0.6"))
+    assert tier.prices.cache_write_1h == Decimal("6")  # not given for the tier -> base price kept
+    flash = cat.get("gemini-2.5-flash")  # "gemini/" key found without its prefix
+    assert flash.prices.audio_input == Decimal("1") and flash.prices.reasoning == Decimal("2.5")
+    assert flash.tokenizer is None
+    emb = cat.get("text-embedding-3-small")
+    assert emb.mode == "embedding" and emb.prices.input == Decimal("0.02")
+
+
+def test_litellm_catalog_can_extend_default(catalog: Catalog) -> None:
+    before = len(catalog)
+    catalog.extend(Catalog.from_litellm({"acme-chat": {
+        "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_tokens": 4096,
+        "litellm_provider": "acme", "mode": "chat"}}))
+    assert len(catalog) == before + 1
+    assert catalog.get("acme-chat").prices.output == Decimal("2")
