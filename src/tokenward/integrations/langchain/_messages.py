@@ -185,14 +185,17 @@ def langchain_counter(token_counter: Any) -> Any:
 
             return per_list(lambda ms: count_tokens_approximately(ms))
         try:
+            from tokenward.catalog import default_catalog
             from tokenward.counting import get_counter
 
-            return get_counter(token_counter)
-        except Exception:
-            raise ValueError(
+            if default_catalog().find(token_counter) is not None:
+                return get_counter(token_counter)
+        except ImportError:  # pragma: no cover - counting/catalog not installed
+            pass
+        raise ValueError(
                 f"Invalid token_counter shortcut {token_counter!r}. Available shortcuts: "
                 f"'approximate' (or a model name known to tokenward)."
-            ) from None
+            )
     if hasattr(token_counter, "count_message") and hasattr(token_counter, "count_messages"):
         return token_counter
     if hasattr(token_counter, "get_num_tokens_from_messages"):

@@ -1,0 +1,272 @@
+"""Resolve the ``counter`` argument of the context functions.
+
+A counter may be:
+
+* a ``TokenCounter`` (``tokenward.counting``): ``count_message`` per message, plus the
+  constant chat overhead (reply priming) that ``count_messages`` adds once;
+* a model name: ``tokenward.counting.get_counter(model)`` (imported lazily);
+* a per-message callable ``(message) -> int``;
+* a list callable ``(list[message]) -> int``, like LangChain's ``token_counter``.
+
+Per-message and list callables are told apart by, in order: an explicit mark
+(:func:`per_message` / :func:`per_list`), the first parameter's annotation (resolved
+even when it is a string under ``from __future__ import annotations``: ``list[...]``,
+``Sequence[...]``, ``Iterable[...]`` mean a list counter, anything else a per-message
+counter), and for unannotated callables a probe: the callable is first called with a
+one-message list (LangChain's convention); if that raises ``TypeError``,
+``AttributeError``, ``KeyError`` or ``IndexError`` it is called with the message itself.
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import inspect
+import typing
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tokenward.errors import ConfigurationError
+
+__all__ = ["per_message", "per_list", "cached_counter"]
+
+_KIND_ATTR = "__tokenward_counter_kind__"
+_LIST_ORIGINS = (list, tuple, cabc.Sequence, cabc.Iterable, cabc.Collection, cabc.MutableSequence)
+_LIST_PREFIXES = ("list", "List", "Sequence", "Iterable", "Collection", "tuple", "Tuple",
+                  "typing.List", "typing.Sequence", "typing.Iterable", "collections.abc.")
+
+
+def per_message(fn: Callable[[Any], int]) -> Callable[[Any], int]:
+    """Mark ``fn`` as a per-message counter (``message -> int``) and return it."""
+    try:
+        setattr(fn, _KIND_ATTR, "message")
+    except (AttributeError, TypeError):
+        return _Marked(fn, "message")
+    return fn
+
+
+def per_list(fn: Callable[[list[Any]], int]) -> Callable[[list[Any]], int]:
+    """Mark ``fn`` as a list counter (``list[message] -> int``, not assumed additive)."""
+    try:
+        setattr(fn, _KIND_ATTR, "list")
+    except (AttributeError, TypeError):
+        return _Marked(fn, "list")
+    return fn
+
+
+class _Marked:
+    __slots__ = ("fn", _KIND_ATTR)
+
+    def __init__(self, fn: Callable[..., int], kind: str) -> None:
+        self.fn = fn
+        setattr(self, _KIND_ATTR, kind)
+
+    def __call__(self, arg: Any) -> int:
+        return self.fn(arg)
+
+
+def cached_counter(fn: Callable[[Any], int], maxsize: int = 65536) -> Callable[[Any], int]:
+    """Wrap a per-message counter with an LRU cache keyed by message content.
+
+    The key is (role/type, content, name, tool_call_id, tool calls), so a message that
+    is re-created with the same content hits the cache. Use it when the same history is
+    trimmed repeatedly with a plain callable (``TokenCounter`` objects cache already).
+    """
+    cache: OrderedDict[Any, int] = OrderedDict()
+
+    def counted(message: Any) -> int:
+        key = message_key(message)
+        try:
+            value = cache[key]
+        except KeyError:
+            value = fn(message)
+            cache[key] = value
+            if len(cache) > maxsize:
+                cache.popitem(last=False)
+            return value
+        except TypeError:  # unhashable key part: do not cache
+            return fn(message)
+        return value
+
+    setattr(counted, _KIND_ATTR, "message")
+    counted.cache = cache  # type: ignore[attr-defined]
+    return counted
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    if isinstance(value, Mapping):
+        return tuple((k, _freeze(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return repr(value)
+
+
+def message_key(message: Any) -> Any:
+    """A hashable key for a message's counted content (core ``Message``, dict or framework)."""
+    if isinstance(message, Mapping):
+        get = message.get
+        role, content = get("role"), get("content")
+        name, tcid, calls = get("name"), get("tool_call_id"), get("tool_calls")
+    else:
+        role = getattr(message, "role", None) or getattr(message, "type", None)
+        content = getattr(message, "content", None)
+        name = getattr(message, "name", None)
+        tcid = getattr(message, "tool_call_id", None)
+        calls = getattr(message, "tool_calls", None)
+    if not isinstance(content, str):
+        content = _freeze(content)
+    if calls:
+        calls = _freeze(calls) if not isinstance(calls, tuple) else calls
+    else:
+        calls = None
+    return (type(message).__name__, role, content, name, tcid, calls)
+
+
+def _annotation_kind(fn: Callable[..., Any]) -> str | None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    params = [p for p in sig.parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    if not params:
+        return None
+    param = params[0]
+    ann = param.annotation
+    if ann is inspect.Parameter.empty:
+        return None
+    if isinstance(ann, str):
+        target = getattr(fn, "__call__", fn) if not inspect.isfunction(fn) else fn
+        try:
+            hints = typing.get_type_hints(target)
+            ann = hints.get(param.name, ann)
+        except Exception:  # unresolvable forward reference: read the string
+            pass
+    if isinstance(ann, str):
+        text = ann.strip().strip("'\"")
+        return "list" if text.startswith(_LIST_PREFIXES) else "message"
+    origin = typing.get_origin(ann)
+    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+        kinds = {"list" if (typing.get_origin(a) or a) in _LIST_ORIGINS else "message"
+                 for a in typing.get_args(ann) if a is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    if origin is not None:
+        return "list" if origin in _LIST_ORIGINS else "message"
+    if ann in _LIST_ORIGINS:
+        return "list"
+    if isinstance(ann, type):
+        return "message"
+    return None
+
+
+def counter_kind(fn: Callable[..., Any]) -> str | None:
+    """``"message"``, ``"list"`` or ``None`` (unknown: decide by probing)."""
+    kind = getattr(fn, _KIND_ATTR, None)
+    if kind in ("message", "list"):
+        return kind
+    return _annotation_kind(fn)
+
+
+_PROBE_ERRORS = (TypeError, AttributeError, KeyError, IndexError)
+
+
+class MessageCounts:
+    """Counts for one trim call: per-index cache, list counting, constant overhead.
+
+    ``additive`` is True for per-message counters (the total of a list is the sum of
+    its messages plus ``overhead``); list counters are called on whole lists.
+    """
+
+    __slots__ = ("items", "additive", "overhead", "_one_fn", "_list_fn", "_cache", "calls")
+
+    def __init__(self, items: typing.Sequence[Any], counter: Any, *,
+                 to_message: Callable[[Any], Any] | None = None) -> None:
+        self.items = items
+        self.overhead = 0
+        self.calls = 0
+        self._cache: dict[int, int] = {}
+        self._one_fn: Callable[[Any], int] | None = None
+        self._list_fn: Callable[[list[Any]], int] | None = None
+        if counter is None:
+            raise ConfigurationError(
+                "no token counter given: pass counter=<model name>, a TokenCounter "
+                "(tokenward.counting.get_counter('gpt-4o')) or a callable"
+            )
+        if isinstance(counter, str):
+            from tokenward.counting import get_counter  # lazy: parallel module
+
+            counter = get_counter(counter)
+        if hasattr(counter, "count_message") and hasattr(counter, "count_messages"):
+            tc = counter
+            conv = to_message or (lambda m: m)
+            self._one_fn = lambda m: tc.count_message(conv(m))
+            if items:
+                first = conv(items[0])
+                try:
+                    self.overhead = max(0, tc.count_messages([first]) - tc.count_message(first))
+                except Exception:  # pragma: no cover - defensive: a partial counter
+                    self.overhead = 0
+            self.additive = True
+            return
+        if not callable(counter):
+            raise ConfigurationError(
+                f"counter must be a model name, a TokenCounter or a callable; got "
+                f"{type(counter).__name__}"
+            )
+        kind = counter_kind(counter)
+        if kind is None and items:
+            kind = self._probe(counter, items[0])
+        if kind == "message":
+            self._one_fn = counter
+            self.additive = True
+        else:
+            self._list_fn = counter
+            self.additive = False
+
+    def _probe(self, fn: Callable[..., int], first: Any) -> str:
+        try:
+            value = fn([first])
+        except _PROBE_ERRORS as list_error:
+            try:
+                value = fn(first)
+            except Exception:
+                raise list_error from None
+            self._cache[0] = int(value)
+            return "message"
+        if not isinstance(value, int):
+            raise ConfigurationError(
+                f"token counter returned {type(value).__name__}, expected int"
+            )
+        return "list"
+
+    def one(self, i: int) -> int:
+        """Tokens of ``items[i]`` alone (cached for this call)."""
+        try:
+            return self._cache[i]
+        except KeyError:
+            pass
+        if self._one_fn is not None:
+            value = self._one_fn(self.items[i])
+        else:
+            value = self._list_fn([self.items[i]])  # type: ignore[misc]
+        self.calls += 1
+        self._cache[i] = value
+        return value
+
+    def single(self, item: Any) -> int:
+        """Tokens of a message that is not in ``items`` (a truncated copy, a summary)."""
+        self.calls += 1
+        if self._one_fn is not None:
+            return self._one_fn(item)
+        return self._list_fn([item])  # type: ignore[misc]
+
+    def of(self, items: list[Any]) -> int:
+        """Tokens of a whole list, counted the way the counter counts lists."""
+        if self._list_fn is not None:
+            self.calls += 1
+            return self._list_fn(items)
+        assert self._one_fn is not None
+        self.calls += len(items)
+        return sum(self._one_fn(m) for m in items) + self.overhead

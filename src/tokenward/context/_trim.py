@@ -1,0 +1,534 @@
+"""Trim a chat history to a token budget.
+
+The algorithm works on any message type through a small :class:`MessageOps` table, so
+the LangChain adapter trims ``BaseMessage`` lists without converting them (and its
+counter sees the original objects), while :func:`trim_history` works on
+:class:`tokenward.messages.Message`.
+
+How it decides (same results as ``langchain_core.messages.trim_messages`` for every
+option both have, see the differences below):
+
+* ``strategy="last"``: trailing messages that do not match ``end_on`` are removed, the
+  system message (index 0) is set aside when ``include_system``, pinned messages are
+  set aside, then *groups* are taken from the end while they fit. A group is one
+  message, or, with ``keep_tool_pairs``, an assistant message with tool calls plus the
+  tool messages that follow it. With a per-message counter the walk stops at the first
+  group that does not fit, so only the kept messages and one more are counted, each
+  once. With a list counter (not assumed additive) the longest fitting suffix is found
+  by binary search over group boundaries, counting whole lists in forward order, like
+  LangChain does over messages.
+* ``allow_partial``: the first group that did not fit, if it is a single message, is
+  cut: content blocks are dropped one at a time from the far side, then the first
+  text block is cut with ``text_splitter`` (binary search on the number of pieces).
+* ``start_on`` (last) / ``end_on`` (first): whole groups are dropped from the open
+  side of the window until its first / last message matches.
+* ``strategy="first"``: the same from the start.
+
+Differences from ``trim_messages`` (only where it is wrong or where we add options):
+
+* tool groups are never split (upstream tests for issue #29637 require this; released
+  langchain-core 1.7 can return a ToolMessage without the AI message that called it);
+* the counter always receives messages in conversation order, and a partial message is
+  counted exactly as it will be sent (1.7 counts reversed lists and, for
+  ``strategy="last"`` partial text, the pieces joined in reverse order);
+* pinned messages, a summarizer, and ``overflow="raise"`` (the default):
+  ``ContextBudgetError`` when the system and pinned messages alone exceed the budget
+  (``trim_messages`` returns the system message anyway, as ``overflow="keep"`` does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tokenward.context._counters import MessageCounts
+from tokenward.errors import ConfigurationError, ContextBudgetError
+from tokenward.messages import Message
+
+__all__ = ["trim_history", "MessageOps", "trim_items", "default_text_splitter"]
+
+_ROLE_ALIASES = {
+    "human": "user", "ai": "assistant", "user": "user", "assistant": "assistant",
+    "system": "system", "developer": "developer", "tool": "tool", "function": "function",
+}
+_DEFAULT: Any = object()
+_MAX_SUMMARY_ROUNDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOps:
+    """How the trimming algorithm looks at one kind of message object."""
+
+    is_system: Callable[[Any], bool]
+    is_tool: Callable[[Any], bool]
+    has_tool_calls: Callable[[Any], bool]
+    content: Callable[[Any], Any]
+    with_content: Callable[[Any, Any], Any]
+    make_summary: Callable[[Any], Any]
+
+
+def default_text_splitter(text: str) -> list[str]:
+    """Split on newlines, keeping each newline at the end of its piece."""
+    splits = text.split("\n")
+    return [s + "\n" for s in splits[:-1]] + splits[-1:]
+
+
+def _summary_message(value: Any) -> Message:
+    if isinstance(value, Message):
+        return value
+    if isinstance(value, str):
+        return Message(role="user", content=value)
+    return Message.from_openai(value)
+
+
+CORE_OPS = MessageOps(
+    is_system=lambda m: m.role in ("system", "developer"),
+    is_tool=lambda m: m.role == "tool",
+    has_tool_calls=lambda m: m.role == "assistant" and bool(m.tool_calls),
+    content=lambda m: m.content,
+    with_content=lambda m, c: dataclasses.replace(m, content=c),
+    make_summary=_summary_message,
+)
+
+
+def _role_predicate(spec: Any) -> Callable[[Message], bool] | None:
+    if spec is None:
+        return None
+    if callable(spec) and not isinstance(spec, str | type):
+        return spec
+    specs = [spec] if isinstance(spec, str | type) else list(spec)
+    roles: set[str] = set()
+    preds: list[Callable[[Message], bool]] = []
+    for s in specs:
+        if isinstance(s, str):
+            roles.add(_ROLE_ALIASES.get(s, s))
+        elif callable(s) and not isinstance(s, type):
+            preds.append(s)
+        else:
+            raise ConfigurationError(
+                f"start_on/end_on must be role names ('human', 'ai', 'system', 'tool'...) "
+                f"or a predicate; got {s!r}"
+            )
+
+    def match(m: Message) -> bool:
+        return m.role in roles or any(p(m) for p in preds)
+
+    return match
+
+
+def _pinned_indices(items: Sequence[Any], pinned: Any) -> set[int]:
+    n = len(items)
+    if pinned is None:
+        return set()
+    if callable(pinned):
+        return {i for i, m in enumerate(items) if pinned(m)}
+    out: set[int] = set()
+    for p in pinned:
+        if not isinstance(p, int) or isinstance(p, bool):
+            raise ConfigurationError(f"pinned must hold message indices or be a predicate; got {p!r}")
+        if not -n <= p < n:
+            raise ConfigurationError(f"pinned index {p} is out of range for {n} messages")
+        out.add(p % n)
+    return out
+
+
+def _resolve_splitter(text_splitter: Any) -> Callable[[str], list[str]]:
+    if text_splitter is None:
+        return default_text_splitter
+    split_text = getattr(text_splitter, "split_text", None)
+    if callable(split_text):
+        return split_text
+    if callable(text_splitter):
+        return text_splitter
+    raise ConfigurationError("text_splitter must be a callable str -> list[str] or have .split_text()")
+
+
+class _Trim:
+    """One trim computation over ``items`` (indices into the original list)."""
+
+    def __init__(self, items: Sequence[Any], counts: MessageCounts, ops: MessageOps, *,
+                 strategy: str, include_system: bool, start_on: Any, end_on: Any,
+                 allow_partial: bool, splitter: Callable[[str], list[str]],
+                 keep_pairs: bool, pinned: set[int], overflow: str) -> None:
+        self.items = items
+        self.n = len(items)
+        self.c = counts
+        self.ops = ops
+        self.strategy = strategy
+        self.include_system = include_system
+        self.start_on = start_on
+        self.end_on = end_on
+        self.allow_partial = allow_partial
+        self.splitter = splitter
+        self.keep_pairs = keep_pairs
+        self.pinned_raw = pinned
+        self.overflow = overflow
+        self._tool: dict[int, bool] = {}
+        self._calls: dict[int, bool] = {}
+
+    # -- groups ---------------------------------------------------------------------
+    def is_tool(self, i: int) -> bool:
+        v = self._tool.get(i)
+        if v is None:
+            v = self._tool[i] = bool(self.ops.is_tool(self.items[i]))
+        return v
+
+    def calls(self, i: int) -> bool:
+        v = self._calls.get(i)
+        if v is None:
+            v = self._calls[i] = bool(self.ops.has_tool_calls(self.items[i]))
+        return v
+
+    def back(self, j: int, lo: int) -> int:
+        """Start of the group that ends at ``j`` (groups never reach below ``lo``)."""
+        if not self.keep_pairs or not self.is_tool(j):
+            return j
+        k = j
+        while k - 1 >= lo and self.is_tool(k - 1):
+            k -= 1
+        if k - 1 >= lo and self.calls(k - 1):
+            return k - 1
+        return j
+
+    def fwd(self, i: int, hi: int) -> int:
+        """End of the group that starts at ``i``."""
+        if not self.keep_pairs or not self.calls(i):
+            return i
+        e = i
+        while e + 1 < hi and self.is_tool(e + 1):
+            e += 1
+        return e
+
+    def group_of(self, p: int) -> range:
+        if not self.keep_pairs:
+            return range(p, p + 1)
+        if self.is_tool(p):
+            k = p
+            while k - 1 >= 0 and self.is_tool(k - 1):
+                k -= 1
+            if k - 1 >= 0 and self.calls(k - 1):
+                return range(k - 1, self.fwd(k - 1, self.n) + 1)
+            return range(p, p + 1)
+        return range(p, self.fwd(p, self.n) + 1)
+
+    # -- main -----------------------------------------------------------------------
+    def run(self, reserve: int = 0) -> tuple[list[int], dict[int, Any]]:
+        """Return kept indices (sorted) and replacement items for cut messages."""
+        n = self.n
+        if n == 0:
+            return [], {}
+        last = self.strategy == "last"
+        lo, hi = 0, n
+        if last and self.end_on is not None:
+            while hi > 0:
+                if self.end_on(self.items[hi - 1]):
+                    break
+                hi = self.back(hi - 1, 0)
+        sys_idx: int | None = None
+        if last and self.include_system and hi > 0 and self.ops.is_system(self.items[0]):
+            sys_idx, lo = 0, 1
+        pinned: set[int] = set()
+        for p in self.pinned_raw:
+            if p != sys_idx:
+                pinned.update(self.group_of(p))
+        pinned.discard(sys_idx)  # type: ignore[arg-type]
+        if hi == 0 and not pinned:
+            return [], {}
+
+        c = self.c
+        additive = c.additive
+        fixed = sorted(pinned | ({sys_idx} if sys_idx is not None else set()))
+        if additive:
+            sys_t = c.one(sys_idx) if sys_idx is not None else 0
+            pin_t = sum(c.one(p) for p in pinned)
+            need = sys_t + pin_t + c.overhead + reserve
+        else:
+            sys_t = c.of([self.items[sys_idx]]) if sys_idx is not None else 0
+            pin_t = c.of([self.items[p] for p in sorted(pinned)]) if pinned else 0
+            need = sys_t + pin_t + reserve
+        if need > self.max_tokens:
+            if self.overflow == "raise":
+                raise ContextBudgetError(
+                    f"the messages that must be kept need {need} tokens (system {sys_t}, "
+                    f"pinned {pin_t}, overhead/summary {need - sys_t - pin_t}) but "
+                    f"max_tokens={self.max_tokens}. Raise max_tokens, shorten the system "
+                    f"prompt, unpin messages, or pass overflow='keep' to keep them anyway "
+                    f"(LangChain trim_messages behaviour)."
+                )
+        # window budget
+        if additive:
+            budget = max(0, self.max_tokens - need)
+        else:
+            budget = max(0, self.max_tokens - sys_t - reserve)
+
+        def candidates() -> Iterator[tuple[int, int]]:
+            if last:
+                j = hi - 1
+                while j >= lo:
+                    s = self.back(j, lo)
+                    if not (pinned and any(k in pinned for k in range(s, j + 1))):
+                        yield (s, j)
+                    j = s - 1
+            else:
+                i = lo
+                while i < hi:
+                    e = self.fwd(i, hi)
+                    if not (pinned and any(k in pinned for k in range(i, e + 1))):
+                        yield (i, e)
+                    i = e + 1
+
+        def assemble(groups: Iterable[tuple[int, int]], extra: dict[int, Any] | None = None) -> list[Any]:
+            idx = set(pinned)
+            for s, e in groups:
+                idx.update(range(s, e + 1))
+            if extra:
+                idx.update(extra)
+            return [extra[i] if extra and i in extra else self.items[i] for i in sorted(idx)]
+
+        taken: list[tuple[int, int]] = []
+        stop: tuple[int, int] | None = None
+        used = 0
+        if additive:
+            for g in candidates():
+                cost = 0
+                for k in range(g[0], g[1] + 1):
+                    cost += c.one(k)
+                if used + cost > budget:
+                    stop = g
+                    break
+                used += cost
+                taken.append(g)
+        else:
+            cands = list(candidates())
+            m = len(cands)
+            if c.of(assemble(cands)) <= budget:
+                k = m
+            else:
+                left, right = 0, m
+                for _ in range(m.bit_length()):
+                    if left >= right:
+                        break
+                    mid = (left + right + 1) // 2
+                    if c.of(assemble(cands[:mid])) <= budget:
+                        left = mid
+                    else:
+                        right = mid - 1
+                k = left
+            taken = cands[:k]
+            stop = cands[k] if k < m else None
+
+        replaced: dict[int, Any] = {}
+        if self.allow_partial and stop is not None and stop[0] == stop[1]:
+            part = self._partial(stop[0], taken, used, budget, assemble)
+            if part is not None:
+                replaced[stop[0]] = part
+                taken.append(stop)
+
+        # window in conversation order
+        window = sorted(taken)
+        if last and self.start_on is not None:
+            while window:
+                s = window[0][0]
+                if self.start_on(replaced.get(s, self.items[s])):
+                    break
+                window.pop(0)
+        if not last and self.end_on is not None:
+            while window:
+                e = window[-1][1]
+                if self.end_on(replaced.get(e, self.items[e])):
+                    break
+                window.pop()
+        kept = set(fixed)
+        for s, e in window:
+            kept.update(range(s, e + 1))
+        return sorted(kept), {i: v for i, v in replaced.items() if i in kept}
+
+    def _partial(self, i: int, taken: list[tuple[int, int]], used: int, budget: int,
+                 assemble: Callable[..., list[Any]]) -> Any:
+        c, ops = self.c, self.ops
+        x = self.items[i]
+        rev = self.strategy == "last"
+        content = ops.content(x)
+        text: str | None = None
+        if isinstance(content, list | tuple):
+            blocks = list(content)
+            if rev:
+                blocks.reverse()
+            for _ in range(1, len(blocks)):
+                blocks = blocks[:-1]
+                trial = ops.with_content(x, blocks[::-1] if rev else list(blocks))
+                if c.additive:
+                    ok = used + c.single(trial) <= budget
+                else:
+                    ok = c.of(assemble(taken, {i: trial})) <= budget
+                if ok:
+                    return trial
+            for block in blocks:
+                if isinstance(block, str):
+                    text = block
+                    break
+                if isinstance(block, dict) and block.get("type") == "text":
+                    text = block.get("text")
+                    break
+        elif isinstance(content, str):
+            text = content
+        if not text:
+            return None
+        pieces = list(self.splitter(text))
+        if rev:
+            pieces.reverse()
+        base = used if c.additive else c.of(assemble(taken))
+        left, right = 0, len(pieces)
+        for _ in range(len(pieces).bit_length()):
+            if left >= right:
+                break
+            mid = (left + right + 1) // 2
+            chosen = pieces[:mid]
+            trial = ops.with_content(x, "".join(chosen[::-1] if rev else chosen))
+            if base + c.single(trial) <= budget:
+                left = mid
+            else:
+                right = mid - 1
+        if left == 0:
+            return None
+        chosen = pieces[:left]
+        return ops.with_content(x, "".join(chosen[::-1] if rev else chosen))
+
+
+def trim_items(items: Sequence[Any], max_tokens: int, counts: MessageCounts, ops: MessageOps, *,
+               strategy: str = "last", include_system: bool = False, start_on: Any = None,
+               end_on: Any = None, allow_partial: bool = False, text_splitter: Any = None,
+               keep_tool_pairs: bool = True, pinned: Any = None,
+               summarizer: Callable[[list[Any]], Any] | None = None,
+               overflow: str = "raise") -> list[Any]:
+    """The algorithm behind :func:`trim_history`, on any message type (see ``MessageOps``).
+
+    ``start_on`` / ``end_on`` / ``pinned`` (when callable) are predicates on ``items``.
+    """
+    if strategy not in ("first", "last"):
+        raise ConfigurationError(f"Unrecognized strategy={strategy!r}. Supported strategies are 'last' and 'first'.")
+    if start_on and strategy == "first":
+        raise ConfigurationError("start_on parameter is only valid with strategy='last'")
+    if include_system and strategy == "first":
+        raise ConfigurationError("include_system parameter is only valid with strategy='last'")
+    if overflow not in ("raise", "keep"):
+        raise ConfigurationError(f"overflow must be 'raise' or 'keep'; got {overflow!r}")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
+        raise ConfigurationError(f"max_tokens must be an int >= 0; got {max_tokens!r}")
+    t = _Trim(items, counts, ops, strategy=strategy, include_system=include_system,
+              start_on=start_on, end_on=end_on, allow_partial=allow_partial,
+              splitter=_resolve_splitter(text_splitter), keep_pairs=keep_tool_pairs,
+              pinned=_pinned_indices(items, pinned), overflow=overflow)
+    t.max_tokens = max_tokens  # type: ignore[attr-defined]
+    kept, replaced = t.run()
+    if summarizer is not None:
+        reserve = 0
+        for _ in range(_MAX_SUMMARY_ROUNDS):
+            kept_set = set(kept)
+            dropped = [i for i in range(len(items)) if i not in kept_set]
+            if not dropped:
+                break
+            summary = ops.make_summary(summarizer([items[i] for i in dropped]))
+            cost = counts.single(summary)
+            if cost <= reserve:
+                at = sum(1 for i in kept if i < dropped[0])
+                out = [replaced.get(i, items[i]) for i in kept]
+                out.insert(at, summary)
+                return out
+            reserve = cost
+            kept, replaced = t.run(reserve)
+        else:
+            raise ContextBudgetError(
+                f"the summary does not fit: the summarizer returned {cost} tokens after "
+                f"{_MAX_SUMMARY_ROUNDS} rounds with max_tokens={max_tokens}. Make the "
+                f"summarizer shorter or raise max_tokens."
+            )
+    return [replaced.get(i, items[i]) for i in kept]
+
+
+def trim_history(
+    messages: Sequence[Message | dict[str, Any]],
+    max_tokens: int,
+    counter: Any = None,
+    *,
+    strategy: Literal["last", "first"] = "last",
+    include_system: bool = _DEFAULT,
+    start_on: Any = _DEFAULT,
+    end_on: Any = None,
+    allow_partial: bool = False,
+    text_splitter: Callable[[str], list[str]] | Any = None,
+    keep_tool_pairs: bool = True,
+    pinned: Iterable[int] | Callable[[Message], bool] | None = None,
+    summarizer: Callable[[list[Message]], Message | str] | None = None,
+    overflow: Literal["raise", "keep"] = "raise",
+) -> list[Message]:
+    """Trim a chat history to at most ``max_tokens`` tokens.
+
+    Args:
+        messages: :class:`~tokenward.Message` objects or OpenAI-style dicts.
+        max_tokens: the budget for the returned messages (system and pinned included).
+        counter: a model name (``"gpt-4o"``), a ``TokenCounter``, a per-message callable
+            ``Message -> int`` or a list callable ``list[Message] -> int`` (see
+            :func:`tokenward.context.per_message` to mark an ambiguous one).
+        strategy: ``"last"`` keeps the newest messages, ``"first"`` the oldest.
+        include_system: keep a system message at index 0 (default: True for "last";
+            only valid with "last").
+        start_on: for "last", drop messages from the start of the kept window until one
+            matches: a role (``"human"``/``"user"``, ``"ai"``/``"assistant"``, ``"tool"``,
+            ``"system"``), a list of roles, or a predicate. Default ``"human"`` for
+            "last"; pass ``None`` to disable.
+        end_on: drop messages from the end (for "last": before trimming; for "first":
+            after) until one matches.
+        allow_partial: cut the first message that does not fit (content blocks, then
+            text pieces from ``text_splitter``; default: split on newlines).
+        keep_tool_pairs: never separate an assistant message with tool calls from the
+            tool messages that answer it: the whole group is kept or dropped.
+        pinned: indices or a predicate; those messages (and their tool groups) are
+            always kept and counted against the budget.
+        summarizer: called with the dropped messages; its result (a Message or a
+            string, which becomes a user message) is inserted where the dropped span
+            was and counted against the budget (the window is re-trimmed to make room).
+        overflow: when the system + pinned messages alone exceed ``max_tokens``:
+            ``"raise"`` a :class:`~tokenward.ContextBudgetError`, or ``"keep"`` them
+            and return nothing else (what ``trim_messages`` does with a system message).
+
+    Returns:
+        The kept messages in their original order (the same objects; a cut message is a
+        copy with new content and the same ``id``/``source``).
+
+    With a ``TokenCounter`` the budget also covers the constant reply-priming tokens the
+    chat format adds once, so ``counter.count_messages(result) <= max_tokens``.
+    """
+    items = [m if isinstance(m, Message) else Message.from_openai(m) for m in messages]
+    last = strategy == "last"
+    if include_system is _DEFAULT:
+        include_system = last
+    if start_on is _DEFAULT:
+        start_on = "human" if last else None
+    counts = MessageCounts(items, counter)
+    return trim_items(
+        items, max_tokens, counts, CORE_OPS, strategy=strategy, include_system=include_system,
+        start_on=_role_predicate(start_on), end_on=_role_predicate(end_on),
+        allow_partial=allow_partial, text_splitter=text_splitter,
+        keep_tool_pairs=keep_tool_pairs, pinned=pinned, summarizer=summarizer,
+        overflow=overflow,
+    )
+
+
+def group_boundaries(items: Sequence[Any], ops: MessageOps = CORE_OPS) -> list[int]:
+    """Start index of every trimming group, plus ``len(items)``.
+
+    A group is one message, or an assistant message with tool calls followed by the
+    tool messages that answer it (they are kept or dropped together).
+    """
+    t = _Trim(items, None, ops, strategy="first", include_system=False,  # type: ignore[arg-type]
+              start_on=None, end_on=None, allow_partial=False, splitter=default_text_splitter,
+              keep_pairs=True, pinned=set(), overflow="keep")
+    out, i = [], 0
+    while i < len(items):
+        out.append(i)
+        i = t.fwd(i, len(items)) + 1
+    out.append(len(items))
+    return out
