@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import uuid
+from types import SimpleNamespace
 from decimal import Decimal
 from typing import Any
 
@@ -29,19 +30,6 @@ from tokenward.usage import Usage
 
 
 # --------------------------------------------------------------------------- fakes
-if not hasattr(Usage, "from_langchain"):  # TEMPORARY until the usage parsers land
-    def _from_lc(cls, d):
-        return cls(input=d.get("input_tokens", 0), output=d.get("output_tokens", 0))
-
-    def _from_any(cls, d):
-        if "input_tokens" in d:
-            return _from_lc(cls, d)
-        return cls(input=d.get("prompt_tokens", 0), output=d.get("completion_tokens", 0))
-
-    Usage.from_langchain = classmethod(_from_lc)
-    Usage.from_any = classmethod(_from_any)
-
-
 class FakeAccountant:
     """Records the adapter's calls exactly as the Accountant contract receives them."""
 
@@ -69,6 +57,11 @@ class FakeAccountant:
     def release(self, run_id, **kw):
         with self._lock:
             self.releases.append({"run_id": run_id, **kw})
+
+    def track(self, **dims):
+        from contextlib import nullcontext
+
+        return nullcontext(SimpleNamespace(dims=dims))
 
 
 class UsageChatModel(GenericFakeChatModel):
@@ -382,7 +375,7 @@ def test_tracking_attaches_to_nested_chains_and_tools():
     model = make_model("ok")
     inner = ChatPromptTemplate.from_messages([("human", "{q}")]) | model
     outer = RunnableLambda(lambda q: inner.invoke({"q": q})) | RunnableLambda(lambda m: m.content)
-    with tracking(acc, user_id="u1", tags={"env": "test"}) as handler:
+    with tracking(acc, user_id="u1", tags={"env": "test"}):
         assert outer.invoke("deep") == "ok"
         double.invoke({"x": 2})
         with tracking(conversation_id="c2"):  # inherits accountant and dims
@@ -393,7 +386,18 @@ def test_tracking_attaches_to_nested_chains_and_tools():
         {"user_id": "u-meta", "conversation_id": "c2", "tags": {"env": "test"}},
     ]
     assert len(acc.settles) == 2
-    assert handler.tool_runs == {"double": 1}
+
+
+def test_tool_runs_are_counted():
+    @tool
+    def double(x: int) -> int:
+        """Double x."""
+        return 2 * x
+
+    handler = TokenwardCallbackHandler(FakeAccountant())
+    double.invoke({"x": 2}, config={"callbacks": [handler]})
+    double.invoke({"x": 3}, config={"callbacks": [handler]})
+    assert handler.tool_runs == {"double": 2}
 
 
 async def test_tracking_in_async_code():

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
     from langchain_core.outputs import LLMResult
 
-    from tokenward.accountant import Accountant
+    from tokenward.accountant import Accountant, Tracker
 
 __all__ = ["TokenwardCallbackHandler", "AsyncTokenwardCallbackHandler", "tracking"]
 
@@ -388,32 +388,42 @@ def tracking(
     *,
     default_model: str | None = None,
     **dims: Any,
-) -> Iterator[TokenwardCallbackHandler]:
-    """Account every LangChain model call made inside the block.
+) -> Iterator[Tracker]:
+    """Account every LangChain model call made inside the block; yields live totals.
 
-    ``with tracking(accountant, user_id="u1"): chain.invoke(...)`` attaches one
-    :class:`TokenwardCallbackHandler` to every run started in the block, however
-    deeply nested (chains, agents, tools, threads LangChain starts). Run metadata
-    still overrides the dimensions given here. Nested blocks inherit the outer
-    block's dimensions and accountant unless they pass their own; the innermost
-    block's handler is the only one attached, so nothing is counted twice.
+    ::
 
-    Yields the handler (its ``tool_runs`` and ``pending_runs`` are live).
+        with tracking(accountant, user_id="u1") as t:
+            chain.invoke(...)          # any depth: chains, agents, tools, threads
+        print(t.calls, t.usage.total, t.cost)
+
+    One :class:`TokenwardCallbackHandler` is attached to every run started in the
+    block, however deeply nested (LangChain's ``register_configure_hook``, the
+    mechanism behind ``get_usage_metadata_callback``), and ``accountant.track(**dims)``
+    is entered, so the dimensions also apply to calls accounted by other adapters
+    (e.g. :class:`TokenBudgetMiddleware`). Run metadata still overrides them. Nested
+    blocks inherit the outer accountant and dimensions; only the innermost handler is
+    attached, so nothing is counted twice, and outer trackers include inner calls.
+
+    Yields the accountant's :class:`~tokenward.accountant.Tracker` (``calls``,
+    ``errors``, ``usage``, ``cost``, ``estimated``, ``events``).
     """
     outer = _tracking_handler.get()
+    given = {k: v for k, v in dims.items() if v is not None}
     if outer is not None:
-        merged = {**outer.dims, **{k: v for k, v in dims.items() if v is not None}}
-        if "tags" in outer.dims and "tags" in dims and dims["tags"]:
-            merged["tags"] = {**outer.dims["tags"], **dims["tags"]}
-        handler = TokenwardCallbackHandler(
-            accountant if accountant is not None else outer.accountant,
-            default_model=default_model or outer.default_model,
-            **merged,
-        )
+        merged = {**outer.dims, **given}
+        if outer.dims.get("tags") and given.get("tags"):
+            merged["tags"] = {**outer.dims["tags"], **given["tags"]}
+        acc = accountant if accountant is not None else outer.accountant
+        default_model = default_model or outer.default_model
     else:
-        handler = TokenwardCallbackHandler(accountant, default_model=default_model, **dims)
+        merged = given
+        acc = accountant if accountant is not None else _default_accountant()
+    handler = TokenwardCallbackHandler(acc, default_model=default_model, **merged)
+    tracker = acc.track(**given)
     token = _tracking_handler.set(handler)
     try:
-        yield handler
+        with tracker:
+            yield tracker
     finally:
         _tracking_handler.reset(token)
