@@ -1,0 +1,388 @@
+"""Report data and its table / JSON / CSV renderings (used by ``tokenward report`` and the demo).
+
+:func:`build_report` queries a ledger once and returns a plain :class:`ReportData`
+(totals, rows grouped by the requested dimensions, per-model rows, a daily series,
+analytics). Renderers only format that object, so other formats (HTML) can reuse it:
+``render(data, "table" | "json" | "csv")``; :func:`report_dict` is the JSON-ready form.
+
+Analytics are derived from ledger aggregates; every money figure that needs prices
+(cache savings, cache-write break-even) goes through :func:`tokenward.cost.cost`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tokenward.catalog import Catalog
+    from tokenward.ledger import LedgerStore
+
+__all__ = ["ReportData", "build_report", "render", "report_dict", "rows_csv", "FORMATS", "GROUP_KEYS"]
+
+#: Output formats the renderers here support.
+FORMATS = ("table", "json", "csv")
+#: Dimensions a report can be grouped by (plus ``tag:<key>``).
+GROUP_KEYS = (
+    "model",
+    "provider",
+    "user_id",
+    "conversation_id",
+    "session_id",
+    "agent",
+    "status",
+    "kind",
+)
+_TOKEN_FIELDS = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "reasoning",
+    "audio_input",
+    "audio_output",
+    "image_input",
+)
+_MILLION = 1_000_000
+
+
+def valid_group_key(key: str) -> bool:
+    """True for a dimension :func:`build_report` can group by."""
+    return key in GROUP_KEYS or (key.startswith("tag:") and len(key) > 4)
+
+
+@dataclass
+class ReportData:
+    """Everything a report shows, as plain data (``SummaryRow`` objects from the ledger)."""
+
+    source: str
+    since: datetime | None
+    until: datetime | None
+    by: tuple[str, ...]
+    where: dict[str, str]
+    generated_at: datetime
+    totals: Any | None  # SummaryRow, or None when the range has no event
+    rows: list[Any]
+    models: list[Any]
+    daily: list[Any]
+    analytics: dict[str, Any] = field(default_factory=dict)
+
+
+def _q(value: Decimal, places: int = 6) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def build_report(
+    ledger: LedgerStore,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    by: Sequence[str] = ("model",),
+    where: Mapping[str, str] | None = None,
+    source: str = "",
+    catalog: Catalog | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReportData:
+    """Query ``ledger`` and compute the report (``progress(step)`` is called per query)."""
+    step = progress or (lambda _s: None)
+    where_d = dict(where or {})
+    by_t = tuple(by)
+    now = datetime.now(timezone.utc)
+    step("totals")
+    total_rows = ledger.summary(since=since, until=until, by=(), where=where_d)
+    totals = total_rows[0] if total_rows else None
+    step(f"by {','.join(by_t) or 'all'}")
+    rows = ledger.summary(since=since, until=until, by=by_t, where=where_d) if by_t else total_rows
+    step("by model")
+    models = ledger.summary(since=since, until=until, by=("model",), where=where_d)
+    step("daily series")
+    daily = ledger.timeseries("day", since=since, until=until, where=where_d)
+    step("analytics")
+    data = ReportData(
+        source=source,
+        since=since,
+        until=until,
+        by=by_t,
+        where=where_d,
+        generated_at=now,
+        totals=totals,
+        rows=rows,
+        models=models,
+        daily=daily,
+    )
+    data.analytics = _analytics(ledger, data, catalog, now)
+    return data
+
+
+def _analytics(ledger: LedgerStore, data: ReportData, catalog: Catalog | None,
+               now: datetime) -> dict[str, Any]:
+    """Derived figures, from the ledger's analytics helpers (one place for the maths)."""
+    from tokenward.ledger import UsageStats, cache_report, peak_hour, trend
+
+    totals = data.totals
+    if totals is None or not totals.calls:
+        return {"calls": 0}
+    stats = UsageStats.from_row(totals)
+    out: dict[str, Any] = {
+        "calls": stats.calls,
+        "success_rate": stats.success_rate,
+        "error_rate": _ratio(totals.errors + totals.cancelled, totals.calls),
+        "estimated_share": stats.estimated_share,
+        "avg_cost_per_call": None if stats.avg_cost_per_call is None
+        else _q(stats.avg_cost_per_call, 9),
+        "avg_input_per_call": stats.avg_input_per_call,
+        "avg_output_per_call": stats.avg_output_per_call,
+        "input_output_ratio": stats.input_output_ratio,
+        "avg_latency_ms": stats.avg_latency_ms,
+        "cache_hit_rate": stats.cache_hit_rate,
+        "reasoning_share_of_output": _ratio(totals.reasoning, totals.output),
+        "tool_calls": totals.tool_calls,
+    }
+    where = data.where or None
+    cache = cache_report(ledger, data.since, data.until, where, catalog=catalog)
+    out["cache_savings_usd"] = _q(cache.read_savings, 6)
+    out["cache_write_premium_usd"] = _q(cache.write_premium, 6)
+    out["cache_net_savings_usd"] = _q(cache.net_savings, 6)
+    out["cache_write_break_even_reads"] = {
+        r.model: (None if r.break_even_reads is None else math.ceil(r.break_even_reads))
+        for r in cache.per_model
+        if r.cache_write_5m or r.cache_write_1h
+    }
+    if cache.unpriced_models:
+        out["unpriced_models"] = list(cache.unpriced_models)
+    peak = peak_hour(ledger, data.since, data.until, where, metric="cost")
+    if peak is not None:
+        out["peak_hour_utc"] = peak.hour
+        out["peak_hour_cost"] = _q(Decimal(peak.value))
+        out["peak_hour_share"] = peak.share
+    out["trend_cost_pct"] = None
+    if data.since is not None:
+        end = data.until or now
+        if end > data.since:
+            t = trend(ledger, end - data.since, "cost", now=end, where=where)
+            out["trend_cost_pct"] = None if t.change_pct is None else round(t.change_pct * 100, 1)
+            out["previous_period_cost"] = _q(Decimal(t.previous))
+    return out
+
+
+# ----------------------------------------------------------------------------- plain data
+def _row_dict(row: Any) -> dict[str, Any]:
+    d: dict[str, Any] = dict(row.dims)
+    d.update(
+        calls=row.calls,
+        errors=row.errors,
+        cancelled=row.cancelled,
+        estimated=row.estimated,
+    )
+    for f in _TOKEN_FIELDS:
+        d[f] = getattr(row, f)
+    d["total_tokens"] = row.tokens
+    d["tool_calls"] = row.tool_calls
+    d["cost"] = str(row.cost)
+    avg = row.avg_latency_ms
+    d["avg_latency_ms"] = None if avg is None else round(avg, 3)
+    if row.bucket is not None:
+        d["bucket"] = row.bucket.isoformat()
+    return d
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def report_dict(data: ReportData) -> dict[str, Any]:
+    """The report as JSON-ready data (money as decimal strings)."""
+    return {
+        "source": data.source,
+        "since": data.since.isoformat() if data.since else None,
+        "until": data.until.isoformat() if data.until else None,
+        "generated_at": data.generated_at.isoformat(),
+        "by": list(data.by),
+        "where": dict(data.where),
+        "totals": _row_dict(data.totals) if data.totals else None,
+        "rows": [_row_dict(r) for r in data.rows],
+        "models": [_row_dict(r) for r in data.models],
+        "daily": [_row_dict(r) for r in data.daily],
+        "analytics": _jsonable(data.analytics),
+    }
+
+
+def rows_csv(data: ReportData) -> str:
+    """The grouped rows as CSV (one header line, one line per group)."""
+    buf = io.StringIO()
+    dims = list(data.by)
+    cols = [*dims, "calls", "errors", "cancelled", "estimated", *_TOKEN_FIELDS, "total_tokens",
+            "tool_calls", "cost", "avg_latency_ms"]
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in data.rows:
+        d = _row_dict(row)
+        for k in dims:
+            d[k] = "" if d.get(k) is None else d[k]
+        writer.writerow(d)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- rich tables
+def _money(value: Decimal, places: int = 4) -> str:
+    return f"${_q(value, places)}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _period(data: ReportData) -> str:
+    lo = data.since.strftime("%Y-%m-%d %H:%M") if data.since else "beginning"
+    hi = data.until.strftime("%Y-%m-%d %H:%M") if data.until else "now"
+    return f"{lo} -> {hi} UTC"
+
+
+def tables(data: ReportData) -> list[Any]:
+    """The rich renderables of the table report (for reuse by other front ends)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out: list[Any] = []
+    head = f"tokenward report  {_period(data)}"
+    if data.source:
+        head += f"  ({data.source})"
+    if data.where:
+        head += "  where " + ", ".join(f"{k}={v}" for k, v in data.where.items())
+    out.append(Text(head, style="bold"))
+    t = data.totals
+    if t is None:
+        out.append(Text("No events in this period."))
+        return out
+
+    totals = Table(title="Totals", title_justify="left")
+    for col in ("calls", "errors", "input", "cache read", "cache write", "output", "reasoning",
+                "tool calls", "cost"):
+        totals.add_column(col, justify="right")
+    totals.add_row(
+        _n(t.calls), _n(t.errors + t.cancelled), _n(t.input), _n(t.cache_read),
+        _n(t.cache_write), _n(t.output), _n(t.reasoning), _n(t.tool_calls), _money(t.cost),
+    )
+    out.append(totals)
+
+    if data.by:
+        grouped = Table(title=f"By {', '.join(data.by)}", title_justify="left")
+        for d in data.by:
+            grouped.add_column(d)
+        for col in ("calls", "errors", "input", "output", "cache hit", "cost", "share"):
+            grouped.add_column(col, justify="right")
+        for r in data.rows:
+            grouped.add_row(
+                *("-" if r.dims.get(d) is None else str(r.dims[d]) for d in data.by),
+                _n(r.calls),
+                _n(r.errors + r.cancelled),
+                _n(r.input),
+                _n(r.output),
+                _pct(_ratio(r.cache_read, r.input)),
+                _money(r.cost),
+                _pct(_ratio(float(r.cost), float(t.cost))),
+            )
+        out.append(grouped)
+
+    if data.by != ("model",) and data.models:
+        per_model = Table(title="By model", title_justify="left")
+        for col, j in (("model", "left"), ("calls", "right"), ("input", "right"),
+                       ("cache read", "right"), ("output", "right"), ("reasoning", "right"),
+                       ("avg latency", "right"), ("cost", "right"), ("share", "right")):
+            per_model.add_column(col, justify=j)  # type: ignore[arg-type]
+        for r in data.models:
+            lat = r.avg_latency_ms
+            per_model.add_row(
+                str(r.dims.get("model") or "-"), _n(r.calls), _n(r.input), _n(r.cache_read),
+                _n(r.output), _n(r.reasoning), "-" if lat is None else f"{lat:,.0f} ms",
+                _money(r.cost), _pct(_ratio(float(r.cost), float(t.cost))),
+            )
+        out.append(per_model)
+
+    a = data.analytics
+    ana = Table(title="Analytics", title_justify="left", show_header=False)
+    ana.add_column("metric")
+    ana.add_column("value", justify="right")
+    ana.add_row("success rate", _pct(a.get("success_rate")))
+    ana.add_row("estimated events", _pct(a.get("estimated_share")))
+    ana.add_row("avg cost per call", f"${a['avg_cost_per_call']}")
+    ana.add_row("avg input / output per call",
+                f"{a['avg_input_per_call']:,.0f} / {a['avg_output_per_call']:,.0f}")
+    ratio = a.get("input_output_ratio")
+    ana.add_row("input:output ratio", "-" if ratio is None else f"{ratio:.1f}:1")
+    lat = a.get("avg_latency_ms")
+    ana.add_row("avg latency", "-" if lat is None else f"{lat:,.0f} ms")
+    ana.add_row("cache hit rate (of input)", _pct(a.get("cache_hit_rate")))
+    ana.add_row("cache savings (reads)", _money(a.get("cache_savings_usd", Decimal(0))))
+    if a.get("cache_write_premium_usd"):
+        ana.add_row("cache write premium", _money(a["cache_write_premium_usd"]))
+        ana.add_row("cache net savings", _money(a["cache_net_savings_usd"]))
+    for model, hits in sorted(a.get("cache_write_break_even_reads", {}).items()):
+        ana.add_row(f"cache write break-even ({model})",
+                    "-" if hits is None else f"{hits} read{'s' if hits != 1 else ''}")
+    ana.add_row("reasoning share of output", _pct(a.get("reasoning_share_of_output")))
+    if "peak_hour_utc" in a:
+        ana.add_row("peak hour (UTC)", f"{a['peak_hour_utc']:02d}:00 ({_money(a['peak_hour_cost'])})")
+    trend = a.get("trend_cost_pct")
+    if trend is not None:
+        ana.add_row("cost vs previous period", f"{trend:+.1f}%")
+    out.append(ana)
+
+    if data.daily:
+        peak = max(r.cost for r in data.daily) or Decimal(1)
+        daily = Table(title="Per day", title_justify="left")
+        for col, j in (("day", "left"), ("calls", "right"), ("tokens", "right"),
+                       ("cost", "right"), ("", "left")):
+            daily.add_column(col, justify=j)  # type: ignore[arg-type]
+        for r in data.daily[-31:]:
+            bar = "#" * max(1 if r.cost else 0, int(20 * r.cost / peak))
+            daily.add_row(r.bucket.strftime("%Y-%m-%d"), _n(r.calls), _n(r.tokens),
+                          _money(r.cost), bar)
+        out.append(daily)
+    return out
+
+
+def render(data: ReportData, fmt: str = "table", *, console: Console | None = None) -> str | None:
+    """Render ``data``. ``table`` prints to ``console`` when given (returns None), else returns text."""
+    if fmt == "json":
+        return json.dumps(report_dict(data), indent=2) + "\n"
+    if fmt == "csv":
+        return rows_csv(data)
+    if fmt != "table":
+        raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    from rich.console import Console as _Console
+
+    target = console or _Console(record=True, width=140, file=io.StringIO(), highlight=False)
+    for part in tables(data):
+        target.print(part)
+    if console is None:
+        return target.export_text()
+    return None
