@@ -171,7 +171,10 @@ def cost(
     }
     with localcontext() as ctx:
         ctx.prec = 60  # exact for any realistic token count and price
-        amounts = {name: Decimal(tokens) * price * factor / _MILLION for name, (tokens, price) in plan.items()}
+        amounts = {
+            name: (Decimal(tokens) * price * factor / _MILLION) if tokens else Decimal(0)
+            for name, (tokens, price) in plan.items()
+        }
         total = sum(amounts.values(), Decimal(0))
     return CostBreakdown(
         model=info.name,
