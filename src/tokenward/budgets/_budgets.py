@@ -241,36 +241,43 @@ class Budgets:
         return out
 
     # -- store access with fail handling -------------------------------------------------------
-    def _store_call(self, fn: Callable[[], Any]) -> Any:
-        if time.monotonic() < self._down_until:
+    def _store_call(self, fn: Callable[[], Any], *, force: bool = False) -> Any:
+        if not force and time.monotonic() < self._down_until:
             raise BudgetStoreUnavailableError(
                 "budget store marked unavailable after a recent failure; retrying in "
                 f"{self._down_until - time.monotonic():.1f}s."
             )
         try:
-            return fn()
+            out = fn()
         except BudgetStoreUnavailableError:
             self._down_until = time.monotonic() + self.retry_interval
             raise
+        self._down_until = 0.0
+        return out
 
     def _maybe_reconcile(self, now_s: float) -> None:
         if self._journal and time.monotonic() >= self._down_until:
             try:
-                self.reconcile(now=datetime.fromtimestamp(now_s, _UTC))
+                self._reconcile(now_s, force=False)
             except BudgetStoreUnavailableError:
                 pass
 
     def reconcile(self, *, now: datetime | None = None) -> int:
         """Write journaled spend (recorded while the store was down) to the store. Returns the
-        number of entries written; raises ``BudgetStoreUnavailableError`` if still down."""
-        now_s = _now(now).timestamp()
+        number of entries written; raises ``BudgetStoreUnavailableError`` if still down.
+        Also tried automatically before store operations once ``retry_interval`` has passed."""
+        return self._reconcile(_now(now).timestamp(), force=True)
+
+    def _reconcile(self, now_s: float, *, force: bool) -> int:
         n = 0
         while True:
             with self._lock:
                 if not self._journal:
                     break
                 entry = self._journal[0]
-            self._store_call(lambda: self.store.commit(entry.id, entry.actuals, now_s, entry.expires))
+            self._store_call(
+                lambda: self.store.commit(entry.id, entry.actuals, now_s, entry.expires), force=force
+            )
             with self._lock:
                 if self._journal and self._journal[0] is entry:
                     self._journal.pop(0)

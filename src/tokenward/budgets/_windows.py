@@ -7,7 +7,8 @@ Five kinds:
 * ``rolling`` -- the last ``length`` of time, bucketed. The window is split into ``buckets``
   (default 60) equal buckets of ``length / buckets`` (rounded down to whole milliseconds);
   spend = sum of the last ``buckets`` buckets including the current one. So the window
-  covers between ``length - granularity`` and ``length`` of history, and spend leaves it one
+  covers between ``(buckets - 1) * granularity`` and ``buckets * granularity`` (= ``length``
+  when it divides evenly into whole milliseconds) of history, and spend leaves it one
   bucket at a time: the reset time reported is when the oldest non-empty bucket leaves.
 * ``day`` / ``week`` / ``month`` -- calendar windows in an IANA timezone (``zoneinfo``):
   they start at local midnight, on Monday at local midnight, on the first of the month at

@@ -1,0 +1,523 @@
+"""Budget rules, windows, reservations, alerts, fail modes and degradation (in-process store).
+
+Store-specific behaviour (SQLite, Postgres, Redis), multi-process contention, crashes and
+outages are in test_budgets_stores.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tokenward.budgets import (
+    Alert,
+    Budget,
+    Budgets,
+    Degrade,
+    LoggingAlertSink,
+    MemoryBudgetStore,
+    Window,
+    calendar_span,
+    suggest_degradation,
+)
+from tokenward.errors import BudgetExceededError, BudgetStoreUnavailableError, ConfigurationError
+
+UTC = timezone.utc
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+USD = 1_000_000_000  # nanos per dollar
+
+
+def make(*budgets: Budget, **kw: object) -> tuple[Budgets, list[Alert]]:
+    alerts: list[Alert] = []
+    kw.setdefault("alert_sinks", [alerts.append])
+    return Budgets(*budgets, **kw), alerts  # type: ignore[arg-type]
+
+
+# -- validation ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"limit_usd": Decimal("-1")}, "greater than zero"),
+        ({"limit_usd": Decimal("0")}, "greater than zero"),
+        ({"limit_usd": Decimal("NaN")}, "finite"),
+        ({"limit_usd": float("inf")}, "finite"),
+        ({"limit_usd": "abc"}, "Decimal amount"),
+        ({"limit_usd": Decimal("0.0000000001")}, "nano-USD"),
+        ({"limit_tokens": 0}, "greater than zero"),
+        ({"limit_tokens": -5}, "greater than zero"),
+        ({"limit_tokens": 1.5}, "whole number"),
+        ({"limit_tokens": True}, "whole number"),
+        ({}, "neither"),
+        ({"limit_usd": "1", "limit_tokens": 10}, "both"),
+        ({"limit_usd": "1", "window": "fortnight"}, "Unknown budget window"),
+        ({"limit_usd": "1", "window": timedelta(0)}, "positive timedelta"),
+        ({"limit_usd": "1", "window": timedelta(seconds=-5)}, "positive timedelta"),
+        ({"limit_usd": "1", "timezone": "Mars/Olympus"}, "Unknown timezone"),
+        ({"limit_usd": "1", "thresholds": (0.5, 1.5)}, "(0, 1]"),
+        ({"limit_usd": "1", "thresholds": (0,)}, "(0, 1]"),
+        ({"limit_usd": "1", "thresholds": (float("nan"),)}, "(0, 1]"),
+        ({"limit_usd": "1", "mode": "warn"}, "'hard' or 'soft'"),
+        ({"limit_usd": "1", "scope": "user|id"}, "scope dimensions"),
+        ({"limit_usd": "1", "scope": ("user_id", "agent"), "overrides": {"u1": 5}}, "ambiguous"),
+        ({"limit_usd": "1", "overrides": {"user_id=u1": -1}}, "greater than zero"),
+        ({"limit_usd": "1", "missing": "deny"}, "'shared' or 'skip'"),
+    ],
+)
+def test_invalid_budgets_raise_configuration_error_saying_what_to_do(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        Budget("b", **kwargs)
+    assert fragment in str(e.value)
+    assert isinstance(e.value, ValueError)
+
+
+def test_budgets_rejects_duplicate_names_and_bad_fail_mode() -> None:
+    with pytest.raises(ConfigurationError, match="unique"):
+        Budgets(Budget("a", limit_usd="1"), Budget("a", limit_tokens=5))
+    with pytest.raises(ConfigurationError, match="fail_mode"):
+        Budgets(Budget("a", limit_usd="1"), fail_mode="maybe")  # type: ignore[arg-type]
+
+
+def test_limits_are_exact_decimal_nanos() -> None:
+    b = Budget("b", limit_usd=Decimal("0.123456789"))
+    assert b.limit_for("*") == 123_456_789
+    assert Budget("f", limit_usd=0.1).limit_for("*") == 100_000_000  # float converted via repr
+
+
+# -- scope, where, overrides --------------------------------------------------------------------
+def test_scope_keys_filters_tags_and_missing_dimensions() -> None:
+    b = Budget("b", limit_usd="1", scope=("user_id", "agent"))
+    assert b.scope_key({"user_id": "u1", "agent": "support"}) == "user_id=u1|agent=support"
+    assert b.scope_key({"user_id": "a|b=c"}) == "user_id=a%7Cb%3Dc|agent=<none>"
+    assert Budget("g", limit_usd="1").scope_key({"user_id": "x"}) == "*"
+    w = Budget("w", limit_usd="1", where={"agent": "support"})
+    assert w.applies({"agent": "support"}) and not w.applies({"agent": "sales"}) and not w.applies({})
+    assert w.applies({"tags": {"agent": "support"}})
+    multi = Budget("m", limit_usd="1", where={"team": ["a", "b"]})
+    assert multi.applies({"team": "b"}) and not multi.applies({"team": "c"})
+    skip = Budget("s", limit_usd="1", scope="user_id", missing="skip")
+    assert not skip.applies({}) and skip.applies({"user_id": "u"})
+
+
+def test_anonymous_calls_share_one_counter_by_default() -> None:
+    budgets, _ = make(Budget("per-user", limit_usd="1", scope="user_id"))
+    budgets.reserve("a", {}, 600_000_000, 0, now=T0)
+    with pytest.raises(BudgetExceededError) as e:
+        budgets.reserve("b", {"user_id": None}, 600_000_000, 0, now=T0)
+    assert e.value.scope_key == "user_id=<none>"
+    budgets.reserve("c", {"user_id": "known"}, 600_000_000, 0, now=T0)  # a real user is separate
+
+
+def test_default_limit_for_unknown_users_and_overrides() -> None:
+    budgets, _ = make(
+        Budget("per-user", limit_usd="1", scope="user_id",
+               overrides={"vip": Decimal("10"), "user_id=banned": 0})
+    )
+    budgets.reserve("r1", {"user_id": "vip"}, 9 * USD, 0, now=T0)
+    with pytest.raises(BudgetExceededError):
+        budgets.reserve("r2", {"user_id": "new-user"}, 2 * USD, 0, now=T0)
+    budgets.reserve("r3", {"user_id": "new-user"}, USD, 0, now=T0)
+    with pytest.raises(BudgetExceededError) as e:
+        budgets.reserve("r4", {"user_id": "banned"}, 1, 0, now=T0)
+    assert e.value.limit == 0
+    assert budgets.status("per-user", user_id="vip", now=T0).limit == Decimal("10")
+
+
+# -- reserve / commit / release -----------------------------------------------------------------
+def test_reserve_commit_release_arithmetic_and_error_fields() -> None:
+    budgets, _ = make(Budget("daily", limit_usd="1", scope="user_id"))
+    d = {"user_id": "u1"}
+    budgets.reserve("r1", d, 400_000_000, 10, now=T0)
+    budgets.reserve("r2", d, 300_000_000, 10, now=T0)
+    s = budgets.status("daily", user_id="u1", now=T0)
+    assert (s.spent, s.reserved, s.remaining) == (Decimal(0), Decimal("0.7"), Decimal("0.3"))
+    budgets.commit("r1", 350_000_000, 10, now=T0)
+    budgets.release("r2", now=T0)
+    s = budgets.status("daily", user_id="u1", now=T0)
+    assert (s.spent, s.reserved, s.remaining, s.calls) == (Decimal("0.35"), 0, Decimal("0.65"), 1)
+    assert s.utilization == pytest.approx(0.35)
+    assert s.reset_at == datetime(2026, 11, 24, tzinfo=UTC)
+    budgets.reserve("r3", d, 650_000_000, 10, now=T0)  # exactly the limit is allowed
+    with pytest.raises(BudgetExceededError) as e:
+        budgets.reserve("r4", d, 1, 10, now=T0)
+    err = e.value
+    assert (err.budget, err.scope_key, err.unit) == ("daily", "user_id=u1", "usd")
+    assert (err.spent, err.reserved, err.limit, err.attempted) == (
+        Decimal("0.35"), Decimal("0.65"), Decimal("1"), Decimal("1E-9"))
+    assert err.reset_at == datetime(2026, 11, 24, tzinfo=UTC)
+    assert "Retry after" in err.suggestion
+    status, headers, body = err.to_http(now=T0)
+    assert status == 429 and headers["Retry-After"] == str(12 * 3600)
+    assert body["error"]["budget"] == "daily"
+
+
+def test_all_or_nothing_across_budgets() -> None:
+    budgets, _ = make(
+        Budget("global", limit_usd="100"),
+        Budget("per-user", limit_tokens=1000, scope="user_id"),
+    )
+    with pytest.raises(BudgetExceededError) as e:
+        budgets.reserve("r", {"user_id": "u"}, USD, 1001, now=T0)
+    assert e.value.budget == "per-user" and e.value.unit == "tokens"
+    assert budgets.status("global", now=T0).reserved == 0  # nothing held on the global budget
+
+
+def test_commit_is_idempotent_and_records_spend_without_reservation() -> None:
+    budgets, _ = make(Budget("g", limit_tokens=1000))
+    budgets.reserve("r", {}, 0, 100, now=T0)
+    budgets.commit("r", 0, 80, now=T0)
+    budgets.commit("r", 0, 80, now=T0)
+    budgets.commit("r", 0, 80, dims={}, now=T0)
+    assert budgets.status("g", now=T0).spent == 80
+    budgets.commit("unreserved", 0, 5, dims={}, now=T0)  # e.g. reservation expired / one-shot
+    budgets.commit("unknown-no-dims", 0, 5, now=T0)  # nothing to attribute it to: ignored
+    assert budgets.status("g", now=T0).spent == 85
+
+
+def test_reserving_same_run_again_replaces_the_reservation() -> None:
+    budgets, _ = make(Budget("g", limit_tokens=100))
+    budgets.reserve("r", {}, 0, 60, now=T0)
+    budgets.reserve("r", {}, 0, 70, now=T0)
+    assert budgets.status("g", now=T0).reserved == 70
+
+
+def test_reservations_expire_after_ttl_and_commit_after_expiry_still_counts() -> None:
+    budgets, _ = make(Budget("g", limit_usd="1"), reservation_ttl=timedelta(seconds=30))
+    budgets.reserve("r", {}, 900_000_000, 0, now=T0)
+    with pytest.raises(BudgetExceededError):
+        budgets.reserve("r2", {}, 200_000_000, 0, now=T0 + timedelta(seconds=29))
+    later = T0 + timedelta(seconds=31)
+    assert budgets.status("g", now=later).reserved == 0
+    budgets.reserve("r3", {}, 200_000_000, 0, now=later)
+    budgets.commit("r", 500_000_000, 0, now=later)  # the slow call finished after all
+    s = budgets.status("g", now=later)
+    assert (s.spent, s.reserved) == (Decimal("0.5"), Decimal("0.2"))
+
+
+def test_request_window_checks_each_call_alone() -> None:
+    budgets, _ = make(Budget("per-call", limit_usd="0.10", window="request"))
+    for i in range(5):
+        budgets.reserve(f"r{i}", {}, 100_000_000, 0, now=T0)
+        budgets.commit(f"r{i}", 100_000_000, 0, now=T0)
+    with pytest.raises(BudgetExceededError) as e:
+        budgets.reserve("big", {}, 100_000_001, 0, now=T0)
+    assert e.value.reset_at is None and "alone" in e.value.suggestion
+
+
+def test_conversation_window_is_keyed_by_conversation_and_never_resets() -> None:
+    budgets, _ = make(Budget("conv", limit_tokens=1000, window="conversation"))
+    budgets.reserve("a", {"conversation_id": "c1"}, 0, 900, now=T0)
+    budgets.commit("a", 0, 900, now=T0)
+    far = T0 + timedelta(days=400)
+    with pytest.raises(BudgetExceededError) as e:
+        budgets.reserve("b", {"conversation_id": "c1"}, 0, 101, now=far)
+    assert e.value.scope_key == "conversation_id=c1" and e.value.reset_at is None
+    budgets.reserve("c", {"conversation_id": "c2"}, 0, 1000, now=far)
+    budgets.reserve("d", {}, 0, 1000, now=far)  # no conversation id: a conversation of its own
+    with pytest.raises(BudgetExceededError):
+        budgets.reserve("e", {}, 0, 1001, now=far)
+    assert budgets.status("conv", conversation_id="c1", now=far).spent == 900
+
+
+def test_rolling_window_spend_leaves_bucket_by_bucket() -> None:
+    w = Window.rolling(timedelta(hours=1), buckets=60)  # 1-minute buckets
+    budgets, _ = make(Budget("hourly", limit_tokens=100, window=w))
+    t = datetime(2026, 1, 1, 10, 0, 30, tzinfo=UTC)
+    for i, minute in enumerate((0, 10, 20)):
+        now = t + timedelta(minutes=minute)
+        budgets.reserve(f"r{i}", {}, 0, 30, now=now)
+        budgets.commit(f"r{i}", 0, 30, now=now)
+    now = t + timedelta(minutes=59)
+    with pytest.raises(BudgetExceededError) as e:
+        budgets.reserve("x", {}, 0, 40, now=now)
+    # 40 more fits once the 10:00 bucket (30 tokens) leaves at 11:00
+    assert e.value.reset_at == datetime(2026, 1, 1, 11, 0, tzinfo=UTC)
+    assert budgets.status("hourly", now=now).reset_at == datetime(2026, 1, 1, 11, 0, tzinfo=UTC)
+    budgets.reserve("y", {}, 0, 40, now=datetime(2026, 1, 1, 11, 0, tzinfo=UTC))
+    assert budgets.status("hourly", now=t + timedelta(minutes=90)).spent == 0
+
+
+def test_timedelta_window_defaults_to_60_buckets() -> None:
+    w = Budget("b", limit_tokens=5, window=timedelta(hours=24)).window
+    assert (w.kind, w.buckets, w.granularity_ms) == ("rolling", 60, 24 * 60_000)
+    assert len(w.spans(T0)) == 60 and w.spans(T0)[-1].start <= T0 < w.spans(T0)[-1].end - timedelta(hours=23)
+
+
+# -- calendar windows ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "tz, instant, kind, start, end",
+    [
+        # New York spring forward 2026-03-08 02:00 -> 03:00: a 23 h day
+        ("America/New_York", datetime(2026, 3, 8, 15, 0, tzinfo=UTC), "day",
+         datetime(2026, 3, 8, 5, 0, tzinfo=UTC), datetime(2026, 3, 9, 4, 0, tzinfo=UTC)),
+        # Berlin fall back 2026-10-25: a 25 h day
+        ("Europe/Berlin", datetime(2026, 10, 25, 12, 0, tzinfo=UTC), "day",
+         datetime(2026, 10, 24, 22, 0, tzinfo=UTC), datetime(2026, 10, 25, 23, 0, tzinfo=UTC)),
+        # Lord Howe: half-hour DST shift on 2026-10-04 02:00 -> 02:30 (+10:30 -> +11)
+        ("Australia/Lord_Howe", datetime(2026, 10, 4, 5, 0, tzinfo=UTC), "day",
+         datetime(2026, 10, 3, 13, 30, tzinfo=UTC), datetime(2026, 10, 4, 13, 0, tzinfo=UTC)),
+        # Berlin week of Monday 2026-03-23 contains the spring-forward Sunday 2026-03-29
+        ("Europe/Berlin", datetime(2026, 3, 29, 12, 0, tzinfo=UTC), "week",
+         datetime(2026, 3, 22, 23, 0, tzinfo=UTC), datetime(2026, 3, 29, 22, 0, tzinfo=UTC)),
+        # December -> January and a leap February
+        ("UTC", datetime(2026, 12, 31, 23, 59, tzinfo=UTC), "month",
+         datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
+        ("America/New_York", datetime(2028, 3, 1, 3, 0, tzinfo=UTC), "month",
+         datetime(2028, 2, 1, 5, 0, tzinfo=UTC), datetime(2028, 3, 1, 5, 0, tzinfo=UTC)),
+        # Santiago: DST starts at local midnight (2026-09-06 00:00 does not exist)
+        ("America/Santiago", datetime(2026, 9, 6, 12, 0, tzinfo=UTC), "day",
+         datetime(2026, 9, 6, 4, 0, tzinfo=UTC), datetime(2026, 9, 7, 3, 0, tzinfo=UTC)),
+    ],
+)
+def test_calendar_windows_across_dst_and_month_ends(
+    tz: str, instant: datetime, kind: str, start: datetime, end: datetime
+) -> None:
+    _, s, e = calendar_span(kind, instant, ZoneInfo(tz) if tz != "UTC" else UTC)
+    assert (s, e) == (start, end)
+
+
+ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "America/Santiago",
+         "Asia/Kolkata", "Pacific/Chatham", "UTC"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    ts=st.integers(min_value=int(datetime(2020, 1, 1, tzinfo=UTC).timestamp()),
+                   max_value=int(datetime(2035, 12, 31, tzinfo=UTC).timestamp())),
+    zone=st.sampled_from(ZONES),
+    kind=st.sampled_from(["day", "week", "month"]),
+)
+def test_calendar_window_properties(ts: int, zone: str, kind: str) -> None:
+    tz = ZoneInfo(zone)
+    now = datetime.fromtimestamp(ts, UTC)
+    start_d, start, end = calendar_span(kind, now, tz)
+    assert start <= now < end
+    local_now = now.astimezone(tz).date()
+    assert start.astimezone(tz).date() == start_d <= local_now
+    # the window starts at the first instant of its local date (local midnight or DST gap end)
+    assert (start - timedelta(microseconds=1)).astimezone(tz).date() < start_d
+    # windows tile time: the next window starts where this one ends
+    nxt_d, nxt_start, _ = calendar_span(kind, end, tz)
+    assert nxt_start == end and nxt_d > start_d
+    hours = (end - start) / timedelta(hours=1)
+    if kind == "day":
+        assert start_d == local_now and 22.5 <= hours <= 25.5
+    elif kind == "week":
+        assert start_d.weekday() == 0 and (local_now - start_d).days < 7
+        assert 7 * 24 - 1.5 <= hours <= 7 * 24 + 1.5
+    else:
+        assert start_d == local_now.replace(day=1)
+        assert 28 * 24 - 1.5 <= hours <= 31 * 24 + 1.5
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ts=st.integers(min_value=1_600_000_000_000, max_value=2_100_000_000_000),
+    minutes=st.integers(min_value=1, max_value=7 * 24 * 60),
+    buckets=st.integers(min_value=1, max_value=120),
+)
+def test_rolling_window_properties(ts: int, minutes: int, buckets: int) -> None:
+    w = Window.rolling(timedelta(minutes=minutes), buckets)
+    now = datetime.fromtimestamp(ts / 1000, UTC)
+    spans = w.spans(now)
+    g = timedelta(milliseconds=w.granularity_ms)
+    assert len(spans) == buckets
+    assert spans[-1].start <= now < spans[-1].start + g
+    assert all(b.start - a.start == g for a, b in zip(spans, spans[1:]))
+    covered = now - spans[0].start  # history summed: between (buckets-1)*g and buckets*g <= length
+    assert g * (buckets - 1) <= covered < g * buckets <= w.length
+    if (w.length // timedelta(milliseconds=1)) % buckets == 0:
+        assert g * buckets == w.length
+    assert all(s.end == s.start + g * buckets for s in spans)
+
+
+def test_calendar_budget_resets_at_local_midnight() -> None:
+    budgets, _ = make(Budget("d", limit_tokens=10, window="day", timezone="Europe/Berlin"))
+    before = datetime(2026, 11, 23, 22, 59, tzinfo=UTC)  # 23:59 in Berlin
+    budgets.reserve("a", {}, 0, 10, now=before)
+    budgets.commit("a", 0, 10, now=before)
+    with pytest.raises(BudgetExceededError) as e:
+        budgets.reserve("b", {}, 0, 1, now=before)
+    assert e.value.reset_at == datetime(2026, 11, 23, 23, 0, tzinfo=UTC)
+    budgets.reserve("c", {}, 0, 10, now=datetime(2026, 11, 23, 23, 0, tzinfo=UTC))
+
+
+# -- thresholds and alerts ----------------------------------------------------------------------
+def test_thresholds_fire_once_per_scope_and_window() -> None:
+    budgets, alerts = make(Budget("d", limit_usd="1", scope="user_id"))
+    for i in range(10):  # $0.10 each: crosses 50, 75, 90 %
+        budgets.reserve(f"r{i}", {"user_id": "u"}, 100_000_000, 0, now=T0)
+        budgets.commit(f"r{i}", 100_000_000, 0, now=T0)
+    assert [(a.threshold, a.kind, a.spent) for a in alerts] == [
+        (0.5, "threshold", Decimal("0.5")), (0.75, "threshold", Decimal("0.8")),
+        (0.9, "threshold", Decimal("0.9"))]
+    nxt = T0 + timedelta(days=1)  # a new window fires again
+    budgets.reserve("n", {"user_id": "u"}, 600_000_000, 0, now=nxt)
+    budgets.commit("n", 600_000_000, 0, now=nxt)
+    assert [a.threshold for a in alerts[3:]] == [0.5]
+    assert alerts[-1].window == "d2026-11-24" and alerts[-1].reset_at == datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def test_thresholds_fire_once_across_budgets_objects_sharing_a_store() -> None:
+    store = MemoryBudgetStore()
+    alerts: list[Alert] = []
+    procs = [Budgets(Budget("g", limit_tokens=100), store=store, alert_sinks=[alerts.append]) for _ in range(3)]
+    for i in range(9):
+        b = procs[i % 3]
+        b.reserve(f"r{i}", {}, 0, 10, now=T0)
+        b.commit(f"r{i}", 0, 10, now=T0)
+    assert sorted(a.threshold for a in alerts) == [0.5, 0.75, 0.9]  # 90 of 100, once each
+
+
+def test_soft_budget_never_denies_and_alerts_when_exceeded(caplog: pytest.LogCaptureFixture) -> None:
+    budgets = Budgets(Budget("soft", limit_tokens=100, mode="soft", thresholds=(0.5,)),
+                      alert_sinks=[LoggingAlertSink()])
+    with caplog.at_level(logging.WARNING, logger="tokenward.budgets"):
+        for i in range(3):
+            budgets.reserve(f"r{i}", {}, 0, 60, now=T0)
+            budgets.commit(f"r{i}", 0, 60, now=T0)
+    recs = [r for r in caplog.records if hasattr(r, "tokenward_alert")]
+    assert [r.tokenward_alert["threshold"] for r in recs] == [0.5, 1.0]
+    assert recs[1].tokenward_alert["kind"] == "exceeded" and recs[1].tokenward_alert["spent"] == "120"
+    s = budgets.status("soft", now=T0)
+    assert s.spent == 180 and s.remaining == 0 and s.near_limit
+
+
+def test_a_failing_alert_sink_does_not_break_the_call() -> None:
+    def boom(alert: Alert) -> None:
+        raise RuntimeError("sink down")
+
+    seen: list[Alert] = []
+    budgets = Budgets(Budget("g", limit_tokens=10, thresholds=(0.5,)), alert_sinks=[boom, seen.append])
+    budgets.reserve("r", {}, 0, 6, now=T0)
+    budgets.commit("r", 0, 6, now=T0)
+    assert len(seen) == 1
+
+
+def test_status_forecasts_remaining_calls_at_average_cost() -> None:
+    budgets, _ = make(Budget("d", limit_usd="1"))
+    for i, c in enumerate((100_000_000, 200_000_000)):
+        budgets.reserve(f"r{i}", {}, c, 0, now=T0)
+        budgets.commit(f"r{i}", c, 0, now=T0)
+    s = budgets.status("d", now=T0)
+    assert s.average_per_call == Decimal("0.15") and s.forecast_remaining_calls == 4
+    assert s.near_limit is False
+    with pytest.raises(ConfigurationError, match="No budget named"):
+        budgets.status("nope")
+
+
+# -- fail modes ---------------------------------------------------------------------------------
+class FlakyStore(MemoryBudgetStore):
+    """A memory store that can be switched off like an unreachable server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.calls = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise BudgetStoreUnavailableError("connection refused")
+
+    def reserve(self, *a, **k):  # type: ignore[no-untyped-def]
+        self._check()
+        return super().reserve(*a, **k)
+
+    def commit(self, *a, **k):  # type: ignore[no-untyped-def]
+        self._check()
+        return super().commit(*a, **k)
+
+    def release(self, *a, **k):  # type: ignore[no-untyped-def]
+        self._check()
+        return super().release(*a, **k)
+
+    def status(self, *a, **k):  # type: ignore[no-untyped-def]
+        self._check()
+        return super().status(*a, **k)
+
+    def mark_once(self, *a, **k):  # type: ignore[no-untyped-def]
+        self._check()
+        return super().mark_once(*a, **k)
+
+
+def test_fail_closed_denies_with_store_error_but_never_loses_committed_spend() -> None:
+    store = FlakyStore()
+    budgets, _ = make(Budget("g", limit_tokens=1000), store=store, fail_mode="closed",
+                      retry_interval=timedelta(0))
+    budgets.reserve("before", {}, 0, 100, now=T0)
+    store.down = True
+    with pytest.raises(BudgetStoreUnavailableError, match="fail_mode='closed'"):
+        budgets.reserve("during", {}, 0, 10, now=T0)
+    budgets.commit("before", 0, 100, now=T0)  # call already happened: journaled, no exception
+    assert budgets.journal_size == 1
+    store.down = False
+    budgets.reserve("after", {}, 0, 10, now=T0)  # reconciles first
+    assert budgets.journal_size == 0
+    assert budgets.status("g", now=T0).spent == 100
+
+
+def test_fail_open_allows_calls_journals_spend_and_reconciles() -> None:
+    store = FlakyStore()
+    budgets, _ = make(Budget("g", limit_tokens=1000), store=store, fail_mode="open",
+                      retry_interval=timedelta(seconds=60))
+    store.down = True
+    for i in range(3):
+        budgets.reserve(f"r{i}", {}, 0, 2000, now=T0)  # even over the limit: open means open
+        budgets.commit(f"r{i}", 0, 50, now=T0)
+    calls_while_down = store.calls
+    assert calls_while_down == 1  # after the first failure the store is not hammered
+    assert budgets.degraded and budgets.journal_size == 3
+    store.down = False
+    assert budgets.reconcile(now=T0) == 3
+    assert budgets.status("g", now=T0).spent == 150 and budgets.status("g", now=T0).calls == 3
+
+
+# -- degradation --------------------------------------------------------------------------------
+PRICES = {"big": (10, 30), "small": (1, 2)}  # nano-USD per token (input, output)
+
+
+def price(model: str, i: int, o: int) -> int:
+    pi, po = PRICES[model]
+    return i * pi + o * po
+
+
+def test_suggest_degradation_lowers_output_then_switches_model() -> None:
+    budgets, _ = make(Budget("g", limit_usd="0.0001"))  # 100,000 nanos
+    dims: dict[str, str] = {}
+    fits = suggest_degradation(budgets, dims, model="big", prompt_tokens=1000, max_output_tokens=2000,
+                               price=price, ladder=["small"], now=T0)
+    # 1000*10 + o*30 <= 100_000  ->  o <= 3000: fits as is
+    assert fits is not None and fits.action == "none"
+    lower = suggest_degradation(budgets, dims, model="big", prompt_tokens=1000, max_output_tokens=4000,
+                                price=price, ladder=["small"], now=T0)
+    assert lower is not None and (lower.action, lower.max_output_tokens, lower.cost_nanos) == (
+        "max_output_tokens", 3000, 100_000)
+    budgets.reserve("r", dims, lower.cost_nanos, lower.tokens, now=T0)  # the suggestion reserves
+    budgets.release("r", now=T0)
+    switch = suggest_degradation(budgets, dims, model="big", prompt_tokens=9500, max_output_tokens=4000,
+                                 price=price, ladder=["small"], now=T0)
+    assert switch is not None and (switch.action, switch.model, switch.max_output_tokens) == ("model", "small", 4000)
+    assert suggest_degradation(budgets, dims, model="big", prompt_tokens=200_000, max_output_tokens=10,
+                               price=price, ladder=["small"], now=T0) is None
+
+
+def test_degrade_respects_token_budgets_and_decimal_prices() -> None:
+    budgets, _ = make(Budget("t", limit_tokens=1500))
+    d = Degrade(min_output_tokens=100).suggest(
+        budgets, {}, model="big", prompt_tokens=1000, max_output_tokens=4096,
+        price=lambda m, i, o: Decimal(i + o) / 10**6, now=T0)
+    assert d is not None and d.max_output_tokens == 500 and d.tokens == 1500 and d.cost_nanos == 1_500_000
+    assert Degrade(min_output_tokens=600).suggest(
+        budgets, {}, model="big", prompt_tokens=1000, max_output_tokens=4096, price=price, now=T0) is None
+
+
+def test_nan_never_sneaks_in() -> None:
+    assert not math.isnan(Budget("x", limit_usd="1", thresholds=[Decimal("0.5")]).thresholds[0])
+    assert date(2026, 1, 1)  # keep import used
