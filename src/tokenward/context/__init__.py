@@ -3,14 +3,29 @@
 Framework-free: works on :class:`tokenward.Message` / :class:`tokenward.Chunk` (the
 LangChain and LlamaIndex adapters convert). ``counter`` arguments accept a model name,
 a ``TokenCounter`` (``tokenward.counting``), or a callable.
+
+* :func:`plan` splits ``window - reserve_output`` into section budgets (:class:`Plan`).
+* :func:`trim_history` trims a chat history (LangChain ``trim_messages`` semantics,
+  tool-call groups kept whole, pinned messages, optional summary).
+* :func:`pack_context` chooses RAG chunks maximizing total relevance in a budget
+  (:class:`PackResult` with a :class:`PackReport`).
 """
 
 from tokenward.context._counters import cached_counter, per_list, per_message
+from tokenward.context._pack import DroppedChunk, PackReport, PackResult, pack_context
+from tokenward.context._plan import DEFAULT_SHARES, Plan, plan
 from tokenward.context._trim import trim_history
 
 __all__ = [
+    "DEFAULT_SHARES",
+    "DroppedChunk",
+    "PackReport",
+    "PackResult",
+    "Plan",
     "cached_counter",
+    "pack_context",
     "per_list",
     "per_message",
+    "plan",
     "trim_history",
 ]
