@@ -96,7 +96,7 @@ class BudgetedLLM(FunctionCallingLLM):
     def _begin(self, kind: str, kwargs: dict[str, Any], *, messages: Sequence[ChatMessage] | None = None,
                prompt: str | None = None) -> LLMCall | None:
         run_id = _spans.current_span() or _new_id()
-        owner = _spans.claimed_ancestor(self._accountant, run_id)
+        owner = _spans.find_owner(self._accountant, run_id)
         if owner is not None and owner[0] != run_id:
             return None  # nested inside a call this accountant already preflighted
         return start_call(

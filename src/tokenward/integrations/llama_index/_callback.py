@@ -113,8 +113,11 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
 
     def _llm_start(self, payload: dict[str, Any], event_id: str) -> None:
         span = _spans.current_span()
-        if _spans.claimed_ancestor(self.accountant, span) is not None:
-            return  # an inner call (CustomLLM chat -> complete) or accounted elsewhere
+        owner = _spans.find_owner(self.accountant, span)
+        if owner is not None:  # an inner call (CustomLLM chat -> complete) or accounted elsewhere
+            if span is not None:
+                _spans.expect_lazy_inner(self.accountant, span, owner[0])
+            return
         serialized = payload.get(EventPayload.SERIALIZED) or {}
         extra = payload.get(EventPayload.ADDITIONAL_KWARGS) or {}
         messages = payload.get(EventPayload.MESSAGES)
@@ -128,6 +131,8 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
             parent_id=_spans.parent_of(span), enforce=True,
         )
         if call is not None:
+            if span is not None:
+                _spans.expect_lazy_inner(self.accountant, span, run_id)
             with self._lock:
                 self._calls[event_id] = call
 

@@ -107,10 +107,11 @@ class TokenwardEventHandler(BaseEventHandler):
     # ------------------------------------------------------------------ LLM calls
     def _on_start(self, event: LLMChatStartEvent | LLMCompletionStartEvent) -> None:
         span = event.span_id or event.id_
-        owner = _spans.claimed_ancestor(self._accountant, span)
+        owner = _spans.find_owner(self._accountant, span)
         if owner is not None:
             if owner[0] in self._calls:  # the inner call of one of ours: fold it in
                 self._children[span] = owner[0]
+            _spans.expect_lazy_inner(self._accountant, span, owner[0])
             return
         is_chat = isinstance(event, LLMChatStartEvent)
         model = model_from_dict(event.model_dict, self._default_model)
@@ -125,6 +126,7 @@ class TokenwardEventHandler(BaseEventHandler):
         )
         if call is None:
             return
+        _spans.expect_lazy_inner(self._accountant, span, span)
         evicted: list[LLMCall] = []
         with self._lock:
             self._calls[span] = call

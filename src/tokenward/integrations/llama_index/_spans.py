@@ -23,6 +23,7 @@ import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from llama_index.core.instrumentation import get_dispatcher
@@ -31,7 +32,8 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from pydantic import PrivateAttr
 
 __all__ = ["ensure_span_tree", "ancestors", "claim", "unclaim", "claimed_ancestor", "current_span",
-           "owner_of", "parent_of"]
+           "owner_of", "parent_of",
+           "find_owner", "expect_lazy_inner"]
 
 _MAX_DEPTH = 64
 _MAX_CLAIMS = 10_000
@@ -41,6 +43,7 @@ class _SpanTree(BaseSpanHandler[Any]):
     """Remembers ``span id -> parent span id`` for open spans (nothing else)."""
 
     _parents: dict[str, str | None] = PrivateAttr(default_factory=dict)
+    _instances: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def class_name(cls) -> str:
@@ -57,14 +60,18 @@ class _SpanTree(BaseSpanHandler[Any]):
         **kwargs: Any,
     ) -> None:
         self._parents[id_] = parent_id
+        if instance is not None:
+            self._instances[id_] = id(instance)
 
     def span_exit(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
                   result: Any | None = None, **kwargs: Any) -> None:
         self._parents.pop(id_, None)
+        self._instances.pop(id_, None)
 
     def span_drop(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
                   err: BaseException | None = None, **kwargs: Any) -> None:
         self._parents.pop(id_, None)
+        self._instances.pop(id_, None)
 
     def new_span(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
                  parent_span_id: str | None = None, tags: dict[str, Any] | None = None,
@@ -83,6 +90,9 @@ class _SpanTree(BaseSpanHandler[Any]):
 
     def parent(self, span_id: str) -> str | None:
         return self._parents.get(span_id)
+
+    def instance(self, span_id: str) -> int | None:
+        return self._instances.get(span_id)
 
 
 _install_lock = threading.Lock()
@@ -128,6 +138,14 @@ _claims_lock = threading.Lock()
 _claims: OrderedDict[tuple[int, str], object] = OrderedDict()
 
 
+@dataclass(frozen=True, slots=True)
+class _Alias:
+    """A span adopted into another call (see ``find_owner``)."""
+
+    root: str
+    owner: object
+
+
 def claim(accountant: object, span_id: str, owner: object) -> bool:
     """Mark ``span_id`` as accounted by ``owner`` for ``accountant``; False if already taken."""
     key = (id(accountant), span_id)
@@ -143,6 +161,15 @@ def claim(accountant: object, span_id: str, owner: object) -> bool:
 def unclaim(accountant: object, span_id: str) -> None:
     with _claims_lock:
         _claims.pop((id(accountant), span_id), None)
+        for alias in _aliases.pop((id(accountant), span_id), ()):
+            _claims.pop((id(accountant), alias), None)
+        key = _lazy_by_root.pop((id(accountant), span_id), None)
+        if key is not None:
+            waiting = _lazy.get(key)
+            if waiting and span_id in waiting:
+                waiting.remove(span_id)
+            if not waiting:
+                _lazy.pop(key, None)
 
 
 def owner_of(accountant: object, span_id: str | None) -> object | None:
@@ -158,6 +185,8 @@ def claimed_ancestor(accountant: object, span_id: str | None) -> tuple[str, obje
     for span in ancestors(span_id):
         owner = _claims.get((acc, span))
         if owner is not None:
+            if isinstance(owner, _Alias):
+                return owner.root, owner.owner
             return span, owner
     return None
 
@@ -167,3 +196,61 @@ def parent_of(span_id: str | None) -> str | None:
     if span_id is None:
         return None
     return ensure_span_tree().parent(span_id)
+
+
+# ----------------------------------------------------------------------------- lazy streams
+# ``CustomLLM.astream_chat`` returns an async generator that calls ``self.stream_chat``
+# only when first iterated, in the consumer's context, where the ``astream_chat`` span
+# is already closed: the inner span has no parent. Such an inner call is matched to the
+# open async stream of the same LLM object that is still waiting for it.
+_LAZY_OUTER = {"astream_chat": "stream_chat", "astream_complete": "stream_complete"}
+_lazy: dict[tuple[int, int, str], list[str]] = {}
+_lazy_by_root: dict[tuple[int, str], tuple[int, int, str]] = {}
+_aliases: dict[tuple[int, str], list[str]] = {}
+
+
+def _method(span_id: str) -> str:
+    # dispatcher span ids look like "MockLLM.astream_chat-<uuid4>"
+    return span_id.split("-", 1)[0].rsplit(".", 1)[-1]
+
+
+def expect_lazy_inner(accountant: object, span_id: str, root: str) -> None:
+    """If ``span_id`` is an async stream, remember that its inner call belongs to ``root``."""
+    inner = _LAZY_OUTER.get(_method(span_id))
+    if inner is None:
+        return
+    instance = ensure_span_tree().instance(span_id)
+    if instance is None:
+        return
+    key = (id(accountant), instance, inner)
+    with _claims_lock:
+        if (id(accountant), root) in _lazy_by_root:
+            return
+        _lazy.setdefault(key, []).append(root)
+        _lazy_by_root[(id(accountant), root)] = key
+
+
+def find_owner(accountant: object, span_id: str | None) -> tuple[str, object] | None:
+    """The claimed call ``span_id`` belongs to: an ancestor, or the async stream it implements."""
+    found = claimed_ancestor(accountant, span_id)
+    if found is not None or span_id is None:
+        return found
+    instance = ensure_span_tree().instance(span_id)
+    if instance is None:
+        return None
+    key = (id(accountant), instance, _method(span_id))
+    with _claims_lock:
+        waiting = _lazy.get(key)
+        if not waiting:
+            return None
+        root = waiting.pop(0)
+        if not waiting:
+            _lazy.pop(key, None)
+        _lazy_by_root.pop((id(accountant), root), None)
+        owner = _claims.get((id(accountant), root))
+        if owner is None:
+            return None
+        # the inner span (and its own inner calls) now count as part of ``root``
+        _claims[(id(accountant), span_id)] = _Alias(root, owner)
+        _aliases.setdefault((id(accountant), root), []).append(span_id)
+    return root, owner
