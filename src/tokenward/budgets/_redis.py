@@ -9,7 +9,9 @@ Layout (``prefix`` default ``"tokenward:budget:"``), per counter key ``k``:
 and per reservation ``{prefix}res:{id}`` hash counter key -> amount (expires after the TTL).
 Each script first drops the expired reservations of the keys it touches, so a crashed
 process's reservations stop counting the moment their TTL passes, with no background job.
-Scripts build key names from the prefix; on Redis Cluster use a hash-tagged prefix such as
+Expiries are set relative to the caller's clock (``EXPIRE now-relative``), so
+clock skew between app servers and Redis does not delete live keys. Scripts build key names
+from the prefix; on Redis Cluster use a hash-tagged prefix such as
 ``"{tokenward}:"`` so every key lives in one slot. Amounts are integers below 2**53.
 """
 
@@ -81,11 +83,11 @@ for _, it in ipairs(items) do
   if it.e ~= '' then
     for _, key in ipairs({c, r, z}) do
       local cur = redis.call('TTL', key)
-      if cur < 0 or cur < keep - now then redis.call('EXPIREAT', key, math.ceil(keep)) end
+      if cur < 0 or cur < keep - now then redis.call('EXPIRE', key, math.ceil(keep - now)) end
     end
   end
 end
-redis.call('EXPIREAT', res, math.ceil(exp + 60))
+redis.call('EXPIRE', res, math.ceil(ttl + 60))
 return {1, 0, table.concat(totals, ',')}
 """
 
@@ -116,7 +118,7 @@ for _, a in ipairs(actuals) do
   if a[3] ~= '' then
     local cur = redis.call('TTL', c)
     local want = tonumber(a[3]) - tonumber(ARGV[4])
-    if cur < 0 or cur < want then redis.call('EXPIREAT', c, math.ceil(tonumber(a[3]))) end
+    if cur < 0 or cur < want then redis.call('EXPIRE', c, math.max(1, math.ceil(want))) end
   end
 end
 return 1
