@@ -13,7 +13,9 @@ import pytest
 from tokenward.catalog import Catalog, ModelInfo, Prices, PriceTier, default_catalog
 from tokenward.errors import ConfigurationError, UnknownModelError
 
-DATA = Path(__file__).resolve().parents[1] / "src" / "tokenward" / "catalog" / "data" / "models.json"
+DATA = (
+    Path(__file__).resolve().parents[1] / "src" / "tokenward" / "catalog" / "data" / "models.json"
+)
 
 
 @pytest.fixture()
@@ -51,14 +53,48 @@ def test_models_json_integrity() -> None:
 
 def test_required_families_are_covered(catalog: Catalog) -> None:
     for name in [
-        "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o1-mini", "o3", "o3-mini",
-        "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4-turbo", "gpt-4", "gpt-3.5-turbo",
-        "text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002",
-        "claude-3-haiku", "claude-3-5-haiku", "claude-3-5-sonnet", "claude-3-7-sonnet", "claude-sonnet-4",
-        "claude-sonnet-4-5", "claude-opus-4", "claude-opus-4-1", "claude-haiku-4-5", "claude-opus-4-5",
-        "gemini-1.5-pro", "gemini-1.5-flash", "gemini-2.0-flash", "gemini-2.0-flash-lite", "gemini-2.5-pro",
-        "gemini-2.5-flash", "gemini-2.5-flash-lite", "mistral-large-latest", "mistral-small-2506",
-        "codestral-latest", "deepseek-chat", "deepseek-reasoner", "llama-3.3-70b-versatile",
+        "gpt-4o",
+        "gpt-4o-mini",
+        "gpt-4.1",
+        "gpt-4.1-mini",
+        "gpt-4.1-nano",
+        "o1",
+        "o1-mini",
+        "o3",
+        "o3-mini",
+        "o4-mini",
+        "gpt-5",
+        "gpt-5-mini",
+        "gpt-5-nano",
+        "gpt-4-turbo",
+        "gpt-4",
+        "gpt-3.5-turbo",
+        "text-embedding-3-small",
+        "text-embedding-3-large",
+        "text-embedding-ada-002",
+        "claude-3-haiku",
+        "claude-3-5-haiku",
+        "claude-3-5-sonnet",
+        "claude-3-7-sonnet",
+        "claude-sonnet-4",
+        "claude-sonnet-4-5",
+        "claude-opus-4",
+        "claude-opus-4-1",
+        "claude-haiku-4-5",
+        "claude-opus-4-5",
+        "gemini-1.5-pro",
+        "gemini-1.5-flash",
+        "gemini-2.0-flash",
+        "gemini-2.0-flash-lite",
+        "gemini-2.5-pro",
+        "gemini-2.5-flash",
+        "gemini-2.5-flash-lite",
+        "mistral-large-latest",
+        "mistral-small-2506",
+        "codestral-latest",
+        "deepseek-chat",
+        "deepseek-reasoner",
+        "llama-3.3-70b-versatile",
     ]:
         assert name in catalog, name
 
@@ -67,8 +103,13 @@ def test_anthropic_cache_price_ratios(catalog: Catalog) -> None:
     for info in catalog.models(provider="anthropic"):
         assert info.batch_discount == Decimal("0.5")
         if info.name == "claude-3-haiku":  # published figures differ from the multiples
-            assert info.prices == Prices(input="0.25", output="1.25", cache_read="0.03",
-                                         cache_write_5m="0.30", cache_write_1h="0.50")
+            assert info.prices == Prices(
+                input="0.25",
+                output="1.25",
+                cache_read="0.03",
+                cache_write_5m="0.30",
+                cache_write_1h="0.50",
+            )
             continue
         for p in [info.prices, *(t.prices for t in info.tiers)]:
             assert p.cache_write_5m == p.input * Decimal("1.25"), info.name
@@ -83,7 +124,9 @@ def test_openai_has_no_cache_write_price(catalog: Catalog) -> None:
 
 
 def test_known_figures(catalog: Catalog) -> None:
-    assert catalog.get("gpt-4o-mini").prices == Prices(input="0.15", output="0.60", cache_read="0.075")
+    assert catalog.get("gpt-4o-mini").prices == Prices(
+        input="0.15", output="0.60", cache_read="0.075"
+    )
     assert catalog.get("gpt-4o-2024-05-13").prices.input == Decimal("5")
     assert catalog.get("gpt-4o-2024-05-13").prices.output == Decimal("15")
     sonnet = catalog.get("claude-sonnet-4-5")
@@ -91,7 +134,12 @@ def test_known_figures(catalog: Catalog) -> None:
     assert sonnet.prices_for(200_000) == sonnet.prices
     long = sonnet.prices_for(200_001)
     assert (long.input, long.output, long.cache_write_5m, long.cache_write_1h, long.cache_read) == (
-        Decimal("6"), Decimal("22.5"), Decimal("7.5"), Decimal("12"), Decimal("0.6"))
+        Decimal("6"),
+        Decimal("22.5"),
+        Decimal("7.5"),
+        Decimal("12"),
+        Decimal("0.6"),
+    )
     assert catalog.get("gemini-1.5-pro").tiers[0].above_input_tokens == 128000
     assert catalog.get("gemini-2.5-pro").prices_for(250_000).output == Decimal("15")
 
@@ -179,9 +227,15 @@ def test_fallback_is_explicit() -> None:
 
 def _custom(name: str = "acme-llm", **kw) -> ModelInfo:
     return ModelInfo(
-        name=name, provider="acme", context_window=32000, max_output=4096,
-        prices=Prices(input="1", output="2"), aliases=kw.pop("aliases", ("acme",)), as_of=date(2026, 1, 1),
-        source="https://acme.example/pricing", **kw,
+        name=name,
+        provider="acme",
+        context_window=32000,
+        max_output=4096,
+        prices=Prices(input="1", output="2"),
+        aliases=kw.pop("aliases", ("acme",)),
+        as_of=date(2026, 1, 1),
+        source="https://acme.example/pricing",
+        **kw,
     )
 
 
@@ -216,7 +270,12 @@ def test_model_info_validation() -> None:
         Prices(input="-1", output="1")
     with pytest.raises(ValueError):
         _custom(batch_discount=Decimal("1.5"))
-    info = _custom(tiers=(PriceTier(500, Prices(input="3", output="4")), PriceTier(100, Prices(input="2", output="3"))))
+    info = _custom(
+        tiers=(
+            PriceTier(500, Prices(input="3", output="4")),
+            PriceTier(100, Prices(input="2", output="3")),
+        )
+    )
     assert [t.above_input_tokens for t in info.tiers] == [100, 500]
     assert info.prices_for(100).input == 1
     assert info.prices_for(101).input == 2
@@ -231,8 +290,15 @@ def _write(tmp_path: Path, models: list) -> Path:
 
 
 def _entry(**kw):
-    e = {"name": "m", "provider": "p", "context_window": 1000, "max_output": None,
-         "prices": {"input": "1", "output": "2"}, "as_of": "2026-01-01", "source": "https://x.example"}
+    e = {
+        "name": "m",
+        "provider": "p",
+        "context_window": 1000,
+        "max_output": None,
+        "prices": {"input": "1", "output": "2"},
+        "as_of": "2026-01-01",
+        "source": "https://x.example",
+    }
     e.update(kw)
     return e
 
@@ -246,8 +312,15 @@ def _entry(**kw):
         ({"prices": {"input": 1.5, "output": "2"}}, "float"),
         ({"prices": {"input": "1"}}, "output"),
         ({"prices": {"input": "1", "output": "2", "cache_wirte": "1"}}, "cache_wirte"),
-        ({"tiers": [{"above_input_tokens": 200, "prices": {"input": "1", "output": "2"}},
-                    {"above_input_tokens": 100, "prices": {"input": "1", "output": "2"}}]}, "ascending"),
+        (
+            {
+                "tiers": [
+                    {"above_input_tokens": 200, "prices": {"input": "1", "output": "2"}},
+                    {"above_input_tokens": 100, "prices": {"input": "1", "output": "2"}},
+                ]
+            },
+            "ascending",
+        ),
         ({"tokenizer": "gpt2"}, "tokenizer"),
         ({"colour": "red"}, "colour"),
     ],
@@ -284,29 +357,54 @@ def test_to_dict_round_trip(tmp_path: Path, catalog: Catalog) -> None:
 LITELLM = {
     "sample_spec": {"input_cost_per_token": 0.0, "mode": "one of ..."},
     "gpt-4o-mini": {
-        "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07, "cache_read_input_token_cost": 7.5e-08,
-        "input_cost_per_token_batches": 7.5e-08, "output_cost_per_token_batches": 3e-07,
-        "litellm_provider": "openai", "max_input_tokens": 128000, "max_output_tokens": 16384, "mode": "chat",
+        "input_cost_per_token": 1.5e-07,
+        "output_cost_per_token": 6e-07,
+        "cache_read_input_token_cost": 7.5e-08,
+        "input_cost_per_token_batches": 7.5e-08,
+        "output_cost_per_token_batches": 3e-07,
+        "litellm_provider": "openai",
+        "max_input_tokens": 128000,
+        "max_output_tokens": 16384,
+        "mode": "chat",
     },
     "claude-sonnet-4-5-20250929": {
-        "input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05,
-        "cache_creation_input_token_cost": 3.75e-06, "cache_creation_input_token_cost_above_1hr": 6e-06,
+        "input_cost_per_token": 3e-06,
+        "output_cost_per_token": 1.5e-05,
+        "cache_creation_input_token_cost": 3.75e-06,
+        "cache_creation_input_token_cost_above_1hr": 6e-06,
         "cache_read_input_token_cost": 3e-07,
-        "input_cost_per_token_above_200k_tokens": 6e-06, "output_cost_per_token_above_200k_tokens": 2.25e-05,
+        "input_cost_per_token_above_200k_tokens": 6e-06,
+        "output_cost_per_token_above_200k_tokens": 2.25e-05,
         "cache_creation_input_token_cost_above_200k_tokens": 7.5e-06,
         "cache_read_input_token_cost_above_200k_tokens": 6e-07,
-        "litellm_provider": "anthropic", "max_input_tokens": 200000, "max_output_tokens": 64000, "mode": "chat",
+        "litellm_provider": "anthropic",
+        "max_input_tokens": 200000,
+        "max_output_tokens": 64000,
+        "mode": "chat",
     },
     "gemini/gemini-2.5-flash": {
-        "input_cost_per_token": 3e-07, "output_cost_per_token": 2.5e-06, "input_cost_per_audio_token": 1e-06,
-        "output_cost_per_reasoning_token": 2.5e-06, "litellm_provider": "gemini",
-        "max_input_tokens": 1048576, "max_output_tokens": 65535, "mode": "chat",
+        "input_cost_per_token": 3e-07,
+        "output_cost_per_token": 2.5e-06,
+        "input_cost_per_audio_token": 1e-06,
+        "output_cost_per_reasoning_token": 2.5e-06,
+        "litellm_provider": "gemini",
+        "max_input_tokens": 1048576,
+        "max_output_tokens": 65535,
+        "mode": "chat",
     },
     "text-embedding-3-small": {
-        "input_cost_per_token": 2e-08, "output_cost_per_token": 0.0, "litellm_provider": "openai",
-        "max_input_tokens": 8191, "max_tokens": 8191, "mode": "embedding",
+        "input_cost_per_token": 2e-08,
+        "output_cost_per_token": 0.0,
+        "litellm_provider": "openai",
+        "max_input_tokens": 8191,
+        "max_tokens": 8191,
+        "mode": "embedding",
     },
-    "dall-e-3": {"litellm_provider": "openai", "mode": "image_generation", "output_cost_per_image": 0.04},
+    "dall-e-3": {
+        "litellm_provider": "openai",
+        "mode": "image_generation",
+        "output_cost_per_image": 0.04,
+    },
     "no-context": {"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06, "mode": "chat"},
 }
 
@@ -322,16 +420,28 @@ def test_from_litellm(tmp_path: Path, as_file: bool) -> None:
         cat = Catalog.from_litellm(LITELLM)
     assert len(cat) == 4  # sample_spec, image model and the entry without a context size skipped
     mini = cat.get("openai/gpt-4o-mini-2024-07-18")
-    assert mini.prices == Prices(input=Decimal("0.15"), output=Decimal("0.6"), cache_read=Decimal("0.075"))
+    assert mini.prices == Prices(
+        input=Decimal("0.15"), output=Decimal("0.6"), cache_read=Decimal("0.075")
+    )
     assert str(mini.prices.input) == "0.15"  # exact, no binary float residue
     assert mini.batch_discount == Decimal("0.5")
-    assert mini.tokenizer == "o200k_base" and mini.context_window == 128000 and mini.max_output == 16384
+    assert (
+        mini.tokenizer == "o200k_base"
+        and mini.context_window == 128000
+        and mini.max_output == 16384
+    )
     sonnet = cat.get("claude-sonnet-4-5")
-    assert sonnet.prices.cache_write_5m == Decimal("3.75") and sonnet.prices.cache_write_1h == Decimal("6")
+    assert sonnet.prices.cache_write_5m == Decimal(
+        "3.75"
+    ) and sonnet.prices.cache_write_1h == Decimal("6")
     (tier,) = sonnet.tiers
     assert tier.above_input_tokens == 200000
-    assert (tier.prices.input, tier.prices.output, tier.prices.cache_write_5m, tier.prices.cache_read) == (
-        Decimal("6"), Decimal("22.5"), Decimal("7.5"), Decimal("0.6"))
+    assert (
+        tier.prices.input,
+        tier.prices.output,
+        tier.prices.cache_write_5m,
+        tier.prices.cache_read,
+    ) == (Decimal("6"), Decimal("22.5"), Decimal("7.5"), Decimal("0.6"))
     assert tier.prices.cache_write_1h == Decimal("6")  # not given for the tier -> base price kept
     flash = cat.get("gemini-2.5-flash")  # "gemini/" key found without its prefix
     assert flash.prices.audio_input == Decimal("1") and flash.prices.reasoning == Decimal("2.5")
@@ -342,8 +452,18 @@ def test_from_litellm(tmp_path: Path, as_file: bool) -> None:
 
 def test_litellm_catalog_can_extend_default(catalog: Catalog) -> None:
     before = len(catalog)
-    catalog.extend(Catalog.from_litellm({"acme-chat": {
-        "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_tokens": 4096,
-        "litellm_provider": "acme", "mode": "chat"}}))
+    catalog.extend(
+        Catalog.from_litellm(
+            {
+                "acme-chat": {
+                    "input_cost_per_token": 1e-06,
+                    "output_cost_per_token": 2e-06,
+                    "max_tokens": 4096,
+                    "litellm_provider": "acme",
+                    "mode": "chat",
+                }
+            }
+        )
+    )
     assert len(catalog) == before + 1
     assert catalog.get("acme-chat").prices.output == Decimal("2")

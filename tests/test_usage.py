@@ -16,15 +16,19 @@ OPENAI_CHAT = {
     "id": "chatcmpl-abc",
     "object": "chat.completion",
     "model": "gpt-4o-mini-2024-07-18",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}],
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}
+    ],
     "usage": {
         "prompt_tokens": 2006,
         "completion_tokens": 300,
         "total_tokens": 2306,
         "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0, "audio_tokens": 0,
-            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
         },
     },
 }
@@ -74,7 +78,9 @@ def test_openai_responses_api() -> None:
 
 
 def test_openai_audio() -> None:
-    assert Usage.from_openai(OPENAI_AUDIO) == Usage(input=500, output=800, audio_input=400, audio_output=700)
+    assert Usage.from_openai(OPENAI_AUDIO) == Usage(
+        input=500, output=800, audio_input=400, audio_output=700
+    )
 
 
 def test_openai_embeddings() -> None:
@@ -82,15 +88,22 @@ def test_openai_embeddings() -> None:
 
 
 def test_deepseek_cache_hit_fields() -> None:
-    payload = {"prompt_tokens": 10000, "completion_tokens": 1000, "total_tokens": 11000,
-               "prompt_cache_hit_tokens": 6000, "prompt_cache_miss_tokens": 4000}
+    payload = {
+        "prompt_tokens": 10000,
+        "completion_tokens": 1000,
+        "total_tokens": 11000,
+        "prompt_cache_hit_tokens": 6000,
+        "prompt_cache_miss_tokens": 4000,
+    }
     assert Usage.from_openai(payload) == Usage(input=10000, output=1000, cache_read=6000)
 
 
 def test_openai_sdk_object() -> None:
     # the shape of openai.types.CompletionUsage: attributes, nested objects, some None
     usage = SimpleNamespace(
-        prompt_tokens=100, completion_tokens=20, total_tokens=120,
+        prompt_tokens=100,
+        completion_tokens=20,
+        total_tokens=120,
         prompt_tokens_details=SimpleNamespace(cached_tokens=None, audio_tokens=None),
         completion_tokens_details=None,
     )
@@ -116,25 +129,41 @@ ANTHROPIC = {
 
 def test_anthropic_adds_cache_back_into_input() -> None:
     u = Usage.from_anthropic(ANTHROPIC)
-    assert u == Usage(input=81000, output=2000, cache_read=50000, cache_write_5m=10000, cache_write_1h=20000)
+    assert u == Usage(
+        input=81000, output=2000, cache_read=50000, cache_write_5m=10000, cache_write_1h=20000
+    )
     assert u.uncached_input == 1000
 
 
 def test_anthropic_without_ttl_split_is_all_5m() -> None:
-    payload = {"input_tokens": 12, "output_tokens": 7, "cache_creation_input_tokens": 2048,
-               "cache_read_input_tokens": None}
+    payload = {
+        "input_tokens": 12,
+        "output_tokens": 7,
+        "cache_creation_input_tokens": 2048,
+        "cache_read_input_tokens": None,
+    }
     assert Usage.from_anthropic(payload) == Usage(input=2060, output=7, cache_write_5m=2048)
 
 
 def test_anthropic_partial_split_remainder_is_5m() -> None:
-    payload = {"input_tokens": 0, "output_tokens": 1, "cache_creation_input_tokens": 300,
-               "cache_creation": {"ephemeral_1h_input_tokens": 100}}
-    assert Usage.from_anthropic(payload) == Usage(input=300, output=1, cache_write_5m=200, cache_write_1h=100)
+    payload = {
+        "input_tokens": 0,
+        "output_tokens": 1,
+        "cache_creation_input_tokens": 300,
+        "cache_creation": {"ephemeral_1h_input_tokens": 100},
+    }
+    assert Usage.from_anthropic(payload) == Usage(
+        input=300, output=1, cache_write_5m=200, cache_write_1h=100
+    )
 
 
 def test_anthropic_split_larger_than_total_is_rejected() -> None:
-    payload = {"input_tokens": 0, "output_tokens": 1, "cache_creation_input_tokens": 10,
-               "cache_creation": {"ephemeral_5m_input_tokens": 100}}
+    payload = {
+        "input_tokens": 0,
+        "output_tokens": 1,
+        "cache_creation_input_tokens": 10,
+        "cache_creation": {"ephemeral_5m_input_tokens": 100},
+    }
     with pytest.raises(UsageParseError) as info:
         Usage.from_anthropic(payload)
     assert info.value.field == "cache_creation"
@@ -149,7 +178,10 @@ GEMINI_REST = {
         "totalTokenCount": 254000,
         "cachedContentTokenCount": 200000,
         "thoughtsTokenCount": 3000,
-        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 249000}, {"modality": "IMAGE", "tokenCount": 1000}],
+        "promptTokensDetails": [
+            {"modality": "TEXT", "tokenCount": 249000},
+            {"modality": "IMAGE", "tokenCount": 1000},
+        ],
         "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 200000}],
     },
     "modelVersion": "gemini-2.5-pro",
@@ -159,7 +191,9 @@ GEMINI_REST = {
 def test_gemini_rest_camel_case() -> None:
     u = Usage.from_gemini(GEMINI_REST)
     # thoughts are billed as output but not part of candidatesTokenCount
-    assert u == Usage(input=250000, output=4000, cache_read=200000, reasoning=3000, image_input=1000)
+    assert u == Usage(
+        input=250000, output=4000, cache_read=200000, reasoning=3000, image_input=1000
+    )
     assert u.total == 254000  # equals totalTokenCount
 
 
@@ -173,8 +207,10 @@ def test_gemini_sdk_snake_case_with_tool_use_and_audio() -> None:
         "tool_use_prompt_token_count": 300,
         "thoughts_token_count": None,
         "cached_content_token_count": None,
-        "prompt_tokens_details": [{"modality": Modality(), "token_count": 700},
-                                  {"modality": "MediaModality.TEXT", "token_count": 500}],
+        "prompt_tokens_details": [
+            {"modality": Modality(), "token_count": 700},
+            {"modality": "MediaModality.TEXT", "token_count": 500},
+        ],
         "total_token_count": 1580,
     }
     u = Usage.from_gemini({"usage_metadata": meta})
@@ -183,7 +219,9 @@ def test_gemini_sdk_snake_case_with_tool_use_and_audio() -> None:
 
 def test_gemini_cached_more_than_prompt_rejected() -> None:
     with pytest.raises(UsageParseError) as info:
-        Usage.from_gemini({"promptTokenCount": 10, "candidatesTokenCount": 1, "cachedContentTokenCount": 11})
+        Usage.from_gemini(
+            {"promptTokenCount": 10, "candidatesTokenCount": 1, "cachedContentTokenCount": 11}
+        )
     assert info.value.field == "cachedContentTokenCount"
 
 
@@ -209,9 +247,15 @@ def test_bedrock_converse_input_excludes_cache() -> None:
 
 
 def test_bedrock_cache_details_split_ttl() -> None:
-    payload = {"inputTokens": 5, "outputTokens": 1, "cacheWriteInputTokens": 3000,
-               "cacheDetails": [{"ttl": "1h", "inputTokens": 1000}, {"ttl": "5m", "inputTokens": 2000}]}
-    assert Usage.from_bedrock(payload) == Usage(input=3005, output=1, cache_write_5m=2000, cache_write_1h=1000)
+    payload = {
+        "inputTokens": 5,
+        "outputTokens": 1,
+        "cacheWriteInputTokens": 3000,
+        "cacheDetails": [{"ttl": "1h", "inputTokens": 1000}, {"ttl": "5m", "inputTokens": 2000}],
+    }
+    assert Usage.from_bedrock(payload) == Usage(
+        input=3005, output=1, cache_write_5m=2000, cache_write_1h=1000
+    )
 
 
 # ------------------------------------------------------------------ LangChain
@@ -238,14 +282,19 @@ LC_ANTHROPIC = {
 
 def test_langchain_usage_metadata() -> None:
     assert Usage.from_langchain(LC_OPENAI) == Usage(
-        input=350, output=240, cache_read=100, audio_input=10, reasoning=200, audio_output=10)
+        input=350, output=240, cache_read=100, audio_input=10, reasoning=200, audio_output=10
+    )
 
 
 def test_langchain_anthropic_ttl_split() -> None:
     assert Usage.from_langchain(LC_ANTHROPIC) == Usage(
-        input=81000, output=2000, cache_read=50000, cache_write_5m=10000, cache_write_1h=20000)
+        input=81000, output=2000, cache_read=50000, cache_write_5m=10000, cache_write_1h=20000
+    )
     # some versions zero the total when the split is present: same result
-    zeroed = {**LC_ANTHROPIC, "input_token_details": {**LC_ANTHROPIC["input_token_details"], "cache_creation": 0}}
+    zeroed = {
+        **LC_ANTHROPIC,
+        "input_token_details": {**LC_ANTHROPIC["input_token_details"], "cache_creation": 0},
+    }
     assert Usage.from_langchain(zeroed) == Usage.from_langchain(LC_ANTHROPIC)
 
 
@@ -270,28 +319,82 @@ class FakePydantic:
     [
         (OPENAI_CHAT, Usage(input=2006, output=300, cache_read=1920)),
         (OPENAI_RESPONSES, Usage(input=3000, output=900, cache_read=2048, reasoning=640)),
-        (ANTHROPIC, Usage(input=81000, output=2000, cache_read=50000, cache_write_5m=10000, cache_write_1h=20000)),
-        (GEMINI_REST, Usage(input=250000, output=4000, cache_read=200000, reasoning=3000, image_input=1000)),
+        (
+            ANTHROPIC,
+            Usage(
+                input=81000,
+                output=2000,
+                cache_read=50000,
+                cache_write_5m=10000,
+                cache_write_1h=20000,
+            ),
+        ),
+        (
+            GEMINI_REST,
+            Usage(input=250000, output=4000, cache_read=200000, reasoning=3000, image_input=1000),
+        ),
         (BEDROCK, Usage(input=5020, output=150, cache_read=3000, cache_write_5m=2000)),
-        (LC_OPENAI, Usage(input=350, output=240, cache_read=100, audio_input=10, reasoning=200, audio_output=10)),
+        (
+            LC_OPENAI,
+            Usage(
+                input=350,
+                output=240,
+                cache_read=100,
+                audio_input=10,
+                reasoning=200,
+                audio_output=10,
+            ),
+        ),
         ({"input_tokens": 10, "output_tokens": 3}, Usage(input=10, output=3)),
         # LangChain LLMResult.llm_output
-        ({"llm_output": {"token_usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}}},
-         Usage(input=9, output=4)),
+        (
+            {
+                "llm_output": {
+                    "token_usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+                }
+            },
+            Usage(input=9, output=4),
+        ),
         # LangChain AIMessage (dataclass stand-in): usage_metadata wins
-        (FakeAIMessage("hi", LC_ANTHROPIC, {"model_name": "claude"}),
-         Usage(input=81000, output=2000, cache_read=50000, cache_write_5m=10000, cache_write_1h=20000)),
+        (
+            FakeAIMessage("hi", LC_ANTHROPIC, {"model_name": "claude"}),
+            Usage(
+                input=81000,
+                output=2000,
+                cache_read=50000,
+                cache_write_5m=10000,
+                cache_write_1h=20000,
+            ),
+        ),
         # message without usage_metadata: falls back to response_metadata["token_usage"]
-        (FakeAIMessage("hi", None, {"token_usage": {"prompt_tokens": 5, "completion_tokens": 2}}),
-         Usage(input=5, output=2)),
+        (
+            FakeAIMessage(
+                "hi", None, {"token_usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+            ),
+            Usage(input=5, output=2),
+        ),
         # pydantic-like SDK response objects
-        (FakePydantic({"id": "msg", "usage": ANTHROPIC["usage"]}),
-         Usage(input=81000, output=2000, cache_read=50000, cache_write_5m=10000, cache_write_1h=20000)),
+        (
+            FakePydantic({"id": "msg", "usage": ANTHROPIC["usage"]}),
+            Usage(
+                input=81000,
+                output=2000,
+                cache_read=50000,
+                cache_write_5m=10000,
+                cache_write_1h=20000,
+            ),
+        ),
         # LlamaIndex ChatResponse: usage inside .raw
-        ({"message": {"role": "assistant"}, "raw": OPENAI_CHAT, "additional_kwargs": {}},
-         Usage(input=2006, output=300, cache_read=1920)),
-        (SimpleNamespace(usage_metadata=SimpleNamespace(prompt_token_count=7, candidates_token_count=2)),
-         Usage(input=7, output=2)),
+        (
+            {"message": {"role": "assistant"}, "raw": OPENAI_CHAT, "additional_kwargs": {}},
+            Usage(input=2006, output=300, cache_read=1920),
+        ),
+        (
+            SimpleNamespace(
+                usage_metadata=SimpleNamespace(prompt_token_count=7, candidates_token_count=2)
+            ),
+            Usage(input=7, output=2),
+        ),
     ],
 )
 def test_from_any_detects_shape(payload: Any, expected: Usage) -> None:
@@ -318,21 +421,51 @@ def test_from_any_without_usage_fails_clearly() -> None:
         (Usage.from_openai, {"prompt_tokens": "ten", "completion_tokens": 2}, "prompt_tokens"),
         (Usage.from_openai, {"prompt_tokens": 10, "completion_tokens": 2.5}, "completion_tokens"),
         (Usage.from_openai, {"prompt_tokens": 10, "completion_tokens": True}, "completion_tokens"),
-        (Usage.from_openai, {"prompt_tokens": 10, "completion_tokens": 2,
-                             "prompt_tokens_details": {"cached_tokens": 11}}, "prompt_tokens_details.cached_tokens"),
-        (Usage.from_openai, {"prompt_tokens": 10, "completion_tokens": 2,
-                             "completion_tokens_details": {"reasoning_tokens": 3}},
-         "completion_tokens_details.reasoning_tokens"),
-        (Usage.from_openai, {"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": 5},
-         "prompt_tokens_details"),
+        (
+            Usage.from_openai,
+            {
+                "prompt_tokens": 10,
+                "completion_tokens": 2,
+                "prompt_tokens_details": {"cached_tokens": 11},
+            },
+            "prompt_tokens_details.cached_tokens",
+        ),
+        (
+            Usage.from_openai,
+            {
+                "prompt_tokens": 10,
+                "completion_tokens": 2,
+                "completion_tokens_details": {"reasoning_tokens": 3},
+            },
+            "completion_tokens_details.reasoning_tokens",
+        ),
+        (
+            Usage.from_openai,
+            {"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": 5},
+            "prompt_tokens_details",
+        ),
         (Usage.from_openai, {"foo": 1}, "prompt_tokens"),
-        (Usage.from_anthropic, {"input_tokens": 1, "output_tokens": 2, "cache_read_input_tokens": -5},
-         "cache_read_input_tokens"),
-        (Usage.from_gemini, {"promptTokenCount": 10, "candidatesTokenCount": "x"}, "candidatesTokenCount"),
+        (
+            Usage.from_anthropic,
+            {"input_tokens": 1, "output_tokens": 2, "cache_read_input_tokens": -5},
+            "cache_read_input_tokens",
+        ),
+        (
+            Usage.from_gemini,
+            {"promptTokenCount": 10, "candidatesTokenCount": "x"},
+            "candidatesTokenCount",
+        ),
         (Usage.from_bedrock, {"inputTokens": 1, "outputTokens": [3]}, "outputTokens"),
-        (Usage.from_langchain, {"input_tokens": 5, "output_tokens": 5,
-                                "output_token_details": {"reasoning": 6}}, "output_token_details.reasoning"),
-        (Usage.from_any, {"usage": {"prompt_tokens": 3, "completion_tokens": -3}}, "completion_tokens"),
+        (
+            Usage.from_langchain,
+            {"input_tokens": 5, "output_tokens": 5, "output_token_details": {"reasoning": 6}},
+            "output_token_details.reasoning",
+        ),
+        (
+            Usage.from_any,
+            {"usage": {"prompt_tokens": 3, "completion_tokens": -3}},
+            "completion_tokens",
+        ),
     ],
 )
 def test_malformed_payload_names_field(parser, payload: dict, field: str) -> None:
@@ -344,12 +477,18 @@ def test_malformed_payload_names_field(parser, payload: dict, field: str) -> Non
 
 
 def test_numeric_strings_and_integral_floats_are_accepted() -> None:
-    assert Usage.from_openai({"prompt_tokens": "12", "completion_tokens": 3.0}) == Usage(input=12, output=3)
+    assert Usage.from_openai({"prompt_tokens": "12", "completion_tokens": 3.0}) == Usage(
+        input=12, output=3
+    )
 
 
 def test_none_values_are_zero() -> None:
-    payload = {"prompt_tokens": 5, "completion_tokens": None, "prompt_tokens_details": None,
-               "completion_tokens_details": {"reasoning_tokens": None}}
+    payload = {
+        "prompt_tokens": 5,
+        "completion_tokens": None,
+        "prompt_tokens_details": None,
+        "completion_tokens_details": {"reasoning_tokens": None},
+    }
     assert Usage.from_openai(payload) == Usage(input=5)
 
 

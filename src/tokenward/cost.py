@@ -25,7 +25,7 @@ from tokenward.usage import Usage
 if TYPE_CHECKING:
     from tokenward.catalog import Catalog, ModelInfo
 
-__all__ = ["CostBreakdown", "cost", "to_nanos", "from_nanos"]
+__all__ = ["CostBreakdown", "cost", "from_nanos", "to_nanos"]
 
 _MILLION = Decimal(1_000_000)
 _NANO = Decimal(1_000_000_000)
@@ -90,7 +90,9 @@ class CostBreakdown:
     def __add__(self, other: object) -> CostBreakdown:
         if not isinstance(other, CostBreakdown):
             return NotImplemented
-        values = {name: getattr(self, name) + getattr(other, name) for name in (*COMPONENTS, "total")}
+        values = {
+            name: getattr(self, name) + getattr(other, name) for name in (*COMPONENTS, "total")
+        }
         return CostBreakdown(
             model=self.model if self.model == other.model else "mixed",
             tier=self.tier if self.tier == other.tier else None,
@@ -124,7 +126,9 @@ def cost(
     ``batch=True`` for a model without batch pricing.
     """
     if not isinstance(usage, Usage):
-        raise TypeError(f"usage must be a Usage, got {type(usage).__name__}; try Usage.from_any(payload)")
+        raise TypeError(
+            f"usage must be a Usage, got {type(usage).__name__}; try Usage.from_any(payload)"
+        )
     info = _resolve(model, catalog)
     tier = info.tier_for(usage.input)
     prices = info.prices if tier is None else tier.prices
@@ -150,11 +154,16 @@ def cost(
         raise missing("1-hour cache write", "cache_write_1h", usage.cache_write_1h)
 
     cache_write = usage.cache_write_5m + usage.cache_write_1h
-    text_input = max(0, usage.input - usage.cache_read - cache_write - usage.audio_input - usage.image_input)
+    text_input = max(
+        0, usage.input - usage.cache_read - cache_write - usage.audio_input - usage.image_input
+    )
     text_output = max(0, usage.output - usage.reasoning - usage.audio_output)
     plan = {
         "input": (text_input, prices.input),
-        "cache_read": (usage.cache_read, prices.cache_read if prices.cache_read is not None else prices.input),
+        "cache_read": (
+            usage.cache_read,
+            prices.cache_read if prices.cache_read is not None else prices.input,
+        ),
         "cache_write_5m": (
             usage.cache_write_5m,
             prices.cache_write_5m if prices.cache_write_5m is not None else prices.input,
@@ -164,10 +173,16 @@ def cost(
             prices.cache_write_1h if prices.cache_write_1h is not None else prices.input,
         ),
         "output": (text_output, prices.output),
-        "reasoning": (usage.reasoning, prices.reasoning if prices.reasoning is not None else prices.output),
+        "reasoning": (
+            usage.reasoning,
+            prices.reasoning if prices.reasoning is not None else prices.output,
+        ),
         "audio_input": (usage.audio_input, prices.audio_input or Decimal(0)),
         "audio_output": (usage.audio_output, prices.audio_output or Decimal(0)),
-        "image_input": (usage.image_input, prices.image_input if prices.image_input is not None else prices.input),
+        "image_input": (
+            usage.image_input,
+            prices.image_input if prices.image_input is not None else prices.input,
+        ),
     }
     with localcontext() as ctx:
         ctx.prec = 60  # exact for any realistic token count and price
@@ -188,7 +203,7 @@ def cost(
 
 def to_nanos(usd: Decimal | int | str) -> int:
     """USD -> integer nano-USD (1e-9), rounded half-to-even. Floats are refused (money is never float)."""
-    if isinstance(usd, float) or isinstance(usd, bool):
+    if isinstance(usd, (float, bool)):
         raise TypeError("to_nanos() takes a Decimal (or int/str), never a float")
     value = usd if isinstance(usd, Decimal) else Decimal(usd)
     with localcontext() as ctx:

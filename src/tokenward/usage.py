@@ -16,8 +16,11 @@ Conventions (the same as LangChain's ``UsageMetadata`` and OpenAI's chat API):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any
+
+from tokenward.errors import UsageParseError
 
 __all__ = ["Usage"]
 
@@ -146,13 +149,6 @@ class Usage:
 # details never larger than their total; anything else raises UsageParseError naming the field.
 # =============================================================================================
 
-from collections.abc import Mapping  # noqa: E402
-from dataclasses import asdict, is_dataclass  # noqa: E402
-
-from tokenward.errors import UsageParseError  # noqa: E402
-
-_MISSING = object()
-
 
 class _AttrView(Mapping[str, Any]):
     """Read-only mapping view of an arbitrary object's public attributes."""
@@ -187,11 +183,10 @@ def _as_mapping(obj: Any) -> Mapping[str, Any] | None:
     if callable(dump):
         try:
             data = dump()
-            if isinstance(data, Mapping):
-                # keep unknown extras (pydantic extra="allow") visible too
-                return data
-        except Exception:  # pragma: no cover - exotic models
-            pass
+        except Exception:  # noqa: BLE001  # pragma: no cover - exotic models: fall back to attributes
+            data = None
+        if isinstance(data, Mapping):
+            return data
     if is_dataclass(obj) and not isinstance(obj, type):
         return asdict(obj)
     return _AttrView(obj)
@@ -213,12 +208,16 @@ def _count(value: Any, field: str) -> int:
     if value is None:
         return 0
     if isinstance(value, bool):
-        raise UsageParseError(f"usage field {field!r} must be a token count, got {value!r}", field=field)
+        raise UsageParseError(
+            f"usage field {field!r} must be a token count, got {value!r}", field=field
+        )
     if isinstance(value, int):
         result = value
     elif isinstance(value, float):
         if not value.is_integer():
-            raise UsageParseError(f"usage field {field!r} must be a whole number, got {value!r}", field=field)
+            raise UsageParseError(
+                f"usage field {field!r} must be a whole number, got {value!r}", field=field
+            )
         result = int(value)
     elif isinstance(value, str):
         text = value.strip()
@@ -242,14 +241,17 @@ def _sub(data: Mapping[str, Any] | None, key: str, field: str) -> Mapping[str, A
         return None
     mapping = _as_mapping(value)
     if mapping is None:
-        raise UsageParseError(f"usage field {field!r} must be an object, got {value!r}", field=field)
+        raise UsageParseError(
+            f"usage field {field!r} must be an object, got {value!r}", field=field
+        )
     return mapping
 
 
 def _check_part(part: int, total: int, part_field: str, total_field: str) -> None:
     if part > total:
         raise UsageParseError(
-            f"usage field {part_field!r} ({part}) is larger than {total_field!r} ({total})", field=part_field
+            f"usage field {part_field!r} ({part}) is larger than {total_field!r} ({total})",
+            field=part_field,
         )
 
 
@@ -289,11 +291,15 @@ def _build(
     )
 
 
-def _unwrap(payload: Any, keys: tuple[str, ...], marker_keys: tuple[str, ...], what: str) -> Mapping[str, Any]:
+def _unwrap(
+    payload: Any, keys: tuple[str, ...], marker_keys: tuple[str, ...], what: str
+) -> Mapping[str, Any]:
     """The usage mapping inside ``payload`` (itself, or under one of ``keys``)."""
     data = _as_mapping(payload)
     if data is None:
-        raise UsageParseError(f"{what} usage must be an object, got {type(payload).__name__}", field=None)
+        raise UsageParseError(
+            f"{what} usage must be an object, got {type(payload).__name__}", field=None
+        )
     if any(k in data and data.get(k) is not None for k in marker_keys):
         return data
     for key in keys:
@@ -372,7 +378,9 @@ def _from_openai(payload: Any) -> Usage:
 
 
 # --------------------------------------------------------------------------------- Anthropic
-def _split_writes(total: int, five: int, one: int, total_field: str, split_field: str) -> tuple[int, int]:
+def _split_writes(
+    total: int, five: int, one: int, total_field: str, split_field: str
+) -> tuple[int, int]:
     """Reconcile a total cache-write count with a per-TTL split (remainder -> 5 minutes)."""
     if five + one > total:
         if total == 0:
@@ -387,14 +395,20 @@ def _split_writes(total: int, five: int, one: int, total_field: str, split_field
 def _from_anthropic(payload: Any) -> Usage:
     data = _unwrap(payload, ("usage",), ("input_tokens", "output_tokens"), "Anthropic")
     if "input_tokens" not in data and "output_tokens" not in data:
-        raise UsageParseError("Anthropic usage needs 'input_tokens' and 'output_tokens'", field="input_tokens")
+        raise UsageParseError(
+            "Anthropic usage needs 'input_tokens' and 'output_tokens'", field="input_tokens"
+        )
     uncached = _count(data.get("input_tokens"), "input_tokens")
     output = _count(data.get("output_tokens"), "output_tokens")
     cache_read = _count(data.get("cache_read_input_tokens"), "cache_read_input_tokens")
     written = _count(data.get("cache_creation_input_tokens"), "cache_creation_input_tokens")
     split = _sub(data, "cache_creation", "cache_creation")
-    five = _count(_get(split, "ephemeral_5m_input_tokens"), "cache_creation.ephemeral_5m_input_tokens")
-    one = _count(_get(split, "ephemeral_1h_input_tokens"), "cache_creation.ephemeral_1h_input_tokens")
+    five = _count(
+        _get(split, "ephemeral_5m_input_tokens"), "cache_creation.ephemeral_5m_input_tokens"
+    )
+    one = _count(
+        _get(split, "ephemeral_1h_input_tokens"), "cache_creation.ephemeral_1h_input_tokens"
+    )
     five, one = _split_writes(written, five, one, "cache_creation_input_tokens", "cache_creation")
     return _build(
         input=uncached + cache_read + five + one,
@@ -422,7 +436,9 @@ _GEMINI_KEYS = {
     "details": ("promptTokensDetails", "prompt_tokens_details"),
     "tool_details": ("toolUsePromptTokensDetails", "tool_use_prompt_tokens_details"),
 }
-_GEMINI_MARKERS = tuple(k for pair in ("prompt", "candidates", "cached", "thoughts") for k in _GEMINI_KEYS[pair]) + (
+_GEMINI_MARKERS = tuple(
+    k for pair in ("prompt", "candidates", "cached", "thoughts") for k in _GEMINI_KEYS[pair]
+) + (
     "totalTokenCount",
     "total_token_count",
 )
@@ -433,7 +449,9 @@ def _modality_counts(value: Any, field: str) -> dict[str, int]:
     if value is None:
         return counts
     if not isinstance(value, (list, tuple)):
-        raise UsageParseError(f"usage field {field!r} must be a list of modality counts", field=field)
+        raise UsageParseError(
+            f"usage field {field!r} must be a list of modality counts", field=field
+        )
     for i, item in enumerate(value):
         entry = _as_mapping(item)
         if entry is None:
@@ -452,7 +470,8 @@ def _from_gemini(payload: Any) -> Usage:
     i = 0 if camel else 1
     if not any(k in data for k in _GEMINI_MARKERS):
         raise UsageParseError(
-            "Gemini usage needs 'promptTokenCount'/'candidatesTokenCount' (or snake_case)", field="promptTokenCount"
+            "Gemini usage needs 'promptTokenCount'/'candidatesTokenCount' (or snake_case)",
+            field="promptTokenCount",
         )
 
     def val(key: str) -> Any:
@@ -490,7 +509,9 @@ def _from_gemini(payload: Any) -> Usage:
 def _from_bedrock(payload: Any) -> Usage:
     data = _unwrap(payload, ("usage",), ("inputTokens", "outputTokens"), "Bedrock")
     if "inputTokens" not in data and "outputTokens" not in data:
-        raise UsageParseError("Bedrock Converse usage needs 'inputTokens' and 'outputTokens'", field="inputTokens")
+        raise UsageParseError(
+            "Bedrock Converse usage needs 'inputTokens' and 'outputTokens'", field="inputTokens"
+        )
     uncached = _count(data.get("inputTokens"), "inputTokens")
     output = _count(data.get("outputTokens"), "outputTokens")
     cache_read = _count(data.get("cacheReadInputTokens"), "cacheReadInputTokens")
@@ -503,8 +524,12 @@ def _from_bedrock(payload: Any) -> Usage:
         for idx, item in enumerate(details):
             entry = _as_mapping(item)
             if entry is None:
-                raise UsageParseError(f"usage field cacheDetails[{idx}] must be an object", field="cacheDetails")
-            tokens = _count(_get(entry, "inputTokens", "input_tokens"), f"cacheDetails[{idx}].inputTokens")
+                raise UsageParseError(
+                    f"usage field cacheDetails[{idx}] must be an object", field="cacheDetails"
+                )
+            tokens = _count(
+                _get(entry, "inputTokens", "input_tokens"), f"cacheDetails[{idx}].inputTokens"
+            )
             ttl = str(_get(entry, "ttl") or "5m").lower()
             if ttl in ("1h", "60m", "3600s", "one_hour"):
                 one += tokens
@@ -531,17 +556,28 @@ def _from_bedrock(payload: Any) -> Usage:
 def _from_langchain(payload: Any) -> Usage:
     data = _unwrap(payload, ("usage_metadata",), ("input_tokens", "output_tokens"), "LangChain")
     if "input_tokens" not in data and "output_tokens" not in data:
-        raise UsageParseError("LangChain UsageMetadata needs 'input_tokens' and 'output_tokens'", field="input_tokens")
+        raise UsageParseError(
+            "LangChain UsageMetadata needs 'input_tokens' and 'output_tokens'", field="input_tokens"
+        )
     input_ = _count(data.get("input_tokens"), "input_tokens")
     output = _count(data.get("output_tokens"), "output_tokens")
     itd = _sub(data, "input_token_details", "input_token_details")
     otd = _sub(data, "output_token_details", "output_token_details")
     written = _count(_get(itd, "cache_creation"), "input_token_details.cache_creation")
-    five = _count(_get(itd, "ephemeral_5m_input_tokens"), "input_token_details.ephemeral_5m_input_tokens")
-    one = _count(_get(itd, "ephemeral_1h_input_tokens"), "input_token_details.ephemeral_1h_input_tokens")
+    five = _count(
+        _get(itd, "ephemeral_5m_input_tokens"), "input_token_details.ephemeral_5m_input_tokens"
+    )
+    one = _count(
+        _get(itd, "ephemeral_1h_input_tokens"), "input_token_details.ephemeral_1h_input_tokens"
+    )
     # langchain-anthropic reports both the total and the per-TTL split; other versions only one
-    five, one = _split_writes(max(written, five + one), five, one, "input_token_details.cache_creation",
-                              "input_token_details.ephemeral_*_input_tokens")
+    five, one = _split_writes(
+        max(written, five + one),
+        five,
+        one,
+        "input_token_details.cache_creation",
+        "input_token_details.ephemeral_*_input_tokens",
+    )
     return _build(
         input=input_,
         output=output,
@@ -579,10 +615,26 @@ _WRAPPERS = (
 
 
 def _detect(data: Mapping[str, Any]) -> Usage | None:
-    keys = {k for k in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens", "inputTokens",
-                        "outputTokens", "input_token_details", "output_token_details", "input_tokens_details",
-                        "output_tokens_details", "cache_read_input_tokens", "cache_creation_input_tokens",
-                        "cache_creation", "total_tokens") if data.get(k) is not None}
+    keys = {
+        k
+        for k in (
+            "prompt_tokens",
+            "completion_tokens",
+            "input_tokens",
+            "output_tokens",
+            "inputTokens",
+            "outputTokens",
+            "input_token_details",
+            "output_token_details",
+            "input_tokens_details",
+            "output_tokens_details",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+            "cache_creation",
+            "total_tokens",
+        )
+        if data.get(k) is not None
+    }
     if any(data.get(k) is not None for k in _GEMINI_MARKERS):
         return _from_gemini(data)
     if "inputTokens" in keys or "outputTokens" in keys:
@@ -613,8 +665,8 @@ def _search(obj: Any, depth: int) -> Usage | None:
     for key in _WRAPPERS:
         try:
             inner = data.get(key)
-        except Exception:  # pragma: no cover - hostile attribute access
-            continue
+        except Exception:  # noqa: BLE001  # pragma: no cover - a property that raises: not usage
+            inner = None
         if inner is None:
             continue
         found = _search(inner, depth + 1)

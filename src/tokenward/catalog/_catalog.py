@@ -6,7 +6,7 @@ import difflib
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -35,7 +35,16 @@ _V_SUFFIX = re.compile(r"-v\d+$")  # bedrock "-v1" / "-v2"
 _SNAPSHOT = re.compile(r"(-\d{4}-\d{2}-\d{2}|-20\d{6}|-latest|-00\d)$")
 
 _PRICE_KEYS = set(PRICE_FIELDS)
-_INFO_KEYS = {"context_window", "max_output", "batch_discount", "tiers", "provider", "tokenizer", "notes", "source"}
+_INFO_KEYS = {
+    "context_window",
+    "max_output",
+    "batch_discount",
+    "tiers",
+    "provider",
+    "tokenizer",
+    "notes",
+    "source",
+}
 
 
 def normalize_name(name: str) -> str:
@@ -118,7 +127,10 @@ class Catalog:
 
     @classmethod
     def from_litellm(
-        cls, path_or_dict: str | Path | Mapping[str, Any], *, fallback: str | ModelInfo | None = None
+        cls,
+        path_or_dict: str | Path | Mapping[str, Any],
+        *,
+        fallback: str | ModelInfo | None = None,
     ) -> Catalog:
         """Load LiteLLM's ``model_prices_and_context_window.json`` (a path or the parsed dict).
 
@@ -128,7 +140,9 @@ class Catalog:
         if isinstance(path_or_dict, Mapping):
             return cls(parse_litellm(path_or_dict), fallback=fallback)
         path = Path(path_or_dict)
-        return cls(parse_litellm(load_json_file(path), source=path.resolve().as_uri()), fallback=fallback)
+        return cls(
+            parse_litellm(load_json_file(path), source=path.resolve().as_uri()), fallback=fallback
+        )
 
     # ------------------------------------------------------------------ internals
     def _add(self, info: ModelInfo) -> None:
@@ -150,9 +164,8 @@ class Catalog:
         self._cache.clear()
 
     def _lookup(self, name: str) -> str | None:
-        cached = self._cache.get(name, ...)
-        if cached is not ...:
-            return cached  # type: ignore[return-value]
+        if name in self._cache:
+            return self._cache[name]
         found: str | None = None
         for candidate in _candidates(name):
             found = self._index.get(candidate) or self._weak.get(candidate)
@@ -208,7 +221,9 @@ class Catalog:
                     "tokenward: unknown model %r priced as fallback %r", name, self._fallback.name
                 )
             return self._fallback
-        raise UnknownModelError(str(name), self._suggestions(str(name)) if isinstance(name, str) else ())
+        raise UnknownModelError(
+            str(name), self._suggestions(str(name)) if isinstance(name, str) else ()
+        )
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.find(name) is not None
@@ -216,7 +231,7 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._models)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ModelInfo]:
         return iter(list(self._models.values()))
 
     def __repr__(self) -> str:
@@ -230,7 +245,9 @@ class Catalog:
             items = [m for m in items if m.provider.lower() == provider.lower()]
         if search:
             s = search.lower()
-            items = [m for m in items if s in m.name.lower() or any(s in a.lower() for a in m.aliases)]
+            items = [
+                m for m in items if s in m.name.lower() or any(s in a.lower() for a in m.aliases)
+            ]
         return sorted(items, key=lambda m: m.name)
 
     @property
@@ -309,8 +326,13 @@ class Catalog:
                     prices = current.prices
                     if price_updates:
                         prices = replace(prices, **price_updates)
-                    if "batch_discount" in info_updates and info_updates["batch_discount"] is not None:
-                        info_updates["batch_discount"] = Decimal(str(info_updates["batch_discount"]))
+                    if (
+                        "batch_discount" in info_updates
+                        and info_updates["batch_discount"] is not None
+                    ):
+                        info_updates["batch_discount"] = Decimal(
+                            str(info_updates["batch_discount"])
+                        )
                     info = replace(
                         current,
                         prices=prices,
@@ -325,7 +347,9 @@ class Catalog:
                     raise
                 raise ConfigurationError(f"override({name!r}) is invalid: {exc}") from None
             self._add(info)
-            if self._fallback is not None and normalize_name(self._fallback.name) == normalize_name(info.name):
+            if self._fallback is not None and normalize_name(self._fallback.name) == normalize_name(
+                info.name
+            ):
                 self._fallback = info
             return info
 

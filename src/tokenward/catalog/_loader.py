@@ -13,18 +13,31 @@ from typing import Any
 from tokenward.catalog._models import PRICE_FIELDS, ModelInfo, Prices, PriceTier
 from tokenward.errors import ConfigurationError
 
-__all__ = ["parse_models_json", "parse_litellm", "guess_tokenizer"]
+__all__ = ["guess_tokenizer", "load_json_file", "parse_litellm", "parse_models_json"]
 
 _MODEL_KEYS = {
-    "name", "provider", "mode", "context_window", "max_output", "prices", "tiers", "batch_discount",
-    "tokenizer", "aliases", "as_of", "source", "notes",
+    "name",
+    "provider",
+    "mode",
+    "context_window",
+    "max_output",
+    "prices",
+    "tiers",
+    "batch_discount",
+    "tokenizer",
+    "aliases",
+    "as_of",
+    "source",
+    "notes",
 }
 _REQUIRED_KEYS = ("name", "provider", "context_window", "prices", "as_of", "source")
 _TOKENIZERS = (None, "o200k_base", "cl100k_base")
 
 
 def _fail(where: str, message: str) -> ConfigurationError:
-    return ConfigurationError(f"Invalid model catalog {where}: {message}. Fix the entry or remove it.")
+    return ConfigurationError(
+        f"Invalid model catalog {where}: {message}. Fix the entry or remove it."
+    )
 
 
 def _prices(raw: Any, where: str) -> Prices:
@@ -34,7 +47,10 @@ def _prices(raw: Any, where: str) -> Prices:
         if key not in PRICE_FIELDS:
             raise _fail(where, f"unknown price field {key!r} (known: {', '.join(PRICE_FIELDS)})")
         if isinstance(value, float):
-            raise _fail(where, f"price {key!r} is a float; write it as a string (\"{value}\") to keep it exact")
+            raise _fail(
+                where,
+                f'price {key!r} is a float; write it as a string ("{value}") to keep it exact',
+            )
     for key in ("input", "output"):
         if raw.get(key) is None:
             raise _fail(where, f"price {key!r} is required")
@@ -68,7 +84,9 @@ def _model(raw: Any, index: int, origin: str) -> ModelInfo:
     try:
         as_of = date.fromisoformat(raw["as_of"])
     except (TypeError, ValueError):
-        raise _fail(where, f"'as_of' must be an ISO date (YYYY-MM-DD), got {raw['as_of']!r}") from None
+        raise _fail(
+            where, f"'as_of' must be an ISO date (YYYY-MM-DD), got {raw['as_of']!r}"
+        ) from None
     tokenizer = raw.get("tokenizer")
     if tokenizer not in _TOKENIZERS:
         raise _fail(where, f"'tokenizer' must be one of {_TOKENIZERS}, got {tokenizer!r}")
@@ -127,7 +145,9 @@ def parse_models_json(data: Any, origin: str = "models.json") -> list[ModelInfo]
         for key in (info.name, *info.aliases):
             low = key.lower()
             if low in seen and seen[low] != info.name:
-                raise _fail(origin, f"name/alias {key!r} is used by both {seen[low]!r} and {info.name!r}")
+                raise _fail(
+                    origin, f"name/alias {key!r} is used by both {seen[low]!r} and {info.name!r}"
+                )
             seen[low] = info.name
     return result
 
@@ -137,7 +157,9 @@ def load_json_file(path: str | Path) -> Any:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"Model catalog {path} is not valid JSON: {exc}. Fix the file.") from None
+        raise ConfigurationError(
+            f"Model catalog {path} is not valid JSON: {exc}. Fix the file."
+        ) from None
 
 
 # --------------------------------------------------------------------------- LiteLLM
@@ -154,7 +176,12 @@ _LITELLM_FIELDS = {
     "input_cost_per_image_token": "image_input",
 }
 _ABOVE = re.compile(r"^(?P<base>.+)_above_(?P<n>\d+)k_tokens$")
-_LITELLM_MODES = {"chat": "chat", "completion": "completion", "embedding": "embedding", "responses": "chat"}
+_LITELLM_MODES = {
+    "chat": "chat",
+    "completion": "completion",
+    "embedding": "embedding",
+    "responses": "chat",
+}
 _LITELLM_URL = "https://github.com/BerriAI/litellm/blob/main/model_prices_and_context_window.json"
 
 
@@ -218,11 +245,14 @@ def parse_litellm(data: Mapping[str, Any], source: str = _LITELLM_URL) -> list[M
                 m = _ABOVE.match(key)
                 if m and m.group("base") in _LITELLM_FIELDS:
                     threshold = int(m.group("n")) * 1000
-                    tiers.setdefault(threshold, {})[_LITELLM_FIELDS[m.group("base")]] = per_token_to_per_million(value)
+                    tiers.setdefault(threshold, {})[_LITELLM_FIELDS[m.group("base")]] = (
+                        per_token_to_per_million(value)
+                    )
             base.setdefault("output", Decimal(0))
             prices = Prices(**base)
             price_tiers = tuple(
-                PriceTier(threshold, Prices(**{**base, **overrides})) for threshold, overrides in sorted(tiers.items())
+                PriceTier(threshold, Prices(**{**base, **overrides}))
+                for threshold, overrides in sorted(tiers.items())
             )
             batch = None
             batch_in = spec.get("input_cost_per_token_batches")
@@ -243,7 +273,9 @@ def parse_litellm(data: Mapping[str, Any], source: str = _LITELLM_URL) -> list[M
                     prices=prices,
                     tiers=price_tiers,
                     batch_discount=batch,
-                    tokenizer=guess_tokenizer(name) if provider in ("openai", "azure", "text-completion-openai") else None,
+                    tokenizer=guess_tokenizer(name)
+                    if provider in ("openai", "azure", "text-completion-openai")
+                    else None,
                     as_of=today,
                     source=source,
                     mode=mode,  # type: ignore[arg-type]
@@ -251,5 +283,7 @@ def parse_litellm(data: Mapping[str, Any], source: str = _LITELLM_URL) -> list[M
                 )
             )
         except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"LiteLLM price map entry {name!r} is invalid: {exc}.") from None
+            raise ConfigurationError(
+                f"LiteLLM price map entry {name!r} is invalid: {exc}."
+            ) from None
     return result

@@ -7,7 +7,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-__all__ = ["Prices", "PriceTier", "ModelInfo", "PRICE_FIELDS"]
+__all__ = ["PRICE_FIELDS", "ModelInfo", "PriceTier", "Prices"]
 
 #: Names of the price fields of :class:`Prices`, in display order.
 PRICE_FIELDS: tuple[str, ...] = (
@@ -95,7 +95,9 @@ class Prices:
 
     def to_dict(self) -> dict[str, str | None]:
         """Prices as strings (exact), for JSON."""
-        return {n: (None if getattr(self, n) is None else str(getattr(self, n))) for n in PRICE_FIELDS}
+        return {
+            n: (None if getattr(self, n) is None else str(getattr(self, n))) for n in PRICE_FIELDS
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,9 @@ class PriceTier:
     prices: Prices
 
     def __post_init__(self) -> None:
-        if isinstance(self.above_input_tokens, bool) or not isinstance(self.above_input_tokens, int):
+        if isinstance(self.above_input_tokens, bool) or not isinstance(
+            self.above_input_tokens, int
+        ):
             raise TypeError("PriceTier.above_input_tokens must be an int")
         if self.above_input_tokens <= 0:
             raise ValueError("PriceTier.above_input_tokens must be > 0")
@@ -151,7 +155,9 @@ class ModelInfo:
         if self.context_window < 0:
             raise ValueError(f"{self.name}: context_window must be >= 0")
         if self.max_output is not None and (
-            isinstance(self.max_output, bool) or not isinstance(self.max_output, int) or self.max_output <= 0
+            isinstance(self.max_output, bool)
+            or not isinstance(self.max_output, int)
+            or self.max_output <= 0
         ):
             raise ValueError(f"{self.name}: max_output must be a positive int or None")
         if not isinstance(self.prices, Prices):
