@@ -40,12 +40,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tokenward.errors import ConfigurationError
+from tokenward.ledger import UsageEvent
 from tokenward.usage import Usage
 
 if TYPE_CHECKING:
     from tokenward.budgets import Budgets
     from tokenward.catalog import Catalog, ModelInfo
-    from tokenward.ledger import LedgerStore, UsageEvent
+    from tokenward.counting import TokenCounter
+    from tokenward.ledger import LedgerStore
 
 __all__ = [
     "Accountant",
@@ -457,6 +459,11 @@ class Accountant:
             return self._clock()
         return datetime.now(timezone.utc)
 
+    def _counter(self, info: ModelInfo) -> TokenCounter:
+        from tokenward.counting import get_counter  # cached per model by the counting module
+
+        return get_counter(info.name, catalog=self.catalog)
+
     def _budget_now(self) -> datetime | None:
         return self._clock() if self._clock is not None else None
 
@@ -519,9 +526,7 @@ class Accountant:
                 raise ConfigurationError(
                     "preflight() needs messages=[...] or prompt_tokens=N to estimate the input"
                 )
-            from tokenward.counting import get_counter
-
-            counter = get_counter(info.name, catalog=self.catalog)
+            counter = self._counter(info)
             prompt_tokens = counter.count_messages(messages, tools=tools) if messages or tools else 0
             counted_exact = bool(counter.exact)
         elif prompt_tokens < 0:
@@ -680,27 +685,25 @@ class Accountant:
         if usage is None or not usage:
             out_tokens = 0
             if output_text:
-                from tokenward.counting import get_counter
-
-                out_tokens = get_counter(info.name, catalog=self.catalog).count_text(output_text)
+                out_tokens = self._counter(info).count_text(output_text)
             usage = Usage(input=prompt_estimate, output=out_tokens, estimated=True)
         elif usage.input == 0 and prompt_estimate and kind != "embedding":
             # the provider reported output only (some streams): fill in the counted prompt
             fields = usage.to_dict()
             fields.update(input=prompt_estimate, estimated=True)
             usage = Usage(**fields)  # type: ignore[arg-type]
-        breakdown = self._cost(usage, info, catalog=self.catalog)
+        nanos = self._to_nanos(self._cost(usage, info, catalog=self.catalog).total)
         if error is not None and status == "ok":
             status = "cancelled" if _is_cancellation(error) else "error"
         event = self._make_event(
-            run_id, name, info, usage, breakdown.total, status=status, kind=kind, dims=resolved,
+            run_id, name, info, usage, _usd(nanos), status=status, kind=kind, dims=resolved,
             tool_names=tool_names, latency_ms=latency_ms, parent_id=parent_id,
             error=_error_text(error), prompt_text=prompt_text, output_text=output_text,
         )
         if self.budgets is not None:
             self.budgets.commit(
                 run_id,
-                self._to_nanos(breakdown.total),
+                nanos,
                 usage.total,
                 dims=self._budget_dims(resolved, name, info.provider),
                 now=self._budget_now(),
@@ -736,9 +739,9 @@ class Accountant:
         status = "cancelled" if _is_cancellation(error) else "error"
         usage = partial_usage or Usage()
         try:
-            breakdown = self._cost(usage, entry.info, catalog=self.catalog)
+            nanos = self._to_nanos(self._cost(usage, entry.info, catalog=self.catalog).total)
             event = self._make_event(
-                run_id, entry.requested_model, entry.info, usage, breakdown.total,
+                run_id, entry.requested_model, entry.info, usage, _usd(nanos),
                 status=status, kind=entry.kind, dims=entry.dims, tool_names=(),
                 latency_ms=(time.perf_counter() - entry.started) * 1000.0,
                 parent_id=entry.parent_id, error=_error_text(error) or status,
@@ -748,7 +751,7 @@ class Accountant:
                 if usage:
                     self.budgets.commit(
                         run_id,
-                        self._to_nanos(breakdown.total),
+                        nanos,
                         usage.total,
                         dims=self._budget_dims(entry.dims, entry.requested_model, entry.info.provider),
                         now=self._budget_now(),
@@ -805,17 +808,17 @@ class Accountant:
         try:
             info, name = self._model_info(model)
             resolved = self._resolve_dims(dims)
-            breakdown = self._cost(usage, info, catalog=self.catalog)
+            nanos = self._to_nanos(self._cost(usage, info, catalog=self.catalog).total)
             if error is not None and status == "ok":
                 status = "cancelled" if _is_cancellation(error) else "error"
             event = self._make_event(
-                run_id, name, info, usage, breakdown.total, status=status, kind=kind,
+                run_id, name, info, usage, _usd(nanos), status=status, kind=kind,
                 dims=resolved, tool_names=tool_names, latency_ms=latency_ms,
                 parent_id=parent_id, error=_error_text(error), prompt_text=None, output_text=None,
             )
             if self.budgets is not None:
                 self.budgets.commit(
-                    run_id, self._to_nanos(breakdown.total), usage.total,
+                    run_id, nanos, usage.total,
                     dims=self._budget_dims(resolved, name, info.provider), now=self._budget_now(),
                 )
             self._emit(event, _current_trackers.get())
@@ -843,8 +846,6 @@ class Accountant:
         prompt_text: str | None,
         output_text: str | None,
     ) -> UsageEvent:
-        from tokenward.ledger import UsageEvent
-
         names = tuple(str(n) for n in tool_names)
         return UsageEvent(
             id=run_id,
@@ -909,6 +910,12 @@ class Accountant:
             f"Accountant(ledger={type(self.ledger).__name__}, "
             f"budgets={'yes' if self.budgets is not None else 'no'}, sinks={len(self._sinks)})"
         )
+
+
+def _usd(nanos: int) -> Decimal:
+    # the event carries the cost exactly as the ledger stores it (whole nano-USD, in the
+    # ledger's own representation), so what settle() returns equals what a query returns
+    return Decimal(nanos).scaleb(-9)
 
 
 def _union(a: tuple[Tracker, ...], b: tuple[Tracker, ...]) -> tuple[Tracker, ...]:
