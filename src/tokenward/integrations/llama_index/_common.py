@@ -70,9 +70,15 @@ def model_from_llm(llm: Any, default: str | None = None) -> str | None:
 
 
 def max_output_tokens(kwargs: Mapping[str, Any] | None, model_dict: Mapping[str, Any] | None) -> int | None:
-    """The output cap of a call: the call's ``max_tokens`` kwarg, else the LLM's own setting."""
+    """The output cap of a call: the call's ``max_tokens`` kwarg, else the LLM's own setting.
+
+    ``model_dict`` is ``LLM.to_payload()``: its ``num_output`` (LLMMetadata) is the
+    output space LlamaIndex itself reserves for the model, used when nothing more
+    specific is set. ``None`` lets the core assume its default.
+    """
     for source in (kwargs or {}, model_dict or {}):
-        for key in ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens"):
+        for key in ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens",
+                    "num_output"):
             value = source.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 return value
