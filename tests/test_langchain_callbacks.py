@@ -117,7 +117,7 @@ def test_invoke_preflights_then_settles_with_provider_usage():
     [pre] = acc.preflights
     assert pre["model"] == "gpt-4o-mini"
     assert pre["kind"] == "chat"
-    assert pre["messages"] == [
+    assert [m.to_openai() for m in pre["messages"]] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Capital of France?"},
     ]
@@ -271,7 +271,7 @@ def test_batch_with_max_concurrency_and_parallel_branches():
     chain.batch([{"q": str(i)} for i in range(40)], config={
         "callbacks": [handler], "max_concurrency": 8})
     assert len(acc.preflights) == 40 and len(acc.settles) == 40
-    assert sorted(p["messages"][0]["content"] for p in acc.preflights) == sorted(
+    assert sorted(p["messages"][0].content for p in acc.preflights) == sorted(
         str(i) for i in range(40))
     par = RunnableParallel(a=chain, b=chain, c=chain)
     par.invoke({"q": "x"}, config={"callbacks": [handler]})
@@ -427,7 +427,7 @@ def test_messages_with_images_and_tool_results_are_converted():
         HumanMessage(content=[{"type": "text", "text": "what is this?"},
                               {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]),
     ], config={"callbacks": [TokenwardCallbackHandler(acc)]})
-    msgs = acc.preflights[0]["messages"]
+    msgs = [m.to_openai() for m in acc.preflights[0]["messages"]]
     assert msgs[0] == {"role": "system", "content": "sys"}
     assert msgs[1]["role"] == "user"
     assert msgs[1]["content"][0] == {"type": "text", "text": "what is this?"}

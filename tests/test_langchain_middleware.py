@@ -55,7 +55,7 @@ def test_agent_calls_are_preflighted_settled_and_totalled_per_thread():
     assert first["model"] == "gpt-4o-mini"
     assert first["dims"] == {"agent": "weather-bot", "user_id": "u1", "conversation_id": "t1"}
     assert first["tools"][0]["function"]["name"] == "get_weather"
-    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "tool"]
+    assert [m.role for m in second["messages"]] == ["user", "assistant", "tool"]
     assert acc.settles[0]["tool_names"] == ("get_weather",)
     assert acc.settles[1]["tool_names"] == ()
     assert all(s["usage"] == Usage(input=12, output=5) for s in acc.settles)

@@ -146,7 +146,7 @@ def test_in_an_lcel_chain_the_model_sees_the_trimmed_prompt():
     chain = prompt | trimmer | make_model("ok")
     chain.invoke({"history": conversation(6)[1:], "q": "and now?"},
                  config={"callbacks": [TokenwardCallbackHandler(acc)]})
-    sent = acc.preflights[0]["messages"]
+    sent = [m.to_openai() for m in acc.preflights[0]["messages"]]
     assert sent[0] == {"role": "system", "content": "be brief"}
     assert sent[-1] == {"role": "user", "content": "and now?"}
     assert sent[1]["role"] == "user"
@@ -179,6 +179,6 @@ def test_in_runnable_with_message_history():
     for i in range(6):
         with_history.invoke({"q": f"question number {i}"}, config=cfg)
     assert len(store["s1"].messages) == 12  # full history is kept in the store
-    last_prompt = acc.preflights[-1]["messages"]
+    last_prompt = [m.to_openai() for m in acc.preflights[-1]["messages"]]
     assert len(last_prompt) < 12  # but the model saw a trimmed one
     assert last_prompt[-1]["content"] == "question number 5"

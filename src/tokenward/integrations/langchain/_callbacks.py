@@ -137,14 +137,15 @@ class _HandlerCore:
         run.preflighted = True
 
     def _end(self, response: LLMResult, run_id: UUID) -> None:
-        run = self._pop(str(run_id))
+        rid = str(run_id)
+        run = self._pop(rid)
         if run is None:
             return
         info = extract_result(response)
         latency_ms = (time.perf_counter() - run.started) * 1000.0
         model = info.model or run.model or self.default_model
         self.accountant.settle(
-            str(run_id),
+            rid,
             info.usage,
             model=model,
             status="ok",

@@ -22,7 +22,6 @@ except ImportError:  # pragma: no cover - only without langchain>=1
     raise IntegrationUnavailableError("langchain>=1.0", "langchain") from None
 
 from langchain_core.messages import AIMessage, BaseMessage, RemoveMessage
-from langchain_core.messages import convert_to_openai_messages
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
@@ -30,6 +29,7 @@ from langgraph.types import Command
 from typing_extensions import NotRequired
 
 from tokenward.integrations.langchain._callbacks import _accounted_elsewhere
+from tokenward.integrations.langchain._convert import messages_for_preflight
 from tokenward.integrations.langchain._common import (
     dims_from_run,
     extract_result,
@@ -195,7 +195,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             msgs.append(request.system_message)
         msgs.extend(request.messages)
         tools = [convert_to_openai_tool(t) for t in request.tools] or None
-        return list(convert_to_openai_messages(msgs)), tools
+        return messages_for_preflight([msgs]), tools
 
     def _near_limit(self, dims: Mapping[str, Any]) -> bool:
         if self.degrade_at is None or self.fallback_model is None:
