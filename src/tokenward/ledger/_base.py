@@ -1,0 +1,458 @@
+"""The LedgerStore protocol, result rows, and helpers shared by every store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Literal, Protocol, Union, runtime_checkable
+
+from tokenward.errors import ConfigurationError
+from tokenward.ledger._event import UsageEvent, from_micros, from_nanos, to_micros
+
+__all__ = [
+    "LedgerStore",
+    "SummaryRow",
+    "Bucket",
+    "Metric",
+    "DIMENSIONS",
+    "WhereValue",
+]
+
+Bucket = Literal["hour", "day", "week", "month"]
+Metric = Literal["cost", "tokens", "calls"]
+WhereValue = Union[str, None, Sequence[Union[str, None]]]
+
+#: Plain column dimensions usable in ``by=`` and ``where=``; plus ``"tag:<key>"``.
+DIMENSIONS = (
+    "model",
+    "provider",
+    "user_id",
+    "conversation_id",
+    "session_id",
+    "agent",
+    "status",
+    "kind",
+)
+#: Dimensions kept in the daily rollup table (low cardinality): queries that only
+#: use these are answered from the rollup for whole days.
+ROLLUP_DIMS = ("model", "provider", "user_id", "agent", "status", "kind")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DAY_US = 86_400_000_000
+_HOUR_US = 3_600_000_000
+
+# Aggregate vector layout (shared by all stores).
+AGG_FIELDS = (
+    "calls",
+    "errors",
+    "cancelled",
+    "estimated",
+    "input",
+    "output",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "reasoning",
+    "audio_input",
+    "audio_output",
+    "image_input",
+    "tool_calls",
+    "cost_nanos",
+    "latency_sum",
+    "latency_count",
+)
+N_AGG = len(AGG_FIELDS)
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """Totals for one group of events (one row of a report).
+
+    ``dims`` maps each requested ``by`` dimension to its value (``None`` when
+    the events had none); ``bucket`` is the UTC start of the time bucket for
+    :meth:`LedgerStore.timeseries` rows and ``None`` for :meth:`~LedgerStore.summary`.
+    Token fields follow :class:`~tokenward.Usage` (``input`` includes cached
+    tokens, ``output`` includes reasoning). ``errors`` counts ``status="error"``,
+    ``cancelled`` counts ``status="cancelled"``.
+    """
+
+    dims: Mapping[str, str | None]
+    calls: int
+    errors: int
+    cancelled: int
+    estimated: int
+    input: int
+    output: int
+    cache_read: int
+    cache_write_5m: int
+    cache_write_1h: int
+    reasoning: int
+    audio_input: int
+    audio_output: int
+    image_input: int
+    tool_calls: int
+    cost: Decimal
+    latency_ms_total: float
+    latency_count: int
+    bucket: datetime | None = None
+
+    @property
+    def tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input + self.output
+
+    @property
+    def cache_write(self) -> int:
+        """Tokens written to the prompt cache (both TTLs)."""
+        return self.cache_write_5m + self.cache_write_1h
+
+    @property
+    def ok(self) -> int:
+        """Calls that succeeded."""
+        return self.calls - self.errors - self.cancelled
+
+    @property
+    def avg_latency_ms(self) -> float | None:
+        """Mean latency over the calls that reported one."""
+        return self.latency_ms_total / self.latency_count if self.latency_count else None
+
+    def __getitem__(self, dim: str) -> str | None:
+        """``row["model"]`` is ``row.dims["model"]``."""
+        return self.dims[dim]
+
+    def metric(self, metric: Metric) -> Decimal | int:
+        """The value of ``metric`` ("cost", "tokens" or "calls")."""
+        if metric == "cost":
+            return self.cost
+        if metric == "tokens":
+            return self.tokens
+        if metric == "calls":
+            return self.calls
+        raise ConfigurationError(f"metric must be 'cost', 'tokens' or 'calls', got {metric!r}")
+
+
+@runtime_checkable
+class LedgerStore(Protocol):
+    """Where UsageEvents are kept and queried. Every store gives the same answers.
+
+    Time ranges are half-open: ``since <= timestamp < until`` (both optional,
+    tz-aware). ``where`` maps a dimension (see :data:`DIMENSIONS`, or
+    ``"tag:<key>"``) to a value, ``None`` (dimension absent) or a list of
+    accepted values. Recording is idempotent on ``event.id``. Queries first
+    flush pending writes of this store object (read-your-writes).
+    """
+
+    def record(self, event: UsageEvent) -> None:
+        """Store one event (no-op if an event with the same id is stored)."""
+        ...
+
+    def record_many(self, events: Iterable[UsageEvent]) -> None:
+        """Store several events (each idempotent on its id)."""
+        ...
+
+    def flush(self) -> None:
+        """Block until every event recorded so far is durably stored."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources; the store cannot be used afterwards."""
+        ...
+
+    def events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, WhereValue] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[UsageEvent]:
+        """Stored events in time order (then id)."""
+        ...
+
+    def summary(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        by: Sequence[str] = (),
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> list[SummaryRow]:
+        """Totals grouped by ``by`` (one row when ``by`` is empty), most expensive first."""
+        ...
+
+    def timeseries(
+        self,
+        bucket: Bucket = "day",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        by: Sequence[str] = (),
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> list[SummaryRow]:
+        """Totals per UTC time bucket (and ``by`` group), oldest first."""
+        ...
+
+    def top(
+        self,
+        n: int,
+        by: str,
+        metric: Metric = "cost",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> list[SummaryRow]:
+        """The ``n`` groups of ``by`` with the largest ``metric``."""
+        ...
+
+    def count(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> int:
+        """Number of stored events matching the filter."""
+        ...
+
+
+# -- validation --------------------------------------------------------------------------
+
+
+def check_dim(dim: str) -> str:
+    """Validate a dimension name; returns it. Tag dimensions are ``"tag:<key>"``."""
+    if not isinstance(dim, str):
+        raise ConfigurationError(f"dimension names are strings, got {dim!r}")
+    if dim in DIMENSIONS:
+        return dim
+    if dim.startswith("tag:") and len(dim) > 4:
+        key = dim[4:]
+        if '"' in key or "\\" in key:
+            raise ConfigurationError(f"tag keys used in queries cannot contain quotes: {dim!r}")
+        return dim
+    raise ConfigurationError(
+        f"unknown dimension {dim!r}; use one of {', '.join(DIMENSIONS)} or 'tag:<key>'"
+    )
+
+
+def check_by(by: Sequence[str] | str | None) -> tuple[str, ...]:
+    if by is None:
+        return ()
+    if isinstance(by, str):
+        by = [p.strip() for p in by.split(",") if p.strip()]
+    out = tuple(check_dim(d) for d in by)
+    if len(set(out)) != len(out):
+        raise ConfigurationError(f"duplicate dimension in by={list(out)}")
+    return out
+
+
+def check_where(where: Mapping[str, WhereValue] | None) -> dict[str, tuple[str | None, ...]]:
+    """Normalize ``where`` to ``{dim: (accepted values...)}``."""
+    if not where:
+        return {}
+    out: dict[str, tuple[str | None, ...]] = {}
+    for dim, value in where.items():
+        check_dim(dim)
+        if value is None or isinstance(value, str):
+            values: tuple[str | None, ...] = (value,)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            values = tuple(value)
+            if not values:
+                raise ConfigurationError(f"where[{dim!r}] is an empty list; nothing could match")
+            for v in values:
+                if v is not None and not isinstance(v, str):
+                    raise ConfigurationError(f"where[{dim!r}] values must be strings or None")
+            values = tuple(dict.fromkeys(values))
+        else:
+            raise ConfigurationError(
+                f"where[{dim!r}] must be a string, None or a list of strings, got {value!r}"
+            )
+        # empty strings are stored as None
+        out[dim] = tuple(None if v == "" else v for v in values)
+    return out
+
+
+def check_range(
+    since: datetime | date | None, until: datetime | date | None
+) -> tuple[int | None, int | None]:
+    """Validate a time range; returns it as epoch microseconds."""
+    lo = None if since is None else to_micros(_aware(since, "since"))
+    hi = None if until is None else to_micros(_aware(until, "until"))
+    if lo is not None and hi is not None and hi < lo:
+        raise ConfigurationError(f"until ({until}) is before since ({since})")
+    return lo, hi
+
+
+def _aware(ts: datetime | date, name: str) -> datetime:
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None or ts.utcoffset() is None:
+            raise ConfigurationError(
+                f"{name} must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))"
+            )
+        return ts
+    if isinstance(ts, date):
+        return datetime(ts.year, ts.month, ts.day, tzinfo=timezone.utc)
+    raise ConfigurationError(f"{name} must be a datetime, got {type(ts).__name__}")
+
+
+def check_bucket(bucket: str) -> str:
+    if bucket not in ("hour", "day", "week", "month"):
+        raise ConfigurationError(f"bucket must be 'hour', 'day', 'week' or 'month', got {bucket!r}")
+    return bucket
+
+
+def check_metric(metric: str) -> str:
+    if metric not in ("cost", "tokens", "calls"):
+        raise ConfigurationError(f"metric must be 'cost', 'tokens' or 'calls', got {metric!r}")
+    return metric
+
+
+# -- buckets (UTC) -----------------------------------------------------------------------
+
+
+def day_to_bucket(day: int, bucket: str) -> datetime:
+    """Map a day number (days since 1970-01-01 UTC) to the UTC start of its bucket.
+
+    Weeks start on Monday (ISO 8601); months on the 1st.
+    """
+    start = _EPOCH + timedelta(days=day)
+    if bucket == "day":
+        return start
+    if bucket == "week":
+        return start - timedelta(days=start.weekday())
+    if bucket == "month":
+        return start.replace(day=1)
+    raise AssertionError(bucket)
+
+
+def hour_to_bucket(hour: int) -> datetime:
+    return _EPOCH + timedelta(hours=hour)
+
+
+# -- aggregation helpers -----------------------------------------------------------------
+
+Key = tuple[Any, ...]
+
+
+def merge_into(acc: dict[Key, list[Any]], key: Key, agg: Sequence[Any]) -> None:
+    """Add an aggregate vector (AGG_FIELDS order) into ``acc[key]``."""
+    cur = acc.get(key)
+    if cur is None:
+        acc[key] = [
+            *(int(v or 0) for v in agg[: N_AGG - 2]),
+            float(agg[N_AGG - 2] or 0.0),
+            int(agg[N_AGG - 1] or 0),
+        ]
+        return
+    for i in range(N_AGG - 2):
+        cur[i] += int(agg[i] or 0)
+    cur[N_AGG - 2] += float(agg[N_AGG - 2] or 0.0)
+    cur[N_AGG - 1] += int(agg[N_AGG - 1] or 0)
+
+
+def event_agg(e: UsageEvent) -> list[Any]:
+    """The aggregate vector of a single event."""
+    u = e.usage
+    return [
+        1,
+        1 if e.status == "error" else 0,
+        1 if e.status == "cancelled" else 0,
+        1 if e.estimated else 0,
+        u.input,
+        u.output,
+        u.cache_read,
+        u.cache_write_5m,
+        u.cache_write_1h,
+        u.reasoning,
+        u.audio_input,
+        u.audio_output,
+        u.image_input,
+        e.tool_calls,
+        e.cost_nanos,
+        e.latency_ms or 0.0,
+        0 if e.latency_ms is None else 1,
+    ]
+
+
+def make_row(dims: Sequence[str], key: Sequence[Any], agg: Sequence[Any], bucket=None) -> SummaryRow:
+    return SummaryRow(
+        dims=dict(zip(dims, key)),
+        calls=agg[0],
+        errors=agg[1],
+        cancelled=agg[2],
+        estimated=agg[3],
+        input=agg[4],
+        output=agg[5],
+        cache_read=agg[6],
+        cache_write_5m=agg[7],
+        cache_write_1h=agg[8],
+        reasoning=agg[9],
+        audio_input=agg[10],
+        audio_output=agg[11],
+        image_input=agg[12],
+        tool_calls=agg[13],
+        cost=from_nanos(agg[14]),
+        latency_ms_total=agg[15],
+        latency_count=agg[16],
+        bucket=bucket,
+    )
+
+
+def _sort_key(key: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple((v is not None, v or "") for v in key)
+
+
+def summary_rows(by: Sequence[str], acc: Mapping[Key, Sequence[Any]]) -> list[SummaryRow]:
+    """Rows sorted by cost (desc), then calls (desc), then dimension values."""
+    items = sorted(acc.items(), key=lambda kv: (-kv[1][14], -kv[1][0], _sort_key(kv[0])))
+    return [make_row(by, k, a) for k, a in items if a[0] > 0]
+
+
+def timeseries_rows(
+    by: Sequence[str], acc: Mapping[Key, Sequence[Any]], bucket: str
+) -> list[SummaryRow]:
+    """``acc`` keys are ``(unit, *dims)`` with unit an hour or day number."""
+    out: dict[Key, list[Any]] = {}
+    for key, agg in acc.items():
+        unit, rest = key[0], key[1:]
+        start = hour_to_bucket(unit) if bucket == "hour" else day_to_bucket(unit, bucket)
+        merge_into(out, (start, *rest), agg)
+    items = sorted(out.items(), key=lambda kv: (kv[0][0], _sort_key(kv[0][1:])))
+    return [make_row(by, k[1:], a, bucket=k[0]) for k, a in items if a[0] > 0]
+
+
+def top_rows(rows: list[SummaryRow], n: int, metric: str) -> list[SummaryRow]:
+    if not isinstance(n, int) or n < 0:
+        raise ConfigurationError(f"n must be an int >= 0, got {n!r}")
+    check_metric(metric)
+    ranked = sorted(
+        rows,
+        key=lambda r: (-r.metric(metric), -r.calls, _sort_key(tuple(r.dims.values()))),  # type: ignore[arg-type]
+    )
+    return ranked[:n]
+
+
+def split_days(lo: int | None, hi: int | None) -> tuple[list[tuple[int | None, int | None]], tuple[int | None, int | None] | None]:
+    """Split ``[lo, hi)`` (microseconds) into raw edge ranges and a whole-day range.
+
+    Returns ``(raw_ranges, (first_day, end_day))`` where the day range is half-open
+    in day numbers (``None`` = unbounded) or ``None`` when no whole day is covered.
+    """
+    if lo is None:
+        first_day = None
+        head = None
+    else:
+        first_day = -(-lo // _DAY_US)  # ceil
+        head = (lo, min(first_day * _DAY_US, hi) if hi is not None else first_day * _DAY_US)
+    if hi is None:
+        end_day = None
+        tail = None
+    else:
+        end_day = hi // _DAY_US  # floor
+        tail = (max(end_day * _DAY_US, lo) if lo is not None else end_day * _DAY_US, hi)
+    if first_day is not None and end_day is not None and end_day <= first_day:
+        # no whole day inside: everything is raw
+        return [(lo, hi)], None
+    raws = [r for r in (head, tail) if r is not None and r[0] < r[1]]
+    return raws, (first_day, end_day)
+
+
+def micros_to_datetime(us: int) -> datetime:
+    return from_micros(us)

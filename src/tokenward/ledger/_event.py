@@ -1,0 +1,380 @@
+"""UsageEvent: one priced model call, as the ledger stores it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_EVEN, Decimal
+from types import MappingProxyType
+from typing import Any, Literal
+
+from tokenward.usage import Usage
+
+__all__ = ["UsageEvent", "EventStatus", "EventKind"]
+
+EventStatus = Literal["ok", "error", "cancelled"]
+EventKind = Literal["chat", "completion", "embedding"]
+
+_STATUSES = ("ok", "error", "cancelled")
+_KINDS = ("chat", "completion", "embedding")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICRO = timedelta(microseconds=1)
+_NANO = Decimal(10) ** 9
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+# Usage token fields, in storage order (the ``estimated`` flag is stored separately).
+USAGE_FIELDS = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "reasoning",
+    "audio_input",
+    "audio_output",
+    "image_input",
+)
+
+
+def to_nanos(usd: Decimal) -> int:
+    """USD as Decimal -> integer nano-USD (ROUND_HALF_EVEN). Same rule as ``tokenward.cost``."""
+    return int((usd * _NANO).to_integral_value(ROUND_HALF_EVEN))
+
+
+def from_nanos(nanos: int) -> Decimal:
+    """Integer nano-USD -> USD as an exact Decimal."""
+    return Decimal(nanos).scaleb(-9)
+
+
+def to_micros(ts: datetime) -> int:
+    """A tz-aware datetime -> integer microseconds since the Unix epoch (UTC)."""
+    return (ts - _EPOCH) // _MICRO
+
+
+def from_micros(us: int) -> datetime:
+    """Integer microseconds since the Unix epoch -> tz-aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _opt_str(name: str, value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"UsageEvent.{name} must be a str or None, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """One model call, priced: what it used, what it cost, and who it belongs to.
+
+    ``id`` is the call's run id; ledgers store each id once (recording the same
+    event twice is a no-op). ``timestamp`` must be timezone-aware (converted to
+    UTC). ``cost`` is a :class:`~decimal.Decimal` in USD (stored as integer
+    nano-USD, so precision below 1e-9 USD is rounded half-even on storage).
+    ``estimated`` is true when any count was estimated locally (it is forced on
+    when ``usage.estimated`` is).
+
+    Dimensions (``user_id``, ``conversation_id``, ``session_id``, ``agent``,
+    ``tags``) are what reports group and filter by; empty strings are treated
+    as ``None``. ``prompt`` and ``output`` hold content only when the user
+    opted in to storing it.
+    """
+
+    id: str
+    timestamp: datetime
+    model: str
+    provider: str | None
+    usage: Usage
+    cost: Decimal
+    estimated: bool = False
+    status: EventStatus = "ok"
+    kind: EventKind = "chat"
+    user_id: str | None = None
+    conversation_id: str | None = None
+    session_id: str | None = None
+    agent: str | None = None
+    tags: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    tool_calls: int = 0
+    tool_names: tuple[str, ...] = ()
+    latency_ms: float | None = None
+    parent_id: str | None = None
+    error: str | None = None
+    prompt: str | None = None
+    output: str | None = None
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError("UsageEvent.id must be a non-empty str (the run id)")
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError("UsageEvent.model must be a non-empty str")
+        ts = self.timestamp
+        if not isinstance(ts, datetime):
+            raise TypeError(f"UsageEvent.timestamp must be a datetime, got {type(ts).__name__}")
+        if ts.tzinfo is None or ts.utcoffset() is None:
+            raise ValueError(
+                "UsageEvent.timestamp must be timezone-aware; "
+                "use datetime.now(timezone.utc) or attach tzinfo=timezone.utc"
+            )
+        if ts.utcoffset() != timedelta(0) or ts.tzinfo is not timezone.utc:
+            setattr_(self, "timestamp", ts.astimezone(timezone.utc))
+        if not isinstance(self.usage, Usage):
+            raise TypeError(f"UsageEvent.usage must be a Usage, got {type(self.usage).__name__}")
+        cost = self.cost
+        if isinstance(cost, float) or isinstance(cost, bool):
+            raise TypeError("UsageEvent.cost must be a Decimal (money is never a float)")
+        if isinstance(cost, (int, str)):
+            cost = Decimal(cost)
+            setattr_(self, "cost", cost)
+        if not isinstance(cost, Decimal) or not cost.is_finite():
+            raise TypeError(f"UsageEvent.cost must be a finite Decimal, got {cost!r}")
+        if self.status not in _STATUSES:
+            raise ValueError(f"UsageEvent.status must be one of {_STATUSES}, got {self.status!r}")
+        if self.kind not in _KINDS:
+            raise ValueError(f"UsageEvent.kind must be one of {_KINDS}, got {self.kind!r}")
+        for name in ("provider", "user_id", "conversation_id", "session_id", "agent", "parent_id"):
+            value = getattr(self, name)
+            norm = _opt_str(name, value)
+            if norm is not value:
+                setattr_(self, name, norm)
+        tags = self.tags
+        if tags is None or (isinstance(tags, Mapping) and not tags):
+            setattr_(self, "tags", _EMPTY)
+        else:
+            if not isinstance(tags, Mapping):
+                raise TypeError("UsageEvent.tags must be a mapping of str -> str")
+            clean = {}
+            for k, v in tags.items():
+                if not isinstance(k, str) or not isinstance(v, str):
+                    raise TypeError(f"UsageEvent.tags must map str -> str, got {k!r}: {v!r}")
+                clean[k] = v
+            setattr_(self, "tags", MappingProxyType(dict(sorted(clean.items()))))
+        if type(self.tool_calls) is not int or self.tool_calls < 0:
+            raise ValueError(f"UsageEvent.tool_calls must be an int >= 0, got {self.tool_calls!r}")
+        if not isinstance(self.tool_names, tuple):
+            setattr_(self, "tool_names", tuple(self.tool_names))
+        if self.latency_ms is not None:
+            if isinstance(self.latency_ms, bool) or not isinstance(self.latency_ms, (int, float)):
+                raise TypeError("UsageEvent.latency_ms must be a number or None")
+            setattr_(self, "latency_ms", float(self.latency_ms))
+        if self.usage.estimated and not self.estimated:
+            setattr_(self, "estimated", True)
+
+    # -- convenience ---------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        model: str,
+        usage: Usage,
+        cost: Decimal | int | str,
+        *,
+        id: str | None = None,
+        timestamp: datetime | None = None,
+        provider: str | None = None,
+        **fields: Any,
+    ) -> UsageEvent:
+        """Build an event with a fresh id (uuid4) and ``timestamp=now`` unless given."""
+        return cls(
+            id=id or uuid.uuid4().hex,
+            timestamp=timestamp or datetime.now(timezone.utc),
+            model=model,
+            provider=provider,
+            usage=usage,
+            cost=cost,  # type: ignore[arg-type]  # normalized in __post_init__
+            **fields,
+        )
+
+    @property
+    def cost_nanos(self) -> int:
+        """The cost in integer nano-USD, as stored."""
+        return to_nanos(self.cost)
+
+    def stored(self) -> UsageEvent:
+        """This event as a ledger returns it (cost rounded to whole nano-USD)."""
+        quantized = from_nanos(self.cost_nanos)
+        if quantized == self.cost and str(quantized) == str(self.cost):
+            return self
+        return replace(self, cost=quantized)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (cost as a string, timestamp ISO 8601)."""
+        return {
+            "id": self.id,
+            "timestamp": self.timestamp.isoformat(),
+            "model": self.model,
+            "provider": self.provider,
+            "usage": self.usage.to_dict(),
+            "cost": str(self.cost),
+            "estimated": self.estimated,
+            "status": self.status,
+            "kind": self.kind,
+            "user_id": self.user_id,
+            "conversation_id": self.conversation_id,
+            "session_id": self.session_id,
+            "agent": self.agent,
+            "tags": dict(self.tags),
+            "tool_calls": self.tool_calls,
+            "tool_names": list(self.tool_names),
+            "latency_ms": self.latency_ms,
+            "parent_id": self.parent_id,
+            "error": self.error,
+            "prompt": self.prompt,
+            "output": self.output,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UsageEvent:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(data)
+        d["timestamp"] = datetime.fromisoformat(d["timestamp"])
+        d["usage"] = Usage(**d["usage"])
+        d["cost"] = Decimal(str(d["cost"]))
+        d["tool_names"] = tuple(d.get("tool_names") or ())
+        d["tags"] = d.get("tags") or {}
+        return cls(**d)
+
+
+# -- storage row codec (shared by the SQL stores) ---------------------------------------
+
+#: Column names of the events table, in row order.
+EVENT_COLUMNS = (
+    "id",
+    "ts_us",
+    "model",
+    "provider",
+    *USAGE_FIELDS,
+    "usage_estimated",
+    "cost_nanos",
+    "estimated",
+    "status",
+    "kind",
+    "user_id",
+    "conversation_id",
+    "session_id",
+    "agent",
+    "tags",
+    "tool_calls",
+    "tool_names",
+    "latency_ms",
+    "parent_id",
+    "error",
+    "prompt_text",
+    "output_text",
+)
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
+    """Encode an event as a storage row (see :data:`EVENT_COLUMNS`)."""
+    u = e.usage
+    return (
+        e.id,
+        (e.timestamp - _EPOCH) // _MICRO,
+        e.model,
+        e.provider,
+        u.input,
+        u.output,
+        u.cache_read,
+        u.cache_write_5m,
+        u.cache_write_1h,
+        u.reasoning,
+        u.audio_input,
+        u.audio_output,
+        u.image_input,
+        1 if u.estimated else 0,
+        to_nanos(e.cost),
+        1 if e.estimated else 0,
+        e.status,
+        e.kind,
+        e.user_id,
+        e.conversation_id,
+        e.session_id,
+        e.agent,
+        _json(dict(e.tags)) if e.tags else "{}",
+        e.tool_calls,
+        _json(list(e.tool_names)) if e.tool_names else "[]",
+        e.latency_ms,
+        e.parent_id,
+        e.error,
+        e.prompt,
+        e.output,
+    )
+
+
+def row_to_event(r: Iterable[Any]) -> UsageEvent:
+    """Decode a storage row (in :data:`EVENT_COLUMNS` order) into an event."""
+    (
+        id_,
+        ts_us,
+        model,
+        provider,
+        inp,
+        out,
+        cr,
+        cw5,
+        cw1,
+        rsn,
+        ai,
+        ao,
+        ii,
+        uest,
+        nanos,
+        est,
+        status,
+        kind,
+        user_id,
+        conv,
+        sess,
+        agent,
+        tags,
+        tool_calls,
+        tool_names,
+        latency,
+        parent,
+        error,
+        prompt,
+        output,
+    ) = r
+    usage = Usage(
+        input=int(inp),
+        output=int(out),
+        cache_read=int(cr),
+        cache_write_5m=int(cw5),
+        cache_write_1h=int(cw1),
+        reasoning=int(rsn),
+        audio_input=int(ai),
+        audio_output=int(ao),
+        image_input=int(ii),
+        estimated=bool(uest),
+    )
+    return UsageEvent(
+        id=id_,
+        timestamp=from_micros(int(ts_us)),
+        model=model,
+        provider=provider,
+        usage=usage,
+        cost=from_nanos(int(nanos)),
+        estimated=bool(est),
+        status=status,
+        kind=kind,
+        user_id=user_id,
+        conversation_id=conv,
+        session_id=sess,
+        agent=agent,
+        tags=json.loads(tags) if tags and tags != "{}" else _EMPTY,
+        tool_calls=int(tool_calls),
+        tool_names=tuple(json.loads(tool_names)) if tool_names and tool_names != "[]" else (),
+        latency_ms=latency,
+        parent_id=parent,
+        error=error,
+        prompt=prompt,
+        output=output,
+    )

@@ -1,0 +1,423 @@
+"""Schema and query building shared by the SQLite and PostgreSQL stores.
+
+Both stores keep two tables:
+
+``tokenward_events``
+    one row per event; timestamps are integer microseconds since the Unix epoch
+    (UTC), cost integer nano-USD, tags and tool names JSON text.
+``tokenward_daily``
+    a rollup per (UTC day, model, provider, user_id, agent, status, kind) with
+    every total, maintained in the same transaction as the insert (SQLite: an
+    ``AFTER INSERT`` trigger; PostgreSQL: the insert statement itself), so
+    it is never stale. ``NULL`` dimensions are stored as ``''`` there.
+
+Queries that only group or filter by rollup dimensions read whole days from
+the rollup and the partial days at either end of the range from the events
+table; everything else reads the events table (indexed on time, user and
+conversation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from tokenward.ledger._base import (
+    AGG_FIELDS,
+    ROLLUP_DIMS,
+    Bucket,
+    Key,
+    Metric,
+    SummaryRow,
+    WhereValue,
+    check_bucket,
+    check_by,
+    check_range,
+    check_where,
+    merge_into,
+    split_days,
+    summary_rows,
+    timeseries_rows,
+    top_rows,
+)
+from tokenward.ledger._event import EVENT_COLUMNS, USAGE_FIELDS, UsageEvent, row_to_event
+
+SCHEMA_VERSION = 1
+EVENTS = "tokenward_events"
+DAILY = "tokenward_daily"
+VERSION_TABLE = "tokenward_schema_version"
+
+_DAY_US = 86_400_000_000
+_HOUR_US = 3_600_000_000
+
+_ROLLUP_KEY = ("day", *ROLLUP_DIMS)
+_SUM_FIELDS = (
+    "estimated",
+    *USAGE_FIELDS,
+    "tool_calls",
+    "cost_nanos",
+)
+
+
+def ddl(dialect: str) -> list[str]:
+    """CREATE statements (idempotent) for ``dialect`` "sqlite" or "postgresql"."""
+    big = "INTEGER" if dialect == "sqlite" else "BIGINT"
+    real = "REAL" if dialect == "sqlite" else "DOUBLE PRECISION"
+    usage_cols = ",\n  ".join(f"{f} {big} NOT NULL DEFAULT 0" for f in USAGE_FIELDS)
+    stmts = [
+        f"""CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
+  version INTEGER PRIMARY KEY,
+  applied_at TEXT NOT NULL,
+  note TEXT
+)""",
+        f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
+  id TEXT PRIMARY KEY,
+  ts_us {big} NOT NULL,
+  model TEXT NOT NULL,
+  provider TEXT,
+  {usage_cols},
+  usage_estimated INTEGER NOT NULL DEFAULT 0,
+  cost_nanos {big} NOT NULL,
+  estimated INTEGER NOT NULL DEFAULT 0,
+  status TEXT NOT NULL DEFAULT 'ok',
+  kind TEXT NOT NULL DEFAULT 'chat',
+  user_id TEXT,
+  conversation_id TEXT,
+  session_id TEXT,
+  agent TEXT,
+  tags TEXT NOT NULL DEFAULT '{{}}',
+  tool_calls INTEGER NOT NULL DEFAULT 0,
+  tool_names TEXT NOT NULL DEFAULT '[]',
+  latency_ms {real},
+  parent_id TEXT,
+  error TEXT,
+  prompt_text TEXT,
+  output_text TEXT
+)""",
+        f"CREATE INDEX IF NOT EXISTS {EVENTS}_ts ON {EVENTS} (ts_us)",
+        f"CREATE INDEX IF NOT EXISTS {EVENTS}_user_ts ON {EVENTS} (user_id, ts_us)",
+        f"CREATE INDEX IF NOT EXISTS {EVENTS}_conv_ts ON {EVENTS} (conversation_id, ts_us)",
+        f"""CREATE TABLE IF NOT EXISTS {DAILY} (
+  day {big} NOT NULL,
+  model TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  status TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  calls {big} NOT NULL DEFAULT 0,
+  errors {big} NOT NULL DEFAULT 0,
+  cancelled {big} NOT NULL DEFAULT 0,
+  {", ".join(f"{f} {big} NOT NULL DEFAULT 0" for f in _SUM_FIELDS)},
+  latency_sum {real} NOT NULL DEFAULT 0,
+  latency_count {big} NOT NULL DEFAULT 0,
+  PRIMARY KEY ({", ".join(_ROLLUP_KEY)})
+)""",
+    ]
+    if dialect == "sqlite":
+        stmts.append(_sqlite_trigger())
+    return stmts
+
+
+def _rollup_upsert_set() -> str:
+    return ", ".join(f"{f} = {f} + excluded.{f}" for f in AGG_FIELDS)
+
+
+def _sqlite_trigger() -> str:
+    values = ", ".join(
+        [
+            "NEW.ts_us / 86400000000",
+            "NEW.model",
+            "coalesce(NEW.provider, '')",
+            "coalesce(NEW.user_id, '')",
+            "coalesce(NEW.agent, '')",
+            "NEW.status",
+            "NEW.kind",
+            "1",
+            "NEW.status = 'error'",
+            "NEW.status = 'cancelled'",
+            *(f"NEW.{f}" for f in _SUM_FIELDS),
+            "coalesce(NEW.latency_ms, 0.0)",
+            "NEW.latency_ms IS NOT NULL",
+        ]
+    )
+    cols = ", ".join((*_ROLLUP_KEY, *AGG_FIELDS))
+    return f"""CREATE TRIGGER IF NOT EXISTS {EVENTS}_rollup AFTER INSERT ON {EVENTS}
+BEGIN
+  INSERT INTO {DAILY} ({cols}) VALUES ({values})
+  ON CONFLICT ({", ".join(_ROLLUP_KEY)}) DO UPDATE SET {_rollup_upsert_set()};
+END"""
+
+
+def raw_agg_select() -> str:
+    """Aggregates over the events table, in AGG_FIELDS order."""
+    return ", ".join(
+        [
+            "COUNT(*)",
+            "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END)",
+            "SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END)",
+            *(f"SUM({f})" for f in _SUM_FIELDS),
+            "SUM(latency_ms)",
+            "COUNT(latency_ms)",
+        ]
+    )
+
+
+def rollup_agg_select() -> str:
+    return ", ".join(f"SUM({f})" for f in AGG_FIELDS)
+
+
+def rebuild_rollup_sql() -> list[str]:
+    """Statements that recompute the rollup from the events table."""
+    cols = ", ".join((*_ROLLUP_KEY, *AGG_FIELDS))
+    select = ", ".join(
+        [
+            "ts_us / 86400000000",
+            "model",
+            "coalesce(provider, '')",
+            "coalesce(user_id, '')",
+            "coalesce(agent, '')",
+            "status",
+            "kind",
+            raw_agg_select().replace("SUM(latency_ms)", "coalesce(SUM(latency_ms), 0.0)"),
+        ]
+    )
+    return [
+        f"DELETE FROM {DAILY}",
+        f"INSERT INTO {DAILY} ({cols}) SELECT {select} FROM {EVENTS} GROUP BY 1, 2, 3, 4, 5, 6, 7",
+    ]
+
+
+class _SQLQueries:
+    """Query methods shared by the SQL stores; subclasses provide the plumbing.
+
+    Subclasses implement ``_fetch(sql, params) -> list[tuple]``, ``_tag_expr(param)``,
+    ``_tag_param(key)`` and ``flush()``. ``use_rollups`` can be turned off to
+    force every query onto the events table (used to cross-check the rollup).
+    """
+
+    use_rollups: bool = True
+    _id_col: str = "id"  # PostgreSQL: 'id COLLATE "C"' so ids sort by code point everywhere
+
+    # -- plumbing supplied by subclasses ---------------------------------------------------
+    def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        raise NotImplementedError
+
+    def _tag_expr(self, param: str) -> str:
+        raise NotImplementedError
+
+    def _tag_param(self, key: str) -> str:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    # -- SQL building -----------------------------------------------------------------------
+    def _dim_expr(self, dim: str, params: dict[str, Any], rollup: bool) -> str:
+        if dim.startswith("tag:"):
+            name = f"t{len(params)}"
+            params[name] = self._tag_param(dim[4:])
+            return self._tag_expr(name)
+        return f"NULLIF({dim}, '')" if rollup else dim
+
+    def _where_sql(
+        self,
+        conds: Mapping[str, tuple[str | None, ...]],
+        params: dict[str, Any],
+        rollup: bool,
+    ) -> list[str]:
+        clauses = []
+        for dim, values in conds.items():
+            expr = dim if rollup else self._dim_expr(dim, params, rollup=False)
+            present = [v for v in values if v is not None]
+            parts = []
+            if rollup and None in values:
+                present.append("")
+            elif None in values:
+                parts.append(f"{expr} IS NULL")
+            if present:
+                names = []
+                for v in present:
+                    name = f"w{len(params)}"
+                    params[name] = v
+                    names.append(f":{name}")
+                parts.append(f"{expr} IN ({', '.join(names)})")
+            clauses.append("(" + " OR ".join(parts) + ")")
+        return clauses
+
+    def _grouped(
+        self,
+        dims: Sequence[str],
+        conds: Mapping[str, tuple[str | None, ...]],
+        lo: int | None,
+        hi: int | None,
+        unit: str | None,
+    ) -> dict[Key, list[Any]]:
+        """Aggregate vectors keyed by ``(unit?, *dims)``; unit is "hour" / "day" / None."""
+        acc: dict[Key, list[Any]] = {}
+        rollup_ok = (
+            self.use_rollups
+            and unit != "hour"
+            and all(d in ROLLUP_DIMS for d in dims)
+            and all(d in ROLLUP_DIMS for d in conds)
+        )
+        if rollup_ok:
+            raws, days = split_days(lo, hi)
+        else:
+            raws, days = [(lo, hi)], None
+        for rlo, rhi in raws:
+            self._run_grouped(acc, dims, conds, unit, rlo, rhi, rollup=False)
+        if days is not None:
+            self._run_grouped(acc, dims, conds, unit, days[0], days[1], rollup=True)
+        return acc
+
+    def _run_grouped(
+        self,
+        acc: dict[Key, list[Any]],
+        dims: Sequence[str],
+        conds: Mapping[str, tuple[str | None, ...]],
+        unit: str | None,
+        lo: int | None,
+        hi: int | None,
+        *,
+        rollup: bool,
+    ) -> None:
+        params: dict[str, Any] = {}
+        select: list[str] = []
+        if unit is not None:
+            if rollup:
+                select.append("day")
+            else:
+                select.append(f"ts_us / {_HOUR_US if unit == 'hour' else _DAY_US}")
+        select.extend(self._dim_expr(d, params, rollup) for d in dims)
+        where = self._where_sql(conds, params, rollup)
+        tcol = "day" if rollup else "ts_us"
+        if lo is not None:
+            where.append(f"{tcol} >= :lo")
+            params["lo"] = lo
+        if hi is not None:
+            where.append(f"{tcol} < :hi")
+            params["hi"] = hi
+        agg = rollup_agg_select() if rollup else raw_agg_select()
+        sql = f"SELECT {', '.join([*select, agg])} FROM {DAILY if rollup else EVENTS}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if select:
+            sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(select)))
+        k = len(select)
+        for row in self._fetch(sql, params):
+            if not row[k]:
+                continue
+            merge_into(acc, tuple(row[:k]), row[k:])
+
+    # -- public queries ---------------------------------------------------------------------
+    def summary(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        by: Sequence[str] = (),
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> list[SummaryRow]:
+        dims = check_by(by)
+        conds = check_where(where)
+        lo, hi = check_range(since, until)
+        self.flush()
+        return summary_rows(dims, self._grouped(dims, conds, lo, hi, None))
+
+    def timeseries(
+        self,
+        bucket: Bucket = "day",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        by: Sequence[str] = (),
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> list[SummaryRow]:
+        check_bucket(bucket)
+        dims = check_by(by)
+        conds = check_where(where)
+        lo, hi = check_range(since, until)
+        self.flush()
+        unit = "hour" if bucket == "hour" else "day"
+        return timeseries_rows(dims, self._grouped(dims, conds, lo, hi, unit), bucket)
+
+    def top(
+        self,
+        n: int,
+        by: str,
+        metric: Metric = "cost",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> list[SummaryRow]:
+        return top_rows(self.summary(since, until, by=[by], where=where), n, metric)
+
+    def count(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> int:
+        rows = self.summary(since, until, by=(), where=where)
+        return rows[0].calls if rows else 0
+
+    def events(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, WhereValue] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[UsageEvent]:
+        conds = check_where(where)
+        lo, hi = check_range(since, until)
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            from tokenward.errors import ConfigurationError
+
+            raise ConfigurationError(f"limit must be an int >= 0, got {limit!r}")
+        self.flush()
+        return self._iter_events(conds, lo, hi, limit)
+
+    def _iter_events(
+        self,
+        conds: Mapping[str, tuple[str | None, ...]],
+        lo: int | None,
+        hi: int | None,
+        limit: int | None,
+        page: int = 2000,
+    ) -> Iterator[UsageEvent]:
+        base_params: dict[str, Any] = {}
+        where = self._where_sql(conds, base_params, rollup=False)
+        if lo is not None:
+            where.append("ts_us >= :lo")
+            base_params["lo"] = lo
+        if hi is not None:
+            where.append("ts_us < :hi")
+            base_params["hi"] = hi
+        cols = ", ".join(EVENT_COLUMNS)
+        left = limit
+        after: tuple[int, str] | None = None
+        while left is None or left > 0:
+            params = dict(base_params)
+            clauses = list(where)
+            if after is not None:
+                clauses.append(
+                    f"(ts_us > :after_ts OR (ts_us = :after_ts AND {self._id_col} > :after_id))"
+                )
+                params["after_ts"], params["after_id"] = after
+            size = page if left is None else min(page, left)
+            sql = f"SELECT {cols} FROM {EVENTS}"
+            if clauses:
+                sql += " WHERE " + " AND ".join(clauses)
+            sql += f" ORDER BY ts_us, {self._id_col} LIMIT {int(size)}"
+            rows = self._fetch(sql, params)
+            for row in rows:
+                yield row_to_event(row)
+            if len(rows) < size:
+                return
+            if left is not None:
+                left -= len(rows)
+            last = rows[-1]
+            after = (last[1], last[0])
+
+
+Fetch = Callable[[str, Mapping[str, Any]], list[Sequence[Any]]]
