@@ -495,3 +495,59 @@ def test_none_values_are_zero() -> None:
 def test_parsed_usages_add_up() -> None:
     total = sum([Usage.from_openai(OPENAI_CHAT), Usage.from_openai(OPENAI_O3)])
     assert total == Usage(input=3206, output=5700, cache_read=1920, reasoning=4800)
+
+
+# ------------------------------------------------------------------ real framework objects
+def test_from_any_on_real_langchain_objects() -> None:
+    messages = pytest.importorskip("langchain_core.messages")
+    outputs = pytest.importorskip("langchain_core.outputs")
+    msg = messages.AIMessage(
+        content="hi",
+        usage_metadata=LC_ANTHROPIC,
+        response_metadata={"model_name": "claude-sonnet-4-20250514"},
+    )
+    expected = Usage(
+        input=81000, output=2000, cache_read=50000, cache_write_5m=10000, cache_write_1h=20000
+    )
+    assert Usage.from_any(msg) == expected
+    # LLMResult without llm_output: found on generations[0][0].message
+    result = outputs.LLMResult(generations=[[outputs.ChatGeneration(message=msg)]], llm_output=None)
+    assert Usage.from_any(result) == expected
+    # legacy OpenAI-style llm_output
+    legacy = outputs.LLMResult(
+        generations=[[outputs.Generation(text="x")]],
+        llm_output={"token_usage": {"prompt_tokens": 11, "completion_tokens": 4}},
+    )
+    assert Usage.from_any(legacy) == Usage(input=11, output=4)
+
+
+def test_from_any_on_pydantic_sdk_models() -> None:
+    from pydantic import BaseModel
+
+    class CacheCreation(BaseModel):
+        ephemeral_5m_input_tokens: int = 0
+        ephemeral_1h_input_tokens: int = 0
+
+    class AnthropicUsage(BaseModel):  # the shape of anthropic.types.Usage
+        input_tokens: int
+        output_tokens: int
+        cache_creation_input_tokens: int | None = None
+        cache_read_input_tokens: int | None = None
+        cache_creation: CacheCreation | None = None
+
+    class Message(BaseModel):
+        id: str
+        usage: AnthropicUsage
+
+    message = Message(
+        id="msg_1",
+        usage=AnthropicUsage(
+            input_tokens=3,
+            output_tokens=9,
+            cache_creation_input_tokens=100,
+            cache_read_input_tokens=0,
+            cache_creation=CacheCreation(ephemeral_1h_input_tokens=100),
+        ),
+    )
+    assert Usage.from_any(message) == Usage(input=103, output=9, cache_write_1h=100)
+    assert Usage.from_anthropic(message.usage) == Usage(input=103, output=9, cache_write_1h=100)

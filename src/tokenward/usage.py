@@ -16,8 +16,8 @@ Conventions (the same as LangChain's ``UsageMetadata`` and OpenAI's chat API):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from tokenward.errors import UsageParseError
@@ -150,24 +150,65 @@ class Usage:
 # =============================================================================================
 
 
-class _AttrView(Mapping[str, Any]):
-    """Read-only mapping view of an arbitrary object's public attributes."""
+_MISSING = object()
 
-    __slots__ = ("_obj",)
+
+class _AttrView(Mapping[str, Any]):
+    """Read-only mapping view of an object's public attributes (SDK/pydantic objects, dataclasses).
+
+    Attributes are read directly (no ``model_dump``), so subclass fields that a declared field
+    type would drop on serialization (LangChain's ``ChatGeneration.message``) stay visible and
+    large responses are not copied. ``model_dump()``/``to_dict()`` is only a fallback for keys
+    that are not attributes. Methods are not values.
+    """
+
+    __slots__ = ("_dump", "_obj")
 
     def __init__(self, obj: Any) -> None:
         self._obj = obj
+        self._dump: Mapping[str, Any] | None = None
+
+    def _dumped(self) -> Mapping[str, Any]:
+        if self._dump is None:
+            data: Any = None
+            for name in ("model_dump", "to_dict", "dict"):
+                method = getattr(self._obj, name, None)
+                if callable(method):
+                    try:
+                        data = method()
+                    except Exception:  # noqa: BLE001 - a broken dump just means "no extra keys"
+                        data = None
+                    if isinstance(data, Mapping):
+                        break
+            self._dump = data if isinstance(data, Mapping) else {}
+        return self._dump
 
     def __getitem__(self, key: str) -> Any:
         if key.startswith("_"):
             raise KeyError(key)
         try:
-            return getattr(self._obj, key)
+            value = getattr(self._obj, key)
         except AttributeError:
+            value = _MISSING
+        except Exception:  # noqa: BLE001 - a property that raises is not usage
             raise KeyError(key) from None
+        if value is _MISSING or (callable(value) and not isinstance(value, type)):
+            dumped = self._dumped()
+            if key in dumped:
+                return dumped[key]
+            raise KeyError(key)
+        return value
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter([k for k in dir(self._obj) if not k.startswith("_")])
+    def __iter__(self) -> Iterator[str]:
+        fields_ = getattr(type(self._obj), "model_fields", None)
+        if isinstance(fields_, Mapping):
+            keys = list(fields_)
+            keys += list(getattr(self._obj, "__pydantic_extra__", None) or ())
+        elif hasattr(self._obj, "__dict__"):
+            keys = list(vars(self._obj))
+        else:
+            keys = [k for k in dir(self._obj) if not callable(getattr(self._obj, k, None))]
+        return iter([k for k in keys if not k.startswith("_")] or list(self._dumped()))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -179,16 +220,6 @@ def _as_mapping(obj: Any) -> Mapping[str, Any] | None:
         return None
     if isinstance(obj, Mapping):
         return obj
-    dump = getattr(obj, "model_dump", None)
-    if callable(dump):
-        try:
-            data = dump()
-        except Exception:  # noqa: BLE001  # pragma: no cover - exotic models: fall back to attributes
-            data = None
-        if isinstance(data, Mapping):
-            return data
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return asdict(obj)
     return _AttrView(obj)
 
 
@@ -672,6 +703,12 @@ def _search(obj: Any, depth: int) -> Usage | None:
         found = _search(inner, depth + 1)
         if found is not None:
             return found
+    # LangChain LLMResult/ChatResult: usage on the first generation's message (one per call)
+    generations = data.get("generations")
+    while isinstance(generations, (list, tuple)) and generations:
+        generations = generations[0]
+    if generations is not None and not isinstance(generations, (list, tuple)):
+        return _search(generations, depth + 1)
     return None
 
 
