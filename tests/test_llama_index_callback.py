@@ -1,0 +1,160 @@
+"""TokenwardCallbackHandler: a one-line, priced replacement for TokenCountingHandler."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+pytest.importorskip("llama_index.core")
+
+from llama_index.core import Document, Settings, VectorStoreIndex
+from llama_index.core.base.llms.types import ChatMessage, CompletionResponse, LLMMetadata
+from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.llms import CustomLLM, MockLLM
+from llama_index.core.llms.callbacks import llm_completion_callback
+
+from tokenward.accountant import Accountant
+from tokenward.budgets import Budget, Budgets
+from tokenward.cost import cost
+from tokenward.counting import get_counter
+from tokenward.errors import BudgetExceededError
+from tokenward.llama_index import TokenwardCallbackHandler, dims, instrument
+from tokenward.usage import Usage
+
+MODEL = "gpt-4o-mini"
+EMBED = "text-embedding-3-small"
+
+
+class CountingMockLLM(MockLLM):
+    calls: int = 0
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(num_output=self.max_tokens or -1, model_name=MODEL)
+
+    def _generate_text(self, length: int) -> str:
+        self.calls += 1
+        return super()._generate_text(length)
+
+
+class ReportingLLM(CustomLLM):
+    """Reports OpenAI usage in ``raw``; chat() runs through CustomLLM's inner complete()."""
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name=MODEL)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return CompletionResponse(text="Paris.", raw={"usage": {"prompt_tokens": 120,
+                                                                "completion_tokens": 3}})
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any):
+        raise NotImplementedError
+
+
+def user(text: str) -> ChatMessage:
+    return ChatMessage(role="user", content=text)
+
+
+def test_counters_are_a_deduplicated_superset_of_token_counting_handler():
+    acc = Accountant()
+    ours = TokenwardCallbackHandler(acc)
+    theirs = TokenCountingHandler()
+    llm = ReportingLLM(callback_manager=CallbackManager([ours, theirs]))
+    llm.chat([user("What is the capital of France?")])
+    llm.complete("What is the capital of France?")
+    # TokenCountingHandler counts chat() twice (chat + inner complete): 3 entries for 2 calls
+    assert len(theirs.llm_token_counts) == 3
+    assert theirs.prompt_llm_token_count == 360
+    # ours: one entry per call, the provider's numbers, with cost
+    assert len(ours.llm_token_counts) == 2
+    assert ours.prompt_llm_token_count == 240
+    assert ours.completion_llm_token_count == 6
+    assert ours.total_llm_token_count == 246
+    assert ours.total_cost == 2 * cost(Usage(input=120, output=3), MODEL).total
+    assert [e.usage for e in acc.ledger.events()] == [Usage(input=120, output=3)] * 2
+    ours.reset_counts()
+    assert ours.total_llm_token_count == 0 and ours.llm_token_counts == []
+    assert ours.total_cost == Decimal(0)
+    assert len(list(acc.ledger.events())) == 2  # the ledger keeps everything
+
+
+def test_embedding_counts_match_token_counting_handler():
+    acc = Accountant()
+    ours = TokenwardCallbackHandler(acc)
+    theirs = TokenCountingHandler()  # cl100k by default, like text-embedding-3-small
+    old = Settings._llm, Settings._embed_model, Settings._callback_manager
+    try:
+        Settings.llm = CountingMockLLM(max_tokens=4)
+        Settings.embed_model = MockEmbedding(embed_dim=8, model_name=EMBED)
+        Settings.callback_manager = CallbackManager([ours, theirs])
+        index = VectorStoreIndex.from_documents([
+            Document(text="Paris is the capital of France."),
+            Document(text="Berlin is the capital of Germany, with many museums."),
+        ])
+        index.as_query_engine().query("capital of France?")
+    finally:
+        Settings._llm, Settings._embed_model, Settings._callback_manager = old
+    assert ours.total_embedding_token_count == theirs.total_embedding_token_count > 0
+    embeds = [e for e in acc.ledger.events() if e.kind == "embedding"]
+    assert sum(e.usage.input for e in embeds) == ours.total_embedding_token_count
+    assert all(e.model == EMBED and not e.estimated for e in embeds)
+    assert len(ours.llm_token_counts) == len(theirs.llm_token_counts) == 1  # predict -> complete
+    llm_event = next(e for e in acc.ledger.events() if e.kind != "embedding")
+    assert ours.prompt_llm_token_count == llm_event.usage.input
+    assert llm_event.usage.output == get_counter(MODEL).count_text("text text text text")
+
+
+def test_hard_budget_stops_the_call_before_the_model():
+    acc = Accountant(budgets=Budgets(Budget("cap", limit_tokens=50, window="day")))
+    handler = TokenwardCallbackHandler(acc)
+    llm = CountingMockLLM(max_tokens=5, callback_manager=CallbackManager([handler]))
+    llm.chat([user("short")])
+    assert llm.calls == 1
+    with pytest.raises(BudgetExceededError):
+        llm.chat([user("word " * 200)])
+    assert llm.calls == 1  # never reached
+    assert len(handler.llm_token_counts) == 1 and len(list(acc.ledger.events())) == 1
+    assert acc.budgets.status("cap").reserved == 0
+
+
+def test_instrument_and_callback_on_one_accountant_record_once():
+    acc = Accountant()
+    handler = TokenwardCallbackHandler(acc)
+    llm = CountingMockLLM(max_tokens=2, callback_manager=CallbackManager([handler]))
+    with instrument(acc):
+        llm.chat([user("hi")])
+        llm.complete("hi")
+    assert len(list(acc.ledger.events())) == 2
+    assert handler.llm_token_counts == []  # documented: use one of them
+
+
+def test_dimensions_and_default_model():
+    acc = Accountant()
+    handler = TokenwardCallbackHandler(acc, default_model="gpt-4o", agent="legacy-app")
+    llm = MockLLM(max_tokens=2, callback_manager=CallbackManager([handler]))
+    with dims(user_id="u5", tags={"plan": "pro"}):
+        llm.chat([user("hi")])
+    (event,) = acc.ledger.events()
+    assert (event.model, event.user_id, event.agent, event.tags) == (
+        "gpt-4o", "u5", "legacy-app", {"plan": "pro"})
+
+
+def test_error_is_recorded_and_released():
+    class Broken(CountingMockLLM):
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+            raise TimeoutError("slow provider")
+
+    acc = Accountant(budgets=Budgets(Budget("cap", limit_tokens=10_000, window="day")))
+    handler = TokenwardCallbackHandler(acc)
+    with pytest.raises(TimeoutError):
+        Broken(callback_manager=CallbackManager([handler])).complete("hi")
+    (event,) = acc.ledger.events()
+    assert event.status == "error" and "slow provider" in event.error
+    assert acc.budgets.status("cap").reserved == 0
