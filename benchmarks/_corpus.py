@@ -8,7 +8,8 @@ Four kinds, all taken from files already on the machine or generated from a seed
 * ``json``: ``json.dumps`` of generated records (users, orders, events, configs) in compact
   and indented styles, plus windows of installed ``.json`` files;
 * ``cjk``: real translated UI strings (Chinese, Japanese, Korean) from the system's gettext
-  catalogs (``/usr/share/locale/*/LC_MESSAGES/*.mo``), falling back to sentences written
+  catalogs (``/usr/share/locale/*/LC_MESSAGES/*.mo``; the ``iso_*`` catalogs are skipped:
+  they are lists of country/currency names, not running text), falling back to sentences written
   here when no catalog is installed.
 
 ``corpus(split)`` returns ``[(kind, text), ...]``; ``split`` is ``"fit"`` or ``"eval"``
@@ -30,6 +31,7 @@ import sysconfig
 from collections.abc import Iterator
 
 KINDS = ("prose", "code", "json", "cjk")
+EXTRA_KINDS = ("other",)  # Russian/Greek/German/French UI strings: used to fit, reported apart
 _PER_KIND = 300
 
 
@@ -215,6 +217,8 @@ def _cjk_items(rng: random.Random) -> list[tuple[str, str]]:
     items = []
     for lang in ("zh_CN", "zh_TW", "ja", "ko"):
         for mo in sorted(glob.glob(f"/usr/share/locale/{lang}/LC_MESSAGES/*.mo")):
+            if os.path.basename(mo).startswith("iso_"):
+                continue  # lists of country/currency/language names, not running text
             try:
                 with open(mo, "rb") as f:
                     cat = gettext.GNUTranslations(f)._catalog  # type: ignore[attr-defined]
@@ -231,8 +235,29 @@ def _cjk_items(rng: random.Random) -> list[tuple[str, str]]:
     return items
 
 
-def corpus(split: str = "eval", per_kind: int = _PER_KIND, seed: int = 20261123) -> list[tuple[str, str]]:
-    """``[(kind, text), ...]`` for ``split`` in {"fit", "eval"}; deterministic."""
+def _other_items(rng: random.Random) -> list[tuple[str, str]]:
+    items = []
+    for lang in ("ru", "uk", "el", "de", "fr", "es", "pl"):
+        for mo in sorted(glob.glob(f"/usr/share/locale/{lang}/LC_MESSAGES/*.mo"))[:12]:
+            if os.path.basename(mo).startswith("iso_"):
+                continue
+            try:
+                with open(mo, "rb") as f:
+                    cat = gettext.GNUTranslations(f)._catalog  # type: ignore[attr-defined]
+            except Exception:
+                continue
+            strings = [v for k, v in cat.items() if k and isinstance(v, str) and len(v) > 20]
+            rng.shuffle(strings)
+            for j, s in enumerate(_group(strings[:120], rng, 150, 900)):
+                items.append((f"{mo}:{j}", s))
+    return items
+
+
+def corpus(split: str = "eval", per_kind: int = _PER_KIND, seed: int = 20261123,
+           extra: bool = False) -> list[tuple[str, str]]:
+    """``[(kind, text), ...]`` for ``split`` in {"fit", "eval"}; deterministic.
+
+    ``extra=True`` adds the ``other`` kind (non-English Latin, Cyrillic, Greek text)."""
     rng = random.Random(seed)
     out: list[tuple[str, str]] = []
     prose = [(n, t) for n, t in _prose_items() if _split_of(n) == split]
@@ -243,7 +268,9 @@ def corpus(split: str = "eval", per_kind: int = _PER_KIND, seed: int = 20261123)
         "json": [(n, t) for n, t in _json_items(rng) if _split_of(n) == split],
         "cjk": [(n, t) for n, t in _cjk_items(rng) if _split_of(n) == split],
     }
-    for kind in KINDS:
+    if extra:
+        sources["other"] = [(n, t) for n, t in _other_items(rng) if _split_of(n) == split]
+    for kind in KINDS + (EXTRA_KINDS if extra else ()):
         items = sources[kind]
         rng.shuffle(items)
         out.extend((kind, t) for _, t in items[:per_kind])
