@@ -9,9 +9,14 @@ from decimal import Decimal
 
 import pytest
 
-from tokenward.accountant import Accountant, Estimate, get_default_accountant, set_default_accountant
+from tokenward.accountant import (
+    Accountant,
+    Estimate,
+    get_default_accountant,
+    set_default_accountant,
+)
 from tokenward.budgets import Budget, Budgets
-from tokenward.catalog import Catalog, ModelInfo, PriceTier, Prices
+from tokenward.catalog import Catalog, ModelInfo, Prices, PriceTier
 from tokenward.counting import get_counter
 from tokenward.errors import BudgetExceededError, ConfigurationError, UnknownModelError
 from tokenward.ledger import MemoryLedger
@@ -26,7 +31,9 @@ ACME = ModelInfo(
     context_window=128_000,
     max_output=4_000,
     prices=Prices(input=Decimal("1"), output=Decimal("2"), cache_read=Decimal("0.5")),
-    tiers=(PriceTier(1_000, Prices(input=Decimal("2"), output=Decimal("4"), cache_read=Decimal("1"))),),
+    tiers=(
+        PriceTier(1_000, Prices(input=Decimal("2"), output=Decimal("4"), cache_read=Decimal("1"))),
+    ),
     tokenizer="o200k_base",
     as_of=date(2026, 11, 1),
     source="https://example.test/prices",
@@ -57,7 +64,9 @@ HELLO = [{"role": "system", "content": "You are terse."}, {"role": "user", "cont
 
 
 # ----------------------------------------------------------------------------- preflight
-def test_preflight_counts_messages_exactly_and_prices_expected_output(acct: Accountant, catalog: Catalog):
+def test_preflight_counts_messages_exactly_and_prices_expected_output(
+    acct: Accountant, catalog: Catalog
+):
     est = acct.preflight("r1", "acme-chat", messages=HELLO)
     expected_prompt = get_counter("acme-chat", catalog=catalog).count_messages(HELLO)
     assert isinstance(est, Estimate)
@@ -71,7 +80,9 @@ def test_preflight_counts_messages_exactly_and_prices_expected_output(acct: Acco
     assert acct.pending("r1") == est
 
 
-def test_expected_output_is_capped_by_model_max_output_and_overridden_by_max_tokens(acct: Accountant):
+def test_expected_output_is_capped_by_model_max_output_and_overridden_by_max_tokens(
+    acct: Accountant,
+):
     assert acct.preflight("a", "acme-small", prompt_tokens=100).expected_output == 512
     est = acct.preflight("b", "acme-small", prompt_tokens=100, max_output_tokens=50)
     assert est.expected_output == 50
@@ -111,10 +122,16 @@ def test_preflight_needs_messages_or_prompt_tokens(acct: Accountant):
 
 # ----------------------------------------------------------------------------- settle
 def test_settle_records_priced_event_with_dims(acct: Accountant):
-    acct.preflight("r1", "acme-chat", messages=HELLO, parent_id="p0",
-                   dims={"user_id": "u1", "agent": "bot", "tags": {"team": "a"}, "tenant": "t9"})
-    event = acct.settle("r1", Usage(input=500, output=200, cache_read=100),
-                        tool_names=["search", "search"])
+    acct.preflight(
+        "r1",
+        "acme-chat",
+        messages=HELLO,
+        parent_id="p0",
+        dims={"user_id": "u1", "agent": "bot", "tags": {"team": "a"}, "tenant": "t9"},
+    )
+    event = acct.settle(
+        "r1", Usage(input=500, output=200, cache_read=100), tool_names=["search", "search"]
+    )
     assert event is not None
     assert event.id == "r1"
     assert event.timestamp == T0
@@ -142,7 +159,9 @@ def test_same_run_settled_twice_is_recorded_once(acct: Accountant):
     assert next(iter(acct.ledger.events())).usage == Usage(input=10, output=5)
 
 
-def test_settle_without_usage_estimates_from_preflight_and_output_text(acct: Accountant, catalog: Catalog):
+def test_settle_without_usage_estimates_from_preflight_and_output_text(
+    acct: Accountant, catalog: Catalog
+):
     est = acct.preflight("r1", "acme-chat", messages=HELLO)
     text = "Hello there, nice to meet you."
     event = acct.settle("r1", None, output_text=text)
@@ -205,7 +224,9 @@ def test_failed_ledger_write_leaves_the_run_retryable(catalog: Catalog):
 # ----------------------------------------------------------------------------- release
 def test_release_records_an_error_event_and_keeps_partial_usage(acct: Accountant):
     acct.preflight("r1", "acme-chat", prompt_tokens=100, dims={"user_id": "u"})
-    event = acct.release("r1", partial_usage=Usage(input=100, output=20), error=TimeoutError("slow"))
+    event = acct.release(
+        "r1", partial_usage=Usage(input=100, output=20), error=TimeoutError("slow")
+    )
     assert event is not None
     assert event.status == "error" and event.error == "TimeoutError: slow"
     assert event.usage == Usage(input=100, output=20)
@@ -234,14 +255,17 @@ def test_settle_with_error_status(acct: Accountant):
 
 # ----------------------------------------------------------------------------- budgets
 def _budgets(limit: str = "0.002") -> Budgets:
-    return Budgets(Budget("per-user", limit_usd=limit, window="day", scope="user_id"), alert_sinks=())
+    return Budgets(
+        Budget("per-user", limit_usd=limit, window="day", scope="user_id"), alert_sinks=()
+    )
 
 
 def test_hard_budget_denies_before_the_call_and_reserves_the_estimate(catalog: Catalog):
     budgets = _budgets()
     acct = Accountant(catalog=catalog, budgets=budgets, ledger=MemoryLedger(), clock=lambda: T0)
-    est = acct.preflight("r1", "acme-chat", prompt_tokens=200, max_output_tokens=400,
-                         dims={"user_id": "u1"})
+    est = acct.preflight(
+        "r1", "acme-chat", prompt_tokens=200, max_output_tokens=400, dims={"user_id": "u1"}
+    )
     assert est.reserved is True
     st = budgets.status("per-user", user_id="u1", now=T0)
     assert st.reserved == est.cost == Decimal("0.001")
@@ -251,12 +275,15 @@ def test_hard_budget_denies_before_the_call_and_reserves_the_estimate(catalog: C
     st = budgets.status("per-user", user_id="u1", now=T0)
     assert (st.spent, st.reserved) == (Decimal("0.0016"), 0)
     with pytest.raises(BudgetExceededError) as info:
-        acct.preflight("r2", "acme-chat", prompt_tokens=200, max_output_tokens=400,
-                       dims={"user_id": "u1"})
+        acct.preflight(
+            "r2", "acme-chat", prompt_tokens=200, max_output_tokens=400, dims={"user_id": "u1"}
+        )
     assert info.value.budget == "per-user" and info.value.scope_key == "user_id=u1"
     assert acct.pending("r2") is None
     # another user has their own counter
-    acct.preflight("r3", "acme-chat", prompt_tokens=200, max_output_tokens=400, dims={"user_id": "u2"})
+    acct.preflight(
+        "r3", "acme-chat", prompt_tokens=200, max_output_tokens=400, dims={"user_id": "u2"}
+    )
     assert acct.ledger.count() == 1
 
 

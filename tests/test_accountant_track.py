@@ -17,9 +17,14 @@ from tokenward.usage import Usage
 
 M = Decimal(1_000_000)
 ACME = ModelInfo(
-    name="acme-chat", provider="openai", context_window=128_000, max_output=4_000,
-    prices=Prices(input=Decimal("1"), output=Decimal("2")), tokenizer="o200k_base",
-    as_of=date(2026, 11, 1), source="https://example.test",
+    name="acme-chat",
+    provider="openai",
+    context_window=128_000,
+    max_output=4_000,
+    prices=Prices(input=Decimal("1"), output=Decimal("2")),
+    tokenizer="o200k_base",
+    as_of=date(2026, 11, 1),
+    source="https://example.test",
 )
 
 
@@ -36,8 +41,13 @@ def call(acct: Accountant, run_id: str, inp: int, out: int, **dims) -> None:  # 
 def test_track_totals_for_a_block(acct: Accountant):
     call(acct, "before", 1, 1)
     with track(user_id="u1", tags={"team": "a"}) as t:
-        assert current_dims() == {"user_id": "u1", "conversation_id": None, "session_id": None,
-                                  "agent": None, "tags": {"team": "a"}}
+        assert current_dims() == {
+            "user_id": "u1",
+            "conversation_id": None,
+            "session_id": None,
+            "agent": None,
+            "tags": {"team": "a"},
+        }
         call(acct, "r1", 1000, 100)
         call(acct, "r2", 2000, 200)
         acct.preflight("r3", "acme-chat", prompt_tokens=50)
@@ -69,7 +79,11 @@ def test_nested_tracks_merge_dims_and_both_count(acct: Accountant):
     assert outer.usage.input == 100 and inner.usage.input == 50
     events = {e.id: e for e in acct.ledger.events()}
     assert (events["a"].agent, events["a"].conversation_id) == ("outer", None)
-    assert (events["b"].user_id, events["b"].agent, events["b"].conversation_id) == ("u1", "inner", "c1")
+    assert (events["b"].user_id, events["b"].agent, events["b"].conversation_id) == (
+        "u1",
+        "inner",
+        "c1",
+    )
     assert events["c"].agent == "explicit"
     assert events["d"].agent == "outer"
 

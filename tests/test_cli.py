@@ -81,21 +81,47 @@ def test_count_usage_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- cost
 def test_cost_breakdown_table():
-    result = run("cost", "--model", "claude-sonnet-4-5", "--input", "10000", "--output", "2000",
-                 "--cache-read", "6000", "--cache-write", "2000", "--reasoning", "500")
+    result = run(
+        "cost",
+        "--model",
+        "claude-sonnet-4-5",
+        "--input",
+        "10000",
+        "--output",
+        "2000",
+        "--cache-read",
+        "6000",
+        "--cache-write",
+        "2000",
+        "--reasoning",
+        "500",
+    )
     assert result.exit_code == 0, result.output
     out = result.stdout
     for comp in ("input", "cache_read", "cache_write_5m", "output", "reasoning", "total"):
         assert comp in out
-    bd = cost(Usage(input=10000, output=2000, cache_read=6000, cache_write_5m=2000, reasoning=500),
-              "claude-sonnet-4-5")
+    bd = cost(
+        Usage(input=10000, output=2000, cache_read=6000, cache_write_5m=2000, reasoning=500),
+        "claude-sonnet-4-5",
+    )
     assert f"${bd.total.quantize(Decimal('0.00000001'))}" in out
     assert "100.0%" in out and "prices as of" in out
 
 
 def test_cost_json_matches_cost_function():
-    result = run("cost", "-m", "gpt-4o", "--input", "1200", "--output", "300", "--cache-read",
-                 "1024", "--format", "json")
+    result = run(
+        "cost",
+        "-m",
+        "gpt-4o",
+        "--input",
+        "1200",
+        "--output",
+        "300",
+        "--cache-read",
+        "1024",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     bd = cost(Usage(input=1200, output=300, cache_read=1024), "gpt-4o")
@@ -107,14 +133,24 @@ def test_cost_json_matches_cost_function():
 
 
 def test_cost_batch_and_tier():
-    base = json.loads(run("cost", "-m", "gpt-4o", "--input", "1000", "--output", "1000", "-f", "json").stdout)
-    batch = json.loads(run("cost", "-m", "gpt-4o", "--input", "1000", "--output", "1000", "--batch",
-                           "-f", "json").stdout)
+    base = json.loads(
+        run("cost", "-m", "gpt-4o", "--input", "1000", "--output", "1000", "-f", "json").stdout
+    )
+    batch = json.loads(
+        run(
+            "cost", "-m", "gpt-4o", "--input", "1000", "--output", "1000", "--batch", "-f", "json"
+        ).stdout
+    )
     assert batch["batch"] is True
-    assert Decimal(batch["total"]) == cost(Usage(input=1000, output=1000), "gpt-4o", batch=True).total
+    assert (
+        Decimal(batch["total"]) == cost(Usage(input=1000, output=1000), "gpt-4o", batch=True).total
+    )
     assert Decimal(batch["total"]) <= Decimal(base["total"])
-    tier = json.loads(run("cost", "-m", "gemini-2.5-pro", "--input", "250000", "--output", "10",
-                          "-f", "json").stdout)
+    tier = json.loads(
+        run(
+            "cost", "-m", "gemini-2.5-pro", "--input", "250000", "--output", "10", "-f", "json"
+        ).stdout
+    )
     assert tier["tier_above_input_tokens"] == 200000
 
 
@@ -155,8 +191,12 @@ def ledger_db(tmp_path) -> str:
     acct = Accountant(ledger=path, clock=lambda: clock[0])
     acct.record("gpt-4o", Usage(input=1000, output=100), user_id="u1", agent="bot")
     acct.record("gpt-4o", Usage(input=2000, output=200, cache_read=1024), user_id="u2", agent="bot")
-    acct.record("claude-sonnet-4-5", Usage(input=3000, output=300, cache_read=2000,
-                                           cache_write_5m=500), user_id="u1", agent="research")
+    acct.record(
+        "claude-sonnet-4-5",
+        Usage(input=3000, output=300, cache_read=2000, cache_write_5m=500),
+        user_id="u1",
+        agent="research",
+    )
     acct.record("gpt-4o-mini", Usage(input=10, output=0), user_id="u2", error="boom")
     clock[0] = NOW - timedelta(days=40)  # outside --since 7d
     acct.record("gpt-4o", Usage(input=99_999, output=1), user_id="old")
@@ -191,8 +231,19 @@ def test_report_json(ledger_db: str):
 
 
 def test_report_csv_by_two_dims_with_where(ledger_db: str):
-    result = run("report", "--db", ledger_db, "--since", "7d", "--by", "user_id,model",
-                 "--where", "agent=bot", "--format", "csv")
+    result = run(
+        "report",
+        "--db",
+        ledger_db,
+        "--since",
+        "7d",
+        "--by",
+        "user_id,model",
+        "--where",
+        "agent=bot",
+        "--format",
+        "csv",
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert {(r["user_id"], r["model"]) for r in rows} == {("u1", "gpt-4o"), ("u2", "gpt-4o")}
@@ -204,8 +255,17 @@ def test_report_csv_by_two_dims_with_where(ledger_db: str):
 def test_report_table_and_since_everything(ledger_db: str, tmp_path):
     result = run("report", "--db", ledger_db, "--since", "90d", "--by", "user_id")
     assert result.exit_code == 0, result.output
-    for text in ("Totals", "By user_id", "By model", "Analytics", "Per day", "old", "u1", "u2",
-                 "cache hit rate"):
+    for text in (
+        "Totals",
+        "By user_id",
+        "By model",
+        "Analytics",
+        "Per day",
+        "old",
+        "u1",
+        "u2",
+        "cache hit rate",
+    ):
         assert text in result.stdout
     out = tmp_path / "r.json"
     result = run("report", "--db", ledger_db, "--since", "2000-01-01", "-f", "json", "-o", str(out))
@@ -287,8 +347,10 @@ def test_demo_is_deterministic(tmp_path):
     def dump(path):  # type: ignore[no-untyped-def]
         ledger = open_ledger(str(path))
         try:
-            return [(e.id, e.timestamp, e.model, e.usage, e.cost, e.user_id, e.status)
-                    for e in ledger.events()]
+            return [
+                (e.id, e.timestamp, e.model, e.usage, e.cost, e.user_id, e.status)
+                for e in ledger.events()
+            ]
         finally:
             ledger.close()
 

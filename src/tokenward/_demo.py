@@ -61,8 +61,14 @@ class _Persona:
 
 _PERSONAS = (
     _Persona("alice", "support-bot", "gpt-4o-mini", "support", cache="openai"),
-    _Persona("bob", "research-agent", "claude-sonnet-4-5", "research", cache="anthropic",
-             tool="web_search"),
+    _Persona(
+        "bob",
+        "research-agent",
+        "claude-sonnet-4-5",
+        "research",
+        cache="anthropic",
+        tool="web_search",
+    ),
     _Persona("carol", "code-assistant", "o4-mini", "platform", reasoning=True, cache="openai"),
     _Persona("dave", "summarizer", "gemini-2.5-flash", "content", stream_without_usage=True),
     _Persona("erin", "rag-qa", "gemini-2.5-pro", "research", rag=True),
@@ -72,11 +78,11 @@ _EMBEDDING_MODEL = "text-embedding-3-small"
 
 _SYSTEM = {
     "support-bot": "You are Acme Cloud's support assistant. Answer briefly, cite the help-center "
-                   "article when you can, and never promise refunds.",
+    "article when you can, and never promise refunds.",
     "research-agent": "You are a careful research assistant. Use the web_search tool for facts "
-                      "newer than your training data and cite sources.",
+    "newer than your training data and cite sources.",
     "code-assistant": "You are a senior Python engineer. Think step by step, then answer with "
-                      "tested code and a short explanation.",
+    "tested code and a short explanation.",
     "summarizer": "Summarize the user's document in five bullet points for an executive.",
     "rag-qa": "Answer only from the provided context. Say 'not in the documents' otherwise.",
 }
@@ -178,7 +184,9 @@ def run_demo(
             if persona.trial:  # the trial user works in one burst (one budget day)
                 when = end - timedelta(hours=5, minutes=rng.randint(0, 59))
             else:
-                when = start + timedelta(minutes=rng.randint(0, int((end - start).total_seconds() // 60) - 90))
+                when = start + timedelta(
+                    minutes=rng.randint(0, int((end - start).total_seconds() // 60) - 90)
+                )
             sessions.append((when, user, persona, c))
     sessions.sort(key=lambda s: (s[0], s[1], s[3]))
 
@@ -186,16 +194,29 @@ def run_demo(
     budgets = None
     if with_budget:
         budgets = Budgets(
-            Budget("trial-daily", limit_usd="0.02", window="day", scope="user_id",
-                   where={"plan": "trial"}),
+            Budget(
+                "trial-daily",
+                limit_usd="0.02",
+                window="day",
+                scope="user_id",
+                where={"plan": "trial"},
+            ),
             alert_sinks=(),
         )
     ledger = open_ledger(db_path)
     accountant = Accountant(
-        catalog=catalog, ledger=ledger, budgets=budgets, clock=lambda: clock_now[0],
+        catalog=catalog,
+        ledger=ledger,
+        budgets=budgets,
+        clock=lambda: clock_now[0],
     )
-    result = DemoResult(db_path=db_path, calls=0, users=users, conversations=len(sessions),
-                        models=sorted({p.model for _, _, p, _ in sessions}))
+    result = DemoResult(
+        db_path=db_path,
+        calls=0,
+        users=users,
+        conversations=len(sessions),
+        models=sorted({p.model for _, _, p, _ in sessions}),
+    )
     n_call = [0]
     special = {"error": False, "cancel": False}
 
@@ -220,11 +241,13 @@ def run_demo(
 
     try:
         with track() as tracker:
-            for (when, user, persona, conv_no), n_turns in zip(sessions, turn_plan):
+            for (when, user, persona, conv_no), n_turns in zip(sessions, turn_plan, strict=True):
                 clock_now[0] = when
                 conv_id = f"{user}-c{conv_no + 1}"
                 dims = {
-                    "user_id": user, "conversation_id": conv_id, "agent": persona.agent,
+                    "user_id": user,
+                    "conversation_id": conv_id,
+                    "agent": persona.agent,
                     "session_id": f"{user}-s{conv_no + 1}",
                     "tags": {"team": persona.team, "plan": persona.plan, "env": "demo"},
                 }
@@ -241,8 +264,13 @@ def run_demo(
                         # embed the question, then answer from retrieved chunks
                         eid = next_id()
                         q_tokens = count_text(question, model=_EMBEDDING_MODEL).tokens
-                        accountant.preflight(eid, _EMBEDDING_MODEL, prompt_tokens=q_tokens,
-                                             dims=dims, kind="embedding")
+                        accountant.preflight(
+                            eid,
+                            _EMBEDDING_MODEL,
+                            prompt_tokens=q_tokens,
+                            dims=dims,
+                            kind="embedding",
+                        )
                         tick(0.2)
                         accountant.settle(eid, Usage(input=q_tokens), latency_ms=180.0)
                         result.calls += 1
@@ -253,8 +281,11 @@ def run_demo(
                     rid = next_id()
                     try:
                         est = accountant.preflight(
-                            rid, persona.model, messages=history,
-                            max_output_tokens=2048 if persona.reasoning else 800, dims=dims,
+                            rid,
+                            persona.model,
+                            messages=history,
+                            max_output_tokens=2048 if persona.reasoning else 800,
+                            dims=dims,
                         )
                     except BudgetExceededError as exc:
                         result.denied.append(f"{user} ({persona.model}): {exc}")
@@ -275,48 +306,92 @@ def run_demo(
                     elif persona.cache == "openai" and turn > 0 and prev_prompt >= 1024:
                         cache_read = (prev_prompt // 128) * 128
                     reasoning = rng.randint(300, 1800) if persona.reasoning else 0
-                    usage = Usage(input=prompt, output=visible + reasoning, cache_read=cache_read,
-                                  cache_write_5m=cache_write, reasoning=reasoning)
+                    usage = Usage(
+                        input=prompt,
+                        output=visible + reasoning,
+                        cache_read=cache_read,
+                        cache_write_5m=cache_write,
+                        reasoning=reasoning,
+                    )
                     latency = 250.0 + (visible + reasoning) * rng.uniform(8, 14)
                     tick(latency / 1000)
 
-                    if persona.agent == "support-bot" and not persona.trial and conv_no == 1 \
-                            and turn == 1 and not special["error"]:
+                    if (
+                        persona.agent == "support-bot"
+                        and not persona.trial
+                        and conv_no == 1
+                        and turn == 1
+                        and not special["error"]
+                    ):
                         special["error"] = True
                         accountant.release(
-                            rid, error="RateLimitError: 429 Too Many Requests (retry after 20s)")
+                            rid, error="RateLimitError: 429 Too Many Requests (retry after 20s)"
+                        )
                         result.errors.append(f"{user}: provider error, reservation released")
                         history.pop()
                         continue
                     if persona.reasoning and turn == n_turns - 1 and not special["cancel"]:
                         special["cancel"] = True
-                        partial = Usage(input=prompt, output=reasoning // 2,
-                                        reasoning=reasoning // 2)
+                        partial = Usage(
+                            input=prompt, output=reasoning // 2, reasoning=reasoning // 2
+                        )
                         import asyncio
 
-                        accountant.release(rid, partial_usage=partial,
-                                           error=asyncio.CancelledError())
+                        accountant.release(
+                            rid, partial_usage=partial, error=asyncio.CancelledError()
+                        )
                         result.errors.append(f"{user}: stream cancelled, partial usage recorded")
                         history.pop()
                         continue
                     if persona.tool and turn == 0:
                         # the model asks for a tool; the app runs it and calls the model again
-                        call_out = Usage(input=prompt, output=38, cache_read=cache_read,
-                                         cache_write_5m=cache_write)
-                        accountant.settle(rid, call_out, latency_ms=latency / 2,
-                                          tool_names=(persona.tool,))
-                        history.append({"role": "assistant", "content": "", "tool_calls": [
-                            {"id": f"call_{rid}", "type": "function", "function": {
-                                "name": persona.tool, "arguments": '{"query": "latest"}'}}]})
-                        history.append({"role": "tool", "tool_call_id": f"call_{rid}",
-                                        "content": _reply(rng, 120)})
+                        call_out = Usage(
+                            input=prompt,
+                            output=38,
+                            cache_read=cache_read,
+                            cache_write_5m=cache_write,
+                        )
+                        accountant.settle(
+                            rid, call_out, latency_ms=latency / 2, tool_names=(persona.tool,)
+                        )
+                        history.append(
+                            {
+                                "role": "assistant",
+                                "content": "",
+                                "tool_calls": [
+                                    {
+                                        "id": f"call_{rid}",
+                                        "type": "function",
+                                        "function": {
+                                            "name": persona.tool,
+                                            "arguments": '{"query": "latest"}',
+                                        },
+                                    }
+                                ],
+                            }
+                        )
+                        history.append(
+                            {
+                                "role": "tool",
+                                "tool_call_id": f"call_{rid}",
+                                "content": _reply(rng, 120),
+                            }
+                        )
                         rid = next_id()
-                        est = accountant.preflight(rid, persona.model, messages=history,
-                                                   max_output_tokens=800, dims=dims,
-                                                   parent_id=f"demo-{seed}-{n_call[0] - 1:05d}")
+                        est = accountant.preflight(
+                            rid,
+                            persona.model,
+                            messages=history,
+                            max_output_tokens=800,
+                            dims=dims,
+                            parent_id=f"demo-{seed}-{n_call[0] - 1:05d}",
+                        )
                         result.calls += 1
-                        usage = Usage(input=int(est.prompt_tokens * 1.02), output=visible,
-                                      cache_read=count_text(system, model=persona.model).tokens)
+                        usage = Usage(
+                            input=int(est.prompt_tokens * 1.02),
+                            output=visible,
+                            cache_read=count_text(system, model=persona.model).tokens,
+                        )
                     if persona.stream_without_usage:
                         # a stream that reported no usage: counted locally, flagged estimated
                         accountant.settle(rid, None, output_text=answer, latency_ms=latency)
@@ -331,7 +406,12 @@ def run_demo(
         accountant.flush()
 
     result.report = build_report(
-        ledger, since=None, until=None, by=("user_id",), source=db_path, catalog=catalog,
+        ledger,
+        since=None,
+        until=None,
+        by=("user_id",),
+        source=db_path,
+        catalog=catalog,
     )
     accountant.close()
     return result
@@ -348,4 +428,3 @@ def describe(result: DemoResult) -> list[str]:
     lines.extend(f"error:  {e}" for e in result.errors)
     lines.extend(f"denied: {d}" for d in result.denied)
     return lines
-

@@ -209,7 +209,9 @@ class Tracker:
         self._accountant = accountant
         self._keep_events = keep_events
         self._lock = threading.Lock()
-        self._tokens: list[tuple[contextvars.Token[_Dims], contextvars.Token[tuple[Tracker, ...]]]] = []
+        self._tokens: list[
+            tuple[contextvars.Token[_Dims], contextvars.Token[tuple[Tracker, ...]]]
+        ] = []
         self.calls = 0
         self.errors = 0
         self.usage = Usage()
@@ -468,7 +470,7 @@ class Accountant:
         return self._clock() if self._clock is not None else None
 
     def _model_info(self, model: str) -> tuple[ModelInfo, str]:
-        """``(info, name to record)``: canonical name, or the requested one when priced by fallback."""
+        """``(info, name to record)``: the canonical name, or the requested one for a fallback."""
         info = self.catalog.get(model)
         if info.name == model:
             return info, model
@@ -527,7 +529,9 @@ class Accountant:
                     "preflight() needs messages=[...] or prompt_tokens=N to estimate the input"
                 )
             counter = self._counter(info)
-            prompt_tokens = counter.count_messages(messages, tools=tools) if messages or tools else 0
+            prompt_tokens = (
+                counter.count_messages(messages, tools=tools) if messages or tools else 0
+            )
             counted_exact = bool(counter.exact)
         elif prompt_tokens < 0:
             raise ConfigurationError(f"prompt_tokens must be >= 0, got {prompt_tokens}")
@@ -623,8 +627,16 @@ class Accountant:
             self._mark_settled(run_id)
         try:
             return self._settle(
-                run_id, entry, usage, model=model, status=status, latency_ms=latency_ms,
-                output_text=output_text, tool_names=tool_names, dims=dims, error=error,
+                run_id,
+                entry,
+                usage,
+                model=model,
+                status=status,
+                latency_ms=latency_ms,
+                output_text=output_text,
+                tool_names=tool_names,
+                dims=dims,
+                error=error,
             )
         except BaseException:
             with self._lock:  # let the caller retry: nothing was recorded
@@ -669,8 +681,10 @@ class Accountant:
                     info, name = self._model_info(model)
                 except KeyError:  # unknown to the catalog: keep the preflight model
                     logger.warning(
-                        "tokenward: response model %r is not in the catalog; pricing run %s "
-                        "as %r", model, run_id, entry.requested_model,
+                        "tokenward: response model %r is not in the catalog; pricing run %s as %r",
+                        model,
+                        run_id,
+                        entry.requested_model,
                     )
                     info, name = entry.info, entry.requested_model
             else:
@@ -696,9 +710,20 @@ class Accountant:
         if error is not None and status == "ok":
             status = "cancelled" if _is_cancellation(error) else "error"
         event = self._make_event(
-            run_id, name, info, usage, _usd(nanos), status=status, kind=kind, dims=resolved,
-            tool_names=tool_names, latency_ms=latency_ms, parent_id=parent_id,
-            error=_error_text(error), prompt_text=prompt_text, output_text=output_text,
+            run_id,
+            name,
+            info,
+            usage,
+            _usd(nanos),
+            status=status,
+            kind=kind,
+            dims=resolved,
+            tool_names=tool_names,
+            latency_ms=latency_ms,
+            parent_id=parent_id,
+            error=_error_text(error),
+            prompt_text=prompt_text,
+            output_text=output_text,
         )
         if self.budgets is not None:
             self.budgets.commit(
@@ -741,11 +766,20 @@ class Accountant:
         try:
             nanos = self._to_nanos(self._cost(usage, entry.info, catalog=self.catalog).total)
             event = self._make_event(
-                run_id, entry.requested_model, entry.info, usage, _usd(nanos),
-                status=status, kind=entry.kind, dims=entry.dims, tool_names=(),
+                run_id,
+                entry.requested_model,
+                entry.info,
+                usage,
+                _usd(nanos),
+                status=status,
+                kind=entry.kind,
+                dims=entry.dims,
+                tool_names=(),
                 latency_ms=(time.perf_counter() - entry.started) * 1000.0,
-                parent_id=entry.parent_id, error=_error_text(error) or status,
-                prompt_text=entry.prompt_text, output_text=None,
+                parent_id=entry.parent_id,
+                error=_error_text(error) or status,
+                prompt_text=entry.prompt_text,
+                output_text=None,
             )
             if self.budgets is not None:
                 if usage:
@@ -753,7 +787,9 @@ class Accountant:
                         run_id,
                         nanos,
                         usage.total,
-                        dims=self._budget_dims(entry.dims, entry.requested_model, entry.info.provider),
+                        dims=self._budget_dims(
+                            entry.dims, entry.requested_model, entry.info.provider
+                        ),
                         now=self._budget_now(),
                     )
                 else:
@@ -812,14 +848,28 @@ class Accountant:
             if error is not None and status == "ok":
                 status = "cancelled" if _is_cancellation(error) else "error"
             event = self._make_event(
-                run_id, name, info, usage, _usd(nanos), status=status, kind=kind,
-                dims=resolved, tool_names=tool_names, latency_ms=latency_ms,
-                parent_id=parent_id, error=_error_text(error), prompt_text=None, output_text=None,
+                run_id,
+                name,
+                info,
+                usage,
+                _usd(nanos),
+                status=status,
+                kind=kind,
+                dims=resolved,
+                tool_names=tool_names,
+                latency_ms=latency_ms,
+                parent_id=parent_id,
+                error=_error_text(error),
+                prompt_text=None,
+                output_text=None,
             )
             if self.budgets is not None:
                 self.budgets.commit(
-                    run_id, nanos, usage.total,
-                    dims=self._budget_dims(resolved, name, info.provider), now=self._budget_now(),
+                    run_id,
+                    nanos,
+                    usage.total,
+                    dims=self._budget_dims(resolved, name, info.provider),
+                    now=self._budget_now(),
                 )
             self._emit(event, _current_trackers.get())
         except BaseException:
@@ -967,4 +1017,3 @@ def set_default_accountant(accountant: Accountant | None) -> Accountant | None:
     with _default_lock:
         previous, _default = _default, accountant
     return previous
-

@@ -105,9 +105,7 @@ def _parse_messages(text: str) -> list[dict[str, Any]] | None:
         return None
     if isinstance(data, dict) and isinstance(data.get("messages"), list):
         data = data["messages"]
-    if isinstance(data, list) and data and all(
-        isinstance(m, dict) and "role" in m for m in data
-    ):
+    if isinstance(data, list) and data and all(isinstance(m, dict) and "role" in m for m in data):
         return data
     return None
 
@@ -215,7 +213,9 @@ def _cmd_count(file: str, model: str) -> None:
     table.add_column("tokens", justify="right")
     table.add_column("count")
     table.add_column("method")
-    table.add_row(what, f"{result.tokens:,}", "exact" if result.exact else "estimated", result.method)
+    table.add_row(
+        what, f"{result.tokens:,}", "exact" if result.exact else "estimated", result.method
+    )
     _console().print(table)
 
 
@@ -237,8 +237,11 @@ def _cmd_cost(
     from tokenward.usage import Usage
 
     for flag, val in (
-        ("--input", input_tokens), ("--output", output_tokens), ("--cache-read", cache_read),
-        ("--cache-write", cache_write), ("--cache-write-1h", cache_write_1h),
+        ("--input", input_tokens),
+        ("--output", output_tokens),
+        ("--cache-read", cache_read),
+        ("--cache-write", cache_write),
+        ("--cache-write-1h", cache_write_1h),
         ("--reasoning", reasoning),
     ):
         if val < 0:
@@ -257,8 +260,12 @@ def _cmd_cost(
     catalog = default_catalog()
     info = catalog.get(model)
     usage = Usage(
-        input=input_tokens, output=output_tokens, cache_read=cache_read,
-        cache_write_5m=cache_write, cache_write_1h=cache_write_1h, reasoning=reasoning,
+        input=input_tokens,
+        output=output_tokens,
+        cache_read=cache_read,
+        cache_write_5m=cache_write,
+        cache_write_1h=cache_write_1h,
+        reasoning=reasoning,
     )
     bd = cost(usage, info, catalog=catalog, batch=batch)
     prices = info.prices_for(input_tokens)
@@ -285,18 +292,24 @@ def _cmd_cost(
         n = tokens.get(comp, 0)
         if n == 0 and not amount:
             continue
-        rows.append({
-            "component": comp,
-            "tokens": n,
-            "price_per_1m": None if unit.get(comp) is None else str(unit[comp]),
-            "amount": str(amount),
-            "percent": str(percentages.get(comp, Decimal(0))),
-        })
+        rows.append(
+            {
+                "component": comp,
+                "tokens": n,
+                "price_per_1m": None if unit.get(comp) is None else str(unit[comp]),
+                "amount": str(amount),
+                "percent": str(percentages.get(comp, Decimal(0))),
+            }
+        )
     if fmt == "json":
         payload = {
-            "model": info.name, "provider": info.provider, "batch": batch,
-            "tier_above_input_tokens": bd.tier, "total": str(bd.total),
-            "as_of": str(info.as_of), "components": rows,
+            "model": info.name,
+            "provider": info.provider,
+            "batch": batch,
+            "tier_above_input_tokens": bd.tier,
+            "total": str(bd.total),
+            "as_of": str(info.as_of),
+            "components": rows,
         }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
@@ -314,11 +327,16 @@ def _cmd_cost(
     for r in rows:
         price = r["price_per_1m"]
         table.add_row(
-            r["component"], f"{r['tokens']:,}", _price(Decimal(price)) if price else "-",
-            _money(Decimal(r["amount"]), 8), _percent(Decimal(r["percent"])),
+            r["component"],
+            f"{r['tokens']:,}",
+            _price(Decimal(price)) if price else "-",
+            _money(Decimal(r["amount"]), 8),
+            _percent(Decimal(r["percent"])),
         )
     table.add_section()
-    table.add_row("total", f"{usage.total:,}", "", _money(bd.total, 8), "100.0%" if bd.total else "-")
+    table.add_row(
+        "total", f"{usage.total:,}", "", _money(bd.total, 8), "100.0%" if bd.total else "-"
+    )
     console = _console()
     console.print(table)
     console.print(f"prices as of {info.as_of} ({info.source})")
@@ -341,31 +359,51 @@ def _cmd_models(provider: str | None, search: str | None, fmt: str) -> None:
         out = []
         for m in models:
             p = m.prices
-            out.append({
-                "name": m.name, "provider": m.provider, "mode": m.mode,
-                "context_window": m.context_window, "max_output": m.max_output,
-                "input": str(p.input), "output": str(p.output),
-                "cache_read": None if p.cache_read is None else str(p.cache_read),
-                "cache_write_5m": None if p.cache_write_5m is None else str(p.cache_write_5m),
-                "tiers": [t.above_input_tokens for t in m.tiers], "as_of": str(m.as_of),
-            })
+            out.append(
+                {
+                    "name": m.name,
+                    "provider": m.provider,
+                    "mode": m.mode,
+                    "context_window": m.context_window,
+                    "max_output": m.max_output,
+                    "input": str(p.input),
+                    "output": str(p.output),
+                    "cache_read": None if p.cache_read is None else str(p.cache_read),
+                    "cache_write_5m": None if p.cache_write_5m is None else str(p.cache_write_5m),
+                    "tiers": [t.above_input_tokens for t in m.tiers],
+                    "as_of": str(m.as_of),
+                }
+            )
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return
     table = Table(title=f"Models ({len(models)}), USD per 1M tokens")
     for col, justify in (
-        ("model", "left"), ("provider", "left"), ("context", "right"), ("max out", "right"),
-        ("input", "right"), ("output", "right"), ("cache read", "right"),
-        ("cache write", "right"), ("tiers", "left"), ("as of", "left"),
+        ("model", "left"),
+        ("provider", "left"),
+        ("context", "right"),
+        ("max out", "right"),
+        ("input", "right"),
+        ("output", "right"),
+        ("cache read", "right"),
+        ("cache write", "right"),
+        ("tiers", "left"),
+        ("as of", "left"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for m in models:
         p = m.prices
         tiers = ", ".join(f">{t.above_input_tokens // 1000}k" for t in m.tiers) or ""
         table.add_row(
-            m.name, m.provider, f"{m.context_window:,}",
+            m.name,
+            m.provider,
+            f"{m.context_window:,}",
             f"{m.max_output:,}" if m.max_output else "-",
-            _price(p.input), _price(p.output), _price(p.cache_read), _price(p.cache_write_5m),
-            tiers, str(m.as_of),
+            _price(p.input),
+            _price(p.output),
+            _price(p.cache_read),
+            _price(p.cache_write_5m),
+            tiers,
+            str(m.as_of),
         )
     _console().print(table)
 
@@ -411,8 +449,13 @@ def _cmd_report(
     try:
         with _progress("report") as advance:
             data = _tables.build_report(
-                ledger, since=since_dt, until=until_dt, by=by_keys, where=where_d,
-                source=target, progress=advance,
+                ledger,
+                since=since_dt,
+                until=until_dt,
+                by=by_keys,
+                where=where_d,
+                source=target,
+                progress=advance,
             )
     finally:
         ledger.close()
@@ -445,7 +488,9 @@ def _cmd_demo(db: str | None, users: int, seed: int, budget: bool) -> None:
     console.print()
     assert result.report is not None
     _tables.render(result.report, "table", console=console)
-    console.print(f"\nledger: {result.db_path}  (re-run: tokenward report --db {result.db_path} --by user_id)")
+    console.print(
+        f"\nledger: {result.db_path}  (re-run: tokenward report --db {result.db_path} --by user_id)"
+    )
 
 
 # ----------------------------------------------------------------------------- app
@@ -514,7 +559,9 @@ def get_app() -> typer.Typer:
     @app.command("count")
     @_errors
     def count(
-        file: str = typer.Argument(..., help="A text file, a JSON list of chat messages, or - for stdin."),
+        file: str = typer.Argument(
+            ..., help="A text file, a JSON list of chat messages, or - for stdin."
+        ),
         model: str = typer.Option("gpt-4o", "--model", "-m", help="Model whose tokenizer to use."),
     ) -> None:
         """Count the tokens of a text or a JSON chat transcript."""
@@ -523,27 +570,52 @@ def get_app() -> typer.Typer:
     @app.command("cost")
     @_errors
     def cost_(
-        model: str = typer.Option(..., "--model", "-m", help="Model name (aliases and prefixes work)."),
-        input_tokens: int = typer.Option(0, "--input", help="Prompt tokens, including cached ones."),
-        output_tokens: int = typer.Option(0, "--output", help="Generated tokens, including reasoning."),
-        cache_read: int = typer.Option(0, "--cache-read", help="Prompt tokens read from the cache."),
-        cache_write: int = typer.Option(0, "--cache-write", help="Prompt tokens written to the 5-minute cache."),
-        cache_write_1h: int = typer.Option(0, "--cache-write-1h", help="Prompt tokens written to the 1-hour cache."),
-        reasoning: int = typer.Option(0, "--reasoning", help="Reasoning tokens (part of --output)."),
+        model: str = typer.Option(
+            ..., "--model", "-m", help="Model name (aliases and prefixes work)."
+        ),
+        input_tokens: int = typer.Option(
+            0, "--input", help="Prompt tokens, including cached ones."
+        ),
+        output_tokens: int = typer.Option(
+            0, "--output", help="Generated tokens, including reasoning."
+        ),
+        cache_read: int = typer.Option(
+            0, "--cache-read", help="Prompt tokens read from the cache."
+        ),
+        cache_write: int = typer.Option(
+            0, "--cache-write", help="Prompt tokens written to the 5-minute cache."
+        ),
+        cache_write_1h: int = typer.Option(
+            0, "--cache-write-1h", help="Prompt tokens written to the 1-hour cache."
+        ),
+        reasoning: int = typer.Option(
+            0, "--reasoning", help="Reasoning tokens (part of --output)."
+        ),
         batch: bool = typer.Option(False, "--batch", help="Apply the provider's batch discount."),
         fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
     ) -> None:
         """Price one call: a breakdown by component with amounts and shares."""
         if fmt not in ("table", "json"):
             raise _UsageProblem(f"--format {fmt!r}: choose table or json")
-        _cmd_cost(model, input_tokens, output_tokens, cache_read, cache_write, cache_write_1h,
-                  reasoning, batch, fmt)
+        _cmd_cost(
+            model,
+            input_tokens,
+            output_tokens,
+            cache_read,
+            cache_write,
+            cache_write_1h,
+            reasoning,
+            batch,
+            fmt,
+        )
 
     @app.command("models")
     @_errors
     def models(
         provider: str | None = typer.Option(None, "--provider", "-p", help="Only this provider."),
-        search: str | None = typer.Option(None, "--search", "-s", help="Substring of the model name."),
+        search: str | None = typer.Option(
+            None, "--search", "-s", help="Substring of the model name."
+        ),
         fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
     ) -> None:
         """List the catalog: context windows, prices and their date."""
@@ -554,13 +626,23 @@ def get_app() -> typer.Typer:
     @app.command("report")
     @_errors
     def report(
-        db: str | None = typer.Option(None, "--db", help="Ledger path or URL (default $TOKENWARD_DB or .tokenward/ledger.db)."),
+        db: str | None = typer.Option(
+            None, "--db", help="Ledger path or URL (default $TOKENWARD_DB or .tokenward/ledger.db)."
+        ),
         since: str | None = typer.Option("30d", "--since", help="7d, 12h, 2w or an ISO date."),
-        until: str | None = typer.Option(None, "--until", help="7d, 12h or an ISO date (default now)."),
-        by: str = typer.Option("model", "--by", help="Comma-separated dimensions: user_id,model,..."),
-        where: list[str] | None = typer.Option(None, "--where", help="Filter key=value (repeatable)."),
+        until: str | None = typer.Option(
+            None, "--until", help="7d, 12h or an ISO date (default now)."
+        ),
+        by: str = typer.Option(
+            "model", "--by", help="Comma-separated dimensions: user_id,model,..."
+        ),
+        where: list[str] | None = typer.Option(  # noqa: B008
+            None, "--where", help="Filter key=value (repeatable)."
+        ),
         fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
-        output: str | None = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout."),
+        output: str | None = typer.Option(
+            None, "--output", "-o", help="Write to a file instead of stdout."
+        ),
     ) -> None:
         """Summarize the ledger: totals, breakdown by dimension, analytics."""
         _cmd_report(db, since, until, by, where, fmt, output)
@@ -568,10 +650,14 @@ def get_app() -> typer.Typer:
     @app.command("demo")
     @_errors
     def demo(
-        db: str | None = typer.Option(None, "--db", help="SQLite file to write (default: a temporary file)."),
+        db: str | None = typer.Option(
+            None, "--db", help="SQLite file to write (default: a temporary file)."
+        ),
         users: int = typer.Option(6, "--users", help="Number of simulated users."),
         seed: int = typer.Option(7, "--seed", help="Random seed (the session is deterministic)."),
-        budget: bool = typer.Option(True, "--budget/--no-budget", help="Add a budget that denies one call."),
+        budget: bool = typer.Option(
+            True, "--budget/--no-budget", help="Add a budget that denies one call."
+        ),
     ) -> None:
         """Run a realistic offline session through the Accountant and print the report."""
         _cmd_demo(db, users, seed, budget)

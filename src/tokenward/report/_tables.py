@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,15 @@ if TYPE_CHECKING:
     from tokenward.catalog import Catalog
     from tokenward.ledger import LedgerStore
 
-__all__ = ["ReportData", "build_report", "render", "report_dict", "rows_csv", "FORMATS", "GROUP_KEYS"]
+__all__ = [
+    "ReportData",
+    "build_report",
+    "render",
+    "report_dict",
+    "rows_csv",
+    "FORMATS",
+    "GROUP_KEYS",
+]
 
 #: Output formats the renderers here support.
 FORMATS = ("table", "json", "csv")
@@ -128,8 +136,9 @@ def build_report(
     return data
 
 
-def _analytics(ledger: LedgerStore, data: ReportData, catalog: Catalog | None,
-               now: datetime) -> dict[str, Any]:
+def _analytics(
+    ledger: LedgerStore, data: ReportData, catalog: Catalog | None, now: datetime
+) -> dict[str, Any]:
     """Derived figures, from the ledger's analytics helpers (one place for the maths)."""
     from tokenward.ledger import UsageStats, cache_report, peak_hour, trend
 
@@ -142,7 +151,8 @@ def _analytics(ledger: LedgerStore, data: ReportData, catalog: Catalog | None,
         "success_rate": stats.success_rate,
         "error_rate": _ratio(totals.errors + totals.cancelled, totals.calls),
         "estimated_share": stats.estimated_share,
-        "avg_cost_per_call": None if stats.avg_cost_per_call is None
+        "avg_cost_per_call": None
+        if stats.avg_cost_per_call is None
         else _q(stats.avg_cost_per_call, 9),
         "avg_input_per_call": stats.avg_input_per_call,
         "avg_output_per_call": stats.avg_output_per_call,
@@ -235,8 +245,18 @@ def rows_csv(data: ReportData) -> str:
     """The grouped rows as CSV (one header line, one line per group)."""
     buf = io.StringIO()
     dims = list(data.by)
-    cols = [*dims, "calls", "errors", "cancelled", "estimated", *_TOKEN_FIELDS, "total_tokens",
-            "tool_calls", "cost", "avg_latency_ms"]
+    cols = [
+        *dims,
+        "calls",
+        "errors",
+        "cancelled",
+        "estimated",
+        *_TOKEN_FIELDS,
+        "total_tokens",
+        "tool_calls",
+        "cost",
+        "avg_latency_ms",
+    ]
     writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in data.rows:
@@ -284,12 +304,28 @@ def tables(data: ReportData) -> list[Any]:
         return out
 
     totals = Table(title="Totals", title_justify="left")
-    for col in ("calls", "errors", "input", "cache read", "cache write", "output", "reasoning",
-                "tool calls", "cost"):
+    for col in (
+        "calls",
+        "errors",
+        "input",
+        "cache read",
+        "cache write",
+        "output",
+        "reasoning",
+        "tool calls",
+        "cost",
+    ):
         totals.add_column(col, justify="right")
     totals.add_row(
-        _n(t.calls), _n(t.errors + t.cancelled), _n(t.input), _n(t.cache_read),
-        _n(t.cache_write), _n(t.output), _n(t.reasoning), _n(t.tool_calls), _money(t.cost),
+        _n(t.calls),
+        _n(t.errors + t.cancelled),
+        _n(t.input),
+        _n(t.cache_read),
+        _n(t.cache_write),
+        _n(t.output),
+        _n(t.reasoning),
+        _n(t.tool_calls),
+        _money(t.cost),
     )
     out.append(totals)
 
@@ -314,16 +350,30 @@ def tables(data: ReportData) -> list[Any]:
 
     if data.by != ("model",) and data.models:
         per_model = Table(title="By model", title_justify="left")
-        for col, j in (("model", "left"), ("calls", "right"), ("input", "right"),
-                       ("cache read", "right"), ("output", "right"), ("reasoning", "right"),
-                       ("avg latency", "right"), ("cost", "right"), ("share", "right")):
+        for col, j in (
+            ("model", "left"),
+            ("calls", "right"),
+            ("input", "right"),
+            ("cache read", "right"),
+            ("output", "right"),
+            ("reasoning", "right"),
+            ("avg latency", "right"),
+            ("cost", "right"),
+            ("share", "right"),
+        ):
             per_model.add_column(col, justify=j)  # type: ignore[arg-type]
         for r in data.models:
             lat = r.avg_latency_ms
             per_model.add_row(
-                str(r.dims.get("model") or "-"), _n(r.calls), _n(r.input), _n(r.cache_read),
-                _n(r.output), _n(r.reasoning), "-" if lat is None else f"{lat:,.0f} ms",
-                _money(r.cost), _pct(_ratio(float(r.cost), float(t.cost))),
+                str(r.dims.get("model") or "-"),
+                _n(r.calls),
+                _n(r.input),
+                _n(r.cache_read),
+                _n(r.output),
+                _n(r.reasoning),
+                "-" if lat is None else f"{lat:,.0f} ms",
+                _money(r.cost),
+                _pct(_ratio(float(r.cost), float(t.cost))),
             )
         out.append(per_model)
 
@@ -334,8 +384,10 @@ def tables(data: ReportData) -> list[Any]:
     ana.add_row("success rate", _pct(a.get("success_rate")))
     ana.add_row("estimated events", _pct(a.get("estimated_share")))
     ana.add_row("avg cost per call", f"${a['avg_cost_per_call']}")
-    ana.add_row("avg input / output per call",
-                f"{a['avg_input_per_call']:,.0f} / {a['avg_output_per_call']:,.0f}")
+    ana.add_row(
+        "avg input / output per call",
+        f"{a['avg_input_per_call']:,.0f} / {a['avg_output_per_call']:,.0f}",
+    )
     ratio = a.get("input_output_ratio")
     ana.add_row("input:output ratio", "-" if ratio is None else f"{ratio:.1f}:1")
     lat = a.get("avg_latency_ms")
@@ -346,11 +398,15 @@ def tables(data: ReportData) -> list[Any]:
         ana.add_row("cache write premium", _money(a["cache_write_premium_usd"]))
         ana.add_row("cache net savings", _money(a["cache_net_savings_usd"]))
     for model, hits in sorted(a.get("cache_write_break_even_reads", {}).items()):
-        ana.add_row(f"cache write break-even ({model})",
-                    "-" if hits is None else f"{hits} read{'s' if hits != 1 else ''}")
+        ana.add_row(
+            f"cache write break-even ({model})",
+            "-" if hits is None else f"{hits} read{'s' if hits != 1 else ''}",
+        )
     ana.add_row("reasoning share of output", _pct(a.get("reasoning_share_of_output")))
     if "peak_hour_utc" in a:
-        ana.add_row("peak hour (UTC)", f"{a['peak_hour_utc']:02d}:00 ({_money(a['peak_hour_cost'])})")
+        ana.add_row(
+            "peak hour (UTC)", f"{a['peak_hour_utc']:02d}:00 ({_money(a['peak_hour_cost'])})"
+        )
     trend = a.get("trend_cost_pct")
     if trend is not None:
         ana.add_row("cost vs previous period", f"{trend:+.1f}%")
@@ -359,19 +415,29 @@ def tables(data: ReportData) -> list[Any]:
     if data.daily:
         peak = max(r.cost for r in data.daily) or Decimal(1)
         daily = Table(title="Per day", title_justify="left")
-        for col, j in (("day", "left"), ("calls", "right"), ("tokens", "right"),
-                       ("cost", "right"), ("", "left")):
+        for col, j in (
+            ("day", "left"),
+            ("calls", "right"),
+            ("tokens", "right"),
+            ("cost", "right"),
+            ("", "left"),
+        ):
             daily.add_column(col, justify=j)  # type: ignore[arg-type]
         for r in data.daily[-31:]:
             bar = "#" * max(1 if r.cost else 0, int(20 * r.cost / peak))
-            daily.add_row(r.bucket.strftime("%Y-%m-%d"), _n(r.calls), _n(r.tokens),
-                          _money(r.cost), bar)
+            daily.add_row(
+                r.bucket.strftime("%Y-%m-%d"), _n(r.calls), _n(r.tokens), _money(r.cost), bar
+            )
         out.append(daily)
     return out
 
 
 def render(data: ReportData, fmt: str = "table", *, console: Console | None = None) -> str | None:
-    """Render ``data``. ``table`` prints to ``console`` when given (returns None), else returns text."""
+    """Render ``data`` as ``fmt``.
+
+    ``table`` prints to ``console`` when one is given (and returns None); every other
+    case returns the text.
+    """
     if fmt == "json":
         return json.dumps(report_dict(data), indent=2) + "\n"
     if fmt == "csv":
