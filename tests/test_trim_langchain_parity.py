@@ -660,3 +660,111 @@ def test_chunks_ids_and_blocks_survive_round_trip() -> None:
     assert type(cut) is AIMessageChunk and cut.id == "c1" and cut.tool_calls == chunk.tool_calls
     assert cut.content == [{"type": "text", "text": "a"}]
     assert chunk.content == [{"type": "text", "text": "a\nb"}]  # original untouched
+
+
+# ---------- differential: random conversations x options vs installed trim_messages ----------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from langchain_core.messages import trim_messages as lc_trim_messages  # noqa: E402
+
+
+def _msg_tokens(m: BaseMessage) -> int:
+    if isinstance(m.content, str):
+        return 3 + len(m.content)
+    n = 3
+    for block in m.content:
+        if isinstance(block, str):
+            n += len(block)
+        elif block.get("type") == "text":
+            n += len(block["text"])
+        else:
+            n += 10
+    return n
+
+
+def _list_tokens(ms: list[BaseMessage]) -> int:
+    return sum(_msg_tokens(m) for m in ms)
+
+
+_text = st.text(alphabet="ab \n.", max_size=12)
+_content = st.one_of(
+    _text,
+    st.lists(st.one_of(_text.map(lambda t: {"type": "text", "text": t}),
+                       st.just({"type": "image_url", "image_url": {"url": "x"}})),
+             min_size=1, max_size=3),
+)
+
+
+@st.composite
+def lc_conversations(draw: Any, tools: bool = False) -> list[BaseMessage]:
+    out: list[BaseMessage] = []
+    if draw(st.booleans()):
+        out.append(SystemMessage(draw(_content)))
+    for k in range(draw(st.integers(0, 10))):
+        kind = draw(st.sampled_from(["human", "ai", "tool_turn"] if tools else ["human", "ai"]))
+        if kind == "human":
+            out.append(HumanMessage(draw(_content), id=f"h{k}"))
+        elif kind == "ai":
+            out.append(AIMessage(draw(_content), id=f"a{k}"))
+        else:
+            n = draw(st.integers(1, 2))
+            calls = [{"name": "f", "args": {"k": k}, "id": f"c{k}.{j}", "type": "tool_call"} for j in range(n)]
+            out.append(AIMessage(draw(_text), tool_calls=calls, id=f"t{k}"))
+            out.extend(ToolMessage(draw(_text), tool_call_id=f"c{k}.{j}", id=f"r{k}.{j}") for j in range(n))
+    return out
+
+
+_type_specs = st.sampled_from([None, "human", "ai", HumanMessage, ["human", AIMessage], "system"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv=lc_conversations(), budget=st.integers(0, 60), strategy=st.sampled_from(["last", "first"]),
+       include_system=st.booleans(), start_on=_type_specs, end_on=_type_specs,
+       allow_partial=st.booleans(), per_msg=st.booleans())
+def test_differential_against_installed_trim_messages(
+    conv: list[BaseMessage], budget: int, strategy: str, include_system: bool, start_on: Any,
+    end_on: Any, allow_partial: bool, per_msg: bool,
+) -> None:
+    kw: dict[str, Any] = dict(max_tokens=budget, strategy=strategy, end_on=end_on,
+                              allow_partial=allow_partial)
+    if strategy == "last":
+        kw.update(include_system=include_system, start_on=start_on)
+    expected = lc_trim_messages(conv, token_counter=_list_tokens, **kw)
+    ours = trim_messages_compat(conv, token_counter=per_message(_msg_tokens) if per_msg else _list_tokens, **kw)
+    assert ours == expected
+    via_core = _trim_via_core(conv, token_counter=_list_tokens, **kw)
+    assert via_core == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv=lc_conversations(tools=True), budget=st.integers(0, 80),
+       strategy=st.sampled_from(["last", "first"]), start_on=_type_specs, end_on=_type_specs,
+       allow_partial=st.booleans())
+def test_tool_groups_never_split_and_budget_kept(
+    conv: list[BaseMessage], budget: int, strategy: str, start_on: Any, end_on: Any,
+    allow_partial: bool,
+) -> None:
+    kw: dict[str, Any] = dict(max_tokens=budget, strategy=strategy, end_on=end_on,
+                              allow_partial=allow_partial)
+    if strategy == "last":
+        kw.update(include_system=True, start_on=start_on)
+    out = trim_messages_compat(conv, token_counter=per_message(_msg_tokens), **kw)
+    system_over = bool(conv) and isinstance(conv[0], SystemMessage) and _msg_tokens(conv[0]) > budget
+    if not (strategy == "last" and system_over):
+        assert _list_tokens(out) <= budget
+    kept_ids = {m.id for m in out}
+    for i, m in enumerate(conv):
+        if isinstance(m, AIMessage) and m.tool_calls:
+            group = [m]
+            j = i + 1
+            while j < len(conv) and isinstance(conv[j], ToolMessage):
+                group.append(conv[j])
+                j += 1
+            assert len({g.id in kept_ids for g in group}) == 1, "tool group split"
+    for i, m in enumerate(out):
+        if isinstance(m, ToolMessage):
+            assert i > 0 and isinstance(out[i - 1], (AIMessage, ToolMessage))
+    has_tools = any(isinstance(m, ToolMessage) for m in conv)
+    if not has_tools:
+        assert out == lc_trim_messages(conv, token_counter=_list_tokens, **kw)
