@@ -406,3 +406,20 @@ def test_bad_settings(catalog: Catalog):
         Accountant(catalog=catalog, expected_output_tokens=-1)
     with pytest.raises(ConfigurationError, match="tags"):
         Accountant(catalog=catalog).preflight("r", "acme-chat", prompt_tokens=1, dims={"tags": "x"})
+
+
+def test_release_without_preflight_keeps_partial_usage_when_model_is_known(
+    acct: Accountant, caplog
+):
+    event = acct.release(
+        "orphan",
+        partial_usage=Usage(input=100, output=10),
+        error=ValueError("x"),
+        model="acme-chat",
+    )
+    assert event is not None and event.status == "error" and event.error == "ValueError: x"
+    assert event.cost == Decimal(100 * 1 + 10 * 2) / M
+    with caplog.at_level(logging.WARNING, logger="tokenward"):
+        assert acct.release("orphan-2", partial_usage=Usage(input=5)) is None
+    assert "could not be priced" in caplog.text
+    assert acct.ledger.count() == 1

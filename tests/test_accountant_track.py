@@ -178,3 +178,11 @@ def test_threads_record_each_run_exactly_once(acct: Accountant):
 def test_bad_tags_rejected_early():
     with pytest.raises(ValueError):
         track(tags="not-a-mapping")
+
+
+def test_generator_functions_are_refused_with_a_hint():
+    with pytest.raises(TypeError, match="with track"):
+
+        @track(agent="x")
+        def gen():  # type: ignore[no-untyped-def]
+            yield 1

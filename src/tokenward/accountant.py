@@ -300,6 +300,11 @@ class Tracker:
         return Tracker(self._dims_arg, accountant=self._accountant, keep_events=self._keep_events)
 
     def __call__(self, func: F) -> F:
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"track() cannot decorate the generator function {func.__qualname__}: its "
+                f"block would end at the first yield; use `with track(...):` inside it"
+            )
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -742,6 +747,7 @@ class Accountant:
         *,
         partial_usage: Usage | None = None,
         error: BaseException | str | None = None,
+        model: str | None = None,
     ) -> UsageEvent | None:
         """End a call that failed or was cancelled.
 
@@ -749,7 +755,9 @@ class Accountant:
         ``KeyboardInterrupt`` or ``error="cancelled"``) with the partial usage if
         any, so failures are counted and paid-for tokens are never lost. The budget
         reservation is released, or replaced by the partial cost. Returns ``None``
-        when ``run_id`` is unknown or already settled.
+        when ``run_id`` is already settled, or unknown without partial usage. A
+        partial usage for a run that was never preflighted is recorded when
+        ``model`` is given (otherwise it is logged as lost).
         """
         run_id = str(run_id)
         with self._lock:
@@ -760,6 +768,21 @@ class Accountant:
                 self._mark_settled(run_id)
         if entry is None:
             self._release_budget(run_id)
+            if partial_usage:
+                if model is not None:
+                    status = "cancelled" if _is_cancellation(error) else "error"
+                    return self.record(
+                        model,
+                        partial_usage,
+                        run_id=run_id,
+                        status=status,
+                        error=_error_text(error) or status,
+                    )
+                logger.warning(
+                    "tokenward: release(%s) with partial usage but no preflight and no model=; "
+                    "the usage could not be priced or recorded",
+                    run_id,
+                )
             return None
         status = "cancelled" if _is_cancellation(error) else "error"
         usage = partial_usage or Usage()
