@@ -131,9 +131,14 @@ def test_images_and_content_blocks_kept_intact():
 
 
 def test_budget_from_model_window_and_plan():
-    assert HistoryTrimmer(model="gpt-4o-mini").max_tokens == 128000 - 4096
+    from tokenward.context import plan
+
+    # gpt-4o-mini: 128,000 window, 16,384 max output reserved by default
+    assert HistoryTrimmer(model="gpt-4o-mini").max_tokens == 128000 - 16384
     assert HistoryTrimmer(model="gpt-4o-mini", reserve_output=8000).max_tokens == 120000
     assert HistoryTrimmer(plan={"history": 777}, model="gpt-4o").max_tokens == 777
+    p = plan(10_000, 2_000, shares={"system": 0.1, "history": 0.5, "rag": 0.4})
+    assert HistoryTrimmer(plan=p, model="gpt-4o").max_tokens == p["history"] == 4000
     with pytest.raises(ConfigurationError):
         HistoryTrimmer(token_counter=words)
 

@@ -18,25 +18,20 @@ _UNSET: Any = object()
 
 
 def _window_budget(model: str, reserve_output: int | None) -> int:
-    from tokenward.catalog import default_catalog
+    from tokenward.context import plan
 
-    info = default_catalog().get(model)
-    reserve = reserve_output if reserve_output is not None else min(info.max_output or 4096, 4096)
-    budget = info.context_window - reserve
-    if budget <= 0:
-        raise ConfigurationError(
-            f"reserve_output={reserve} leaves no room in {model}'s {info.context_window}-token "
-            f"window; lower reserve_output or pass max_tokens=..."
-        )
-    return budget
+    return plan(model, reserve_output).available
 
 
 def _plan_budget(plan: Any, part: str) -> int:
-    value = plan.get(part) if isinstance(plan, Mapping) else getattr(plan, part, None)
+    try:
+        value = plan[part]
+    except (KeyError, TypeError, IndexError):
+        value = None
     if not isinstance(value, int) or isinstance(value, bool):
         raise ConfigurationError(
-            f"plan has no integer {part!r} share (got {value!r}); pass a tokenward.context plan "
-            f"or a mapping like {{'{part}': 6000}}"
+            f"plan has no integer {part!r} section (got {value!r}); pass a "
+            f"tokenward.context.plan(...) result or a mapping like {{'{part}': 6000}}"
         )
     return value
 
@@ -51,9 +46,10 @@ class HistoryTrimmer(Runnable[Any, Any]):
         trimmer = HistoryTrimmer(model="gpt-4o-mini", max_tokens=2000)
         chain = prompt | trimmer | model               # a ChatPromptValue works too
 
-    The budget is ``max_tokens``, else the ``history`` share of a ``plan``
-    (``tokenward.context`` plan or ``{"history": n}``), else the ``model``'s context
-    window minus ``reserve_output`` (default: the model's max output, at most 4096).
+    The budget is ``max_tokens``, else the ``history`` section of a ``plan``
+    (``tokenward.context.plan(...)`` or ``{"history": n}``), else the ``model``'s context
+    window minus ``reserve_output`` (default as in ``plan``: the model's max output,
+    at most a quarter of the window).
     Tokens are counted with ``token_counter`` (anything ``trim_messages`` accepts, a
     tokenward ``TokenCounter`` or a model name), default: tokenward's counter for
     ``model``.
