@@ -928,8 +928,8 @@ class Accountant:
             usage=usage,
             cost=cost,
             estimated=usage.estimated,
-            status=status,
-            kind=kind,
+            status=status,  # type: ignore[arg-type]  # validated by UsageEvent
+            kind=kind,  # type: ignore[arg-type]
             user_id=dims.user_id,
             conversation_id=dims.conversation_id,
             session_id=dims.session_id,

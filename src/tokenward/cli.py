@@ -287,7 +287,7 @@ def _cmd_cost(
     }
     components = bd.components()
     percentages = bd.percentages()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for comp, amount in components.items():
         n = tokens.get(comp, 0)
         if n == 0 and not amount:
@@ -496,11 +496,12 @@ def _cmd_demo(db: str | None, users: int, seed: int, budget: bool) -> None:
 # ----------------------------------------------------------------------------- app
 def _click_exceptions() -> Any:
     """The click exception classes typer raises (recent typer versions vendor click)."""
+    import importlib
+
     try:
-        from typer._click import exceptions
+        return importlib.import_module("typer._click.exceptions")
     except ImportError:  # typer < 0.2x uses click itself
-        from click import exceptions
-    return exceptions
+        return importlib.import_module("click.exceptions")
 
 
 def _group_class() -> type:
