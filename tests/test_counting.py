@@ -295,3 +295,20 @@ def test_tools_json_objects_accepted(o200k):
             return json.loads(json.dumps(WEATHER_TOOLS[0]))
 
     assert o200k.count_messages(WEATHER_MESSAGES, [Tool()]) == 101
+
+
+def test_prefix_memo_sees_replaced_content():
+    counter = TiktokenCounter(get_encoding("o200k_base"), model="gpt-4o")
+    convo = _conversation(50)
+    before = counter.count_messages(convo)
+    old = counter.count_message(convo[10])
+    convo[10]["content"] = convo[10]["content"] + " with more words appended here"
+    after = counter.count_messages(convo)
+    assert after == before - old + counter.count_message(convo[10])
+    # a different list with new dict objects but equal content -> same total, from the cache
+    spy = _Spy(counter._encode)
+    counter._encode = spy
+    assert counter.count_messages([dict(m) for m in convo]) == after
+    assert spy.calls == 0
+    # shorter conversation (trimmed) reuses the memo prefix correctly
+    assert counter.count_messages(convo[:20]) == sum(counter.count_message(m) for m in convo[:20]) + 3

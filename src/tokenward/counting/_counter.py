@@ -94,6 +94,22 @@ def _freeze(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def _calls_key(m: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """Hashable key of a dict message's tool calls / function call (no JSON round trip)."""
+    out: list[Any] = []
+    fc = m.get("function_call")
+    if isinstance(fc, Mapping):
+        out.append(("fc", fc.get("name"), _args(fc.get("arguments"))))
+    for c in m.get("tool_calls") or ():
+        if isinstance(c, Mapping):
+            fn = c.get("function")
+            fn = fn if isinstance(fn, Mapping) else c
+            out.append((c.get("id"), fn.get("name"), _args(fn.get("arguments", fn.get("args")))))
+        else:
+            out.append(_freeze(c))
+    return tuple(out) or None
+
+
 class _ChatCounter:
     """Shared chat formula + bounded per-message LRU cache. Subclasses provide ``_len``."""
 
@@ -108,6 +124,10 @@ class _ChatCounter:
         self._cache_size = max(16, int(cache_size))
         self._lock = threading.Lock()
         self._role_tokens: dict[str, int] = {}
+        # prefix memos keyed by id(first message); the memo holds that message, so the id
+        # cannot be reused by another object while the entry exists
+        self._memos: dict[int, tuple[Any, ...]] = {}
+        self._max_memos = 256
 
     # -- to implement -------------------------------------------------------------------
     def _len(self, text: str) -> int:  # pragma: no cover - abstract
@@ -145,13 +165,12 @@ class _ChatCounter:
             c = m.get("content")
             if c is None:
                 c = ""
-            tc = m.get("tool_calls") or m.get("function_call")
             return (
                 _ROLE_ALIASES.get(role, role),
                 c if type(c) is str else ("\x00parts", _freeze(c)),
                 m.get("name"),
                 m.get("tool_call_id"),
-                _freeze(tc) if tc else None,
+                _calls_key(m),
             )
         raise TypeError(
             f"expected a Message or an OpenAI-style message dict, got {type(m).__name__}; "
@@ -240,21 +259,47 @@ class _ChatCounter:
         """Tokens of one message including its per-message overhead (cached by content)."""
         return self._scale(self._lookup(message)[0])
 
-    def _count(
-        self,
-        messages: Iterable[Message | Mapping[str, Any]],
-        tools: Sequence[Any] | None = None,
-        tool_choice: Any = None,
-    ) -> tuple[int, bool]:
-        total = 0
-        approx = False
-        cache = self._cache
-        key_of = self._key
+    def _values(
+        self, msgs: list[Any]
+    ) -> tuple[list[int], list[bool], str | None, bool]:
+        """Per-message counts (+ approx flags) and the first system message's text.
+
+        Two levels of reuse: a *prefix memo* (the same message objects, with the same
+        content objects, as in a previous call on this conversation are not even re-keyed)
+        and the per-message LRU cache keyed by content. A dict mutated in place without
+        replacing its ``content`` object (e.g. editing nested ``tool_calls``) is a stale
+        prefix; pass new dicts, as frameworks do.
+        """
+        vals: list[int] = []
+        approxs: list[bool] = []
+        k = 0
         first_system: str | None = None
         seen_system = False
-        count = 0
-        for m in messages:
-            count += 1
+        memo = self._memos.get(id(msgs[0])) if msgs else None
+        if memo is not None:
+            objs, contents, mvals, mapprox, msys_idx, msys = memo
+            lim = min(len(msgs), len(objs))
+            while k < lim:
+                m = msgs[k]
+                if m is not objs[k]:
+                    break
+                c = m.get("content") if type(m) is dict else getattr(m, "content", None)
+                if c is not contents[k]:
+                    break
+                k += 1
+            if k:
+                vals = mvals[:k]
+                approxs = mapprox[:k]
+                if 0 <= msys_idx < k:
+                    seen_system = True
+                    first_system = msys
+        sys_idx = -1
+        if seen_system and memo is not None:
+            sys_idx = memo[4]
+        cache = self._cache
+        key_of = self._key
+        for i in range(k, len(msgs)):
+            m = msgs[i]
             # fast path: a dict/Message with string content and nothing else special
             if type(m) is dict:
                 c = m.get("content")
@@ -271,16 +316,38 @@ class _ChatCounter:
             if n is None:
                 n, a = self._compute(m, key)
                 self._store(key, n, a)
-                approx |= a
             else:
-                cache[key] = cache.pop(key, n)
-                if type(key[1]) is not str and key in self._approx:
-                    approx = True
-            total += n
-            if key[0] == "system" and not seen_system:
+                cache[key] = cache.pop(key, n)  # refresh: most recently used goes last
+                a = type(key[1]) is not str and key in self._approx
+            vals.append(n)
+            approxs.append(a)
+            if not seen_system and key[0] == "system":
                 seen_system = True
+                sys_idx = i
                 if type(key[1]) is str:
                     first_system = key[1]
+        if msgs:
+            contents = [m.get("content") if type(m) is dict else getattr(m, "content", None)
+                        for m in msgs]
+            memos = self._memos
+            memos[id(msgs[0])] = (list(msgs), contents, vals, approxs, sys_idx, first_system)
+            if len(memos) > self._max_memos:
+                with self._lock:
+                    for old in list(islice(iter(memos), len(memos) - self._max_memos)):
+                        memos.pop(old, None)
+        return vals, approxs, first_system, seen_system
+
+    def _count(
+        self,
+        messages: Iterable[Message | Mapping[str, Any]],
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
+    ) -> tuple[int, bool]:
+        msgs = messages if type(messages) is list else list(messages)
+        vals, approxs, first_system, seen_system = self._values(msgs)
+        total = sum(vals)
+        approx = any(approxs)
+        count = len(msgs)
         fns = normalize_tools(tools) if tools else []
         if not count and not fns:
             return 0, approx
@@ -333,6 +400,7 @@ class _ChatCounter:
         with self._lock:
             self._cache.clear()
             self._approx.clear()
+            self._memos.clear()
 
     @property
     def cache_info(self) -> dict[str, int]:
