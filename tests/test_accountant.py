@@ -423,3 +423,16 @@ def test_release_without_preflight_keeps_partial_usage_when_model_is_known(
         assert acct.release("orphan-2", partial_usage=Usage(input=5)) is None
     assert "could not be priced" in caplog.text
     assert acct.ledger.count() == 1
+
+
+def test_expected_output_never_exceeds_what_is_left_of_the_window(acct: Accountant):
+    est = acct.preflight("w", "acme-chat", prompt_tokens=127_500)
+    assert est.expected_output == 500  # window 128,000; default expectation 1,024
+
+
+def test_preflight_of_an_already_settled_run_is_refused(acct: Accountant):
+    acct.preflight("r", "acme-chat", prompt_tokens=1)
+    acct.settle("r", Usage(input=1, output=1))
+    with pytest.raises(ConfigurationError, match="fresh id"):
+        acct.preflight("r", "acme-chat", prompt_tokens=1)
+    assert acct.pending("r") is None

@@ -526,6 +526,10 @@ class Accountant:
         in both cases nothing is left pending.
         """
         run_id = str(run_id)
+        if run_id in self._settled:
+            raise ConfigurationError(
+                f"run_id {run_id!r} was already settled; use a fresh id for every model call"
+            )
         info, name = self._model_info(model)
         counted_exact = True
         if prompt_tokens is None:
@@ -550,6 +554,9 @@ class Accountant:
             expected = self.expected_output_tokens
             if info.max_output:
                 expected = min(expected, info.max_output)
+            if info.context_window and prompt_tokens < info.context_window:
+                # the reply cannot be longer than what is left of the window
+                expected = min(expected, info.context_window - prompt_tokens)
         guess = Usage(input=prompt_tokens, output=expected, estimated=True)
         breakdown = self._cost(guess, info, catalog=self.catalog)
         resolved = self._resolve_dims(dims)
