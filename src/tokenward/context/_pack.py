@@ -45,7 +45,7 @@ class PackReport:
     chunks_kept: int                # full chunks kept (the partial one not included)
     relevance_offered: float        # sum of positive scores of all input chunks
     relevance_candidates: float     # ... after dropping duplicates and low scores
-    relevance_kept: float           # sum of scores of the fully kept chunks
+    relevance_kept: float           # sum of positive scores of the fully kept chunks
     exact: bool                     # the knapsack was solved exactly
     bound: float                    # certified: relevance_kept >= bound * optimum
     dropped: tuple[DroppedChunk, ...] = ()
@@ -468,10 +468,10 @@ def pack_context(
     else:
         sel, exact, upper = _solve(w, v, max_tokens + sep_t)
         chosen = [live[k] for k in sel]
-        # chunks with no positive score: add them where room remains (input order)
+        # chunks with no positive score add no relevance: add them, best first, while room remains
         room = max_tokens + sep_t - sum(tokens[i] + sep_t for i in chosen)
         chosen_set = set(chosen)
-        for i in sorted(live):
+        for i in live:
             if i not in chosen_set and scores[i] <= 0 and tokens[i] + sep_t <= room:
                 chosen.append(i)
                 room -= tokens[i] + sep_t
@@ -523,9 +523,9 @@ def pack_context(
     out = [partial if i == partial_index else items[i] for i in ids]
     chosen_set = set(chosen)
     for i in live:
-        if i not in chosen_set:
+        if i not in chosen_set and i != partial_index:
             dropped[i] = DroppedChunk(i, items[i], "did_not_fit", tokens[i])
-    kept = sum(scores[i] for i in chosen)
+    kept = sum(max(0.0, scores[i]) for i in chosen)
     bound = 1.0 if exact or upper <= 0 else min(1.0, max(0.0, kept) / upper)
     report = PackReport(
         strategy=strategy,

@@ -97,7 +97,7 @@ def plan(
     the other share sections in proportion to their shares, so a fixed section that
     needs less than its share gives the rest to the others (proportionally), and one
     that needs more takes it from them. Integer rounding leftovers go one token at a
-    time to the sections in ``shares`` order. ``sum(budgets) <= window - reserve_output``
+    time to the sections with the largest fractional parts (ties: ``shares`` order). ``sum(budgets) <= window - reserve_output``
     always; if the fixed sizes alone exceed it, :class:`~tokenward.ContextBudgetError`.
     """
     max_output: int | None = None
@@ -148,9 +148,10 @@ def plan(
         for n in flexible:
             budgets[n] = int(exact[n])
         leftover = rest - sum(budgets[n] for n in flexible)
+        by_remainder = sorted(flexible, key=lambda n: -(exact[n] - budgets[n]))  # stable: shares order
         k = 0
         while leftover > 0:
-            budgets[flexible[k % len(flexible)]] += 1
+            budgets[by_remainder[k % len(by_remainder)]] += 1
             leftover -= 1
             k += 1
     ordered = {n: budgets[n] for n in list(shares) + [f for f in fixed if f not in shares]}
