@@ -169,8 +169,9 @@ async def test_tracked_embeddings_async_and_denial():
     assert len(events(acc)) == 1
 
 
-def test_agent_middleware_with_real_budget_and_fallback():
-    # gpt-4o's estimate (1,024 expected output tokens) does not fit $0.005; gpt-4o-mini does
+def test_agent_middleware_degrades_max_tokens_first():
+    # gpt-4o's estimate (1,024 expected output tokens, $0.01024) does not fit $0.005,
+    # but ~480 output tokens do: the degradation helper lowers max_tokens on gpt-4o
     budgets = Budgets(Budget("per-conversation", limit_usd="0.005", window="conversation"))
     acc = Accountant(budgets=budgets)
     big = agent_model(model_name="gpt-4o")
@@ -180,7 +181,25 @@ def test_agent_middleware_with_real_budget_and_fallback():
     out = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]},
                        config={"configurable": {"thread_id": "t1"}})
     assert out["messages"][-1].content == "It is sunny in Oslo."
+    assert big.counter["calls"] == 2 and small.counter["calls"] == 0
+    assert 256 <= big.counter["max_tokens"] < 500
+    assert [e.model for e in events(acc)] == ["gpt-4o", "gpt-4o"]
+    assert out["tokenward"]["fallbacks"] == 2
+
+
+def test_agent_middleware_with_real_budget_and_fallback():
+    # gpt-4o cannot fit even 1,024 output tokens (min_output_tokens): gpt-4o-mini can
+    budgets = Budgets(Budget("per-conversation", limit_usd="0.005", window="conversation"))
+    acc = Accountant(budgets=budgets)
+    big = agent_model(model_name="gpt-4o")
+    small = agent_model(model_name="gpt-4o-mini")
+    agent = create_agent(big, tools=[get_weather], middleware=[
+        TokenBudgetMiddleware(acc, fallback_model=small, min_output_tokens=1024)])
+    out = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]},
+                       config={"configurable": {"thread_id": "t1"}})
+    assert out["messages"][-1].content == "It is sunny in Oslo."
     assert big.counter["calls"] == 0 and small.counter["calls"] == 2
+    assert small.counter["max_tokens"] == 1024
     evs = events(acc)
     assert [e.model for e in evs] == ["gpt-4o-mini", "gpt-4o-mini"]
     assert [e.conversation_id for e in evs] == ["t1", "t1"]
@@ -190,8 +209,9 @@ def test_agent_middleware_with_real_budget_and_fallback():
     assert totals == {"calls": 2, "input_tokens": 24, "output_tokens": 10, "fallbacks": 2,
                       "estimated": False}
 
-    # without a fallback the same budget stops the agent before the model runs
-    agent = create_agent(big, tools=[get_weather], middleware=[TokenBudgetMiddleware(acc)])
+    # with nothing to degrade to, the same budget stops the agent before the model runs
+    agent = create_agent(big, tools=[get_weather], middleware=[
+        TokenBudgetMiddleware(acc, degrade=False)])
     with pytest.raises(BudgetExceededError):
         agent.invoke({"messages": [HumanMessage("Weather?")]},
                      config={"configurable": {"thread_id": "t2"}})

@@ -71,10 +71,11 @@ class UsageChatModel(GenericFakeChatModel):
     usage: dict[str, Any] | None = None
     stream_usage: bool = True
     report_model: bool = True
-    counter: dict[str, int] = Field(default_factory=lambda: {"calls": 0})
+    counter: dict[str, Any] = Field(default_factory=lambda: {"calls": 0})
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         self.counter["calls"] += 1
+        self.counter["max_tokens"] = kwargs.get("max_tokens")
         result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
         msg = result.generations[0].message
         if self.usage is not None:

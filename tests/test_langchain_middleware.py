@@ -121,3 +121,31 @@ def test_callback_handler_alone_accounts_an_agent():
     assert len(acc.settles) == 2
     assert acc.settles[0]["tool_names"] == ("get_weather",)
     assert {p["dims"]["user_id"] for p in acc.preflights} == {"u3"}
+
+
+def test_before_model_trims_state_messages():
+    from langchain_core.messages import SystemMessage
+
+    from tokenward.langchain import HistoryTrimmer
+
+    def words(messages):
+        return sum(len(str(m.content).split()) + 1 for m in messages)
+
+    acc = EventAccountant()
+    model = agent_model()
+    trimmer = HistoryTrimmer(12, token_counter=words, include_system=False)
+    agent = create_agent(model, tools=[get_weather],
+                         middleware=[TokenBudgetMiddleware(acc, trimmer=trimmer)])
+    history = []
+    for i in range(10):
+        history += [HumanMessage(f"old question {i}", id=f"h{i}"),
+                    AIMessage(f"old answer {i}", id=f"a{i}")]
+    out = agent.invoke({"messages": [*history, HumanMessage("Weather in Oslo?", id="q")]})
+    first_prompt = acc.preflights[0]["messages"]
+    assert [m.text for m in first_prompt] == ["old question 9", "old answer 9", "Weather in Oslo?"]
+    # the second model call (after the tool ran) is trimmed again: it starts on the question
+    second_prompt = acc.preflights[1]["messages"]
+    assert [m.role for m in second_prompt] == ["user", "assistant", "tool"]
+    ids = [m.id for m in out["messages"]]
+    assert ids[0] == "q" and len(ids) == 4
+    assert out["messages"][-1].content == "It is sunny in Oslo."

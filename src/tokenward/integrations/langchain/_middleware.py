@@ -106,11 +106,14 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
     * ``wrap_model_call``: pre-flight (exact prompt count incl. tools, reservation on
       every budget) through the Accountant, then the model call, then ``settle``
       with the reported usage. A hard budget that denies raises
-      :class:`~tokenward.BudgetExceededError` before the model runs, unless a
-      ``fallback_model`` is set and *its* pre-flight is accepted: then the call is
-      made with the fallback instead. With ``degrade_at`` (a utilization such as
-      ``0.9``) the fallback is also used once any budget that applies is that full.
-    * each call adds to ``state["tokenward"]`` (see :class:`TokenBudgetState`), so
+      :class:`~tokenward.BudgetExceededError` before the model runs, unless the call
+      can be degraded to fit (``degrade=True``, using ``tokenward.budgets``'
+      ``suggest_degradation``): first a lower ``max_tokens`` on the same model (not
+      below ``min_output_tokens``), then the cheaper ``fallback_model``. The degraded
+      call is pre-flighted again, so the decision stays atomic. With ``degrade_at``
+      (a utilization such as ``0.9``) the fallback is used as soon as any budget that
+      applies is that full.
+    * each call adds to ``state["tokenward"]`` (``fallbacks`` counts degraded calls) (see :class:`TokenBudgetState`), so
       per-thread totals are kept with the conversation.
 
     Calls accounted here are skipped by a :class:`TokenwardCallbackHandler` active
@@ -140,6 +143,8 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         model_name: str | None = None,
         fallback_model_name: str | None = None,
         degrade_at: float | None = None,
+        degrade: bool = True,
+        min_output_tokens: int = 256,
         max_output_tokens: int | None = None,
         **dims: Any,
     ) -> None:
@@ -162,6 +167,8 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
                 "cannot tell the fallback model's catalog name; pass fallback_model_name='...'"
             )
         self.degrade_at = degrade_at
+        self.degrade = degrade
+        self.min_output_tokens = min_output_tokens
         self.max_output_tokens = max_output_tokens
         self.dims = {k: v for k, v in dims.items() if v is not None}
 
@@ -207,8 +214,37 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             return bool(_utilization(budgets, dims) >= self.degrade_at)
         return False
 
+    def _suggest(self, model: str, messages: list[Any], tools: list[Any] | None,
+                 max_out: int | None, dims: Mapping[str, Any]) -> Any:
+        """The budgets' degradation helper: lower max output tokens, or the fallback model."""
+        budgets = getattr(self.accountant, "budgets", None)
+        if budgets is None or not self.degrade:
+            return None
+        from tokenward.budgets import suggest_degradation
+        from tokenward.cost import cost
+        from tokenward.counting import get_counter
+        from tokenward.usage import Usage
+
+        catalog = self.accountant.catalog
+        info = catalog.get(model)
+        prompt_tokens = get_counter(info.name, catalog=catalog).count_messages(messages, tools=tools)
+        if max_out is None:
+            max_out = self.accountant.expected_output_tokens
+            if info.max_output:
+                max_out = min(max_out, info.max_output)
+        flat = {k: v for k, v in dims.items() if k != "tags"}
+        budget_dims = {**(dims.get("tags") or {}), **flat, "model": model,
+                       "provider": info.provider}
+        return suggest_degradation(
+            budgets, budget_dims, model=model, prompt_tokens=prompt_tokens,
+            max_output_tokens=max_out,
+            price=lambda m, i, o: cost(Usage(input=i, output=o), m, catalog=catalog).total,
+            ladder=[self.fallback_model_name] if self.fallback_model_name else [],
+            min_output_tokens=self.min_output_tokens,
+        )
+
     def _plan(self, request: ModelRequest[Any], run_id: str) -> tuple[ModelRequest[Any], str, bool]:
-        """Preflight; returns the request to run (maybe on the fallback), its model, fallback?"""
+        """Preflight; returns the request to run (maybe degraded), its model, degraded?"""
         dims = self._dims()
         messages, tools = self._prompt(request)
         primary = self.model_name or model_name_of(request.model)
@@ -216,23 +252,37 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             raise ValueError("cannot tell the agent model's catalog name; pass model_name=...")
         max_out = self.max_output_tokens or max_output_from_params(request.model_settings)
 
-        def preflight(model: str) -> None:
+        def preflight(model: str, out: int | None) -> None:
             self.accountant.preflight(run_id, model, messages=messages, tools=tools,
-                                      max_output_tokens=max_out, dims=dims)
+                                      max_output_tokens=out, dims=dims)
 
         if self.fallback_model is not None and self._near_limit(dims):
-            preflight(self.fallback_model_name)  # type: ignore[arg-type]
+            preflight(self.fallback_model_name, max_out)  # type: ignore[arg-type]
             return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
         try:
-            preflight(primary)
+            preflight(primary, max_out)
             return request, primary, False
         except BudgetExceededError as denied:
-            if self.fallback_model is None:
-                raise
-            logger.info("tokenward: %s; retrying with fallback model %s", denied,
-                        self.fallback_model_name)
-            preflight(self.fallback_model_name)  # type: ignore[arg-type]  # may raise again
-            return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
+            suggestion = None
+            with swallow_internal_errors():
+                suggestion = self._suggest(primary, messages, tools, max_out, dims)
+            if suggestion is None or suggestion.action == "none":
+                if self.fallback_model is None:
+                    raise
+                suggestion = None
+            logger.info("tokenward: %s; degrading: %s", denied,
+                        suggestion.reason if suggestion else f"fallback {self.fallback_model_name}")
+            if suggestion is None:  # no helper answer: try the fallback as is
+                preflight(self.fallback_model_name, max_out)  # type: ignore[arg-type]
+                return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
+            out = suggestion.max_output_tokens
+            settings = {**request.model_settings, "max_tokens": out}
+            if suggestion.action == "model":
+                preflight(suggestion.model, out)  # still atomic: may raise again
+                return (request.override(model=self.fallback_model, model_settings=settings),
+                        suggestion.model, True)
+            preflight(primary, out)
+            return request.override(model_settings=settings), primary, True
 
     def _settle(self, run_id: str, model: str, response: ModelResponse[Any], fallback: bool
                 ) -> Command[Any] | None:
