@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -398,7 +397,9 @@ class Budgets:
 
     def _journal_add(self, run_id: str, actuals: dict[str, int], expires: dict[str, float | None]) -> None:
         with self._lock:
-            self._journal.append(_JournalEntry(f"{run_id}:{uuid.uuid4().hex[:8]}", actuals, expires))
+            # keyed by the run id, so reconciling also drops the run's reservation if the
+            # store kept it (e.g. Redis with persistence restarted)
+            self._journal.append(_JournalEntry(run_id, actuals, expires))
 
     def release(self, run_id: str, *, now: datetime | None = None) -> None:
         """Return the reservation of ``run_id`` (the call failed or was cancelled)."""

@@ -1,17 +1,19 @@
 """PostgreSQL budget store (SQLAlchemy Core + psycopg 3).
 
-``reserve`` is one transaction:
+``reserve`` is ONE round trip: a server-side PL/pgSQL function (created with the tables)
+that, in a single implicit transaction,
 
-1. ``INSERT … ON CONFLICT DO NOTHING`` creates the counter rows of first-seen keys (so 1,000
-   users arriving at once all get counters; nobody's reservation is lost to a missing row);
-2. ``SELECT … ORDER BY key FOR UPDATE`` locks the budget+scope rows in a deterministic key
-   order (no deadlocks between reservations touching several budgets);
-3. ONE statement reads spent and live reserved amounts of every key involved (one snapshot,
-   so a concurrent commit that moves "reserved" to "spent" is seen entirely or not at all);
-4. the check runs, and the reservation rows are inserted — or nothing is written.
+1. ``INSERT … ON CONFLICT (key) DO UPDATE`` on the budget+scope rows in sorted key order:
+   creates the counters of first-seen keys (1,000 users arriving at once all get counters)
+   and takes their row locks in a deterministic order (no deadlocks between reservations
+   touching several budgets);
+2. reads spent and live reserved amounts of every key involved (fresh snapshot after the
+   locks), checks every item against its limit;
+3. inserts the reservation rows, or returns which item did not fit and writes nothing.
 
-Reserved amounts are rows with an expiry: expired rows simply stop counting (a crashed
-process cannot leak budget); ``expire()`` deletes them. Connection failures raise
+``commit`` is one statement too (a data-modifying CTE deletes the reservation and upserts
+the spend). Reserved amounts are rows with an expiry: expired rows simply stop counting (a
+crashed process cannot leak budget); ``expire()`` deletes them. Connection failures raise
 ``BudgetStoreUnavailableError``.
 """
 
@@ -26,6 +28,43 @@ from tokenward.budgets._store import CounterStatus, ReserveItem, ReserveResult
 from tokenward.errors import BudgetStoreUnavailableError, IntegrationUnavailableError
 
 __all__ = ["PostgresBudgetStore"]
+
+_FUNCTION = """
+CREATE OR REPLACE FUNCTION {fn}(
+    p_rid text, p_now float8, p_exp float8, p_locks text[], p_keys text[], p_amounts bigint[],
+    p_limits bigint[], p_rkeys text[], p_ritem int[])
+RETURNS TABLE (ok boolean, failed int, spent bigint[], reserved bigint[])
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    i int;
+    s bigint;
+    r bigint;
+    ss bigint[] := '{{}}';
+    rr bigint[] := '{{}}';
+    ks text[];
+BEGIN
+    -- create first-seen rows and lock every budget+scope row, in sorted key order
+    INSERT INTO {c} AS c (key) SELECT k FROM unnest(p_locks) AS k ORDER BY k
+    ON CONFLICT (key) DO UPDATE SET key = c.key;
+    FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
+        ks := ARRAY(SELECT p_rkeys[j] FROM generate_subscripts(p_rkeys, 1) AS j WHERE p_ritem[j] = i);
+        SELECT coalesce(sum(c.spent), 0) INTO s FROM {c} AS c WHERE c.key = ANY(ks);
+        SELECT coalesce(sum(x.amount), 0) INTO r FROM {r} AS x
+            WHERE x.key = ANY(ks) AND x.expires_at > p_now;
+        ss := ss || s;
+        rr := rr || r;
+        IF p_limits[i] IS NOT NULL AND s + r + p_amounts[i] > p_limits[i] THEN
+            RETURN QUERY SELECT false, i, ss, rr;
+            RETURN;
+        END IF;
+    END LOOP;
+    INSERT INTO {r} AS x (rid, key, amount, expires_at)
+        SELECT p_rid, t.k, sum(t.a), p_exp FROM unnest(p_keys, p_amounts) AS t(k, a) GROUP BY t.k
+    ON CONFLICT (rid, key) DO UPDATE SET amount = excluded.amount, expires_at = excluded.expires_at;
+    RETURN QUERY SELECT true, 0, ss, rr;
+END
+$fn$;
+"""
 
 
 def _sa() -> Any:
@@ -93,8 +132,12 @@ class PostgresBudgetStore:
         )
         self._md = md
         self._t = {"c": f"{p}counters", "r": f"{p}reservations", "m": f"{p}markers"}
-        with self._wrap():
-            md.create_all(self.engine, checkfirst=True)
+        self._fn = f"{p}reserve"
+        with self._wrap(), self.engine.begin() as conn:
+            # serialise DDL between processes starting at the same time
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": self._fn})
+            md.create_all(conn, checkfirst=True)
+            conn.execute(sa.text(_FUNCTION.format(fn=self._fn, c=self._t["c"], r=self._t["r"])))
 
     @property
     def engine(self) -> Any:
@@ -105,9 +148,10 @@ class PostgresBudgetStore:
                     if isinstance(self._url, str):
                         if self._engine is not None:
                             self._engine.dispose(close=False)
+                        # no pool_pre_ping: a dead connection fails the call, SQLAlchemy
+                        # invalidates the pool and the next call reconnects.
                         self._engine = self._sa.create_engine(
                             _normalize_url(self._url),
-                            pool_pre_ping=True,
                             pool_size=self._pool_size,
                             connect_args={"connect_timeout": self._connect_timeout},
                         )
@@ -115,7 +159,13 @@ class PostgresBudgetStore:
                         self._url.dispose(close=False) if self._pid != -1 else None
                         self._engine = self._url
                     self._pid = os.getpid()
+                    self._auto = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         return self._engine
+
+    @property
+    def _autocommit(self) -> Any:
+        self.engine  # noqa: B018 - (re)creates both engines for this process
+        return self._auto
 
     def _wrap(self) -> _Wrap:
         return _Wrap(self._sa)
@@ -142,41 +192,35 @@ class PostgresBudgetStore:
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
     ) -> ReserveResult:
-        sa = self._sa
-        from sqlalchemy.dialects.postgresql import insert
+        read_keys: list[str] = []
+        read_item: list[int] = []
+        for i, it in enumerate(items, 1):
+            read_keys.extend(it.keys)
+            read_item.extend([i] * len(it.keys))
+        params = {
+            "rid": reservation_id,
+            "now": now,
+            "exp": now + ttl,
+            "locks": sorted({it.lock for it in items}),
+            "keys": [it.key for it in items],
+            "amounts": [it.amount for it in items],
+            "limits": [it.limit for it in items],
+            "rkeys": read_keys,
+            "ritem": read_item,
+        }
+        with self._wrap(), self._autocommit.connect() as conn:
+            ok, failed, spent, reserved = conn.execute(self._reserve_sql, params).one()
+        totals = tuple(zip((int(x) for x in spent or ()), (int(x) for x in reserved or ())))
+        return ReserveResult(bool(ok), totals, None if ok else int(failed) - 1)
 
-        locks = sorted({it.lock for it in items})
-        keys = sorted({k for it in items for k in it.keys})
-        with self._wrap(), self.engine.begin() as conn:
-            conn.execute(
-                insert(self.counters).values([{"key": k} for k in locks]).on_conflict_do_nothing()
-            )
-            conn.execute(
-                sa.select(self.counters.c.key)
-                .where(self.counters.c.key.in_(locks))
-                .order_by(self.counters.c.key)
-                .with_for_update()
-            ).all()
-            rows = self._read(conn, keys, now)
-            totals = []
-            for i, it in enumerate(items):
-                spent = sum(rows.get(k, (0, 0, 0))[0] for k in it.keys)
-                reserved = sum(rows.get(k, (0, 0, 0))[1] for k in it.keys)
-                totals.append((spent, reserved))
-                if it.limit is not None and spent + reserved + it.amount > it.limit:
-                    conn.rollback()
-                    return ReserveResult(False, tuple(totals), i)
-            conn.execute(self.reservations.delete().where(self.reservations.c.rid == reservation_id))
-            amounts: dict[str, int] = {}
-            for it in items:
-                amounts[it.key] = amounts.get(it.key, 0) + it.amount
-            conn.execute(
-                insert(self.reservations).values(
-                    [{"rid": reservation_id, "key": k, "amount": a, "expires_at": now + ttl}
-                     for k, a in sorted(amounts.items())]
-                )
-            )
-            return ReserveResult(True, tuple(totals))
+    @property
+    def _reserve_sql(self) -> Any:
+        sa = self._sa
+        return sa.text(
+            f"SELECT * FROM {self._fn}(:rid, :now, :exp, "
+            f"CAST(:locks AS text[]), CAST(:keys AS text[]), CAST(:amounts AS bigint[]), "
+            f"CAST(:limits AS bigint[]), CAST(:rkeys AS text[]), CAST(:ritem AS int[]))"
+        )
 
     def commit(
         self,
@@ -185,53 +229,46 @@ class PostgresBudgetStore:
         now: float,
         expires: Mapping[str, float | None] | None = None,
     ) -> None:
-        from sqlalchemy.dialects.postgresql import insert
-
         exp = expires or {}
-        with self._wrap(), self.engine.begin() as conn:
-            conn.execute(self.reservations.delete().where(self.reservations.c.rid == reservation_id))
-            if actuals:
-                stmt = insert(self.counters).values(
-                    [{"key": k, "spent": a, "calls": 1, "expires_at": exp.get(k)}
-                     for k, a in sorted(actuals.items())]
-                )
-                c = self.counters.c
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[c.key],
-                        set_={
-                            "spent": c.spent + stmt.excluded.spent,
-                            "calls": c.calls + 1,
-                            "expires_at": self._sa.func.greatest(c.expires_at, stmt.excluded.expires_at),
-                        },
-                    )
-                )
+        c, r = self._t["c"], self._t["r"]
+        items = sorted(actuals.items())
+        sql = self._sa.text(
+            f"WITH d AS (DELETE FROM {r} WHERE rid = :rid) "
+            f"INSERT INTO {c} (key, spent, calls, expires_at) "
+            f"SELECT k, a, 1, e FROM unnest(CAST(:keys AS text[]), CAST(:amounts AS bigint[]), "
+            f"CAST(:exps AS float8[])) AS t(k, a, e) "
+            f"ON CONFLICT (key) DO UPDATE SET spent = {c}.spent + excluded.spent, "
+            f"calls = {c}.calls + 1, expires_at = GREATEST({c}.expires_at, excluded.expires_at)"
+        )
+        params = {
+            "rid": reservation_id,
+            "keys": [k for k, _ in items],
+            "amounts": [a for _, a in items],
+            "exps": [exp.get(k) for k, _ in items],
+        }
+        with self._wrap(), self._autocommit.connect() as conn:
+            conn.execute(sql, params)
 
     def release(self, reservation_id: str, now: float) -> None:
-        with self._wrap(), self.engine.begin() as conn:
+        with self._wrap(), self._autocommit.connect() as conn:
             conn.execute(self.reservations.delete().where(self.reservations.c.rid == reservation_id))
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
         if not keys:
             return []
-        with self._wrap(), self.engine.connect() as conn:
+        with self._wrap(), self._autocommit.connect() as conn:
             rows = self._read(conn, keys, now)
         return [CounterStatus(*rows.get(k, (0, 0, 0))) for k in keys]
 
     def mark_once(self, marker: str, expires_at: float | None, now: float) -> bool:
-        from sqlalchemy.dialects.postgresql import insert
-
-        m = self.markers
-        with self._wrap(), self.engine.begin() as conn:
-            conn.execute(
-                m.delete().where(m.c.marker == marker, m.c.expires_at.is_not(None), m.c.expires_at <= now)
-            )
-            got = conn.execute(
-                insert(m).values(marker=marker, expires_at=expires_at)
-                .on_conflict_do_nothing()
-                .returning(m.c.marker)
-            ).first()
-            return got is not None
+        m = self._t["m"]
+        sql = self._sa.text(
+            f"INSERT INTO {m} (marker, expires_at) VALUES (:m, :e) ON CONFLICT (marker) DO UPDATE "
+            f"SET expires_at = excluded.expires_at WHERE {m}.expires_at IS NOT NULL "
+            f"AND {m}.expires_at <= :now RETURNING marker"
+        )
+        with self._wrap(), self._autocommit.connect() as conn:
+            return conn.execute(sql, {"m": marker, "e": expires_at, "now": now}).first() is not None
 
     def expire(self, now: float) -> int:
         r, c, m = self.reservations, self.counters, self.markers
