@@ -379,3 +379,14 @@ def test_main_runs_the_app(capsys):
         main(["models", "--search", "gpt-4o-mini", "-f", "json"])
     assert info.value.code == 0
     assert json.loads(capsys.readouterr().out)[0]["name"] == "gpt-4o-mini"
+
+
+def test_report_formats_can_be_plugged_in(ledger_db: str, monkeypatch):
+    from tokenward.report import _tables
+
+    monkeypatch.setattr(_tables, "_RENDERERS", dict(_tables._RENDERERS))
+    _tables.register_format("md", lambda data: f"# {data.totals.calls} calls\n")
+    assert "md" in _tables.available_formats()
+    result = run("report", "--db", ledger_db, "--since", "7d", "-f", "md")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "# 4 calls\n"

@@ -441,8 +441,9 @@ def _cmd_report(
         )
     since_dt = _parse_duration_or_date(since, name="since")
     until_dt = _parse_duration_or_date(until, name="until")
-    if fmt not in _tables.FORMATS:
-        raise _UsageProblem(f"--format {fmt!r}: choose one of {', '.join(_tables.FORMATS)}")
+    formats = _tables.available_formats()
+    if fmt not in formats:
+        raise _UsageProblem(f"--format {fmt!r}: choose one of {', '.join(formats)}")
     from tokenward.ledger import open_ledger
 
     ledger = open_ledger(target)
@@ -640,7 +641,9 @@ def get_app() -> typer.Typer:
         where: list[str] | None = typer.Option(  # noqa: B008
             None, "--where", help="Filter key=value (repeatable)."
         ),
-        fmt: str = typer.Option("table", "--format", "-f", help="table, json or csv."),
+        fmt: str = typer.Option(
+            "table", "--format", "-f", help="table, json, csv (html when available)."
+        ),
         output: str | None = typer.Option(
             None, "--output", "-o", help="Write to a file instead of stdout."
         ),

@@ -39,6 +39,47 @@ __all__ = [
 
 #: Output formats the renderers here support.
 FORMATS = ("table", "json", "csv")
+#: Formats rendered by other modules, imported on first use: ``name -> "module:function"``;
+#: the function takes a :class:`ReportData` and returns the whole document as text.
+LAZY_FORMATS: dict[str, str] = {"html": "tokenward.report._html:render_html"}
+_RENDERERS: dict[str, Callable[[ReportData], str]] = {}
+
+
+def register_format(name: str, render_fn: Callable[[ReportData], str]) -> None:
+    """Add an output format (``render_fn(data) -> text``) to ``render`` and the CLI."""
+    _RENDERERS[name] = render_fn
+
+
+def available_formats() -> tuple[str, ...]:
+    """Every format :func:`render` can produce in this installation."""
+    import importlib.util
+
+    out = list(FORMATS) + [n for n in _RENDERERS if n not in FORMATS]
+    for name, target in LAZY_FORMATS.items():
+        if name in out:
+            continue
+        try:
+            if importlib.util.find_spec(target.split(":")[0]) is not None:
+                out.append(name)
+        except ImportError:
+            pass
+    return tuple(out)
+
+
+def _renderer(fmt: str) -> Callable[[ReportData], str] | None:
+    if fmt in _RENDERERS:
+        return _RENDERERS[fmt]
+    target = LAZY_FORMATS.get(fmt)
+    if target is None:
+        return None
+    import importlib
+
+    module, _, func = target.partition(":")
+    fn: Callable[[ReportData], str] = getattr(importlib.import_module(module), func)
+    _RENDERERS[fmt] = fn
+    return fn
+
+
 #: Dimensions a report can be grouped by (plus ``tag:<key>``).
 GROUP_KEYS = (
     "model",
@@ -443,7 +484,12 @@ def render(data: ReportData, fmt: str = "table", *, console: Console | None = No
     if fmt == "csv":
         return rows_csv(data)
     if fmt != "table":
-        raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        plug_in = _renderer(fmt)
+        if plug_in is None:
+            raise ValueError(
+                f"unknown report format {fmt!r}; choose one of {', '.join(available_formats())}"
+            )
+        return plug_in(data)
     from rich.console import Console as _Console
 
     target = console or _Console(record=True, width=140, file=io.StringIO(), highlight=False)
