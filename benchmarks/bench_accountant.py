@@ -51,8 +51,8 @@ def _accountant(with_budget: bool):  # type: ignore[no-untyped-def]
 def run(quick: bool = False) -> str:
     from tokenward.usage import Usage
 
-    n = 300 if quick else 5_000
-    repeats = 3 if quick else 7
+    n = 300 if quick else 2_000
+    repeats = 3 if quick else 5
     usage = Usage(input=1200, output=300, cache_read=1024)
     dims = {"user_id": "u1", "conversation_id": "c1", "agent": "bench"}
 
