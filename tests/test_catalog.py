@@ -185,6 +185,10 @@ def test_default_catalog_is_a_singleton_and_threadsafe() -> None:
         ("models/gemini-1.5-pro-002", "gemini-1.5-pro"),
         ("vertex_ai/gemini-2.0-flash-001", "gemini-2.0-flash"),
         ("gemini-2.0-flash-lite", "gemini-2.0-flash-lite"),
+        ("vertex_ai/gemini-2.5-pro-preview-06-05", "gemini-2.5-pro"),
+        ("gemini-2.5-flash-preview-09-2025", "gemini-2.5-flash"),
+        ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+        ("openrouter/anthropic/claude-3.5-sonnet", "claude-3-5-sonnet"),
         ("mistral/mistral-large-latest", "mistral-large-2512"),
         ("deepseek/deepseek-chat", "deepseek-chat"),
         ("groq/llama-3.3-70b-versatile", "llama-3.3-70b-versatile"),
@@ -210,8 +214,10 @@ def test_unknown_model_lists_close_matches(catalog: Catalog) -> None:
     assert "claude-sonnet-4" in str(info.value)
     assert catalog.find("claude-sonet-4") is None
     assert "claude-sonet-4" not in catalog
-    # differently-priced old snapshots are not guessed from the family name
+    # differently-priced old snapshots, previews and fine-tunes are not guessed from the family
     assert catalog.find("gpt-3.5-turbo-1106") is None
+    assert catalog.find("gemini-2.5-flash-preview-05-20") is None
+    assert catalog.find("ft:gpt-4o-mini-2024-07-18:acme::abc123") is None
 
 
 def test_fallback_is_explicit() -> None:

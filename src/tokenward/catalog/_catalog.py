@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenward.catalog._loader import load_json_file, parse_litellm, parse_models_json
 from tokenward.catalog._models import PRICE_FIELDS, ModelInfo, Prices, PriceTier
 from tokenward.errors import ConfigurationError, UnknownModelError
 
+if TYPE_CHECKING:
+    from os import PathLike
+
 __all__ = ["Catalog", "default_catalog", "normalize_name"]
 
 logger = logging.getLogger("tokenward.catalog")
 
-_DATA = Path(__file__).with_name("data") / "models.json"
+# os.path, not pathlib: keeps `import tokenward.catalog` cheap
+_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "models.json")
 
 # Regional / vendor prefixes of Bedrock model ids: "us.anthropic.claude-...", "meta.llama3-...".
 _REGION = re.compile(r"^(us|eu|apac|ap|jp|au|ca|us-gov|global)\.")
@@ -121,14 +125,18 @@ class Catalog:
         return cls.from_json(_DATA)
 
     @classmethod
-    def from_json(cls, path: str | Path, *, fallback: str | ModelInfo | None = None) -> Catalog:
+    def from_json(
+        cls, path: str | PathLike[str], *, fallback: str | ModelInfo | None = None
+    ) -> Catalog:
         """Load a catalog in tokenward's ``models.json`` format; invalid entries raise ``ConfigurationError``."""
-        return cls(parse_models_json(load_json_file(path), origin=str(path)), fallback=fallback)
+        return cls(
+            parse_models_json(load_json_file(path), origin=os.fspath(path)), fallback=fallback
+        )
 
     @classmethod
     def from_litellm(
         cls,
-        path_or_dict: str | Path | Mapping[str, Any],
+        path_or_dict: str | PathLike[str] | Mapping[str, Any],
         *,
         fallback: str | ModelInfo | None = None,
     ) -> Catalog:
@@ -139,10 +147,11 @@ class Catalog:
         """
         if isinstance(path_or_dict, Mapping):
             return cls(parse_litellm(path_or_dict), fallback=fallback)
+        from pathlib import Path  # lazy: only file imports need it
+
         path = Path(path_or_dict)
-        return cls(
-            parse_litellm(load_json_file(path), source=path.resolve().as_uri()), fallback=fallback
-        )
+        source = path.resolve().as_uri()
+        return cls(parse_litellm(load_json_file(path), source=source), fallback=fallback)
 
     # ------------------------------------------------------------------ internals
     def _add(self, info: ModelInfo) -> None:

@@ -7,11 +7,13 @@ import re
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenward.catalog._models import PRICE_FIELDS, ModelInfo, Prices, PriceTier
 from tokenward.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from os import PathLike
 
 __all__ = ["guess_tokenizer", "load_json_file", "parse_litellm", "parse_models_json"]
 
@@ -152,7 +154,7 @@ def parse_models_json(data: Any, origin: str = "models.json") -> list[ModelInfo]
     return result
 
 
-def load_json_file(path: str | Path) -> Any:
+def load_json_file(path: str | PathLike[str]) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
