@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import inspect
 import typing
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -71,10 +72,27 @@ def cached_counter(fn: Callable[[Any], int], maxsize: int = 65536) -> Callable[[
     The key is (role/type, content, name, tool_call_id, tool calls), so a message that
     is re-created with the same content hits the cache. Use it when the same history is
     trimmed repeatedly with a plain callable (``TokenCounter`` objects cache already).
+    A message object seen before whose ``content`` is the same object is answered
+    without building the key (mutating a content list in place is not detected: replace
+    the content, as LangChain's own helpers do).
     """
     cache: OrderedDict[Any, int] = OrderedDict()
+    # fast path: the same object with the same content object as last time
+    seen: dict[int, tuple[Any, Any, int]] = {}
 
     def counted(message: Any) -> int:
+        hit = seen.get(id(message))
+        if hit is not None and hit[0] is message:
+            content = getattr(message, "content", None)
+            if content is hit[1]:
+                return hit[2]
+        value = _by_key(message)
+        if len(seen) >= maxsize:
+            seen.clear()
+        seen[id(message)] = (message, getattr(message, "content", None), value)
+        return value
+
+    def _by_key(message: Any) -> int:
         key = message_key(message)
         try:
             value = cache[key]
@@ -105,11 +123,12 @@ def _freeze(value: Any) -> Any:
 
 def message_key(message: Any) -> Any:
     """A hashable key for a message's counted content (core ``Message``, dict or framework)."""
-    if isinstance(message, Mapping):
-        get = message.get
-        role, content = get("role"), get("content")
+    d = message if isinstance(message, Mapping) else getattr(message, "__dict__", None)
+    if d is not None:  # dicts, and pydantic/plain objects (fields live in __dict__)
+        get = d.get
+        role, content = get("role") or get("type"), get("content")
         name, tcid, calls = get("name"), get("tool_call_id"), get("tool_calls")
-    else:
+    else:  # slotted objects such as tokenward.Message
         role = getattr(message, "role", None) or getattr(message, "type", None)
         content = getattr(message, "content", None)
         name = getattr(message, "name", None)
@@ -161,12 +180,24 @@ def _annotation_kind(fn: Callable[..., Any]) -> str | None:
     return None
 
 
+_KIND_CACHE: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+
+
 def counter_kind(fn: Callable[..., Any]) -> str | None:
     """``"message"``, ``"list"`` or ``None`` (unknown: decide by probing)."""
     kind = getattr(fn, _KIND_ATTR, None)
     if kind in ("message", "list"):
         return kind
-    return _annotation_kind(fn)
+    try:
+        return _KIND_CACHE[fn]
+    except (KeyError, TypeError):
+        pass
+    kind = _annotation_kind(fn)
+    try:
+        _KIND_CACHE[fn] = kind
+    except TypeError:
+        pass
+    return kind
 
 
 _PROBE_ERRORS = (TypeError, AttributeError, KeyError, IndexError)

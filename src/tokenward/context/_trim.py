@@ -501,7 +501,9 @@ def trim_history(
     With a ``TokenCounter`` the budget also covers the constant reply-priming tokens the
     chat format adds once, so ``counter.count_messages(result) <= max_tokens``.
     """
-    items = [m if isinstance(m, Message) else Message.from_openai(m) for m in messages]
+    items = list(messages)
+    if not all(issubclass(t, Message) for t in set(map(type, items))):
+        items = [m if isinstance(m, Message) else Message.from_openai(m) for m in items]
     last = strategy == "last"
     if include_system is _DEFAULT:
         include_system = last

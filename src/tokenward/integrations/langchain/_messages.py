@@ -256,10 +256,8 @@ def trim_messages_compat(
     if hasattr(messages, "to_messages"):  # PromptValue
         messages = messages.to_messages()
     items = messages if isinstance(messages, list) else list(messages)
-    for m in items:
-        if not isinstance(m, BaseMessage):
-            items = convert_to_messages(items)
-            break
+    if not all(issubclass(t, BaseMessage) for t in set(map(type, items))):
+        items = convert_to_messages(items)
     counter = langchain_counter(token_counter)
     counts = MessageCounts(items, counter, to_message=to_core_message)
     return trim_items(
