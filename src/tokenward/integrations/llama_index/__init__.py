@@ -54,6 +54,8 @@ from typing import Any
 from tokenward.accountant import Tracker, track
 from tokenward.integrations.llama_index._budgeted import BudgetedLLM
 from tokenward.integrations.llama_index._callback import TokenwardCallbackHandler
+from tokenward.integrations.llama_index._memory import TokenwardChatMemory, trim_chat_history
+from tokenward.integrations.llama_index._postprocessor import TokenBudgetPostprocessor
 from tokenward.integrations.llama_index._instrument import (
     InstrumentHandle,
     TokenwardEventHandler,
@@ -63,10 +65,13 @@ from tokenward.integrations.llama_index._instrument import (
 __all__ = [
     "BudgetedLLM",
     "InstrumentHandle",
+    "TokenBudgetPostprocessor",
     "TokenwardCallbackHandler",
+    "TokenwardChatMemory",
     "TokenwardEventHandler",
     "dims",
     "instrument",
+    "trim_chat_history",
 ]
 
 
