@@ -7,6 +7,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tokenward.errors import UsageParseError
 from tokenward.usage import Usage
@@ -551,3 +553,57 @@ def test_from_any_on_pydantic_sdk_models() -> None:
     )
     assert Usage.from_any(message) == Usage(input=103, output=9, cache_write_1h=100)
     assert Usage.from_anthropic(message.usage) == Usage(input=103, output=9, cache_write_1h=100)
+
+
+def test_bedrock_stream_metadata_event() -> None:
+    event = {
+        "metadata": {
+            "usage": {"inputTokens": 12, "outputTokens": 30, "totalTokens": 42},
+            "metrics": {"latencyMs": 300},
+        }
+    }
+    assert Usage.from_any(event) == Usage(input=12, output=30)
+
+
+counts = st.integers(min_value=0, max_value=10**9)
+
+
+@given(counts, counts, counts, counts, counts)
+def test_anthropic_and_bedrock_add_cache_back(uncached, read, five, one, out) -> None:
+    anthropic = Usage.from_anthropic(
+        {
+            "input_tokens": uncached,
+            "output_tokens": out,
+            "cache_read_input_tokens": read,
+            "cache_creation_input_tokens": five + one,
+            "cache_creation": {"ephemeral_5m_input_tokens": five, "ephemeral_1h_input_tokens": one},
+        }
+    )
+    bedrock = Usage.from_bedrock(
+        {
+            "inputTokens": uncached,
+            "outputTokens": out,
+            "cacheReadInputTokens": read,
+            "cacheWriteInputTokens": five + one,
+            "cacheDetails": [{"ttl": "1h", "inputTokens": one}, {"ttl": "5m", "inputTokens": five}],
+        }
+    )
+    assert anthropic == bedrock
+    assert anthropic.input == uncached + read + five + one
+    assert anthropic.uncached_input == uncached
+    # the same call seen through LangChain's UsageMetadata gives the same record
+    assert (
+        Usage.from_langchain(
+            {
+                "input_tokens": anthropic.input,
+                "output_tokens": out,
+                "input_token_details": {
+                    "cache_read": read,
+                    "cache_creation": five + one,
+                    "ephemeral_5m_input_tokens": five,
+                    "ephemeral_1h_input_tokens": one,
+                },
+            }
+        )
+        == anthropic
+    )

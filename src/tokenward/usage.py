@@ -537,6 +537,10 @@ def _from_gemini(payload: Any) -> Usage:
 
 
 # ----------------------------------------------------------------------------------- Bedrock
+# Converse TokenUsage: inputTokens counts only the uncached prompt; cacheReadInputTokens and
+# cacheWriteInputTokens are reported beside it (totalTokens = all four), the same convention as
+# Anthropic's API. https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html
+# and https://docs.aws.amazon.com/bedrock/latest/userguide/prompt-caching.html
 def _from_bedrock(payload: Any) -> Usage:
     data = _unwrap(payload, ("usage",), ("inputTokens", "outputTokens"), "Bedrock")
     if "inputTokens" not in data and "outputTokens" not in data:
@@ -642,6 +646,7 @@ _WRAPPERS = (
     "message",
     "additional_kwargs",
     "generation_info",
+    "metadata",  # Bedrock ConverseStream metadata event: {"metadata": {"usage": ...}}
 )
 
 
