@@ -252,7 +252,7 @@ def run_demo(
                     "tags": {"team": persona.team, "plan": persona.plan, "env": "demo"},
                 }
                 system = _SYSTEM[persona.agent]
-                if persona.cache == "anthropic" or persona.trial:
+                if persona.cache is not None or persona.trial:  # long, cacheable prefix
                     system += "\n\n" + "".join(_MANUAL.format(n=k) for k in range(1, 14))
                 history: list[dict[str, Any]] = [{"role": "system", "content": system}]
                 prev_prompt = 0
@@ -419,11 +419,14 @@ def run_demo(
 
 def describe(result: DemoResult) -> list[str]:
     """Human-readable lines about what the session did (printed before the report)."""
+    from decimal import Decimal
+
+    tracked_cost = Decimal(result.tracked.get("cost", "0")).quantize(Decimal("0.000001"))
+    estimated = " (some counts estimated)" if result.tracked.get("estimated") else ""
     lines = [
-        f"Simulated {result.users} users, {result.conversations} conversations and "
-        f"{result.calls} model calls on {', '.join(result.models)} (offline).",
-        f"track() live totals: {result.tracked.get('calls', 0)} calls, "
-        f"${result.tracked.get('cost', '0')}, estimated={result.tracked.get('estimated')}",
+        f"Simulated {result.users} users, {result.conversations} conversations, "
+        f"{result.calls} model calls (offline): {', '.join(result.models)}",
+        f"track() live totals: {result.tracked.get('calls', 0)} calls, ${tracked_cost}{estimated}",
     ]
     lines.extend(f"error:  {e}" for e in result.errors)
     lines.extend(f"denied: {d}" for d in result.denied)
