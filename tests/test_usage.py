@@ -391,6 +391,11 @@ class FakePydantic:
             {"message": {"role": "assistant"}, "raw": OPENAI_CHAT, "additional_kwargs": {}},
             Usage(input=2006, output=300, cache_read=1920),
         ),
+        # LlamaIndex legacy callback payload: {EventPayload.RESPONSE: ChatResponse(raw=...)}
+        (
+            {"response": SimpleNamespace(raw=BEDROCK, additional_kwargs={})},
+            Usage(input=5020, output=150, cache_read=3000, cache_write_5m=2000),
+        ),
         (
             SimpleNamespace(
                 usage_metadata=SimpleNamespace(prompt_token_count=7, candidates_token_count=2)

@@ -647,6 +647,8 @@ _WRAPPERS = (
     "additional_kwargs",
     "generation_info",
     "metadata",  # Bedrock ConverseStream metadata event: {"metadata": {"usage": ...}}
+    "response",  # LlamaIndex callback payloads: {EventPayload.RESPONSE: ChatResponse}
+    "completion",
 )
 
 
