@@ -18,7 +18,12 @@ from tokenward.accountant import (
 from tokenward.budgets import Budget, Budgets
 from tokenward.catalog import Catalog, ModelInfo, Prices, PriceTier
 from tokenward.counting import get_counter
-from tokenward.errors import BudgetExceededError, ConfigurationError, UnknownModelError
+from tokenward.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    UnknownModelError,
+    UsageParseError,
+)
 from tokenward.ledger import MemoryLedger
 from tokenward.usage import Usage
 
@@ -310,8 +315,27 @@ def test_record_one_shot_commits_on_budgets_and_uses_track_dims(catalog: Catalog
     assert budgets.status("per-user", user_id="u7", now=T0).spent == Decimal("0.002")
     with pytest.raises(ConfigurationError):
         acct.record("acme-chat", Usage(input=1), run_id=event.id)
-    with pytest.raises(TypeError, match="Usage.from_any"):
-        acct.record("acme-chat", {"input": 1})  # type: ignore[arg-type]
+    with pytest.raises(UsageParseError):
+        acct.record("acme-chat", {"input": 1})
+
+
+def test_provider_payloads_are_parsed(acct: Accountant):
+    openai_usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        "prompt_tokens_details": {"cached_tokens": 800},
+    }
+    acct.preflight("r", "acme-chat", prompt_tokens=990)
+    event = acct.settle("r", openai_usage)
+    assert event is not None
+    assert event.usage == Usage(input=1000, output=100, cache_read=800)
+    assert event.cost == (Decimal(200) * 1 + Decimal(800) * Decimal("0.5") + 100 * 2) / M
+    anthropic = {"input_tokens": 50, "output_tokens": 5, "cache_read_input_tokens": 100}
+    assert acct.record("acme-chat", anthropic).usage == Usage(input=150, output=5, cache_read=100)
+    acct.preflight("bad", "acme-chat", prompt_tokens=1)
+    with pytest.raises(UsageParseError):
+        acct.settle("bad", {"tokens": "many"})
+    assert acct.pending("bad") is not None  # nothing consumed: the caller can settle again
 
 
 # ----------------------------------------------------------------------------- sinks

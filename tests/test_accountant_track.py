@@ -186,3 +186,31 @@ def test_generator_functions_are_refused_with_a_hint():
         @track(agent="x")
         def gen():  # type: ignore[no-untyped-def]
             yield 1
+
+
+def test_concurrent_preflights_never_overspend_a_hard_budget():
+    from tokenward.budgets import Budget, Budgets
+    from tokenward.errors import BudgetExceededError
+
+    # each call reserves 1,000 input * $1 + 1,000 output * $2 per 1M = $0.003: 5 fit in $0.015
+    budgets = Budgets(Budget("team", limit_usd="0.015", window="day"), alert_sinks=())
+    acct = Accountant(catalog=Catalog([ACME]), ledger=MemoryLedger(), budgets=budgets)
+    n = 16
+    barrier = threading.Barrier(n)
+
+    def attempt(k: int) -> bool:
+        barrier.wait()
+        try:
+            acct.preflight(f"c{k}", "acme-chat", prompt_tokens=1000, max_output_tokens=1000)
+        except BudgetExceededError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(n) as pool:
+        granted = [k for k, ok in enumerate(pool.map(attempt, range(n))) if ok]
+    assert len(granted) == 5
+    # the granted calls settle cheaper than reserved: room for more appears
+    for k in granted:
+        acct.settle(f"c{k}", Usage(input=1000, output=0))  # $0.001 each
+    assert budgets.status("team").spent == Decimal("0.005")
+    acct.preflight("after", "acme-chat", prompt_tokens=1000, max_output_tokens=1000)

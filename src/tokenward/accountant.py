@@ -612,7 +612,7 @@ class Accountant:
     def settle(
         self,
         run_id: str,
-        usage: Usage | None,
+        usage: Usage | Any | None,
         *,
         model: str | None = None,
         status: str = "ok",
@@ -624,7 +624,8 @@ class Accountant:
     ) -> UsageEvent | None:
         """Price the finished call, commit it on budgets, record it and notify sinks.
 
-        The provider's ``usage`` wins. When it is ``None`` or empty, the input is the
+        The provider's ``usage`` wins (a :class:`Usage`, or a raw provider payload, which
+        is parsed with ``Usage.from_any``). When it is ``None`` or empty, the input is the
         preflight count and the output is counted from ``output_text``; the event is
         then marked ``estimated=True``. ``model`` overrides the preflight model (the
         response's model name); it is required when ``run_id`` was never preflighted.
@@ -632,6 +633,7 @@ class Accountant:
         time). Latency is measured from ``preflight`` unless given.
         """
         run_id = str(run_id)
+        usage = _as_usage(usage)
         with self._lock:
             if run_id in self._settled:
                 return None
@@ -843,7 +845,7 @@ class Accountant:
     def record(
         self,
         model: str,
-        usage: Usage,
+        usage: Usage | Any,
         *,
         run_id: str | None = None,
         status: str = "ok",
@@ -858,14 +860,13 @@ class Accountant:
 
             accountant.record("gpt-4o", Usage(input=1200, output=300), user_id="u1")
 
+        ``usage`` may also be a provider payload (parsed with ``Usage.from_any``).
         Keyword arguments other than the named ones are dimensions (``user_id``,
         ``conversation_id``, ``session_id``, ``agent``, ``tags``; others become tags).
         """
-        if not isinstance(usage, Usage):
-            raise TypeError(
-                f"record() needs a tokenward.Usage, got {type(usage).__name__}; "
-                f"parse provider payloads with Usage.from_any(...)"
-            )
+        usage = _as_usage(usage)
+        if usage is None:
+            raise TypeError("record() needs a Usage (or a provider usage payload), got None")
         run_id = str(run_id) if run_id is not None else uuid.uuid4().hex
         with self._lock:
             if run_id in self._settled:
@@ -990,6 +991,13 @@ class Accountant:
             f"Accountant(ledger={type(self.ledger).__name__}, "
             f"budgets={'yes' if self.budgets is not None else 'no'}, sinks={len(self._sinks)})"
         )
+
+
+def _as_usage(usage: Any) -> Usage | None:
+    """``Usage`` as given; a provider payload (dict, SDK object) parsed with ``Usage.from_any``."""
+    if usage is None or isinstance(usage, Usage):
+        return usage
+    return Usage.from_any(usage)
 
 
 def _usd(nanos: int) -> Decimal:
