@@ -473,3 +473,31 @@ def test_litellm_catalog_can_extend_default(catalog: Catalog) -> None:
     )
     assert len(catalog) == before + 1
     assert catalog.get("acme-chat").prices.output == Decimal("2")
+
+
+def test_concurrent_register_and_resolve(catalog: Catalog) -> None:
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            for j in range(50):
+                catalog.register(_custom(f"custom-{i}-{j}", aliases=(f"alias-{i}-{j}",)))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for _ in range(300):
+                assert catalog.get("openai/gpt-4o-mini-2024-07-18").name == "gpt-4o-mini"
+                assert catalog.find("custom-does-not-exist") is None
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    threads += [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(catalog.get(f"alias-{i}-49").name == f"custom-{i}-49" for i in range(4))

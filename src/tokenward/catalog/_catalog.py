@@ -111,6 +111,7 @@ class Catalog:
         self._index: dict[str, str] = {}  # normalized name/alias -> normalized canonical name
         self._weak: dict[str, str] = {}  # bare (prefix-less) forms, lower priority
         self._cache: dict[str, str | None] = {}
+        self._generation = 0
         self._warned: set[str] = set()
         for info in models or ():
             self._add(info)
@@ -170,20 +171,34 @@ class Catalog:
         for form in (info.name, *info.aliases):
             for simpler in _candidates(form)[1:]:
                 self._weak.setdefault(simpler, key)
-        self._cache.clear()
+        self._generation += 1
+        self._cache = {}
 
-    def _lookup(self, name: str) -> str | None:
-        if name in self._cache:
-            return self._cache[name]
-        found: str | None = None
+    def _scan(self, name: str) -> str | None:
         for candidate in _candidates(name):
             found = self._index.get(candidate) or self._weak.get(candidate)
             if found is not None:
-                break
+                return found
+        return None
+
+    def _lookup(self, name: str) -> str | None:
+        # Reads are lock-free; a miss is confirmed under the lock (a writer may be half-way
+        # through re-registering a model), and results are cached only if no write happened
+        # in between, so a stale miss can never hide a model registered concurrently.
+        cache = self._cache
+        if name in cache:
+            return cache[name]
+        generation = self._generation
+        found = self._scan(name)
+        if found is None:
+            with self._lock:
+                generation = self._generation
+                found = self._scan(name)
         with self._lock:
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            self._cache[name] = found
+            if self._generation == generation:
+                if len(self._cache) > 4096:
+                    self._cache.clear()
+                self._cache[name] = found
         return found
 
     def _suggestions(self, name: str) -> list[str]:
