@@ -260,7 +260,7 @@ def test_override_prices(catalog: Catalog) -> None:
     assert catalog.get("gpt-4o-2024-08-06").prices.input == Decimal("2.00")
     assert catalog.get("gpt-4o").prices.output == Decimal(8)
     assert catalog.get("gpt-4o").prices.cache_read == Decimal("1.25")  # untouched
-    assert "overridden" in catalog.get("gpt-4o").notes
+    assert "overridden by user" in catalog.get("gpt-4o").notes
     # the shipped default singleton is not affected by a separate catalog
     assert default_catalog().get("gpt-4o").prices.input == Decimal("2.50")
     with pytest.raises(ConfigurationError):
@@ -501,3 +501,15 @@ def test_concurrent_register_and_resolve(catalog: Catalog) -> None:
         t.join()
     assert errors == []
     assert all(catalog.get(f"alias-{i}-49").name == f"custom-{i}-49" for i in range(4))
+
+
+def test_override_other_facts(catalog: Catalog) -> None:
+    info = catalog.override("deepseek-chat", batch_discount="0.25", context_window=64000)
+    assert info.batch_discount == Decimal("0.25") and info.context_window == 64000
+    assert catalog.get("deepseek/deepseek-chat").prices.input == Decimal("0.28")
+    flat = catalog.override("gemini-2.5-pro", input="1", output="8", tiers=())
+    assert flat.prices_for(500_000).input == Decimal("1")
+    with pytest.raises(ConfigurationError):
+        catalog.override("gpt-4o", input="-1")
+    with pytest.raises(ConfigurationError):
+        catalog.override("gpt-4o", tiers=[{"above_input_tokens": 1}])

@@ -10,7 +10,6 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import date
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tokenward.catalog._loader import load_json_file, parse_litellm, parse_models_json
@@ -347,25 +346,15 @@ class Catalog:
                         **info_updates,
                     )
                 else:
-                    prices = current.prices
-                    if price_updates:
-                        prices = replace(prices, **price_updates)
-                    if (
-                        "batch_discount" in info_updates
-                        and info_updates["batch_discount"] is not None
-                    ):
-                        info_updates["batch_discount"] = Decimal(
-                            str(info_updates["batch_discount"])
-                        )
-                    info = replace(
-                        current,
-                        prices=prices,
-                        as_of=date.today(),
-                        notes=(current.notes + " [prices overridden by user]").strip()
-                        if "notes" not in info_updates
-                        else info_updates.pop("notes"),
-                        **info_updates,
+                    prices = (
+                        replace(current.prices, **price_updates)
+                        if price_updates
+                        else current.prices
                     )
+                    info_updates.setdefault(
+                        "notes", f"{current.notes} [overridden by user]".strip()
+                    )
+                    info = replace(current, prices=prices, as_of=date.today(), **info_updates)
             except (TypeError, ValueError) as exc:
                 if isinstance(exc, (ConfigurationError, UnknownModelError)):
                     raise
