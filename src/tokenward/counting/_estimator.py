@@ -1,10 +1,12 @@
 """Content-aware token estimator for models without a local tokenizer.
 
-One regular-expression pass splits the text into spans the way BPE pre-tokenizers do
-(o200k/cl100k): words (a capitalised or lower-case run), other-script letter runs, CJK
-ideographs, kana and hangul, digit groups of up to three, punctuation runs, newline runs and
-indentation runs. The span counts and character counts are aggregated in C
-(``zip``/``map(len)``) and combined linearly with coefficients fitted against ``o200k_base``
+One ``str.translate`` pass maps the text to character classes the way BPE pre-tokenizers
+see it (o200k/cl100k): lower/upper-case letters, digits, punctuation, spaces, newlines, Han
+(split into characters that are a single o200k token and the rest), kana, Hangul, other
+scripts. Run counts (words, camelCase splits, digit groups, punctuation runs, indentation)
+and length chunks come from C-level ``str.count`` calls on that class string -- no Python
+loop over characters or tokens -- and are combined linearly with coefficients fitted against
+``o200k_base``
 on a mixed corpus of English prose, source code, JSON and CJK text
 (``benchmarks/estimator_fit.py``; accuracy in ``benchmarks/bench_estimator.py``).
 
@@ -14,87 +16,171 @@ is applied by :class:`~tokenward.counting.EstimatorCounter` through the ``Calibr
 
 from __future__ import annotations
 
-import re
-
 from tokenward.counting._cjk_tables import HAN_SINGLE, HANGUL_SINGLE
 
 __all__ = ["estimate_tokens", "features", "COEFFICIENTS", "FEATURE_NAMES"]
 
-# Groups, in order: lower-case-run words by length (13+, 9-12, 6-8, shorter; an optional
-# capital and leading space as in o200k, so camelCase splits), ALL-CAPS runs, Han characters
-# that are one o200k token / other Han, kana, single-token / other Hangul, other-script
-# letters, digit groups of <= 3, punctuation runs, newline runs, runs of 2+ spaces/tabs.
-_UP = "A-Z\u00c0-\u00de"
-_LO = "a-z\u00df-\u00ff"
-_SPAN = re.compile(
-    rf"( ?[{_UP}]?[{_LO}]{{13,}})"
-    rf"|( ?[{_UP}]?[{_LO}]{{9,12}})"
-    rf"|( ?[{_UP}]?[{_LO}]{{6,8}})"
-    rf"|( ?[{_UP}]?[{_LO}]+| ?[{_UP}](?![{_UP}{_LO}]))"
-    rf"|( ?[{_UP}]+(?![{_LO}]))"
-    r"|([" + HAN_SINGLE + r"]+)"
-    r"|([\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff]+)"
-    r"|([\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]+)"
-    r"|([" + HANGUL_SINGLE + r"]+)"
-    r"|([\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]+)"
-    r"|([^\W\d_A-Za-z\u00c0-\u00ff\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+)"
-    r"|(\d{1,3})"
-    r"|( ?[^\w\s]+|_+)"
-    r"|(\s*[\r\n]+)"
-    r"|([ \t]{2,})"
-)
+# Character classes. ``str.translate`` maps every character to a one-letter class (C speed;
+# ASCII text takes CPython's cached ASCII fast path) and ``str.count`` on the class string
+# gives character counts, and -- counting two-letter "boundary" substrings -- run counts:
+# runs(X) = sum over classes Y != X of count(Y + X) (+1 if the string starts with X); such
+# occurrences never overlap, so the non-overlapping ``count`` is exact.
+#   a lower-case letter   A upper-case letter   0 digit   . punctuation/symbol (and "_")
+#   space/tab -> " "      newline -> "\n"
+#   H Han char that is one o200k token   h other Han   k kana
+#   G Hangul syllable that is one token  g other Hangul
+# Other characters (Cyrillic, Greek, emoji...) are left as they are and counted as "other".
+_ASCII_TABLE: dict[int, str] = {}
+for _c in range(128):
+    _ch = chr(_c)
+    if "a" <= _ch <= "z":
+        _ASCII_TABLE[_c] = "a"
+    elif "A" <= _ch <= "Z":
+        _ASCII_TABLE[_c] = "A"
+    elif _ch.isdigit():
+        _ASCII_TABLE[_c] = "0"
+    elif _ch in " \t\f\v":
+        _ASCII_TABLE[_c] = " "
+    elif _ch in "\r\n":
+        _ASCII_TABLE[_c] = "\n"
+    else:
+        _ASCII_TABLE[_c] = "."
+del _c, _ch
 
-# Group indices whose matches are counted / whose characters are counted.
-_GROUPS = ("w13", "w9", "w6", "word", "caps", "han1", "han", "kana", "hangul1", "hangul",
-           "other", "digits", "punct", "newlines", "spaces")
-_COUNTED = (1, 2, 3, 4, 11, 12, 13, 14)
-_MEASURED = (0, 4, 5, 6, 7, 8, 9, 10, 12)
-FEATURE_NAMES = tuple(
-    [f"{_GROUPS[i]}_runs" for i in _COUNTED] + [f"{_GROUPS[i]}_chars" for i in _MEASURED]
-)
+_FULL_TABLE: dict[int, str] | None = None
 
-# Fitted by benchmarks/estimator_fit.py against o200k_base (relative-error NNLS); held-out
-# error of that run (median / p95):
-#   prose  median  3.18%  p95  7.61%
-#   code   median  3.37%  p95 10.43%
-#   json   median  1.70%  p95  7.63%
-#   cjk    median  4.38%  p95 12.44%
-#   other  median 13.41%  p95 29.34%
-#   all    median  3.11%  p95 10.13%
-COEFFICIENTS: tuple[float, ...] = (
-    1.4841,  # w9_runs
-    1.2055,  # w6_runs
-    0.8729,  # word_runs
-    1.0198,  # caps_runs
-    1.3811,  # digits_runs
-    0.5577,  # punct_runs
-    0.7945,  # newlines_runs
-    0.6222,  # spaces_runs
-    0.1865,  # w13_chars
-    0.0,  # caps_chars
-    0.768,  # han1_chars
-    1.572,  # han_chars
-    0.6672,  # kana_chars
-    0.7082,  # hangul1_chars
-    1.3383,  # hangul_chars
-    0.3353,  # other_chars
-    0.1993,  # punct_chars
+
+def _full_table() -> dict[int, str]:
+    global _FULL_TABLE
+    if _FULL_TABLE is None:
+        t = dict(_ASCII_TABLE)
+        for c in range(0xC0, 0x100):
+            if c not in (0xD7, 0xF7):
+                t[c] = "A" if c < 0xDF else "a"
+        for lo, hi in ((0x4E00, 0xA000), (0x3400, 0x4DC0), (0xF900, 0xFB00)):
+            for c in range(lo, hi):
+                t[c] = "h"
+        for ch in HAN_SINGLE:
+            t[ord(ch)] = "H"
+        for lo, hi in ((0x3040, 0x3100), (0x31F0, 0x3200), (0xFF66, 0xFFA0)):
+            for c in range(lo, hi):
+                t[c] = "k"
+        for lo, hi in ((0xAC00, 0xD7B0), (0x1100, 0x1200), (0x3130, 0x3190)):
+            for c in range(lo, hi):
+                t[c] = "g"
+        for ch in HANGUL_SINGLE:
+            t[ord(ch)] = "G"
+        for lo, hi in ((0x3000, 0x3040), (0xFF00, 0xFF66), (0x2000, 0x2070)):
+            for c in range(lo, hi):
+                t[c] = "."
+        _FULL_TABLE = t
+    return _FULL_TABLE
+
+
+_NONWORD = (".", "0", " ", "\n", "H", "h", "k", "G", "g")
+_WORD_STARTS = tuple(y + x for y in _NONWORD for x in ("a", "A"))
+_DIGIT_STARTS = tuple(y + "0" for y in (".", " ", "\n", "a", "A"))
+_PUNCT_STARTS = tuple(y + "." for y in ("0", " ", "\n", "a", "A", "H", "h", "k", "G", "g"))
+_NL_STARTS = tuple(y + "\n" for y in (".", "0", " ", "a", "A", "H", "h", "k", "G", "g"))
+_SPACE_RUNS = tuple(y + "  " for y in (".", "0", "\n", "a", "A"))
+
+FEATURE_NAMES = (
+    "letter_runs", "camel_splits", "lower_6chunks", "lower_9chunks", "upper_chars",
+    "upper_3chunks", "upper_lower",
+    "digit_runs", "digit_3chunks", "punct_runs", "punct_chars", "newline_runs", "space_runs",
+    "space_punct", "punct_letter", "punct_space", "punct_pairs", "newline_indent",
+    "space_lower", "lower_digit", "digit_lower", "punct_digit", "digit_punct", "blank_lines",
+    "indent4_chunks", "upper_punct", "punct_upper",
+    "han_common", "han", "kana", "hangul_common", "hangul", "other",
+    "han_pairs", "kana_pairs", "hangul_pairs", "han_kana", "kana_han", "hangul_space", "han_quads",
 )
+# boundary bigrams that BPE merges differently (JSON '": "', code '", ', '\n    ')
+_BIGRAMS = (" .", ".a", ". ", "..", "\n ", " a", "a0", "0a", ".0", "0.", "\n\n", "    ", "A.", ".A")
+_CJK_BIGRAMS = ("HH", "kk", "GG", "Hk", "kH", "G ", "HHHH")
+_NO_CJK = (0,) * (6 + len(_CJK_BIGRAMS))
 
 
 def features(text: str) -> tuple[int, ...]:
-    """Span features of ``text`` (see FEATURE_NAMES); one regex pass, C-level aggregation."""
-    spans = _SPAN.findall(text)
-    if not spans:
-        return (0,) * len(FEATURE_NAMES)
-    cols = list(zip(*spans))
-    out: list[int] = []
-    for i in _COUNTED:
-        col = cols[i]
-        out.append(len(col) - col.count(""))
-    for i in _MEASURED:
-        out.append(sum(map(len, cols[i])))
-    return tuple(out)
+    """Content features of ``text`` (see FEATURE_NAMES): one translate + C-level counts."""
+    if text.isascii():
+        t = text.translate(_ASCII_TABLE)
+        cjk = False
+    else:
+        t = text.translate(_full_table())
+        cjk = True
+    n = t.count
+    first = t[:1]
+    letter_runs = sum(map(n, _WORD_STARTS)) + (first in ("a", "A"))
+    digit_runs = sum(map(n, _DIGIT_STARTS)) + (first == "0")
+    punct_runs = sum(map(n, _PUNCT_STARTS)) + (first == ".")
+    nl_runs = sum(map(n, _NL_STARTS)) + (first == "\n")
+    if cjk:
+        han1, han, kana, hangul1, hangul = n("H"), n("h"), n("k"), n("G"), n("g")
+        known = (n("a") + n("A") + n("0") + n(".") + n(" ") + n("\n")
+                 + han1 + han + kana + hangul1 + hangul)
+        cjk_part: tuple[int, ...] = (han1, han, kana, hangul1, hangul, len(t) - known,
+                                     *map(n, _CJK_BIGRAMS))
+    else:
+        cjk_part = _NO_CJK
+    return (
+        letter_runs, n("aA"), n("aaaaaa"), n("aaaaaaaaa"), n("A"), n("AAA"), n("Aa"),
+        digit_runs, n("000"), punct_runs, n("."), nl_runs,
+        sum(map(n, _SPACE_RUNS)) + t.startswith("  "),
+        *map(n, _BIGRAMS),
+        *cjk_part,
+    )
+
+
+# Fitted by benchmarks/estimator_fit.py against o200k_base (relative-error NNLS); held-out
+# error of that run (median / p95):
+#   prose  median  1.78%  p95  6.67%
+#   code   median  2.85%  p95  9.69%
+#   json   median  1.06%  p95  5.49%
+#   cjk    median  3.96%  p95 10.53%
+#   other  median 11.72%  p95 34.57%
+#   all    median  2.11%  p95  8.61%
+COEFFICIENTS: tuple[float, ...] = (
+    0.8692,  # letter_runs
+    0.0,  # camel_splits
+    0.1838,  # lower_6chunks
+    0.25,  # lower_9chunks
+    0.0,  # upper_chars
+    0.0033,  # upper_3chunks
+    0.8226,  # upper_lower
+    1.6392,  # digit_runs
+    0.4409,  # digit_3chunks
+    0.0,  # punct_runs
+    0.2467,  # punct_chars
+    0.8107,  # newline_runs
+    0.7834,  # space_runs
+    0.3809,  # space_punct
+    0.323,  # punct_letter
+    0.6241,  # punct_space
+    0.071,  # punct_pairs
+    0.0,  # newline_indent
+    0.0,  # space_lower
+    0.0,  # lower_digit
+    0.0,  # digit_lower
+    0.0,  # punct_digit
+    0.0,  # digit_punct
+    0.3883,  # blank_lines
+    0.001,  # indent4_chunks
+    0.6156,  # upper_punct
+    0.0,  # punct_upper
+    0.7664,  # han_common
+    3.8574,  # han
+    0.6343,  # kana
+    0.5238,  # hangul_common
+    2.5465,  # hangul
+    0.3427,  # other
+    0.0,  # han_pairs
+    0.0,  # kana_pairs
+    0.0,  # hangul_pairs
+    0.0,  # han_kana
+    0.141,  # kana_han
+    0.6277,  # hangul_space
+    0.0,  # han_quads
+)
 
 
 def estimate_tokens(text: str) -> int:
