@@ -105,9 +105,11 @@ def _as_chunk(x: Any) -> Chunk:
 
 
 class _TextCounter:
-    """tokens(text) with a bounded cache per counter (shared across calls)."""
+    """tokens(text) with bounded caches per counter (shared across calls): one for chunk
+    texts, a small one for assembled contexts."""
 
-    _caches: weakref.WeakKeyDictionary[Any, OrderedDict[str, int]] = weakref.WeakKeyDictionary()
+    _caches: weakref.WeakKeyDictionary[Any, tuple[OrderedDict[str, int], OrderedDict[str, int]]] = (
+        weakref.WeakKeyDictionary())
     _maxsize = 200_000
 
     def __init__(self, counter: Any) -> None:
@@ -119,23 +121,20 @@ class _TextCounter:
             from tokenward.counting import get_counter
 
             counter = get_counter(counter)
-        self.truncate: Callable[[str, int], str] | None = None
         if hasattr(counter, "count_text"):
             fn = counter.count_text
-            self.truncate = getattr(counter, "truncate", None)
         elif callable(counter):
             fn = counter
         else:
             raise ConfigurationError(f"counter must be a model name, TokenCounter or callable; got {type(counter).__name__}")
         self.fn: Callable[[str], int] = fn
-        self.cache: OrderedDict[str, int] | None
         try:
-            cache = self._caches.get(counter)
-            if cache is None:
-                cache = self._caches[counter] = OrderedDict()
-            self.cache = cache
+            caches = self._caches.get(counter)
+            if caches is None:
+                caches = self._caches[counter] = (OrderedDict(), OrderedDict())
         except TypeError:  # not weak-referenceable: per-call only
-            self.cache = OrderedDict()
+            caches = (OrderedDict(), OrderedDict())
+        self.cache, self._joined = caches
 
     def __call__(self, text: str) -> int:
         cache = self.cache
@@ -148,7 +147,15 @@ class _TextCounter:
         return n
 
     def raw(self, text: str) -> int:
-        return int(self.fn(text))
+        """Count a long assembled text (the joined context): small separate LRU."""
+        cache = self._joined
+        n = cache.get(text)
+        if n is None:
+            n = int(self.fn(text))
+            cache[text] = n
+            if len(cache) > 32:
+                cache.popitem(last=False)
+        return n
 
 
 # -- near duplicates ------------------------------------------------------------------
@@ -230,10 +237,10 @@ def _dp_numpy(np: Any, w: list[int], v: list[float], cap: int) -> list[int]:
             keep[k, :] = True
             dp += vk
             continue
-        cand = dp[: cap + 1 - wk] + vk
-        better = cand > dp[wk:]
-        keep[k, wk:] = better
-        dp[wk:] = np.where(better, cand, dp[wk:])
+        cand = dp[: cap + 1 - wk] + vk  # a new array: safe to update dp in place below
+        tail = dp[wk:]
+        np.greater(cand, tail, out=keep[k, wk:])
+        np.maximum(tail, cand, out=tail)
     out, c = [], cap
     for k in range(len(w) - 1, -1, -1):
         if keep[k, c]:
@@ -483,15 +490,15 @@ def pack_context(
         return _edges(ranked) if order == "edges" else ranked
 
     # exact re-count of the joined text (token merges across separators)
+    used = 0
     while chosen:
-        joined = separator.join(texts[i] for i in arrange(chosen))
-        total = count.raw(joined)
-        if total <= max_tokens:
+        used = count.raw(separator.join(texts[i] for i in arrange(chosen)))
+        if used <= max_tokens:
             break
         worst = min(chosen, key=lambda i: (scores[i] / max(1, tokens[i]), -i))
         chosen.remove(worst)
         exact = False
-    used = count.raw(separator.join(texts[i] for i in arrange(chosen))) if chosen else 0
+        used = 0
 
     partial: Chunk | None = None
     partial_index: int | None = None
