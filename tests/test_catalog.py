@@ -456,6 +456,43 @@ def test_from_litellm(tmp_path: Path, as_file: bool) -> None:
     assert emb.mode == "embedding" and emb.prices.input == Decimal("0.02")
 
 
+def test_from_litellm_tiered_pricing_ranges() -> None:
+    cat = Catalog.from_litellm(
+        {
+            "dashscope/qwen-plus": {
+                "litellm_provider": "dashscope",
+                "max_input_tokens": 997952,
+                "max_output_tokens": 32768,
+                "mode": "chat",
+                "tiered_pricing": [
+                    {
+                        "input_cost_per_token": 4e-07,
+                        "output_cost_per_token": 1.2e-06,
+                        "range": [0, 256000.0],
+                    },
+                    {
+                        "input_cost_per_token": 1.2e-06,
+                        "output_cost_per_token": 3.6e-06,
+                        "range": [256000.0, 1000000.0],
+                    },
+                ],
+            },
+            "broken-tiers": {
+                "input_cost_per_token": 1e-06,
+                "output_cost_per_token": 2e-06,
+                "max_tokens": 10,
+                "mode": "chat",
+                "tiered_pricing": "not a list",
+            },
+        }
+    )
+    qwen = cat.get("qwen-plus")
+    assert (qwen.prices.input, qwen.prices.output) == (Decimal("0.4"), Decimal("1.2"))
+    assert qwen.prices_for(256_000).input == Decimal("0.4")
+    assert qwen.prices_for(256_001).output == Decimal("3.6")
+    assert cat.get("broken-tiers").tiers == ()
+
+
 def test_litellm_catalog_can_extend_default(catalog: Catalog) -> None:
     before = len(catalog)
     catalog.extend(

@@ -212,6 +212,33 @@ def guess_tokenizer(name: str) -> str | None:
     return None
 
 
+def _tiered_pricing(spec: Mapping[str, Any]) -> dict[int, dict[str, Decimal]]:
+    """LiteLLM ``tiered_pricing``: ``[{"range": [lo, hi], "input_cost_per_token": ...}, ...]``.
+
+    Returns ``{lo: {field: price per 1M}}``; ``lo == 0`` holds the base prices. Entries of any
+    other shape are ignored (the flat fields still apply).
+    """
+    raw = spec.get("tiered_pricing")
+    result: dict[int, dict[str, Decimal]] = {}
+    if not isinstance(raw, list):
+        return result
+    for item in raw:
+        if not isinstance(item, Mapping):
+            continue
+        rng = item.get("range")
+        if not isinstance(rng, (list, tuple)) or not rng or not isinstance(rng[0], (int, float)):
+            continue
+        lo = int(rng[0])
+        fields = {
+            _LITELLM_FIELDS[k]: per_token_to_per_million(v)
+            for k, v in item.items()
+            if k in _LITELLM_FIELDS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        if lo >= 0 and fields:
+            result.setdefault(lo, {}).update(fields)
+    return result
+
+
 def parse_litellm(data: Mapping[str, Any], source: str = _LITELLM_URL) -> list[ModelInfo]:
     """Convert LiteLLM's ``model_prices_and_context_window.json`` into models.
 
@@ -228,9 +255,14 @@ def parse_litellm(data: Mapping[str, Any], source: str = _LITELLM_URL) -> list[M
         mode = _LITELLM_MODES.get(str(spec.get("mode", "chat")))
         if mode is None:
             continue
-        if spec.get("input_cost_per_token") is None:
+        tiered = _tiered_pricing(spec)
+        if spec.get("input_cost_per_token") is None and "input" not in tiered.get(0, {}):
             continue
-        if spec.get("output_cost_per_token") is None and mode != "embedding":
+        if (
+            spec.get("output_cost_per_token") is None
+            and "output" not in tiered.get(0, {})
+            and mode != "embedding"
+        ):
             continue
         ctx = spec.get("max_input_tokens") or spec.get("max_tokens")
         if isinstance(ctx, str) or not isinstance(ctx, int) or ctx <= 0:
@@ -250,6 +282,11 @@ def parse_litellm(data: Mapping[str, Any], source: str = _LITELLM_URL) -> list[M
                     tiers.setdefault(threshold, {})[_LITELLM_FIELDS[m.group("base")]] = (
                         per_token_to_per_million(value)
                     )
+            for lo, fields in tiered.items():
+                if lo == 0:
+                    base = {**fields, **base}  # flat fields win over the first range
+                else:
+                    tiers.setdefault(lo, {}).update(fields)
             base.setdefault("output", Decimal(0))
             prices = Prices(**base)
             price_tiers = tuple(
