@@ -9,7 +9,9 @@ Four kinds, all taken from files already on the machine or generated from a seed
   and indented styles, plus windows of installed ``.json`` files;
 * ``cjk``: real translated UI strings (Chinese, Japanese, Korean) from the system's gettext
   catalogs (``/usr/share/locale/*/LC_MESSAGES/*.mo``; the ``iso_*`` catalogs are skipped:
-  they are lists of country/currency names, not running text), falling back to sentences written
+  they are lists of country/currency names, not running text), plus one third natural
+  prose paragraphs built from sentences written for this corpus (``_cjk_sentences.py``,
+  sentences split between fit and eval), falling back to sentences written
   here when no catalog is installed.
 
 ``corpus(split)`` returns ``[(kind, text), ...]``; ``split`` is ``"fit"`` or ``"eval"``
@@ -235,6 +237,21 @@ def _cjk_items(rng: random.Random) -> list[tuple[str, str]]:
     return items
 
 
+def _natural_cjk(split: str, rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """Paragraphs of 2-6 hand-written natural sentences; sentences are split fit/eval by
+    index (even -> fit), so no sentence appears in both splits."""
+    from _cjk_sentences import JA, KO, ZH
+
+    out = []
+    for lang, sents in (("zh", ZH), ("ja", JA), ("ko", KO)):
+        pool = [s for i, s in enumerate(sents) if (i % 2 == 0) == (split == "fit")]
+        for j in range(n // 3):
+            k = rng.randint(2, min(6, len(pool)))
+            out.append((f"natural-{lang}:{j}", "".join(rng.sample(pool, k)) if lang != "ko"
+                        else " ".join(rng.sample(pool, k))))
+    return out
+
+
 def _other_items(rng: random.Random) -> list[tuple[str, str]]:
     items = []
     for lang in ("ru", "uk", "el", "de", "fr", "es", "pl"):
@@ -268,6 +285,9 @@ def corpus(split: str = "eval", per_kind: int = _PER_KIND, seed: int = 20261123,
         "json": [(n, t) for n, t in _json_items(rng) if _split_of(n) == split],
         "cjk": [(n, t) for n, t in _cjk_items(rng) if _split_of(n) == split],
     }
+    # a third of the CJK corpus is natural prose, the rest UI strings
+    rng.shuffle(sources["cjk"])
+    sources["cjk"] = sources["cjk"][: per_kind - per_kind // 3] + _natural_cjk(split, rng, per_kind // 3)
     if extra:
         sources["other"] = [(n, t) for n, t in _other_items(rng) if _split_of(n) == split]
     for kind in KINDS + (EXTRA_KINDS if extra else ()):

@@ -34,7 +34,7 @@ SAMPLES = [
 # Per-sample tolerance: the benchmark measures the distribution; this guards regressions.
 # Natural Simplified Chinese prose merges common words more than the UI strings the
 # estimator was fitted on, hence its looser bound (documented in bench_estimator).
-TOLERANCE = [0.15, 0.15, 0.15, 0.40, 0.15, 0.15]
+TOLERANCE = [0.15, 0.15, 0.15, 0.20, 0.15, 0.15]
 
 
 @pytest.mark.parametrize(("text", "tol"), list(zip(SAMPLES, TOLERANCE)))

@@ -133,52 +133,52 @@ def features(text: str) -> tuple[int, ...]:
 
 # Fitted by benchmarks/estimator_fit.py against o200k_base (relative-error NNLS); held-out
 # error of that run (median / p95):
-#   prose  median  1.78%  p95  6.67%
-#   code   median  2.85%  p95  9.69%
-#   json   median  1.06%  p95  5.49%
-#   cjk    median  3.96%  p95 10.53%
-#   other  median 11.72%  p95 34.57%
-#   all    median  2.11%  p95  8.61%
+#   prose  median  1.88%  p95  7.22%
+#   code   median  2.74%  p95  9.85%
+#   json   median  1.06%  p95  5.45%
+#   cjk    median  3.97%  p95 10.71%
+#   other  median 12.89%  p95 37.35%
+#   all    median  2.20%  p95  8.99%
 COEFFICIENTS: tuple[float, ...] = (
-    0.8692,  # letter_runs
+    0.8578,  # letter_runs
     0.0,  # camel_splits
-    0.1838,  # lower_6chunks
-    0.25,  # lower_9chunks
+    0.2131,  # lower_6chunks
+    0.212,  # lower_9chunks
     0.0,  # upper_chars
-    0.0033,  # upper_3chunks
-    0.8226,  # upper_lower
-    1.6392,  # digit_runs
-    0.4409,  # digit_3chunks
+    0.0193,  # upper_3chunks
+    0.7626,  # upper_lower
+    1.6376,  # digit_runs
+    0.431,  # digit_3chunks
     0.0,  # punct_runs
-    0.2467,  # punct_chars
-    0.8107,  # newline_runs
-    0.7834,  # space_runs
-    0.3809,  # space_punct
-    0.323,  # punct_letter
-    0.6241,  # punct_space
-    0.071,  # punct_pairs
+    0.2528,  # punct_chars
+    0.9645,  # newline_runs
+    0.6409,  # space_runs
+    0.3556,  # space_punct
+    0.2911,  # punct_letter
+    0.6407,  # punct_space
+    0.0871,  # punct_pairs
     0.0,  # newline_indent
     0.0,  # space_lower
     0.0,  # lower_digit
     0.0,  # digit_lower
     0.0,  # punct_digit
     0.0,  # digit_punct
-    0.3883,  # blank_lines
-    0.001,  # indent4_chunks
-    0.6156,  # upper_punct
+    0.7105,  # blank_lines
+    0.0,  # indent4_chunks
+    0.5809,  # upper_punct
     0.0,  # punct_upper
-    0.7664,  # han_common
-    3.8574,  # han
-    0.6343,  # kana
-    0.5238,  # hangul_common
-    2.5465,  # hangul
-    0.3427,  # other
+    0.7049,  # han_common
+    4.2134,  # han
+    0.5467,  # kana
+    0.3975,  # hangul_common
+    3.4303,  # hangul
+    0.3418,  # other
     0.0,  # han_pairs
     0.0,  # kana_pairs
-    0.0,  # hangul_pairs
-    0.0,  # han_kana
-    0.141,  # kana_han
-    0.6277,  # hangul_space
+    0.1719,  # hangul_pairs
+    0.5279,  # han_kana
+    0.1319,  # kana_han
+    0.706,  # hangul_space
     0.0,  # han_quads
 )
 
