@@ -352,11 +352,14 @@ def test_broken_json_file(tmp_path: Path) -> None:
 
 
 def test_to_dict_round_trip(tmp_path: Path, catalog: Catalog) -> None:
-    dumped = [m.to_dict() for m in catalog.models()]
     path = tmp_path / "copy.json"
-    path.write_text(json.dumps({"models": dumped}))
+    catalog.override("gpt-4o", input="2.00")
+    catalog.override("in-house-llm", input="0.5", output="1", context_window=32000)
+    catalog.to_json(path)
     again = Catalog.from_json(path)
     assert again.models() == catalog.models()
+    assert again.get("gpt-4o").prices.input == Decimal("2.00")
+    assert again.get("in-house-llm").source == "urn:tokenward:user-defined"
 
 
 # ------------------------------------------------------------------ LiteLLM import

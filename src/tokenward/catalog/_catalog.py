@@ -153,6 +153,18 @@ class Catalog:
         source = path.resolve().as_uri()
         return cls(parse_litellm(load_json_file(path), source=source), fallback=fallback)
 
+    def to_json(self, path: str | PathLike[str]) -> None:
+        """Write the catalog in ``models.json`` format (loadable with :meth:`from_json`).
+
+        Handy to freeze the prices an application was billed at, or to edit them by hand.
+        """
+        import json
+
+        doc = {"schema_version": 1, "models": [m.to_dict() for m in self.models()]}
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1)
+            fh.write("\n")
+
     # ------------------------------------------------------------------ internals
     def _add(self, info: ModelInfo) -> None:
         key = normalize_name(info.name)
@@ -341,7 +353,7 @@ class Catalog:
                         max_output=info_updates.pop("max_output", None),
                         prices=Prices(**price_updates),
                         as_of=date.today(),
-                        source=str(info_updates.pop("source", "user-override")),
+                        source=str(info_updates.pop("source", "urn:tokenward:user-defined")),
                         notes=str(info_updates.pop("notes", "user-defined model")),
                         **info_updates,
                     )

@@ -81,7 +81,9 @@ def _model(raw: Any, index: int, origin: str) -> ModelInfo:
     if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx <= 0:
         raise _fail(where, f"'context_window' must be a positive integer, got {ctx!r}")
     source = raw["source"]
-    if not isinstance(source, str) or not source.startswith(("https://", "http://", "file:")):
+    if not isinstance(source, str) or not source.startswith(
+        ("https://", "http://", "file:", "urn:")
+    ):
         raise _fail(where, f"'source' must be a URL, got {source!r}")
     try:
         as_of = date.fromisoformat(raw["as_of"])
