@@ -174,6 +174,7 @@ class Budget:
                 f"Budget {name!r}: missing must be 'shared' or 'skip', got {missing!r}."
             )
         self.missing = missing
+        self._span_cache: tuple[float, float, list[WindowSpan]] | None = None
         self.overrides: dict[str, int] = {}
         for key, lim in (overrides or {}).items():
             skey = self._normalize_key(key)
@@ -244,7 +245,25 @@ class Budget:
         return nanos_to_usd(amount) if self.unit == "usd" else amount
 
     def spans(self, now: datetime) -> list[WindowSpan]:
-        return self.window.spans(now, self.timezone)
+        """Counter buckets of this budget's window at ``now`` (last = current), cached until
+        the current bucket ends."""
+        cached = self._span_cache
+        if cached is not None:
+            lo, hi, spans = cached
+            ts = now.timestamp()
+            if lo <= ts < hi:
+                return spans
+        spans = self.window.spans(now, self.timezone)
+        cur = spans[-1]
+        if cur.start is None:
+            self._span_cache = (float("-inf"), float("inf"), spans)
+        elif self.window.kind == "rolling":
+            g = self.window.granularity_ms / 1000
+            self._span_cache = (cur.start.timestamp(), cur.start.timestamp() + g, spans)
+        else:
+            assert cur.end is not None
+            self._span_cache = (cur.start.timestamp(), cur.end.timestamp(), spans)
+        return spans
 
 
 def _now(now: datetime | None) -> datetime:
