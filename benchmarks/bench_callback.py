@@ -7,7 +7,9 @@ model name like a provider does) is invoked N times (10,000; quick: 300) with:
 * LangChain's own ``UsageMetadataCallbackHandler``,
 * ``TokenwardCallbackHandler`` on an Accountant with an in-memory ledger and one
   per-user daily USD budget (pre-flight exact count + reservation + settle + commit),
-* the same with a SQLite ledger (batched writer) and no budget.
+* the same with a SQLite ledger (batched writer) and no budget,
+* the handler on a no-op accountant: the adapter's own share (conversion, dims, usage
+  parsing), to tell it apart from the core's (counting, pricing, budgets, ledger).
 
 Variants are interleaved in rounds; the figure is the median µs per call of the rounds,
 and "added" is that minus the no-handler median of the same run.
@@ -81,9 +83,19 @@ def run(quick: bool = False) -> str:
     tmp = tempfile.TemporaryDirectory()
     sqlite_acc = Accountant(ledger=str(Path(tmp.name) / "ledger.db"))
     lc_handler = UsageMetadataCallbackHandler()
+
+    class _NoOpAccountant:  # isolates what the adapter itself costs
+        def preflight(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+        def settle(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
     variants: dict[str, dict[str, Any]] = {
         "no handler (anchor)": {"metadata": meta},
         "LangChain UsageMetadataCallbackHandler": {"callbacks": [lc_handler], "metadata": meta},
+        "tokenward adapter only (no-op accountant)": {
+            "callbacks": [TokenwardCallbackHandler(_NoOpAccountant())], "metadata": meta},  # type: ignore[arg-type]
         "tokenward handler, memory ledger + 1 budget": {
             "callbacks": [TokenwardCallbackHandler(mem_acc)], "metadata": meta},
         "tokenward handler, SQLite ledger": {

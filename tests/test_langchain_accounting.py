@@ -216,3 +216,21 @@ def test_agent_middleware_with_real_budget_and_fallback():
         agent.invoke({"messages": [HumanMessage("Weather?")]},
                      config={"configurable": {"thread_id": "t2"}})
     assert big.counter["calls"] == 0
+
+
+def test_agent_middleware_switches_to_fallback_near_the_limit():
+    # each gpt-4o call costs $0.000080 here (8 %); from 30 % utilization on, use gpt-4o-mini
+    budgets = Budgets(Budget("daily", limit_usd="0.001", window="day", scope="user_id"))
+    acc = Accountant(budgets=budgets)
+    big = agent_model(model_name="gpt-4o")
+    small = agent_model(model_name="gpt-4o-mini")
+    mw = TokenBudgetMiddleware(acc, fallback_model=small, degrade_at=0.3, max_output_tokens=10)
+    agent = create_agent(big, tools=[get_weather], middleware=[mw])
+    models = []
+    for i in range(4):
+        agent.invoke({"messages": [HumanMessage(f"Weather {i}?")]},
+                     config={"metadata": {"user_id": "u1"}})
+        models.append((big.counter["calls"], small.counter["calls"]))
+    assert models == [(2, 0), (4, 0), (4, 2), (4, 4)]
+    st = budgets.status("daily", user_id="u1")
+    assert st.spent == 4 * Decimal("0.00008") + 4 * MINI_CALL

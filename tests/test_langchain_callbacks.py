@@ -433,3 +433,29 @@ def test_messages_with_images_and_tool_results_are_converted():
     assert msgs[1]["role"] == "user"
     assert msgs[1]["content"][0] == {"type": "text", "text": "what is this?"}
     assert msgs[1]["content"][1]["type"] == "image_url"
+
+
+README_SNIPPET = '''
+from tokenward.langchain import tracking
+
+with tracking(user_id="alice") as usage:       # every LangChain call inside is priced
+    answer = chain.invoke({"question": "What does tokenward do?"})
+print(usage.calls, usage.usage.total, usage.cost)  # 1 17 0.000004800
+'''
+
+
+def test_readme_three_lines_snippet_runs(capsys):
+    """The "LangChain in three lines" README snippet, executed as written."""
+    from tokenward.accountant import Accountant, set_default_accountant
+
+    acc = Accountant()
+    previous = set_default_accountant(acc)
+    try:
+        chain = ChatPromptTemplate.from_messages([("human", "{question}")]) | make_model("x")
+        exec(README_SNIPPET, {"chain": chain})
+    finally:
+        set_default_accountant(previous)
+    assert capsys.readouterr().out == "1 17 0.000004800\n"
+    acc.flush()
+    [event] = acc.ledger.events()
+    assert event.user_id == "alice" and event.model == "gpt-4o-mini"
