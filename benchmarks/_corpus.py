@@ -43,16 +43,90 @@ def _split_of(name: str) -> str:
 
 # ---------------------------------------------------------------------------- prose
 _PROSE_MODULES = (
-    "os", "sys", "json", "re", "collections", "itertools", "functools", "threading", "asyncio",
-    "subprocess", "pathlib", "logging", "argparse", "datetime", "decimal", "fractions", "random",
-    "statistics", "email", "http.client", "urllib.request", "socket", "ssl", "sqlite3", "csv",
-    "typing", "dataclasses", "enum", "inspect", "contextlib", "abc", "io", "shutil", "tempfile",
-    "zipfile", "tarfile", "gzip", "hashlib", "hmac", "secrets", "base64", "struct", "codecs",
-    "unittest", "doctest", "pdb", "timeit", "traceback", "warnings", "weakref", "copy", "pickle",
-    "shelve", "textwrap", "string", "difflib", "calendar", "heapq", "bisect", "array", "queue",
-    "sched", "selectors", "signal", "mmap", "ctypes", "configparser", "tomllib", "xml.dom.minidom",
-    "html.parser", "mailbox", "imaplib", "smtplib", "ftplib", "poplib", "uuid", "ipaddress",
-    "locale", "gettext", "platform", "errno", "multiprocessing", "concurrent.futures", "pydoc",
+    "os",
+    "sys",
+    "json",
+    "re",
+    "collections",
+    "itertools",
+    "functools",
+    "threading",
+    "asyncio",
+    "subprocess",
+    "pathlib",
+    "logging",
+    "argparse",
+    "datetime",
+    "decimal",
+    "fractions",
+    "random",
+    "statistics",
+    "email",
+    "http.client",
+    "urllib.request",
+    "socket",
+    "ssl",
+    "sqlite3",
+    "csv",
+    "typing",
+    "dataclasses",
+    "enum",
+    "inspect",
+    "contextlib",
+    "abc",
+    "io",
+    "shutil",
+    "tempfile",
+    "zipfile",
+    "tarfile",
+    "gzip",
+    "hashlib",
+    "hmac",
+    "secrets",
+    "base64",
+    "struct",
+    "codecs",
+    "unittest",
+    "doctest",
+    "pdb",
+    "timeit",
+    "traceback",
+    "warnings",
+    "weakref",
+    "copy",
+    "pickle",
+    "shelve",
+    "textwrap",
+    "string",
+    "difflib",
+    "calendar",
+    "heapq",
+    "bisect",
+    "array",
+    "queue",
+    "sched",
+    "selectors",
+    "signal",
+    "mmap",
+    "ctypes",
+    "configparser",
+    "tomllib",
+    "xml.dom.minidom",
+    "html.parser",
+    "mailbox",
+    "imaplib",
+    "smtplib",
+    "ftplib",
+    "poplib",
+    "uuid",
+    "ipaddress",
+    "locale",
+    "gettext",
+    "platform",
+    "errno",
+    "multiprocessing",
+    "concurrent.futures",
+    "pydoc",
 )
 _PROSE_OK = re.compile(r"^[A-Za-z][^\n]*$")
 
@@ -82,7 +156,10 @@ def _prose_items() -> list[tuple[str, str]]:
         objs = [mod] + [getattr(mod, n, None) for n in sorted(dir(mod)) if not n.startswith("_")]
         for obj in objs:
             doc = getattr(obj, "__doc__", None)
-            if not isinstance(doc, str) or getattr(obj, "__module__", modname) not in (modname, None):
+            if not isinstance(doc, str) or getattr(obj, "__module__", modname) not in (
+                modname,
+                None,
+            ):
                 if obj is not mod:
                     continue
                 if not isinstance(doc, str):
@@ -90,21 +167,22 @@ def _prose_items() -> list[tuple[str, str]]:
             for i, p in enumerate(_paragraphs(doc)):
                 items.append((f"{modname}.{getattr(obj, '__name__', '')}.{i}", p))
     # README-style long descriptions of installed distributions
-    for meta in sorted(glob.glob(os.path.join(sysconfig.get_paths()["purelib"], "*.dist-info", "METADATA"))):
+    for meta in sorted(
+        glob.glob(os.path.join(sysconfig.get_paths()["purelib"], "*.dist-info", "METADATA"))
+    ):
         try:
             text = open(meta, encoding="utf-8", errors="ignore").read()
         except OSError:
             continue
         body = text.split("\n\n", 1)[-1]
-        body = re.sub(r"```.*?```", "", body, flags=re.S)
+        body = re.sub(r"```.*?```", "", body, flags=re.DOTALL)
         for i, p in enumerate(_paragraphs(body)):
             if "http" in p or "|" in p or "#" in p:
                 continue
             items.append((f"{meta}.{i}", p))
     # the Zen of Python
     import codecs
-
-    import this  # noqa: F401  (prints once; harmless in a benchmark)
+    import this
 
     zen = codecs.decode(this.s, "rot13")
     items.append(("this", " ".join(zen.splitlines()[2:])))
@@ -149,42 +227,134 @@ def _code_items(rng: random.Random) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------------------- json
-_FIRST = ["Alice", "Bob", "Chen", "Dmitri", "Emma", "Farah", "Giulia", "Hiro", "Ines", "Jamal",
-          "Kofi", "Lena", "Mateo", "Nadia", "Oscar", "Priya", "Quinn", "Rosa", "Sven", "Tariq"]
-_LAST = ["Smith", "Garcia", "Nakamura", "Okafor", "Novak", "Rossi", "Kim", "Müller", "Silva",
-         "Haddad", "Johansson", "Patel", "Nguyen", "Kowalski", "Dubois"]
-_WORDS = ("invoice shipped pending refunded premium basic trial active archived urgent review "
-          "billing support onboarding analytics checkout inventory warehouse delivery customer "
-          "priority escalated resolved duplicate webhook retry timeout latency region cache").split()
+_FIRST = [
+    "Alice",
+    "Bob",
+    "Chen",
+    "Dmitri",
+    "Emma",
+    "Farah",
+    "Giulia",
+    "Hiro",
+    "Ines",
+    "Jamal",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Oscar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tariq",
+]
+_LAST = [
+    "Smith",
+    "Garcia",
+    "Nakamura",
+    "Okafor",
+    "Novak",
+    "Rossi",
+    "Kim",
+    "Müller",
+    "Silva",
+    "Haddad",
+    "Johansson",
+    "Patel",
+    "Nguyen",
+    "Kowalski",
+    "Dubois",
+]
+_WORDS = [
+    "invoice",
+    "shipped",
+    "pending",
+    "refunded",
+    "premium",
+    "basic",
+    "trial",
+    "active",
+    "archived",
+    "urgent",
+    "review",
+    "billing",
+    "support",
+    "onboarding",
+    "analytics",
+    "checkout",
+    "inventory",
+    "warehouse",
+    "delivery",
+    "customer",
+    "priority",
+    "escalated",
+    "resolved",
+    "duplicate",
+    "webhook",
+    "retry",
+    "timeout",
+    "latency",
+    "region",
+    "cache",
+]
 
 
 def _record(rng: random.Random, depth: int = 0) -> object:
     kind = rng.choice(["user", "order", "event", "config", "metrics"])
     if kind == "user":
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
-        return {"id": rng.randint(1, 10**6), "name": f"{first} {last}",
-                "email": f"{first.lower()}.{last.lower()}@example.com",
-                "active": rng.random() < 0.8, "roles": rng.sample(["admin", "editor", "viewer", "billing"], 2),
-                "created_at": f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"}
+        return {
+            "id": rng.randint(1, 10**6),
+            "name": f"{first} {last}",
+            "email": f"{first.lower()}.{last.lower()}@example.com",
+            "active": rng.random() < 0.8,
+            "roles": rng.sample(["admin", "editor", "viewer", "billing"], 2),
+            "created_at": f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z",
+        }
     if kind == "order":
-        return {"order_id": f"ord_{rng.getrandbits(40):x}", "status": rng.choice(_WORDS),
-                "currency": rng.choice(["USD", "EUR", "JPY"]),
-                "items": [{"sku": f"SKU-{rng.randint(1000, 9999)}", "qty": rng.randint(1, 5),
-                           "price": round(rng.uniform(1, 500), 2)} for _ in range(rng.randint(1, 4))],
-                "total": round(rng.uniform(5, 2000), 2), "note": " ".join(rng.sample(_WORDS, 4))}
+        return {
+            "order_id": f"ord_{rng.getrandbits(40):x}",
+            "status": rng.choice(_WORDS),
+            "currency": rng.choice(["USD", "EUR", "JPY"]),
+            "items": [
+                {
+                    "sku": f"SKU-{rng.randint(1000, 9999)}",
+                    "qty": rng.randint(1, 5),
+                    "price": round(rng.uniform(1, 500), 2),
+                }
+                for _ in range(rng.randint(1, 4))
+            ],
+            "total": round(rng.uniform(5, 2000), 2),
+            "note": " ".join(rng.sample(_WORDS, 4)),
+        }
     if kind == "event":
-        return {"type": rng.choice(["page_view", "click", "purchase", "signup"]),
-                "ts": rng.randint(1_600_000_000, 1_800_000_000), "session": f"{rng.getrandbits(64):016x}",
-                "props": {"path": "/" + "/".join(rng.sample(_WORDS, 2)), "ms": rng.randint(1, 5000),
-                          "ok": rng.random() < 0.9}}
+        return {
+            "type": rng.choice(["page_view", "click", "purchase", "signup"]),
+            "ts": rng.randint(1_600_000_000, 1_800_000_000),
+            "session": f"{rng.getrandbits(64):016x}",
+            "props": {
+                "path": "/" + "/".join(rng.sample(_WORDS, 2)),
+                "ms": rng.randint(1, 5000),
+                "ok": rng.random() < 0.9,
+            },
+        }
     if kind == "config":
-        return {"service": rng.choice(_WORDS), "replicas": rng.randint(1, 12),
-                "env": {k.upper(): rng.choice(["true", "false", str(rng.randint(1, 999))]) for k in rng.sample(_WORDS, 3)},
-                "limits": {"cpu": f"{rng.randint(1, 8)}00m", "memory": f"{rng.randint(1, 16)}Gi"},
-                "tags": rng.sample(_WORDS, 3)}
-    return {"metric": rng.choice(_WORDS) + "_" + rng.choice(["count", "p95_ms", "ratio"]),
-            "values": [round(rng.gauss(100, 30), 3) for _ in range(rng.randint(3, 10))],
-            "labels": {"region": rng.choice(["us-east-1", "eu-west-1", "ap-northeast-1"])}}
+        return {
+            "service": rng.choice(_WORDS),
+            "replicas": rng.randint(1, 12),
+            "env": {
+                k.upper(): rng.choice(["true", "false", str(rng.randint(1, 999))])
+                for k in rng.sample(_WORDS, 3)
+            },
+            "limits": {"cpu": f"{rng.randint(1, 8)}00m", "memory": f"{rng.randint(1, 16)}Gi"},
+            "tags": rng.sample(_WORDS, 3),
+        }
+    return {
+        "metric": rng.choice(_WORDS) + "_" + rng.choice(["count", "p95_ms", "ratio"]),
+        "values": [round(rng.gauss(100, 30), 3) for _ in range(rng.randint(3, 10))],
+        "labels": {"region": rng.choice(["us-east-1", "eu-west-1", "ap-northeast-1"])},
+    }
 
 
 def _json_items(rng: random.Random) -> list[tuple[str, str]]:
@@ -206,11 +376,15 @@ def _json_items(rng: random.Random) -> list[tuple[str, str]]:
 
 # ---------------------------------------------------------------------------- cjk
 _CJK_FALLBACK = [
-    "今天天气很好，我们一起去公园散步吧。", "这个函数返回一个新的列表，原来的列表不会被修改。",
-    "请在继续之前保存您的工作。", "服务器暂时无法处理您的请求，请稍后再试。",
-    "明日の会議は午後三時から始まります。", "ファイルが見つかりませんでした。パスを確認してください。",
+    "今天天气很好，我们一起去公园散步吧。",
+    "这个函数返回一个新的列表，原来的列表不会被修改。",
+    "请在继续之前保存您的工作。",
+    "服务器暂时无法处理您的请求，请稍后再试。",
+    "明日の会議は午後三時から始まります。",
+    "ファイルが見つかりませんでした。パスを確認してください。",
     "この設定を変更すると、アプリケーションを再起動する必要があります。",
-    "오늘 회의는 오후 세 시에 시작합니다.", "파일을 찾을 수 없습니다. 경로를 확인하세요.",
+    "오늘 회의는 오후 세 시에 시작합니다.",
+    "파일을 찾을 수 없습니다. 경로를 확인하세요.",
     "변경 사항을 저장하려면 다시 시작해야 합니다.",
 ]
 
@@ -226,8 +400,14 @@ def _cjk_items(rng: random.Random) -> list[tuple[str, str]]:
                     cat = gettext.GNUTranslations(f)._catalog  # type: ignore[attr-defined]
             except Exception:
                 continue
-            strings = [v for k, v in cat.items() if k and isinstance(v, str) and len(v) > 6
-                       and sum(ord(c) > 0x2E80 for c in v) > len(v) * 0.4]
+            strings = [
+                v
+                for k, v in cat.items()
+                if k
+                and isinstance(v, str)
+                and len(v) > 6
+                and sum(ord(c) > 0x2E80 for c in v) > len(v) * 0.4
+            ]
             rng.shuffle(strings)
             for j, s in enumerate(_group(strings[:400], rng, 80, 700)):
                 items.append((f"{mo}:{j}", s))
@@ -247,8 +427,12 @@ def _natural_cjk(split: str, rng: random.Random, n: int) -> list[tuple[str, str]
         pool = [s for i, s in enumerate(sents) if (i % 2 == 0) == (split == "fit")]
         for j in range(n // 3):
             k = rng.randint(2, min(6, len(pool)))
-            out.append((f"natural-{lang}:{j}", "".join(rng.sample(pool, k)) if lang != "ko"
-                        else " ".join(rng.sample(pool, k))))
+            out.append(
+                (
+                    f"natural-{lang}:{j}",
+                    "".join(rng.sample(pool, k)) if lang != "ko" else " ".join(rng.sample(pool, k)),
+                )
+            )
     return out
 
 
@@ -270,8 +454,9 @@ def _other_items(rng: random.Random) -> list[tuple[str, str]]:
     return items
 
 
-def corpus(split: str = "eval", per_kind: int = _PER_KIND, seed: int = 20261123,
-           extra: bool = False) -> list[tuple[str, str]]:
+def corpus(
+    split: str = "eval", per_kind: int = _PER_KIND, seed: int = 20261123, extra: bool = False
+) -> list[tuple[str, str]]:
     """``[(kind, text), ...]`` for ``split`` in {"fit", "eval"}; deterministic.
 
     ``extra=True`` adds the ``other`` kind (non-English Latin, Cyrillic, Greek text)."""
@@ -287,7 +472,9 @@ def corpus(split: str = "eval", per_kind: int = _PER_KIND, seed: int = 20261123,
     }
     # a third of the CJK corpus is natural prose, the rest UI strings
     rng.shuffle(sources["cjk"])
-    sources["cjk"] = sources["cjk"][: per_kind - per_kind // 3] + _natural_cjk(split, rng, per_kind // 3)
+    sources["cjk"] = sources["cjk"][: per_kind - per_kind // 3] + _natural_cjk(
+        split, rng, per_kind // 3
+    )
     if extra:
         sources["other"] = [(n, t) for n, t in _other_items(rng) if _split_of(n) == split]
     for kind in KINDS + (EXTRA_KINDS if extra else ()):
@@ -299,8 +486,8 @@ def corpus(split: str = "eval", per_kind: int = _PER_KIND, seed: int = 20261123,
 
 if __name__ == "__main__":
     import collections
-    import io
     import contextlib
+    import io
 
     with contextlib.redirect_stdout(io.StringIO()):
         c = corpus(sys.argv[1] if len(sys.argv) > 1 else "eval")

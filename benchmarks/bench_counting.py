@@ -20,13 +20,60 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from tokenward.counting import TiktokenCounter, get_encoding  # noqa: E402
+from tokenward.counting import TiktokenCounter, get_encoding
 
-_PROSE = (
-    "The service keeps a ledger of every model call, prices it with the catalog and checks the "
-    "budgets before the request is sent. When a user asks for a summary of the last quarter, the "
-    "agent retrieves the relevant documents, ranks them by relevance and packs as many as fit."
-).split()
+_PROSE = [
+    "The",
+    "service",
+    "keeps",
+    "a",
+    "ledger",
+    "of",
+    "every",
+    "model",
+    "call,",
+    "prices",
+    "it",
+    "with",
+    "the",
+    "catalog",
+    "and",
+    "checks",
+    "the",
+    "budgets",
+    "before",
+    "the",
+    "request",
+    "is",
+    "sent.",
+    "When",
+    "a",
+    "user",
+    "asks",
+    "for",
+    "a",
+    "summary",
+    "of",
+    "the",
+    "last",
+    "quarter,",
+    "the",
+    "agent",
+    "retrieves",
+    "the",
+    "relevant",
+    "documents,",
+    "ranks",
+    "them",
+    "by",
+    "relevance",
+    "and",
+    "packs",
+    "as",
+    "many",
+    "as",
+    "fit.",
+]
 _CODE = [
     "def load(path):\n    with open(path) as f:\n        return json.load(f)\n",
     "for i, row in enumerate(rows):\n    if row['status'] == 'ok':\n        total += row['amount']\n",
@@ -37,22 +84,53 @@ _CODE = [
 def conversation(n: int, seed: int = 7) -> list[dict]:
     """Mixed chat: prose turns, code snippets, tool calls and JSON tool results."""
     rng = random.Random(seed)
-    out: list[dict] = [{"role": "system", "content": "You are a careful assistant for a finance team."}]
+    out: list[dict] = [
+        {"role": "system", "content": "You are a careful assistant for a finance team."}
+    ]
     i = 0
     while len(out) < n:
         kind = rng.random()
         if kind < 0.55:
             words = rng.choices(_PROSE, k=rng.randint(15, 160))
-            out.append({"role": "user" if i % 2 == 0 else "assistant", "content": f"({i}) " + " ".join(words)})
+            out.append(
+                {
+                    "role": "user" if i % 2 == 0 else "assistant",
+                    "content": f"({i}) " + " ".join(words),
+                }
+            )
         elif kind < 0.8:
-            out.append({"role": "assistant", "content": f"Here is the code ({i}):\n```python\n"
-                        + "".join(rng.choices(_CODE, k=rng.randint(1, 4))) + "```"})
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": f"Here is the code ({i}):\n```python\n"
+                    + "".join(rng.choices(_CODE, k=rng.randint(1, 4)))
+                    + "```",
+                }
+            )
         else:
-            out.append({"role": "assistant", "content": "", "tool_calls": [{
-                "id": f"call_{i}", "type": "function",
-                "function": {"name": "lookup_invoice", "arguments": f'{{"invoice_id": {i}, "year": 2025}}'}}]})
-            out.append({"role": "tool", "tool_call_id": f"call_{i}",
-                        "content": f'{{"invoice_id": {i}, "amount": {rng.randint(10, 9999)}.50, "status": "paid"}}'})
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [
+                        {
+                            "id": f"call_{i}",
+                            "type": "function",
+                            "function": {
+                                "name": "lookup_invoice",
+                                "arguments": f'{{"invoice_id": {i}, "year": 2025}}',
+                            },
+                        }
+                    ],
+                }
+            )
+            out.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": f"call_{i}",
+                    "content": f'{{"invoice_id": {i}, "amount": {rng.randint(10, 9999)}.50, "status": "paid"}}',
+                }
+            )
         i += 1
     return out[:n]
 
@@ -131,23 +209,25 @@ def run(quick: bool = False) -> str:
     worst_speedup = min(r[1] for r in results.values())
     goal1 = "met" if worst_ratio <= 1.15 else "missed"
     goal2 = "met" if worst_speedup >= 50 else "missed"
-    return "\n".join([
-        "### Counting: `count_messages` vs raw tiktoken (o200k_base)",
-        "",
-        f"Mixed conversation (prose, code, tool calls + JSON results); {repeats} interleaved rounds, "
-        "medians of times and of per-round ratios; "
-        "times in ms. *raw* = `sum(len(enc.encode(text)))` over contents and tool-call fields "
-        "(no chat formula); *cold* = our `count_messages` with an empty cache (full chat "
-        "formula); *re-count* = same conversation + one appended message, cache warm.",
-        "",
-        "| messages | raw `encode` | raw `encode_ordinary` | ours cold | cold / raw | ours re-count | cold / re-count |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
-        "",
-        f"- Goal cold <= 1.15x raw `encode`: **{goal1}** (worst {worst_ratio:.2f}x).",
-        f"- Goal re-count >= 50x faster than a full count: **{goal2}** (worst {worst_speedup:.0f}x).",
-        "",
-    ])
+    return "\n".join(
+        [
+            "### Counting: `count_messages` vs raw tiktoken (o200k_base)",
+            "",
+            f"Mixed conversation (prose, code, tool calls + JSON results); {repeats} interleaved rounds, "
+            "medians of times and of per-round ratios; "
+            "times in ms. *raw* = `sum(len(enc.encode(text)))` over contents and tool-call fields "
+            "(no chat formula); *cold* = our `count_messages` with an empty cache (full chat "
+            "formula); *re-count* = same conversation + one appended message, cache warm.",
+            "",
+            "| messages | raw `encode` | raw `encode_ordinary` | ours cold | cold / raw | ours re-count | cold / re-count |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            f"- Goal cold <= 1.15x raw `encode`: **{goal1}** (worst {worst_ratio:.2f}x).",
+            f"- Goal re-count >= 50x faster than a full count: **{goal2}** (worst {worst_speedup:.0f}x).",
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _corpus import KINDS, corpus  # noqa: E402
+from _corpus import KINDS, corpus
 
-from tokenward.counting import estimate_tokens, get_encoding  # noqa: E402
+from tokenward.counting import estimate_tokens, get_encoding
 
 
 def _langchain() -> Callable[[str], float] | None:
@@ -64,16 +64,21 @@ def run(quick: bool = False) -> str:
     lines = ["### Estimator accuracy vs exact tokenizers", ""]
     sizes = {k: sum(1 for kk, _ in data if kk == k) for k in KINDS}
     lines.append(
-        "Held-out samples per corpus: " + ", ".join(f"{k} {n}" for k, n in sizes.items())
+        "Held-out samples per corpus: "
+        + ", ".join(f"{k} {n}" for k, n in sizes.items())
         + ". Cells: median / p95 of |estimate - exact| / exact."
     )
     summary: dict[str, dict[str, tuple[float, float]]] = {}
     for target in ("o200k_base", "cl100k_base"):
         enc = get_encoding(target)
         exact = [len(enc.encode_ordinary(t)) for _, t in data]
-        lines += ["", f"**Reference: {target}**", "",
-                  "| method | " + " | ".join(KINDS) + " | all |",
-                  "|---|" + "---:|" * (len(KINDS) + 1)]
+        lines += [
+            "",
+            f"**Reference: {target}**",
+            "",
+            "| method | " + " | ".join(KINDS) + " | all |",
+            "|---|" + "---:|" * (len(KINDS) + 1),
+        ]
         for name, fn in methods.items():
             per: dict[str, list[float]] = {k: [] for k in KINDS}
             for (kind, text), y in zip(data, exact):
@@ -83,8 +88,11 @@ def run(quick: bool = False) -> str:
             summary.setdefault(target, {})
             if name == "tokenward estimator":
                 summary[target] = cells
-            lines.append(f"| {name} | " + " | ".join(
-                f"{cells[k][0]:.1%} / {cells[k][1]:.1%}" for k in (*KINDS, "all")) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{cells[k][0]:.1%} / {cells[k][1]:.1%}" for k in (*KINDS, "all"))
+                + " |"
+            )
     # speed: estimator vs exact encode over the whole eval set
     texts = [t for _, t in data]
     enc = get_encoding("o200k_base")
@@ -106,8 +114,11 @@ def run(quick: bool = False) -> str:
         "",
         "- Goal median <= 3 % and p95 <= 8 % vs o200k: "
         + (f"**met** on {', '.join(met)}" if met else "**met** on none")
-        + (f"; **missed** on {', '.join(f'{k} ({ours[k][0]:.1%} / {ours[k][1]:.1%})' for k in missed)}"
-           if missed else "")
+        + (
+            f"; **missed** on {', '.join(f'{k} ({ours[k][0]:.1%} / {ours[k][1]:.1%})' for k in missed)}"
+            if missed
+            else ""
+        )
         + ".",
         "",
     ]

@@ -79,12 +79,34 @@ def test_model_to_encoding_rules():
 # The OpenAI cookbook ("How to count tokens with tiktoken") example conversation:
 # the API reported 129 prompt tokens for gpt-3.5-turbo / gpt-4 and 124 for gpt-4o / 4o-mini.
 COOKBOOK = [
-    {"role": "system", "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
-    {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
-    {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
-    {"role": "system", "name": "example_user", "content": "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage."},
-    {"role": "system", "name": "example_assistant", "content": "Let's talk later when we're less busy about how to do better."},
-    {"role": "user", "content": "This late pivot means we don't have time to boil the ocean for the client deliverable."},
+    {
+        "role": "system",
+        "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English.",
+    },
+    {
+        "role": "system",
+        "name": "example_user",
+        "content": "New synergies will help drive top-line growth.",
+    },
+    {
+        "role": "system",
+        "name": "example_assistant",
+        "content": "Things working well together will increase revenue.",
+    },
+    {
+        "role": "system",
+        "name": "example_user",
+        "content": "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage.",
+    },
+    {
+        "role": "system",
+        "name": "example_assistant",
+        "content": "Let's talk later when we're less busy about how to do better.",
+    },
+    {
+        "role": "user",
+        "content": "This late pivot means we don't have time to boil the ocean for the client deliverable.",
+    },
 ]
 
 
@@ -98,24 +120,35 @@ def test_cookbook_chat_example():
 
 
 # Cookbook tool example: the API reported 105 (gpt-3.5-turbo, gpt-4) and 101 (gpt-4o).
-WEATHER_TOOLS = [{
-    "type": "function",
-    "function": {
-        "name": "get_current_weather",
-        "description": "Get the current weather in a given location",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
-                "unit": {"type": "string", "description": "The unit of temperature to return",
-                         "enum": ["celsius", "fahrenheit"]},
+WEATHER_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_current_weather",
+            "description": "Get the current weather in a given location",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "location": {
+                        "type": "string",
+                        "description": "The city and state, e.g. San Francisco, CA",
+                    },
+                    "unit": {
+                        "type": "string",
+                        "description": "The unit of temperature to return",
+                        "enum": ["celsius", "fahrenheit"],
+                    },
+                },
+                "required": ["location"],
             },
-            "required": ["location"],
         },
-    },
-}]
+    }
+]
 WEATHER_MESSAGES = [
-    {"role": "system", "content": "You are a helpful assistant that can answer to questions about the weather."},
+    {
+        "role": "system",
+        "content": "You are a helpful assistant that can answer to questions about the weather.",
+    },
     {"role": "user", "content": "What's the weather like in San Francisco?"},
 ]
 
@@ -133,46 +166,249 @@ def test_cookbook_tools_example():
 _F0 = {"name": "foo", "parameters": {"type": "object", "properties": {}}}
 _DO = {"name": "do_stuff", "parameters": {"type": "object", "properties": {}}}
 _DO2 = {"name": "do_other_stuff", "parameters": {"type": "object", "properties": {}}}
-_RECIPE = {"name": "get_recipe", "parameters": {"type": "object", "required": ["ingredients", "instructions", "time_to_cook"], "properties": {
-    "ingredients": {"type": "array", "items": {"type": "object", "required": ["name", "unit", "amount"], "properties": {
-        "name": {"type": "string"}, "unit": {"enum": ["grams", "ml", "cups", "pieces", "teaspoons"], "type": "string"}, "amount": {"type": "number"}}}},
-    "instructions": {"type": "array", "items": {"type": "string"}, "description": "Steps to prepare the recipe (no numbering)"},
-    "time_to_cook": {"type": "number", "description": "Total time to prepare the recipe in minutes"}}}}
-_ANYOF = {"name": "foo", "description": "Return the foo or the bar", "parameters": {"type": "object", "properties": {
-    "res": {"anyOf": [
-        {"type": "object", "properties": {"kind": {"type": "string", "const": "post"}, "text": {"type": "string"}}, "required": ["kind", "text"], "additionalProperties": False},
-        {"type": "object", "properties": {"kind": {"type": "string", "const": "user"}, "name": {"type": "string", "enum": ["jane", "suzie", "adam"]}}, "required": ["kind", "name"], "additionalProperties": False}],
-        "description": "The foo or the bar"}}, "required": ["res"], "additionalProperties": False}}
+_RECIPE = {
+    "name": "get_recipe",
+    "parameters": {
+        "type": "object",
+        "required": ["ingredients", "instructions", "time_to_cook"],
+        "properties": {
+            "ingredients": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "unit", "amount"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "unit": {
+                            "enum": ["grams", "ml", "cups", "pieces", "teaspoons"],
+                            "type": "string",
+                        },
+                        "amount": {"type": "number"},
+                    },
+                },
+            },
+            "instructions": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Steps to prepare the recipe (no numbering)",
+            },
+            "time_to_cook": {
+                "type": "number",
+                "description": "Total time to prepare the recipe in minutes",
+            },
+        },
+    },
+}
+_ANYOF = {
+    "name": "foo",
+    "description": "Return the foo or the bar",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "res": {
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "properties": {
+                            "kind": {"type": "string", "const": "post"},
+                            "text": {"type": "string"},
+                        },
+                        "required": ["kind", "text"],
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "properties": {
+                            "kind": {"type": "string", "const": "user"},
+                            "name": {"type": "string", "enum": ["jane", "suzie", "adam"]},
+                        },
+                        "required": ["kind", "name"],
+                        "additionalProperties": False,
+                    },
+                ],
+                "description": "The foo or the bar",
+            }
+        },
+        "required": ["res"],
+        "additionalProperties": False,
+    },
+}
 HMARR = [
     ([{"role": "user", "content": "hello"}], None, None, 8),
     ([{"role": "user", "content": "hello world"}], None, None, 9),
     ([{"role": "system", "content": "hello:"}], None, None, 9),
-    ([{"role": "system", "content": "# Important: you're the best robot"}, {"role": "user", "content": "hello robot"},
-      {"role": "assistant", "content": "hello world"}], None, None, 27),
+    (
+        [
+            {"role": "system", "content": "# Important: you're the best robot"},
+            {"role": "user", "content": "hello robot"},
+            {"role": "assistant", "content": "hello world"},
+        ],
+        None,
+        None,
+        27,
+    ),
     ([{"role": "user", "content": "hello"}], [_F0], None, 31),
     ([{"role": "user", "content": "hello"}], [_F0], "none", 32),
     ([{"role": "user", "content": "hello"}], [_F0], "auto", 31),
     ([{"role": "user", "content": "hello"}], [_F0], {"name": "foo"}, 36),
     ([{"role": "user", "content": "hello"}], [{**_F0, "description": "Do a foo"}], None, 36),
-    ([{"role": "user", "content": "hello"}], [{"name": "bing_bong", "description": "Do a bing bong", "parameters": {
-        "type": "object", "properties": {"foo": {"type": "string"}, "bar": {"type": "number", "description": "A number"}}}}], None, 57),
-    ([{"role": "user", "content": "hello"}], [{"name": "bing_bong", "description": "Do a bing bong", "parameters": {
-        "type": "object", "properties": {"foo": {"type": "object", "properties": {
-            "bar": {"type": "string", "enum": ["a", "b", "c"]}, "baz": {"type": "boolean"}}}}}}], None, 68),
-    ([{"role": "user", "content": "hello world"}, {"role": "function", "name": "do_stuff", "content": "{}"}], None, None, 15),
-    ([{"role": "user", "content": "hello world"}, {"role": "function", "name": "do_stuff", "content": '{"foo": "bar", "baz": 1.5}'}], None, None, 28),
-    ([{"role": "function", "name": "dance_the_tango", "content": '{"a": { "b" : { "c": false}}}'}], None, None, 24),
-    ([{"role": "assistant", "content": "", "function_call": {"name": "do_stuff", "arguments": '{"foo": "bar", "baz": 1.5}'}}], None, None, 26),
-    ([{"role": "assistant", "content": "", "function_call": {"name": "do_stuff", "arguments": '{"foo":"bar", "baz":\n\n 1.5}'}}], None, None, 25),
-    ([{"role": "system", "content": "You are an AI assistant trained to foo or bar"}, {"role": "user", "content": "My name is suzie"},
-      {"role": "function", "name": "foo", "content": '{"res":{"kind":"user","name":"suzie"}}'},
-      {"role": "user", "content": 'I want to post a message with the text "hello world"'},
-      {"role": "function", "name": "foo", "content": '{"res":{"kind":"post","text":"hello world"}}'}], [_ANYOF], {"name": "foo"}, 158),
-    ([{"role": "system", "content": "Hello"}, {"role": "user", "content": "Hi there"}], [_DO], None, 35),
-    ([{"role": "system", "content": "Hello:"}, {"role": "user", "content": "Hi there"}], [_DO], None, 35),
-    ([{"role": "system", "content": "Hello:"}, {"role": "system", "content": "Hello"}, {"role": "user", "content": "Hi there"}], [_DO], None, 40),
-    ([{"role": "system", "content": "Hello:"}, {"role": "system", "content": "Hello"}, {"role": "user", "content": "Hi there"}], [_DO, _DO2], None, 49),
-    ([{"role": "system", "content": "Hello:"}, {"role": "system", "content": "Hello"}, {"role": "user", "content": "Hi there"}], [_DO, _DO2], {"name": "do_stuff"}, 55),
+    (
+        [{"role": "user", "content": "hello"}],
+        [
+            {
+                "name": "bing_bong",
+                "description": "Do a bing bong",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "foo": {"type": "string"},
+                        "bar": {"type": "number", "description": "A number"},
+                    },
+                },
+            }
+        ],
+        None,
+        57,
+    ),
+    (
+        [{"role": "user", "content": "hello"}],
+        [
+            {
+                "name": "bing_bong",
+                "description": "Do a bing bong",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "foo": {
+                            "type": "object",
+                            "properties": {
+                                "bar": {"type": "string", "enum": ["a", "b", "c"]},
+                                "baz": {"type": "boolean"},
+                            },
+                        }
+                    },
+                },
+            }
+        ],
+        None,
+        68,
+    ),
+    (
+        [
+            {"role": "user", "content": "hello world"},
+            {"role": "function", "name": "do_stuff", "content": "{}"},
+        ],
+        None,
+        None,
+        15,
+    ),
+    (
+        [
+            {"role": "user", "content": "hello world"},
+            {"role": "function", "name": "do_stuff", "content": '{"foo": "bar", "baz": 1.5}'},
+        ],
+        None,
+        None,
+        28,
+    ),
+    (
+        [
+            {
+                "role": "function",
+                "name": "dance_the_tango",
+                "content": '{"a": { "b" : { "c": false}}}',
+            }
+        ],
+        None,
+        None,
+        24,
+    ),
+    (
+        [
+            {
+                "role": "assistant",
+                "content": "",
+                "function_call": {"name": "do_stuff", "arguments": '{"foo": "bar", "baz": 1.5}'},
+            }
+        ],
+        None,
+        None,
+        26,
+    ),
+    (
+        [
+            {
+                "role": "assistant",
+                "content": "",
+                "function_call": {"name": "do_stuff", "arguments": '{"foo":"bar", "baz":\n\n 1.5}'},
+            }
+        ],
+        None,
+        None,
+        25,
+    ),
+    (
+        [
+            {"role": "system", "content": "You are an AI assistant trained to foo or bar"},
+            {"role": "user", "content": "My name is suzie"},
+            {
+                "role": "function",
+                "name": "foo",
+                "content": '{"res":{"kind":"user","name":"suzie"}}',
+            },
+            {"role": "user", "content": 'I want to post a message with the text "hello world"'},
+            {
+                "role": "function",
+                "name": "foo",
+                "content": '{"res":{"kind":"post","text":"hello world"}}',
+            },
+        ],
+        [_ANYOF],
+        {"name": "foo"},
+        158,
+    ),
+    (
+        [{"role": "system", "content": "Hello"}, {"role": "user", "content": "Hi there"}],
+        [_DO],
+        None,
+        35,
+    ),
+    (
+        [{"role": "system", "content": "Hello:"}, {"role": "user", "content": "Hi there"}],
+        [_DO],
+        None,
+        35,
+    ),
+    (
+        [
+            {"role": "system", "content": "Hello:"},
+            {"role": "system", "content": "Hello"},
+            {"role": "user", "content": "Hi there"},
+        ],
+        [_DO],
+        None,
+        40,
+    ),
+    (
+        [
+            {"role": "system", "content": "Hello:"},
+            {"role": "system", "content": "Hello"},
+            {"role": "user", "content": "Hi there"},
+        ],
+        [_DO, _DO2],
+        None,
+        49,
+    ),
+    (
+        [
+            {"role": "system", "content": "Hello:"},
+            {"role": "system", "content": "Hello"},
+            {"role": "user", "content": "Hi there"},
+        ],
+        [_DO, _DO2],
+        {"name": "do_stuff"},
+        55,
+    ),
     ([{"role": "user", "content": "hello"}], [_RECIPE], None, 106),
 ]
 
@@ -196,15 +432,25 @@ def test_tool_calls_and_tool_results(o200k):
     call = ToolCall(id="call_1", name="get_current_weather", arguments='{"location": "Paris"}')
     assistant = Message(role="assistant", content="", tool_calls=(call,))
     as_dict = {"role": "assistant", "content": None, "tool_calls": [call.to_openai()]}
-    expected = 3 + o200k.count_text("assistant") + 3 + o200k.count_text(call.name) + o200k.count_text(call.arguments)
+    expected = (
+        3
+        + o200k.count_text("assistant")
+        + 3
+        + o200k.count_text(call.name)
+        + o200k.count_text(call.arguments)
+    )
     assert o200k.count_message(assistant) == expected
     assert o200k.count_message(as_dict) == expected
     tool = {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21}'}
-    assert o200k.count_message(tool) == 3 + o200k.count_text("tool") + o200k.count_text('{"temp": 21}')
+    assert o200k.count_message(tool) == 3 + o200k.count_text("tool") + o200k.count_text(
+        '{"temp": 21}'
+    )
 
 
 def test_role_aliases_and_message_objects(o200k):
-    assert o200k.count_message({"role": "human", "content": "hi"}) == o200k.count_message({"role": "user", "content": "hi"})
+    assert o200k.count_message({"role": "human", "content": "hi"}) == o200k.count_message(
+        {"role": "user", "content": "hi"}
+    )
     assert o200k.count_message(Message(role="user", content="hi", name="bob")) == 3 + 1 + 1 + 1 + 1
     assert o200k.count_messages([]) == 0
     with pytest.raises(TypeError, match="Message"):
@@ -229,8 +475,13 @@ class _Spy:
 
 
 def _conversation(n: int) -> list[dict]:
-    return [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message number {i}: " + "lorem ipsum " * (i % 7)}
-            for i in range(n)]
+    return [
+        {
+            "role": "user" if i % 2 == 0 else "assistant",
+            "content": f"message number {i}: " + "lorem ipsum " * (i % 7),
+        }
+        for i in range(n)
+    ]
 
 
 def test_recount_after_append_encodes_only_the_new_message():
@@ -311,4 +562,6 @@ def test_prefix_memo_sees_replaced_content():
     assert counter.count_messages([dict(m) for m in convo]) == after
     assert spy.calls == 0
     # shorter conversation (trimmed) reuses the memo prefix correctly
-    assert counter.count_messages(convo[:20]) == sum(counter.count_message(m) for m in convo[:20]) + 3
+    assert (
+        counter.count_messages(convo[:20]) == sum(counter.count_message(m) for m in convo[:20]) + 3
+    )

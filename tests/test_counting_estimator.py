@@ -106,7 +106,9 @@ def test_calibrator_thread_safe():
 def test_estimator_counter_applies_calibration():
     cal = Calibrator(min_samples=1)
     c = EstimatorCounter(model="my-llama", calibrator=cal)
-    msgs = [{"role": "user", "content": "Explain the difference between a list and a tuple in Python."}]
+    msgs = [
+        {"role": "user", "content": "Explain the difference between a list and a tuple in Python."}
+    ]
     before = c.count_messages(msgs)
     for _ in range(3):
         c.observe(before, before * 2 - 1)

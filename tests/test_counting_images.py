@@ -20,9 +20,15 @@ from tokenward.counting import (
 
 def _png(w: int, h: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _jpeg(w: int, h: int, exif: int = 0) -> bytes:
@@ -38,12 +44,12 @@ def _gif(w: int, h: int) -> bytes:
 @pytest.mark.parametrize(
     ("w", "h", "detail", "expected"),
     [
-        (1024, 1024, "high", 765),    # OpenAI docs example
-        (2048, 4096, "high", 1105),   # OpenAI docs example
-        (4096, 8192, "low", 85),      # low detail: base only
+        (1024, 1024, "high", 765),  # OpenAI docs example
+        (2048, 4096, "high", 1105),  # OpenAI docs example
+        (4096, 8192, "low", 85),  # low detail: base only
         (512, 512, "high", 255),
         (513, 500, "high", 425),
-        (100, 100, "auto", 255),      # auto counted as high (upper bound)
+        (100, 100, "auto", 255),  # auto counted as high (upper bound)
     ],
 )
 def test_openai_tile_formula(w, h, detail, expected):
@@ -61,10 +67,10 @@ def test_openai_per_model_constants():
 
 
 def test_anthropic_and_gemini_formulas():
-    assert image_tokens("anthropic", 200, 200) == 54        # docs: ~54
-    assert image_tokens("anthropic", 1000, 1000) == 1334    # docs: ~1334
-    assert image_tokens("anthropic", 1092, 1092) == 1590    # docs: ~1590 (max 1:1 size)
-    assert image_tokens("anthropic", 4000, 3000) <= 1600    # scaled down to ~1.15 MP
+    assert image_tokens("anthropic", 200, 200) == 54  # docs: ~54
+    assert image_tokens("anthropic", 1000, 1000) == 1334  # docs: ~1334
+    assert image_tokens("anthropic", 1092, 1092) == 1590  # docs: ~1590 (max 1:1 size)
+    assert image_tokens("anthropic", 4000, 3000) <= 1600  # scaled down to ~1.15 MP
     assert image_tokens("gemini", 300, 300) == 258
     assert image_tokens("google", 1000, 1000) == 258 * 4
 
@@ -86,10 +92,13 @@ def test_header_parser():
 
 def test_image_parts_in_messages():
     url = "data:image/png;base64," + base64.b64encode(_png(1024, 1024)).decode()
-    msg = {"role": "user", "content": [
-        {"type": "text", "text": "What is this?"},
-        {"type": "image_url", "image_url": {"url": url, "detail": "high"}},
-    ]}
+    msg = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": url, "detail": "high"}},
+        ],
+    }
     c = get_counter("gpt-4o")
     text_only = c.count_message({"role": "user", "content": "What is this?"})
     assert c.count_message(msg) == text_only + 765
@@ -98,9 +107,19 @@ def test_image_parts_in_messages():
     # gpt-4o-mini multipliers
     assert get_counter("gpt-4o-mini").count_message(msg) == text_only + 2833 + 4 * 5667
     # size from part metadata; remote URL without size -> upper bound, flagged inexact
-    meta = {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}, "width": 10, "height": 10}
+    meta = {
+        "type": "image_url",
+        "image_url": {"url": "https://x/y.png", "detail": "low"},
+        "width": 10,
+        "height": 10,
+    }
     assert c.count_message({"role": "user", "content": [meta]}) == 3 + 1 + 85
-    remote = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]
+    remote = [
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
+        }
+    ]
     res = count_messages(remote, "gpt-4o")
     assert res.exact is False and res.tokens == 3 + 1 + 85 + 8 * 170 + 3
     # cached approximate message stays flagged on re-count
@@ -109,6 +128,11 @@ def test_image_parts_in_messages():
 
 def test_anthropic_image_block_in_estimated_counter():
     data = base64.b64encode(_png(1000, 1000)).decode()
-    msg = {"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}]}
+    msg = {
+        "role": "user",
+        "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+        ],
+    }
     c = get_counter("claude-3-5-sonnet-20241022")
     assert c.count_message(msg) == 3 + c.count_text("user") + 1334

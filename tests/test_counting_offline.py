@@ -10,8 +10,14 @@ import socket
 import pytest
 import tiktoken.load
 
-from tokenward.counting import _api, _loader
-from tokenward.counting import EstimatorCounter, TiktokenCounter, get_counter, get_encoding
+from tokenward.counting import (
+    EstimatorCounter,
+    TiktokenCounter,
+    _api,
+    _loader,
+    get_counter,
+    get_encoding,
+)
 from tokenward.errors import TokenizerUnavailableError
 
 O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
@@ -71,7 +77,9 @@ def test_llama_index_is_located_without_importing_it(no_network):
 
 
 def test_tiktoken_cache_dir_wins(no_network):
-    shutil.copy(_llama_file("o200k_base"), no_network / hashlib.sha1(O200K_URL.encode()).hexdigest())
+    shutil.copy(
+        _llama_file("o200k_base"), no_network / hashlib.sha1(O200K_URL.encode()).hexdigest()
+    )
     get_encoding("o200k_base")
     assert _loader.encoding_source("o200k_base").startswith("tiktoken-cache:")
 

@@ -26,8 +26,8 @@ from tokenward.counting._images import (
 from tokenward.counting._loader import encoding_source, get_encoding
 
 __all__ = [
-    "Calibrator",
     "DOCUMENT_TOKENS_PER_PAGE",
+    "Calibrator",
     "EstimatorCounter",
     "TiktokenCounter",
     "TokenCount",

@@ -16,15 +16,32 @@ from tokenward.counting._loader import get_encoding
 from tokenward.errors import TokenizerUnavailableError
 from tokenward.messages import Message
 
-__all__ = ["get_counter", "count_text", "count_messages", "tokenizer_for_model"]
+__all__ = ["count_messages", "count_text", "get_counter", "tokenizer_for_model"]
 
 DEFAULT_MODEL = "gpt-4o"
 
-_O200K = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", "o3", "o4", "gpt-oss",
-          "codex-mini", "computer-use")
+_O200K = (
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4.5",
+    "gpt-5",
+    "chatgpt-4o",
+    "o1",
+    "o3",
+    "o4",
+    "gpt-oss",
+    "codex-mini",
+    "computer-use",
+)
 _CL100K = ("gpt-4", "gpt-3.5", "text-embedding-3", "text-embedding-ada-002", "ada-002")
-_PROVIDER_HINTS = (("claude", "anthropic"), ("gemini", "gemini"), ("gemma", "gemini"),
-                   ("mistral", "mistral"), ("llama", "meta"), ("deepseek", "deepseek"))
+_PROVIDER_HINTS = (
+    ("claude", "anthropic"),
+    ("gemini", "gemini"),
+    ("gemma", "gemini"),
+    ("mistral", "mistral"),
+    ("llama", "meta"),
+    ("deepseek", "deepseek"),
+)
 
 _lock = threading.Lock()
 _COUNTERS: dict[tuple[str, int, bool], TokenCounter] = {}

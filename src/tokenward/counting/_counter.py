@@ -34,7 +34,7 @@ from tokenward.counting._functions import normalize_tools, render_functions
 from tokenward.counting._images import document_tokens, image_part_info, image_tokens
 from tokenward.messages import Message
 
-__all__ = ["TokenCounter", "TokenCount", "TiktokenCounter", "EstimatorCounter"]
+__all__ = ["EstimatorCounter", "TiktokenCounter", "TokenCount", "TokenCounter"]
 
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
@@ -162,9 +162,8 @@ class _ChatCounter:
             )
         if isinstance(m, Mapping):
             role = m.get("role") or m.get("type") or "user"
-            c = m.get("content")
-            if c is None:
-                c = ""
+            raw = m.get("content")
+            c = "" if raw is None else raw
             return (
                 _ROLE_ALIASES.get(role, role),
                 c if type(c) is str else ("\x00parts", _freeze(c)),
@@ -195,7 +194,11 @@ class _ChatCounter:
             n += FUNCTION_ROLE
         calls = _tool_calls_of(m)
         for fname, args in calls:
-            n += FUNCTION_CALL + (self._len(fname) if fname else 0) + (self._len(args) if args else 0)
+            n += (
+                FUNCTION_CALL
+                + (self._len(fname) if fname else 0)
+                + (self._len(args) if args else 0)
+            )
         return n, approx
 
     def _parts(self, parts: Any) -> tuple[int, bool]:
@@ -221,8 +224,10 @@ class _ChatCounter:
                     approx = True
                 n += image_tokens(self.provider, w, h, detail, model=self.model)
             elif ptype in _DOC_PARTS:
-                meta = part.get("metadata") if isinstance(part.get("metadata"), Mapping) else {}
-                pages = part.get("pages") or part.get("page_count") or meta.get("pages")
+                meta = part.get("metadata")
+                pages = part.get("pages") or part.get("page_count")
+                if not pages and isinstance(meta, Mapping):
+                    pages = meta.get("pages")
                 approx = True  # per-page figures are published ranges, never exact
                 n += document_tokens(self.provider, int(pages) if pages else 1)
                 text = part.get("text")
@@ -259,9 +264,7 @@ class _ChatCounter:
         """Tokens of one message including its per-message overhead (cached by content)."""
         return self._scale(self._lookup(message)[0])
 
-    def _values(
-        self, msgs: list[Any]
-    ) -> tuple[list[int], list[bool], str | None, bool]:
+    def _values(self, msgs: list[Any]) -> tuple[list[int], list[bool], str | None, bool]:
         """Per-message counts (+ approx flags) and the first system message's text.
 
         Two levels of reuse: a *prefix memo* (the same message objects, with the same
@@ -305,7 +308,13 @@ class _ChatCounter:
                 c = m.get("content")
                 if type(c) is str and "tool_calls" not in m and "function_call" not in m:
                     role = m.get("role") or "user"
-                    key = (_ROLE_ALIASES.get(role, role), c, m.get("name"), m.get("tool_call_id"), None)
+                    key = (
+                        _ROLE_ALIASES.get(role, role),
+                        c,
+                        m.get("name"),
+                        m.get("tool_call_id"),
+                        None,
+                    )
                 else:
                     key = key_of(m)
             elif type(m) is Message and type(m.content) is str and not m.tool_calls:
@@ -327,8 +336,9 @@ class _ChatCounter:
                 if type(key[1]) is str:
                     first_system = key[1]
         if msgs:
-            contents = [m.get("content") if type(m) is dict else getattr(m, "content", None)
-                        for m in msgs]
+            contents = [
+                m.get("content") if type(m) is dict else getattr(m, "content", None) for m in msgs
+            ]
             memos = self._memos
             memos[id(msgs[0])] = (list(msgs), contents, vals, approxs, sys_idx, first_system)
             if len(memos) > self._max_memos:
@@ -420,7 +430,8 @@ def _tool_calls_of(m: Any) -> list[tuple[str, str]]:
         out.append((str(fc.get("name") or ""), _args(fc.get("arguments"))))
     for c in m.get("tool_calls") or ():
         if isinstance(c, Mapping):
-            fn = c.get("function") if isinstance(c.get("function"), Mapping) else c
+            f = c.get("function")
+            fn: Mapping[str, Any] = f if isinstance(f, Mapping) else c
             out.append((str(fn.get("name") or ""), _args(fn.get("arguments", fn.get("args")))))
     return out
 
@@ -438,8 +449,14 @@ class TiktokenCounter(_ChatCounter):
 
     exact = True
 
-    def __init__(self, encoding: Any, *, model: str = "gpt-4o", provider: str = "openai",
-                 cache_size: int = 16384) -> None:
+    def __init__(
+        self,
+        encoding: Any,
+        *,
+        model: str = "gpt-4o",
+        provider: str = "openai",
+        cache_size: int = 16384,
+    ) -> None:
         super().__init__(model=model, provider=provider, cache_size=cache_size)
         self.encoding = encoding
         self.name = f"tiktoken:{encoding.name}"
@@ -471,7 +488,7 @@ class TiktokenCounter(_ChatCounter):
         k = max_tokens
         while k > 0:
             # decode bytes and drop a trailing partial UTF-8 sequence
-            out = self.encoding.decode_bytes(toks[:k]).decode("utf-8", errors="ignore")
+            out = bytes(self.encoding.decode_bytes(toks[:k])).decode("utf-8", errors="ignore")
             if len(self._encode(out)) <= max_tokens:
                 return out
             k -= 1
@@ -489,8 +506,15 @@ class EstimatorCounter(_ChatCounter):
 
     exact = False
 
-    def __init__(self, *, model: str, provider: str = "unknown", calibrator: Any = None,
-                 estimator: Callable[[str], int] | None = None, cache_size: int = 16384) -> None:
+    def __init__(
+        self,
+        *,
+        model: str,
+        provider: str = "unknown",
+        calibrator: Any = None,
+        estimator: Callable[[str], int] | None = None,
+        cache_size: int = 16384,
+    ) -> None:
         from tokenward.counting._calibrator import default_calibrator
         from tokenward.counting._estimator import estimate_tokens
 

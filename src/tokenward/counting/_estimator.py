@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from tokenward.counting._cjk_tables import HAN_SINGLE, HANGUL_SINGLE
 
-__all__ = ["estimate_tokens", "features", "COEFFICIENTS", "FEATURE_NAMES"]
+__all__ = ["COEFFICIENTS", "FEATURE_NAMES", "estimate_tokens", "features"]
 
 # Character classes. ``str.translate`` maps every character to a one-letter class (C speed;
 # ASCII text takes CPython's cached ASCII fast path) and ``str.count`` on the class string
@@ -85,14 +85,46 @@ _NL_STARTS = tuple(y + "\n" for y in (".", "0", " ", "a", "A", "H", "h", "k", "G
 _SPACE_RUNS = tuple(y + "  " for y in (".", "0", "\n", "a", "A"))
 
 FEATURE_NAMES = (
-    "letter_runs", "camel_splits", "lower_6chunks", "lower_9chunks", "upper_chars",
-    "upper_3chunks", "upper_lower",
-    "digit_runs", "digit_3chunks", "punct_runs", "punct_chars", "newline_runs", "space_runs",
-    "space_punct", "punct_letter", "punct_space", "punct_pairs", "newline_indent",
-    "space_lower", "lower_digit", "digit_lower", "punct_digit", "digit_punct", "blank_lines",
-    "indent4_chunks", "upper_punct", "punct_upper",
-    "han_common", "han", "kana", "hangul_common", "hangul", "other",
-    "han_pairs", "kana_pairs", "hangul_pairs", "han_kana", "kana_han", "hangul_space", "han_quads",
+    "letter_runs",
+    "camel_splits",
+    "lower_6chunks",
+    "lower_9chunks",
+    "upper_chars",
+    "upper_3chunks",
+    "upper_lower",
+    "digit_runs",
+    "digit_3chunks",
+    "punct_runs",
+    "punct_chars",
+    "newline_runs",
+    "space_runs",
+    "space_punct",
+    "punct_letter",
+    "punct_space",
+    "punct_pairs",
+    "newline_indent",
+    "space_lower",
+    "lower_digit",
+    "digit_lower",
+    "punct_digit",
+    "digit_punct",
+    "blank_lines",
+    "indent4_chunks",
+    "upper_punct",
+    "punct_upper",
+    "han_common",
+    "han",
+    "kana",
+    "hangul_common",
+    "hangul",
+    "other",
+    "han_pairs",
+    "kana_pairs",
+    "hangul_pairs",
+    "han_kana",
+    "kana_han",
+    "hangul_space",
+    "han_quads",
 )
 # boundary bigrams that BPE merges differently (JSON '": "', code '", ', '\n    ')
 _BIGRAMS = (" .", ".a", ". ", "..", "\n ", " a", "a0", "0a", ".0", "0.", "\n\n", "    ", "A.", ".A")
@@ -116,15 +148,43 @@ def features(text: str) -> tuple[int, ...]:
     nl_runs = sum(map(n, _NL_STARTS)) + (first == "\n")
     if cjk:
         han1, han, kana, hangul1, hangul = n("H"), n("h"), n("k"), n("G"), n("g")
-        known = (n("a") + n("A") + n("0") + n(".") + n(" ") + n("\n")
-                 + han1 + han + kana + hangul1 + hangul)
-        cjk_part: tuple[int, ...] = (han1, han, kana, hangul1, hangul, len(t) - known,
-                                     *map(n, _CJK_BIGRAMS))
+        known = (
+            n("a")
+            + n("A")
+            + n("0")
+            + n(".")
+            + n(" ")
+            + n("\n")
+            + han1
+            + han
+            + kana
+            + hangul1
+            + hangul
+        )
+        cjk_part: tuple[int, ...] = (
+            han1,
+            han,
+            kana,
+            hangul1,
+            hangul,
+            len(t) - known,
+            *map(n, _CJK_BIGRAMS),
+        )
     else:
         cjk_part = _NO_CJK
     return (
-        letter_runs, n("aA"), n("aaaaaa"), n("aaaaaaaaa"), n("A"), n("AAA"), n("Aa"),
-        digit_runs, n("000"), punct_runs, n("."), nl_runs,
+        letter_runs,
+        n("aA"),
+        n("aaaaaa"),
+        n("aaaaaaaaa"),
+        n("A"),
+        n("AAA"),
+        n("Aa"),
+        digit_runs,
+        n("000"),
+        punct_runs,
+        n("."),
+        nl_runs,
         sum(map(n, _SPACE_RUNS)) + t.startswith("  "),
         *map(n, _BIGRAMS),
         *cjk_part,

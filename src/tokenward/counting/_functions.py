@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_functions", "normalize_tools"]
+__all__ = ["normalize_tools", "render_functions"]
 
 
 def normalize_tools(tools: Sequence[Any] | None) -> list[Mapping[str, Any]]:

@@ -35,11 +35,11 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
-    "image_tokens",
+    "DOCUMENT_TOKENS_PER_PAGE",
+    "document_tokens",
     "image_size_from_bytes",
     "image_size_from_data_url",
-    "document_tokens",
-    "DOCUMENT_TOKENS_PER_PAGE",
+    "image_tokens",
 ]
 
 # (base, per-tile) for OpenAI tile-based models; first matching prefix wins (longest first).

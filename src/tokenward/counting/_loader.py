@@ -35,7 +35,7 @@ import tiktoken
 
 from tokenward.errors import TokenizerUnavailableError
 
-__all__ = ["get_encoding", "encoding_source", "bpe_search_dirs"]
+__all__ = ["bpe_search_dirs", "encoding_source", "get_encoding"]
 
 _lock = threading.RLock()
 _ENCODINGS: dict[str, tiktoken.Encoding] = {}
@@ -113,7 +113,7 @@ class _NotLocal(Exception):
 def _constructor_offline(name: str) -> tuple[dict[str, Any], str] | None:
     """Run tiktoken's own constructor with file loading redirected to local copies."""
     try:
-        from tiktoken_ext import openai_public
+        from tiktoken_ext import openai_public  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - tiktoken always ships it
         return None
     ctors: dict[str, Callable[[], dict[str, Any]]] = openai_public.ENCODING_CONSTRUCTORS
