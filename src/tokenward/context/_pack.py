@@ -7,7 +7,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from tokenward.errors import ConfigurationError
 from tokenward.messages import Chunk
@@ -22,8 +22,7 @@ _CORE_CELLS = 1_500_000      # core DP size in the hybrid solver (numpy)
 _PARETO_LIMIT = 20_000       # pure-Python exact solver: give up above this many states
 
 
-@dataclass(frozen=True, slots=True)
-class DroppedChunk:
+class DroppedChunk(NamedTuple):
     """A candidate that is not in the packed context, and why."""
 
     index: int                      # position in the input
@@ -145,6 +144,13 @@ class _TextCounter:
             if len(cache) > self._maxsize:  # type: ignore[arg-type]
                 cache.popitem(last=False)  # type: ignore[union-attr]
         return n
+
+    def many(self, texts: list[str]) -> list[int]:
+        """Counts for many texts (cache hits resolved in C)."""
+        out = list(map(self.cache.get, texts))
+        if None in out:
+            out = [n if n is not None else self(t) for n, t in zip(out, texts, strict=True)]
+        return out  # type: ignore[return-value]
 
     def raw(self, text: str) -> int:
         """Count a long assembled text (the joined context): small separate LRU."""
@@ -283,7 +289,9 @@ def _lp_bound(w: list[int], v: list[float], order: list[int], cap: int) -> float
 
 
 def _density_order(w: list[int], v: list[float], idx: list[int]) -> list[int]:
-    return sorted(idx, key=lambda i: (-(v[i] / w[i]) if w[i] else float("-inf"), i))
+    """Indices by value density, best first (stable: ties keep index order)."""
+    neg = {i: (-(v[i] / w[i]) if w[i] else float("-inf")) for i in idx}
+    return sorted(idx, key=neg.__getitem__)
 
 
 def upper_bound(w: list[int], v: list[float], cap: int) -> float:
@@ -432,13 +440,14 @@ def pack_context(
         raise ConfigurationError(f"order must be 'score', 'original' or 'edges'; got {order!r}")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
         raise ConfigurationError(f"max_tokens must be an int >= 0; got {max_tokens!r}")
-    items = [_as_chunk(c) for c in chunks]
+    items = [c if type(c) is Chunk else _as_chunk(c) for c in chunks]
     n = len(items)
     count = _TextCounter(counter)
     scores = [float(c.score) if c.score is not None else 0.0 for c in items]
     texts = [c.text for c in items]
     dropped: dict[int, DroppedChunk] = {}
-    rank = sorted(range(n), key=lambda i: (-scores[i], i))
+    neg_scores = [-x for x in scores]
+    rank = sorted(range(n), key=neg_scores.__getitem__)  # stable: ties keep input order
 
     live: list[int] = []
     for i in rank:
@@ -453,7 +462,7 @@ def pack_context(
             dropped[i] = DroppedChunk(i, items[i], "duplicate", duplicate_of=j)
         live = [i for i in live if i not in dropped]
     relevance_candidates = sum(max(0.0, scores[i]) for i in live)
-    tokens = {i: count(texts[i]) for i in live}
+    tokens = dict(zip(live, count.many([texts[i] for i in live]), strict=True))
     sep_t = count(separator) if separator else 0
 
     exact = True
