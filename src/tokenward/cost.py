@@ -17,17 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
-from typing import TYPE_CHECKING
+from functools import lru_cache
 
+from tokenward.catalog import Catalog, ModelInfo, Prices, default_catalog
 from tokenward.errors import PricingMissingError
 from tokenward.usage import Usage
-
-if TYPE_CHECKING:
-    from tokenward.catalog import Catalog, ModelInfo
 
 __all__ = ["CostBreakdown", "cost", "from_nanos", "to_nanos"]
 
 _MILLION = Decimal(1_000_000)
+_ZERO = Decimal(0)
 _NANO = Decimal(1_000_000_000)
 _CENT = Decimal("0.01")
 COMPONENTS: tuple[str, ...] = (
@@ -103,13 +102,39 @@ class CostBreakdown:
 
 
 def _resolve(model: str | ModelInfo, catalog: Catalog | None) -> ModelInfo:
-    from tokenward.catalog import ModelInfo, default_catalog
-
     if isinstance(model, ModelInfo):
         return model
     if not isinstance(model, str):
         raise TypeError(f"model must be a name or a ModelInfo, got {type(model).__name__}")
     return (catalog if catalog is not None else default_catalog()).get(model)
+
+
+@lru_cache(maxsize=1024)
+def _effective(prices: Prices) -> tuple[Decimal, ...]:
+    """Per-component prices in ``COMPONENTS`` order, with the documented fallbacks applied.
+
+    Audio prices stay 0 here; their absence is checked (and refused) before pricing.
+    """
+    inp, out = prices.input, prices.output
+    return (
+        inp,
+        inp if prices.cache_read is None else prices.cache_read,
+        inp if prices.cache_write_5m is None else prices.cache_write_5m,
+        inp if prices.cache_write_1h is None else prices.cache_write_1h,
+        out,
+        out if prices.reasoning is None else prices.reasoning,
+        prices.audio_input or _ZERO,
+        prices.audio_output or _ZERO,
+        inp if prices.image_input is None else prices.image_input,
+    )
+
+
+def _missing(info: ModelInfo, kind: str, field: str, tokens: int) -> PricingMissingError:
+    return PricingMissingError(
+        f"Usage has {tokens} {kind} tokens but model {info.name!r} has no {field} price. "
+        f"Set it with catalog.override({info.name!r}, {field}=...) or register a model that "
+        "prices it."
+    )
 
 
 def cost(
@@ -138,66 +163,53 @@ def cost(
             f"Model {info.name!r} has no batch price. Call cost(..., batch=False), or set one with "
             f"catalog.override({info.name!r}, batch_discount='0.5')."
         )
-    factor = (1 - info.batch_discount) if batch and info.batch_discount is not None else Decimal(1)
-
-    def missing(kind: str, field: str, tokens: int) -> PricingMissingError:
-        return PricingMissingError(
-            f"Usage has {tokens} {kind} tokens but model {info.name!r} has no {field} price. "
-            f"Set it with catalog.override({info.name!r}, {field}=...) or register a model that prices it."
-        )
-
     if usage.audio_input and prices.audio_input is None:
-        raise missing("audio input", "audio_input", usage.audio_input)
+        raise _missing(info, "audio input", "audio_input", usage.audio_input)
     if usage.audio_output and prices.audio_output is None:
-        raise missing("audio output", "audio_output", usage.audio_output)
+        raise _missing(info, "audio output", "audio_output", usage.audio_output)
     if usage.cache_write_1h and prices.cache_write_1h is None and prices.cache_write_5m is not None:
-        raise missing("1-hour cache write", "cache_write_1h", usage.cache_write_1h)
+        raise _missing(info, "1-hour cache write", "cache_write_1h", usage.cache_write_1h)
 
-    cache_write = usage.cache_write_5m + usage.cache_write_1h
-    text_input = max(
-        0, usage.input - usage.cache_read - cache_write - usage.audio_input - usage.image_input
+    tokens = (
+        max(
+            0,
+            usage.input
+            - usage.cache_read
+            - usage.cache_write_5m
+            - usage.cache_write_1h
+            - usage.audio_input
+            - usage.image_input,
+        ),
+        usage.cache_read,
+        usage.cache_write_5m,
+        usage.cache_write_1h,
+        max(0, usage.output - usage.reasoning - usage.audio_output),
+        usage.reasoning,
+        usage.audio_input,
+        usage.audio_output,
+        usage.image_input,
     )
-    text_output = max(0, usage.output - usage.reasoning - usage.audio_output)
-    plan = {
-        "input": (text_input, prices.input),
-        "cache_read": (
-            usage.cache_read,
-            prices.cache_read if prices.cache_read is not None else prices.input,
-        ),
-        "cache_write_5m": (
-            usage.cache_write_5m,
-            prices.cache_write_5m if prices.cache_write_5m is not None else prices.input,
-        ),
-        "cache_write_1h": (
-            usage.cache_write_1h,
-            prices.cache_write_1h if prices.cache_write_1h is not None else prices.input,
-        ),
-        "output": (text_output, prices.output),
-        "reasoning": (
-            usage.reasoning,
-            prices.reasoning if prices.reasoning is not None else prices.output,
-        ),
-        "audio_input": (usage.audio_input, prices.audio_input or Decimal(0)),
-        "audio_output": (usage.audio_output, prices.audio_output or Decimal(0)),
-        "image_input": (
-            usage.image_input,
-            prices.image_input if prices.image_input is not None else prices.input,
-        ),
-    }
     with localcontext() as ctx:
         ctx.prec = 60  # exact for any realistic token count and price
-        amounts = {
-            name: (Decimal(tokens) * price * factor / _MILLION) if tokens else Decimal(0)
-            for name, (tokens, price) in plan.items()
-        }
-        total = sum(amounts.values(), Decimal(0))
+        if batch and info.batch_discount is not None:
+            keep = 1 - info.batch_discount
+            amounts = [
+                Decimal(n) * price * keep / _MILLION if n else _ZERO
+                for n, price in zip(tokens, _effective(prices), strict=True)
+            ]
+        else:  # division (not * 1E-6) keeps results short: 0.0375, not 0.03750000
+            amounts = [
+                Decimal(n) * price / _MILLION if n else _ZERO
+                for n, price in zip(tokens, _effective(prices), strict=True)
+            ]
+        total = sum(amounts, _ZERO)
     return CostBreakdown(
         model=info.name,
         total=total,
         tier=None if tier is None else tier.above_input_tokens,
         batch=batch,
         estimated=usage.estimated,
-        **amounts,
+        **dict(zip(COMPONENTS, amounts, strict=True)),
     )
 
 
