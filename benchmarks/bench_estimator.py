@@ -52,7 +52,7 @@ def _stats(errs: list[float]) -> tuple[float, float]:
 
 def run(quick: bool = False) -> str:
     with contextlib.redirect_stdout(io.StringIO()):
-        data = corpus("eval", per_kind=25 if quick else 300)
+        data = corpus("eval", per_kind=25 if quick else 300, quick=quick)
     methods: dict[str, Callable[[str], float]] = {
         "tokenward estimator": estimate_tokens,
         "chars / 4": lambda t: len(t) / 4,
