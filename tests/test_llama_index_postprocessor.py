@@ -75,9 +75,10 @@ def test_keeps_the_optimal_set_not_the_greedy_prefix():
 def test_budget_from_the_llm_window_minus_template_and_output():
     llm = WindowMockLLM()
     query = "What is the capital of France?"
-    qa = COUNTER.count_text(DEFAULT_TEXT_QA_PROMPT.format(context_str="", query_str=query))
-    refine = COUNTER.count_text(DEFAULT_REFINE_PROMPT.format(
-        context_msg="", existing_answer="", query_str=query))
+    # counted like LlamaIndex's PromptHelper: Settings.tokenizer over the formatted text
+    qa = len(Settings.tokenizer(DEFAULT_TEXT_QA_PROMPT.format(context_str="", query_str=query)))
+    refine = len(Settings.tokenizer(DEFAULT_REFINE_PROMPT.format(
+        context_msg="", existing_answer="", query_str=query)))
     assert refine > qa  # LlamaIndex compacts for the bigger of the two; so do we
     pad = 500  # LlamaIndex's response_padding_size
     assert TokenBudgetPostprocessor(llm=llm).budget(query) == 1200 - 200 - refine - pad
@@ -87,6 +88,10 @@ def test_budget_from_the_llm_window_minus_template_and_output():
     assert custom.budget(query) == 1200 - 200 - qa
     half = TokenBudgetPostprocessor(llm=llm, context_share=0.5).budget(query)
     assert half == -(-(1200 - 200 - refine - pad) // 2)  # plan() gives the odd token to "rag"
+    # with model=..., the model's own tokenizer counts the template
+    exact = TokenBudgetPostprocessor(llm=llm, model=MODEL, prompt_template=DEFAULT_TEXT_QA_PROMPT)
+    assert exact.budget(query) == 1200 - 200 - pad - COUNTER.count_text(
+        DEFAULT_TEXT_QA_PROMPT.format(context_str="", query_str=query))
 
 
 def test_edges_order_dedupe_and_partial_fill():

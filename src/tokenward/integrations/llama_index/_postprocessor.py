@@ -13,7 +13,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from tokenward.context import PackReport, pack_context, plan
 from tokenward.errors import ConfigurationError
-from tokenward.integrations.llama_index._common import model_from_llm, to_messages
+from tokenward.integrations.llama_index._common import to_messages
 from tokenward.messages import Chunk
 
 __all__ = ["TokenBudgetPostprocessor"]
@@ -56,7 +56,10 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
 
     max_tokens: int | None = Field(default=None, description="Fixed budget for the context.")
     llm: LLM | None = Field(default=None, exclude=True, description="LLM whose window sets the budget.")
-    model: str | None = Field(default=None, description="Model whose tokenizer counts.")
+    model: str | None = Field(
+        default=None, description="Count with this model's tokenizer. Default: the tokenizer "
+        "LlamaIndex's synthesizers split with (Settings.tokenizer), so the packed context is "
+        "sent in one call.")
     prompt_template: BasePromptTemplate | None = Field(default=None, exclude=True)
     reserve_output: int | None = Field(default=None, description="Tokens kept for the answer.")
     context_share: float = Field(default=1.0, gt=0, le=1)
@@ -97,12 +100,13 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
                 "to derive the budget from its context window"
             ) from exc
 
-    def _counting_model(self) -> str | None:
+    def _counter(self) -> Any:
+        """``model``'s tokenizer, else the one LlamaIndex's synthesizers split with."""
         if self.model is not None:
-            return self.model
-        if self.llm is not None or self.max_tokens is None:
-            return model_from_llm(self._llm())
-        return None
+            from tokenward.counting import get_counter
+
+            return get_counter(self.model)
+        return _llama_index_counter()
 
     def budget(self, query: str = "") -> int:
         """The token budget for the retrieved context of ``query``."""
@@ -131,20 +135,19 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
             DEFAULT_TEXT_QA_PROMPT_SEL,
         )
 
-        from tokenward.counting import get_counter
-
         templates = ([self.prompt_template] if self.prompt_template is not None
                      else [DEFAULT_TEXT_QA_PROMPT_SEL, DEFAULT_REFINE_PROMPT_SEL])
-        counter = get_counter(self._counting_model())
+        counter = self._counter()
         sizes = []
         for template in templates:
             values = {name: "" for name in template.template_vars}
             values["query_str"] = query
-            if llm.metadata.is_chat_model:
+            if self.model is not None and llm.metadata.is_chat_model:
                 sizes.append(counter.count_messages(
                     to_messages(template.format_messages(llm=llm, **values))))
-            else:
-                sizes.append(counter.count_text(template.format(llm=llm, **values)))
+            else:  # how PromptHelper sizes it: the formatted prompt text
+                text = template.format(llm=llm, **values)
+                sizes.append(counter.count_text(text) if self.model is not None else counter(text))
         return max(sizes) + self.padding
 
     # ------------------------------------------------------------------ packing
@@ -160,7 +163,7 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
             for n in nodes
         ]
         result = pack_context(
-            chunks, budget, self._counting_model(), strategy=self.strategy, separator=self.separator,
+            chunks, budget, self._counter(), strategy=self.strategy, separator=self.separator,
             min_score=self.min_score, dedupe=self.dedupe, allow_partial=self.allow_partial,
             min_partial_tokens=self.min_partial_tokens, order=self.order,
         )
@@ -224,3 +227,28 @@ def _cut_node_text(original: NodeWithScore, cut_rendered: str, mode: MetadataMod
     if len(cut_rendered) <= header:
         return None
     return full_text[: len(cut_rendered) - header]
+
+
+_tokenizer_counters: dict[int, Any] = {}
+
+
+def _llama_index_counter() -> Any:
+    """A stable ``str -> int`` callable over ``Settings.tokenizer`` (pack_context caches per callable)."""
+    from llama_index.core import Settings
+
+    tokenizer = Settings.tokenizer
+    counter = _tokenizer_counters.get(id(tokenizer))
+    if counter is None or counter.tokenizer is not tokenizer:
+        counter = _TokenizerCount(tokenizer)
+        _tokenizer_counters[id(tokenizer)] = counter
+    return counter
+
+
+class _TokenizerCount:
+    __slots__ = ("tokenizer", "__weakref__")
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, text: str) -> int:
+        return len(self.tokenizer(text))
