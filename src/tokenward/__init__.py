@@ -1,6 +1,8 @@
 """tokenward: count, price and bound LLM token usage in LangChain and LlamaIndex apps."""
 
 from tokenward._version import __version__
+from tokenward.catalog import Catalog, ModelInfo, Prices, PriceTier, default_catalog
+from tokenward.cost import CostBreakdown, cost, from_nanos, to_nanos
 from tokenward.errors import (
     BudgetExceededError,
     BudgetStoreUnavailableError,
@@ -21,7 +23,16 @@ __all__ = [
     "__version__",
     "BudgetExceededError",
     "BudgetStoreUnavailableError",
+    "Catalog",
     "Chunk",
+    "CostBreakdown",
+    "ModelInfo",
+    "PriceTier",
+    "Prices",
+    "cost",
+    "default_catalog",
+    "from_nanos",
+    "to_nanos",
     "ConfigurationError",
     "ContextBudgetError",
     "IntegrationUnavailableError",
