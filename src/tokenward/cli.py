@@ -45,7 +45,8 @@ def _console(stderr: bool = False) -> Console:
 def _fail(message: str, code: int) -> None:
     import typer
 
-    typer.echo(f"error: {message}", err=True)
+    one_line = " ".join(message.split())  # one line, even for multi-line messages
+    typer.echo(f"error: {one_line}", err=True)
     raise typer.Exit(code)
 
 
@@ -465,12 +466,12 @@ def _cmd_report(
         if output:
             with open(output, "w", encoding="utf-8") as fh:
                 fh.write(text)
-            typer_echo(f"wrote {output}")
+            _echo_err(f"wrote {output}")
         else:
             sys.stdout.write(text)
 
 
-def typer_echo(message: str) -> None:
+def _echo_err(message: str) -> None:
     import typer
 
     typer.echo(message, err=True)
