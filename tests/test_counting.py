@@ -565,3 +565,52 @@ def test_prefix_memo_sees_replaced_content():
     assert (
         counter.count_messages(convo[:20]) == sum(counter.count_message(m) for m in convo[:20]) + 3
     )
+
+
+def test_catalog_tokenizer_field_is_used():
+    class Info:
+        name = "acme-gpt"
+        provider = "openai"
+        tokenizer = "cl100k_base"
+
+    class FakeCatalog:
+        def find(self, name):
+            return Info() if name == "acme-gpt-v2" else None
+
+    c = get_counter("acme-gpt-v2", catalog=FakeCatalog())
+    assert c.name == "tiktoken:cl100k_base" and c.model == "acme-gpt"
+    # not in this catalog: name rules
+    assert get_counter("gpt-4o", catalog=FakeCatalog()).name == "tiktoken:o200k_base"
+
+    class Broken:
+        def find(self, name):
+            raise RuntimeError("catalog file corrupted")
+
+    assert get_counter("gpt-4", catalog=Broken()).name == "tiktoken:cl100k_base"
+
+
+def test_concurrent_counting_with_evictions_is_consistent():
+    import threading
+
+    enc = get_encoding("o200k_base")
+    convos = [_conversation(120 + 7 * k) for k in range(6)]
+    for k, convo in enumerate(convos):
+        for m in convo:
+            m["content"] = f"[{k}] " + m["content"]
+    expected = [TiktokenCounter(enc).count_messages(c) for c in convos]
+    shared = TiktokenCounter(enc, cache_size=64)  # far smaller than the working set
+    errors: list[str] = []
+
+    def worker(k: int) -> None:
+        for _ in range(20):
+            got = shared.count_messages(convos[k])
+            if got != expected[k]:
+                errors.append(f"{k}: {got} != {expected[k]}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert shared.cache_info["size"] <= 64

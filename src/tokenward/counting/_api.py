@@ -73,6 +73,28 @@ def _by_name(model: str) -> tuple[str | None, str]:
     return None, "unknown"
 
 
+def _resolve(model: str, catalog: Any = None) -> tuple[str | None, str, str]:
+    """``(encoding or None, provider, canonical model name)``."""
+    info = None
+    try:
+        if catalog is None:
+            from tokenward.catalog import default_catalog  # lazy: optional at import time
+
+            catalog = default_catalog()
+        info = catalog.find(model)
+    except Exception:  # noqa: BLE001 - a missing/broken catalog must not break counting
+        info = None
+    if info is not None:
+        name = str(getattr(info, "name", None) or _bare(model))
+        tok = getattr(info, "tokenizer", None)
+        provider = str(getattr(info, "provider", "") or "unknown").lower()
+        if tok is None and provider == "openai":
+            tok = _by_name(name)[0]
+        return tok, provider, name
+    tok, provider = _by_name(model)
+    return tok, provider, _bare(model)
+
+
 def tokenizer_for_model(model: str, catalog: Any = None) -> tuple[str | None, str]:
     """``(tiktoken encoding name or None, provider)`` for ``model``.
 
@@ -80,22 +102,8 @@ def tokenizer_for_model(model: str, catalog: Any = None) -> tuple[str | None, st
     name rules (gpt-4o/4.1/4.5/5/o-series -> o200k_base; gpt-4/3.5/embeddings ->
     cl100k_base; anything else -> None, i.e. the estimator).
     """
-    info = None
-    try:
-        if catalog is None:
-            from tokenward.catalog import default_catalog  # lazy: built in parallel
-
-            catalog = default_catalog()
-        info = catalog.find(model)
-    except Exception:  # catalog module missing or failing: name rules still work
-        info = None
-    if info is not None:
-        tok = getattr(info, "tokenizer", None)
-        provider = str(getattr(info, "provider", "") or "unknown").lower()
-        if tok is None and provider == "openai":
-            tok = _by_name(getattr(info, "name", model))[0]
-        return tok, provider
-    return _by_name(model)
+    tok, provider, _ = _resolve(model, catalog)
+    return tok, provider
 
 
 def get_counter(
@@ -117,7 +125,7 @@ def get_counter(
         c = _COUNTERS.get(key)
         if c is not None:
             return c
-        enc_name, provider = tokenizer_for_model(model, catalog)
+        enc_name, provider, canonical = _resolve(model, catalog)
         counter: TokenCounter
         if enc_name is None:
             if require_exact:
@@ -125,16 +133,16 @@ def get_counter(
                     f"No local tokenizer for {model!r}; counts for it are estimates. Call "
                     f"get_counter({model!r}) without require_exact=True to accept an estimate."
                 )
-            counter = EstimatorCounter(model=model, provider=provider)
+            counter = EstimatorCounter(model=canonical, provider=provider)
         else:
             try:
                 enc = get_encoding(enc_name)
             except TokenizerUnavailableError:
                 if require_exact:
                     raise
-                counter = EstimatorCounter(model=model, provider=provider)
+                counter = EstimatorCounter(model=canonical, provider=provider)
             else:
-                counter = TiktokenCounter(enc, model=_bare(model), provider=provider)
+                counter = TiktokenCounter(enc, model=canonical, provider=provider)
         _COUNTERS[key] = counter
         return counter
 
