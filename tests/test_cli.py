@@ -390,3 +390,20 @@ def test_report_formats_can_be_plugged_in(ledger_db: str, monkeypatch):
     result = run("report", "--db", ledger_db, "--since", "7d", "-f", "md")
     assert result.exit_code == 0, result.output
     assert result.stdout == "# 4 calls\n"
+
+
+@pytest.mark.postgres
+def test_accountant_into_postgres_and_report_from_its_url(make_postgres_db):  # type: ignore[no-untyped-def]
+    url = make_postgres_db()
+    acct = Accountant(ledger=url)
+    acct.preflight("pg-1", "gpt-4o", prompt_tokens=1000, dims={"user_id": "u1"})
+    acct.settle("pg-1", Usage(input=1000, output=100))
+    acct.settle("pg-1", Usage(input=1000, output=100))  # idempotent
+    acct.record("claude-sonnet-4-5", Usage(input=10, output=10), user_id="u2")
+    acct.close()
+    result = run("report", "--db", url, "--since", "1d", "--by", "user_id", "-f", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["totals"]["calls"] == 2
+    rows = {r["user_id"]: r for r in data["rows"]}
+    assert Decimal(rows["u1"]["cost"]) == cost(Usage(input=1000, output=100), "gpt-4o").total
