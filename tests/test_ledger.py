@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests._servers import make_postgres_db, postgres_server_url  # noqa: F401  (fixtures)
+from tests._servers import make_postgres_db, postgres_server_url, postgres_url  # noqa: F401
 from tokenward.errors import ConfigurationError, LedgerError
 from tokenward.ledger import (
     LedgerStore,
@@ -34,6 +34,7 @@ from tokenward.ledger import (
     open_ledger,
 )
 from tokenward.ledger._postgres import normalize_url
+from tokenward.ledger._sqlcommon import ROLLUP_TABLES
 from tokenward.usage import Usage
 
 UTC = timezone.utc
@@ -50,8 +51,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerStor
     elif kind.startswith("sqlite"):
         s = SQLiteLedger(tmp_path / "ledger.db", batch=kind == "sqlite")
     else:
-        url = request.getfixturevalue("make_postgres_db")()
+        url = request.getfixturevalue("postgres_url")  # one database per module, emptied here
         s = SQLLedger(url, batch=kind == "postgres")
+        with s._engine.begin() as conn:
+            conn.exec_driver_sql(f"TRUNCATE tokenward_events, {', '.join(ROLLUP_TABLES)}")
     yield s
     s.close()
 
@@ -625,7 +628,7 @@ def test_postgres_indexes_and_version(make_postgres_db: Callable[[], str]) -> No
     with psycopg.connect(url) as conn:
         names = {r[0] for r in conn.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'tokenward_events'")}
-    assert {"tokenward_events_ts", "tokenward_events_user_ts", "tokenward_events_model_ts"} <= names
+    assert {"tokenward_events_ts", "tokenward_events_user_ts", "tokenward_events_conv_ts"} <= names
 
 
 def test_postgres_unreachable_is_a_ledger_error(tmp_path: Path) -> None:

@@ -35,9 +35,6 @@ DIMENSIONS = (
     "status",
     "kind",
 )
-#: Dimensions kept in the daily rollup table (low cardinality): queries that only
-#: use these are answered from the rollup for whole days.
-ROLLUP_DIMS = ("model", "provider", "user_id", "agent", "status", "kind")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DAY_US = 86_400_000_000

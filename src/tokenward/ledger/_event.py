@@ -268,8 +268,7 @@ EVENT_COLUMNS = (
 )
 
 
-def _json(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def event_to_row(e: UsageEvent) -> tuple[Any, ...]:

@@ -25,17 +25,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tokenward.errors import ConfigurationError, IntegrationUnavailableError, LedgerError
-from tokenward.ledger._base import ROLLUP_DIMS
 from tokenward.ledger._event import EVENT_COLUMNS, UsageEvent, event_to_row
 from tokenward.ledger._sqlcommon import (
-    DAILY,
     EVENTS,
+    ROLLUP_SOURCE_COLUMNS,
+    ROLLUPS,
     SCHEMA_VERSION,
+    STAGE,
     VERSION_TABLE,
     _SQLQueries,
     ddl,
-    raw_agg_select,
     rebuild_rollup_sql,
+    rollup_upsert_sql,
 )
 from tokenward.ledger._writer import _BatchWriter
 
@@ -46,56 +47,34 @@ _LOCK_KEY = 0x746F6B776172  # "tokwar": advisory lock id for schema changes
 #: Migrations from version N-1 to N: ``{N: [statements]}``. Version 1 is the base schema.
 _MIGRATIONS: dict[int, list[str]] = {}
 
-_PG_TYPES = {
-    "id": "text",
-    "ts_us": "bigint",
-    "model": "text",
-    "provider": "text",
-    "cost_nanos": "bigint",
-    "status": "text",
-    "kind": "text",
-    "user_id": "text",
-    "conversation_id": "text",
-    "session_id": "text",
-    "agent": "text",
-    "tags": "text",
-    "tool_names": "text",
-    "latency_ms": "double precision",
-    "parent_id": "text",
-    "error": "text",
-    "prompt_text": "text",
-    "output_text": "text",
-}
+
+
+_STAGE_DDL = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} "
+    f"(LIKE {EVENTS} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_COPY_SQL = f"COPY {STAGE} ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
 
 
 def _insert_sql() -> str:
-    """One statement: insert a batch (arrays, ordered by id, duplicates skipped) and add
-    exactly the rows that were inserted to the daily rollup (ordered by rollup key so
-    concurrent writers lock rollup rows in the same order)."""
-    arrays = ", ".join(
-        f"CAST(:{c} AS {_PG_TYPES.get(c, 'bigint')}[])" for c in EVENT_COLUMNS
-    )
+    """One statement after the batch was COPYed into the temp stage table: insert it
+    (ordered by id, duplicates skipped) and add exactly the inserted rows to every
+    rollup, each in key order so concurrent writers lock rows in the same order."""
     cols = ", ".join(EVENT_COLUMNS)
-    key = ("day", *ROLLUP_DIMS)
-    agg = raw_agg_select().replace("SUM(latency_ms)", "coalesce(SUM(latency_ms), 0.0)")
-    from tokenward.ledger._base import AGG_FIELDS
-
-    updates = ", ".join(f"{f} = {DAILY}.{f} + EXCLUDED.{f}" for f in AGG_FIELDS)
-    return f"""
-WITH data AS (
-  SELECT * FROM unnest({arrays}) AS u({cols})
-), ins AS (
+    ctes = [
+        f"""ins AS (
   INSERT INTO {EVENTS} ({cols})
-  SELECT {cols} FROM data ORDER BY id COLLATE "C"
+  SELECT {cols} FROM {STAGE} ORDER BY id COLLATE "C"
   ON CONFLICT (id) DO NOTHING
-  RETURNING *
-)
-INSERT INTO {DAILY} ({", ".join((*key, *AGG_FIELDS))})
-SELECT ts_us / 86400000000, model, coalesce(provider, ''), coalesce(user_id, ''),
-       coalesce(agent, ''), status, kind, {agg}
-FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
-ON CONFLICT ({", ".join(key)}) DO UPDATE SET {updates}
-"""
+  RETURNING {", ".join(ROLLUP_SOURCE_COLUMNS)}
+)"""
+    ]
+    *first, last = ROLLUPS
+    for i, (table, dims) in enumerate(first):
+        ctes.append(f"r{i} AS ({rollup_upsert_sql(table, dims, 'ins', 'postgresql')})")
+    return "WITH " + ",\n".join(ctes) + "\n" + rollup_upsert_sql(
+        last[0], last[1], "ins", "postgresql"
+    )
 
 
 def normalize_url(url: str) -> str:
@@ -204,10 +183,6 @@ class SQLLedger(_SQLQueries):
             if current == 0:
                 for stmt in ddl("postgresql"):
                     conn.execute(text(stmt))
-                for col in ("model", "agent"):
-                    conn.execute(
-                        text(f"CREATE INDEX IF NOT EXISTS {EVENTS}_{col}_ts ON {EVENTS} ({col}, ts_us)")
-                    )
                 conn.execute(
                     text(f"INSERT INTO {VERSION_TABLE} (version, applied_at, note) "
                          "VALUES (:v, :at, 'initial schema')"),
@@ -230,9 +205,16 @@ class SQLLedger(_SQLQueries):
         for e in events:
             unique.setdefault(e.id, e)
         rows = [event_to_row(e) for e in unique.values()]
-        params = {c: list(col) for c, col in zip(EVENT_COLUMNS, zip(*rows))}
         with self._errors("write"), self._engine.begin() as conn:
-            conn.execute(self._insert, params)
+            # COPY the batch into a per-connection temp table (psycopg's fast path), then
+            # move it with one INSERT ... ON CONFLICT DO NOTHING + rollup upsert.
+            dbapi = conn.connection.driver_connection
+            cur = dbapi.cursor()
+            cur.execute(_STAGE_DDL)
+            with cur.copy(_COPY_SQL) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn.execute(self._insert)
 
     def record(self, event: UsageEvent) -> None:
         """Store one event (queued when ``batch=True``)."""
@@ -295,7 +277,7 @@ class SQLLedger(_SQLQueries):
         with self._errors("rollup rebuild"), self._engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
             conn.execute(text(f"LOCK TABLE {EVENTS} IN SHARE MODE"))
-            for stmt in rebuild_rollup_sql():
+            for stmt in rebuild_rollup_sql("postgresql"):
                 conn.execute(text(stmt))
 
     def schema_version(self) -> int:

@@ -5,16 +5,19 @@ Both stores keep two tables:
 ``tokenward_events``
     one row per event; timestamps are integer microseconds since the Unix epoch
     (UTC), cost integer nano-USD, tags and tool names JSON text.
-``tokenward_daily``
-    a rollup per (UTC day, model, provider, user_id, agent, status, kind) with
-    every total, maintained in the same transaction as the insert (SQLite: an
-    ``AFTER INSERT`` trigger; PostgreSQL: the insert statement itself), so
-    it is never stale. ``NULL`` dimensions are stored as ``''`` there.
+``tokenward_daily``, ``tokenward_daily_agent``, ``tokenward_daily_user``
+    daily rollups per (UTC day, model, provider, status, kind), the second also
+    per agent, the third also per user_id, with every total. They are updated
+    in the same transaction as the insert, from exactly the rows that were
+    inserted (duplicates skipped), one upsert per group per batch, so they are
+    never stale. ``NULL`` dimensions are stored as ``''`` there. Rows written
+    to the events table by other means need :meth:`rebuild_rollups`.
 
-Queries that only group or filter by rollup dimensions read whole days from
-the rollup and the partial days at either end of the range from the events
-table; everything else reads the events table (indexed on time, user and
-conversation).
+A query whose ``by``/``where`` dimensions all fit one rollup reads whole days
+from the smallest such rollup and the partial days at either end of the range
+from the events table; everything else (hourly buckets, conversation,
+session, tags, user x agent) reads the events table (indexed on time, user
+and conversation).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from typing import Any
 
 from tokenward.ledger._base import (
     AGG_FIELDS,
-    ROLLUP_DIMS,
     Bucket,
     Key,
     Metric,
@@ -45,18 +47,32 @@ from tokenward.ledger._event import EVENT_COLUMNS, USAGE_FIELDS, UsageEvent, row
 
 SCHEMA_VERSION = 1
 EVENTS = "tokenward_events"
-DAILY = "tokenward_daily"
+STAGE = "tokenward_stage"
 VERSION_TABLE = "tokenward_schema_version"
+
+#: Daily rollup tables, smallest first: ``(table, dimensions)``. A query is answered
+#: from the first table whose dimensions cover every ``by`` and ``where`` dimension.
+ROLLUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("tokenward_daily", ("model", "provider", "status", "kind")),
+    ("tokenward_daily_agent", ("agent", "model", "provider", "status", "kind")),
+    ("tokenward_daily_user", ("user_id", "model", "provider", "status", "kind")),
+)
+ROLLUP_TABLES = tuple(t for t, _ in ROLLUPS)
+DAILY = ROLLUP_TABLES[0]
 
 _DAY_US = 86_400_000_000
 _HOUR_US = 3_600_000_000
 
-_ROLLUP_KEY = ("day", *ROLLUP_DIMS)
 _SUM_FIELDS = (
     "estimated",
     *USAGE_FIELDS,
     "tool_calls",
     "cost_nanos",
+)
+#: Columns the rollups read from inserted rows.
+ROLLUP_SOURCE_COLUMNS = tuple(
+    dict.fromkeys(["ts_us", *(d for _, dims in ROLLUPS for d in dims), *_SUM_FIELDS,
+                   "latency_ms"])
 )
 
 
@@ -98,60 +114,27 @@ def ddl(dialect: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {EVENTS}_ts ON {EVENTS} (ts_us)",
         f"CREATE INDEX IF NOT EXISTS {EVENTS}_user_ts ON {EVENTS} (user_id, ts_us)",
         f"CREATE INDEX IF NOT EXISTS {EVENTS}_conv_ts ON {EVENTS} (conversation_id, ts_us)",
-        f"""CREATE TABLE IF NOT EXISTS {DAILY} (
+    ]
+    for table, dims in ROLLUPS:
+        key = ("day", *dims)
+        stmts.append(
+            f"""CREATE TABLE IF NOT EXISTS {table} (
   day {big} NOT NULL,
-  model TEXT NOT NULL,
-  provider TEXT NOT NULL,
-  user_id TEXT NOT NULL,
-  agent TEXT NOT NULL,
-  status TEXT NOT NULL,
-  kind TEXT NOT NULL,
+  {", ".join(f"{d} TEXT NOT NULL" for d in dims)},
   calls {big} NOT NULL DEFAULT 0,
   errors {big} NOT NULL DEFAULT 0,
   cancelled {big} NOT NULL DEFAULT 0,
   {", ".join(f"{f} {big} NOT NULL DEFAULT 0" for f in _SUM_FIELDS)},
   latency_sum {real} NOT NULL DEFAULT 0,
   latency_count {big} NOT NULL DEFAULT 0,
-  PRIMARY KEY ({", ".join(_ROLLUP_KEY)})
-)""",
-    ]
-    if dialect == "sqlite":
-        stmts.append(_sqlite_trigger())
+  PRIMARY KEY ({", ".join(key)})
+)"""
+        )
     return stmts
 
 
-def _rollup_upsert_set() -> str:
-    return ", ".join(f"{f} = {f} + excluded.{f}" for f in AGG_FIELDS)
-
-
-def _sqlite_trigger() -> str:
-    values = ", ".join(
-        [
-            "NEW.ts_us / 86400000000",
-            "NEW.model",
-            "coalesce(NEW.provider, '')",
-            "coalesce(NEW.user_id, '')",
-            "coalesce(NEW.agent, '')",
-            "NEW.status",
-            "NEW.kind",
-            "1",
-            "NEW.status = 'error'",
-            "NEW.status = 'cancelled'",
-            *(f"NEW.{f}" for f in _SUM_FIELDS),
-            "coalesce(NEW.latency_ms, 0.0)",
-            "NEW.latency_ms IS NOT NULL",
-        ]
-    )
-    cols = ", ".join((*_ROLLUP_KEY, *AGG_FIELDS))
-    return f"""CREATE TRIGGER IF NOT EXISTS {EVENTS}_rollup AFTER INSERT ON {EVENTS}
-BEGIN
-  INSERT INTO {DAILY} ({cols}) VALUES ({values})
-  ON CONFLICT ({", ".join(_ROLLUP_KEY)}) DO UPDATE SET {_rollup_upsert_set()};
-END"""
-
-
 def raw_agg_select() -> str:
-    """Aggregates over the events table, in AGG_FIELDS order."""
+    """Aggregates over event rows, in AGG_FIELDS order."""
     return ", ".join(
         [
             "COUNT(*)",
@@ -168,25 +151,38 @@ def rollup_agg_select() -> str:
     return ", ".join(f"SUM({f})" for f in AGG_FIELDS)
 
 
-def rebuild_rollup_sql() -> list[str]:
-    """Statements that recompute the rollup from the events table."""
-    cols = ", ".join((*_ROLLUP_KEY, *AGG_FIELDS))
+def rollup_upsert_sql(table: str, dims: Sequence[str], source: str, dialect: str) -> str:
+    """Add the rows of ``source`` (events-shaped) into rollup ``table``.
+
+    Groups are inserted in key order, so concurrent writers lock rollup rows in
+    the same order (no deadlocks in PostgreSQL).
+    """
+    key = ("day", *dims)
+    n = len(key)
     select = ", ".join(
         [
             "ts_us / 86400000000",
-            "model",
-            "coalesce(provider, '')",
-            "coalesce(user_id, '')",
-            "coalesce(agent, '')",
-            "status",
-            "kind",
+            *(d if d == "model" else f"coalesce({d}, '')" for d in dims),
             raw_agg_select().replace("SUM(latency_ms)", "coalesce(SUM(latency_ms), 0.0)"),
         ]
     )
-    return [
-        f"DELETE FROM {DAILY}",
-        f"INSERT INTO {DAILY} ({cols}) SELECT {select} FROM {EVENTS} GROUP BY 1, 2, 3, 4, 5, 6, 7",
-    ]
+    groups = ", ".join(str(i + 1) for i in range(n))
+    qual = f"{table}." if dialect == "postgresql" else ""
+    updates = ", ".join(f"{f} = {qual}{f} + excluded.{f}" for f in AGG_FIELDS)
+    return (
+        f"INSERT INTO {table} ({', '.join((*key, *AGG_FIELDS))}) "
+        f"SELECT {select} FROM {source} WHERE true GROUP BY {groups} ORDER BY {groups} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+def rebuild_rollup_sql(dialect: str) -> list[str]:
+    """Statements that recompute every rollup table from the events table."""
+    out = []
+    for table, dims in ROLLUPS:
+        out.append(f"DELETE FROM {table}")
+        out.append(rollup_upsert_sql(table, dims, EVENTS, dialect))
+    return out
 
 
 class _SQLQueries:
@@ -256,20 +252,18 @@ class _SQLQueries:
     ) -> dict[Key, list[Any]]:
         """Aggregate vectors keyed by ``(unit?, *dims)``; unit is "hour" / "day" / None."""
         acc: dict[Key, list[Any]] = {}
-        rollup_ok = (
-            self.use_rollups
-            and unit != "hour"
-            and all(d in ROLLUP_DIMS for d in dims)
-            and all(d in ROLLUP_DIMS for d in conds)
-        )
-        if rollup_ok:
+        table = None
+        if self.use_rollups and unit != "hour":
+            needed = {*dims, *conds}
+            table = next((t for t, tdims in ROLLUPS if needed <= set(tdims)), None)
+        if table is not None:
             raws, days = split_days(lo, hi)
         else:
             raws, days = [(lo, hi)], None
         for rlo, rhi in raws:
-            self._run_grouped(acc, dims, conds, unit, rlo, rhi, rollup=False)
+            self._run_grouped(acc, dims, conds, unit, rlo, rhi, rollup=None)
         if days is not None:
-            self._run_grouped(acc, dims, conds, unit, days[0], days[1], rollup=True)
+            self._run_grouped(acc, dims, conds, unit, days[0], days[1], rollup=table)
         return acc
 
     def _run_grouped(
@@ -281,7 +275,7 @@ class _SQLQueries:
         lo: int | None,
         hi: int | None,
         *,
-        rollup: bool,
+        rollup: str | None,
     ) -> None:
         params: dict[str, Any] = {}
         select: list[str] = []
@@ -290,8 +284,8 @@ class _SQLQueries:
                 select.append("day")
             else:
                 select.append(f"ts_us / {_HOUR_US if unit == 'hour' else _DAY_US}")
-        select.extend(self._dim_expr(d, params, rollup) for d in dims)
-        where = self._where_sql(conds, params, rollup)
+        select.extend(self._dim_expr(d, params, rollup is not None) for d in dims)
+        where = self._where_sql(conds, params, rollup is not None)
         tcol = "day" if rollup else "ts_us"
         if lo is not None:
             where.append(f"{tcol} >= :lo")
@@ -300,7 +294,7 @@ class _SQLQueries:
             where.append(f"{tcol} < :hi")
             params["hi"] = hi
         agg = rollup_agg_select() if rollup else raw_agg_select()
-        sql = f"SELECT {', '.join([*select, agg])} FROM {DAILY if rollup else EVENTS}"
+        sql = f"SELECT {', '.join([*select, agg])} FROM {rollup or EVENTS}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         if select:

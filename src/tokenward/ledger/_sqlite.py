@@ -15,19 +15,32 @@ from tokenward.errors import ConfigurationError, LedgerError
 from tokenward.ledger._event import EVENT_COLUMNS, UsageEvent, event_to_row
 from tokenward.ledger._sqlcommon import (
     EVENTS,
+    ROLLUPS,
     SCHEMA_VERSION,
+    STAGE,
     VERSION_TABLE,
     _SQLQueries,
     ddl,
     rebuild_rollup_sql,
+    rollup_upsert_sql,
 )
 from tokenward.ledger._writer import _BatchWriter
 
 __all__ = ["SQLiteLedger"]
 
-_INSERT = (
-    f"INSERT OR IGNORE INTO {EVENTS} ({', '.join(EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+_COLS = ", ".join(EVENT_COLUMNS)
+_STAGE_DDL = f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} AS SELECT {_COLS} FROM main.{EVENTS} WHERE 0"
+_STAGE_INSERT = f"INSERT INTO temp.{STAGE} ({_COLS}) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+# Inside one BEGIN IMMEDIATE transaction (no other writer can interleave):
+_WRITE_STEPS = (
+    # 1. drop staged events whose id is already stored (idempotency)
+    f"DELETE FROM temp.{STAGE} WHERE EXISTS "
+    f"(SELECT 1 FROM main.{EVENTS} e WHERE e.id = temp.{STAGE}.id)",
+    # 2. store the rest
+    f"INSERT INTO main.{EVENTS} ({_COLS}) SELECT {_COLS} FROM temp.{STAGE}",
+    # 3. add exactly those rows to every rollup (one upsert per group)
+    *(rollup_upsert_sql(t, dims, f"temp.{STAGE}", "sqlite") for t, dims in ROLLUPS),
+    f"DELETE FROM temp.{STAGE}",
 )
 
 #: Migrations from version N-1 to N: ``{N: [statements]}``. Version 1 is the base schema.
@@ -119,6 +132,7 @@ class SQLiteLedger(_SQLQueries):
             if init:
                 self._init_schema(conn)
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.DatabaseError as exc:
             conn.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -206,13 +220,20 @@ class SQLiteLedger(_SQLQueries):
     # -- writing --------------------------------------------------------------------------
 
     def _write(self, events: Sequence[UsageEvent]) -> None:
-        rows = [event_to_row(e) for e in events]
+        unique: dict[str, UsageEvent] = {}
+        for e in events:
+            unique.setdefault(e.id, e)
+        rows = [event_to_row(e) for e in unique.values()]
         with self._lock, self._errors("write"):
             self._check_fork()
             conn = self._wconn
+            conn.execute(_STAGE_DDL)
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(_INSERT, rows)
+                conn.execute(f"DELETE FROM temp.{STAGE}")
+                conn.executemany(_STAGE_INSERT, rows)
+                for stmt in _WRITE_STEPS:
+                    conn.execute(stmt)
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -283,7 +304,7 @@ class SQLiteLedger(_SQLQueries):
             conn = self._wconn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in rebuild_rollup_sql():
+                for stmt in rebuild_rollup_sql("sqlite"):
                     conn.execute(stmt)
                 conn.execute("COMMIT")
             except BaseException:

