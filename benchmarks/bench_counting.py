@@ -188,25 +188,36 @@ def run(quick: bool = False) -> str:
             new = {"role": "user", "content": f"follow-up {next(extra)}: " + " ".join(_PROSE[:40])}
             return warm_counter.count_messages(msgs + [new])
 
+        def warm_copies() -> int:
+            # adapters rebuild message dicts on every call: no prefix memo, per-message LRU only
+            new = {"role": "user", "content": f"follow-up {next(extra)}: " + " ".join(_PROSE[:40])}
+            return warm_counter.count_messages([dict(m) for m in msgs] + [new])
+
         # Interleave anchor and ours round by round: the machine is shared, so load bursts
         # hit both sides of each ratio alike; report medians of times and of per-round ratios.
         t_raw, t_ord, t_cold, t_warm, ratio, speedup = [], [], [], [], [], []
+        t_copy, speedup_copy = [], []
         for _ in range(repeats):
             a = _median_time(raw, 1)
             o = _median_time(raw_ordinary, 1)
             c = _median_time(cold, 1)
             w = _median_time(warm, 1)
+            wc = _median_time(warm_copies, 1)
+            t_copy.append(wc)
+            speedup_copy.append(c / wc)
             t_raw.append(a), t_ord.append(o), t_cold.append(c), t_warm.append(w)
             ratio.append(c / a)
             speedup.append(c / w)
         med = statistics.median
-        results[n] = (med(ratio), med(speedup))
+        results[n] = (med(ratio), med(speedup), med(speedup_copy))
         rows.append(
             f"| {n:,} | {med(t_raw) * 1e3:.2f} | {med(t_ord) * 1e3:.2f} | {med(t_cold) * 1e3:.2f} | "
-            f"{med(ratio):.2f}x | {med(t_warm) * 1e3:.3f} | {med(speedup):.0f}x |"
+            f"{med(ratio):.2f}x | {med(t_warm) * 1e3:.3f} | {med(speedup):.0f}x | "
+            f"{med(t_copy) * 1e3:.3f} | {med(speedup_copy):.0f}x |"
         )
     worst_ratio = max(r[0] for r in results.values())
     worst_speedup = min(r[1] for r in results.values())
+    worst_copy = min(r[2] for r in results.values())
     goal1 = "met" if worst_ratio <= 1.15 else "missed"
     goal2 = "met" if worst_speedup >= 50 else "missed"
     return "\n".join(
@@ -217,14 +228,20 @@ def run(quick: bool = False) -> str:
             "medians of times and of per-round ratios; "
             "times in ms. *raw* = `sum(len(enc.encode(text)))` over contents and tool-call fields "
             "(no chat formula); *cold* = our `count_messages` with an empty cache (full chat "
-            "formula); *re-count* = same conversation + one appended message, cache warm.",
+            "formula); *re-count* = same conversation + one appended message, cache warm (same "
+            "message objects: prefix memo); *new dicts* = the same but every message dict rebuilt "
+            "(as framework adapters do), so only the per-message content-keyed LRU helps. The "
+            "goal is checked on the re-count column; the new-dicts column is reported for honesty.",
             "",
-            "| messages | raw `encode` | raw `encode_ordinary` | ours cold | cold / raw | ours re-count | cold / re-count |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
+            "| messages | raw `encode` | raw `encode_ordinary` | ours cold | cold / raw "
+            "| ours re-count | cold / re-count | re-count, new dicts | cold / that |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             *rows,
             "",
             f"- Goal cold <= 1.15x raw `encode`: **{goal1}** (worst {worst_ratio:.2f}x).",
-            f"- Goal re-count >= 50x faster than a full count: **{goal2}** (worst {worst_speedup:.0f}x).",
+            f"- Goal re-count >= 50x faster than a full count: **{goal2}** (worst {worst_speedup:.0f}x; "
+            f"with rebuilt dicts {worst_copy:.0f}x"
+            f"{'' if worst_copy >= 50 else ', below the goal'}).",
             "",
         ]
     )

@@ -98,12 +98,12 @@ def _calls_key(m: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """Hashable key of a dict message's tool calls / function call (no JSON round trip)."""
     out: list[Any] = []
     fc = m.get("function_call")
-    if isinstance(fc, Mapping):
+    if fc is not None and (type(fc) is dict or isinstance(fc, Mapping)):
         out.append(("fc", fc.get("name"), _args(fc.get("arguments"))))
     for c in m.get("tool_calls") or ():
-        if isinstance(c, Mapping):
+        if type(c) is dict or isinstance(c, Mapping):
             fn = c.get("function")
-            fn = fn if isinstance(fn, Mapping) else c
+            fn = fn if (type(fn) is dict or isinstance(fn, Mapping)) else c
             out.append((c.get("id"), fn.get("name"), _args(fn.get("arguments", fn.get("args")))))
         else:
             out.append(_freeze(c))
@@ -127,7 +127,7 @@ class _ChatCounter:
         # prefix memos keyed by id(first message); the memo holds that message, so the id
         # cannot be reused by another object while the entry exists
         self._memos: dict[int, tuple[Any, ...]] = {}
-        self._max_memos = 256
+        self._max_memos = 32  # each memo keeps its messages alive: keep this small
 
     # -- to implement -------------------------------------------------------------------
     def _len(self, text: str) -> int:  # pragma: no cover - abstract
@@ -151,7 +151,7 @@ class _ChatCounter:
         return n
 
     def _key(self, m: Any) -> tuple[Any, ...]:
-        if isinstance(m, Message):
+        if type(m) is not dict and isinstance(m, Message):
             c = m.content
             return (
                 m.role,
@@ -160,7 +160,7 @@ class _ChatCounter:
                 m.tool_call_id,
                 m.tool_calls or None,
             )
-        if isinstance(m, Mapping):
+        if type(m) is dict or isinstance(m, Mapping):
             role = m.get("role") or m.get("type") or "user"
             raw = m.get("content")
             c = "" if raw is None else raw
