@@ -114,7 +114,8 @@ class _TextCounter:
     def __init__(self, counter: Any) -> None:
         if counter is None:
             raise ConfigurationError(
-                "no token counter given: pass counter=<model name>, a TokenCounter or a callable str -> int"
+                "no token counter given: pass counter=<model name>, a TokenCounter or a "
+                "callable str -> int"
             )
         if isinstance(counter, str):
             from tokenward.counting import get_counter
@@ -125,7 +126,9 @@ class _TextCounter:
         elif callable(counter):
             fn = counter
         else:
-            raise ConfigurationError(f"counter must be a model name, TokenCounter or callable; got {type(counter).__name__}")
+            raise ConfigurationError(
+                f"counter must be a model name, TokenCounter or callable; got {type(counter).__name__}"
+            )
         self.fn: Callable[[str], int] = fn
         try:
             caches = self._caches.get(counter)
@@ -524,7 +527,8 @@ def pack_context(
                 if not cut:
                     continue
                 c = items[i]
-                part = Chunk(text=cut, score=c.score, id=c.id, source=c.source if c.source is not None else c,
+                src = c.source if c.source is not None else c
+                part = Chunk(text=cut, score=c.score, id=c.id, source=src,
                              metadata={**c.metadata, "tokenward_partial": True,
                                        "tokenward_tokens": count.raw(cut),
                                        "tokenward_original_tokens": tokens[i]})

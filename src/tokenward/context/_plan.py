@@ -11,7 +11,9 @@ from tokenward.errors import ConfigurationError, ContextBudgetError
 
 __all__ = ["plan", "Plan", "DEFAULT_SHARES"]
 
-DEFAULT_SHARES: Mapping[str, float] = MappingProxyType({"system": 0.10, "history": 0.40, "rag": 0.50})
+DEFAULT_SHARES: Mapping[str, float] = MappingProxyType(
+    {"system": 0.10, "history": 0.40, "rag": 0.50}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,9 @@ class Plan:
         try:
             return self.budgets[section]
         except KeyError:
-            raise KeyError(f"no section {section!r} in this plan; sections: {sorted(self.budgets)}") from None
+            raise KeyError(
+                f"no section {section!r} in this plan; sections: {sorted(self.budgets)}"
+            ) from None
 
     def fits(self, used: int | Mapping[str, int]) -> bool:
         """True when ``used`` (a total, or tokens per section) is within the plan.
@@ -97,7 +101,8 @@ def plan(
     the other share sections in proportion to their shares, so a fixed section that
     needs less than its share gives the rest to the others (proportionally), and one
     that needs more takes it from them. Integer rounding leftovers go one token at a
-    time to the sections with the largest fractional parts (ties: ``shares`` order). ``sum(budgets) <= window - reserve_output``
+    time to the sections with the largest fractional parts (ties: ``shares`` order).
+    ``sum(budgets) <= window - reserve_output``
     always; if the fixed sizes alone exceed it, :class:`~tokenward.ContextBudgetError`.
     """
     max_output: int | None = None
@@ -107,7 +112,9 @@ def plan(
     elif isinstance(model_or_window, int) and not isinstance(model_or_window, bool):
         window = model_or_window
     else:
-        raise ConfigurationError(f"model_or_window must be a model name or an int; got {model_or_window!r}")
+        raise ConfigurationError(
+            f"model_or_window must be a model name or an int; got {model_or_window!r}"
+        )
     if window <= 0:
         raise ConfigurationError(f"context window must be > 0; got {window}")
     if reserve_output is None:
@@ -148,7 +155,8 @@ def plan(
         for n in flexible:
             budgets[n] = int(exact[n])
         leftover = rest - sum(budgets[n] for n in flexible)
-        by_remainder = sorted(flexible, key=lambda n: -(exact[n] - budgets[n]))  # stable: shares order
+        # largest fractional part first; sorted() is stable, so ties keep shares order
+        by_remainder = sorted(flexible, key=lambda n: -(exact[n] - budgets[n]))
         k = 0
         while leftover > 0:
             budgets[by_remainder[k % len(by_remainder)]] += 1

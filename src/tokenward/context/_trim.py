@@ -127,7 +127,9 @@ def _pinned_indices(items: Sequence[Any], pinned: Any) -> set[int]:
     out: set[int] = set()
     for p in pinned:
         if not isinstance(p, int) or isinstance(p, bool):
-            raise ConfigurationError(f"pinned must hold message indices or be a predicate; got {p!r}")
+            raise ConfigurationError(
+                f"pinned must hold message indices or be a predicate; got {p!r}"
+            )
         if not -n <= p < n:
             raise ConfigurationError(f"pinned index {p} is out of range for {n} messages")
         out.add(p % n)
@@ -142,7 +144,9 @@ def _resolve_splitter(text_splitter: Any) -> Callable[[str], list[str]]:
         return split_text
     if callable(text_splitter):
         return text_splitter
-    raise ConfigurationError("text_splitter must be a callable str -> list[str] or have .split_text()")
+    raise ConfigurationError(
+        "text_splitter must be a callable str -> list[str] or have .split_text()"
+    )
 
 
 class _Trim:
@@ -279,7 +283,8 @@ class _Trim:
                         yield (i, e)
                     i = e + 1
 
-        def assemble(groups: Iterable[tuple[int, int]], extra: dict[int, Any] | None = None) -> list[Any]:
+        def assemble(groups: Iterable[tuple[int, int]],
+                     extra: dict[int, Any] | None = None) -> list[Any]:
             idx = set(pinned)
             for s, e in groups:
                 idx.update(range(s, e + 1))
@@ -408,7 +413,9 @@ def trim_items(items: Sequence[Any], max_tokens: int, counts: MessageCounts, ops
     ``start_on`` / ``end_on`` / ``pinned`` (when callable) are predicates on ``items``.
     """
     if strategy not in ("first", "last"):
-        raise ConfigurationError(f"Unrecognized strategy={strategy!r}. Supported strategies are 'last' and 'first'.")
+        raise ConfigurationError(
+            f"Unrecognized strategy={strategy!r}. Supported strategies are 'last' and 'first'."
+        )
     if start_on and strategy == "first":
         raise ConfigurationError("start_on parameter is only valid with strategy='last'")
     if include_system and strategy == "first":
