@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal
 
+from tokenward.cost import from_nanos, to_nanos
 from tokenward.usage import Usage
 
-__all__ = ["UsageEvent", "EventStatus", "EventKind"]
+__all__ = ["UsageEvent", "EventStatus", "EventKind", "to_nanos", "from_nanos"]
 
 EventStatus = Literal["ok", "error", "cancelled"]
 EventKind = Literal["chat", "completion", "embedding"]
@@ -22,7 +23,6 @@ _STATUSES = ("ok", "error", "cancelled")
 _KINDS = ("chat", "completion", "embedding")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICRO = timedelta(microseconds=1)
-_NANO = Decimal(10) ** 9
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 # Usage token fields, in storage order (the ``estimated`` flag is stored separately).
@@ -37,16 +37,6 @@ USAGE_FIELDS = (
     "audio_output",
     "image_input",
 )
-
-
-def to_nanos(usd: Decimal) -> int:
-    """USD as Decimal -> integer nano-USD (ROUND_HALF_EVEN). Same rule as ``tokenward.cost``."""
-    return int((usd * _NANO).to_integral_value(ROUND_HALF_EVEN))
-
-
-def from_nanos(nanos: int) -> Decimal:
-    """Integer nano-USD -> USD as an exact Decimal."""
-    return Decimal(nanos).scaleb(-9)
 
 
 def to_micros(ts: datetime) -> int:
