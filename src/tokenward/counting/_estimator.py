@@ -54,25 +54,20 @@ def _full_table() -> dict[int, str]:
     global _FULL_TABLE
     if _FULL_TABLE is None:
         t = dict(_ASCII_TABLE)
-        for c in range(0xC0, 0x100):
-            if c not in (0xD7, 0xF7):
-                t[c] = "A" if c < 0xDF else "a"
+        upd = t.update
+        upd(dict.fromkeys(range(0xC0, 0xDF), "A"))
+        upd(dict.fromkeys(range(0xDF, 0x100), "a"))
+        del t[0xD7], t[0xF7]  # multiplication / division signs stay "other"
         for lo, hi in ((0x4E00, 0xA000), (0x3400, 0x4DC0), (0xF900, 0xFB00)):
-            for c in range(lo, hi):
-                t[c] = "h"
-        for ch in HAN_SINGLE:
-            t[ord(ch)] = "H"
+            upd(dict.fromkeys(range(lo, hi), "h"))
+        upd(dict.fromkeys(map(ord, HAN_SINGLE), "H"))
         for lo, hi in ((0x3040, 0x3100), (0x31F0, 0x3200), (0xFF66, 0xFFA0)):
-            for c in range(lo, hi):
-                t[c] = "k"
+            upd(dict.fromkeys(range(lo, hi), "k"))
         for lo, hi in ((0xAC00, 0xD7B0), (0x1100, 0x1200), (0x3130, 0x3190)):
-            for c in range(lo, hi):
-                t[c] = "g"
-        for ch in HANGUL_SINGLE:
-            t[ord(ch)] = "G"
+            upd(dict.fromkeys(range(lo, hi), "g"))
+        upd(dict.fromkeys(map(ord, HANGUL_SINGLE), "G"))
         for lo, hi in ((0x3000, 0x3040), (0xFF00, 0xFF66), (0x2000, 0x2070)):
-            for c in range(lo, hi):
-                t[c] = "."
+            upd(dict.fromkeys(range(lo, hi), "."))
         _FULL_TABLE = t
     return _FULL_TABLE
 
