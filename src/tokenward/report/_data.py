@@ -1,0 +1,227 @@
+"""One report builder for every format: ledger (+ optional budgets) -> :class:`ReportData`.
+
+:func:`build_report_data` runs :func:`tokenward.report._tables.build_report` (totals, grouped
+rows, per-model rows, daily series, analytics — what the table/JSON/CSV formats show) and adds
+what the HTML report draws: a spend series (hourly for ranges up to two days, else daily),
+per-user and per-agent rows, the top conversations, budget utilization and the advisor's
+suggestions. The result is a subclass of the table report's ``ReportData``, so every renderer
+accepts it.
+
+Budget utilization comes from the budget store when one is given (live: spent, reserved,
+reset time, exactly what enforcement sees) and is otherwise recomputed from the ledger over
+each budget's current window (calendar or rolling windows; ``source="ledger"``). Scoped
+budgets (``scope="user_id"``) get one row per scope key seen in the ledger in that window,
+most utilized first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from tokenward.report._tables import ReportData as _BaseReportData
+from tokenward.report._tables import build_report
+
+__all__ = ["ReportData", "BudgetRow", "build_report_data", "budget_rows"]
+
+_COLUMN_DIMS = ("model", "provider", "user_id", "conversation_id", "session_id", "agent",
+                "status", "kind")
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """Utilization of one budget for one scope key."""
+
+    budget: str
+    scope_key: str
+    unit: str  #: "usd" or "tokens"
+    mode: str
+    window: str
+    limit: Decimal | int
+    spent: Decimal | int
+    reserved: Decimal | int
+    remaining: Decimal | int
+    utilization: float  #: spent / limit (may exceed 1 for soft budgets)
+    thresholds: tuple[float, ...]
+    reset_at: datetime | None
+    source: str  #: "store" (live status) or "ledger" (recomputed from recorded events)
+
+
+@dataclass
+class ReportData(_BaseReportData):
+    """The table report's data plus what the HTML report draws."""
+
+    series: list[Any] = field(default_factory=list)  #: SummaryRows per ``series_bucket``
+    series_bucket: str = "day"
+    users: list[Any] = field(default_factory=list)  #: SummaryRows by user_id, costliest first
+    agents: list[Any] = field(default_factory=list)  #: SummaryRows by agent
+    top_conversations: list[Any] = field(default_factory=list)
+    budgets: list[BudgetRow] = field(default_factory=list)
+    suggestions: list[Any] = field(default_factory=list)  #: advisor ``Suggestion`` objects
+    notes: list[str] = field(default_factory=list)
+
+
+def _ledger_where(where: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, values in where.items():
+        dim = key if key in _COLUMN_DIMS or key.startswith("tag:") else f"tag:{key}"
+        out[dim] = sorted(values)
+    return out
+
+
+def _dims_for(budget: Any, row_dims: Mapping[str, str | None]) -> dict[str, Any]:
+    """Dimensions that make ``budget`` apply, for a ledger row of its scope."""
+    dims: dict[str, Any] = {}
+    tags: dict[str, str] = {}
+    for key, values in budget.where.items():
+        value = sorted(values)[0]
+        if key in _COLUMN_DIMS:
+            dims[key] = value
+        else:
+            tags[key] = value
+    for d in budget.scope:
+        v = row_dims.get(d if d in _COLUMN_DIMS else f"tag:{d}")
+        if d in _COLUMN_DIMS:
+            dims[d] = v
+        elif v is not None:
+            tags[d] = v
+    if tags:
+        dims["tags"] = tags
+    return dims
+
+
+def budget_rows(
+    ledger: Any,
+    budgets: Sequence[Any],
+    *,
+    store: Any = None,
+    now: datetime | None = None,
+    max_keys: int = 20,
+) -> list[BudgetRow]:
+    """Utilization rows for ``budgets`` (``Budget`` objects): live from ``store`` when given,
+    else recomputed from ``ledger`` over each budget's current window. Per-request budgets
+    have no accumulated spend and are skipped; so are conversation windows without a store."""
+    from tokenward.budgets import Budgets, MemoryBudgetStore
+
+    now = now or datetime.now(timezone.utc)
+    live = Budgets(*budgets, store=store) if store is not None else None
+    calc = Budgets(*budgets, store=MemoryBudgetStore())  # spans and scope keys only
+    out: list[BudgetRow] = []
+    for b in budgets:
+        kind = b.window.kind
+        if kind == "request" or (kind == "conversation" and live is None):
+            continue
+        spans = b.spans(now)
+        start = spans[0].start
+        by = [d if d in _COLUMN_DIMS else f"tag:{d}" for d in b.scope]
+        if kind == "conversation":
+            by.append("conversation_id")
+        where = _ledger_where(b.where)
+        groups = ledger.summary(since=start, until=now, by=by, where=where or None)
+        if not groups and not b.scope:
+            groups = [None]
+        rows: list[BudgetRow] = []
+        for g in groups:
+            dims = _dims_for(b, g.dims if g is not None else {})
+            if kind == "conversation" and g is not None:
+                dims["conversation_id"] = g.dims.get("conversation_id")
+            if live is not None:
+                st = live.status(b.name, now=now, **dims)
+                rows.append(BudgetRow(
+                    b.name, st.scope_key, st.unit, st.mode, st.window, st.limit, st.spent,
+                    st.reserved, st.remaining, st.utilization, b.thresholds, st.reset_at,
+                    "store",
+                ))
+                continue
+            key = b.scope_key(dims)
+            limit = b.limit_for(key)
+            spent_raw = 0 if g is None else (
+                int((g.cost * Decimal(10) ** 9).to_integral_value()) if b.unit == "usd"
+                else g.tokens
+            )
+            util = spent_raw / limit if limit else (1.0 if spent_raw else 0.0)
+            reset = calc.status(b.name, now=now, **dims).reset_at
+            rows.append(BudgetRow(
+                b.name, key, b.unit, b.mode, b.window.describe(), b.to_unit(limit),
+                b.to_unit(spent_raw), b.to_unit(0), b.to_unit(max(0, limit - spent_raw)), util,
+                b.thresholds, reset, "ledger",
+            ))
+        rows.sort(key=lambda r: (-r.utilization, r.scope_key))
+        out.extend(rows[:max_keys])
+    return out
+
+
+def _fill(rows: list[Any], step: timedelta) -> list[Any]:
+    """Insert empty buckets between the first and last row, so gaps show as zero bars."""
+    if len(rows) < 2:
+        return rows
+    from tokenward.ledger import SummaryRow
+
+    by_start = {r.bucket: r for r in rows}
+    out = []
+    t = rows[0].bucket
+    while t <= rows[-1].bucket:
+        out.append(by_start.get(t) or SummaryRow(
+            {}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, Decimal(0), 0.0, 0, bucket=t))
+        t += step
+    return out
+
+
+def build_report_data(
+    ledger: Any,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    by: Sequence[str] = ("model",),
+    where: Mapping[str, str] | None = None,
+    source: str = "",
+    catalog: Any = None,
+    budgets: Sequence[Any] = (),
+    budget_store: Any = None,
+    advice: bool = True,
+    top_n: int = 10,
+    now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReportData:
+    """Query ``ledger`` once per section and return everything every format needs.
+
+    ``budgets`` are ``Budget`` objects (e.g. from a budgets file); ``budget_store`` makes their
+    utilization live. ``advice=False`` skips the advisor (it reads the events of the range).
+    """
+    step = progress or (lambda _s: None)
+    base = build_report(
+        ledger, since=since, until=until, by=by, where=where, source=source, catalog=catalog,
+        progress=step,
+    )
+    data = ReportData(**{f.name: getattr(base, f.name) for f in fields(_BaseReportData)})
+    where_d = dict(where or {})
+    now = now or base.generated_at
+    step("spend series")
+    lo = since or (base.daily[0].bucket if base.daily else None)
+    hi = until or now
+    if lo is not None and hi - lo <= timedelta(days=2):
+        data.series_bucket = "hour"
+        data.series = _fill(ledger.timeseries("hour", since=since, until=until, where=where_d),
+                            timedelta(hours=1))
+    else:
+        data.series = _fill(list(base.daily), timedelta(days=1))
+    step("users and agents")
+    data.users = ledger.summary(since=since, until=until, by=("user_id",), where=where_d)
+    data.agents = ledger.summary(since=since, until=until, by=("agent",), where=where_d)
+    step("top conversations")
+    convs = ledger.top(top_n + 1, "conversation_id", "cost", since=since, until=until,
+                       where=where_d)
+    data.top_conversations = [r for r in convs if r.dims.get("conversation_id")][:top_n]
+    if budgets:
+        step("budgets")
+        data.budgets = budget_rows(ledger, budgets, store=budget_store, now=now)
+    if advice and base.totals is not None:
+        step("advisor")
+        from tokenward.report._advisor import advise
+
+        data.suggestions = advise(ledger, catalog=catalog, since=since, until=until,
+                                  where=where_d or None)
+    return data
