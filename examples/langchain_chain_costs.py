@@ -39,10 +39,8 @@ class FakeOpenAI(GenericFakeChatModel):
 
 
 def main() -> None:
-    # budget alerts (50/75/90 %) are logged; show them inline. LangChain also logs a warning
-    # for every exception a callback raises, even when it re-raises it: silence that one.
+    # budget alerts (50/75/90 %) are logged: show them inline
     logging.basicConfig(level=logging.WARNING, format="alert: %(message)s", stream=sys.stdout)
-    logging.getLogger("langchain_core.callbacks.manager").setLevel(logging.ERROR)
 
     # one accountant for the app: in-memory ledger here (pass ledger="usage.db" for SQLite)
     accountant = Accountant(budgets=Budgets(

@@ -135,7 +135,7 @@ def test_invoke_preflights_then_settles_with_provider_usage():
     assert handler.pending_runs == 0
 
 
-def test_denied_preflight_stops_the_call_before_the_model_runs():
+def test_denied_preflight_stops_the_call_before_the_model_runs(caplog):
     acc = FakeAccountant(deny_users={"u-broke"})
     model = make_model("never")
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | model
@@ -145,6 +145,8 @@ def test_denied_preflight_stops_the_call_before_the_model_runs():
                                            "metadata": {"user_id": "u-broke"}})
     assert info.value.budget == "per-user"
     assert model.counter["calls"] == 0
+    # LangChain's "Error in ... callback" warning is not emitted for an intended denial
+    assert not [r for r in caplog.records if "callback" in r.getMessage()]
     assert acc.settles == [] and acc.releases == []
     assert handler.pending_runs == 0
     # another user is not affected

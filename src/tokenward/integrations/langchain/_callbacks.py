@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +37,28 @@ _MAX_PENDING = 10_000
 
 #: True while a TokenBudgetMiddleware accounts the model call being made: handlers skip it.
 _accounted_elsewhere: ContextVar[bool] = ContextVar("tokenward_accounted_elsewhere", default=False)
+
+
+class _DenialLogFilter(logging.Filter):
+    """Drops LangChain's "Error in TokenwardCallbackHandler... callback" warning for denials.
+
+    LangChain logs a warning for every exception a callback raises, even when the handler
+    has ``raise_error = True`` and the exception is re-raised to the caller. A budget
+    denial is intended control flow that the caller receives as ``BudgetExceededError``;
+    logging it as a callback error as well would be misleading noise. Anything else
+    (including other handlers' errors) is left alone.
+    """
+
+    _HANDLERS = ("TokenwardCallbackHandler", "AsyncTokenwardCallbackHandler")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 3 and args[0] in self._HANDLERS:
+            return not str(args[2]).startswith("BudgetExceededError(")
+        return True
+
+
+logging.getLogger("langchain_core.callbacks.manager").addFilter(_DenialLogFilter())
 
 
 def _default_accountant() -> Accountant:
