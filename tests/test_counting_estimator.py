@@ -120,3 +120,25 @@ def test_estimator_counter_applies_calibration():
 def test_default_counter_for_unknown_model_is_estimator():
     c = get_counter("some-local-model-7b")
     assert isinstance(c, EstimatorCounter) and c.exact is False
+
+
+def test_feeding_back_calibrated_estimates_converges_without_oscillating():
+    cal = Calibrator(min_samples=3)
+    c = EstimatorCounter(model="acme-1", calibrator=cal)
+    convos = [
+        [
+            {
+                "role": "user",
+                "content": f"Question {i}: " + "please summarise the quarterly report " * (i + 3),
+            }
+        ]
+        for i in range(30)
+    ]
+    ratios = []
+    for msgs in convos:
+        est = c.count_messages(msgs)  # calibrated, as a caller would see it
+        reported = round(c.raw_count_messages(msgs) * 1.3)  # the provider's truth
+        c.observe(est, reported)
+        ratios.append(cal.ratio("acme-1"))
+    assert ratios[-1] == pytest.approx(1.3, rel=0.02)
+    assert all(r == pytest.approx(1.3, rel=0.03) for r in ratios[5:])

@@ -530,9 +530,25 @@ class EstimatorCounter(_ChatCounter):
         r = self.calibrator.ratio(self.model)
         return raw if r == 1.0 else max(0, int(math.floor(raw * r + 0.5)))
 
-    def observe(self, estimate: int, reported: int) -> None:
-        """Feed one (our estimate, provider-reported) pair to the calibrator."""
-        self.calibrator.observe(estimate, reported, model=self.model)
+    def observe(self, estimate: int, reported: int, *, calibrated: bool = True) -> None:
+        """Feed one (our estimate, provider-reported tokens) pair to the calibrator.
+
+        ``estimate`` is what this counter returned (already calibrated, the default) or,
+        with ``calibrated=False``, a raw estimate (:meth:`raw_count_messages`). Calibrated
+        estimates are converted back to raw ones first, so feeding them back does not make
+        the learned ratio oscillate.
+        """
+        raw = estimate
+        if calibrated:
+            r = self.calibrator.ratio(self.model)
+            raw = int(estimate / r + 0.5) if r != 1.0 else estimate
+        self.calibrator.observe(raw, reported, model=self.model)
+
+    def raw_count_messages(
+        self, messages: Iterable[Message | Mapping[str, Any]], tools: Sequence[Any] | None = None
+    ) -> int:
+        """:meth:`count_messages` without the calibration ratio."""
+        return self._count(messages, tools)[0]
 
     def encode(self, text: str) -> None:
         return None
