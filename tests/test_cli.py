@@ -407,3 +407,11 @@ def test_accountant_into_postgres_and_report_from_its_url(make_postgres_db):  # 
     assert data["totals"]["calls"] == 2
     rows = {r["user_id"]: r for r in data["rows"]}
     assert Decimal(rows["u1"]["cost"]) == cost(Usage(input=1000, output=100), "gpt-4o").total
+
+
+def test_report_html_uses_the_full_report_builder(ledger_db: str, tmp_path):
+    out = tmp_path / "report.html"
+    result = run("report", "--db", ledger_db, "--since", "7d", "-f", "html", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "u1" in html and "gpt-4o" in html

@@ -447,10 +447,17 @@ def _cmd_report(
         raise _UsageProblem(f"--format {fmt!r}: choose one of {', '.join(formats)}")
     from tokenward.ledger import open_ledger
 
+    builder: Callable[..., Any] = _tables.build_report
+    if fmt not in _tables.FORMATS:
+        # richer formats (html) draw more than the tables: use the full report builder
+        try:
+            from tokenward.report import build_report_data as builder
+        except ImportError:
+            pass
     ledger = open_ledger(target)
     try:
         with _progress("report") as advance:
-            data = _tables.build_report(
+            data = builder(
                 ledger,
                 since=since_dt,
                 until=until_dt,

@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +103,7 @@ _TOKEN_FIELDS = (
     "image_input",
 )
 _MILLION = 1_000_000
+_PEAK_WINDOW = timedelta(days=7)
 
 
 def valid_group_key(key: str) -> bool:
@@ -215,8 +216,15 @@ def _analytics(
     }
     if cache.unpriced_models:
         out["unpriced_models"] = list(cache.unpriced_models)
-    peak = peak_hour(ledger, data.since, data.until, where, metric="cost")
+    # The busiest hour of the day over the most recent week of the range: hourly buckets
+    # come from raw events (no rollup), so a bounded window keeps big reports fast.
+    end = data.until or now
+    peak_since = end - _PEAK_WINDOW
+    if data.since is not None and data.since > peak_since:
+        peak_since = data.since
+    peak = peak_hour(ledger, peak_since, data.until, where, metric="cost")
     if peak is not None:
+        out["peak_hour_window_days"] = round((end - peak_since).total_seconds() / 86400, 1)
         out["peak_hour_utc"] = peak.hour
         out["peak_hour_cost"] = _q(Decimal(peak.value))
         out["peak_hour_share"] = peak.share
@@ -445,9 +453,9 @@ def tables(data: ReportData) -> list[Any]:
         )
     ana.add_row("reasoning share of output", _pct(a.get("reasoning_share_of_output")))
     if "peak_hour_utc" in a:
-        ana.add_row(
-            "peak hour (UTC)", f"{a['peak_hour_utc']:02d}:00 ({_money(a['peak_hour_cost'])})"
-        )
+        days = a.get("peak_hour_window_days")
+        label = "peak hour (UTC)" if days is None else f"peak hour (UTC, last {days:g} days)"
+        ana.add_row(label, f"{a['peak_hour_utc']:02d}:00 ({_money(a['peak_hour_cost'])})")
     trend = a.get("trend_cost_pct")
     if trend is not None:
         ana.add_row("cost vs previous period", f"{trend:+.1f}%")
