@@ -49,7 +49,13 @@ def make_chunks(n: int, seed: int = 0) -> list[Chunk]:
             src = rng.choice(chunks)
             words = src.text.split(" ")
             words[rng.randrange(len(words))] = "changed"
-            chunks.append(Chunk(" ".join(words), round(max(0.0, (src.score or 0) - rng.random() * 0.05), 4), id=f"c{i}"))
+            chunks.append(
+                Chunk(
+                    " ".join(words),
+                    round(max(0.0, (src.score or 0) - rng.random() * 0.05), 4),
+                    id=f"c{i}",
+                )
+            )
             continue
         target = int(20 * (20 ** rng.random()))  # 20..400 words, log-uniform
         sentences, count = [], 0
@@ -66,7 +72,7 @@ def exact_optimum(weights: list[int], values: list[float], cap: int) -> float:
     import numpy as np
 
     dp = np.zeros(cap + 1)
-    for w, v in zip(weights, values):
+    for w, v in zip(weights, values, strict=True):
         if w <= cap and v > 0:
             dp[w:] = np.maximum(dp[w:], dp[: cap + 1 - w] + v)
     return float(dp[cap])
@@ -113,19 +119,25 @@ def _llama_index(chunks: list[Chunk], budget: int, enc: Any, count: Any) -> list
     t0 = time.perf_counter()
     truncated = helper.truncate(prompt, texts)
     t_trunc = time.perf_counter() - t0
-    share = sum((c.score or 0) * count(t) / max(1, count(c.text)) for c, t in zip(ranked, truncated))
+    share = sum(
+        (c.score or 0) * count(t) / max(1, count(c.text)) for c, t in zip(ranked, truncated)
+    )
     whole = sum(1 for c, t in zip(ranked, truncated) if t == c.text)
-    rows.append(f"| LlamaIndex `PromptHelper.truncate` | {t_trunc * 1e3:.0f} ms | {whole} whole chunks "
-                f"(each cut to ~{statistics.median(count(t) for t in truncated):.0f} tokens) | "
-                f"{share / total_rel:.1%} token-weighted | {sum(count(t) for t in truncated):,} |")
+    rows.append(
+        f"| LlamaIndex `PromptHelper.truncate` | {t_trunc * 1e3:.0f} ms | {whole} whole chunks "
+        f"(each cut to ~{statistics.median(count(t) for t in truncated):.0f} tokens) | "
+        f"{share / total_rel:.1%} token-weighted | {sum(count(t) for t in truncated):,} |"
+    )
     t0 = time.perf_counter()
     repacked = helper.repack(prompt, texts)
     t_repack = time.perf_counter() - t0
     first = repacked[0] if repacked else ""
     kept = [c for c in ranked if c.text in first]
-    rows.append(f"| LlamaIndex `PromptHelper.repack` (first of {len(repacked)} packs) | {t_repack * 1e3:.0f} ms | "
-                f"{len(kept)} whole chunks, score order, stops when full | "
-                f"{sum(c.score or 0 for c in kept):.2f} | {count(first):,} |")
+    rows.append(
+        f"| LlamaIndex `PromptHelper.repack` (first of {len(repacked)} packs) | {t_repack * 1e3:.0f} ms | "
+        f"{len(kept)} whole chunks, score order, stops when full | "
+        f"{sum(c.score or 0 for c in kept):.2f} | {count(first):,} |"
+    )
     return rows
 
 
@@ -143,7 +155,9 @@ def run(quick: bool = False) -> str:
         acc += i
     loop = time.perf_counter() - t0
 
-    pack_context(make_chunks(30, seed=99), 500, lambda s: tc.count_text(s))  # imports (numpy) out of the timing
+    pack_context(
+        make_chunks(30, seed=99), 500, lambda s: tc.count_text(s)
+    )  # imports (numpy) out of the timing
     # cold: a fresh callable has an empty count cache; sketches cleared
     cold_times = []
     for _ in range(3 if not quick else 1):
@@ -158,7 +172,9 @@ def run(quick: bool = False) -> str:
     warm_nodedupe, _ = _median(lambda: pack_context(chunks, budget, fresh, dedupe=None), reps)
 
     # the same candidate set for every solver: after near-duplicate removal
-    dropped_dup = {d.index for d in rep.dropped if d.reason in ("duplicate", "empty", "below_min_score")}
+    dropped_dup = {
+        d.index for d in rep.dropped if d.reason in ("duplicate", "empty", "below_min_score")
+    }
     cands = [c for i, c in enumerate(chunks) if i not in dropped_dup]
     sep_t = tc.count_text(SEP)
     weights = [tc.count_text(c.text) + sep_t for c in cands]
@@ -169,8 +185,12 @@ def run(quick: bool = False) -> str:
     t_exact = time.perf_counter() - t0
     solve, (sel, exact_flag, upper) = _median(lambda: _pack._solve(weights, values, cap), reps)
 
-    g_time, greedy = _median(lambda: pack_context(cands, budget, fresh, strategy="greedy", dedupe=None,
-                                                  allow_partial=False), reps)
+    g_time, greedy = _median(
+        lambda: pack_context(
+            cands, budget, fresh, strategy="greedy", dedupe=None, allow_partial=False
+        ),
+        reps,
+    )
     ours_nd = pack_context(cands, budget, fresh, dedupe=None, allow_partial=False)
     seed_kept, seed_tokens = seed_003(cands, budget, tc.count_text, tc.truncate)
 

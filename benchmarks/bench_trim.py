@@ -20,8 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.messages import trim_messages
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    trim_messages,
+)
 
 from tokenward.context import cached_counter, trim_history
 from tokenward.integrations.langchain._messages import to_core, trim_messages_compat
@@ -48,7 +54,10 @@ def _code_snippets() -> list[str]:
 
     src = inspect.getsource(json_mod.encoder) + inspect.getsource(textwrap)
     lines = src.splitlines()
-    return ["\n".join(lines[i : i + n]) for i, n in zip(range(0, len(lines) - 40, 17), [8, 12, 20, 30] * 200)]
+    return [
+        "\n".join(lines[i : i + n])
+        for i, n in zip(range(0, len(lines) - 40, 17), [8, 12, 20, 30] * 200, strict=False)
+    ]
 
 
 _PROSE = (
@@ -74,23 +83,43 @@ def conversation(n: int, seed: int = 0, scale: float = 1.0) -> list[BaseMessage]
         parts = [rng.choice(code) for _ in range(max(1, round(scale)))]
         return "\n".join(parts)
 
-    msgs: list[BaseMessage] = [SystemMessage("You are a careful assistant for an analytics team. " * 4)]
+    msgs: list[BaseMessage] = [
+        SystemMessage("You are a careful assistant for an analytics team. " * 4)
+    ]
     i = 0
     while len(msgs) < n:
         msgs.append(HumanMessage(prose(8, 60), id=f"h{i}"))
         kind = rng.random()
         if kind < 0.25:
             call_id = f"call_{i}"
-            msgs.append(AIMessage("", id=f"a{i}", tool_calls=[{
-                "name": "run_query", "args": {"sql": "select region, sum(revenue) from sales group by 1",
-                                              "limit": rng.randint(5, 50)},
-                "id": call_id, "type": "tool_call"}]))
-            rows = [{"region": r, "revenue": rng.randint(1000, 99999), "quarter": q}
-                    for r in ("north", "south", "east", "west") for q in range(1, 1 + max(1, round(scale * 1.5)))]
+            msgs.append(
+                AIMessage(
+                    "",
+                    id=f"a{i}",
+                    tool_calls=[
+                        {
+                            "name": "run_query",
+                            "args": {
+                                "sql": "select region, sum(revenue) from sales group by 1",
+                                "limit": rng.randint(5, 50),
+                            },
+                            "id": call_id,
+                            "type": "tool_call",
+                        }
+                    ],
+                )
+            )
+            rows = [
+                {"region": r, "revenue": rng.randint(1000, 99999), "quarter": q}
+                for r in ("north", "south", "east", "west")
+                for q in range(1, 1 + max(1, round(scale * 1.5)))
+            ]
             msgs.append(ToolMessage(json.dumps(rows), tool_call_id=call_id, id=f"t{i}"))
             msgs.append(AIMessage(prose(20, 80), id=f"b{i}"))
         elif kind < 0.55:
-            msgs.append(AIMessage("Here is the code:\n```python\n" + snippet() + "\n```", id=f"a{i}"))
+            msgs.append(
+                AIMessage("Here is the code:\n```python\n" + snippet() + "\n```", id=f"a{i}")
+            )
         else:
             msgs.append(AIMessage(prose(20, 120), id=f"a{i}"))
         i += 1
@@ -103,8 +132,11 @@ def make_counter(enc: Any, calls: list[int]) -> Any:
     def count(message: BaseMessage) -> int:  # annotated: LangChain treats it as per-message
         calls[0] += 1
         content = message.content
-        text = content if isinstance(content, str) else " ".join(
-            b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+        text = (
+            content
+            if isinstance(content, str)
+            else " ".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+        )
         n = 3 + len(encode(text))
         if isinstance(message, AIMessage) and message.tool_calls:
             n += sum(len(encode(json.dumps(tc["args"]))) + 3 for tc in message.tool_calls)
@@ -123,7 +155,9 @@ def _time(fn: Any, reps: int) -> tuple[float, Any]:
 
 
 def _measure(msgs: list[BaseMessage], budget: int, reps: int, enc: Any) -> dict[str, Any]:
-    kw: dict[str, Any] = dict(max_tokens=budget, strategy="last", include_system=True, start_on="human")
+    kw: dict[str, Any] = dict(
+        max_tokens=budget, strategy="last", include_system=True, start_on="human"
+    )
     lc_calls, tw_calls = [0], [0]
     lc_counter, tw_counter = make_counter(enc, lc_calls), make_counter(enc, tw_calls)
     lc_cold, expected = _time(lambda: trim_messages(msgs, token_counter=lc_counter, **kw), reps)
@@ -141,12 +175,23 @@ def _measure(msgs: list[BaseMessage], budget: int, reps: int, enc: Any) -> dict[
 
     warm_once()
     tw_warm, ours_warm = _time(warm_once, max(reps * 3, 3))
-    lc_warm, expected_warm = _time(lambda: trim_messages(grown, token_counter=lc_counter, **kw), reps)
+    lc_warm, expected_warm = _time(
+        lambda: trim_messages(grown, token_counter=lc_counter, **kw), reps
+    )
     assert ours_warm == expected_warm
     tokens = [lc_counter(m) for m in msgs]
-    return dict(lc_cold=lc_cold, tw_cold=tw_cold, lc_calls=calls[0], tw_calls=calls[1],
-                lc_warm=lc_warm, tw_warm=tw_warm, kept=len(ours), grown=grown,
-                avg=statistics.mean(tokens), tools=sum(isinstance(m, ToolMessage) for m in msgs))
+    return dict(
+        lc_cold=lc_cold,
+        tw_cold=tw_cold,
+        lc_calls=calls[0],
+        tw_calls=calls[1],
+        lc_warm=lc_warm,
+        tw_warm=tw_warm,
+        kept=len(ours),
+        grown=grown,
+        avg=statistics.mean(tokens),
+        tools=sum(isinstance(m, ToolMessage) for m in msgs),
+    )
 
 
 def _loop_speed() -> float:
@@ -178,8 +223,10 @@ def run(quick: bool = False) -> str:
         trim_history(core_msgs, budget, tc)
         core_cold = time.perf_counter() - t0
         core_warm, _ = _time(lambda: trim_history(core_msgs, budget, tc), max(reps * 3, 3))
-        core_line = (f"| A, `trim_history` on core `Message`s with `get_counter('gpt-4o')` | — | "
-                     f"{core_cold * 1e3:.2f} ms first call, {core_warm * 1e3:.3f} ms warm | — |\n")
+        core_line = (
+            f"| A, `trim_history` on core `Message`s with `get_counter('gpt-4o')` | — | "
+            f"{core_cold * 1e3:.2f} ms first call, {core_warm * 1e3:.3f} ms warm | — |\n"
+        )
     except Exception as exc:  # pragma: no cover - counting module unavailable
         core_line = f"| core path | not measured ({type(exc).__name__}) | | |\n"
 
@@ -203,7 +250,9 @@ def run(quick: bool = False) -> str:
         f"tokens/message, {short['kept']} kept. Median of {reps} runs (warm: {max(reps * 3, 3)}). "
         f"Machine load indicator: a 1M-iteration Python loop took {loop * 1e3:.0f} ms in this run.\n\n"
         "| case | LangChain `trim_messages` | tokenward | ratio |\n|---|---:|---:|---:|\n"
-        + rows("A", main) + rows("B", short) + core_line
+        + rows("A", main)
+        + rows("B", short)
+        + core_line
         + f"\nCold, tokenward counts each kept message once plus the system message and the first one "
         "that does not fit; `trim_messages` counts every message then whole prefixes, so the ratio "
         "follows (calls of LangChain) / (kept + 2) and is lower when many short messages fit.\n\n"

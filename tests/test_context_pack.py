@@ -10,8 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tokenward.context import _pack
-from tokenward.context import pack_context
+from tokenward.context import _pack, pack_context
 from tokenward.errors import ConfigurationError
 from tokenward.messages import Chunk
 
@@ -41,10 +40,15 @@ def test_optimal_beats_stop_at_first_miss_greedy() -> None:
     assert [c.text[:2] for c in opt.chunks] == ["b0", "c0"]
     assert opt.report.relevance_kept == pytest.approx(1.5)
     assert opt.report.exact and opt.report.bound == 1.0
-    greedy = pack_context(chunks, 100, wc, separator=" ", strategy="greedy", allow_partial=False, dedupe=None)
+    greedy = pack_context(
+        chunks, 100, wc, separator=" ", strategy="greedy", allow_partial=False, dedupe=None
+    )
     assert [c.text[:2] for c in greedy.chunks] == ["a0"]
     assert greedy.report.relevance_kept == pytest.approx(0.9)
-    assert [(d.index, d.reason) for d in greedy.report.dropped] == [(1, "did_not_fit"), (2, "did_not_fit")]
+    assert [(d.index, d.reason) for d in greedy.report.dropped] == [
+        (1, "did_not_fit"),
+        (2, "did_not_fit"),
+    ]
 
 
 def test_separators_are_counted() -> None:
@@ -64,7 +68,7 @@ def test_matches_brute_force_on_small_instances() -> None:
         sizes = [rng.randint(1, 40) for _ in range(n)]
         scores = [round(rng.random(), 3) for _ in range(n)]
         cap = rng.randint(10, 120)
-        chunks = [Chunk(words(s, f"t{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores))]
+        chunks = [Chunk(words(s, f"t{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))]
         r = pack_context(chunks, cap, wc, separator=" | ", allow_partial=False, dedupe=None)
         # " | " is one word for wc
         assert r.report.relevance_kept == pytest.approx(brute_force(sizes, scores, cap, 1))
@@ -75,7 +79,7 @@ def test_pure_python_solver_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(3)
     sizes = [rng.randint(5, 60) for _ in range(14)]
     scores = [rng.random() for _ in range(14)]
-    chunks = [Chunk(words(s, f"p{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores))]
+    chunks = [Chunk(words(s, f"p{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))]
     with_numpy = pack_context(chunks, 200, wc, separator=" ", allow_partial=False, dedupe=None)
     monkeypatch.setattr(_pack, "_numpy", lambda: None)
     without = pack_context(chunks, 200, wc, separator=" ", allow_partial=False, dedupe=None)
@@ -89,7 +93,7 @@ def test_hybrid_solver_is_certified_and_near_optimal(monkeypatch: pytest.MonkeyP
     n = 400
     sizes = [rng.randint(20, 200) for _ in range(n)]
     scores = [rng.random() for _ in range(n)]
-    chunks = [Chunk(words(s, f"h{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores))]
+    chunks = [Chunk(words(s, f"h{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))]
     exact = pack_context(chunks, 3000, wc, separator="", allow_partial=False, dedupe=None)
     assert exact.report.exact
     monkeypatch.setattr(_pack, "_EXACT_CELLS", 1000)  # force the large-instance path
@@ -106,7 +110,11 @@ def test_near_duplicates_are_dropped_with_reason() -> None:
     base = "The quick brown fox jumps over the lazy dog near the river bank today. " * 4
     near = base.replace("today", "Today!")  # same words after normalization except nothing
     other = "Completely different content about tokenizers and budgets in production systems."
-    chunks = [Chunk(near, 0.5, id="near"), Chunk(base, 0.9, id="base"), Chunk(other, 0.3, id="other")]
+    chunks = [
+        Chunk(near, 0.5, id="near"),
+        Chunk(base, 0.9, id="base"),
+        Chunk(other, 0.3, id="other"),
+    ]
     r = pack_context(chunks, 1000, wc)
     assert [c.id for c in r.chunks] == ["base", "other"]
     (d,) = r.report.dropped
@@ -131,19 +139,28 @@ def test_min_score_and_empty() -> None:
 def test_partial_fill_cuts_on_sentence_boundary() -> None:
     long = " ".join(f"Sentence number {i} has five words." for i in range(40))  # 6 words each
     small = words(30, "s")
-    r = pack_context([Chunk(small, 0.9, metadata={"src": "a"}), Chunk(long, 0.5, metadata={"src": "b"})],
-                     150, wc, separator=" ", min_partial_tokens=50)
+    r = pack_context(
+        [Chunk(small, 0.9, metadata={"src": "a"}), Chunk(long, 0.5, metadata={"src": "b"})],
+        150,
+        wc,
+        separator=" ",
+        min_partial_tokens=50,
+    )
     assert len(r.chunks) == 2
     part = r.chunks[1]
     assert part.metadata["tokenward_partial"] is True and part.metadata["src"] == "b"
     assert part.text.endswith(".") and long.startswith(part.text)
-    assert part.metadata["tokenward_tokens"] == wc(part.text) == 120  # 20 sentences x 6 (" " is 0 words)
+    assert (
+        part.metadata["tokenward_tokens"] == wc(part.text) == 120
+    )  # 20 sentences x 6 (" " is 0 words)
     assert part.metadata["tokenward_original_tokens"] == 240
     assert r.report.partial is part
     assert r.report.tokens_used == wc(r.text) <= 150
     assert r.report.chunks_kept == 1
     # not enough room: no partial
-    r = pack_context([Chunk(small, 0.9), Chunk(long, 0.5)], 150, wc, separator=" ", min_partial_tokens=200)
+    r = pack_context(
+        [Chunk(small, 0.9), Chunk(long, 0.5)], 150, wc, separator=" ", min_partial_tokens=200
+    )
     assert len(r.chunks) == 1 and r.report.partial is None
 
 
@@ -159,16 +176,26 @@ def test_single_huge_chunk() -> None:
 
 def test_orders() -> None:
     chunks = [Chunk(f"chunk {i}", s, id=str(i)) for i, s in enumerate([0.1, 0.9, 0.5, 0.7, 0.3])]
-    by = {o: [c.id for c in pack_context(chunks, 100, wc, order=o, dedupe=None).chunks]
-          for o in ("score", "original", "edges")}
+    by = {
+        o: [c.id for c in pack_context(chunks, 100, wc, order=o, dedupe=None).chunks]
+        for o in ("score", "original", "edges")
+    }
     assert by["score"] == ["1", "3", "2", "4", "0"]
     assert by["original"] == ["0", "1", "2", "3", "4"]
     assert by["edges"] == ["1", "2", "0", "4", "3"]  # best first, 2nd best last, weakest middle
 
 
 def test_inputs_and_errors() -> None:
-    r = pack_context(["plain text", ("pair text", 0.5), {"text": "dict text", "score": 0.7},
-                      {"page_content": "doc", "metadata": {"score": 0.2}}], 100, wc)
+    r = pack_context(
+        [
+            "plain text",
+            ("pair text", 0.5),
+            {"text": "dict text", "score": 0.7},
+            {"page_content": "doc", "metadata": {"score": 0.2}},
+        ],
+        100,
+        wc,
+    )
     assert [c.text for c in r.chunks] == ["dict text", "pair text", "doc", "plain text"]
     assert pack_context([], 100, wc).chunks == []
     with pytest.raises(ConfigurationError):
@@ -185,8 +212,16 @@ def test_model_name_counter_counts_the_joined_text() -> None:
     counting = pytest.importorskip("tokenward.counting")
     enc = counting.get_counter("gpt-4o")
     rng = random.Random(5)
-    chunks = [Chunk(" ".join(rng.choice(["alpha", "beta", "gamma", "delta", "x", "\n"]) for _ in range(rng.randint(5, 80))),
-                    rng.random()) for _ in range(60)]
+    chunks = [
+        Chunk(
+            " ".join(
+                rng.choice(["alpha", "beta", "gamma", "delta", "x", "\n"])
+                for _ in range(rng.randint(5, 80))
+            ),
+            rng.random(),
+        )
+        for _ in range(60)
+    ]
     r = pack_context(chunks, 500, "gpt-4o")
     assert r.report.tokens_used == enc.count_text(r.text) <= 500
 
@@ -194,19 +229,37 @@ def test_model_name_counter_counts_the_joined_text() -> None:
 # -- properties ---------------------------------------------------------------------
 
 _chunk = st.builds(
-    lambda n, tag, score: Chunk(" ".join(f"{tag}{i}." if i % 7 == 6 else f"{tag}{i}" for i in range(n)), score),
-    st.integers(0, 60), st.sampled_from(["a", "b", "c", "d", "e"]),
+    lambda n, tag, score: Chunk(
+        " ".join(f"{tag}{i}." if i % 7 == 6 else f"{tag}{i}" for i in range(n)), score
+    ),
+    st.integers(0, 60),
+    st.sampled_from(["a", "b", "c", "d", "e"]),
     st.one_of(st.none(), st.floats(-1, 1, allow_nan=False)),
 )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(chunks=st.lists(_chunk, max_size=25), budget=st.integers(0, 300),
-       strategy=st.sampled_from(["optimal", "greedy"]), order=st.sampled_from(["score", "original", "edges"]),
-       partial=st.booleans(), sep=st.sampled_from(["", " ", " --- sep --- "]))
-def test_pack_invariants(chunks: list[Chunk], budget: int, strategy: Any, order: Any, partial: bool, sep: str) -> None:
-    r = pack_context(chunks, budget, wc, strategy=strategy, order=order, allow_partial=partial,
-                     separator=sep, min_partial_tokens=5)
+@given(
+    chunks=st.lists(_chunk, max_size=25),
+    budget=st.integers(0, 300),
+    strategy=st.sampled_from(["optimal", "greedy"]),
+    order=st.sampled_from(["score", "original", "edges"]),
+    partial=st.booleans(),
+    sep=st.sampled_from(["", " ", " --- sep --- "]),
+)
+def test_pack_invariants(
+    chunks: list[Chunk], budget: int, strategy: Any, order: Any, partial: bool, sep: str
+) -> None:
+    r = pack_context(
+        chunks,
+        budget,
+        wc,
+        strategy=strategy,
+        order=order,
+        allow_partial=partial,
+        separator=sep,
+        min_partial_tokens=5,
+    )
     # never over budget, counted on the joined text
     assert wc(r.text) == r.report.tokens_used <= budget
     # every input is either kept (maybe as the partial) or dropped, once
@@ -225,7 +278,11 @@ def test_pack_invariants(chunks: list[Chunk], budget: int, strategy: Any, order:
         assert r.report.relevance_kept >= g.report.relevance_kept - 1e-9
         # idempotent: packing the packed chunks keeps them all
         full = [c for c in r.chunks if c is not r.report.partial]
-        again = pack_context(full, budget, wc, order=order, separator=sep, allow_partial=False, dedupe=None)
-        assert again.text == pack_context(full, budget, wc, order=order, separator=sep,
-                                          allow_partial=False).text
+        again = pack_context(
+            full, budget, wc, order=order, separator=sep, allow_partial=False, dedupe=None
+        )
+        assert (
+            again.text
+            == pack_context(full, budget, wc, order=order, separator=sep, allow_partial=False).text
+        )
         assert len(again.chunks) == len(full)

@@ -62,11 +62,15 @@ def test_errors() -> None:
         plan(1_000, 200, fixed={"system": 900})
 
 
-@given(window=st.integers(1, 10**6), reserve_frac=st.floats(0, 0.99),
-       shares=st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.floats(0, 5), min_size=1),
-       fixed=st.dictionaries(st.sampled_from(["a", "x"]), st.integers(0, 1000)))
-def test_never_exceeds_window_minus_reserve(window: int, reserve_frac: float, shares: dict[str, float],
-                                            fixed: dict[str, int]) -> None:
+@given(
+    window=st.integers(1, 10**6),
+    reserve_frac=st.floats(0, 0.99),
+    shares=st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.floats(0, 5), min_size=1),
+    fixed=st.dictionaries(st.sampled_from(["a", "x"]), st.integers(0, 1000)),
+)
+def test_never_exceeds_window_minus_reserve(
+    window: int, reserve_frac: float, shares: dict[str, float], fixed: dict[str, int]
+) -> None:
     reserve = int(window * reserve_frac)
     try:
         p = plan(window, reserve, shares=shares, fixed=fixed)

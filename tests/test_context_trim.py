@@ -24,7 +24,9 @@ def msg(role: str, text: str = "a b c d e f g", **kw: Any) -> Message:  # 10 tok
 
 def tool_turn(call_id: str, n_results: int = 1) -> list[Message]:
     ai = Message(role="assistant", content="calling", tool_calls=(ToolCall(call_id, "f", "{}"),))
-    return [ai] + [Message(role="tool", content="r e s", tool_call_id=call_id) for _ in range(n_results)]
+    return [ai] + [
+        Message(role="tool", content="r e s", tool_call_id=call_id) for _ in range(n_results)
+    ]
 
 
 SYSTEM = msg("system", "s s s s s s s")  # 10
@@ -65,7 +67,9 @@ def test_tool_group_is_kept_or_dropped_whole() -> None:
     out = trim_history(history, 22, words, include_system=False, start_on=None)
     assert out == history[1:]
     # the LangChain 1.7 behaviour when grouping is off: an orphan tool message
-    out = trim_history(history, 15, words, include_system=False, start_on=None, keep_tool_pairs=False)
+    out = trim_history(
+        history, 15, words, include_system=False, start_on=None, keep_tool_pairs=False
+    )
     assert out == history[-2:] and out[0].role == "tool"
     # strategy first never ends on a call without its results
     out = trim_history(history, 25, words, strategy="first")
@@ -73,7 +77,11 @@ def test_tool_group_is_kept_or_dropped_whole() -> None:
 
 
 def test_pinned_messages_are_kept_and_counted() -> None:
-    history = [SYSTEM, msg("user", "the original task"), *[msg(r) for r in ("assistant", "user") * 5]]
+    history = [
+        SYSTEM,
+        msg("user", "the original task"),
+        *[msg(r) for r in ("assistant", "user") * 5],
+    ]
     out = trim_history(history, 40, words, pinned=[1])
     # system 10 + pinned 6 leaves 24: two messages (an assistant then a user... start_on user)
     assert out[:2] == history[:2]
@@ -110,7 +118,7 @@ def test_summarizer_replaces_dropped_span_within_budget() -> None:
     assert out[1].role == "user" and out[1].text.startswith("summary of m0")
     assert sum(words(m) for m in out) <= 40
     kept_tail = out[2:]
-    assert kept_tail == history[-len(kept_tail):]
+    assert kept_tail == history[-len(kept_tail) :]
     # the summary covers exactly the messages that are not in the output
     assert seen[-1] == [m for m in history if m not in out]
     # nothing dropped: no summary call
@@ -140,16 +148,24 @@ def test_non_text_content_parts() -> None:
 
     def count(x: Message) -> int:  # text words + 85 per image
         parts = x.content if isinstance(x.content, list) else [x.content]
-        return len(x.text.split()) + 85 * sum(1 for p in parts if isinstance(p, dict) and p.get("type") == "image_url")
+        return len(x.text.split()) + 85 * sum(
+            1 for p in parts if isinstance(p, dict) and p.get("type") == "image_url"
+        )
 
     assert trim_history([m], 88, per_message(count)) == [m]
     out = trim_history([m], 50, per_message(count), allow_partial=True, strategy="first")
-    assert out == [Message(role="user", content=[{"type": "text", "text": "look at this"}], id="u1")]
+    assert out == [
+        Message(role="user", content=[{"type": "text", "text": "look at this"}], id="u1")
+    ]
 
 
 def test_dict_input_and_counter_kinds() -> None:
-    history = [{"role": "system", "content": "s"}, {"role": "user", "content": "a b"},
-               {"role": "assistant", "content": "c d"}, {"role": "user", "content": "e f"}]
+    history = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "a b"},
+        {"role": "assistant", "content": "c d"},
+        {"role": "user", "content": "e f"},
+    ]
     unannotated = lambda m: len(m.text.split()) + 1  # noqa: E731 - probed as per-message
     as_list = per_list(lambda ms: sum(len(m.text.split()) + 1 for m in ms))
     a = trim_history(history, 6, unannotated)
@@ -180,8 +196,10 @@ def test_last_counts_only_what_decides() -> None:
 def test_model_name_counter_counts_like_the_model() -> None:
     counting = pytest.importorskip("tokenward.counting")
     counter = counting.get_counter("gpt-4o")
-    history = [msg("system", "You are terse."), *[msg(r, f"message number {i} " * 5)
-                                                  for i, r in enumerate(["user", "assistant"] * 20)]]
+    history = [
+        msg("system", "You are terse."),
+        *[msg(r, f"message number {i} " * 5) for i, r in enumerate(["user", "assistant"] * 20)],
+    ]
     out = trim_history(history, 200, "gpt-4o", start_on=None)
     assert counter.count_messages(out) <= 200
     one_more = history[len(history) - len(out)]
@@ -189,6 +207,7 @@ def test_model_name_counter_counts_like_the_model() -> None:
 
 
 # -- properties ---------------------------------------------------------------------
+
 
 @st.composite
 def conversations(draw: Any) -> list[Message]:
@@ -204,7 +223,9 @@ def conversations(draw: Any) -> list[Message]:
         text = "w " * draw(st.integers(0, 8))
         if kind == "tool_turn":
             calls = draw(st.integers(1, 3))
-            add("assistant", text, tool_calls=tuple(ToolCall(f"{k}-{j}", "f") for j in range(calls)))
+            add(
+                "assistant", text, tool_calls=tuple(ToolCall(f"{k}-{j}", "f") for j in range(calls))
+            )
             for j in range(calls):
                 add("tool", "r " * draw(st.integers(0, 4)), tool_call_id=f"{k}-{j}")
         elif kind == "orphan_tool":
@@ -234,13 +255,27 @@ def _groups_intact(original: list[Message], out: list[Message]) -> bool:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(conv=conversations(), budget=st.integers(0, 80), strategy=st.sampled_from(["last", "first"]),
-       start_on=st.sampled_from([None, "user"]), end_on=st.sampled_from([None, "user", "assistant"]),
-       partial=st.booleans(), pin=st.booleans())
-def test_trim_invariants(conv: list[Message], budget: int, strategy: str, start_on: Any,
-                         end_on: Any, partial: bool, pin: bool) -> None:
-    kw: dict[str, Any] = dict(strategy=strategy, end_on=end_on, allow_partial=partial,
-                              text_splitter=_split_words)
+@given(
+    conv=conversations(),
+    budget=st.integers(0, 80),
+    strategy=st.sampled_from(["last", "first"]),
+    start_on=st.sampled_from([None, "user"]),
+    end_on=st.sampled_from([None, "user", "assistant"]),
+    partial=st.booleans(),
+    pin=st.booleans(),
+)
+def test_trim_invariants(
+    conv: list[Message],
+    budget: int,
+    strategy: str,
+    start_on: Any,
+    end_on: Any,
+    partial: bool,
+    pin: bool,
+) -> None:
+    kw: dict[str, Any] = dict(
+        strategy=strategy, end_on=end_on, allow_partial=partial, text_splitter=_split_words
+    )
     if strategy == "last":
         kw.update(start_on=start_on, include_system=True)
     pinned = [len(conv) // 2] if pin and conv else None
@@ -271,5 +306,13 @@ def test_trim_invariants(conv: list[Message], budget: int, strategy: str, start_
     # idempotent (LangChain semantics: end_on also applies to a lone system message)
     if strategy == "last" and end_on and (not out or out[-1].role != end_on):
         return
-    assert trim_history(out, budget, words, pinned=None if not pinned else
-                        [i for i, m in enumerate(out) if m is conv[pinned[0]]], **kw) == out
+    assert (
+        trim_history(
+            out,
+            budget,
+            words,
+            pinned=None if not pinned else [i for i, m in enumerate(out) if m is conv[pinned[0]]],
+            **kw,
+        )
+        == out
+    )

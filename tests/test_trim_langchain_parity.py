@@ -71,9 +71,15 @@ def _trim_via_core(messages: Sequence[BaseMessage] | None = None, **kw: Any) -> 
 
     strategy = kw.pop("strategy", "last")
     out = trim_history(
-        to_core(list(messages)), kw.pop("max_tokens"), counter, strategy=strategy,
-        include_system=kw.pop("include_system", False), start_on=pred(kw.pop("start_on", None)),
-        end_on=pred(kw.pop("end_on", None)), overflow="keep", **kw,
+        to_core(list(messages)),
+        kw.pop("max_tokens"),
+        counter,
+        strategy=strategy,
+        include_system=kw.pop("include_system", False),
+        start_on=pred(kw.pop("start_on", None)),
+        end_on=pred(kw.pop("end_on", None)),
+        overflow="keep",
+        **kw,
     )
     return from_core(out)
 
@@ -148,21 +154,30 @@ def test_trim_messages_first_30_allow_partial(trim_messages: Callable[..., Any])
         AIMessage([{"type": "text", "text": "This is the FIRST 4 token block."}], id="second"),
     ]
     actual = trim_messages(
-        _MESSAGES_TO_TRIM, max_tokens=30, token_counter=dummy_token_counter,
-        strategy="first", allow_partial=True,
+        _MESSAGES_TO_TRIM,
+        max_tokens=30,
+        token_counter=dummy_token_counter,
+        strategy="first",
+        allow_partial=True,
     )
     assert actual == expected
     assert _MESSAGES_TO_TRIM == _MESSAGES_TO_TRIM_COPY
 
 
-def test_trim_messages_first_30_allow_partial_end_on_human(trim_messages: Callable[..., Any]) -> None:
+def test_trim_messages_first_30_allow_partial_end_on_human(
+    trim_messages: Callable[..., Any],
+) -> None:
     expected = [
         SystemMessage("This is a 4 token text."),
         HumanMessage("This is a 4 token text.", id="first"),
     ]
     actual = trim_messages(
-        _MESSAGES_TO_TRIM, max_tokens=30, token_counter=dummy_token_counter,
-        strategy="first", allow_partial=True, end_on="human",
+        _MESSAGES_TO_TRIM,
+        max_tokens=30,
+        token_counter=dummy_token_counter,
+        strategy="first",
+        allow_partial=True,
+        end_on="human",
     )
     assert actual == expected
     assert _MESSAGES_TO_TRIM == _MESSAGES_TO_TRIM_COPY
@@ -175,14 +190,19 @@ def test_trim_messages_last_30_include_system(trim_messages: Callable[..., Any])
         AIMessage("This is a 4 token text.", id="fourth"),
     ]
     actual = trim_messages(
-        _MESSAGES_TO_TRIM, max_tokens=30, include_system=True,
-        token_counter=dummy_token_counter, strategy="last",
+        _MESSAGES_TO_TRIM,
+        max_tokens=30,
+        include_system=True,
+        token_counter=dummy_token_counter,
+        strategy="last",
     )
     assert actual == expected
     assert _MESSAGES_TO_TRIM == _MESSAGES_TO_TRIM_COPY
 
 
-def test_trim_messages_last_40_include_system_allow_partial(trim_messages: Callable[..., Any]) -> None:
+def test_trim_messages_last_40_include_system_allow_partial(
+    trim_messages: Callable[..., Any],
+) -> None:
     expected = [
         SystemMessage("This is a 4 token text."),
         AIMessage([{"type": "text", "text": "This is the SECOND 4 token block."}], id="second"),
@@ -190,8 +210,12 @@ def test_trim_messages_last_40_include_system_allow_partial(trim_messages: Calla
         AIMessage("This is a 4 token text.", id="fourth"),
     ]
     actual = trim_messages(
-        _MESSAGES_TO_TRIM, max_tokens=40, token_counter=dummy_token_counter,
-        strategy="last", allow_partial=True, include_system=True,
+        _MESSAGES_TO_TRIM,
+        max_tokens=40,
+        token_counter=dummy_token_counter,
+        strategy="last",
+        allow_partial=True,
+        include_system=True,
     )
     assert actual == expected
     assert _MESSAGES_TO_TRIM == _MESSAGES_TO_TRIM_COPY
@@ -206,8 +230,13 @@ def test_trim_messages_last_30_include_system_allow_partial_end_on_human(
         HumanMessage("This is a 4 token text.", id="third"),
     ]
     actual = trim_messages(
-        _MESSAGES_TO_TRIM, max_tokens=30, token_counter=dummy_token_counter,
-        strategy="last", allow_partial=True, include_system=True, end_on="human",
+        _MESSAGES_TO_TRIM,
+        max_tokens=30,
+        token_counter=dummy_token_counter,
+        strategy="last",
+        allow_partial=True,
+        include_system=True,
+        end_on="human",
     )
     assert actual == expected
     assert _MESSAGES_TO_TRIM == _MESSAGES_TO_TRIM_COPY
@@ -222,8 +251,13 @@ def test_trim_messages_last_40_include_system_allow_partial_start_on_human(
         AIMessage("This is a 4 token text.", id="fourth"),
     ]
     actual = trim_messages(
-        _MESSAGES_TO_TRIM, max_tokens=30, token_counter=dummy_token_counter,
-        strategy="last", allow_partial=True, include_system=True, start_on="human",
+        _MESSAGES_TO_TRIM,
+        max_tokens=30,
+        token_counter=dummy_token_counter,
+        strategy="last",
+        allow_partial=True,
+        include_system=True,
+        start_on="human",
     )
     assert actual == expected
     assert _MESSAGES_TO_TRIM == _MESSAGES_TO_TRIM_COPY
@@ -235,7 +269,9 @@ def test_trim_messages_allow_partial_one_message(trim_messages: Callable[..., An
         [HumanMessage("This is a funky text.", id="third")],
         max_tokens=2,
         token_counter=lambda messages: sum(len(m.content) for m in messages),
-        text_splitter=list, strategy="first", allow_partial=True,
+        text_splitter=list,
+        strategy="first",
+        allow_partial=True,
     )
     assert actual == expected
     assert _MESSAGES_TO_TRIM == _MESSAGES_TO_TRIM_COPY
@@ -247,7 +283,9 @@ def test_trim_messages_last_allow_partial_one_message(trim_messages: Callable[..
         [HumanMessage("This is a funky text.", id="third")],
         max_tokens=2,
         token_counter=lambda messages: sum(len(m.content) for m in messages),
-        text_splitter=list, strategy="last", allow_partial=True,
+        text_splitter=list,
+        strategy="last",
+        allow_partial=True,
     )
     assert actual == expected
     assert _MESSAGES_TO_TRIM == _MESSAGES_TO_TRIM_COPY
@@ -273,8 +311,12 @@ def test_trim_messages_allow_partial_text_splitter(trim_messages: Callable[..., 
         return [s + " " for s in splits[:-1]] + splits[-1:]
 
     actual = trim_messages(
-        _MESSAGES_TO_TRIM, max_tokens=10, token_counter=count_words, strategy="last",
-        allow_partial=True, text_splitter=_split_on_space,
+        _MESSAGES_TO_TRIM,
+        max_tokens=10,
+        token_counter=count_words,
+        strategy="last",
+        allow_partial=True,
+        text_splitter=_split_on_space,
     )
     assert actual == expected
     assert _MESSAGES_TO_TRIM == _MESSAGES_TO_TRIM_COPY
@@ -291,7 +333,9 @@ def test_trim_messages_include_system_strategy_last_empty_messages(
 
 
 def test_trim_messages_invoke(trim_messages: Callable[..., Any]) -> None:
-    actual = trim_messages(max_tokens=10, token_counter=dummy_token_counter).invoke(_MESSAGES_TO_TRIM)
+    actual = trim_messages(max_tokens=10, token_counter=dummy_token_counter).invoke(
+        _MESSAGES_TO_TRIM
+    )
     expected = trim_messages(_MESSAGES_TO_TRIM, max_tokens=10, token_counter=dummy_token_counter)
     assert actual == expected
     # and both equal what LangChain itself returns for this case
@@ -299,9 +343,7 @@ def test_trim_messages_invoke(trim_messages: Callable[..., Any]) -> None:
 
 
 def test_trim_messages_bound_model_token_counter(trim_messages: Callable[..., Any]) -> None:
-    trimmer = trim_messages(
-        max_tokens=10, token_counter=FakeTokenCountingModel().bind(foo="bar")
-    )
+    trimmer = trim_messages(max_tokens=10, token_counter=FakeTokenCountingModel().bind(foo="bar"))
     assert trimmer.invoke([HumanMessage("foobar")]) == [HumanMessage("foobar")]
 
 
@@ -329,8 +371,12 @@ def test_trim_messages_partial_text_splitting(trim_messages: Callable[..., Any])
         return list(text)
 
     result = trim_messages(
-        messages, max_tokens=10, token_counter=count_characters, strategy="first",
-        allow_partial=True, text_splitter=char_splitter,
+        messages,
+        max_tokens=10,
+        token_counter=count_characters,
+        strategy="first",
+        allow_partial=True,
+        text_splitter=char_splitter,
     )
     assert len(result) == 1
     assert result[0].content == "This is a "
@@ -360,7 +406,10 @@ def test_trim_messages_mixed_content_with_partial(trim_messages: Callable[..., A
         return total
 
     result = trim_messages(
-        messages, max_tokens=20, token_counter=count_text_length, strategy="first",
+        messages,
+        max_tokens=20,
+        token_counter=count_text_length,
+        strategy="first",
         allow_partial=True,
     )
     assert len(result) == 1
@@ -396,15 +445,21 @@ def test_trim_messages_start_on_with_allow_partial(trim_messages: Callable[..., 
     ]
     messages_copy = [m.model_copy(deep=True) for m in messages]
     result = trim_messages(
-        messages, max_tokens=20, token_counter=dummy_token_counter, strategy="last",
-        allow_partial=True, start_on="human",
+        messages,
+        max_tokens=20,
+        token_counter=dummy_token_counter,
+        strategy="last",
+        allow_partial=True,
+        start_on="human",
     )
     assert len(result) == 1
     assert result[0].content == "Second human message"
     assert messages == messages_copy
 
 
-def test_trim_messages_token_counter_shortcut_approximate(trim_messages: Callable[..., Any]) -> None:
+def test_trim_messages_token_counter_shortcut_approximate(
+    trim_messages: Callable[..., Any],
+) -> None:
     messages = [
         SystemMessage("This is a test message"),
         HumanMessage("Another test message", id="first"),
@@ -427,7 +482,9 @@ def test_trim_messages_token_counter_shortcut_invalid(trim_messages: Callable[..
         trim_messages(messages, max_tokens=50, token_counter="invalid", strategy="last")
 
 
-def test_trim_messages_token_counter_shortcut_with_options(trim_messages: Callable[..., Any]) -> None:
+def test_trim_messages_token_counter_shortcut_with_options(
+    trim_messages: Callable[..., Any],
+) -> None:
     messages = [
         SystemMessage("System instructions"),
         HumanMessage("First human message", id="first"),
@@ -437,8 +494,12 @@ def test_trim_messages_token_counter_shortcut_with_options(trim_messages: Callab
     ]
     messages_copy = [m.model_copy(deep=True) for m in messages]
     result = trim_messages(
-        messages, max_tokens=100, token_counter="approximate", strategy="last",
-        include_system=True, start_on="human",
+        messages,
+        max_tokens=100,
+        token_counter="approximate",
+        strategy="last",
+        include_system=True,
+        start_on="human",
     )
     assert len(result) >= 2
     assert isinstance(result[0], SystemMessage)
@@ -508,7 +569,9 @@ def test_trim_messages_tool_group_included_together_last(trim_messages: Callable
     assert isinstance(result[1], ToolMessage)
 
 
-def test_trim_messages_tool_group_included_together_first(trim_messages: Callable[..., Any]) -> None:
+def test_trim_messages_tool_group_included_together_first(
+    trim_messages: Callable[..., Any],
+) -> None:
     result = trim_messages(
         _TOOL_CALL_MESSAGES, max_tokens=55, token_counter=dummy_token_counter, strategy="first"
     )
@@ -518,7 +581,9 @@ def test_trim_messages_tool_group_included_together_first(trim_messages: Callabl
     assert isinstance(result[4], ToolMessage)
 
 
-def test_trim_messages_no_reversed_messages_sent_to_counter(trim_messages: Callable[..., Any]) -> None:
+def test_trim_messages_no_reversed_messages_sent_to_counter(
+    trim_messages: Callable[..., Any],
+) -> None:
     call_log: list[list[BaseMessage]] = []
 
     def tracking_counter(messages: list[BaseMessage]) -> int:
@@ -540,7 +605,10 @@ def test_trim_messages_no_reversed_messages_sent_to_counter(trim_messages: Calla
 def test_trim_messages_tool_group_with_include_system(trim_messages: Callable[..., Any]) -> None:
     messages = [SystemMessage("You are a helpful assistant."), *_TOOL_CALL_MESSAGES]
     result = trim_messages(
-        messages, max_tokens=35, token_counter=dummy_token_counter, strategy="last",
+        messages,
+        max_tokens=35,
+        token_counter=dummy_token_counter,
+        strategy="last",
         include_system=True,
     )
     assert isinstance(result[0], SystemMessage)
@@ -554,7 +622,10 @@ def test_trim_messages_tool_group_with_include_system(trim_messages: Callable[..
 
 def test_trim_messages_tool_group_start_on_human(trim_messages: Callable[..., Any]) -> None:
     result = trim_messages(
-        _TOOL_CALL_MESSAGES, max_tokens=25, token_counter=dummy_token_counter, strategy="last",
+        _TOOL_CALL_MESSAGES,
+        max_tokens=25,
+        token_counter=dummy_token_counter,
+        strategy="last",
         start_on="human",
     )
     if result:
@@ -565,10 +636,16 @@ def test_trim_messages_tool_group_start_on_human(trim_messages: Callable[..., An
 def test_trim_messages_multiple_tool_groups(trim_messages: Callable[..., Any]) -> None:
     messages = [
         HumanMessage("query 1"),
-        AIMessage("calling tool A", tool_calls=[{"name": "A", "args": {}, "id": "a1", "type": "tool_call"}]),
+        AIMessage(
+            "calling tool A",
+            tool_calls=[{"name": "A", "args": {}, "id": "a1", "type": "tool_call"}],
+        ),
         ToolMessage("result A", tool_call_id="a1"),
         HumanMessage("query 2"),
-        AIMessage("calling tool B", tool_calls=[{"name": "B", "args": {}, "id": "b1", "type": "tool_call"}]),
+        AIMessage(
+            "calling tool B",
+            tool_calls=[{"name": "B", "args": {}, "id": "b1", "type": "tool_call"}],
+        ),
         ToolMessage("result B", tool_call_id="b1"),
     ]
     result = trim_messages(
@@ -618,14 +695,17 @@ def test_trim_messages_tool_forward_bound_tools(trim_messages: Callable[..., Any
 
 # ---------- beyond the upstream suite ----------
 
+
 def test_released_langchain_orphans_tool_message_and_ours_does_not() -> None:
     """The bug the #29637 tests guard against, shown on the installed langchain-core."""
     from langchain_core.messages import trim_messages as lc_trim
 
-    theirs = lc_trim(_TOOL_CALL_MESSAGES, max_tokens=15, token_counter=dummy_token_counter,
-                     strategy="last")
-    ours = trim_messages_compat(_TOOL_CALL_MESSAGES, max_tokens=15,
-                                token_counter=dummy_token_counter, strategy="last")
+    theirs = lc_trim(
+        _TOOL_CALL_MESSAGES, max_tokens=15, token_counter=dummy_token_counter, strategy="last"
+    )
+    ours = trim_messages_compat(
+        _TOOL_CALL_MESSAGES, max_tokens=15, token_counter=dummy_token_counter, strategy="last"
+    )
     if theirs and isinstance(theirs[0], ToolMessage):  # released 1.7.x behaviour
         assert theirs == [_TOOL_CALL_MESSAGES[-1]]
     assert ours == []
@@ -639,14 +719,18 @@ def test_per_message_counter_under_future_annotations() -> None:
 
     assert counter_kind(per_msg) == "message"
     assert counter_kind(dummy_token_counter) == "list"
-    out = trim_messages_compat(_MESSAGES_TO_TRIM, max_tokens=30, token_counter=per_msg,
-                               include_system=True)
+    out = trim_messages_compat(
+        _MESSAGES_TO_TRIM, max_tokens=30, token_counter=per_msg, include_system=True
+    )
     assert out == [_MESSAGES_TO_TRIM[0], *_MESSAGES_TO_TRIM[3:]]
 
 
 def test_chunks_ids_and_blocks_survive_round_trip() -> None:
-    chunk = AIMessageChunk(content=[{"type": "text", "text": "a\nb"}], id="c1",
-                           tool_calls=[{"name": "f", "args": {"x": 1}, "id": "t1", "type": "tool_call"}])
+    chunk = AIMessageChunk(
+        content=[{"type": "text", "text": "a\nb"}],
+        id="c1",
+        tool_calls=[{"name": "f", "args": {"x": 1}, "id": "t1", "type": "tool_call"}],
+    )
     msgs = [HumanMessage("q", id="h1"), chunk, ToolMessage("r", tool_call_id="t1", id="t")]
     core = to_core(msgs)
     assert [m.role for m in core] == ["user", "assistant", "tool"]
@@ -690,9 +774,14 @@ def _list_tokens(ms: list[BaseMessage]) -> int:
 _text = st.text(alphabet="ab \n.", max_size=12)
 _content = st.one_of(
     _text,
-    st.lists(st.one_of(_text.map(lambda t: {"type": "text", "text": t}),
-                       st.just({"type": "image_url", "image_url": {"url": "x"}})),
-             min_size=1, max_size=3),
+    st.lists(
+        st.one_of(
+            _text.map(lambda t: {"type": "text", "text": t}),
+            st.just({"type": "image_url", "image_url": {"url": "x"}}),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
 )
 
 
@@ -709,9 +798,14 @@ def lc_conversations(draw: Any, tools: bool = False) -> list[BaseMessage]:
             out.append(AIMessage(draw(_content), id=f"a{k}"))
         else:
             n = draw(st.integers(1, 2))
-            calls = [{"name": "f", "args": {"k": k}, "id": f"c{k}.{j}", "type": "tool_call"} for j in range(n)]
+            calls = [
+                {"name": "f", "args": {"k": k}, "id": f"c{k}.{j}", "type": "tool_call"}
+                for j in range(n)
+            ]
             out.append(AIMessage(draw(_text), tool_calls=calls, id=f"t{k}"))
-            out.extend(ToolMessage(draw(_text), tool_call_id=f"c{k}.{j}", id=f"r{k}.{j}") for j in range(n))
+            out.extend(
+                ToolMessage(draw(_text), tool_call_id=f"c{k}.{j}", id=f"r{k}.{j}") for j in range(n)
+            )
     return out
 
 
@@ -719,38 +813,66 @@ _type_specs = st.sampled_from([None, "human", "ai", HumanMessage, ["human", AIMe
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(conv=lc_conversations(), budget=st.integers(0, 60), strategy=st.sampled_from(["last", "first"]),
-       include_system=st.booleans(), start_on=_type_specs, end_on=_type_specs,
-       allow_partial=st.booleans(), per_msg=st.booleans())
+@given(
+    conv=lc_conversations(),
+    budget=st.integers(0, 60),
+    strategy=st.sampled_from(["last", "first"]),
+    include_system=st.booleans(),
+    start_on=_type_specs,
+    end_on=_type_specs,
+    allow_partial=st.booleans(),
+    per_msg=st.booleans(),
+)
 def test_differential_against_installed_trim_messages(
-    conv: list[BaseMessage], budget: int, strategy: str, include_system: bool, start_on: Any,
-    end_on: Any, allow_partial: bool, per_msg: bool,
+    conv: list[BaseMessage],
+    budget: int,
+    strategy: str,
+    include_system: bool,
+    start_on: Any,
+    end_on: Any,
+    allow_partial: bool,
+    per_msg: bool,
 ) -> None:
-    kw: dict[str, Any] = dict(max_tokens=budget, strategy=strategy, end_on=end_on,
-                              allow_partial=allow_partial)
+    kw: dict[str, Any] = dict(
+        max_tokens=budget, strategy=strategy, end_on=end_on, allow_partial=allow_partial
+    )
     if strategy == "last":
         kw.update(include_system=include_system, start_on=start_on)
     expected = lc_trim_messages(conv, token_counter=_list_tokens, **kw)
-    ours = trim_messages_compat(conv, token_counter=per_message(_msg_tokens) if per_msg else _list_tokens, **kw)
+    ours = trim_messages_compat(
+        conv, token_counter=per_message(_msg_tokens) if per_msg else _list_tokens, **kw
+    )
     assert ours == expected
     via_core = _trim_via_core(conv, token_counter=_list_tokens, **kw)
     assert via_core == expected
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(conv=lc_conversations(tools=True), budget=st.integers(0, 80),
-       strategy=st.sampled_from(["last", "first"]), start_on=_type_specs, end_on=_type_specs,
-       allow_partial=st.booleans())
+@given(
+    conv=lc_conversations(tools=True),
+    budget=st.integers(0, 80),
+    strategy=st.sampled_from(["last", "first"]),
+    start_on=_type_specs,
+    end_on=_type_specs,
+    allow_partial=st.booleans(),
+)
 def test_tool_groups_never_split_and_budget_kept(
-    conv: list[BaseMessage], budget: int, strategy: str, start_on: Any, end_on: Any,
+    conv: list[BaseMessage],
+    budget: int,
+    strategy: str,
+    start_on: Any,
+    end_on: Any,
     allow_partial: bool,
 ) -> None:
-    kw: dict[str, Any] = dict(max_tokens=budget, strategy=strategy, end_on=end_on,
-                              allow_partial=allow_partial)
+    kw: dict[str, Any] = dict(
+        max_tokens=budget, strategy=strategy, end_on=end_on, allow_partial=allow_partial
+    )
     if strategy == "last":
         kw.update(include_system=True, start_on=start_on)
     out = trim_messages_compat(conv, token_counter=per_message(_msg_tokens), **kw)
-    system_over = bool(conv) and isinstance(conv[0], SystemMessage) and _msg_tokens(conv[0]) > budget
+    system_over = (
+        bool(conv) and isinstance(conv[0], SystemMessage) and _msg_tokens(conv[0]) > budget
+    )
     if not (strategy == "last" and system_over):
         assert _list_tokens(out) <= budget
     kept_ids = {m.id for m in out}

@@ -33,8 +33,19 @@ __all__ = ["per_message", "per_list", "cached_counter"]
 
 _KIND_ATTR = "__tokenward_counter_kind__"
 _LIST_ORIGINS = (list, tuple, cabc.Sequence, cabc.Iterable, cabc.Collection, cabc.MutableSequence)
-_LIST_PREFIXES = ("list", "List", "Sequence", "Iterable", "Collection", "tuple", "Tuple",
-                  "typing.List", "typing.Sequence", "typing.Iterable", "collections.abc.")
+_LIST_PREFIXES = (
+    "list",
+    "List",
+    "Sequence",
+    "Iterable",
+    "Collection",
+    "tuple",
+    "Tuple",
+    "typing.List",
+    "typing.Sequence",
+    "typing.Iterable",
+    "collections.abc.",
+)
 
 
 def per_message(fn: Callable[[Any], int]) -> Callable[[Any], int]:
@@ -148,8 +159,11 @@ def _annotation_kind(fn: Callable[..., Any]) -> str | None:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return None
-    params = [p for p in sig.parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    params = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
     if not params:
         return None
     param = params[0]
@@ -157,7 +171,8 @@ def _annotation_kind(fn: Callable[..., Any]) -> str | None:
     if ann is inspect.Parameter.empty:
         return None
     if isinstance(ann, str):
-        target = getattr(fn, "__call__", fn) if not inspect.isfunction(fn) else fn
+        plain = inspect.isfunction(fn) or inspect.ismethod(fn)
+        target = fn if plain else type(fn).__call__
         try:
             hints = typing.get_type_hints(target)
             ann = hints.get(param.name, ann)
@@ -168,8 +183,11 @@ def _annotation_kind(fn: Callable[..., Any]) -> str | None:
         return "list" if text.startswith(_LIST_PREFIXES) else "message"
     origin = typing.get_origin(ann)
     if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
-        kinds = {"list" if (typing.get_origin(a) or a) in _LIST_ORIGINS else "message"
-                 for a in typing.get_args(ann) if a is not type(None)}
+        kinds = {
+            "list" if (typing.get_origin(a) or a) in _LIST_ORIGINS else "message"
+            for a in typing.get_args(ann)
+            if a is not type(None)
+        }
         return kinds.pop() if len(kinds) == 1 else None
     if origin is not None:
         return "list" if origin in _LIST_ORIGINS else "message"
@@ -212,8 +230,13 @@ class MessageCounts:
 
     __slots__ = ("items", "additive", "overhead", "_one_fn", "_list_fn", "_cache", "calls")
 
-    def __init__(self, items: typing.Sequence[Any], counter: Any, *,
-                 to_message: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self,
+        items: typing.Sequence[Any],
+        counter: Any,
+        *,
+        to_message: Callable[[Any], Any] | None = None,
+    ) -> None:
         self.items = items
         self.overhead = 0
         self.calls = 0
@@ -267,9 +290,7 @@ class MessageCounts:
             self._cache[0] = int(value)
             return "message"
         if not isinstance(value, int):
-            raise ConfigurationError(
-                f"token counter returned {type(value).__name__}, expected int"
-            )
+            raise ConfigurationError(f"token counter returned {type(value).__name__}, expected int")
         return "list"
 
     def one(self, i: int) -> int:

@@ -17,18 +17,18 @@ __all__ = ["pack_context", "PackResult", "PackReport", "DroppedChunk"]
 Reason = Literal["duplicate", "below_min_score", "did_not_fit", "empty"]
 
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f](?=\s|$)")
-_EXACT_CELLS = 2_000_000     # exact DP when items x capacity is at most this (numpy)
-_CORE_CELLS = 1_500_000      # core DP size in the hybrid solver (numpy)
-_PARETO_LIMIT = 20_000       # pure-Python exact solver: give up above this many states
+_EXACT_CELLS = 2_000_000  # exact DP when items x capacity is at most this (numpy)
+_CORE_CELLS = 1_500_000  # core DP size in the hybrid solver (numpy)
+_PARETO_LIMIT = 20_000  # pure-Python exact solver: give up above this many states
 
 
 class DroppedChunk(NamedTuple):
     """A candidate that is not in the packed context, and why."""
 
-    index: int                      # position in the input
+    index: int  # position in the input
     chunk: Chunk
     reason: Reason
-    tokens: int | None = None       # its size (None when it was not counted)
+    tokens: int | None = None  # its size (None when it was not counted)
     duplicate_of: int | None = None  # input index of the kept near-duplicate
 
 
@@ -38,17 +38,17 @@ class PackReport:
 
     strategy: str
     max_tokens: int
-    tokens_used: int                # tokens of the joined context, separators included
-    separator_tokens: int           # tokens of one separator
+    tokens_used: int  # tokens of the joined context, separators included
+    separator_tokens: int  # tokens of one separator
     chunks_offered: int
-    chunks_kept: int                # full chunks kept (the partial one not included)
-    relevance_offered: float        # sum of positive scores of all input chunks
-    relevance_candidates: float     # ... after dropping duplicates and low scores
-    relevance_kept: float           # sum of positive scores of the fully kept chunks
-    exact: bool                     # the knapsack was solved exactly
-    bound: float                    # certified: relevance_kept >= bound * optimum
+    chunks_kept: int  # full chunks kept (the partial one not included)
+    relevance_offered: float  # sum of positive scores of all input chunks
+    relevance_candidates: float  # ... after dropping duplicates and low scores
+    relevance_kept: float  # sum of positive scores of the fully kept chunks
+    exact: bool  # the knapsack was solved exactly
+    bound: float  # certified: relevance_kept >= bound * optimum
     dropped: tuple[DroppedChunk, ...] = ()
-    partial: Chunk | None = None    # the truncated chunk, if one was added
+    partial: Chunk | None = None  # the truncated chunk, if one was added
 
     @property
     def relevance_ratio(self) -> float:
@@ -74,6 +74,7 @@ class PackResult:
 
 
 # -- inputs ---------------------------------------------------------------------------
+
 
 def _as_chunk(x: Any) -> Chunk:
     if isinstance(x, Chunk):
@@ -108,7 +109,8 @@ class _TextCounter:
     texts, a small one for assembled contexts."""
 
     _caches: weakref.WeakKeyDictionary[Any, tuple[OrderedDict[str, int], OrderedDict[str, int]]] = (
-        weakref.WeakKeyDictionary())
+        weakref.WeakKeyDictionary()
+    )
     _maxsize = 200_000
 
     def __init__(self, counter: Any) -> None:
@@ -127,7 +129,8 @@ class _TextCounter:
             fn = counter
         else:
             raise ConfigurationError(
-                f"counter must be a model name, TokenCounter or callable; got {type(counter).__name__}"
+                "counter must be a model name, TokenCounter or callable; "
+                f"got {type(counter).__name__}"
             )
         self.fn: Callable[[str], int] = fn
         try:
@@ -226,6 +229,7 @@ def _dedupe(order: list[int], texts: list[str], threshold: float) -> dict[int, i
 
 
 # -- knapsack -------------------------------------------------------------------------
+
 
 def _numpy() -> Any:
     try:
@@ -362,6 +366,7 @@ def _solve(w: list[int], v: list[float], cap: int) -> tuple[list[int], bool, flo
 
 # -- partial fill ---------------------------------------------------------------------
 
+
 def _cut_sentences(text: str, room: int, count: Callable[[str], int]) -> str:
     """Longest prefix ending on a sentence boundary with at most ``room`` tokens."""
     if room <= 0:
@@ -379,6 +384,7 @@ def _cut_sentences(text: str, room: int, count: Callable[[str], int]) -> str:
 
 
 # -- ordering -------------------------------------------------------------------------
+
 
 def _edges(ranked: list[int]) -> list[int]:
     """Best first, second best last, third second, ... (weakest in the middle)."""
@@ -528,10 +534,18 @@ def pack_context(
                     continue
                 c = items[i]
                 src = c.source if c.source is not None else c
-                part = Chunk(text=cut, score=c.score, id=c.id, source=src,
-                             metadata={**c.metadata, "tokenward_partial": True,
-                                       "tokenward_tokens": count.raw(cut),
-                                       "tokenward_original_tokens": tokens[i]})
+                part = Chunk(
+                    text=cut,
+                    score=c.score,
+                    id=c.id,
+                    source=src,
+                    metadata={
+                        **c.metadata,
+                        "tokenward_partial": True,
+                        "tokenward_tokens": count.raw(cut),
+                        "tokenward_original_tokens": tokens[i],
+                    },
+                )
                 ids = arrange(chosen + [i])
                 trial = separator.join(cut if k == i else texts[k] for k in ids)
                 t = count.raw(trial)

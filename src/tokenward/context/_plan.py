@@ -66,8 +66,13 @@ class Plan:
 
     def with_fixed(self, **sizes: int) -> Plan:
         """Re-plan with the actual sizes of some sections: their slack flows to the others."""
-        return plan(self.window, self.reserve_output, shares=self.shares,
-                    fixed={**self.fixed, **sizes}, model=self.model)
+        return plan(
+            self.window,
+            self.reserve_output,
+            shares=self.shares,
+            fixed={**self.fixed, **sizes},
+            model=self.model,
+        )
 
 
 def _window_of(model: str) -> tuple[int, int | None]:
@@ -163,5 +168,11 @@ def plan(
             leftover -= 1
             k += 1
     ordered = {n: budgets[n] for n in list(shares) + [f for f in fixed if f not in shares]}
-    return Plan(window=window, reserve_output=reserve_output, budgets=MappingProxyType(ordered),
-                shares=MappingProxyType(dict(shares)), fixed=MappingProxyType(fixed), model=model)
+    return Plan(
+        window=window,
+        reserve_output=reserve_output,
+        budgets=MappingProxyType(ordered),
+        shares=MappingProxyType(dict(shares)),
+        fixed=MappingProxyType(fixed),
+        model=model,
+    )

@@ -50,8 +50,14 @@ from tokenward.messages import Message
 __all__ = ["trim_history", "MessageOps", "trim_items", "default_text_splitter"]
 
 _ROLE_ALIASES = {
-    "human": "user", "ai": "assistant", "user": "user", "assistant": "assistant",
-    "system": "system", "developer": "developer", "tool": "tool", "function": "function",
+    "human": "user",
+    "ai": "assistant",
+    "user": "user",
+    "assistant": "assistant",
+    "system": "system",
+    "developer": "developer",
+    "tool": "tool",
+    "function": "function",
 }
 _DEFAULT: Any = object()
 _MAX_SUMMARY_ROUNDS = 4
@@ -152,10 +158,22 @@ def _resolve_splitter(text_splitter: Any) -> Callable[[str], list[str]]:
 class _Trim:
     """One trim computation over ``items`` (indices into the original list)."""
 
-    def __init__(self, items: Sequence[Any], counts: MessageCounts, ops: MessageOps, *,
-                 strategy: str, include_system: bool, start_on: Any, end_on: Any,
-                 allow_partial: bool, splitter: Callable[[str], list[str]],
-                 keep_pairs: bool, pinned: set[int], overflow: str) -> None:
+    def __init__(
+        self,
+        items: Sequence[Any],
+        counts: MessageCounts,
+        ops: MessageOps,
+        *,
+        strategy: str,
+        include_system: bool,
+        start_on: Any,
+        end_on: Any,
+        allow_partial: bool,
+        splitter: Callable[[str], list[str]],
+        keep_pairs: bool,
+        pinned: set[int],
+        overflow: str,
+    ) -> None:
         self.items = items
         self.n = len(items)
         self.c = counts
@@ -283,8 +301,9 @@ class _Trim:
                         yield (i, e)
                     i = e + 1
 
-        def assemble(groups: Iterable[tuple[int, int]],
-                     extra: dict[int, Any] | None = None) -> list[Any]:
+        def assemble(
+            groups: Iterable[tuple[int, int]], extra: dict[int, Any] | None = None
+        ) -> list[Any]:
             idx = set(pinned)
             for s, e in groups:
                 idx.update(range(s, e + 1))
@@ -350,8 +369,14 @@ class _Trim:
             kept.update(range(s, e + 1))
         return sorted(kept), {i: v for i, v in replaced.items() if i in kept}
 
-    def _partial(self, i: int, taken: list[tuple[int, int]], used: int, budget: int,
-                 assemble: Callable[..., list[Any]]) -> Any:
+    def _partial(
+        self,
+        i: int,
+        taken: list[tuple[int, int]],
+        used: int,
+        budget: int,
+        assemble: Callable[..., list[Any]],
+    ) -> Any:
         c, ops = self.c, self.ops
         x = self.items[i]
         rev = self.strategy == "last"
@@ -402,12 +427,23 @@ class _Trim:
         return ops.with_content(x, "".join(chosen[::-1] if rev else chosen))
 
 
-def trim_items(items: Sequence[Any], max_tokens: int, counts: MessageCounts, ops: MessageOps, *,
-               strategy: str = "last", include_system: bool = False, start_on: Any = None,
-               end_on: Any = None, allow_partial: bool = False, text_splitter: Any = None,
-               keep_tool_pairs: bool = True, pinned: Any = None,
-               summarizer: Callable[[list[Any]], Any] | None = None,
-               overflow: str = "raise") -> list[Any]:
+def trim_items(
+    items: Sequence[Any],
+    max_tokens: int,
+    counts: MessageCounts,
+    ops: MessageOps,
+    *,
+    strategy: str = "last",
+    include_system: bool = False,
+    start_on: Any = None,
+    end_on: Any = None,
+    allow_partial: bool = False,
+    text_splitter: Any = None,
+    keep_tool_pairs: bool = True,
+    pinned: Any = None,
+    summarizer: Callable[[list[Any]], Any] | None = None,
+    overflow: str = "raise",
+) -> list[Any]:
     """The algorithm behind :func:`trim_history`, on any message type (see ``MessageOps``).
 
     ``start_on`` / ``end_on`` / ``pinned`` (when callable) are predicates on ``items``.
@@ -424,10 +460,20 @@ def trim_items(items: Sequence[Any], max_tokens: int, counts: MessageCounts, ops
         raise ConfigurationError(f"overflow must be 'raise' or 'keep'; got {overflow!r}")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
         raise ConfigurationError(f"max_tokens must be an int >= 0; got {max_tokens!r}")
-    t = _Trim(items, counts, ops, strategy=strategy, include_system=include_system,
-              start_on=start_on, end_on=end_on, allow_partial=allow_partial,
-              splitter=_resolve_splitter(text_splitter), keep_pairs=keep_tool_pairs,
-              pinned=_pinned_indices(items, pinned), overflow=overflow)
+    t = _Trim(
+        items,
+        counts,
+        ops,
+        strategy=strategy,
+        include_system=include_system,
+        start_on=start_on,
+        end_on=end_on,
+        allow_partial=allow_partial,
+        splitter=_resolve_splitter(text_splitter),
+        keep_pairs=keep_tool_pairs,
+        pinned=_pinned_indices(items, pinned),
+        overflow=overflow,
+    )
     t.max_tokens = max_tokens  # type: ignore[attr-defined]
     kept, replaced = t.run()
     if summarizer is not None:
@@ -518,10 +564,19 @@ def trim_history(
         start_on = "human" if last else None
     counts = MessageCounts(items, counter)
     return trim_items(
-        items, max_tokens, counts, CORE_OPS, strategy=strategy, include_system=include_system,
-        start_on=_role_predicate(start_on), end_on=_role_predicate(end_on),
-        allow_partial=allow_partial, text_splitter=text_splitter,
-        keep_tool_pairs=keep_tool_pairs, pinned=pinned, summarizer=summarizer,
+        items,
+        max_tokens,
+        counts,
+        CORE_OPS,
+        strategy=strategy,
+        include_system=include_system,
+        start_on=_role_predicate(start_on),
+        end_on=_role_predicate(end_on),
+        allow_partial=allow_partial,
+        text_splitter=text_splitter,
+        keep_tool_pairs=keep_tool_pairs,
+        pinned=pinned,
+        summarizer=summarizer,
         overflow=overflow,
     )
 
@@ -532,9 +587,20 @@ def group_boundaries(items: Sequence[Any], ops: MessageOps = CORE_OPS) -> list[i
     A group is one message, or an assistant message with tool calls followed by the
     tool messages that answer it (they are kept or dropped together).
     """
-    t = _Trim(items, None, ops, strategy="first", include_system=False,  # type: ignore[arg-type]
-              start_on=None, end_on=None, allow_partial=False, splitter=default_text_splitter,
-              keep_pairs=True, pinned=set(), overflow="keep")
+    t = _Trim(
+        items,
+        None,
+        ops,
+        strategy="first",
+        include_system=False,  # type: ignore[arg-type]
+        start_on=None,
+        end_on=None,
+        allow_partial=False,
+        splitter=default_text_splitter,
+        keep_pairs=True,
+        pinned=set(),
+        overflow="keep",
+    )
     out, i = [], 0
     while i < len(items):
         out.append(i)

@@ -73,8 +73,11 @@ def to_core_message(m: BaseMessage) -> Message:
     calls: tuple[ToolCall, ...] = ()
     if isinstance(m, AIMessage) and m.tool_calls:
         calls = tuple(
-            ToolCall(id=str(tc.get("id") or ""), name=str(tc.get("name") or ""),
-                     arguments=json.dumps(tc.get("args") or {}, ensure_ascii=False))
+            ToolCall(
+                id=str(tc.get("id") or ""),
+                name=str(tc.get("name") or ""),
+                arguments=json.dumps(tc.get("args") or {}, ensure_ascii=False),
+            )
             for tc in m.tool_calls
         )
     return Message(
@@ -115,8 +118,13 @@ def from_core_message(m: Message) -> BaseMessage:
     if m.role == "assistant":
         if m.tool_calls:
             kwargs["tool_calls"] = [
-                {"id": c.id, "name": c.name, "args": json.loads(c.arguments or "{}"),
-                 "type": "tool_call"} for c in m.tool_calls
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "args": json.loads(c.arguments or "{}"),
+                    "type": "tool_call",
+                }
+                for c in m.tool_calls
             ]
         return AIMessage(**kwargs)
     if m.role == "system":
@@ -193,9 +201,9 @@ def langchain_counter(token_counter: Any) -> Any:
         except ImportError:  # pragma: no cover - counting/catalog not installed
             pass
         raise ValueError(
-                f"Invalid token_counter shortcut {token_counter!r}. Available shortcuts: "
-                f"'approximate' (or a model name known to tokenward)."
-            )
+            f"Invalid token_counter shortcut {token_counter!r}. Available shortcuts: "
+            f"'approximate' (or a model name known to tokenward)."
+        )
     if hasattr(token_counter, "count_message") and hasattr(token_counter, "count_messages"):
         return token_counter
     if hasattr(token_counter, "get_num_tokens_from_messages"):
@@ -240,11 +248,20 @@ def trim_messages_compat(
     ``overflow`` (default ``"keep"``: LangChain's behaviour when the system message alone
     exceeds the budget). See :func:`tokenward.context.trim_history`.
     """
-    kwargs = dict(max_tokens=max_tokens, token_counter=token_counter, strategy=strategy,
-                  allow_partial=allow_partial, end_on=end_on, start_on=start_on,
-                  include_system=include_system, text_splitter=text_splitter,
-                  keep_tool_pairs=keep_tool_pairs, pinned=pinned, summarizer=summarizer,
-                  overflow=overflow)
+    kwargs = dict(
+        max_tokens=max_tokens,
+        token_counter=token_counter,
+        strategy=strategy,
+        allow_partial=allow_partial,
+        end_on=end_on,
+        start_on=start_on,
+        include_system=include_system,
+        text_splitter=text_splitter,
+        keep_tool_pairs=keep_tool_pairs,
+        pinned=pinned,
+        summarizer=summarizer,
+        overflow=overflow,
+    )
     if messages is None:
         from langchain_core.runnables import RunnableLambda
 
@@ -261,9 +278,18 @@ def trim_messages_compat(
     counter = langchain_counter(token_counter)
     counts = MessageCounts(items, counter, to_message=to_core_message)
     return trim_items(
-        items, max_tokens, counts, LANGCHAIN_OPS, strategy=strategy,
-        include_system=include_system, start_on=_type_predicate(start_on),
-        end_on=_type_predicate(end_on), allow_partial=allow_partial,
-        text_splitter=text_splitter, keep_tool_pairs=keep_tool_pairs, pinned=pinned,
-        summarizer=summarizer, overflow=overflow,
+        items,
+        max_tokens,
+        counts,
+        LANGCHAIN_OPS,
+        strategy=strategy,
+        include_system=include_system,
+        start_on=_type_predicate(start_on),
+        end_on=_type_predicate(end_on),
+        allow_partial=allow_partial,
+        text_splitter=text_splitter,
+        keep_tool_pairs=keep_tool_pairs,
+        pinned=pinned,
+        summarizer=summarizer,
+        overflow=overflow,
     )
