@@ -417,6 +417,9 @@ def _cmd_report(
     where: Sequence[str] | None,
     fmt: str,
     output: str | None,
+    model: str | None = None,
+    budgets_file: str | None = None,
+    budget_store: str | None = None,
 ) -> None:
     from tokenward.report import _tables
 
@@ -434,6 +437,8 @@ def _cmd_report(
             f"{', '.join(_tables.GROUP_KEYS)} or tag:<key>"
         )
     where_d = _parse_where(where)
+    if model:
+        where_d["model"] = model
     bad = [k for k in where_d if not _tables.valid_group_key(k)]
     if bad:
         raise _UsageProblem(
@@ -454,6 +459,10 @@ def _cmd_report(
             from tokenward.report import build_report_data as builder
         except ImportError:
             pass
+    if fmt == "html" or budgets_file:  # budgets from a definitions file (live with a store)
+        from tokenward.report._cli import report_data_builder
+
+        builder = report_data_builder(budgets_file, budget_store)
     ledger = open_ledger(target)
     try:
         with _progress("report") as advance:
@@ -655,9 +664,16 @@ def get_app() -> typer.Typer:
         output: str | None = typer.Option(
             None, "--output", "-o", help="Write to a file instead of stdout."
         ),
+        model: str | None = typer.Option(None, "--model", "-m", help="Only this model."),
+        budgets_file: str | None = typer.Option(
+            None, "--budgets", help="Budget definitions (TOML/JSON) to show utilization for."
+        ),
+        budget_store: str | None = typer.Option(
+            None, "--budget-store", help="Budget store URL for live status (default: the file's)."
+        ),
     ) -> None:
         """Summarize the ledger: totals, breakdown by dimension, analytics."""
-        _cmd_report(db, since, until, by, where, fmt, output)
+        _cmd_report(db, since, until, by, where, fmt, output, model, budgets_file, budget_store)
 
     @app.command("demo")
     @_errors
@@ -674,6 +690,9 @@ def get_app() -> typer.Typer:
         """Run a realistic offline session through the Accountant and print the report."""
         _cmd_demo(db, users, seed, budget)
 
+    from tokenward.report._cli import budget_app
+
+    app.add_typer(budget_app(_errors), name="budget")
     return app
 
 
