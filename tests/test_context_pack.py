@@ -286,3 +286,18 @@ def test_pack_invariants(
             == pack_context(full, budget, wc, order=order, separator=sep, allow_partial=False).text
         )
         assert len(again.chunks) == len(full)
+
+
+def test_counts_are_cached_per_counter_across_calls() -> None:
+    calls: list[str] = []
+
+    def counting(text: str) -> int:
+        calls.append(text)
+        return len(text.split())
+
+    chunks = [Chunk(words(10, t), 0.5) for t in "abcd"]
+    pack_context(chunks, 25, counting, separator=" ")
+    first = len(calls)
+    assert first >= 5  # four chunks + separator (+ the joined context)
+    pack_context(chunks, 25, counting, separator=" ")
+    assert len(calls) == first  # everything came from the cache

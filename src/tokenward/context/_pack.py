@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import weakref
 from collections import OrderedDict
@@ -108,9 +109,9 @@ class _TextCounter:
     """tokens(text) with bounded caches per counter (shared across calls): one for chunk
     texts, a small one for assembled contexts."""
 
-    _caches: weakref.WeakKeyDictionary[Any, tuple[OrderedDict[str, int], OrderedDict[str, int]]] = (
-        weakref.WeakKeyDictionary()
-    )
+    _caches: weakref.WeakKeyDictionary[
+        Any, dict[Any, tuple[OrderedDict[str, int], OrderedDict[str, int]]]
+    ] = weakref.WeakKeyDictionary()
     _maxsize = 200_000
 
     def __init__(self, counter: Any) -> None:
@@ -133,10 +134,17 @@ class _TextCounter:
                 f"got {type(counter).__name__}"
             )
         self.fn: Callable[[str], int] = fn
+        # a bound method is a new object on every attribute access: key by its owner
+        owner = getattr(counter, "__self__", None)
+        key = owner if owner is not None and inspect.ismethod(counter) else counter
         try:
-            caches = self._caches.get(counter)
+            per_key = self._caches.get(key)
+            if per_key is None:
+                per_key = self._caches[key] = {}
+            name = getattr(counter, "__func__", None) if key is not counter else None
+            caches = per_key.get(name)
             if caches is None:
-                caches = self._caches[counter] = (OrderedDict(), OrderedDict())
+                caches = per_key[name] = (OrderedDict(), OrderedDict())
         except TypeError:  # not weak-referenceable: per-call only
             caches = (OrderedDict(), OrderedDict())
         self.cache, self._joined = caches
