@@ -234,3 +234,36 @@ def test_agent_middleware_switches_to_fallback_near_the_limit():
     assert models == [(2, 0), (4, 0), (4, 2), (4, 4)]
     st = budgets.status("daily", user_id="u1")
     assert st.spent == 4 * Decimal("0.00008") + 4 * MINI_CALL
+
+
+def test_completion_llm_and_provider_usage_shapes():
+    from langchain_core.language_models.fake import FakeListLLM
+    from langchain_core.messages import AIMessage
+
+    acc = Accountant()
+    handler = TokenwardCallbackHandler(acc, default_model="gpt-3.5-turbo")
+    FakeListLLM(responses=["four"]).invoke("2 + 2 =", config={"callbacks": [handler]})
+    [ev] = events(acc)
+    assert ev.kind == "completion" and ev.model == "gpt-3.5-turbo"
+    assert ev.estimated is True  # FakeListLLM reports nothing: counted locally
+    assert ev.usage.output == get_counter("gpt-3.5-turbo").count_text("four")
+
+    # an Anthropic-style payload left in response_metadata (no usage_metadata): the core
+    # parser adds the cache tokens Anthropic leaves out of input_tokens
+    class AnthropicLike(UsageChatModel):
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            msg = result.generations[0].message
+            msg.usage_metadata = None
+            msg.response_metadata = {"model": "claude-sonnet-4-5", "usage": {
+                "input_tokens": 100, "output_tokens": 20, "cache_read_input_tokens": 900,
+                "cache_creation_input_tokens": 0}}
+            return result
+
+    acc = Accountant()
+    model = AnthropicLike(messages=iter([AIMessage("hi")]), model_name="claude-sonnet-4-5")
+    model.invoke("hello", config={"callbacks": [TokenwardCallbackHandler(acc)]})
+    [ev] = events(acc)
+    assert ev.model.startswith("claude-sonnet-4-5")
+    assert ev.usage == Usage(input=1000, output=20, cache_read=900)
+    assert ev.estimated is False
