@@ -521,3 +521,34 @@ def test_degrade_respects_token_budgets_and_decimal_prices() -> None:
 def test_nan_never_sneaks_in() -> None:
     assert not math.isnan(Budget("x", limit_usd="1", thresholds=[Decimal("0.5")]).thresholds[0])
     assert date(2026, 1, 1)  # keep import used
+
+
+def test_max_utilization_counts_reserved_and_only_applicable_budgets() -> None:
+    budgets, _ = make(
+        Budget("support", limit_tokens=100, where={"agent": "support"}),
+        Budget("per-user", limit_tokens=1000, scope="user_id"),
+    )
+    budgets.reserve("r", {"agent": "support", "user_id": "u"}, 0, 70, now=T0)
+    assert budgets.max_utilization({"agent": "support", "user_id": "u"}, now=T0) == pytest.approx(0.7)
+    assert budgets.max_utilization({"agent": "sales", "user_id": "u"}, now=T0) == pytest.approx(0.07)
+
+
+def test_sqlite_in_memory_store_is_shared_by_threads() -> None:
+    import threading
+
+    from tokenward.budgets import SQLiteBudgetStore
+
+    budgets, _ = make(Budget("g", limit_tokens=100), store=SQLiteBudgetStore(":memory:"))
+    budgets.reserve("a", {}, 0, 60, now=T0)
+    denied: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            budgets.reserve("b", {}, 0, 60, now=T0)
+        except BudgetExceededError as exc:
+            denied.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert len(denied) == 1 and denied[0].reserved == 60

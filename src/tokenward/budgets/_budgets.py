@@ -604,6 +604,18 @@ class Budgets:
             forecast_remaining_calls=forecast,
         )
 
+    def max_utilization(self, dims: Mapping[str, Any] | None, *, now: datetime | None = None) -> float:
+        """Highest (spent + reserved) / limit among the budgets that apply to ``dims`` (0.0 if
+        none apply). Middleware uses it to degrade before a hard deny."""
+        now_dt = _now(now)
+        worst = 0.0
+        for a in self._plan(dims or {}, 0, 0, now_dt):
+            if a.item is None:
+                continue
+            used = sum(st.spent + st.reserved for st in self._statuses(a, now_dt.timestamp()))
+            worst = max(worst, used / a.limit if a.limit else (1.0 if used else 0.0))
+        return worst
+
     def headroom(
         self, dims: Mapping[str, Any] | None, *, now: datetime | None = None
     ) -> tuple[int | None, int | None]:

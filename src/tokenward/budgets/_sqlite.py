@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -39,12 +40,17 @@ class SQLiteBudgetStore:
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
         self.path = str(path)
         self.timeout = timeout
+        self._uri = False
+        if self.path == ":memory:":  # one in-memory database shared by this store's threads
+            self.path = f"file:tokenward-budgets-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            self._uri = True
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
-        if self.path != ":memory:":
+        if not self._uri:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
+        self._keepalive = conn if self._uri else None  # keeps a shared in-memory db alive
         with self._wrap():
             conn.executescript(_SCHEMA)
 
@@ -53,7 +59,7 @@ class SQLiteBudgetStore:
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
             with self._wrap():
                 conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                       check_same_thread=False)
+                                       check_same_thread=False, uri=self._uri)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
                 conn.execute("PRAGMA synchronous=NORMAL")
