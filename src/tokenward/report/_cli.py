@@ -163,7 +163,13 @@ def budget_show(
         table.add_row(r["budget"], r["scope"], r["mode"], r["window"],
                       _amount(r["spent"], unit), _amount(r["reserved"], unit),
                       _amount(r["remaining"], unit), _amount(r["limit"], unit), used, reset)
-    console = Console(file=stream, width=160 if out is not None else None, highlight=False)
+    width = None
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        try:
+            width = int(os.environ.get("COLUMNS", "140"))
+        except ValueError:
+            width = 140
+    console = Console(file=stream, width=width, highlight=False, soft_wrap=False)
     console.print(table)
     return rows
 
