@@ -24,6 +24,11 @@ from tokenward.counting._estimator import FEATURE_NAMES, features
 from tokenward.counting._loader import get_encoding
 
 
+# Relative weight of each corpus kind in the fit. The extra kind only anchors the
+# other-script coefficient; CJK gets more weight because its per-sample spread is widest.
+_WEIGHT = {"other": 0.05, "cjk": 2.0}
+
+
 def load(split: str, extra: bool = False) -> list[tuple[str, str]]:
     with contextlib.redirect_stdout(io.StringIO()):
         return corpus(split, extra=extra)
@@ -40,8 +45,7 @@ def fit(target: str = "o200k_base") -> tuple[float, ...]:
         y = len(enc.encode_ordinary(text))
         rows.append(features(text))
         ys.append(y)
-        # the extra kind only anchors the other-script coefficient: low weight
-        ws.append((0.05 if kind in EXTRA_KINDS else 1.0) / max(1, per_kind[kind]))
+        ws.append(_WEIGHT.get(kind, 1.0) / max(1, per_kind[kind]))
     X = np.array(rows, dtype=float)
     y = np.array(ys, dtype=float)
     w = np.sqrt(np.array(ws)) / y

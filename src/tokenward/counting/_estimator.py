@@ -107,6 +107,9 @@ FEATURE_NAMES = (
     "indent4_chunks",
     "upper_punct",
     "punct_upper",
+    "upper_5chunks",
+    "upper_underscore_upper",
+    "digit_4chunks",
     "han_common",
     "han",
     "kana",
@@ -122,7 +125,25 @@ FEATURE_NAMES = (
     "han_quads",
 )
 # boundary bigrams that BPE merges differently (JSON '": "', code '", ', '\n    ')
-_BIGRAMS = (" .", ".a", ". ", "..", "\n ", " a", "a0", "0a", ".0", "0.", "\n\n", "    ", "A.", ".A")
+_BIGRAMS = (
+    " .",
+    ".a",
+    ". ",
+    "..",
+    "\n ",
+    " a",
+    "a0",
+    "0a",
+    ".0",
+    "0.",
+    "\n\n",
+    "    ",
+    "A.",
+    ".A",
+    "AAAAA",
+    "A_A",
+    "0000",
+)
 _CJK_BIGRAMS = ("HH", "kk", "GG", "Hk", "kH", "G ", "HHHH")
 _NO_CJK = (0,) * (6 + len(_CJK_BIGRAMS))
 
@@ -188,52 +209,55 @@ def features(text: str) -> tuple[int, ...]:
 
 # Fitted by benchmarks/estimator_fit.py against o200k_base (relative-error NNLS); held-out
 # error of that run (median / p95):
-#   prose  median  1.88%  p95  7.22%
-#   code   median  2.74%  p95  9.85%
-#   json   median  1.06%  p95  5.45%
-#   cjk    median  3.97%  p95 10.71%
-#   other  median 12.89%  p95 37.35%
-#   all    median  2.20%  p95  8.99%
+#   prose  median  1.69%  p95  6.30%
+#   code   median  2.67%  p95  9.17%
+#   json   median  0.98%  p95  4.44%
+#   cjk    median  4.29%  p95 12.75%
+#   other  median 12.72%  p95 37.50%
+#   all    median  2.12%  p95  9.68%
 COEFFICIENTS: tuple[float, ...] = (
-    0.8578,  # letter_runs
+    0.8331,  # letter_runs
     0.0,  # camel_splits
-    0.2131,  # lower_6chunks
-    0.212,  # lower_9chunks
+    0.2556,  # lower_6chunks
+    0.2096,  # lower_9chunks
     0.0,  # upper_chars
-    0.0193,  # upper_3chunks
-    0.7626,  # upper_lower
-    1.6376,  # digit_runs
-    0.431,  # digit_3chunks
+    0.2094,  # upper_3chunks
+    0.7729,  # upper_lower
+    1.7242,  # digit_runs
+    0.0,  # digit_3chunks
     0.0,  # punct_runs
-    0.2528,  # punct_chars
-    0.9645,  # newline_runs
-    0.6409,  # space_runs
-    0.3556,  # space_punct
-    0.2911,  # punct_letter
-    0.6407,  # punct_space
-    0.0871,  # punct_pairs
+    0.2553,  # punct_chars
+    0.8713,  # newline_runs
+    0.7757,  # space_runs
+    0.3201,  # space_punct
+    0.2991,  # punct_letter
+    0.692,  # punct_space
+    0.0,  # punct_pairs
     0.0,  # newline_indent
     0.0,  # space_lower
     0.0,  # lower_digit
     0.0,  # digit_lower
-    0.0,  # punct_digit
+    0.098,  # punct_digit
     0.0,  # digit_punct
-    0.7105,  # blank_lines
+    0.8486,  # blank_lines
     0.0,  # indent4_chunks
-    0.5809,  # upper_punct
+    0.2703,  # upper_punct
     0.0,  # punct_upper
-    0.7049,  # han_common
-    4.2134,  # han
-    0.5467,  # kana
-    0.3975,  # hangul_common
-    3.4303,  # hangul
-    0.3418,  # other
+    0.0,  # upper_5chunks
+    0.0,  # upper_underscore_upper
+    1.2104,  # digit_4chunks
+    0.7038,  # han_common
+    4.0221,  # han
+    0.5615,  # kana
+    0.3315,  # hangul_common
+    2.8696,  # hangul
+    0.3387,  # other
     0.0,  # han_pairs
     0.0,  # kana_pairs
-    0.1719,  # hangul_pairs
-    0.5279,  # han_kana
-    0.1319,  # kana_han
-    0.706,  # hangul_space
+    0.5068,  # hangul_pairs
+    0.5543,  # han_kana
+    0.0,  # kana_han
+    0.4777,  # hangul_space
     0.0,  # han_quads
 )
 
