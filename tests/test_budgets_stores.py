@@ -342,6 +342,27 @@ def test_1000_new_users_arriving_concurrently_each_get_their_budget(
         assert budgets.status("per-user", user_id=f"user-{u}").spent == Decimal(per_user[u]) / 10**9
 
 
+def _threshold_worker(spec: Spec, seed: int, barrier: Any, out: Any) -> None:
+    alerts: list[Any] = []
+    budgets = Budgets(Budget("t", limit_tokens=1000, window="month", thresholds=(0.5, 0.75, 0.9)),
+                      store=open_store(spec), alert_sinks=[alerts.append])
+    barrier.wait()
+    for i in range(25):  # 4 processes x 25 x 10 tokens = the whole limit
+        budgets.reserve(f"{seed}-{i}", {}, 0, 10)
+        budgets.commit(f"{seed}-{i}", 0, 10)
+    out.put([a.threshold for a in alerts])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SHARED)
+def test_thresholds_fire_exactly_once_across_processes(kind: str, spec_for: Callable[[str], Spec]) -> None:
+    spec = spec_for(kind)
+    open_store(spec).close()
+    results = _run_workers(_threshold_worker, lambda i: (spec, i), 4)
+    fired = sorted(t for r in results for t in r)
+    assert fired == [0.5, 0.75, 0.9]
+
+
 def _crash_worker(spec: Spec, ready: Any) -> None:
     budgets = Budgets(Budget("g", limit_usd="1", window="month"), store=open_store(spec),
                       reservation_ttl=timedelta(seconds=2), alert_sinks=[])
