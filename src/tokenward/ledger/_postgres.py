@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -42,7 +43,8 @@ from tokenward.ledger._writer import _BatchWriter
 
 __all__ = ["SQLLedger"]
 
-_LOCK_KEY = 0x746F6B776172  # "tokwar": advisory lock id for schema changes
+_LOCK_KEY = 0x746F6B776172
+_RETRY_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure  # "tokwar": advisory lock id for schema changes
 
 #: Migrations from version N-1 to N: ``{N: [statements]}``. Version 1 is the base schema.
 _MIGRATIONS: dict[int, list[str]] = {}
@@ -120,6 +122,12 @@ class SQLLedger(_SQLQueries):
         except ImportError as exc:  # pragma: no cover - exercised without the extra
             raise IntegrationUnavailableError("sqlalchemy", "postgres") from exc
         self._sa = sqlalchemy
+        try:
+            import psycopg
+
+            self._driver_errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+        except ImportError:  # pragma: no cover
+            self._driver_errors = ()
         if isinstance(url, str):
             try:
                 import psycopg  # noqa: F401
@@ -156,7 +164,7 @@ class SQLLedger(_SQLQueries):
             yield
         except LedgerError:
             raise
-        except self._sa.exc.SQLAlchemyError as exc:
+        except (self._sa.exc.SQLAlchemyError, *self._driver_errors) as exc:
             raise LedgerError(
                 f"ledger {action} failed on {self._engine.url.render_as_string(hide_password=True)}:"
                 f" {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
@@ -205,9 +213,23 @@ class SQLLedger(_SQLQueries):
         for e in events:
             unique.setdefault(e.id, e)
         rows = [event_to_row(e) for e in unique.values()]
+        for attempt in range(5):
+            try:
+                self._write_rows(rows)
+                return
+            except LedgerError as exc:
+                cause = exc.__cause__
+                code = getattr(cause, "sqlstate", None) or getattr(
+                    getattr(cause, "orig", None), "sqlstate", None
+                )
+                if code not in _RETRY_SQLSTATES or attempt == 4:
+                    raise
+                time.sleep(0.01 * (attempt + 1))  # deadlock / serialization: safe to retry
+
+    def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
         with self._errors("write"), self._engine.begin() as conn:
             # COPY the batch into a per-connection temp table (psycopg's fast path), then
-            # move it with one INSERT ... ON CONFLICT DO NOTHING + rollup upsert.
+            # move it with one INSERT ... ON CONFLICT DO NOTHING + rollup upserts.
             dbapi = conn.connection.driver_connection
             cur = dbapi.cursor()
             cur.execute(_STAGE_DDL)

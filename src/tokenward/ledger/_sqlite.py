@@ -17,7 +17,6 @@ from tokenward.ledger._sqlcommon import (
     EVENTS,
     ROLLUPS,
     SCHEMA_VERSION,
-    STAGE,
     VERSION_TABLE,
     _SQLQueries,
     ddl,
@@ -29,19 +28,18 @@ from tokenward.ledger._writer import _BatchWriter
 __all__ = ["SQLiteLedger"]
 
 _COLS = ", ".join(EVENT_COLUMNS)
-_STAGE_DDL = f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} AS SELECT {_COLS} FROM main.{EVENTS} WHERE 0"
-_STAGE_INSERT = f"INSERT INTO temp.{STAGE} ({_COLS}) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
-# Inside one BEGIN IMMEDIATE transaction (no other writer can interleave):
-_WRITE_STEPS = (
-    # 1. drop staged events whose id is already stored (idempotency)
-    f"DELETE FROM temp.{STAGE} WHERE EXISTS "
-    f"(SELECT 1 FROM main.{EVENTS} e WHERE e.id = temp.{STAGE}.id)",
-    # 2. store the rest
-    f"INSERT INTO main.{EVENTS} ({_COLS}) SELECT {_COLS} FROM temp.{STAGE}",
-    # 3. add exactly those rows to every rollup (one upsert per group)
-    *(rollup_upsert_sql(t, dims, f"temp.{STAGE}", "sqlite") for t, dims in ROLLUPS),
-    f"DELETE FROM temp.{STAGE}",
+_INSERT = (
+    f"INSERT OR IGNORE INTO {EVENTS} ({_COLS}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
+# Inside one BEGIN IMMEDIATE transaction no other writer can interleave, so the rows
+# this batch inserted (duplicates were ignored) are exactly those with
+# rowid > max(rowid) before the insert: add exactly those to every rollup.
+_NEW_ROWS = f"(SELECT * FROM {EVENTS} WHERE rowid > :before)"
+_ROLLUP_STEPS = tuple(
+    rollup_upsert_sql(t, dims, _NEW_ROWS, "sqlite") for t, dims in ROLLUPS
+)
+
 
 #: Migrations from version N-1 to N: ``{N: [statements]}``. Version 1 is the base schema.
 _MIGRATIONS: dict[int, list[str]] = {}
@@ -132,7 +130,6 @@ class SQLiteLedger(_SQLQueries):
             if init:
                 self._init_schema(conn)
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.DatabaseError as exc:
             conn.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -223,17 +220,20 @@ class SQLiteLedger(_SQLQueries):
         unique: dict[str, UsageEvent] = {}
         for e in events:
             unique.setdefault(e.id, e)
-        rows = [event_to_row(e) for e in unique.values()]
+        self._write_rows([event_to_row(e) for e in unique.values()])
+
+    def _write_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Store encoded rows (EVENT_COLUMNS order) in one transaction; ids must be unique."""
         with self._lock, self._errors("write"):
             self._check_fork()
             conn = self._wconn
-            conn.execute(_STAGE_DDL)
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(f"DELETE FROM temp.{STAGE}")
-                conn.executemany(_STAGE_INSERT, rows)
-                for stmt in _WRITE_STEPS:
-                    conn.execute(stmt)
+                before = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {EVENTS}").fetchone()[0]
+                conn.executemany(_INSERT, rows)
+                if conn.execute(f"SELECT max(rowid) FROM {EVENTS}").fetchone()[0] != before:
+                    for stmt in _ROLLUP_STEPS:
+                        conn.execute(stmt, {"before": before})
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
