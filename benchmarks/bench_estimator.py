@@ -93,33 +93,55 @@ def run(quick: bool = False) -> str:
                 + " | ".join(f"{cells[k][0]:.1%} / {cells[k][1]:.1%}" for k in (*KINDS, "all"))
                 + " |"
             )
-    # speed: estimator vs exact encode over the whole eval set
+    # speed: estimator vs exact encode over the whole eval set; warm-up, then interleaved
+    # rounds (the machine is shared) and the median per-round ratio
     texts = [t for _, t in data]
     enc = get_encoding("o200k_base")
-    t0 = time.perf_counter()
-    for t in texts:
-        estimate_tokens(t)
-    t_est = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for t in texts:
-        enc.encode_ordinary(t)
-    t_enc = time.perf_counter() - t0
+    for t in texts[:50]:
+        estimate_tokens(t), enc.encode_ordinary(t)
+    est_times, enc_times, ratios = [], [], []
+    for _ in range(1 if quick else 5):
+        t0 = time.perf_counter()
+        for t in texts:
+            estimate_tokens(t)
+        t1 = time.perf_counter()
+        for t in texts:
+            enc.encode_ordinary(t)
+        t2 = time.perf_counter()
+        est_times.append(t1 - t0)
+        enc_times.append(t2 - t1)
+        ratios.append((t1 - t0) / (t2 - t1))
+    t_est, t_enc = statistics.median(est_times), statistics.median(enc_times)
+    speed_ratio = statistics.median(ratios)
     ours = summary["o200k_base"]
-    met = [k for k in (*KINDS, "all") if ours[k][0] <= 0.03 and ours[k][1] <= 0.08]
-    missed = [k for k in (*KINDS, "all") if k not in met]
+    keys = (*KINDS, "all")
+    med_ok = [k for k in keys if ours[k][0] <= 0.03]
+    p95_ok = [k for k in keys if ours[k][1] <= 0.08]
+    med_miss = [f"{k} {ours[k][0]:.1%}" for k in keys if k not in med_ok]
+    p95_miss = [f"{k} {ours[k][1]:.1%}" for k in keys if k not in p95_ok]
     lines += [
         "",
         f"Speed on the same texts: estimator {t_est * 1e3:.1f} ms vs o200k `encode_ordinary` "
-        f"{t_enc * 1e3:.1f} ms ({t_est / t_enc:.2f}x).",
+        f"{t_enc * 1e3:.1f} ms (median per-round ratio {speed_ratio:.2f}x).",
         "",
-        "- Goal median <= 3 % and p95 <= 8 % vs o200k: "
-        + (f"**met** on {', '.join(met)}" if met else "**met** on none")
+        "- Goal median <= 3 % vs o200k: "
         + (
-            f"; **missed** on {', '.join(f'{k} ({ours[k][0]:.1%} / {ours[k][1]:.1%})' for k in missed)}"
-            if missed
-            else ""
+            "**met** on every corpus and overall"
+            if not med_miss
+            else f"**missed** on {', '.join(med_miss)}"
         )
         + ".",
+        "- Goal p95 <= 8 % vs o200k: "
+        + (
+            "**met** on every corpus and overall"
+            if not p95_miss
+            else f"met on {', '.join(p95_ok) or 'none'}; **missed** on {', '.join(p95_miss)}"
+        )
+        + ".",
+        "- The estimator is fitted to o200k; against cl100k its CJK error is large (cl100k "
+        "spends more tokens per CJK character), which does not matter in practice: cl100k "
+        "models are counted exactly. For non-OpenAI models the per-model `Calibrator` learns "
+        "the remaining ratio from reported usage.",
         "",
     ]
     return "\n".join(lines)
