@@ -614,3 +614,13 @@ def test_concurrent_counting_with_evictions_is_consistent():
         t.join()
     assert errors == []
     assert shared.cache_info["size"] <= 64
+
+
+def test_langchain_style_type_key_and_iterables(o200k):
+    a = o200k.count_messages([{"type": "human", "content": "hi there"}])
+    b = o200k.count_messages([{"role": "user", "content": "hi there"}])
+    assert a == b
+    assert o200k.count_messages(iter([{"role": "user", "content": "hi there"}])) == b
+    assert o200k.count_messages([{"type": "ai", "content": "hello"}]) == o200k.count_messages(
+        [{"role": "assistant", "content": "hello"}]
+    )

@@ -307,7 +307,7 @@ class _ChatCounter:
             if type(m) is dict:
                 c = m.get("content")
                 if type(c) is str and "tool_calls" not in m and "function_call" not in m:
-                    role = m.get("role") or "user"
+                    role = m.get("role") or m.get("type") or "user"
                     key = (
                         _ROLE_ALIASES.get(role, role),
                         c,
