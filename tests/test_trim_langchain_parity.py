@@ -890,3 +890,23 @@ def test_tool_groups_never_split_and_budget_kept(
     has_tools = any(isinstance(m, ToolMessage) for m in conv)
     if not has_tools:
         assert out == lc_trim_messages(conv, token_counter=_list_tokens, **kw)
+
+
+def test_compat_pinned_and_summarizer_on_langchain_messages() -> None:
+    msgs = [SystemMessage("sys"), HumanMessage("the task", id="task")] + [
+        (HumanMessage if i % 2 == 0 else AIMessage)(f"turn {i}", id=f"m{i}") for i in range(8)
+    ]
+    out = trim_messages_compat(
+        msgs,
+        max_tokens=50,
+        token_counter=dummy_token_counter,
+        include_system=True,
+        start_on="human",
+        pinned=[1],
+        summarizer=lambda dropped: f"{len(dropped)} earlier messages",
+    )
+    # system 10 + pinned 10 + summary 10 leaves 20: the last two turns
+    assert out[0] is msgs[0] and out[1] is msgs[1]
+    assert isinstance(out[2], HumanMessage) and out[2].content == "6 earlier messages"
+    assert out[3:] == msgs[-2:]
+    assert dummy_token_counter(out) <= 50

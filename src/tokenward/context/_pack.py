@@ -74,6 +74,13 @@ class PackResult:
         return self.separator.join(c.text for c in self.chunks)
 
 
+_new_dropped = tuple.__new__  # DroppedChunk without the Python-level __new__ (hot path)
+
+
+def _positive_sum(values: list[float]) -> float:
+    return sum([x for x in values if x > 0.0])
+
+
 # -- inputs ---------------------------------------------------------------------------
 
 
@@ -478,7 +485,7 @@ def pack_context(
         for i, j in _dedupe(live, texts, float(dedupe)).items():
             dropped[i] = DroppedChunk(i, items[i], "duplicate", duplicate_of=j)
         live = [i for i in live if i not in dropped]
-    relevance_candidates = sum(max(0.0, scores[i]) for i in live)
+    relevance_candidates = _positive_sum([scores[i] for i in live])
     tokens = dict(zip(live, count.many([texts[i] for i in live]), strict=True))
     sep_t = count(separator) if separator else 0
 
@@ -566,8 +573,8 @@ def pack_context(
     chosen_set = set(chosen)
     for i in live:
         if i not in chosen_set and i != partial_index:
-            dropped[i] = DroppedChunk(i, items[i], "did_not_fit", tokens[i])
-    kept = sum(max(0.0, scores[i]) for i in chosen)
+            dropped[i] = _new_dropped(DroppedChunk, (i, items[i], "did_not_fit", tokens[i], None))
+    kept = _positive_sum([scores[i] for i in chosen])
     bound = 1.0 if exact or upper <= 0 else min(1.0, max(0.0, kept) / upper)
     report = PackReport(
         strategy=strategy,
@@ -576,7 +583,7 @@ def pack_context(
         separator_tokens=sep_t,
         chunks_offered=n,
         chunks_kept=len(chosen),
-        relevance_offered=sum(max(0.0, s) for s in scores),
+        relevance_offered=_positive_sum(scores),
         relevance_candidates=relevance_candidates,
         relevance_kept=kept,
         exact=exact,
