@@ -204,7 +204,7 @@ def _loop_speed() -> float:
 
 
 def run(quick: bool = False) -> str:
-    n, budget = (300, 2_000) if quick else (2_000, 8_000)
+    n, budget = (150, 1_500) if quick else (2_000, 8_000)
     reps = 1 if quick else 5
     enc = _encoding()
     loop = _loop_speed()
