@@ -389,3 +389,19 @@ def test_function_agent_offline(accountant):
     assert len(events) == 2  # tool-calling turn + final answer
     assert events[0].tool_names == ("lookup",) and events[0].tool_calls == 1
     assert {e.agent for e in events} == {"city-agent"}
+
+
+def test_unknown_model_is_reported_plainly_not_recorded(caplog):
+    class Custom(MockLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="acme-finetune-7")
+
+    acc = Accountant()
+    with instrument(acc), caplog.at_level(logging.WARNING, "tokenward.integrations.llama_index"):
+        MockLLM(max_tokens=1).complete("x")  # model_name='unknown' and no default_model
+        Custom(max_tokens=1).complete("x")   # a name the catalog does not know
+    assert list(acc.ledger.events()) == []
+    assert "reports no model name" in caplog.text and "default_model=" in caplog.text
+    assert "was not recorded: Unknown model 'acme-finetune-7'" in caplog.text
+    assert "Traceback" not in caplog.text

@@ -103,7 +103,7 @@ class BudgetedLLM(FunctionCallingLLM):
             self._accountant, run_id, self._model or model_from_llm(self.llm), owner=self,
             messages=messages, prompt=prompt, tools=kwargs.get("tools"),
             max_output=max_output_tokens(kwargs, self.llm.to_payload()), dims=self._dims,
-            kind=kind, parent_id=_spans.parent_of(run_id), enforce=True,
+            kind=kind, parent_id=_spans.parent_of(run_id), enforce=True, raise_config_errors=True,
         )
 
     @staticmethod

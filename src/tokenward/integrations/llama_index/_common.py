@@ -11,7 +11,6 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tokenward.errors import BudgetExceededError, UsageParseError
@@ -111,20 +110,21 @@ def _tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
+_ROLES = {"chatbot": "assistant", "model": "assistant", "human": "user", "ai": "assistant"}
+
+
 def to_message(message: Any) -> Message:
     """A LlamaIndex ``ChatMessage`` as a core :class:`Message` (the original kept in ``source``)."""
-    role = getattr(message, "role", "user")
-    role = getattr(role, "value", role)
-    extra = getattr(message, "additional_kwargs", None) or {}
-    data: dict[str, Any] = {
-        "role": str(role),
-        "content": message.content or "",
-        "tool_calls": [c.to_openai() for c in _tool_calls_of(message)],
-        "tool_call_id": extra.get("tool_call_id"),
-        "name": extra.get("name"),
-        "id": extra.get("id"),
-    }
-    return replace(Message.from_openai(data), source=message)
+    role = message.role
+    role = getattr(role, "_value_", role)
+    role = _ROLES.get(role, role)
+    extra = message.additional_kwargs
+    blocks = message.blocks
+    if not extra and len(blocks) == 1 and getattr(blocks[0], "block_type", None) == "text":
+        return Message(role, blocks[0].text, source=message)  # the common case, kept cheap
+    calls = _tool_calls_of(message)
+    return Message(role, message.content or "", name=extra.get("name"), tool_calls=calls,
+                   tool_call_id=extra.get("tool_call_id"), id=extra.get("id"), source=message)
 
 
 def to_messages(messages: Sequence[Any] | None) -> list[Message]:

@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING, Any
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
-from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent, EmbeddingStartEvent
+from llama_index.core.instrumentation.events.embedding import (
+    EmbeddingEndEvent,
+    EmbeddingStartEvent,
+    SparseEmbeddingEndEvent,
+)
 from llama_index.core.instrumentation.events.exception import ExceptionEvent
 from llama_index.core.instrumentation.events.llm import (
     LLMChatEndEvent,
@@ -184,7 +188,7 @@ class TokenwardEventHandler(BaseEventHandler):
         else:
             entry[2] += 1
 
-    def _on_embedding_end(self, event: EmbeddingEndEvent) -> None:
+    def _on_embedding_end(self, event: EmbeddingEndEvent | SparseEmbeddingEndEvent) -> None:
         span = event.span_id or event.id_
         entry = self._embeddings.get(span)
         if entry is None:
@@ -212,6 +216,7 @@ _DISPATCH: dict[type, Any] = {
     SpanDropEvent: TokenwardEventHandler._on_error,
     EmbeddingStartEvent: TokenwardEventHandler._on_embedding_start,
     EmbeddingEndEvent: TokenwardEventHandler._on_embedding_end,
+    SparseEmbeddingEndEvent: TokenwardEventHandler._on_embedding_end,
     LLMPredictStartEvent: TokenwardEventHandler._ignore,
     LLMPredictEndEvent: TokenwardEventHandler._ignore,
     LLMStructuredPredictStartEvent: TokenwardEventHandler._ignore,

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tokenward.errors import BudgetExceededError
+from tokenward.errors import BudgetExceededError, TokenwardError
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
     logger,
@@ -77,12 +77,14 @@ def start_call(
     kind: str = "chat",
     parent_id: str | None = None,
     enforce: bool,
+    raise_config_errors: bool = False,
 ) -> LLMCall | None:
     """Claim ``run_id`` and preflight the call; ``None`` when it cannot be accounted.
 
     With ``enforce=True`` (``BudgetedLLM``, legacy callbacks) a denial raises
     ``BudgetExceededError`` before the model is called; otherwise it is logged and
-    the call is recorded when it ends.
+    the call is recorded when it ends. Other tokenward errors (an unknown model)
+    are logged and the call is not recorded, unless ``raise_config_errors``.
     """
     if model is None:
         logger.warning(
@@ -112,6 +114,12 @@ def start_call(
         )
         call.denied = exc
         call.dims = _snapshot_dims(call.dims)
+    except TokenwardError as exc:  # unknown model, bad configuration: say so once, plainly
+        _spans.unclaim(accountant, run_id)
+        if raise_config_errors:
+            raise
+        logger.error("tokenward: a LlamaIndex %s call was not recorded: %s", kind, exc)
+        return None
     except BaseException:
         _spans.unclaim(accountant, run_id)
         raise

@@ -1,0 +1,240 @@
+"""LlamaIndex adapters vs LlamaIndex's own tools, measured in the same run (issue 7).
+
+1. Context: ``TokenBudgetPostprocessor`` vs ``PromptHelper.repack`` / ``PromptHelper.truncate``
+   on 1,000 retrieved ``NodeWithScore`` (20-400 words, retriever order = score order)
+   for an 8,192-token window. All three count with LlamaIndex's tokenizer
+   (``Settings.tokenizer``), so they see the same sizes. Relevance "in one call" = sum
+   of score x fraction of the node's tokens that reach the first LLM call (repack sends
+   the rest in further refine calls; truncate cuts every node to an equal share).
+2. Memory: ``TokenwardChatMemory.get()`` vs ``ChatMemoryBuffer.get()`` trimming a chat
+   history to 8,000 tokens. ChatMemoryBuffer re-tokenizes the remaining window for every
+   dropped message (quadratic): ANCHORS measured about 64 s on 2,000 messages, so here it
+   runs on 300 messages; ours runs on both 300 and 2,000.
+
+    python benchmarks/bench_llama_index.py
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+WINDOW = 8_192
+PACK_GOAL_RATIO = 0.99     # keep (almost) as much relevance in one call as repack's first call
+MEMORY_GOAL_MS = 50.0      # 2,000 messages trimmed in under 50 ms (anchor: ~64 s)
+
+_WORDS = (
+    "the of and to in a is that for on with as by this are from be at or an it was which "
+    "model token budget context window retrieval chunk relevance score latency cost user "
+    "query document section report revenue growth margin region customer pricing export "
+    "onboarding policy system network storage cache index vector embedding answer source"
+).split()
+
+
+def _median(fn: Callable[[], T], reps: int) -> tuple[float, T]:
+    times, out = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out  # type: ignore[return-value]
+
+
+def _text(rng: random.Random, words: int) -> str:
+    out, n = [], 0
+    while n < words:
+        k = rng.randint(6, 18)
+        out.append(" ".join(rng.choice(_WORDS) for _ in range(k)).capitalize() + ".")
+        n += k
+    return " ".join(out)
+
+
+def make_nodes(n: int, seed: int = 0) -> list[Any]:
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    rng = random.Random(seed)
+    nodes = [NodeWithScore(node=TextNode(text=_text(rng, int(20 * (20 ** rng.random())))),
+                           score=round(rng.betavariate(2, 3), 4)) for _ in range(n)]
+    nodes.sort(key=lambda x: -(x.score or 0))  # what a retriever returns
+    return nodes
+
+
+# ----------------------------------------------------------------------------- context
+def _context(quick: bool) -> str:
+    from llama_index.core import PromptTemplate, Settings
+    from llama_index.core.indices.prompt_helper import PromptHelper
+    from llama_index.core.schema import MetadataMode
+
+    from tokenward.integrations.llama_index import _postprocessor
+    from tokenward.llama_index import TokenBudgetPostprocessor
+
+    n = 60 if quick else 1_000
+    reps = 1 if quick else 3
+    nodes = make_nodes(n)
+    tok = Settings.tokenizer
+    texts = [x.node.get_content(metadata_mode=MetadataMode.LLM) for x in nodes]
+    sizes = [len(tok(t)) for t in texts]
+    scores = [x.score or 0.0 for x in nodes]
+    template = PromptTemplate("Context information is below.\n{context_str}\nAnswer the query: {query_str}\n")
+    helper = PromptHelper(context_window=WINDOW, num_output=0, chunk_overlap_ratio=0.0)
+    padding = 5
+    prompt = template.partial_format(query_str="What drives revenue growth?")
+    budget = WINDOW - len(tok(prompt.format(context_str=""))) - padding
+
+    def coverage(kept: dict[int, int]) -> float:  # node index -> tokens of it sent
+        return sum(scores[i] * min(1.0, kept[i] / sizes[i]) for i in kept if sizes[i])
+
+    # PromptHelper.repack: concatenate in retriever order, re-split into window-size chunks
+    t_repack, packed = _median(lambda: helper.repack(prompt, texts, padding=padding), reps)
+    first = packed[0]
+    kept_repack: dict[int, int] = {}
+    pos = 0
+    for i, t in enumerate(texts):  # the first call gets a prefix of the concatenation
+        idx = first.find(t[:60], pos)
+        if idx < 0:
+            tail = first[pos:].strip()
+            if tail and t.startswith(tail[:40]):
+                kept_repack[i] = len(tok(tail))
+            break
+        kept_repack[i] = sizes[i] if first.find(t, idx) == idx else len(tok(first[idx:]))
+        pos = idx + len(t)
+    rel_repack = coverage(kept_repack)
+
+    # PromptHelper.truncate: an equal share of the window per node
+    t_trunc, truncated = _median(lambda: helper.truncate(prompt, texts, padding=padding), reps)
+    rel_trunc = coverage({i: len(tok(t)) for i, t in enumerate(truncated)})
+
+    # ours: cold (counts uncached) and warm (the same candidates again)
+    pp = TokenBudgetPostprocessor(max_tokens=budget, separator="\n\n")
+    cold_times = []
+    for _ in range(1 if quick else 3):
+        _postprocessor._tokenizer_counters.clear()
+        from tokenward.context import _pack
+        _pack._SKETCHES.clear()
+        t0 = time.perf_counter()
+        out = pp.postprocess_nodes(nodes)
+        cold_times.append(time.perf_counter() - t0)
+    t_cold = statistics.median(cold_times)
+    t_warm, out = _median(lambda: pp.postprocess_nodes(nodes), reps)
+    report = pp.last_report
+    index_of = {x.node.node_id: i for i, x in enumerate(nodes)}
+    kept_ours = {}
+    for x in out:
+        i = index_of[x.node.node_id]
+        kept_ours[i] = (sizes[i] if not x.node.metadata.get("tokenward_partial")
+                        else len(tok(x.node.get_content(metadata_mode=MetadataMode.LLM))))
+    rel_ours = coverage(kept_ours)
+    total = sum(scores)
+    ok = rel_ours >= PACK_GOAL_RATIO * rel_repack
+
+    rows = [
+        f"| **TokenBudgetPostprocessor** (optimal knapsack + partial fill) | cold {t_cold * 1e3:.0f} ms / "
+        f"warm **{t_warm * 1e3:.1f} ms** | 1 | {len(out)} nodes ({report.chunks_kept} whole"
+        f"{' + 1 cut' if report.partial else ''}) | **{rel_ours:.2f}** ({rel_ours / total:.1%}) | "
+        f"{report.tokens_used:,} |",
+        f"| `PromptHelper.repack` (anchor), first call | {t_repack * 1e3:.0f} ms | {len(packed)} | "
+        f"{len(kept_repack)} nodes (score-order prefix) | {rel_repack:.2f} ({rel_repack / total:.1%}) | "
+        f"{len(tok(first)):,} |",
+        f"| `PromptHelper.truncate` (anchor) | {t_trunc * 1e3:.0f} ms | 1 | all {n:,} cut to "
+        f"~{max(1, budget // n)} tokens each | {rel_trunc:.2f} ({rel_trunc / total:.1%}) | "
+        f"{sum(len(tok(t)) for t in truncated):,} |",
+    ]
+    return (
+        f"#### Context: {n:,} retrieved nodes into an {WINDOW:,}-token window ({budget:,} for context)\n\n"
+        f"Relevance offered: {total:.2f} (sum of scores). Median of {reps} runs; cold = empty count "
+        "caches (every node tokenized).\n\n"
+        "| method | time | LLM calls to send it | sent in the first call | relevance in that call "
+        "(of offered) | tokens |\n|---|---|---:|---|---:|---:|\n" + "\n".join(rows) +
+        f"\n\nRatio: TokenBudgetPostprocessor keeps {rel_ours / rel_repack:.2f}x the relevance of "
+        f"repack's first call and {rel_ours / rel_trunc:.1f}x truncate's, "
+        f"{t_repack / t_warm:.0f}x faster than repack warm ({t_repack / t_cold:.1f}x cold). "
+        f"Goal (>= {PACK_GOAL_RATIO:.0%} of repack's first-call relevance, in one call): "
+        f"**{'met' if ok else 'missed'}**.\n"
+    )
+
+
+# ----------------------------------------------------------------------------- memory
+def make_history(n: int, seed: int = 1) -> list[Any]:
+    from llama_index.core.base.llms.types import ChatMessage
+
+    rng = random.Random(seed)
+    msgs = [ChatMessage(role="system", content="You are a careful analyst. " + _text(rng, 40))]
+    for i in range(n - 1):
+        role = "user" if i % 2 == 0 else "assistant"
+        msgs.append(ChatMessage(role=role, content=f"[{i}] " + _text(rng, rng.randint(5, 60))))
+    return msgs
+
+
+def _memory(quick: bool) -> str:
+    from llama_index.core.memory import ChatMemoryBuffer
+
+    from tokenward.llama_index import TokenwardChatMemory
+
+    limit = 8_000
+    big, small = (300, 60) if quick else (2_000, 300)
+    reps = 2 if quick else 5
+    rows = []
+    results: dict[tuple[str, int], tuple[float, float | None, list[Any]]] = {}
+    for n in (small, big):
+        history = make_history(n, seed=n)
+        # cold: fresh message contents (never counted before in this process)
+        fresh = make_history(n, seed=n + 10_000)
+        cold_mem = TokenwardChatMemory.from_defaults(chat_history=fresh, token_limit=limit, model="gpt-4o")
+        t0 = time.perf_counter()
+        cold_mem.get()
+        t_cold = time.perf_counter() - t0
+        mem = TokenwardChatMemory.from_defaults(chat_history=history, token_limit=limit, model="gpt-4o")
+        mem.get()
+        t_warm, kept = _median(mem.get, reps)
+        results[("ours", n)] = (t_warm, t_cold, kept)
+    history = make_history(small, seed=small)
+    buf = ChatMemoryBuffer.from_defaults(chat_history=history, token_limit=limit)
+    t_buf, kept_buf = _median(buf.get, 1 if quick else 3)
+    results[("buffer", small)] = (t_buf, None, kept_buf)
+
+    def describe(kept: list[Any]) -> str:
+        return f"{len(kept)} kept, system {'kept' if kept and kept[0].role.value == 'system' else 'dropped'}"
+
+    for n in (small, big):
+        t_warm, t_cold, kept = results[("ours", n)]
+        rows.append(f"| **TokenwardChatMemory.get()** | {n:,} | warm **{t_warm * 1e3:.2f} ms** / cold "
+                    f"{t_cold * 1e3:.0f} ms | {describe(kept)} |")
+    rows.append(f"| `ChatMemoryBuffer.get()` (anchor) | {small:,} | {t_buf * 1e3:.0f} ms | {describe(kept_buf)} |")
+    if not quick:
+        rows.append(f"| `ChatMemoryBuffer.get()` (anchor) | {big:,} | not run here (ANCHORS.md: ~64 s) | — |")
+    ours_small = results[("ours", small)][0]
+    ours_big_warm, ours_big_cold, _ = results[("ours", big)]
+    ok = ours_big_cold * 1e3 <= MEMORY_GOAL_MS
+    return (
+        f"#### Memory: trim a chat history to {limit:,} tokens\n\n"
+        "Ours counts each message with the gpt-4o tokenizer (chat overhead included) and caches per-message "
+        "counts by content; warm = the same history again (what a chat engine sees every turn: only new "
+        "messages are counted), cold = every message counted for the first time. ChatMemoryBuffer counts "
+        "content only with LlamaIndex's tokenizer and re-tokenizes the window per dropped message.\n\n"
+        "| method | messages | time (median) | result |\n|---|---:|---|---|\n" + "\n".join(rows) +
+        f"\n\nRatio at {small} messages (same run): ours {t_buf / ours_small:.0f}x faster warm, "
+        f"{t_buf / results[('ours', small)][1]:.1f}x cold. At {big:,} messages: {ours_big_cold * 1e3:.0f} ms "
+        f"cold / {ours_big_warm * 1e3:.2f} ms warm"
+        + (" vs about 64 s for ChatMemoryBuffer per ANCHORS.md (not re-measured here: too slow for a "
+           "benchmark run; it grows quadratically)" if not quick else "")
+        + f". Goal (< {MEMORY_GOAL_MS:.0f} ms for {big:,} messages, cold): **{'met' if ok else 'missed'}**.\n"
+    )
+
+
+def run(quick: bool = False) -> str:
+    import llama_index.core  # noqa: F401 - import time out of the measurements
+
+    from tokenward.counting import get_counter
+
+    get_counter("gpt-4o").count_text("warm up the tokenizer")
+    return ("### LlamaIndex: TokenBudgetPostprocessor vs PromptHelper, TokenwardChatMemory vs "
+            "ChatMemoryBuffer\n\n" + _context(quick) + "\n" + _memory(quick))
+
+
+if __name__ == "__main__":
+    print(run())
