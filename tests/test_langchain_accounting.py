@@ -267,3 +267,26 @@ def test_completion_llm_and_provider_usage_shapes():
     assert ev.model.startswith("claude-sonnet-4-5")
     assert ev.usage == Usage(input=1000, output=20, cache_read=900)
     assert ev.estimated is False
+
+
+def test_stream_cut_after_usage_keeps_the_paid_tokens():
+    from langchain_core.messages import AIMessageChunk
+    from langchain_core.outputs import ChatGenerationChunk
+
+    class CutStream(UsageChatModel):
+        def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+            yield ChatGenerationChunk(message=AIMessageChunk(
+                content="partial", usage_metadata={"input_tokens": 30, "output_tokens": 7,
+                                                   "total_tokens": 37}))
+            raise ConnectionError("connection reset")
+
+    budgets = Budgets(Budget("daily", limit_usd="1", window="day"))
+    acc = Accountant(budgets=budgets)
+    with pytest.raises(ConnectionError):
+        list(CutStream(messages=iter([])).stream(
+            "hi", config={"callbacks": [TokenwardCallbackHandler(acc)]}))
+    [ev] = events(acc)
+    assert ev.status == "error" and ev.usage == Usage(input=30, output=7)
+    assert ev.cost == Decimal(30) * Decimal("0.15") / 10**6 + Decimal(7) * Decimal("0.60") / 10**6
+    st = budgets.status("daily")
+    assert st.reserved == 0 and st.spent == ev.cost

@@ -194,8 +194,13 @@ class _HandlerCore:
                 tool_names=tuple(info.tool_names), dims=run.dims, error=repr(error),
             )
             return
+        extra: dict[str, Any] = {}
+        model = (info.model if info is not None else None) or run.model
+        if not run.preflighted and model:  # let the core record orphan partial usage
+            extra["model"] = model
         self.accountant.release(
-            str(run_id), partial_usage=info.usage if info is not None else None, error=error
+            str(run_id), partial_usage=info.usage if info is not None else None, error=error,
+            **extra,
         )
 
     def _tool_start(self, serialized: Mapping[str, Any] | None, run_id: UUID,
