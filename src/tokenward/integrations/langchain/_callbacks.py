@@ -158,6 +158,7 @@ class _HandlerCore:
             self._pop(rid)  # denied: the model will not run, no end event will come
             raise
         run.preflighted = True
+        run.started = time.perf_counter()  # latency is the model's, not our pre-flight's
 
     def _end(self, response: LLMResult, run_id: UUID) -> None:
         rid = str(run_id)
