@@ -243,7 +243,9 @@ class TokenwardCallbackHandler(_HandlerCore, BaseCallbackHandler):
     * on error: ``accountant.release`` (with partial usage when there is some).
 
     Any other failure inside the handler is logged ("internal error in tokenward")
-    and swallowed, never raised into your chain. Thread-safe: one handler can
+    and swallowed, never raised into your chain. (LangChain logs a warning for every
+    exception a callback raises; tokenward filters that one warning out for budget
+    denials, which reach the caller as the exception itself.) Thread-safe: one handler can
     serve ``batch``/``RunnableParallel`` runs concurrently.
 
     Args:
