@@ -111,7 +111,8 @@ def _calls_key(m: Mapping[str, Any]) -> tuple[Any, ...] | None:
 
 
 class _ChatCounter:
-    """Shared chat formula + bounded per-message LRU cache. Subclasses provide ``_len``."""
+    """Shared chat formula + bounded per-message (two-generation LRU) cache; subclasses
+    provide ``_len``."""
 
     name: str
     exact: bool
@@ -119,9 +120,14 @@ class _ChatCounter:
     def __init__(self, *, model: str, provider: str, cache_size: int = 16384) -> None:
         self.model = model
         self.provider = provider
+        # Two-generation LRU: hits in ``_cache`` (young) cost one dict lookup; hits in
+        # ``_old`` are promoted; when young reaches half the bound it becomes old and the
+        # previous old generation (entries unused for a whole generation) is dropped.
         self._cache: dict[tuple[Any, ...], int] = {}
+        self._old: dict[tuple[Any, ...], int] = {}
         self._approx: set[tuple[Any, ...]] = set()
         self._cache_size = max(16, int(cache_size))
+        self._half = self._cache_size // 2
         self._lock = threading.Lock()
         self._role_tokens: dict[str, int] = {}
         # prefix memos keyed by id(first message); the memo holds that message, so the id
@@ -239,10 +245,12 @@ class _ChatCounter:
 
     def _lookup(self, m: Any) -> tuple[int, bool]:
         key = self._key(m)
-        cache = self._cache
-        n = cache.get(key)
+        n = self._cache.get(key)
+        if n is None:
+            n = self._old.get(key)
+            if n is not None:
+                self._store(key, n, False)  # promote
         if n is not None:
-            cache[key] = cache.pop(key, n)  # refresh: most recently used goes last
             return n, (type(key[1]) is not str and key in self._approx)
         n, approx = self._compute(m, key)
         self._store(key, n, approx)
@@ -253,12 +261,14 @@ class _ChatCounter:
         cache[key] = n
         if approx:
             self._approx.add(key)
-        if len(cache) > self._cache_size:
+        if len(cache) >= self._half:
             with self._lock:
-                extra = len(cache) - self._cache_size + self._cache_size // 8
-                for k in list(islice(iter(cache), max(0, extra))):
-                    cache.pop(k, None)
-                    self._approx.discard(k)
+                if len(self._cache) >= self._half:  # another thread may have rotated
+                    self._old = self._cache
+                    self._cache = {}
+                    if self._approx:
+                        old = self._old
+                        self._approx = {k for k in self._approx if k in old}
 
     def count_message(self, message: Message | Mapping[str, Any]) -> int:
         """Tokens of one message including its per-message overhead (cached by content)."""
@@ -299,7 +309,6 @@ class _ChatCounter:
         sys_idx = -1
         if seen_system and memo is not None:
             sys_idx = memo[4]
-        cache = self._cache
         key_of = self._key
         for i in range(k, len(msgs)):
             m = msgs[i]
@@ -321,12 +330,16 @@ class _ChatCounter:
                 key = (m.role, m.content, m.name, m.tool_call_id, None)
             else:
                 key = key_of(m)
-            n = cache.get(key)
+            n = self._cache.get(key)
             if n is None:
-                n, a = self._compute(m, key)
-                self._store(key, n, a)
+                n = self._old.get(key)
+                if n is None:
+                    n, a = self._compute(m, key)
+                    self._store(key, n, a)
+                else:
+                    a = type(key[1]) is not str and key in self._approx
+                    self._store(key, n, False)  # promote to the young generation
             else:
-                cache[key] = cache.pop(key, n)  # refresh: most recently used goes last
                 a = type(key[1]) is not str and key in self._approx
             vals.append(n)
             approxs.append(a)
@@ -408,14 +421,15 @@ class _ChatCounter:
     def clear_cache(self) -> None:
         """Forget cached per-message counts."""
         with self._lock:
-            self._cache.clear()
-            self._approx.clear()
+            self._cache = {}
+            self._old = {}
+            self._approx = set()
             self._memos.clear()
 
     @property
     def cache_info(self) -> dict[str, int]:
         """``{"size": entries, "maxsize": bound}`` of the per-message cache."""
-        return {"size": len(self._cache), "maxsize": self._cache_size}
+        return {"size": len(self._cache) + len(self._old), "maxsize": self._cache_size}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} model={self.model!r} exact={self.exact}>"
