@@ -187,7 +187,11 @@ class PostgresBudgetStore:
                         self._url.dispose(close=False) if self._pid != -1 else None
                         self._engine = self._url
                     self._pid = os.getpid()
-                    self._auto = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+                    self._auto = (
+                        self._engine
+                        if isinstance(self._url, str)
+                        else self._engine.execution_options(isolation_level="AUTOCOMMIT")
+                    )
         return self._engine
 
     @property
