@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from tokenward.ledger import SQLiteLedger, SQLLedger, UsageEvent  # noqa: E402
-from tokenward.ledger._event import to_micros  # noqa: E402
+from tokenward.ledger._event import EVENT_COLUMNS, to_micros  # noqa: E402
 from tokenward.ledger._sqlcommon import ROLLUP_TABLES  # noqa: E402
 from tokenward.usage import Usage  # noqa: E402
 
@@ -97,38 +97,49 @@ def ledger_write(make: Callable[[], Any], events: list[UsageEvent]) -> float:
     return elapsed
 
 
-def report_rows(n: int, seed: int, days: int = 90) -> list[tuple[Any, ...]]:
-    """n encoded ledger rows (EVENT_COLUMNS order): 500 users (skewed), 6 models,
-    4 agents, 20,000 conversations, over ``days`` days before NOW."""
-    rnd = random.Random(seed)
-    end_us = to_micros(NOW)
-    span = days * 86_400_000_000
-    models = MODELS + [("o3", "openai")]
-    teams = ['{"team":"search"}', '{"team":"support"}', '{"team":"ml"}']
-    rows = []
-    for i in range(n):
-        model, provider = models[int(rnd.random() ** 2 * len(models))]
-        inp = rnd.randint(200, 8000)
-        user = int(rnd.random() ** 3 * 500)  # a few heavy users
-        status = "ok" if rnd.random() < 0.95 else "error"
-        rows.append((
-            f"{seed:04d}{i:09d}", end_us - rnd.randrange(span), model, provider,
-            inp, rnd.randint(10, 1200), inp // 3, 0, 0, 0, 0, 0, 0, 0,
-            rnd.randint(1000, 90_000_000), 0, status, "chat", f"user-{user}",
-            f"conv-{rnd.randrange(20_000)}", None, AGENTS[i % 4], teams[i % 3], 0, "[]",
-            float(rnd.randint(100, 9000)), None, None, None, None,
-        ))
-    return rows
 
 
-AGENTS = [None, "planner", "coder", "reviewer"]
+_GENERATE = """
+WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < :n - 1),
+r AS (SELECT i, (abs(random()) % 1000000) / 1000000.0 AS x,
+             (abs(random()) % 1000000) / 1000000.0 AS y, abs(random()) AS a, abs(random()) AS b
+      FROM seq)
+INSERT INTO tokenward_events ({cols})
+SELECT printf('r%010d', i), :end - a % :span,
+  CASE CAST(y * y * 6 AS INTEGER) WHEN 0 THEN 'gpt-4o' WHEN 1 THEN 'gpt-4o-mini'
+    WHEN 2 THEN 'claude-sonnet-4' WHEN 3 THEN 'claude-haiku-4' WHEN 4 THEN 'gemini-2.5-pro'
+    ELSE 'o3' END,
+  CASE CAST(y * y * 6 AS INTEGER) WHEN 2 THEN 'anthropic' WHEN 3 THEN 'anthropic'
+    WHEN 4 THEN 'google' ELSE 'openai' END,
+  200 + b % 7800, 10 + (b / 7800) % 1190, (200 + b % 7800) / 3, 0, 0, 0, 0, 0, 0, 0,
+  1000 + (a / 7) % 89999000, 0, CASE WHEN b % 20 = 0 THEN 'error' ELSE 'ok' END, 'chat',
+  'user-' || CAST(x * x * x * 500 AS INTEGER), 'conv-' || (a / 13) % 20000, NULL,
+  CASE i % 4 WHEN 0 THEN NULL WHEN 1 THEN 'planner' WHEN 2 THEN 'coder' ELSE 'reviewer' END,
+  CASE i % 3 WHEN 0 THEN '{"team":"search"}' WHEN 1 THEN '{"team":"support"}'
+    ELSE '{"team":"ml"}' END,
+  0, '[]', 100.0 + (a / 17) % 8900, NULL, NULL, NULL, NULL
+FROM r
+""".replace("{cols}", ", ".join(EVENT_COLUMNS))
 
 
-def bulk_load_sqlite(path: str, n: int, chunk: int = 50_000) -> None:
-    """Fill a ledger with n events through the store's own staged insert (rollups kept)."""
+def bulk_load_sqlite(path: str, n: int, days: int = 90) -> None:
+    """Fill a ledger with n synthetic events generated inside SQLite (500 users, skewed;
+    6 models; 4 agents; 20,000 conversations; 90 days), then build the rollups with the
+    store's own ``rebuild_rollups()``."""
     led = SQLiteLedger(path, batch=False)
-    for k, start in enumerate(range(0, n, chunk)):
-        led._write_rows(report_rows(min(chunk, n - start), seed=k))
+    conn = led._wconn
+    indexes = [r[0] for r in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tokenward_events' "
+        "AND sql IS NOT NULL")]
+    conn.execute("BEGIN IMMEDIATE")
+    for name, in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                              "tbl_name = 'tokenward_events' AND sql IS NOT NULL").fetchall():
+        conn.execute(f"DROP INDEX {name}")  # bulk load, then build each index once (sorted)
+    conn.execute(_GENERATE, {"n": n, "end": to_micros(NOW), "span": days * 86_400_000_000})
+    for sql in indexes:
+        conn.execute(sql)
+    conn.execute("COMMIT")
+    led.rebuild_rollups()
     led.close()
 
 
@@ -166,6 +177,7 @@ def _truncate_pg(url: str) -> None:
 
 def run(quick: bool = False) -> str:
     n_batch = 5_000 if quick else 50_000
+    n_pg_batch = 2_000 if quick else 20_000
     n_sync = 300 if quick else 2_000
     n_pg_sync = 50 if quick else 300
     n_naive = 50 if quick else 250
@@ -205,8 +217,9 @@ def run(quick: bool = False) -> str:
                     _truncate_pg(url)
                     return ledger_write(lambda: SQLLedger(url, batch=batch), evs)
 
-                pg_b = _median_rate(lambda: pg_run(True, events[:n_batch]), n_batch, repeat)
-                rows.append(("SQLLedger (PostgreSQL) batched", f"{n_batch:,}", f"{pg_b:,.0f}",
+                pg_b = _median_rate(lambda: pg_run(True, events[:n_pg_batch]), n_pg_batch,
+                                    repeat)
+                rows.append(("SQLLedger (PostgreSQL) batched", f"{n_pg_batch:,}", f"{pg_b:,.0f}",
                              f"{pg_b / naive:,.1f}x"))
                 pg_s = _median_rate(lambda: pg_run(False, events[:n_pg_sync]), n_pg_sync, repeat)
                 rows.append(("SQLLedger (PostgreSQL) unbatched", f"{n_pg_sync:,}", f"{pg_s:,.0f}",

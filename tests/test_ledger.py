@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests._servers import make_postgres_db, postgres_server_url, postgres_url  # noqa: F401
+# server fixtures (postgres_url, make_postgres_db) come from tests/_servers.py via conftest.py
 from tokenward.errors import ConfigurationError, LedgerError
 from tokenward.ledger import (
     LedgerStore,

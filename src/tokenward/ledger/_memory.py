@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -162,6 +161,3 @@ class MemoryLedger:
         where: Mapping[str, WhereValue] | None = None,
     ) -> list[SummaryRow]:
         return top_rows(self.summary(since, until, by=[by], where=where), n, metric)
-
-    def export_jsonl(self) -> str:  # pragma: no cover - debugging helper
-        return "\n".join(json.dumps(e.to_dict()) for e in self.events())

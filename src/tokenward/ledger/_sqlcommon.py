@@ -22,7 +22,7 @@ and conversation).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -413,5 +413,3 @@ class _SQLQueries:
             last = rows[-1]
             after = (last[1], last[0])
 
-
-Fetch = Callable[[str, Mapping[str, Any]], list[Sequence[Any]]]

@@ -130,6 +130,7 @@ class SQLiteLedger(_SQLQueries):
             if init:
                 self._init_schema(conn)
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA temp_store = MEMORY")  # GROUP BY sorts stay in memory
         except sqlite3.DatabaseError as exc:
             conn.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -196,6 +197,8 @@ class SQLiteLedger(_SQLQueries):
             raise
 
     def _check_fork(self) -> None:
+        # called before taking self._lock: a lock held by a parent thread at fork()
+        # time would never be released in the child
         if os.getpid() != self._pid:
             # connections must not cross fork(); open fresh ones in the child
             self._pid = os.getpid()
@@ -224,8 +227,8 @@ class SQLiteLedger(_SQLQueries):
 
     def _write_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Store encoded rows (EVENT_COLUMNS order) in one transaction; ids must be unique."""
+        self._check_fork()
         with self._lock, self._errors("write"):
-            self._check_fork()
             conn = self._wconn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -287,8 +290,8 @@ class SQLiteLedger(_SQLQueries):
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         if self._closed:
             raise LedgerError("this ledger is closed; open a new one to query it")
+        self._check_fork()
         with self._lock, self._errors("query"):
-            self._check_fork()
             return self._rconn.execute(sql, params).fetchall()
 
     def _tag_expr(self, param: str) -> str:
@@ -300,6 +303,7 @@ class SQLiteLedger(_SQLQueries):
     def rebuild_rollups(self) -> None:
         """Recompute the daily rollup table from the events (e.g. after editing events by hand)."""
         self.flush()
+        self._check_fork()
         with self._lock, self._errors("rollup rebuild"):
             conn = self._wconn
             conn.execute("BEGIN IMMEDIATE")
