@@ -20,6 +20,8 @@ import pytest
 from tests.test_report_html import ATTR_USER, XSS_AGENT, XSS_CONV, XSS_USER, make_data
 from tokenward.report import render_html
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -281,3 +281,14 @@ def test_cli_html_with_budgets_file(tmp_path) -> None:
     r = CliRunner().invoke(get_app(), [
         "report", "--db", str(db), "-f", "html", "-o", str(out), "--budget-store", "memory"])
     assert r.exit_code == 2 and "--budgets" in r.stderr
+
+
+def test_grouped_table_for_other_dimensions() -> None:
+    data = build_report_data(make_ledger(), since=T0, until=NOW, by=("agent", "model"), now=NOW)
+    html = render_html(data)
+    assert "<h2>By agent, model</h2>" in html
+    table = html[html.index("class='grouped'"):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 1 + len(data.rows) == 4
+    assert escape(XSS_AGENT, quote=True) in table
+    assert "<h2>By user_id" not in render_html(make_data())  # the by-user chart covers it

@@ -204,6 +204,29 @@ def _models_table(data: Any) -> str:
     )
 
 
+def _grouped(data: Any) -> str:
+    """The rows grouped by ``--by`` when that is more than the charts already show."""
+    if not data.by or tuple(data.by) in (("model",), ("user_id",), ("agent",)):
+        return ""
+    total = data.totals.cost
+    heads = "".join(f"<th>{_e(d)}</th>" for d in data.by)
+    body = []
+    for r in data.rows[:50]:
+        cells = "".join(f"<td>{_e(_dim(r.dims.get(d)))}</td>" for d in data.by)
+        share = float(r.cost / total) if total else None
+        body.append(
+            f"<tr>{cells}<td class='n'>{_n(r.calls)}</td><td class='n'>{_n(r.tokens)}</td>"
+            f"<td class='n'>{usd(r.cost)}</td><td class='n'>{_pct(share)}</td></tr>"
+        )
+    more = len(data.rows) - 50
+    note = f"<p class='meta'>and {more} more groups</p>" if more > 0 else ""
+    return (
+        f"<h2>By {_e(', '.join(data.by))}</h2><table class='grouped'><tr>{heads}"
+        "<th class='n'>calls</th><th class='n'>tokens</th><th class='n'>cost</th>"
+        f"<th class='n'>share</th></tr>{''.join(body)}</table>{note}"
+    )
+
+
 def _conversations(data: Any) -> str:
     rows = getattr(data, "top_conversations", [])
     if not rows:
@@ -330,6 +353,7 @@ def render_html(data: Any) -> str:
         "</section><section><h2>Models</h2>",
         _models_table(data),
         "</section></div>",
+        _grouped(data),
         "<h2>Token composition</h2>",
         _composition_section(data),
         _budgets(data),
