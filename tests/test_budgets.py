@@ -552,3 +552,22 @@ def test_sqlite_in_memory_store_is_shared_by_threads() -> None:
     t.start()
     t.join()
     assert len(denied) == 1 and denied[0].reserved == 60
+
+
+def test_no_applicable_budget_never_denies_and_reserves_nothing() -> None:
+    budgets, _ = make(Budget("support-only", limit_tokens=1, where={"agent": "support"}))
+    budgets.reserve("r", {"agent": "sales", "user_id": "u"}, 10**12, 10**9, now=T0)
+    budgets.commit("r", 10**12, 10**9, now=T0)
+    assert budgets.status("support-only", agent="support", now=T0).spent == 0
+    empty, _ = make()
+    empty.reserve("r", {}, 10**12, 10**9, now=T0)
+    empty.commit("r", 10**12, 10**9, now=T0)
+
+
+def test_release_then_retry_frees_the_budget_immediately() -> None:
+    """A failed call's release returns its reservation at once (no false denials under load)."""
+    budgets, _ = make(Budget("g", limit_tokens=100))
+    for i in range(50):
+        budgets.reserve(f"r{i}", {}, 0, 100, now=T0)
+        budgets.release(f"r{i}", now=T0)
+    assert budgets.status("g", now=T0).reserved == 0

@@ -2,6 +2,7 @@
 
 Quick start::
 
+    from datetime import timedelta
     from decimal import Decimal
     from tokenward.budgets import Budget, Budgets, SQLiteBudgetStore
 
@@ -15,6 +16,24 @@ Quick start::
     budgets.reserve("run-1", {"user_id": "u1"}, cost_nanos=12_000_000, tokens=3_000)
     ...  # call the model
     budgets.commit("run-1", cost_nanos=9_500_000, tokens=2_400)
+
+Semantics worth knowing:
+
+* Every budget whose ``where`` matches a call applies; a reservation is all-or-nothing over
+  all of them. No budget applies -> nothing is reserved and nothing is ever denied.
+* A call without a scope dimension (e.g. no ``user_id`` for ``scope="user_id"``) counts under
+  ``user_id=<none>``, one counter shared by anonymous calls (``Budget(missing="skip")`` to
+  exempt them). Users seen for the first time get the budget's own limit; ``overrides`` set
+  per-key limits (``0`` blocks a key).
+* Spend is attributed to the window (bucket) in which the call was reserved, even if it
+  finishes after the window reset.
+* A reservation holds budget until commit/release or its TTL (``reservation_ttl``, default 10
+  min): a crashed process's reservations stop counting after the TTL; committed spend stays.
+* Thresholds (default 50/75/90 %) fire one :class:`Alert` per (budget, scope key, window,
+  threshold) across every process sharing the store; soft budgets also fire ``exceeded``.
+* ``fail_mode="closed"`` (default) denies calls with ``BudgetStoreUnavailableError`` while the
+  store is unreachable; ``"open"`` allows them and journals their spend locally until the
+  store is back (``Budgets.reconcile()``; also automatic). Commits never raise for an outage.
 
 Stores: ``MemoryBudgetStore`` (one process), ``SQLiteBudgetStore`` (processes on one machine),
 ``PostgresBudgetStore`` and ``RedisBudgetStore`` (several machines). Postgres and Redis

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
-from tokenward.budgets._rules import Budget, _now
+from tokenward.budgets._rules import Budget, _escape, _now
 from tokenward.budgets._store import BudgetStore, CounterStatus, MemoryBudgetStore, ReserveItem
 from tokenward.budgets._windows import WindowSpan
 from tokenward.errors import BudgetExceededError, BudgetStoreUnavailableError, ConfigurationError
@@ -218,8 +218,6 @@ class Budgets:
             if b.window.kind == "conversation":
                 conv = b._dim(dims, "conversation_id")
                 if conv is not None and "conversation_id" not in b.scope:
-                    from tokenward.budgets._rules import _escape
-
                     ckey = f"conversation_id={_escape(conv)}"
                     skey = ckey if skey == "*" else f"{skey}|{ckey}"
                 elif conv is None:
