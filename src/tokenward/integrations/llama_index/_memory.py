@@ -6,14 +6,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from llama_index.core.base.llms.types import ChatMessage
-from llama_index.core.bridge.pydantic import Field
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.llm import LLM
 from llama_index.core.memory import ChatMemoryBuffer
 from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY
 from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore
 
 from tokenward.context import per_message, trim_history
-from tokenward.integrations.llama_index._common import model_from_llm, to_messages
+from tokenward.integrations.llama_index._common import model_from_llm, to_message, to_messages
 from tokenward.messages import Message
 
 __all__ = ["TokenwardChatMemory", "trim_chat_history"]
@@ -57,7 +57,14 @@ def trim_chat_history(
     """
     if model is None and llm is not None:
         model = model_from_llm(llm)
-    core = to_messages(messages)
+    return _trim(to_messages(messages), max_tokens, model=model, tokenizer_fn=tokenizer_fn,
+                 keep_system=keep_system, pinned=pinned, allow_partial=allow_partial,
+                 start_on=start_on, overflow=overflow)
+
+
+def _trim(core: list[Message], max_tokens: int, *, model: str | None,
+          tokenizer_fn: Callable[[str], Sequence[Any]] | None, keep_system: bool, pinned: Any,
+          allow_partial: bool, start_on: Any, overflow: Literal["raise", "keep"]) -> list[ChatMessage]:
     pin: Any = pinned
     if callable(pinned):
         predicate = pinned
@@ -106,6 +113,7 @@ class TokenwardChatMemory(ChatMemoryBuffer):
     pinned: Any = Field(default=None, exclude=True,
                         description="Indices or a ChatMessage predicate always kept.")
     custom_tokenizer: bool = Field(default=False, exclude=True)
+    _conversions: dict[int, Any] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def class_name(cls) -> str:
@@ -155,9 +163,32 @@ class TokenwardChatMemory(ChatMemoryBuffer):
         history = self.get_all()
         if not history:
             return []
-        return trim_chat_history(
-            history, self.token_limit - initial_token_count, model=self.model,
+        return _trim(
+            self._converted(history), self.token_limit - initial_token_count, model=self.model,
             tokenizer_fn=self.tokenizer_fn if self.custom_tokenizer else None,
             keep_system=self.keep_system, pinned=self.pinned, allow_partial=self.allow_partial,
             start_on=self.start_on, overflow=self.overflow,
         )
+
+    def _converted(self, history: list[ChatMessage]) -> list[Message]:
+        """Core messages for ``history``, reusing last turn's conversions of unchanged messages.
+
+        A chat engine calls ``get()`` every turn on a history that only grew; converting
+        each stored message again would cost more than trimming it.
+        """
+        old = self._conversions
+        new: dict[int, tuple[ChatMessage, Any, Any, Any, Message]] = {}
+        out = []
+        for m in history:
+            blocks, extra = m.blocks, m.additional_kwargs
+            text = blocks[0].text if len(blocks) == 1 and hasattr(blocks[0], "text") else None
+            hit = old.get(id(m))
+            if (hit is not None and hit[0] is m and hit[1] is blocks and hit[2] is extra
+                    and hit[3] is text and text is not None):
+                converted = hit[4]
+            else:
+                converted = to_message(m)
+            new[id(m)] = (m, blocks, extra, text, converted)
+            out.append(converted)
+        self._conversions = new
+        return out
