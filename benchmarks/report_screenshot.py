@@ -53,12 +53,18 @@ def build_html(out_dir: Path) -> Path:
         assert result.report is not None
         since = result.report.generated_at - timedelta(days=7)
         budgets = [
-            Budget("trial-daily", limit_usd="0.02", window="day", scope="user_id",
-                   where={"plan": "trial"}),
+            Budget(
+                "trial-daily",
+                limit_usd="0.02",
+                window="day",
+                scope="user_id",
+                where={"plan": "trial"},
+            ),
             Budget("all-monthly", limit_usd="1.00", window="month", mode="soft"),
         ]
-        data = build_report_data(ledger, since=since, by=("user_id",), source="tokenward demo",
-                                 budgets=budgets)
+        data = build_report_data(
+            ledger, since=since, by=("user_id",), source="tokenward demo", budgets=budgets
+        )
     finally:
         ledger.close()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -22,27 +22,44 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SINCE, UNTIL = T0, T0 + timedelta(days=30)
 
 
-def _model(name: str, window: int, max_out: int | None, inp: str, out: str, **kw: object) -> ModelInfo:
+def _model(
+    name: str, window: int, max_out: int | None, inp: str, out: str, **kw: object
+) -> ModelInfo:
     extra = {k: v for k, v in kw.items() if k in ("cache_read", "cache_write_5m")}
     return ModelInfo(
         name=name,
         provider=str(kw.get("provider", "acme")),
         context_window=window,
         max_output=max_out,
-        prices=Prices(input=Decimal(inp), output=Decimal(out), **{k: Decimal(str(v)) for k, v in extra.items()}),
+        prices=Prices(
+            input=Decimal(inp),
+            output=Decimal(out),
+            **{k: Decimal(str(v)) for k, v in extra.items()},
+        ),
         batch_discount=Decimal(str(kw["batch"])) if "batch" in kw else None,
     )
 
 
 @pytest.fixture
 def catalog() -> Catalog:
-    return Catalog([
-        _model("acme-2-big", 100_000, 8_000, "10", "30", cache_read="1", cache_write_5m="12.5", batch="0.5"),
-        _model("acme-2-small", 50_000, 4_000, "1", "3", cache_read="0.1"),
-        _model("acme-2-tiny", 4_000, 1_000, "0.1", "0.3"),
-        _model("acme-1-small", 100_000, 8_000, "0.5", "1"),  # older generation: never proposed
-        _model("other-3-pro", 200_000, 8_000, "2", "6", provider="other"),
-    ])
+    return Catalog(
+        [
+            _model(
+                "acme-2-big",
+                100_000,
+                8_000,
+                "10",
+                "30",
+                cache_read="1",
+                cache_write_5m="12.5",
+                batch="0.5",
+            ),
+            _model("acme-2-small", 50_000, 4_000, "1", "3", cache_read="0.1"),
+            _model("acme-2-tiny", 4_000, 1_000, "0.1", "0.3"),
+            _model("acme-1-small", 100_000, 8_000, "0.5", "1"),  # older generation: never proposed
+            _model("other-3-pro", 200_000, 8_000, "2", "6", provider="other"),
+        ]
+    )
 
 
 class Events:
@@ -51,13 +68,27 @@ class Events:
         self.ledger = MemoryLedger()
         self.n = 0
 
-    def add(self, model: str = "acme-2-big", *, at: timedelta = timedelta(hours=1), input: int = 100,
-            output: int = 10, cache_read: int = 0, reasoning: int = 0, **dims: object) -> UsageEvent:
+    def add(
+        self,
+        model: str = "acme-2-big",
+        *,
+        at: timedelta = timedelta(hours=1),
+        input: int = 100,
+        output: int = 10,
+        cache_read: int = 0,
+        reasoning: int = 0,
+        **dims: object,
+    ) -> UsageEvent:
         self.n += 1
         usage = Usage(input=input, output=output, cache_read=cache_read, reasoning=reasoning)
         ev = UsageEvent(
-            id=f"e{self.n}", timestamp=T0 + at, model=model, provider="acme", usage=usage,
-            cost=cost(usage, model, catalog=self.catalog).total, **dims,  # type: ignore[arg-type]
+            id=f"e{self.n}",
+            timestamp=T0 + at,
+            model=model,
+            provider="acme",
+            usage=usage,
+            cost=cost(usage, model, catalog=self.catalog).total,
+            **dims,  # type: ignore[arg-type]
         )
         self.ledger.record(ev)
         return ev
@@ -112,7 +143,9 @@ def test_prompt_caching_counts_history_prefixes_within_the_ttl(catalog: Catalog)
     ev.add(at=1 * m, input=20_000, output=1_000, conversation_id="c1", agent="chat")
     ev.add(at=2 * m, input=22_000, output=1_000, conversation_id="c1", agent="chat")
     ev.add(at=3 * m, input=24_000, output=1_000, conversation_id="c1", agent="chat")
-    ev.add(at=30 * m, input=26_000, output=1_000, conversation_id="c1", agent="chat")  # cache expired
+    ev.add(
+        at=30 * m, input=26_000, output=1_000, conversation_id="c1", agent="chat"
+    )  # cache expired
     out = only(ev.advise(), "prompt_caching")
     assert len(out) == 1
     s = out[0]
@@ -148,7 +181,9 @@ def test_batch_for_calls_marked_offline(catalog: Catalog) -> None:
     assert by["acme-2-big"].evidence["offline_calls"] == 4
     assert by["acme-2-big"].evidence["offline_cost_in_period_usd"] == Decimal("0.26")
     assert by["acme-2-big"].estimated_monthly_savings_usd == Decimal("0.13")
-    assert by["agent=nightly / acme-2-big"].estimated_monthly_savings_usd == Decimal("0.03")  # 0.0325
+    assert by["agent=nightly / acme-2-big"].estimated_monthly_savings_usd == Decimal(
+        "0.03"
+    )  # 0.0325
 
 
 def test_batch_needs_a_batch_discount(catalog: Catalog) -> None:
@@ -225,18 +260,22 @@ def test_monthly_scaling_and_order_and_floor(catalog: Catalog) -> None:
     out = advise(ev.ledger, catalog=catalog, since=T0, until=T0 + timedelta(days=3))
     assert out[0].estimated_monthly_savings_usd == Decimal("5.85")
     assert out[0].evidence["period_days"] == 3
-    assert advise(ev.ledger, catalog=catalog, since=SINCE, until=UNTIL,
-                  min_monthly_savings_usd="1") == []
+    assert (
+        advise(ev.ledger, catalog=catalog, since=SINCE, until=UNTIL, min_monthly_savings_usd="1")
+        == []
+    )
     again = advise(ev.ledger, catalog=catalog, since=T0, until=T0 + timedelta(days=3))
     assert [s.to_dict() for s in again] == [s.to_dict() for s in out]  # deterministic
 
 
 def test_reasoning_workloads_only_move_to_reasoning_models() -> None:
-    cat = Catalog([
-        _model("o5", 200_000, 100_000, "10", "40"),
-        _model("o5-mini", 200_000, 100_000, "1", "4"),
-        _model("acme-9-chat", 200_000, 100_000, "0.1", "0.4"),
-    ])
+    cat = Catalog(
+        [
+            _model("o5", 200_000, 100_000, "10", "40"),
+            _model("o5-mini", 200_000, 100_000, "1", "4"),
+            _model("acme-9-chat", 200_000, 100_000, "0.1", "0.4"),
+        ]
+    )
     ev = Events(cat)
     for i in range(5):
         ev.add("o5", at=timedelta(hours=i), input=1_000, output=2_000, reasoning=1_500)
@@ -247,9 +286,16 @@ def test_reasoning_workloads_only_move_to_reasoning_models() -> None:
 
 def test_unknown_models_are_skipped_not_guessed(catalog: Catalog) -> None:
     ev = Events(catalog)
-    ev.ledger.record(UsageEvent(id="x", timestamp=T0 + timedelta(hours=1), model="mystery",
-                                provider=None, usage=Usage(input=50_000, output=10),
-                                cost=Decimal("1")))
+    ev.ledger.record(
+        UsageEvent(
+            id="x",
+            timestamp=T0 + timedelta(hours=1),
+            model="mystery",
+            provider=None,
+            usage=Usage(input=50_000, output=10),
+            cost=Decimal(1),
+        )
+    )
     assert ev.advise() == []
 
 

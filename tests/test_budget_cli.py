@@ -75,7 +75,7 @@ def test_toml_strings_are_escaped() -> None:
         ('[budgets.b]\nlimit_usd = "-1"\n', "limit_usd"),
         ('[budgets.b]\nlimit_usd = "1"\nwindow = "fortnight"\n', "fortnight"),
         ('[budgets.b]\nlimit_usd = "1"\ncolour = "red"\n', "unknown setting"),
-        ("[budgets.b]\nwindow = \"day\"\n", "exactly one of"),
+        ('[budgets.b]\nwindow = "day"\n', "exactly one of"),
         ("[budgetz.b]\n", "unknown section"),
         ("[budgets.b\n", "not valid TOML"),
     ],
@@ -97,7 +97,7 @@ def test_toml_without_a_reader_says_what_to_do(tmp_path, monkeypatch) -> None:
         load_budget_config(path)
     json_path = tmp_path / "b.json"
     json_path.write_text('{"budgets": {"b": {"limit_usd": "1"}}}', encoding="utf-8")
-    assert load_budget_config(json_path).build()[0].limit_usd == Decimal("1")
+    assert load_budget_config(json_path).build()[0].limit_usd == Decimal(1)
 
 
 def test_open_budget_store_urls(tmp_path) -> None:
@@ -113,23 +113,59 @@ def test_open_budget_store_urls(tmp_path) -> None:
 # ----------------------------------------------------------------------------- budget set
 def test_budget_set_creates_then_updates(tmp_path) -> None:
     path = tmp_path / "budgets.toml"
-    r = run("budget", "set", "per-user", "--limit-usd", "5", "--window", "day",
-            "--scope", "user_id", "--config", str(path))
+    r = run(
+        "budget",
+        "set",
+        "per-user",
+        "--limit-usd",
+        "5",
+        "--window",
+        "day",
+        "--scope",
+        "user_id",
+        "--config",
+        str(path),
+    )
     assert r.exit_code == 0, r.output
     assert "added budget 'per-user'" in r.stdout
-    r = run("budget", "set", "team", "--limit-tokens", "200000", "--window", "7d",
-            "--where", "agent=support", "--mode", "soft", "--threshold", "0.8",
-            "--config", str(path))
+    r = run(
+        "budget",
+        "set",
+        "team",
+        "--limit-tokens",
+        "200000",
+        "--window",
+        "7d",
+        "--where",
+        "agent=support",
+        "--mode",
+        "soft",
+        "--threshold",
+        "0.8",
+        "--config",
+        str(path),
+    )
     assert r.exit_code == 0, r.output
-    r = run("budget", "set", "per-user", "--limit-usd", "7.50", "--scope", "user_id",
-            "--config", str(path))
+    r = run(
+        "budget",
+        "set",
+        "per-user",
+        "--limit-usd",
+        "7.50",
+        "--scope",
+        "user_id",
+        "--config",
+        str(path),
+    )
     assert "updated budget 'per-user'" in r.stdout
     cfg = load_budget_config(path)
     assert list(cfg.budgets) == ["per-user", "team"]
     assert cfg.budgets["per-user"]["limit_usd"] == "7.50"
     team = cfg.build()[1]
     assert team.limit_tokens == 200_000 and team.window.length == timedelta(days=7)
-    assert team.mode == "soft" and team.thresholds == (0.8,) and team.where == {"agent": {"support"}}
+    assert (
+        team.mode == "soft" and team.thresholds == (0.8,) and team.where == {"agent": {"support"}}
+    )
 
 
 def test_budget_set_validates_before_writing(tmp_path) -> None:
@@ -138,7 +174,9 @@ def test_budget_set_validates_before_writing(tmp_path) -> None:
     assert r.exit_code == 2 and "limit_usd" in r.stderr
     r = run("budget", "set", "b", "--limit-usd", "abc", "--config", str(path))
     assert r.exit_code == 2 and "not a number" in r.stderr
-    r = run("budget", "set", "b", "--limit-usd", "1", "--window", "fortnight", "--config", str(path))
+    r = run(
+        "budget", "set", "b", "--limit-usd", "1", "--window", "fortnight", "--config", str(path)
+    )
     assert r.exit_code == 2 and "fortnight" in r.stderr
     assert not path.exists()
     r = run("budget", "set", "b", "--limit-usd", "1", "--config", str(path))
@@ -151,10 +189,36 @@ def test_budget_set_validates_before_writing(tmp_path) -> None:
 def live_store(tmp_path):  # type: ignore[no-untyped-def]
     """A budgets file and a SQLite store where u1 spent $1.25 and holds a $0.50 reservation."""
     path = tmp_path / "budgets.toml"
-    assert run("budget", "set", "per-user", "--limit-usd", "5", "--window", "day",
-               "--scope", "user_id", "--config", str(path)).exit_code == 0
-    assert run("budget", "set", "global", "--limit-tokens", "10000", "--window", "month",
-               "--config", str(path)).exit_code == 0
+    assert (
+        run(
+            "budget",
+            "set",
+            "per-user",
+            "--limit-usd",
+            "5",
+            "--window",
+            "day",
+            "--scope",
+            "user_id",
+            "--config",
+            str(path),
+        ).exit_code
+        == 0
+    )
+    assert (
+        run(
+            "budget",
+            "set",
+            "global",
+            "--limit-tokens",
+            "10000",
+            "--window",
+            "month",
+            "--config",
+            str(path),
+        ).exit_code
+        == 0
+    )
     store_path = tmp_path / "budgets.db"
     budgets = Budgets(*load_budget_config(path).build(), store=SQLiteBudgetStore(store_path))
     budgets.reserve("r1", {"user_id": "u1"}, cost_nanos=1_250_000_000, tokens=3_000)
@@ -166,8 +230,18 @@ def live_store(tmp_path):  # type: ignore[no-untyped-def]
 
 def test_budget_show_json_has_live_numbers(live_store) -> None:  # type: ignore[no-untyped-def]
     path, store_path = live_store
-    r = run("budget", "show", "--config", str(path), "--store", str(store_path), "--user", "u1",
-            "--format", "json")
+    r = run(
+        "budget",
+        "show",
+        "--config",
+        str(path),
+        "--store",
+        str(store_path),
+        "--user",
+        "u1",
+        "--format",
+        "json",
+    )
     assert r.exit_code == 0, r.output
     rows = {row["budget"]: row for row in json.loads(r.stdout)}
     u = rows["per-user"]
@@ -175,7 +249,7 @@ def test_budget_show_json_has_live_numbers(live_store) -> None:  # type: ignore[
     assert Decimal(u["spent"]) == Decimal("1.25")
     assert Decimal(u["reserved"]) == Decimal("0.5")
     assert Decimal(u["remaining"]) == Decimal("3.25")
-    assert Decimal(u["limit"]) == Decimal("5")
+    assert Decimal(u["limit"]) == Decimal(5)
     assert u["utilization"] == 0.25 and u["calls"] == 1
     tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date().isoformat()
     assert u["reset_at"].startswith(tomorrow)
@@ -189,8 +263,18 @@ def test_budget_show_table_and_missing_scope_hint(live_store) -> None:  # type: 
     assert r.exit_code == 0, r.output
     assert "pass --user ID" in r.stdout  # per-user needs a user to show
     assert "3,000" in r.stdout and "30.0%" in r.stdout  # the global token budget
-    r = run("budget", "show", "--config", str(path), "--store", str(store_path), "-u", "u1",
-            "--name", "per-user")
+    r = run(
+        "budget",
+        "show",
+        "--config",
+        str(path),
+        "--store",
+        str(store_path),
+        "-u",
+        "u1",
+        "--name",
+        "per-user",
+    )
     assert "$1.25" in r.stdout and "$3.25" in r.stdout and "25.0%" in r.stdout
     assert "global" not in r.stdout.replace("Budgets (", "")
 
@@ -207,8 +291,22 @@ def test_budget_show_errors(tmp_path, live_store) -> None:  # type: ignore[no-un
 
 def test_store_url_from_the_file(live_store) -> None:  # type: ignore[no-untyped-def]
     path, store_path = live_store
-    assert run("budget", "set", "per-user", "--limit-usd", "5", "--scope", "user_id",
-               "--store", str(store_path), "--config", str(path)).exit_code == 0
+    assert (
+        run(
+            "budget",
+            "set",
+            "per-user",
+            "--limit-usd",
+            "5",
+            "--scope",
+            "user_id",
+            "--store",
+            str(store_path),
+            "--config",
+            str(path),
+        ).exit_code
+        == 0
+    )
     r = run("budget", "show", "--config", str(path), "-u", "u1", "-f", "json")
     assert r.exit_code == 0, r.output
     assert Decimal(json.loads(r.stdout)[0]["spent"]) == Decimal("1.25")

@@ -113,8 +113,13 @@ def test_loads_offline_without_errors(page: dict[str, Any]) -> None:
 def test_charts_render_with_expected_points(page: dict[str, Any]) -> None:
     pg = page["page"]
     data = page["data"]
-    expected = {"spend-over-time": 4, "by-model": 2, "by-user": 4, "by-agent": 3,
-                "token-composition": 3}
+    expected = {
+        "spend-over-time": 4,
+        "by-model": 2,
+        "by-user": 4,
+        "by-agent": 3,
+        "token-composition": 3,
+    }
     for name, n in expected.items():
         svg = pg.locator(f'svg[data-chart="{name}"]')
         assert svg.count() == 1, name
@@ -131,7 +136,9 @@ def test_charts_render_with_expected_points(page: dict[str, Any]) -> None:
     assert ticks == ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"]
     models = pg.locator('svg[data-chart="by-model"] .point')
     assert sorted(models.nth(i).get_attribute("data-label") for i in range(2)) == [
-        "claude-sonnet-4-5", "gpt-4o"]
+        "claude-sonnet-4-5",
+        "gpt-4o",
+    ]
     segments = pg.locator('svg[data-chart="token-composition"] rect.segment')
     assert segments.count() > 0 and segments.first.bounding_box()["width"] > 0
     gauges = pg.locator('svg[data-chart="budget"]')

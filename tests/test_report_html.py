@@ -15,7 +15,7 @@ from tokenward.budgets import Budget, Budgets, MemoryBudgetStore
 from tokenward.cli import get_app
 from tokenward.cost import cost
 from tokenward.ledger import MemoryLedger, UsageEvent, open_ledger
-from tokenward.report import BudgetRow, ReportData, build_report_data, render_html
+from tokenward.report import ReportData, build_report_data, render_html
 from tokenward.report._charts import bar_chart
 from tokenward.report._html import usd
 from tokenward.report._tables import build_report
@@ -25,16 +25,24 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NOW = T0 + timedelta(days=4)
 XSS_USER = "<script>window.__xss = 1; alert(1)</script>"
 ATTR_USER = '" onmouseover="window.__xss2=1" x="'
-XSS_AGENT = "<img src=x onerror=\"window.__xss3=1\">"
+XSS_AGENT = '<img src=x onerror="window.__xss3=1">'
 XSS_CONV = "</title><script>window.__xss4=1</script>"
 
 
-def _event(i: int, day: int, model: str, user: str, agent: str, conv: str, usage: Usage,
-           status: str = "ok") -> UsageEvent:
+def _event(
+    i: int, day: int, model: str, user: str, agent: str, conv: str, usage: Usage, status: str = "ok"
+) -> UsageEvent:
     return UsageEvent(
-        id=f"e{i}", timestamp=T0 + timedelta(days=day, hours=i % 20), model=model,
-        provider=None, usage=usage, cost=cost(usage, model).total, user_id=user, agent=agent,
-        conversation_id=conv, status=status,  # type: ignore[arg-type]
+        id=f"e{i}",
+        timestamp=T0 + timedelta(days=day, hours=i % 20),
+        model=model,
+        provider=None,
+        usage=usage,
+        cost=cost(usage, model).total,
+        user_id=user,
+        agent=agent,
+        conversation_id=conv,
+        status=status,  # type: ignore[arg-type]
     )
 
 
@@ -43,13 +51,29 @@ def make_events() -> list[UsageEvent]:
     gpt = "gpt-4o"
     claude = "claude-sonnet-4-5"
     return [
-        _event(1, 0, gpt, "alice", "support", "c-alice", Usage(input=10_000, output=1_000, cache_read=4_000)),
+        _event(
+            1,
+            0,
+            gpt,
+            "alice",
+            "support",
+            "c-alice",
+            Usage(input=10_000, output=1_000, cache_read=4_000),
+        ),
         _event(2, 0, gpt, "alice", "support", "c-alice", Usage(input=12_000, output=500)),
-        _event(3, 1, claude, XSS_USER, XSS_AGENT, XSS_CONV,
-               Usage(input=20_000, output=2_000, cache_read=5_000, cache_write_5m=3_000)),
+        _event(
+            3,
+            1,
+            claude,
+            XSS_USER,
+            XSS_AGENT,
+            XSS_CONV,
+            Usage(input=20_000, output=2_000, cache_read=5_000, cache_write_5m=3_000),
+        ),
         _event(4, 1, claude, ATTR_USER, "research", "c-attr", Usage(input=8_000, output=800)),
-        _event(5, 3, gpt, "bob", "support", "c-bob",
-               Usage(input=5_000, output=3_000, reasoning=1_000)),
+        _event(
+            5, 3, gpt, "bob", "support", "c-bob", Usage(input=5_000, output=3_000, reasoning=1_000)
+        ),
         _event(6, 3, gpt, "bob", "support", "c-bob", Usage(input=1_000, output=0), status="error"),
     ]
 
@@ -61,28 +85,39 @@ def make_ledger() -> MemoryLedger:
 
 
 BUDGETS = [
-    Budget("per-user-monthly", limit_usd="0.10", window="month", scope="user_id",
-           thresholds=(0.5, 0.9)),
+    Budget(
+        "per-user-monthly", limit_usd="0.10", window="month", scope="user_id", thresholds=(0.5, 0.9)
+    ),
     Budget("all-tokens", limit_tokens=200_000, window="month", mode="soft"),
     Budget("per-call", limit_usd="1", window="request"),  # no accumulated spend: not shown
 ]
 
 
 def make_data(**kw: object) -> ReportData:
-    return build_report_data(make_ledger(), since=T0, until=NOW, by=("user_id",), budgets=BUDGETS,
-                             now=NOW, source="test <ledger>", **kw)  # type: ignore[arg-type]
+    return build_report_data(
+        make_ledger(),
+        since=T0,
+        until=NOW,
+        by=("user_id",),
+        budgets=BUDGETS,
+        now=NOW,
+        source="test <ledger>",
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def charts(html: str) -> dict[str, int]:
-    return {m.group(1): int(m.group(2))
-            for m in re.finditer(r'data-chart="([^"]+)" data-points="(\d+)"', html)
-            if m.group(1) != "budget"}
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r'data-chart="([^"]+)" data-points="(\d+)"', html)
+        if m.group(1) != "budget"
+    }
 
 
 def points(html: str, chart: str) -> list[tuple[str, str]]:
     """(data-label, data-value) of the points of one chart, in order."""
     start = html.index(f'data-chart="{chart}"')
-    body = html[start:html.index("</svg>", start)]
+    body = html[start : html.index("</svg>", start)]
     return re.findall(r'class="point[^"]*" data-label="([^"]*)" data-value="([^"]*)"', body)
 
 
@@ -90,7 +125,7 @@ def test_usd_is_exact_from_decimal() -> None:
     assert usd(Decimal("1234.565")) == "$1,234.56"  # half-even, no float
     assert usd(Decimal("1234.575")) == "$1,234.58"
     assert usd(Decimal("0.012345")) == "$0.0123"
-    assert usd(Decimal("0")) == "$0.00"
+    assert usd(Decimal(0)) == "$0.00"
     assert usd(Decimal("-2.5")) == "-$2.50"
     assert usd(Decimal("0.1") + Decimal("0.2")) == "$0.3000"  # under $1: four places
     assert usd(Decimal("0.3"), 2) == "$0.30"
@@ -135,12 +170,16 @@ def test_budget_rows_live_from_a_store() -> None:
     live.reserve("r", {"user_id": "alice"}, cost_nanos=30_000_000, tokens=10, now=now)
     live.commit("r", cost_nanos=30_000_000, tokens=10, now=now)
     live.reserve("r2", {"user_id": "alice"}, cost_nanos=20_000_000, tokens=10, now=now)
-    data = build_report_data(make_ledger(), since=T0, until=NOW, budgets=BUDGETS,
-                             budget_store=store, now=now)
+    data = build_report_data(
+        make_ledger(), since=T0, until=NOW, budgets=BUDGETS, budget_store=store, now=now
+    )
     alice = next(r for r in data.budgets if r.scope_key == "user_id=alice")
     assert alice.source == "store"
     assert (alice.spent, alice.reserved, alice.remaining) == (
-        Decimal("0.03"), Decimal("0.02"), Decimal("0.05"))
+        Decimal("0.03"),
+        Decimal("0.02"),
+        Decimal("0.05"),
+    )
     assert alice.utilization == pytest.approx(0.3)
 
 
@@ -160,26 +199,44 @@ def test_html_sections_and_chart_points() -> None:
     assert [Decimal(v) for _, v in spend] == [r.cost for r in data.series]
     by_model = dict(points(html, "by-model"))
     assert {k: Decimal(v) for k, v in by_model.items()} == {
-        r.dims["model"]: r.cost for r in data.models}
-    for title in ("Spend over time", "By model", "By user", "By agent", "Token composition",
-                  "Budgets", "Top conversations", "Suggestions"):
+        r.dims["model"]: r.cost for r in data.models
+    }
+    for title in (
+        "Spend over time",
+        "By model",
+        "By user",
+        "By agent",
+        "Token composition",
+        "Budgets",
+        "Top conversations",
+        "Suggestions",
+    ):
         assert f"<h2>{title}</h2>" in html
     total = data.totals.cost
     assert f'data-card="cost"><div class="k">total cost</div><div class="v">{usd(total)}<' in html
     assert '<div class="v">6</div>' in html  # calls
     assert 'data-card="error-rate"><div class="k">error rate</div><div class="v">16.7%<' in html
     # cache hit rate = (4000 + 5000) / 56000 input tokens
-    assert 'data-card="cache-hit-rate"><div class="k">cache hit rate</div><div class="v">16.1%<' in html
+    assert (
+        'data-card="cache-hit-rate"><div class="k">cache hit rate</div><div class="v">16.1%<'
+        in html
+    )
 
 
 def test_token_composition_numbers() -> None:
     html = render_html(make_data())
     start = html.index('data-chart="token-composition"')
-    first = html[start:html.index("</g>", start)]
+    first = html[start : html.index("</g>", start)]
     segs = dict(re.findall(r'data-component="([a-z_]+)" data-value="(\d+)"', first))
-    # input 56000 = uncached 44000 + cache read 9000 + cache write 3000; output 7300 incl. 1000 reasoning
-    assert segs == {"input": "44000", "cache_read": "9000", "cache_write": "3000",
-                    "output": "6300", "reasoning": "1000"}
+    # input 56000 = uncached 44000 + cache read 9000 + cache write 3000;
+    # output 7300 = 6300 + 1000 reasoning
+    assert segs == {
+        "input": "44000",
+        "cache_read": "9000",
+        "cache_write": "3000",
+        "output": "6300",
+        "reasoning": "1000",
+    }
 
 
 def test_every_label_is_escaped() -> None:
@@ -188,7 +245,7 @@ def test_every_label_is_escaped() -> None:
         assert hostile not in html
         assert escape(hostile, quote=True) in html
     assert "<script" not in html.lower()
-    assert "onmouseover=\"" not in html and "onerror=\"" not in html
+    assert 'onmouseover="' not in html and 'onerror="' not in html
     assert escape("test <ledger>") in html
 
 
@@ -221,12 +278,21 @@ def test_suggestions_are_rendered_with_evidence() -> None:
     from tokenward.report import Suggestion
 
     data = make_data()
-    data.suggestions = [Suggestion(
-        kind="batch", title="Use <batch>", detail="because & so", risk="low",
-        estimated_monthly_savings_usd=Decimal("12.345"), evidence={"calls": 1234, "x": Decimal("0.5")},
-    ), Suggestion(kind="max_tokens", title="Cap", detail="d", estimated_monthly_savings_usd=None)]
+    data.suggestions = [
+        Suggestion(
+            kind="batch",
+            title="Use <batch>",
+            detail="because & so",
+            risk="low",
+            estimated_monthly_savings_usd=Decimal("12.345"),
+            evidence={"calls": 1234, "x": Decimal("0.5")},
+        ),
+        Suggestion(kind="max_tokens", title="Cap", detail="d", estimated_monthly_savings_usd=None),
+    ]
     html = render_html(data)
-    assert 'data-kind="batch"' in html and "Use &lt;batch&gt;" in html and "because &amp; so" in html
+    assert (
+        'data-kind="batch"' in html and "Use &lt;batch&gt;" in html and "because &amp; so" in html
+    )
     assert "$12.34" in html  # half-even cents
     assert "<dt>calls</dt><dd>1,234</dd>" in html and "<dd>0.5</dd>" in html
     assert "not quantified" in html
@@ -254,8 +320,9 @@ def test_hourly_series_for_short_ranges() -> None:
 
 
 def test_bar_chart_geometry_is_proportional() -> None:
-    svg = bar_chart("t", [("a", Decimal("1"), "$1"), ("b", Decimal("2"), "$2"), ("c", 0, "$0")],
-                    height=220)
+    svg = bar_chart(
+        "t", [("a", Decimal(1), "$1"), ("b", Decimal(2), "$2"), ("c", 0, "$0")], height=220
+    )
     heights = [float(h) for h in re.findall(r'class="point bar"[^>]* height="([\d.]+)"', svg)]
     assert heights[1] == 170 and heights[0] == 85 and heights[2] == 0
 
@@ -269,17 +336,35 @@ def test_cli_html_with_budgets_file(tmp_path) -> None:
     # budget windows are "now": an unscoped one always has a row (spent 0 in this window)
     budgets.write_text('[budgets.team]\nlimit_usd = "0.10"\nwindow = "month"\n', encoding="utf-8")
     out = tmp_path / "report.html"
-    r = CliRunner().invoke(get_app(), [
-        "report", "--db", str(db), "--since", "2026-01-01", "--until", "2026-01-05",
-        "--format", "html", "-o", str(out), "--budgets", str(budgets), "--model", "gpt-4o",
-    ])
+    r = CliRunner().invoke(
+        get_app(),
+        [
+            "report",
+            "--db",
+            str(db),
+            "--since",
+            "2026-01-01",
+            "--until",
+            "2026-01-05",
+            "--format",
+            "html",
+            "-o",
+            str(out),
+            "--budgets",
+            str(budgets),
+            "--model",
+            "gpt-4o",
+        ],
+    )
     assert r.exit_code == 0, r.output
     html = out.read_text(encoding="utf-8")
     assert charts(html)["by-model"] == 1  # --model filter
     assert "model=gpt-4o" in html
     assert "<h2>Budgets</h2>" in html and "data-budget='team'" in html
-    r = CliRunner().invoke(get_app(), [
-        "report", "--db", str(db), "-f", "html", "-o", str(out), "--budget-store", "memory"])
+    r = CliRunner().invoke(
+        get_app(),
+        ["report", "--db", str(db), "-f", "html", "-o", str(out), "--budget-store", "memory"],
+    )
     assert r.exit_code == 2 and "--budgets" in r.stderr
 
 
@@ -287,8 +372,8 @@ def test_grouped_table_for_other_dimensions() -> None:
     data = build_report_data(make_ledger(), since=T0, until=NOW, by=("agent", "model"), now=NOW)
     html = render_html(data)
     assert "<h2>By agent, model</h2>" in html
-    table = html[html.index("class='grouped'"):]
-    table = table[:table.index("</table>")]
+    table = html[html.index("class='grouped'") :]
+    table = table[: table.index("</table>")]
     assert table.count("<tr>") == 1 + len(data.rows) == 4
     assert escape(XSS_AGENT, quote=True) in table
     assert "<h2>By user_id" not in render_html(make_data())  # the by-user chart covers it

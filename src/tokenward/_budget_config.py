@@ -8,7 +8,8 @@ The file holds named budget definitions and, optionally, where their counters li
 
     [budgets.per-user-daily]
     limit_usd = "5.00"                 # a string keeps money exact (numbers are accepted too)
-    window = "day"                     # request | conversation | day | week | month | 24h, 30m, 2d, 1w (rolling)
+    window = "day"                     # request | conversation | day | week | month
+                                       # or rolling: 24h, 30m, 2d, 1w
     scope = "user_id"                  # or ["user_id", "agent"]; omit for one global counter
     mode = "hard"                      # or "soft" (alerts only)
     thresholds = [0.5, 0.75, 0.9]
@@ -41,13 +42,13 @@ from tokenward.errors import ConfigurationError
 
 __all__ = [
     "BudgetConfig",
-    "load_budget_config",
-    "save_budget_config",
     "budget_from_definition",
     "definition_from_args",
-    "parse_window",
-    "to_toml",
+    "load_budget_config",
     "open_budget_store",
+    "parse_window",
+    "save_budget_config",
+    "to_toml",
 ]
 
 #: Keys a budget definition may contain (the keyword arguments of ``Budget``).
@@ -112,7 +113,9 @@ def budget_from_definition(name: str, definition: Mapping[str, Any]) -> Any:
     from tokenward.budgets import Budget
 
     if not isinstance(definition, Mapping):
-        raise ConfigurationError(f"budget {name!r}: expected a table of settings, got {definition!r}")
+        raise ConfigurationError(
+            f"budget {name!r}: expected a table of settings, got {definition!r}"
+        )
     unknown = sorted(set(definition) - set(DEFINITION_KEYS))
     if unknown:
         raise ConfigurationError(
@@ -177,19 +180,23 @@ def _is_toml(path: str) -> bool:
 
 
 def _toml_loads(text: str, path: str) -> dict[str, Any]:
-    try:
-        import tomllib as toml_reader  # Python 3.11+
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import importlib
+
+    reader: Any = None
+    for name in ("tomllib", "tomli"):  # tomllib: Python 3.11+; tomli: its 3.10 backport
         try:
-            import tomli as toml_reader  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise ConfigurationError(
-                f"{path}: reading TOML needs Python 3.11+ or the 'tomli' package "
-                f"(pip install tomli); or use a .json budgets file"
-            ) from None
+            reader = importlib.import_module(name)
+            break
+        except ImportError:
+            continue
+    if reader is None:
+        raise ConfigurationError(
+            f"{path}: reading TOML needs Python 3.11+ or the 'tomli' package "
+            f"(pip install tomli); or use a .json budgets file"
+        )
     try:
-        return toml_reader.loads(text)
-    except toml_reader.TOMLDecodeError as exc:
+        return dict(reader.loads(text))
+    except reader.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid TOML ({exc})") from None
 
 
@@ -229,7 +236,9 @@ def load_budget_config(path: str | os.PathLike[str]) -> BudgetConfig:
         raise ConfigurationError(f"{p}: 'store' must be a table with a 'url'")
     if url is not None and not isinstance(url, str):
         raise ConfigurationError(f"{p}: store url must be a string")
-    cfg = BudgetConfig({str(k): dict(v) if isinstance(v, dict) else v for k, v in budgets.items()}, url)
+    cfg = BudgetConfig(
+        {str(k): dict(v) if isinstance(v, dict) else v for k, v in budgets.items()}, url
+    )
     for name, d in cfg.budgets.items():
         try:
             budget_from_definition(name, d)

@@ -57,7 +57,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
-__all__ = ["Suggestion", "advise", "SuggestionKind"]
+__all__ = ["Suggestion", "SuggestionKind", "advise"]
 
 SuggestionKind = Literal["prompt_caching", "cheaper_model", "batch", "max_tokens", "trim_history"]
 Risk = Literal["low", "medium", "high"]
@@ -127,7 +127,10 @@ def _money(value: Decimal) -> str:
 
 
 def _version(name: str) -> tuple[int, ...]:
-    """Numbers in a model name, dates dropped: gpt-4.1-mini -> (4, 1); claude-sonnet-4-5 -> (4, 5)."""
+    """Numbers in a model name, dates dropped.
+
+    gpt-4.1-mini -> (4, 1); claude-sonnet-4-5 -> (4, 5).
+    """
     return tuple(int(n) for n in re.findall(r"\d+", name) if len(n) < 4)
 
 
@@ -181,8 +184,9 @@ class _Workload:
         return _workload_label(self.agent, self.model)
 
 
-def _period_days(since: datetime | None, until: datetime | None, first: datetime,
-                 last: datetime) -> Decimal:
+def _period_days(
+    since: datetime | None, until: datetime | None, first: datetime, last: datetime
+) -> Decimal:
     lo = since or first
     hi = until or last
     span = max(hi - lo, _DAY)
@@ -261,30 +265,58 @@ def advise(
         info = catalog.find(w.model)
         if info is None:
             continue
-        out.extend(_caching(w, info, conversations, scale, common, min_cacheable_tokens,
-                            cache_ttl, max_cache_hit_rate))
+        out.extend(
+            _caching(
+                w,
+                info,
+                conversations,
+                scale,
+                common,
+                min_cacheable_tokens,
+                cache_ttl,
+                max_cache_hit_rate,
+            )
+        )
         out.extend(_cheaper(w, info, catalog, scale, common, min_model_savings))
         out.extend(_batch(w, info, scale, common))
         out.extend(_max_tokens(w, info, scale, common, max_output_ratio, min_calls))
-    out.extend(_trim(workloads, conversations, catalog, scale, common, min_conversation_calls,
-                     min_history_ratio))
+    out.extend(
+        _trim(
+            workloads,
+            conversations,
+            catalog,
+            scale,
+            common,
+            min_conversation_calls,
+            min_history_ratio,
+        )
+    )
     out = [
-        s for s in out
+        s
+        for s in out
         if s.estimated_monthly_savings_usd is None or s.estimated_monthly_savings_usd >= floor
     ]
-    out.sort(key=lambda s: (
-        s.estimated_monthly_savings_usd is None,
-        -(s.estimated_monthly_savings_usd or _ZERO),
-        s.kind,
-        s.workload,
-    ))
+    out.sort(
+        key=lambda s: (
+            s.estimated_monthly_savings_usd is None,
+            -(s.estimated_monthly_savings_usd or _ZERO),
+            s.kind,
+            s.workload,
+        )
+    )
     return out
 
 
 # ----------------------------------------------------------------------------- rules
 def _caching(
-    w: _Workload, info: Any, conversations: Mapping[str, list[Any]], scale: Decimal,
-    common: dict[str, Any], min_tokens: int, ttl: timedelta, max_hit: float,
+    w: _Workload,
+    info: Any,
+    conversations: Mapping[str, list[Any]],
+    scale: Decimal,
+    common: dict[str, Any],
+    min_tokens: int,
+    ttl: timedelta,
+    max_hit: float,
 ) -> list[Suggestion]:
     prices = info.prices
     read_price = _p(prices.cache_read, prices.input)
@@ -321,12 +353,16 @@ def _caching(
         return []
     monthly = _cents(net * scale)
     if info.provider == "anthropic":
-        how = ("Add cache_control breakpoints after the system prompt/tools and on the last "
-               "message so each turn reads the previous turns from the cache.")
+        how = (
+            "Add cache_control breakpoints after the system prompt/tools and on the last "
+            "message so each turn reads the previous turns from the cache."
+        )
     elif info.provider == "openai":
-        how = ("OpenAI caches prompts of 1,024+ tokens automatically when the prefix is "
-               "identical: keep system prompt and tools first and unchanged, append history "
-               "without rewriting earlier turns, and pass a stable prompt_cache_key.")
+        how = (
+            "OpenAI caches prompts of 1,024+ tokens automatically when the prefix is "
+            "identical: keep system prompt and tools first and unchanged, append history "
+            "without rewriting earlier turns, and pass a stable prompt_cache_key."
+        )
     elif info.provider == "google":
         how = "Use Gemini context caching (implicit or an explicit cached content) for the history."
     else:
@@ -343,34 +379,44 @@ def _caching(
         "cache_write_premium_per_1m": max(premium_per_m, _ZERO),
         "savings_in_period_usd": net,
     }
-    return [Suggestion(
-        kind="prompt_caching",
-        title=f"Cache the repeated conversation prefix of {w.label}: save ~${monthly}/month",
-        detail=(
-            f"{calls:,} call(s) in {len(convs):,} conversation(s) re-sent {cacheable:,} prefix tokens "
-            f"within {int(ttl.total_seconds() // 60)} minutes of the previous turn, while only "
-            f"{hit:.1%} of this workload's input was read from the cache. Reading them at "
-            f"${read_price}/1M instead of ${prices.input}/1M saves {_money(gross)}"
-            + (f" minus a write premium of {_money(premium)}" if premium else "")
-            + f" in the period. {how}"
-        ),
-        estimated_monthly_savings_usd=monthly,
-        evidence=evidence,
-        risk="low",
-        workload=w.label,
-    )]
+    return [
+        Suggestion(
+            kind="prompt_caching",
+            title=f"Cache the repeated conversation prefix of {w.label}: save ~${monthly}/month",
+            detail=(
+                f"{calls:,} call(s) in {len(convs):,} conversation(s) re-sent {cacheable:,} "
+                f"prefix tokens "
+                f"within {int(ttl.total_seconds() // 60)} minutes of the previous turn, while only "
+                f"{hit:.1%} of this workload's input was read from the cache. Reading them at "
+                f"${read_price}/1M instead of ${prices.input}/1M saves {_money(gross)}"
+                + (f" minus a write premium of {_money(premium)}" if premium else "")
+                + f" in the period. {how}"
+            ),
+            estimated_monthly_savings_usd=monthly,
+            evidence=evidence,
+            risk="low",
+            workload=w.label,
+        )
+    ]
 
 
 def _mix_cost(w: _Workload, prices: Any) -> Decimal:
     """The workload's tokens at ``prices`` (base tier; used only to rank candidates)."""
     uncached = max(0, w.input - w.cache_read)
     read = _p(prices.cache_read, prices.input)
-    return (Decimal(uncached) * prices.input + Decimal(w.cache_read) * read
-            + Decimal(w.output) * prices.output) / _MILLION
+    inp: Decimal = prices.input
+    out: Decimal = prices.output
+    return (
+        Decimal(uncached) * inp + Decimal(w.cache_read) * read + Decimal(w.output) * out
+    ) / _MILLION
 
 
 def _cheaper(
-    w: _Workload, info: Any, catalog: Any, scale: Decimal, common: dict[str, Any],
+    w: _Workload,
+    info: Any,
+    catalog: Any,
+    scale: Decimal,
+    common: dict[str, Any],
     min_savings: float,
 ) -> list[Suggestion]:
     from tokenward.cost import cost as price_call
@@ -445,23 +491,25 @@ def _cheaper(
         "candidate_max_output": cand.max_output,
         "context_window_share": round(window_share, 4),
     }
-    return [Suggestion(
-        kind="cheaper_model",
-        title=f"Try {cand.name} for {w.label}: save ~${monthly}/month",
-        detail=(
-            f"Repricing the {w.calls:,} calls of this workload at {cand.name} gives "
-            f"{_money(new_cost)} instead of {_money(w.cost)} ({1 - ratio:.0%} less). Its "
-            f"{cand.context_window:,}-token window holds the largest call "
-            f"({w.max_input:,} prompt + {max_out:,} output tokens). Evaluate quality on a "
-            f"sample of this workload first"
-            + (f"; risk {risk}: " + "; ".join(reasons) if reasons else "")
-            + "."
-        ),
-        estimated_monthly_savings_usd=monthly,
-        evidence=evidence,
-        risk=risk,
-        workload=w.label,
-    )]
+    return [
+        Suggestion(
+            kind="cheaper_model",
+            title=f"Try {cand.name} for {w.label}: save ~${monthly}/month",
+            detail=(
+                f"Repricing the {w.calls:,} calls of this workload at {cand.name} gives "
+                f"{_money(new_cost)} instead of {_money(w.cost)} ({1 - ratio:.0%} less). Its "
+                f"{cand.context_window:,}-token window holds the largest call "
+                f"({w.max_input:,} prompt + {max_out:,} output tokens). Evaluate quality on a "
+                f"sample of this workload first"
+                + (f"; risk {risk}: " + "; ".join(reasons) if reasons else "")
+                + "."
+            ),
+            estimated_monthly_savings_usd=monthly,
+            evidence=evidence,
+            risk=risk,
+            workload=w.label,
+        )
+    ]
 
 
 def _batch(w: _Workload, info: Any, scale: Decimal, common: dict[str, Any]) -> list[Suggestion]:
@@ -469,29 +517,37 @@ def _batch(w: _Workload, info: Any, scale: Decimal, common: dict[str, Any]) -> l
         return []
     saved = w.offline_cost * info.batch_discount
     monthly = _cents(saved * scale)
-    return [Suggestion(
-        kind="batch",
-        title=f"Run the offline calls of {w.label} through the batch API: save ~${monthly}/month",
-        detail=(
-            f"{w.offline_calls:,} calls marked offline/batch cost {_money(w.offline_cost)} at "
-            f"interactive prices; {info.provider}'s batch API bills {info.name} "
-            f"{info.batch_discount:.0%} less, with results within 24 hours."
-        ),
-        estimated_monthly_savings_usd=monthly,
-        evidence={
-            **common,
-            "offline_calls": w.offline_calls,
-            "offline_cost_in_period_usd": w.offline_cost,
-            "batch_discount": info.batch_discount,
-            "savings_in_period_usd": saved,
-        },
-        risk="low",
-        workload=w.label,
-    )]
+    return [
+        Suggestion(
+            kind="batch",
+            title=(
+                f"Run the offline calls of {w.label} through the batch API: save ~${monthly}/month"
+            ),
+            detail=(
+                f"{w.offline_calls:,} calls marked offline/batch cost {_money(w.offline_cost)} at "
+                f"interactive prices; {info.provider}'s batch API bills {info.name} "
+                f"{info.batch_discount:.0%} less, with results within 24 hours."
+            ),
+            estimated_monthly_savings_usd=monthly,
+            evidence={
+                **common,
+                "offline_calls": w.offline_calls,
+                "offline_cost_in_period_usd": w.offline_cost,
+                "batch_discount": info.batch_discount,
+                "savings_in_period_usd": saved,
+            },
+            risk="low",
+            workload=w.label,
+        )
+    ]
 
 
 def _max_tokens(
-    w: _Workload, info: Any, scale: Decimal, common: dict[str, Any], ratio: float,
+    w: _Workload,
+    info: Any,
+    scale: Decimal,
+    common: dict[str, Any],
+    ratio: float,
     min_calls: int,
 ) -> list[Suggestion]:
     if info.max_output is None or w.calls < min_calls:
@@ -521,28 +577,32 @@ def _max_tokens(
             f"({_money(saved)} in the period)."
         )
     else:
-        detail += ("No call exceeded it, so spend barely changes; the gain is tighter budget "
-                   "reservations (preflight reserves max_tokens) and a bound on runaway outputs.")
-    return [Suggestion(
-        kind="max_tokens",
-        title=f"Lower max_tokens to {cap:,} for {w.label}"
-        + (f": save ~${monthly}/month" if monthly is not None else ""),
-        detail=detail,
-        estimated_monthly_savings_usd=monthly,
-        evidence={
-            **common,
-            "calls": w.calls,
-            "p99_output_tokens": q,
-            "max_output_tokens": max(w.outputs),
-            "model_max_output": info.max_output,
-            "suggested_max_tokens": cap,
-            "calls_above_cap": len(over_calls),
-            "tokens_above_cap": over_tokens,
-            "requested_max_tokens_recorded": False,
-        },
-        risk="medium" if over_tokens else "low",
-        workload=w.label,
-    )]
+        detail += (
+            "No call exceeded it, so spend barely changes; the gain is tighter budget "
+            "reservations (preflight reserves max_tokens) and a bound on runaway outputs."
+        )
+    return [
+        Suggestion(
+            kind="max_tokens",
+            title=f"Lower max_tokens to {cap:,} for {w.label}"
+            + (f": save ~${monthly}/month" if monthly is not None else ""),
+            detail=detail,
+            estimated_monthly_savings_usd=monthly,
+            evidence={
+                **common,
+                "calls": w.calls,
+                "p99_output_tokens": q,
+                "max_output_tokens": max(w.outputs),
+                "model_max_output": info.max_output,
+                "suggested_max_tokens": cap,
+                "calls_above_cap": len(over_calls),
+                "tokens_above_cap": over_tokens,
+                "requested_max_tokens_recorded": False,
+            },
+            risk="medium" if over_tokens else "low",
+            workload=w.label,
+        )
+    ]
 
 
 def _avg_input_price(e: Any, prices: Any) -> Decimal:
@@ -553,14 +613,24 @@ def _avg_input_price(e: Any, prices: Any) -> Decimal:
     w5 = _p(prices.cache_write_5m, prices.input)
     w1 = _p(prices.cache_write_1h, w5)
     uncached = max(0, u.input - u.cache_read - u.cache_write_5m - u.cache_write_1h)
-    paid = (Decimal(uncached) * prices.input + Decimal(u.cache_read) * read
-            + Decimal(u.cache_write_5m) * w5 + Decimal(u.cache_write_1h) * w1)
+    inp: Decimal = prices.input
+    paid = (
+        Decimal(uncached) * inp
+        + Decimal(u.cache_read) * read
+        + Decimal(u.cache_write_5m) * w5
+        + Decimal(u.cache_write_1h) * w1
+    )
     return paid / Decimal(u.input)
 
 
 def _trim(
-    workloads: Mapping[tuple[str | None, str], _Workload], conversations: Mapping[str, list[Any]],
-    catalog: Any, scale: Decimal, common: dict[str, Any], min_calls: int, min_ratio: float,
+    workloads: Mapping[tuple[str | None, str], _Workload],
+    conversations: Mapping[str, list[Any]],
+    catalog: Any,
+    scale: Decimal,
+    common: dict[str, Any],
+    min_calls: int,
+    min_ratio: float,
 ) -> list[Suggestion]:
     per_agent: dict[str | None, dict[str, Any]] = {}
     for cid in sorted(conversations):
@@ -589,10 +659,20 @@ def _trim(
         if not excess_tokens:
             continue
         agent = evs[0].agent
-        a = per_agent.setdefault(agent, {
-            "conversations": 0, "calls": 0, "input": 0, "output": 0, "first": 0, "last": 0,
-            "excess": 0, "value": _ZERO, "models": set(),
-        })
+        a = per_agent.setdefault(
+            agent,
+            {
+                "conversations": 0,
+                "calls": 0,
+                "input": 0,
+                "output": 0,
+                "first": 0,
+                "last": 0,
+                "excess": 0,
+                "value": _ZERO,
+                "models": set(),
+            },
+        )
         a["conversations"] += 1
         a["calls"] += len(evs)
         a["input"] += inp
@@ -609,30 +689,33 @@ def _trim(
         monthly = _cents(a["value"] * scale)
         label = f"agent={agent}" if agent else "conversations without an agent"
         ratio = a["input"] / a["output"]
-        out.append(Suggestion(
-            kind="trim_history",
-            title=f"Trim or summarize the history of {label}: save ~${monthly}/month",
-            detail=(
-                f"In {n:,} conversations ({a['calls']:,} calls) the prompt grew from "
-                f"{a['first'] // n:,} to {a['last'] // n:,} tokens on average and input was "
-                f"{ratio:.0f}x the output: the history dominates the cost. Keeping prompts under "
-                f"twice the first turn (tokenward.context.trim_history, or a running summary) "
-                f"would have sent {a['excess']:,} fewer input tokens ({_money(a['value'])} in "
-                f"the period). Risk: the model sees less of the early conversation."
-            ),
-            estimated_monthly_savings_usd=monthly,
-            evidence={
-                **common,
-                "conversations": n,
-                "calls": a["calls"],
-                "input_output_ratio": round(ratio, 2),
-                "avg_first_prompt_tokens": a["first"] // n,
-                "avg_last_prompt_tokens": a["last"] // n,
-                "tokens_above_cap": a["excess"],
-                "savings_in_period_usd": a["value"],
-                "models": sorted(a["models"]),
-            },
-            risk="medium",
-            workload=label,
-        ))
+        out.append(
+            Suggestion(
+                kind="trim_history",
+                title=f"Trim or summarize the history of {label}: save ~${monthly}/month",
+                detail=(
+                    f"In {n:,} conversations ({a['calls']:,} calls) the prompt grew from "
+                    f"{a['first'] // n:,} to {a['last'] // n:,} tokens on average and input was "
+                    f"{ratio:.0f}x the output: the history dominates the cost. Keeping prompts "
+                    f"under "
+                    f"twice the first turn (tokenward.context.trim_history, or a running summary) "
+                    f"would have sent {a['excess']:,} fewer input tokens ({_money(a['value'])} in "
+                    f"the period). Risk: the model sees less of the early conversation."
+                ),
+                estimated_monthly_savings_usd=monthly,
+                evidence={
+                    **common,
+                    "conversations": n,
+                    "calls": a["calls"],
+                    "input_output_ratio": round(ratio, 2),
+                    "avg_first_prompt_tokens": a["first"] // n,
+                    "avg_last_prompt_tokens": a["last"] // n,
+                    "tokens_above_cap": a["excess"],
+                    "savings_in_period_usd": a["value"],
+                    "models": sorted(a["models"]),
+                },
+                risk="medium",
+                workload=label,
+            )
+        )
     return out

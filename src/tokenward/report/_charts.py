@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from html import escape
-from typing import Union
 
-__all__ = ["bar_chart", "hbar_chart", "stacked_bars", "utilization_bar", "PALETTE"]
+__all__ = ["PALETTE", "bar_chart", "hbar_chart", "stacked_bars", "utilization_bar"]
 
-Number = Union[Decimal, int]
+Number = Decimal | int
 
 #: Colours of token components (colour-blind friendly, Okabe-Ito).
 PALETTE = {
@@ -83,8 +82,9 @@ def bar_chart(
             )
     if peak:
         top = next(s for _, v, s in points if v == peak)
-        parts.append(f'<text class="peak" x="{width - pad_r}" y="11" text-anchor="end">'
-                     f"max {_e(top)}</text>")
+        parts.append(
+            f'<text class="peak" x="{width - pad_r}" y="11" text-anchor="end">max {_e(top)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 

@@ -16,21 +16,21 @@ from typing import Any
 
 from tokenward.errors import ConfigurationError
 
-__all__ = ["report_data_builder", "budget_show", "budget_set", "DEFAULT_BUDGETS_FILE"]
+__all__ = ["DEFAULT_BUDGETS_FILE", "budget_set", "budget_show", "report_data_builder"]
 
 #: Where ``tokenward budget`` reads and writes definitions unless ``--config`` says otherwise.
 DEFAULT_BUDGETS_FILE = "budgets.toml"
 
 
 def _store_url(explicit: str | None, config: Any) -> str | None:
-    return explicit or (config.store if config is not None else None) or os.environ.get(
-        "TOKENWARD_BUDGET_STORE"
+    return (
+        explicit
+        or (config.store if config is not None else None)
+        or os.environ.get("TOKENWARD_BUDGET_STORE")
     )
 
 
-def report_data_builder(
-    budgets_file: str | None, budget_store: str | None
-) -> Callable[..., Any]:
+def report_data_builder(budgets_file: str | None, budget_store: str | None) -> Callable[..., Any]:
     """A ``build_report_data`` with the budgets of ``budgets_file`` (live from ``budget_store``
     or the file's ``[store] url`` when set; otherwise recomputed from the ledger).
 
@@ -86,7 +86,8 @@ def budget_show(
     if not os.path.exists(path):
         raise ConfigurationError(
             f"no budgets file at {path}; create one with "
-            f"`tokenward budget set NAME --limit-usd 5 --window day --scope user_id --config {path}`"
+            f"`tokenward budget set NAME --limit-usd 5 --window day --scope user_id "
+            f"--config {path}`"
         )
     cfg = load_budget_config(path)
     defs = cfg.build()
@@ -116,42 +117,75 @@ def budget_show(
             for sel in selections:
                 missing = [d for d in b.scope if d not in sel]
                 if missing:
-                    rows.append({
-                        "budget": b.name, "scope": None, "unit": b.unit, "mode": b.mode,
-                        "window": b.window.describe(),
-                        "note": "scoped by " + ", ".join(missing) + ": pass "
-                        + " ".join("--user ID" if d == "user_id" else f"--dim {d}=VALUE"
-                                   for d in missing),
-                    })
+                    rows.append(
+                        {
+                            "budget": b.name,
+                            "scope": None,
+                            "unit": b.unit,
+                            "mode": b.mode,
+                            "window": b.window.describe(),
+                            "note": "scoped by "
+                            + ", ".join(missing)
+                            + ": pass "
+                            + " ".join(
+                                "--user ID" if d == "user_id" else f"--dim {d}=VALUE"
+                                for d in missing
+                            ),
+                        }
+                    )
                     continue
                 call_dims = dict(sel)
                 for key, values in b.where.items():  # make the budget apply to this selection
-                    call_dims.setdefault(key, sorted(values)[0])
+                    call_dims.setdefault(key, min(values))
                 st = budgets.status(b.name, now=now, **call_dims)
-                rows.append({
-                    "budget": st.budget, "scope": st.scope_key, "unit": st.unit,
-                    "mode": st.mode, "window": st.window, "limit": st.limit, "spent": st.spent,
-                    "reserved": st.reserved, "remaining": st.remaining,
-                    "utilization": st.utilization, "near_limit": st.near_limit,
-                    "calls": st.calls,
-                    "reset_at": st.reset_at.isoformat() if st.reset_at else None,
-                })
+                rows.append(
+                    {
+                        "budget": st.budget,
+                        "scope": st.scope_key,
+                        "unit": st.unit,
+                        "mode": st.mode,
+                        "window": st.window,
+                        "limit": st.limit,
+                        "spent": st.spent,
+                        "reserved": st.reserved,
+                        "remaining": st.remaining,
+                        "utilization": st.utilization,
+                        "near_limit": st.near_limit,
+                        "calls": st.calls,
+                        "reset_at": st.reset_at.isoformat() if st.reset_at else None,
+                    }
+                )
     finally:
         store.close()
     stream = out or sys.stdout
     if fmt == "json":
-        stream.write(json.dumps(
-            [{k: (str(v) if isinstance(v, Decimal) else v) for k, v in r.items()} for r in rows],
-            indent=2,
-        ) + "\n")
+        stream.write(
+            json.dumps(
+                [
+                    {k: (str(v) if isinstance(v, Decimal) else v) for k, v in r.items()}
+                    for r in rows
+                ],
+                indent=2,
+            )
+            + "\n"
+        )
         return rows
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"Budgets ({path}, store {url})", title_justify="left")
-    for col, j in (("budget", "left"), ("scope", "left"), ("mode", "left"), ("window", "left"),
-                   ("spent", "right"), ("reserved", "right"), ("remaining", "right"),
-                   ("limit", "right"), ("used", "right"), ("resets (UTC)", "left")):
+    for col, j in (
+        ("budget", "left"),
+        ("scope", "left"),
+        ("mode", "left"),
+        ("window", "left"),
+        ("spent", "right"),
+        ("reserved", "right"),
+        ("remaining", "right"),
+        ("limit", "right"),
+        ("used", "right"),
+        ("resets (UTC)", "left"),
+    ):
         table.add_column(col, justify=j)  # type: ignore[arg-type]
     for r in rows:
         if r.get("scope") is None:
@@ -160,9 +194,18 @@ def budget_show(
         unit = r["unit"]
         used = f"{r['utilization'] * 100:.1f}%" + (" !" if r["near_limit"] else "")
         reset = r["reset_at"][:16].replace("T", " ") if r["reset_at"] else "-"
-        table.add_row(r["budget"], r["scope"], r["mode"], r["window"],
-                      _amount(r["spent"], unit), _amount(r["reserved"], unit),
-                      _amount(r["remaining"], unit), _amount(r["limit"], unit), used, reset)
+        table.add_row(
+            r["budget"],
+            r["scope"],
+            r["mode"],
+            r["window"],
+            _amount(r["spent"], unit),
+            _amount(r["reserved"], unit),
+            _amount(r["remaining"], unit),
+            _amount(r["limit"], unit),
+            used,
+            reset,
+        )
     width = None
     if not (hasattr(stream, "isatty") and stream.isatty()):
         try:
@@ -205,8 +248,13 @@ def budget_set(
         except ArithmeticError:
             raise ConfigurationError(f"--limit-usd {limit_usd!r} is not a number") from None
     definition = definition_from_args(
-        limit_usd=limit_usd, limit_tokens=limit_tokens, window=window, scope=scope, mode=mode,
-        thresholds=tuple(thresholds) if thresholds else None, timezone=timezone_name,
+        limit_usd=limit_usd,
+        limit_tokens=limit_tokens,
+        window=window,
+        scope=scope,
+        mode=mode,
+        thresholds=tuple(thresholds) if thresholds else None,
+        timezone=timezone_name,
         where=where,
     )
     created = name not in cfg.budgets
@@ -222,7 +270,9 @@ def _parse_pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
     for item in values or ():
         key, sep, val = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigurationError(f"{flag} {item!r} must look like key=value (e.g. agent=support)")
+            raise ConfigurationError(
+                f"{flag} {item!r} must look like key=value (e.g. agent=support)"
+            )
         out[key.strip()] = val.strip()
     return out
 
@@ -232,8 +282,9 @@ def budget_app(errors: Callable[[Any], Any]) -> Any:
     exception-to-exit-code decorator."""
     import typer
 
-    app = typer.Typer(help="Budget definitions (TOML/JSON file) and their live status.",
-                      no_args_is_help=True)
+    app = typer.Typer(
+        help="Budget definitions (TOML/JSON file) and their live status.", no_args_is_help=True
+    )
 
     @app.command("show")
     @errors
@@ -242,8 +293,10 @@ def budget_app(errors: Callable[[Any], Any]) -> Any:
             None, "--config", "-c", help=f"Budgets file (default {DEFAULT_BUDGETS_FILE})."
         ),
         store: str | None = typer.Option(
-            None, "--store", help="Budget store: SQLite path, postgresql://, redis:// "
-            "(default: [store] url in the file, or $TOKENWARD_BUDGET_STORE)."
+            None,
+            "--store",
+            help="Budget store: SQLite path, postgresql://, redis:// "
+            "(default: [store] url in the file, or $TOKENWARD_BUDGET_STORE).",
         ),
         user: list[str] | None = typer.Option(  # noqa: B008
             None, "--user", "-u", help="Show this user's counters (repeatable)."
@@ -259,8 +312,14 @@ def budget_app(errors: Callable[[Any], Any]) -> Any:
         """Live status of each budget: spent, reserved, remaining, utilization, reset time."""
         if fmt not in ("table", "json"):
             raise ConfigurationError(f"--format {fmt!r}: choose table or json")
-        budget_show(config_path=config, store_url=store, users=user or (),
-                    dims=_parse_pairs(dim, "--dim"), names=name or (), fmt=fmt)
+        budget_show(
+            config_path=config,
+            store_url=store,
+            users=user or (),
+            dims=_parse_pairs(dim, "--dim"),
+            names=name or (),
+            fmt=fmt,
+        )
 
     @app.command("set")
     @errors
@@ -269,31 +328,48 @@ def budget_app(errors: Callable[[Any], Any]) -> Any:
         limit_usd: str | None = typer.Option(None, "--limit-usd", help="Limit in USD, e.g. 5."),
         limit_tokens: int | None = typer.Option(None, "--limit-tokens", help="Limit in tokens."),
         window: str = typer.Option(
-            "day", "--window", "-w",
+            "day",
+            "--window",
+            "-w",
             help="request, conversation, day, week, month, or rolling 24h / 30m / 7d.",
         ),
         scope: str | None = typer.Option(
-            None, "--scope", "-s", help="Dimension(s) with their own counter: user_id or user_id,agent."
+            None,
+            "--scope",
+            "-s",
+            help="Dimension(s) with their own counter: user_id or user_id,agent.",
         ),
         mode: str = typer.Option("hard", "--mode", help="hard (deny) or soft (alert only)."),
         threshold: list[float] | None = typer.Option(  # noqa: B008
-            None, "--threshold", help="Alert threshold in (0, 1] (repeatable; default 0.5 0.75 0.9)."
+            None,
+            "--threshold",
+            help="Alert threshold in (0, 1] (repeatable; default 0.5 0.75 0.9).",
         ),
         tz: str | None = typer.Option(None, "--timezone", help="IANA zone for calendar windows."),
         where: list[str] | None = typer.Option(  # noqa: B008
             None, "--where", help="Apply only to calls with key=value (repeatable)."
         ),
         config: str | None = typer.Option(
-            None, "--config", "-c", help=f"Budgets file to write (default {DEFAULT_BUDGETS_FILE}; "
-            ".toml or .json)."
+            None,
+            "--config",
+            "-c",
+            help=f"Budgets file to write (default {DEFAULT_BUDGETS_FILE}; .toml or .json).",
         ),
         store: str | None = typer.Option(None, "--store", help="Also record the store URL."),
     ) -> None:
         """Add or replace a budget definition in the budgets file (validated first)."""
         path, created = budget_set(
-            name, config_path=config, limit_usd=limit_usd, limit_tokens=limit_tokens,
-            window=window, scope=scope, mode=mode, thresholds=threshold, timezone_name=tz,
-            where=_parse_pairs(where, "--where"), store_url=store,
+            name,
+            config_path=config,
+            limit_usd=limit_usd,
+            limit_tokens=limit_tokens,
+            window=window,
+            scope=scope,
+            mode=mode,
+            thresholds=threshold,
+            timezone_name=tz,
+            where=_parse_pairs(where, "--where"),
+            store_url=store,
         )
         typer.echo(f"{'added' if created else 'updated'} budget {name!r} in {path}")
 

@@ -25,10 +25,18 @@ from typing import Any
 from tokenward.report._tables import ReportData as _BaseReportData
 from tokenward.report._tables import build_report
 
-__all__ = ["ReportData", "BudgetRow", "build_report_data", "budget_rows"]
+__all__ = ["BudgetRow", "ReportData", "budget_rows", "build_report_data"]
 
-_COLUMN_DIMS = ("model", "provider", "user_id", "conversation_id", "session_id", "agent",
-                "status", "kind")
+_COLUMN_DIMS = (
+    "model",
+    "provider",
+    "user_id",
+    "conversation_id",
+    "session_id",
+    "agent",
+    "status",
+    "kind",
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ def _dims_for(budget: Any, row_dims: Mapping[str, str | None]) -> dict[str, Any]
     dims: dict[str, Any] = {}
     tags: dict[str, str] = {}
     for key, values in budget.where.items():
-        value = sorted(values)[0]
+        value = min(values)
         if key in _COLUMN_DIMS:
             dims[key] = value
         else:
@@ -130,25 +138,54 @@ def budget_rows(
                 dims["conversation_id"] = g.dims.get("conversation_id")
             if live is not None:
                 st = live.status(b.name, now=now, **dims)
-                rows.append(BudgetRow(
-                    b.name, st.scope_key, st.unit, st.mode, st.window, st.limit, st.spent,
-                    st.reserved, st.remaining, st.utilization, b.thresholds, st.reset_at,
-                    "store",
-                ))
+                rows.append(
+                    BudgetRow(
+                        b.name,
+                        st.scope_key,
+                        st.unit,
+                        st.mode,
+                        st.window,
+                        st.limit,
+                        st.spent,
+                        st.reserved,
+                        st.remaining,
+                        st.utilization,
+                        b.thresholds,
+                        st.reset_at,
+                        "store",
+                    )
+                )
                 continue
             key = b.scope_key(dims)
             limit = b.limit_for(key)
-            spent_raw = 0 if g is None else (
-                int((g.cost * Decimal(10) ** 9).to_integral_value()) if b.unit == "usd"
-                else g.tokens
+            spent_raw = (
+                0
+                if g is None
+                else (
+                    int((g.cost * Decimal(10) ** 9).to_integral_value())
+                    if b.unit == "usd"
+                    else g.tokens
+                )
             )
             util = spent_raw / limit if limit else (1.0 if spent_raw else 0.0)
             reset = calc.status(b.name, now=now, **dims).reset_at
-            rows.append(BudgetRow(
-                b.name, key, b.unit, b.mode, b.window.describe(), b.to_unit(limit),
-                b.to_unit(spent_raw), b.to_unit(0), b.to_unit(max(0, limit - spent_raw)), util,
-                b.thresholds, reset, "ledger",
-            ))
+            rows.append(
+                BudgetRow(
+                    b.name,
+                    key,
+                    b.unit,
+                    b.mode,
+                    b.window.describe(),
+                    b.to_unit(limit),
+                    b.to_unit(spent_raw),
+                    b.to_unit(0),
+                    b.to_unit(max(0, limit - spent_raw)),
+                    util,
+                    b.thresholds,
+                    reset,
+                    "ledger",
+                )
+            )
         rows.sort(key=lambda r: (-r.utilization, r.scope_key))
         out.extend(rows[:max_keys])
     return out
@@ -164,8 +201,12 @@ def _fill(rows: list[Any], step: timedelta) -> list[Any]:
     out = []
     t = rows[0].bucket
     while t <= rows[-1].bucket:
-        out.append(by_start.get(t) or SummaryRow(
-            {}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, Decimal(0), 0.0, 0, bucket=t))
+        out.append(
+            by_start.get(t)
+            or SummaryRow(
+                {}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, Decimal(0), 0.0, 0, bucket=t
+            )
+        )
         t += step
     return out
 
@@ -193,7 +234,13 @@ def build_report_data(
     """
     step = progress or (lambda _s: None)
     base = build_report(
-        ledger, since=since, until=until, by=by, where=where, source=source, catalog=catalog,
+        ledger,
+        since=since,
+        until=until,
+        by=by,
+        where=where,
+        source=source,
+        catalog=catalog,
         progress=step,
     )
     data = ReportData(**{f.name: getattr(base, f.name) for f in fields(_BaseReportData)})
@@ -204,16 +251,18 @@ def build_report_data(
     hi = until or now
     if lo is not None and hi - lo <= timedelta(days=2):
         data.series_bucket = "hour"
-        data.series = _fill(ledger.timeseries("hour", since=since, until=until, where=where_d),
-                            timedelta(hours=1))
+        data.series = _fill(
+            ledger.timeseries("hour", since=since, until=until, where=where_d), timedelta(hours=1)
+        )
     else:
         data.series = _fill(list(base.daily), timedelta(days=1))
     step("users and agents")
     data.users = ledger.summary(since=since, until=until, by=("user_id",), where=where_d)
     data.agents = ledger.summary(since=since, until=until, by=("agent",), where=where_d)
     step("top conversations")
-    convs = ledger.top(top_n + 1, "conversation_id", "cost", since=since, until=until,
-                       where=where_d)
+    convs = ledger.top(
+        top_n + 1, "conversation_id", "cost", since=since, until=until, where=where_d
+    )
     data.top_conversations = [r for r in convs if r.dims.get("conversation_id")][:top_n]
     if budgets:
         step("budgets")
@@ -222,6 +271,7 @@ def build_report_data(
         step("advisor")
         from tokenward.report._advisor import advise
 
-        data.suggestions = advise(ledger, catalog=catalog, since=since, until=until,
-                                  where=where_d or None)
+        data.suggestions = advise(
+            ledger, catalog=catalog, since=since, until=until, where=where_d or None
+        )
     return data

@@ -27,8 +27,8 @@ _CSS = """
 body{font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
 color:var(--fg);margin:0;background:#fff}
 main{max-width:1100px;margin:0 auto;padding:24px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid var(--line);
-padding-bottom:4px}
+h1{font-size:22px;margin:0 0 4px}
+h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid var(--line);padding-bottom:4px}
 .meta{color:var(--muted);margin:0 0 16px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(160px,1fr));gap:10px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:10px 12px}
@@ -102,7 +102,10 @@ def _dim(value: str | None) -> str:
 def _card(key: str, value: str, sub: str = "", test: str = "") -> str:
     attr = f' data-card="{_e(test)}"' if test else ""
     s = f'<div class="s">{_e(sub)}</div>' if sub else ""
-    return f'<div class="card"{attr}><div class="k">{_e(key)}</div><div class="v">{_e(value)}</div>{s}</div>'
+    return (
+        f'<div class="card"{attr}><div class="k">{_e(key)}</div>'
+        f'<div class="v">{_e(value)}</div>{s}</div>'
+    )
 
 
 def _composition(row: Any) -> dict[str, int]:
@@ -129,10 +132,18 @@ def _cards(data: Any) -> str:
         _card("total cost", usd(t.cost), f"avg {usd(a.get('avg_cost_per_call'))} / call", "cost"),
         _card("calls", _n(t.calls), f"{_n(t.tool_calls)} tool calls", "calls"),
         _card("tokens", _n(t.tokens), f"{_n(t.input)} in / {_n(t.output)} out", "tokens"),
-        _card("error rate", _pct(err), f"{_n(t.errors)} errors, {_n(t.cancelled)} cancelled",
-              "error-rate"),
-        _card("cache hit rate", _pct(hit), f"saved {usd(a.get('cache_net_savings_usd'))}",
-              "cache-hit-rate"),
+        _card(
+            "error rate",
+            _pct(err),
+            f"{_n(t.errors)} errors, {_n(t.cancelled)} cancelled",
+            "error-rate",
+        ),
+        _card(
+            "cache hit rate",
+            _pct(hit),
+            f"saved {usd(a.get('cache_net_savings_usd'))}",
+            "cache-hit-rate",
+        ),
         _card("trend vs previous", trend_txt, trend_sub, "trend"),
     ]
     return f'<section class="cards">{"".join(cards)}</section>'
@@ -177,10 +188,12 @@ def _composition_section(data: Any) -> str:
         f'<td class="n">{_n(v)}</td><td class="n">{_pct(v / total if total else None)}</td>'
         for v in t.values()
     )
-    heads = "".join(f'<th class="n">{_e(_COMPONENT_LABELS[k])}</th><th class="n">share</th>'
-                    for k in t)
+    heads = "".join(
+        f'<th class="n">{_e(_COMPONENT_LABELS[k])}</th><th class="n">share</th>' for k in t
+    )
     return (
-        _charts.stacked_bars("token-composition", rows) + _legend()
+        _charts.stacked_bars("token-composition", rows)
+        + _legend()
         + f'<table class="composition"><tr>{heads}</tr><tr>{cells}</tr></table>'
     )
 
@@ -267,9 +280,12 @@ def _budgets(data: Any) -> str:
             f"<td class='n'>{_amount(r.limit, r.unit)}</td><td>{_e(_dt(r.reset_at))}</td></tr>"
         )
     sources = sorted({r.source for r in rows})
-    note = ("live status from the budget store" if sources == ["store"]
-            else "recomputed from the ledger over each budget's current window "
-                 "(pass --budget-store for live reservations)")
+    note = (
+        "live status from the budget store"
+        if sources == ["store"]
+        else "recomputed from the ledger over each budget's current window "
+        "(pass --budget-store for live reservations)"
+    )
     return (
         f"<h2>Budgets</h2><p class='meta'>{_e(note)}</p>"
         "<table class='budgets'><tr><th>budget</th><th>scope</th><th>utilization</th>"
@@ -293,7 +309,10 @@ def _evidence_value(v: Any) -> str:
 def _suggestions(data: Any) -> str:
     items = getattr(data, "suggestions", [])
     if not items:
-        return '<p class="empty">No suggestions: nothing in this period crossed the advisor\'s thresholds.</p>'
+        return (
+            '<p class="empty">No suggestions: nothing in this period crossed the '
+            "advisor's thresholds.</p>"
+        )
     out = []
     for s in items:
         saving = s.estimated_monthly_savings_usd
@@ -323,12 +342,12 @@ def render_html(data: Any) -> str:
     if data.source:
         meta += f" \u00b7 {data.source}"
     head = (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'; img-src data:\">"
-        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>tokenward report</title><style>{_CSS}</style></head><body><main>"
-        f"<h1>tokenward report</h1><p class=\"meta\">{_e(meta)}</p>"
+        f'<h1>tokenward report</h1><p class="meta">{_e(meta)}</p>'
     )
     foot = (
         f"<footer>Generated {_e(_dt(data.generated_at))} by tokenward. Costs are recorded "
