@@ -624,3 +624,18 @@ def test_langchain_style_type_key_and_iterables(o200k):
     assert o200k.count_messages([{"type": "ai", "content": "hello"}]) == o200k.count_messages(
         [{"role": "assistant", "content": "hello"}]
     )
+
+
+def test_memo_shared_prefix_conversations_stay_correct():
+    enc = get_encoding("o200k_base")
+    shared = TiktokenCounter(enc)
+    head = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    a = head + [{"role": "assistant", "content": "Hello! How can I help?"}]
+    b = head + [{"role": "assistant", "content": "Hi.", "name": "bot"}, {"role": "user", "content": "ok"}]
+    for _ in range(3):  # alternate: both map to the same memo key
+        assert shared.count_messages(a) == TiktokenCounter(enc).count_messages(a)
+        assert shared.count_messages(b) == TiktokenCounter(enc).count_messages(b)
+    # same content, one field changed on a rebuilt dict -> recounted
+    c = [dict(m) for m in a]
+    c[2]["name"] = "helper"
+    assert shared.count_messages(c) == shared.count_messages(a) + shared.count_text("helper") + 1

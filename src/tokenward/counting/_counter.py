@@ -27,7 +27,8 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, repeat
+from operator import attrgetter
 from typing import Any, Protocol, runtime_checkable
 
 from tokenward.counting._functions import normalize_tools, render_functions
@@ -132,7 +133,7 @@ class _ChatCounter:
         self._role_tokens: dict[str, int] = {}
         # prefix memos keyed by id(first message); the memo holds that message, so the id
         # cannot be reused by another object while the entry exists
-        self._memos: dict[int, tuple[Any, ...]] = {}
+        self._memos: dict[Any, tuple[Any, ...]] = {}
         self._max_memos = 32  # each memo keeps its messages alive: keep this small
 
     # -- to implement -------------------------------------------------------------------
@@ -277,29 +278,28 @@ class _ChatCounter:
     def _values(self, msgs: list[Any]) -> tuple[list[int], list[bool], str | None, bool]:
         """Per-message counts (+ approx flags) and the first system message's text.
 
-        Two levels of reuse: a *prefix memo* (the same message objects, with the same
-        content objects, as in a previous call on this conversation are not even re-keyed)
-        and the per-message LRU cache keyed by content. A dict mutated in place without
-        replacing its ``content`` object (e.g. editing nested ``tool_calls``) is a stale
-        prefix; pass new dicts, as frameworks do.
+        Two levels of reuse. A *prefix memo* per conversation (keyed by the contents of its
+        first two messages): the longest prefix that compares equal (C-level list
+        comparison: identical or equal message dicts, and the same contents) to the last
+        call's messages is not even re-keyed. Then the per-message cache keyed by content.
+        A dict mutated in place without replacing its ``content`` (e.g. editing nested
+        ``tool_calls`` lists) can leave a stale prefix; pass new dicts, as frameworks do.
         """
         vals: list[int] = []
         approxs: list[bool] = []
         k = 0
         first_system: str | None = None
         seen_system = False
-        memo = self._memos.get(id(msgs[0])) if msgs else None
+        contents = _contents(msgs)
+        mkey = _memo_key(msgs, contents)
+        memo = self._memos.get(mkey) if mkey is not None else None
         if memo is not None:
-            objs, contents, mvals, mapprox, msys_idx, msys = memo
+            objs, mcontents, mvals, mapprox, msys_idx, msys = memo
             lim = min(len(msgs), len(objs))
-            while k < lim:
-                m = msgs[k]
-                if m is not objs[k]:
-                    break
-                c = m.get("content") if type(m) is dict else getattr(m, "content", None)
-                if c is not contents[k]:
-                    break
-                k += 1
+            try:
+                k = _common_prefix(contents, mcontents, msgs, objs, lim)
+            except Exception:  # noqa: BLE001 - exotic values that refuse comparison
+                k = 0
             if k:
                 vals = mvals[:k]
                 approxs = mapprox[:k]
@@ -348,12 +348,9 @@ class _ChatCounter:
                 sys_idx = i
                 if type(key[1]) is str:
                     first_system = key[1]
-        if msgs:
-            contents = [
-                m.get("content") if type(m) is dict else getattr(m, "content", None) for m in msgs
-            ]
+        if mkey is not None:
             memos = self._memos
-            memos[id(msgs[0])] = (list(msgs), contents, vals, approxs, sys_idx, first_system)
+            memos[mkey] = (list(msgs), contents, vals, approxs, sys_idx, first_system)
             if len(memos) > self._max_memos:
                 with self._lock:
                     for old in list(islice(iter(memos), len(memos) - self._max_memos)):
@@ -433,6 +430,56 @@ class _ChatCounter:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} model={self.model!r} exact={self.exact}>"
+
+
+def _contents(msgs: list[Any]) -> list[Any]:
+    """The ``content`` of every message (C-level map for all-dict / all-Message lists)."""
+    if msgs:
+        t = type(msgs[0])
+        try:
+            if t is dict:
+                return list(map(dict.get, msgs, repeat("content")))
+            if t is Message:
+                return list(map(_get_content, msgs))
+        except (TypeError, AttributeError):  # mixed list: fall through
+            pass
+    return [m.get("content") if type(m) is dict else getattr(m, "content", None) for m in msgs]
+
+
+_get_content = attrgetter("content")
+
+
+def _common_prefix(c1: list[Any], c2: list[Any], m1: list[Any], m2: list[Any], lim: int) -> int:
+    """Length of the longest common prefix of two message lists (and their contents),
+    using C-level list comparisons: the whole prefix, then all but the last message (a
+    replaced last turn), then a binary search."""
+
+    def same(n: int) -> bool:
+        return c1[:n] == c2[:n] and m1[:n] == m2[:n]
+
+    if same(lim):
+        return lim
+    if lim and same(lim - 1):
+        return lim - 1
+    lo, hi = 0, max(0, lim - 1)  # same(lo) holds, same(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if same(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _memo_key(msgs: list[Any], contents: list[Any]) -> Any:
+    """Conversation key: contents of the first two messages (hashable ones only)."""
+    if not msgs:
+        return None
+    head = tuple(contents[:2])
+    for c in head:
+        if c is not None and type(c) is not str:
+            return ("id", id(msgs[0]))  # parts lists are unhashable: identity instead
+    return head
 
 
 def _tool_calls_of(m: Any) -> list[tuple[str, str]]:
