@@ -165,7 +165,8 @@ class TokenwardEventHandler(BaseEventHandler):
     def _on_error(self, event: ExceptionEvent | SpanDropEvent) -> None:
         span = event.span_id or ""
         self._children.pop(span, None)
-        self._embeddings.pop(span, None)
+        if self._embeddings.pop(span, None) is not None:  # a failed embedding request
+            _spans.unclaim(self._accountant, span)
         with self._lock:
             call = self._calls.pop(span, None)
         if call is not None:
