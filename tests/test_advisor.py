@@ -25,7 +25,7 @@ SINCE, UNTIL = T0, T0 + timedelta(days=30)
 def _model(
     name: str, window: int, max_out: int | None, inp: str, out: str, **kw: object
 ) -> ModelInfo:
-    extra = {k: v for k, v in kw.items() if k in ("cache_read", "cache_write_5m")}
+    extra = {k: v for k, v in kw.items() if k in ("cache_read", "cache_write_5m", "cache_write_1h")}
     return ModelInfo(
         name=name,
         provider=str(kw.get("provider", "acme")),
@@ -52,6 +52,7 @@ def catalog() -> Catalog:
                 "30",
                 cache_read="1",
                 cache_write_5m="12.5",
+                cache_write_1h="20",
                 batch="0.5",
             ),
             _model("acme-2-small", 50_000, 4_000, "1", "3", cache_read="0.1"),
@@ -143,21 +144,36 @@ def test_prompt_caching_counts_history_prefixes_within_the_ttl(catalog: Catalog)
     ev.add(at=1 * m, input=20_000, output=1_000, conversation_id="c1", agent="chat")
     ev.add(at=2 * m, input=22_000, output=1_000, conversation_id="c1", agent="chat")
     ev.add(at=3 * m, input=24_000, output=1_000, conversation_id="c1", agent="chat")
-    ev.add(
-        at=30 * m, input=26_000, output=1_000, conversation_id="c1", agent="chat"
-    )  # cache expired
+    ev.add(at=30 * m, input=26_000, output=1_000, conversation_id="c1", agent="chat")  # 27 min
     out = only(ev.advise(), "prompt_caching")
-    assert len(out) == 1
+    assert [s.title.split(" ")[0] for s in out] == ["Cache", "Extend"]
     s = out[0]
-    # prefixes: min(21000, 22000) + min(23000, 24000) = 44000 tokens
+    # prefixes read: min(21000, 22000) + min(23000, 24000) = 44000 tokens
     assert s.evidence["cacheable_prefix_tokens"] == 44_000
+    # written once: 21000 for call 2, then only the 2000 new tokens for call 3
+    assert s.evidence["cache_write_tokens"] == 23_000
     assert s.evidence["calls_with_cacheable_prefix"] == 2
     assert s.evidence["conversations"] == 1
     assert s.evidence["cache_hit_rate"] == 0.0
-    # 44000 x ($10 - $1) = $0.396 minus write premium 44000 x ($12.5 - $10) = $0.11
-    assert s.evidence["savings_in_period_usd"] == Decimal("0.286")
-    assert s.estimated_monthly_savings_usd == Decimal("0.29")
+    # 44000 x ($10 - $1) = $0.396 minus write premium 23000 x ($12.5 - $10) = $0.0575
+    assert s.evidence["savings_in_period_usd"] == Decimal("0.3385")
+    assert s.estimated_monthly_savings_usd == Decimal("0.34")
     assert s.risk == "low"
+    # 1-hour cache: the 4th call (27 min later) reads 25000 more; writes 21000 + 2000 + 2000
+    # at ($20 - $10): 69000 x $9 - 25000 x $10 = $0.371, i.e. $0.0325 more than with 5 minutes
+    x = out[1]
+    assert x.evidence["cacheable_prefix_tokens_1h"] == 69_000
+    assert x.evidence["cache_write_tokens_1h"] == 25_000
+    assert x.evidence["net_savings_1h_in_period_usd"] == Decimal("0.371")
+    assert x.estimated_monthly_savings_usd == Decimal("0.03")
+
+
+def test_prompt_cache_extension_not_suggested_when_turns_are_quick(catalog: Catalog) -> None:
+    ev = Events(catalog)
+    m = timedelta(minutes=1)
+    for i, n in enumerate((20_000, 22_000, 24_000)):
+        ev.add(at=i * m, input=n, output=1_000, conversation_id="c1")
+    assert [s.title.split(" ")[0] for s in only(ev.advise(), "prompt_caching")] == ["Cache"]
 
 
 def test_prompt_caching_not_suggested_when_already_cached(catalog: Catalog) -> None:

@@ -16,9 +16,12 @@ Rules (thresholds are keyword arguments of :func:`advise`):
     and output. When call *k* follows within the cache TTL (5 minutes) and that prefix is at
     least ``min_cacheable_tokens`` (1,024, the providers' minimum), the prefix could have been
     read from the prompt cache. Savings = (prefix - tokens already read from the cache) x
-    (input price - cache read price), minus a conservative write premium: every such token
-    written once at (cache write price - input price) (zero for automatic caching, e.g.
-    OpenAI). Suggested when the workload's cache hit rate is below ``max_cache_hit_rate``.
+    (input price - cache read price), minus the write premium: the tokens of each prefix the
+    previous call did not itself read, written once at (cache write price - input price)
+    (zero for automatic caching, e.g. OpenAI). Suggested when the workload's cache hit rate is
+    below ``max_cache_hit_rate``. For models with a 1-hour cache price, a second suggestion
+    ("extend") compares the same computation with a 1-hour lifetime when turns come more than
+    5 minutes apart; it reports only the additional net savings.
 ``cheaper_model``
     Reprices every call of a workload at a cheaper model of the same provider (other providers
     only when none fits) whose context window holds the largest observed prompt plus the
@@ -66,6 +69,7 @@ _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
 _CENT = Decimal("0.01")
 _DAY = timedelta(days=1)
+_HOUR = timedelta(hours=1)
 _TRUE = ("true", "1", "yes", "y", "on")
 _OFFLINE_MODES = ("batch", "offline", "background", "async", "cron")
 _REASONING_NAME = re.compile(r"^(o\d|gpt-5)|reasoner|thinking", re.IGNORECASE)
@@ -308,6 +312,65 @@ def advise(
 
 
 # ----------------------------------------------------------------------------- rules
+@dataclass
+class _CacheScenario:
+    reads: int = 0  #: prefix tokens that could have been read from the cache (not already read)
+    written: int = 0  #: tokens that must be written to the cache for those reads
+    calls: int = 0
+    conversations: int = 0
+
+
+def _cache_scenario(
+    w: _Workload, conversations: Mapping[str, list[Any]], ttl: timedelta, min_tokens: int
+) -> _CacheScenario:
+    """What caching each conversation's history with cache lifetime ``ttl`` would read/write.
+
+    Call *k*'s prefix is ``min(input + output of call k-1, input of call k)``; it is readable
+    when call *k* follows within ``ttl`` and the prefix has at least ``min_tokens``. Writes:
+    the part of that prefix call *k-1* did not itself read (a chain writes each token once).
+    """
+    sc = _CacheScenario()
+    ids = {id(e) for e in w.events}
+    for evs in conversations.values():
+        prev = None
+        prev_read = 0
+        used = False
+        for e in evs:
+            read = 0
+            if id(e) in ids and prev is not None and e.timestamp - prev.timestamp <= ttl:
+                prefix = min(prev.usage.input + prev.usage.output, e.usage.input)
+                if prefix >= min_tokens:
+                    read = prefix
+                    extra = max(0, prefix - e.usage.cache_read)
+                    if extra:
+                        sc.reads += extra
+                        sc.written += min(extra, max(0, prefix - prev_read))
+                        sc.calls += 1
+                        used = True
+            prev, prev_read = e, read
+        sc.conversations += used
+    return sc
+
+
+def _how_to_cache(provider: str) -> str:
+    if provider == "anthropic":
+        return (
+            "Add cache_control breakpoints after the system prompt/tools and on the last "
+            "message so each turn reads the previous turns from the cache."
+        )
+    if provider == "openai":
+        return (
+            "OpenAI caches prompts of 1,024+ tokens automatically when the prefix is "
+            "identical: keep system prompt and tools first and unchanged, append history "
+            "without rewriting earlier turns, and pass a stable prompt_cache_key."
+        )
+    if provider == "google":
+        return (
+            "Use Gemini context caching (implicit or an explicit cached content) for the history."
+        )
+    return "Enable the provider's prompt caching for the repeated conversation prefix."
+
+
 def _caching(
     w: _Workload,
     info: Any,
@@ -319,85 +382,95 @@ def _caching(
     max_hit: float,
 ) -> list[Suggestion]:
     prices = info.prices
-    read_price = _p(prices.cache_read, prices.input)
-    saving_per_m = prices.input - read_price
+    inp: Decimal = prices.input
+    read_price = _p(prices.cache_read, inp)
+    saving_per_m = inp - read_price
     if saving_per_m <= 0:
         return []  # the model has no cheaper cache reads
     hit = w.cache_read / w.input if w.input else 0.0
-    if hit >= max_hit:
-        return []
-    write_price = prices.cache_write_5m
-    premium_per_m = (write_price - prices.input) if write_price is not None else _ZERO
-    cacheable = 0
-    calls = 0
-    convs: set[str] = set()
-    ids = {id(e) for e in w.events}
-    for cid, evs in conversations.items():
-        prev = None
-        for e in evs:
-            if id(e) in ids and prev is not None and e.timestamp - prev.timestamp <= ttl:
-                prefix = min(prev.usage.input + prev.usage.output, e.usage.input)
-                if prefix >= min_tokens:
-                    extra = max(0, prefix - e.usage.cache_read)
-                    if extra:
-                        cacheable += extra
-                        calls += 1
-                        convs.add(cid)
-            prev = e
-    if not cacheable:
-        return []
-    gross = Decimal(cacheable) * saving_per_m / _MILLION
-    premium = Decimal(cacheable) * max(premium_per_m, _ZERO) / _MILLION
+    w5 = prices.cache_write_5m
+    premium5 = max(w5 - inp, _ZERO) if w5 is not None else _ZERO
+    sc = _cache_scenario(w, conversations, ttl, min_tokens)
+    gross = Decimal(sc.reads) * saving_per_m / _MILLION
+    premium = Decimal(sc.written) * premium5 / _MILLION
     net = gross - premium
-    if net <= 0:
-        return []
-    monthly = _cents(net * scale)
-    if info.provider == "anthropic":
-        how = (
-            "Add cache_control breakpoints after the system prompt/tools and on the last "
-            "message so each turn reads the previous turns from the cache."
+    out: list[Suggestion] = []
+    minutes = int(ttl.total_seconds() // 60)
+    if sc.reads and net > 0 and hit < max_hit:
+        monthly = _cents(net * scale)
+        out.append(
+            Suggestion(
+                kind="prompt_caching",
+                title=(
+                    f"Cache the repeated conversation prefix of {w.label}: save ~${monthly}/month"
+                ),
+                detail=(
+                    f"{sc.calls:,} call(s) in {sc.conversations:,} conversation(s) re-sent "
+                    f"{sc.reads:,} prefix tokens within {minutes} minutes of the previous turn, "
+                    f"while only {hit:.1%} of this workload's input was read from the cache. "
+                    f"Reading them at ${read_price}/1M instead of ${inp}/1M saves "
+                    f"{_money(gross)}"
+                    + (
+                        f" minus {_money(premium)} for writing {sc.written:,} tokens"
+                        if premium
+                        else ""
+                    )
+                    + f" in the period. {_how_to_cache(info.provider)}"
+                ),
+                estimated_monthly_savings_usd=monthly,
+                evidence={
+                    **common,
+                    "calls": w.calls,
+                    "cache_hit_rate": round(hit, 4),
+                    "calls_with_cacheable_prefix": sc.calls,
+                    "conversations": sc.conversations,
+                    "cacheable_prefix_tokens": sc.reads,
+                    "cache_write_tokens": sc.written,
+                    "input_price_per_1m": inp,
+                    "cache_read_price_per_1m": read_price,
+                    "cache_write_premium_per_1m": premium5,
+                    "savings_in_period_usd": net,
+                },
+                risk="low",
+                workload=w.label,
+            )
         )
-    elif info.provider == "openai":
-        how = (
-            "OpenAI caches prompts of 1,024+ tokens automatically when the prefix is "
-            "identical: keep system prompt and tools first and unchanged, append history "
-            "without rewriting earlier turns, and pass a stable prompt_cache_key."
-        )
-    elif info.provider == "google":
-        how = "Use Gemini context caching (implicit or an explicit cached content) for the history."
-    else:
-        how = "Enable the provider's prompt caching for the repeated conversation prefix."
-    evidence = {
-        **common,
-        "calls": w.calls,
-        "cache_hit_rate": round(hit, 4),
-        "calls_with_cacheable_prefix": calls,
-        "conversations": len(convs),
-        "cacheable_prefix_tokens": cacheable,
-        "input_price_per_1m": prices.input,
-        "cache_read_price_per_1m": read_price,
-        "cache_write_premium_per_1m": max(premium_per_m, _ZERO),
-        "savings_in_period_usd": net,
-    }
-    return [
+    w1 = prices.cache_write_1h
+    if w1 is None or ttl >= _HOUR:
+        return out
+    long = _cache_scenario(w, conversations, _HOUR, min_tokens)
+    premium1 = max(w1 - inp, _ZERO)
+    net1 = (Decimal(long.reads) * saving_per_m - Decimal(long.written) * premium1) / _MILLION
+    gain = net1 - max(net, _ZERO)
+    if long.reads <= sc.reads or gain <= 0:
+        return out
+    monthly = _cents(gain * scale)
+    out.append(
         Suggestion(
             kind="prompt_caching",
-            title=f"Cache the repeated conversation prefix of {w.label}: save ~${monthly}/month",
+            title=f"Extend the prompt cache of {w.label} to 1 hour: save ~${monthly}/month",
             detail=(
-                f"{calls:,} call(s) in {len(convs):,} conversation(s) re-sent {cacheable:,} "
-                f"prefix tokens "
-                f"within {int(ttl.total_seconds() // 60)} minutes of the previous turn, while only "
-                f"{hit:.1%} of this workload's input was read from the cache. Reading them at "
-                f"${read_price}/1M instead of ${prices.input}/1M saves {_money(gross)}"
-                + (f" minus a write premium of {_money(premium)}" if premium else "")
-                + f" in the period. {how}"
+                f"Turns often come more than {minutes} minutes apart: with the 1-hour cache "
+                f"(write ${w1}/1M instead of ${w5 if w5 is not None else inp}/1M) "
+                f"{long.reads:,} prefix tokens could be read instead of {sc.reads:,}, netting "
+                f"{_money(net1)} instead of {_money(max(net, _ZERO))} in the period. Set the "
+                f'cache_control ttl to "1h" on the history breakpoint.'
             ),
             estimated_monthly_savings_usd=monthly,
-            evidence=evidence,
+            evidence={
+                **common,
+                "cacheable_prefix_tokens_5m": sc.reads,
+                "cacheable_prefix_tokens_1h": long.reads,
+                "cache_write_tokens_1h": long.written,
+                "cache_write_1h_price_per_1m": w1,
+                "net_savings_5m_in_period_usd": max(net, _ZERO),
+                "net_savings_1h_in_period_usd": net1,
+            },
             risk="low",
             workload=w.label,
         )
-    ]
+    )
+    return out
 
 
 def _mix_cost(w: _Workload, prices: Any) -> Decimal:
