@@ -158,3 +158,21 @@ def test_error_is_recorded_and_released():
     (event,) = acc.ledger.events()
     assert event.status == "error" and "slow provider" in event.error
     assert acc.budgets.status("cap").reserved == 0
+
+
+def test_async_stream_through_callback_manager_is_one_call():
+    import asyncio
+
+    acc = Accountant()
+    handler = TokenwardCallbackHandler(acc)
+    llm = CountingMockLLM(max_tokens=3, callback_manager=CallbackManager([handler]))
+
+    async def go() -> None:
+        async for _ in await llm.astream_chat([user("hi")]):
+            pass
+        await llm.achat([user("hi")])
+
+    asyncio.run(go())
+    assert [e.id.split("-")[0] for e in acc.ledger.events()] == [
+        "CountingMockLLM.astream_chat", "CountingMockLLM.achat"]
+    assert len(handler.llm_token_counts) == 2

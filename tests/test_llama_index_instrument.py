@@ -405,3 +405,27 @@ def test_unknown_model_is_reported_plainly_not_recorded(caplog):
     assert "reports no model name" in caplog.text and "default_model=" in caplog.text
     assert "was not recorded: Unknown model 'acme-finetune-7'" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+def test_concurrent_async_calls_are_each_recorded_once(accountant):
+    llm = PricedMockLLM(max_tokens=3)
+
+    async def stream(i: int) -> str:
+        gen = await llm.astream_chat([user(f"stream {i}")])
+        text = ""
+        async for chunk in gen:
+            await asyncio.sleep(0)  # interleave with the other tasks
+            text = chunk.message.content
+        return text
+
+    async def go() -> list:
+        return await asyncio.gather(*[llm.achat([user(f"chat {i}")]) for i in range(6)],
+                                    *[stream(i) for i in range(4)])
+
+    results = asyncio.run(go())
+    assert len(results) == 10
+    events = llm_events(accountant)
+    assert len(events) == 10
+    assert sorted(e.id.split("-")[0] for e in events) == (
+        ["PricedMockLLM.achat"] * 6 + ["PricedMockLLM.astream_chat"] * 4)
+    assert len({e.id for e in events}) == 10
