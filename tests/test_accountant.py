@@ -460,3 +460,21 @@ def test_preflight_of_an_already_settled_run_is_refused(acct: Accountant):
     with pytest.raises(ConfigurationError, match="fresh id"):
         acct.preflight("r", "acme-chat", prompt_tokens=1)
     assert acct.pending("r") is None
+
+
+def test_runs_never_ended_are_evicted_and_their_reservations_released(
+    catalog: Catalog, monkeypatch, caplog
+):
+    import tokenward.accountant as accountant_module
+
+    monkeypatch.setattr(accountant_module, "_MAX_PENDING", 3)
+    budgets = _budgets("1")
+    acct = Accountant(catalog=catalog, budgets=budgets, ledger=MemoryLedger(), clock=lambda: T0)
+    with caplog.at_level(logging.WARNING, logger="tokenward"):
+        for i in range(5):
+            acct.preflight(f"r{i}", "acme-chat", prompt_tokens=1000, dims={"user_id": "u"})
+    assert [acct.pending(f"r{i}") is None for i in range(5)] == [True, True, False, False, False]
+    assert "r0 was never settled" in caplog.text
+    # only the three live runs still hold budget: 3 x (1000 x $1 + 1024 x $2) per 1M
+    st = budgets.status("per-user", user_id="u", now=T0)
+    assert st.reserved == 3 * (Decimal(1000) * 1 + 1024 * 2) / M
