@@ -45,6 +45,7 @@ _PROVIDER_HINTS = (
 
 _lock = threading.Lock()
 _COUNTERS: dict[tuple[str, int, bool], TokenCounter] = {}
+_CATALOGS: dict[int, Any] = {}
 
 
 def _bare(model: str) -> str:
@@ -143,6 +144,8 @@ def get_counter(
                 counter = EstimatorCounter(model=canonical, provider=provider)
             else:
                 counter = TiktokenCounter(enc, model=canonical, provider=provider)
+        if catalog is not None:
+            _CATALOGS[id(catalog)] = catalog  # keep it alive: its id is part of the key
         _COUNTERS[key] = counter
         return counter
 
