@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import random
 import shutil
 import signal
@@ -131,16 +132,17 @@ def open_store(spec: Spec) -> BudgetStore:
     kind, loc, ns = spec
     if kind == "memory":
         return MemoryBudgetStore()
+    # generous timeouts: these tests run on loaded 2-core CI machines
     if kind == "sqlite":
-        return SQLiteBudgetStore(loc)
+        return SQLiteBudgetStore(loc, timeout=30)
     if kind == "postgres":
         from tokenward.budgets import PostgresBudgetStore
 
-        return PostgresBudgetStore(loc, table_prefix=f"tw_{ns}_")
+        return PostgresBudgetStore(loc, table_prefix=f"tw_{ns}_", connect_timeout=30)
     if kind == "redis":
         from tokenward.budgets import RedisBudgetStore
 
-        return RedisBudgetStore(loc, prefix=f"tw:{ns}:")
+        return RedisBudgetStore(loc, prefix=f"tw:{ns}:", socket_timeout=30)
     raise AssertionError(kind)
 
 
@@ -277,7 +279,17 @@ def _run_workers(target: Callable[..., None], args_for: Callable[[int], tuple[An
     ps = [FORK.Process(target=target, args=(*args_for(i), barrier, out)) for i in range(procs)]
     for p in ps:
         p.start()
-    results = [out.get(timeout=240) for _ in ps]
+    results: list[Any] = []
+    deadline = time.monotonic() + 300
+    while len(results) < len(ps):
+        try:
+            results.append(out.get(timeout=1))
+        except queue.Empty:
+            dead = [p.exitcode for p in ps if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                for p in ps:
+                    p.kill()
+                raise AssertionError(f"worker failed (exit codes {dead}) or timed out") from None
     for p in ps:
         p.join(30)
         assert p.exitcode == 0
