@@ -36,8 +36,8 @@ CHROMIUM_ARGS = [
 
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (required under CI=true: apt-get install -y chromium)")
-    pytest.skip(reason)
+        pytest.fail(f"{reason}; the browser test is required under CI=true")
+    pytest.skip(f"{reason}: browser test skipped")
 
 
 def _chromium() -> str | None:
@@ -51,11 +51,11 @@ def _chromium() -> str | None:
 def browser() -> Iterator[Any]:
     exe = _chromium()
     if exe is None:
-        _unavailable("chromium not installed (apt-get install -y chromium): browser test skipped")
+        _unavailable("chromium not installed (apt-get install -y chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("playwright (Python package) not installed: browser test skipped")
+        _unavailable("playwright (Python package) not installed")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
