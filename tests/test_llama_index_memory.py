@@ -182,3 +182,26 @@ def test_new_memory_class_via_trim_chat_history():
     memory.put_messages(conversation(40))
     trimmed = trim_chat_history(memory.get_all(), 300, model=MODEL)
     assert trimmed[0].role == "system" and tokens(trimmed) <= 300
+
+
+def test_every_tool_call_shape_is_read():
+    from llama_index.core.tools import ToolSelection
+
+    from tokenward.messages import ToolCall
+
+    expected = (ToolCall(id="t1", name="lookup", arguments='{"city":"Paris"}'),)
+    shapes = [
+        ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": [
+            {"id": "t1", "type": "function",
+             "function": {"name": "lookup", "arguments": '{"city":"Paris"}'}}]}),
+        ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": [
+            ToolSelection(tool_id="t1", tool_name="lookup", tool_kwargs={"city": "Paris"})]}),
+        ChatMessage(role="assistant", blocks=[ToolCallBlock(
+            tool_call_id="t1", tool_name="lookup", tool_kwargs={"city": "Paris"})]),
+    ]
+    for shape in shapes:
+        (msg,) = to_messages([shape])
+        assert msg.role == "assistant" and msg.tool_calls == expected and msg.source is shape
+    (tool,) = to_messages([ChatMessage(role="tool", content="sunny",
+                                       additional_kwargs={"tool_call_id": "t1", "name": "lookup"})])
+    assert (tool.role, tool.tool_call_id, tool.name, tool.content) == ("tool", "t1", "lookup", "sunny")

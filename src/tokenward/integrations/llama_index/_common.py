@@ -84,29 +84,31 @@ def max_output_tokens(kwargs: Mapping[str, Any] | None, model_dict: Mapping[str,
     return None
 
 
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump()
-    return value
+def _args_json(args: Any) -> str:
+    if isinstance(args, str):
+        return args
+    return json.dumps(args, separators=(",", ":"), ensure_ascii=False)
 
 
 def _tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
+    """Tool calls of a ChatMessage: OpenAI dicts/objects or ToolSelections in
+    ``additional_kwargs["tool_calls"]``, and ``ToolCallBlock`` blocks."""
     calls: list[ToolCall] = []
     extra = getattr(message, "additional_kwargs", None) or {}
     for raw in extra.get("tool_calls") or ():
-        raw = _jsonable(raw)
-        if isinstance(raw, Mapping):
+        if hasattr(raw, "model_dump"):
+            raw = raw.model_dump()
+        if not isinstance(raw, Mapping):
+            continue
+        if "tool_name" in raw:  # a LlamaIndex ToolSelection
+            calls.append(ToolCall(id=str(raw.get("tool_id") or ""), name=str(raw["tool_name"]),
+                                  arguments=_args_json(raw.get("tool_kwargs") or {})))
+        else:
             calls.append(ToolCall.from_openai(raw))
-        elif hasattr(raw, "tool_name"):  # ToolSelection
-            args = getattr(raw, "tool_kwargs", {})
-            calls.append(ToolCall(id=str(getattr(raw, "tool_id", "") or ""), name=raw.tool_name,
-                                  arguments=args if isinstance(args, str) else json.dumps(args)))
     for block in getattr(message, "blocks", None) or ():
         if getattr(block, "block_type", None) == "tool_call":
-            args = block.tool_kwargs
             calls.append(ToolCall(id=str(block.tool_call_id or ""), name=block.tool_name,
-                                  arguments=args if isinstance(args, str)
-                                  else json.dumps(args, separators=(",", ":"), ensure_ascii=False)))
+                                  arguments=_args_json(block.tool_kwargs)))
     return tuple(calls)
 
 
