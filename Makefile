@@ -19,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-all
 
 demo: $(VENV)/.installed-all
-	$(BIN)/tokenward demo
+	$(BIN)/tokenward demo --db .tokenward/demo.db
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest

@@ -1,7 +1,17 @@
 """tokenward: count, price and bound LLM token usage in LangChain and LlamaIndex apps."""
 
 from tokenward._version import __version__
+from tokenward.accountant import (
+    Accountant,
+    Estimate,
+    Tracker,
+    current_dims,
+    get_default_accountant,
+    set_default_accountant,
+    track,
+)
 from tokenward.catalog import Catalog, ModelInfo, Prices, PriceTier, default_catalog
+from tokenward.context import PackReport, PackResult, Plan, pack_context, plan, trim_history
 from tokenward.cost import CostBreakdown, cost, from_nanos, to_nanos
 from tokenward.errors import (
     BudgetExceededError,
@@ -20,6 +30,19 @@ from tokenward.messages import Chunk, Message, ToolCall
 from tokenward.usage import Usage
 
 __all__ = [
+    "Accountant",
+    "Estimate",
+    "Tracker",
+    "current_dims",
+    "get_default_accountant",
+    "set_default_accountant",
+    "track",
+    "PackReport",
+    "PackResult",
+    "Plan",
+    "pack_context",
+    "plan",
+    "trim_history",
     "__version__",
     "BudgetExceededError",
     "BudgetStoreUnavailableError",
