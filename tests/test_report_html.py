@@ -377,3 +377,16 @@ def test_grouped_table_for_other_dimensions() -> None:
     assert table.count("<tr>") == 1 + len(data.rows) == 4
     assert escape(XSS_AGENT, quote=True) in table
     assert "<h2>By user_id" not in render_html(make_data())  # the by-user chart covers it
+
+
+def test_extras_dict_is_json_ready() -> None:
+    import json
+
+    from tokenward.report._data import extras_dict
+
+    d = json.loads(json.dumps(extras_dict(make_data())))
+    assert {b["budget"] for b in d["budgets"]} == {"per-user-monthly", "all-tokens"}
+    alice = next(b for b in d["budgets"] if b["scope_key"] == "user_id=alice")
+    assert Decimal(alice["limit"]) == Decimal("0.10") and alice["source"] == "ledger"
+    assert d["top_conversations"][0]["conversation_id"] == XSS_CONV
+    assert Decimal(d["users"][0]["cost"]) == make_data().users[0].cost

@@ -275,3 +275,41 @@ def build_report_data(
             ledger, catalog=catalog, since=since, until=until, where=where_d or None
         )
     return data
+
+
+def extras_dict(data: ReportData) -> dict[str, Any]:
+    """The sections this builder adds, JSON-ready (money as decimal strings), for the JSON
+    format: ``suggestions``, ``budgets``, ``top_conversations``, ``users``, ``agents``."""
+
+    def row(r: Any) -> dict[str, Any]:
+        d: dict[str, Any] = dict(r.dims)
+        d.update(calls=r.calls, input=r.input, output=r.output, tokens=r.tokens, cost=str(r.cost))
+        return d
+
+    def money(v: Any) -> Any:
+        return str(v) if isinstance(v, Decimal) else v
+
+    return {
+        "suggestions": [s.to_dict() for s in data.suggestions],
+        "budgets": [
+            {
+                "budget": b.budget,
+                "scope_key": b.scope_key,
+                "unit": b.unit,
+                "mode": b.mode,
+                "window": b.window,
+                "limit": money(b.limit),
+                "spent": money(b.spent),
+                "reserved": money(b.reserved),
+                "remaining": money(b.remaining),
+                "utilization": round(b.utilization, 6),
+                "thresholds": list(b.thresholds),
+                "reset_at": b.reset_at.isoformat() if b.reset_at else None,
+                "source": b.source,
+            }
+            for b in data.budgets
+        ],
+        "top_conversations": [row(r) for r in data.top_conversations],
+        "users": [row(r) for r in data.users],
+        "agents": [row(r) for r in data.agents],
+    }
