@@ -571,3 +571,19 @@ def test_release_then_retry_frees_the_budget_immediately() -> None:
         budgets.reserve(f"r{i}", {}, 0, 100, now=T0)
         budgets.release(f"r{i}", now=T0)
     assert budgets.status("g", now=T0).reserved == 0
+
+
+@pytest.mark.parametrize("interval", [timedelta(0), None])
+def test_housekeeping_deletes_old_window_counters_from_the_store(interval: timedelta | None) -> None:
+    from tokenward.budgets import SQLiteBudgetStore
+
+    store = SQLiteBudgetStore(":memory:")  # deletes only when expire() is called
+    budgets, _ = make(Budget("d", limit_tokens=10), store=store, housekeeping_interval=interval)
+    budgets.reserve("a", {}, 0, 5, now=T0)
+    budgets.commit("a", 0, 5, now=T0)
+    assert store.status(["d|*|d2026-11-23"], T0.timestamp())[0].spent == 5
+    later = T0 + timedelta(days=3)
+    budgets.reserve("b", {}, 0, 5, now=later)  # triggers housekeeping at `later`
+    left = store.status(["d|*|d2026-11-23"], later.timestamp())[0].spent
+    assert left == (0 if interval is not None else 5)
+    assert budgets.status("d", now=later).reserved == 5

@@ -148,6 +148,9 @@ class Budgets:
             arrives (a crashed process): after it, the budget is whole again.
         retry_interval: after a store failure, how long to treat the store as down without
             trying it (keeps degraded calls fast).
+        housekeeping_interval: how often (at most) ``reserve`` also deletes expired
+            reservations, old window counters and fired-threshold markers from the store
+            (``None``: never; call ``expire()`` yourself).
     """
 
     def __init__(
@@ -158,6 +161,7 @@ class Budgets:
         alert_sinks: Iterable[AlertSink] | None = None,
         reservation_ttl: timedelta = timedelta(minutes=10),
         retry_interval: timedelta = timedelta(seconds=1),
+        housekeeping_interval: timedelta | None = timedelta(minutes=10),
     ) -> None:
         names = [b.name for b in budgets]
         for b in budgets:
@@ -184,6 +188,10 @@ class Budgets:
         self._journal: list[_JournalEntry] = []
         self._down_until = 0.0
         self._fired: set[str] = set()
+        self._housekeeping = (
+            housekeeping_interval.total_seconds() if housekeeping_interval is not None else None
+        )
+        self._next_housekeeping = time.monotonic() + (self._housekeeping or 0)
 
     # -- introspection ------------------------------------------------------------------------
     @property
@@ -341,6 +349,12 @@ class Budgets:
         with self._lock:
             self._pending[run_id] = pending
             self._done.pop(run_id, None)
+        if self._housekeeping is not None and time.monotonic() >= self._next_housekeeping:
+            self._next_housekeeping = time.monotonic() + self._housekeeping
+            try:
+                self._store_call(lambda: self.store.expire(now_s))
+            except Exception:  # housekeeping must never fail a call
+                logger.debug("tokenward budgets: housekeeping failed", exc_info=True)
 
     def commit(
         self,
