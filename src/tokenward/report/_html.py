@@ -125,7 +125,12 @@ def _cards(data: Any) -> str:
     trend = a.get("trend_cost_pct")
     prev = a.get("previous_period_cost")
     trend_txt = "-" if trend is None else f"{trend:+.1f}%"
-    trend_sub = f"previous period {usd(prev)}" if prev is not None else "no previous period"
+    if prev is None:
+        trend_sub = "no previous period (give --since)"
+    elif not prev:
+        trend_sub = "no spend in the previous period"
+    else:
+        trend_sub = f"previous period {usd(prev)}"
     hit = None if not t.input else t.cache_read / t.input
     err = (t.errors + t.cancelled) / t.calls if t.calls else None
     cards = [
@@ -135,7 +140,7 @@ def _cards(data: Any) -> str:
         _card(
             "error rate",
             _pct(err),
-            f"{_n(t.errors)} errors, {_n(t.cancelled)} cancelled",
+            f"{_n(t.errors)} failed, {_n(t.cancelled)} cancelled",
             "error-rate",
         ),
         _card(
