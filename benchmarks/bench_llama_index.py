@@ -28,14 +28,6 @@ WINDOW = 8_192
 PACK_GOAL_RATIO = 0.99     # keep (almost) as much relevance in one call as repack's first call
 MEMORY_GOAL_MS = 50.0      # 2,000 messages trimmed in under 50 ms (anchor: ~64 s)
 
-_WORDS = (
-    "the of and to in a is that for on with as by this are from be at or an it was which "
-    "model token budget context window retrieval chunk relevance score latency cost user "
-    "query document section report revenue growth margin region customer pricing export "
-    "onboarding policy system network storage cache index vector embedding answer source"
-).split()
-
-
 def _median(fn: Callable[[], T], reps: int) -> tuple[float, T]:
     times, out = [], None
     for _ in range(reps):
@@ -45,21 +37,13 @@ def _median(fn: Callable[[], T], reps: int) -> tuple[float, T]:
     return statistics.median(times), out  # type: ignore[return-value]
 
 
-def _text(rng: random.Random, words: int) -> str:
-    out, n = [], 0
-    while n < words:
-        k = rng.randint(6, 18)
-        out.append(" ".join(rng.choice(_WORDS) for _ in range(k)).capitalize() + ".")
-        n += k
-    return " ".join(out)
-
-
 def make_nodes(n: int, seed: int = 0) -> list[Any]:
+    """The pack_context benchmark's chunks (20-400 words, 5 % near-duplicates) as retrieved nodes."""
+    from bench_pack import make_chunks
     from llama_index.core.schema import NodeWithScore, TextNode
 
-    rng = random.Random(seed)
-    nodes = [NodeWithScore(node=TextNode(text=_text(rng, int(20 * (20 ** rng.random())))),
-                           score=round(rng.betavariate(2, 3), 4)) for _ in range(n)]
+    nodes = [NodeWithScore(node=TextNode(text=c.text, id_=c.id), score=c.score)
+             for c in make_chunks(n, seed=seed)]
     nodes.sort(key=lambda x: -(x.score or 0))  # what a retriever returns
     return nodes
 
@@ -86,8 +70,11 @@ def _context(quick: bool) -> str:
     prompt = template.partial_format(query_str="What drives revenue growth?")
     budget = WINDOW - len(tok(prompt.format(context_str=""))) - padding
 
+    duplicates: set[int] = set()  # filled from our report below: they add no information
+
     def coverage(kept: dict[int, int]) -> float:  # node index -> tokens of it sent
-        return sum(scores[i] * min(1.0, kept[i] / sizes[i]) for i in kept if sizes[i])
+        return sum(scores[i] * min(1.0, kept[i] / sizes[i])
+                   for i in kept if sizes[i] and i not in duplicates)
 
     # PromptHelper.repack: concatenate in retriever order, re-split into window-size chunks
     anchor_reps = 1  # seconds per run; one is enough to show the gap
@@ -104,11 +91,10 @@ def _context(quick: bool) -> str:
             break
         kept_repack[i] = sizes[i] if first.find(t, idx) == idx else len(tok(first[idx:]))
         pos = idx + len(t)
-    rel_repack = coverage(kept_repack)
 
     # PromptHelper.truncate: an equal share of the window per node
     t_trunc, truncated = _median(lambda: helper.truncate(prompt, texts, padding=padding), anchor_reps)
-    rel_trunc = coverage({i: len(tok(t)) for i, t in enumerate(truncated)})
+    kept_trunc = {i: len(tok(t)) for i, t in enumerate(truncated)}
 
     # ours: cold (counts uncached) and warm (the same candidates again)
     pp = TokenBudgetPostprocessor(max_tokens=budget, separator="\n\n")
@@ -132,8 +118,9 @@ def _context(quick: bool) -> str:
         i = index_of[x.node.node_id]
         kept_ours[i] = (sizes[i] if not x.node.metadata.get("tokenward_partial")
                         else len(tok(x.node.get_content(metadata_mode=MetadataMode.LLM))))
-    rel_ours = coverage(kept_ours)
-    total = sum(scores)
+    duplicates.update(d.index for d in report.dropped if d.reason == "duplicate")
+    rel_ours, rel_repack, rel_trunc = coverage(kept_ours), coverage(kept_repack), coverage(kept_trunc)
+    total = sum(x for i, x in enumerate(scores) if i not in duplicates)
     ok = rel_ours >= PACK_GOAL_RATIO * rel_repack
 
     rows = [
@@ -150,7 +137,8 @@ def _context(quick: bool) -> str:
     ]
     return (
         f"#### Context: {n:,} retrieved nodes into an {WINDOW:,}-token window ({budget:,} for context)\n\n"
-        f"Relevance offered: {total:.2f} (sum of scores). Ours: median of {reps} runs; the anchors: one "
+        f"Relevance offered: {total:.2f} (sum of scores of the {n - len(duplicates)} nodes that are not "
+        f"near-duplicates; the {len(duplicates)} near-duplicates count 0 for every method). Ours: median of {reps} runs; the anchors: one "
         "run each (they take seconds). Cold = empty count caches (every node tokenized).\n\n"
         "| method | time | LLM calls to send it | sent in the first call | relevance in that call "
         "(of offered) | tokens |\n|---|---|---:|---|---:|---:|\n" + "\n".join(rows) +
@@ -166,13 +154,17 @@ def _context(quick: bool) -> str:
 
 # ----------------------------------------------------------------------------- memory
 def make_history(n: int, seed: int = 1) -> list[Any]:
+    """A system message, then alternating user/assistant turns of 5-60 words."""
+    from bench_pack import make_chunks
     from llama_index.core.base.llms.types import ChatMessage
 
     rng = random.Random(seed)
-    msgs = [ChatMessage(role="system", content="You are a careful analyst. " + _text(rng, 40))]
+    texts = [c.text.split() for c in make_chunks(n, seed=seed)]
+    msgs = [ChatMessage(role="system", content="You are a careful analyst. " + " ".join(texts[0][:40]))]
     for i in range(n - 1):
         role = "user" if i % 2 == 0 else "assistant"
-        msgs.append(ChatMessage(role=role, content=f"[{i}] " + _text(rng, rng.randint(5, 60))))
+        words = texts[i + 1][: rng.randint(5, 60)]
+        msgs.append(ChatMessage(role=role, content=f"[{i}] " + " ".join(words)))
     return msgs
 
 
@@ -224,7 +216,7 @@ def _memory(quick: bool) -> str:
         "content only with LlamaIndex's tokenizer and re-tokenizes the window per dropped message.\n\n"
         "ChatMemoryBuffer: one run.\n\n"
         "| method | messages | time (median) | result |\n|---|---:|---|---|\n" + "\n".join(rows) +
-        f"\n\nRatio at {small} messages (same run): ours {t_buf / ours_small:.0f}x faster warm, "
+        f"\n\nRatio at {small} messages (same run): ours {t_buf / ours_small:.1f}x faster warm, "
         f"{t_buf / results[('ours', small)][1]:.1f}x cold. At {big:,} messages: {ours_big_cold * 1e3:.0f} ms "
         f"cold / {ours_big_warm * 1e3:.2f} ms warm"
         + (" vs about 64 s for ChatMemoryBuffer per ANCHORS.md (not re-measured here: too slow for a "

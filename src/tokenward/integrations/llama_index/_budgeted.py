@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from tokenward.accountant import Accountant
 
 __all__ = ["BudgetedLLM"]
+
+T = TypeVar("T")
 
 
 class BudgetedLLM(FunctionCallingLLM):
@@ -152,86 +154,70 @@ class BudgetedLLM(FunctionCallingLLM):
             raise
         finish_call(call)
 
-    # ------------------------------------------------------------------ sync
-    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        call = self._begin("chat", kwargs, messages=messages)
+    def _guarded(self, call: LLMCall | None, run: Callable[[], T]) -> T:
+        """Run the wrapped model; on failure release the call's reservation and re-raise."""
         try:
-            response = self.llm.chat(messages, **kwargs)
+            return run()
         except BaseException as exc:
             self._fail(call, exc)
             raise
+
+    async def _aguarded(self, call: LLMCall | None, run: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await run()
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+
+    # ------------------------------------------------------------------ sync
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        call = self._begin("chat", kwargs, messages=messages)
+        response = self._guarded(call, lambda: self.llm.chat(messages, **kwargs))
         self._end(call, response)
         return response
 
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         call = self._begin("completion", kwargs, prompt=prompt)
-        try:
-            response = self.llm.complete(prompt, formatted=formatted, **kwargs)
-        except BaseException as exc:
-            self._fail(call, exc)
-            raise
+        response = self._guarded(call, lambda: self.llm.complete(prompt, formatted=formatted, **kwargs))
         self._end(call, response)
         return response
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         call = self._begin("chat", kwargs, messages=messages)
-        try:
-            gen = self.llm.stream_chat(messages, **kwargs)
-        except BaseException as exc:
-            self._fail(call, exc)
-            raise
-        return self._wrap_gen(call, gen)
+        return self._wrap_gen(call, self._guarded(call, lambda: self.llm.stream_chat(messages, **kwargs)))
 
     def stream_complete(self, prompt: str, formatted: bool = False,
                         **kwargs: Any) -> CompletionResponseGen:
         call = self._begin("completion", kwargs, prompt=prompt)
-        try:
-            gen = self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
-        except BaseException as exc:
-            self._fail(call, exc)
-            raise
-        return self._wrap_gen(call, gen)
+        return self._wrap_gen(call, self._guarded(
+            call, lambda: self.llm.stream_complete(prompt, formatted=formatted, **kwargs)))
 
     # ------------------------------------------------------------------ async
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         call = self._begin("chat", kwargs, messages=messages)
-        try:
-            response = await self.llm.achat(messages, **kwargs)
-        except BaseException as exc:
-            self._fail(call, exc)
-            raise
+        response = await self._aguarded(call, lambda: self.llm.achat(messages, **kwargs))
         self._end(call, response)
         return response
 
     async def acomplete(self, prompt: str, formatted: bool = False,
                         **kwargs: Any) -> CompletionResponse:
         call = self._begin("completion", kwargs, prompt=prompt)
-        try:
-            response = await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
-        except BaseException as exc:
-            self._fail(call, exc)
-            raise
+        response = await self._aguarded(
+            call, lambda: self.llm.acomplete(prompt, formatted=formatted, **kwargs))
         self._end(call, response)
         return response
 
     async def astream_chat(self, messages: Sequence[ChatMessage],
                            **kwargs: Any) -> ChatResponseAsyncGen:
         call = self._begin("chat", kwargs, messages=messages)
-        try:
-            agen = await self.llm.astream_chat(messages, **kwargs)
-        except BaseException as exc:
-            self._fail(call, exc)
-            raise
+        agen = await self._aguarded(call, lambda: self.llm.astream_chat(messages, **kwargs))
         return self._wrap_agen(call, agen)
 
     async def astream_complete(self, prompt: str, formatted: bool = False,
                                **kwargs: Any) -> CompletionResponseAsyncGen:
         call = self._begin("completion", kwargs, prompt=prompt)
-        try:
-            agen = await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
-        except BaseException as exc:
-            self._fail(call, exc)
-            raise
+        agen = await self._aguarded(
+            call, lambda: self.llm.astream_complete(prompt, formatted=formatted, **kwargs))
         return self._wrap_agen(call, agen)
 
     # ------------------------------------------------------------------ tools (agents)
