@@ -12,6 +12,16 @@ from tokenward.accountant import (
 )
 from tokenward.catalog import Catalog, ModelInfo, Prices, PriceTier, default_catalog
 from tokenward.context import PackReport, PackResult, Plan, pack_context, plan, trim_history
+from tokenward.counting import (
+    Calibrator,
+    TokenCount,
+    TokenCounter,
+    count_messages,
+    count_text,
+    get_counter,
+    get_encoding,
+    image_tokens,
+)
 from tokenward.cost import CostBreakdown, cost, from_nanos, to_nanos
 from tokenward.errors import (
     BudgetExceededError,
@@ -30,6 +40,14 @@ from tokenward.messages import Chunk, Message, ToolCall
 from tokenward.usage import Usage
 
 __all__ = [
+    "Calibrator",
+    "TokenCount",
+    "TokenCounter",
+    "count_messages",
+    "count_text",
+    "get_counter",
+    "get_encoding",
+    "image_tokens",
     "Accountant",
     "Estimate",
     "Tracker",
