@@ -325,3 +325,23 @@ def test_suggestion_to_dict_is_json_ready(catalog: Catalog) -> None:
     import json
 
     json.dumps(d)
+
+
+def test_prompt_caching_from_stored_prompts_with_a_common_start(catalog: Catalog) -> None:
+    ev = Events(catalog)
+    system = "You are a careful assistant. " * 140  # 4060 characters shared
+    m = timedelta(minutes=1)
+    for i, q in enumerate(("first question", "second question", "third one")):
+        prompt = system + q
+        ev.add(at=i * m, input=2_000, output=10, prompt=prompt, agent="qa")
+    ev.add(at=3 * m, input=2_000, output=10, prompt="Something else entirely", agent="qa")
+    s = only(ev.advise(), "prompt_caching")
+    assert len(s) == 1
+    e = s[0].evidence
+    # calls 2 and 3: 2000 x 4060 // len(prompt) tokens of shared prefix each
+    p2 = 2_000 * 4060 // len(system + "second question")
+    p3 = 2_000 * 4060 // len(system + "third one")
+    assert e["cacheable_prefix_tokens"] == p2 + p3 == 1992 + 1995
+    assert e["calls_sharing_a_stored_prompt_prefix"] == 2 and e["conversations"] == 0
+    # written once: call 2's prefix, then what call 3's prefix adds to it
+    assert e["cache_write_tokens"] == p2 + (p3 - p2) == 1995

@@ -21,7 +21,10 @@ Rules (thresholds are keyword arguments of :func:`advise`):
     (zero for automatic caching, e.g. OpenAI). Suggested when the workload's cache hit rate is
     below ``max_cache_hit_rate``. For models with a 1-hour cache price, a second suggestion
     ("extend") compares the same computation with a 1-hour lifetime when turns come more than
-    5 minutes apart; it reports only the additional net savings.
+    5 minutes apart; it reports only the additional net savings. When prompts are stored
+    (opt-in), calls outside conversations that start with the same text (system prompt, tools,
+    few-shot examples) count too: the common prefix in characters, converted to tokens in
+    proportion to the call's input.
 ``cheaper_model``
     Reprices every call of a workload at a cheaper model of the same provider (other providers
     only when none fits) whose context window holds the largest observed prompt plus the
@@ -52,6 +55,7 @@ Rules (thresholds are keyword arguments of :func:`advise`):
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -318,6 +322,7 @@ class _CacheScenario:
     written: int = 0  #: tokens that must be written to the cache for those reads
     calls: int = 0
     conversations: int = 0
+    prompt_calls: int = 0  #: calls found through stored prompts sharing a prefix
 
 
 def _cache_scenario(
@@ -349,6 +354,26 @@ def _cache_scenario(
                         used = True
             prev, prev_read = e, read
         sc.conversations += used
+    # Calls outside conversations whose stored prompts (opt-in) start alike: the shared
+    # prefix (system prompt, tools, few-shot examples) in tokens, in proportion to characters.
+    prev = None
+    prev_read = 0
+    for e in w.events:
+        if e.conversation_id or not e.prompt:
+            continue
+        read = 0
+        if prev is not None and e.timestamp - prev.timestamp <= ttl:
+            common = len(os.path.commonprefix([prev.prompt, e.prompt]))
+            prefix = e.usage.input * common // len(e.prompt)
+            if prefix >= min_tokens:
+                read = prefix
+                extra = max(0, prefix - e.usage.cache_read)
+                if extra:
+                    sc.reads += extra
+                    sc.written += min(extra, max(0, prefix - prev_read))
+                    sc.calls += 1
+                    sc.prompt_calls += 1
+        prev, prev_read = e, read
     return sc
 
 
@@ -405,8 +430,9 @@ def _caching(
                     f"Cache the repeated conversation prefix of {w.label}: save ~${monthly}/month"
                 ),
                 detail=(
-                    f"{sc.calls:,} call(s) in {sc.conversations:,} conversation(s) re-sent "
-                    f"{sc.reads:,} prefix tokens within {minutes} minutes of the previous turn, "
+                    f"{sc.calls:,} call(s) ({sc.prompt_calls:,} through stored prompts with a "
+                    f"common start, the rest in {sc.conversations:,} conversation(s)) re-sent "
+                    f"{sc.reads:,} prefix tokens within {minutes} minutes of the previous call, "
                     f"while only {hit:.1%} of this workload's input was read from the cache. "
                     f"Reading them at ${read_price}/1M instead of ${inp}/1M saves "
                     f"{_money(gross)}"
@@ -424,6 +450,7 @@ def _caching(
                     "cache_hit_rate": round(hit, 4),
                     "calls_with_cacheable_prefix": sc.calls,
                     "conversations": sc.conversations,
+                    "calls_sharing_a_stored_prompt_prefix": sc.prompt_calls,
                     "cacheable_prefix_tokens": sc.reads,
                     "cache_write_tokens": sc.written,
                     "input_price_per_1m": inp,
