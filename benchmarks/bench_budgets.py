@@ -339,7 +339,7 @@ def run(quick: bool = False) -> str:
     return f"""### Budget stores: reserve + commit latency, throughput, contention
 
 Two budgets per call (global + per-user, daily $). Latency: single process, µs p50 / p99.
-Anchor: naive read-check-write on the same store (SQLite file / Redis), measured in this run.
+Anchor: naive read-check-write on the same store (SQLite file / PostgreSQL / Redis), measured in this run.
 Throughput: {procs} processes, reserve+commit/s on one shared budget.
 
 | store | reserve+commit µs p50 / p99 | naive anchor µs p50 / p99 | ratio (ours / naive, p50) | throughput, {procs} procs (ops/s) |
