@@ -32,7 +32,6 @@ from llama_index.core.instrumentation.events.llm import (
 from llama_index.core.instrumentation.events.span import SpanDropEvent
 from pydantic import PrivateAttr
 
-from tokenward.errors import BudgetExceededError
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
     logger,
