@@ -231,8 +231,16 @@ def run(quick: bool = False) -> str:
     from tokenward.counting import get_counter
 
     get_counter("gpt-4o").count_text("warm up the tokenizer")
+    t0 = time.perf_counter()
+    acc = 0
+    for i in range(1_000_000):
+        acc += i
+    loop = time.perf_counter() - t0
     return ("### LlamaIndex: TokenBudgetPostprocessor vs PromptHelper, TokenwardChatMemory vs "
-            "ChatMemoryBuffer\n\n" + _context(quick) + "\n" + _memory(quick))
+            "ChatMemoryBuffer\n\n"
+            f"Machine load indicator: a 1M-iteration Python loop took {loop * 1e3:.0f} ms in this run "
+            "(absolute times scale with it; the ratios compare runs made side by side).\n\n"
+            + _context(quick) + "\n" + _memory(quick))
 
 
 if __name__ == "__main__":
