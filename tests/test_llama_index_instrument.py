@@ -228,6 +228,31 @@ def test_anthropic_raw_usage_counts_cache_as_input(accountant):
     assert event.usage == Usage(input=1150, output=20, cache_read=1000, cache_write_5m=50)
 
 
+class GeminiChatLLM(AnthropicChatLLM):
+    """Gemini reports ``usage_metadata`` (thoughts billed as output)."""
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name="gemini-2.5-flash", is_chat_model=True)
+
+    @llm_chat_callback()
+    def chat(self, messages, **kwargs: Any) -> ChatResponse:
+        return ChatResponse(
+            message=ChatMessage(role="assistant", content="Hallo"),
+            raw={"usage_metadata": {"prompt_token_count": 100, "candidates_token_count": 20,
+                                    "cached_content_token_count": 40, "thoughts_token_count": 5,
+                                    "total_token_count": 125}},
+        )
+
+
+def test_gemini_raw_usage(accountant):
+    GeminiChatLLM().chat([user("hello")])
+    (event,) = llm_events(accountant)
+    assert event.model == "gemini-2.5-flash"
+    assert event.usage == Usage(input=100, output=25, cache_read=40, reasoning=5)
+    assert event.cost == cost(event.usage, "gemini-2.5-flash").total
+
+
 def test_usage_from_additional_kwargs(accountant):
     KwargsUsageLLM().complete("hello")
     (event,) = llm_events(accountant)
