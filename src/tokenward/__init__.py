@@ -1,4 +1,12 @@
-"""tokenward: count, price and bound LLM token usage in LangChain and LlamaIndex apps."""
+"""tokenward: count, price and bound LLM token usage in LangChain and LlamaIndex apps.
+
+Everything public is importable from here. Framework integrations live in
+``tokenward.langchain`` and ``tokenward.llama_index`` (never imported from here).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from tokenward._version import __version__
 from tokenward.accountant import (
@@ -10,8 +18,22 @@ from tokenward.accountant import (
     set_default_accountant,
     track,
 )
+from tokenward.budgets import (
+    Alert,
+    Budget,
+    Budgets,
+    BudgetStatus,
+    BudgetStore,
+    Degradation,
+    Degrade,
+    MemoryBudgetStore,
+    SQLiteBudgetStore,
+    Window,
+    suggest_degradation,
+)
 from tokenward.catalog import Catalog, ModelInfo, Prices, PriceTier, default_catalog
 from tokenward.context import PackReport, PackResult, Plan, pack_context, plan, trim_history
+from tokenward.cost import CostBreakdown, cost, from_nanos, to_nanos
 from tokenward.counting import (
     Calibrator,
     TokenCount,
@@ -22,7 +44,6 @@ from tokenward.counting import (
     get_encoding,
     image_tokens,
 )
-from tokenward.cost import CostBreakdown, cost, from_nanos, to_nanos
 from tokenward.errors import (
     BudgetExceededError,
     BudgetStoreUnavailableError,
@@ -36,10 +57,43 @@ from tokenward.errors import (
     UnknownModelError,
     UsageParseError,
 )
+from tokenward.ledger import (
+    LedgerStore,
+    MemoryLedger,
+    SQLiteLedger,
+    SQLLedger,
+    SummaryRow,
+    UsageEvent,
+    open_ledger,
+)
 from tokenward.messages import Chunk, Message, ToolCall
 from tokenward.usage import Usage
 
+if TYPE_CHECKING:
+    from tokenward.budgets import PostgresBudgetStore, RedisBudgetStore
+
 __all__ = [
+    "__version__",
+    # accounting
+    "Accountant",
+    "Estimate",
+    "Tracker",
+    "current_dims",
+    "get_default_accountant",
+    "set_default_accountant",
+    "track",
+    # usage, catalog, cost
+    "Usage",
+    "Catalog",
+    "ModelInfo",
+    "Prices",
+    "PriceTier",
+    "default_catalog",
+    "CostBreakdown",
+    "cost",
+    "from_nanos",
+    "to_nanos",
+    # counting
     "Calibrator",
     "TokenCount",
     "TokenCounter",
@@ -48,49 +102,67 @@ __all__ = [
     "get_counter",
     "get_encoding",
     "image_tokens",
-    "Accountant",
-    "Estimate",
-    "Tracker",
-    "current_dims",
-    "get_default_accountant",
-    "set_default_accountant",
-    "track",
+    # context
+    "Chunk",
+    "Message",
+    "ToolCall",
     "PackReport",
     "PackResult",
     "Plan",
     "pack_context",
     "plan",
     "trim_history",
-    "__version__",
+    # ledger
+    "LedgerStore",
+    "MemoryLedger",
+    "SQLiteLedger",
+    "SQLLedger",
+    "SummaryRow",
+    "UsageEvent",
+    "open_ledger",
+    # budgets
+    "Alert",
+    "Budget",
+    "Budgets",
+    "BudgetStatus",
+    "BudgetStore",
+    "Degradation",
+    "Degrade",
+    "MemoryBudgetStore",
+    "PostgresBudgetStore",
+    "RedisBudgetStore",
+    "SQLiteBudgetStore",
+    "Window",
+    "suggest_degradation",
+    # errors
     "BudgetExceededError",
     "BudgetStoreUnavailableError",
-    "Catalog",
-    "Chunk",
-    "CostBreakdown",
-    "ModelInfo",
-    "PriceTier",
-    "Prices",
-    "cost",
-    "default_catalog",
-    "from_nanos",
-    "to_nanos",
     "ConfigurationError",
     "ContextBudgetError",
     "IntegrationUnavailableError",
     "LedgerError",
-    "Message",
     "PricingMissingError",
     "TokenizerUnavailableError",
     "TokenwardError",
-    "ToolCall",
     "UnknownModelError",
-    "Usage",
     "UsageParseError",
 ]
 
+_LAZY = {"PostgresBudgetStore", "RedisBudgetStore"}  # their drivers are optional extras
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import tokenward.budgets
+
+        return getattr(tokenward.budgets, name)
+    raise AttributeError(f"module 'tokenward' has no attribute {name!r}")
+
+
+# Show `tokenward.Usage`, not `tokenward.usage.Usage`, in reprs, tracebacks and docs.
 for _name in __all__:
-    _obj = globals()[_name]
-    if hasattr(_obj, "__module__") and isinstance(_obj, type):
+    _obj = globals().get(_name)
+    if isinstance(_obj, type) or callable(_obj):
         try:
             _obj.__module__ = "tokenward"
         except (AttributeError, TypeError):
