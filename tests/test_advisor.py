@@ -345,3 +345,25 @@ def test_prompt_caching_from_stored_prompts_with_a_common_start(catalog: Catalog
     assert e["calls_sharing_a_stored_prompt_prefix"] == 2 and e["conversations"] == 0
     # written once: call 2's prefix, then what call 3's prefix adds to it
     assert e["cache_write_tokens"] == p2 + (p3 - p2) == 1995
+
+
+def test_cheaper_model_reprices_each_call_at_its_tier() -> None:
+    from tokenward.catalog import PriceTier
+
+    small = ModelInfo(
+        name="acme-2-small",
+        provider="acme",
+        context_window=500_000,
+        max_output=8_000,
+        prices=Prices(input=Decimal(1), output=Decimal(3)),
+        tiers=(PriceTier(200_000, Prices(input=Decimal(2), output=Decimal(6))),),
+    )
+    cat = Catalog([_model("acme-2-big", 500_000, 8_000, "10", "30"), small])
+    ev = Events(cat)
+    ev.add(at=timedelta(hours=1), input=100_000, output=1_000)  # base tier
+    ev.add(at=timedelta(hours=2), input=300_000, output=1_000)  # above 200k: tier prices
+    s = only(ev.advise(), "cheaper_model")[0]
+    # 100000 x $1 + 1000 x $3 = 0.103; 300000 x $2 + 1000 x $6 = 0.606
+    assert s.evidence["candidate_cost_in_period_usd"] == Decimal("0.709")
+    per_call = sum((cost(e.usage, small).total for e in ev.ledger.events()), Decimal(0))
+    assert per_call == Decimal("0.709")

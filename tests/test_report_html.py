@@ -390,3 +390,18 @@ def test_extras_dict_is_json_ready() -> None:
     assert Decimal(alice["limit"]) == Decimal("0.10") and alice["source"] == "ledger"
     assert d["top_conversations"][0]["conversation_id"] == XSS_CONV
     assert Decimal(d["users"][0]["cost"]) == make_data().users[0].cost
+
+
+def test_long_suggestion_lists_are_capped() -> None:
+    from tokenward.report import Suggestion
+
+    data = make_data()
+    data.suggestions = [
+        Suggestion(
+            kind="batch", title=f"s{i}", detail="d", estimated_monthly_savings_usd=Decimal(1)
+        )
+        for i in range(30)
+    ]
+    html = render_html(data)
+    assert html.count('class="sugg"') == 25
+    assert "5 smaller suggestions not shown (together ~$5.00/month)" in html

@@ -59,7 +59,7 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
@@ -155,16 +155,18 @@ def p99(values: Sequence[int]) -> int:
     return s[rank - 1]
 
 
-def _is_offline(event: Any, offline_agents: Iterable[str]) -> bool:
-    tags = event.tags or {}
+def _is_offline(event: Any, offline_agents: frozenset[str]) -> bool:
+    if event.agent is not None and event.agent in offline_agents:
+        return True
+    tags = event.tags
+    if not tags:
+        return False
     for key in ("batch", "offline"):
         if str(tags.get(key, "")).strip().lower() in _TRUE:
             return True
     if str(tags.get("mode", "")).strip().lower() in _OFFLINE_MODES:
         return True
-    if str(tags.get("interactive", "")).strip().lower() in ("false", "0", "no", "n", "off"):
-        return True
-    return event.agent is not None and event.agent in set(offline_agents)
+    return str(tags.get("interactive", "")).strip().lower() in ("false", "0", "no", "n", "off")
 
 
 def _workload_label(agent: str | None, model: str) -> str:
@@ -233,6 +235,7 @@ def advise(
 
         catalog = default_catalog()
     floor = Decimal(str(min_monthly_savings_usd))
+    offline = frozenset(offline_agents)
     workloads: dict[tuple[str | None, str], _Workload] = {}
     conversations: dict[str, list[Any]] = defaultdict(list)
     first: datetime | None = None
@@ -257,7 +260,7 @@ def advise(
         w.max_input = max(w.max_input, u.input)
         w.outputs.append(u.output)
         w.events.append(e)
-        if _is_offline(e, offline_agents):
+        if _is_offline(e, offline):
             w.offline_calls += 1
             w.offline_cost += e.cost
         if e.conversation_id and e.status == "ok":
@@ -268,8 +271,10 @@ def advise(
     days = _period_days(since, until, first, last)
     common = {"period_days": _cents(days) if days % 1 else int(days)}
 
+    short = _cache_scenarios(workloads, conversations, cache_ttl, min_cacheable_tokens)
+    long = _cache_scenarios(workloads, conversations, max(cache_ttl, _HOUR), min_cacheable_tokens)
     out: list[Suggestion] = []
-    for w in sorted(workloads.values(), key=lambda w: (w.agent or "", w.model)):
+    for key, w in sorted(workloads.items(), key=lambda kw: (kw[0][0] or "", kw[0][1])):
         info = catalog.find(w.model)
         if info is None:
             continue
@@ -277,10 +282,10 @@ def advise(
             _caching(
                 w,
                 info,
-                conversations,
+                short[key],
+                long[key],
                 scale,
                 common,
-                min_cacheable_tokens,
                 cache_ttl,
                 max_cache_hit_rate,
             )
@@ -325,25 +330,54 @@ class _CacheScenario:
     prompt_calls: int = 0  #: calls found through stored prompts sharing a prefix
 
 
-def _cache_scenario(
-    w: _Workload, conversations: Mapping[str, list[Any]], ttl: timedelta, min_tokens: int
-) -> _CacheScenario:
-    """What caching each conversation's history with cache lifetime ``ttl`` would read/write.
+def _cache_scenarios(
+    workloads: Mapping[tuple[str | None, str], _Workload],
+    conversations: Mapping[str, list[Any]],
+    ttl: timedelta,
+    min_tokens: int,
+) -> dict[tuple[str | None, str], _CacheScenario]:
+    """What caching with lifetime ``ttl`` would read and write, per workload (one pass).
 
-    Call *k*'s prefix is ``min(input + output of call k-1, input of call k)``; it is readable
-    when call *k* follows within ``ttl`` and the prefix has at least ``min_tokens``. Writes:
-    the part of that prefix call *k-1* did not itself read (a chain writes each token once).
+    In a conversation, call *k*'s prefix is ``min(input + output of call k-1, input of call
+    k)``; it is readable when call *k* uses the same model, follows within ``ttl`` and the
+    prefix has at least ``min_tokens``. Writes: the part of that prefix call *k-1* did not
+    itself read (a chain writes each token once).
     """
-    sc = _CacheScenario()
-    ids = {id(e) for e in w.events}
+    out: dict[tuple[str | None, str], _CacheScenario] = {k: _CacheScenario() for k in workloads}
     for evs in conversations.values():
         prev = None
         prev_read = 0
-        used = False
+        used: set[tuple[str | None, str]] = set()
         for e in evs:
             read = 0
-            if id(e) in ids and prev is not None and e.timestamp - prev.timestamp <= ttl:
+            if prev is not None and prev.model == e.model and e.timestamp - prev.timestamp <= ttl:
                 prefix = min(prev.usage.input + prev.usage.output, e.usage.input)
+                if prefix >= min_tokens:
+                    read = prefix
+                    extra = max(0, prefix - e.usage.cache_read)
+                    if extra:
+                        key = (e.agent, e.model)
+                        sc = out[key]
+                        sc.reads += extra
+                        sc.written += min(extra, max(0, prefix - prev_read))
+                        sc.calls += 1
+                        used.add(key)
+            prev, prev_read = e, read
+        for key in used:
+            out[key].conversations += 1
+    # Calls outside conversations whose stored prompts (opt-in) start alike: the shared
+    # prefix (system prompt, tools, few-shot examples) in tokens, in proportion to characters.
+    for key, w in workloads.items():
+        sc = out[key]
+        prev = None
+        prev_read = 0
+        for e in w.events:
+            if e.conversation_id or not e.prompt:
+                continue
+            read = 0
+            if prev is not None and e.timestamp - prev.timestamp <= ttl:
+                common = len(os.path.commonprefix([prev.prompt, e.prompt]))
+                prefix = e.usage.input * common // len(e.prompt)
                 if prefix >= min_tokens:
                     read = prefix
                     extra = max(0, prefix - e.usage.cache_read)
@@ -351,30 +385,9 @@ def _cache_scenario(
                         sc.reads += extra
                         sc.written += min(extra, max(0, prefix - prev_read))
                         sc.calls += 1
-                        used = True
+                        sc.prompt_calls += 1
             prev, prev_read = e, read
-        sc.conversations += used
-    # Calls outside conversations whose stored prompts (opt-in) start alike: the shared
-    # prefix (system prompt, tools, few-shot examples) in tokens, in proportion to characters.
-    prev = None
-    prev_read = 0
-    for e in w.events:
-        if e.conversation_id or not e.prompt:
-            continue
-        read = 0
-        if prev is not None and e.timestamp - prev.timestamp <= ttl:
-            common = len(os.path.commonprefix([prev.prompt, e.prompt]))
-            prefix = e.usage.input * common // len(e.prompt)
-            if prefix >= min_tokens:
-                read = prefix
-                extra = max(0, prefix - e.usage.cache_read)
-                if extra:
-                    sc.reads += extra
-                    sc.written += min(extra, max(0, prefix - prev_read))
-                    sc.calls += 1
-                    sc.prompt_calls += 1
-        prev, prev_read = e, read
-    return sc
+    return out
 
 
 def _how_to_cache(provider: str) -> str:
@@ -399,10 +412,10 @@ def _how_to_cache(provider: str) -> str:
 def _caching(
     w: _Workload,
     info: Any,
-    conversations: Mapping[str, list[Any]],
+    sc: _CacheScenario,
+    long: _CacheScenario,
     scale: Decimal,
     common: dict[str, Any],
-    min_tokens: int,
     ttl: timedelta,
     max_hit: float,
 ) -> list[Suggestion]:
@@ -415,7 +428,6 @@ def _caching(
     hit = w.cache_read / w.input if w.input else 0.0
     w5 = prices.cache_write_5m
     premium5 = max(w5 - inp, _ZERO) if w5 is not None else _ZERO
-    sc = _cache_scenario(w, conversations, ttl, min_tokens)
     gross = Decimal(sc.reads) * saving_per_m / _MILLION
     premium = Decimal(sc.written) * premium5 / _MILLION
     net = gross - premium
@@ -465,7 +477,6 @@ def _caching(
     w1 = prices.cache_write_1h
     if w1 is None or ttl >= _HOUR:
         return out
-    long = _cache_scenario(w, conversations, _HOUR, min_tokens)
     premium1 = max(w1 - inp, _ZERO)
     net1 = (Decimal(long.reads) * saving_per_m - Decimal(long.written) * premium1) / _MILLION
     gain = net1 - max(net, _ZERO)
@@ -548,10 +559,18 @@ def _cheaper(
     if not chosen_pool:
         return []
     cand = max(chosen_pool, key=lambda m: (_mix_cost(w, m.prices), m.name))
-    new_cost = _ZERO
+    # Pricing is linear within a tier: sum the usage per tier of the candidate, price each sum
+    # at that tier's prices (exact, and one cost() call per tier instead of per event).
+    by_tier: dict[int | None, Any] = {}
     for e in w.events:
+        tier = cand.tier_for(e.usage.input)
+        t = None if tier is None else tier.above_input_tokens
+        by_tier[t] = e.usage if t not in by_tier else by_tier[t] + e.usage
+    new_cost = _ZERO
+    for t, usage in by_tier.items():
+        flat = replace(cand, tiers=(), prices=cand.prices_for(t + 1 if t is not None else 0))
         try:
-            new_cost += price_call(e.usage, cand).total
+            new_cost += price_call(usage, flat).total
         except Exception:  # noqa: BLE001 - e.g. audio the candidate cannot price: no advice
             return []
     saved = w.cost - new_cost

@@ -58,6 +58,8 @@ border:1px solid var(--line);margin-left:6px}
 footer{color:var(--muted);font-size:12px;margin-top:32px}
 """
 
+_MAX_SUGGESTIONS = 25  #: the rest are summarized in one line
+
 _COMPONENT_LABELS = {
     "input": "input (uncached)",
     "cache_read": "cache read",
@@ -319,7 +321,8 @@ def _suggestions(data: Any) -> str:
             "advisor's thresholds.</p>"
         )
     out = []
-    for s in items:
+    shown, rest = items[:_MAX_SUGGESTIONS], items[_MAX_SUGGESTIONS:]
+    for s in shown:
         saving = s.estimated_monthly_savings_usd
         ev = "".join(
             f"<div><dt>{_e(k.replace('_', ' '))}</dt><dd>{_e(_evidence_value(v))}</dd></div>"
@@ -332,6 +335,12 @@ def _suggestions(data: Any) -> str:
             f"<p><strong>Estimated monthly savings:</strong> "
             f"{_e(usd(saving, 2) if saving is not None else 'not quantified')}</p>"
             f"<dl>{ev}</dl></article>"
+        )
+    if rest:
+        more = sum((x.estimated_monthly_savings_usd or Decimal(0) for x in rest), Decimal(0))
+        out.append(
+            f"<p class='meta'>{len(rest)} smaller suggestions not shown "
+            f"(together ~{_e(usd(more, 2))}/month); see <code>advise()</code>.</p>"
         )
     return "".join(out)
 
