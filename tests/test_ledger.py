@@ -68,8 +68,8 @@ def ev(i: int | str, ts: datetime, **kw: Any) -> UsageEvent:
                       cost=cost, **kw)
 
 
-def dataset(n: int = 400, seed: int = 7) -> list[UsageEvent]:
-    """Deterministic, varied events over ~10 days (several models, users, agents, tags)."""
+def dataset(n: int = 400, seed: int = 7, days: int = 10) -> list[UsageEvent]:
+    """Deterministic, varied events over ``days`` days (several models, users, agents, tags)."""
     rnd = random.Random(seed)
     models = [("gpt-4o", "openai"), ("claude-sonnet-4", "anthropic"), ("gemini-2.5-pro", None)]
     out = []
@@ -88,7 +88,7 @@ def dataset(n: int = 400, seed: int = 7) -> list[UsageEvent]:
         out.append(
             UsageEvent(
                 id=f"e{i:05d}",
-                timestamp=T0 + timedelta(microseconds=rnd.randint(0, 10 * 86_400_000_000)),
+                timestamp=T0 + timedelta(microseconds=rnd.randint(0, days * 86_400_000_000)),
                 model=model,
                 provider=provider,
                 usage=Usage(input=inp, output=out_t, cache_read=cr, cache_write_5m=cw5,
@@ -396,18 +396,30 @@ def test_rollup_answers_equal_raw_scan(kind: str, tmp_path: Path, request) -> No
     else:
         s = SQLLedger(request.getfixturevalue("make_postgres_db")())
     try:
-        events = dataset(500, seed=11)
+        events = dataset(600, seed=11, days=130)  # Nov 2026 .. Mar 2027: whole months inside
         s.record_many(events[:250])
         s.flush()
         s.record_many(events)  # half duplicates: must not be double counted in the rollup
-        for q in QUERIES:
+        long_range = [
+            dict(by=["user_id"]),
+            dict(by=["user_id", "model"], where={"status": "ok"}),
+            dict(by=["user_id"], since=T0 + timedelta(days=15, hours=3),
+                 until=T0 + timedelta(days=101, minutes=7)),
+            dict(by=["user_id"], since=datetime(2026, 12, 1, tzinfo=UTC),
+                 until=datetime(2027, 2, 1, tzinfo=UTC)),
+            dict(by=["model"], where={"user_id": [None, "bob"]},
+                 since=datetime(2026, 12, 31, 23, tzinfo=UTC)),
+        ]
+        for q in QUERIES + long_range:
+            expected = reference(events, q.get("since"), q.get("until"), q.get("by", ()),
+                                 q.get("where"))
             s.use_rollups = True
             fast = s.summary(q.get("since"), q.get("until"), by=q.get("by", ()),
                              where=q.get("where"))
             s.use_rollups = False
             slow = s.summary(q.get("since"), q.get("until"), by=q.get("by", ()),
                              where=q.get("where"))
-            assert as_dict(fast, q.get("by", ())) == as_dict(slow, q.get("by", ()))
+            assert as_dict(fast, q.get("by", ())) == as_dict(slow, q.get("by", ())) == expected
         s.use_rollups = True
         before = s.timeseries("week", by=["agent"])
         s.rebuild_rollups()

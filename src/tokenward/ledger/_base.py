@@ -451,5 +451,42 @@ def split_days(lo: int | None, hi: int | None) -> tuple[list[tuple[int | None, i
     return raws, (first_day, end_day)
 
 
+def _month_of_day(day: int) -> int:
+    d = _EPOCH + timedelta(days=day)
+    return (d.year - 1970) * 12 + d.month - 1
+
+
+def _first_day_of_month(month: int) -> int:
+    y, m = divmod(month, 12)
+    return (datetime(1970 + y, m + 1, 1, tzinfo=timezone.utc) - _EPOCH).days
+
+
+def split_months(
+    first_day: int | None, end_day: int | None
+) -> tuple[list[tuple[int | None, int | None]], tuple[int | None, int | None] | None]:
+    """Split a half-open day range into daily edge ranges and whole calendar months.
+
+    Returns ``(day_ranges, (first_month, end_month))`` (months since 1970-01,
+    half-open, ``None`` = unbounded) or ``([the range], None)`` if no whole month fits.
+    """
+    if first_day is None:
+        first_month = None
+        head = None
+    else:
+        m = _month_of_day(first_day)
+        first_month = m if _first_day_of_month(m) == first_day else m + 1
+        head = (first_day, _first_day_of_month(first_month))
+    if end_day is None:
+        end_month = None
+        tail = None
+    else:
+        end_month = _month_of_day(end_day)
+        tail = (_first_day_of_month(end_month), end_day)
+    if first_month is not None and end_month is not None and end_month <= first_month:
+        return [(first_day, end_day)], None
+    ranges = [r for r in (head, tail) if r is not None and r[0] < r[1]]  # type: ignore[operator]
+    return ranges, (first_month, end_month)
+
+
 def micros_to_datetime(us: int) -> datetime:
     return from_micros(us)

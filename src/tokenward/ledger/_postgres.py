@@ -30,7 +30,7 @@ from tokenward.ledger._event import EVENT_COLUMNS, UsageEvent, event_to_row
 from tokenward.ledger._sqlcommon import (
     EVENTS,
     ROLLUP_SOURCE_COLUMNS,
-    ROLLUPS,
+    WRITE_ROLLUPS,
     SCHEMA_VERSION,
     STAGE,
     VERSION_TABLE,
@@ -71,11 +71,11 @@ def _insert_sql() -> str:
   RETURNING {", ".join(ROLLUP_SOURCE_COLUMNS)}
 )"""
     ]
-    *first, last = ROLLUPS
-    for i, (table, dims) in enumerate(first):
-        ctes.append(f"r{i} AS ({rollup_upsert_sql(table, dims, 'ins', 'postgresql')})")
+    *first, last = WRITE_ROLLUPS
+    for i, (table, dims, period) in enumerate(first):
+        ctes.append(f"r{i} AS ({rollup_upsert_sql(table, dims, 'ins', 'postgresql', period)})")
     return "WITH " + ",\n".join(ctes) + "\n" + rollup_upsert_sql(
-        last[0], last[1], "ins", "postgresql"
+        last[0], last[1], "ins", "postgresql", last[2]
     )
 
 

@@ -5,9 +5,10 @@ Both stores keep two tables:
 ``tokenward_events``
     one row per event; timestamps are integer microseconds since the Unix epoch
     (UTC), cost integer nano-USD, tags and tool names JSON text.
-``tokenward_daily``, ``tokenward_daily_agent``, ``tokenward_daily_user``
+``tokenward_daily``, ``tokenward_daily_agent``, ``tokenward_daily_user``, ``tokenward_monthly_user``
     daily rollups per (UTC day, model, provider, status, kind), the second also
-    per agent, the third also per user_id, with every total. They are updated
+    per agent, the third also per user_id, and a monthly twin of the per-user
+    one (long ranges read whole months from it), with every total. They are updated
     in the same transaction as the insert, from exactly the rows that were
     inserted (duplicates skipped), one upsert per group per batch, so they are
     never stale. ``NULL`` dimensions are stored as ``''`` there. Rows written
@@ -39,6 +40,7 @@ from tokenward.ledger._base import (
     check_where,
     merge_into,
     split_days,
+    split_months,
     summary_rows,
     timeseries_rows,
     top_rows,
@@ -57,7 +59,15 @@ ROLLUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tokenward_daily_agent", ("agent", "model", "provider", "status", "kind")),
     ("tokenward_daily_user", ("user_id", "model", "provider", "status", "kind")),
 )
-ROLLUP_TABLES = tuple(t for t, _ in ROLLUPS)
+#: Monthly twins of the daily rollups that grow large (one row per user per day):
+#: long-range queries read whole months from them.
+MONTHLY = {"tokenward_daily_user": "tokenward_monthly_user"}
+#: Every rollup the write path maintains: ``(table, dimensions, period)``.
+WRITE_ROLLUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    *((t, dims, "day") for t, dims in ROLLUPS),
+    *((MONTHLY[t], dims, "month") for t, dims in ROLLUPS if t in MONTHLY),
+)
+ROLLUP_TABLES = tuple(t for t, _, _ in WRITE_ROLLUPS)
 DAILY = ROLLUP_TABLES[0]
 
 _DAY_US = 86_400_000_000
@@ -115,11 +125,11 @@ def ddl(dialect: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {EVENTS}_user_ts ON {EVENTS} (user_id, ts_us)",
         f"CREATE INDEX IF NOT EXISTS {EVENTS}_conv_ts ON {EVENTS} (conversation_id, ts_us)",
     ]
-    for table, dims in ROLLUPS:
-        key = ("day", *dims)
+    for table, dims, period in WRITE_ROLLUPS:
+        key = (period, *dims)
         stmts.append(
             f"""CREATE TABLE IF NOT EXISTS {table} (
-  day {big} NOT NULL,
+  {period} {big} NOT NULL,
   {", ".join(f"{d} TEXT NOT NULL" for d in dims)},
   calls {big} NOT NULL DEFAULT 0,
   errors {big} NOT NULL DEFAULT 0,
@@ -151,17 +161,31 @@ def rollup_agg_select() -> str:
     return ", ".join(f"SUM({f})" for f in AGG_FIELDS)
 
 
-def rollup_upsert_sql(table: str, dims: Sequence[str], source: str, dialect: str) -> str:
+def month_expr(dialect: str) -> str:
+    """SQL: the UTC calendar month of ``ts_us`` as months since 1970-01 (integer math)."""
+    if dialect == "sqlite":
+        d = "(ts_us / 86400000000) * 86400"
+        return (
+            f"(CAST(strftime('%Y', {d}, 'unixepoch') AS INTEGER) - 1970) * 12"
+            f" + CAST(strftime('%m', {d}, 'unixepoch') AS INTEGER) - 1"
+        )
+    d = "(DATE '1970-01-01' + CAST(ts_us / 86400000000 AS integer))"
+    return f"CAST((EXTRACT(YEAR FROM {d}) - 1970) * 12 + EXTRACT(MONTH FROM {d}) - 1 AS bigint)"
+
+
+def rollup_upsert_sql(
+    table: str, dims: Sequence[str], source: str, dialect: str, period: str = "day"
+) -> str:
     """Add the rows of ``source`` (events-shaped) into rollup ``table``.
 
     Groups are inserted in key order, so concurrent writers lock rollup rows in
     the same order (no deadlocks in PostgreSQL).
     """
-    key = ("day", *dims)
+    key = (period, *dims)
     n = len(key)
     select = ", ".join(
         [
-            "ts_us / 86400000000",
+            "ts_us / 86400000000" if period == "day" else month_expr(dialect),
             *(d if d == "model" else f"coalesce({d}, '')" for d in dims),
             raw_agg_select().replace("SUM(latency_ms)", "coalesce(SUM(latency_ms), 0.0)"),
         ]
@@ -179,9 +203,9 @@ def rollup_upsert_sql(table: str, dims: Sequence[str], source: str, dialect: str
 def rebuild_rollup_sql(dialect: str) -> list[str]:
     """Statements that recompute every rollup table from the events table."""
     out = []
-    for table, dims in ROLLUPS:
+    for table, dims, period in WRITE_ROLLUPS:
         out.append(f"DELETE FROM {table}")
-        out.append(rollup_upsert_sql(table, dims, EVENTS, dialect))
+        out.append(rollup_upsert_sql(table, dims, EVENTS, dialect, period))
     return out
 
 
@@ -262,8 +286,15 @@ class _SQLQueries:
             raws, days = [(lo, hi)], None
         for rlo, rhi in raws:
             self._run_grouped(acc, dims, conds, unit, rlo, rhi, rollup=None)
-        if days is not None:
-            self._run_grouped(acc, dims, conds, unit, days[0], days[1], rollup=table)
+        if days is not None and table is not None:
+            day_ranges: list[tuple[int | None, int | None]] = [days]
+            if unit is None and table in MONTHLY:
+                day_ranges, months = split_months(days[0], days[1])
+                if months is not None:
+                    self._run_grouped(acc, dims, conds, unit, months[0], months[1],
+                                      rollup=MONTHLY[table], period="month")
+            for dlo, dhi in day_ranges:
+                self._run_grouped(acc, dims, conds, unit, dlo, dhi, rollup=table)
         return acc
 
     def _run_grouped(
@@ -276,6 +307,7 @@ class _SQLQueries:
         hi: int | None,
         *,
         rollup: str | None,
+        period: str = "day",
     ) -> None:
         params: dict[str, Any] = {}
         select: list[str] = []
@@ -286,7 +318,7 @@ class _SQLQueries:
                 select.append(f"ts_us / {_HOUR_US if unit == 'hour' else _DAY_US}")
         select.extend(self._dim_expr(d, params, rollup is not None) for d in dims)
         where = self._where_sql(conds, params, rollup is not None)
-        tcol = "day" if rollup else "ts_us"
+        tcol = period if rollup else "ts_us"
         if lo is not None:
             where.append(f"{tcol} >= :lo")
             params["lo"] = lo

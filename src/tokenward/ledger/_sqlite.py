@@ -15,7 +15,7 @@ from tokenward.errors import ConfigurationError, LedgerError
 from tokenward.ledger._event import EVENT_COLUMNS, UsageEvent, event_to_row
 from tokenward.ledger._sqlcommon import (
     EVENTS,
-    ROLLUPS,
+    WRITE_ROLLUPS,
     SCHEMA_VERSION,
     VERSION_TABLE,
     _SQLQueries,
@@ -37,7 +37,7 @@ _INSERT = (
 # rowid > max(rowid) before the insert: add exactly those to every rollup.
 _NEW_ROWS = f"(SELECT * FROM {EVENTS} WHERE rowid > :before)"
 _ROLLUP_STEPS = tuple(
-    rollup_upsert_sql(t, dims, _NEW_ROWS, "sqlite") for t, dims in ROLLUPS
+    rollup_upsert_sql(t, dims, _NEW_ROWS, "sqlite", period) for t, dims, period in WRITE_ROLLUPS
 )
 
 
