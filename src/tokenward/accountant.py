@@ -66,6 +66,7 @@ logger = logging.getLogger("tokenward")
 DIMENSION_KEYS: tuple[str, ...] = ("user_id", "conversation_id", "session_id", "agent")
 
 _DEFAULT_DB_PATH = os.path.join(".tokenward", "ledger.db")
+_get_counter: Callable[..., TokenCounter] | None = None  # tokenward.counting.get_counter, lazily
 _MAX_PENDING = 10_000
 _MAX_SETTLED = 100_000
 _ZERO = Decimal(0)
@@ -432,11 +433,14 @@ class Accountant:
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._settled: OrderedDict[str, None] = OrderedDict()
-        from tokenward.cost import cost as _cost_fn
+        from tokenward.cost import _cost_total
         from tokenward.cost import to_nanos as _to_nanos
 
-        self._cost = _cost_fn
+        #: ``cost(usage, info).total`` without the breakdown (the same arithmetic)
+        self._cost_total = _cost_total
         self._to_nanos = _to_nanos
+        #: model name -> (catalog generation, catalog fallback, info, name to record)
+        self._infos: dict[str, tuple[Any, Any, ModelInfo, str]] = {}
 
     @classmethod
     def default(cls, **kwargs: Any) -> Accountant:
@@ -467,15 +471,36 @@ class Accountant:
         return datetime.now(timezone.utc)
 
     def _counter(self, info: ModelInfo) -> TokenCounter:
-        from tokenward.counting import get_counter  # cached per model by the counting module
+        global _get_counter
+        if _get_counter is None:
+            from tokenward.counting import get_counter  # cached per model by the counting module
 
-        return get_counter(info.name, catalog=self.catalog)
+            _get_counter = get_counter
+        return _get_counter(info.name, catalog=self.catalog)
 
     def _budget_now(self) -> datetime | None:
         return self._clock() if self._clock is not None else None
 
     def _model_info(self, model: str) -> tuple[ModelInfo, str]:
-        """``(info, name to record)``: the canonical name, or the requested one for a fallback."""
+        """``(info, name to record)``: the canonical name, or the requested one for a fallback.
+
+        Cached per name, and valid only while the catalog is unchanged (same generation,
+        same fallback): a ``register``/``override``/``set_fallback`` is seen at the next call.
+        """
+        catalog = self.catalog
+        generation = getattr(catalog, "_generation", None)
+        fallback = getattr(catalog, "_fallback", None)
+        hit = self._infos.get(model) if type(model) is str else None
+        if hit is not None and hit[0] == generation and hit[1] is fallback and generation is not None:
+            return hit[2], hit[3]
+        info, name = self._resolve_model(model)
+        if generation is not None and type(model) is str:
+            if len(self._infos) >= 1024:
+                self._infos.clear()
+            self._infos[model] = (generation, fallback, info, name)
+        return info, name
+
+    def _resolve_model(self, model: str) -> tuple[ModelInfo, str]:
         info = self.catalog.get(model)
         if info.name == model:
             return info, model
@@ -558,7 +583,7 @@ class Accountant:
                 # the reply cannot be longer than what is left of the window
                 expected = min(expected, info.context_window - prompt_tokens)
         guess = Usage(input=prompt_tokens, output=expected, estimated=True)
-        breakdown = self._cost(guess, info, catalog=self.catalog)
+        estimated_cost = self._cost_total(guess, info)
         resolved = self._resolve_dims(dims)
         estimate = Estimate(
             run_id=run_id,
@@ -566,7 +591,7 @@ class Accountant:
             prompt_tokens=prompt_tokens,
             exact=counted_exact,
             expected_output=expected,
-            cost=breakdown.total,
+            cost=estimated_cost,
             provider=info.provider,
             reserved=self.budgets is not None,
         )
@@ -574,7 +599,7 @@ class Accountant:
             self.budgets.reserve(
                 run_id,
                 self._budget_dims(resolved, name, info.provider),
-                self._to_nanos(breakdown.total),
+                self._to_nanos(estimated_cost),
                 estimate.tokens,
                 now=self._budget_now(),
             )
@@ -720,7 +745,7 @@ class Accountant:
             fields = usage.to_dict()
             fields.update(input=prompt_estimate, estimated=True)
             usage = Usage(**fields)  # type: ignore[arg-type]
-        nanos = self._to_nanos(self._cost(usage, info, catalog=self.catalog).total)
+        nanos = self._to_nanos(self._cost_total(usage, info))
         if error is not None and status == "ok":
             status = "cancelled" if _is_cancellation(error) else "error"
         event = self._make_event(
@@ -796,7 +821,7 @@ class Accountant:
         status = "cancelled" if _is_cancellation(error) else "error"
         usage = partial_usage or Usage()
         try:
-            nanos = self._to_nanos(self._cost(usage, entry.info, catalog=self.catalog).total)
+            nanos = self._to_nanos(self._cost_total(usage, entry.info))
             event = self._make_event(
                 run_id,
                 entry.requested_model,
@@ -875,7 +900,7 @@ class Accountant:
         try:
             info, name = self._model_info(model)
             resolved = self._resolve_dims(dims)
-            nanos = self._to_nanos(self._cost(usage, info, catalog=self.catalog).total)
+            nanos = self._to_nanos(self._cost_total(usage, info))
             if error is not None and status == "ok":
                 status = "cancelled" if _is_cancellation(error) else "error"
             event = self._make_event(

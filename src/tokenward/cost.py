@@ -16,8 +16,9 @@ Rules (the same the providers publish):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from functools import lru_cache
+from typing import Any
 
 from tokenward.catalog import Catalog, ModelInfo, Prices, default_catalog
 from tokenward.errors import PricingMissingError
@@ -29,6 +30,14 @@ _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
 _NANO = Decimal(1_000_000_000)
 _CENT = Decimal("0.01")
+_ONE = Decimal(1)
+# Every operation of the pricing path is exact at 60 digits (token counts times prices, divided by
+# a power of ten), so a private context gives the same results as ``localcontext()`` with
+# ``prec = 60`` without entering and leaving a context on every call.
+_CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
+_mul = _CTX.multiply
+_div = _CTX.divide
+_add = _CTX.add
 COMPONENTS: tuple[str, ...] = (
     "input",
     "cache_read",
@@ -137,6 +146,96 @@ def _missing(info: ModelInfo, kind: str, field: str, tokens: int) -> PricingMiss
     )
 
 
+_PLANS: dict[int, tuple[ModelInfo, tuple[Any, ...]]] = {}
+
+
+def _plan(info: ModelInfo) -> tuple[Any, ...]:
+    """Per-model pricing plan: base effective prices and ``(threshold, prices, effective)`` tiers.
+
+    Cached by object identity (``ModelInfo`` is immutable; the entry keeps the object alive, so
+    its id cannot be reused while cached).
+    """
+    entry = _PLANS.get(id(info))
+    if entry is not None and entry[0] is info:
+        return entry[1]
+    plan = (
+        _effective(info.prices),
+        tuple((t.above_input_tokens, t.prices, _effective(t.prices)) for t in info.tiers),
+    )
+    if len(_PLANS) >= 1024:
+        _PLANS.clear()
+    _PLANS[id(info)] = (info, plan)
+    return plan
+
+
+def _priced(
+    usage: Usage, info: ModelInfo, batch: bool
+) -> tuple[int | None, tuple[int, ...], tuple[Decimal, ...], Decimal | None]:
+    """``(tier threshold, tokens per component, effective prices, batch keep factor)``.
+
+    Raises like :func:`cost` for prices the model lacks.
+    """
+    effective, tiers = _plan(info)
+    n_input = usage.input
+    tier = None
+    prices = info.prices
+    for threshold, tier_prices, tier_effective in tiers:  # sorted: the highest exceeded wins
+        if n_input > threshold:
+            tier, prices, effective = threshold, tier_prices, tier_effective
+
+    if batch and info.batch_discount is None:
+        raise PricingMissingError(
+            f"Model {info.name!r} has no batch price. Call cost(..., batch=False), or set one with "
+            f"catalog.override({info.name!r}, batch_discount='0.5')."
+        )
+    audio_input = usage.audio_input
+    audio_output = usage.audio_output
+    cache_write_1h = usage.cache_write_1h
+    if audio_input and prices.audio_input is None:
+        raise _missing(info, "audio input", "audio_input", audio_input)
+    if audio_output and prices.audio_output is None:
+        raise _missing(info, "audio output", "audio_output", audio_output)
+    if cache_write_1h and prices.cache_write_1h is None and prices.cache_write_5m is not None:
+        raise _missing(info, "1-hour cache write", "cache_write_1h", cache_write_1h)
+
+    cache_read = usage.cache_read
+    cache_write_5m = usage.cache_write_5m
+    reasoning = usage.reasoning
+    image_input = usage.image_input
+    tokens = (
+        max(0, n_input - cache_read - cache_write_5m - cache_write_1h - audio_input - image_input),
+        cache_read,
+        cache_write_5m,
+        cache_write_1h,
+        max(0, usage.output - reasoning - audio_output),
+        reasoning,
+        audio_input,
+        audio_output,
+        image_input,
+    )
+    keep = None
+    if batch and info.batch_discount is not None:
+        keep = _CTX.subtract(_ONE, info.batch_discount)
+    return tier, tokens, effective, keep
+
+
+def _amount(n: int, price: Decimal, keep: Decimal | None) -> Decimal:
+    # division (not * 1E-6) keeps results short: 0.0375, not 0.03750000
+    if keep is None:
+        return _div(_mul(Decimal(n), price), _MILLION)
+    return _div(_mul(_mul(Decimal(n), price), keep), _MILLION)
+
+
+def _cost_total(usage: Usage, info: ModelInfo, batch: bool = False) -> Decimal:
+    """``cost(usage, info, batch=batch).total`` without building the breakdown (hot path)."""
+    _, tokens, effective, keep = _priced(usage, info, batch)
+    total = _ZERO
+    for n, price in zip(tokens, effective):
+        if n:  # a zero component adds nothing (the running sum's exponent is already <= 0)
+            total = _add(total, _amount(n, price, keep))
+    return total
+
+
 def cost(
     usage: Usage,
     model: str | ModelInfo,
@@ -155,58 +254,17 @@ def cost(
             f"usage must be a Usage, got {type(usage).__name__}; try Usage.from_any(payload)"
         )
     info = _resolve(model, catalog)
-    tier = info.tier_for(usage.input)
-    prices = info.prices if tier is None else tier.prices
-
-    if batch and info.batch_discount is None:
-        raise PricingMissingError(
-            f"Model {info.name!r} has no batch price. Call cost(..., batch=False), or set one with "
-            f"catalog.override({info.name!r}, batch_discount='0.5')."
-        )
-    if usage.audio_input and prices.audio_input is None:
-        raise _missing(info, "audio input", "audio_input", usage.audio_input)
-    if usage.audio_output and prices.audio_output is None:
-        raise _missing(info, "audio output", "audio_output", usage.audio_output)
-    if usage.cache_write_1h and prices.cache_write_1h is None and prices.cache_write_5m is not None:
-        raise _missing(info, "1-hour cache write", "cache_write_1h", usage.cache_write_1h)
-
-    tokens = (
-        max(
-            0,
-            usage.input
-            - usage.cache_read
-            - usage.cache_write_5m
-            - usage.cache_write_1h
-            - usage.audio_input
-            - usage.image_input,
-        ),
-        usage.cache_read,
-        usage.cache_write_5m,
-        usage.cache_write_1h,
-        max(0, usage.output - usage.reasoning - usage.audio_output),
-        usage.reasoning,
-        usage.audio_input,
-        usage.audio_output,
-        usage.image_input,
-    )
-    with localcontext() as ctx:
-        ctx.prec = 60  # exact for any realistic token count and price
-        if batch and info.batch_discount is not None:
-            keep = 1 - info.batch_discount
-            amounts = [
-                Decimal(n) * price * keep / _MILLION if n else _ZERO
-                for n, price in zip(tokens, _effective(prices), strict=True)
-            ]
-        else:  # division (not * 1E-6) keeps results short: 0.0375, not 0.03750000
-            amounts = [
-                Decimal(n) * price / _MILLION if n else _ZERO
-                for n, price in zip(tokens, _effective(prices), strict=True)
-            ]
-        total = sum(amounts, _ZERO)
+    tier, tokens, effective, keep = _priced(usage, info, batch)
+    amounts = [
+        _amount(n, price, keep) if n else _ZERO for n, price in zip(tokens, effective, strict=True)
+    ]
+    total = _ZERO
+    for amount in amounts:
+        total = _add(total, amount)
     return CostBreakdown(
         model=info.name,
         total=total,
-        tier=None if tier is None else tier.above_input_tokens,
+        tier=tier,
         batch=batch,
         estimated=usage.estimated,
         **dict(zip(COMPONENTS, amounts, strict=True)),
@@ -215,18 +273,18 @@ def cost(
 
 def to_nanos(usd: Decimal | int | str) -> int:
     """USD -> integer nano-USD (1e-9), rounded half-to-even. Floats are refused (money is never float)."""
-    if isinstance(usd, (float, bool)):
-        raise TypeError("to_nanos() takes a Decimal (or int/str), never a float")
-    value = usd if isinstance(usd, Decimal) else Decimal(usd)
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return int((value * _NANO).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    if type(usd) is Decimal:
+        value = usd
+    else:
+        if isinstance(usd, (float, bool)):
+            raise TypeError("to_nanos() takes a Decimal (or int/str), never a float")
+        value = usd if isinstance(usd, Decimal) else Decimal(usd)
+    # quantize to whole nano-USD, half-to-even, at 60 digits (the context's rounding)
+    return int(_CTX.quantize(_mul(value, _NANO), _ONE))
 
 
 def from_nanos(nanos: int) -> Decimal:
     """Integer nano-USD -> exact ``Decimal`` USD."""
     if isinstance(nanos, bool) or not isinstance(nanos, int):
         raise TypeError("from_nanos() takes an int")
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return Decimal(nanos) / _NANO
+    return _div(Decimal(nanos), _NANO)

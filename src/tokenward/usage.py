@@ -17,12 +17,26 @@ Conventions (the same as LangChain's ``UsageMetadata`` and OpenAI's chat API):
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from tokenward.errors import UsageParseError
 
 __all__ = ["Usage"]
+
+_COUNT_FIELDS = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "reasoning",
+    "audio_input",
+    "audio_output",
+    "image_input",
+)
+_new_usage = object.__new__
+_set = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +55,60 @@ class Usage:
     estimated: bool = False
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name == "estimated":
-                continue
-            value = getattr(self, f.name)
+        # fast path: plain non-negative ints (the only thing parsers and the core build)
+        for value in (
+            self.input,
+            self.output,
+            self.cache_read,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.reasoning,
+            self.audio_input,
+            self.audio_output,
+            self.image_input,
+        ):
+            if type(value) is not int or value < 0:
+                self._validate()
+                return
+
+    def _validate(self) -> None:
+        for name in _COUNT_FIELDS:
+            value = getattr(self, name)
             if type(value) is not int:
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise TypeError(
-                        f"Usage.{f.name} must be an int, got {type(value).__name__} {value!r}"
+                        f"Usage.{name} must be an int, got {type(value).__name__} {value!r}"
                     )
             if value < 0:
-                raise ValueError(f"Usage.{f.name} must be >= 0, got {value}")
+                raise ValueError(f"Usage.{name} must be >= 0, got {value}")
+
+    @classmethod
+    def _trusted(
+        cls,
+        input: int,
+        output: int,
+        cache_read: int = 0,
+        cache_write_5m: int = 0,
+        cache_write_1h: int = 0,
+        reasoning: int = 0,
+        audio_input: int = 0,
+        audio_output: int = 0,
+        image_input: int = 0,
+        estimated: bool = False,
+    ) -> Usage:
+        """Build without validation: for callers that already checked every count is an int >= 0."""
+        u = _new_usage(cls)
+        _set(u, "input", input)
+        _set(u, "output", output)
+        _set(u, "cache_read", cache_read)
+        _set(u, "cache_write_5m", cache_write_5m)
+        _set(u, "cache_write_1h", cache_write_1h)
+        _set(u, "reasoning", reasoning)
+        _set(u, "audio_input", audio_input)
+        _set(u, "audio_output", audio_output)
+        _set(u, "image_input", image_input)
+        _set(u, "estimated", estimated)
+        return u
 
     @property
     def total(self) -> int:
@@ -71,7 +128,7 @@ class Usage:
     def __add__(self, other: object) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage(
+        return Usage._trusted(  # sums of validated counts stay valid
             input=self.input + other.input,
             output=self.output + other.output,
             cache_read=self.cache_read + other.cache_read,
@@ -95,7 +152,18 @@ class Usage:
 
     def to_dict(self) -> dict[str, int | bool]:
         """Plain dict of all fields (for JSON, storage)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {
+            "input": self.input,
+            "output": self.output,
+            "cache_read": self.cache_read,
+            "cache_write_5m": self.cache_write_5m,
+            "cache_write_1h": self.cache_write_1h,
+            "reasoning": self.reasoning,
+            "audio_input": self.audio_input,
+            "audio_output": self.audio_output,
+            "image_input": self.image_input,
+            "estimated": self.estimated,
+        }
 
     # -- provider parsers (implemented below the class) ------------------------------------
     @classmethod
@@ -588,7 +656,77 @@ def _from_bedrock(payload: Any) -> Usage:
 
 
 # --------------------------------------------------------------------------------- LangChain
+_LC_INPUT_DETAILS = (
+    "cache_creation",
+    "ephemeral_5m_input_tokens",
+    "ephemeral_1h_input_tokens",
+    "cache_read",
+    "audio",
+)
+_LC_KEYS = frozenset(
+    ("input_tokens", "output_tokens", "total_tokens", "input_token_details", "output_token_details")
+)
+
+
+def _plain_count(value: Any) -> int | None:
+    """``value`` as a count when it is None or a plain int >= 0; None when it needs the slow path."""
+    if value is None:
+        return 0
+    if type(value) is int and value >= 0:
+        return value
+    return None
+
+
+def _fast_langchain(data: dict[str, Any]) -> Usage | None:
+    """The common case of :func:`_from_langchain`: a plain dict of plain ints.
+
+    Returns None whenever anything is unusual (other types, invalid values, inconsistent
+    details), so the general parser handles it and raises its precise errors.
+    """
+    input_ = data.get("input_tokens")
+    output = data.get("output_tokens")
+    if type(input_) is not int or type(output) is not int or input_ < 0 or output < 0:
+        return None
+    itd = data.get("input_token_details")
+    otd = data.get("output_token_details")
+    written = five = one = cache_read = audio_input = reasoning = audio_output = 0
+    if itd is not None:
+        if type(itd) is not dict:
+            return None
+        if itd:
+            counts = [_plain_count(itd.get(k)) for k in _LC_INPUT_DETAILS]
+            if None in counts:
+                return None
+            written, five, one, cache_read, audio_input = counts  # type: ignore[misc]
+    if otd is not None:
+        if type(otd) is not dict:
+            return None
+        if otd:
+            r = _plain_count(otd.get("reasoning"))
+            a = _plain_count(otd.get("audio"))
+            if r is None or a is None:
+                return None
+            reasoning, audio_output = r, a
+    total_written = max(written, five + one)
+    if five + one > total_written:  # pragma: no cover - impossible by construction
+        return None
+    five += total_written - five - one  # remainder of the total -> 5 minutes (as _split_writes)
+    if (
+        cache_read + five + one > input_
+        or audio_input > input_
+        or reasoning + audio_output > output
+    ):
+        return None  # the general parser raises the precise error
+    return Usage._trusted(
+        input_, output, cache_read, five, one, reasoning, audio_input, audio_output, 0
+    )
+
+
 def _from_langchain(payload: Any) -> Usage:
+    if type(payload) is dict:
+        fast = _fast_langchain(payload)
+        if fast is not None:
+            return fast
     data = _unwrap(payload, ("usage_metadata",), ("input_tokens", "output_tokens"), "LangChain")
     if "input_tokens" not in data and "output_tokens" not in data:
         raise UsageParseError(
@@ -722,6 +860,16 @@ def _search(obj: Any, depth: int) -> Usage | None:
 def _from_any(payload: Any) -> Usage:
     if isinstance(payload, Usage):
         return payload
+    if (
+        type(payload) is dict
+        and payload.keys() <= _LC_KEYS
+        and type(payload.get("input_tokens")) is int
+    ):
+        # a LangChain UsageMetadata (or a plain {input_tokens, output_tokens}): what _detect
+        # would pick for these keys
+        fast = _fast_langchain(payload)
+        if fast is not None:
+            return fast
     if payload is None:
         raise UsageParseError("no usage payload (got None)", field=None)
     found = _search(payload, 0)

@@ -15,7 +15,7 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.tracers.context import register_configure_hook
 
-from tokenward.errors import BudgetExceededError
+from tokenward.errors import BudgetExceededError, UnknownModelError
 from tokenward.integrations.langchain._common import (
     dims_from_run,
     extract_result,
@@ -23,6 +23,7 @@ from tokenward.integrations.langchain._common import (
     model_from_start,
     swallow_internal_errors,
 )
+from tokenward.integrations.langchain._common import logger as _adapter_logger
 from tokenward.integrations.langchain._convert import messages_for_preflight
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ __all__ = ["TokenwardCallbackHandler", "AsyncTokenwardCallbackHandler", "trackin
 
 _MAX_PENDING = 10_000
 
+#: Errors that reach the caller: a budget denial, and a model the catalog does not know (the
+#: user must register it or choose ``Catalog(fallback=...)``; never a silent zero).
+_PROPAGATE = (BudgetExceededError, UnknownModelError)
+
 #: True while a TokenBudgetMiddleware accounts the model call being made: handlers skip it.
 _accounted_elsewhere: ContextVar[bool] = ContextVar("tokenward_accounted_elsewhere", default=False)
 
@@ -44,17 +49,18 @@ class _DenialLogFilter(logging.Filter):
 
     LangChain logs a warning for every exception a callback raises, even when the handler
     has ``raise_error = True`` and the exception is re-raised to the caller. A budget
-    denial is intended control flow that the caller receives as ``BudgetExceededError``;
-    logging it as a callback error as well would be misleading noise. Anything else
-    (including other handlers' errors) is left alone.
+    denial (``BudgetExceededError``) and an unknown model (``UnknownModelError``) reach the
+    caller as the exception itself; logging them as a callback error as well would be
+    misleading noise. Anything else (including other handlers' errors) is left alone.
     """
 
     _HANDLERS = ("TokenwardCallbackHandler", "AsyncTokenwardCallbackHandler")
+    _PREFIXES = ("BudgetExceededError(", "UnknownModelError(")
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) == 3 and args[0] in self._HANDLERS:
-            return not str(args[2]).startswith("BudgetExceededError(")
+            return not str(args[2]).startswith(self._PREFIXES)
         return True
 
 
@@ -67,12 +73,18 @@ def _default_accountant() -> Accountant:
     return get_default_accountant()
 
 
+def _log_internal_error() -> None:
+    # what swallow_internal_errors() logs, without a context manager on the hot path
+    _adapter_logger.error("internal error in tokenward", exc_info=True)
+
+
 class _Run:
     """Book-keeping for one model call between its start and end events."""
 
-    __slots__ = ("model", "dims", "started", "preflighted", "kind")
+    __slots__ = ("rid", "model", "dims", "started", "preflighted", "kind")
 
-    def __init__(self, model: str | None, dims: dict[str, Any], kind: str) -> None:
+    def __init__(self, rid: str, model: str | None, dims: dict[str, Any], kind: str) -> None:
+        self.rid = rid  # the run id as the accountant sees it (str(UUID) computed once)
         self.model = model
         self.dims = dims
         self.started = time.perf_counter()
@@ -95,7 +107,7 @@ class _HandlerCore:
         self.accountant = accountant if accountant is not None else _default_accountant()
         self.default_model = default_model
         self.dims: dict[str, Any] = {k: v for k, v in dims.items() if v is not None}
-        self._runs: OrderedDict[str, _Run] = OrderedDict()
+        self._runs: OrderedDict[UUID | str, _Run] = OrderedDict()  # keyed by the run's UUID
         self._lock = threading.Lock()
         self._max_pending = max_pending
         #: tools run while this handler was attached, by name (executions, not requests)
@@ -103,18 +115,18 @@ class _HandlerCore:
         self._tools: dict[str, str] = {}
 
     # -- run map -------------------------------------------------------------------------
-    def _put(self, run_id: str, run: _Run) -> None:
+    def _put(self, run_id: UUID, run: _Run) -> None:
         evicted: list[str] = []
         with self._lock:
             self._runs[run_id] = run
             while len(self._runs) > self._max_pending:
-                old_id, _ = self._runs.popitem(last=False)
-                evicted.append(old_id)
+                _, old = self._runs.popitem(last=False)
+                evicted.append(old.rid)
         for old_id in evicted:  # a run that never ended must not hold budget forever
             with swallow_internal_errors():
                 self.accountant.release(old_id, error="run state evicted (never ended)")
 
-    def _pop(self, run_id: str) -> _Run | None:
+    def _pop(self, run_id: UUID) -> _Run | None:
         with self._lock:
             return self._runs.pop(run_id, None)
 
@@ -136,8 +148,8 @@ class _HandlerCore:
         params = kwargs.get("invocation_params")
         model = model_from_start(serialized, params, metadata) or self.default_model
         dims = dims_from_run(self.dims, metadata, tags)
-        run = _Run(model, dims, kind)
-        self._put(rid, run)
+        run = _Run(rid, model, dims, kind)
+        self._put(run_id, run)
         if model is None:
             raise ValueError(
                 "cannot tell which model this run uses (no model/model_name in its invocation "
@@ -154,17 +166,19 @@ class _HandlerCore:
                 parent_id=str(parent_run_id) if parent_run_id else None,
                 kind=kind,
             )
-        except BudgetExceededError:
-            self._pop(rid)  # denied: the model will not run, no end event will come
+        except _PROPAGATE:
+            # denied, or a model nobody can price: the model will not run, no end event
+            # will come; the caller gets the error (not a silently unrecorded call)
+            self._pop(run_id)
             raise
         run.preflighted = True
         run.started = time.perf_counter()  # latency is the model's, not our pre-flight's
 
     def _end(self, response: LLMResult, run_id: UUID) -> None:
-        rid = str(run_id)
-        run = self._pop(rid)
+        run = self._pop(run_id)
         if run is None:
             return
+        rid = run.rid
         info = extract_result(response)
         latency_ms = (time.perf_counter() - run.started) * 1000.0
         model = info.model or run.model or self.default_model
@@ -180,7 +194,7 @@ class _HandlerCore:
         )
 
     def _error(self, error: BaseException, run_id: UUID, kwargs: Mapping[str, Any]) -> None:
-        run = self._pop(str(run_id))
+        run = self._pop(run_id)
         if run is None:
             return
         response = kwargs.get("response")
@@ -190,7 +204,7 @@ class _HandlerCore:
             # the provider produced output before failing (a broken stream): the prompt was
             # processed, so record an estimated error event rather than nothing
             self.accountant.settle(
-                str(run_id), None, model=info.model or run.model, status="error",
+                run.rid, None, model=info.model or run.model, status="error",
                 latency_ms=latency_ms, output_text=info.output_text,
                 tool_names=tuple(info.tool_names), dims=run.dims, error=repr(error),
             )
@@ -200,7 +214,7 @@ class _HandlerCore:
         if not run.preflighted and model:  # let the core record orphan partial usage
             extra["model"] = model
         self.accountant.release(
-            str(run_id), partial_usage=info.usage if info is not None else None, error=error,
+            run.rid, partial_usage=info.usage if info is not None else None, error=error,
             **extra,
         )
 
@@ -285,9 +299,13 @@ class TokenwardCallbackHandler(_HandlerCore, BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        with swallow_internal_errors():
+        try:
             self._start("chat", serialized, messages_for_preflight(messages), run_id,
                         parent_run_id, tags, metadata, kwargs)
+        except _PROPAGATE:
+            raise
+        except Exception:
+            _log_internal_error()
 
     def on_llm_start(
         self,
@@ -300,18 +318,30 @@ class TokenwardCallbackHandler(_HandlerCore, BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        with swallow_internal_errors():
+        try:
             msgs = [{"role": "user", "content": p} for p in prompts]
             self._start("completion", serialized, msgs, run_id, parent_run_id, tags, metadata,
                         kwargs)
+        except _PROPAGATE:
+            raise
+        except Exception:
+            _log_internal_error()
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        with swallow_internal_errors():
+        try:
             self._end(response, run_id)
+        except BudgetExceededError:
+            raise
+        except Exception:
+            _log_internal_error()
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        with swallow_internal_errors():
+        try:
             self._error(error, run_id, kwargs)
+        except BudgetExceededError:
+            raise
+        except Exception:
+            _log_internal_error()
 
     def on_tool_start(self, serialized: dict[str, Any], input_str: str, *, run_id: UUID,
                       **kwargs: Any) -> None:
@@ -363,9 +393,13 @@ class AsyncTokenwardCallbackHandler(_HandlerCore, AsyncCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        with swallow_internal_errors():
+        try:
             self._start("chat", serialized, messages_for_preflight(messages), run_id,
                         parent_run_id, tags, metadata, kwargs)
+        except _PROPAGATE:
+            raise
+        except Exception:
+            _log_internal_error()
 
     async def on_llm_start(
         self,
@@ -378,18 +412,30 @@ class AsyncTokenwardCallbackHandler(_HandlerCore, AsyncCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        with swallow_internal_errors():
+        try:
             msgs = [{"role": "user", "content": p} for p in prompts]
             self._start("completion", serialized, msgs, run_id, parent_run_id, tags, metadata,
                         kwargs)
+        except _PROPAGATE:
+            raise
+        except Exception:
+            _log_internal_error()
 
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        with swallow_internal_errors():
+        try:
             self._end(response, run_id)
+        except BudgetExceededError:
+            raise
+        except Exception:
+            _log_internal_error()
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        with swallow_internal_errors():
+        try:
             self._error(error, run_id, kwargs)
+        except BudgetExceededError:
+            raise
+        except Exception:
+            _log_internal_error()
 
     async def on_tool_start(self, serialized: dict[str, Any], input_str: str, *, run_id: UUID,
                             **kwargs: Any) -> None:
