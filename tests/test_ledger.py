@@ -701,3 +701,16 @@ def test_fork_child_gets_its_own_connections(tmp_path: Path) -> None:
 def _fork_child(led: SQLiteLedger) -> None:
     led.record(ev("child", T0))
     led.close()
+
+
+def test_server_fixtures_fail_in_ci_and_skip_locally(monkeypatch) -> None:
+    """If this fails, a server that cannot start would be silently skipped in CI."""
+    import tests._servers as servers
+
+    monkeypatch.setattr(servers, "_IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        servers._unavailable("embedded PostgreSQL", RuntimeError("initdb failed\nmore"))
+    monkeypatch.setattr(servers, "_IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="embedded PostgreSQL unavailable: "
+                                                    "RuntimeError: initdb failed$"):
+        servers._unavailable("embedded PostgreSQL", RuntimeError("initdb failed\nmore"))
