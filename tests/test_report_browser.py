@@ -168,3 +168,25 @@ def test_hostile_labels_stay_inert_text(page: dict[str, Any]) -> None:
     assert any(t.startswith(XSS_AGENT + ":") for t in agents)  # shown literally
     assert XSS_CONV in pg.locator("table.conversations").inner_text()
     assert pg.locator("img").count() == 0
+
+
+def test_report_as_shipped_with_its_policy_loads_cleanly(browser: Any, tmp_path: Any) -> None:
+    path = tmp_path / "report.html"
+    path.write_text(render_html(make_data()), encoding="utf-8")  # CSP included
+    pg = browser.new_page()
+    try:
+        console: list[tuple[str, str]] = []
+        requests: list[str] = []
+        pg.on("console", lambda m: console.append((m.type, m.text)))
+        pg.on("request", lambda r: requests.append(r.url))
+        pg.goto(path.resolve().as_uri(), wait_until="load")
+        assert requests == [path.resolve().as_uri()]
+        assert console == []
+        assert pg.locator("svg.chart").count() > 5
+        # styles still apply under the policy (inline <style> is allowed)
+        colour = pg.evaluate(
+            "() => getComputedStyle(document.querySelector('.card')).backgroundColor"
+        )
+        assert colour == "rgb(246, 248, 250)"
+    finally:
+        pg.close()
