@@ -367,3 +367,19 @@ def test_cheaper_model_reprices_each_call_at_its_tier() -> None:
     assert s.evidence["candidate_cost_in_period_usd"] == Decimal("0.709")
     per_call = sum((cost(e.usage, small).total for e in ev.ledger.events()), Decimal(0))
     assert per_call == Decimal("0.709")
+
+
+def test_max_tokens_uses_the_requested_limit_when_tagged(catalog: Catalog) -> None:
+    ev = Events(catalog)
+    for i in range(30):
+        ev.add(at=timedelta(minutes=i), input=100, output=300, tags={"max_tokens": "4000"})
+    s = only(ev.advise(), "max_tokens")[0]
+    assert s.evidence["requested_max_tokens_recorded"] is True
+    assert s.evidence["compared_with_max_tokens"] == 4_000
+    assert s.evidence["suggested_max_tokens"] == 512
+    assert "from the max_tokens tag" in s.detail
+    # a requested limit already close to the outputs: nothing to suggest
+    ev2 = Events(catalog)
+    for i in range(30):
+        ev2.add(at=timedelta(minutes=i), input=100, output=300, tags={"max_tokens": "600"})
+    assert only(ev2.advise(), "max_tokens") == []

@@ -39,12 +39,13 @@ Rules (thresholds are keyword arguments of :func:`advise`):
     ``interactive`` saying so, or an agent listed in ``offline_agents``) on a model with a batch
     discount: savings = their cost x the discount.
 ``max_tokens``
-    The ledger does not store the requested ``max_tokens``; this rule compares the p99 of
-    observed output tokens (nearest rank) with the model's max output. When p99 is below
-    ``max_output_ratio`` (25 %) of it, a cap of p99 x 1.25 rounded up to a multiple of 256 is
-    proposed. Savings = output tokens above that cap x output price (runaway generations it
-    would have stopped); ``None`` when no call exceeded it (the gain is then tighter budget
-    reservations, not spend).
+    The ledger does not store the requested ``max_tokens`` (unless every call of the workload
+    carries a ``max_tokens`` tag, which is then used); otherwise this rule compares the p99 of
+    observed output tokens (nearest rank) with the model's max output, and says so. When p99 is
+    below ``max_output_ratio`` (25 %) of that reference, a cap of p99 x 1.25 rounded up to a
+    multiple of 256 is proposed. Savings = output tokens above that cap x output price
+    (runaway generations it would have stopped); ``None`` when no call exceeded it (the gain is
+    then tighter budget reservations, not spend).
 ``trim_history``
     Conversations with at least ``min_conversation_calls`` calls whose input/output ratio is at
     least ``min_history_ratio`` and whose last prompt is at least twice the first ("history
@@ -669,13 +670,27 @@ def _max_tokens(
     ratio: float,
     min_calls: int,
 ) -> list[Suggestion]:
-    if info.max_output is None or w.calls < min_calls:
+    if w.calls < min_calls:
+        return []
+    requested = [_requested_max_tokens(e) for e in w.events]
+    recorded = all(r is not None for r in requested)
+    if recorded:
+        reference = max(r for r in requested if r is not None)
+        what = f"the max_tokens you request (up to {reference:,}, from the max_tokens tag)"
+    elif info.max_output is not None:
+        reference = info.max_output
+        what = (
+            f"{info.name}'s {reference:,}-token maximum. The ledger does not record the "
+            f"max_tokens you requested (tag calls with max_tokens to compare with that), so "
+            f"this compares the observed p99 with the model's maximum"
+        )
+    else:
         return []
     q = p99(w.outputs)
-    if q >= info.max_output * ratio:
+    if q >= reference * ratio:
         return []
     cap = max(256, math.ceil(q * 1.25 / 256) * 256)
-    if cap >= info.max_output:
+    if cap >= reference:
         return []
     over_calls = [e for e in w.events if e.usage.output > cap]
     over_tokens = sum(e.usage.output - cap for e in over_calls)
@@ -686,9 +701,7 @@ def _max_tokens(
         monthly = None
     detail = (
         f"99% of the {w.calls:,} calls produced at most {q:,} output tokens, "
-        f"{q / info.max_output:.1%} of {info.name}'s {info.max_output:,}-token maximum. "
-        f"The ledger does not record the max_tokens you requested, so this compares the "
-        f"observed p99 with the model's maximum: set max_tokens={cap:,}. "
+        f"{q / reference:.1%} of {what}: set max_tokens={cap:,}. "
     )
     if over_tokens:
         detail += (
@@ -713,15 +726,26 @@ def _max_tokens(
                 "p99_output_tokens": q,
                 "max_output_tokens": max(w.outputs),
                 "model_max_output": info.max_output,
+                "compared_with_max_tokens": reference,
                 "suggested_max_tokens": cap,
                 "calls_above_cap": len(over_calls),
                 "tokens_above_cap": over_tokens,
-                "requested_max_tokens_recorded": False,
+                "requested_max_tokens_recorded": recorded,
             },
             risk="medium" if over_tokens else "low",
             workload=w.label,
         )
     ]
+
+
+def _requested_max_tokens(e: Any) -> int | None:
+    """The ``max_tokens`` tag of an event (the limit the app requested), if it has one."""
+    raw = (e.tags or {}).get("max_tokens")
+    try:
+        value = int(str(raw).strip()) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value > 0 else None
 
 
 def _avg_input_price(e: Any, prices: Any) -> Decimal:
