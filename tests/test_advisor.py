@@ -383,3 +383,16 @@ def test_max_tokens_uses_the_requested_limit_when_tagged(catalog: Catalog) -> No
     for i in range(30):
         ev2.add(at=timedelta(minutes=i), input=100, output=300, tags={"max_tokens": "600"})
     assert only(ev2.advise(), "max_tokens") == []
+
+
+def test_batch_recognizes_offline_agent_names_with_medium_risk(catalog: Catalog) -> None:
+    ev = Events(catalog)
+    for i in range(2):
+        ev.add(at=timedelta(hours=i), input=5_000, output=500, agent="nightly-digest")
+    ev.add(at=timedelta(hours=3), input=5_000, output=500, agent="support")  # interactive
+    s = only(ev.advise(), "batch")
+    assert len(s) == 1
+    assert s[0].workload == "agent=nightly-digest / acme-2-big"
+    assert s[0].evidence["identified_by"] == ["agent name"] and s[0].risk == "medium"
+    assert s[0].estimated_monthly_savings_usd == Decimal("0.06")  # 0.13 x 0.5 = 0.065
+    assert "agent's name only" in s[0].detail

@@ -36,8 +36,10 @@ Rules (thresholds are keyword arguments of :func:`advise`):
     candidate's window the largest prompt uses, reasoning usage and a provider change.
 ``batch``
     Calls marked as offline (tag ``batch`` or ``offline`` = true/1/yes, tag ``mode`` or
-    ``interactive`` saying so, or an agent listed in ``offline_agents``) on a model with a batch
-    discount: savings = their cost x the discount.
+    ``interactive`` saying so, an agent listed in ``offline_agents``, or an agent whose name
+    says so: batch, nightly, cron, offline, etl, backfill, scheduled, bulk, job; risk "medium"
+    when only the name said so) on a model with a batch discount: savings = their cost x the
+    discount.
 ``max_tokens``
     The ledger does not store the requested ``max_tokens`` (unless every call of the workload
     carries a ``max_tokens`` tag, which is then used); otherwise this rule compares the p99 of
@@ -77,6 +79,9 @@ _DAY = timedelta(days=1)
 _HOUR = timedelta(hours=1)
 _TRUE = ("true", "1", "yes", "y", "on")
 _OFFLINE_MODES = ("batch", "offline", "background", "async", "cron")
+_OFFLINE_AGENT = re.compile(
+    r"batch|nightly|cron|offline|etl|backfill|scheduled|bulk|(^|[-_ ])jobs?($|[-_ ])", re.I
+)
 _REASONING_NAME = re.compile(r"^(o\d|gpt-5)|reasoner|thinking", re.IGNORECASE)
 
 
@@ -156,18 +161,24 @@ def p99(values: Sequence[int]) -> int:
     return s[rank - 1]
 
 
-def _is_offline(event: Any, offline_agents: frozenset[str]) -> bool:
-    if event.agent is not None and event.agent in offline_agents:
-        return True
+def _offline_reason(event: Any, offline_agents: frozenset[str]) -> str | None:
+    """Why a call counts as offline (``"tag"``, ``"offline_agents"``, ``"agent name"``) or None."""
     tags = event.tags
-    if not tags:
-        return False
-    for key in ("batch", "offline"):
-        if str(tags.get(key, "")).strip().lower() in _TRUE:
-            return True
-    if str(tags.get("mode", "")).strip().lower() in _OFFLINE_MODES:
-        return True
-    return str(tags.get("interactive", "")).strip().lower() in ("false", "0", "no", "n", "off")
+    if tags:
+        for key in ("batch", "offline"):
+            if str(tags.get(key, "")).strip().lower() in _TRUE:
+                return "tag"
+        if str(tags.get("mode", "")).strip().lower() in _OFFLINE_MODES:
+            return "tag"
+        if str(tags.get("interactive", "")).strip().lower() in ("false", "0", "no", "n", "off"):
+            return "tag"
+    agent = event.agent
+    if agent is not None:
+        if agent in offline_agents:
+            return "offline_agents"
+        if _OFFLINE_AGENT.search(agent):
+            return "agent name"
+    return None
 
 
 def _workload_label(agent: str | None, model: str) -> str:
@@ -189,6 +200,7 @@ class _Workload:
     events: list[Any] = field(default_factory=list)
     offline_calls: int = 0
     offline_cost: Decimal = _ZERO
+    offline_reasons: set[str] = field(default_factory=set)
 
     @property
     def label(self) -> str:
@@ -261,9 +273,11 @@ def advise(
         w.max_input = max(w.max_input, u.input)
         w.outputs.append(u.output)
         w.events.append(e)
-        if _is_offline(e, offline):
+        reason = _offline_reason(e, offline)
+        if reason is not None:
             w.offline_calls += 1
             w.offline_cost += e.cost
+            w.offline_reasons.add(reason)
         if e.conversation_id and e.status == "ok":
             conversations[e.conversation_id].append(e)
     if first is None or last is None:
@@ -637,6 +651,7 @@ def _batch(w: _Workload, info: Any, scale: Decimal, common: dict[str, Any]) -> l
         return []
     saved = w.offline_cost * info.batch_discount
     monthly = _cents(saved * scale)
+    guessed = w.offline_reasons == {"agent name"}
     return [
         Suggestion(
             kind="batch",
@@ -644,19 +659,26 @@ def _batch(w: _Workload, info: Any, scale: Decimal, common: dict[str, Any]) -> l
                 f"Run the offline calls of {w.label} through the batch API: save ~${monthly}/month"
             ),
             detail=(
-                f"{w.offline_calls:,} calls marked offline/batch cost {_money(w.offline_cost)} at "
+                f"{w.offline_calls:,} offline calls cost {_money(w.offline_cost)} at "
                 f"interactive prices; {info.provider}'s batch API bills {info.name} "
                 f"{info.batch_discount:.0%} less, with results within 24 hours."
+                + (
+                    " They were recognized by the agent's name only: confirm nobody waits "
+                    "for these answers (tag calls with batch=true or pass offline_agents)."
+                    if guessed
+                    else ""
+                )
             ),
             estimated_monthly_savings_usd=monthly,
             evidence={
                 **common,
+                "identified_by": sorted(w.offline_reasons),
                 "offline_calls": w.offline_calls,
                 "offline_cost_in_period_usd": w.offline_cost,
                 "batch_discount": info.batch_discount,
                 "savings_in_period_usd": saved,
             },
-            risk="low",
+            risk="medium" if guessed else "low",
             workload=w.label,
         )
     ]
