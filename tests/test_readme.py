@@ -44,18 +44,38 @@ def _fake_chain():
     return prompt | model
 
 
+def _mock_index():
+    from llama_index.core import Document, Settings, VectorStoreIndex
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.llms import MockLLM
+
+    class PricedMockLLM(MockLLM):  # MockLLM reports its model as "unknown"
+        @property
+        def metadata(self):
+            meta = super().metadata
+            meta.model_name = "gpt-4o-mini"
+            return meta
+
+    Settings.llm = PricedMockLLM(max_tokens=16)
+    Settings.embed_model = MockEmbedding(embed_dim=8, model_name="text-embedding-3-small")
+    return VectorStoreIndex.from_documents([Document(text="tokenward counts and bounds tokens.")])
+
+
 def test_readme_has_the_two_setup_commands():
     text = README.read_text()
     assert "make demo" in text and "make test" in text
 
 
-def test_readme_python_blocks_run_and_print_what_they_claim():
+def test_readme_python_blocks_run_and_print_what_they_claim(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # blocks may create ledger files
     blocks = _blocks()
     assert len(blocks) >= 4
     namespace: dict = {"__name__": "__readme__"}
     for i, block in enumerate(blocks):
         if "chain.invoke" in block:
             namespace["chain"] = _fake_chain()
+        if "index.as_query_engine" in block:
+            namespace["index"] = _mock_index()
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exec(compile(block, f"README.md block {i + 1}", "exec"), namespace)
@@ -68,3 +88,11 @@ def test_readme_python_blocks_run_and_print_what_they_claim():
                 m = _EXPECT.match(line)
                 if m:
                     assert got == m.group(1).strip(), f"block {i + 1}: {line.strip()!r} printed {got!r}"
+    for value in list(namespace.values()):  # leave LlamaIndex's global dispatcher as we found it
+        if type(value).__name__ == "Accountant":
+            value.close()
+    from llama_index.core.instrumentation import get_dispatcher
+
+    root = get_dispatcher()
+    root.event_handlers[:] = [h for h in root.event_handlers if "tokenward" not in type(h).__module__]
+    root.span_handlers[:] = [h for h in root.span_handlers if "tokenward" not in type(h).__module__]
