@@ -405,3 +405,43 @@ def test_long_suggestion_lists_are_capped() -> None:
     html = render_html(data)
     assert html.count('class="sugg"') == 25
     assert "5 smaller suggestions not shown (together ~$5.00/month)" in html
+
+
+def test_budget_rows_respect_where_and_missing() -> None:
+    ledger = make_ledger()
+    ledger.record(
+        UsageEvent(
+            id="anon",
+            timestamp=T0 + timedelta(days=2),
+            model="gpt-4o",
+            provider=None,
+            usage=Usage(input=1_000, output=10),
+            cost=Decimal("0.5"),
+            agent="support",
+        )
+    )
+    budgets = [
+        Budget(
+            "support-users",
+            limit_usd="1",
+            window="month",
+            scope="user_id",
+            where={"agent": "support"},
+            missing="skip",
+        ),
+        Budget(
+            "support-shared",
+            limit_usd="1",
+            window="month",
+            scope="user_id",
+            where={"agent": "support"},
+        ),
+    ]
+    from tokenward.report import budget_rows
+
+    rows = budget_rows(ledger, budgets, now=NOW)
+    skip = {r.scope_key for r in rows if r.budget == "support-users"}
+    shared = {r.scope_key: r for r in rows if r.budget == "support-shared"}
+    assert skip == {"user_id=alice", "user_id=bob"}  # research/XSS agents excluded by where
+    assert set(shared) == skip | {"user_id=<none>"}
+    assert shared["user_id=<none>"].spent == Decimal("0.5")

@@ -134,6 +134,8 @@ def budget_rows(
         rows: list[BudgetRow] = []
         for g in groups:
             dims = _dims_for(b, g.dims if g is not None else {})
+            if b.missing == "skip" and not b.applies(dims):
+                continue  # calls without the scope dimension are not subject to this budget
             if kind == "conversation" and g is not None:
                 dims["conversation_id"] = g.dims.get("conversation_id")
             if live is not None:
