@@ -396,3 +396,16 @@ def test_batch_recognizes_offline_agent_names_with_medium_risk(catalog: Catalog)
     assert s[0].evidence["identified_by"] == ["agent name"] and s[0].risk == "medium"
     assert s[0].estimated_monthly_savings_usd == Decimal("0.06")  # 0.13 x 0.5 = 0.065
     assert "agent's name only" in s[0].detail
+
+
+def test_open_ended_period_runs_until_now(catalog: Catalog) -> None:
+    ev = Events(catalog)
+    for i in range(10):
+        ev.add(at=timedelta(hours=i), input=5_000, output=500)
+    # since T0, no until, "now" 30 days later: the period is 30 days although calls stop early
+    out = advise(ev.ledger, catalog=catalog, since=T0, now=T0 + timedelta(days=30))
+    assert out[0].evidence["period_days"] == 30
+    assert out[0].estimated_monthly_savings_usd == Decimal("0.58")
+    # no bounds at all: the span of the calls (9 hours), at least one day
+    out = advise(ev.ledger, catalog=catalog)
+    assert out[0].evidence["period_days"] == 1

@@ -6,8 +6,9 @@ and applies five rules. Every rule is a plain formula over recorded usage and ca
 the numbers it used are in :attr:`Suggestion.evidence` so a reader can check them.
 
 Savings are what the observed period would have cost less, scaled to 30 days:
-``savings x 30 / period_days`` where the period is ``until - since`` (or the span of the
-events when a bound is missing, at least one day). Money is ``Decimal`` rounded to cents.
+``savings x 30 / period_days`` where the period is ``until - since`` (``until`` defaults to
+``now`` when ``since`` is given; without ``since`` the period is the span of the events), at
+least one day. Money is ``Decimal`` rounded to cents.
 
 Rules (thresholds are keyword arguments of :func:`advise`):
 
@@ -63,7 +64,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
@@ -234,6 +235,7 @@ def advise(
     min_calls: int = 20,
     min_conversation_calls: int = 4,
     min_history_ratio: float = 20.0,
+    now: datetime | None = None,
 ) -> list[Suggestion]:
     """Quantified suggestions from the ledger's events in ``[since, until)``.
 
@@ -282,8 +284,11 @@ def advise(
             conversations[e.conversation_id].append(e)
     if first is None or last is None:
         return []
-    scale = Decimal(30) / _period_days(since, until, first, last)
-    days = _period_days(since, until, first, last)
+    end = until
+    if end is None and since is not None:  # "the last 7 days" ends now, not at the last call
+        end = max(now or datetime.now(timezone.utc), last)
+    days = _period_days(since, end, first, last)
+    scale = Decimal(30) / days
     common = {"period_days": _cents(days) if days % 1 else int(days)}
 
     short = _cache_scenarios(workloads, conversations, cache_ttl, min_cacheable_tokens)

@@ -274,7 +274,7 @@ def build_report_data(
         from tokenward.report._advisor import advise
 
         data.suggestions = advise(
-            ledger, catalog=catalog, since=since, until=until, where=where_d or None
+            ledger, catalog=catalog, since=since, until=until, where=where_d or None, now=now
         )
     return data
 
