@@ -223,6 +223,17 @@ def test_html_sections_and_chart_points() -> None:
     )
 
 
+def test_peak_hour_card() -> None:
+    data = make_data()
+    html = render_html(data)
+    hour = data.analytics["peak_hour_utc"]
+    assert (
+        f'data-card="peak-hour"><div class="k">peak hour (UTC)</div><div class="v">{hour:02d}:00<'
+        in html
+    )
+    assert usd(data.analytics["peak_hour_cost"]) in html
+
+
 def test_token_composition_numbers() -> None:
     html = render_html(make_data())
     start = html.index('data-chart="token-composition"')

@@ -153,6 +153,16 @@ def _cards(data: Any) -> str:
         ),
         _card("trend vs previous", trend_txt, trend_sub, "trend"),
     ]
+    if a.get("peak_hour_utc") is not None:
+        share = a.get("peak_hour_share")
+        cards.append(
+            _card(
+                "peak hour (UTC)",
+                f"{a['peak_hour_utc']:02d}:00",
+                f"{usd(a.get('peak_hour_cost'))}" + (f", {_pct(share)} of spend" if share else ""),
+                "peak-hour",
+            )
+        )
     return f'<section class="cards">{"".join(cards)}</section>'
 
 
