@@ -44,7 +44,7 @@ def _fake_chain():
     return prompt | model
 
 
-def _mock_index():
+def _mock_index(monkeypatch):
     from llama_index.core import Document, Settings, VectorStoreIndex
     from llama_index.core.embeddings import MockEmbedding
     from llama_index.core.llms import MockLLM
@@ -56,8 +56,9 @@ def _mock_index():
             meta.model_name = "gpt-4o-mini"
             return meta
 
-    Settings.llm = PricedMockLLM(max_tokens=16)
-    Settings.embed_model = MockEmbedding(embed_dim=8, model_name="text-embedding-3-small")
+    # LlamaIndex's Settings is global: set it through monkeypatch so it is restored afterwards
+    monkeypatch.setattr(Settings, "_llm", PricedMockLLM(max_tokens=16))
+    monkeypatch.setattr(Settings, "_embed_model", MockEmbedding(embed_dim=8, model_name="text-embedding-3-small"))
     return VectorStoreIndex.from_documents([Document(text="tokenward counts and bounds tokens.")])
 
 
@@ -75,7 +76,7 @@ def test_readme_python_blocks_run_and_print_what_they_claim(tmp_path, monkeypatc
         if "chain.invoke" in block:
             namespace["chain"] = _fake_chain()
         if "index.as_query_engine" in block:
-            namespace["index"] = _mock_index()
+            namespace["index"] = _mock_index(monkeypatch)
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exec(compile(block, f"README.md block {i + 1}", "exec"), namespace)
@@ -88,11 +89,9 @@ def test_readme_python_blocks_run_and_print_what_they_claim(tmp_path, monkeypatc
                 m = _EXPECT.match(line)
                 if m:
                     assert got == m.group(1).strip(), f"block {i + 1}: {line.strip()!r} printed {got!r}"
+    from tokenward.llama_index import instrument
+
     for value in list(namespace.values()):  # leave LlamaIndex's global dispatcher as we found it
         if type(value).__name__ == "Accountant":
+            instrument(value).detach()  # the same handle per accountant
             value.close()
-    from llama_index.core.instrumentation import get_dispatcher
-
-    root = get_dispatcher()
-    root.event_handlers[:] = [h for h in root.event_handlers if "tokenward" not in type(h).__module__]
-    root.span_handlers[:] = [h for h in root.span_handlers if "tokenward" not in type(h).__module__]
