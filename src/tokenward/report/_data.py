@@ -199,16 +199,19 @@ def _fill(rows: list[Any], step: timedelta) -> list[Any]:
         return rows
     from tokenward.ledger import SummaryRow
 
+    zero: dict[str, Any] = {}
+    for f in fields(SummaryRow):
+        if f.name == "dims":
+            zero[f.name] = {}
+        elif f.name == "cost":
+            zero[f.name] = Decimal(0)
+        elif f.name != "bucket":
+            zero[f.name] = 0.0 if f.name == "latency_ms_total" else 0
     by_start = {r.bucket: r for r in rows}
     out = []
     t = rows[0].bucket
     while t <= rows[-1].bucket:
-        out.append(
-            by_start.get(t)
-            or SummaryRow(
-                {}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, Decimal(0), 0.0, 0, bucket=t
-            )
-        )
+        out.append(by_start.get(t) or SummaryRow(**zero, bucket=t))
         t += step
     return out
 
