@@ -6,8 +6,9 @@ run: a naive SQLite writer that INSERTs and COMMITs once per event (what a
 hand-rolled logger usually does). The report query runs over 1,000,000 events
 (quick: 20,000) with and without the daily rollup.
 
-Run: ``python benchmarks/bench_ledger.py`` (full, < 90 s on 2 cores) or
-``run(quick=True)``.
+Run: ``python benchmarks/bench_ledger.py`` (full: the 1M-event load dominates; it took
+4.5 min on a 2-core machine at load average ~7) or ``run(quick=True)`` (seconds; no
+PostgreSQL).
 """
 
 from __future__ import annotations
