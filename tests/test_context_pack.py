@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from itertools import combinations
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tokenward.context import _pack, pack_context
+from tokenward.context import _dedupe, _knapsack, _pack, pack_context
 from tokenward.errors import ConfigurationError
 from tokenward.messages import Chunk
 
@@ -81,11 +82,34 @@ def test_pure_python_solver_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     scores = [rng.random() for _ in range(14)]
     chunks = [Chunk(words(s, f"p{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))]
     with_numpy = pack_context(chunks, 200, wc, separator=" ", allow_partial=False, dedupe=None)
-    monkeypatch.setattr(_pack, "_numpy", lambda: None)
+    monkeypatch.setitem(sys.modules, "numpy", None)  # any numpy import now raises ImportError
     without = pack_context(chunks, 200, wc, separator=" ", allow_partial=False, dedupe=None)
     assert without.report.exact
     assert without.report.relevance_kept == pytest.approx(with_numpy.report.relevance_kept)
     assert without.report.relevance_kept == pytest.approx(brute_force(sizes, scores, 200, 1))
+    assert without == with_numpy
+
+
+def test_identical_with_and_without_numpy_on_a_large_instance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(21)
+    chunks = [
+        Chunk(
+            " ".join(f"w{rng.randrange(300)}" for _ in range(rng.randint(10, 300))) + ".",
+            round(rng.random(), 3),
+            id=str(i),
+        )
+        for i in range(600)
+    ]
+    chunks += [Chunk(c.text + " extra", 0.5, id=f"d{k}") for k, c in enumerate(chunks[:30])]
+    with_numpy = pack_context(chunks, 4000, wc)
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    _dedupe.clear_caches()
+    without = pack_context(chunks, 4000, wc)
+    assert without == with_numpy
+    assert without.report.dropped == with_numpy.report.dropped
+    assert len(without.report.dropped_by("duplicate")) == 30
 
 
 def test_hybrid_solver_is_certified_and_near_optimal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,7 +120,7 @@ def test_hybrid_solver_is_certified_and_near_optimal(monkeypatch: pytest.MonkeyP
     chunks = [Chunk(words(s, f"h{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))]
     exact = pack_context(chunks, 3000, wc, separator="", allow_partial=False, dedupe=None)
     assert exact.report.exact
-    monkeypatch.setattr(_pack, "_EXACT_CELLS", 1000)  # force the large-instance path
+    monkeypatch.setattr(_pack, "_SOLVER_WORK", 10)  # stop the search early: certified only
     approx = pack_context(chunks, 3000, wc, separator="", allow_partial=False, dedupe=None)
     assert not approx.report.exact
     opt = exact.report.relevance_kept

@@ -6,10 +6,15 @@ import inspect
 import re
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, filterfalse, islice, repeat
+from operator import attrgetter, not_
 from typing import Any, Literal, NamedTuple
 
+# _SKETCHES: the sketch cache under its old name (benchmarks clear it for cold runs)
+from tokenward.context._dedupe import _SKETCHES, _TwoGen, near_duplicates  # noqa: F401
+from tokenward.context._knapsack import lp_bound, solve
 from tokenward.errors import ConfigurationError
 from tokenward.messages import Chunk
 
@@ -18,9 +23,6 @@ __all__ = ["pack_context", "PackResult", "PackReport", "DroppedChunk"]
 Reason = Literal["duplicate", "below_min_score", "did_not_fit", "empty"]
 
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f](?=\s|$)")
-_EXACT_CELLS = 2_000_000  # exact DP when items x capacity is at most this (numpy)
-_CORE_CELLS = 1_500_000  # core DP size in the hybrid solver (numpy)
-_PARETO_LIMIT = 20_000  # pure-Python exact solver: give up above this many states
 
 
 class DroppedChunk(NamedTuple):
@@ -75,10 +77,19 @@ class PackResult:
 
 
 _new_dropped = tuple.__new__  # DroppedChunk without the Python-level __new__ (hot path)
+_text_of = attrgetter("text")
+_score_of = attrgetter("score")
+_is_positive = (0.0).__lt__
 
 
-def _positive_sum(values: list[float]) -> float:
-    return sum([x for x in values if x > 0.0])
+def _positive_sum(values: Iterable[float]) -> float:
+    return sum(filter(_is_positive, values))
+
+
+def _scores(raw: list[Any]) -> list[float]:
+    if set(map(type, raw)) <= {float}:
+        return raw
+    return [float(x) if x is not None else 0.0 for x in raw]
 
 
 # -- inputs ---------------------------------------------------------------------------
@@ -113,13 +124,13 @@ def _as_chunk(x: Any) -> Chunk:
 
 
 class _TextCounter:
-    """tokens(text) with bounded caches per counter (shared across calls): one for chunk
-    texts, a small one for assembled contexts."""
+    """tokens(text) with bounded caches per counter, shared across calls: a two-generation
+    LRU for chunk texts and a small one for assembled contexts."""
 
-    _caches: weakref.WeakKeyDictionary[
-        Any, dict[Any, tuple[OrderedDict[str, int], OrderedDict[str, int]]]
-    ] = weakref.WeakKeyDictionary()
-    _maxsize = 200_000
+    _caches: weakref.WeakKeyDictionary[Any, dict[Any, tuple[_TwoGen, OrderedDict[str, int]]]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _maxsize = 100_000  # texts per generation (two generations)
 
     def __init__(self, counter: Any) -> None:
         if counter is None:
@@ -151,24 +162,22 @@ class _TextCounter:
             name = getattr(counter, "__func__", None) if key is not counter else None
             caches = per_key.get(name)
             if caches is None:
-                caches = per_key[name] = (OrderedDict(), OrderedDict())
+                caches = per_key[name] = (_TwoGen(self._maxsize), OrderedDict())
         except TypeError:  # not weak-referenceable: per-call only
-            caches = (OrderedDict(), OrderedDict())
+            caches = (_TwoGen(self._maxsize), OrderedDict())
         self.cache, self._joined = caches
 
     def __call__(self, text: str) -> int:
         cache = self.cache
-        n = cache.get(text)  # type: ignore[union-attr]
+        n = cache.get(text)
         if n is None:
             n = int(self.fn(text))
-            cache[text] = n  # type: ignore[index]
-            if len(cache) > self._maxsize:  # type: ignore[arg-type]
-                cache.popitem(last=False)  # type: ignore[union-attr]
-        return n
+            cache.put(text, n)
+        return n  # type: ignore[no-any-return]
 
     def many(self, texts: list[str]) -> list[int]:
-        """Counts for many texts (cache hits resolved in C)."""
-        out = list(map(self.cache.get, texts))
+        """Counts for many texts (hits in the young generation resolved in C)."""
+        out = list(map(self.cache.young.get, texts))
         if None in out:
             out = [n if n is not None else self(t) for n, t in zip(out, texts, strict=True)]
         return out  # type: ignore[return-value]
@@ -182,201 +191,22 @@ class _TextCounter:
             cache[text] = n
             if len(cache) > 32:
                 cache.popitem(last=False)
-        return n
-
-
-# -- near duplicates ------------------------------------------------------------------
-
-_SKETCHES: OrderedDict[str, tuple[frozenset[int], list[int]]] = OrderedDict()
-_PUNCT = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\u2019\u201c\u201d"})
-
-
-def _sketch(text: str) -> tuple[frozenset[int], list[int]]:
-    """Hashed word 3-gram shingles of the normalized text, and its 4 smallest hashes."""
-    sk = _SKETCHES.get(text)
-    if sk is None:
-        words = text.lower().translate(_PUNCT).split()
-        if len(words) >= 3:
-            shingles = frozenset(map(hash, zip(words, words[1:], words[2:], strict=False)))
         else:
-            shingles = frozenset((hash(" ".join(words)),))
-        sk = (shingles, sorted(shingles)[:4])
-        _SKETCHES[text] = sk
-        if len(_SKETCHES) > 100_000:
-            _SKETCHES.popitem(last=False)
-    return sk
-
-
-def _dedupe(order: list[int], texts: list[str], threshold: float) -> dict[int, int]:
-    """Map duplicate index -> kept index. ``order`` is the priority (best first).
-
-    Normalized text (lower case, punctuation removed), word 3-gram shingles; Jaccard
-    similarity >= ``threshold`` is a duplicate. Candidate pairs come from the 4 smallest
-    shingle hashes (a pair at Jaccard 0.9 shares at least one with probability > 0.999);
-    every reported pair is verified exactly. Sketches are cached per text.
-    """
-    index: dict[int, list[int]] = {}
-    sets: dict[int, frozenset[int]] = {}
-    dup: dict[int, int] = {}
-    for i in order:
-        s, keys = _sketch(texts[i])
-        found = None
-        ls = len(s)
-        for h in keys:
-            for j in index.get(h, ()):
-                t = sets[j]
-                lt = len(t)
-                if min(ls, lt) < threshold * max(ls, lt):
-                    continue
-                inter = len(s & t)
-                if inter >= threshold * (ls + lt - inter):
-                    found = j
-                    break
-            if found is not None:
-                break
-        if found is not None:
-            dup[i] = found
-            continue
-        sets[i] = s
-        for h in keys:
-            index.setdefault(h, []).append(i)
-    return dup
+            cache.move_to_end(text)
+        return n
 
 
 # -- knapsack -------------------------------------------------------------------------
 
-
-def _numpy() -> Any:
-    try:
-        import numpy
-    except ImportError:  # pragma: no cover - numpy is almost always present
-        return None
-    return numpy
-
-
-def _dp_numpy(np: Any, w: list[int], v: list[float], cap: int) -> list[int]:
-    """Exact 0/1 knapsack over integer weights; returns chosen positions."""
-    dp = np.zeros(cap + 1)
-    keep = np.zeros((len(w), cap + 1), dtype=bool)
-    for k, (wk, vk) in enumerate(zip(w, v, strict=True)):
-        if wk > cap:
-            continue
-        if wk == 0:
-            keep[k, :] = True
-            dp += vk
-            continue
-        cand = dp[: cap + 1 - wk] + vk  # a new array: safe to update dp in place below
-        tail = dp[wk:]
-        np.greater(cand, tail, out=keep[k, wk:])
-        np.maximum(tail, cand, out=tail)
-    out, c = [], cap
-    for k in range(len(w) - 1, -1, -1):
-        if keep[k, c]:
-            out.append(k)
-            c -= w[k]
-    return out[::-1]
-
-
-def _dp_pareto(w: list[int], v: list[float], cap: int) -> list[int] | None:
-    """Exact 0/1 knapsack by Pareto states (pure Python); None when too many states."""
-    states: list[tuple[int, float, int]] = [(0, 0.0, 0)]
-    for k, (wk, vk) in enumerate(zip(w, v, strict=True)):
-        bit = 1 << k
-        shifted = [(sw + wk, sv + vk, sm | bit) for sw, sv, sm in states if sw + wk <= cap]
-        if not shifted:
-            continue
-        merged = sorted(states + shifted, key=lambda s: (s[0], -s[1]))
-        states = []
-        best = -1.0
-        for s in merged:
-            if s[1] > best:
-                states.append(s)
-                best = s[1]
-        if len(states) > _PARETO_LIMIT:
-            return None
-    mask = states[-1][2]
-    return [k for k in range(len(w)) if mask >> k & 1]
-
-
-def _lp_bound(w: list[int], v: list[float], order: list[int], cap: int) -> float:
-    room, total = cap, 0.0
-    for i in order:
-        if w[i] <= room:
-            room -= w[i]
-            total += v[i]
-        else:
-            total += v[i] * room / w[i] if w[i] else v[i]
-            break
-    return total
-
-
-def _density_order(w: list[int], v: list[float], idx: list[int]) -> list[int]:
-    """Indices by value density, best first (stable: ties keep index order)."""
-    neg = {i: (-(v[i] / w[i]) if w[i] else float("-inf")) for i in idx}
-    return sorted(idx, key=neg.__getitem__)
-
-
-def upper_bound(w: list[int], v: list[float], cap: int) -> float:
-    """LP-relaxation bound on the optimum of the 0/1 knapsack (positive values only)."""
-    idx = [i for i in range(len(w)) if w[i] <= cap and v[i] > 0]
-    return _lp_bound(w, v, _density_order(w, v, idx), cap)
+_SOLVER_WORK = 400  # state visits the knapsack search may spend (a few microseconds each)
 
 
 def _solve(w: list[int], v: list[float], cap: int) -> tuple[list[int], bool, float]:
-    """0/1 knapsack: (chosen positions, exact?, upper bound on the optimum)."""
-    idx = [i for i in range(len(w)) if w[i] <= cap and v[i] > 0]
-    if not idx:
-        return [], True, 0.0
-    np = _numpy()
-    if sum(w[i] for i in idx) <= cap:
-        return idx, True, sum(v[i] for i in idx)
-    if np is not None and len(idx) * (cap + 1) <= _EXACT_CELLS:
-        sel = [idx[k] for k in _dp_numpy(np, [w[i] for i in idx], [v[i] for i in idx], cap)]
-        return sel, True, sum(v[i] for i in sel)
-    if np is None and len(idx) <= 24:
-        sel2 = _dp_pareto([w[i] for i in idx], [v[i] for i in idx], cap)
-        if sel2 is not None:
-            sel = [idx[k] for k in sel2]
-            return sel, True, sum(v[i] for i in sel)
-    # hybrid: greedy by density, exact DP on a core of items around the break item
-    order = _density_order(w, v, idx)
-    upper = _lp_bound(w, v, order, cap)
-    room, b = cap, len(order)
-    for pos, i in enumerate(order):
-        if w[i] > room:
-            b = pos
-            break
-        room -= w[i]
-    half = 40 if np is not None else 8
-    while True:
-        lo, hi = max(0, b - half), min(len(order), b + half)
-        fixed = order[:lo]
-        core = order[lo:hi]
-        res = cap - sum(w[i] for i in fixed)
-        if np is None or half <= 2 or len(core) * (res + 1) <= _CORE_CELLS:
-            break
-        half //= 2
-    if np is not None:
-        sel = _dp_numpy(np, [w[i] for i in core], [v[i] for i in core], res)
-    else:
-        sel = _dp_pareto([w[i] for i in core], [v[i] for i in core], res) or []
-        if not sel:  # too many states: greedy on the core
-            r = res
-            for k, i in enumerate(core):
-                if w[i] <= r:
-                    sel.append(k)
-                    r -= w[i]
-    chosen = fixed + [core[k] for k in sel]
-    room = cap - sum(w[i] for i in chosen)
-    for i in order[hi:]:
-        if w[i] <= room:
-            chosen.append(i)
-            room -= w[i]
-    value = sum(v[i] for i in chosen)
-    best_single = max(idx, key=lambda i: v[i])
-    if v[best_single] > value:
-        chosen, value = [best_single], v[best_single]
-    return sorted(chosen), False, max(upper, value)
+    """0/1 knapsack: (chosen positions, exact?, proven upper bound on the optimum)."""
+    return solve(w, v, cap, _SOLVER_WORK)
+
+
+upper_bound = lp_bound  # LP-relaxation bound (kept under its old name)
 
 
 # -- partial fill ---------------------------------------------------------------------
@@ -464,34 +294,43 @@ def pack_context(
         raise ConfigurationError(f"order must be 'score', 'original' or 'edges'; got {order!r}")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
         raise ConfigurationError(f"max_tokens must be an int >= 0; got {max_tokens!r}")
-    items = [c if type(c) is Chunk else _as_chunk(c) for c in chunks]
+    if set(map(type, chunks)) <= {Chunk}:
+        items = list(chunks)
+    else:
+        items = [c if type(c) is Chunk else _as_chunk(c) for c in chunks]
     n = len(items)
     count = _TextCounter(counter)
-    scores = [float(c.score) if c.score is not None else 0.0 for c in items]
-    texts = [c.text for c in items]
+    texts: list[str] = list(map(_text_of, items))
+    scores = _scores(list(map(_score_of, items)))
     dropped: dict[int, DroppedChunk] = {}
-    neg_scores = [-x for x in scores]
-    rank = sorted(range(n), key=neg_scores.__getitem__)  # stable: ties keep input order
+    rank = sorted(range(n), key=scores.__getitem__, reverse=True)  # stable: ties keep order
 
-    live: list[int] = []
-    for i in rank:
-        if min_score is not None and scores[i] < min_score:
-            dropped[i] = DroppedChunk(i, items[i], "below_min_score")
-        elif not texts[i].strip():
-            dropped[i] = DroppedChunk(i, items[i], "empty", 0)
-        else:
-            live.append(i)
+    if min_score is None and "" not in texts and not any(map(str.isspace, texts)):
+        live = rank
+    else:
+        live = []
+        for i in rank:
+            if min_score is not None and scores[i] < min_score:
+                dropped[i] = DroppedChunk(i, items[i], "below_min_score")
+            elif not texts[i].strip():
+                dropped[i] = DroppedChunk(i, items[i], "empty", 0)
+            else:
+                live.append(i)
     if dedupe:
-        for i, j in _dedupe(live, texts, float(dedupe)).items():
-            dropped[i] = DroppedChunk(i, items[i], "duplicate", duplicate_of=j)
-        live = [i for i in live if i not in dropped]
-    relevance_candidates = _positive_sum([scores[i] for i in live])
-    tokens = dict(zip(live, count.many([texts[i] for i in live]), strict=True))
+        dup = near_duplicates(list(map(texts.__getitem__, live)), float(dedupe))
+        if dup:
+            for p, q in dup.items():
+                i = live[p]
+                dropped[i] = DroppedChunk(i, items[i], "duplicate", duplicate_of=live[q])
+            live = list(compress(live, map(not_, map(dup.__contains__, range(len(live))))))
+    live_tokens = count.many(list(map(texts.__getitem__, live)))
+    tokens = dict(zip(live, live_tokens))
     sep_t = count(separator) if separator else 0
 
     exact = True
-    w = [tokens[i] + sep_t for i in live]
-    v = [scores[i] for i in live]
+    w = list(map(sep_t.__add__, live_tokens))
+    v = list(map(scores.__getitem__, live))
+    relevance_candidates = _positive_sum(v)
     chosen: list[int]
     partial_of: int | None = None
     if strategy == "greedy":
@@ -507,25 +346,27 @@ def pack_context(
         upper = upper_bound(w, v, max_tokens + sep_t)
     else:
         sel, exact, upper = _solve(w, v, max_tokens + sep_t)
-        chosen = [live[k] for k in sel]
-        # chunks with no positive score add no relevance: add them, best first, while room remains
-        room = max_tokens + sep_t - sum(tokens[i] + sep_t for i in chosen)
-        chosen_set = set(chosen)
-        for i in live:
-            if i not in chosen_set and scores[i] <= 0 and tokens[i] + sep_t <= room:
-                chosen.append(i)
-                room -= tokens[i] + sep_t
+        chosen = list(map(live.__getitem__, sel))
+        if v and min(v) <= 0.0:
+            # chunks with no positive score add no relevance: add them, best first, while
+            # room remains
+            room = max_tokens + sep_t - sum(tokens[i] + sep_t for i in chosen)
+            chosen_set = set(chosen)
+            for i in live:
+                if i not in chosen_set and scores[i] <= 0 and tokens[i] + sep_t <= room:
+                    chosen.append(i)
+                    room -= tokens[i] + sep_t
 
     def arrange(ids: list[int]) -> list[int]:
         if order == "original":
             return sorted(ids)
-        ranked = sorted(ids, key=lambda i: (-scores[i], i))
+        ranked = sorted(sorted(ids), key=scores.__getitem__, reverse=True)  # (-score, index)
         return _edges(ranked) if order == "edges" else ranked
 
     # exact re-count of the joined text (token merges across separators)
     used = 0
     while chosen:
-        used = count.raw(separator.join(texts[i] for i in arrange(chosen)))
+        used = count.raw(separator.join(map(texts.__getitem__, arrange(chosen))))
         if used <= max_tokens:
             break
         worst = min(chosen, key=lambda i: (scores[i] / max(1, tokens[i]), -i))
@@ -535,14 +376,14 @@ def pack_context(
 
     partial: Chunk | None = None
     partial_index: int | None = None
+    chosen_set = set(chosen)
     if allow_partial:
-        chosen_set = set(chosen)
         room = max_tokens - used - (sep_t if chosen else 0)
         if room >= min_partial_tokens:
             if strategy == "greedy":
                 cands = [partial_of] if partial_of is not None else []
             else:
-                cands = [i for i in live if i not in chosen_set][:3]
+                cands = list(islice(filterfalse(chosen_set.__contains__, live), 3))
             for i in cands:
                 cut = _cut_sentences(texts[i], room, count.raw)
                 if not cut:
@@ -570,11 +411,25 @@ def pack_context(
 
     ids = arrange(chosen + ([partial_index] if partial_index is not None else []))
     out = [partial if i == partial_index else items[i] for i in ids]
-    chosen_set = set(chosen)
-    for i in live:
-        if i not in chosen_set and i != partial_index:
-            dropped[i] = _new_dropped(DroppedChunk, (i, items[i], "did_not_fit", tokens[i], None))
-    kept = _positive_sum([scores[i] for i in chosen])
+    if partial_index is not None:
+        chosen_set.add(partial_index)
+    rest = sorted(filterfalse(chosen_set.__contains__, live))
+    did_not_fit = map(
+        _new_dropped,
+        repeat(DroppedChunk),
+        zip(
+            rest,
+            map(items.__getitem__, rest),
+            repeat("did_not_fit"),
+            map(tokens.__getitem__, rest),
+            repeat(None),
+        ),
+    )
+    if dropped:
+        all_dropped = sorted([*dropped.values(), *did_not_fit])  # by input index (unique)
+    else:
+        all_dropped = list(did_not_fit)
+    kept = _positive_sum(map(scores.__getitem__, chosen))
     bound = 1.0 if exact or upper <= 0 else min(1.0, max(0.0, kept) / upper)
     report = PackReport(
         strategy=strategy,
@@ -588,7 +443,7 @@ def pack_context(
         relevance_kept=kept,
         exact=exact,
         bound=bound,
-        dropped=tuple(dropped[i] for i in sorted(dropped)),
+        dropped=tuple(all_dropped),
         partial=partial,
     )
     return PackResult(out, report, separator)
