@@ -99,18 +99,28 @@ class _Dims:
 
         Unknown keys in ``other`` become tags, so ``dims={"team": "search"}`` works.
         """
-        out = _Dims(self.user_id, self.conversation_id, self.session_id, self.agent, self.tags)
+        out = _new_dims(_Dims)
+        out.user_id = self.user_id
+        out.conversation_id = self.conversation_id
+        out.session_id = self.session_id
+        out.agent = self.agent
+        out.tags = dict(self.tags) if self.tags else {}
         if not other:
             return out
         for key, value in other.items():
             if value is None:
                 continue
-            if key == "tags":
+            if key == "user_id":  # the common keys first, without setattr()
+                out.user_id = value if type(value) is str else str(value)
+            elif key == "conversation_id":
+                out.conversation_id = value if type(value) is str else str(value)
+            elif key == "tags":
                 if not isinstance(value, Mapping):
                     raise ConfigurationError(
                         f"dims['tags'] must be a mapping of str to str, got {type(value).__name__}"
                     )
-                out.tags.update({str(k): str(v) for k, v in value.items()})
+                if value:
+                    out.tags.update({str(k): str(v) for k, v in value.items()})
             elif key in DIMENSION_KEYS:
                 setattr(out, key, str(value))
             else:
@@ -127,6 +137,7 @@ class _Dims:
         }
 
 
+_new_dims = object.__new__
 _EMPTY_DIMS = _Dims()
 _current_dims: contextvars.ContextVar[_Dims] = contextvars.ContextVar(
     "tokenward_dims", default=_EMPTY_DIMS
@@ -619,8 +630,9 @@ class Accountant:
         )
         evicted: list[str] = []
         with self._lock:
+            if run_id in self._pending:
+                self._pending.move_to_end(run_id)
             self._pending[run_id] = pending
-            self._pending.move_to_end(run_id)
             while len(self._pending) > _MAX_PENDING:
                 evicted.append(self._pending.popitem(last=False)[0])
         for old in evicted:  # never settled nor released: free their reservations
@@ -952,7 +964,7 @@ class Accountant:
         prompt_text: str | None,
         output_text: str | None,
     ) -> UsageEvent:
-        names = tuple(str(n) for n in tool_names)
+        names = tuple(str(n) for n in tool_names) if tool_names else ()
         return UsageEvent(
             id=run_id,
             timestamp=self._now(),

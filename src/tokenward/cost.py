@@ -261,14 +261,8 @@ def cost(
     total = _ZERO
     for amount in amounts:
         total = _add(total, amount)
-    return CostBreakdown(
-        model=info.name,
-        total=total,
-        tier=tier,
-        batch=batch,
-        estimated=usage.estimated,
-        **dict(zip(COMPONENTS, amounts, strict=True)),
-    )
+    # positional: model, the components in COMPONENTS order, total, tier, batch, estimated
+    return CostBreakdown(info.name, *amounts, total, tier, batch, usage.estimated)
 
 
 def to_nanos(usd: Decimal | int | str) -> int:
