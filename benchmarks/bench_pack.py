@@ -1,20 +1,29 @@
 """pack_context vs the exact optimum, greedy-by-score and LlamaIndex's PromptHelper (issue 9, item 4).
 
-1,000 candidate chunks (20-400 tokens, prose; 5 % near-duplicates) packed into 8,000
+1,000 candidate chunks (20-400 words of prose; 5 % near-duplicates) packed into 8,000
 tokens with the "\\n\\n---\\n\\n" separator counted, tiktoken o200k_base counts.
 
 * exact optimum: an independent numpy DP over integer token weights (weight = tokens +
   separator, capacity = budget + separator) on the same candidates (after the same
-  near-duplicate removal), in the same run;
+  near-duplicate removal), in the same run; pack_context itself never uses numpy;
 * greedy: ``pack_context(strategy="greedy")`` (sort by score, stop at the first chunk that
   does not fit, separators counted) and the seed-003 function as written (separators not
   counted, so it can exceed the budget);
 * LlamaIndex ``PromptHelper.truncate`` / ``repack`` on the same chunks (sorted by score, as a
-  retriever returns them) with the same tokenizer.
+  retriever returns them) with the same tokenizer (full run only: they take seconds).
 
-Timing is stated per phase: cold = counting every chunk + near-duplicate sketches + solve
-(empty caches); warm = counts and sketches cached (the same candidates seen before, e.g.
-a re-ranked retrieval); solve = the knapsack alone on precomputed weights.
+What is timed, per call of the full ``pack_context`` (dedupe 0.9, partial fill, score order):
+
+* cold = empty caches: every chunk tokenized, every text sketched for near-duplicates;
+* warm = the same candidates again (a repeated or re-ranked retrieval): per-text token
+  counts, near-duplicate sketches, checked pair similarities and the joined-context count
+  come from the bounded caches; the rest (score sort, duplicate-key matching, knapsack,
+  ordering, report) is recomputed on every call;
+* solve = the knapsack alone on precomputed weights.
+
+Wall-clock medians, plus the process CPU-time median of the warm calls (less sensitive
+to other processes on a shared machine); a 1M-iteration Python loop is timed in the same
+run as a machine-speed indicator (about 25-40 ms on an idle current x86 core).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tokenward.context import _pack, pack_context
+from tokenward.context import _dedupe, _pack, pack_context
 from tokenward.messages import Chunk
 
 GOAL_MS = 5.0
@@ -104,6 +113,15 @@ def _median(fn: Any, reps: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
+def _cpu_median(fn: Any, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return statistics.median(times)
+
+
 def _llama_index(chunks: list[Chunk], budget: int, enc: Any, count: Any) -> list[str]:
     try:
         from llama_index.core import PromptTemplate
@@ -141,9 +159,22 @@ def _llama_index(chunks: list[Chunk], budget: int, enc: Any, count: Any) -> list
     return rows
 
 
+def _instance(
+    chunks: list[Chunk], budget: int, count: Any
+) -> tuple[list[Chunk], list[int], list[float], int, int]:
+    """Candidates after the same near-duplicate removal, knapsack weights and values."""
+    rep = pack_context(chunks, budget, count, allow_partial=False).report
+    gone = {d.index for d in rep.dropped if d.reason in ("duplicate", "empty", "below_min_score")}
+    cands = [c for i, c in enumerate(chunks) if i not in gone]
+    sep_t = count(SEP)
+    weights = [count(c.text) + sep_t for c in cands]
+    values = [c.score or 0.0 for c in cands]
+    return cands, weights, values, budget + sep_t, sep_t
+
+
 def run(quick: bool = False) -> str:
     n, budget = (200, 2_000) if quick else (1_000, 8_000)
-    reps = 3 if quick else 15
+    reps = 5 if quick else 41
     from tokenward.counting import get_counter, get_encoding
 
     tc = get_counter("gpt-4o")
@@ -155,34 +186,31 @@ def run(quick: bool = False) -> str:
         acc += i
     loop = time.perf_counter() - t0
 
-    pack_context(
-        make_chunks(30, seed=99), 500, lambda s: tc.count_text(s)
-    )  # imports (numpy) out of the timing
-    # cold: a fresh callable has an empty count cache; sketches cleared
+    pack_context(make_chunks(30, seed=99), 500, lambda s: tc.count_text(s))  # imports
+    # cold: a fresh callable has an empty count cache; sketch and pair caches cleared
     cold_times = []
     for _ in range(3 if not quick else 1):
-        _pack._SKETCHES.clear()
+        _dedupe.clear_caches()
         fresh = lambda s: tc.count_text(s)  # noqa: E731 - new object -> new cache
         t0 = time.perf_counter()
         pack_context(chunks, budget, fresh)
         cold_times.append(time.perf_counter() - t0)
     cold = statistics.median(cold_times)
     warm, res = _median(lambda: pack_context(chunks, budget, fresh), reps)
+    warm_cpu = _cpu_median(lambda: pack_context(chunks, budget, fresh), reps)
     rep = res.report
     warm_nodedupe, _ = _median(lambda: pack_context(chunks, budget, fresh, dedupe=None), reps)
 
     # the same candidate set for every solver: after near-duplicate removal
-    dropped_dup = {
-        d.index for d in rep.dropped if d.reason in ("duplicate", "empty", "below_min_score")
-    }
-    cands = [c for i, c in enumerate(chunks) if i not in dropped_dup]
-    sep_t = tc.count_text(SEP)
-    weights = [tc.count_text(c.text) + sep_t for c in cands]
-    values = [c.score or 0.0 for c in cands]
-    cap = budget + sep_t
-    t0 = time.perf_counter()
-    opt = exact_optimum(weights, values, cap)
-    t_exact = time.perf_counter() - t0
+    cands, weights, values, cap, sep_t = _instance(chunks, budget, fresh)
+    try:
+        import numpy  # noqa: F401 - imported outside the timing
+
+        t0 = time.perf_counter()
+        opt = exact_optimum(weights, values, cap)
+        t_exact = time.perf_counter() - t0
+    except ImportError:  # pragma: no cover - numpy is installed with llama-index-core
+        return "### RAG packing\n\nnumpy is not installed: no exact reference solver.\n"
     solve, (sel, exact_flag, upper) = _median(lambda: _pack._solve(weights, values, cap), reps)
 
     g_time, greedy = _median(
@@ -194,14 +222,24 @@ def run(quick: bool = False) -> str:
     ours_nd = pack_context(cands, budget, fresh, dedupe=None, allow_partial=False)
     seed_kept, seed_tokens = seed_003(cands, budget, tc.count_text, tc.truncate)
 
+    # more instances (other seeds): relevance of the optimum and solve time
+    others = []
+    for seed in (range(1, 3) if quick else range(1, 9)):
+        more = make_chunks(n, seed=seed)
+        _, w2, v2, cap2, _ = _instance(more, budget, fresh)
+        s2, (sel2, ex2, up2) = _median(lambda: _pack._solve(w2, v2, cap2), 5 if quick else 11)
+        kept2 = sum(v2[i] for i in sel2)
+        others.append((kept2 / exact_optimum(w2, v2, cap2), kept2 / up2, s2, ex2))
+
     ratio = ours_nd.report.relevance_kept / opt if opt else 1.0
     rows = [
         f"| exact optimum (independent numpy DP, {len(cands)} x {cap:,}) | {t_exact * 1e3:.1f} ms | "
         f"— | {opt:.2f} (100%) | <= {budget:,} |",
-        f"| **tokenward `pack_context` optimal** | cold {cold * 1e3:.1f} ms / warm **{warm * 1e3:.2f} ms** / "
-        f"solve {solve * 1e3:.2f} ms | {ours_nd.report.chunks_kept} whole chunks, certified bound "
-        f"{ours_nd.report.bound:.4f} | {ours_nd.report.relevance_kept:.2f} (**{ratio:.2%}**) | "
-        f"{ours_nd.report.tokens_used:,} |",
+        f"| **tokenward `pack_context` optimal** | cold {cold * 1e3:.0f} ms / warm **{warm * 1e3:.2f} ms** "
+        f"(CPU {warm_cpu * 1e3:.2f} ms) / solve {solve * 1e3:.2f} ms | {ours_nd.report.chunks_kept} "
+        f"whole chunks, {'proven optimal' if ours_nd.report.exact else 'not proven optimal'}, "
+        f"certified bound {ours_nd.report.bound:.4f} | {ours_nd.report.relevance_kept:.2f} "
+        f"(**{ratio:.3%}**) | {ours_nd.report.tokens_used:,} |",
         f"| tokenward greedy (score order, stop at first miss) | {g_time * 1e3:.2f} ms | "
         f"{greedy.report.chunks_kept} whole chunks | {greedy.report.relevance_kept:.2f} "
         f"({greedy.report.relevance_kept / opt:.1%}) | {greedy.report.tokens_used:,} |",
@@ -211,23 +249,34 @@ def run(quick: bool = False) -> str:
     if not quick:
         rows += _llama_index(cands, budget, enc, tc.count_text)
     time_ok = warm * 1e3 <= GOAL_MS
-    ratio_ok = ratio >= GOAL_RATIO
+    verdict = ("met" if time_ok else "missed") if not quick else "not judged in quick mode"
+    worst = min([ratio] + [r for r, _, _, _ in others])
+    ratio_ok = worst >= GOAL_RATIO
+    n_exact = sum(1 for *_, e in others if e) + (1 if exact_flag else 0)
     return (
         "### RAG packing: `pack_context` vs exact optimum, greedy and LlamaIndex\n\n"
         f"{n:,} candidate chunks ({len(cands)} after near-duplicate removal: "
         f"{len(rep.dropped_by('duplicate'))} dropped) into {budget:,} tokens, separator `\\n\\n---\\n\\n` "
         f"({sep_t} tokens) counted, tiktoken o200k_base. Relevance = sum of scores of whole chunks kept "
         f"(partial fill off for the comparison). Full `pack_context` with dedupe + partial fill: warm "
-        f"{warm * 1e3:.2f} ms (without dedupe {warm_nodedupe * 1e3:.2f} ms), kept {rep.chunks_kept} chunks"
-        f"{' + 1 partial' if rep.partial else ''}, {rep.tokens_used:,} tokens. Median of {reps} runs; cold "
-        "= empty count and sketch caches (every chunk tokenized); warm = the same candidates again (chunk "
-        "counts, sketches and the final joined-context count cached). Machine load indicator: a 1M-iteration "
-        f"Python loop took {loop * 1e3:.0f} ms in this run.\n\n"
+        f"{warm * 1e3:.2f} ms wall / {warm_cpu * 1e3:.2f} ms CPU (without dedupe {warm_nodedupe * 1e3:.2f} ms), "
+        f"kept {rep.chunks_kept} chunks{' + 1 partial' if rep.partial else ''}, {rep.tokens_used:,} tokens. "
+        f"Median of {reps} runs. Cold = empty count, sketch and pair caches (every chunk tokenized and "
+        "sketched); warm = the same candidates again: per-text counts, sketches, checked pairs and the "
+        "joined-context count cached, everything else recomputed. The solver is pure Python (numpy is "
+        "used only by the reference DP). Machine speed indicator: a 1M-iteration Python loop took "
+        f"{loop * 1e3:.0f} ms in this run.\n\n"
         "| method | time | kept | relevance (of optimum) | tokens |\n|---|---|---|---:|---:|\n"
         + "\n".join(rows)
-        + f"\n\nGoal <= {GOAL_MS:.0f} ms: **{'met' if time_ok else 'missed'}** warm ({warm * 1e3:.2f} ms; "
-        f"cold {cold * 1e3:.1f} ms is dominated by tokenizing {n:,} chunks, solve alone {solve * 1e3:.2f} ms). "
-        f"Goal >= {GOAL_RATIO:.0%} of the exact optimum: **{'met' if ratio_ok else 'missed'}** ({ratio:.2%}); "
+        + f"\n\nOther instances (seeds 1-{len(others)}, same sizes): kept "
+        f"{min(r for r, *_ in others):.3%}-{max(r for r, *_ in others):.3%} of the optimum, certified "
+        f"bound >= {min(b for _, b, _, _ in others):.4f}, solve {min(t for *_, t, _ in others) * 1e3:.2f}-"
+        f"{max(t for *_, t, _ in others) * 1e3:.2f} ms; proven optimal on {n_exact} of "
+        f"{len(others) + 1} instances (the rest stop at the search budget with the certificate).\n\n"
+        f"Goal (1,000 candidates) <= {GOAL_MS:.0f} ms warm: **{verdict}** ({warm * 1e3:.2f} ms wall median, "
+        f"{warm_cpu * 1e3:.2f} ms CPU; cold {cold * 1e3:.0f} ms, mostly tokenizing {n:,} chunks; solve alone "
+        f"{solve * 1e3:.2f} ms). Goal >= {GOAL_RATIO:.0%} of the exact optimum: "
+        f"**{'met' if ratio_ok else 'missed'}** (worst of {len(others) + 1} instances {worst:.3%}); "
         f"greedy keeps {greedy.report.relevance_kept / opt:.1%}.\n"
     )
 

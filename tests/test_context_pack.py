@@ -325,3 +325,182 @@ def test_counts_are_cached_per_counter_across_calls() -> None:
     assert first >= 5  # four chunks + separator (+ the joined context)
     pack_context(chunks, 25, counting, separator=" ")
     assert len(calls) == first  # everything came from the cache
+
+
+# -- caches, near-duplicates, solver --------------------------------------------------
+
+
+def _corpus(seed: int, n: int, dups: int) -> list[Chunk]:
+    """Random texts over a large vocabulary plus planted near-duplicates at various
+    similarities (1-6 word edits, exact copies, reordered punctuation/case)."""
+    rng = random.Random(seed)
+    out = [
+        Chunk(
+            " ".join(f"v{rng.randrange(5000)}" for _ in range(rng.randint(3, 120))) + ".",
+            round(rng.random(), 4),
+            id=f"t{i}",
+        )
+        for i in range(n)
+    ]
+    for k in range(dups):
+        src = rng.choice(out).text.split()
+        kind = rng.random()
+        if kind < 0.2:
+            text = " ".join(src).upper().replace(".", "!")  # same after normalization
+        else:
+            for _ in range(rng.randint(1, 6)):
+                src[rng.randrange(len(src))] = f"e{rng.randrange(10**6)}"
+            text = " ".join(src)
+        out.append(Chunk(text, round(rng.random(), 4), id=f"d{k}"))
+    rng.shuffle(out)
+    return out
+
+
+def _brute_force_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
+    sets = [_dedupe.shingles(t) for t in texts]
+    kept: list[int] = []
+    dup: dict[int, int] = {}
+    for i, s in enumerate(sets):
+        for j in kept:
+            t = sets[j]
+            if len(s & t) >= threshold * len(s | t):
+                dup[i] = j
+                break
+        else:
+            kept.append(i)
+    return dup
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.85, 0.9, 1.0])
+def test_near_duplicates_match_the_pairwise_definition(threshold: float) -> None:
+    chunks = _corpus(4, 300, 120)
+    texts = [c.text for c in sorted(chunks, key=lambda c: -(c.score or 0))]
+    expected = _brute_force_duplicates(texts, threshold)
+    assert len(expected) >= 20  # the corpus has duplicates at every threshold
+    _dedupe.clear_caches()
+    assert _dedupe.near_duplicates(texts, threshold) == expected
+    assert _dedupe.near_duplicates(texts, threshold) == expected  # warm: cached sketches/pairs
+    assert _dedupe.near_duplicates(texts, 1.01) == {}
+
+
+def test_exact_duplicates_need_no_similarity_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = _dedupe.shingles
+    monkeypatch.setattr(_dedupe, "shingles", lambda t: calls.append(t) or real(t))
+    text = " ".join(f"word{i}" for i in range(50)) + "."
+    chunks = [Chunk(text, 0.9), Chunk(text.upper(), 0.8), Chunk("other text here", 0.5)]
+    r = pack_context(chunks, 1000, wc)
+    assert [(d.index, d.reason, d.duplicate_of) for d in r.report.dropped] == [
+        (1, "duplicate", 0)
+    ]
+    assert calls == []  # identical normalized text: no shingle sets built
+
+
+def test_warm_calls_do_not_retokenize_or_resketch(monkeypatch: pytest.MonkeyPatch) -> None:
+    counted: list[str] = []
+    sketched: list[str] = []
+    shingled: list[str] = []
+
+    def counter(text: str) -> int:
+        counted.append(text)
+        return len(text.split())
+
+    real_record, real_shingles = _dedupe._record, _dedupe.shingles
+    monkeypatch.setattr(_dedupe, "_record", lambda t: sketched.append(t) or real_record(t))
+    monkeypatch.setattr(_dedupe, "shingles", lambda t: shingled.append(t) or real_shingles(t))
+    _dedupe.clear_caches()
+    chunks = _corpus(8, 200, 40)
+    first = pack_context(chunks, 1500, counter)
+    assert len(first.report.dropped_by("duplicate")) >= 10
+    n_live = len(chunks) - len(first.report.dropped_by("duplicate"))
+    assert len(sketched) == len(chunks)  # every text sketched once
+    assert n_live <= len(counted) <= n_live + 12  # live chunks + separator + joined/partial
+    assert shingled  # some candidate pairs were checked exactly
+    counted.clear()
+    sketched.clear()
+    shingled.clear()
+    again = pack_context(list(reversed(chunks)), 1500, counter)  # same texts, new order
+    assert (counted, sketched, shingled) == ([], [], [])
+    assert again.report.relevance_kept == pytest.approx(first.report.relevance_kept)
+    assert {d.chunk.id for d in again.report.dropped} == {d.chunk.id for d in first.report.dropped}
+
+
+def test_two_generation_cache_is_bounded() -> None:
+    cache = _dedupe._TwoGen(4)
+    for i in range(20):
+        cache.put(f"k{i}", i)
+        assert len(cache) <= 8
+    assert cache.get("k19") == 19 and cache.get("k0") is None
+    cache.get("k16")  # a hit in the old generation is promoted
+    for i in range(20, 24):
+        cache.put(f"k{i}", i)
+    assert cache.get("k16") == 16 and cache.get("k17") is None
+
+
+def test_near_duplicate_sketches_do_not_depend_on_the_hash_seed() -> None:
+    import os
+    import subprocess
+
+    texts = [c.text for c in _corpus(5, 60, 30)]
+    code = (
+        "import json, sys\n"
+        "from tokenward.context import _dedupe\n"
+        "texts = json.load(sys.stdin)\n"
+        "print(json.dumps([_dedupe._record(t)[1:] for t in texts]))\n"
+    )
+    outs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            input=__import__("json").dumps(texts),
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        outs.append(proc.stdout)
+    assert outs[0] == outs[1]
+
+
+def _dp_optimum(w: list[int], v: list[float], cap: int) -> float:
+    best = [0.0] * (cap + 1)
+    for wk, vk in zip(w, v, strict=True):
+        if vk <= 0 or wk > cap:
+            continue
+        for c in range(cap, wk - 1, -1):
+            cand = best[c - wk] + vk
+            if cand > best[c]:
+                best[c] = cand
+    return best[cap]
+
+
+def test_knapsack_is_exact_without_a_work_limit_and_certified_with_one() -> None:
+    rng = random.Random(17)
+    for trial in range(60):
+        n = rng.randint(5, 120)
+        w = [rng.randint(1, rng.choice([20, 80, 300])) for _ in range(n)]
+        kind = trial % 3
+        if kind == 0:
+            v = [rng.random() for _ in range(n)]
+        elif kind == 1:
+            v = [round(rng.random(), 1) for _ in range(n)]  # many ties
+        else:
+            v = [x / 100 + rng.random() * 0.01 for x in w]  # value ~ weight: hard
+        cap = rng.randint(max(w), max(max(w), sum(w) // 2))
+        opt = _dp_optimum(w, v, cap)
+        sel, exact, upper = _knapsack.solve(w, v, cap, work=10**9)
+        assert exact and sum(w[i] for i in sel) <= cap
+        assert sum(v[i] for i in sel) == pytest.approx(opt, rel=1e-12)
+        for work in (0, 20, 200):
+            sel, exact, upper = _knapsack.solve(w, v, cap, work=work)
+            value = sum(v[i] for i in sel)
+            assert sum(w[i] for i in sel) <= cap
+            assert value <= opt + 1e-9 and upper >= opt - 1e-9  # the bound is a proof
+            prefix, room = 0.0, cap  # never worse than the input-order prefix that fits
+            for wk, vk in zip(w, v, strict=True):
+                if wk > room:
+                    break
+                room -= wk
+                prefix += vk
+            assert value >= prefix - 1e-9
