@@ -2,8 +2,9 @@
 
 Four kinds, all taken from files already on the machine or generated from a seed:
 
-* ``prose``: English paragraphs from stdlib docstrings (modules, classes, functions) and
-  installed packages' README/METADATA descriptions, code examples filtered out;
+* ``prose``: English paragraphs from stdlib docstrings (modules, classes, functions),
+  pydoc's language-reference topics and installed packages' README/METADATA descriptions,
+  code examples filtered out;
 * ``code``: windows of 20-80 lines from stdlib ``.py`` files;
 * ``json``: ``json.dumps`` of generated records (users, orders, events, configs) in compact
   and indented styles, plus windows of installed ``.json`` files;
@@ -14,8 +15,11 @@ Four kinds, all taken from files already on the machine or generated from a seed
   sentences split between fit and eval), falling back to sentences written
   here when no catalog is installed.
 
-``corpus(split)`` returns ``[(kind, text), ...]``; ``split`` is ``"fit"`` or ``"eval"``
-(disjoint by source file / item).
+``corpus(split)`` returns ``[(kind, text), ...]``; ``split`` is ``"fit"`` or ``"eval"``.
+The splits share no text: prose paragraphs are deduplicated and split by their text, code
+by source file (a file's windows overlap), CJK and other UI strings by catalog family (a
+string shared by several families goes with one of them), natural CJK sentences by index,
+generated JSON by record batch.
 """
 
 from __future__ import annotations
@@ -180,13 +184,25 @@ def _prose_items() -> list[tuple[str, str]]:
             if "http" in p or "|" in p or "#" in p:
                 continue
             items.append((f"{meta}.{i}", p))
+    # the language reference / library topics shipped for pydoc's help()
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        topics = {}
+    for name in sorted(topics):
+        for i, p in enumerate(_paragraphs(topics[name])):
+            items.append((f"topic.{name}.{i}", p))
     # the Zen of Python
     import codecs
     import this
 
     zen = codecs.decode(this.s, "rot13")
     items.append(("this", " ".join(zen.splitlines()[2:])))
-    return items
+    # many objects share one docstring (int constants carry int's, re-exported functions
+    # their original's): keep each paragraph once and split by its text, so no paragraph
+    # lands in both splits
+    unique = dict.fromkeys(p for _, p in items)
+    return [(p, p) for p in unique]
 
 
 def _group(texts: list[str], rng: random.Random, lo: int, hi: int) -> list[str]:
@@ -389,33 +405,64 @@ _CJK_FALLBACK = [
 ]
 
 
-def _cjk_items(rng: random.Random, quick: bool = False) -> list[tuple[str, str]]:
-    items = []
-    for lang in ("zh_CN", "zh_TW", "ja", "ko"):
+def _family(mo: str) -> str:
+    """Catalog family: gtk20/gtk30/gtk30-properties -> gtk, postgres-15 -> postgres."""
+    name = os.path.basename(mo)[: -len(".mo")]
+    return re.sub(r"[-_.]?\d.*$", "", name.replace("-properties", ""))
+
+
+def _catalog_strings(
+    langs: tuple[str, ...], keep, quick: bool = False, max_files: int | None = None
+) -> list[tuple[str, str, list[str]]]:
+    """``[(family, path, strings)]`` of the gettext catalogs of ``langs`` (not ``iso_*``)."""
+    out = []
+    for lang in langs:
         files = sorted(glob.glob(f"/usr/share/locale/{lang}/LC_MESSAGES/*.mo"))
         if quick:  # an even spread of ~10 catalogs: parsing all of them takes seconds
             files = files[:: max(1, len(files) // 10)]
+        files = [f for f in files if not os.path.basename(f).startswith("iso_")][:max_files]
         for mo in files:
-            if os.path.basename(mo).startswith("iso_"):
-                continue  # lists of country/currency/language names, not running text
             try:
                 with open(mo, "rb") as f:
                     cat = gettext.GNUTranslations(f)._catalog  # type: ignore[attr-defined]
             except Exception:
                 continue
-            strings = [
-                v
-                for k, v in cat.items()
-                if k
-                and isinstance(v, str)
-                and len(v) > 6
-                and sum(ord(c) > 0x2E80 for c in v) > len(v) * 0.4
-            ]
-            rng.shuffle(strings)
-            for j, s in enumerate(_group(strings[:400], rng, 80, 700)):
-                items.append((f"{mo}:{j}", s))
+            strings = [v for k, v in cat.items() if k and isinstance(v, str) and keep(v)]
+            out.append((_family(mo), mo, strings))
+    return out
+
+
+def _split_strings(
+    cats: list[tuple[str, str, list[str]]], split: str
+) -> list[tuple[str, str, list[str]]]:
+    """Keep each catalog's strings of ``split``. A string belongs to the split of its
+    catalog family (gtk20 and gtk30 share most translations, so whole families go to one
+    split); a string found in several families goes with the first of them, so no string
+    is in both splits."""
+    owner: dict[str, str] = {}
+    for fam, _, strings in cats:
+        for s in strings:
+            if fam < owner.get(s, "\uffff"):
+                owner[s] = fam
+    return [
+        (fam, mo, [s for s in strings if _split_of(owner[s]) == split]) for fam, mo, strings in cats
+    ]
+
+
+def _cjk_items(rng: random.Random, split: str, quick: bool = False) -> list[tuple[str, str]]:
+    items = []
+    cats = _catalog_strings(
+        ("zh_CN", "zh_TW", "ja", "ko"),
+        lambda v: len(v) > 6 and sum(ord(c) > 0x2E80 for c in v) > len(v) * 0.4,
+        quick,
+    )
+    for _, mo, strings in _split_strings(cats, split):
+        rng.shuffle(strings)
+        for j, s in enumerate(_group(strings[:400], rng, 80, 700)):
+            items.append((f"{mo}:{j}", s))
     if not items:
-        for j, s in enumerate(_group(_CJK_FALLBACK * 20, rng, 60, 400)):
+        fallback = [s for s in _CJK_FALLBACK if _split_of(s) == split]
+        for j, s in enumerate(_group(fallback * 20, rng, 60, 400)):
             items.append((f"fallback:{j}", s))
     return items
 
@@ -439,21 +486,15 @@ def _natural_cjk(split: str, rng: random.Random, n: int) -> list[tuple[str, str]
     return out
 
 
-def _other_items(rng: random.Random) -> list[tuple[str, str]]:
+def _other_items(rng: random.Random, split: str) -> list[tuple[str, str]]:
     items = []
-    for lang in ("ru", "uk", "el", "de", "fr", "es", "pl"):
-        for mo in sorted(glob.glob(f"/usr/share/locale/{lang}/LC_MESSAGES/*.mo"))[:12]:
-            if os.path.basename(mo).startswith("iso_"):
-                continue
-            try:
-                with open(mo, "rb") as f:
-                    cat = gettext.GNUTranslations(f)._catalog  # type: ignore[attr-defined]
-            except Exception:
-                continue
-            strings = [v for k, v in cat.items() if k and isinstance(v, str) and len(v) > 20]
-            rng.shuffle(strings)
-            for j, s in enumerate(_group(strings[:120], rng, 150, 900)):
-                items.append((f"{mo}:{j}", s))
+    cats = _catalog_strings(
+        ("ru", "uk", "el", "de", "fr", "es", "pl"), lambda v: len(v) > 20, max_files=12
+    )
+    for _, mo, strings in _split_strings(cats, split):
+        rng.shuffle(strings)
+        for j, s in enumerate(_group(strings[:120], rng, 150, 900)):
+            items.append((f"{mo}:{j}", s))
     return items
 
 
@@ -474,9 +515,10 @@ def corpus(
     prose_texts = _group([t for _, t in prose], rng, 200, 2000)
     sources = {
         "prose": [("p", t) for t in prose_texts],
-        "code": [(n, t) for n, t in _code_items(rng) if _split_of(n) == split],
+        # windows of one file overlap: split by file
+        "code": [(n, t) for n, t in _code_items(rng) if _split_of(n.rsplit(":", 1)[0]) == split],
         "json": [(n, t) for n, t in _json_items(rng) if _split_of(n) == split],
-        "cjk": [(n, t) for n, t in _cjk_items(rng, quick) if _split_of(n) == split],
+        "cjk": _cjk_items(rng, split, quick),
     }
     # a third of the CJK corpus is natural prose, the rest UI strings
     rng.shuffle(sources["cjk"])
@@ -484,7 +526,7 @@ def corpus(
         split, rng, per_kind // 3
     )
     if extra:
-        sources["other"] = [(n, t) for n, t in _other_items(rng) if _split_of(n) == split]
+        sources["other"] = _other_items(rng, split)
     for kind in KINDS + (EXTRA_KINDS if extra else ()):
         items = sources[kind]
         rng.shuffle(items)
