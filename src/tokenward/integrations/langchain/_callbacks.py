@@ -107,7 +107,7 @@ class _HandlerCore:
         self.accountant = accountant if accountant is not None else _default_accountant()
         self.default_model = default_model
         self.dims: dict[str, Any] = {k: v for k, v in dims.items() if v is not None}
-        self._runs: OrderedDict[UUID | str, _Run] = OrderedDict()  # keyed by the run's UUID
+        self._runs: OrderedDict[str, _Run] = OrderedDict()
         self._lock = threading.Lock()
         self._max_pending = max_pending
         #: tools run while this handler was attached, by name (executions, not requests)
@@ -115,7 +115,7 @@ class _HandlerCore:
         self._tools: dict[str, str] = {}
 
     # -- run map -------------------------------------------------------------------------
-    def _put(self, run_id: UUID, run: _Run) -> None:
+    def _put(self, run_id: str, run: _Run) -> None:
         evicted: list[str] = []
         with self._lock:
             self._runs[run_id] = run
@@ -126,7 +126,7 @@ class _HandlerCore:
             with swallow_internal_errors():
                 self.accountant.release(old_id, error="run state evicted (never ended)")
 
-    def _pop(self, run_id: UUID) -> _Run | None:
+    def _pop(self, run_id: str) -> _Run | None:
         with self._lock:
             return self._runs.pop(run_id, None)
 
@@ -149,7 +149,7 @@ class _HandlerCore:
         model = model_from_start(serialized, params, metadata) or self.default_model
         dims = dims_from_run(self.dims, metadata, tags)
         run = _Run(rid, model, dims, kind)
-        self._put(run_id, run)
+        self._put(rid, run)
         if model is None:
             raise ValueError(
                 "cannot tell which model this run uses (no model/model_name in its invocation "
@@ -169,16 +169,16 @@ class _HandlerCore:
         except _PROPAGATE:
             # denied, or a model nobody can price: the model will not run, no end event
             # will come; the caller gets the error (not a silently unrecorded call)
-            self._pop(run_id)
+            self._pop(rid)
             raise
         run.preflighted = True
         run.started = time.perf_counter()  # latency is the model's, not our pre-flight's
 
     def _end(self, response: LLMResult, run_id: UUID) -> None:
-        run = self._pop(run_id)
+        rid = str(run_id)
+        run = self._pop(rid)
         if run is None:
             return
-        rid = run.rid
         info = extract_result(response)
         latency_ms = (time.perf_counter() - run.started) * 1000.0
         model = info.model or run.model or self.default_model
@@ -194,7 +194,7 @@ class _HandlerCore:
         )
 
     def _error(self, error: BaseException, run_id: UUID, kwargs: Mapping[str, Any]) -> None:
-        run = self._pop(run_id)
+        run = self._pop(str(run_id))
         if run is None:
             return
         response = kwargs.get("response")
