@@ -27,8 +27,9 @@ reaches the threshold.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import compress, count
-from operator import itemgetter, not_
+from operator import itemgetter, not_, or_
 from typing import Any
 from zlib import crc32
 
@@ -44,6 +45,7 @@ _PAIR_MAX = 16_384  # cached pair intersections per generation
 _Record = tuple[int, int, int, tuple[int, ...], tuple[int, ...]]
 _UID = count()
 _N, _SEQ, _SINGLE, _PAIRS = 1, 2, 3, 4
+_get_uid = itemgetter(0)
 _get_single = itemgetter(_SINGLE)
 _get_pairs = itemgetter(_PAIRS)
 
@@ -52,13 +54,12 @@ class _TwoGen:
     """Bounded mapping approximating LRU with one dict lookup per hit: hits in ``young``
     are free; hits in ``old`` are promoted; when ``young`` is full it becomes ``old``."""
 
-    __slots__ = ("young", "old", "maxsize", "also_clear")
+    __slots__ = ("young", "old", "maxsize")
 
-    def __init__(self, maxsize: int, also_clear: tuple[_TwoGen, ...] = ()) -> None:
+    def __init__(self, maxsize: int) -> None:
         self.young: dict[Any, Any] = {}
         self.old: dict[Any, Any] = {}
         self.maxsize = maxsize
-        self.also_clear = also_clear
 
     def get(self, key: Any) -> Any:
         value = self.young.get(key)
@@ -78,15 +79,69 @@ class _TwoGen:
     def clear(self) -> None:
         self.young = {}
         self.old = {}
-        for other in self.also_clear:
-            other.clear()
+
+    def __len__(self) -> int:
+        return len(self.young) + len(self.old)
+
+
+class _SketchStore:
+    """text -> sketch record in two generations (like :class:`_TwoGen`), plus an index of
+    the pair keys of every cached record and the ids of the records that share a pair
+    key with another cached record ("flagged"). Any two cached texts sharing a pair key
+    are both flagged, so a call only has to look at its flagged texts."""
+
+    __slots__ = ("young", "old", "maxsize", "index", "old_index", "shared", "old_shared")
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.clear()
+
+    def clear(self) -> None:
+        self.young: dict[str, _Record] = {}
+        self.old: dict[str, _Record] = {}
+        self.index: dict[int, int] = {}  # pair key -> id of a young record holding it
+        self.old_index: dict[int, int] = {}
+        self.shared: set[int] = set()  # flagged ids, young generation
+        self.old_shared: set[int] = set()
+        _PAIRS_CACHE.clear()
+
+    def get(self, text: str) -> _Record | None:
+        rec = self.young.get(text)
+        if rec is None:
+            rec = self.old.pop(text, None)
+            if rec is not None:  # promote, with its keys and its flag
+                flagged = rec[0] in self.old_shared
+                self.put(text, rec)
+                if flagged:
+                    self.shared.add(rec[0])
+        return rec
+
+    def put(self, text: str, rec: _Record) -> None:
+        if len(self.young) >= self.maxsize:
+            self.old, self.young = self.young, {}
+            self.old_index, self.index = self.index, {}
+            self.old_shared, self.shared = self.shared, set()
+        self.young[text] = rec
+        uid = rec[0]
+        index, old_index = self.index, self.old_index
+        for h in rec[_PAIRS]:
+            j = index.get(h)
+            if j is None:
+                index[h] = uid
+                j = old_index.get(h)
+                if j is not None and j != uid:  # held by a record of the old generation
+                    self.shared.add(uid)
+                    self.old_shared.add(j)
+            elif j != uid:
+                self.shared.add(uid)
+                self.shared.add(j)
 
     def __len__(self) -> int:
         return len(self.young) + len(self.old)
 
 
 _PAIRS_CACHE = _TwoGen(_PAIR_MAX)  # uid pair -> shingle intersection size
-_SKETCHES = _TwoGen(_SKETCH_MAX, (_PAIRS_CACHE,))  # text -> _Record; clear() clears both
+_SKETCHES = _SketchStore(_SKETCH_MAX)  # text -> _Record; clear() clears everything
 
 
 def _words(text: str) -> list[int]:
@@ -156,20 +211,32 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
     if threshold > 1.0:  # no Jaccard index exceeds 1
         return {}
     recs = records(texts)
-    keys = list(map(_get_pairs if threshold >= _PAIR_KEYS_FROM else _get_single, recs))
-    # 1. texts sharing a key with an earlier text (two C calls per text)
-    seen: set[int] = set()
-    isdisjoint, update = seen.isdisjoint, seen.update
-    hits = []
-    for pos, ks in enumerate(keys):
-        if not isdisjoint(ks):
-            hits.append(pos)
-        update(ks)
-    if not hits:
+    if threshold >= _PAIR_KEYS_FROM:
+        # texts sharing a pair key with any other cached text were flagged when sketched
+        keys = list(map(_get_pairs, recs))
+        uids = list(map(_get_uid, recs))
+        shared, old_shared = _SKETCHES.shared, _SKETCHES.old_shared
+        flags: Iterable[Any] = map(shared.__contains__, uids)
+        if old_shared:
+            flags = map(or_, flags, map(old_shared.__contains__, uids))
+        involved = list(compress(range(len(recs)), flags))
+    else:
+        keys = list(map(_get_single, recs))
+        # 1. texts sharing a key with an earlier text (two C calls per text)
+        seen: set[int] = set()
+        isdisjoint, update = seen.isdisjoint, seen.update
+        hits = []
+        for pos, ks in enumerate(keys):
+            if not isdisjoint(ks):
+                hits.append(pos)
+            update(ks)
+        if not hits:
+            return {}
+        # 2. every text holding one of their keys; no other text can be or have a duplicate
+        hit_keys = set().union(*map(keys.__getitem__, hits))
+        involved = list(compress(range(len(keys)), map(not_, map(hit_keys.isdisjoint, keys))))
+    if len(involved) < 2:
         return {}
-    # 2. every text holding one of their keys; no other text can be or have a duplicate
-    hit_keys = set().union(*map(keys.__getitem__, hits))
-    involved = list(compress(range(len(keys)), map(not_, map(hit_keys.isdisjoint, keys))))
     # 3. best first: compare with the kept texts sharing a key
     owner: dict[int, int] = {}  # key -> first kept position holding it
     more: dict[int, list[int]] = {}  # key -> further kept positions

@@ -172,13 +172,18 @@ def solve(w: list[int], v: list[float], cap: int, work: int = 400) -> tuple[list
         return [], True, 0.0
     if total <= cap:
         return list(idx), True, sum(map(v.__getitem__, idx))
-    wi = list(map(w.__getitem__, idx))
-    if min(wi) > 0:
-        dens = list(map(truediv, map(v.__getitem__, idx), wi))
+    if isinstance(idx, range):  # every item is a candidate: no copies
+        if min(w) > 0:
+            dens = list(map(truediv, v, w))
+            order = sorted(idx, key=dens.__getitem__, reverse=True)  # stable
+        else:
+            order = _order(w, v, list(idx))
+    elif min(map(w.__getitem__, idx)) > 0:
+        dens = list(map(truediv, map(v.__getitem__, idx), map(w.__getitem__, idx)))
         ranked = sorted(range(len(idx)), key=dens.__getitem__, reverse=True)  # stable
         order = list(map(idx.__getitem__, ranked))
     else:
-        order = _order(w, v, list(idx))
+        order = _order(w, v, idx)
     m = len(order)
     wo = list(map(w.__getitem__, order))
     vo = list(map(v.__getitem__, order))

@@ -425,8 +425,10 @@ def pack_context(
             repeat(None),
         ),
     )
-    if dropped:
-        all_dropped = sorted([*dropped.values(), *did_not_fit])  # by input index (unique)
+    if dropped:  # merge by input index
+        by_index = dict(zip(rest, did_not_fit))
+        by_index.update(dropped)
+        all_dropped = list(map(by_index.__getitem__, sorted(by_index)))
     else:
         all_dropped = list(did_not_fit)
     kept = _positive_sum(map(scores.__getitem__, chosen))
