@@ -444,11 +444,12 @@ class Accountant:
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._settled: OrderedDict[str, None] = OrderedDict()
-        from tokenward.cost import _cost_total
+        from tokenward.cost import _cost_total, _estimate_total
         from tokenward.cost import to_nanos as _to_nanos
 
         #: ``cost(usage, info).total`` without the breakdown (the same arithmetic)
         self._cost_total = _cost_total
+        self._estimate_total = _estimate_total  # the same for a plain input/output guess
         self._to_nanos = _to_nanos
         #: model name -> (catalog generation, catalog fallback, info, name to record)
         self._infos: dict[str, tuple[Any, Any, ModelInfo, str]] = {}
@@ -593,8 +594,11 @@ class Accountant:
             if info.context_window and prompt_tokens < info.context_window:
                 # the reply cannot be longer than what is left of the window
                 expected = min(expected, info.context_window - prompt_tokens)
-        guess = Usage(input=prompt_tokens, output=expected, estimated=True)
-        estimated_cost = self._cost_total(guess, info)
+        if type(prompt_tokens) is int and type(expected) is int:  # both >= 0 (checked above)
+            estimated_cost = self._estimate_total(info, prompt_tokens, expected)
+        else:  # Usage() raises its TypeError for anything but ints
+            guess = Usage(input=prompt_tokens, output=expected, estimated=True)
+            estimated_cost = self._cost_total(guess, info)
         resolved = self._resolve_dims(dims)
         estimate = Estimate(
             run_id=run_id,

@@ -236,6 +236,24 @@ def _cost_total(usage: Usage, info: ModelInfo, batch: bool = False) -> Decimal:
     return total
 
 
+def _estimate_total(info: ModelInfo, input_tokens: int, output_tokens: int) -> Decimal:
+    """``cost(Usage(input=input_tokens, output=output_tokens), info).total`` (the pre-flight guess).
+
+    Callers pass validated ints >= 0; a plain input/output usage has no other component, so
+    no price can be missing.
+    """
+    effective, tiers = _plan(info)
+    for threshold, _, tier_effective in tiers:  # sorted: the highest exceeded wins
+        if input_tokens > threshold:
+            effective = tier_effective
+    total = _ZERO
+    if input_tokens:
+        total = _add(total, _div(_mul(Decimal(input_tokens), effective[0]), _MILLION))
+    if output_tokens:
+        total = _add(total, _div(_mul(Decimal(output_tokens), effective[4]), _MILLION))
+    return total
+
+
 def cost(
     usage: Usage,
     model: str | ModelInfo,
