@@ -1,14 +1,24 @@
 """Content-aware token estimator for models without a local tokenizer.
 
 One ``str.translate`` pass maps the text to character classes the way BPE pre-tokenizers
-see it (o200k/cl100k): lower/upper-case letters, digits, punctuation, spaces, newlines, Han
-(split into characters that are a single o200k token and the rest), kana, Hangul, other
-scripts. Run counts (words, camelCase splits, digit groups, punctuation runs, indentation)
-and length chunks come from C-level ``str.count`` calls on that class string -- no Python
-loop over characters or tokens -- and are combined linearly with coefficients fitted against
-``o200k_base``
-on a mixed corpus of English prose, source code, JSON and CJK text
-(``benchmarks/estimator_fit.py``; accuracy in ``benchmarks/bench_estimator.py``).
+see it (o200k/cl100k): lower/upper-case letters, digits, punctuation, spaces, newlines,
+CJK letters (split into those that are a single o200k token and the rest), other scripts.
+Run counts (words, camelCase splits, digit groups, punctuation runs, indentation) come
+from C-level ``str.count`` calls on that class string. Two features use o200k's own
+vocabulary (tables in ``_estimator_tables.py``, generated from the vocabulary alone):
+
+* CJK: o200k's pre-tokenizer makes one piece of each run of Han/kana/Hangul letters and
+  BPE merges frequent words inside it; a greedy longest match over o200k's 10,561 CJK
+  tokens reproduces that count within 1-2 % (character-class counts cannot: the number
+  of characters per token varies with the words used, the script and Traditional vs
+  Simplified Chinese);
+* rare words: letters of lower-case words (5+ letters) that are not among o200k's 8,000
+  most common single-token words -- identifiers such as ``getnchannels`` or ``sampwidth``
+  and rare prose words split into several tokens.
+
+Features are combined linearly with coefficients fitted against ``o200k_base`` on the fit
+split of a mixed corpus of English prose, source code, JSON and CJK text
+(``benchmarks/estimator_fit.py``; held-out accuracy in ``benchmarks/bench_estimator.py``).
 
 Every estimate is approximate (``exact=False``); per-model calibration from reported usage
 is applied by :class:`~tokenward.counting.EstimatorCounter` through the ``Calibrator``.
@@ -146,9 +156,6 @@ _SPACE_RUNS = tuple(y + "  " for y in (".", "0", "\n", "a", "A"))
 FEATURE_NAMES = (
     "letter_runs",
     "camel_splits",
-    "lower_6chunks",
-    "lower_9chunks",
-    "upper_chars",
     "upper_3chunks",
     "upper_lower",
     "digit_runs",
@@ -158,47 +165,18 @@ FEATURE_NAMES = (
     "newline_runs",
     "space_runs",
     "space_punct",
-    "punct_letter",
     "punct_space",
-    "punct_pairs",
-    "newline_indent",
     "space_lower",
-    "lower_digit",
     "digit_lower",
-    "punct_digit",
-    "digit_punct",
     "blank_lines",
-    "indent4_chunks",
-    "upper_punct",
-    "punct_upper",
-    "upper_5chunks",
-    "upper_underscore_upper",
     "digit_4chunks",
     "rare_word_letters",
     "cjk_tokens",
     "cjk_rare",
     "other",
 )
-# boundary bigrams that BPE merges differently (JSON '": "', code '", ', '\n    ')
-_BIGRAMS = (
-    " .",
-    ".a",
-    ". ",
-    "..",
-    "\n ",
-    " a",
-    "a0",
-    "0a",
-    ".0",
-    "0.",
-    "\n\n",
-    "    ",
-    "A.",
-    ".A",
-    "AAAAA",
-    "A_A",
-    "0000",
-)
+# boundary bigrams that BPE merges differently (JSON '": "', code '", ')
+_BIGRAMS = (" .", ". ", " a", "0a", "\n\n", "0000")
 _NO_CJK = (0, 0, 0)
 
 
@@ -232,9 +210,6 @@ def features(text: str) -> tuple[int, ...]:
     return (
         letter_runs,
         n("aA"),
-        n("aaaaaa"),
-        n("aaaaaaaaa"),
-        n("A"),
         n("AAA"),
         n("Aa"),
         digit_runs,
@@ -260,9 +235,6 @@ def features(text: str) -> tuple[int, ...]:
 COEFFICIENTS: tuple[float, ...] = (
     0.8074,  # letter_runs
     0.2001,  # camel_splits
-    0.0,  # lower_6chunks
-    0.0,  # lower_9chunks
-    0.0,  # upper_chars
     0.3731,  # upper_3chunks
     0.2015,  # upper_lower
     1.5809,  # digit_runs
@@ -272,21 +244,10 @@ COEFFICIENTS: tuple[float, ...] = (
     0.7551,  # newline_runs
     0.555,  # space_runs
     0.3972,  # space_punct
-    0.0,  # punct_letter
     0.3035,  # punct_space
-    0.0,  # punct_pairs
-    0.0,  # newline_indent
     0.1431,  # space_lower
-    0.0,  # lower_digit
     0.1751,  # digit_lower
-    0.0,  # punct_digit
-    0.0,  # digit_punct
     0.2178,  # blank_lines
-    0.0,  # indent4_chunks
-    0.0,  # upper_punct
-    0.0,  # punct_upper
-    0.0,  # upper_5chunks
-    0.0,  # upper_underscore_upper
     1.0762,  # digit_4chunks
     0.1116,  # rare_word_letters
     1.0322,  # cjk_tokens
