@@ -126,11 +126,13 @@ def _cjk_tokens(text: str) -> int:
         size = len(p)
         if p[0] != " " and not p[0].isalpha():
             n -= 1  # the punctuation features count the mark: alone, or merged into a token
+        n += size  # one token per character, minus the characters each merge saves
         i = 0
-        while i < size:
+        last = size - 1
+        while i < last:
             j = i + 2
             s = p[i:j]
-            if s in prefixes:
+            if s in prefixes:  # walk the trie to the longest token starting at i
                 end = j if s in vocab else i + 1
                 while j < size:
                     j += 1
@@ -139,10 +141,10 @@ def _cjk_tokens(text: str) -> int:
                         break
                     if s in vocab:
                         end = j
+                n -= end - i - 1
+                i = end
             else:
-                end = i + 1
-            n += 1
-            i = end
+                i += 1
     return n
 
 
