@@ -504,3 +504,29 @@ def test_knapsack_is_exact_without_a_work_limit_and_certified_with_one() -> None
                 room -= wk
                 prefix += vk
             assert value >= prefix - 1e-9
+
+
+@pytest.mark.parametrize("size", [7, 40])
+def test_small_sketch_store_keeps_flags_across_generations(
+    monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    # a tiny store rotates and promotes constantly; results must not change
+    monkeypatch.setattr(_dedupe, "_SKETCHES", _dedupe._SketchStore(size))
+    chunks = _corpus(6, 80, 50)
+    ranked = [c.text for c in sorted(chunks, key=lambda c: -(c.score or 0))]
+    rng = random.Random(2)
+    for _ in range(25):
+        k = rng.randint(2, len(ranked))
+        subset = sorted(rng.sample(range(len(ranked)), k))
+        texts = [ranked[i] for i in subset]
+        assert _dedupe.near_duplicates(texts, 0.9) == _brute_force_duplicates(texts, 0.9)
+
+
+def test_the_same_text_twice_in_one_call_is_a_duplicate() -> None:
+    text = " ".join(f"same{i}" for i in range(40)) + "."
+    for dedupe in (0.9, 0.5):
+        r = pack_context([Chunk(text, 0.4), Chunk("a b c d", 0.3), Chunk(text, 0.8)], 500, wc,
+                         dedupe=dedupe)
+        assert [(d.index, d.reason, d.duplicate_of) for d in r.report.dropped] == [
+            (0, "duplicate", 2)
+        ]

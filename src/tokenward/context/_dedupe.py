@@ -90,10 +90,13 @@ class _SketchStore:
     key with another cached record ("flagged"). Any two cached texts sharing a pair key
     are both flagged, so a call only has to look at its flagged texts."""
 
-    __slots__ = ("young", "old", "maxsize", "index", "old_index", "shared", "old_shared")
+    __slots__ = (
+        "young", "old", "maxsize", "index", "old_index", "shared", "old_shared", "rotations"
+    )
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
+        self.rotations = 0
         self.clear()
 
     def clear(self) -> None:
@@ -121,6 +124,7 @@ class _SketchStore:
             self.old, self.young = self.young, {}
             self.old_index, self.index = self.index, {}
             self.old_shared, self.shared = self.shared, set()
+            self.rotations += 1
         self.young[text] = rec
         uid = rec[0]
         index, old_index = self.index, self.old_index
@@ -210,8 +214,10 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
     """
     if threshold > 1.0:  # no Jaccard index exceeds 1
         return {}
+    rotations = _SKETCHES.rotations
     recs = records(texts)
-    if threshold >= _PAIR_KEYS_FROM:
+    if threshold >= _PAIR_KEYS_FROM and _SKETCHES.rotations - rotations < 2:
+        # (two rotations during this call can have dropped some of its texts' flags)
         # texts sharing a pair key with any other cached text were flagged when sketched
         keys = list(map(_get_pairs, recs))
         uids = list(map(_get_uid, recs))
@@ -220,6 +226,11 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
         if old_shared:
             flags = map(or_, flags, map(old_shared.__contains__, uids))
         involved = list(compress(range(len(recs)), flags))
+        if len(set(uids)) < len(uids):  # the same text more than once in this call
+            first: dict[int, int] = {}
+            repeated = {p for p, u in enumerate(uids) if first.setdefault(u, p) != p}
+            repeated.update(first[uids[p]] for p in list(repeated))
+            involved = sorted(repeated.union(involved))
     else:
         keys = list(map(_get_single, recs))
         # 1. texts sharing a key with an earlier text (two C calls per text)
