@@ -228,33 +228,33 @@ def features(text: str) -> tuple[int, ...]:
 
 # Fitted by benchmarks/estimator_fit.py against o200k_base (relative-error NNLS) on the
 # fit split; error of that run on the disjoint eval split (median / p95):
-#   prose median 1.78% p95 5.00%
-#   code median 2.40% p95 6.81%
-#   json median 1.02% p95 4.49%
-#   cjk median 1.87% p95 5.79%
-#   other median 11.59% p95 27.39%
-#   all median 1.68% p95 5.79%
+#   prose median 1.76% p95 4.87%
+#   code median 2.36% p95 7.42%
+#   json median 1.02% p95 4.27%
+#   cjk median 1.98% p95 6.25%
+#   other median 10.40% p95 30.70%
+#   all median 1.68% p95 5.87%
 COEFFICIENTS: tuple[float, ...] = (
-    0.8074,  # letter_runs
-    0.2001,  # camel_splits
-    0.3731,  # upper_3chunks
-    0.2015,  # upper_lower
-    1.5809,  # digit_runs
-    0.0465,  # digit_3chunks
-    0.3004,  # punct_runs
-    0.2619,  # punct_chars
-    0.7551,  # newline_runs
-    0.555,  # space_runs
-    0.3972,  # space_punct
-    0.3035,  # punct_space
-    0.1431,  # space_lower
-    0.1751,  # digit_lower
-    0.2178,  # blank_lines
-    1.0762,  # digit_4chunks
-    0.1116,  # rare_word_letters
-    1.0322,  # cjk_tokens
-    0.9996,  # cjk_rare
-    0.3423,  # other
+    0.8239,  # letter_runs
+    0.1474,  # camel_splits
+    0.3871,  # upper_3chunks
+    0.2052,  # upper_lower
+    1.5911,  # digit_runs
+    0.0265,  # digit_3chunks
+    0.2881,  # punct_runs
+    0.2618,  # punct_chars
+    0.8818,  # newline_runs
+    0.4475,  # space_runs
+    0.3893,  # space_punct
+    0.3226,  # punct_space
+    0.1294,  # space_lower
+    0.1503,  # digit_lower
+    0.0979,  # blank_lines
+    1.0992,  # digit_4chunks
+    0.1074,  # rare_word_letters
+    1.0309,  # cjk_tokens
+    1.0266,  # cjk_rare
+    0.3545,  # other
 )
 
 
