@@ -253,8 +253,12 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
     more: dict[int, list[int]] = {}  # key -> further kept positions
     dup: dict[int, int] = {}
     sets: dict[str, frozenset[int]] = {}
+    owned = owner.keys()
     for pos in involved:
         ks = keys[pos]
+        if owned.isdisjoint(ks):  # no kept text shares a key: kept
+            owner.update(dict.fromkeys(ks, pos))
+            continue
         cands: set[int] = set()
         for h in ks:
             j = owner.get(h)

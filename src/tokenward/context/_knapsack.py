@@ -32,7 +32,7 @@ Every pruning step is a proof, so when the search ends the result is certified:
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from itertools import accumulate, compress
 from operator import sub, truediv
 
@@ -215,10 +215,23 @@ def solve(w: list[int], v: list[float], cap: int, work: int = 400) -> tuple[list
         z, incumbent = gv, prefix
 
     # reduction against the first lower bound: the rest stays fixed
-    red = list(map(sub, vo, map(db.__mul__, wo)))  # reduced values, >= 0 before the break
+    # (reduced value r = w * (density - d); only items with |r| < gap can be free, and
+    # |r| >= w_min * |density - d|: the window of candidate densities is found by bisection)
     gap = upper - z
-    adds = [b + k for k in compress(range(m - b), map((-gap).__lt__, red[b:]))]
-    rems = [k for k in compress(range(b), map(gap.__gt__, red[:b])) if wo[k]][::-1]
+    lo, hi = 0, m
+    wmin = min(wo)
+    if wmin > 0:
+        margin = gap * (1 + 1e-9) / wmin
+
+        def neg_density(k: int) -> float:  # ascending along the order
+            return -vo[k] / wo[k]
+
+        lo = bisect_right(range(m), -(db + margin), 0, b, key=neg_density)
+        hi = bisect_left(range(m), -(db - margin), b, m, key=neg_density)
+    red = [0.0] * lo + list(map(sub, vo[lo:hi], map(db.__mul__, wo[lo:hi])))
+    adds = [b + k for k in compress(range(hi - b), map((-gap).__lt__, red[b:hi]))]
+    rems = [lo + k for k in compress(range(b - lo), map(gap.__gt__, red[lo:b])) if wo[lo + k]]
+    rems.reverse()  # nearest the break first
 
     flips: list[int] | None = None  # density positions flipped from the break solution
     exact = not adds and not rems
