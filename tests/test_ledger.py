@@ -451,6 +451,57 @@ def test_usage_event_validation_and_normalization() -> None:
     assert len(fresh.id) == 32 and fresh.timestamp.tzinfo is UTC
 
 
+def _validated_row_to_event(r: tuple) -> UsageEvent:
+    """The decoder as it was before the trusted fast path: every field through __post_init__."""
+    import json
+
+    from tokenward.ledger._event import from_micros, from_nanos
+
+    (id_, ts_us, model, provider, inp, out, cr, cw5, cw1, rsn, ai, ao, ii, uest, nanos, est,
+     status, kind, user_id, conv, sess, agent, tags, tool_calls, tool_names, latency, parent,
+     error, prompt, output) = r
+    usage = Usage(input=int(inp), output=int(out), cache_read=int(cr), cache_write_5m=int(cw5),
+                  cache_write_1h=int(cw1), reasoning=int(rsn), audio_input=int(ai),
+                  audio_output=int(ao), image_input=int(ii), estimated=bool(uest))
+    return UsageEvent(
+        id=id_, timestamp=from_micros(int(ts_us)), model=model, provider=provider, usage=usage,
+        cost=from_nanos(int(nanos)), estimated=bool(est), status=status, kind=kind,
+        user_id=user_id, conversation_id=conv, session_id=sess, agent=agent,
+        tags=json.loads(tags) if tags and tags != "{}" else {}, tool_calls=int(tool_calls),
+        tool_names=tuple(json.loads(tool_names)) if tool_names and tool_names != "[]" else (),
+        latency_ms=latency, parent_id=parent, error=error, prompt=prompt, output=output)
+
+
+def test_trusted_row_decoder_equals_validating_constructor() -> None:
+    from tokenward.ledger._event import event_to_row, row_to_event
+
+    plus2 = timezone(timedelta(hours=2))
+    events = [
+        *dataset(300, seed=11),
+        ev("tz", datetime(2026, 1, 1, 12, tzinfo=plus2), user_id="", agent="",
+           tags={"b": "2", "a": "1", "ü": "é\"q"}, tool_names=["x", "y"], latency_ms=7,
+           usage=Usage(input=1, estimated=True), cost="12.5000000009", error="boom",
+           prompt="p", output="o", parent_id="root", session_id="s"),
+        ev("old", datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), cost=Decimal("3")),
+        ev("zero", T0, cost=Decimal("0E-12"), latency_ms=0.0, tool_calls=5),
+    ]
+    for e in events:
+        row = event_to_row(e)
+        fast, slow = row_to_event(row), _validated_row_to_event(row)
+        assert fast == slow == e.stored()
+        for name in UsageEvent.__dataclass_fields__:
+            a, b = getattr(fast, name), getattr(slow, name)
+            assert type(a) is type(b), name
+            assert repr(a) == repr(b), name  # same Decimal exponent, same tag order
+        assert fast.timestamp.tzinfo is UTC and str(fast.cost) == str(slow.cost)
+        assert event_to_row(fast) == row  # a decoded event re-encodes to the same row
+    # rows as PostgreSQL returns them (ints for REAL latency are possible in SQLite too)
+    row = list(event_to_row(events[-3]))
+    row[25] = 7  # latency_ms stored as an integer value
+    assert row_to_event(tuple(row)).latency_ms == 7.0
+    assert type(row_to_event(tuple(row)).latency_ms) is float
+
+
 # -- SQLite specifics ---------------------------------------------------------------------------
 
 

@@ -97,6 +97,8 @@ class UsageEvent:
     output: str | None = None
 
     def __post_init__(self) -> None:
+        # NOTE: ``row_to_event`` builds events from stored rows without calling this;
+        # a new normalization here must be mirrored there (tests/test_ledger.py checks both agree).
         setattr_ = object.__setattr__
         if not isinstance(self.id, str) or not self.id:
             raise ValueError("UsageEvent.id must be a non-empty str (the run id)")
@@ -259,11 +261,68 @@ EVENT_COLUMNS = (
 
 
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_loads = json.loads
+_new = object.__new__
+_int = int
+_bool = bool
+
+# Encoded tags / tool-name JSON, keyed by content: a ledger sees the same few tag sets
+# and tool lists over and over. Bounded: cleared when it grows past _CACHE_MAX.
+_CACHE_MAX = 4096
+_tags_json: dict[tuple[tuple[str, str], ...], str] = {}
+_names_json: dict[tuple[str, ...], str] = {}
+_tags_decoded: dict[str, Mapping[str, str]] = {}
+_names_decoded: dict[str, tuple[str, ...]] = {}
+
+
+def _encode_tags(tags: Mapping[str, str]) -> str:
+    key = tuple(tags.items())
+    text = _tags_json.get(key)
+    if text is None:
+        text = _json(dict(tags))
+        if len(_tags_json) >= _CACHE_MAX:
+            _tags_json.clear()
+        _tags_json[key] = text
+    return text
+
+
+def _encode_names(names: tuple[str, ...]) -> str:
+    text = _names_json.get(names)
+    if text is None:
+        text = _json(list(names))
+        if len(_names_json) >= _CACHE_MAX:
+            _names_json.clear()
+        _names_json[names] = text
+    return text
+
+
+def _decode_tags(text: str) -> Mapping[str, str]:
+    # shared read-only proxies: UsageEvent.tags is immutable, so equal rows may share one
+    tags = _tags_decoded.get(text)
+    if tags is None:
+        raw = _loads(text)
+        tags = MappingProxyType(dict(sorted(raw.items()))) if raw else _EMPTY
+        if len(_tags_decoded) >= _CACHE_MAX:
+            _tags_decoded.clear()
+        _tags_decoded[text] = tags
+    return tags
+
+
+def _decode_names(text: str) -> tuple[str, ...]:
+    names = _names_decoded.get(text)
+    if names is None:
+        names = tuple(_loads(text))
+        if len(_names_decoded) >= _CACHE_MAX:
+            _names_decoded.clear()
+        _names_decoded[text] = names
+    return names
 
 
 def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
     """Encode an event as a storage row (see :data:`EVENT_COLUMNS`)."""
     u = e.usage
+    tags = e.tags
+    names = e.tool_names
     return (
         e.id,
         (e.timestamp - _EPOCH) // _MICRO,
@@ -287,9 +346,9 @@ def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
         e.conversation_id,
         e.session_id,
         e.agent,
-        _json(dict(e.tags)) if e.tags else "{}",
+        _encode_tags(tags) if tags else "{}",
         e.tool_calls,
-        _json(list(e.tool_names)) if e.tool_names else "[]",
+        _encode_names(names) if names else "[]",
         e.latency_ms,
         e.parent_id,
         e.error,
@@ -299,7 +358,14 @@ def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
 
 
 def row_to_event(r: Iterable[Any]) -> UsageEvent:
-    """Decode a storage row (in :data:`EVENT_COLUMNS` order) into an event."""
+    """Decode a storage row (in :data:`EVENT_COLUMNS` order) into an event.
+
+    Rows come from a ledger table that only this codec writes (every value was
+    validated by :class:`UsageEvent` before it was stored), so the event is built
+    without re-running ``__post_init__``: the fields are set exactly as validation
+    would have left them (UTC timestamp, ``Decimal`` cost, sorted read-only tags,
+    tuple of tool names, float latency, ``estimated`` forced on by an estimated usage).
+    """
     (
         id_,
         ts_us,
@@ -332,38 +398,58 @@ def row_to_event(r: Iterable[Any]) -> UsageEvent:
         prompt,
         output,
     ) = r
-    usage = Usage(
-        input=int(inp),
-        output=int(out),
-        cache_read=int(cr),
-        cache_write_5m=int(cw5),
-        cache_write_1h=int(cw1),
-        reasoning=int(rsn),
-        audio_input=int(ai),
-        audio_output=int(ao),
-        image_input=int(ii),
-        estimated=bool(uest),
+    uest = _bool(uest)
+    usage = _new_usage(
+        _int(inp),
+        _int(out),
+        _int(cr),
+        _int(cw5),
+        _int(cw1),
+        _int(rsn),
+        _int(ai),
+        _int(ao),
+        _int(ii),
+        uest,
     )
-    return UsageEvent(
+    ev = _new(UsageEvent)
+    _fill(
+        ev,
         id=id_,
-        timestamp=from_micros(int(ts_us)),
+        timestamp=_EPOCH + timedelta(0, 0, _int(ts_us)),
         model=model,
-        provider=provider,
+        provider=provider or None,
         usage=usage,
-        cost=from_nanos(int(nanos)),
-        estimated=bool(est),
+        cost=from_nanos(_int(nanos)),
+        estimated=_bool(est) or uest,
         status=status,
         kind=kind,
-        user_id=user_id,
-        conversation_id=conv,
-        session_id=sess,
-        agent=agent,
-        tags=json.loads(tags) if tags and tags != "{}" else _EMPTY,
-        tool_calls=int(tool_calls),
-        tool_names=tuple(json.loads(tool_names)) if tool_names and tool_names != "[]" else (),
-        latency_ms=latency,
-        parent_id=parent,
+        user_id=user_id or None,
+        conversation_id=conv or None,
+        session_id=sess or None,
+        agent=agent or None,
+        tags=_EMPTY if not tags or tags == "{}" else _decode_tags(tags),
+        tool_calls=_int(tool_calls),
+        tool_names=() if not tool_names or tool_names == "[]" else _decode_names(tool_names),
+        latency_ms=None if latency is None else float(latency),
+        parent_id=parent or None,
         error=error,
         prompt=prompt,
         output=output,
     )
+    return ev
+
+
+_new_usage = Usage._trusted
+
+
+def _fill_slots(ev: UsageEvent, **values: Any) -> None:  # pragma: no cover - slots variant
+    for name, value in values.items():
+        object.__setattr__(ev, name, value)
+
+
+def _fill_dict(ev: UsageEvent, **values: Any) -> None:
+    ev.__dict__.update(values)
+
+
+# a frozen dataclass blocks setattr; its instance dict (if it has one) is the fast way in
+_fill = _fill_slots if hasattr(UsageEvent, "__slots__") else _fill_dict
