@@ -10,8 +10,8 @@ process.
 Per text (cached by text in a bounded two-generation LRU shared by all calls):
 
 * the number of distinct shingles (for the size filter: ``J(A, B) <= min/max size``);
-* a hash of the normalized word sequence (identical texts are duplicates without any
-  similarity work);
+* a hash of the shingle set (texts with equal sets, e.g. identical after normalization,
+  are duplicates without any similarity work);
 * the 9 smallest shingle hashes (a bottom-k sketch), and candidate keys derived from it:
   for thresholds >= 0.85 the 8 pairs of consecutive values (two near-duplicates share
   one unless the first several shingles of their union alternate between the two sets;
@@ -36,12 +36,19 @@ from zlib import crc32
 __all__ = ["near_duplicates", "sketch_cache_info", "clear_caches"]
 
 _PUNCT = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\u2019\u201c\u201d"})
+# whitespace that str.split() splits on but bytes.split() does not: made a space first
+_PUNCT.update(
+    dict.fromkeys(
+        map(ord, "\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"), " "
+    )
+)
+_PUNCT.update(dict.fromkeys(range(0x2000, 0x200B), " "))
 _BOTTOM = 9  # sketch size
 _PAIR_KEYS_FROM = 0.85  # thresholds from here on use consecutive-pair keys
 _SKETCH_MAX = 16_384  # texts per cache generation (two generations; ~1 KB per text)
 _PAIR_MAX = 16_384  # cached pair intersections per generation
 
-# record: (uid, shingle count, sequence hash, single keys, pair keys)
+# record: (uid, shingle count, shingle-set hash, single keys, pair keys)
 _Record = tuple[int, int, int, tuple[int, ...], tuple[int, ...]]
 _UID = count()
 _N, _SEQ, _SINGLE, _PAIRS = 1, 2, 3, 4
@@ -149,8 +156,9 @@ _SKETCHES = _SketchStore(_SKETCH_MAX)  # text -> _Record; clear() clears everyth
 
 
 def _words(text: str) -> list[int]:
-    norm = " ".join(text.lower().translate(_PUNCT).split())
-    return list(map(crc32, norm.encode("utf-8", "surrogatepass").split(b" ")))
+    """CRC-32 of each word of the normalized text (the same as ``str.split()`` words)."""
+    norm = text.lower().translate(_PUNCT).encode("utf-8", "surrogatepass")
+    return list(map(crc32, norm.split()))
 
 
 def shingles(text: str) -> frozenset[int]:
@@ -164,14 +172,13 @@ def shingles(text: str) -> frozenset[int]:
 def _record(text: str) -> _Record:
     ids = _words(text)
     if len(ids) >= 3:
-        sh = set(map(hash, zip(ids, ids[1:], ids[2:])))
+        sh = frozenset(map(hash, zip(ids, ids[1:], ids[2:])))
         low = tuple(sorted(sh)[:_BOTTOM])
-        n = len(sh)
     else:
-        low = (hash(tuple(ids)),)
-        n = 1
+        sh = frozenset((hash(tuple(ids)),))
+        low = tuple(sh)
     pairs = tuple(map(hash, zip(low, low[1:]))) or low
-    return (next(_UID), n, hash(tuple(ids)), low, pairs)
+    return (next(_UID), len(sh), hash(sh), low, pairs)
 
 
 def records(texts: list[str]) -> list[_Record]:
@@ -273,7 +280,7 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
             n, seq = rec[_N], rec[_SEQ]
             for j in sorted(cands):
                 other = recs[j]
-                if other[_SEQ] == seq:  # identical normalized text
+                if other[_SEQ] == seq:  # equal shingle sets (64-bit hash)
                     found = j
                     break
                 m = other[_N]
