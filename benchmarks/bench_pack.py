@@ -249,7 +249,9 @@ def run(quick: bool = False) -> str:
     if not quick:
         rows += _llama_index(cands, budget, enc, tc.count_text)
     time_ok = warm * 1e3 <= GOAL_MS
+    cpu_ok = warm_cpu * 1e3 <= GOAL_MS
     verdict = ("met" if time_ok else "missed") if not quick else "not judged in quick mode"
+    cpu_verdict = ("met" if cpu_ok else "missed") if not quick else "not judged"
     worst = min([ratio] + [r for r, _, _, _ in others])
     ratio_ok = worst >= GOAL_RATIO
     n_exact = sum(1 for *_, e in others if e) + (1 if exact_flag else 0)
@@ -273,9 +275,11 @@ def run(quick: bool = False) -> str:
         f"bound >= {min(b for _, b, _, _ in others):.4f}, solve {min(t for *_, t, _ in others) * 1e3:.2f}-"
         f"{max(t for *_, t, _ in others) * 1e3:.2f} ms; proven optimal on {n_exact} of "
         f"{len(others) + 1} instances (the rest stop at the search budget with the certificate).\n\n"
-        f"Goal (1,000 candidates) <= {GOAL_MS:.0f} ms warm: **{verdict}** ({warm * 1e3:.2f} ms wall median, "
-        f"{warm_cpu * 1e3:.2f} ms CPU; cold {cold * 1e3:.0f} ms, mostly tokenizing {n:,} chunks; solve alone "
-        f"{solve * 1e3:.2f} ms). Goal >= {GOAL_RATIO:.0%} of the exact optimum: "
+        f"Goal (1,000 candidates) <= {GOAL_MS:.0f} ms warm: **{verdict}** on wall-clock time "
+        f"({warm * 1e3:.2f} ms median), **{cpu_verdict}** on CPU time ({warm_cpu * 1e3:.2f} ms median; "
+        f"the loop indicator above shows how busy the machine was). Cold: {cold * 1e3:.0f} ms "
+        f"(tokenizing and sketching {n:,} chunks); solve alone {solve * 1e3:.2f} ms. "
+        f"Goal >= {GOAL_RATIO:.0%} of the exact optimum: "
         f"**{'met' if ratio_ok else 'missed'}** (worst of {len(others) + 1} instances {worst:.3%}); "
         f"greedy keeps {greedy.report.relevance_kept / opt:.1%}.\n"
     )

@@ -262,23 +262,28 @@ def pack_context(
             A missing score counts as 0.
         max_tokens: budget for the joined context (``separator.join(texts)``).
         counter: a model name, a ``TokenCounter`` or a callable ``str -> int``. Counts
-            are cached per counter and text across calls.
+            are cached per counter and text across calls (bounded, least recently used
+            dropped first), like the near-duplicate sketches.
         strategy: ``"optimal"``: 0/1 knapsack on (tokens + one separator) per chunk with
-            capacity ``max_tokens`` + one separator (n chunks need n - 1 separators).
-            Solved exactly by dynamic programming over integer token weights when
-            items x capacity <= 2,000,000 (numpy; without numpy, exact for <= 24 items);
-            otherwise greedy by relevance density plus an exact DP over the ~80 items
-            around the greedy break point, then a fill pass. The result is certified
-            against the LP relaxation: ``report.bound = kept / LP bound``, and
-            ``relevance_kept >= report.bound * optimum`` (always >= 1/2, because the
-            best single chunk is also considered; in practice >= 0.99 when chunks are
-            small next to the budget). ``"greedy"``: the common sort-by-score,
-            stop-at-first-miss strategy (seed 003), with separators counted.
+            capacity ``max_tokens`` + one separator (n chunks need n - 1 separators),
+            solved in pure Python (no numpy; deterministic): items by relevance density,
+            the items that cannot change the optimum fixed by bounds (reduction around
+            the greedy break point), the rest searched as Pareto states with bound
+            pruning under a work budget (a few milliseconds at most), first to a 1e-4
+            relative gap, then exactly if that is cheap. ``report.exact`` says the
+            selection is proven optimal; otherwise ``report.bound`` is certified:
+            ``relevance_kept >= report.bound * optimum`` (from the LP relaxation or the
+            search; never below 1/2 because the best single chunk is considered, and
+            typically >= 0.999). The selection is never worth less than the greedy one.
+            ``"greedy"``: the common sort-by-score, stop-at-first-miss strategy
+            (seed 003), with separators counted.
         separator: joins the chunks; counted.
         min_score: drop chunks scoring below this.
         dedupe: drop a chunk whose word-3-gram Jaccard similarity with a better-scored
             kept chunk is at least this (``None`` or 0 disables; 1.0 = exact text only
-            after normalization).
+            after normalization). Candidate pairs come from cached bottom-k sketches
+            (recall > 0.999 at the threshold, measured) and are verified exactly; see
+            ``tokenward.context._dedupe``.
         allow_partial: fill the leftover room with the best remaining chunk cut on a
             sentence boundary (``metadata["tokenward_partial"] = True``).
         min_partial_tokens: only cut when at least this many tokens are free.
