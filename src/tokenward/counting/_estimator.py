@@ -27,6 +27,7 @@ is applied by :class:`~tokenward.counting.EstimatorCounter` through the ``Calibr
 from __future__ import annotations
 
 import re
+from itertools import filterfalse
 
 from tokenward.counting._estimator_tables import CJK_TOKENS, WORDS
 
@@ -148,11 +149,17 @@ def _cjk_tokens(text: str) -> int:
     return n
 
 
-_NONWORD = (".", "0", " ", "\n", "H", "h")
-_WORD_STARTS = tuple(y + x for y in _NONWORD for x in ("a", "A"))
+# run starts: (letter, punctuation, newline) x (ASCII text, any text: CJK classes too)
+_WORD_STARTS_ASCII = tuple(y + x for y in (".", "0", " ", "\n") for x in ("a", "A"))
+_PUNCT_STARTS_ASCII = tuple(y + "." for y in ("0", " ", "\n", "a", "A"))
+_NL_STARTS_ASCII = tuple(y + "\n" for y in (".", "0", " ", "a", "A"))
+_STARTS_ASCII = (_WORD_STARTS_ASCII, _PUNCT_STARTS_ASCII, _NL_STARTS_ASCII)
+_STARTS_ANY = (
+    _WORD_STARTS_ASCII + ("Ha", "HA", "ha", "hA"),
+    _PUNCT_STARTS_ASCII + ("H.", "h."),
+    _NL_STARTS_ASCII + ("H\n", "h\n"),
+)
 _DIGIT_STARTS = tuple(y + "0" for y in (".", " ", "\n", "a", "A"))
-_PUNCT_STARTS = tuple(y + "." for y in ("0", " ", "\n", "a", "A", "H", "h"))
-_NL_STARTS = tuple(y + "\n" for y in (".", "0", " ", "a", "A", "H", "h"))
 _SPACE_RUNS = tuple(y + "  " for y in (".", "0", "\n", "a", "A"))
 
 FEATURE_NAMES = (
@@ -187,15 +194,17 @@ def features(text: str) -> tuple[int, ...]:
     if text.isascii():
         t = text.translate(_ASCII_TABLE)
         cjk = False
+        word_starts, punct_starts, nl_starts = _STARTS_ASCII
     else:
         t = text.translate(_full_table())
         cjk = True
+        word_starts, punct_starts, nl_starts = _STARTS_ANY
     n = t.count
     first = t[:1]
-    letter_runs = sum(map(n, _WORD_STARTS)) + (first in ("a", "A"))
+    letter_runs = sum(map(n, word_starts)) + (first in ("a", "A"))
     digit_runs = sum(map(n, _DIGIT_STARTS)) + (first == "0")
-    punct_runs = sum(map(n, _PUNCT_STARTS)) + (first == ".")
-    nl_runs = sum(map(n, _NL_STARTS)) + (first == "\n")
+    punct_runs = sum(map(n, punct_starts)) + (first == ".")
+    nl_runs = sum(map(n, nl_starts)) + (first == "\n")
     if cjk:
         rare = n("h")
         cjk_chars = n("H") + rare
@@ -208,7 +217,7 @@ def features(text: str) -> tuple[int, ...]:
     else:
         cjk_part = _NO_CJK
     words = _LONG_WORD.findall(text)
-    rare_letters = sum(map(len, words)) - sum(map(len, filter(_is_common, words)))
+    rare_letters = sum(map(len, filterfalse(_is_common, words)))
     return (
         letter_runs,
         n("aA"),
