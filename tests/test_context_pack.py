@@ -530,3 +530,18 @@ def test_the_same_text_twice_in_one_call_is_a_duplicate() -> None:
         assert [(d.index, d.reason, d.duplicate_of) for d in r.report.dropped] == [
             (0, "duplicate", 2)
         ]
+
+
+def test_concurrent_first_calls_leave_consistent_sketches() -> None:
+    import threading
+
+    chunks = _corpus(12, 150, 60)
+    ranked = [c.text for c in sorted(chunks, key=lambda c: -(c.score or 0))]
+    _dedupe.clear_caches()
+    parts = [ranked[k::4] for k in range(4)]  # near-duplicates land in different threads
+    threads = [threading.Thread(target=_dedupe.near_duplicates, args=(p, 0.9)) for p in parts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _dedupe.near_duplicates(ranked, 0.9) == _brute_force_duplicates(ranked, 0.9)

@@ -27,6 +27,7 @@ reaches the threshold.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from itertools import compress, count
 from operator import itemgetter, not_, or_
@@ -98,12 +99,21 @@ class _SketchStore:
     are both flagged, so a call only has to look at its flagged texts."""
 
     __slots__ = (
-        "young", "old", "maxsize", "index", "old_index", "shared", "old_shared", "rotations"
+        "young",
+        "old",
+        "maxsize",
+        "index",
+        "old_index",
+        "shared",
+        "old_shared",
+        "rotations",
+        "lock",
     )
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self.rotations = 0
+        self.lock = threading.Lock()  # inserts (cold path) only: keys and flags stay paired
         self.clear()
 
     def clear(self) -> None:
@@ -127,6 +137,10 @@ class _SketchStore:
         return rec
 
     def put(self, text: str, rec: _Record) -> None:
+        with self.lock:
+            self._put(text, rec)
+
+    def _put(self, text: str, rec: _Record) -> None:
         if len(self.young) >= self.maxsize:
             self.old, self.young = self.young, {}
             self.old_index, self.index = self.index, {}
