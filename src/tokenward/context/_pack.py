@@ -408,7 +408,9 @@ def pack_context(
                     },
                 )
                 ids = arrange(chosen + [i])
-                trial = separator.join(cut if k == i else texts[k] for k in ids)
+                parts = list(map(texts.__getitem__, ids))
+                parts[ids.index(i)] = cut
+                trial = separator.join(parts)
                 t = count.raw(trial)
                 if t <= max_tokens:
                     partial, partial_index, used = part, i, t
