@@ -420,7 +420,12 @@ def pack_context(
     out = [partial if i == partial_index else items[i] for i in ids]
     if partial_index is not None:
         chosen_set.add(partial_index)
-    rest = sorted(filterfalse(chosen_set.__contains__, live))
+    # every input index not kept, in input order: dropped earlier, or did not fit
+    if dropped:
+        gone = list(filterfalse(chosen_set.__contains__, range(n)))
+        rest = list(filterfalse(dropped.__contains__, gone))
+    else:
+        rest = gone = list(filterfalse(chosen_set.__contains__, range(n)))
     did_not_fit = map(
         _new_dropped,
         repeat(DroppedChunk),
@@ -435,7 +440,7 @@ def pack_context(
     if dropped:  # merge by input index
         by_index = dict(zip(rest, did_not_fit))
         by_index.update(dropped)
-        all_dropped = list(map(by_index.__getitem__, sorted(by_index)))
+        all_dropped = list(map(by_index.__getitem__, gone))
     else:
         all_dropped = list(did_not_fit)
     kept = _positive_sum(map(scores.__getitem__, chosen))
