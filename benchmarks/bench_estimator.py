@@ -123,7 +123,7 @@ def run(quick: bool = False) -> str:
     for t in texts[:: max(1, len(texts) // 50)]:  # every kind (lazy tables load once)
         estimate_tokens(t), enc.encode_ordinary(t)
     est_times, enc_times, ratios = [], [], []
-    for _ in range(1 if quick else 5):
+    for _ in range(3 if quick else 5):
         t0 = _clock()
         for t in texts:
             estimate_tokens(t)
