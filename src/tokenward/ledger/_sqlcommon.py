@@ -161,16 +161,21 @@ def rollup_agg_select() -> str:
     return ", ".join(f"SUM({f})" for f in AGG_FIELDS)
 
 
-def month_expr(dialect: str) -> str:
-    """SQL: the UTC calendar month of ``ts_us`` as months since 1970-01 (integer math)."""
+def month_expr(dialect: str, day: str = "ts_us / 86400000000") -> str:
+    """SQL: the UTC calendar month of day number ``day`` (default: the day of ``ts_us``)
+    as months since 1970-01 (integer math)."""
     if dialect == "sqlite":
-        d = "(ts_us / 86400000000) * 86400"
+        d = f"({day}) * 86400"
         return (
             f"(CAST(strftime('%Y', {d}, 'unixepoch') AS INTEGER) - 1970) * 12"
             f" + CAST(strftime('%m', {d}, 'unixepoch') AS INTEGER) - 1"
         )
-    d = "(DATE '1970-01-01' + CAST(ts_us / 86400000000 AS integer))"
-    return f"CAST((EXTRACT(YEAR FROM {d}) - 1970) * 12 + EXTRACT(MONTH FROM {d}) - 1 AS bigint)"
+    d = f"(DATE '1970-01-01' + CAST({day} AS integer))"
+    # date_part (double precision, exact for whole years/months) rather than EXTRACT
+    # (numeric since PostgreSQL 14, several times slower per row)
+    return (
+        f"CAST((date_part('year', {d}) - 1970) * 12 + date_part('month', {d}) - 1 AS bigint)"
+    )
 
 
 def rollup_upsert_sql(
@@ -200,13 +205,87 @@ def rollup_upsert_sql(
     )
 
 
+def rollup_rowwise_sql(
+    table: str, dims: Sequence[str], where: str, period: str = "day"
+) -> str:
+    """SQLite: add the event rows matching ``where`` into rollup ``table`` one row at a
+    time (each row upserts its group), with no GROUP BY.
+
+    Same totals as :func:`rollup_upsert_sql` without sorting the batch: in SQLite,
+    whose single writer holds the database lock, row order cannot deadlock, and
+    upserting each row into the rollup's primary-key b-tree is about twice as fast
+    as sorting the batch into groups first.
+    """
+    key = (period, *dims)
+    per_row = [
+        "1",
+        "CASE WHEN status = 'error' THEN 1 ELSE 0 END",
+        "CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END",
+        *_SUM_FIELDS,
+        "coalesce(latency_ms, 0.0)",
+        "CASE WHEN latency_ms IS NULL THEN 0 ELSE 1 END",
+    ]
+    select = ", ".join(
+        [
+            "ts_us / 86400000000" if period == "day" else month_expr("sqlite"),
+            *(d if d == "model" else f"coalesce({d}, '')" for d in dims),
+            *per_row,
+        ]
+    )
+    updates = ", ".join(f"{f} = {f} + excluded.{f}" for f in AGG_FIELDS)
+    return (
+        f"INSERT INTO {table} ({', '.join((*key, *AGG_FIELDS))}) "
+        f"SELECT {select} FROM {EVENTS} WHERE {where} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+def derived_rollup_sql(
+    table: str, dims: Sequence[str], period: str, source: str, source_dims: Sequence[str],
+    dialect: str,
+) -> str:
+    """Add the rows of rollup-shaped ``source`` (daily, ``source_dims`` a superset of
+    ``dims``) into rollup ``table``, regrouped: coarser dimensions and/or by month."""
+    assert set(dims) <= set(source_dims)
+    key = (period, *dims)
+    n = len(key)
+    select = ", ".join(
+        [
+            "day" if period == "day" else month_expr(dialect, "day"),
+            *dims,
+            *(f"SUM({f})" for f in AGG_FIELDS),
+        ]
+    )
+    groups = ", ".join(str(i + 1) for i in range(n))
+    qual = f"{table}." if dialect == "postgresql" else ""
+    updates = ", ".join(f"{f} = {qual}{f} + excluded.{f}" for f in AGG_FIELDS)
+    return (
+        f"INSERT INTO {table} ({', '.join((*key, *AGG_FIELDS))}) "
+        f"SELECT {select} FROM {source} WHERE true GROUP BY {groups} ORDER BY {groups} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
+
+
+#: The daily rollup every other rollup can be regrouped from (its dimensions cover theirs).
+_BASE_ROLLUP = "tokenward_daily_user"
+
+
 def rebuild_rollup_sql(dialect: str) -> list[str]:
-    """Statements that recompute every rollup table from the events table."""
-    out = []
+    """Statements that recompute every rollup table from the events table.
+
+    Rollups whose dimensions are a subset of the per-user daily rollup (the model-level
+    daily one and the monthly per-user one) are regrouped from it instead of scanning
+    the events again: the same sums, from far fewer rows.
+    """
+    base_dims = dict((t, d) for t, d, _ in WRITE_ROLLUPS)[_BASE_ROLLUP]
+    out = [f"DELETE FROM {table}" for table in ROLLUP_TABLES]
+    derived = []
     for table, dims, period in WRITE_ROLLUPS:
-        out.append(f"DELETE FROM {table}")
-        out.append(rollup_upsert_sql(table, dims, EVENTS, dialect, period))
-    return out
+        if table != _BASE_ROLLUP and set(dims) <= set(base_dims):
+            derived.append(derived_rollup_sql(table, dims, period, _BASE_ROLLUP, base_dims, dialect))
+        else:
+            out.append(rollup_upsert_sql(table, dims, EVENTS, dialect, period))
+    return out + derived
 
 
 class _SQLQueries:
