@@ -121,6 +121,7 @@ def test_hybrid_solver_is_certified_and_near_optimal(monkeypatch: pytest.MonkeyP
     exact = pack_context(chunks, 3000, wc, separator="", allow_partial=False, dedupe=None)
     assert exact.report.exact
     monkeypatch.setattr(_pack, "_SOLVER_WORK", 10)  # stop the search early: certified only
+    monkeypatch.setattr(_pack, "_SMALL_CELLS", 0)  # and no exact retry for small instances
     approx = pack_context(chunks, 3000, wc, separator="", allow_partial=False, dedupe=None)
     assert not approx.report.exact
     opt = exact.report.relevance_kept
@@ -545,3 +546,28 @@ def test_concurrent_first_calls_leave_consistent_sketches() -> None:
     for t in threads:
         t.join()
     assert _dedupe.near_duplicates(ranked, 0.9) == _brute_force_duplicates(ranked, 0.9)
+
+
+def test_small_instances_are_solved_exactly_even_when_the_default_search_budget_is_short():
+    """"Exact when small": the 400-visit default budget alone leaves some small instances
+    certified only by the LP bound; pack_context must still prove them optimal."""
+    import random
+
+    from tokenward.context import _pack
+    from tokenward.context._knapsack import solve
+
+    rng = random.Random(7)
+    short_budget_failed = 0
+    for _ in range(40):
+        n = rng.randint(40, 80)
+        w = [rng.randint(20, 400) for _ in range(n)]
+        v = [round(rng.random(), 3) + 0.001 for _ in range(n)]
+        cap = sum(w) // 3
+        assert n * cap <= _pack._SMALL_CELLS
+        if not solve(w, v, cap, _pack._SOLVER_WORK)[1]:
+            short_budget_failed += 1
+        sel, exact, upper = _pack._solve(w, v, cap)
+        assert exact
+        assert sum(w[i] for i in sel) <= cap
+        assert abs(sum(v[i] for i in sel) - upper) < 1e-9
+    assert short_budget_failed > 0  # the instances exercise the retry

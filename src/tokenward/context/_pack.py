@@ -199,11 +199,18 @@ class _TextCounter:
 # -- knapsack -------------------------------------------------------------------------
 
 _SOLVER_WORK = 400  # state visits the knapsack search may spend (a few microseconds each)
+# "Exact when small": an instance a DP table of this many cells would solve gets a larger
+# search budget when the default one did not prove optimality.
+_SMALL_CELLS = 2_000_000
+_SMALL_WORK = 100_000
 
 
 def _solve(w: list[int], v: list[float], cap: int) -> tuple[list[int], bool, float]:
     """0/1 knapsack: (chosen positions, exact?, proven upper bound on the optimum)."""
-    return solve(w, v, cap, _SOLVER_WORK)
+    result = solve(w, v, cap, _SOLVER_WORK)
+    if not result[1] and len(w) * cap <= _SMALL_CELLS:
+        result = solve(w, v, cap, _SMALL_WORK)
+    return result
 
 
 upper_bound = lp_bound  # LP-relaxation bound (kept under its old name)
