@@ -113,7 +113,7 @@ class SQLLedger(_SQLQueries):
         url: Any,
         *,
         batch: bool = True,
-        batch_size: int = 5000,
+        batch_size: int = 20_000,
         flush_interval: float = 0.1,
         engine_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -293,7 +293,8 @@ class SQLLedger(_SQLQueries):
         return key
 
     def rebuild_rollups(self) -> None:
-        """Recompute the daily rollup table from the events."""
+        """Recompute every rollup table from the events (after rows were written to
+        ``tokenward_events`` by other means, e.g. a bulk ``COPY``), in one transaction."""
         self.flush()
         text = self._sa.text
         with self._errors("rollup rebuild"), self._engine.begin() as conn:
