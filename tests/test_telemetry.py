@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -12,7 +10,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from tokenward.ledger import UsageEvent
-from tokenward.telemetry import OTelMetricsSink, log_alert_sink
+from tokenward.telemetry import OTelMetricsSink
 from tokenward.usage import Usage
 
 
@@ -87,17 +85,27 @@ def test_embedding_events_record_input_only(reader_and_sink):
     assert [(a["gen_ai.token.type"], a["gen_ai.operation.name"]) for _, a, _ in usage] == [("input", "embeddings")]
 
 
-def test_alerts_become_structured_log_records(caplog):
-    @dataclass
-    class FakeAlert:
-        budget: str
-        scope_key: str
-        threshold: float
-        at: datetime
+def test_budget_alerts_become_span_events():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    with caplog.at_level(logging.WARNING, logger="tokenward.alerts"):
-        log_alert_sink(FakeAlert("daily", "user_id=<script>", 0.9, datetime(2026, 1, 1, tzinfo=timezone.utc)))
-    (record,) = caplog.records
-    assert record.tokenward_alert == {"budget": "daily", "scope_key": "user_id=<script>",
-                                      "threshold": 0.9, "at": "2026-01-01T00:00:00+00:00"}
-    assert "daily" in record.getMessage()
+    from tokenward.budgets import Alert
+    from tokenward.telemetry import otel_alert_sink
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    alert = Alert(budget="daily", scope_key="user_id=<script>", window="day", threshold=0.9,
+                  kind="threshold", unit="usd", spent=Decimal("4.5"), limit=Decimal("5"),
+                  utilization=0.9, mode="hard", at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    with provider.get_tracer("t").start_as_current_span("call"):
+        otel_alert_sink(alert)
+    (span,) = exporter.get_finished_spans()
+    (event,) = span.events
+    assert event.name == "tokenward.budget.alert"
+    assert event.attributes["tokenward.alert.budget"] == "daily"
+    assert event.attributes["tokenward.alert.scope_key"] == "user_id=<script>"
+    assert event.attributes["tokenward.alert.spent"] == "4.5"
+    assert event.attributes["tokenward.alert.at"] == "2026-01-01T00:00:00+00:00"
+    assert "tokenward.alert.reset_at" not in event.attributes

@@ -14,6 +14,9 @@ and every recorded call becomes
   metric, so it lives in our namespace. OpenTelemetry carries floats; the exact
   ``Decimal`` stays in the ledger.
 
+``otel_alert_sink`` adds budget alerts as span events (structured log records come
+from :class:`tokenward.budgets.LoggingAlertSink`).
+
 User, conversation and agent ids are high-cardinality: they are attached only
 when listed in ``dimensions`` (e.g. ``dimensions=("agent",)``).
 
@@ -23,9 +26,7 @@ calls are no-ops, as OpenTelemetry intends.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from tokenward._version import __version__
@@ -34,9 +35,9 @@ from tokenward.errors import IntegrationUnavailableError
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
-__all__ = ["OTelMetricsSink", "log_alert_sink", "otel_alert_sink", "PROVIDER_NAMES"]
+    from tokenward.budgets import Alert
 
-alert_logger = logging.getLogger("tokenward.alerts")
+__all__ = ["OTelMetricsSink", "otel_alert_sink", "PROVIDER_NAMES"]
 
 # GenAI semantic-convention bucket advice (gen-ai-metrics.md).
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
@@ -149,35 +150,13 @@ class OTelMetricsSink:
             self._duration.record(event.latency_ms / 1000.0, attrs)
 
 
-def _alert_fields(alert: Any) -> dict[str, Any]:
-    if is_dataclass(alert) and not isinstance(alert, type):
-        raw = asdict(alert)
-    elif isinstance(alert, Mapping):
-        raw = dict(alert)
-    else:
-        raw = dict(vars(alert))
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else
-                str(v) if not isinstance(v, (int, float, str, bool, type(None))) else v)
-            for k, v in raw.items()}
+def otel_alert_sink(alert: Alert) -> None:
+    """Budget alert sink: add the alert as a ``tokenward.budget.alert`` event on the current span.
 
-
-def log_alert_sink(alert: Any) -> None:
-    """Emit a budget alert as one structured log record on the ``tokenward.alerts`` logger.
-
-    The fields are attached as ``record.tokenward_alert`` (a dict), which JSON log
-    formatters and OpenTelemetry's logging handler export as attributes.
+    Pair it with :class:`tokenward.budgets.LoggingAlertSink` (one structured log record per
+    alert, which OpenTelemetry's logging handler exports):
+    ``Budgets(..., alert_sinks=[LoggingAlertSink(), otel_alert_sink])``.
     """
-    fields = _alert_fields(alert)
-    alert_logger.warning(
-        "budget %s at %s%% for %s",
-        fields.get("budget"), fields.get("percent", fields.get("threshold")),
-        fields.get("scope_key"), extra={"tokenward_alert": fields},
-    )
-
-
-def otel_alert_sink(alert: Any) -> None:
-    """Log the alert (see :func:`log_alert_sink`) and add it as an event on the current span."""
-    log_alert_sink(alert)
     try:
         from opentelemetry import trace
     except ImportError:  # pragma: no cover
@@ -186,5 +165,5 @@ def otel_alert_sink(alert: Any) -> None:
     if span.is_recording():
         span.add_event(
             "tokenward.budget.alert",
-            {f"tokenward.alert.{k}": v for k, v in _alert_fields(alert).items() if v is not None},
+            {f"tokenward.alert.{k}": v for k, v in alert.to_dict().items() if v is not None},
         )
