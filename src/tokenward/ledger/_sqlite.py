@@ -269,7 +269,10 @@ class SQLiteLedger(_SQLQueries):
 
     def record(self, event: UsageEvent) -> None:
         """Store one event (queued when ``batch=True``)."""
-        self.record_many((event,))
+        if self._writer is None or not isinstance(event, UsageEvent) or self._closed:
+            self.record_many((event,))  # synchronous write, or the error record_many raises
+            return
+        self._writer.submit_one(event)
 
     def record_many(self, events: Iterable[UsageEvent]) -> None:
         """Store several events (one transaction when ``batch=False``)."""

@@ -86,6 +86,20 @@ class _BatchWriter:
             if len(self._pending) >= self._max_batch:
                 self._cond.notify_all()
 
+    def submit_one(self, item: Any) -> None:
+        """``submit([item])`` without building a list (the per-call hot path)."""
+        with self._cond:
+            if self._closed or self._closing:
+                raise LedgerError("this ledger is closed; open a new one to record events")
+            thread = self._thread
+            if thread is None or self._pid != os.getpid() or not thread.is_alive():
+                self._ensure_thread()
+            pending = self._pending
+            pending.append(item)
+            self._submitted += 1
+            if len(pending) >= self._max_batch:
+                self._cond.notify_all()
+
     def pending(self) -> int:
         with self._cond:
             return self._submitted - self._done
