@@ -10,9 +10,12 @@ Both stores keep two tables:
     per agent, the third also per user_id, and a monthly twin of the per-user
     one (long ranges read whole months from it), with every total. They are updated
     in the same transaction as the insert, from exactly the rows that were
-    inserted (duplicates skipped), one upsert per group per batch, so they are
-    never stale. ``NULL`` dimensions are stored as ``''`` there. Rows written
-    to the events table by other means need :meth:`rebuild_rollups`.
+    inserted (duplicates skipped), so they are never stale: PostgreSQL upserts
+    one row per group per batch (groups in key order, so concurrent writers
+    cannot deadlock); SQLite, whose writer holds the whole database, upserts
+    each new row into its group directly (no sort). ``NULL`` dimensions are
+    stored as ``''`` there. Rows written to the events table by other means
+    (e.g. a bulk load) need :meth:`rebuild_rollups`.
 
 A query whose ``by``/``where`` dimensions all fit one rollup reads whole days
 from the smallest such rollup and the partial days at either end of the range
