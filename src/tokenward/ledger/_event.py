@@ -49,6 +49,11 @@ def from_micros(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+def _normalized_opt(value: object) -> bool:
+    """True when ``_opt_str`` would return ``value`` itself (None or a non-empty str)."""
+    return value is None or (type(value) is str and value != "")
+
+
 def _opt_str(name: str, value: object) -> str | None:
     if value is None or value == "":
         return None
@@ -100,6 +105,41 @@ class UsageEvent:
         # NOTE: ``row_to_event`` builds events from stored rows without calling this;
         # a new normalization here must be mirrored there (tests/test_ledger.py checks both agree).
         setattr_ = object.__setattr__
+        ts = self.timestamp
+        latency = self.latency_ms
+        if (
+            # fast path: every scalar already in its normalized form (what the Accountant and
+            # the stores build); the checks below would change nothing
+            type(self.id) is str
+            and self.id
+            and type(self.model) is str
+            and self.model
+            and type(ts) is datetime
+            and ts.tzinfo is timezone.utc
+            and type(self.usage) is Usage
+            and type(self.cost) is Decimal
+            and self.cost.is_finite()
+            and self.status in _STATUSES
+            and self.kind in _KINDS
+            and _normalized_opt(self.provider)
+            and _normalized_opt(self.user_id)
+            and _normalized_opt(self.conversation_id)
+            and _normalized_opt(self.session_id)
+            and _normalized_opt(self.agent)
+            and _normalized_opt(self.parent_id)
+            and type(self.tool_calls) is int
+            and self.tool_calls >= 0
+            and type(self.tool_names) is tuple
+            and (latency is None or type(latency) is float)
+        ):
+            tags = self.tags
+            if tags is None or (type(tags) is dict and not tags):
+                setattr_(self, "tags", _EMPTY)
+            elif tags is not _EMPTY:
+                self._set_tags(tags)
+            if self.usage.estimated and not self.estimated:
+                setattr_(self, "estimated", True)
+            return
         if not isinstance(self.id, str) or not self.id:
             raise ValueError("UsageEvent.id must be a non-empty str (the run id)")
         if not isinstance(self.model, str) or not self.model:
@@ -137,14 +177,7 @@ class UsageEvent:
         if tags is None or (isinstance(tags, Mapping) and not tags):
             setattr_(self, "tags", _EMPTY)
         else:
-            if not isinstance(tags, Mapping):
-                raise TypeError("UsageEvent.tags must be a mapping of str -> str")
-            clean = {}
-            for k, v in tags.items():
-                if not isinstance(k, str) or not isinstance(v, str):
-                    raise TypeError(f"UsageEvent.tags must map str -> str, got {k!r}: {v!r}")
-                clean[k] = v
-            setattr_(self, "tags", MappingProxyType(dict(sorted(clean.items()))))
+            self._set_tags(tags)
         if type(self.tool_calls) is not int or self.tool_calls < 0:
             raise ValueError(f"UsageEvent.tool_calls must be an int >= 0, got {self.tool_calls!r}")
         if not isinstance(self.tool_names, tuple):
@@ -155,6 +188,16 @@ class UsageEvent:
             setattr_(self, "latency_ms", float(self.latency_ms))
         if self.usage.estimated and not self.estimated:
             setattr_(self, "estimated", True)
+
+    def _set_tags(self, tags: object) -> None:
+        if not isinstance(tags, Mapping):
+            raise TypeError("UsageEvent.tags must be a mapping of str -> str")
+        clean = {}
+        for k, v in tags.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError(f"UsageEvent.tags must map str -> str, got {k!r}: {v!r}")
+            clean[k] = v
+        object.__setattr__(self, "tags", MappingProxyType(dict(sorted(clean.items()))))
 
     # -- convenience ---------------------------------------------------------------
 
@@ -191,7 +234,14 @@ class UsageEvent:
         quantized = from_nanos(self.cost_nanos)
         if quantized == self.cost and str(quantized) == str(self.cost):
             return self
-        return replace(self, cost=quantized)
+        if type(self) is not UsageEvent:
+            return replace(self, cost=quantized)
+        # a copy with the rounded cost: every other field is already normalized, so
+        # re-running __post_init__ (what replace() does) would change nothing
+        copy = object.__new__(UsageEvent)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__["cost"] = quantized
+        return copy
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (cost as a string, timestamp ISO 8601)."""

@@ -56,7 +56,14 @@ class MemoryLedger:
     # -- writing ---------------------------------------------------------------------
 
     def record(self, event: UsageEvent) -> None:
-        self.record_many((event,))
+        if not isinstance(event, UsageEvent):
+            raise TypeError(f"expected UsageEvent, got {type(event).__name__}")
+        e = event.stored()
+        with self._lock:
+            if self._closed:
+                raise LedgerError("this ledger is closed; open a new one to record events")
+            if e.id not in self._events:
+                self._events[e.id] = (to_micros(e.timestamp), e)
 
     def record_many(self, events: Iterable[UsageEvent]) -> None:
         staged = []
