@@ -192,6 +192,11 @@ class Budgets:
             housekeeping_interval.total_seconds() if housekeeping_interval is not None else None
         )
         self._next_housekeeping = time.monotonic() + (self._housekeeping or 0)
+        # per (budget, scope key): the counter keys of its current window spans (recomputed
+        # when Budget.spans() hands out a new span list, i.e. when the bucket changed)
+        self._keys_cache: dict[tuple[str, str], tuple[list[WindowSpan], tuple[str, ...], float | None, str]] = {}
+        # per (budget, scope key, window key, thresholds): the alert markers
+        self._marker_cache: dict[tuple[Any, ...], tuple[tuple[float, str], ...]] = {}
 
     # -- introspection ------------------------------------------------------------------------
     @property
@@ -231,15 +236,22 @@ class Budgets:
                 elif conv is None:
                     spans = []  # a conversation of its own: checked like a request
             if b.window.accumulates and spans:
-                base = f"{b.name}|{skey}"
-                keys = tuple(f"{base}|{s.key}" for s in spans)
-                exp = spans[-1].end.timestamp() + 3600 if spans[-1].end else None
+                cached = self._keys_cache.get((b.name, skey))
+                if cached is None or cached[0] is not spans:
+                    base = f"{b.name}|{skey}"
+                    keys = tuple(f"{base}|{s.key}" for s in spans)
+                    exp = spans[-1].end.timestamp() + 3600 if spans[-1].end else None
+                    cached = (spans, keys, exp, f"{base}|lock" if len(keys) > 1 else "")
+                    if len(self._keys_cache) >= 10_000:
+                        self._keys_cache.clear()
+                    self._keys_cache[(b.name, skey)] = cached
+                _, keys, exp, lock_key = cached
                 item = ReserveItem(
                     key=keys[-1],
                     amount=amount,
                     limit=limit if b.mode == "hard" else None,
                     read_keys=keys if len(keys) > 1 else (),
-                    lock_key=f"{base}|lock" if len(keys) > 1 else "",
+                    lock_key=lock_key,
                     expires_at=exp,
                 )
             out.append(_Applied(b, skey, limit, amount, spans, item))
@@ -317,7 +329,8 @@ class Budgets:
         for a in applied:  # per-request windows: nothing stored, nothing shared
             if a.item is None and a.budget.mode == "hard" and a.amount > a.limit:
                 raise self._denial(a, (0, 0), now_dt)
-        items = [a.item for a in applied if a.item is not None]
+        stored_applied = [a for a in applied if a.item is not None]
+        items = [a.item for a in stored_applied]
         pending = _Pending(applied, expires_at=now_s + self.reservation_ttl.total_seconds())
         if items:
             self._maybe_reconcile(now_s)
@@ -341,9 +354,9 @@ class Budgets:
                 pending.degraded = True
             else:
                 if not res.ok:
-                    failed = [a for a in applied if a.item is not None][res.failed]
+                    failed = stored_applied[res.failed]
                     raise self._denial(failed, res.totals[res.failed], now_dt)
-                for a, tot in zip([a for a in applied if a.item is not None], res.totals):
+                for a, tot in zip(stored_applied, res.totals):
                     a.before = tot
                     a.known = True
         with self._lock:
@@ -505,24 +518,33 @@ class Budgets:
     def _check_thresholds(self, p: _Pending, now: datetime, stored: bool) -> None:
         for a in p.applied:
             b = a.budget
-            ths = list(b.thresholds)
+            ths = tuple(b.thresholds)
             if b.mode == "soft" and 1.0 not in ths:
-                ths.append(1.0)
+                ths = (*ths, 1.0)
             if not ths or a.limit <= 0:
                 continue
             window_key = a.spans[-1].key if a.spans else ""
-            base = f"{b.name}|{a.scope_key}|{window_key}"
-            pending_ths = [t for t in ths if f"{base}|{t}" not in self._fired]
+            mkey = (b.name, a.scope_key, window_key, ths)
+            markers = self._marker_cache.get(mkey)
+            if markers is None:  # the "fired" markers of this window, built once
+                prefix = f"{b.name}|{a.scope_key}|{window_key}"
+                markers = tuple((t, f"{prefix}|{t}") for t in ths)
+                if len(self._marker_cache) >= 10_000:
+                    self._marker_cache.clear()
+                self._marker_cache[mkey] = markers
+            fired = self._fired
+            pending_ths = [t for t, m in markers if m not in fired]
             if not pending_ths:
                 continue
             if a.item is None:  # per-request window: this call is the whole window
                 spent = a.amount
-                base = f"{base}|{id(p)}"
+                base = f"{b.name}|{a.scope_key}|{window_key}|{id(p)}"
             else:
                 # cheap upper bound first: skip the status read when no threshold can be crossed
                 upper = a.before[0] + a.before[1] + a.amount
                 if a.known and stored and upper < min(pending_ths) * a.limit:
                     continue
+                base = f"{b.name}|{a.scope_key}|{window_key}"
                 if p.degraded or not stored:
                     spent = a.before[0] + a.amount
                 else:

@@ -176,8 +176,12 @@ class MemoryBudgetStore:
             self._sweep(now)
             totals = []
             for i, it in enumerate(items):
-                spent = sum(self._spent.get(k, 0) for k in it.keys)
-                reserved = sum(self._reserved.get(k, 0) for k in it.keys)
+                if it.read_keys:
+                    spent = sum(self._spent.get(k, 0) for k in it.read_keys)
+                    reserved = sum(self._reserved.get(k, 0) for k in it.read_keys)
+                else:  # one counter (calendar, conversation windows)
+                    spent = self._spent.get(it.key, 0)
+                    reserved = self._reserved.get(it.key, 0)
                 totals.append((spent, reserved))
                 if it.limit is not None and spent + reserved + it.amount > it.limit:
                     return ReserveResult(False, tuple(totals), i)
