@@ -15,7 +15,8 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.tracers.context import register_configure_hook
 
-from tokenward.errors import BudgetExceededError, UnknownModelError
+from tokenward.errors import BudgetExceededError
+from tokenward.integrations._common import PROPAGATE
 from tokenward.integrations.langchain._common import (
     dims_from_run,
     extract_result,
@@ -36,9 +37,8 @@ __all__ = ["TokenwardCallbackHandler", "AsyncTokenwardCallbackHandler", "trackin
 
 _MAX_PENDING = 10_000
 
-#: Errors that reach the caller: a budget denial, and a model the catalog does not know (the
-#: user must register it or choose ``Catalog(fallback=...)``; never a silent zero).
-_PROPAGATE = (BudgetExceededError, UnknownModelError)
+#: Errors that reach the caller (see tokenward.integrations._common).
+_PROPAGATE = PROPAGATE
 
 #: True while a TokenBudgetMiddleware accounts the model call being made: handlers skip it.
 _accounted_elsewhere: ContextVar[bool] = ContextVar("tokenward_accounted_elsewhere", default=False)

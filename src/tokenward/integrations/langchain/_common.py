@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
-from tokenward.errors import BudgetExceededError, UsageParseError
+from tokenward.errors import UsageParseError
+from tokenward.integrations._common import MODEL_KEYS
+from tokenward.integrations._common import swallow_internal_errors as _swallow
 from tokenward.usage import Usage
 
 logger = logging.getLogger("tokenward.integrations.langchain")
@@ -38,23 +40,12 @@ _DIM_KEYS: dict[str, str] = {
 #: tags LangChain/LangGraph add on their own; they say nothing about the caller
 _INTERNAL_TAG_PREFIXES = ("seq:step:", "map:key:", "graph:step:", "langsmith:", "nostream")
 
-_MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "deployment", "azure_deployment")
 
 
-@contextmanager
-def swallow_internal_errors() -> Iterator[None]:
-    """Log and swallow any bug in an adapter; only budget denials get through.
-
-    A ``BudgetExceededError`` must stop the user's call before the model runs, so
-    it propagates. Anything else is a tokenward bug (or a broken store) and must
-    never break the host application.
-    """
-    try:
-        yield
-    except BudgetExceededError:
-        raise
-    except Exception:
-        logger.error("internal error in tokenward", exc_info=True)
+def swallow_internal_errors() -> AbstractContextManager[None]:
+    """Log and swallow any bug in an adapter; budget denials and unknown models get through
+    (see :mod:`tokenward.integrations._common`)."""
+    return _swallow(logger)
 
 
 def _norm(value: Any) -> str | None:
@@ -119,14 +110,14 @@ def model_from_start(
     ``ls_model_name`` metadata.
     """
     if invocation_params:
-        for key in _MODEL_KEYS:
+        for key in MODEL_KEYS:
             name = _norm(invocation_params.get(key))
             if name:
                 return name
     if serialized:
         kwargs = serialized.get("kwargs")
         if isinstance(kwargs, Mapping):
-            for key in _MODEL_KEYS:
+            for key in MODEL_KEYS:
                 name = _norm(kwargs.get(key))
                 if name:
                     return name

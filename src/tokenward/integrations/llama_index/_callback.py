@@ -128,7 +128,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
                 payload.get(EventPayload.PROMPT, "")),
             tools=extra.get("tools"), max_output=max_output_tokens(extra, serialized),
             dims=self.dims, kind="chat" if messages is not None else "completion",
-            parent_id=_spans.parent_of(span), enforce=True,
+            parent_id=_spans.parent_of(span), enforce=True, raise_config_errors=True,
         )
         if call is not None:
             if span is not None:

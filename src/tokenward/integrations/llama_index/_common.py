@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from tokenward.errors import BudgetExceededError, UsageParseError
+from tokenward.errors import UsageParseError
+from tokenward.integrations._common import MODEL_KEYS
+from tokenward.integrations._common import swallow_internal_errors as _swallow
 from tokenward.messages import Message, ToolCall
 from tokenward.usage import Usage
 
@@ -23,19 +25,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tokenward.integrations.llama_index")
 
 #: keys of ``LLM.to_payload()`` / ``BaseEmbedding.to_dict()`` that name the model, best first
-_MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "engine", "azure_deployment")
 _NO_MODEL = ("", "unknown", "default", None)
 
 
-@contextmanager
-def swallow_internal_errors(what: str = "event") -> Iterator[None]:
-    """Log and swallow a bug in an adapter; a budget denial still propagates."""
-    try:
-        yield
-    except BudgetExceededError:
-        raise
-    except Exception:
-        logger.error("internal error in tokenward (LlamaIndex %s)", what, exc_info=True)
+def swallow_internal_errors(what: str = "event") -> AbstractContextManager[None]:
+    """Log and swallow a bug in an adapter; budget denials and unknown models get through
+    (see :mod:`tokenward.integrations._common`)."""
+    return _swallow(logger, f"LlamaIndex {what}")
 
 
 def resolve_accountant(accountant: Accountant | None) -> Accountant:
@@ -49,7 +45,7 @@ def resolve_accountant(accountant: Accountant | None) -> Accountant:
 def model_from_dict(model_dict: Mapping[str, Any] | None, default: str | None = None) -> str | None:
     """Model name from an event's ``model_dict`` (``LLM.to_payload()``), else ``default``."""
     if model_dict:
-        for key in _MODEL_KEYS:
+        for key in MODEL_KEYS:
             value = model_dict.get(key)
             if isinstance(value, str) and value not in _NO_MODEL:
                 return value
@@ -64,7 +60,7 @@ def model_from_llm(llm: Any, default: str | None = None) -> str | None:
         payload = {}
     name = model_from_dict(payload)
     if name is None:
-        name = model_from_dict({k: getattr(llm, k, None) for k in _MODEL_KEYS})
+        name = model_from_dict({k: getattr(llm, k, None) for k in MODEL_KEYS})
     return name or default
 
 
