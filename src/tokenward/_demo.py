@@ -131,6 +131,22 @@ _WORDS = (
 ).split()
 
 
+# The simulated provider counts with our *raw* (uncalibrated) counts: the demo must not feed
+# its own calibrated estimates back to the calibrator, and must stay deterministic.
+def _provider_prompt_tokens(model: str, messages: Any, counted: int) -> int:
+    from tokenward.counting import get_counter
+
+    raw = getattr(get_counter(model), "raw_count_messages", None)
+    return int(raw(messages)) if raw is not None else counted
+
+
+def _provider_text_tokens(model: str, text: str) -> int:
+    from tokenward.counting import estimate_tokens, get_counter
+
+    counter = get_counter(model)
+    return counter.count_text(text) if counter.exact else estimate_tokens(text)
+
+
 def _reply(rng: random.Random, n_words: int) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(n_words)).capitalize() + "."
 
@@ -292,13 +308,13 @@ def run_demo(
                         break  # the app shows the user a limit message and stops
                     result.calls += 1
                     answer = _reply(rng, rng.randint(40, 220))
-                    visible = count_text(answer, model=persona.model).tokens
-                    prompt = est.prompt_tokens
+                    visible = _provider_text_tokens(persona.model, answer)
+                    prompt = _provider_prompt_tokens(persona.model, history, est.prompt_tokens)
                     if not est.exact:  # providers' own tokenizers differ a little from ours
                         prompt = int(prompt * rng.uniform(0.98, 1.06))
                     cache_read = cache_write = 0
                     if persona.cache == "anthropic":
-                        sys_tokens = count_text(system, model=persona.model).tokens
+                        sys_tokens = _provider_text_tokens(persona.model, system)
                         if turn == 0:
                             cache_write = sys_tokens
                         else:
@@ -388,9 +404,11 @@ def run_demo(
                         )
                         result.calls += 1
                         usage = Usage(
-                            input=int(est.prompt_tokens * 1.02),
+                            input=int(
+                                _provider_prompt_tokens(persona.model, history, est.prompt_tokens) * 1.02
+                            ),
                             output=visible,
-                            cache_read=count_text(system, model=persona.model).tokens,
+                            cache_read=_provider_text_tokens(persona.model, system),
                         )
                     if persona.stream_without_usage:
                         # a stream that reported no usage: counted locally, flagged estimated

@@ -482,6 +482,16 @@ class Accountant:
             return self._clock()
         return datetime.now(timezone.utc)
 
+    def _calibrate(self, info: ModelInfo, estimate: int, reported: int) -> None:
+        """Teach the model's estimator the provider's count for a prompt we estimated."""
+        observe = getattr(self._counter(info), "observe", None)
+        if observe is None or reported <= 0:
+            return
+        try:
+            observe(estimate, reported)
+        except Exception:  # learning is best effort; the event must still be recorded
+            logger.debug("calibration failed for %s", info.name, exc_info=True)
+
     def _counter(self, info: ModelInfo) -> TokenCounter:
         global _get_counter
         if _get_counter is None:
@@ -761,6 +771,8 @@ class Accountant:
             fields = usage.to_dict()
             fields.update(input=prompt_estimate, estimated=True)
             usage = Usage(**fields)  # type: ignore[arg-type]
+        elif entry is not None and not entry.estimate.exact and prompt_estimate:
+            self._calibrate(entry.info, prompt_estimate, usage.input)
         nanos = self._to_nanos(self._cost_total(usage, info))
         if error is not None and status == "ok":
             status = "cancelled" if _is_cancellation(error) else "error"
