@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from tests._servers import *  # noqa: F401,F403  (postgres_url, redis_url, ...)
+
 os.environ.setdefault("TOKENWARD_TESTING", "1")
 
-try:  # the server fixtures
-    from tests._servers import *  # noqa: F401,F403
-except ImportError:  # pragma: no cover - only while the module is being written
-    pass
+
+@pytest.fixture(autouse=True)
+def _fresh_calibration():
+    """The estimator's calibration is process-wide (it learns from every settled call):
+    start each test from none so results never depend on which tests ran before."""
+    from tokenward.counting import default_calibrator
+
+    default_calibrator().reset()
+    yield
