@@ -22,9 +22,11 @@ from typing import Any
 
 from tokenward.errors import UsageParseError
 
-__all__ = ["Usage"]
+__all__ = ["Usage", "TOKEN_FIELDS"]
 
-_COUNT_FIELDS = (
+#: The token kinds a :class:`Usage` counts, in storage and display order. Catalog prices,
+#: ledger columns and report tables use the same names.
+TOKEN_FIELDS: tuple[str, ...] = (
     "input",
     "output",
     "cache_read",
@@ -35,6 +37,7 @@ _COUNT_FIELDS = (
     "audio_output",
     "image_input",
 )
+_COUNT_FIELDS = TOKEN_FIELDS
 _new_usage = object.__new__
 _set = object.__setattr__
 

@@ -7,20 +7,12 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from tokenward.usage import TOKEN_FIELDS
+
 __all__ = ["PRICE_FIELDS", "ModelInfo", "PriceTier", "Prices"]
 
 #: Names of the price fields of :class:`Prices`, in display order.
-PRICE_FIELDS: tuple[str, ...] = (
-    "input",
-    "output",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "reasoning",
-    "audio_input",
-    "audio_output",
-    "image_input",
-)
+PRICE_FIELDS: tuple[str, ...] = TOKEN_FIELDS  # one price per token kind
 
 _REQUIRED = ("input", "output")
 

@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol, Union, runtime_checkable
 
 from tokenward.errors import ConfigurationError
 from tokenward.ledger._event import UsageEvent, from_micros, from_nanos, to_micros
+from tokenward.usage import TOKEN_FIELDS
 
 __all__ = [
     "LedgerStore",
@@ -46,15 +47,7 @@ AGG_FIELDS = (
     "errors",
     "cancelled",
     "estimated",
-    "input",
-    "output",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "reasoning",
-    "audio_input",
-    "audio_output",
-    "image_input",
+    *TOKEN_FIELDS,
     "tool_calls",
     "cost_nanos",
     "latency_sum",

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from tokenward.cost import from_nanos, to_nanos
-from tokenward.usage import Usage
+from tokenward.usage import TOKEN_FIELDS, Usage
 
 __all__ = ["UsageEvent", "EventStatus", "EventKind", "to_nanos", "from_nanos"]
 
@@ -26,17 +26,7 @@ _MICRO = timedelta(microseconds=1)
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 # Usage token fields, in storage order (the ``estimated`` flag is stored separately).
-USAGE_FIELDS = (
-    "input",
-    "output",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "reasoning",
-    "audio_input",
-    "audio_output",
-    "image_input",
-)
+USAGE_FIELDS = TOKEN_FIELDS
 
 
 def to_micros(ts: datetime) -> int:

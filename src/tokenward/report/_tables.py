@@ -21,6 +21,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
+from tokenward.usage import TOKEN_FIELDS
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -91,17 +93,7 @@ GROUP_KEYS = (
     "status",
     "kind",
 )
-_TOKEN_FIELDS = (
-    "input",
-    "output",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "reasoning",
-    "audio_input",
-    "audio_output",
-    "image_input",
-)
+_TOKEN_FIELDS = TOKEN_FIELDS
 _MILLION = 1_000_000
 _PEAK_WINDOW = timedelta(days=7)
 
