@@ -773,6 +773,31 @@ class Accountant:
             usage = Usage(**fields)  # type: ignore[arg-type]
         elif entry is not None and not entry.estimate.exact and prompt_estimate:
             self._calibrate(entry.info, prompt_estimate, usage.input)
+        return self._finish(
+            run_id, name, info, usage, resolved, trackers, status=status, kind=kind,
+            tool_names=tool_names, latency_ms=latency_ms, parent_id=parent_id, error=error,
+            prompt_text=prompt_text, output_text=output_text,
+        )
+
+    def _finish(
+        self,
+        run_id: str,
+        name: str,
+        info: ModelInfo,
+        usage: Usage,
+        dims: _Dims,
+        trackers: tuple[Tracker, ...],
+        *,
+        status: str,
+        kind: str,
+        tool_names: Sequence[str],
+        latency_ms: float | None,
+        parent_id: str | None,
+        error: BaseException | str | None,
+        prompt_text: str | None,
+        output_text: str | None,
+    ) -> UsageEvent:
+        """Price a finished call, record it, commit its cost on the budgets, notify."""
         nanos = self._to_nanos(self._cost_total(usage, info))
         if error is not None and status == "ok":
             status = "cancelled" if _is_cancellation(error) else "error"
@@ -784,7 +809,7 @@ class Accountant:
             _usd(nanos),
             status=status,
             kind=kind,
-            dims=resolved,
+            dims=dims,
             tool_names=tool_names,
             latency_ms=latency_ms,
             parent_id=parent_id,
@@ -797,7 +822,7 @@ class Accountant:
                 run_id,
                 nanos,
                 usage.total,
-                dims=self._budget_dims(resolved, name, info.provider),
+                dims=self._budget_dims(dims, name, info.provider),
                 now=self._budget_now(),
             )
         self._emit(event, trackers)
@@ -928,34 +953,11 @@ class Accountant:
         try:
             info, name = self._model_info(model)
             resolved = self._resolve_dims(dims)
-            nanos = self._to_nanos(self._cost_total(usage, info))
-            if error is not None and status == "ok":
-                status = "cancelled" if _is_cancellation(error) else "error"
-            event = self._make_event(
-                run_id,
-                name,
-                info,
-                usage,
-                _usd(nanos),
-                status=status,
-                kind=kind,
-                dims=resolved,
-                tool_names=tool_names,
-                latency_ms=latency_ms,
-                parent_id=parent_id,
-                error=_error_text(error),
-                prompt_text=None,
-                output_text=None,
+            event = self._finish(
+                run_id, name, info, usage, resolved, _current_trackers.get(), status=status,
+                kind=kind, tool_names=tool_names, latency_ms=latency_ms, parent_id=parent_id,
+                error=error, prompt_text=None, output_text=None,
             )
-            if self.budgets is not None:
-                self.budgets.commit(
-                    run_id,
-                    nanos,
-                    usage.total,
-                    dims=self._budget_dims(resolved, name, info.provider),
-                    now=self._budget_now(),
-                )
-            self._emit(event, _current_trackers.get())
         except BaseException:
             with self._lock:
                 self._settled.pop(run_id, None)
