@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -237,31 +237,6 @@ class SQLLedger(_SQLQueries):
                 for row in rows:
                     copy.write_row(row)
             conn.execute(self._insert)
-
-    def record(self, event: UsageEvent) -> None:
-        """Store one event (queued when ``batch=True``)."""
-        if self._writer is None or not isinstance(event, UsageEvent) or self._closed:
-            self.record_many((event,))  # synchronous write, or the error record_many raises
-            return
-        self._writer.submit_one(event)
-
-    def record_many(self, events: Iterable[UsageEvent]) -> None:
-        """Store several events (one statement when ``batch=False``)."""
-        batch = list(events)
-        for e in batch:
-            if not isinstance(e, UsageEvent):
-                raise TypeError(f"expected UsageEvent, got {type(e).__name__}")
-        if self._closed:
-            raise LedgerError("this ledger is closed; open a new one to record events")
-        if self._writer is not None:
-            self._writer.submit(batch)
-        elif batch:
-            self._write(batch)
-
-    def flush(self) -> None:
-        """Wait until every queued event is committed (no-op in synchronous mode)."""
-        if self._writer is not None:
-            self._writer.flush()
 
     def close(self) -> None:
         """Flush, stop the writer and dispose of the engine (if this object created it)."""

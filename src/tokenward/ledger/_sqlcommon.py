@@ -26,10 +26,11 @@ and conversation).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from tokenward.errors import LedgerError
 from tokenward.ledger._base import (
     AGG_FIELDS,
     Bucket,
@@ -295,14 +296,47 @@ class _SQLQueries:
     """Query methods shared by the SQL stores; subclasses provide the plumbing.
 
     Subclasses implement ``_fetch(sql, params) -> list[tuple]``, ``_tag_expr(param)``,
-    ``_tag_param(key)`` and ``flush()``. ``use_rollups`` can be turned off to
-    force every query onto the events table (used to cross-check the rollup).
+    ``_tag_param(key)`` and ``_write(events)`` (one transaction), and set ``_writer``
+    (the background batch writer, or ``None`` in synchronous mode) and ``_closed``.
+    ``use_rollups`` can be turned off to force every query onto the events table (used
+    to cross-check the rollup).
     """
 
     use_rollups: bool = True
     _id_col: str = "id"  # PostgreSQL: 'id COLLATE "C"' so ids sort by code point everywhere
+    _writer: Any
+    _closed: bool
+
+    # -- writing (the same for every SQL store) ------------------------------------------
+    def record(self, event: UsageEvent) -> None:
+        """Store one event (queued when ``batch=True``)."""
+        if self._writer is None or not isinstance(event, UsageEvent) or self._closed:
+            self.record_many((event,))  # synchronous write, or the error record_many raises
+            return
+        self._writer.submit_one(event)
+
+    def record_many(self, events: Iterable[UsageEvent]) -> None:
+        """Store several events (one transaction when ``batch=False``)."""
+        batch = list(events)
+        for e in batch:
+            if not isinstance(e, UsageEvent):
+                raise TypeError(f"expected UsageEvent, got {type(e).__name__}")
+        if self._closed:
+            raise LedgerError("this ledger is closed; open a new one to record events")
+        if self._writer is not None:
+            self._writer.submit(batch)
+        elif batch:
+            self._write(batch)
+
+    def flush(self) -> None:
+        """Wait until every queued event is committed (no-op in synchronous mode)."""
+        if self._writer is not None:
+            self._writer.flush()
 
     # -- plumbing supplied by subclasses ---------------------------------------------------
+    def _write(self, events: Sequence[UsageEvent]) -> None:
+        raise NotImplementedError
+
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         raise NotImplementedError
 
@@ -310,9 +344,6 @@ class _SQLQueries:
         raise NotImplementedError
 
     def _tag_param(self, key: str) -> str:
-        raise NotImplementedError
-
-    def flush(self) -> None:
         raise NotImplementedError
 
     # -- SQL building -----------------------------------------------------------------------
