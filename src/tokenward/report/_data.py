@@ -23,20 +23,11 @@ from decimal import Decimal
 from typing import Any
 
 from tokenward.report._tables import ReportData as _BaseReportData
-from tokenward.report._tables import build_report
+from tokenward.report._tables import GROUP_KEYS, build_report
 
 __all__ = ["BudgetRow", "ReportData", "budget_rows", "build_report_data"]
 
-_COLUMN_DIMS = (
-    "model",
-    "provider",
-    "user_id",
-    "conversation_id",
-    "session_id",
-    "agent",
-    "status",
-    "kind",
-)
+_COLUMN_DIMS = GROUP_KEYS  # plain ledger columns; anything else is a tag
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
+from tokenward.ledger._base import DIMENSIONS
 from tokenward.usage import TOKEN_FIELDS
 
 if TYPE_CHECKING:
@@ -82,17 +83,8 @@ def _renderer(fmt: str) -> Callable[[ReportData], str] | None:
     return fn
 
 
-#: Dimensions a report can be grouped by (plus ``tag:<key>``).
-GROUP_KEYS = (
-    "model",
-    "provider",
-    "user_id",
-    "conversation_id",
-    "session_id",
-    "agent",
-    "status",
-    "kind",
-)
+#: Dimensions a report can be grouped by (plus ``tag:<key>``): the ledger's columns.
+GROUP_KEYS = DIMENSIONS
 _TOKEN_FIELDS = TOKEN_FIELDS
 _MILLION = 1_000_000
 _PEAK_WINDOW = timedelta(days=7)
