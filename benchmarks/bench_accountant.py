@@ -178,9 +178,18 @@ def run(quick: bool = False) -> str:
 
     def event(i: int) -> UsageEvent:
         return UsageEvent(
-            id=f"ev{i}", timestamp=datetime.now(timezone.utc), model="gpt-4o",
-            provider="openai", usage=usage, cost=cost_usd, user_id="u1",
-            conversation_id="c1", agent="bench", tags={}, tool_names=(), latency_ms=1.5,
+            id=f"ev{i}",
+            timestamp=datetime.now(timezone.utc),
+            model="gpt-4o",
+            provider="openai",
+            usage=usage,
+            cost=cost_usd,
+            user_id="u1",
+            conversation_id="c1",
+            agent="bench",
+            tags={},
+            tool_names=(),
+            latency_ms=1.5,
         )
 
     ev_seq = [0]

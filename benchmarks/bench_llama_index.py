@@ -25,8 +25,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 WINDOW = 8_192
-PACK_GOAL_RATIO = 0.99     # keep (almost) as much relevance in one call as repack's first call
-MEMORY_GOAL_MS = 50.0      # 2,000 messages trimmed in under 50 ms (anchor: ~64 s)
+PACK_GOAL_RATIO = 0.99  # keep (almost) as much relevance in one call as repack's first call
+MEMORY_GOAL_MS = 50.0  # 2,000 messages trimmed in under 50 ms (anchor: ~64 s)
+
 
 def _median(fn: Callable[[], T], reps: int) -> tuple[float, T]:
     times, out = [], None
@@ -42,8 +43,10 @@ def make_nodes(n: int, seed: int = 0) -> list[Any]:
     from bench_pack import make_chunks
     from llama_index.core.schema import NodeWithScore, TextNode
 
-    nodes = [NodeWithScore(node=TextNode(text=c.text, id_=c.id), score=c.score)
-             for c in make_chunks(n, seed=seed)]
+    nodes = [
+        NodeWithScore(node=TextNode(text=c.text, id_=c.id), score=c.score)
+        for c in make_chunks(n, seed=seed)
+    ]
     nodes.sort(key=lambda x: -(x.score or 0))  # what a retriever returns
     return nodes
 
@@ -64,7 +67,9 @@ def _context(quick: bool) -> str:
     texts = [x.node.get_content(metadata_mode=MetadataMode.LLM) for x in nodes]
     sizes = [len(tok(t)) for t in texts]
     scores = [x.score or 0.0 for x in nodes]
-    template = PromptTemplate("Context information is below.\n{context_str}\nAnswer the query: {query_str}\n")
+    template = PromptTemplate(
+        "Context information is below.\n{context_str}\nAnswer the query: {query_str}\n"
+    )
     helper = PromptHelper(context_window=WINDOW, num_output=0, chunk_overlap_ratio=0.0)
     padding = 5
     prompt = template.partial_format(query_str="What drives revenue growth?")
@@ -73,8 +78,11 @@ def _context(quick: bool) -> str:
     duplicates: set[int] = set()  # filled from our report below: they add no information
 
     def coverage(kept: dict[int, int]) -> float:  # node index -> tokens of it sent
-        return sum(scores[i] * min(1.0, kept[i] / sizes[i])
-                   for i in kept if sizes[i] and i not in duplicates)
+        return sum(
+            scores[i] * min(1.0, kept[i] / sizes[i])
+            for i in kept
+            if sizes[i] and i not in duplicates
+        )
 
     # PromptHelper.repack: concatenate in retriever order, re-split into window-size chunks
     anchor_reps = 1  # seconds per run; one is enough to show the gap
@@ -93,7 +101,9 @@ def _context(quick: bool) -> str:
         pos = idx + len(t)
 
     # PromptHelper.truncate: an equal share of the window per node
-    t_trunc, truncated = _median(lambda: helper.truncate(prompt, texts, padding=padding), anchor_reps)
+    t_trunc, truncated = _median(
+        lambda: helper.truncate(prompt, texts, padding=padding), anchor_reps
+    )
     kept_trunc = {i: len(tok(t)) for i, t in enumerate(truncated)}
 
     # ours: cold (counts uncached) and warm (the same candidates again)
@@ -102,6 +112,7 @@ def _context(quick: bool) -> str:
     for _ in range(1 if quick else 3):
         _postprocessor._tokenizer_counters.clear()
         from tokenward.context import _pack
+
         _pack._SKETCHES.clear()
         t0 = time.perf_counter()
         out = pp.postprocess_nodes(nodes)
@@ -116,10 +127,17 @@ def _context(quick: bool) -> str:
     kept_ours = {}
     for x in out:
         i = index_of[x.node.node_id]
-        kept_ours[i] = (sizes[i] if not x.node.metadata.get("tokenward_partial")
-                        else len(tok(x.node.get_content(metadata_mode=MetadataMode.LLM))))
+        kept_ours[i] = (
+            sizes[i]
+            if not x.node.metadata.get("tokenward_partial")
+            else len(tok(x.node.get_content(metadata_mode=MetadataMode.LLM)))
+        )
     duplicates.update(d.index for d in report.dropped if d.reason == "duplicate")
-    rel_ours, rel_repack, rel_trunc = coverage(kept_ours), coverage(kept_repack), coverage(kept_trunc)
+    rel_ours, rel_repack, rel_trunc = (
+        coverage(kept_ours),
+        coverage(kept_repack),
+        coverage(kept_trunc),
+    )
     total = sum(x for i, x in enumerate(scores) if i not in duplicates)
     ok = rel_ours >= PACK_GOAL_RATIO * rel_repack
 
@@ -141,8 +159,9 @@ def _context(quick: bool) -> str:
         f"near-duplicates; the {len(duplicates)} near-duplicates count 0 for every method). Ours: median of {reps} runs; the anchors: one "
         "run each (they take seconds). Cold = empty count caches (every node tokenized).\n\n"
         "| method | time | LLM calls to send it | sent in the first call | relevance in that call "
-        "(of offered) | tokens |\n|---|---|---:|---|---:|---:|\n" + "\n".join(rows) +
-        f"\n\nRatio: TokenBudgetPostprocessor keeps {rel_ours / rel_repack:.2f}x the relevance of "
+        "(of offered) | tokens |\n|---|---|---:|---|---:|---:|\n"
+        + "\n".join(rows)
+        + f"\n\nRatio: TokenBudgetPostprocessor keeps {rel_ours / rel_repack:.2f}x the relevance of "
         f"repack's first call and {rel_ours / rel_trunc:.1f}x truncate's, "
         f"{t_repack / t_warm:.0f}x faster than repack warm ({t_repack / t_cold:.1f}x cold). Warm time "
         f"without near-duplicate detection (`dedupe=None`): {t_nodedupe * 1e3:.1f} ms; the rest is the "
@@ -160,7 +179,9 @@ def make_history(n: int, seed: int = 1) -> list[Any]:
 
     rng = random.Random(seed)
     texts = [c.text.split() for c in make_chunks(n, seed=seed)]
-    msgs = [ChatMessage(role="system", content="You are a careful analyst. " + " ".join(texts[0][:40]))]
+    msgs = [
+        ChatMessage(role="system", content="You are a careful analyst. " + " ".join(texts[0][:40]))
+    ]
     for i in range(n - 1):
         role = "user" if i % 2 == 0 else "assistant"
         words = texts[i + 1][: rng.randint(5, 60)]
@@ -182,11 +203,15 @@ def _memory(quick: bool) -> str:
         history = make_history(n, seed=n)
         # cold: fresh message contents (never counted before in this process)
         fresh = make_history(n, seed=n + 10_000)
-        cold_mem = TokenwardChatMemory.from_defaults(chat_history=fresh, token_limit=limit, model="gpt-4o")
+        cold_mem = TokenwardChatMemory.from_defaults(
+            chat_history=fresh, token_limit=limit, model="gpt-4o"
+        )
         t0 = time.perf_counter()
         cold_mem.get()
         t_cold = time.perf_counter() - t0
-        mem = TokenwardChatMemory.from_defaults(chat_history=history, token_limit=limit, model="gpt-4o")
+        mem = TokenwardChatMemory.from_defaults(
+            chat_history=history, token_limit=limit, model="gpt-4o"
+        )
         mem.get()
         t_warm, kept = _median(mem.get, reps)
         results[("ours", n)] = (t_warm, t_cold, kept)
@@ -200,11 +225,17 @@ def _memory(quick: bool) -> str:
 
     for n in (small, big):
         t_warm, t_cold, kept = results[("ours", n)]
-        rows.append(f"| **TokenwardChatMemory.get()** | {n:,} | warm **{t_warm * 1e3:.2f} ms** / cold "
-                    f"{t_cold * 1e3:.0f} ms | {describe(kept)} |")
-    rows.append(f"| `ChatMemoryBuffer.get()` (anchor) | {small:,} | {t_buf * 1e3:.0f} ms | {describe(kept_buf)} |")
+        rows.append(
+            f"| **TokenwardChatMemory.get()** | {n:,} | warm **{t_warm * 1e3:.2f} ms** / cold "
+            f"{t_cold * 1e3:.0f} ms | {describe(kept)} |"
+        )
+    rows.append(
+        f"| `ChatMemoryBuffer.get()` (anchor) | {small:,} | {t_buf * 1e3:.0f} ms | {describe(kept_buf)} |"
+    )
     if not quick:
-        rows.append(f"| `ChatMemoryBuffer.get()` (anchor) | {big:,} | not run here (ANCHORS.md: ~64 s) | — |")
+        rows.append(
+            f"| `ChatMemoryBuffer.get()` (anchor) | {big:,} | not run here (ANCHORS.md: ~64 s) | — |"
+        )
     ours_small = results[("ours", small)][0]
     ours_big_warm, ours_big_cold, _ = results[("ours", big)]
     ok = ours_big_cold * 1e3 <= MEMORY_GOAL_MS
@@ -215,12 +246,17 @@ def _memory(quick: bool) -> str:
         "messages are counted), cold = every message counted for the first time. ChatMemoryBuffer counts "
         "content only with LlamaIndex's tokenizer and re-tokenizes the window per dropped message.\n\n"
         "ChatMemoryBuffer: one run.\n\n"
-        "| method | messages | time (median) | result |\n|---|---:|---|---|\n" + "\n".join(rows) +
-        f"\n\nRatio at {small} messages (same run): ours {t_buf / ours_small:.1f}x faster warm, "
+        "| method | messages | time (median) | result |\n|---|---:|---|---|\n"
+        + "\n".join(rows)
+        + f"\n\nRatio at {small} messages (same run): ours {t_buf / ours_small:.1f}x faster warm, "
         f"{t_buf / results[('ours', small)][1]:.1f}x cold. At {big:,} messages: {ours_big_cold * 1e3:.0f} ms "
         f"cold / {ours_big_warm * 1e3:.2f} ms warm"
-        + (" vs about 64 s for ChatMemoryBuffer per ANCHORS.md (not re-measured here: too slow for a "
-           "benchmark run; it grows quadratically)" if not quick else "")
+        + (
+            " vs about 64 s for ChatMemoryBuffer per ANCHORS.md (not re-measured here: too slow for a "
+            "benchmark run; it grows quadratically)"
+            if not quick
+            else ""
+        )
         + f". Goal (< {MEMORY_GOAL_MS:.0f} ms for {big:,} messages, cold): **{'met' if ok else 'missed'}**.\n"
     )
 
@@ -236,11 +272,15 @@ def run(quick: bool = False) -> str:
     for i in range(1_000_000):
         acc += i
     loop = time.perf_counter() - t0
-    return ("### LlamaIndex: TokenBudgetPostprocessor vs PromptHelper, TokenwardChatMemory vs "
-            "ChatMemoryBuffer\n\n"
-            f"Machine load indicator: a 1M-iteration Python loop took {loop * 1e3:.0f} ms in this run "
-            "(absolute times scale with it; the ratios compare runs made side by side).\n\n"
-            + _context(quick) + "\n" + _memory(quick))
+    return (
+        "### LlamaIndex: TokenBudgetPostprocessor vs PromptHelper, TokenwardChatMemory vs "
+        "ChatMemoryBuffer\n\n"
+        f"Machine load indicator: a 1M-iteration Python loop took {loop * 1e3:.0f} ms in this run "
+        "(absolute times scale with it; the ratios compare runs made side by side).\n\n"
+        + _context(quick)
+        + "\n"
+        + _memory(quick)
+    )
 
 
 if __name__ == "__main__":

@@ -60,13 +60,7 @@ def _code_snippets() -> list[str]:
     ]
 
 
-_PROSE = (
-    "The quarterly report shows steady growth in every region, although the margins in "
-    "the northern markets narrowed because of higher shipping costs. Our team reviewed the "
-    "customer feedback and found that most requests concern faster onboarding, clearer "
-    "pricing and better export options. We propose to prioritize the onboarding flow, then "
-    "revisit pricing with the finance group next month."
-).split()
+_PROSE = ["The", "quarterly", "report", "shows", "steady", "growth", "in", "every", "region,", "although", "the", "margins", "in", "the", "northern", "markets", "narrowed", "because", "of", "higher", "shipping", "costs.", "Our", "team", "reviewed", "the", "customer", "feedback", "and", "found", "that", "most", "requests", "concern", "faster", "onboarding,", "clearer", "pricing", "and", "better", "export", "options.", "We", "propose", "to", "prioritize", "the", "onboarding", "flow,", "then", "revisit", "pricing", "with", "the", "finance", "group", "next", "month."]
 
 
 def conversation(n: int, seed: int = 0, scale: float = 1.0) -> list[BaseMessage]:

@@ -24,7 +24,6 @@ from _corpus import EXTRA_KINDS, KINDS, corpus
 from tokenward.counting._estimator import CJK_CLASS, FEATURE_NAMES, MIN_WORD, features
 from tokenward.counting._loader import get_encoding
 
-
 # Relative weight of each corpus kind in the fit. The extra kind only anchors the
 # other-script coefficient; CJK gets more weight because its per-sample spread is widest.
 _WEIGHT = {"other": 0.05, "cjk": 2.0}

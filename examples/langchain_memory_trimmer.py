@@ -23,13 +23,18 @@ SYSTEM = "You are the support assistant of ACME Cloud. Answer briefly and polite
 
 
 def replies() -> list[str]:
-    return [f"Here is what I found about your issue number {i}: restart the service, then "
-            f"check the status page; it should be fixed within ten minutes." for i in range(40)]
+    return [
+        f"Here is what I found about your issue number {i}: restart the service, then "
+        f"check the status page; it should be fixed within ten minutes."
+        for i in range(40)
+    ]
 
 
 def conversation_turns() -> list[str]:
-    return [f"Turn {i}: my deployment {i % 5} fails with error code {500 + i}, what should I do?"
-            for i in range(24)]
+    return [
+        f"Turn {i}: my deployment {i % 5} fails with error code {500 + i}, what should I do?"
+        for i in range(24)
+    ]
 
 
 def run(trim: bool) -> tuple[Accountant, list[BaseMessage], list[int]]:
@@ -40,18 +45,29 @@ def run(trim: bool) -> tuple[Accountant, list[BaseMessage], list[int]]:
     )
     trimmer = HistoryTrimmer(max_tokens=400, model="gpt-4o-mini")
     chain = (prompt | trimmer | model) if trim else (prompt | model)
-    handler = TokenwardCallbackHandler(accountant, default_model="gpt-4o-mini",
-                                       user_id="dana", conversation_id="ticket-42")
+    handler = TokenwardCallbackHandler(
+        accountant, default_model="gpt-4o-mini", user_id="dana", conversation_id="ticket-42"
+    )
     history: list[BaseMessage] = []
     sent: list[int] = []
     for i, question in enumerate(conversation_turns()):
-        answer = chain.invoke({"history": history, "question": question},
-                              config={"callbacks": [handler]})
+        answer = chain.invoke(
+            {"history": history, "question": question}, config={"callbacks": [handler]}
+        )
         history += [HumanMessage(question, id=f"q{i}"), answer]
         if i % 6 == 5:  # now and then the bot looked something up with a tool
             history += [
-                AIMessage("", id=f"tc{i}", tool_calls=[
-                    {"name": "status_page", "args": {"service": f"deploy-{i % 5}"}, "id": f"c{i}"}]),
+                AIMessage(
+                    "",
+                    id=f"tc{i}",
+                    tool_calls=[
+                        {
+                            "name": "status_page",
+                            "args": {"service": f"deploy-{i % 5}"},
+                            "id": f"c{i}",
+                        }
+                    ],
+                ),
                 ToolMessage(f"deploy-{i % 5}: degraded since 10:0{i % 10}", tool_call_id=f"c{i}"),
             ]
         accountant.flush()
@@ -68,8 +84,10 @@ def main() -> None:
     print(f"history: {len(history)} messages; trimmed to 400 tokens it keeps {len(kept)}:")
     print("  " + " ".join(type(m).__name__.replace("Message", "") for m in kept))
     tool_groups_whole = all(
-        not isinstance(m, ToolMessage) or (j > 0 and isinstance(kept[j - 1], (AIMessage, ToolMessage)))
-        for j, m in enumerate(kept))
+        not isinstance(m, ToolMessage)
+        or (j > 0 and isinstance(kept[j - 1], (AIMessage, ToolMessage)))
+        for j, m in enumerate(kept)
+    )
     print(f"  every tool result kept with its tool call: {tool_groups_whole}")
     print()
     print("turn  prompt tokens (trimmed)  prompt tokens (full history)")
@@ -78,8 +96,10 @@ def main() -> None:
     print()
     for name, acc in (("trimmed", trimmed), ("full history", full)):
         [row] = acc.ledger.summary(by=["user_id"])
-        print(f"{name:<13} user={row.dims['user_id']} calls={row.calls} input={row.input} "
-              f"output={row.output} cost=${row.cost:.7f} estimated_events={row.estimated}")
+        print(
+            f"{name:<13} user={row.dims['user_id']} calls={row.calls} input={row.input} "
+            f"output={row.output} cost=${row.cost:.7f} estimated_events={row.estimated}"
+        )
     [t] = trimmed.ledger.summary()
     [f] = full.ledger.summary()
     print(f"trimming saved {100 * (f.input - t.input) / f.input:.0f}% of input tokens")

@@ -32,31 +32,70 @@ class RecordingLLM(MockLLMWithChatMemoryOfLastCall):
 
 
 def history() -> list[ChatMessage]:
-    msgs = [ChatMessage(role="system", content="You are Ada, the support bot of Acme. Never "
-                        "promise refunds; escalate billing questions to a human.")]
-    msgs.append(ChatMessage(role="user", content="My account id is ACME-4411; please remember it.",
-                            additional_kwargs={"pinned": True}))
+    msgs = [
+        ChatMessage(
+            role="system",
+            content="You are Ada, the support bot of Acme. Never "
+            "promise refunds; escalate billing questions to a human.",
+        )
+    ]
+    msgs.append(
+        ChatMessage(
+            role="user",
+            content="My account id is ACME-4411; please remember it.",
+            additional_kwargs={"pinned": True},
+        )
+    )
     msgs.append(ChatMessage(role="assistant", content="Noted: ACME-4411."))
     for i in range(40):
         msgs.append(ChatMessage(role="user", content=f"Question {i}: is order {1000 + i} shipped?"))
         call = f"call_{i}"
-        msgs.append(ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": [
-            {"id": call, "type": "function",
-             "function": {"name": "order_status", "arguments": json.dumps({"order": 1000 + i})}}]}))
-        msgs.append(ChatMessage(role="tool", content=json.dumps(
-            {"order": 1000 + i, "status": "shipped", "carrier": "UPS", "eta_days": i % 5}),
-            additional_kwargs={"tool_call_id": call, "name": "order_status"}))
-        msgs.append(ChatMessage(role="assistant", content=f"Order {1000 + i} has shipped with UPS."))
+        msgs.append(
+            ChatMessage(
+                role="assistant",
+                content="",
+                additional_kwargs={
+                    "tool_calls": [
+                        {
+                            "id": call,
+                            "type": "function",
+                            "function": {
+                                "name": "order_status",
+                                "arguments": json.dumps({"order": 1000 + i}),
+                            },
+                        }
+                    ]
+                },
+            )
+        )
+        msgs.append(
+            ChatMessage(
+                role="tool",
+                content=json.dumps(
+                    {"order": 1000 + i, "status": "shipped", "carrier": "UPS", "eta_days": i % 5}
+                ),
+                additional_kwargs={"tool_call_id": call, "name": "order_status"},
+            )
+        )
+        msgs.append(
+            ChatMessage(role="assistant", content=f"Order {1000 + i} has shipped with UPS.")
+        )
     return msgs
 
 
 def describe(messages: list[ChatMessage]) -> str:
     counter = get_counter(MODEL)
     # content, tool calls (OpenAI format in additional_kwargs here) and chat overhead
-    n = counter.count_messages([{"role": m.role.value, "content": m.content or "",
-                                 **m.additional_kwargs} for m in messages])
-    roles = "".join({"system": "S", "user": "u", "assistant": "a", "tool": "t"}[m.role.value]
-                    for m in messages[:8])
+    n = counter.count_messages(
+        [
+            {"role": m.role.value, "content": m.content or "", **m.additional_kwargs}
+            for m in messages
+        ]
+    )
+    roles = "".join(
+        {"system": "S", "user": "u", "assistant": "a", "tool": "t"}[m.role.value]
+        for m in messages[:8]
+    )
     return f"{len(messages):3d} messages, {n} tokens, starts {roles}..."
 
 
@@ -67,18 +106,27 @@ def main() -> None:
 
     buffer = ChatMemoryBuffer.from_defaults(chat_history=list(past), token_limit=limit)
     window = buffer.get()
-    print(f"ChatMemoryBuffer.get():      {describe(window)}"
-          f" system kept: {window[0].role.value == 'system'}")
+    print(
+        f"ChatMemoryBuffer.get():      {describe(window)}"
+        f" system kept: {window[0].role.value == 'system'}"
+    )
 
     memory = TokenwardChatMemory.from_defaults(
-        chat_history=list(past), token_limit=limit, llm=RecordingLLM(),
-        pinned=lambda m: m.additional_kwargs.get("pinned", False))
+        chat_history=list(past),
+        token_limit=limit,
+        llm=RecordingLLM(),
+        pinned=lambda m: m.additional_kwargs.get("pinned", False),
+    )
     window = memory.get()
-    print(f"TokenwardChatMemory.get():   {describe(window)}"
-          f" system kept: {window[0].role.value == 'system'},"
-          f" pinned kept: {any('ACME-4411' in (m.content or '') for m in window)}")
-    orphan = any(m.role.value == "tool" and i > 0 and window[i - 1].role.value == "user"
-                 for i, m in enumerate(window))
+    print(
+        f"TokenwardChatMemory.get():   {describe(window)}"
+        f" system kept: {window[0].role.value == 'system'},"
+        f" pinned kept: {any('ACME-4411' in (m.content or '') for m in window)}"
+    )
+    orphan = any(
+        m.role.value == "tool" and i > 0 and window[i - 1].role.value == "user"
+        for i, m in enumerate(window)
+    )
     print(f"tool results without their call: {orphan}")
 
     # drop-in: the chat engine sends the trimmed window every turn

@@ -52,15 +52,23 @@ def make_nodes(n: int = 60, seed: int = 7) -> list[NodeWithScore]:
     nodes = []
     for i in range(n):
         words = rng.choice([20, 40, 80, 160, 320])
-        text = f"Passage {i} about the Seine. " + " ".join(
-            rng.choice(["river", "bridge", "Paris", "barge", "quay", "flood", "island"])
-            for _ in range(words)) + "."
+        text = (
+            f"Passage {i} about the Seine. "
+            + " ".join(
+                rng.choice(["river", "bridge", "Paris", "barge", "quay", "flood", "island"])
+                for _ in range(words)
+            )
+            + "."
+        )
         score = round(rng.uniform(0.2, 0.95), 3)
-        nodes.append(NodeWithScore(node=TextNode(text=text, metadata={"doc": f"d{i % 7}"}),
-                                   score=score))
+        nodes.append(
+            NodeWithScore(node=TextNode(text=text, metadata={"doc": f"d{i % 7}"}), score=score)
+        )
     # the same passage indexed twice (a re-ingested file): a duplicate with the same score
-    nodes[3] = NodeWithScore(node=TextNode(text=nodes[2].node.text, metadata=nodes[2].node.metadata),
-                             score=nodes[2].score)
+    nodes[3] = NodeWithScore(
+        node=TextNode(text=nodes[2].node.text, metadata=nodes[2].node.metadata),
+        score=nodes[2].score,
+    )
     nodes.sort(key=lambda x: -(x.score or 0))
     return nodes
 
@@ -89,13 +97,19 @@ def main() -> None:
 
     print(f"retrieved: {len(nodes)} nodes, relevance {report.relevance_offered:.2f}")
     print(f"budget: {report.max_tokens} tokens (4096 window - 256 output - prompt - padding)")
-    print(f"without packing: {len(plain)} LLM calls, {sum(e.usage.input for e in plain)} input tokens, "
-          f"${sum(e.cost for e in plain):.6f}")
-    print(f"with TokenBudgetPostprocessor: {len(packed)} LLM call, "
-          f"{sum(e.usage.input for e in packed)} input tokens, ${sum(e.cost for e in packed):.6f}")
-    print(f"kept {len(response.source_nodes)} nodes, {report.tokens_used} tokens, relevance "
-          f"{report.relevance_kept:.2f} ({report.relevance_kept / report.relevance_candidates:.0%} "
-          f"of the non-duplicate relevance, certified >= {report.bound:.0%} of the optimum)")
+    print(
+        f"without packing: {len(plain)} LLM calls, {sum(e.usage.input for e in plain)} input tokens, "
+        f"${sum(e.cost for e in plain):.6f}"
+    )
+    print(
+        f"with TokenBudgetPostprocessor: {len(packed)} LLM call, "
+        f"{sum(e.usage.input for e in packed)} input tokens, ${sum(e.cost for e in packed):.6f}"
+    )
+    print(
+        f"kept {len(response.source_nodes)} nodes, {report.tokens_used} tokens, relevance "
+        f"{report.relevance_kept:.2f} ({report.relevance_kept / report.relevance_candidates:.0%} "
+        f"of the non-duplicate relevance, certified >= {report.bound:.0%} of the optimum)"
+    )
     reasons: dict[str, int] = {}
     for d in response.source_nodes[0].node.metadata["tokenward_pack"]["dropped"]:
         reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
@@ -105,8 +119,10 @@ def main() -> None:
     partial = [n for n in response.source_nodes if n.node.metadata.get("tokenward_partial")]
     if partial:
         meta = partial[0].node.metadata
-        print(f"partial fill: one node cut to {meta['tokenward_tokens']} of "
-              f"{meta['tokenward_original_tokens']} tokens")
+        print(
+            f"partial fill: one node cut to {meta['tokenward_tokens']} of "
+            f"{meta['tokenward_original_tokens']} tokens"
+        )
 
 
 if __name__ == "__main__":

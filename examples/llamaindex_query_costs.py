@@ -46,10 +46,15 @@ class FakeOpenAI(CustomLLM):
         context, _, query = prompt.rpartition("Query:")
         words = set(re.findall(r"\w+", query.lower()))
         facts = [ln.strip() for ln in context.splitlines() if ln.strip().endswith(".")]
-        answer = max(facts, key=lambda f: len(words & set(re.findall(r"\w+", f.lower()))),
-                     default="I don't know.")
+        answer = max(
+            facts,
+            key=lambda f: len(words & set(re.findall(r"\w+", f.lower()))),
+            default="I don't know.",
+        )
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(answer.split())}
-        return CompletionResponse(text=answer, raw={"model": "gpt-4o-mini-2024-07-18", "usage": usage})
+        return CompletionResponse(
+            text=answer, raw={"model": "gpt-4o-mini-2024-07-18", "usage": usage}
+        )
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
@@ -72,29 +77,34 @@ def main() -> None:
     Settings.embed_model = MockEmbedding(embed_dim=16, model_name="text-embedding-3-small")
 
     # ---- LlamaIndex in three lines: record every call, priced, with dimensions
-    accountant = Accountant()                        # in-memory ledger; ledger="usage.db" for SQLite
+    accountant = Accountant()  # in-memory ledger; ledger="usage.db" for SQLite
     handle = instrument(accountant, agent="geo-rag")
     index = VectorStoreIndex.from_documents([Document(text=t) for t in DOCS])
     engine = index.as_query_engine(similarity_top_k=4)
 
-    for user, question in [("alice", "What is the capital of France?"),
-                           ("alice", "Which capital has many museums?"),
-                           ("bob", "What is the capital of Italy?")]:
+    for user, question in [
+        ("alice", "What is the capital of France?"),
+        ("alice", "Which capital has many museums?"),
+        ("bob", "What is the capital of Italy?"),
+    ]:
         with dims(user_id=user):
             answer = engine.query(question)
         print(f"{user}: {question} -> {answer}")
 
     print("\ncost by user and kind:")
     for row in accountant.ledger.summary(by=["user_id", "kind"]):
-        print(f"  {row.dims['user_id'] or '(indexing)':10} {row.dims['kind']:9} calls={row.calls} "
-              f"input={row.input} output={row.output} cost=${row.cost:.8f}")
+        print(
+            f"  {row.dims['user_id'] or '(indexing)':10} {row.dims['kind']:9} calls={row.calls} "
+            f"input={row.input} output={row.output} cost=${row.cost:.8f}"
+        )
     total = sum(row.cost for row in accountant.ledger.summary())
     print(f"total recorded: {len(list(accountant.ledger.events()))} events, ${total:.8f}")
     handle.detach()
 
     # ---- hard budget: BudgetedLLM checks BEFORE the model runs
-    guarded = Accountant(budgets=Budgets(
-        Budget("daily-per-user", limit_tokens=400, window="day", scope="user_id")))
+    guarded = Accountant(
+        budgets=Budgets(Budget("daily-per-user", limit_tokens=400, window="day", scope="user_id"))
+    )
     engine = index.as_query_engine(llm=BudgetedLLM(llm, guarded), similarity_top_k=4)
     before = llm.calls
     for i in range(5):
@@ -103,10 +113,14 @@ def main() -> None:
                 engine.query(f"Question {i}: what is the capital of Spain?")
             print(f"carol query {i}: answered")
         except BudgetExceededError as exc:
-            print(f"carol query {i}: denied before the model ({exc.budget}: spent {exc.spent} "
-                  f"of {exc.limit} tokens)")
+            print(
+                f"carol query {i}: denied before the model ({exc.budget}: spent {exc.spent} "
+                f"of {exc.limit} tokens)"
+            )
     status = guarded.budgets.status("daily-per-user", user_id="carol")
-    print(f"model calls made: {llm.calls - before}; carol spent {status.spent} of {status.limit} tokens")
+    print(
+        f"model calls made: {llm.calls - before}; carol spent {status.spent} of {status.limit} tokens"
+    )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 __all__ = [
+    "make_postgres_db",
     "postgres_server_url",
     "postgres_url",
-    "make_postgres_db",
     "redis_server_url",
     "redis_url",
 ]
@@ -64,13 +64,13 @@ def postgres_server_url() -> Iterator[str]:
             for setting in ("fsync", "synchronous_commit", "full_page_writes"):
                 conn.execute(f"ALTER SYSTEM SET {setting} = off")
             conn.execute("SELECT pg_reload_conf()")
-    except BaseException as exc:  # noqa: BLE001 - report any start failure the same way
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, pytest.fail.Exception, pytest.skip.Exception)):
             raise
         if server is not None:
             try:
                 server.cleanup()
-            except Exception:  # noqa: BLE001 - best effort
+            except Exception:
                 pass
         shutil.rmtree(tmp, ignore_errors=True)
         _unavailable("embedded PostgreSQL", exc)
@@ -128,7 +128,7 @@ def redis_server_url() -> Iterator[str]:
         server.ping()
         socket = server.socket_file
         pid = server.pid
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, pytest.fail.Exception, pytest.skip.Exception)):
             raise
         shutil.rmtree(tmp, ignore_errors=True)
@@ -139,7 +139,7 @@ def redis_server_url() -> Iterator[str]:
     finally:
         try:
             server.shutdown(save=False, now=True, force=True)
-        except Exception:  # noqa: BLE001 - the connection drops as the server exits
+        except Exception:
             pass
         _stop_pid(pid)
         shutil.rmtree(tmp, ignore_errors=True)

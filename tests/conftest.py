@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from tests._servers import *  # noqa: F401,F403  (postgres_url, redis_url, ...)
+from tests._servers import *  # noqa: F403  (postgres_url, redis_url, ...)
 
 os.environ.setdefault("TOKENWARD_TESTING", "1")
 

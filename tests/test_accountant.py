@@ -488,23 +488,40 @@ def test_reported_usage_calibrates_the_estimator_for_models_without_a_tokenizer(
     from tokenward import Accountant, Catalog, ModelInfo, Prices, Usage
 
     catalog = Catalog.default()
-    catalog.register(ModelInfo(
-        name="calibration-test-model", provider="acme", context_window=100_000, max_output=4096,
-        prices=Prices(input=Decimal("1"), output=Decimal("2")), tokenizer=None,
-        as_of=date(2026, 11, 23), source="https://example.com/pricing",
-    ))
+    catalog.register(
+        ModelInfo(
+            name="calibration-test-model",
+            provider="acme",
+            context_window=100_000,
+            max_output=4096,
+            prices=Prices(input=Decimal("1"), output=Decimal("2")),
+            tokenizer=None,
+            as_of=date(2026, 11, 23),
+            source="https://example.com/pricing",
+        )
+    )
     acct = Accountant(catalog=catalog)
-    messages = [{"role": "user", "content": "Summarize the quarterly report in three bullet points."}]
-    first = acct.preflight("cal-0", "calibration-test-model", messages=messages, max_output_tokens=10)
+    messages = [
+        {"role": "user", "content": "Summarize the quarterly report in three bullet points."}
+    ]
+    first = acct.preflight(
+        "cal-0", "calibration-test-model", messages=messages, max_output_tokens=10
+    )
     assert first.exact is False
     # the provider counts this prompt as twice our estimate, call after call
     acct.settle("cal-0", Usage(input=2 * first.prompt_tokens, output=5))
     for i in range(1, 6):
-        est = acct.preflight(f"cal-{i}", "calibration-test-model", messages=messages, max_output_tokens=10)
+        est = acct.preflight(
+            f"cal-{i}", "calibration-test-model", messages=messages, max_output_tokens=10
+        )
         acct.settle(f"cal-{i}", Usage(input=2 * first.prompt_tokens, output=5))
-    learned = acct.preflight("cal-last", "calibration-test-model", messages=messages, max_output_tokens=10)
+    learned = acct.preflight(
+        "cal-last", "calibration-test-model", messages=messages, max_output_tokens=10
+    )
     assert abs(learned.prompt_tokens - 2 * first.prompt_tokens) <= 1
     # estimates (no provider usage) teach nothing
     acct.settle("cal-last", None, output_text="ok")
-    again = acct.preflight("cal-again", "calibration-test-model", messages=messages, max_output_tokens=10)
+    again = acct.preflight(
+        "cal-again", "calibration-test-model", messages=messages, max_output_tokens=10
+    )
     assert again.prompt_tokens == learned.prompt_tokens

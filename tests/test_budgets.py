@@ -70,7 +70,9 @@ def make(*budgets: Budget, **kw: object) -> tuple[Budgets, list[Alert]]:
         ({"limit_usd": "1", "missing": "deny"}, "'shared' or 'skip'"),
     ],
 )
-def test_invalid_budgets_raise_configuration_error_saying_what_to_do(kwargs: dict, fragment: str) -> None:
+def test_invalid_budgets_raise_configuration_error_saying_what_to_do(
+    kwargs: dict, fragment: str
+) -> None:
     with pytest.raises(ConfigurationError) as e:
         Budget("b", **kwargs)
     assert fragment in str(e.value)
@@ -97,7 +99,9 @@ def test_scope_keys_filters_tags_and_missing_dimensions() -> None:
     assert b.scope_key({"user_id": "a|b=c"}) == "user_id=a%7Cb%3Dc|agent=<none>"
     assert Budget("g", limit_usd="1").scope_key({"user_id": "x"}) == "*"
     w = Budget("w", limit_usd="1", where={"agent": "support"})
-    assert w.applies({"agent": "support"}) and not w.applies({"agent": "sales"}) and not w.applies({})
+    assert (
+        w.applies({"agent": "support"}) and not w.applies({"agent": "sales"}) and not w.applies({})
+    )
     assert w.applies({"tags": {"agent": "support"}})
     multi = Budget("m", limit_usd="1", where={"team": ["a", "b"]})
     assert multi.applies({"team": "b"}) and not multi.applies({"team": "c"})
@@ -116,8 +120,12 @@ def test_anonymous_calls_share_one_counter_by_default() -> None:
 
 def test_default_limit_for_unknown_users_and_overrides() -> None:
     budgets, _ = make(
-        Budget("per-user", limit_usd="1", scope="user_id",
-               overrides={"vip": Decimal("10"), "user_id=banned": 0})
+        Budget(
+            "per-user",
+            limit_usd="1",
+            scope="user_id",
+            overrides={"vip": Decimal("10"), "user_id=banned": 0},
+        )
     )
     budgets.reserve("r1", {"user_id": "vip"}, 9 * USD, 0, now=T0)
     with pytest.raises(BudgetExceededError):
@@ -149,7 +157,11 @@ def test_reserve_commit_release_arithmetic_and_error_fields() -> None:
     err = e.value
     assert (err.budget, err.scope_key, err.unit) == ("daily", "user_id=u1", "usd")
     assert (err.spent, err.reserved, err.limit, err.attempted) == (
-        Decimal("0.35"), Decimal("0.65"), Decimal("1"), Decimal("1E-9"))
+        Decimal("0.35"),
+        Decimal("0.65"),
+        Decimal("1"),
+        Decimal("1E-9"),
+    )
     assert err.reset_at == datetime(2026, 11, 24, tzinfo=UTC)
     assert "Retry after" in err.suggestion
     status, headers, body = err.to_http(now=T0)
@@ -246,7 +258,9 @@ def test_rolling_window_spend_leaves_bucket_by_bucket() -> None:
 def test_timedelta_window_defaults_to_60_buckets() -> None:
     w = Budget("b", limit_tokens=5, window=timedelta(hours=24)).window
     assert (w.kind, w.buckets, w.granularity_ms) == ("rolling", 60, 24 * 60_000)
-    assert len(w.spans(T0)) == 60 and w.spans(T0)[-1].start <= T0 < w.spans(T0)[-1].end - timedelta(hours=23)
+    assert len(w.spans(T0)) == 60 and w.spans(T0)[-1].start <= T0 < w.spans(T0)[-1].end - timedelta(
+        hours=23
+    )
 
 
 # -- calendar windows ---------------------------------------------------------------------------
@@ -254,25 +268,60 @@ def test_timedelta_window_defaults_to_60_buckets() -> None:
     "tz, instant, kind, start, end",
     [
         # New York spring forward 2026-03-08 02:00 -> 03:00: a 23 h day
-        ("America/New_York", datetime(2026, 3, 8, 15, 0, tzinfo=UTC), "day",
-         datetime(2026, 3, 8, 5, 0, tzinfo=UTC), datetime(2026, 3, 9, 4, 0, tzinfo=UTC)),
+        (
+            "America/New_York",
+            datetime(2026, 3, 8, 15, 0, tzinfo=UTC),
+            "day",
+            datetime(2026, 3, 8, 5, 0, tzinfo=UTC),
+            datetime(2026, 3, 9, 4, 0, tzinfo=UTC),
+        ),
         # Berlin fall back 2026-10-25: a 25 h day
-        ("Europe/Berlin", datetime(2026, 10, 25, 12, 0, tzinfo=UTC), "day",
-         datetime(2026, 10, 24, 22, 0, tzinfo=UTC), datetime(2026, 10, 25, 23, 0, tzinfo=UTC)),
+        (
+            "Europe/Berlin",
+            datetime(2026, 10, 25, 12, 0, tzinfo=UTC),
+            "day",
+            datetime(2026, 10, 24, 22, 0, tzinfo=UTC),
+            datetime(2026, 10, 25, 23, 0, tzinfo=UTC),
+        ),
         # Lord Howe: half-hour DST shift on 2026-10-04 02:00 -> 02:30 (+10:30 -> +11)
-        ("Australia/Lord_Howe", datetime(2026, 10, 4, 5, 0, tzinfo=UTC), "day",
-         datetime(2026, 10, 3, 13, 30, tzinfo=UTC), datetime(2026, 10, 4, 13, 0, tzinfo=UTC)),
+        (
+            "Australia/Lord_Howe",
+            datetime(2026, 10, 4, 5, 0, tzinfo=UTC),
+            "day",
+            datetime(2026, 10, 3, 13, 30, tzinfo=UTC),
+            datetime(2026, 10, 4, 13, 0, tzinfo=UTC),
+        ),
         # Berlin week of Monday 2026-03-23 contains the spring-forward Sunday 2026-03-29
-        ("Europe/Berlin", datetime(2026, 3, 29, 12, 0, tzinfo=UTC), "week",
-         datetime(2026, 3, 22, 23, 0, tzinfo=UTC), datetime(2026, 3, 29, 22, 0, tzinfo=UTC)),
+        (
+            "Europe/Berlin",
+            datetime(2026, 3, 29, 12, 0, tzinfo=UTC),
+            "week",
+            datetime(2026, 3, 22, 23, 0, tzinfo=UTC),
+            datetime(2026, 3, 29, 22, 0, tzinfo=UTC),
+        ),
         # December -> January and a leap February
-        ("UTC", datetime(2026, 12, 31, 23, 59, tzinfo=UTC), "month",
-         datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
-        ("America/New_York", datetime(2028, 3, 1, 3, 0, tzinfo=UTC), "month",
-         datetime(2028, 2, 1, 5, 0, tzinfo=UTC), datetime(2028, 3, 1, 5, 0, tzinfo=UTC)),
+        (
+            "UTC",
+            datetime(2026, 12, 31, 23, 59, tzinfo=UTC),
+            "month",
+            datetime(2026, 12, 1, tzinfo=UTC),
+            datetime(2027, 1, 1, tzinfo=UTC),
+        ),
+        (
+            "America/New_York",
+            datetime(2028, 3, 1, 3, 0, tzinfo=UTC),
+            "month",
+            datetime(2028, 2, 1, 5, 0, tzinfo=UTC),
+            datetime(2028, 3, 1, 5, 0, tzinfo=UTC),
+        ),
         # Santiago: DST starts at local midnight (2026-09-06 00:00 does not exist)
-        ("America/Santiago", datetime(2026, 9, 6, 12, 0, tzinfo=UTC), "day",
-         datetime(2026, 9, 6, 4, 0, tzinfo=UTC), datetime(2026, 9, 7, 3, 0, tzinfo=UTC)),
+        (
+            "America/Santiago",
+            datetime(2026, 9, 6, 12, 0, tzinfo=UTC),
+            "day",
+            datetime(2026, 9, 6, 4, 0, tzinfo=UTC),
+            datetime(2026, 9, 7, 3, 0, tzinfo=UTC),
+        ),
     ],
 )
 def test_calendar_windows_across_dst_and_month_ends(
@@ -282,14 +331,23 @@ def test_calendar_windows_across_dst_and_month_ends(
     assert (s, e) == (start, end)
 
 
-ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "America/Santiago",
-         "Asia/Kolkata", "Pacific/Chatham", "UTC"]
+ZONES = [
+    "America/New_York",
+    "Europe/Berlin",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "Asia/Kolkata",
+    "Pacific/Chatham",
+    "UTC",
+]
 
 
 @settings(max_examples=400, deadline=None)
 @given(
-    ts=st.integers(min_value=int(datetime(2020, 1, 1, tzinfo=UTC).timestamp()),
-                   max_value=int(datetime(2035, 12, 31, tzinfo=UTC).timestamp())),
+    ts=st.integers(
+        min_value=int(datetime(2020, 1, 1, tzinfo=UTC).timestamp()),
+        max_value=int(datetime(2035, 12, 31, tzinfo=UTC).timestamp()),
+    ),
     zone=st.sampled_from(ZONES),
     kind=st.sampled_from(["day", "week", "month"]),
 )
@@ -355,19 +413,26 @@ def test_thresholds_fire_once_per_scope_and_window() -> None:
         budgets.reserve(f"r{i}", {"user_id": "u"}, 100_000_000, 0, now=T0)
         budgets.commit(f"r{i}", 100_000_000, 0, now=T0)
     assert [(a.threshold, a.kind, a.spent) for a in alerts] == [
-        (0.5, "threshold", Decimal("0.5")), (0.75, "threshold", Decimal("0.8")),
-        (0.9, "threshold", Decimal("0.9"))]
+        (0.5, "threshold", Decimal("0.5")),
+        (0.75, "threshold", Decimal("0.8")),
+        (0.9, "threshold", Decimal("0.9")),
+    ]
     nxt = T0 + timedelta(days=1)  # a new window fires again
     budgets.reserve("n", {"user_id": "u"}, 600_000_000, 0, now=nxt)
     budgets.commit("n", 600_000_000, 0, now=nxt)
     assert [a.threshold for a in alerts[3:]] == [0.5]
-    assert alerts[-1].window == "d2026-11-24" and alerts[-1].reset_at == datetime(2026, 11, 25, tzinfo=UTC)
+    assert alerts[-1].window == "d2026-11-24" and alerts[-1].reset_at == datetime(
+        2026, 11, 25, tzinfo=UTC
+    )
 
 
 def test_thresholds_fire_once_across_budgets_objects_sharing_a_store() -> None:
     store = MemoryBudgetStore()
     alerts: list[Alert] = []
-    procs = [Budgets(Budget("g", limit_tokens=100), store=store, alert_sinks=[alerts.append]) for _ in range(3)]
+    procs = [
+        Budgets(Budget("g", limit_tokens=100), store=store, alert_sinks=[alerts.append])
+        for _ in range(3)
+    ]
     for i in range(9):
         b = procs[i % 3]
         b.reserve(f"r{i}", {}, 0, 10, now=T0)
@@ -375,16 +440,22 @@ def test_thresholds_fire_once_across_budgets_objects_sharing_a_store() -> None:
     assert sorted(a.threshold for a in alerts) == [0.5, 0.75, 0.9]  # 90 of 100, once each
 
 
-def test_soft_budget_never_denies_and_alerts_when_exceeded(caplog: pytest.LogCaptureFixture) -> None:
-    budgets = Budgets(Budget("soft", limit_tokens=100, mode="soft", thresholds=(0.5,)),
-                      alert_sinks=[LoggingAlertSink()])
+def test_soft_budget_never_denies_and_alerts_when_exceeded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    budgets = Budgets(
+        Budget("soft", limit_tokens=100, mode="soft", thresholds=(0.5,)),
+        alert_sinks=[LoggingAlertSink()],
+    )
     with caplog.at_level(logging.WARNING, logger="tokenward.budgets"):
         for i in range(3):
             budgets.reserve(f"r{i}", {}, 0, 60, now=T0)
             budgets.commit(f"r{i}", 0, 60, now=T0)
     recs = [r for r in caplog.records if hasattr(r, "tokenward_alert")]
     assert [r.tokenward_alert["threshold"] for r in recs] == [0.5, 1.0]
-    assert recs[1].tokenward_alert["kind"] == "exceeded" and recs[1].tokenward_alert["spent"] == "120"
+    assert (
+        recs[1].tokenward_alert["kind"] == "exceeded" and recs[1].tokenward_alert["spent"] == "120"
+    )
     s = budgets.status("soft", now=T0)
     assert s.spent == 180 and s.remaining == 0 and s.near_limit
 
@@ -394,7 +465,9 @@ def test_a_failing_alert_sink_does_not_break_the_call() -> None:
         raise RuntimeError("sink down")
 
     seen: list[Alert] = []
-    budgets = Budgets(Budget("g", limit_tokens=10, thresholds=(0.5,)), alert_sinks=[boom, seen.append])
+    budgets = Budgets(
+        Budget("g", limit_tokens=10, thresholds=(0.5,)), alert_sinks=[boom, seen.append]
+    )
     budgets.reserve("r", {}, 0, 6, now=T0)
     budgets.commit("r", 0, 6, now=T0)
     assert len(seen) == 1
@@ -449,8 +522,9 @@ class FlakyStore(MemoryBudgetStore):
 
 def test_fail_closed_denies_with_store_error_but_never_loses_committed_spend() -> None:
     store = FlakyStore()
-    budgets, _ = make(Budget("g", limit_tokens=1000), store=store, fail_mode="closed",
-                      retry_interval=timedelta(0))
+    budgets, _ = make(
+        Budget("g", limit_tokens=1000), store=store, fail_mode="closed", retry_interval=timedelta(0)
+    )
     budgets.reserve("before", {}, 0, 100, now=T0)
     store.down = True
     with pytest.raises(BudgetStoreUnavailableError, match="fail_mode='closed'"):
@@ -465,8 +539,12 @@ def test_fail_closed_denies_with_store_error_but_never_loses_committed_spend() -
 
 def test_fail_open_allows_calls_journals_spend_and_reconciles() -> None:
     store = FlakyStore()
-    budgets, _ = make(Budget("g", limit_tokens=1000), store=store, fail_mode="open",
-                      retry_interval=timedelta(seconds=60))
+    budgets, _ = make(
+        Budget("g", limit_tokens=1000),
+        store=store,
+        fail_mode="open",
+        retry_interval=timedelta(seconds=60),
+    )
     store.down = True
     for i in range(3):
         budgets.reserve(f"r{i}", {}, 0, 2000, now=T0)  # even over the limit: open means open
@@ -491,31 +569,94 @@ def price(model: str, i: int, o: int) -> int:
 def test_suggest_degradation_lowers_output_then_switches_model() -> None:
     budgets, _ = make(Budget("g", limit_usd="0.0001"))  # 100,000 nanos
     dims: dict[str, str] = {}
-    fits = suggest_degradation(budgets, dims, model="big", prompt_tokens=1000, max_output_tokens=2000,
-                               price=price, ladder=["small"], now=T0)
+    fits = suggest_degradation(
+        budgets,
+        dims,
+        model="big",
+        prompt_tokens=1000,
+        max_output_tokens=2000,
+        price=price,
+        ladder=["small"],
+        now=T0,
+    )
     # 1000*10 + o*30 <= 100_000  ->  o <= 3000: fits as is
     assert fits is not None and fits.action == "none"
-    lower = suggest_degradation(budgets, dims, model="big", prompt_tokens=1000, max_output_tokens=4000,
-                                price=price, ladder=["small"], now=T0)
+    lower = suggest_degradation(
+        budgets,
+        dims,
+        model="big",
+        prompt_tokens=1000,
+        max_output_tokens=4000,
+        price=price,
+        ladder=["small"],
+        now=T0,
+    )
     assert lower is not None and (lower.action, lower.max_output_tokens, lower.cost_nanos) == (
-        "max_output_tokens", 3000, 100_000)
+        "max_output_tokens",
+        3000,
+        100_000,
+    )
     budgets.reserve("r", dims, lower.cost_nanos, lower.tokens, now=T0)  # the suggestion reserves
     budgets.release("r", now=T0)
-    switch = suggest_degradation(budgets, dims, model="big", prompt_tokens=9500, max_output_tokens=4000,
-                                 price=price, ladder=["small"], now=T0)
-    assert switch is not None and (switch.action, switch.model, switch.max_output_tokens) == ("model", "small", 4000)
-    assert suggest_degradation(budgets, dims, model="big", prompt_tokens=200_000, max_output_tokens=10,
-                               price=price, ladder=["small"], now=T0) is None
+    switch = suggest_degradation(
+        budgets,
+        dims,
+        model="big",
+        prompt_tokens=9500,
+        max_output_tokens=4000,
+        price=price,
+        ladder=["small"],
+        now=T0,
+    )
+    assert switch is not None and (switch.action, switch.model, switch.max_output_tokens) == (
+        "model",
+        "small",
+        4000,
+    )
+    assert (
+        suggest_degradation(
+            budgets,
+            dims,
+            model="big",
+            prompt_tokens=200_000,
+            max_output_tokens=10,
+            price=price,
+            ladder=["small"],
+            now=T0,
+        )
+        is None
+    )
 
 
 def test_degrade_respects_token_budgets_and_decimal_prices() -> None:
     budgets, _ = make(Budget("t", limit_tokens=1500))
     d = Degrade(min_output_tokens=100).suggest(
-        budgets, {}, model="big", prompt_tokens=1000, max_output_tokens=4096,
-        price=lambda m, i, o: Decimal(i + o) / 10**6, now=T0)
-    assert d is not None and d.max_output_tokens == 500 and d.tokens == 1500 and d.cost_nanos == 1_500_000
-    assert Degrade(min_output_tokens=600).suggest(
-        budgets, {}, model="big", prompt_tokens=1000, max_output_tokens=4096, price=price, now=T0) is None
+        budgets,
+        {},
+        model="big",
+        prompt_tokens=1000,
+        max_output_tokens=4096,
+        price=lambda m, i, o: Decimal(i + o) / 10**6,
+        now=T0,
+    )
+    assert (
+        d is not None
+        and d.max_output_tokens == 500
+        and d.tokens == 1500
+        and d.cost_nanos == 1_500_000
+    )
+    assert (
+        Degrade(min_output_tokens=600).suggest(
+            budgets,
+            {},
+            model="big",
+            prompt_tokens=1000,
+            max_output_tokens=4096,
+            price=price,
+            now=T0,
+        )
+        is None
+    )
 
 
 def test_decimal_thresholds_are_accepted() -> None:
@@ -529,8 +670,12 @@ def test_max_utilization_counts_reserved_and_only_applicable_budgets() -> None:
         Budget("per-user", limit_tokens=1000, scope="user_id"),
     )
     budgets.reserve("r", {"agent": "support", "user_id": "u"}, 0, 70, now=T0)
-    assert budgets.max_utilization({"agent": "support", "user_id": "u"}, now=T0) == pytest.approx(0.7)
-    assert budgets.max_utilization({"agent": "sales", "user_id": "u"}, now=T0) == pytest.approx(0.07)
+    assert budgets.max_utilization({"agent": "support", "user_id": "u"}, now=T0) == pytest.approx(
+        0.7
+    )
+    assert budgets.max_utilization({"agent": "sales", "user_id": "u"}, now=T0) == pytest.approx(
+        0.07
+    )
 
 
 def test_sqlite_in_memory_store_is_shared_by_threads() -> None:
@@ -574,7 +719,9 @@ def test_release_then_retry_frees_the_budget_immediately() -> None:
 
 
 @pytest.mark.parametrize("interval", [timedelta(0), None])
-def test_housekeeping_deletes_old_window_counters_from_the_store(interval: timedelta | None) -> None:
+def test_housekeeping_deletes_old_window_counters_from_the_store(
+    interval: timedelta | None,
+) -> None:
     from tokenward.budgets import SQLiteBudgetStore
 
     store = SQLiteBudgetStore(":memory:")  # deletes only when expire() is called

@@ -71,9 +71,25 @@ class _RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.exe, "--port", "0", "--unixsocket", self.socket, "--dir", str(self.dir),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.exe,
+                "--port",
+                "0",
+                "--unixsocket",
+                self.socket,
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         import redis
 
@@ -185,7 +201,10 @@ def test_store_reserve_is_all_or_nothing_and_reports_totals(store: BudgetStore) 
     assert [(s.spent, s.reserved) for s in store.status(["a", "b"], NOW)] == [(0, 60), (0, 10)]
     store.commit("r1", {"a": 55, "b": 12}, NOW)
     assert [(s.spent, s.reserved, s.calls) for s in store.status(["a", "b", "zz"], NOW)] == [
-        (55, 0, 1), (12, 0, 1), (0, 0, 0)]
+        (55, 0, 1),
+        (12, 0, 1),
+        (0, 0, 0),
+    ]
     assert store.reserve([ReserveItem("a", 45, 100)], "r3", 60, NOW).ok
     assert not store.reserve([ReserveItem("a", 1, 100)], "r4", 60, NOW).ok
     store.release("r3", NOW)
@@ -203,7 +222,9 @@ def test_store_sums_read_keys_for_rolling_windows(store: BudgetStore) -> None:
     assert not res.ok and res.totals == ((70, 30),)
 
 
-def test_store_expired_reservations_stop_counting_and_late_commits_still_count(store: BudgetStore) -> None:
+def test_store_expired_reservations_stop_counting_and_late_commits_still_count(
+    store: BudgetStore,
+) -> None:
     assert store.reserve([ReserveItem("k", 90, 100)], "dead", 5, NOW).ok
     assert not store.reserve([ReserveItem("k", 20, 100)], "x", 5, NOW + 4).ok
     assert store.status(["k"], NOW + 6)[0].reserved == 0
@@ -231,7 +252,8 @@ def test_budgets_end_to_end_on_every_store(store: BudgetStore) -> None:
     budgets = Budgets(
         Budget("per-user", limit_usd="1", scope="user_id", overrides={"vip": Decimal("3")}),
         Budget("hourly", limit_tokens=10_000, window=timedelta(hours=1)),
-        store=store, alert_sinks=[alerts.append],
+        store=store,
+        alert_sinks=[alerts.append],
     )
     t = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     budgets.reserve("r1", {"user_id": "u"}, 800_000_000, 100, now=t)
@@ -254,8 +276,11 @@ MAX_RES = 5_000_000  # $0.005
 
 def _contention_worker(spec: Spec, seed: int, n: int, barrier: Any, out: Any) -> None:
     rng = random.Random(seed)
-    budgets = Budgets(Budget("global", limit_usd="1", window="month", thresholds=()),
-                      store=open_store(spec), alert_sinks=[])
+    budgets = Budgets(
+        Budget("global", limit_usd="1", window="month", thresholds=()),
+        store=open_store(spec),
+        alert_sinks=[],
+    )
     ok = committed = 0
     denied_sizes = []
     barrier.wait()
@@ -273,7 +298,9 @@ def _contention_worker(spec: Spec, seed: int, n: int, barrier: Any, out: Any) ->
     out.put((ok, committed, len(denied_sizes)))
 
 
-def _run_workers(target: Callable[..., None], args_for: Callable[[int], tuple[Any, ...]], procs: int) -> list[Any]:
+def _run_workers(
+    target: Callable[..., None], args_for: Callable[[int], tuple[Any, ...]], procs: int
+) -> list[Any]:
     barrier = FORK.Barrier(procs)
     out = FORK.Queue()
     ps = [FORK.Process(target=target, args=(*args_for(i), barrier, out)) for i in range(procs)]
@@ -319,7 +346,9 @@ def _new_users_worker(spec: Spec, seed: int, users: int, barrier: Any, out: Any)
     rng = random.Random(seed)
     budgets = Budgets(
         Budget("per-user", limit_usd="0.01", scope="user_id", window="day", thresholds=()),
-        store=open_store(spec), alert_sinks=[])
+        store=open_store(spec),
+        alert_sinks=[],
+    )
     order = list(range(users))
     rng.shuffle(order)
     committed: dict[int, int] = {}
@@ -349,15 +378,20 @@ def test_1000_new_users_arriving_concurrently_each_get_their_budget(
     assert max(per_user) <= USER_LIMIT
     assert min(per_user) > USER_LIMIT - USER_MAX
     store = open_store(spec)
-    budgets = Budgets(Budget("per-user", limit_usd="0.01", scope="user_id", window="day"), store=store)
+    budgets = Budgets(
+        Budget("per-user", limit_usd="0.01", scope="user_id", window="day"), store=store
+    )
     for u in (0, 499, 999):
         assert budgets.status("per-user", user_id=f"user-{u}").spent == Decimal(per_user[u]) / 10**9
 
 
 def _threshold_worker(spec: Spec, seed: int, barrier: Any, out: Any) -> None:
     alerts: list[Any] = []
-    budgets = Budgets(Budget("t", limit_tokens=1000, window="month", thresholds=(0.5, 0.75, 0.9)),
-                      store=open_store(spec), alert_sinks=[alerts.append])
+    budgets = Budgets(
+        Budget("t", limit_tokens=1000, window="month", thresholds=(0.5, 0.75, 0.9)),
+        store=open_store(spec),
+        alert_sinks=[alerts.append],
+    )
     barrier.wait()
     for i in range(25):  # 4 processes x 25 x 10 tokens = the whole limit
         budgets.reserve(f"{seed}-{i}", {}, 0, 10)
@@ -367,7 +401,9 @@ def _threshold_worker(spec: Spec, seed: int, barrier: Any, out: Any) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", SHARED)
-def test_thresholds_fire_exactly_once_across_processes(kind: str, spec_for: Callable[[str], Spec]) -> None:
+def test_thresholds_fire_exactly_once_across_processes(
+    kind: str, spec_for: Callable[[str], Spec]
+) -> None:
     spec = spec_for(kind)
     open_store(spec).close()
     results = _run_workers(_threshold_worker, lambda i: (spec, i), 4)
@@ -376,8 +412,12 @@ def test_thresholds_fire_exactly_once_across_processes(kind: str, spec_for: Call
 
 
 def _crash_worker(spec: Spec, ready: Any) -> None:
-    budgets = Budgets(Budget("g", limit_usd="1", window="month"), store=open_store(spec),
-                      reservation_ttl=timedelta(seconds=2), alert_sinks=[])
+    budgets = Budgets(
+        Budget("g", limit_usd="1", window="month"),
+        store=open_store(spec),
+        reservation_ttl=timedelta(seconds=2),
+        alert_sinks=[],
+    )
     budgets.reserve("done", {}, 100_000_000, 0)
     budgets.commit("done", 100_000_000, 0)
     for i in range(5):
@@ -435,8 +475,13 @@ def _outage_scenario(budgets: Budgets, stop: Callable[[], None], start: Callable
 
 
 def _budgets(store: BudgetStore, mode: str) -> Budgets:
-    return Budgets(Budget("per-user", limit_usd="1", scope="user_id"), store=store,
-                   fail_mode=mode, retry_interval=timedelta(0), alert_sinks=[])  # type: ignore[arg-type]
+    return Budgets(
+        Budget("per-user", limit_usd="1", scope="user_id"),
+        store=store,
+        fail_mode=mode,
+        retry_interval=timedelta(0),
+        alert_sinks=[],
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.slow
@@ -497,8 +542,9 @@ def test_postgres_stopped_mid_run(mode: str, restartable_postgres: Any) -> None:
     from tokenward.budgets import PostgresBudgetStore
 
     server, stop, start = restartable_postgres
-    store = PostgresBudgetStore(server.get_uri(), connect_timeout=2,
-                                table_prefix=f"tw_{uuid.uuid4().hex[:8]}_")
+    store = PostgresBudgetStore(
+        server.get_uri(), connect_timeout=2, table_prefix=f"tw_{uuid.uuid4().hex[:8]}_"
+    )
     try:
         _outage_scenario(_budgets(store, mode), stop, start)
     finally:

@@ -69,7 +69,10 @@ def test_matches_brute_force_on_small_instances() -> None:
         sizes = [rng.randint(1, 40) for _ in range(n)]
         scores = [round(rng.random(), 3) for _ in range(n)]
         cap = rng.randint(10, 120)
-        chunks = [Chunk(words(s, f"t{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))]
+        chunks = [
+            Chunk(words(s, f"t{i}_"), sc)
+            for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))
+        ]
         r = pack_context(chunks, cap, wc, separator=" | ", allow_partial=False, dedupe=None)
         # " | " is one word for wc
         assert r.report.relevance_kept == pytest.approx(brute_force(sizes, scores, cap, 1))
@@ -80,7 +83,9 @@ def test_pure_python_solver_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(3)
     sizes = [rng.randint(5, 60) for _ in range(14)]
     scores = [rng.random() for _ in range(14)]
-    chunks = [Chunk(words(s, f"p{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))]
+    chunks = [
+        Chunk(words(s, f"p{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))
+    ]
     with_numpy = pack_context(chunks, 200, wc, separator=" ", allow_partial=False, dedupe=None)
     monkeypatch.setitem(sys.modules, "numpy", None)  # any numpy import now raises ImportError
     without = pack_context(chunks, 200, wc, separator=" ", allow_partial=False, dedupe=None)
@@ -117,7 +122,9 @@ def test_hybrid_solver_is_certified_and_near_optimal(monkeypatch: pytest.MonkeyP
     n = 400
     sizes = [rng.randint(20, 200) for _ in range(n)]
     scores = [rng.random() for _ in range(n)]
-    chunks = [Chunk(words(s, f"h{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))]
+    chunks = [
+        Chunk(words(s, f"h{i}_"), sc) for i, (s, sc) in enumerate(zip(sizes, scores, strict=True))
+    ]
     exact = pack_context(chunks, 3000, wc, separator="", allow_partial=False, dedupe=None)
     assert exact.report.exact
     monkeypatch.setattr(_pack, "_SOLVER_WORK", 10)  # stop the search early: certified only
@@ -391,9 +398,7 @@ def test_exact_duplicates_need_no_similarity_work(monkeypatch: pytest.MonkeyPatc
     text = " ".join(f"word{i}" for i in range(50)) + "."
     chunks = [Chunk(text, 0.9), Chunk(text.upper(), 0.8), Chunk("other text here", 0.5)]
     r = pack_context(chunks, 1000, wc)
-    assert [(d.index, d.reason, d.duplicate_of) for d in r.report.dropped] == [
-        (1, "duplicate", 0)
-    ]
+    assert [(d.index, d.reason, d.duplicate_of) for d in r.report.dropped] == [(1, "duplicate", 0)]
     assert calls == []  # identical normalized text: no shingle sets built
 
 
@@ -526,8 +531,9 @@ def test_small_sketch_store_keeps_flags_across_generations(
 def test_the_same_text_twice_in_one_call_is_a_duplicate() -> None:
     text = " ".join(f"same{i}" for i in range(40)) + "."
     for dedupe in (0.9, 0.5):
-        r = pack_context([Chunk(text, 0.4), Chunk("a b c d", 0.3), Chunk(text, 0.8)], 500, wc,
-                         dedupe=dedupe)
+        r = pack_context(
+            [Chunk(text, 0.4), Chunk("a b c d", 0.3), Chunk(text, 0.8)], 500, wc, dedupe=dedupe
+        )
         assert [(d.index, d.reason, d.duplicate_of) for d in r.report.dropped] == [
             (0, "duplicate", 2)
         ]
@@ -549,7 +555,7 @@ def test_concurrent_first_calls_leave_consistent_sketches() -> None:
 
 
 def test_small_instances_are_solved_exactly_even_when_the_default_search_budget_is_short():
-    """"Exact when small": the 400-visit default budget alone leaves some small instances
+    """ "Exact when small": the 400-visit default budget alone leaves some small instances
     certified only by the LP bound; pack_context must still prove them optimal."""
     import random
 

@@ -24,8 +24,16 @@ def test_usage_addition_sums_every_field_and_keeps_estimated_flag():
     a = Usage(input=100, output=20, cache_read=40, cache_write_5m=10, reasoning=5)
     b = Usage(input=50, output=10, cache_write_1h=30, audio_input=4, estimated=True)
     total = a + b
-    assert total == Usage(input=150, output=30, cache_read=40, cache_write_5m=10,
-                          cache_write_1h=30, reasoning=5, audio_input=4, estimated=True)
+    assert total == Usage(
+        input=150,
+        output=30,
+        cache_read=40,
+        cache_write_5m=10,
+        cache_write_1h=30,
+        reasoning=5,
+        audio_input=4,
+        estimated=True,
+    )
     assert total.total == 180
     assert total.cache_write == 40
     assert total.uncached_input == 150 - 40 - 40
@@ -48,18 +56,31 @@ def test_usage_is_immutable_and_validated():
 
 
 def test_message_from_openai_normalizes_roles_and_tool_calls():
-    m = Message.from_openai({
-        "role": "ai", "content": None,
-        "tool_calls": [{"id": "c1", "type": "function",
-                        "function": {"name": "search", "arguments": '{"q": "x"}'}}],
-    })
+    m = Message.from_openai(
+        {
+            "role": "ai",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "search", "arguments": '{"q": "x"}'},
+                }
+            ],
+        }
+    )
     assert m.role == "assistant"
     assert m.content == ""
     assert m.tool_calls[0].name == "search"
     assert m.to_openai()["tool_calls"][0]["function"]["arguments"] == '{"q": "x"}'
-    parts = Message(role="user", content=[{"type": "text", "text": "a"},
-                                          {"type": "image_url", "image_url": {"url": "x"}},
-                                          {"type": "text", "text": "b"}])
+    parts = Message(
+        role="user",
+        content=[
+            {"type": "text", "text": "a"},
+            {"type": "image_url", "image_url": {"url": "x"}},
+            {"type": "text", "text": "b"},
+        ],
+    )
     assert parts.text == "ab"
     with pytest.raises(ValueError, match="no 'role'"):
         Message.from_openai({"content": "hi"})
@@ -74,14 +95,22 @@ def test_errors_share_one_base_and_subclass_matching_builtins():
     assert isinstance(err, TokenwardError)
     assert "gpt-4o, gpt-4" in str(err) and "catalog.register" in str(err)
     assert err.code == "unknown-model" and err.code in err.docs_url
-    assert 'pip install "tokenward[langchain]"' in str(IntegrationUnavailableError("langchain-core", "langchain"))
+    assert 'pip install "tokenward[langchain]"' in str(
+        IntegrationUnavailableError("langchain-core", "langchain")
+    )
 
 
 def test_budget_exceeded_maps_to_http_429_with_retry_after():
     now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
     err = BudgetExceededError(
-        "daily budget 'team' exhausted", budget="team", scope_key="user_id=u1", unit="usd",
-        limit=Decimal("5"), spent=Decimal("4.9"), reserved=Decimal("0"), attempted=Decimal("0.2"),
+        "daily budget 'team' exhausted",
+        budget="team",
+        scope_key="user_id=u1",
+        unit="usd",
+        limit=Decimal("5"),
+        spent=Decimal("4.9"),
+        reserved=Decimal("0"),
+        attempted=Decimal("0.2"),
         reset_at=now + timedelta(hours=12, seconds=0.5),
     )
     status, headers, body = err.to_http(now=now)

@@ -631,7 +631,10 @@ def test_memo_shared_prefix_conversations_stay_correct():
     shared = TiktokenCounter(enc)
     head = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
     a = head + [{"role": "assistant", "content": "Hello! How can I help?"}]
-    b = head + [{"role": "assistant", "content": "Hi.", "name": "bot"}, {"role": "user", "content": "ok"}]
+    b = head + [
+        {"role": "assistant", "content": "Hi.", "name": "bot"},
+        {"role": "user", "content": "ok"},
+    ]
     for _ in range(3):  # alternate: both map to the same memo key
         assert shared.count_messages(a) == TiktokenCounter(enc).count_messages(a)
         assert shared.count_messages(b) == TiktokenCounter(enc).count_messages(b)

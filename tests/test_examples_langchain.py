@@ -14,12 +14,28 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_example(name: str) -> str:
-    env = {k: v for k, v in os.environ.items()
-           if not k.endswith("_API_KEY") and k not in ("TOKENWARD_DB", "LANGSMITH_TRACING")}
-    env.update({"NO_PROXY": "*", "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-                "LANGCHAIN_TRACING_V2": "false", "PYTHONWARNINGS": "ignore"})
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True, text=True,
-                          env=env, timeout=240, cwd=EXAMPLES.parent)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_API_KEY") and k not in ("TOKENWARD_DB", "LANGSMITH_TRACING")
+    }
+    env.update(
+        {
+            "NO_PROXY": "*",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "LANGCHAIN_TRACING_V2": "false",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        cwd=EXAMPLES.parent,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -40,9 +56,11 @@ def test_chain_costs_example():
     assert "denied: budget=daily-per-user scope=user_id=alice spent=90 limit=120" in out
     assert "alice: 8 calls denied before reaching the model" in out
     assert "alert: budget daily-per-user (user_id=alice) reached 75%" in out
-    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
-            if line.split()[:1] in (["alice"], ["bob"], ["carol"], ["total"])
-            and len(line.split()) == 5}
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in out.splitlines()
+        if line.split()[:1] in (["alice"], ["bob"], ["carol"], ["total"]) and len(line.split()) == 5
+    }
     assert rows["alice"] == ["4", "66", "24", "0.0000243"]
     assert rows["bob"] == ["1", "17", "6", "0.0000062"]
     assert rows["carol"] == ["3", "45", "18", "0.0000176"]
@@ -53,8 +71,10 @@ def test_chain_costs_example():
 def test_memory_trimmer_example():
     out = run_example("langchain_memory_trimmer.py")
     assert "every tool result kept with its tool call: True" in out
-    turns = {int(m.group(1)): (int(m.group(2)), int(m.group(3)))
-             for m in re.finditer(r"^\s*(\d+)\s+(\d+)\s+(\d+)$", out, re.M)}
+    turns = {
+        int(m.group(1)): (int(m.group(2)), int(m.group(3)))
+        for m in re.finditer(r"^\s*(\d+)\s+(\d+)\s+(\d+)$", out, re.M)
+    }
     assert turns[0][0] == turns[0][1]  # short conversation: nothing trimmed
     assert all(trimmed <= 400 for trimmed, _ in turns.values())
     assert turns[23][1] > 3 * turns[23][0]  # full history keeps growing
@@ -81,7 +101,10 @@ def test_agent_budget_example():
     out = run_example("langchain_agent_budget.py")
     assert "task 0: gpt-4o      2 calls, 0 degraded" in out
     assert re.search(r"task \d+: gpt-4o-mini 2 calls, 2 degraded", out)
-    m = re.search(r"task (\d+): refused before calling a model: daily-per-user spent \$([\d.]+) of \$0.05", out)
+    m = re.search(
+        r"task (\d+): refused before calling a model: daily-per-user spent \$([\d.]+) of \$0.05",
+        out,
+    )
     assert m and float(m.group(2)) <= 0.05
     assert "henry (own budget): 2 calls, $0.00600" in out
     assert "alert: budget daily-per-user (user_id=grace) reached 90%" in out

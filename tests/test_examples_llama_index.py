@@ -21,20 +21,30 @@ PYTHON = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
 
 
 def offline_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.endswith("_API_KEY") and k not in ("TOKENWARD_DB",)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_API_KEY") and k not in ("TOKENWARD_DB",)
+    }
     # any accidental network call fails fast instead of reaching the internet
-    env.update({"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-                "NO_PROXY": "localhost,127.0.0.1", "PYTHONWARNINGS": "ignore",
-                "TIKTOKEN_CACHE_DIR": env.get("TIKTOKEN_CACHE_DIR", "")})
+    env.update(
+        {
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "NO_PROXY": "localhost,127.0.0.1",
+            "PYTHONWARNINGS": "ignore",
+            "TIKTOKEN_CACHE_DIR": env.get("TIKTOKEN_CACHE_DIR", ""),
+        }
+    )
     if not env["TIKTOKEN_CACHE_DIR"]:
         del env["TIKTOKEN_CACHE_DIR"]
     return env
 
 
 def run(args: list[str], cwd: Path = ROOT) -> str:
-    proc = subprocess.run([PYTHON, *args], capture_output=True, text=True, env=offline_env(),
-                          timeout=240, cwd=cwd)
+    proc = subprocess.run(
+        [PYTHON, *args], capture_output=True, text=True, env=offline_env(), timeout=240, cwd=cwd
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout
 

@@ -18,13 +18,13 @@ from tokenward.accountant import Accountant
 from tokenward.budgets import Budget, Budgets
 from tokenward.counting import get_counter
 from tokenward.errors import BudgetExceededError
+from tokenward.integrations.langchain import TrackedEmbeddings
 from tokenward.langchain import (
     AsyncTokenwardCallbackHandler,
     TokenBudgetMiddleware,
     TokenwardCallbackHandler,
     tracking,
 )
-from tokenward.integrations.langchain import TrackedEmbeddings
 from tokenward.usage import Usage
 
 MINI_CALL = Decimal("0.0000048")  # gpt-4o-mini: 12 in x $0.15/M + 5 out x $0.60/M
@@ -41,9 +41,14 @@ def chain_of(model):
 
 def test_event_in_ledger_with_exact_cost_and_dimensions():
     acc = Accountant()
-    chain_of(make_model("Paris.")).invoke({"q": "Capital of France?"}, config={
-        "callbacks": [TokenwardCallbackHandler(acc, agent="geo")],
-        "metadata": {"user_id": "u1", "conversation_id": "c9"}, "tags": ["team:search"]})
+    chain_of(make_model("Paris.")).invoke(
+        {"q": "Capital of France?"},
+        config={
+            "callbacks": [TokenwardCallbackHandler(acc, agent="geo")],
+            "metadata": {"user_id": "u1", "conversation_id": "c9"},
+            "tags": ["team:search"],
+        },
+    )
     [ev] = events(acc)
     assert ev.model == "gpt-4o-mini" and ev.provider == "openai"
     assert ev.usage == Usage(input=12, output=5)
@@ -63,7 +68,9 @@ def test_hard_budget_denies_before_the_model_runs():
     calls = 0
     with pytest.raises(BudgetExceededError) as info:
         for _ in range(20):
-            chain.invoke({"q": "hi"}, config={"callbacks": [handler], "metadata": {"user_id": "u1"}})
+            chain.invoke(
+                {"q": "hi"}, config={"callbacks": [handler], "metadata": {"user_id": "u1"}}
+            )
             calls += 1
     err = info.value
     assert err.budget == "per-user" and err.scope_key == "user_id=u1"
@@ -117,8 +124,9 @@ def test_batch_and_parallel_totals_are_exact():
     acc = Accountant()
     chain = chain_of(make_model("ok"))
     handler = TokenwardCallbackHandler(acc, user_id="batch")
-    chain.batch([{"q": str(i)} for i in range(40)],
-                config={"callbacks": [handler], "max_concurrency": 8})
+    chain.batch(
+        [{"q": str(i)} for i in range(40)], config={"callbacks": [handler], "max_concurrency": 8}
+    )
     RunnableParallel(a=chain, b=chain).invoke({"q": "x"}, config={"callbacks": [handler]})
     [row] = acc.ledger.summary(by=["user_id"])
     assert row.calls == 42 and row.cost == 42 * MINI_CALL
@@ -144,16 +152,19 @@ def test_tracking_gives_live_totals_for_everything_inside():
 
 def test_tracked_embeddings():
     acc = Accountant()
-    emb = TrackedEmbeddings(DeterministicFakeEmbedding(size=8), acc,
-                            model="text-embedding-3-small", user_id="u1")
+    emb = TrackedEmbeddings(
+        DeterministicFakeEmbedding(size=8), acc, model="text-embedding-3-small", user_id="u1"
+    )
     vecs = emb.embed_documents(["hello world", "tokens cost money"])
     assert len(vecs) == 2 and len(vecs[0]) == 8
     emb.embed_query("hello")
     counter = get_counter("text-embedding-3-small")
     first, second = events(acc)
     assert first.kind == "embedding" and first.estimated is True
-    assert first.usage == Usage(input=counter.count_text("hello world")
-                                + counter.count_text("tokens cost money"), estimated=True)
+    assert first.usage == Usage(
+        input=counter.count_text("hello world") + counter.count_text("tokens cost money"),
+        estimated=True,
+    )
     assert first.cost == Decimal(first.usage.input) * Decimal("0.02") / 1_000_000
     assert second.usage.input == counter.count_text("hello") and second.user_id == "u1"
 
@@ -176,10 +187,13 @@ def test_agent_middleware_degrades_max_tokens_first():
     acc = Accountant(budgets=budgets)
     big = agent_model(model_name="gpt-4o")
     small = agent_model(model_name="gpt-4o-mini")
-    agent = create_agent(big, tools=[get_weather],
-                         middleware=[TokenBudgetMiddleware(acc, fallback_model=small)])
-    out = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]},
-                       config={"configurable": {"thread_id": "t1"}})
+    agent = create_agent(
+        big, tools=[get_weather], middleware=[TokenBudgetMiddleware(acc, fallback_model=small)]
+    )
+    out = agent.invoke(
+        {"messages": [HumanMessage("Weather in Oslo?")]},
+        config={"configurable": {"thread_id": "t1"}},
+    )
     assert out["messages"][-1].content == "It is sunny in Oslo."
     assert big.counter["calls"] == 2 and small.counter["calls"] == 0
     assert 256 <= big.counter["max_tokens"] < 500
@@ -193,10 +207,15 @@ def test_agent_middleware_with_real_budget_and_fallback():
     acc = Accountant(budgets=budgets)
     big = agent_model(model_name="gpt-4o")
     small = agent_model(model_name="gpt-4o-mini")
-    agent = create_agent(big, tools=[get_weather], middleware=[
-        TokenBudgetMiddleware(acc, fallback_model=small, min_output_tokens=1024)])
-    out = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]},
-                       config={"configurable": {"thread_id": "t1"}})
+    agent = create_agent(
+        big,
+        tools=[get_weather],
+        middleware=[TokenBudgetMiddleware(acc, fallback_model=small, min_output_tokens=1024)],
+    )
+    out = agent.invoke(
+        {"messages": [HumanMessage("Weather in Oslo?")]},
+        config={"configurable": {"thread_id": "t1"}},
+    )
     assert out["messages"][-1].content == "It is sunny in Oslo."
     assert big.counter["calls"] == 0 and small.counter["calls"] == 2
     assert small.counter["max_tokens"] == 1024
@@ -206,15 +225,22 @@ def test_agent_middleware_with_real_budget_and_fallback():
     assert evs[0].tool_names == ("get_weather",) and evs[0].tool_calls == 1
     totals = dict(out["tokenward"])
     assert Decimal(totals.pop("cost_usd")) == 2 * MINI_CALL
-    assert totals == {"calls": 2, "input_tokens": 24, "output_tokens": 10, "fallbacks": 2,
-                      "estimated": False}
+    assert totals == {
+        "calls": 2,
+        "input_tokens": 24,
+        "output_tokens": 10,
+        "fallbacks": 2,
+        "estimated": False,
+    }
 
     # with nothing to degrade to, the same budget stops the agent before the model runs
-    agent = create_agent(big, tools=[get_weather], middleware=[
-        TokenBudgetMiddleware(acc, degrade=False)])
+    agent = create_agent(
+        big, tools=[get_weather], middleware=[TokenBudgetMiddleware(acc, degrade=False)]
+    )
     with pytest.raises(BudgetExceededError):
-        agent.invoke({"messages": [HumanMessage("Weather?")]},
-                     config={"configurable": {"thread_id": "t2"}})
+        agent.invoke(
+            {"messages": [HumanMessage("Weather?")]}, config={"configurable": {"thread_id": "t2"}}
+        )
     assert big.counter["calls"] == 0
 
 
@@ -228,8 +254,9 @@ def test_agent_middleware_switches_to_fallback_near_the_limit():
     agent = create_agent(big, tools=[get_weather], middleware=[mw])
     models = []
     for i in range(4):
-        agent.invoke({"messages": [HumanMessage(f"Weather {i}?")]},
-                     config={"metadata": {"user_id": "u1"}})
+        agent.invoke(
+            {"messages": [HumanMessage(f"Weather {i}?")]}, config={"metadata": {"user_id": "u1"}}
+        )
         models.append((big.counter["calls"], small.counter["calls"]))
     assert models == [(2, 0), (4, 0), (4, 2), (4, 4)]
     st = budgets.status("daily", user_id="u1")
@@ -255,9 +282,15 @@ def test_completion_llm_and_provider_usage_shapes():
             result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
             msg = result.generations[0].message
             msg.usage_metadata = None
-            msg.response_metadata = {"model": "claude-sonnet-4-5", "usage": {
-                "input_tokens": 100, "output_tokens": 20, "cache_read_input_tokens": 900,
-                "cache_creation_input_tokens": 0}}
+            msg.response_metadata = {
+                "model": "claude-sonnet-4-5",
+                "usage": {
+                    "input_tokens": 100,
+                    "output_tokens": 20,
+                    "cache_read_input_tokens": 900,
+                    "cache_creation_input_tokens": 0,
+                },
+            }
             return result
 
     acc = Accountant()
@@ -275,16 +308,22 @@ def test_stream_cut_after_usage_keeps_the_paid_tokens():
 
     class CutStream(UsageChatModel):
         def _stream(self, messages, stop=None, run_manager=None, **kwargs):
-            yield ChatGenerationChunk(message=AIMessageChunk(
-                content="partial", usage_metadata={"input_tokens": 30, "output_tokens": 7,
-                                                   "total_tokens": 37}))
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="partial",
+                    usage_metadata={"input_tokens": 30, "output_tokens": 7, "total_tokens": 37},
+                )
+            )
             raise ConnectionError("connection reset")
 
     budgets = Budgets(Budget("daily", limit_usd="1", window="day"))
     acc = Accountant(budgets=budgets)
     with pytest.raises(ConnectionError):
-        list(CutStream(messages=iter([])).stream(
-            "hi", config={"callbacks": [TokenwardCallbackHandler(acc)]}))
+        list(
+            CutStream(messages=iter([])).stream(
+                "hi", config={"callbacks": [TokenwardCallbackHandler(acc)]}
+            )
+        )
     [ev] = events(acc)
     assert ev.status == "error" and ev.usage == Usage(input=30, output=7)
     assert ev.cost == Decimal(30) * Decimal("0.15") / 10**6 + Decimal(7) * Decimal("0.60") / 10**6

@@ -6,8 +6,8 @@ import asyncio
 import logging
 import threading
 import uuid
-from types import SimpleNamespace
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -43,8 +43,13 @@ class FakeAccountant:
     def preflight(self, run_id, model, **kw):
         if (kw.get("dims") or {}).get("user_id") in self.deny_users:
             raise BudgetExceededError(
-                "denied", budget="per-user", scope_key="user_id=" + kw["dims"]["user_id"],
-                unit="usd", limit=Decimal("1"), spent=Decimal("1"), reserved=Decimal(0),
+                "denied",
+                budget="per-user",
+                scope_key="user_id=" + kw["dims"]["user_id"],
+                unit="usd",
+                limit=Decimal("1"),
+                spent=Decimal("1"),
+                reserved=Decimal(0),
                 attempted=Decimal("0.01"),
             )
         with self._lock:
@@ -87,10 +92,13 @@ class UsageChatModel(GenericFakeChatModel):
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):
         yield from super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
         if self.stream_usage and self.usage is not None:
-            yield ChatGenerationChunk(message=AIMessageChunk(
-                content="", usage_metadata=dict(self.usage),
-                response_metadata={"model_name": self.model_name} if self.report_model else {},
-            ))
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="",
+                    usage_metadata=dict(self.usage),
+                    response_metadata={"model_name": self.model_name} if self.report_model else {},
+                )
+            )
 
     def bind_tools(self, tools, **kwargs):
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
@@ -109,11 +117,14 @@ def test_invoke_preflights_then_settles_with_provider_usage():
     handler = TokenwardCallbackHandler(acc, agent="support")
     prompt = ChatPromptTemplate.from_messages([("system", "Be brief."), ("human", "{q}")])
     chain = prompt | make_model("Paris.")
-    out = chain.invoke({"q": "Capital of France?"}, config={
-        "callbacks": [handler],
-        "metadata": {"user_id": "u1", "conversation_id": "c9"},
-        "tags": ["team:search", "beta"],
-    })
+    out = chain.invoke(
+        {"q": "Capital of France?"},
+        config={
+            "callbacks": [handler],
+            "metadata": {"user_id": "u1", "conversation_id": "c9"},
+            "tags": ["team:search", "beta"],
+        },
+    )
     assert out.content == "Paris."
     [pre] = acc.preflights
     assert pre["model"] == "gpt-4o-mini"
@@ -122,8 +133,12 @@ def test_invoke_preflights_then_settles_with_provider_usage():
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Capital of France?"},
     ]
-    assert pre["dims"] == {"agent": "support", "user_id": "u1", "conversation_id": "c9",
-                           "tags": {"team": "search", "beta": "true"}}
+    assert pre["dims"] == {
+        "agent": "support",
+        "user_id": "u1",
+        "conversation_id": "c9",
+        "tags": {"team": "search", "beta": "true"},
+    }
     assert pre["parent_id"] is not None  # the chain run
     [settle] = acc.settles
     assert settle["run_id"] == pre["run_id"]
@@ -141,8 +156,9 @@ def test_denied_preflight_stops_the_call_before_the_model_runs(caplog):
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | model
     handler = TokenwardCallbackHandler(acc)
     with pytest.raises(BudgetExceededError) as info:
-        chain.invoke({"q": "hi"}, config={"callbacks": [handler],
-                                           "metadata": {"user_id": "u-broke"}})
+        chain.invoke(
+            {"q": "hi"}, config={"callbacks": [handler], "metadata": {"user_id": "u-broke"}}
+        )
     assert info.value.budget == "per-user"
     assert model.counter["calls"] == 0
     # LangChain's "Error in ... callback" warning is not emitted for an intended denial
@@ -158,13 +174,23 @@ async def test_async_denied_preflight_stops_the_call():
     acc = FakeAccountant(deny_users={"u-broke"})
     model = make_model("never")
     with pytest.raises(BudgetExceededError):
-        await model.ainvoke("hi", config={"callbacks": [AsyncTokenwardCallbackHandler(acc)],
-                                          "metadata": {"user_id": "u-broke"}})
+        await model.ainvoke(
+            "hi",
+            config={
+                "callbacks": [AsyncTokenwardCallbackHandler(acc)],
+                "metadata": {"user_id": "u-broke"},
+            },
+        )
     assert model.counter["calls"] == 0
     # the sync handler inside an async chain denies too
     with pytest.raises(BudgetExceededError):
-        await model.ainvoke("hi", config={"callbacks": [TokenwardCallbackHandler(acc)],
-                                          "metadata": {"user_id": "u-broke"}})
+        await model.ainvoke(
+            "hi",
+            config={
+                "callbacks": [TokenwardCallbackHandler(acc)],
+                "metadata": {"user_id": "u-broke"},
+            },
+        )
     assert model.counter["calls"] == 0
 
 
@@ -175,8 +201,12 @@ def test_bound_tools_and_max_tokens_reach_preflight():
         return "sunny"
 
     acc = FakeAccountant()
-    model = make_model(AIMessage(content="", tool_calls=[
-        {"name": "get_weather", "args": {"city": "Oslo"}, "id": "call_1"}]))
+    model = make_model(
+        AIMessage(
+            content="",
+            tool_calls=[{"name": "get_weather", "args": {"city": "Oslo"}, "id": "call_1"}],
+        )
+    )
     bound = model.bind_tools([get_weather]).bind(max_tokens=256)
     msg = bound.invoke("Weather in Oslo?", config={"callbacks": [TokenwardCallbackHandler(acc)]})
     assert msg.tool_calls[0]["name"] == "get_weather"
@@ -205,7 +235,8 @@ def test_model_name_from_invocation_params_and_fallback_when_response_has_none()
 def test_response_model_name_wins_over_request():
     acc = FakeAccountant()
     make_model("ok", model_name="gpt-4o-2024-08-06").bind(model="gpt-4o").invoke(
-        "hi", config={"callbacks": [TokenwardCallbackHandler(acc)]})
+        "hi", config={"callbacks": [TokenwardCallbackHandler(acc)]}
+    )
     assert acc.preflights[0]["model"] == "gpt-4o"
     assert acc.settles[0]["model"] == "gpt-4o-2024-08-06"
 
@@ -213,7 +244,9 @@ def test_response_model_name_wins_over_request():
 def test_default_model_when_run_names_none(caplog):
     acc = FakeAccountant()
     model = FakeListChatModel(responses=["a"])
-    model.invoke("hi", config={"callbacks": [TokenwardCallbackHandler(acc, default_model="gpt-4o")]})
+    model.invoke(
+        "hi", config={"callbacks": [TokenwardCallbackHandler(acc, default_model="gpt-4o")]}
+    )
     assert acc.preflights[0]["model"] == "gpt-4o"
     assert acc.settles[0]["model"] == "gpt-4o"
     assert acc.settles[0]["usage"] is None  # FakeListChatModel reports no usage
@@ -256,10 +289,12 @@ async def test_concurrent_async_runs_are_kept_apart():
     acc = FakeAccountant()
     handler = AsyncTokenwardCallbackHandler(acc)
     model = make_model("ok")
-    await asyncio.gather(*[
-        model.ainvoke("q", config={"callbacks": [handler], "metadata": {"user_id": f"u{i}"}})
-        for i in range(20)
-    ])
+    await asyncio.gather(
+        *[
+            model.ainvoke("q", config={"callbacks": [handler], "metadata": {"user_id": f"u{i}"}})
+            for i in range(20)
+        ]
+    )
     assert len(acc.settles) == 20
     by_run = {p["run_id"]: p["dims"]["user_id"] for p in acc.preflights}
     assert sorted(by_run.values()) == sorted(f"u{i}" for i in range(20))
@@ -271,11 +306,13 @@ def test_batch_with_max_concurrency_and_parallel_branches():
     handler = TokenwardCallbackHandler(acc)
     model = make_model("ok")
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | model
-    chain.batch([{"q": str(i)} for i in range(40)], config={
-        "callbacks": [handler], "max_concurrency": 8})
+    chain.batch(
+        [{"q": str(i)} for i in range(40)], config={"callbacks": [handler], "max_concurrency": 8}
+    )
     assert len(acc.preflights) == 40 and len(acc.settles) == 40
     assert sorted(p["messages"][0].content for p in acc.preflights) == sorted(
-        str(i) for i in range(40))
+        str(i) for i in range(40)
+    )
     par = RunnableParallel(a=chain, b=chain, c=chain)
     par.invoke({"q": "x"}, config={"callbacks": [handler]})
     assert len(acc.settles) == 43
@@ -291,11 +328,23 @@ def test_usage_from_every_generation_and_from_llm_output():
     rid = uuid.uuid4()
     handler.on_llm_start({}, ["p1", "p2"], run_id=rid)
     assert acc.preflights[0]["kind"] == "completion"
-    assert acc.preflights[0]["messages"] == [{"role": "user", "content": "p1"},
-                                              {"role": "user", "content": "p2"}]
+    assert acc.preflights[0]["messages"] == [
+        {"role": "user", "content": "p1"},
+        {"role": "user", "content": "p2"},
+    ]
+
     def gen(n_in, n_out):
-        return ChatGeneration(message=AIMessage("x", usage_metadata={
-            "input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}))
+        return ChatGeneration(
+            message=AIMessage(
+                "x",
+                usage_metadata={
+                    "input_tokens": n_in,
+                    "output_tokens": n_out,
+                    "total_tokens": n_in + n_out,
+                },
+            )
+        )
+
     handler.on_llm_end(LLMResult(generations=[[gen(10, 1)], [gen(20, 2)]]), run_id=rid)
     assert acc.settles[0]["usage"] == Usage(input=30, output=3)
 
@@ -308,11 +357,16 @@ def test_usage_from_every_generation_and_from_llm_output():
     # plain LLM: usage only in llm_output["token_usage"], model in llm_output
     rid = uuid.uuid4()
     handler.on_llm_start({}, ["p"], run_id=rid)
-    handler.on_llm_end(LLMResult(
-        generations=[[Generation(text="hello")]],
-        llm_output={"token_usage": {"prompt_tokens": 4, "completion_tokens": 2,
-                                    "total_tokens": 6}, "model_name": "gpt-3.5-turbo-instruct"},
-    ), run_id=rid)
+    handler.on_llm_end(
+        LLMResult(
+            generations=[[Generation(text="hello")]],
+            llm_output={
+                "token_usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+                "model_name": "gpt-3.5-turbo-instruct",
+            },
+        ),
+        run_id=rid,
+    )
     assert acc.settles[2]["usage"] == Usage(input=4, output=2)
     assert acc.settles[2]["model"] == "gpt-3.5-turbo-instruct"
 
@@ -425,11 +479,18 @@ def test_run_map_is_bounded_and_releases_evicted_runs():
 def test_messages_with_images_and_tool_results_are_converted():
     acc = FakeAccountant()
     model = make_model("seen")
-    model.invoke([
-        SystemMessage("sys"),
-        HumanMessage(content=[{"type": "text", "text": "what is this?"},
-                              {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]),
-    ], config={"callbacks": [TokenwardCallbackHandler(acc)]})
+    model.invoke(
+        [
+            SystemMessage("sys"),
+            HumanMessage(
+                content=[
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                ]
+            ),
+        ],
+        config={"callbacks": [TokenwardCallbackHandler(acc)]},
+    )
     msgs = [m.to_openai() for m in acc.preflights[0]["messages"]]
     assert msgs[0] == {"role": "system", "content": "sys"}
     assert msgs[1]["role"] == "user"
@@ -437,13 +498,13 @@ def test_messages_with_images_and_tool_results_are_converted():
     assert msgs[1]["content"][1]["type"] == "image_url"
 
 
-README_SNIPPET = '''
+README_SNIPPET = """
 from tokenward.langchain import tracking
 
 with tracking(user_id="alice") as usage:       # every LangChain call inside is priced
     answer = chain.invoke({"question": "What does tokenward do?"})
 print(usage.calls, usage.usage.total, usage.cost)  # 1 17 0.000004800
-'''
+"""
 
 
 def test_readme_three_lines_snippet_runs(capsys):

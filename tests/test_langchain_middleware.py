@@ -33,8 +33,10 @@ def get_weather(city: str) -> str:
 def agent_model(**kw) -> UsageChatModel:
     def script():  # fresh message objects each turn (LangChain sets ids on them)
         for i in range(10):
-            yield AIMessage(content="", tool_calls=[
-                {"name": "get_weather", "args": {"city": "Oslo"}, "id": f"call_{i}"}])
+            yield AIMessage(
+                content="",
+                tool_calls=[{"name": "get_weather", "args": {"city": "Oslo"}, "id": f"call_{i}"}],
+            )
             yield AIMessage(content="It is sunny in Oslo.")
 
     return UsageChatModel(messages=script(), usage=dict(USAGE), **kw)
@@ -43,9 +45,12 @@ def agent_model(**kw) -> UsageChatModel:
 def test_agent_calls_are_preflighted_settled_and_totalled_per_thread():
     acc = EventAccountant()
     model = agent_model()
-    agent = create_agent(model, tools=[get_weather],
-                         middleware=[TokenBudgetMiddleware(acc, agent="weather-bot")],
-                         checkpointer=InMemorySaver())
+    agent = create_agent(
+        model,
+        tools=[get_weather],
+        middleware=[TokenBudgetMiddleware(acc, agent="weather-bot")],
+        checkpointer=InMemorySaver(),
+    )
     config = {"configurable": {"thread_id": "t1"}, "metadata": {"user_id": "u1"}}
     out = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]}, config=config)
     assert out["messages"][-1].content == "It is sunny in Oslo."
@@ -59,8 +64,14 @@ def test_agent_calls_are_preflighted_settled_and_totalled_per_thread():
     assert acc.settles[0]["tool_names"] == ("get_weather",)
     assert acc.settles[1]["tool_names"] == ()
     assert all(s["usage"] == Usage(input=12, output=5) for s in acc.settles)
-    assert out["tokenward"] == {"calls": 2, "input_tokens": 24, "output_tokens": 10,
-                                "fallbacks": 0, "cost_usd": "0.0030", "estimated": False}
+    assert out["tokenward"] == {
+        "calls": 2,
+        "input_tokens": 24,
+        "output_tokens": 10,
+        "fallbacks": 0,
+        "cost_usd": "0.0030",
+        "estimated": False,
+    }
     # the same thread keeps adding up
     out = agent.invoke({"messages": [HumanMessage("And tomorrow?")]}, config=config)
     assert out["tokenward"]["calls"] == 4
@@ -72,8 +83,9 @@ def test_denied_budget_stops_the_agent_before_the_model_runs():
     model = agent_model()
     agent = create_agent(model, tools=[get_weather], middleware=[TokenBudgetMiddleware(acc)])
     with pytest.raises(BudgetExceededError):
-        agent.invoke({"messages": [HumanMessage("hi")]},
-                     config={"metadata": {"user_id": "u-broke"}})
+        agent.invoke(
+            {"messages": [HumanMessage("hi")]}, config={"metadata": {"user_id": "u-broke"}}
+        )
     assert model.counter["calls"] == 0
 
 
@@ -82,8 +94,15 @@ def test_denied_budget_falls_back_to_cheaper_model():
         def preflight(self, run_id, model, **kw):
             if model == "gpt-4o":
                 raise BudgetExceededError(
-                    "too expensive", budget="daily", scope_key="user_id=u1", unit="usd",
-                    limit=Decimal(1), spent=Decimal(1), reserved=Decimal(0), attempted=Decimal(1))
+                    "too expensive",
+                    budget="daily",
+                    scope_key="user_id=u1",
+                    unit="usd",
+                    limit=Decimal(1),
+                    spent=Decimal(1),
+                    reserved=Decimal(0),
+                    attempted=Decimal(1),
+                )
             return super().preflight(run_id, model, **kw)
 
     acc = DenyBigModel()
@@ -108,23 +127,25 @@ async def test_async_agent_and_no_double_counting_with_tracking():
     assert out["messages"][-1].content == "It is sunny in Oslo."
     # the middleware accounted both calls; the tracking handler skipped them
     assert len(acc.preflights) == 2 and len(acc.settles) == 2
-    assert all(p["dims"].get("user_id") is None for p in acc.preflights)  # set by accountant's track
+    assert all(
+        p["dims"].get("user_id") is None for p in acc.preflights
+    )  # set by accountant's track
 
 
 def test_callback_handler_alone_accounts_an_agent():
     acc = FakeAccountant()
     model = agent_model()
     agent = create_agent(model, tools=[get_weather])
-    agent.invoke({"messages": [HumanMessage("Weather?")]},
-                 config={"callbacks": [TokenwardCallbackHandler(acc)],
-                         "metadata": {"user_id": "u3"}})
+    agent.invoke(
+        {"messages": [HumanMessage("Weather?")]},
+        config={"callbacks": [TokenwardCallbackHandler(acc)], "metadata": {"user_id": "u3"}},
+    )
     assert len(acc.settles) == 2
     assert acc.settles[0]["tool_names"] == ("get_weather",)
     assert {p["dims"]["user_id"] for p in acc.preflights} == {"u3"}
 
 
 def test_before_model_trims_state_messages():
-    from langchain_core.messages import SystemMessage
 
     from tokenward.langchain import HistoryTrimmer
 
@@ -134,12 +155,15 @@ def test_before_model_trims_state_messages():
     acc = EventAccountant()
     model = agent_model()
     trimmer = HistoryTrimmer(12, token_counter=words, include_system=False)
-    agent = create_agent(model, tools=[get_weather],
-                         middleware=[TokenBudgetMiddleware(acc, trimmer=trimmer)])
+    agent = create_agent(
+        model, tools=[get_weather], middleware=[TokenBudgetMiddleware(acc, trimmer=trimmer)]
+    )
     history = []
     for i in range(10):
-        history += [HumanMessage(f"old question {i}", id=f"h{i}"),
-                    AIMessage(f"old answer {i}", id=f"a{i}")]
+        history += [
+            HumanMessage(f"old question {i}", id=f"h{i}"),
+            AIMessage(f"old answer {i}", id=f"a{i}"),
+        ]
     out = agent.invoke({"messages": [*history, HumanMessage("Weather in Oslo?", id="q")]})
     first_prompt = acc.preflights[0]["messages"]
     assert [m.text for m in first_prompt] == ["old question 9", "old answer 9", "Weather in Oslo?"]

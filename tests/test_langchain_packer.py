@@ -43,8 +43,11 @@ def test_maximizes_relevance_not_greedy_prefix():
 
 
 def test_compressor_interface_and_custom_score_key():
-    docs = [doc("x", 10, None, relevance=0.1), doc("y", 10, None, relevance=0.8),
-            doc("z", 10, None, relevance=0.5)]
+    docs = [
+        doc("x", 10, None, relevance=0.1),
+        doc("y", 10, None, relevance=0.8),
+        doc("z", 10, None, relevance=0.5),
+    ]
     packer = ContextPacker(max_tokens=21, counter=tokens, separator=" ", score_key="relevance")
     out = packer.compress_documents(docs, query="anything")
     assert [d.id for d in out] == ["y", "z"]
@@ -81,20 +84,32 @@ def test_budget_from_plan_and_model_and_real_counter():
         ContextPacker(counter=tokens)
     from tokenward.counting import get_counter
 
-    docs = [Document(page_content=f"Paragraph {i}: " + "tokens cost money. " * (i + 1),
-                     metadata={"score": 1.0 / (i + 1)}, id=str(i)) for i in range(30)]
+    docs = [
+        Document(
+            page_content=f"Paragraph {i}: " + "tokens cost money. " * (i + 1),
+            metadata={"score": 1.0 / (i + 1)},
+            id=str(i),
+        )
+        for i in range(30)
+    ]
     out = ContextPacker(max_tokens=300, model="gpt-4o").invoke(docs)
     joined = "\n\n".join(d.page_content for d in out)
-    assert get_counter("gpt-4o").count_text(joined) == out[0].metadata["tokenward_pack"]["tokens_used"]
+    assert (
+        get_counter("gpt-4o").count_text(joined) == out[0].metadata["tokenward_pack"]["tokens_used"]
+    )
     assert out[0].metadata["tokenward_pack"]["tokens_used"] <= 300
 
 
 def test_partial_fill_marks_the_cut_document():
-    big = Document(page_content=" ".join(f"Sentence {i} is here." for i in range(12)),
-                   metadata={"score": 0.9}, id="big")  # 48 words
+    big = Document(
+        page_content=" ".join(f"Sentence {i} is here." for i in range(12)),
+        metadata={"score": 0.9},
+        id="big",
+    )  # 48 words
     docs = [big, doc("small", 10, 0.5)]
-    packer = ContextPacker(max_tokens=40, counter=tokens, separator=" ", allow_partial=True,
-                           min_partial_tokens=5)
+    packer = ContextPacker(
+        max_tokens=40, counter=tokens, separator=" ", allow_partial=True, min_partial_tokens=5
+    )
     out = packer.invoke(docs)
     assert sorted(d.id for d in out) == ["big", "small"]
     cut = [d for d in out if d.metadata.get("tokenward_partial")]
@@ -116,9 +131,13 @@ def test_scored_retriever_then_packer_in_a_chain():
     assert [(d.id, d.metadata["score"]) for d in hits] == [(d.id, s) for d, s in raw]
     shifted = scored_retriever(store, k=3, relevance_score_fn=lambda s: (s + 1) / 2)
     assert [d.metadata["score"] for d in shifted.invoke("document number 3")] == [
-        (s + 1) / 2 for _, s in raw[:3]]
+        (s + 1) / 2 for _, s in raw[:3]
+    ]
 
-    chain = retriever | ContextPacker(max_tokens=40, counter=tokens) | RunnableLambda(
-        lambda docs: "\n\n".join(d.page_content for d in docs))
+    chain = (
+        retriever
+        | ContextPacker(max_tokens=40, counter=tokens)
+        | RunnableLambda(lambda docs: "\n\n".join(d.page_content for d in docs))
+    )
     context = chain.invoke("document number 3")
     assert 0 < tokens(context) <= 40

@@ -38,19 +38,24 @@ def conversation(n: int = 12) -> list[BaseMessage]:
 
 
 @pytest.mark.parametrize("max_tokens", [0, 5, 17, 40, 1000])
-@pytest.mark.parametrize("strategy,options", [
-    ("last", {"include_system": True, "start_on": "human"}),
-    ("last", {"include_system": False, "start_on": None}),
-    ("last", {"include_system": True, "start_on": "human", "end_on": "ai"}),
-    ("first", {"start_on": None, "include_system": False}),
-    ("first", {"start_on": None, "include_system": False, "end_on": "human"}),
-])
+@pytest.mark.parametrize(
+    "strategy,options",
+    [
+        ("last", {"include_system": True, "start_on": "human"}),
+        ("last", {"include_system": False, "start_on": None}),
+        ("last", {"include_system": True, "start_on": "human", "end_on": "ai"}),
+        ("first", {"start_on": None, "include_system": False}),
+        ("first", {"start_on": None, "include_system": False, "end_on": "human"}),
+    ],
+)
 def test_same_result_as_trim_messages(max_tokens, strategy, options):
     msgs = conversation()
-    expected = trim_messages(msgs, max_tokens=max_tokens, token_counter=words,
-                             strategy=strategy, **options)
-    got = HistoryTrimmer(max_tokens, token_counter=words, strategy=strategy,
-                         overflow="keep", **options).invoke(msgs)
+    expected = trim_messages(
+        msgs, max_tokens=max_tokens, token_counter=words, strategy=strategy, **options
+    )
+    got = HistoryTrimmer(
+        max_tokens, token_counter=words, strategy=strategy, overflow="keep", **options
+    ).invoke(msgs)
     assert [m.id for m in got] == [m.id for m in expected]
     assert all(any(g is m for m in msgs) for g in got)  # the original objects
 
@@ -67,8 +72,9 @@ def test_real_counter_budget_is_respected_and_ids_kept():
     assert all(any(k is m for m in msgs) for k in kept)  # original objects
     # one more message would not have fitted
     first = msgs.index(kept[1])
-    bigger = [msgs[0], *msgs[first - 2:]]
+    bigger = [msgs[0], *msgs[first - 2 :]]
     from langchain_core.messages import convert_to_openai_messages
+
     assert counter.count_messages(convert_to_openai_messages(bigger)) > 120
 
 
@@ -76,8 +82,14 @@ def test_tool_pairs_never_split():
     msgs = [
         SystemMessage("sys"),
         HumanMessage("weather in oslo and paris?"),
-        AIMessage("", tool_calls=[{"name": "w", "args": {"c": "oslo"}, "id": "1"},
-                                  {"name": "w", "args": {"c": "paris"}, "id": "2"}], id="ai-tc"),
+        AIMessage(
+            "",
+            tool_calls=[
+                {"name": "w", "args": {"c": "oslo"}, "id": "1"},
+                {"name": "w", "args": {"c": "paris"}, "id": "2"},
+            ],
+            id="ai-tc",
+        ),
         ToolMessage("sunny sunny sunny", tool_call_id="1", id="t1"),
         ToolMessage("rain rain rain rain", tool_call_id="2", id="t2"),
         AIMessage("oslo sunny, paris rain", id="final"),
@@ -98,8 +110,7 @@ def test_pinned_and_summarizer():
         seen.append(dropped)
         return SystemMessage(f"summary of {len(dropped)} messages", id="summary")
 
-    kept = HistoryTrimmer(30, token_counter=words, pinned=[1],
-                          summarizer=summarize).invoke(msgs)
+    kept = HistoryTrimmer(30, token_counter=words, pinned=[1], summarizer=summarize).invoke(msgs)
     ids = [m.id for m in kept]
     assert ids[:2] == ["sys", "h0"]  # pinned first question kept
     assert "summary" in ids
@@ -116,10 +127,13 @@ def test_overflow_raises_by_default():
 
 
 def test_images_and_content_blocks_kept_intact():
-    img = HumanMessage(content=[
-        {"type": "text", "text": "what is in this picture"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-    ], id="img")
+    img = HumanMessage(
+        content=[
+            {"type": "text", "text": "what is in this picture"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        ],
+        id="img",
+    )
     msgs = [SystemMessage("sys"), HumanMessage("old " * 50), AIMessage("old answer " * 20), img]
     # the image is counted by the provider's image formula (gpt-4o: 1,457 tokens here)
     kept = HistoryTrimmer(max_tokens=1470, model="gpt-4o").invoke(msgs)
@@ -145,12 +159,15 @@ def test_budget_from_model_window_and_plan():
 
 def test_in_an_lcel_chain_the_model_sees_the_trimmed_prompt():
     acc = FakeAccountant()
-    prompt = ChatPromptTemplate.from_messages([
-        ("system", "be brief"), MessagesPlaceholder("history"), ("human", "{q}")])
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "be brief"), MessagesPlaceholder("history"), ("human", "{q}")]
+    )
     trimmer = HistoryTrimmer(14, token_counter=words)
     chain = prompt | trimmer | make_model("ok")
-    chain.invoke({"history": conversation(6)[1:], "q": "and now?"},
-                 config={"callbacks": [TokenwardCallbackHandler(acc)]})
+    chain.invoke(
+        {"history": conversation(6)[1:], "q": "and now?"},
+        config={"callbacks": [TokenwardCallbackHandler(acc)]},
+    )
     sent = [m.to_openai() for m in acc.preflights[0]["messages"]]
     assert sent[0] == {"role": "system", "content": "be brief"}
     assert sent[-1] == {"role": "user", "content": "and now?"}
@@ -172,14 +189,21 @@ async def test_async_and_state_mapping():
 def test_in_runnable_with_message_history():
     store: dict[str, InMemoryChatMessageHistory] = {}
     acc = FakeAccountant()
-    prompt = ChatPromptTemplate.from_messages([
-        ("system", "be brief"), MessagesPlaceholder("history"), ("human", "{q}")])
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "be brief"), MessagesPlaceholder("history"), ("human", "{q}")]
+    )
     trimmer = HistoryTrimmer(12, token_counter=words, include_system=False)
-    chain = (RunnablePassthrough.assign(history=itemgetter("history") | trimmer)
-             | prompt | make_model("fine answer"))
+    chain = (
+        RunnablePassthrough.assign(history=itemgetter("history") | trimmer)
+        | prompt
+        | make_model("fine answer")
+    )
     with_history = RunnableWithMessageHistory(
-        chain, lambda sid: store.setdefault(sid, InMemoryChatMessageHistory()),
-        input_messages_key="q", history_messages_key="history")
+        chain,
+        lambda sid: store.setdefault(sid, InMemoryChatMessageHistory()),
+        input_messages_key="q",
+        history_messages_key="history",
+    )
     cfg = {"configurable": {"session_id": "s1"}, "callbacks": [TokenwardCallbackHandler(acc)]}
     for i in range(6):
         with_history.invoke({"q": f"question number {i}"}, config=cfg)

@@ -36,8 +36,9 @@ def test_unknown_model_raises_before_the_model_is_called(caplog):
     model = make_model("ok", model_name=UNKNOWN)
     handler = TokenwardCallbackHandler(acc)
     with caplog.at_level(logging.WARNING), pytest.raises(UnknownModelError) as info:
-        chain_of(model).invoke({"q": "hi"}, config={
-            "callbacks": [handler], "metadata": {"user_id": "u1"}})
+        chain_of(model).invoke(
+            {"q": "hi"}, config={"callbacks": [handler], "metadata": {"user_id": "u1"}}
+        )
     err = info.value
     assert err.model == UNKNOWN
     assert "Catalog(fallback=" in str(err) and "catalog.register(" in str(err)
@@ -47,8 +48,11 @@ def test_unknown_model_raises_before_the_model_is_called(caplog):
     assert budgets.status("per-user", user_id="u1").reserved == 0
     # the error reaches the caller; it is not also logged as a swallowed internal error or
     # as LangChain's "Error in ... callback" warning
-    assert [r.getMessage() for r in caplog.records if "tokenward" in r.getMessage()
-            or "TokenwardCallbackHandler" in r.getMessage()] == []
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if "tokenward" in r.getMessage() or "TokenwardCallbackHandler" in r.getMessage()
+    ] == []
 
 
 async def test_unknown_model_raises_before_the_model_is_called_async():
@@ -68,8 +72,10 @@ def test_unknown_model_with_explicit_fallback_is_recorded_at_fallback_prices():
     catalog.set_fallback("gpt-4o-mini")
     acc = Accountant(catalog=catalog)
     model = make_model("ok", model_name=UNKNOWN)
-    out = chain_of(model).invoke({"q": "hi"}, config={
-        "callbacks": [TokenwardCallbackHandler(acc)], "metadata": {"user_id": "u1"}})
+    out = chain_of(model).invoke(
+        {"q": "hi"},
+        config={"callbacks": [TokenwardCallbackHandler(acc)], "metadata": {"user_id": "u1"}},
+    )
     assert out.content == "ok"
     assert model.counter["calls"] == 1
     [ev] = list(acc.ledger.events())
@@ -84,8 +90,9 @@ async def test_unknown_model_with_explicit_fallback_async():
     catalog.set_fallback("gpt-4o-mini")
     acc = Accountant(catalog=catalog)
     model = make_model("ok", model_name=UNKNOWN)
-    await chain_of(model).ainvoke({"q": "hi"}, config={
-        "callbacks": [AsyncTokenwardCallbackHandler(acc)]})
+    await chain_of(model).ainvoke(
+        {"q": "hi"}, config={"callbacks": [AsyncTokenwardCallbackHandler(acc)]}
+    )
     assert model.counter["calls"] == 1
     [ev] = list(acc.ledger.events())
     assert ev.model == UNKNOWN and ev.cost == MINI_CALL

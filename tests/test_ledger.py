@@ -64,8 +64,9 @@ def ev(i: int | str, ts: datetime, **kw: Any) -> UsageEvent:
     cost = kw.pop("cost", Decimal("0.001"))
     model = kw.pop("model", "gpt-4o")
     provider = kw.pop("provider", "openai")
-    return UsageEvent(id=str(i), timestamp=ts, model=model, provider=provider, usage=usage,
-                      cost=cost, **kw)
+    return UsageEvent(
+        id=str(i), timestamp=ts, model=model, provider=provider, usage=usage, cost=cost, **kw
+    )
 
 
 def dataset(n: int = 400, seed: int = 7, days: int = 10) -> list[UsageEvent]:
@@ -91,9 +92,15 @@ def dataset(n: int = 400, seed: int = 7, days: int = 10) -> list[UsageEvent]:
                 timestamp=T0 + timedelta(microseconds=rnd.randint(0, days * 86_400_000_000)),
                 model=model,
                 provider=provider,
-                usage=Usage(input=inp, output=out_t, cache_read=cr, cache_write_5m=cw5,
-                            cache_write_1h=cw1, reasoning=rnd.randint(0, out_t),
-                            estimated=rnd.random() < 0.1),
+                usage=Usage(
+                    input=inp,
+                    output=out_t,
+                    cache_read=cr,
+                    cache_write_5m=cw5,
+                    cache_write_1h=cw1,
+                    reasoning=rnd.randint(0, out_t),
+                    estimated=rnd.random() < 0.1,
+                ),
                 cost=Decimal(rnd.randint(0, 50_000_000)).scaleb(-9),
                 status=rnd.choices(["ok", "error", "cancelled"], [8, 1, 1])[0],
                 kind=rnd.choice(["chat", "chat", "embedding"]),
@@ -135,10 +142,25 @@ def reference(events: list[UsageEvent], since=None, until=None, by=(), where=Non
     for e in events:
         if not _match(e, since, until, where or {}):
             continue
-        g = groups.setdefault(tuple(_dim(e, d) for d in by), {
-            "calls": 0, "errors": 0, "cancelled": 0, "estimated": 0, "input": 0, "output": 0,
-            "cache_read": 0, "cache_write_5m": 0, "cache_write_1h": 0, "reasoning": 0,
-            "tool_calls": 0, "cost": Decimal(0), "latency_ms_total": 0.0, "latency_count": 0})
+        g = groups.setdefault(
+            tuple(_dim(e, d) for d in by),
+            {
+                "calls": 0,
+                "errors": 0,
+                "cancelled": 0,
+                "estimated": 0,
+                "input": 0,
+                "output": 0,
+                "cache_read": 0,
+                "cache_write_5m": 0,
+                "cache_write_1h": 0,
+                "reasoning": 0,
+                "tool_calls": 0,
+                "cost": Decimal(0),
+                "latency_ms_total": 0.0,
+                "latency_count": 0,
+            },
+        )
         g["calls"] += 1
         g["errors"] += e.status == "error"
         g["cancelled"] += e.status == "cancelled"
@@ -157,10 +179,23 @@ def as_dict(rows: list[SummaryRow], by) -> dict:
     out = {}
     for r in rows:
         out[tuple(r.dims[d] for d in by)] = {
-            k: getattr(r, k) for k in (
-                "calls", "errors", "cancelled", "estimated", "input", "output", "cache_read",
-                "cache_write_5m", "cache_write_1h", "reasoning", "tool_calls", "cost",
-                "latency_ms_total", "latency_count")
+            k: getattr(r, k)
+            for k in (
+                "calls",
+                "errors",
+                "cancelled",
+                "estimated",
+                "input",
+                "output",
+                "cache_read",
+                "cache_write_5m",
+                "cache_write_1h",
+                "reasoning",
+                "tool_calls",
+                "cost",
+                "latency_ms_total",
+                "latency_count",
+            )
         }
     return out
 
@@ -177,9 +212,14 @@ QUERIES = [
     dict(by=["user_id"], where={"user_id": ["alice", None]}),
     dict(by=["model"], where={"agent": "planner", "status": ["ok", "cancelled"]}),
     dict(by=["agent"], since=T0 + timedelta(days=2), until=T0 + timedelta(days=5)),
-    dict(by=["agent"], since=T0 + timedelta(days=2, hours=5, microseconds=3),
-         until=T0 + timedelta(days=7, hours=1)),
-    dict(by=["model"], since=T0 + timedelta(days=3, hours=1), until=T0 + timedelta(days=3, hours=20)),
+    dict(
+        by=["agent"],
+        since=T0 + timedelta(days=2, hours=5, microseconds=3),
+        until=T0 + timedelta(days=7, hours=1),
+    ),
+    dict(
+        by=["model"], since=T0 + timedelta(days=3, hours=1), until=T0 + timedelta(days=3, hours=20)
+    ),
     dict(by=["user_id"], since=T0 + timedelta(days=4, hours=12)),
     dict(by=["user_id"], until=T0 + timedelta(days=4, hours=12)),
     dict(by=["provider"], where={"provider": None}),
@@ -202,24 +242,53 @@ def test_summary_matches_reference(store: LedgerStore, q: dict) -> None:
     # most expensive first
     assert [r.cost for r in got] == sorted((r.cost for r in got), reverse=True)
     if expected:
-        assert sum(r.calls for r in got) == store.count(q.get("since"), q.get("until"),
-                                                        where=q.get("where"))
+        assert sum(r.calls for r in got) == store.count(
+            q.get("since"), q.get("until"), where=q.get("where")
+        )
 
 
 def test_summary_exact_small_example(store: LedgerStore) -> None:
-    store.record_many([
-        ev(1, T0, user_id="u1", usage=Usage(input=1000, output=200, cache_read=400),
-           cost=Decimal("0.012345678"), latency_ms=100.0),
-        ev(2, T0 + timedelta(hours=1), user_id="u1", status="error",
-           usage=Usage(input=10, output=0), cost=Decimal("0")),
-        ev(3, T0 + timedelta(hours=2), user_id="u2", model="claude-sonnet-4", provider="anthropic",
-           usage=Usage(input=50, output=5, reasoning=3), cost=Decimal("0.5"), latency_ms=50.5),
-    ])
+    store.record_many(
+        [
+            ev(
+                1,
+                T0,
+                user_id="u1",
+                usage=Usage(input=1000, output=200, cache_read=400),
+                cost=Decimal("0.012345678"),
+                latency_ms=100.0,
+            ),
+            ev(
+                2,
+                T0 + timedelta(hours=1),
+                user_id="u1",
+                status="error",
+                usage=Usage(input=10, output=0),
+                cost=Decimal("0"),
+            ),
+            ev(
+                3,
+                T0 + timedelta(hours=2),
+                user_id="u2",
+                model="claude-sonnet-4",
+                provider="anthropic",
+                usage=Usage(input=50, output=5, reasoning=3),
+                cost=Decimal("0.5"),
+                latency_ms=50.5,
+            ),
+        ]
+    )
     rows = store.summary(by=["user_id"])
     assert [r["user_id"] for r in rows] == ["u2", "u1"]  # cost desc
     u1 = rows[1]
     assert (u1.calls, u1.errors, u1.input, u1.output, u1.cache_read, u1.tokens) == (
-        2, 1, 1010, 200, 400, 1210)
+        2,
+        1,
+        1010,
+        200,
+        400,
+        1210,
+    )
     assert u1.cost == Decimal("0.012345678")
     assert u1.ok == 1
     assert u1.avg_latency_ms == 100.0
@@ -234,12 +303,14 @@ def test_timeseries_buckets_are_utc_and_iso_weeks(store: LedgerStore) -> None:
     sun = datetime(2026, 11, 29, 23, 59, 59, 999999, tzinfo=UTC)  # Sunday, last microsecond
     mon = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)  # Monday
     dec = datetime(2026, 12, 1, 10, 30, tzinfo=timezone(timedelta(hours=5)))  # 05:30 UTC
-    store.record_many([
-        ev("a", sun, cost=Decimal("1")),
-        ev("b", mon, cost=Decimal("2")),
-        ev("c", mon + timedelta(minutes=59), cost=Decimal("4")),
-        ev("d", dec, cost=Decimal("8"), user_id="x"),
-    ])
+    store.record_many(
+        [
+            ev("a", sun, cost=Decimal("1")),
+            ev("b", mon, cost=Decimal("2")),
+            ev("c", mon + timedelta(minutes=59), cost=Decimal("4")),
+            ev("d", dec, cost=Decimal("8"), user_id="x"),
+        ]
+    )
     hours = store.timeseries("hour")
     assert [(r.bucket, r.calls, r.cost) for r in hours] == [
         (datetime(2026, 11, 29, 23, tzinfo=UTC), 1, Decimal(1)),
@@ -255,7 +326,9 @@ def test_timeseries_buckets_are_utc_and_iso_weeks(store: LedgerStore) -> None:
     ]
     months = store.timeseries("month", by=["user_id"])
     assert [(r.bucket.month, r["user_id"], r.cost) for r in months] == [
-        (11, None, Decimal(7)), (12, "x", Decimal(8))]
+        (11, None, Decimal(7)),
+        (12, "x", Decimal(8)),
+    ]
     assert all(r.bucket.tzinfo is not None for r in months)
     part = store.timeseries("day", since=mon + timedelta(minutes=30))
     assert [(r.bucket.day, r.calls) for r in part] == [(30, 1), (1, 1)]
@@ -280,21 +353,22 @@ def test_timeseries_matches_reference(store: LedgerStore, bucket: str) -> None:
             end = start + timedelta(days=7)
         else:
             assert start.day == 1
-            end = start.replace(month=start.month % 12 + 1,
-                                year=start.year + (start.month == 12))
+            end = start.replace(month=start.month % 12 + 1, year=start.year + (start.month == 12))
         exp = reference(events, max(start, since), min(end, until), ["model"])
         assert as_dict([r], ["model"]) == {(r["model"],): exp[(r["model"],)]}
 
 
 def test_top_by_metric(store: LedgerStore) -> None:
-    store.record_many([
-        ev(1, T0, user_id="a", cost=Decimal("3"), usage=Usage(input=1, output=1)),
-        ev(2, T0, user_id="b", cost=Decimal("1.5"), usage=Usage(input=500, output=500)),
-        ev(3, T0, user_id="b", cost=Decimal("1"), usage=Usage(input=1, output=1)),
-        ev(4, T0, user_id="c", cost=Decimal("2"), usage=Usage(input=10, output=10)),
-        ev(5, T0, user_id="c", cost=Decimal("0"), usage=Usage(input=1, output=1)),
-        ev(6, T0, user_id="c", cost=Decimal("0"), usage=Usage(input=1, output=1)),
-    ])
+    store.record_many(
+        [
+            ev(1, T0, user_id="a", cost=Decimal("3"), usage=Usage(input=1, output=1)),
+            ev(2, T0, user_id="b", cost=Decimal("1.5"), usage=Usage(input=500, output=500)),
+            ev(3, T0, user_id="b", cost=Decimal("1"), usage=Usage(input=1, output=1)),
+            ev(4, T0, user_id="c", cost=Decimal("2"), usage=Usage(input=10, output=10)),
+            ev(5, T0, user_id="c", cost=Decimal("0"), usage=Usage(input=1, output=1)),
+            ev(6, T0, user_id="c", cost=Decimal("0"), usage=Usage(input=1, output=1)),
+        ]
+    )
     assert [r["user_id"] for r in store.top(2, "user_id")] == ["a", "b"]
     assert [r["user_id"] for r in store.top(5, "user_id", metric="tokens")] == ["b", "c", "a"]
     assert [r["user_id"] for r in store.top(1, "user_id", metric="calls")] == ["c"]
@@ -302,12 +376,31 @@ def test_top_by_metric(store: LedgerStore) -> None:
 
 
 def test_events_roundtrip_order_filters_and_limit(store: LedgerStore) -> None:
-    e1 = ev("z", T0 + timedelta(seconds=1), tags={"team": "x", "env": "dev"},
-            tool_calls=2, tool_names=("search", "calc"), latency_ms=12.75,
-            prompt="hi", output="hello", error=None, parent_id="p", session_id="s",
-            usage=Usage(input=9, output=8, cache_read=1, cache_write_5m=2, cache_write_1h=3,
-                        reasoning=4, audio_input=1, audio_output=2, image_input=1),
-            cost=Decimal("0.0000000015"))  # stored half-even -> 0.000000002
+    e1 = ev(
+        "z",
+        T0 + timedelta(seconds=1),
+        tags={"team": "x", "env": "dev"},
+        tool_calls=2,
+        tool_names=("search", "calc"),
+        latency_ms=12.75,
+        prompt="hi",
+        output="hello",
+        error=None,
+        parent_id="p",
+        session_id="s",
+        usage=Usage(
+            input=9,
+            output=8,
+            cache_read=1,
+            cache_write_5m=2,
+            cache_write_1h=3,
+            reasoning=4,
+            audio_input=1,
+            audio_output=2,
+            image_input=1,
+        ),
+        cost=Decimal("0.0000000015"),
+    )  # stored half-even -> 0.000000002
     e2 = ev("a", T0 + timedelta(seconds=1), kind="embedding", estimated=True)
     e3 = ev("m", T0, status="cancelled", error="user hit stop", conversation_id="c")
     store.record_many([e1, e2, e3])
@@ -346,8 +439,9 @@ def test_threads_record_concurrently_nothing_lost(store: LedgerStore) -> None:
         for i in range(250):
             store.record(ev(f"t{t}-{i}", T0 + timedelta(seconds=i), cost=Decimal("0.000001")))
             if i % 50 == 0:  # duplicates from another thread's id space too
-                store.record(ev(f"t{(t + 1) % 8}-{i}", T0 + timedelta(seconds=i),
-                                cost=Decimal("0.000001")))
+                store.record(
+                    ev(f"t{(t + 1) % 8}-{i}", T0 + timedelta(seconds=i), cost=Decimal("0.000001"))
+                )
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
     for th in threads:
@@ -403,22 +497,34 @@ def test_rollup_answers_equal_raw_scan(kind: str, tmp_path: Path, request) -> No
         long_range = [
             dict(by=["user_id"]),
             dict(by=["user_id", "model"], where={"status": "ok"}),
-            dict(by=["user_id"], since=T0 + timedelta(days=15, hours=3),
-                 until=T0 + timedelta(days=101, minutes=7)),
-            dict(by=["user_id"], since=datetime(2026, 12, 1, tzinfo=UTC),
-                 until=datetime(2027, 2, 1, tzinfo=UTC)),
-            dict(by=["model"], where={"user_id": [None, "bob"]},
-                 since=datetime(2026, 12, 31, 23, tzinfo=UTC)),
+            dict(
+                by=["user_id"],
+                since=T0 + timedelta(days=15, hours=3),
+                until=T0 + timedelta(days=101, minutes=7),
+            ),
+            dict(
+                by=["user_id"],
+                since=datetime(2026, 12, 1, tzinfo=UTC),
+                until=datetime(2027, 2, 1, tzinfo=UTC),
+            ),
+            dict(
+                by=["model"],
+                where={"user_id": [None, "bob"]},
+                since=datetime(2026, 12, 31, 23, tzinfo=UTC),
+            ),
         ]
         for q in QUERIES + long_range:
-            expected = reference(events, q.get("since"), q.get("until"), q.get("by", ()),
-                                 q.get("where"))
+            expected = reference(
+                events, q.get("since"), q.get("until"), q.get("by", ()), q.get("where")
+            )
             s.use_rollups = True
-            fast = s.summary(q.get("since"), q.get("until"), by=q.get("by", ()),
-                             where=q.get("where"))
+            fast = s.summary(
+                q.get("since"), q.get("until"), by=q.get("by", ()), where=q.get("where")
+            )
             s.use_rollups = False
-            slow = s.summary(q.get("since"), q.get("until"), by=q.get("by", ()),
-                             where=q.get("where"))
+            slow = s.summary(
+                q.get("since"), q.get("until"), by=q.get("by", ()), where=q.get("where")
+            )
             assert as_dict(fast, q.get("by", ())) == as_dict(slow, q.get("by", ())) == expected
         s.use_rollups = True
         before = s.timeseries("week", by=["agent"])
@@ -444,8 +550,15 @@ def test_usage_event_validation_and_normalization() -> None:
     with pytest.raises(ValueError, match="id"):
         ev("", T0)
     plus2 = datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
-    e = ev(1, plus2, user_id="", tags={"b": "2", "a": "1"}, tool_names=["x"],
-           usage=Usage(input=1, estimated=True), cost="0.25")
+    e = ev(
+        1,
+        plus2,
+        user_id="",
+        tags={"b": "2", "a": "1"},
+        tool_names=["x"],
+        usage=Usage(input=1, estimated=True),
+        cost="0.25",
+    )
     assert e.timestamp == datetime(2026, 1, 1, 10, tzinfo=UTC) and e.timestamp.tzinfo is UTC
     assert e.user_id is None and list(e.tags) == ["a", "b"] and e.tool_names == ("x",)
     assert e.estimated is True and e.cost == Decimal("0.25") and e.cost_nanos == 250_000_000
@@ -460,19 +573,73 @@ def _validated_row_to_event(r: tuple) -> UsageEvent:
 
     from tokenward.ledger._event import from_micros, from_nanos
 
-    (id_, ts_us, model, provider, inp, out, cr, cw5, cw1, rsn, ai, ao, ii, uest, nanos, est,
-     status, kind, user_id, conv, sess, agent, tags, tool_calls, tool_names, latency, parent,
-     error, prompt, output) = r
-    usage = Usage(input=int(inp), output=int(out), cache_read=int(cr), cache_write_5m=int(cw5),
-                  cache_write_1h=int(cw1), reasoning=int(rsn), audio_input=int(ai),
-                  audio_output=int(ao), image_input=int(ii), estimated=bool(uest))
+    (
+        id_,
+        ts_us,
+        model,
+        provider,
+        inp,
+        out,
+        cr,
+        cw5,
+        cw1,
+        rsn,
+        ai,
+        ao,
+        ii,
+        uest,
+        nanos,
+        est,
+        status,
+        kind,
+        user_id,
+        conv,
+        sess,
+        agent,
+        tags,
+        tool_calls,
+        tool_names,
+        latency,
+        parent,
+        error,
+        prompt,
+        output,
+    ) = r
+    usage = Usage(
+        input=int(inp),
+        output=int(out),
+        cache_read=int(cr),
+        cache_write_5m=int(cw5),
+        cache_write_1h=int(cw1),
+        reasoning=int(rsn),
+        audio_input=int(ai),
+        audio_output=int(ao),
+        image_input=int(ii),
+        estimated=bool(uest),
+    )
     return UsageEvent(
-        id=id_, timestamp=from_micros(int(ts_us)), model=model, provider=provider, usage=usage,
-        cost=from_nanos(int(nanos)), estimated=bool(est), status=status, kind=kind,
-        user_id=user_id, conversation_id=conv, session_id=sess, agent=agent,
-        tags=json.loads(tags) if tags and tags != "{}" else {}, tool_calls=int(tool_calls),
+        id=id_,
+        timestamp=from_micros(int(ts_us)),
+        model=model,
+        provider=provider,
+        usage=usage,
+        cost=from_nanos(int(nanos)),
+        estimated=bool(est),
+        status=status,
+        kind=kind,
+        user_id=user_id,
+        conversation_id=conv,
+        session_id=sess,
+        agent=agent,
+        tags=json.loads(tags) if tags and tags != "{}" else {},
+        tool_calls=int(tool_calls),
         tool_names=tuple(json.loads(tool_names)) if tool_names and tool_names != "[]" else (),
-        latency_ms=latency, parent_id=parent, error=error, prompt=prompt, output=output)
+        latency_ms=latency,
+        parent_id=parent,
+        error=error,
+        prompt=prompt,
+        output=output,
+    )
 
 
 def test_trusted_row_decoder_equals_validating_constructor() -> None:
@@ -481,10 +648,22 @@ def test_trusted_row_decoder_equals_validating_constructor() -> None:
     plus2 = timezone(timedelta(hours=2))
     events = [
         *dataset(300, seed=11),
-        ev("tz", datetime(2026, 1, 1, 12, tzinfo=plus2), user_id="", agent="",
-           tags={"b": "2", "a": "1", "ü": "é\"q"}, tool_names=["x", "y"], latency_ms=7,
-           usage=Usage(input=1, estimated=True), cost="12.5000000009", error="boom",
-           prompt="p", output="o", parent_id="root", session_id="s"),
+        ev(
+            "tz",
+            datetime(2026, 1, 1, 12, tzinfo=plus2),
+            user_id="",
+            agent="",
+            tags={"b": "2", "a": "1", "ü": 'é"q'},
+            tool_names=["x", "y"],
+            latency_ms=7,
+            usage=Usage(input=1, estimated=True),
+            cost="12.5000000009",
+            error="boom",
+            prompt="p",
+            output="o",
+            parent_id="root",
+            session_id="s",
+        ),
         ev("old", datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), cost=Decimal("3")),
         ev("zero", T0, cost=Decimal("0E-12"), latency_ms=0.0, tool_calls=5),
     ]
@@ -578,8 +757,12 @@ def test_sqlite_refuses_newer_schema_without_touching_it(tmp_path: Path) -> None
     assert path.read_bytes() == before
 
 
-@pytest.mark.parametrize("content", [b"this is not a database" * 500, b"SQLite format 3\x00" + b"\xff" * 5000])
-def test_sqlite_corrupted_file_gives_clear_error_and_keeps_data(tmp_path: Path, content: bytes) -> None:
+@pytest.mark.parametrize(
+    "content", [b"this is not a database" * 500, b"SQLite format 3\x00" + b"\xff" * 5000]
+)
+def test_sqlite_corrupted_file_gives_clear_error_and_keeps_data(
+    tmp_path: Path, content: bytes
+) -> None:
     path = tmp_path / "broken.db"
     path.write_bytes(content)
     with pytest.raises(LedgerError, match="not a readable tokenward SQLite database") as info:
@@ -609,15 +792,29 @@ def test_sqlite_rejects_memory_path() -> None:
 def _mp_worker(target: str, worker: int, n: int, batch: bool) -> None:
     """Child process: records n own events plus 100 events every worker also records."""
     led = open_ledger(target, batch=batch)
-    own = [ev(f"w{worker}-{i}", T0 + timedelta(seconds=i), user_id=f"u{worker}",
-              cost=Decimal("0.000000001")) for i in range(n)]
-    shared = [ev(f"shared-{i}", T0 + timedelta(hours=1, seconds=i), user_id="shared",
-                 cost=Decimal("0.000000001")) for i in range(100)]
+    own = [
+        ev(
+            f"w{worker}-{i}",
+            T0 + timedelta(seconds=i),
+            user_id=f"u{worker}",
+            cost=Decimal("0.000000001"),
+        )
+        for i in range(n)
+    ]
+    shared = [
+        ev(
+            f"shared-{i}",
+            T0 + timedelta(hours=1, seconds=i),
+            user_id="shared",
+            cost=Decimal("0.000000001"),
+        )
+        for i in range(100)
+    ]
     rnd = random.Random(worker)
     mixed = own + shared
     rnd.shuffle(mixed)
     for chunk in range(0, len(mixed), 37):
-        led.record_many(mixed[chunk:chunk + 37])
+        led.record_many(mixed[chunk : chunk + 37])
     led.close()
 
 
@@ -655,8 +852,9 @@ def test_sqlite_several_processes_exactly_once(tmp_path: Path, batch: bool) -> N
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("batch", [True, False], ids=["batched", "sync"])
-def test_postgres_several_processes_exactly_once(make_postgres_db: Callable[[], str],
-                                                 batch: bool) -> None:
+def test_postgres_several_processes_exactly_once(
+    make_postgres_db: Callable[[], str], batch: bool
+) -> None:
     url = make_postgres_db()  # schema not created yet: the children race to create it
     _run_workers(url, batch)
     led = SQLLedger(url)
@@ -692,8 +890,12 @@ def test_postgres_indexes_and_version(make_postgres_db: Callable[[], str]) -> No
     import psycopg
 
     with psycopg.connect(url) as conn:
-        names = {r[0] for r in conn.execute(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'tokenward_events'")}
+        names = {
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'tokenward_events'"
+            )
+        }
     assert {"tokenward_events_ts", "tokenward_events_user_ts", "tokenward_events_conv_ts"} <= names
 
 
@@ -765,6 +967,7 @@ def test_server_fixtures_fail_in_ci_and_skip_locally(monkeypatch) -> None:
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         servers._unavailable("embedded PostgreSQL", RuntimeError("initdb failed\nmore"))
     monkeypatch.setattr(servers, "_IN_CI", False)
-    with pytest.raises(pytest.skip.Exception, match="embedded PostgreSQL unavailable: "
-                                                    "RuntimeError: initdb failed$"):
+    with pytest.raises(
+        pytest.skip.Exception, match="embedded PostgreSQL unavailable: RuntimeError: initdb failed$"
+    ):
         servers._unavailable("embedded PostgreSQL", RuntimeError("initdb failed\nmore"))

@@ -49,10 +49,12 @@ class FakeCatalog:
         return SimpleNamespace(prices=self.prices[name])
 
 
-CATALOG = FakeCatalog({
-    "claude": P("3", read="0.30", w5="3.75", w1="6"),
-    "gpt": P("2.50", read="1.25"),
-})
+CATALOG = FakeCatalog(
+    {
+        "claude": P("3", read="0.30", w5="3.75", w1="6"),
+        "gpt": P("2.50", read="1.25"),
+    }
+)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -63,22 +65,48 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path):
 
 
 def ev(i: int, ts: datetime, model: str = "gpt", **kw: Any) -> UsageEvent:
-    return UsageEvent(id=str(i), timestamp=ts, model=model, provider=None,
-                      usage=kw.pop("usage", Usage(input=100, output=50)),
-                      cost=kw.pop("cost", Decimal("0.01")), **kw)
+    return UsageEvent(
+        id=str(i),
+        timestamp=ts,
+        model=model,
+        provider=None,
+        usage=kw.pop("usage", Usage(input=100, output=50)),
+        cost=kw.pop("cost", Decimal("0.01")),
+        **kw,
+    )
 
 
 def test_usage_stats_exact(ledger) -> None:
-    ledger.record_many([
-        ev(1, T0, usage=Usage(input=1000, output=250, cache_read=400), cost=Decimal("0.03"),
-           latency_ms=200.0),
-        ev(2, T0, usage=Usage(input=200, output=50), cost=Decimal("0.01"), status="error",
-           latency_ms=100.0),
-        ev(3, T0, usage=Usage(input=300, output=100, estimated=True), cost=Decimal("0.02")),
-        ev(4, T0, usage=Usage(input=0, output=0), cost=Decimal("0"), status="cancelled"),
-    ])
+    ledger.record_many(
+        [
+            ev(
+                1,
+                T0,
+                usage=Usage(input=1000, output=250, cache_read=400),
+                cost=Decimal("0.03"),
+                latency_ms=200.0,
+            ),
+            ev(
+                2,
+                T0,
+                usage=Usage(input=200, output=50),
+                cost=Decimal("0.01"),
+                status="error",
+                latency_ms=100.0,
+            ),
+            ev(3, T0, usage=Usage(input=300, output=100, estimated=True), cost=Decimal("0.02")),
+            ev(4, T0, usage=Usage(input=0, output=0), cost=Decimal("0"), status="cancelled"),
+        ]
+    )
     s = usage_stats(ledger)
-    assert (s.calls, s.errors, s.cancelled, s.input, s.output, s.tokens) == (4, 1, 1, 1500, 400, 1900)
+    assert (s.calls, s.errors, s.cancelled, s.input, s.output, s.tokens) == (
+        4,
+        1,
+        1,
+        1500,
+        400,
+        1900,
+    )
     assert s.cost == Decimal("0.06")
     assert s.success_rate == 0.5
     assert s.avg_input_per_call == 375.0 and s.avg_output_per_call == 100.0
@@ -93,13 +121,15 @@ def test_usage_stats_exact(ledger) -> None:
 
 
 def test_peak_hour_profile(ledger) -> None:
-    ledger.record_many([
-        ev(1, T0 + timedelta(hours=9, minutes=5)),
-        ev(2, T0 + timedelta(days=1, hours=9, minutes=50)),
-        ev(3, T0 + timedelta(hours=14), cost=Decimal("5")),
-        ev(4, T0 + timedelta(days=2, hours=14, minutes=1)),
-        ev(5, T0 + timedelta(days=2, hours=9, minutes=1)),
-    ])
+    ledger.record_many(
+        [
+            ev(1, T0 + timedelta(hours=9, minutes=5)),
+            ev(2, T0 + timedelta(days=1, hours=9, minutes=50)),
+            ev(3, T0 + timedelta(hours=14), cost=Decimal("5")),
+            ev(4, T0 + timedelta(days=2, hours=14, minutes=1)),
+            ev(5, T0 + timedelta(days=2, hours=9, minutes=1)),
+        ]
+    )
     p = peak_hour(ledger)
     assert p is not None
     assert (p.hour, p.value, p.share) == (9, 3, 0.6)
@@ -111,16 +141,20 @@ def test_peak_hour_profile(ledger) -> None:
 
 def test_trend_this_period_vs_previous(ledger) -> None:
     now = T0 + timedelta(days=14)
-    ledger.record_many([
-        ev(1, now - timedelta(days=1), cost=Decimal("3")),
-        ev(2, now - timedelta(days=6), cost=Decimal("1")),
-        ev(3, now - timedelta(days=8), cost=Decimal("2")),
-        ev(4, now - timedelta(days=15), cost=Decimal("100")),  # outside both periods
-    ])
+    ledger.record_many(
+        [
+            ev(1, now - timedelta(days=1), cost=Decimal("3")),
+            ev(2, now - timedelta(days=6), cost=Decimal("1")),
+            ev(3, now - timedelta(days=8), cost=Decimal("2")),
+            ev(4, now - timedelta(days=15), cost=Decimal("100")),  # outside both periods
+        ]
+    )
     t = trend(ledger, timedelta(days=7), now=now)
     assert (t.current, t.previous, t.change) == (Decimal("4"), Decimal("2"), Decimal("2"))
     assert t.change_pct == 1.0
-    assert t.current_start == now - timedelta(days=7) and t.previous_start == now - timedelta(days=14)
+    assert t.current_start == now - timedelta(days=7) and t.previous_start == now - timedelta(
+        days=14
+    )
     calls = trend(ledger, timedelta(days=7), metric="calls", now=now)
     assert (calls.current, calls.previous, calls.change_pct) == (2, 1, 1.0)
     none_before = trend(ledger, timedelta(days=1), now=now)
@@ -134,7 +168,8 @@ def test_cache_break_even_formula() -> None:
     be = cache_break_even(P("3", read="0.30", w5="3.75", w1="6"))
     assert be == Decimal("0.75") / Decimal("2.70")
     assert cache_break_even(P("3", read="0.30", w5="3.75", w1="6"), ttl="1h") == (
-        Decimal("3") / Decimal("2.70"))
+        Decimal("3") / Decimal("2.70")
+    )
     # OpenAI-style automatic caching: writes cost nothing extra
     assert cache_break_even(P("2.50", read="1.25")) == 0
     # reads that save nothing never pay a write back
@@ -145,13 +180,25 @@ def test_cache_break_even_formula() -> None:
 
 
 def test_cache_report_savings_in_usd(ledger) -> None:
-    ledger.record_many([
-        ev(1, T0, "claude", usage=Usage(input=1_000_000, output=0, cache_read=600_000,
-                                       cache_write_5m=200_000, cache_write_1h=100_000)),
-        ev(2, T0, "gpt", usage=Usage(input=400_000, output=0, cache_read=400_000)),
-        ev(3, T0, "mystery", usage=Usage(input=10, output=0, cache_read=5)),
-        ev(4, T0, "plain", usage=Usage(input=10, output=0)),  # no cache use: no price needed
-    ])
+    ledger.record_many(
+        [
+            ev(
+                1,
+                T0,
+                "claude",
+                usage=Usage(
+                    input=1_000_000,
+                    output=0,
+                    cache_read=600_000,
+                    cache_write_5m=200_000,
+                    cache_write_1h=100_000,
+                ),
+            ),
+            ev(2, T0, "gpt", usage=Usage(input=400_000, output=0, cache_read=400_000)),
+            ev(3, T0, "mystery", usage=Usage(input=10, output=0, cache_read=5)),
+            ev(4, T0, "plain", usage=Usage(input=10, output=0)),  # no cache use: no price needed
+        ]
+    )
     r = cache_report(ledger, catalog=CATALOG)
     by = {m.model: m for m in r.per_model}
     claude = by["claude"]
@@ -172,19 +219,28 @@ def test_cache_report_savings_in_usd(ledger) -> None:
 
 def test_cache_report_with_the_shipped_catalog(ledger) -> None:
     """If this fails, the default catalog's Claude Sonnet 4 cache prices changed."""
-    ledger.record(ev(1, T0, "claude-sonnet-4", usage=Usage(input=1_000_000, output=0,
-                                                          cache_read=1_000_000)))
+    ledger.record(
+        ev(1, T0, "claude-sonnet-4", usage=Usage(input=1_000_000, output=0, cache_read=1_000_000))
+    )
     r = cache_report(ledger)
     assert r.read_savings == Decimal("2.7")  # 1M x (3.00 - 0.30)
 
 
 def test_model_breakdown(ledger) -> None:
-    ledger.record_many([
-        ev(1, T0, "a", cost=Decimal("3"), usage=Usage(input=10, output=10)),
-        ev(2, T0, "a", cost=Decimal("3"), usage=Usage(input=30, output=10, cache_read=20),
-           status="error"),
-        ev(3, T0, "b", cost=Decimal("2"), usage=Usage(input=5, output=5)),
-    ])
+    ledger.record_many(
+        [
+            ev(1, T0, "a", cost=Decimal("3"), usage=Usage(input=10, output=10)),
+            ev(
+                2,
+                T0,
+                "a",
+                cost=Decimal("3"),
+                usage=Usage(input=30, output=10, cache_read=20),
+                status="error",
+            ),
+            ev(3, T0, "b", cost=Decimal("2"), usage=Usage(input=5, output=5)),
+        ]
+    )
     rows = model_breakdown(ledger)
     assert [r.model for r in rows] == ["a", "b"]
     a, b = rows

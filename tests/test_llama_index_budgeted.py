@@ -35,8 +35,7 @@ class CountingMockLLM(MockLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        return LLMMetadata(num_output=self.max_tokens or -1, model_name=MODEL,
-                           context_window=16000)
+        return LLMMetadata(num_output=self.max_tokens or -1, model_name=MODEL, context_window=16000)
 
     def _generate_text(self, length: int) -> str:
         self.calls += 1
@@ -47,7 +46,9 @@ class RawUsageLLM(CountingMockLLM):
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         self.calls += 1
-        return CompletionResponse(text="ok", raw={"usage": {"prompt_tokens": 20, "completion_tokens": 2}})
+        return CompletionResponse(
+            text="ok", raw={"usage": {"prompt_tokens": 20, "completion_tokens": 2}}
+        )
 
 
 class BrokenLLM(CountingMockLLM):
@@ -77,8 +78,10 @@ def test_allowed_call_is_preflighted_then_settled():
     (event,) = events(acc)
     counter = get_counter(MODEL)
     assert event.usage == Usage(
-        input=counter.count_messages([Message(role="user", content="hello there")]), output=5,
-        estimated=True)
+        input=counter.count_messages([Message(role="user", content="hello there")]),
+        output=5,
+        estimated=True,
+    )
     status = acc.budgets.status("cap")
     assert status.spent == event.usage.total and status.reserved == 0
 
@@ -174,9 +177,14 @@ def test_tool_schemas_are_counted_in_the_estimate():
     BudgetedLLM(CountingMockLLM(max_tokens=1), acc).chat([user("hi")], tools=[tool])
     (event,) = events(acc)
     counter = get_counter(MODEL)
-    with_tools = counter.count_messages([Message(role="user", content="hi")],
-                                        tools=[tool.metadata.to_openai_tool()])
-    assert event.usage.input == with_tools > counter.count_messages([Message(role="user", content="hi")])
+    with_tools = counter.count_messages(
+        [Message(role="user", content="hi")], tools=[tool.metadata.to_openai_tool()]
+    )
+    assert (
+        event.usage.input
+        == with_tools
+        > counter.count_messages([Message(role="user", content="hi")])
+    )
 
 
 def test_dims_and_model_override():
@@ -200,7 +208,9 @@ def test_is_a_drop_in_llm_for_query_engines():
         assert inner.calls == 2 and len(events(acc)) == 2
         assert llm.metadata.context_window == 16000  # metadata passes through
         # the same engine, budget now exhausted: denied before the model
-        tiny = BudgetedLLM(inner, Accountant(budgets=Budgets(Budget("t", limit_tokens=10, window="day"))))
+        tiny = BudgetedLLM(
+            inner, Accountant(budgets=Budgets(Budget("t", limit_tokens=10, window="day")))
+        )
         with pytest.raises(BudgetExceededError):
             index.as_query_engine(llm=tiny).query("capital of France?")
         assert inner.calls == 2
@@ -226,6 +236,7 @@ def test_function_agent_through_budgeted_llm():
     llm = BudgetedLLM(ToolMockLLM(), acc)
     assert llm.metadata.is_function_calling_model
     agent = FunctionAgent(tools=[FunctionTool.from_defaults(lookup)], llm=llm)
+
     async def run(agent: FunctionAgent) -> Any:
         return await agent.run("Where is Paris?")
 
@@ -234,8 +245,9 @@ def test_function_agent_through_budgeted_llm():
     recorded = events(acc)
     assert len(recorded) == 2 and recorded[0].tool_names == ("lookup",)
 
-    denied = BudgetedLLM(ToolMockLLM(), Accountant(
-        budgets=Budgets(Budget("t", limit_tokens=10, window="day"))))
+    denied = BudgetedLLM(
+        ToolMockLLM(), Accountant(budgets=Budgets(Budget("t", limit_tokens=10, window="day")))
+    )
     agent = FunctionAgent(tools=[FunctionTool.from_defaults(lookup)], llm=denied)
     with pytest.raises(BudgetExceededError):
         asyncio.run(run(agent))

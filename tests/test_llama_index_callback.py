@@ -49,8 +49,9 @@ class ReportingLLM(CustomLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return CompletionResponse(text="Paris.", raw={"usage": {"prompt_tokens": 120,
-                                                                "completion_tokens": 3}})
+        return CompletionResponse(
+            text="Paris.", raw={"usage": {"prompt_tokens": 120, "completion_tokens": 3}}
+        )
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any):
@@ -93,10 +94,12 @@ def test_embedding_counts_match_token_counting_handler():
         Settings.llm = CountingMockLLM(max_tokens=4)
         Settings.embed_model = MockEmbedding(embed_dim=8, model_name=EMBED)
         Settings.callback_manager = CallbackManager([ours, theirs])
-        index = VectorStoreIndex.from_documents([
-            Document(text="Paris is the capital of France."),
-            Document(text="Berlin is the capital of Germany, with many museums."),
-        ])
+        index = VectorStoreIndex.from_documents(
+            [
+                Document(text="Paris is the capital of France."),
+                Document(text="Berlin is the capital of Germany, with many museums."),
+            ]
+        )
         index.as_query_engine().query("capital of France?")
     finally:
         Settings._llm, Settings._embed_model, Settings._callback_manager = old
@@ -142,13 +145,19 @@ def test_dimensions_and_default_model():
         llm.chat([user("hi")])
     (event,) = acc.ledger.events()
     assert (event.model, event.user_id, event.agent, event.tags) == (
-        "gpt-4o", "u5", "legacy-app", {"plan": "pro"})
+        "gpt-4o",
+        "u5",
+        "legacy-app",
+        {"plan": "pro"},
+    )
 
 
 def test_error_is_recorded_and_released():
     class Broken(CountingMockLLM):
         @llm_completion_callback()
-        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        def complete(
+            self, prompt: str, formatted: bool = False, **kwargs: Any
+        ) -> CompletionResponse:
             raise TimeoutError("slow provider")
 
     acc = Accountant(budgets=Budgets(Budget("cap", limit_tokens=10_000, window="day")))
@@ -174,5 +183,7 @@ def test_async_stream_through_callback_manager_is_one_call():
 
     asyncio.run(go())
     assert [e.id.split("-")[0] for e in acc.ledger.events()] == [
-        "CountingMockLLM.astream_chat", "CountingMockLLM.achat"]
+        "CountingMockLLM.astream_chat",
+        "CountingMockLLM.achat",
+    ]
     assert len(handler.llm_token_counts) == 2

@@ -65,14 +65,16 @@ class OpenAIShapedLLM(CustomLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return CompletionResponse(text="Paris.", raw={"model": "gpt-4o-mini-2024-07-18",
-                                                      "usage": dict(self.usage)})
+        return CompletionResponse(
+            text="Paris.", raw={"model": "gpt-4o-mini-2024-07-18", "usage": dict(self.usage)}
+        )
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any):
         def gen():
             yield CompletionResponse(text="Par", delta="Par", raw={"usage": None})
             yield CompletionResponse(text="Paris.", delta="is.", raw={"usage": dict(self.usage)})
+
         return gen()
 
 
@@ -87,9 +89,15 @@ class AnthropicChatLLM(CustomLLM):
     def chat(self, messages, **kwargs: Any) -> ChatResponse:
         return ChatResponse(
             message=ChatMessage(role="assistant", content="Bonjour"),
-            raw={"model": "claude-sonnet-4-5", "usage": {
-                "input_tokens": 100, "output_tokens": 20,
-                "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 50}},
+            raw={
+                "model": "claude-sonnet-4-5",
+                "usage": {
+                    "input_tokens": 100,
+                    "output_tokens": 20,
+                    "cache_read_input_tokens": 1000,
+                    "cache_creation_input_tokens": 50,
+                },
+            },
         )
 
     @llm_completion_callback()
@@ -106,8 +114,10 @@ class KwargsUsageLLM(OpenAIShapedLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return CompletionResponse(text="ok", additional_kwargs={
-            "prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49})
+        return CompletionResponse(
+            text="ok",
+            additional_kwargs={"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49},
+        )
 
 
 class FailingLLM(PricedMockLLM):
@@ -163,7 +173,8 @@ def test_mockllm_chat_emits_two_events_but_is_recorded_once(accountant):
     assert event.model == MODEL and event.kind == "chat" and event.status == "ok"
     assert event.estimated is True  # MockLLM reports no usage: counted
     assert event.usage.input == counter.count_messages(
-        [Message(role="user", content="What is the capital of France?")])
+        [Message(role="user", content="What is the capital of France?")]
+    )
     assert event.usage.output == counter.count_text(response.message.content) == 5
     assert event.id.startswith("PricedMockLLM.chat-")  # the span id is the run id
     assert event.cost == cost(event.usage, MODEL).total > 0
@@ -186,10 +197,22 @@ def test_stream_async_and_completion_paths_each_record_once(accountant):
 
     asyncio.run(run_async())
     events = llm_events(accountant)
-    assert [e.kind for e in events] == ["chat", "completion", "completion", "chat", "completion", "chat"]
+    assert [e.kind for e in events] == [
+        "chat",
+        "completion",
+        "completion",
+        "chat",
+        "completion",
+        "chat",
+    ]
     assert [e.id.split("-")[0] for e in events] == [
-        "PricedMockLLM.stream_chat", "PricedMockLLM.stream_complete", "PricedMockLLM.complete",
-        "PricedMockLLM.achat", "PricedMockLLM.acomplete", "PricedMockLLM.astream_chat"]
+        "PricedMockLLM.stream_chat",
+        "PricedMockLLM.stream_complete",
+        "PricedMockLLM.complete",
+        "PricedMockLLM.achat",
+        "PricedMockLLM.acomplete",
+        "PricedMockLLM.astream_chat",
+    ]
     assert all(e.usage.output > 0 for e in events)
 
 
@@ -203,8 +226,13 @@ def test_predict_is_one_call(accountant):
 
 # ----------------------------------------------------------------------------- usage shapes
 def test_openai_raw_usage_is_exact_and_priced(accountant):
-    llm = OpenAIShapedLLM(usage={"prompt_tokens": 1200, "completion_tokens": 30,
-                                 "prompt_tokens_details": {"cached_tokens": 1000}})
+    llm = OpenAIShapedLLM(
+        usage={
+            "prompt_tokens": 1200,
+            "completion_tokens": 30,
+            "prompt_tokens_details": {"cached_tokens": 1000},
+        }
+    )
     llm.chat([user("capital of France?")])  # chat -> inner complete: still one event
     (event,) = llm_events(accountant)
     assert event.usage == Usage(input=1200, output=30, cache_read=1000)
@@ -239,9 +267,15 @@ class GeminiChatLLM(AnthropicChatLLM):
     def chat(self, messages, **kwargs: Any) -> ChatResponse:
         return ChatResponse(
             message=ChatMessage(role="assistant", content="Hallo"),
-            raw={"usage_metadata": {"prompt_token_count": 100, "candidates_token_count": 20,
-                                    "cached_content_token_count": 40, "thoughts_token_count": 5,
-                                    "total_token_count": 125}},
+            raw={
+                "usage_metadata": {
+                    "prompt_token_count": 100,
+                    "candidates_token_count": 20,
+                    "cached_content_token_count": 40,
+                    "thoughts_token_count": 5,
+                    "total_token_count": 125,
+                }
+            },
         )
 
 
@@ -278,7 +312,11 @@ def test_dimensions_from_context_manager_and_instrument(accountant):
     llm.complete("anonymous")
     first, second, third = llm_events(accountant)
     assert (first.user_id, first.conversation_id, first.agent, first.tags) == (
-        "u1", "c1", "support-bot", {"team": "search"})
+        "u1",
+        "c1",
+        "support-bot",
+        {"team": "search"},
+    )
     assert (second.user_id, second.agent) == ("u2", "support-bot")
     assert third.user_id is None
     assert tracker.calls == 1 and tracker.usage == first.usage and tracker.cost == first.cost
@@ -321,8 +359,15 @@ def test_dispatcher_swallows_budget_errors_raised_by_event_handlers():
         def handle(self, event, **kwargs):
             if isinstance(event, LLMChatStartEvent):
                 raise BudgetExceededError(
-                    "denied", budget="b", scope_key="global", unit="usd", limit=0, spent=0,
-                    reserved=0, attempted=1)
+                    "denied",
+                    budget="b",
+                    scope_key="global",
+                    unit="usd",
+                    limit=0,
+                    spent=0,
+                    reserved=0,
+                    attempted=1,
+                )
 
     denier = Denier()
     get_dispatcher().add_event_handler(denier)
@@ -358,15 +403,19 @@ def test_vector_index_query_engine_and_embeddings(accountant):
     index = VectorStoreIndex.from_documents(DOCS)
     embeds = [e for e in list(accountant.ledger.events()) if e.kind == "embedding"]
     counter = get_counter(EMBED)
-    assert sum(e.usage.input for e in embeds) == sum(counter.count_text(n.get_content(metadata_mode="embed"))
-                                                     for n in index.docstore.docs.values())
+    assert sum(e.usage.input for e in embeds) == sum(
+        counter.count_text(n.get_content(metadata_mode="embed"))
+        for n in index.docstore.docs.values()
+    )
     assert all(e.model == EMBED and e.cost > 0 for e in embeds)
 
     response = index.as_query_engine(similarity_top_k=2).query("What is the capital of France?")
     assert str(response)
     llm = llm_events(accountant)
     assert len(llm) == 1  # one synthesis call (chat + inner complete folded)
-    query_embeds = [e for e in list(accountant.ledger.events()) if e.kind == "embedding"][len(embeds):]
+    query_embeds = [e for e in list(accountant.ledger.events()) if e.kind == "embedding"][
+        len(embeds) :
+    ]
     assert len(query_embeds) == 1
     assert query_embeds[0].usage.input == counter.count_text("What is the capital of France?")
     total = sum((e.cost for e in list(accountant.ledger.events())), Decimal(0))
@@ -401,8 +450,9 @@ def test_function_agent_offline(accountant):
         calls.append(city)
         return f"{city} is a capital."
 
-    agent = FunctionAgent(tools=[FunctionTool.from_defaults(lookup)], llm=ToolMockLLM(),
-                          system_prompt="Use tools.")
+    agent = FunctionAgent(
+        tools=[FunctionTool.from_defaults(lookup)], llm=ToolMockLLM(), system_prompt="Use tools."
+    )
 
     async def run() -> str:
         return str(await agent.run("Where is Paris?"))
@@ -425,7 +475,7 @@ def test_unknown_model_is_reported_plainly_not_recorded(caplog):
     acc = Accountant()
     with instrument(acc), caplog.at_level(logging.WARNING, "tokenward.integrations.llama_index"):
         MockLLM(max_tokens=1).complete("x")  # model_name='unknown' and no default_model
-        Custom(max_tokens=1).complete("x")   # a name the catalog does not know
+        Custom(max_tokens=1).complete("x")  # a name the catalog does not know
     assert list(acc.ledger.events()) == []
     assert "reports no model name" in caplog.text and "default_model=" in caplog.text
     assert "was not recorded: Unknown model 'acme-finetune-7'" in caplog.text
@@ -444,13 +494,15 @@ def test_concurrent_async_calls_are_each_recorded_once(accountant):
         return text
 
     async def go() -> list:
-        return await asyncio.gather(*[llm.achat([user(f"chat {i}")]) for i in range(6)],
-                                    *[stream(i) for i in range(4)])
+        return await asyncio.gather(
+            *[llm.achat([user(f"chat {i}")]) for i in range(6)], *[stream(i) for i in range(4)]
+        )
 
     results = asyncio.run(go())
     assert len(results) == 10
     events = llm_events(accountant)
     assert len(events) == 10
     assert sorted(e.id.split("-")[0] for e in events) == (
-        ["PricedMockLLM.achat"] * 6 + ["PricedMockLLM.astream_chat"] * 4)
+        ["PricedMockLLM.achat"] * 6 + ["PricedMockLLM.astream_chat"] * 4
+    )
     assert len({e.id for e in events}) == 10

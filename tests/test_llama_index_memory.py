@@ -37,17 +37,36 @@ def tokens(messages: list[ChatMessage]) -> int:
 def tool_turn(i: int, blocks: bool) -> list[ChatMessage]:
     call_id = f"call_{i}"
     if blocks:  # how FunctionAgent stores tool calls
-        call = ChatMessage(role="assistant", blocks=[ToolCallBlock(
-            tool_call_id=call_id, tool_name="weather", tool_kwargs={"city": f"c{i}"})])
+        call = ChatMessage(
+            role="assistant",
+            blocks=[
+                ToolCallBlock(
+                    tool_call_id=call_id, tool_name="weather", tool_kwargs={"city": f"c{i}"}
+                )
+            ],
+        )
     else:  # OpenAI-style additional_kwargs
-        call = ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": [
-            {"id": call_id, "type": "function",
-             "function": {"name": "weather", "arguments": json.dumps({"city": f"c{i}"})}}]})
+        call = ChatMessage(
+            role="assistant",
+            content="",
+            additional_kwargs={
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": json.dumps({"city": f"c{i}"})},
+                    }
+                ]
+            },
+        )
     return [
         ChatMessage(role="user", content=f"Weather in c{i}?"),
         call,
-        ChatMessage(role="tool", content=f"Sunny in c{i}. " * 10,
-                    additional_kwargs={"tool_call_id": call_id, "name": "weather"}),
+        ChatMessage(
+            role="tool",
+            content=f"Sunny in c{i}. " * 10,
+            additional_kwargs={"tool_call_id": call_id, "name": "weather"},
+        ),
         ChatMessage(role="assistant", content=f"It is sunny in c{i}."),
     ]
 
@@ -58,10 +77,10 @@ def test_keeps_system_and_newest_turns_within_the_limit():
     kept = memory.get()
     assert kept[0] is history[0]  # the system message survives
     assert kept[1].role == "user" and kept[-1] is history[-1]
-    assert kept[1:] == history[len(history) - len(kept) + 1:]  # a contiguous newest window
+    assert kept[1:] == history[len(history) - len(kept) + 1 :]  # a contiguous newest window
     assert tokens(kept) <= 300
     # one more older turn would not fit
-    assert tokens([history[0]] + history[len(history) - len(kept) - 1:]) > 300
+    assert tokens([history[0]] + history[len(history) - len(kept) - 1 :]) > 300
     # ChatMemoryBuffer, same limit: drops the system message
     buffer = ChatMemoryBuffer.from_defaults(chat_history=history, token_limit=300)
     assert all(m.role != "system" for m in buffer.get())
@@ -89,13 +108,16 @@ def test_tool_call_groups_stay_together(blocks):
 
 def test_pinned_messages_are_kept():
     history = conversation(30)
-    history[3] = ChatMessage(role="user", content="My name is Ada; remember it.",
-                             additional_kwargs={"pinned": True})
-    kept = trim_chat_history(history, 250, model=MODEL,
-                             pinned=lambda m: m.additional_kwargs.get("pinned", False))
+    history[3] = ChatMessage(
+        role="user", content="My name is Ada; remember it.", additional_kwargs={"pinned": True}
+    )
+    kept = trim_chat_history(
+        history, 250, model=MODEL, pinned=lambda m: m.additional_kwargs.get("pinned", False)
+    )
     assert history[3] in kept and kept[0] is history[0] and tokens(kept) <= 250
-    memory = TokenwardChatMemory.from_defaults(chat_history=history, token_limit=250, model=MODEL,
-                                               pinned=[3])
+    memory = TokenwardChatMemory.from_defaults(
+        chat_history=history, token_limit=250, model=MODEL, pinned=[3]
+    )
     assert history[3] in memory.get()
 
 
@@ -107,16 +129,18 @@ def test_from_defaults_with_llm_and_tokenizer_fn():
 
     memory = TokenwardChatMemory.from_defaults(llm=Priced())
     assert memory.token_limit == 3000 and memory.model == MODEL
-    words = TokenwardChatMemory.from_defaults(chat_history=conversation(10), token_limit=60,
-                                              tokenizer_fn=str.split)
+    words = TokenwardChatMemory.from_defaults(
+        chat_history=conversation(10), token_limit=60, tokenizer_fn=str.split
+    )
     kept = words.get()
     assert sum(len(m.content.split()) for m in kept) <= 60 and kept[0].role == "system"
 
 
 def test_drop_in_for_simple_chat_engine():
     llm = MockLLMWithChatMemoryOfLastCall()  # echoes, and records what it was sent
-    memory = TokenwardChatMemory.from_defaults(chat_history=conversation(50), token_limit=400,
-                                               model=MODEL)
+    memory = TokenwardChatMemory.from_defaults(
+        chat_history=conversation(50), token_limit=400, model=MODEL
+    )
     engine = SimpleChatEngine.from_defaults(llm=llm, memory=memory)
     engine.chat("And the next city?")
     sent = llm.last_chat_messages
@@ -134,8 +158,9 @@ def test_drop_in_for_index_chat_engine():
     Settings.llm, Settings.embed_model = llm, MockEmbedding(embed_dim=8)
     try:
         index = VectorStoreIndex.from_documents([Document(text="Paris is in France.")])
-        memory = TokenwardChatMemory.from_defaults(chat_history=conversation(50)[1:],
-                                                   token_limit=500, model=MODEL)
+        memory = TokenwardChatMemory.from_defaults(
+            chat_history=conversation(50)[1:], token_limit=500, model=MODEL
+        )
         engine = index.as_chat_engine(chat_mode="context", memory=memory)
         assert str(engine.chat("Where is Paris?"))
     finally:
@@ -159,8 +184,9 @@ def test_function_agent_with_tokenward_memory():
         """Weather for a city."""
         return f"Sunny in {city}."
 
-    memory = TokenwardChatMemory.from_defaults(chat_history=conversation(30)[1:], token_limit=200,
-                                               model=MODEL)
+    memory = TokenwardChatMemory.from_defaults(
+        chat_history=conversation(30)[1:], token_limit=200, model=MODEL
+    )
     agent = FunctionAgent(tools=[FunctionTool.from_defaults(weather)], llm=ToolLLM())
 
     async def run() -> str:
@@ -191,17 +217,50 @@ def test_every_tool_call_shape_is_read():
 
     expected = (ToolCall(id="t1", name="lookup", arguments='{"city":"Paris"}'),)
     shapes = [
-        ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": [
-            {"id": "t1", "type": "function",
-             "function": {"name": "lookup", "arguments": '{"city":"Paris"}'}}]}),
-        ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": [
-            ToolSelection(tool_id="t1", tool_name="lookup", tool_kwargs={"city": "Paris"})]}),
-        ChatMessage(role="assistant", blocks=[ToolCallBlock(
-            tool_call_id="t1", tool_name="lookup", tool_kwargs={"city": "Paris"})]),
+        ChatMessage(
+            role="assistant",
+            content="",
+            additional_kwargs={
+                "tool_calls": [
+                    {
+                        "id": "t1",
+                        "type": "function",
+                        "function": {"name": "lookup", "arguments": '{"city":"Paris"}'},
+                    }
+                ]
+            },
+        ),
+        ChatMessage(
+            role="assistant",
+            content="",
+            additional_kwargs={
+                "tool_calls": [
+                    ToolSelection(tool_id="t1", tool_name="lookup", tool_kwargs={"city": "Paris"})
+                ]
+            },
+        ),
+        ChatMessage(
+            role="assistant",
+            blocks=[
+                ToolCallBlock(tool_call_id="t1", tool_name="lookup", tool_kwargs={"city": "Paris"})
+            ],
+        ),
     ]
     for shape in shapes:
         (msg,) = to_messages([shape])
         assert msg.role == "assistant" and msg.tool_calls == expected and msg.source is shape
-    (tool,) = to_messages([ChatMessage(role="tool", content="sunny",
-                                       additional_kwargs={"tool_call_id": "t1", "name": "lookup"})])
-    assert (tool.role, tool.tool_call_id, tool.name, tool.content) == ("tool", "t1", "lookup", "sunny")
+    (tool,) = to_messages(
+        [
+            ChatMessage(
+                role="tool",
+                content="sunny",
+                additional_kwargs={"tool_call_id": "t1", "name": "lookup"},
+            )
+        ]
+    )
+    assert (tool.role, tool.tool_call_id, tool.name, tool.content) == (
+        "tool",
+        "t1",
+        "lookup",
+        "sunny",
+    )

@@ -55,8 +55,12 @@ def test_keeps_the_optimal_set_not_the_greedy_prefix():
     tokens = [COUNTER.count_text(n.node.get_content(metadata_mode=MetadataMode.LLM)) for n in nodes]
     sep = COUNTER.count_text("\n\n")
     best = max(
-        (combo for r in range(len(nodes) + 1) for combo in itertools.combinations(range(len(nodes)), r)
-         if sum(tokens[i] for i in combo) + sep * max(0, len(combo) - 1) <= budget),
+        (
+            combo
+            for r in range(len(nodes) + 1)
+            for combo in itertools.combinations(range(len(nodes)), r)
+            if sum(tokens[i] for i in combo) + sep * max(0, len(combo) - 1) <= budget
+        ),
         key=lambda combo: sum(nodes[i].score for i in combo),
     )
     assert {n.node.text for n in kept} == {nodes[i].node.text for i in best}
@@ -64,8 +68,14 @@ def test_keeps_the_optimal_set_not_the_greedy_prefix():
     assert COUNTER.count_text(render(kept)) <= budget
     info = kept[0].node.metadata["tokenward_pack"]
     assert info["budget"] == budget and info["kept"] == 4 and info["offered"] == 5
-    assert info["dropped"] == [{"node_id": nodes[0].node.node_id, "reason": "did_not_fit",
-                                "tokens": tokens[0], "score": 0.90}]
+    assert info["dropped"] == [
+        {
+            "node_id": nodes[0].node.node_id,
+            "reason": "did_not_fit",
+            "tokens": tokens[0],
+            "score": 0.90,
+        }
+    ]
     assert pp.last_report.relevance_kept == pytest.approx(0.80 + 0.75 + 0.70 + 0.65)
     # bookkeeping is hidden from the prompt and the originals are untouched
     assert "tokenward" not in kept[0].node.get_content(metadata_mode=MetadataMode.LLM)
@@ -77,13 +87,17 @@ def test_budget_from_the_llm_window_minus_template_and_output():
     query = "What is the capital of France?"
     # counted like LlamaIndex's PromptHelper: Settings.tokenizer over the formatted text
     qa = len(Settings.tokenizer(DEFAULT_TEXT_QA_PROMPT.format(context_str="", query_str=query)))
-    refine = len(Settings.tokenizer(DEFAULT_REFINE_PROMPT.format(
-        context_msg="", existing_answer="", query_str=query)))
+    refine = len(
+        Settings.tokenizer(
+            DEFAULT_REFINE_PROMPT.format(context_msg="", existing_answer="", query_str=query)
+        )
+    )
     assert refine > qa  # LlamaIndex compacts for the bigger of the two; so do we
     pad = 500  # LlamaIndex's response_padding_size
     assert TokenBudgetPostprocessor(llm=llm).budget(query) == 1200 - 200 - refine - pad
     assert TokenBudgetPostprocessor(llm=llm, reserve_output=500).budget(query) == (
-        1200 - 500 - refine - pad)
+        1200 - 500 - refine - pad
+    )
     custom = TokenBudgetPostprocessor(llm=llm, prompt_template=DEFAULT_TEXT_QA_PROMPT, padding=0)
     assert custom.budget(query) == 1200 - 200 - qa
     half = TokenBudgetPostprocessor(llm=llm, context_share=0.5).budget(query)
@@ -91,38 +105,56 @@ def test_budget_from_the_llm_window_minus_template_and_output():
     # with model=..., the model's own tokenizer counts the template
     exact = TokenBudgetPostprocessor(llm=llm, model=MODEL, prompt_template=DEFAULT_TEXT_QA_PROMPT)
     assert exact.budget(query) == 1200 - 200 - pad - COUNTER.count_text(
-        DEFAULT_TEXT_QA_PROMPT.format(context_str="", query_str=query))
+        DEFAULT_TEXT_QA_PROMPT.format(context_str="", query_str=query)
+    )
 
 
 def test_edges_order_dedupe_and_partial_fill():
-    nodes = [node(f"Fact number {i}. " + "detail " * 20 + f"End of fact {i}.", 1 - i / 10)
-             for i in range(6)]
+    nodes = [
+        node(f"Fact number {i}. " + "detail " * 20 + f"End of fact {i}.", 1 - i / 10)
+        for i in range(6)
+    ]
     nodes.append(node(nodes[0].node.text, 0.95))  # a duplicate of the best node
     pp = TokenBudgetPostprocessor(max_tokens=10_000, model=MODEL, order="edges")
     kept = pp.postprocess_nodes(nodes)
     assert [round(n.score, 2) for n in kept] == [1.0, 0.8, 0.6, 0.5, 0.7, 0.9]
     dropped = kept[0].node.metadata["tokenward_pack"]["dropped"]
-    assert dropped == [{"node_id": nodes[6].node.node_id, "reason": "duplicate",
-                        "tokens": None, "score": 0.95, "duplicate_of": nodes[0].node.node_id}]
+    assert dropped == [
+        {
+            "node_id": nodes[6].node.node_id,
+            "reason": "duplicate",
+            "tokens": None,
+            "score": 0.95,
+            "duplicate_of": nodes[0].node.node_id,
+        }
+    ]
 
-    long_doc = node(". ".join(f"Sentence {i} is about Paris" for i in range(80)) + ".", 0.5,
-                    source="guide.txt")
+    long_doc = node(
+        ". ".join(f"Sentence {i} is about Paris" for i in range(80)) + ".", 0.5, source="guide.txt"
+    )
     small = node("Paris is the capital of France.", 0.9)
     pp = TokenBudgetPostprocessor(max_tokens=300, model=MODEL, min_partial_tokens=50)
     kept = pp.postprocess_nodes([small, long_doc])
     assert kept[0].node.text == small.node.text
     partial = kept[1].node
-    assert partial.metadata["tokenward_partial"] is True and partial.metadata["source"] == "guide.txt"
-    assert long_doc.node.text.startswith(partial.text) and len(partial.text) < len(long_doc.node.text)
+    assert (
+        partial.metadata["tokenward_partial"] is True and partial.metadata["source"] == "guide.txt"
+    )
+    assert long_doc.node.text.startswith(partial.text) and len(partial.text) < len(
+        long_doc.node.text
+    )
     assert partial.text.endswith(".")
     assert partial.metadata["tokenward_original_tokens"] == COUNTER.count_text(
-        long_doc.node.get_content(metadata_mode=MetadataMode.LLM))
+        long_doc.node.get_content(metadata_mode=MetadataMode.LLM)
+    )
     assert COUNTER.count_text(render(kept)) <= 300
     assert "tokenward" not in partial.get_content(metadata_mode=MetadataMode.LLM)
 
 
-DOCS = [Document(text=f"Document {i}: " + ("filler words here " * (10 + 7 * i)) + f"MARKER{i}")
-        for i in range(8)]
+DOCS = [
+    Document(text=f"Document {i}: " + ("filler words here " * (10 + 7 * i)) + f"MARKER{i}")
+    for i in range(8)
+]
 
 
 @pytest.fixture
@@ -152,8 +184,9 @@ def test_in_as_query_engine_the_llm_sees_only_the_packed_nodes(index):
 
 def test_in_retriever_query_engine_with_budget_from_settings_llm(index):
     pp = TokenBudgetPostprocessor()  # budget from Settings.llm: 1200 window, 200 output
-    engine = RetrieverQueryEngine.from_args(index.as_retriever(similarity_top_k=8),
-                                            node_postprocessors=[pp])
+    engine = RetrieverQueryEngine.from_args(
+        index.as_retriever(similarity_top_k=8), node_postprocessors=[pp]
+    )
     acc = Accountant()
     with instrument(acc):
         response = engine.query("Which marker?")
@@ -163,4 +196,5 @@ def test_in_retriever_query_engine_with_budget_from_settings_llm(index):
     assert len([e for e in acc.ledger.events() if e.kind != "embedding"]) == 1
     assert pp.last_report.tokens_used <= pp.last_report.max_tokens
     assert len(response.source_nodes) == pp.last_report.chunks_kept + (
-        1 if pp.last_report.partial is not None else 0)
+        1 if pp.last_report.partial is not None else 0
+    )

@@ -13,8 +13,6 @@ import io
 import re
 from pathlib import Path
 
-import pytest
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 _BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 _EXPECT = re.compile(r"^\s*print\(.*\)\s+# -> (.*)$")
@@ -58,7 +56,9 @@ def _mock_index(monkeypatch):
 
     # LlamaIndex's Settings is global: set it through monkeypatch so it is restored afterwards
     monkeypatch.setattr(Settings, "_llm", PricedMockLLM(max_tokens=16))
-    monkeypatch.setattr(Settings, "_embed_model", MockEmbedding(embed_dim=8, model_name="text-embedding-3-small"))
+    monkeypatch.setattr(
+        Settings, "_embed_model", MockEmbedding(embed_dim=8, model_name="text-embedding-3-small")
+    )
     return VectorStoreIndex.from_documents([Document(text="tokenward counts and bounds tokens.")])
 
 
@@ -88,7 +88,9 @@ def test_readme_python_blocks_run_and_print_what_they_claim(tmp_path, monkeypatc
             for line, got in zip(prints, printed):
                 m = _EXPECT.match(line)
                 if m:
-                    assert got == m.group(1).strip(), f"block {i + 1}: {line.strip()!r} printed {got!r}"
+                    assert got == m.group(1).strip(), (
+                        f"block {i + 1}: {line.strip()!r} printed {got!r}"
+                    )
     from tokenward.llama_index import instrument
 
     for value in list(namespace.values()):  # leave LlamaIndex's global dispatcher as we found it

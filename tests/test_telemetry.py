@@ -16,8 +16,14 @@ from tokenward.usage import Usage
 
 def _event(**kw) -> UsageEvent:
     base = dict(
-        id="r1", timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc), model="claude-sonnet-4",
-        provider="anthropic", cost=Decimal("0.0123"), latency_ms=1500.0, user_id="u1", agent="support",
+        id="r1",
+        timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        model="claude-sonnet-4",
+        provider="anthropic",
+        cost=Decimal("0.0123"),
+        latency_ms=1500.0,
+        user_id="u1",
+        agent="support",
         usage=Usage(input=1200, output=300, cache_read=800, cache_write_5m=100, reasoning=50),
     )
     base.update(kw)
@@ -30,7 +36,9 @@ def _points(reader: InMemoryMetricReader) -> dict[str, list]:
     for rm in data.resource_metrics:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                out[metric.name] = [(metric.unit, dict(p.attributes), p) for p in metric.data.data_points]
+                out[metric.name] = [
+                    (metric.unit, dict(p.attributes), p) for p in metric.data.data_points
+                ]
     return out
 
 
@@ -57,11 +65,13 @@ def test_token_usage_histogram_follows_genai_conventions(reader_and_sink):
     assert attrs["gen_ai.operation.name"] == "chat"
     # cardinality: no user/agent ids unless asked for
     assert not any(k.startswith("tokenward.") for k in attrs)
-    details = {a["tokenward.token.type"]: p.value for _, a, p in points["tokenward.client.token.details"]}
+    details = {
+        a["tokenward.token.type"]: p.value for _, a, p in points["tokenward.client.token.details"]
+    }
     assert details == {"cache_read": 800, "cache_creation": 100, "reasoning": 50}
-    (cost_unit, _, cost_point), = points["tokenward.client.cost"]
+    ((cost_unit, _, cost_point),) = points["tokenward.client.cost"]
     assert cost_unit == "USD" and cost_point.value == pytest.approx(0.0123)
-    (dur_unit, _, dur_point), = points["gen_ai.client.operation.duration"]
+    ((dur_unit, _, dur_point),) = points["gen_ai.client.operation.duration"]
     assert dur_unit == "s" and dur_point.sum == pytest.approx(1.5)
 
 
@@ -80,9 +90,13 @@ def test_dimensions_are_opt_in_and_errors_are_typed(reader_and_sink):
 
 def test_embedding_events_record_input_only(reader_and_sink):
     reader, provider = reader_and_sink
-    OTelMetricsSink(provider)(_event(kind="embedding", usage=Usage(input=64), model="text-embedding-3-small"))
+    OTelMetricsSink(provider)(
+        _event(kind="embedding", usage=Usage(input=64), model="text-embedding-3-small")
+    )
     usage = _points(reader)["gen_ai.client.token.usage"]
-    assert [(a["gen_ai.token.type"], a["gen_ai.operation.name"]) for _, a, _ in usage] == [("input", "embeddings")]
+    assert [(a["gen_ai.token.type"], a["gen_ai.operation.name"]) for _, a, _ in usage] == [
+        ("input", "embeddings")
+    ]
 
 
 def test_budget_alerts_become_span_events():
@@ -96,9 +110,19 @@ def test_budget_alerts_become_span_events():
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    alert = Alert(budget="daily", scope_key="user_id=<script>", window="day", threshold=0.9,
-                  kind="threshold", unit="usd", spent=Decimal("4.5"), limit=Decimal("5"),
-                  utilization=0.9, mode="hard", at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    alert = Alert(
+        budget="daily",
+        scope_key="user_id=<script>",
+        window="day",
+        threshold=0.9,
+        kind="threshold",
+        unit="usd",
+        spent=Decimal("4.5"),
+        limit=Decimal("5"),
+        utilization=0.9,
+        mode="hard",
+        at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    )
     with provider.get_tracer("t").start_as_current_span("call"):
         otel_alert_sink(alert)
     (span,) = exporter.get_finished_spans()

@@ -24,8 +24,8 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-from langchain_core.language_models.fake_chat_models import FakeChatModel  # noqa: E402
-from langchain_core.messages import (  # noqa: E402
+from langchain_core.language_models.fake_chat_models import FakeChatModel
+from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
@@ -33,13 +33,13 @@ from langchain_core.messages import (  # noqa: E402
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.messages.utils import count_tokens_approximately  # noqa: E402
-from langchain_core.tools import BaseTool  # noqa: E402
+from langchain_core.messages.utils import count_tokens_approximately
+from langchain_core.tools import BaseTool
 
-from tokenward.context import per_list, per_message, trim_history  # noqa: E402
-from tokenward.context._counters import counter_kind  # noqa: E402
-from tokenward.context._trim import group_boundaries  # noqa: E402
-from tokenward.integrations.langchain._messages import (  # noqa: E402
+from tokenward.context import per_list, per_message, trim_history
+from tokenward.context._counters import counter_kind
+from tokenward.context._trim import group_boundaries
+from tokenward.integrations.langchain._messages import (
     LANGCHAIN_OPS,
     _type_predicate,
     from_core,

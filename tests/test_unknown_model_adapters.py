@@ -16,9 +16,8 @@ from tokenward.integrations._common import swallow_internal_errors
 
 def test_guard_lets_only_the_user_facing_errors_through(caplog):
     log = logging.getLogger("tokenward.test")
-    with pytest.raises(UnknownModelError):
-        with swallow_internal_errors(log):
-            raise UnknownModelError("nope")
+    with pytest.raises(UnknownModelError), swallow_internal_errors(log):
+        raise UnknownModelError("nope")
     with caplog.at_level(logging.ERROR, logger="tokenward.test"):
         with swallow_internal_errors(log, "step"):
             raise RuntimeError("bug")
@@ -46,7 +45,9 @@ def test_langchain_tracked_embeddings_raise_for_unknown_model_before_embedding()
 
     fallback = Accountant(catalog=Catalog.default())
     fallback.catalog.set_fallback("text-embedding-3-small")
-    TrackedEmbeddings(Counting(size=4), fallback, model="no-such-embedding-model").embed_documents(["a"])
+    TrackedEmbeddings(Counting(size=4), fallback, model="no-such-embedding-model").embed_documents(
+        ["a"]
+    )
     assert len(calls) == 1 and fallback.ledger.count() == 1
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from tokenward.report._tables import ReportData
 
-__all__ = ["run_demo", "DemoResult"]
+__all__ = ["DemoResult", "run_demo"]
 
 
 @dataclass
@@ -123,12 +123,7 @@ _QUESTIONS = {
         "How are usage alerts configured?",
     ],
 }
-_WORDS = (
-    "the key rotation policy applies to every environment and you can trigger it from the "
-    "console or the API; billing alerts fire once per threshold; cached prompts reduce cost "
-    "while long contexts increase latency; tests cover the edge cases and the function "
-    "returns a sorted list; according to recent sources the timeline moved by six months"
-).split()
+_WORDS = ["the", "key", "rotation", "policy", "applies", "to", "every", "environment", "and", "you", "can", "trigger", "it", "from", "the", "console", "or", "the", "API;", "billing", "alerts", "fire", "once", "per", "threshold;", "cached", "prompts", "reduce", "cost", "while", "long", "contexts", "increase", "latency;", "tests", "cover", "the", "edge", "cases", "and", "the", "function", "returns", "a", "sorted", "list;", "according", "to", "recent", "sources", "the", "timeline", "moved", "by", "six", "months"]
 
 
 # The simulated provider counts with our *raw* (uncalibrated) counts: the demo must not feed
@@ -405,7 +400,8 @@ def run_demo(
                         result.calls += 1
                         usage = Usage(
                             input=int(
-                                _provider_prompt_tokens(persona.model, history, est.prompt_tokens) * 1.02
+                                _provider_prompt_tokens(persona.model, history, est.prompt_tokens)
+                                * 1.02
                             ),
                             output=visible,
                             cache_read=_provider_text_tokens(persona.model, system),

@@ -50,14 +50,14 @@ if TYPE_CHECKING:
     from tokenward.ledger import LedgerStore
 
 __all__ = [
+    "DIMENSION_KEYS",
     "Accountant",
     "Estimate",
     "Tracker",
-    "track",
     "current_dims",
     "get_default_accountant",
     "set_default_accountant",
-    "DIMENSION_KEYS",
+    "track",
 ]
 
 logger = logging.getLogger("tokenward")
@@ -78,7 +78,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _Dims:
     """Normalized dimensions of a call: the four standard keys plus tags."""
 
-    __slots__ = ("user_id", "conversation_id", "session_id", "agent", "tags")
+    __slots__ = ("agent", "conversation_id", "session_id", "tags", "user_id")
 
     def __init__(
         self,
@@ -513,7 +513,12 @@ class Accountant:
         generation = getattr(catalog, "_generation", None)
         fallback = getattr(catalog, "_fallback", None)
         hit = self._infos.get(model) if type(model) is str else None
-        if hit is not None and hit[0] == generation and hit[1] is fallback and generation is not None:
+        if (
+            hit is not None
+            and hit[0] == generation
+            and hit[1] is fallback
+            and generation is not None
+        ):
             return hit[2], hit[3]
         info, name = self._resolve_model(model)
         if generation is not None and type(model) is str:
@@ -774,9 +779,20 @@ class Accountant:
         elif entry is not None and not entry.estimate.exact and prompt_estimate:
             self._calibrate(entry.info, prompt_estimate, usage.input)
         return self._finish(
-            run_id, name, info, usage, resolved, trackers, status=status, kind=kind,
-            tool_names=tool_names, latency_ms=latency_ms, parent_id=parent_id, error=error,
-            prompt_text=prompt_text, output_text=output_text,
+            run_id,
+            name,
+            info,
+            usage,
+            resolved,
+            trackers,
+            status=status,
+            kind=kind,
+            tool_names=tool_names,
+            latency_ms=latency_ms,
+            parent_id=parent_id,
+            error=error,
+            prompt_text=prompt_text,
+            output_text=output_text,
         )
 
     def _finish(
@@ -954,9 +970,20 @@ class Accountant:
             info, name = self._model_info(model)
             resolved = self._resolve_dims(dims)
             event = self._finish(
-                run_id, name, info, usage, resolved, _current_trackers.get(), status=status,
-                kind=kind, tool_names=tool_names, latency_ms=latency_ms, parent_id=parent_id,
-                error=error, prompt_text=None, output_text=None,
+                run_id,
+                name,
+                info,
+                usage,
+                resolved,
+                _current_trackers.get(),
+                status=status,
+                kind=kind,
+                tool_names=tool_names,
+                latency_ms=latency_ms,
+                parent_id=parent_id,
+                error=error,
+                prompt_text=None,
+                output_text=None,
             )
         except BaseException:
             with self._lock:

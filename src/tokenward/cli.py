@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import typer
     from rich.console import Console
 
-__all__ = ["main", "get_app"]
+__all__ = ["get_app", "main"]
 
 _INSTALL_HINT = 'The tokenward command needs its extra: pip install "tokenward[cli]"'
 

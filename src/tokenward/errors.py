@@ -16,17 +16,17 @@ from typing import Any
 from tokenward._version import __version__
 
 __all__ = [
-    "TokenwardError",
-    "ConfigurationError",
-    "UnknownModelError",
-    "PricingMissingError",
-    "UsageParseError",
-    "TokenizerUnavailableError",
-    "ContextBudgetError",
     "BudgetExceededError",
     "BudgetStoreUnavailableError",
-    "LedgerError",
+    "ConfigurationError",
+    "ContextBudgetError",
     "IntegrationUnavailableError",
+    "LedgerError",
+    "PricingMissingError",
+    "TokenizerUnavailableError",
+    "TokenwardError",
+    "UnknownModelError",
+    "UsageParseError",
 ]
 
 _DOCS_URL = "https://tokenward.readthedocs.io/en/{version}/errors/#{code}"
@@ -187,5 +187,5 @@ class IntegrationUnavailableError(TokenwardError, ImportError):
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
-            f"{package} is not installed; install it with: pip install \"tokenward[{extra}]\""
+            f'{package} is not installed; install it with: pip install "tokenward[{extra}]"'
         )

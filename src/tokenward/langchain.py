@@ -10,11 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from tokenward.integrations import langchain as _impl
-from tokenward.integrations.langchain import (
-    AsyncTokenwardCallbackHandler,
-    TokenwardCallbackHandler,
-    tracking,
-)
 
 __all__ = list(_impl.__all__)
 

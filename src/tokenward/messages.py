@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Message", "ToolCall", "Chunk", "Role"]
+__all__ = ["Chunk", "Message", "Role", "ToolCall"]
 
 Role = Literal["system", "user", "assistant", "tool", "function", "developer"]
 
@@ -32,12 +32,18 @@ class ToolCall:
         args = fn.get("arguments", data.get("args", "{}"))
         if not isinstance(args, str):
             args = json.dumps(args, separators=(",", ":"), ensure_ascii=False)
-        return cls(id=str(data.get("id") or ""), name=str(fn.get("name") or data.get("name") or ""),
-                   arguments=args)
+        return cls(
+            id=str(data.get("id") or ""),
+            name=str(fn.get("name") or data.get("name") or ""),
+            arguments=args,
+        )
 
     def to_openai(self) -> dict[str, Any]:
-        return {"id": self.id, "type": "function",
-                "function": {"name": self.name, "arguments": self.arguments}}
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +83,14 @@ class Message:
         if content is None:
             content = ""
         calls = tuple(ToolCall.from_openai(c) for c in (data.get("tool_calls") or ()))
-        return cls(role=role, content=content, name=data.get("name"), tool_calls=calls,
-                   tool_call_id=data.get("tool_call_id"), id=data.get("id"))
+        return cls(
+            role=role,
+            content=content,
+            name=data.get("name"),
+            tool_calls=calls,
+            tool_call_id=data.get("tool_call_id"),
+            id=data.get("id"),
+        )
 
     def to_openai(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "content": self.content}

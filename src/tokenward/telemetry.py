@@ -37,13 +37,41 @@ if TYPE_CHECKING:
 
     from tokenward.budgets import Alert
 
-__all__ = ["OTelMetricsSink", "otel_alert_sink", "PROVIDER_NAMES"]
+__all__ = ["PROVIDER_NAMES", "OTelMetricsSink", "otel_alert_sink"]
 
 # GenAI semantic-convention bucket advice (gen-ai-metrics.md).
-_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
-                  16777216, 67108864)
-_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
-                     40.96, 81.92)
+_TOKEN_BUCKETS = (
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+)
+_DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
 
 #: catalog provider name -> ``gen_ai.provider.name`` well-known value
 PROVIDER_NAMES: Mapping[str, str] = {
@@ -92,21 +120,22 @@ class OTelMetricsSink:
             )
         self._dimensions = tuple(dimensions)
         self._tag_keys = tuple(tag_keys)
-        meter = (meter_provider or metrics.get_meter_provider()).get_meter(
-            "tokenward", __version__
-        )
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter("tokenward", __version__)
         self._tokens = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}",
+            "gen_ai.client.token.usage",
+            unit="{token}",
             description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
         )
         self._duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s",
+            "gen_ai.client.operation.duration",
+            unit="s",
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
         self._details = meter.create_counter(
-            "tokenward.client.token.details", unit="{token}",
+            "tokenward.client.token.details",
+            unit="{token}",
             description="Cache-read, cache-creation and reasoning tokens (subsets of input/output).",
         )
         self._cost = meter.create_counter(
@@ -139,9 +168,11 @@ class OTelMetricsSink:
         self._tokens.record(usage.input, {**attrs, "gen_ai.token.type": "input"})
         if event.kind != "embedding":
             self._tokens.record(usage.output, {**attrs, "gen_ai.token.type": "output"})
-        for kind, value in (("cache_read", usage.cache_read),
-                            ("cache_creation", usage.cache_write),
-                            ("reasoning", usage.reasoning)):
+        for kind, value in (
+            ("cache_read", usage.cache_read),
+            ("cache_creation", usage.cache_write),
+            ("reasoning", usage.reasoning),
+        ):
             if value:
                 self._details.add(value, {**attrs, "tokenward.token.type": kind})
         if event.cost:

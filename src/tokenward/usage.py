@@ -22,7 +22,7 @@ from typing import Any
 
 from tokenward.errors import UsageParseError
 
-__all__ = ["Usage", "TOKEN_FIELDS"]
+__all__ = ["TOKEN_FIELDS", "Usage"]
 
 #: The token kinds a :class:`Usage` counts, in storage and display order. Catalog prices,
 #: ledger columns and report tables use the same names.

@@ -17,7 +17,7 @@ from tokenward.budgets._store import BudgetStore, CounterStatus, MemoryBudgetSto
 from tokenward.budgets._windows import WindowSpan
 from tokenward.errors import BudgetExceededError, BudgetStoreUnavailableError, ConfigurationError
 
-__all__ = ["Budgets", "BudgetStatus", "Alert", "AlertSink", "LoggingAlertSink"]
+__all__ = ["Alert", "AlertSink", "BudgetStatus", "Budgets", "LoggingAlertSink"]
 
 logger = logging.getLogger("tokenward.budgets")
 _UTC = timezone.utc
@@ -194,7 +194,9 @@ class Budgets:
         self._next_housekeeping = time.monotonic() + (self._housekeeping or 0)
         # per (budget, scope key): the counter keys of its current window spans (recomputed
         # when Budget.spans() hands out a new span list, i.e. when the bucket changed)
-        self._keys_cache: dict[tuple[str, str], tuple[list[WindowSpan], tuple[str, ...], float | None, str]] = {}
+        self._keys_cache: dict[
+            tuple[str, str], tuple[list[WindowSpan], tuple[str, ...], float | None, str]
+        ] = {}
         # per (budget, scope key, window key, thresholds): the alert markers
         self._marker_cache: dict[tuple[Any, ...], tuple[tuple[float, str], ...]] = {}
 
@@ -218,7 +220,9 @@ class Budgets:
         return len(self._journal)
 
     # -- planning -----------------------------------------------------------------------------
-    def _plan(self, dims: Mapping[str, Any], cost_nanos: int, tokens: int, now: datetime) -> list[_Applied]:
+    def _plan(
+        self, dims: Mapping[str, Any], cost_nanos: int, tokens: int, now: datetime
+    ) -> list[_Applied]:
         out = []
         for b in self._budgets.values():
             if not b.applies(dims):
@@ -293,7 +297,8 @@ class Budgets:
                     break
                 entry = self._journal[0]
             self._store_call(
-                lambda: self.store.commit(entry.id, entry.actuals, now_s, entry.expires), force=force
+                lambda: self.store.commit(entry.id, entry.actuals, now_s, entry.expires),
+                force=force,
             )
             with self._lock:
                 if self._journal and self._journal[0] is entry:
@@ -336,7 +341,9 @@ class Budgets:
             self._maybe_reconcile(now_s)
             try:
                 res = self._store_call(
-                    lambda: self.store.reserve(items, run_id, self.reservation_ttl.total_seconds(), now_s)
+                    lambda: self.store.reserve(
+                        items, run_id, self.reservation_ttl.total_seconds(), now_s
+                    )
                 )
             except BudgetStoreUnavailableError as exc:
                 if self.fail_mode == "closed":
@@ -392,7 +399,9 @@ class Budgets:
                 self._done.popitem(last=False)
         if p is None:
             if dims is None:
-                logger.debug("tokenward budgets: commit for unknown run %s ignored (no dims)", run_id)
+                logger.debug(
+                    "tokenward budgets: commit for unknown run %s ignored (no dims)", run_id
+                )
                 return
             p = _Pending(self._plan(dims, cost_nanos, tokens, now_dt))
         actuals: dict[str, int] = {}
@@ -420,7 +429,9 @@ class Budgets:
                     self._journal_add(run_id, actuals, expires)
         self._check_thresholds(p, now_dt, stored)
 
-    def _journal_add(self, run_id: str, actuals: dict[str, int], expires: dict[str, float | None]) -> None:
+    def _journal_add(
+        self, run_id: str, actuals: dict[str, int], expires: dict[str, float | None]
+    ) -> None:
         with self._lock:
             # keyed by the run id, so reconciling also drops the run's reservation if the
             # store kept it (e.g. Redis with persistence restarted)
@@ -575,7 +586,9 @@ class Budgets:
                             scope_key=a.scope_key,
                             window=window_key or b.window.kind,
                             threshold=t,
-                            kind="exceeded" if spent > a.limit or (t == 1.0 and b.mode == "soft") else "threshold",
+                            kind="exceeded"
+                            if spent > a.limit or (t == 1.0 and b.mode == "soft")
+                            else "threshold",
                             unit=b.unit,
                             spent=b.to_unit(spent),
                             limit=b.to_unit(a.limit),
@@ -638,7 +651,9 @@ class Budgets:
             forecast_remaining_calls=forecast,
         )
 
-    def max_utilization(self, dims: Mapping[str, Any] | None, *, now: datetime | None = None) -> float:
+    def max_utilization(
+        self, dims: Mapping[str, Any] | None, *, now: datetime | None = None
+    ) -> float:
         """Highest (spent + reserved) / limit among the budgets that apply to ``dims`` (0.0 if
         none apply). Middleware uses it to degrade before a hard deny."""
         now_dt = _now(now)

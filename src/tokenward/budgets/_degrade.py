@@ -17,7 +17,7 @@ from typing import Any, Literal
 from tokenward.budgets._budgets import Budgets
 from tokenward.budgets._rules import usd_to_nanos
 
-__all__ = ["Degrade", "Degradation", "suggest_degradation"]
+__all__ = ["Degradation", "Degrade", "suggest_degradation"]
 
 PriceFn = Callable[[str, int, int], "int | Decimal"]
 
@@ -40,14 +40,22 @@ def _nanos(v: int | Decimal) -> int:
     return usd_to_nanos(v) if isinstance(v, Decimal) else int(v)
 
 
-def _fits(price: PriceFn, model: str, prompt: int, out: int, room_usd: int | None, room_tok: int | None) -> bool:
+def _fits(
+    price: PriceFn, model: str, prompt: int, out: int, room_usd: int | None, room_tok: int | None
+) -> bool:
     if room_tok is not None and prompt + out > room_tok:
         return False
     return room_usd is None or _nanos(price(model, prompt, out)) <= room_usd
 
 
 def _max_output(
-    price: PriceFn, model: str, prompt: int, lo: int, hi: int, room_usd: int | None, room_tok: int | None
+    price: PriceFn,
+    model: str,
+    prompt: int,
+    lo: int,
+    hi: int,
+    room_usd: int | None,
+    room_tok: int | None,
 ) -> int | None:
     """Largest output in [lo, hi] that fits (price is assumed non-decreasing in output)."""
     if hi < lo or not _fits(price, model, prompt, lo, room_usd, room_tok):
@@ -85,14 +93,20 @@ class Degrade:
         """The first degradation that fits every hard budget right now, or ``None``."""
         room_usd, room_tok = budgets.headroom(dims, now=now)
 
-        def made(action: Literal["none", "max_output_tokens", "model"], m: str, out: int, why: str) -> Degradation:
-            return Degradation(action, m, out, _nanos(price(m, prompt_tokens, out)), prompt_tokens + out, why)
+        def made(
+            action: Literal["none", "max_output_tokens", "model"], m: str, out: int, why: str
+        ) -> Degradation:
+            return Degradation(
+                action, m, out, _nanos(price(m, prompt_tokens, out)), prompt_tokens + out, why
+            )
 
         if _fits(price, model, prompt_tokens, max_output_tokens, room_usd, room_tok):
             return made("none", model, max_output_tokens, "fits as requested")
         floor = min(self.min_output_tokens, max_output_tokens)
         if self.reduce_output:
-            out = _max_output(price, model, prompt_tokens, floor, max_output_tokens, room_usd, room_tok)
+            out = _max_output(
+                price, model, prompt_tokens, floor, max_output_tokens, room_usd, room_tok
+            )
             if out is not None:
                 return made("max_output_tokens", model, out, f"lower max_output_tokens to {out}")
         for m in self.ladder:
@@ -101,7 +115,9 @@ class Degrade:
             if _fits(price, m, prompt_tokens, max_output_tokens, room_usd, room_tok):
                 return made("model", m, max_output_tokens, f"switch to cheaper model {m}")
             if self.reduce_output:
-                out = _max_output(price, m, prompt_tokens, floor, max_output_tokens, room_usd, room_tok)
+                out = _max_output(
+                    price, m, prompt_tokens, floor, max_output_tokens, room_usd, room_tok
+                )
                 if out is not None:
                     return made("model", m, out, f"switch to {m} with max_output_tokens={out}")
         return None
@@ -129,6 +145,11 @@ def suggest_degradation(
         if d is None: raise  # nothing fits: deny
     """
     return Degrade(tuple(ladder), min_output_tokens).suggest(
-        budgets, dims, model=model, prompt_tokens=prompt_tokens,
-        max_output_tokens=max_output_tokens, price=price, now=now,
+        budgets,
+        dims,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_output_tokens=max_output_tokens,
+        price=price,
+        now=now,
     )

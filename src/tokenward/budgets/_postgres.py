@@ -78,7 +78,7 @@ def _sa() -> Any:
 def _normalize_url(url: str) -> str:
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -118,14 +118,16 @@ class PostgresBudgetStore:
         md = sa.MetaData()
         p = table_prefix
         self.counters = sa.Table(
-            f"{p}counters", md,
+            f"{p}counters",
+            md,
             sa.Column("key", sa.Text, primary_key=True),
             sa.Column("spent", sa.BigInteger, nullable=False, server_default="0"),
             sa.Column("calls", sa.BigInteger, nullable=False, server_default="0"),
             sa.Column("expires_at", sa.Float, nullable=True),
         )
         self.reservations = sa.Table(
-            f"{p}reservations", md,
+            f"{p}reservations",
+            md,
             sa.Column("rid", sa.Text, primary_key=True),
             sa.Column("key", sa.Text, primary_key=True),
             sa.Column("amount", sa.BigInteger, nullable=False),
@@ -133,7 +135,8 @@ class PostgresBudgetStore:
             sa.Index(f"{p}reservations_key", "key", "expires_at"),
         )
         self.markers = sa.Table(
-            f"{p}markers", md,
+            f"{p}markers",
+            md,
             sa.Column("marker", sa.Text, primary_key=True),
             sa.Column("expires_at", sa.Float, nullable=True),
         )
@@ -212,7 +215,9 @@ class PostgresBudgetStore:
 
     def _read(self, conn: Any, keys: Sequence[str], now: float) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
-        for kind, key, amount, calls in conn.execute(self._totals_sql(), {"keys": list(keys), "now": now}):
+        for kind, key, amount, calls in conn.execute(
+            self._totals_sql(), {"keys": list(keys), "now": now}
+        ):
             row = out.setdefault(key, [0, 0, 0])
             if kind == "s":
                 row[0] += int(amount)
@@ -265,7 +270,9 @@ class PostgresBudgetStore:
 
     def release(self, reservation_id: str, now: float) -> None:
         with self._wrap(), self._autocommit.connect() as conn:
-            conn.execute(self.reservations.delete().where(self.reservations.c.rid == reservation_id))
+            conn.execute(
+                self.reservations.delete().where(self.reservations.c.rid == reservation_id)
+            )
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
         if not keys:
@@ -288,8 +295,12 @@ class PostgresBudgetStore:
         r, c, m = self.reservations, self.counters, self.markers
         with self._wrap(), self.engine.begin() as conn:
             n = conn.execute(r.delete().where(r.c.expires_at <= now)).rowcount
-            n += conn.execute(c.delete().where(c.c.expires_at.is_not(None), c.c.expires_at <= now)).rowcount
-            n += conn.execute(m.delete().where(m.c.expires_at.is_not(None), m.c.expires_at <= now)).rowcount
+            n += conn.execute(
+                c.delete().where(c.c.expires_at.is_not(None), c.c.expires_at <= now)
+            ).rowcount
+            n += conn.execute(
+                m.delete().where(m.c.expires_at.is_not(None), m.c.expires_at <= now)
+            ).rowcount
         return int(n)
 
     def drop_tables(self) -> None:
@@ -316,9 +327,9 @@ class _Wrap:
         if exc is None:
             return False
         exc_mod = self.sa.exc
-        if isinstance(exc, (exc_mod.OperationalError, exc_mod.InterfaceError, exc_mod.TimeoutError)) or (
-            isinstance(exc, exc_mod.DBAPIError) and exc.connection_invalidated
-        ):
+        if isinstance(
+            exc, (exc_mod.OperationalError, exc_mod.InterfaceError, exc_mod.TimeoutError)
+        ) or (isinstance(exc, exc_mod.DBAPIError) and exc.connection_invalidated):
             raise BudgetStoreUnavailableError(
                 f"Postgres budget store unavailable: {str(exc).splitlines()[0]}. Check the "
                 f"server is reachable."

@@ -46,7 +46,9 @@ local function purge(P, k, now)
 end
 """
 
-_RESERVE = _PURGE + """
+_RESERVE = (
+    _PURGE
+    + """
 local P, now, ttl, rid = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local items = cjson.decode(ARGV[5])
 local seen = {}
@@ -90,6 +92,7 @@ end
 redis.call('EXPIRE', res, math.ceil(ttl + 60))
 return {1, 0, table.concat(totals, ',')}
 """
+)
 
 _DROP = """
 local function drop(P, rid)
@@ -107,7 +110,9 @@ local function drop(P, rid)
 end
 """
 
-_COMMIT = _DROP + """
+_COMMIT = (
+    _DROP
+    + """
 local P, rid = ARGV[1], ARGV[2]
 local actuals = cjson.decode(ARGV[3])
 drop(P, rid)
@@ -123,13 +128,19 @@ for _, a in ipairs(actuals) do
 end
 return 1
 """
+)
 
-_RELEASE = _DROP + """
+_RELEASE = (
+    _DROP
+    + """
 drop(ARGV[1], ARGV[2])
 return 1
 """
+)
 
-_STATUS = _PURGE + """
+_STATUS = (
+    _PURGE
+    + """
 local P, now = ARGV[1], tonumber(ARGV[2])
 local out = {}
 for i = 3, #ARGV do
@@ -139,6 +150,7 @@ for i = 3, #ARGV do
 end
 return out
 """
+)
 
 
 def _redis() -> Any:
@@ -172,8 +184,12 @@ class RedisBudgetStore:
         socket_timeout: float = 2.0,
     ) -> None:
         redis = _redis()
-        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                        redis.exceptions.BusyLoadingError, OSError)
+        self._errors = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            redis.exceptions.BusyLoadingError,
+            OSError,
+        )
         if isinstance(url, str):
             self.client = redis.Redis.from_url(
                 url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from tokenward.budgets._windows import Window, WindowSpan, resolve_timezone
 from tokenward.errors import ConfigurationError
 
-__all__ = ["Budget", "GLOBAL_SCOPE", "NONE_VALUE", "usd_to_nanos", "nanos_to_usd"]
+__all__ = ["GLOBAL_SCOPE", "NONE_VALUE", "Budget", "nanos_to_usd", "usd_to_nanos"]
 
 GLOBAL_SCOPE = "*"
 NONE_VALUE = "<none>"
@@ -154,7 +154,9 @@ class Budget:
                 )
             self.where[k] = frozenset(vals)
         if mode not in ("hard", "soft"):
-            raise ConfigurationError(f"Budget {name!r}: mode must be 'hard' or 'soft', got {mode!r}.")
+            raise ConfigurationError(
+                f"Budget {name!r}: mode must be 'hard' or 'soft', got {mode!r}."
+            )
         self.mode = mode
         ths = []
         for t in thresholds:
@@ -197,7 +199,11 @@ class Budget:
         return f"{self.scope[0]}={_escape(key)}"
 
     def __repr__(self) -> str:
-        lim = f"limit_usd={self.limit_usd}" if self.unit == "usd" else f"limit_tokens={self.limit_tokens}"
+        lim = (
+            f"limit_usd={self.limit_usd}"
+            if self.unit == "usd"
+            else f"limit_tokens={self.limit_tokens}"
+        )
         return (
             f"Budget({self.name!r}, {lim}, window={self.window.describe()!r}, "
             f"scope={self.scope or GLOBAL_SCOPE!r}, mode={self.mode!r})"

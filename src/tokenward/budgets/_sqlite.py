@@ -58,8 +58,13 @@ class SQLiteBudgetStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
             with self._wrap():
-                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                       check_same_thread=False, uri=self._uri)
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self.timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    uri=self._uri,
+                )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -166,14 +171,17 @@ class SQLiteBudgetStore:
 
     def expire(self, now: float) -> int:
         with self._tx() as c:
-            n = c.execute("DELETE FROM tw_budget_reservations WHERE expires_at <= ?", (now,)).rowcount
+            n = c.execute(
+                "DELETE FROM tw_budget_reservations WHERE expires_at <= ?", (now,)
+            ).rowcount
             n += c.execute(
                 "DELETE FROM tw_budget_counters WHERE expires_at IS NOT NULL AND expires_at > 0 "
                 "AND expires_at <= ?",
                 (now,),
             ).rowcount
             n += c.execute(
-                "DELETE FROM tw_budget_markers WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+                "DELETE FROM tw_budget_markers WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                (now,),
             ).rowcount
         return n
 

@@ -21,10 +21,10 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "BudgetStore",
-    "ReserveItem",
-    "ReserveResult",
     "CounterStatus",
     "MemoryBudgetStore",
+    "ReserveItem",
+    "ReserveResult",
 ]
 
 
@@ -191,7 +191,9 @@ class MemoryBudgetStore:
                 r.amounts[it.key] = r.amounts.get(it.key, 0) + it.amount
                 self._reserved[it.key] = self._reserved.get(it.key, 0) + it.amount
                 if it.expires_at is not None:
-                    self._counter_expiry[it.key] = max(self._counter_expiry.get(it.key, 0), it.expires_at)
+                    self._counter_expiry[it.key] = max(
+                        self._counter_expiry.get(it.key, 0), it.expires_at
+                    )
             self._res[reservation_id] = r
             heapq.heappush(self._heap, (r.expires_at, reservation_id))
             return ReserveResult(True, tuple(totals))
@@ -220,7 +222,9 @@ class MemoryBudgetStore:
         with self._lock:
             self._sweep(now)
             return [
-                CounterStatus(self._spent.get(k, 0), self._reserved.get(k, 0), self._calls.get(k, 0))
+                CounterStatus(
+                    self._spent.get(k, 0), self._reserved.get(k, 0), self._calls.get(k, 0)
+                )
                 for k in keys
             ]
 

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tokenward.errors import ConfigurationError
 
-__all__ = ["Window", "WindowSpan", "resolve_timezone", "calendar_span"]
+__all__ = ["Window", "WindowSpan", "calendar_span", "resolve_timezone"]
 
 WindowKind = Literal["request", "conversation", "rolling", "day", "week", "month"]
 _CALENDAR = ("day", "week", "month")
@@ -65,7 +65,9 @@ def _local_start(d: date, tz: ZoneInfo | timezone) -> datetime:
     return utc
 
 
-def calendar_span(kind: str, now: datetime, tz: ZoneInfo | timezone) -> tuple[date, datetime, datetime]:
+def calendar_span(
+    kind: str, now: datetime, tz: ZoneInfo | timezone
+) -> tuple[date, datetime, datetime]:
     """``(local start date, start UTC, end UTC)`` of the calendar window containing ``now``."""
     local = now.astimezone(tz)
     d = local.date()
@@ -158,7 +160,11 @@ class Window:
                 raise ConfigurationError(
                     f"A rolling window needs a positive timedelta length, got {self.length!r}."
                 )
-            if not isinstance(self.buckets, int) or isinstance(self.buckets, bool) or self.buckets < 1:
+            if (
+                not isinstance(self.buckets, int)
+                or isinstance(self.buckets, bool)
+                or self.buckets < 1
+            ):
                 raise ConfigurationError(f"buckets must be a positive int, got {self.buckets!r}.")
             if self.granularity_ms < 1:
                 raise ConfigurationError(
@@ -185,7 +191,11 @@ class Window:
             return [WindowSpan("", None, None)]
         if self.kind == "rolling":
             g = self.granularity_ms
-            ms = int(now.timestamp() * 1000) if now.tzinfo else int(now.replace(tzinfo=_UTC).timestamp() * 1000)
+            ms = (
+                int(now.timestamp() * 1000)
+                if now.tzinfo
+                else int(now.replace(tzinfo=_UTC).timestamp() * 1000)
+            )
             idx = ms // g
             out = []
             for i in range(idx - self.buckets + 1, idx + 1):

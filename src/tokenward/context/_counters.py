@@ -29,7 +29,7 @@ from typing import Any
 
 from tokenward.errors import ConfigurationError
 
-__all__ = ["per_message", "per_list", "cached_counter"]
+__all__ = ["cached_counter", "per_list", "per_message"]
 
 _KIND_ATTR = "__tokenward_counter_kind__"
 _LIST_ORIGINS = (list, tuple, cabc.Sequence, cabc.Iterable, cabc.Collection, cabc.MutableSequence)
@@ -228,7 +228,7 @@ class MessageCounts:
     its messages plus ``overhead``); list counters are called on whole lists.
     """
 
-    __slots__ = ("items", "additive", "overhead", "_one_fn", "_list_fn", "_cache", "calls")
+    __slots__ = ("_cache", "_list_fn", "_one_fn", "additive", "calls", "items", "overhead")
 
     def __init__(
         self,

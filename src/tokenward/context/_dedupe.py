@@ -40,14 +40,12 @@ from operator import itemgetter, not_, or_
 from typing import Any
 from zlib import crc32
 
-__all__ = ["near_duplicates", "sketch_cache_info", "clear_caches"]
+__all__ = ["clear_caches", "near_duplicates", "sketch_cache_info"]
 
 _PUNCT = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\u2019\u201c\u201d"})
 # whitespace that str.split() splits on but bytes.split() does not: made a space first
 _PUNCT.update(
-    dict.fromkeys(
-        map(ord, "\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"), " "
-    )
+    dict.fromkeys(map(ord, "\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"), " ")
 )
 _PUNCT.update(dict.fromkeys(range(0x2000, 0x200B), " "))
 _BOTTOM = 9  # sketch size
@@ -68,7 +66,7 @@ class _TwoGen:
     """Bounded mapping approximating LRU with one dict lookup per hit: hits in ``young``
     are free; hits in ``old`` are promoted; when ``young`` is full it becomes ``old``."""
 
-    __slots__ = ("young", "old", "maxsize")
+    __slots__ = ("maxsize", "old", "young")
 
     def __init__(self, maxsize: int) -> None:
         self.young: dict[Any, Any] = {}
@@ -105,15 +103,15 @@ class _SketchStore:
     are both flagged, so a call only has to look at its flagged texts."""
 
     __slots__ = (
-        "young",
-        "old",
-        "maxsize",
         "index",
+        "lock",
+        "maxsize",
+        "old",
         "old_index",
-        "shared",
         "old_shared",
         "rotations",
-        "lock",
+        "shared",
+        "young",
     )
 
     def __init__(self, maxsize: int) -> None:
@@ -217,9 +215,7 @@ def records(texts: list[str]) -> list[_Record]:
     return out
 
 
-def _intersection(
-    a: _Record, b: _Record, ta: str, tb: str, sets: dict[str, frozenset[int]]
-) -> int:
+def _intersection(a: _Record, b: _Record, ta: str, tb: str, sets: dict[str, frozenset[int]]) -> int:
     key = a[0] << 40 | b[0] if a[0] < b[0] else b[0] << 40 | a[0]
     inter = _PAIRS_CACHE.get(key)
     if inter is None:

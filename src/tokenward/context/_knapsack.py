@@ -36,7 +36,7 @@ from bisect import bisect_left, bisect_right
 from itertools import accumulate, compress
 from operator import sub, truediv
 
-__all__ = ["solve", "lp_bound", "TOLERANCE"]
+__all__ = ["TOLERANCE", "lp_bound", "solve"]
 
 TOLERANCE = 1e-4  # relative optimality gap accepted before the exact proof is attempted
 _PROBES = (2, 4, 8)  # items on each side of the break in the first, cheap passes

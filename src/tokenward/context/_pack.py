@@ -18,7 +18,7 @@ from tokenward.context._knapsack import lp_bound, solve
 from tokenward.errors import ConfigurationError
 from tokenward.messages import Chunk
 
-__all__ = ["pack_context", "PackResult", "PackReport", "DroppedChunk"]
+__all__ = ["DroppedChunk", "PackReport", "PackResult", "pack_context"]
 
 Reason = Literal["duplicate", "below_min_score", "did_not_fit", "empty"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from tokenward.errors import ConfigurationError, ContextBudgetError
 
-__all__ = ["plan", "Plan", "DEFAULT_SHARES"]
+__all__ = ["DEFAULT_SHARES", "Plan", "plan"]
 
 DEFAULT_SHARES: Mapping[str, float] = MappingProxyType(
     {"system": 0.10, "history": 0.40, "rag": 0.50}

@@ -47,7 +47,7 @@ from tokenward.context._counters import MessageCounts
 from tokenward.errors import ConfigurationError, ContextBudgetError
 from tokenward.messages import Message
 
-__all__ = ["trim_history", "MessageOps", "trim_items", "default_text_splitter"]
+__all__ = ["MessageOps", "default_text_splitter", "trim_history", "trim_items"]
 
 _ROLE_ALIASES = {
     "human": "user",

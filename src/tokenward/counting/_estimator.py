@@ -97,9 +97,7 @@ def _full_table() -> dict[int, str]:
     global _FULL_TABLE, _CJK_VOCAB, _CJK_PREFIXES
     if _FULL_TABLE is None:
         vocab = frozenset(CJK_TOKENS.split("|"))
-        _CJK_PREFIXES = frozenset(
-            tok[:k] for tok in vocab for k in range(2, len(tok) + 1)
-        )
+        _CJK_PREFIXES = frozenset(tok[:k] for tok in vocab for k in range(2, len(tok) + 1))
         _CJK_VOCAB = vocab
         t = dict(_ASCII_TABLE)
         upd = t.update

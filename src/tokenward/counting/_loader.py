@@ -137,7 +137,7 @@ def _constructor_offline(name: str) -> tuple[dict[str, Any], str] | None:
             g[fn.__name__] = types.FunctionType(
                 fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__
             )
-    ctor = g.get(getattr(ctors[name], "__name__", ""), None)
+    ctor = g.get(getattr(ctors[name], "__name__", ""))
     if not isinstance(ctor, types.FunctionType):
         return None
     try:

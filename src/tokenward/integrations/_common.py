@@ -14,14 +14,21 @@ from contextlib import contextmanager
 
 from tokenward.errors import BudgetExceededError, UnknownModelError
 
-__all__ = ["PROPAGATE", "MODEL_KEYS", "swallow_internal_errors"]
+__all__ = ["MODEL_KEYS", "PROPAGATE", "swallow_internal_errors"]
 
 #: Errors an adapter lets through to the caller.
 PROPAGATE: tuple[type[Exception], ...] = (BudgetExceededError, UnknownModelError)
 
 #: Keys under which framework objects name their model, best first.
-MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "deployment", "engine",
-              "azure_deployment")
+MODEL_KEYS = (
+    "model",
+    "model_name",
+    "model_id",
+    "deployment_name",
+    "deployment",
+    "engine",
+    "azure_deployment",
+)
 
 
 @contextmanager

@@ -18,18 +18,18 @@ from tokenward.errors import ConfigurationError
 from tokenward.ledger._base import LedgerStore, SummaryRow, WhereValue, check_metric
 
 __all__ = [
-    "UsageStats",
-    "PeakHour",
-    "Trend",
     "CacheModelRow",
     "CacheReport",
     "ModelBreakdown",
-    "usage_stats",
+    "PeakHour",
+    "Trend",
+    "UsageStats",
+    "cache_break_even",
+    "cache_report",
+    "model_breakdown",
     "peak_hour",
     "trend",
-    "cache_report",
-    "cache_break_even",
-    "model_breakdown",
+    "usage_stats",
 ]
 
 _MILLION = Decimal(1_000_000)
@@ -72,8 +72,27 @@ class UsageStats:
     def from_row(cls, row: SummaryRow | None) -> UsageStats:
         """Stats of one summary row (``None`` -> all zeros)."""
         if row is None:
-            return cls(0, 0, 0, 0, 0, 0, 0, 0, 0, _ZERO, None, None, None, None, None, None,
-                       None, None, None)
+            return cls(
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                _ZERO,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
         n = row.calls
         return cls(
             calls=n,

@@ -13,17 +13,17 @@ from tokenward.ledger._event import UsageEvent, from_micros, from_nanos, to_micr
 from tokenward.usage import TOKEN_FIELDS
 
 __all__ = [
-    "LedgerStore",
-    "SummaryRow",
-    "Bucket",
-    "Metric",
     "DIMENSIONS",
+    "Bucket",
+    "LedgerStore",
+    "Metric",
+    "SummaryRow",
     "WhereValue",
 ]
 
 Bucket = Literal["hour", "day", "week", "month"]
 Metric = Literal["cost", "tokens", "calls"]
-WhereValue = Union[str, None, Sequence[Union[str, None]]]
+WhereValue = Union[str, None, Sequence[str | None]]
 
 #: Plain column dimensions usable in ``by=`` and ``where=``; plus ``"tag:<key>"``.
 DIMENSIONS = (
@@ -361,7 +361,9 @@ def event_agg(e: UsageEvent) -> list[Any]:
     ]
 
 
-def make_row(dims: Sequence[str], key: Sequence[Any], agg: Sequence[Any], bucket=None) -> SummaryRow:
+def make_row(
+    dims: Sequence[str], key: Sequence[Any], agg: Sequence[Any], bucket=None
+) -> SummaryRow:
     return SummaryRow(
         dims=dict(zip(dims, key)),
         calls=agg[0],
@@ -419,7 +421,9 @@ def top_rows(rows: list[SummaryRow], n: int, metric: str) -> list[SummaryRow]:
     return ranked[:n]
 
 
-def split_days(lo: int | None, hi: int | None) -> tuple[list[tuple[int | None, int | None]], tuple[int | None, int | None] | None]:
+def split_days(
+    lo: int | None, hi: int | None
+) -> tuple[list[tuple[int | None, int | None]], tuple[int | None, int | None] | None]:
     """Split ``[lo, hi)`` (microseconds) into raw edge ranges and a whole-day range.
 
     Returns ``(raw_ranges, (first_day, end_day))`` where the day range is half-open

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from tokenward.cost import from_nanos, to_nanos
 from tokenward.usage import TOKEN_FIELDS, Usage
 
-__all__ = ["UsageEvent", "EventStatus", "EventKind", "to_nanos", "from_nanos"]
+__all__ = ["EventKind", "EventStatus", "UsageEvent", "from_nanos", "to_nanos"]
 
 EventStatus = Literal["ok", "error", "cancelled"]
 EventKind = Literal["chat", "completion", "embedding"]

@@ -42,7 +42,7 @@ def open_ledger(url_or_path: str | os.PathLike[str] | LedgerStore, **kwargs: Any
 
         return SQLLedger(target, **kwargs)
     if lowered.startswith("sqlite:///"):
-        path = target[len("sqlite:///"):]
+        path = target[len("sqlite:///") :]
         if not path:
             return MemoryLedger(**kwargs)
         from tokenward.ledger._sqlite import SQLiteLedger

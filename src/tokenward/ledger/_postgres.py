@@ -30,10 +30,10 @@ from tokenward.ledger._event import EVENT_COLUMNS, UsageEvent, event_to_row
 from tokenward.ledger._sqlcommon import (
     EVENTS,
     ROLLUP_SOURCE_COLUMNS,
-    WRITE_ROLLUPS,
     SCHEMA_VERSION,
     STAGE,
     VERSION_TABLE,
+    WRITE_ROLLUPS,
     _SQLQueries,
     ddl,
     rebuild_rollup_sql,
@@ -44,11 +44,13 @@ from tokenward.ledger._writer import _BatchWriter
 __all__ = ["SQLLedger"]
 
 _LOCK_KEY = 0x746F6B776172
-_RETRY_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure  # "tokwar": advisory lock id for schema changes
+_RETRY_SQLSTATES = (
+    "40P01",
+    "40001",
+)  # deadlock detected, serialization failure  # "tokwar": advisory lock id for schema changes
 
 #: Migrations from version N-1 to N: ``{N: [statements]}``. Version 1 is the base schema.
 _MIGRATIONS: dict[int, list[str]] = {}
-
 
 
 _STAGE_DDL = (
@@ -74,8 +76,11 @@ def _insert_sql() -> str:
     *first, last = WRITE_ROLLUPS
     for i, (table, dims, period) in enumerate(first):
         ctes.append(f"r{i} AS ({rollup_upsert_sql(table, dims, 'ins', 'postgresql', period)})")
-    return "WITH " + ",\n".join(ctes) + "\n" + rollup_upsert_sql(
-        last[0], last[1], "ins", "postgresql", last[2]
+    return (
+        "WITH "
+        + ",\n".join(ctes)
+        + "\n"
+        + rollup_upsert_sql(last[0], last[1], "ins", "postgresql", last[2])
     )
 
 
@@ -88,7 +93,7 @@ def normalize_url(url: str) -> str:
         )
     if m.group(2):
         return url
-    return "postgresql+psycopg://" + url[m.end():]
+    return "postgresql+psycopg://" + url[m.end() :]
 
 
 class SQLLedger(_SQLQueries):
@@ -130,7 +135,7 @@ class SQLLedger(_SQLQueries):
             self._driver_errors = ()
         if isinstance(url, str):
             try:
-                import psycopg  # noqa: F401
+                import psycopg
             except ImportError as exc:  # pragma: no cover
                 raise IntegrationUnavailableError("psycopg", "postgres") from exc
             kwargs = {"pool_pre_ping": True, **(engine_kwargs or {})}
@@ -149,8 +154,12 @@ class SQLLedger(_SQLQueries):
         self._closed = False
         self._init_schema()
         self._writer = (
-            _BatchWriter(self._write, name="tokenward-sql-ledger", max_batch=batch_size,
-                         max_delay=flush_interval)
+            _BatchWriter(
+                self._write,
+                name="tokenward-sql-ledger",
+                max_batch=batch_size,
+                max_delay=flush_interval,
+            )
             if batch
             else None
         )
@@ -179,7 +188,9 @@ class SQLLedger(_SQLQueries):
             ).scalar()
             current = 0
             if exists:
-                current = conn.execute(text(f"SELECT MAX(version) FROM {VERSION_TABLE}")).scalar() or 0
+                current = (
+                    conn.execute(text(f"SELECT MAX(version) FROM {VERSION_TABLE}")).scalar() or 0
+                )
             if current > SCHEMA_VERSION:
                 raise LedgerError(
                     f"the ledger database has schema version {current}, written by a newer "
@@ -192,8 +203,10 @@ class SQLLedger(_SQLQueries):
                 for stmt in ddl("postgresql"):
                     conn.execute(text(stmt))
                 conn.execute(
-                    text(f"INSERT INTO {VERSION_TABLE} (version, applied_at, note) "
-                         "VALUES (:v, :at, 'initial schema')"),
+                    text(
+                        f"INSERT INTO {VERSION_TABLE} (version, applied_at, note) "
+                        "VALUES (:v, :at, 'initial schema')"
+                    ),
                     {"v": SCHEMA_VERSION, "at": now},
                 )
             else:
@@ -201,8 +214,10 @@ class SQLLedger(_SQLQueries):
                     for stmt in _MIGRATIONS[version]:
                         conn.execute(text(stmt))
                     conn.execute(
-                        text(f"INSERT INTO {VERSION_TABLE} (version, applied_at, note) "
-                             "VALUES (:v, :at, 'migration')"),
+                        text(
+                            f"INSERT INTO {VERSION_TABLE} (version, applied_at, note) "
+                            "VALUES (:v, :at, 'migration')"
+                        ),
                         {"v": version, "at": now},
                     )
 

@@ -85,8 +85,7 @@ _SUM_FIELDS = (
 )
 #: Columns the rollups read from inserted rows.
 ROLLUP_SOURCE_COLUMNS = tuple(
-    dict.fromkeys(["ts_us", *(d for _, dims in ROLLUPS for d in dims), *_SUM_FIELDS,
-                   "latency_ms"])
+    dict.fromkeys(["ts_us", *(d for _, dims in ROLLUPS for d in dims), *_SUM_FIELDS, "latency_ms"])
 )
 
 
@@ -177,9 +176,7 @@ def month_expr(dialect: str, day: str = "ts_us / 86400000000") -> str:
     d = f"(DATE '1970-01-01' + CAST({day} AS integer))"
     # date_part (double precision, exact for whole years/months) rather than EXTRACT
     # (numeric since PostgreSQL 14, several times slower per row)
-    return (
-        f"CAST((date_part('year', {d}) - 1970) * 12 + date_part('month', {d}) - 1 AS bigint)"
-    )
+    return f"CAST((date_part('year', {d}) - 1970) * 12 + date_part('month', {d}) - 1 AS bigint)"
 
 
 def rollup_upsert_sql(
@@ -209,9 +206,7 @@ def rollup_upsert_sql(
     )
 
 
-def rollup_rowwise_sql(
-    table: str, dims: Sequence[str], where: str, period: str = "day"
-) -> str:
+def rollup_rowwise_sql(table: str, dims: Sequence[str], where: str, period: str = "day") -> str:
     """SQLite: add the event rows matching ``where`` into rollup ``table`` one row at a
     time (each row upserts its group), with no GROUP BY.
 
@@ -245,7 +240,11 @@ def rollup_rowwise_sql(
 
 
 def derived_rollup_sql(
-    table: str, dims: Sequence[str], period: str, source: str, source_dims: Sequence[str],
+    table: str,
+    dims: Sequence[str],
+    period: str,
+    source: str,
+    source_dims: Sequence[str],
     dialect: str,
 ) -> str:
     """Add the rows of rollup-shaped ``source`` (daily, ``source_dims`` a superset of
@@ -286,7 +285,9 @@ def rebuild_rollup_sql(dialect: str) -> list[str]:
     derived = []
     for table, dims, period in WRITE_ROLLUPS:
         if table != _BASE_ROLLUP and set(dims) <= set(base_dims):
-            derived.append(derived_rollup_sql(table, dims, period, _BASE_ROLLUP, base_dims, dialect))
+            derived.append(
+                derived_rollup_sql(table, dims, period, _BASE_ROLLUP, base_dims, dialect)
+            )
         else:
             out.append(rollup_upsert_sql(table, dims, EVENTS, dialect, period))
     return out + derived
@@ -404,8 +405,16 @@ class _SQLQueries:
             if unit is None and table in MONTHLY:
                 day_ranges, months = split_months(days[0], days[1])
                 if months is not None:
-                    self._run_grouped(acc, dims, conds, unit, months[0], months[1],
-                                      rollup=MONTHLY[table], period="month")
+                    self._run_grouped(
+                        acc,
+                        dims,
+                        conds,
+                        unit,
+                        months[0],
+                        months[1],
+                        rollup=MONTHLY[table],
+                        period="month",
+                    )
             for dlo, dhi in day_ranges:
                 self._run_grouped(acc, dims, conds, unit, dlo, dhi, rollup=table)
         return acc
@@ -557,4 +566,3 @@ class _SQLQueries:
                 left -= len(rows)
             last = rows[-1]
             after = (last[1], last[0])
-

@@ -15,9 +15,9 @@ from tokenward.errors import ConfigurationError, LedgerError
 from tokenward.ledger._event import EVENT_COLUMNS, UsageEvent, event_to_row
 from tokenward.ledger._sqlcommon import (
     EVENTS,
-    WRITE_ROLLUPS,
     SCHEMA_VERSION,
     VERSION_TABLE,
+    WRITE_ROLLUPS,
     _SQLQueries,
     ddl,
     rebuild_rollup_sql,
@@ -29,8 +29,7 @@ __all__ = ["SQLiteLedger"]
 
 _COLS = ", ".join(EVENT_COLUMNS)
 _INSERT = (
-    f"INSERT OR IGNORE INTO {EVENTS} ({_COLS}) "
-    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+    f"INSERT OR IGNORE INTO {EVENTS} ({_COLS}) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
 # Inside one BEGIN IMMEDIATE transaction no other writer can interleave, so the rows
 # this batch inserted (duplicates were ignored) are exactly those with
@@ -106,7 +105,9 @@ class SQLiteLedger(_SQLQueries):
                 "SQLiteLedger needs a file path; use MemoryLedger() for an in-memory ledger"
             )
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ConfigurationError(f"synchronous must be OFF/NORMAL/FULL/EXTRA, got {synchronous!r}")
+            raise ConfigurationError(
+                f"synchronous must be OFF/NORMAL/FULL/EXTRA, got {synchronous!r}"
+            )
         self.path = str(Path(p).expanduser())
         self._busy_ms = int(busy_timeout * 1000)
         self._synchronous = synchronous.upper()
@@ -118,8 +119,12 @@ class SQLiteLedger(_SQLQueries):
         self._wconn = self._connect(init=True, writer=True)
         self._rconn = self._connect()
         self._writer = (
-            _BatchWriter(self._write, name="tokenward-sqlite-ledger", max_batch=batch_size,
-                         max_delay=flush_interval)
+            _BatchWriter(
+                self._write,
+                name="tokenward-sqlite-ledger",
+                max_batch=batch_size,
+                max_delay=flush_interval,
+            )
             if batch
             else None
         )
@@ -182,7 +187,9 @@ class SQLiteLedger(_SQLQueries):
             ).fetchone()
             current = 0
             if has_version:
-                current = conn.execute(f"SELECT MAX(version) FROM {VERSION_TABLE}").fetchone()[0] or 0
+                current = (
+                    conn.execute(f"SELECT MAX(version) FROM {VERSION_TABLE}").fetchone()[0] or 0
+                )
             if current > SCHEMA_VERSION:
                 raise LedgerError(
                     f"the ledger {self.path!r} has schema version {current}, written by a newer "
@@ -330,4 +337,3 @@ class SQLiteLedger(_SQLQueries):
     def schema_version(self) -> int:
         """The schema version of the file."""
         return int(self._fetch(f"SELECT MAX(version) FROM {VERSION_TABLE}", {})[0][0])
-

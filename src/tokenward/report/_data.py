@@ -22,8 +22,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from tokenward.report._tables import ReportData as _BaseReportData
 from tokenward.report._tables import GROUP_KEYS, build_report
+from tokenward.report._tables import ReportData as _BaseReportData
 
 __all__ = ["BudgetRow", "ReportData", "budget_rows", "build_report_data"]
 

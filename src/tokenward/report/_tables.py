@@ -31,13 +31,13 @@ if TYPE_CHECKING:
     from tokenward.ledger import LedgerStore
 
 __all__ = [
+    "FORMATS",
+    "GROUP_KEYS",
     "ReportData",
     "build_report",
     "render",
     "report_dict",
     "rows_csv",
-    "FORMATS",
-    "GROUP_KEYS",
 ]
 
 #: Output formats the renderers here support.

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from tokenward.accountant import Accountant, Tracker
 
-__all__ = ["TokenwardCallbackHandler", "AsyncTokenwardCallbackHandler", "tracking"]
+__all__ = ["AsyncTokenwardCallbackHandler", "TokenwardCallbackHandler", "tracking"]
 
 _MAX_PENDING = 10_000
 
@@ -81,7 +81,7 @@ def _log_internal_error() -> None:
 class _Run:
     """Book-keeping for one model call between its start and end events."""
 
-    __slots__ = ("rid", "model", "dims", "started", "preflighted", "kind")
+    __slots__ = ("dims", "kind", "model", "preflighted", "rid", "started")
 
     def __init__(self, rid: str, model: str | None, dims: dict[str, Any], kind: str) -> None:
         self.rid = rid  # the run id as the accountant sees it (str(UUID) computed once)
@@ -158,7 +158,7 @@ class _HandlerCore:
         try:
             self.accountant.preflight(
                 rid,
-            model,
+                model,
                 messages=messages,
                 tools=(params or {}).get("tools") or None,
                 max_output_tokens=max_output_from_params(params),
@@ -204,9 +204,15 @@ class _HandlerCore:
             # the provider produced output before failing (a broken stream): the prompt was
             # processed, so record an estimated error event rather than nothing
             self.accountant.settle(
-                run.rid, None, model=info.model or run.model, status="error",
-                latency_ms=latency_ms, output_text=info.output_text,
-                tool_names=tuple(info.tool_names), dims=run.dims, error=repr(error),
+                run.rid,
+                None,
+                model=info.model or run.model,
+                status="error",
+                latency_ms=latency_ms,
+                output_text=info.output_text,
+                tool_names=tuple(info.tool_names),
+                dims=run.dims,
+                error=repr(error),
             )
             return
         extra: dict[str, Any] = {}
@@ -214,12 +220,15 @@ class _HandlerCore:
         if not run.preflighted and model:  # let the core record orphan partial usage
             extra["model"] = model
         self.accountant.release(
-            run.rid, partial_usage=info.usage if info is not None else None, error=error,
+            run.rid,
+            partial_usage=info.usage if info is not None else None,
+            error=error,
             **extra,
         )
 
-    def _tool_start(self, serialized: Mapping[str, Any] | None, run_id: UUID,
-                    kwargs: Mapping[str, Any]) -> None:
+    def _tool_start(
+        self, serialized: Mapping[str, Any] | None, run_id: UUID, kwargs: Mapping[str, Any]
+    ) -> None:
         name = kwargs.get("name") or (serialized or {}).get("name") or "tool"
         with self._lock:
             self._tools[str(run_id)] = str(name)
@@ -300,8 +309,16 @@ class TokenwardCallbackHandler(_HandlerCore, BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            self._start("chat", serialized, messages_for_preflight(messages), run_id,
-                        parent_run_id, tags, metadata, kwargs)
+            self._start(
+                "chat",
+                serialized,
+                messages_for_preflight(messages),
+                run_id,
+                parent_run_id,
+                tags,
+                metadata,
+                kwargs,
+            )
         except _PROPAGATE:
             raise
         except Exception:
@@ -320,8 +337,9 @@ class TokenwardCallbackHandler(_HandlerCore, BaseCallbackHandler):
     ) -> None:
         try:
             msgs = [{"role": "user", "content": p} for p in prompts]
-            self._start("completion", serialized, msgs, run_id, parent_run_id, tags, metadata,
-                        kwargs)
+            self._start(
+                "completion", serialized, msgs, run_id, parent_run_id, tags, metadata, kwargs
+            )
         except _PROPAGATE:
             raise
         except Exception:
@@ -343,8 +361,9 @@ class TokenwardCallbackHandler(_HandlerCore, BaseCallbackHandler):
         except Exception:
             _log_internal_error()
 
-    def on_tool_start(self, serialized: dict[str, Any], input_str: str, *, run_id: UUID,
-                      **kwargs: Any) -> None:
+    def on_tool_start(
+        self, serialized: dict[str, Any], input_str: str, *, run_id: UUID, **kwargs: Any
+    ) -> None:
         with swallow_internal_errors():
             self._tool_start(serialized, run_id, kwargs)
 
@@ -394,8 +413,16 @@ class AsyncTokenwardCallbackHandler(_HandlerCore, AsyncCallbackHandler):
         **kwargs: Any,
     ) -> None:
         try:
-            self._start("chat", serialized, messages_for_preflight(messages), run_id,
-                        parent_run_id, tags, metadata, kwargs)
+            self._start(
+                "chat",
+                serialized,
+                messages_for_preflight(messages),
+                run_id,
+                parent_run_id,
+                tags,
+                metadata,
+                kwargs,
+            )
         except _PROPAGATE:
             raise
         except Exception:
@@ -414,8 +441,9 @@ class AsyncTokenwardCallbackHandler(_HandlerCore, AsyncCallbackHandler):
     ) -> None:
         try:
             msgs = [{"role": "user", "content": p} for p in prompts]
-            self._start("completion", serialized, msgs, run_id, parent_run_id, tags, metadata,
-                        kwargs)
+            self._start(
+                "completion", serialized, msgs, run_id, parent_run_id, tags, metadata, kwargs
+            )
         except _PROPAGATE:
             raise
         except Exception:
@@ -437,8 +465,9 @@ class AsyncTokenwardCallbackHandler(_HandlerCore, AsyncCallbackHandler):
         except Exception:
             _log_internal_error()
 
-    async def on_tool_start(self, serialized: dict[str, Any], input_str: str, *, run_id: UUID,
-                            **kwargs: Any) -> None:
+    async def on_tool_start(
+        self, serialized: dict[str, Any], input_str: str, *, run_id: UUID, **kwargs: Any
+    ) -> None:
         with swallow_internal_errors():
             self._tool_start(serialized, run_id, kwargs)
 

@@ -20,12 +20,12 @@ from tokenward.usage import Usage
 logger = logging.getLogger("tokenward.integrations.langchain")
 
 __all__ = [
-    "swallow_internal_errors",
-    "dims_from_run",
-    "model_from_start",
-    "max_output_from_params",
-    "extract_result",
     "ResultInfo",
+    "dims_from_run",
+    "extract_result",
+    "max_output_from_params",
+    "model_from_start",
+    "swallow_internal_errors",
 ]
 
 #: metadata key -> dimension name
@@ -39,7 +39,6 @@ _DIM_KEYS: dict[str, str] = {
 }
 #: tags LangChain/LangGraph add on their own; they say nothing about the caller
 _INTERNAL_TAG_PREFIXES = ("seq:step:", "map:key:", "graph:step:", "langsmith:", "nostream")
-
 
 
 def swallow_internal_errors() -> AbstractContextManager[None]:
@@ -132,8 +131,13 @@ def max_output_from_params(invocation_params: Mapping[str, Any] | None) -> int |
     """The caller's output cap (``max_tokens`` / ``max_completion_tokens`` / ...), if any."""
     if not invocation_params:
         return None
-    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens", "max_new_tokens",
-                "num_predict"):
+    for key in (
+        "max_completion_tokens",
+        "max_tokens",
+        "max_output_tokens",
+        "max_new_tokens",
+        "num_predict",
+    ):
         value = invocation_params.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
@@ -162,7 +166,7 @@ def usage_from_payload(payload: Any) -> Usage | None:
 class ResultInfo:
     """What an ``LLMResult`` tells us: usage, response model, output text, tool names."""
 
-    __slots__ = ("usage", "model", "output_text", "tool_names")
+    __slots__ = ("model", "output_text", "tool_names", "usage")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -182,8 +186,14 @@ def _message_text(message: Any, fallback: str) -> str:
                 parts.append(block)
             elif isinstance(block, Mapping):
                 if block.get("type") in ("text", "output_text", "reasoning", "thinking"):
-                    parts.append(str(block.get("text") or block.get("reasoning")
-                                     or block.get("thinking") or ""))
+                    parts.append(
+                        str(
+                            block.get("text")
+                            or block.get("reasoning")
+                            or block.get("thinking")
+                            or ""
+                        )
+                    )
     else:
         parts.append(fallback)
     for call in getattr(message, "tool_calls", None) or ():
@@ -216,8 +226,9 @@ def extract_result(response: Any) -> ResultInfo:
                 if usage is None and meta:
                     usage = usage_from_payload(meta.get("token_usage") or meta.get("usage"))
                 if info.model is None and meta:
-                    info.model = _norm(meta.get("model_name") or meta.get("model")
-                                       or meta.get("model_id"))
+                    info.model = _norm(
+                        meta.get("model_name") or meta.get("model") or meta.get("model_id")
+                    )
                 texts.append(_message_text(message, getattr(gen, "text", "") or ""))
                 for call in getattr(message, "tool_calls", None) or ():
                     name = call.get("name")

@@ -43,7 +43,9 @@ class TrackedEmbeddings(Embeddings):
             from tokenward.accountant import get_default_accountant
 
             accountant = get_default_accountant()
-        model = model or getattr(embeddings, "model", None) or getattr(embeddings, "model_name", None)
+        model = (
+            model or getattr(embeddings, "model", None) or getattr(embeddings, "model_name", None)
+        )
         if not model or not isinstance(model, str):
             from tokenward.errors import ConfigurationError
 
@@ -69,8 +71,9 @@ class TrackedEmbeddings(Embeddings):
             counter = get_counter(self.model, catalog=self.accountant.catalog)
             tokens = sum(counter.count_text(t) for t in texts)
         with swallow_internal_errors():
-            self.accountant.preflight(run_id, self.model, prompt_tokens=tokens,
-                                      dims=self.dims, kind="embedding")
+            self.accountant.preflight(
+                run_id, self.model, prompt_tokens=tokens, dims=self.dims, kind="embedding"
+            )
         return run_id
 
     def _done(self, run_id: str) -> None:

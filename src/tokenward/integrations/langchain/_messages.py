@@ -41,12 +41,12 @@ from tokenward.context._trim import MessageOps, trim_items
 from tokenward.messages import Message, ToolCall
 
 __all__ = [
-    "to_core",
-    "from_core",
-    "to_core_message",
-    "from_core_message",
     "LANGCHAIN_OPS",
+    "from_core",
+    "from_core_message",
     "langchain_counter",
+    "to_core",
+    "to_core_message",
     "trim_messages_compat",
 ]
 

@@ -28,7 +28,6 @@ from langgraph.types import Command
 from typing_extensions import NotRequired
 
 from tokenward.integrations.langchain._callbacks import _accounted_elsewhere
-from tokenward.integrations.langchain._convert import messages_for_preflight
 from tokenward.integrations.langchain._common import (
     dims_from_run,
     extract_result,
@@ -36,6 +35,7 @@ from tokenward.integrations.langchain._common import (
     max_output_from_params,
     swallow_internal_errors,
 )
+from tokenward.integrations.langchain._convert import messages_for_preflight
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -56,8 +56,9 @@ def _add_totals(left: Mapping[str, Any] | None, right: Mapping[str, Any] | None)
     if not right:
         return dict(left)
     out = {k: int(left.get(k, 0)) + int(right.get(k, 0)) for k in _TOTAL_INTS}
-    out["cost_usd"] = str(Decimal(str(left.get("cost_usd", "0")))
-                          + Decimal(str(right.get("cost_usd", "0"))))
+    out["cost_usd"] = str(
+        Decimal(str(left.get("cost_usd", "0"))) + Decimal(str(right.get("cost_usd", "0")))
+    )
     out["estimated"] = bool(left.get("estimated")) or bool(right.get("estimated"))
     return out
 
@@ -213,8 +214,14 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             return bool(_utilization(budgets, dims) >= self.degrade_at)
         return False
 
-    def _suggest(self, model: str, messages: list[Any], tools: list[Any] | None,
-                 max_out: int | None, dims: Mapping[str, Any]) -> Any:
+    def _suggest(
+        self,
+        model: str,
+        messages: list[Any],
+        tools: list[Any] | None,
+        max_out: int | None,
+        dims: Mapping[str, Any],
+    ) -> Any:
         """The budgets' degradation helper: lower max output tokens, or the fallback model."""
         budgets = getattr(self.accountant, "budgets", None)
         if budgets is None or not self.degrade:
@@ -226,16 +233,25 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
 
         catalog = self.accountant.catalog
         info = catalog.get(model)
-        prompt_tokens = get_counter(info.name, catalog=catalog).count_messages(messages, tools=tools)
+        prompt_tokens = get_counter(info.name, catalog=catalog).count_messages(
+            messages, tools=tools
+        )
         if max_out is None:
             max_out = self.accountant.expected_output_tokens
             if info.max_output:
                 max_out = min(max_out, info.max_output)
         flat = {k: v for k, v in dims.items() if k != "tags"}
-        budget_dims = {**(dims.get("tags") or {}), **flat, "model": model,
-                       "provider": info.provider}
+        budget_dims = {
+            **(dims.get("tags") or {}),
+            **flat,
+            "model": model,
+            "provider": info.provider,
+        }
         return suggest_degradation(
-            budgets, budget_dims, model=model, prompt_tokens=prompt_tokens,
+            budgets,
+            budget_dims,
+            model=model,
+            prompt_tokens=prompt_tokens,
             max_output_tokens=max_out,
             price=lambda m, i, o: cost(Usage(input=i, output=o), m, catalog=catalog).total,
             ladder=[self.fallback_model_name] if self.fallback_model_name else [],
@@ -252,8 +268,9 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         max_out = self.max_output_tokens or max_output_from_params(request.model_settings)
 
         def preflight(model: str, out: int | None) -> None:
-            self.accountant.preflight(run_id, model, messages=messages, tools=tools,
-                                      max_output_tokens=out, dims=dims)
+            self.accountant.preflight(
+                run_id, model, messages=messages, tools=tools, max_output_tokens=out, dims=dims
+            )
 
         if self.fallback_model is not None and self._near_limit(dims):
             preflight(self.fallback_model_name, max_out)  # type: ignore[arg-type]
@@ -269,8 +286,11 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
                 if self.fallback_model is None:
                     raise
                 suggestion = None
-            logger.info("tokenward: %s; degrading: %s", denied,
-                        suggestion.reason if suggestion else f"fallback {self.fallback_model_name}")
+            logger.info(
+                "tokenward: %s; degrading: %s",
+                denied,
+                suggestion.reason if suggestion else f"fallback {self.fallback_model_name}",
+            )
             if suggestion is None:  # no helper answer: try the fallback as is
                 preflight(self.fallback_model_name, max_out)  # type: ignore[arg-type]
                 return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
@@ -278,17 +298,23 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             settings = {**request.model_settings, "max_tokens": out}
             if suggestion.action == "model":
                 preflight(suggestion.model, out)  # still atomic: may raise again
-                return (request.override(model=self.fallback_model, model_settings=settings),
-                        suggestion.model, True)
+                return (
+                    request.override(model=self.fallback_model, model_settings=settings),
+                    suggestion.model,
+                    True,
+                )
             preflight(primary, out)
             return request.override(model_settings=settings), primary, True
 
-    def _settle(self, run_id: str, model: str, response: ModelResponse[Any], fallback: bool
-                ) -> Command[Any] | None:
+    def _settle(
+        self, run_id: str, model: str, response: ModelResponse[Any], fallback: bool
+    ) -> Command[Any] | None:
         ais = [m for m in response.result if isinstance(m, AIMessage)]
         info = extract_result(LLMResult(generations=[[ChatGeneration(message=m)] for m in ais]))
         event = self.accountant.settle(
-            run_id, info.usage, model=info.model or model,
+            run_id,
+            info.usage,
+            model=info.model or model,
             output_text=info.output_text if info.usage is None else None,
             tool_names=tuple(info.tool_names),
         )

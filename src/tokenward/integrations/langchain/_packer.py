@@ -21,7 +21,9 @@ __all__ = ["ContextPacker", "scored_retriever"]
 REPORT_KEY = "tokenward_pack"
 
 
-class ContextPacker(BaseDocumentCompressor, RunnableSerializable[Sequence[Document], list[Document]]):
+class ContextPacker(
+    BaseDocumentCompressor, RunnableSerializable[Sequence[Document], list[Document]]
+):
     """Packs retrieved documents into a token budget, maximizing total relevance.
 
     Runs core :func:`tokenward.context.pack_context` (exact 0/1 knapsack on token sizes,
@@ -87,7 +89,9 @@ class ContextPacker(BaseDocumentCompressor, RunnableSerializable[Sequence[Docume
                     "ContextPacker needs a budget: max_tokens=N, plan=..., or model='...'"
                 )
         if self.counter is None and self.model is None:
-            raise ConfigurationError("ContextPacker needs counter=... or model='...' to count tokens")
+            raise ConfigurationError(
+                "ContextPacker needs counter=... or model='...' to count tokens"
+            )
         if self.max_tokens is not None and self.max_tokens < 0:
             raise ConfigurationError(f"max_tokens must be >= 0, got {self.max_tokens}")
 
@@ -105,7 +109,9 @@ class ContextPacker(BaseDocumentCompressor, RunnableSerializable[Sequence[Docume
         chunks = [
             Chunk(
                 text=d.page_content,
-                score=float(d.metadata.get(self.score_key) or 0.0) if scored else float(len(docs) - i),
+                score=float(d.metadata.get(self.score_key) or 0.0)
+                if scored
+                else float(len(docs) - i),
                 metadata=dict(d.metadata),
                 id=d.id,
                 source=d,
@@ -113,10 +119,16 @@ class ContextPacker(BaseDocumentCompressor, RunnableSerializable[Sequence[Docume
             for i, d in enumerate(docs)
         ]
         result = pack_context(
-            chunks, int(self.max_tokens or 0), self.counter if self.counter is not None else self.model,
-            strategy=self.strategy, separator=self.separator, min_score=self.min_score,
-            dedupe=self.dedupe, allow_partial=self.allow_partial,
-            min_partial_tokens=self.min_partial_tokens, order=self.order,
+            chunks,
+            int(self.max_tokens or 0),
+            self.counter if self.counter is not None else self.model,
+            strategy=self.strategy,
+            separator=self.separator,
+            min_score=self.min_score,
+            dedupe=self.dedupe,
+            allow_partial=self.allow_partial,
+            min_partial_tokens=self.min_partial_tokens,
+            order=self.order,
         )
         report = result.report
         self.last_report = report
@@ -128,8 +140,11 @@ class ContextPacker(BaseDocumentCompressor, RunnableSerializable[Sequence[Docume
             "exact": report.exact,
             "partial": report.partial is not None,
             "dropped": [
-                {"id": d.chunk.id if d.chunk.id is not None else d.index, "reason": d.reason,
-                 "tokens": d.tokens}
+                {
+                    "id": d.chunk.id if d.chunk.id is not None else d.index,
+                    "reason": d.reason,
+                    "tokens": d.tokens,
+                }
                 for d in report.dropped
             ],
         }
@@ -140,8 +155,13 @@ class ContextPacker(BaseDocumentCompressor, RunnableSerializable[Sequence[Docume
             if chunk.metadata.get("tokenward_partial"):
                 metadata["tokenward_partial"] = True
             metadata[REPORT_KEY] = {"rank": rank, **summary}
-            out.append(Document(page_content=chunk.text, metadata=metadata,
-                                id=src.id if src is not None else chunk.id))
+            out.append(
+                Document(
+                    page_content=chunk.text,
+                    metadata=metadata,
+                    id=src.id if src is not None else chunk.id,
+                )
+            )
         return out
 
     # -- BaseDocumentCompressor ----------------------------------------------------------------
@@ -154,8 +174,9 @@ class ContextPacker(BaseDocumentCompressor, RunnableSerializable[Sequence[Docume
         return self.pack(documents)
 
     # -- Runnable ------------------------------------------------------------------------------
-    def invoke(self, input: Sequence[Document], config: RunnableConfig | None = None,
-               **kwargs: Any) -> list[Document]:
+    def invoke(
+        self, input: Sequence[Document], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
         return self._call_with_config(self.pack, input, config)
 
 
@@ -173,8 +194,11 @@ class _ScoredRetriever(BaseRetriever):
     def _docs(self, pairs: Sequence[tuple[Document, float]], raw: bool) -> list[Document]:
         fn = self.relevance_score_fn if raw else None
         return [
-            Document(page_content=d.page_content,
-                     metadata={**d.metadata, self.score_key: fn(s) if fn else s}, id=d.id)
+            Document(
+                page_content=d.page_content,
+                metadata={**d.metadata, self.score_key: fn(s) if fn else s},
+                id=d.id,
+            )
             for d, s in pairs
         ]
 
@@ -184,23 +208,33 @@ class _ScoredRetriever(BaseRetriever):
         vs = self.vectorstore
         if self.relevance_score_fn is None:
             try:
-                return self._docs(vs.similarity_search_with_relevance_scores(
-                    query, k=self.k, **self.search_kwargs), raw=False)
+                return self._docs(
+                    vs.similarity_search_with_relevance_scores(
+                        query, k=self.k, **self.search_kwargs
+                    ),
+                    raw=False,
+                )
             except NotImplementedError:  # store has no relevance function: raw similarity
                 pass
-        return self._docs(vs.similarity_search_with_score(query, k=self.k, **self.search_kwargs),
-                          raw=True)
+        return self._docs(
+            vs.similarity_search_with_score(query, k=self.k, **self.search_kwargs), raw=True
+        )
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
         vs = self.vectorstore
         if self.relevance_score_fn is None:
             try:
-                return self._docs(await vs.asimilarity_search_with_relevance_scores(
-                    query, k=self.k, **self.search_kwargs), raw=False)
+                return self._docs(
+                    await vs.asimilarity_search_with_relevance_scores(
+                        query, k=self.k, **self.search_kwargs
+                    ),
+                    raw=False,
+                )
             except NotImplementedError:
                 pass
         return self._docs(
-            await vs.asimilarity_search_with_score(query, k=self.k, **self.search_kwargs), raw=True)
+            await vs.asimilarity_search_with_score(query, k=self.k, **self.search_kwargs), raw=True
+        )
 
 
 def scored_retriever(
@@ -223,5 +257,10 @@ def scored_retriever(
     Retrieve generously (``k`` larger than what fits) and let :class:`ContextPacker`
     choose: ``scored_retriever(vs, k=20) | ContextPacker(max_tokens=2000, model="gpt-4o")``.
     """
-    return _ScoredRetriever(vectorstore=vectorstore, k=k, score_key=score_key,
-                            relevance_score_fn=relevance_score_fn, search_kwargs=search_kwargs)
+    return _ScoredRetriever(
+        vectorstore=vectorstore,
+        k=k,
+        score_key=score_key,
+        relevance_score_fn=relevance_score_fn,
+        search_kwargs=search_kwargs,
+    )

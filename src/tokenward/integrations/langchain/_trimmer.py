@@ -127,16 +127,22 @@ class HistoryTrimmer(Runnable[Any, Any]):
         self.name = name or "HistoryTrimmer"
 
     def __repr__(self) -> str:
-        return (f"HistoryTrimmer(max_tokens={self.max_tokens}, model={self.model!r}, "
-                f"strategy={self.strategy!r})")
+        return (
+            f"HistoryTrimmer(max_tokens={self.max_tokens}, model={self.model!r}, "
+            f"strategy={self.strategy!r})"
+        )
 
     # -- the work ------------------------------------------------------------------------------
     def trim(self, messages: Any) -> list[BaseMessage]:
         """Trim ``messages`` (list or PromptValue) and return the kept messages."""
-        return list(trim_messages_compat(
-            messages, max_tokens=self.max_tokens, token_counter=self.token_counter,
-            **self.options,
-        ))
+        return list(
+            trim_messages_compat(
+                messages,
+                max_tokens=self.max_tokens,
+                token_counter=self.token_counter,
+                **self.options,
+            )
+        )
 
     def _run(self, value: Any) -> Any:
         if isinstance(value, Mapping) and "messages" in value:
@@ -147,6 +153,5 @@ class HistoryTrimmer(Runnable[Any, Any]):
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return self._call_with_config(self._run, input, config, run_type="prompt")
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None,
-                      **kwargs: Any) -> Any:
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return await run_in_executor(config, self.invoke, input, config)

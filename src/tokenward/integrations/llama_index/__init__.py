@@ -54,13 +54,13 @@ from typing import Any
 from tokenward.accountant import Tracker, track
 from tokenward.integrations.llama_index._budgeted import BudgetedLLM
 from tokenward.integrations.llama_index._callback import TokenwardCallbackHandler
-from tokenward.integrations.llama_index._memory import TokenwardChatMemory, trim_chat_history
-from tokenward.integrations.llama_index._postprocessor import TokenBudgetPostprocessor
 from tokenward.integrations.llama_index._instrument import (
     InstrumentHandle,
     TokenwardEventHandler,
     instrument,
 )
+from tokenward.integrations.llama_index._memory import TokenwardChatMemory, trim_chat_history
+from tokenward.integrations.llama_index._postprocessor import TokenBudgetPostprocessor
 
 __all__ = [
     "BudgetedLLM",

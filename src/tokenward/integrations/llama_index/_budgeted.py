@@ -62,8 +62,14 @@ class BudgetedLLM(FunctionCallingLLM):
     _dims: dict[str, Any] = PrivateAttr(default_factory=dict)
     _model: str | None = PrivateAttr(default=None)
 
-    def __init__(self, llm: LLM, accountant: Accountant | None = None, *, model: str | None = None,
-                 **dims: Any) -> None:
+    def __init__(
+        self,
+        llm: LLM,
+        accountant: Accountant | None = None,
+        *,
+        model: str | None = None,
+        **dims: Any,
+    ) -> None:
         super().__init__(
             llm=llm,
             callback_manager=llm.callback_manager,
@@ -95,17 +101,32 @@ class BudgetedLLM(FunctionCallingLLM):
         return self.llm.to_payload()
 
     # ------------------------------------------------------------------ lifecycle
-    def _begin(self, kind: str, kwargs: dict[str, Any], *, messages: Sequence[ChatMessage] | None = None,
-               prompt: str | None = None) -> LLMCall | None:
+    def _begin(
+        self,
+        kind: str,
+        kwargs: dict[str, Any],
+        *,
+        messages: Sequence[ChatMessage] | None = None,
+        prompt: str | None = None,
+    ) -> LLMCall | None:
         run_id = _spans.current_span() or _new_id()
         owner = _spans.find_owner(self._accountant, run_id)
         if owner is not None and owner[0] != run_id:
             return None  # nested inside a call this accountant already preflighted
         return start_call(
-            self._accountant, run_id, self._model or model_from_llm(self.llm), owner=self,
-            messages=messages, prompt=prompt, tools=kwargs.get("tools"),
-            max_output=max_output_tokens(kwargs, self.llm.to_payload()), dims=self._dims,
-            kind=kind, parent_id=_spans.parent_of(run_id), enforce=True, raise_config_errors=True,
+            self._accountant,
+            run_id,
+            self._model or model_from_llm(self.llm),
+            owner=self,
+            messages=messages,
+            prompt=prompt,
+            tools=kwargs.get("tools"),
+            max_output=max_output_tokens(kwargs, self.llm.to_payload()),
+            dims=self._dims,
+            kind=kind,
+            parent_id=_spans.parent_of(run_id),
+            enforce=True,
+            raise_config_errors=True,
         )
 
     @staticmethod
@@ -118,7 +139,9 @@ class BudgetedLLM(FunctionCallingLLM):
         if call is not None:
             finish_call(call, response=response)
 
-    def _wrap_gen(self, call: LLMCall | None, gen: Generator[Any, None, None]) -> Generator[Any, None, None]:
+    def _wrap_gen(
+        self, call: LLMCall | None, gen: Generator[Any, None, None]
+    ) -> Generator[Any, None, None]:
         if call is None:
             yield from gen
             return
@@ -127,16 +150,21 @@ class BudgetedLLM(FunctionCallingLLM):
                 call.last_response = item
                 yield item
         except GeneratorExit:  # consumer stopped early: bill what was streamed
-            finish_call(call, status="cancelled", error="cancelled (stream closed early)",
-                        response=call.last_response)
+            finish_call(
+                call,
+                status="cancelled",
+                error="cancelled (stream closed early)",
+                response=call.last_response,
+            )
             raise
         except BaseException as exc:
             finish_call(call, error=exc)
             raise
         finish_call(call)
 
-    async def _wrap_agen(self, call: LLMCall | None,
-                         agen: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+    async def _wrap_agen(
+        self, call: LLMCall | None, agen: AsyncGenerator[Any, None]
+    ) -> AsyncGenerator[Any, None]:
         if call is None:
             async for item in agen:
                 yield item
@@ -146,8 +174,12 @@ class BudgetedLLM(FunctionCallingLLM):
                 call.last_response = item
                 yield item
         except GeneratorExit:
-            finish_call(call, status="cancelled", error="cancelled (stream closed early)",
-                        response=call.last_response)
+            finish_call(
+                call,
+                status="cancelled",
+                error="cancelled (stream closed early)",
+                response=call.last_response,
+            )
             raise
         except BaseException as exc:
             finish_call(call, error=exc)
@@ -178,19 +210,28 @@ class BudgetedLLM(FunctionCallingLLM):
 
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         call = self._begin("completion", kwargs, prompt=prompt)
-        response = self._guarded(call, lambda: self.llm.complete(prompt, formatted=formatted, **kwargs))
+        response = self._guarded(
+            call, lambda: self.llm.complete(prompt, formatted=formatted, **kwargs)
+        )
         self._end(call, response)
         return response
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         call = self._begin("chat", kwargs, messages=messages)
-        return self._wrap_gen(call, self._guarded(call, lambda: self.llm.stream_chat(messages, **kwargs)))
+        return self._wrap_gen(
+            call, self._guarded(call, lambda: self.llm.stream_chat(messages, **kwargs))
+        )
 
-    def stream_complete(self, prompt: str, formatted: bool = False,
-                        **kwargs: Any) -> CompletionResponseGen:
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
         call = self._begin("completion", kwargs, prompt=prompt)
-        return self._wrap_gen(call, self._guarded(
-            call, lambda: self.llm.stream_complete(prompt, formatted=formatted, **kwargs)))
+        return self._wrap_gen(
+            call,
+            self._guarded(
+                call, lambda: self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+            ),
+        )
 
     # ------------------------------------------------------------------ async
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -199,25 +240,30 @@ class BudgetedLLM(FunctionCallingLLM):
         self._end(call, response)
         return response
 
-    async def acomplete(self, prompt: str, formatted: bool = False,
-                        **kwargs: Any) -> CompletionResponse:
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
         call = self._begin("completion", kwargs, prompt=prompt)
         response = await self._aguarded(
-            call, lambda: self.llm.acomplete(prompt, formatted=formatted, **kwargs))
+            call, lambda: self.llm.acomplete(prompt, formatted=formatted, **kwargs)
+        )
         self._end(call, response)
         return response
 
-    async def astream_chat(self, messages: Sequence[ChatMessage],
-                           **kwargs: Any) -> ChatResponseAsyncGen:
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
         call = self._begin("chat", kwargs, messages=messages)
         agen = await self._aguarded(call, lambda: self.llm.astream_chat(messages, **kwargs))
         return self._wrap_agen(call, agen)
 
-    async def astream_complete(self, prompt: str, formatted: bool = False,
-                               **kwargs: Any) -> CompletionResponseAsyncGen:
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
         call = self._begin("completion", kwargs, prompt=prompt)
         agen = await self._aguarded(
-            call, lambda: self.llm.astream_complete(prompt, formatted=formatted, **kwargs))
+            call, lambda: self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+        )
         return self._wrap_agen(call, agen)
 
     # ------------------------------------------------------------------ tools (agents)
@@ -232,21 +278,32 @@ class BudgetedLLM(FunctionCallingLLM):
         **kwargs: Any,
     ) -> dict[str, Any]:
         return self._function_llm()._prepare_chat_with_tools_compat(
-            tools, user_msg=user_msg, chat_history=chat_history, verbose=verbose,
-            allow_parallel_tool_calls=allow_parallel_tool_calls, tool_required=tool_required,
+            tools,
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required,
             **kwargs,
         )
 
-    def _validate_chat_with_tools_response(self, response: ChatResponse, tools: Sequence[BaseTool],
-                                           allow_parallel_tool_calls: bool = False,
-                                           **kwargs: Any) -> ChatResponse:
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
         return self._function_llm()._validate_chat_with_tools_response(
-            response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls, **kwargs)
+            response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls, **kwargs
+        )
 
-    def get_tool_calls_from_response(self, response: ChatResponse,
-                                     error_on_no_tool_call: bool = True, **kwargs: Any) -> Any:
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> Any:
         return self._function_llm().get_tool_calls_from_response(
-            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs)
+            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
+        )
 
     def _function_llm(self) -> FunctionCallingLLM:
         if not isinstance(self.llm, FunctionCallingLLM):

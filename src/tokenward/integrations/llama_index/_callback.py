@@ -83,13 +83,20 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
     def start_trace(self, trace_id: str | None = None) -> None:
         return None
 
-    def end_trace(self, trace_id: str | None = None,
-                  trace_map: dict[str, list[str]] | None = None) -> None:
+    def end_trace(
+        self, trace_id: str | None = None, trace_map: dict[str, list[str]] | None = None
+    ) -> None:
         return None
 
     # ------------------------------------------------------------------ events
-    def on_event_start(self, event_type: CBEventType, payload: dict[str, Any] | None = None,
-                       event_id: str = "", parent_id: str = "", **kwargs: Any) -> str:
+    def on_event_start(
+        self,
+        event_type: CBEventType,
+        payload: dict[str, Any] | None = None,
+        event_id: str = "",
+        parent_id: str = "",
+        **kwargs: Any,
+    ) -> str:
         if payload is None:
             return event_id
         with swallow_internal_errors("callback start"):
@@ -123,12 +130,19 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         messages = payload.get(EventPayload.MESSAGES)
         run_id = span or event_id
         call = start_call(
-            self.accountant, run_id, model_from_dict(serialized, self.default_model), owner=self,
-            messages=messages, prompt=None if messages is not None else str(
-                payload.get(EventPayload.PROMPT, "")),
-            tools=extra.get("tools"), max_output=max_output_tokens(extra, serialized),
-            dims=self.dims, kind="chat" if messages is not None else "completion",
-            parent_id=_spans.parent_of(span), enforce=True, raise_config_errors=True,
+            self.accountant,
+            run_id,
+            model_from_dict(serialized, self.default_model),
+            owner=self,
+            messages=messages,
+            prompt=None if messages is not None else str(payload.get(EventPayload.PROMPT, "")),
+            tools=extra.get("tools"),
+            max_output=max_output_tokens(extra, serialized),
+            dims=self.dims,
+            kind="chat" if messages is not None else "completion",
+            parent_id=_spans.parent_of(span),
+            enforce=True,
+            raise_config_errors=True,
         )
         if call is not None:
             if span is not None:
@@ -136,8 +150,13 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
             with self._lock:
                 self._calls[event_id] = call
 
-    def on_event_end(self, event_type: CBEventType, payload: dict[str, Any] | None = None,
-                     event_id: str = "", **kwargs: Any) -> None:
+    def on_event_end(
+        self,
+        event_type: CBEventType,
+        payload: dict[str, Any] | None = None,
+        event_id: str = "",
+        **kwargs: Any,
+    ) -> None:
         payload = payload or {}
         with swallow_internal_errors("callback end"):
             if event_type == CBEventType.LLM:
@@ -151,9 +170,14 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
                 response = payload.get(EventPayload.RESPONSE, payload.get(EventPayload.COMPLETION))
                 event = finish_call(call, response=response)
                 if event is not None:
-                    self._count(event, str(payload.get(EventPayload.MESSAGES,
-                                                       payload.get(EventPayload.PROMPT, ""))),
-                                str(response), event_id)
+                    self._count(
+                        event,
+                        str(
+                            payload.get(EventPayload.MESSAGES, payload.get(EventPayload.PROMPT, ""))
+                        ),
+                        str(response),
+                        event_id,
+                    )
             elif event_type == CBEventType.EMBEDDING:
                 with self._lock:
                     entry = self._embeddings.pop(event_id, None)
@@ -167,23 +191,37 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
                     _spans.unclaim(self.accountant, span)
                 chunks = payload.get(EventPayload.CHUNKS) or []
                 event = account_embedding(
-                    self.accountant, event_id, model, chunks, dims=self.dims,
+                    self.accountant,
+                    event_id,
+                    model,
+                    chunks,
+                    dims=self.dims,
                     parent_id=_spans.parent_of(span),
                     latency_ms=(time.perf_counter() - started) * 1000.0,
                 )
                 if event is not None:
                     self.events.append(event)
-                    self.embedding_token_counts.append(TokenCountingEvent(
-                        prompt="\n".join(chunks), completion="", event_id=event_id,
-                        prompt_token_count=event.usage.input, completion_token_count=0,
-                    ))
+                    self.embedding_token_counts.append(
+                        TokenCountingEvent(
+                            prompt="\n".join(chunks),
+                            completion="",
+                            event_id=event_id,
+                            prompt_token_count=event.usage.input,
+                            completion_token_count=0,
+                        )
+                    )
 
     def _count(self, event: UsageEvent, prompt: str, completion: str, event_id: str) -> None:
         self.events.append(event)
-        self.llm_token_counts.append(TokenCountingEvent(
-            prompt=prompt, completion=completion, event_id=event_id,
-            prompt_token_count=event.usage.input, completion_token_count=event.usage.output,
-        ))
+        self.llm_token_counts.append(
+            TokenCountingEvent(
+                prompt=prompt,
+                completion=completion,
+                event_id=event_id,
+                prompt_token_count=event.usage.input,
+                completion_token_count=event.usage.output,
+            )
+        )
 
     # ------------------------------------------------------------------ TokenCountingHandler API
     @property

@@ -64,7 +64,9 @@ def model_from_llm(llm: Any, default: str | None = None) -> str | None:
     return name or default
 
 
-def max_output_tokens(kwargs: Mapping[str, Any] | None, model_dict: Mapping[str, Any] | None) -> int | None:
+def max_output_tokens(
+    kwargs: Mapping[str, Any] | None, model_dict: Mapping[str, Any] | None
+) -> int | None:
     """The output cap of a call: the call's ``max_tokens`` kwarg, else the LLM's own setting.
 
     ``model_dict`` is ``LLM.to_payload()``: its ``num_output`` (LLMMetadata) is the
@@ -72,8 +74,13 @@ def max_output_tokens(kwargs: Mapping[str, Any] | None, model_dict: Mapping[str,
     specific is set. ``None`` lets the core assume its default.
     """
     for source in (kwargs or {}, model_dict or {}):
-        for key in ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens",
-                    "num_output"):
+        for key in (
+            "max_tokens",
+            "max_completion_tokens",
+            "max_output_tokens",
+            "max_new_tokens",
+            "num_output",
+        ):
             value = source.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 return value
@@ -97,14 +104,24 @@ def _tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
         if not isinstance(raw, Mapping):
             continue
         if "tool_name" in raw:  # a LlamaIndex ToolSelection
-            calls.append(ToolCall(id=str(raw.get("tool_id") or ""), name=str(raw["tool_name"]),
-                                  arguments=_args_json(raw.get("tool_kwargs") or {})))
+            calls.append(
+                ToolCall(
+                    id=str(raw.get("tool_id") or ""),
+                    name=str(raw["tool_name"]),
+                    arguments=_args_json(raw.get("tool_kwargs") or {}),
+                )
+            )
         else:
             calls.append(ToolCall.from_openai(raw))
     for block in getattr(message, "blocks", None) or ():
         if getattr(block, "block_type", None) == "tool_call":
-            calls.append(ToolCall(id=str(block.tool_call_id or ""), name=block.tool_name,
-                                  arguments=_args_json(block.tool_kwargs)))
+            calls.append(
+                ToolCall(
+                    id=str(block.tool_call_id or ""),
+                    name=block.tool_name,
+                    arguments=_args_json(block.tool_kwargs),
+                )
+            )
     return tuple(calls)
 
 
@@ -121,8 +138,15 @@ def to_message(message: Any) -> Message:
     if not extra and len(blocks) == 1 and getattr(blocks[0], "block_type", None) == "text":
         return Message(role, blocks[0].text, source=message)  # the common case, kept cheap
     calls = _tool_calls_of(message)
-    return Message(role, message.content or "", name=extra.get("name"), tool_calls=calls,
-                   tool_call_id=extra.get("tool_call_id"), id=extra.get("id"), source=message)
+    return Message(
+        role,
+        message.content or "",
+        name=extra.get("name"),
+        tool_calls=calls,
+        tool_call_id=extra.get("tool_call_id"),
+        id=extra.get("id"),
+        source=message,
+    )
 
 
 def to_messages(messages: Sequence[Any] | None) -> list[Message]:

@@ -50,7 +50,7 @@ from tokenward.integrations.llama_index._runs import (
 if TYPE_CHECKING:
     from tokenward.accountant import Accountant
 
-__all__ = ["TokenwardEventHandler", "InstrumentHandle", "instrument"]
+__all__ = ["InstrumentHandle", "TokenwardEventHandler", "instrument"]
 
 _MAX_RUNS = 10_000
 
@@ -78,8 +78,9 @@ class TokenwardEventHandler(BaseEventHandler):
     _embeddings: dict[str, list[Any]] = PrivateAttr(default_factory=dict)  # [model, t0, open]
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
-    def __init__(self, accountant: Accountant | None = None, *, default_model: str | None = None,
-                 **dims: Any) -> None:
+    def __init__(
+        self, accountant: Accountant | None = None, *, default_model: str | None = None, **dims: Any
+    ) -> None:
         super().__init__()
         self._accountant = resolve_accountant(accountant)
         self._dims = dict(dims)
@@ -119,13 +120,18 @@ class TokenwardEventHandler(BaseEventHandler):
         is_chat = isinstance(event, LLMChatStartEvent)
         model = model_from_dict(event.model_dict, self._default_model)
         call = start_call(
-            self._accountant, span, model, owner=self,
+            self._accountant,
+            span,
+            model,
+            owner=self,
             messages=event.messages if is_chat else None,
             prompt=None if is_chat else event.prompt,
             tools=event.additional_kwargs.get("tools"),
             max_output=max_output_tokens(event.additional_kwargs, event.model_dict),
-            dims=self._dims, kind="chat" if is_chat else "completion",
-            parent_id=_spans.parent_of(span), enforce=False,
+            dims=self._dims,
+            kind="chat" if is_chat else "completion",
+            parent_id=_spans.parent_of(span),
+            enforce=False,
         )
         if call is None:
             return
@@ -183,8 +189,11 @@ class TokenwardEventHandler(BaseEventHandler):
             return  # the legacy handler or another adapter records this one
         entry = self._embeddings.get(span)
         if entry is None:
-            self._embeddings[span] = [model_from_dict(event.model_dict, self._default_model),
-                                      time.perf_counter(), 1]
+            self._embeddings[span] = [
+                model_from_dict(event.model_dict, self._default_model),
+                time.perf_counter(),
+                1,
+            ]
         else:
             entry[2] += 1
 
@@ -197,9 +206,15 @@ class TokenwardEventHandler(BaseEventHandler):
         if entry[2] <= 0:
             del self._embeddings[span]
             _spans.unclaim(self._accountant, span)
-        account_embedding(self._accountant, event.id_, entry[0], event.chunks, dims=self._dims,
-                          parent_id=_spans.parent_of(span),
-                          latency_ms=(time.perf_counter() - entry[1]) * 1000.0)
+        account_embedding(
+            self._accountant,
+            event.id_,
+            entry[0],
+            event.chunks,
+            dims=self._dims,
+            parent_id=_spans.parent_of(span),
+            latency_ms=(time.perf_counter() - entry[1]) * 1000.0,
+        )
 
     def _ignore(self, event: BaseEvent) -> None:
         """predict / structured-predict events wrap chat/complete calls counted on their own."""
@@ -260,8 +275,9 @@ _instrument_lock = threading.Lock()
 _handles: dict[int, InstrumentHandle] = {}
 
 
-def instrument(accountant: Accountant | None = None, *, default_model: str | None = None,
-               **dims: Any) -> InstrumentHandle:
+def instrument(
+    accountant: Accountant | None = None, *, default_model: str | None = None, **dims: Any
+) -> InstrumentHandle:
     """Record every LlamaIndex LLM and embedding call into ``accountant``.
 
     Attaches a :class:`TokenwardEventHandler` to the root instrumentation

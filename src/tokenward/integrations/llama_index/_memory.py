@@ -57,21 +57,44 @@ def trim_chat_history(
     """
     if model is None and llm is not None:
         model = model_from_llm(llm)
-    return _trim(to_messages(messages), max_tokens, model=model, tokenizer_fn=tokenizer_fn,
-                 keep_system=keep_system, pinned=pinned, allow_partial=allow_partial,
-                 start_on=start_on, overflow=overflow)
+    return _trim(
+        to_messages(messages),
+        max_tokens,
+        model=model,
+        tokenizer_fn=tokenizer_fn,
+        keep_system=keep_system,
+        pinned=pinned,
+        allow_partial=allow_partial,
+        start_on=start_on,
+        overflow=overflow,
+    )
 
 
-def _trim(core: list[Message], max_tokens: int, *, model: str | None,
-          tokenizer_fn: Callable[[str], Sequence[Any]] | None, keep_system: bool, pinned: Any,
-          allow_partial: bool, start_on: Any, overflow: Literal["raise", "keep"]) -> list[ChatMessage]:
+def _trim(
+    core: list[Message],
+    max_tokens: int,
+    *,
+    model: str | None,
+    tokenizer_fn: Callable[[str], Sequence[Any]] | None,
+    keep_system: bool,
+    pinned: Any,
+    allow_partial: bool,
+    start_on: Any,
+    overflow: Literal["raise", "keep"],
+) -> list[ChatMessage]:
     pin: Any = pinned
     if callable(pinned):
         predicate = pinned
         pin = lambda m: bool(predicate(m.source))  # noqa: E731
     kept = trim_history(
-        core, max_tokens, _counter_for(model, tokenizer_fn), include_system=keep_system,
-        start_on=start_on, allow_partial=allow_partial, pinned=pin, overflow=overflow,
+        core,
+        max_tokens,
+        _counter_for(model, tokenizer_fn),
+        include_system=keep_system,
+        start_on=start_on,
+        allow_partial=allow_partial,
+        pinned=pin,
+        overflow=overflow,
     )
     originals = {id(m) for m in core}
     return [m.source if id(m) in originals else _rebuild(m) for m in kept]
@@ -80,8 +103,9 @@ def _trim(core: list[Message], max_tokens: int, *, model: str | None,
 def _rebuild(message: Message) -> ChatMessage:
     """A ChatMessage for a message the trimmer cut (same role and extras, shorter text)."""
     src: ChatMessage = message.source
-    return ChatMessage(role=src.role, content=message.text,
-                       additional_kwargs=dict(src.additional_kwargs))
+    return ChatMessage(
+        role=src.role, content=message.text, additional_kwargs=dict(src.additional_kwargs)
+    )
 
 
 class TokenwardChatMemory(ChatMemoryBuffer):
@@ -106,12 +130,16 @@ class TokenwardChatMemory(ChatMemoryBuffer):
 
     model: str | None = Field(default=None, description="Model whose tokenizer counts tokens.")
     keep_system: bool = Field(default=True, description="Always keep the first system message.")
-    allow_partial: bool = Field(default=False, description="Cut the oldest message that does not fit.")
+    allow_partial: bool = Field(
+        default=False, description="Cut the oldest message that does not fit."
+    )
     start_on: Any = Field(default="user", description="Role the kept window starts on (None: any).")
     overflow: Literal["raise", "keep"] = Field(
-        default="keep", description="When system + pinned alone exceed the limit.")
-    pinned: Any = Field(default=None, exclude=True,
-                        description="Indices or a ChatMessage predicate always kept.")
+        default="keep", description="When system + pinned alone exceed the limit."
+    )
+    pinned: Any = Field(
+        default=None, exclude=True, description="Indices or a ChatMessage predicate always kept."
+    )
     custom_tokenizer: bool = Field(default=False, exclude=True)
     _conversions: dict[int, Any] = PrivateAttr(default_factory=dict)
 
@@ -138,7 +166,9 @@ class TokenwardChatMemory(ChatMemoryBuffer):
     ) -> TokenwardChatMemory:
         """Like ``ChatMemoryBuffer.from_defaults``; ``llm`` sets the model and default limit."""
         if llm is not None:
-            token_limit = token_limit or int(llm.metadata.context_window * _DEFAULT_TOKEN_LIMIT_RATIO)
+            token_limit = token_limit or int(
+                llm.metadata.context_window * _DEFAULT_TOKEN_LIMIT_RATIO
+            )
             model = model or model_from_llm(llm)
         elif token_limit is None:
             token_limit = _DEFAULT_TOKEN_LIMIT
@@ -149,14 +179,21 @@ class TokenwardChatMemory(ChatMemoryBuffer):
         if tokenizer_fn is not None:
             extra = {"tokenizer_fn": tokenizer_fn, "custom_tokenizer": True}
         return cls(
-            token_limit=token_limit, chat_store=chat_store or SimpleChatStore(),
-            chat_store_key=chat_store_key, model=model, keep_system=keep_system,
+            token_limit=token_limit,
+            chat_store=chat_store or SimpleChatStore(),
+            chat_store_key=chat_store_key,
+            model=model,
+            keep_system=keep_system,
             pinned=list(pinned) if pinned is not None and not callable(pinned) else pinned,
-            allow_partial=allow_partial, start_on=start_on, overflow=overflow, **extra,
+            allow_partial=allow_partial,
+            start_on=start_on,
+            overflow=overflow,
+            **extra,
         )
 
-    def get(self, input: str | None = None, initial_token_count: int = 0,
-            **kwargs: Any) -> list[ChatMessage]:
+    def get(
+        self, input: str | None = None, initial_token_count: int = 0, **kwargs: Any
+    ) -> list[ChatMessage]:
         """The newest history that fits ``token_limit - initial_token_count``."""
         if initial_token_count > self.token_limit:
             raise ValueError("Initial token count exceeds token limit")
@@ -164,10 +201,15 @@ class TokenwardChatMemory(ChatMemoryBuffer):
         if not history:
             return []
         return _trim(
-            self._converted(history), self.token_limit - initial_token_count, model=self.model,
+            self._converted(history),
+            self.token_limit - initial_token_count,
+            model=self.model,
             tokenizer_fn=self.tokenizer_fn if self.custom_tokenizer else None,
-            keep_system=self.keep_system, pinned=self.pinned, allow_partial=self.allow_partial,
-            start_on=self.start_on, overflow=self.overflow,
+            keep_system=self.keep_system,
+            pinned=self.pinned,
+            allow_partial=self.allow_partial,
+            start_on=self.start_on,
+            overflow=self.overflow,
         )
 
     def _converted(self, history: list[ChatMessage]) -> list[Message]:
@@ -183,8 +225,14 @@ class TokenwardChatMemory(ChatMemoryBuffer):
             blocks, extra = m.blocks, m.additional_kwargs
             text = blocks[0].text if len(blocks) == 1 and hasattr(blocks[0], "text") else None
             hit = old.get(id(m))
-            if (hit is not None and hit[0] is m and hit[1] is blocks and hit[2] is extra
-                    and hit[3] is text and text is not None):
+            if (
+                hit is not None
+                and hit[0] is m
+                and hit[1] is blocks
+                and hit[2] is extra
+                and hit[3] is text
+                and text is not None
+            ):
                 converted = hit[4]
             else:
                 converted = to_message(m)

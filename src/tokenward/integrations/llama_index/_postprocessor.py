@@ -55,11 +55,15 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
     """
 
     max_tokens: int | None = Field(default=None, description="Fixed budget for the context.")
-    llm: LLM | None = Field(default=None, exclude=True, description="LLM whose window sets the budget.")
+    llm: LLM | None = Field(
+        default=None, exclude=True, description="LLM whose window sets the budget."
+    )
     model: str | None = Field(
-        default=None, description="Count with this model's tokenizer. Default: the tokenizer "
+        default=None,
+        description="Count with this model's tokenizer. Default: the tokenizer "
         "LlamaIndex's synthesizers split with (Settings.tokenizer), so the packed context is "
-        "sent in one call.")
+        "sent in one call.",
+    )
     prompt_template: BasePromptTemplate | None = Field(default=None, exclude=True)
     reserve_output: int | None = Field(default=None, description="Tokens kept for the answer.")
     context_share: float = Field(default=1.0, gt=0, le=1)
@@ -70,9 +74,12 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
     min_partial_tokens: int = 100
     min_score: float | None = None
     separator: str = Field(default="\n\n", description="How the synthesizer joins node texts.")
-    padding: int = Field(default=DEFAULT_RESPONSE_PADDING_SIZE, ge=0,
-                         description="Tokens kept free, as LlamaIndex's refine/compact "
-                         "synthesizers do (their response_padding_size, 500).")
+    padding: int = Field(
+        default=DEFAULT_RESPONSE_PADDING_SIZE,
+        ge=0,
+        description="Tokens kept free, as LlamaIndex's refine/compact "
+        "synthesizers do (their response_padding_size, 500).",
+    )
     metadata_mode: MetadataMode = MetadataMode.LLM
 
     _last_report: PackReport | None = PrivateAttr(default=None)
@@ -121,7 +128,9 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
         shares = {"rag": self.context_share}
         if self.context_share < 1:
             shares["other"] = 1 - self.context_share
-        return plan(meta.context_window, reserve, shares=shares, fixed={"prompt": prompt_tokens})["rag"]
+        return plan(meta.context_window, reserve, shares=shares, fixed={"prompt": prompt_tokens})[
+            "rag"
+        ]
 
     def _prompt_tokens(self, llm: LLM, query: str) -> int:
         """Tokens of the biggest prompt the synthesizer may wrap the context in, plus padding.
@@ -135,55 +144,80 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
             DEFAULT_TEXT_QA_PROMPT_SEL,
         )
 
-        templates = ([self.prompt_template] if self.prompt_template is not None
-                     else [DEFAULT_TEXT_QA_PROMPT_SEL, DEFAULT_REFINE_PROMPT_SEL])
+        templates = (
+            [self.prompt_template]
+            if self.prompt_template is not None
+            else [DEFAULT_TEXT_QA_PROMPT_SEL, DEFAULT_REFINE_PROMPT_SEL]
+        )
         counter = self._counter()
         sizes = []
         for template in templates:
             values = {name: "" for name in template.template_vars}
             values["query_str"] = query
             if self.model is not None and llm.metadata.is_chat_model:
-                sizes.append(counter.count_messages(
-                    to_messages(template.format_messages(llm=llm, **values))))
+                sizes.append(
+                    counter.count_messages(to_messages(template.format_messages(llm=llm, **values)))
+                )
             else:  # how PromptHelper sizes it: the formatted prompt text
                 text = template.format(llm=llm, **values)
                 sizes.append(counter.count_text(text) if self.model is not None else counter(text))
         return max(sizes) + self.padding
 
     # ------------------------------------------------------------------ packing
-    def _postprocess_nodes(self, nodes: list[NodeWithScore],
-                           query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
         if not nodes:
             self._last_report = None
             return []
         budget = self.budget(query_bundle.query_str if query_bundle is not None else "")
         chunks = [
-            Chunk(text=n.node.get_content(metadata_mode=self.metadata_mode), score=n.score,
-                  id=n.node.node_id, source=n)
+            Chunk(
+                text=n.node.get_content(metadata_mode=self.metadata_mode),
+                score=n.score,
+                id=n.node.node_id,
+                source=n,
+            )
             for n in nodes
         ]
         result = pack_context(
-            chunks, budget, self._counter(), strategy=self.strategy, separator=self.separator,
-            min_score=self.min_score, dedupe=self.dedupe, allow_partial=self.allow_partial,
-            min_partial_tokens=self.min_partial_tokens, order=self.order,
+            chunks,
+            budget,
+            self._counter(),
+            strategy=self.strategy,
+            separator=self.separator,
+            min_score=self.min_score,
+            dedupe=self.dedupe,
+            allow_partial=self.allow_partial,
+            min_partial_tokens=self.min_partial_tokens,
+            order=self.order,
         )
         report = result.report
         self._last_report = report
         summary = _summary(report, chunks)
         out: list[NodeWithScore] = []
         for chunk in result.chunks:
-            original: NodeWithScore = chunk.source if isinstance(chunk.source, NodeWithScore) \
-                else chunk.source.source
+            original: NodeWithScore = (
+                chunk.source if isinstance(chunk.source, NodeWithScore) else chunk.source.source
+            )
             extra: dict[str, Any] = {PACK_KEY: summary}
             text: str | None = None
             if chunk.metadata.get(PARTIAL_KEY):
                 text = _cut_node_text(original, chunk.text, self.metadata_mode)
                 if text is None:
                     continue
-                extra.update({PARTIAL_KEY: True,
-                              "tokenward_tokens": chunk.metadata.get("tokenward_tokens"),
-                              "tokenward_original_tokens": chunk.metadata.get("tokenward_original_tokens")})
-            out.append(NodeWithScore(node=_annotated(original.node, extra, text), score=original.score))
+                extra.update(
+                    {
+                        PARTIAL_KEY: True,
+                        "tokenward_tokens": chunk.metadata.get("tokenward_tokens"),
+                        "tokenward_original_tokens": chunk.metadata.get(
+                            "tokenward_original_tokens"
+                        ),
+                    }
+                )
+            out.append(
+                NodeWithScore(node=_annotated(original.node, extra, text), score=original.score)
+            )
         return out
 
 
@@ -197,8 +231,17 @@ def _summary(report: PackReport, chunks: list[Chunk]) -> dict[str, Any]:
         "relevance_offered": round(report.relevance_offered, 6),
         "exact": report.exact,
         "dropped": [
-            {"node_id": d.chunk.id, "reason": d.reason, "tokens": d.tokens, "score": d.chunk.score,
-             **({"duplicate_of": chunks[d.duplicate_of].id} if d.duplicate_of is not None else {})}
+            {
+                "node_id": d.chunk.id,
+                "reason": d.reason,
+                "tokens": d.tokens,
+                "score": d.chunk.score,
+                **(
+                    {"duplicate_of": chunks[d.duplicate_of].id}
+                    if d.duplicate_of is not None
+                    else {}
+                ),
+            }
             for d in report.dropped
         ],
     }
@@ -208,8 +251,12 @@ def _annotated(node: Any, extra: dict[str, Any], text: str | None) -> Any:
     """A copy of ``node`` with tokenward metadata (hidden from LLM and embedder) and new text."""
     update: dict[str, Any] = {
         "metadata": {**node.metadata, **extra},
-        "excluded_llm_metadata_keys": list(dict.fromkeys([*node.excluded_llm_metadata_keys, *extra])),
-        "excluded_embed_metadata_keys": list(dict.fromkeys([*node.excluded_embed_metadata_keys, *extra])),
+        "excluded_llm_metadata_keys": list(
+            dict.fromkeys([*node.excluded_llm_metadata_keys, *extra])
+        ),
+        "excluded_embed_metadata_keys": list(
+            dict.fromkeys([*node.excluded_embed_metadata_keys, *extra])
+        ),
     }
     if text is not None:
         update["text"] = text
@@ -245,7 +292,7 @@ def _llama_index_counter() -> Any:
 
 
 class _TokenizerCount:
-    __slots__ = ("tokenizer", "__weakref__")
+    __slots__ = ("__weakref__", "tokenizer")
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from tokenward.accountant import Accountant
     from tokenward.ledger import UsageEvent
 
-__all__ = ["LLMCall", "start_call", "finish_call", "account_embedding"]
+__all__ = ["LLMCall", "account_embedding", "finish_call", "start_call"]
 
 
 @dataclass(slots=True)
@@ -44,7 +44,7 @@ class LLMCall:
     messages: list[Any]
     denied: BudgetExceededError | None = None
     dims: dict[str, Any] = field(default_factory=dict)
-    last_response: Any = None   # latest streamed chunk
+    last_response: Any = None  # latest streamed chunk
     child_response: Any = None  # response of the inner call folded into this one
     started: float = field(default_factory=time.perf_counter)
     done: bool = False
@@ -89,19 +89,28 @@ def start_call(
     if model is None:
         logger.warning(
             "tokenward: a LlamaIndex %s call reports no model name and was not recorded; "
-            "pass default_model='...' (or model='...' to BudgetedLLM)", kind,
+            "pass default_model='...' (or model='...' to BudgetedLLM)",
+            kind,
         )
         return None
     if not _spans.claim(accountant, run_id, owner):
         return None
-    core_messages = to_messages(messages) if messages is not None else (
-        [{"role": "user", "content": prompt or ""}]
+    core_messages = (
+        to_messages(messages)
+        if messages is not None
+        else ([{"role": "user", "content": prompt or ""}])
     )
     call = LLMCall(accountant, run_id, model, kind, core_messages, dims=dict(dims or {}))
     try:
         accountant.preflight(
-            run_id, model, messages=core_messages, tools=tools_to_dicts(tools),
-            max_output_tokens=max_output, dims=dims, parent_id=parent_id, kind=kind,
+            run_id,
+            model,
+            messages=core_messages,
+            tools=tools_to_dicts(tools),
+            max_output_tokens=max_output,
+            dims=dims,
+            parent_id=parent_id,
+            kind=kind,
         )
     except BudgetExceededError as exc:
         if enforce:
@@ -110,7 +119,8 @@ def start_call(
         logger.warning(
             "tokenward: budget %r denied a LlamaIndex call, but instrumentation handlers cannot "
             "stop calls; it is recorded anyway. Wrap the LLM in BudgetedLLM to enforce: %s",
-            exc.budget, exc,
+            exc.budget,
+            exc,
         )
         call.denied = exc
         call.dims = _snapshot_dims(call.dims)
@@ -131,8 +141,9 @@ def _counted_usage(call: LLMCall, text: str) -> Usage:
     from tokenward.counting import get_counter
 
     counter = get_counter(call.model, catalog=call.accountant.catalog)
-    return Usage(input=counter.count_messages(call.messages), output=counter.count_text(text),
-                 estimated=True)
+    return Usage(
+        input=counter.count_messages(call.messages), output=counter.count_text(text), estimated=True
+    )
 
 
 def finish_call(
@@ -164,13 +175,24 @@ def finish_call(
         if usage is None:
             usage = _counted_usage(call, text)
         return acc.settle(  # type: ignore[no-any-return]
-            call.run_id, usage, model=model or call.model, output_text=text,
-            tool_names=tool_names(response), dims=call.dims, status=status, error=error,
+            call.run_id,
+            usage,
+            model=model or call.model,
+            output_text=text,
+            tool_names=tool_names(response),
+            dims=call.dims,
+            status=status,
+            error=error,
             latency_ms=(time.perf_counter() - call.started) * 1000.0,
         )
     return acc.settle(  # type: ignore[no-any-return]
-        call.run_id, usage, model=model, output_text=text, tool_names=tool_names(response),
-        status=status, error=error,
+        call.run_id,
+        usage,
+        model=model,
+        output_text=text,
+        tool_names=tool_names(response),
+        status=status,
+        error=error,
     )
 
 
@@ -190,8 +212,10 @@ def account_embedding(
     counted with the model's tokenizer (``estimated`` unless it is exact).
     """
     if model is None:
-        logger.warning("tokenward: an embedding call reports no model name and was not "
-                       "recorded; pass default_model='...'")
+        logger.warning(
+            "tokenward: an embedding call reports no model name and was not "
+            "recorded; pass default_model='...'"
+        )
         return None
     from tokenward.counting import get_counter
 
@@ -199,11 +223,21 @@ def account_embedding(
     tokens = sum(counter.count_text(chunk) for chunk in chunks)
     usage = Usage(input=tokens, estimated=not counter.exact)
     try:
-        accountant.preflight(run_id, model, prompt_tokens=tokens, dims=dims, parent_id=parent_id,
-                             kind="embedding")
+        accountant.preflight(
+            run_id, model, prompt_tokens=tokens, dims=dims, parent_id=parent_id, kind="embedding"
+        )
     except BudgetExceededError as exc:
-        logger.warning("tokenward: budget %r denied an embedding call that already ran; "
-                       "recording it anyway", exc.budget)
-        return accountant.record(model, usage, run_id=run_id, kind="embedding", parent_id=parent_id,
-                                 latency_ms=latency_ms, **_snapshot_dims(dims or {}))
+        logger.warning(
+            "tokenward: budget %r denied an embedding call that already ran; recording it anyway",
+            exc.budget,
+        )
+        return accountant.record(
+            model,
+            usage,
+            run_id=run_id,
+            kind="embedding",
+            parent_id=parent_id,
+            latency_ms=latency_ms,
+            **_snapshot_dims(dims or {}),
+        )
     return accountant.settle(run_id, usage, latency_ms=latency_ms)  # type: ignore[no-any-return]

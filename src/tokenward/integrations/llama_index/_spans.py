@@ -31,9 +31,18 @@ from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from pydantic import PrivateAttr
 
-__all__ = ["ensure_span_tree", "ancestors", "claim", "unclaim", "claimed_ancestor", "current_span",
-           "owner_of", "parent_of",
-           "find_owner", "expect_lazy_inner"]
+__all__ = [
+    "ancestors",
+    "claim",
+    "claimed_ancestor",
+    "current_span",
+    "ensure_span_tree",
+    "expect_lazy_inner",
+    "find_owner",
+    "owner_of",
+    "parent_of",
+    "unclaim",
+]
 
 _MAX_DEPTH = 64
 _MAX_CLAIMS = 10_000
@@ -63,29 +72,57 @@ class _SpanTree(BaseSpanHandler[Any]):
         if instance is not None:
             self._instances[id_] = id(instance)
 
-    def span_exit(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
-                  result: Any | None = None, **kwargs: Any) -> None:
+    def span_exit(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        result: Any | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._parents.pop(id_, None)
         self._instances.pop(id_, None)
 
-    def span_drop(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
-                  err: BaseException | None = None, **kwargs: Any) -> None:
+    def span_drop(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._parents.pop(id_, None)
         self._instances.pop(id_, None)
 
-    def new_span(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
-                 parent_span_id: str | None = None, tags: dict[str, Any] | None = None,
-                 **kwargs: Any) -> None:
+    def new_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        parent_span_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         return None
 
-    def prepare_to_exit_span(self, id_: str, bound_args: inspect.BoundArguments,
-                             instance: Any | None = None, result: Any | None = None,
-                             **kwargs: Any) -> None:
+    def prepare_to_exit_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        result: Any | None = None,
+        **kwargs: Any,
+    ) -> None:
         return None
 
-    def prepare_to_drop_span(self, id_: str, bound_args: inspect.BoundArguments,
-                             instance: Any | None = None, err: BaseException | None = None,
-                             **kwargs: Any) -> None:
+    def prepare_to_drop_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> None:
         return None
 
     def parent(self, span_id: str) -> str | None:
