@@ -553,3 +553,15 @@ def test_override_other_facts(catalog: Catalog) -> None:
         catalog.override("gpt-4o", input="-1")
     with pytest.raises(ConfigurationError):
         catalog.override("gpt-4o", tiers=[{"above_input_tokens": 1}])
+
+
+def test_lookup_never_raises_for_an_unknown_model() -> None:
+    cat = Catalog.default()
+    known = cat.lookup("openai/gpt-4o-2024-08-06")
+    assert known.name == "gpt-4o" and known.priced
+    unknown = cat.lookup("acme-llm-9", provider="acme")
+    assert unknown.name == "acme-llm-9" and unknown.provider == "acme"
+    assert not unknown.priced and unknown.prices is None
+    assert cat.lookup("acme/llm-9").provider == "acme"
+    with pytest.raises(UnknownModelError):
+        cat.get("acme-llm-9")

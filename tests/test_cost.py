@@ -325,3 +325,21 @@ def test_total_is_exact_sum_of_components(usage: Usage) -> None:
         + usage.reasoning * 44
     )
     assert c.total * 10_000_000 == expected_tenth_micros
+
+
+def test_price_nanos_is_none_for_an_unpriced_model_and_exact_otherwise() -> None:
+    from tokenward.catalog import Catalog
+    from tokenward.cost import estimate_nanos, price_nanos
+
+    cat = Catalog.default()
+    usage = Usage(input=1_234, output=567, cache_read=200)
+    info = cat.get("gpt-4o")
+    assert price_nanos(usage, info) == to_nanos(cost(usage, info).total)
+    assert estimate_nanos(info, 1_000, 10) == to_nanos(
+        cost(Usage(input=1_000, output=10), info).total
+    )
+    unknown = cat.lookup("acme-llm-9")
+    assert price_nanos(usage, unknown) is None
+    assert estimate_nanos(unknown, 1_000, 10) is None
+    with pytest.raises(PricingMissingError, match="tokenward models update"):
+        cost(usage, unknown)

@@ -612,3 +612,15 @@ def test_anthropic_and_bedrock_add_cache_back(uncached, read, five, one, out) ->
         )
         == anthropic
     )
+
+
+def test_reported_cost_is_kept_beside_tokens_and_sums_only_when_every_part_has_one() -> None:
+    from decimal import Decimal
+
+    a = Usage(input=10, output=5, reported_cost=Decimal("0.0001"))
+    b = Usage(input=1, output=1, reported_cost=Decimal("0.0002"))
+    assert (a + b).reported_cost == Decimal("0.0003")
+    assert (a + Usage(input=1)).reported_cost is None
+    assert a.to_dict()["reported_cost"] == "0.0001"
+    with pytest.raises(TypeError):
+        Usage(input=1, reported_cost=0.5)  # type: ignore[arg-type]

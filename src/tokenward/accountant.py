@@ -24,6 +24,7 @@ otherwise writes SQLite to ``./.tokenward/ledger.db``.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import inspect
 import logging
@@ -773,9 +774,7 @@ class Accountant:
             usage = Usage(input=prompt_estimate, output=out_tokens, estimated=True)
         elif usage.input == 0 and prompt_estimate and kind != "embedding":
             # the provider reported output only (some streams): fill in the counted prompt
-            fields = usage.to_dict()
-            fields.update(input=prompt_estimate, estimated=True)
-            usage = Usage(**fields)  # type: ignore[arg-type]
+            usage = dataclasses.replace(usage, input=prompt_estimate, estimated=True)
         elif entry is not None and not entry.estimate.exact and prompt_estimate:
             self._calibrate(entry.info, prompt_estimate, usage.input)
         return self._finish(

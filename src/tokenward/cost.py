@@ -16,6 +16,7 @@ Rules (the same the providers publish):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from functools import lru_cache
 from typing import Any
@@ -24,7 +25,7 @@ from tokenward.catalog import Catalog, ModelInfo, Prices, default_catalog
 from tokenward.errors import PricingMissingError
 from tokenward.usage import Usage
 
-__all__ = ["CostBreakdown", "cost", "from_nanos", "to_nanos"]
+__all__ = ["CostBreakdown", "cost", "estimate_nanos", "from_nanos", "price_nanos", "to_nanos"]
 
 _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
@@ -272,6 +273,8 @@ def cost(
             f"usage must be a Usage, got {type(usage).__name__}; try Usage.from_any(payload)"
         )
     info = _resolve(model, catalog)
+    if info.prices is None:
+        info.prices_for(usage.input)  # raises PricingMissingError naming the fix
     tier, tokens, effective, keep = _priced(usage, info, batch)
     amounts = [
         _amount(n, price, keep) if n else _ZERO for n, price in zip(tokens, effective, strict=True)
@@ -281,6 +284,29 @@ def cost(
         total = _add(total, amount)
     # positional: model, the components in COMPONENTS order, total, tier, batch, estimated
     return CostBreakdown(info.name, *amounts, total, tier, batch, usage.estimated)
+
+
+def price_nanos(
+    usage: Usage, info: ModelInfo, *, at: datetime | None = None, batch: bool = False
+) -> int | None:
+    """The cost of ``usage`` on ``info`` in whole nano-USD, or ``None`` when the model is unpriced.
+
+    Equal to ``to_nanos(cost(usage, info, batch=batch).total)``; ``at`` is when the call was
+    made (prices that changed over time are taken as of then). Raises like :func:`cost` for a
+    token kind the model cannot price.
+    """
+    if info.prices is None:
+        return None
+    return to_nanos(_cost_total(usage, info, batch))
+
+
+def estimate_nanos(
+    info: ModelInfo, input_tokens: int, output_tokens: int, *, at: datetime | None = None
+) -> int | None:
+    """A plain input/output guess priced in nano-USD (the pre-flight estimate); ``None`` if unpriced."""
+    if info.prices is None:
+        return None
+    return to_nanos(_estimate_total(info, input_tokens, output_tokens))
 
 
 def to_nanos(usd: Decimal | int | str) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from tokenward.errors import UsageParseError
@@ -56,8 +57,16 @@ class Usage:
     audio_output: int = 0
     image_input: int = 0
     estimated: bool = False
+    #: a cost the provider itself reported for the call (USD, e.g. OpenRouter's ``usage.cost``);
+    #: kept beside tokenward's own price, never mixed with it. ``None`` when not reported.
+    reported_cost: Decimal | None = None
 
     def __post_init__(self) -> None:
+        cost = self.reported_cost
+        if cost is not None and (type(cost) is not Decimal or not cost.is_finite() or cost < 0):
+            raise TypeError(
+                f"Usage.reported_cost must be a finite Decimal >= 0 or None, got {cost!r}"
+            )
         # fast path: plain non-negative ints (the only thing parsers and the core build)
         for value in (
             self.input,
@@ -98,6 +107,7 @@ class Usage:
         audio_output: int = 0,
         image_input: int = 0,
         estimated: bool = False,
+        reported_cost: Decimal | None = None,
     ) -> Usage:
         """Build without validation: for callers that already checked every count is an int >= 0."""
         u = _new_usage(cls)
@@ -111,6 +121,7 @@ class Usage:
         _set(u, "audio_output", audio_output)
         _set(u, "image_input", image_input)
         _set(u, "estimated", estimated)
+        _set(u, "reported_cost", reported_cost)
         return u
 
     @property
@@ -142,6 +153,12 @@ class Usage:
             audio_output=self.audio_output + other.audio_output,
             image_input=self.image_input + other.image_input,
             estimated=self.estimated or other.estimated,
+            # a sum is reported only when every part was (a partial sum would mislead)
+            reported_cost=(
+                self.reported_cost + other.reported_cost
+                if self.reported_cost is not None and other.reported_cost is not None
+                else None
+            ),
         )
 
     def __radd__(self, other: object) -> Usage:
@@ -153,9 +170,9 @@ class Usage:
     def __bool__(self) -> bool:
         return self.total > 0
 
-    def to_dict(self) -> dict[str, int | bool]:
-        """Plain dict of all fields (for JSON, storage)."""
-        return {
+    def to_dict(self) -> dict[str, int | bool | str]:
+        """Plain dict of all fields (for JSON, storage); ``reported_cost`` only when reported."""
+        out: dict[str, int | bool | str] = {
             "input": self.input,
             "output": self.output,
             "cache_read": self.cache_read,
@@ -167,6 +184,9 @@ class Usage:
             "image_input": self.image_input,
             "estimated": self.estimated,
         }
+        if self.reported_cost is not None:
+            out["reported_cost"] = str(self.reported_cost)
+        return out
 
     # -- provider parsers (implemented below the class) ------------------------------------
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import os
 import re
@@ -244,6 +245,23 @@ class Catalog:
         key = self._lookup(name)
         return None if key is None else self._models.get(key)
 
+    def lookup(
+        self, name: str, *, provider: str | None = None, base_url: str | None = None
+    ) -> ModelInfo:
+        """The model for ``name``, never raising for an unknown one.
+
+        Returns the catalog's model, else its explicit fallback, else an unpriced placeholder
+        (``info.priced is False``) named ``name``, so a call on a model nobody can price is
+        still recorded with its tokens. ``provider`` (e.g. implied by a framework's model
+        class) and ``base_url`` (where the client sends requests) help recognise the model.
+        """
+        info = self.find(name) if isinstance(name, str) else None
+        if info is not None:
+            return info
+        if self._fallback is not None:
+            return self.get(name)
+        return _unpriced(str(name) if name else "unknown", provider)
+
     def get(self, name: str) -> ModelInfo:
         """The model for ``name``; unknown -> explicit fallback if set, else ``UnknownModelError``."""
         info = self.find(name)
@@ -381,6 +399,21 @@ class Catalog:
 
 _default: Catalog | None = None
 _default_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4096)
+def _unpriced(name: str, provider: str | None) -> ModelInfo:
+    """The placeholder of a model the catalog cannot price (cached: one object per name)."""
+    guessed = provider or (name.split("/", 1)[0] if "/" in name else "unknown")
+    return ModelInfo(
+        name=name.strip() or "unknown",
+        provider=guessed,
+        context_window=0,
+        max_output=None,
+        prices=None,
+        price_source="",
+        notes="not in the catalog: tokens recorded, cost unknown",
+    )
 
 
 def default_catalog() -> Catalog:

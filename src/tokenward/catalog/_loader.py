@@ -31,6 +31,7 @@ _MODEL_KEYS = {
     "as_of",
     "source",
     "notes",
+    "price_source",
 }
 _REQUIRED_KEYS = ("name", "provider", "context_window", "prices", "as_of", "source")
 _TOKENIZERS = (None, "o200k_base", "cl100k_base")
@@ -128,6 +129,7 @@ def _model(raw: Any, index: int, origin: str) -> ModelInfo:
             source=source,
             mode=raw.get("mode", "chat"),
             notes=str(raw.get("notes") or ""),
+            price_source=str(raw.get("price_source") or "tokenward catalog"),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigurationError):

@@ -123,13 +123,18 @@ class ModelInfo:
     (``Decimal("0.5")`` = half price); ``None`` = no batch mode.
     ``tokenizer`` names a tiktoken encoding (``"o200k_base"``/``"cl100k_base"``) or is ``None``
     when tokens can only be estimated.
+
+    ``prices`` is ``None`` for a model nobody can price (:meth:`Catalog.lookup` returns such a
+    placeholder for unknown names): its calls are recorded with their tokens and cost unknown.
+    ``price_source`` names the price data that priced the model (e.g. ``"tokenward catalog"``,
+    ``"user"``), recorded on every event it prices.
     """
 
     name: str
     provider: str
     context_window: int
     max_output: int | None
-    prices: Prices
+    prices: Prices | None
     tiers: tuple[PriceTier, ...] = ()
     batch_discount: Decimal | None = None
     tokenizer: str | None = None
@@ -138,6 +143,12 @@ class ModelInfo:
     source: str = ""
     mode: Mode = "chat"
     notes: str = ""
+    price_source: str = "tokenward catalog"
+
+    @property
+    def priced(self) -> bool:
+        """True when the model has prices (False for an unknown model's placeholder)."""
+        return self.prices is not None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -152,8 +163,10 @@ class ModelInfo:
             or self.max_output <= 0
         ):
             raise ValueError(f"{self.name}: max_output must be a positive int or None")
-        if not isinstance(self.prices, Prices):
-            raise TypeError(f"{self.name}: prices must be a Prices")
+        if self.prices is not None and not isinstance(self.prices, Prices):
+            raise TypeError(f"{self.name}: prices must be a Prices or None (unpriced)")
+        if self.prices is None and self.tiers:
+            raise ValueError(f"{self.name}: an unpriced model cannot have price tiers")
         tiers = tuple(sorted(self.tiers, key=lambda t: t.above_input_tokens))
         thresholds = [t.above_input_tokens for t in tiers]
         if len(set(thresholds)) != len(thresholds):
@@ -177,9 +190,22 @@ class ModelInfo:
         return chosen
 
     def prices_for(self, input_tokens: int) -> Prices:
-        """Prices for a call with ``input_tokens`` prompt tokens (tier-aware)."""
+        """Prices for a call with ``input_tokens`` prompt tokens (tier-aware).
+
+        Raises :class:`~tokenward.errors.PricingMissingError` for an unpriced model.
+        """
         tier = self.tier_for(input_tokens)
-        return self.prices if tier is None else tier.prices
+        if tier is not None:
+            return tier.prices
+        if self.prices is None:
+            from tokenward.errors import PricingMissingError
+
+            raise PricingMissingError(
+                f"Model {self.name!r} has no price. Run `tokenward models update`, or register "
+                f"its prices with catalog.override({self.name!r}, input=..., output=..., "
+                "context_window=...)."
+            )
+        return self.prices
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict in the ``models.json`` format."""
@@ -187,7 +213,8 @@ class ModelInfo:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "prices":
-                value = {k: v for k, v in value.to_dict().items() if v is not None}
+                if value is not None:
+                    value = {k: v for k, v in value.to_dict().items() if v is not None}
             elif f.name == "tiers":
                 value = [
                     {

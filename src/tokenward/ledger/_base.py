@@ -65,7 +65,8 @@ class SummaryRow:
     :meth:`LedgerStore.timeseries` rows and ``None`` for :meth:`~LedgerStore.summary`.
     Token fields follow :class:`~tokenward.Usage` (``input`` includes cached
     tokens, ``output`` includes reasoning). ``errors`` counts ``status="error"``,
-    ``cancelled`` counts ``status="cancelled"``.
+    ``cancelled`` counts ``status="cancelled"``. ``cost`` sums the priced events;
+    ``unpriced_calls`` counts events whose cost is unknown (a model nobody could price).
     """
 
     dims: Mapping[str, str | None]
@@ -87,6 +88,7 @@ class SummaryRow:
     latency_ms_total: float
     latency_count: int
     bucket: datetime | None = None
+    unpriced_calls: int = 0
 
     @property
     def tokens(self) -> int:

@@ -74,7 +74,7 @@ class UsageEvent:
     model: str
     provider: str | None
     usage: Usage
-    cost: Decimal
+    cost: Decimal | None
     estimated: bool = False
     status: EventStatus = "ok"
     kind: EventKind = "chat"
@@ -90,6 +90,8 @@ class UsageEvent:
     error: str | None = None
     prompt: str | None = None
     output: str | None = None
+    price_source: str | None = None
+    provider_cost: Decimal | None = None
 
     def __post_init__(self) -> None:
         # NOTE: ``row_to_event`` builds events from stored rows without calling this;
@@ -109,6 +111,7 @@ class UsageEvent:
             and type(self.usage) is Usage
             and type(self.cost) is Decimal
             and self.cost.is_finite()
+            and self.provider_cost is None
             and self.status in _STATUSES
             and self.kind in _KINDS
             and _normalized_opt(self.provider)
@@ -152,8 +155,15 @@ class UsageEvent:
         if isinstance(cost, (int, str)):
             cost = Decimal(cost)
             setattr_(self, "cost", cost)
-        if not isinstance(cost, Decimal) or not cost.is_finite():
-            raise TypeError(f"UsageEvent.cost must be a finite Decimal, got {cost!r}")
+        if cost is not None and (not isinstance(cost, Decimal) or not cost.is_finite()):
+            raise TypeError(f"UsageEvent.cost must be a finite Decimal or None, got {cost!r}")
+        provider_cost = self.provider_cost
+        if provider_cost is not None and (
+            not isinstance(provider_cost, Decimal) or not provider_cost.is_finite()
+        ):
+            raise TypeError(
+                f"UsageEvent.provider_cost must be a finite Decimal or None, got {provider_cost!r}"
+            )
         if self.status not in _STATUSES:
             raise ValueError(f"UsageEvent.status must be one of {_STATUSES}, got {self.status!r}")
         if self.kind not in _KINDS:
