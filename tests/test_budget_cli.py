@@ -171,9 +171,9 @@ def test_budget_set_creates_then_updates(tmp_path) -> None:
 def test_budget_set_validates_before_writing(tmp_path) -> None:
     path = tmp_path / "budgets.json"
     r = run("budget", "set", "b", "--limit-usd", "-3", "--config", str(path))
-    assert r.exit_code == 2 and "limit_usd" in r.stderr
+    assert r.exit_code == 2 and "--limit-usd '-3': must be an amount greater than 0" in r.stderr
     r = run("budget", "set", "b", "--limit-usd", "abc", "--config", str(path))
-    assert r.exit_code == 2 and "not a number" in r.stderr
+    assert r.exit_code == 2 and "--limit-usd 'abc': must be an amount in USD" in r.stderr
     r = run(
         "budget", "set", "b", "--limit-usd", "1", "--window", "fortnight", "--config", str(path)
     )
@@ -245,7 +245,7 @@ def test_budget_show_json_has_live_numbers(live_store) -> None:  # type: ignore[
     assert r.exit_code == 0, r.output
     rows = {row["budget"]: row for row in json.loads(r.stdout)}
     u = rows["per-user"]
-    assert u["scope"] == "user_id=u1"
+    assert u["scope_key"] == "user_id=u1"
     assert Decimal(u["spent"]) == Decimal("1.25")
     assert Decimal(u["reserved"]) == Decimal("0.5")
     assert Decimal(u["remaining"]) == Decimal("3.25")

@@ -17,7 +17,7 @@ from tokenward.cost import cost
 from tokenward.ledger import MemoryLedger, UsageEvent, open_ledger
 from tokenward.report import ReportData, build_report_data, render_html
 from tokenward.report._charts import bar_chart
-from tokenward.report._html import usd
+from tokenward.report._format import usd
 from tokenward.report._tables import build_report
 from tokenward.usage import Usage
 
@@ -313,7 +313,7 @@ def test_plain_table_report_data_renders_too() -> None:
     base = build_report(make_ledger(), since=T0, until=NOW)
     html = render_html(base)
     c = charts(html)
-    assert c["spend-over-time"] == 3 and c["by-model"] == 2 and "by-user" not in c
+    assert c["spend-over-time"] == 4 and c["by-model"] == 2 and "by-user" not in c  # Jan 3: zero
     assert "<h2>Budgets</h2>" not in html
 
 

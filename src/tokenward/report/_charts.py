@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from html import escape
 
+from tokenward.report._format import plain
+
 __all__ = ["PALETTE", "bar_chart", "hbar_chart", "stacked_bars", "utilization_bar"]
 
 Number = Decimal | int
@@ -29,6 +31,8 @@ _BAR = "#0072B2"
 
 
 def _e(text: object) -> str:
+    if isinstance(text, Decimal):
+        text = plain(text)  # attributes carry the exact value, never "1E-7"
     return escape(str(text), quote=True)
 
 
