@@ -279,6 +279,10 @@ def _amount(value: Any, unit: str) -> str:
 def _budgets(data: Any) -> str:
     rows = getattr(data, "budgets", [])
     if not rows:
+        if getattr(data, "budgets_requested", False):
+            return (
+                "<h2>Budgets</h2><p class='empty'>No budget has spend in its current window.</p>"
+            )
         return ""
     body = []
     for r in rows:

@@ -287,7 +287,7 @@ def _analytics(
 
 # ----------------------------------------------------------------------------- plain data
 def _unpriced(row: Any) -> int:
-    return int(getattr(row, "unpriced_calls", 0) or 0)
+    return int(row.unpriced_calls)
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
