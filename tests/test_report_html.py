@@ -335,7 +335,26 @@ def test_bar_chart_geometry_is_proportional() -> None:
         "t", [("a", Decimal(1), "$1"), ("b", Decimal(2), "$2"), ("c", 0, "$0")], height=220
     )
     heights = [float(h) for h in re.findall(r'class="point bar"[^>]* height="([\d.]+)"', svg)]
-    assert heights[1] == 170 and heights[0] == 85 and heights[2] == 0
+    assert heights[1] == 2 * heights[0] > 0 and heights[2] == 0
+    # the y-axis: round ticks from 0 to the top bar, each with a gridline and its label
+    ticks = re.findall(r'class="ytick" data-value="([^"]+)"[^>]*>([^<]+)<', svg)
+    assert [v for v, _ in ticks] == ["0.0", "0.5", "1.0", "1.5", "2.0"]
+    assert svg.count('class="grid"') == 5
+    # values on the bars that have one
+    assert re.findall(r'class="value" data-label="(\w)"[^>]*>([^<]+)<', svg) == [
+        ("a", "$1"),
+        ("b", "$2"),
+    ]
+
+
+def test_spend_chart_axis_is_in_dollars() -> None:
+    html = render_html(make_data())
+    start = html.index('data-chart="spend-over-time"')
+    svg = html[start : html.index("</svg>", start)]
+    labels = re.findall(r'class="ytick"[^>]*>([^<]+)<', svg)
+    assert labels[0] == "$0.00" and all(label.startswith("$") for label in labels)
+    assert "E-" not in svg and "E+" not in svg
+    assert "USD per day" in svg
 
 
 def test_cli_html_with_budgets_file(tmp_path) -> None:

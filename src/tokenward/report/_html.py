@@ -44,8 +44,12 @@ th,td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:left;vertic
 th{color:var(--muted);font-weight:600}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .chart{display:block;max-width:100%}
-.chart .tick,.chart .label,.chart .value,.chart .peak{font-size:11px;fill:var(--fg)}
-.chart .axis{stroke:var(--line)}
+.chart .tick,.chart .label,.chart .value,.chart .ytick,.chart .axis-label{font-size:11px;fill:var(--fg)}
+.chart .ytick,.chart .axis-label{fill:var(--muted)}
+.chart .value{font-size:10px}
+.chart .seg-label{font-size:10px;fill:#fff}
+.chart .axis{stroke:var(--muted)}
+.chart .grid{stroke:var(--line);stroke-dasharray:2,3}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
 .sugg{border:1px solid var(--line);border-left:4px solid var(--accent);border-radius:4px;
@@ -85,7 +89,7 @@ def _n(value: int) -> str:
 
 
 def _dt(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else NA
 
 
 def _dim(value: str | None) -> str:
@@ -117,7 +121,7 @@ def _cards(data: Any) -> str:
     a = data.analytics or {}
     trend = a.get("trend_cost_pct")
     prev = a.get("previous_period_cost")
-    trend_txt = "-" if trend is None else f"{trend:+.1f}%"
+    trend_txt = NA if trend is None else f"{trend:+.1f}%"
     if prev is None:
         trend_sub = "no previous period (give --since)"
     elif not prev:
@@ -171,7 +175,15 @@ def _series(data: Any) -> str:
     points = [(r.bucket.strftime(fmt), r.cost, usd(r.cost)) for r in rows]
     if not points:
         return '<p class="empty">No spend in this period.</p>'
-    return _charts.bar_chart("spend-over-time", points, axis_label=f"spend per {bucket}")
+    return _charts.bar_chart(
+        "spend-over-time", points, axis_label=f"USD per {bucket}", tick_format=_tick_usd
+    )
+
+
+def _tick_usd(value: Decimal) -> str:
+    """An axis value with the digits it has (``$0.02``, ``$0.0025``), at least cents."""
+    exponent = value.normalize().as_tuple().exponent
+    return usd(value, max(2, -exponent if isinstance(exponent, int) else 2))
 
 
 def _hbars(name: str, rows: Sequence[Any], dim: str, limit: int = 12) -> str:
@@ -280,9 +292,7 @@ def _budgets(data: Any) -> str:
     rows = getattr(data, "budgets", [])
     if not rows:
         if getattr(data, "budgets_requested", False):
-            return (
-                "<h2>Budgets</h2><p class='empty'>No budget has spend in its current window.</p>"
-            )
+            return "<h2>Budgets</h2><p class='empty'>No budget has spend in its current window.</p>"
         return ""
     body = []
     for r in rows:
