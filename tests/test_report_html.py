@@ -149,7 +149,7 @@ def test_data_has_every_section() -> None:
 def test_budget_rows_from_the_ledger() -> None:
     rows = make_data().budgets
     per_user = [r for r in rows if r.budget == "per-user-monthly"]
-    assert [r.scope_key for r in per_user][0].startswith("user_id=")
+    assert next(r.scope_key for r in per_user).startswith("user_id=")
     assert len(per_user) == 4 and all(r.source == "ledger" for r in rows)
     alice = next(r for r in per_user if r.scope_key == "user_id=alice")
     alice_cost = sum((e.cost for e in make_events() if e.user_id == "alice"), Decimal(0))

@@ -116,6 +116,11 @@ class BudgetDefinition(BaseModel):
             raise ValueError("must be an amount greater than 0 (at least 0.000000001)")
         return v
 
+    @field_validator("window", mode="before")
+    @classmethod
+    def _rolling(cls, v: Any) -> Any:
+        return _window_text(v) if isinstance(v, timedelta) else v
+
     @field_validator("window")
     @classmethod
     def _window(cls, v: str) -> str:

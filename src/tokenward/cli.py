@@ -545,10 +545,16 @@ def _cmd_report(
     ledger = open_ledger(target)
     store = open_budget_store(budget_store) if budget_store else None
     try:
-        query = dict(since=since_dt, until=until_dt, by=by_keys, where=where_d, source=target)
+        query: dict[str, Any] = {
+            "since": since_dt,
+            "until": until_dt,
+            "by": by_keys,
+            "where": where_d,
+            "source": target,
+        }
         with _progress_bar("report") as bar:
             if fmt in _tables.FORMATS:  # the tables: no advisor, no HTML-only sections
-                data = _tables.build_report(ledger, progress=bar.advance, **query)  # type: ignore[arg-type]
+                data = _tables.build_report(ledger, progress=bar.advance, **query)
                 if budgets is not None:
                     bar.advance("budgets")
                     data.budgets = budget_rows(
@@ -561,7 +567,7 @@ def _cmd_report(
                     budgets=budgets or (),
                     budget_store=store,
                     progress=bar.advance,
-                    **query,  # type: ignore[arg-type]
+                    **query,
                 )
                 data.budgets_requested = budgets is not None
     finally:
