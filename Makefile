@@ -19,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-all
 
 demo: $(VENV)/.installed-all
-	$(BIN)/tokenward demo --db .tokenward/demo.db
+	$(BIN)/tokenward demo --db .tokenward/ledger.db
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
@@ -28,7 +28,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py
 
 report-screenshot: $(VENV)/.installed-test
-	$(BIN)/python benchmarks/report_screenshot.py
+	$(BIN)/python benchmarks/report_screenshot.py --png docs/report.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .tokenward

@@ -1,12 +1,14 @@
 """``make report-screenshot``: build the demo ledger, write report.html and a PNG of it.
 
-Runs the offline demo session into a temporary SQLite ledger, renders the self-contained HTML
-report (with the demo's trial budget and a global monthly budget, so the budget gauges show),
-and screenshots it in headless Chromium (Debian's ``chromium`` at /usr/bin/chromium, driven by
-Playwright's Python client; nothing is downloaded). Outputs go to ``--out`` (default
-``build/report/``) and are not committed.
+Runs the offline demo session into a temporary SQLite ledger at a fixed date (so the picture
+is the same on every run), renders the self-contained HTML report (with the demo's trial
+budget and a global monthly budget, so the budget gauges show), and screenshots it in headless
+Chromium (Debian's ``chromium`` at /usr/bin/chromium, driven by Playwright's Python client;
+nothing is downloaded). Outputs go to ``--out`` (default ``build/report/``); ``--png PATH``
+also writes the PNG there (``make report-screenshot`` writes ``docs/report.png``, the picture
+in the README).
 
-    python benchmarks/report_screenshot.py [--out DIR] [--chromium PATH] [--width 1280]
+    python benchmarks/report_screenshot.py [--out DIR] [--png PATH] [--chromium PATH]
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import os
 import shutil
 import sys
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+#: The demo's "now" for the picture (its traffic is the week before).
+FIXED_NOW = datetime(2026, 11, 30, 18, tzinfo=timezone.utc)
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -47,11 +52,11 @@ def build_html(out_dir: Path) -> Path:
     from tokenward.report import build_report_data, render_html
 
     tmp = tempfile.mkdtemp(prefix="tokenward-shot-")
-    result = _demo.run_demo(os.path.join(tmp, "ledger.db"))
+    result = _demo.run_demo(os.path.join(tmp, "ledger.db"), now=FIXED_NOW)
     ledger = open_ledger(result.db_path)
     try:
         assert result.report is not None
-        since = result.report.generated_at - timedelta(days=7)
+        since = FIXED_NOW - timedelta(days=7)
         budgets = [
             Budget(
                 "trial-daily",
@@ -63,8 +68,15 @@ def build_html(out_dir: Path) -> Path:
             Budget("all-monthly", limit_usd="1.00", window="month", mode="soft"),
         ]
         data = build_report_data(
-            ledger, since=since, by=("user_id",), source="tokenward demo", budgets=budgets
+            ledger,
+            since=since,
+            until=FIXED_NOW,
+            now=FIXED_NOW,
+            by=("user_id",),
+            source="tokenward demo",
+            budgets=budgets,
         )
+        data.generated_at = FIXED_NOW
     finally:
         ledger.close()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,8 +85,11 @@ def build_html(out_dir: Path) -> Path:
     return path
 
 
-def screenshot(html: Path, png: Path, chromium: str, width: int = 1280) -> None:
-    """Full-page PNG of ``html`` (a local file; the page makes no requests)."""
+def screenshot(
+    html: Path, png: Path, chromium: str, width: int = 1280, height: int | None = None
+) -> None:
+    """PNG of ``html`` (a local file; the page makes no requests): the full page, or its top
+    ``height`` pixels."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -82,7 +97,8 @@ def screenshot(html: Path, png: Path, chromium: str, width: int = 1280) -> None:
         try:
             page = browser.new_page(viewport={"width": width, "height": 900})
             page.goto(html.resolve().as_uri())
-            page.screenshot(path=str(png), full_page=True)
+            clip = None if height is None else {"x": 0, "y": 0, "width": width, "height": height}
+            page.screenshot(path=str(png), full_page=True, clip=clip)
         finally:
             browser.close()
 
@@ -92,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="build/report", help="output directory")
     ap.add_argument("--chromium", default=None, help="path to the chromium binary")
     ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--png", default=None, help="also write the PNG here (e.g. docs/report.png)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     html = build_html(out)
@@ -103,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     png = out / "report.png"
     screenshot(html, png, chromium, args.width)
     print(f"wrote {png}")
+    if args.png:  # the README's picture: the top of the page (cards, charts, budgets)
+        Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+        screenshot(html, Path(args.png), chromium, args.width, height=2000)
+        print(f"wrote {args.png}")
     return 0
 
 

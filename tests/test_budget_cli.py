@@ -93,7 +93,7 @@ def test_toml_without_a_reader_says_what_to_do(tmp_path, monkeypatch) -> None:
     path.write_text('[budgets.b]\nlimit_usd = "1"\n', encoding="utf-8")
     monkeypatch.setitem(sys.modules, "tomllib", None)
     monkeypatch.setitem(sys.modules, "tomli", None)
-    with pytest.raises(ConfigurationError, match="tomli.*json"):
+    with pytest.raises(ConfigurationError, match=r"tomli.*json"):
         load_budget_config(path)
     json_path = tmp_path / "b.json"
     json_path.write_text('{"budgets": {"b": {"limit_usd": "1"}}}', encoding="utf-8")
@@ -171,9 +171,9 @@ def test_budget_set_creates_then_updates(tmp_path) -> None:
 def test_budget_set_validates_before_writing(tmp_path) -> None:
     path = tmp_path / "budgets.json"
     r = run("budget", "set", "b", "--limit-usd", "-3", "--config", str(path))
-    assert r.exit_code == 2 and "limit_usd" in r.stderr
+    assert r.exit_code == 2 and "--limit-usd '-3': must be an amount greater than 0" in r.stderr
     r = run("budget", "set", "b", "--limit-usd", "abc", "--config", str(path))
-    assert r.exit_code == 2 and "not a number" in r.stderr
+    assert r.exit_code == 2 and "--limit-usd 'abc': must be an amount in USD" in r.stderr
     r = run(
         "budget", "set", "b", "--limit-usd", "1", "--window", "fortnight", "--config", str(path)
     )
@@ -245,7 +245,7 @@ def test_budget_show_json_has_live_numbers(live_store) -> None:  # type: ignore[
     assert r.exit_code == 0, r.output
     rows = {row["budget"]: row for row in json.loads(r.stdout)}
     u = rows["per-user"]
-    assert u["scope"] == "user_id=u1"
+    assert u["scope_key"] == "user_id=u1"
     assert Decimal(u["spent"]) == Decimal("1.25")
     assert Decimal(u["reserved"]) == Decimal("0.5")
     assert Decimal(u["remaining"]) == Decimal("3.25")
@@ -310,3 +310,40 @@ def test_store_url_from_the_file(live_store) -> None:  # type: ignore[no-untyped
     r = run("budget", "show", "--config", str(path), "-u", "u1", "-f", "json")
     assert r.exit_code == 0, r.output
     assert Decimal(json.loads(r.stdout)[0]["spent"]) == Decimal("1.25")
+
+
+def test_file_errors_name_the_file_the_budget_and_the_fix(tmp_path) -> None:
+    """Budget files are validated by pydantic models; one sentence per problem."""
+    path = tmp_path / "budgets.toml"
+    path.write_text(
+        '[budgets.daily]\nlimit_usd = "-1"\nwindow = "fortnight"\n'
+        '[budgets.team]\nlimit_tokens = 10\nmode = "strict"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigurationError) as info:
+        load_budget_config(path)
+    assert str(info.value) == (
+        f"{path}: budget 'daily': limit_usd must be an amount greater than 0 (at least "
+        f"0.000000001) (got '-1'); write e.g. limit_usd = \"5.00\" in {path}, or run "
+        f"`tokenward budget set daily --limit-usd 5`; "
+        f"{path}: budget 'daily': window must be request, conversation, day, week, month or a "
+        f"rolling length like 24h, 30m, 7d, 1w (got 'fortnight'); write e.g. window = \"day\" "
+        f"(or week, month, request, conversation, 24h, 30m) in {path}, or run "
+        f"`tokenward budget set daily --window day`; "
+        f"{path}: budget 'team': mode must be 'hard' or 'soft' (got 'strict'); write e.g. "
+        f'mode = "hard" (or "soft") in {path}, or run `tokenward budget set team --mode hard`'
+    )
+    r = run("budget", "show", "--config", str(path), "--store", "memory")
+    assert r.exit_code == 2 and r.stderr.startswith(f"error: {path}: budget 'daily': limit_usd")
+
+
+def test_budget_file_is_written_by_tomli_w(tmp_path) -> None:
+    import tomllib
+
+    path = tmp_path / "budgets.toml"
+    save_budget_config(
+        path, BudgetConfig({"b": {"limit_usd": Decimal("2.50"), "window": timedelta(hours=24)}})
+    )
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# tokenward budget definitions")
+    assert tomllib.loads(text) == {"budgets": {"b": {"limit_usd": "2.50", "window": "1d"}}}

@@ -190,3 +190,35 @@ def test_report_as_shipped_with_its_policy_loads_cleanly(browser: Any, tmp_path:
         assert colour == "rgb(246, 248, 250)"
     finally:
         pg.close()
+
+
+def test_spend_chart_axis_and_value_labels_are_visible(page: dict[str, Any]) -> None:
+    """The y-axis ticks read as dollars from $0.00 upwards (top to bottom on screen), each bar's
+    value sits above it inside the chart, and a screenshot is kept under build/ to look at."""
+    from pathlib import Path
+
+    pg = page["page"]
+    svg = pg.locator('svg[data-chart="spend-over-time"]')
+    chart = svg.bounding_box()
+    ticks = svg.locator("text.ytick")
+    assert ticks.count() >= 3
+    labels = ticks.all_text_contents()
+    assert labels[0] == "$0.00" and all(t.startswith("$") for t in labels)
+    ys = [ticks.nth(i).bounding_box()["y"] for i in range(ticks.count())]
+    assert ys == sorted(ys, reverse=True)  # larger values higher up
+    values = svg.locator("text.value")
+    costs = [r.cost for r in page["data"].series]
+    assert values.count() == sum(1 for c in costs if c)  # the empty day has no label
+    bars = svg.locator("rect.point")
+    for i in range(values.count()):
+        box = values.nth(i).bounding_box()
+        assert box is not None and box["width"] > 0
+        assert chart["y"] <= box["y"] and box["y"] + box["height"] <= chart["y"] + chart["height"]
+    tallest = max(range(len(costs)), key=lambda i: costs[i])
+    label = svg.locator(f'text.value[data-label="{bars.nth(tallest).get_attribute("data-label")}"]')
+    assert label.bounding_box()["y"] < bars.nth(tallest).bounding_box()["y"]  # above its bar
+    out = Path(__file__).resolve().parents[1] / "build" / "test-report"
+    out.mkdir(parents=True, exist_ok=True)
+    svg.screenshot(path=str(out / "spend-over-time.png"))
+    pg.screenshot(path=str(out / "report.png"), full_page=True)
+    assert (out / "report.png").stat().st_size > 10_000

@@ -17,7 +17,7 @@ from tokenward.cost import cost
 from tokenward.ledger import MemoryLedger, UsageEvent, open_ledger
 from tokenward.report import ReportData, build_report_data, render_html
 from tokenward.report._charts import bar_chart
-from tokenward.report._html import usd
+from tokenward.report._format import usd
 from tokenward.report._tables import build_report
 from tokenward.usage import Usage
 
@@ -149,7 +149,7 @@ def test_data_has_every_section() -> None:
 def test_budget_rows_from_the_ledger() -> None:
     rows = make_data().budgets
     per_user = [r for r in rows if r.budget == "per-user-monthly"]
-    assert [r.scope_key for r in per_user][0].startswith("user_id=")
+    assert next(r.scope_key for r in per_user).startswith("user_id=")
     assert len(per_user) == 4 and all(r.source == "ledger" for r in rows)
     alice = next(r for r in per_user if r.scope_key == "user_id=alice")
     alice_cost = sum((e.cost for e in make_events() if e.user_id == "alice"), Decimal(0))
@@ -313,7 +313,7 @@ def test_plain_table_report_data_renders_too() -> None:
     base = build_report(make_ledger(), since=T0, until=NOW)
     html = render_html(base)
     c = charts(html)
-    assert c["spend-over-time"] == 3 and c["by-model"] == 2 and "by-user" not in c
+    assert c["spend-over-time"] == 4 and c["by-model"] == 2 and "by-user" not in c  # Jan 3: zero
     assert "<h2>Budgets</h2>" not in html
 
 
@@ -335,7 +335,26 @@ def test_bar_chart_geometry_is_proportional() -> None:
         "t", [("a", Decimal(1), "$1"), ("b", Decimal(2), "$2"), ("c", 0, "$0")], height=220
     )
     heights = [float(h) for h in re.findall(r'class="point bar"[^>]* height="([\d.]+)"', svg)]
-    assert heights[1] == 170 and heights[0] == 85 and heights[2] == 0
+    assert heights[1] == 2 * heights[0] > 0 and heights[2] == 0
+    # the y-axis: round ticks from 0 to the top bar, each with a gridline and its label
+    ticks = re.findall(r'class="ytick" data-value="([^"]+)"[^>]*>([^<]+)<', svg)
+    assert [v for v, _ in ticks] == ["0.0", "0.5", "1.0", "1.5", "2.0"]
+    assert svg.count('class="grid"') == 5
+    # values on the bars that have one
+    assert re.findall(r'class="value" data-label="(\w)"[^>]*>([^<]+)<', svg) == [
+        ("a", "$1"),
+        ("b", "$2"),
+    ]
+
+
+def test_spend_chart_axis_is_in_dollars() -> None:
+    html = render_html(make_data())
+    start = html.index('data-chart="spend-over-time"')
+    svg = html[start : html.index("</svg>", start)]
+    labels = re.findall(r'class="ytick"[^>]*>([^<]+)<', svg)
+    assert labels[0] == "$0.00" and all(label.startswith("$") for label in labels)
+    assert "E-" not in svg and "E+" not in svg
+    assert "USD per day" in svg
 
 
 def test_cli_html_with_budgets_file(tmp_path) -> None:

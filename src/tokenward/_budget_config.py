@@ -19,29 +19,31 @@ The file holds named budget definitions and, optionally, where their counters li
     vip = "50"
 
 The JSON form is the same structure: ``{"store": {"url": ...}, "budgets": {"name": {...}}}``.
-Every definition is validated by constructing a :class:`~tokenward.budgets.Budget`, so a bad
-file fails with the same clear message as bad code. TOML is read with :mod:`tomllib`
-(Python 3.11+) or the ``tomli`` package when installed; without either only JSON can be read.
-TOML is written by this module (a small, escaped subset: tables, strings, numbers, booleans and
-arrays), so no writer dependency is needed.
+Files are validated with pydantic models (:class:`BudgetDefinition`, :class:`BudgetFile`) whose
+errors name the file, the budget, the setting and the fix; each definition then builds a
+:class:`~tokenward.budgets.Budget`. TOML is read with :mod:`tomllib` (Python 3.11+) or ``tomli``
+and written with ``tomli-w`` (both in the ``cli`` extra).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tokenward.errors import ConfigurationError
 
 __all__ = [
     "BudgetConfig",
+    "BudgetDefinition",
+    "BudgetFile",
     "budget_from_definition",
     "definition_from_args",
     "load_budget_config",
@@ -51,27 +53,209 @@ __all__ = [
     "to_toml",
 ]
 
-#: Keys a budget definition may contain (the keyword arguments of ``Budget``).
-DEFINITION_KEYS = (
-    "limit_usd",
-    "limit_tokens",
-    "window",
-    "scope",
-    "where",
-    "mode",
-    "thresholds",
-    "timezone",
-    "overrides",
-    "missing",
-)
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_NAMED_WINDOWS = ("request", "conversation", "day", "week", "month")
+_DIMENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+_NANO = Decimal("1e-9")
+
+#: How to fix each setting, in the file and on the command line (``tokenward budget set``).
+_FIXES = {
+    "limit_usd": ('limit_usd = "5.00"', "--limit-usd 5"),
+    "limit_tokens": ("limit_tokens = 100000", "--limit-tokens 100000"),
+    "window": ('window = "day" (or week, month, request, conversation, 24h, 30m)', "--window day"),
+    "scope": ('scope = "user_id" (or ["user_id", "agent"])', "--scope user_id"),
+    "where": ('[budgets.NAME.where] agent = "support"', "--where agent=support"),
+    "mode": ('mode = "hard" (or "soft")', "--mode hard"),
+    "thresholds": ("thresholds = [0.5, 0.75, 0.9]", "--threshold 0.5 --threshold 0.9"),
+    "timezone": ('timezone = "Europe/Berlin"', "--timezone Europe/Berlin"),
+    "overrides": ('[budgets.NAME.overrides] "user_id=vip" = "50"', ""),
+    "missing": ('missing = "shared" (or "skip")', ""),
+}
+
+
+def _duration(value: str) -> timedelta | None:
+    m = _DURATION.match(value)
+    return None if m is None else timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+class BudgetDefinition(BaseModel):
+    """One budget as written in a budgets file (the keyword arguments of ``Budget``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit_usd: Decimal | None = None
+    limit_tokens: int | None = Field(default=None, strict=True, gt=0)
+    window: str = "day"
+    scope: str | list[str] | None = None
+    where: dict[str, str | list[str]] | None = None
+    mode: Literal["hard", "soft"] = "hard"
+    thresholds: list[float] | None = None
+    timezone: str | None = None
+    overrides: dict[str, Decimal | int] | None = None
+    missing: Literal["shared", "skip"] = "shared"
+
+    @field_validator("limit_usd", mode="before")
+    @classmethod
+    def _money(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (str, int, float, Decimal, type(None))):
+            raise ValueError("must be an amount in USD")
+        if isinstance(v, float):
+            return Decimal(repr(v))
+        if isinstance(v, str):
+            try:
+                return Decimal(v.strip())
+            except InvalidOperation:
+                raise ValueError("must be an amount in USD") from None
+        return v
+
+    @field_validator("limit_usd")
+    @classmethod
+    def _positive(cls, v: Decimal | None) -> Decimal | None:
+        if v is not None and (not v.is_finite() or v < _NANO):
+            raise ValueError("must be an amount greater than 0 (at least 0.000000001)")
+        return v
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _rolling(cls, v: Any) -> Any:
+        return _window_text(v) if isinstance(v, timedelta) else v
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        if v.strip() in _NAMED_WINDOWS:
+            return v.strip()
+        length = _duration(v)
+        if length is None or length <= timedelta(0):
+            raise ValueError(
+                "must be request, conversation, day, week, month or a rolling length "
+                "like 24h, 30m, 7d, 1w"
+            )
+        return v.strip()
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: str | list[str] | None) -> str | list[str] | None:
+        names = [v] if isinstance(v, str) else (v or [])
+        bad = [n for n in names if not _DIMENSION.match(n)]
+        if bad:
+            raise ValueError(f"dimension names look like user_id or agent, not {bad[0]!r}")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: list[float] | None) -> list[float] | None:
+        for t in v or ():
+            if not 0 < t <= 1:
+                raise ValueError(f"each threshold is a fraction in (0, 1] such as 0.9, not {t!r}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as UTC or Europe/Berlin") from None
+        return v
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, v: dict[str, Decimal | int] | None) -> dict[str, Decimal | int] | None:
+        for key, amount in (v or {}).items():
+            if amount < 0:
+                raise ValueError(f"the limit of {key!r} must be 0 or more")
+        return v
+
+    def budget_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``Budget`` (windows parsed, defaults left to ``Budget``)."""
+        kwargs = self.model_dump(exclude_none=True, exclude_defaults=True)
+        if "limit_usd" in kwargs or self.limit_usd is not None:
+            kwargs["limit_usd"] = self.limit_usd
+        if "window" in kwargs:
+            kwargs["window"] = parse_window(kwargs["window"])
+        if isinstance(kwargs.get("scope"), list):
+            kwargs["scope"] = tuple(kwargs["scope"])
+        return kwargs
+
+
+class _Store(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str
+
+
+class BudgetFile(BaseModel):
+    """A whole budgets file: ``[store]`` (optional) and ``[budgets.NAME]`` tables."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: _Store | None = None
+    budgets: dict[str, BudgetDefinition] = Field(default_factory=dict)
+
+
+def _describe(exc: ValidationError, *, where: str, name: str | None, cli: bool) -> str:
+    """One sentence per problem: the file (or command), the budget, the setting and the fix."""
+    problems = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        budget = name
+        if not cli and len(loc) >= 2 and loc[0] == "budgets":
+            budget, loc = loc[1], loc[2:]
+        elif not cli and loc and loc[0] == "store":
+            problems.append(f'{where}: [store] needs url = "PATH_OR_URL" ({err["msg"]})')
+            continue
+        elif not cli and loc and err["type"] == "extra_forbidden":
+            problems.append(
+                f"{where}: unknown section {loc[0]!r}; a budgets file has [store] and "
+                f"[budgets.NAME] tables only"
+            )
+            continue
+        setting = loc[0] if loc else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(BudgetDefinition.model_fields)
+            problems.append(
+                f"{where}: budget {budget!r}: unknown setting {setting!r}; allowed: {allowed}"
+            )
+            continue
+        if err["type"] == "literal_error" and "expected" in err.get("ctx", {}):
+            msg = f"must be {err['ctx']['expected']}"
+        got = err.get("input")
+        file_fix, flag_fix = _FIXES.get(setting, ("", ""))
+        if cli:
+            flag = "--" + setting.replace("_", "-").removesuffix("s")
+            fix = f"e.g. {flag_fix}" if flag_fix else ""
+            problems.append(f"{flag} {got!r}: {msg}" + (f"; {fix}" if fix else ""))
+        else:
+            fix = f"write e.g. {file_fix}" if file_fix else "fix the value"
+            problems.append(
+                f"{where}: budget {budget!r}: {setting} {msg} (got {got!r}); {fix} in {where}"
+                + (f", or run `tokenward budget set {budget} {flag_fix}`" if flag_fix else "")
+            )
+    return "; ".join(problems)
+
+
+def _validate_definition(
+    name: str, definition: Any, *, where: str = "budget", cli: bool = False
+) -> BudgetDefinition:
+    if not isinstance(definition, Mapping):
+        raise ConfigurationError(
+            f"{where}: budget {name!r}: expected a table of settings, got {definition!r}"
+        )
+    try:
+        return BudgetDefinition.model_validate(dict(definition))
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc, where=where, name=name, cli=cli)) from None
 
 
 @dataclass
 class BudgetConfig:
-    """Budget definitions (``name -> keyword arguments of Budget``) and an optional store URL."""
+    """Budget definitions (``name -> settings as written``) and an optional store URL."""
 
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     store: str | None = None
@@ -83,22 +267,16 @@ class BudgetConfig:
 
 def parse_window(value: Any) -> Any:
     """``"day"``/``"week"``/``"month"``/``"request"``/``"conversation"`` as is; a duration such
-    as ``"24h"``, ``"30m"``, ``"2d"``, ``"1w"`` (or a number of seconds) as a rolling
-    ``timedelta``."""
+    as ``"24h"``, ``"30m"``, ``"2d"``, ``"1w"`` as a rolling ``timedelta``."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
     if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-        return value.strip()
+        return _duration(value) or value.strip()
     raise ConfigurationError(f"budget window must be a string like 'day' or '24h', got {value!r}")
 
 
 def _window_text(window: Any) -> str:
-    """The file form of a window (a rolling timedelta becomes ``"<n>s|m|h|d"``)."""
+    """The file form of a window (a rolling timedelta becomes ``"<n>s|m|h|d|w"``)."""
     if isinstance(window, timedelta):
         secs = int(window.total_seconds())
         for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
@@ -108,39 +286,29 @@ def _window_text(window: Any) -> str:
     return str(window)
 
 
-def budget_from_definition(name: str, definition: Mapping[str, Any]) -> Any:
-    """Validate one definition by building the :class:`~tokenward.budgets.Budget` it describes."""
+def budget_from_definition(
+    name: str, definition: Mapping[str, Any], *, where: str = "budget", cli: bool = False
+) -> Any:
+    """Validate one definition (pydantic) and build the :class:`~tokenward.budgets.Budget`.
+
+    ``where`` names the file in error messages; ``cli=True`` phrases errors with the
+    ``tokenward budget set`` flags instead.
+    """
     from tokenward.budgets import Budget
 
-    if not isinstance(definition, Mapping):
+    checked = _validate_definition(name, definition, where=where, cli=cli)
+    kwargs = checked.budget_kwargs()
+    if (checked.limit_usd is None) == (checked.limit_tokens is None):
+        got = "both" if checked.limit_usd is not None else "neither"
         raise ConfigurationError(
-            f"budget {name!r}: expected a table of settings, got {definition!r}"
+            f"{'tokenward budget set' if cli else where}: budget {name!r} needs exactly one of "
+            + ("--limit-usd or --limit-tokens" if cli else "limit_usd or limit_tokens")
+            + f" (got {got})"
         )
-    unknown = sorted(set(definition) - set(DEFINITION_KEYS))
-    if unknown:
-        raise ConfigurationError(
-            f"budget {name!r}: unknown setting(s) {', '.join(unknown)}; "
-            f"allowed: {', '.join(DEFINITION_KEYS)}"
-        )
-    kwargs: dict[str, Any] = dict(definition)
-    if "limit_usd" in kwargs:
-        v = kwargs["limit_usd"]
-        if isinstance(v, bool) or not isinstance(v, (str, int, float, Decimal)):
-            raise ConfigurationError(f"budget {name!r}: limit_usd must be a number, got {v!r}")
-        kwargs["limit_usd"] = Decimal(str(v)) if not isinstance(v, Decimal) else v
-    if "window" in kwargs:
-        kwargs["window"] = parse_window(kwargs["window"])
-    if "scope" in kwargs and isinstance(kwargs["scope"], list):
-        kwargs["scope"] = tuple(kwargs["scope"])
-    if "overrides" in kwargs and isinstance(kwargs["overrides"], Mapping):
-        kwargs["overrides"] = {
-            k: (Decimal(str(v)) if isinstance(v, float) else v)
-            for k, v in kwargs["overrides"].items()
-        }
     try:
         return Budget(name, **kwargs)
-    except TypeError as exc:  # e.g. a list where a string was expected
-        raise ConfigurationError(f"budget {name!r}: {exc}") from None
+    except (ConfigurationError, TypeError) as exc:  # a rule the model does not restate
+        raise ConfigurationError(f"{where}: budget {name!r}: {exc}") from None
 
 
 def definition_from_args(
@@ -203,8 +371,8 @@ def _toml_loads(text: str, path: str) -> dict[str, Any]:
 def load_budget_config(path: str | os.PathLike[str]) -> BudgetConfig:
     """Read and validate a budgets file (``.toml``, otherwise JSON).
 
-    Raises ``FileNotFoundError`` when missing and ``ConfigurationError`` (naming the file and
-    the budget) when malformed.
+    Raises ``FileNotFoundError`` when missing and ``ConfigurationError`` (naming the file, the
+    budget, the setting and the fix) when malformed.
     """
     p = os.fspath(path)
     with open(p, encoding="utf-8") as fh:
@@ -218,118 +386,56 @@ def load_budget_config(path: str | os.PathLike[str]) -> BudgetConfig:
             raise ConfigurationError(f"{p}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{p}: expected a table with a 'budgets' section")
-    unknown = sorted(set(raw) - {"budgets", "store"})
-    if unknown:
-        raise ConfigurationError(
-            f"{p}: unknown section(s) {', '.join(unknown)}; expected 'budgets' and 'store'"
-        )
-    budgets = raw.get("budgets", {})
-    if not isinstance(budgets, dict):
-        raise ConfigurationError(f"{p}: 'budgets' must be a table of named budgets")
-    store = raw.get("store")
-    url: str | None = None
-    if isinstance(store, dict):
-        url = store.get("url")
-    elif isinstance(store, str):
-        url = store
-    elif store is not None:
-        raise ConfigurationError(f"{p}: 'store' must be a table with a 'url'")
-    if url is not None and not isinstance(url, str):
-        raise ConfigurationError(f"{p}: store url must be a string")
+    if isinstance(raw.get("store"), str):  # `store = "url"` is accepted as a shorthand
+        raw = {**raw, "store": {"url": raw["store"]}}
+    try:
+        parsed = BudgetFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc, where=p, name=None, cli=False)) from None
     cfg = BudgetConfig(
-        {str(k): dict(v) if isinstance(v, dict) else v for k, v in budgets.items()}, url
+        {str(k): dict(v) for k, v in raw.get("budgets", {}).items()},
+        parsed.store.url if parsed.store else None,
     )
     for name, d in cfg.budgets.items():
-        try:
-            budget_from_definition(name, d)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{p}: {exc}") from None
+        budget_from_definition(name, d, where=p)
     return cfg
 
 
 # ----------------------------------------------------------------------------- writing
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _toml_str(key)
-
-
-def _toml_str(value: str) -> str:
-    out = ['"']
-    for ch in value:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigurationError(f"cannot write non-finite number {value!r}")
-        return repr(value)
+def _plain_data(value: Any) -> Any:
+    """Settings as TOML/JSON values: money as exact strings, windows as ``"24h"``."""
     if isinstance(value, Decimal):
-        return _toml_str(str(value))
-    if isinstance(value, timedelta):
-        return _toml_str(_window_text(value))
-    if isinstance(value, str):
-        return _toml_str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise ConfigurationError(f"cannot write {type(value).__name__} value {value!r} to TOML")
-
-
-def to_toml(config: BudgetConfig) -> str:
-    """The TOML text of ``config`` (tables for each budget, sub-tables for where/overrides)."""
-    lines = ["# tokenward budget definitions (tokenward budget set ... writes this file)"]
-    if config.store:
-        lines += ["", "[store]", f"url = {_toml_str(config.store)}"]
-    for name, d in config.budgets.items():
-        head = f"budgets.{_toml_key(name)}"
-        lines += ["", f"[{head}]"]
-        subs: list[tuple[str, Mapping[str, Any]]] = []
-        for key in DEFINITION_KEYS:
-            if key not in d or d[key] is None:
-                continue
-            value = d[key]
-            if isinstance(value, Mapping):
-                subs.append((key, value))
-            else:
-                lines.append(f"{key} = {_toml_value(value)}")
-        for key, table in subs:
-            lines += ["", f"[{head}.{key}]"]
-            for k, v in table.items():
-                if isinstance(v, (set, frozenset)):
-                    v = sorted(v)
-                lines.append(f"{_toml_key(str(k))} = {_toml_value(v)}")
-    return "\n".join(lines) + "\n"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f")
     if isinstance(value, timedelta):
         return _window_text(value)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
+        return {str(k): _plain_data(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (set, frozenset)):
+        return sorted(_plain_data(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_plain_data(v) for v in value]
     return value
+
+
+def _document(config: BudgetConfig) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if config.store:
+        doc["store"] = {"url": config.store}
+    doc["budgets"] = _plain_data(config.budgets)
+    return doc
+
+
+def to_toml(config: BudgetConfig) -> str:
+    """The TOML text of ``config`` (written by ``tomli-w``)."""
+    try:
+        import tomli_w
+    except ImportError:
+        raise ConfigurationError(
+            'writing TOML needs the tomli-w package: pip install "tokenward[cli]"; '
+            "or use a .json budgets file"
+        ) from None
+    head = "# tokenward budget definitions (`tokenward budget set ...` writes this file)\n\n"
+    return head + tomli_w.dumps(_document(config))
 
 
 def save_budget_config(path: str | os.PathLike[str], config: BudgetConfig) -> None:
@@ -339,15 +445,11 @@ def save_budget_config(path: str | os.PathLike[str], config: BudgetConfig) -> No
     """
     p = os.fspath(path)
     for name, d in config.budgets.items():
-        budget_from_definition(name, d)
+        budget_from_definition(name, d, where=p)
     if _is_toml(p):
         text = to_toml(config)
     else:
-        payload: dict[str, Any] = {}
-        if config.store:
-            payload["store"] = {"url": config.store}
-        payload["budgets"] = _jsonable(config.budgets)
-        text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(_document(config), indent=2, ensure_ascii=False) + "\n"
     directory = os.path.dirname(os.path.abspath(p))
     os.makedirs(directory, exist_ok=True)
     tmp = f"{p}.tmp{os.getpid()}"
@@ -356,9 +458,12 @@ def save_budget_config(path: str | os.PathLike[str], config: BudgetConfig) -> No
     os.replace(tmp, p)
 
 
-def open_budget_store(url: str) -> Any:
+def open_budget_store(url: str, *, create: bool = False) -> Any:
     """A budget store from a URL: ``memory``, ``redis://...``, ``postgresql://...``, or a SQLite
-    path (``sqlite:///path`` or a plain path). Drivers are imported only when needed."""
+    path (``sqlite:///path`` or a plain path). Drivers are imported only when needed.
+
+    A plain SQLite path must exist unless ``create`` (so a typo does not read an empty store).
+    """
     from tokenward import budgets as _b
 
     u = url.strip()
@@ -382,8 +487,12 @@ def open_budget_store(url: str) -> Any:
             f"sqlite:///path, postgresql://..., redis://... or memory"
         )
     if not os.path.exists(u):
-        raise ConfigurationError(
-            f"no budget store at {u}; pass --store PATH_OR_URL (a SQLite file the app writes, "
-            f"postgresql://... or redis://...)"
-        )
+        if not create:
+            raise ConfigurationError(
+                f"no budget store at {u}; pass --store PATH_OR_URL (the SQLite file your app's "
+                f"Budgets use, postgresql://... or redis://...), or create it with "
+                f"`tokenward budget set NAME ... --store {u}`"
+            )
+        parent = os.path.dirname(os.path.abspath(u))
+        os.makedirs(parent, exist_ok=True)
     return _b.SQLiteBudgetStore(u)

@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING, Any
 from tokenward.usage import Usage
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from tokenward.report._tables import ReportData
 
 __all__ = ["DemoResult", "run_demo"]
@@ -215,10 +213,13 @@ def run_demo(
     users: int = 6,
     seed: int = 7,
     with_budget: bool = True,
-    console: Console | None = None,
+    progress: Any = None,
     now: datetime | None = None,
 ) -> DemoResult:
     """Run the session into the SQLite file ``db`` (a temporary one when ``None``).
+
+    ``progress`` (e.g. the CLI's progress bar) gets ``set_total(turns)`` once and
+    ``advance()`` after each simulated turn.
 
     Returns a :class:`DemoResult` whose ``report`` is the data ``tokenward report`` shows.
     Re-running with the same seed into the same file adds nothing (event ids are stable
@@ -294,15 +295,8 @@ def run_demo(
 
     # the trial user keeps asking until the budget says no
     turn_plan = [12 if s[2].trial else rng.randint(3, 6) for s in sessions]
-    total_turns = sum(turn_plan)
-    progress: Any = None
-    task: Any = None
-    if console is not None and console.is_terminal:
-        from rich.progress import Progress
-
-        progress = Progress(console=console, transient=True)
-        progress.start()
-        task = progress.add_task("simulating calls", total=total_turns)
+    if progress is not None:
+        progress.set_total(sum(turn_plan))
 
     def tick(seconds: float) -> None:
         clock_now[0] = clock_now[0] + timedelta(seconds=seconds)
@@ -326,7 +320,7 @@ def run_demo(
                 prev_prompt = 0
                 for turn in range(n_turns):
                     if progress is not None:
-                        progress.advance(task)
+                        progress.advance()
                     question = rng.choice(_QUESTIONS[persona.agent])
                     if persona.rag:
                         # embed the question, then answer from retrieved chunks
@@ -472,8 +466,6 @@ def run_demo(
                     history.append({"role": "assistant", "content": answer})
         result.tracked = tracker.summary()
     finally:
-        if progress is not None:
-            progress.stop()
         accountant.flush()
 
     result.report = build_report(
@@ -499,6 +491,7 @@ def describe(result: DemoResult) -> list[str]:
         f"{result.calls} model calls (offline): {', '.join(result.models)}",
         f"track() live totals: {result.tracked.get('calls', 0)} calls, ${tracked_cost}{estimated}",
     ]
-    lines.extend(f"error:  {e}" for e in result.errors)
+    # narration of what was simulated: not "error:", which reads as the demo itself failing
+    lines.extend(f"simulated failure: {e}" for e in result.errors)
     lines.extend(f"denied: {d}" for d in result.denied)
     return lines

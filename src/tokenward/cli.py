@@ -1,8 +1,9 @@
 """The ``tokenward`` command (typer + rich, installed with ``pip install "tokenward[cli]"``).
 
-Commands: ``count``, ``cost``, ``models``, ``report``, ``demo``. Errors are one line on
-stderr; exit code 2 for usage errors (bad arguments, unknown model, unreadable file),
-1 for other failures.
+Commands: ``count``, ``cost``, ``models``, ``report``, ``demo``, ``budget show|set``. Errors are
+one line on stderr, phrased as what to type next; exit code 2 for usage errors (bad arguments,
+unknown model, unreadable file, bad budgets file), 1 for other failures. Numbers are formatted
+by :mod:`tokenward.report._format` (the same text as the CSV/JSON/HTML reports).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,9 +21,16 @@ if TYPE_CHECKING:
     import typer
     from rich.console import Console
 
+    from tokenward.errors import UnknownModelError
+
 __all__ = ["get_app", "main"]
 
 _INSTALL_HINT = 'The tokenward command needs its extra: pip install "tokenward[cli]"'
+#: The ledger ``report`` reads unless ``--db``/``$TOKENWARD_DB`` say otherwise (the same file
+#: ``Accountant.default()`` writes, and the one ``make demo`` fills).
+DEFAULT_LEDGER = os.path.join(".tokenward", "ledger.db")
+#: Where ``tokenward budget`` reads and writes definitions unless ``--config`` says otherwise.
+DEFAULT_BUDGETS_FILE = "budgets.toml"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,6 +59,16 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _unknown_model(exc: UnknownModelError) -> str:
+    """The catalog's error, phrased as commands (its own text advises Python calls)."""
+    hint = f" (did you mean {', '.join(exc.suggestions)}?)" if exc.suggestions else ""
+    probe = re.split(r"[-_/.:@]", exc.model.split("/")[-1])[0] or exc.model
+    return (
+        f"unknown model {exc.model!r}{hint}; list the known ones with "
+        f"`tokenward models --search {probe}`"
+    )
+
+
 def _errors(func: F) -> F:
     """Turn exceptions into one clear stderr line and the documented exit codes."""
 
@@ -68,7 +87,9 @@ def _errors(func: F) -> F:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, _click_exceptions().ClickException, KeyboardInterrupt):
             raise
-        except (_UsageProblem, UnknownModelError, ConfigurationError, UsageParseError) as exc:
+        except UnknownModelError as exc:
+            _fail(_unknown_model(exc), 2)
+        except (_UsageProblem, ConfigurationError, UsageParseError) as exc:
             _fail(str(exc), 2)
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             _fail(f"{exc.strerror}: {exc.filename}", 2)
@@ -81,9 +102,10 @@ def _errors(func: F) -> F:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _read_source(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
+_LOOKS_LIKE_A_PATH = re.compile(r"^\S*(/|\\|\.[A-Za-z0-9]{1,5}$)\S*$")
+
+
+def _read_file(path: str) -> str:
     if os.path.isdir(path):
         raise _UsageProblem(f"{path} is a directory; pass a text or JSON file (or - for stdin)")
     try:
@@ -93,6 +115,27 @@ def _read_source(path: str) -> str:
         raise _UsageProblem(f"no such file: {path}") from None
     except UnicodeDecodeError:
         raise _UsageProblem(f"{path} is not UTF-8 text") from None
+
+
+def _count_source(text: str | None, file: str | None) -> tuple[str, str]:
+    """``(content, what it is)`` for ``count``: ``--file PATH``, ``-`` (stdin), an existing
+    path, or else the literal text."""
+    if file is not None:
+        if text is not None:
+            raise _UsageProblem("give TEXT or --file PATH, not both")
+        return _read_file(file), f"file {file}"
+    if text is None:
+        raise _UsageProblem(
+            "nothing to count: give the TEXT, --file PATH, or - to read stdin "
+            '(e.g. tokenward count "hello world" --model gpt-4o)'
+        )
+    if text == "-":
+        return sys.stdin.read(), "stdin"
+    if os.path.exists(text):
+        return _read_file(text), f"file {text}"
+    if _LOOKS_LIKE_A_PATH.match(text):
+        _echo_err(f"note: no file named {text}; counted it as text (--file PATH reads a file)")
+    return text, "text"
 
 
 def _parse_messages(text: str) -> list[dict[str, Any]] | None:
@@ -111,23 +154,13 @@ def _parse_messages(text: str) -> list[dict[str, Any]] | None:
     return None
 
 
-def _money(value: Decimal | None, places: int = 6) -> str:
-    if value is None:
-        return "-"
-    q = Decimal(1).scaleb(-places)
-    return f"${value.quantize(q)}"
-
-
 def _price(value: Decimal | None) -> str:
-    if value is None:
-        return "-"
-    return f"${value.normalize():f}"
+    from tokenward.report._format import price
+
+    return price(value)
 
 
-def _percent(value: Decimal | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value.quantize(Decimal('0.1'))}%"
+_DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def _parse_duration_or_date(value: str | None, *, name: str) -> Any:
@@ -136,10 +169,15 @@ def _parse_duration_or_date(value: str | None, *, name: str) -> Any:
 
     if value is None or value == "":
         return None
-    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     v = value.strip().lower()
-    if v[-1:] in units and v[:-1].isdigit():
-        return datetime.now(timezone.utc) - timedelta(**{units[v[-1]]: int(v[:-1])})
+    if v[-1:] in _DURATION_UNITS and v[:-1].isdigit():
+        try:
+            return datetime.now(timezone.utc) - timedelta(**{_DURATION_UNITS[v[-1]]: int(v[:-1])})
+        except OverflowError:
+            raise _UsageProblem(
+                f"--{name} {value}: too far back (before the year 1); give a shorter duration "
+                f"such as 3650d, or a date such as 2020-01-01"
+            ) from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -152,70 +190,104 @@ def _parse_duration_or_date(value: str | None, *, name: str) -> Any:
     return parsed
 
 
-def _parse_where(values: Sequence[str] | None) -> dict[str, str]:
+def _parse_pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values or ():
         key, sep, val = item.partition("=")
         if not sep or not key.strip():
-            raise _UsageProblem(f"--where {item!r} must look like key=value (e.g. user_id=u1)")
+            raise _UsageProblem(f"{flag} {item!r} must look like key=value (e.g. user_id=u1)")
         out[key.strip()] = val.strip()
     return out
 
 
-class _progress:
-    """A transient rich progress bar on stderr (only when stderr is a terminal)."""
+def _ledger_target(db: str | None) -> str:
+    target = db or os.environ.get("TOKENWARD_DB") or DEFAULT_LEDGER
+    if "://" not in target and not os.path.exists(target):
+        raise _UsageProblem(
+            f"no ledger at {target}; pass --db PATH_OR_URL, set TOKENWARD_DB, "
+            f"or run `tokenward demo --db {target}` to create a sample one"
+        )
+    return target
 
-    def __init__(self, what: str, total: int | None = None) -> None:
-        self.what = what
-        self.total = total
+
+def _echo_err(message: str) -> None:
+    import typer
+
+    typer.echo(message, err=True)
+
+
+class _ProgressBar:
+    """A transient rich progress bar on stderr, drawn only when stderr is a terminal (never in
+    pipes, files or CI logs). ``total=None`` shows an activity bar without a percentage.
+
+        with _progress_bar("downloading prices", total=n_bytes) as bar:
+            bar.advance(n=len(chunk))          # or bar.advance("step name"), bar.set_total(n)
+    """
+
+    def __init__(self, description: str, total: int | None = None) -> None:
+        self.description = description
+        self._total = total
         self._progress: Any = None
         self._task: Any = None
 
-    def __enter__(self) -> Callable[..., None]:
+    def __enter__(self) -> _ProgressBar:
         if sys.stderr.isatty():
             from rich.progress import Progress
 
             self._progress = Progress(console=_console(stderr=True), transient=True)
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self.what, total=self.total)
-        return self.advance
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=self._total)
+        return self
+
+    def set_total(self, total: int | None) -> None:
+        """Set (or change) the number of steps once it is known."""
+        self._total = total
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
 
     def advance(self, step: str = "", n: int = 1) -> None:
+        """``n`` more steps done; ``step`` names the one starting now (shown after the title)."""
         if self._progress is not None:
-            desc = f"{self.what}: {step}" if step else self.what
+            desc = f"{self.description}: {step}" if step else self.description
             self._progress.update(self._task, advance=n, description=desc)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
-            self._progress.__exit__(*exc)
+            self._progress.stop()
+
+
+def _progress_bar(description: str, total: int | None = None) -> _ProgressBar:
+    """The progress bar every long command uses (see :class:`_ProgressBar`)."""
+    return _ProgressBar(description, total)
 
 
 # ----------------------------------------------------------------------------- commands
-def _cmd_count(file: str, model: str) -> None:
+def _cmd_count(text: str | None, file: str | None, model: str) -> None:
     from rich.table import Table
 
     from tokenward.catalog import default_catalog
     from tokenward.counting import count_messages, count_text
+    from tokenward.report._format import number
 
     default_catalog().get(model)  # unknown model -> clear error (exit 2)
-    text = _read_source(file)
-    messages = _parse_messages(text)
+    content, source = _count_source(text, file)
+    messages = _parse_messages(content)
     if messages is not None:
         try:
             result = count_messages(messages, model=model)
         except (TypeError, ValueError, KeyError) as exc:
-            raise _UsageProblem(f"{file}: not a valid list of chat messages ({exc})") from None
-        what = f"{len(messages)} chat messages"
+            raise _UsageProblem(f"{source}: not a valid list of chat messages ({exc})") from None
+        what = f"{source}: {len(messages)} chat messages"
     else:
-        result = count_text(text, model=model)
-        what = f"text, {len(text)} characters"
+        result = count_text(content, model=model)
+        what = f"{source}, {number(len(content))} characters"
     table = Table(title=f"Token count ({model})", show_header=True)
     table.add_column("input")
     table.add_column("tokens", justify="right")
     table.add_column("count")
     table.add_column("method")
     table.add_row(
-        what, f"{result.tokens:,}", "exact" if result.exact else "estimated", result.method
+        what, number(result.tokens), "exact" if result.exact else "estimated", result.method
     )
     _console().print(table)
 
@@ -235,6 +307,7 @@ def _cmd_cost(
 
     from tokenward.catalog import default_catalog
     from tokenward.cost import cost
+    from tokenward.report._format import NA, number, percent, plain, price, usd
     from tokenward.usage import Usage
 
     for flag, val in (
@@ -260,6 +333,8 @@ def _cmd_cost(
         )
     catalog = default_catalog()
     info = catalog.get(model)
+    if batch and info.batch_discount is None:
+        raise _UsageProblem(f"--batch: {info.name} has no batch price; run it without --batch")
     usage = Usage(
         input=input_tokens,
         output=output_tokens,
@@ -270,6 +345,7 @@ def _cmd_cost(
     )
     bd = cost(usage, info, catalog=catalog, batch=batch)
     prices = info.prices_for(input_tokens)
+    keep = 1 - info.batch_discount if batch and info.batch_discount is not None else Decimal(1)
     tokens = {
         "input": usage.uncached_input,
         "cache_read": cache_read,
@@ -278,7 +354,7 @@ def _cmd_cost(
         "output": output_tokens - reasoning,
         "reasoning": reasoning,
     }
-    unit = {
+    listed = {
         "input": prices.input,
         "cache_read": prices.cache_read,
         "cache_write_5m": prices.cache_write_5m,
@@ -286,6 +362,8 @@ def _cmd_cost(
         "output": prices.output,
         "reasoning": prices.reasoning if prices.reasoning is not None else prices.output,
     }
+    # the price this call pays: the batch price when --batch (what the amount was computed from)
+    unit = {k: None if v is None else v * keep for k, v in listed.items()}
     components = bd.components()
     percentages = bd.percentages()
     rows: list[dict[str, Any]] = []
@@ -297,9 +375,9 @@ def _cmd_cost(
             {
                 "component": comp,
                 "tokens": n,
-                "price_per_1m": None if unit.get(comp) is None else str(unit[comp]),
-                "amount": str(amount),
-                "percent": str(percentages.get(comp, Decimal(0))),
+                "price_per_1m": plain(unit.get(comp)),
+                "amount": plain(amount),
+                "percent": plain(percentages.get(comp, Decimal(0))),
             }
         )
     if fmt == "json":
@@ -308,7 +386,7 @@ def _cmd_cost(
             "provider": info.provider,
             "batch": batch,
             "tier_above_input_tokens": bd.tier,
-            "total": str(bd.total),
+            "total": plain(bd.total),
             "as_of": str(info.as_of),
             "components": rows,
         }
@@ -318,26 +396,23 @@ def _cmd_cost(
     if bd.tier is not None:
         title += f", tier above {bd.tier:,} input tokens"
     if batch:
-        title += ", batch"
+        title += f", batch price ({percent(1 - keep, 0)} off)"
     table = Table(title=title)
     table.add_column("component")
     table.add_column("tokens", justify="right")
-    table.add_column("$ / 1M", justify="right")
+    table.add_column("$ / 1M (batch)" if batch else "$ / 1M", justify="right")
     table.add_column("amount", justify="right")
     table.add_column("share", justify="right")
     for r in rows:
-        price = r["price_per_1m"]
         table.add_row(
             r["component"],
-            f"{r['tokens']:,}",
-            _price(Decimal(price)) if price else "-",
-            _money(Decimal(r["amount"]), 8),
-            _percent(Decimal(r["percent"])),
+            number(r["tokens"]),
+            price(unit[r["component"]]) if unit.get(r["component"]) is not None else NA,
+            usd(Decimal(r["amount"])),
+            percent(Decimal(r["percent"]) / 100),
         )
     table.add_section()
-    table.add_row(
-        "total", f"{usage.total:,}", "", _money(bd.total, 8), "100.0%" if bd.total else "-"
-    )
+    table.add_row("total", number(usage.total), "", usd(bd.total), percent(1) if bd.total else NA)
     console = _console()
     console.print(table)
     console.print(f"prices as of {info.as_of} ({info.source})")
@@ -409,6 +484,12 @@ def _cmd_models(provider: str | None, search: str | None, fmt: str) -> None:
     _console().print(table)
 
 
+def _load_budgets(path: str) -> list[Any]:
+    from tokenward._budget_config import load_budget_config
+
+    return list(load_budget_config(path).build())
+
+
 def _cmd_report(
     db: str | None,
     since: str | None,
@@ -423,12 +504,21 @@ def _cmd_report(
 ) -> None:
     from tokenward.report import _tables
 
-    target = db or os.environ.get("TOKENWARD_DB") or os.path.join(".tokenward", "ledger.db")
-    if "://" not in target and not os.path.exists(target):
+    if budget_store and not budgets_file:
         raise _UsageProblem(
-            f"no ledger at {target}; pass --db PATH_OR_URL, set TOKENWARD_DB, "
-            f"or run `tokenward demo --db {target}` to create a sample one"
+            "--budget-store reads the live status of the budgets in --budgets FILE; add "
+            f"--budgets {DEFAULT_BUDGETS_FILE} (create it with `tokenward budget set NAME "
+            "--limit-usd 5 --scope user_id`)"
         )
+    formats = _tables.available_formats()
+    if fmt not in formats:
+        raise _UsageProblem(f"--format {fmt!r}: choose one of {', '.join(formats)}")
+    if budgets_file and fmt == "csv":
+        raise _UsageProblem(
+            "--budgets does not apply to -f csv (one table of grouped rows); "
+            "use -f table, -f json or -f html to see budget utilization"
+        )
+    target = _ledger_target(db)
     by_keys = [k.strip() for k in by.split(",") if k.strip()] if by else []
     bad = [k for k in by_keys if not _tables.valid_group_key(k)]
     if bad:
@@ -436,7 +526,7 @@ def _cmd_report(
             f"--by {','.join(bad)}: unknown dimension; choose from "
             f"{', '.join(_tables.GROUP_KEYS)} or tag:<key>"
         )
-    where_d = _parse_where(where)
+    where_d = _parse_pairs(where, "--where")
     if model:
         where_d["model"] = model
     bad = [k for k in where_d if not _tables.valid_group_key(k)]
@@ -447,35 +537,42 @@ def _cmd_report(
         )
     since_dt = _parse_duration_or_date(since, name="since")
     until_dt = _parse_duration_or_date(until, name="until")
-    formats = _tables.available_formats()
-    if fmt not in formats:
-        raise _UsageProblem(f"--format {fmt!r}: choose one of {', '.join(formats)}")
+    budgets = _load_budgets(budgets_file) if budgets_file else None  # a bad file fails first
+    from tokenward._budget_config import open_budget_store
     from tokenward.ledger import open_ledger
+    from tokenward.report._data import budget_rows, build_report_data
 
-    builder: Callable[..., Any] = _tables.build_report
-    if fmt not in _tables.FORMATS:
-        # richer formats (html) draw more than the tables: use the full report builder
-        try:
-            from tokenward.report import build_report_data as builder
-        except ImportError:
-            pass
-    if fmt == "html" or budgets_file:  # budgets from a definitions file (live with a store)
-        from tokenward.report._cli import report_data_builder
-
-        builder = report_data_builder(budgets_file, budget_store)
     ledger = open_ledger(target)
+    store = open_budget_store(budget_store) if budget_store else None
     try:
-        with _progress("report") as advance:
-            data = builder(
-                ledger,
-                since=since_dt,
-                until=until_dt,
-                by=by_keys,
-                where=where_d,
-                source=target,
-                progress=advance,
-            )
+        query: dict[str, Any] = {
+            "since": since_dt,
+            "until": until_dt,
+            "by": by_keys,
+            "where": where_d,
+            "source": target,
+        }
+        with _progress_bar("report") as bar:
+            if fmt in _tables.FORMATS:  # the tables: no advisor, no HTML-only sections
+                data = _tables.build_report(ledger, progress=bar.advance, **query)
+                if budgets is not None:
+                    bar.advance("budgets")
+                    data.budgets = budget_rows(
+                        ledger, budgets, store=store, now=data.generated_at, max_keys=50
+                    )
+                    data.budgets_requested = True
+            else:
+                data = build_report_data(
+                    ledger,
+                    budgets=budgets or (),
+                    budget_store=store,
+                    progress=bar.advance,
+                    **query,
+                )
+                data.budgets_requested = budgets is not None
     finally:
+        if store is not None:
+            store.close()
         ledger.close()
     text = _tables.render(data, fmt, console=_console() if fmt == "table" and not output else None)
     if text is not None:
@@ -487,12 +584,6 @@ def _cmd_report(
             sys.stdout.write(text)
 
 
-def _echo_err(message: str) -> None:
-    import typer
-
-    typer.echo(message, err=True)
-
-
 def _cmd_demo(db: str | None, users: int, seed: int, budget: bool) -> None:
     from tokenward import _demo
     from tokenward.report import _tables
@@ -500,15 +591,191 @@ def _cmd_demo(db: str | None, users: int, seed: int, budget: bool) -> None:
     if users < 1 or users > 500:
         raise _UsageProblem(f"--users must be between 1 and 500, got {users}")
     console = _console()
-    result = _demo.run_demo(db, users=users, seed=seed, with_budget=budget, console=console)
+    with _progress_bar("simulating calls") as bar:
+        result = _demo.run_demo(db, users=users, seed=seed, with_budget=budget, progress=bar)
     for line in _demo.describe(result):
         console.print(line)
     console.print()
     assert result.report is not None
     _tables.render(result.report, "table", console=console)
-    console.print(
-        f"\nledger: {result.db_path}  (re-run: tokenward report --db {result.db_path} --by user_id)"
+    default = os.environ.get("TOKENWARD_DB") or DEFAULT_LEDGER
+    again = "tokenward report --by user_id"
+    if os.path.abspath(result.db_path) != os.path.abspath(default):
+        again = f"tokenward report --db {result.db_path} --by user_id"
+    console.print(f"\nledger: {result.db_path}  (see it again: {again})")
+
+
+# ----------------------------------------------------------------------------- budget
+def _budgets_file(config: str | None) -> str:
+    path = config or DEFAULT_BUDGETS_FILE
+    if not os.path.exists(path):
+        raise _UsageProblem(
+            f"no budgets file at {path}; create one with "
+            f"`tokenward budget set NAME --limit-usd 5 --window day --scope user_id"
+            + (f" --config {path}`" if config else "`")
+        )
+    return path
+
+
+def _status_row(budgets: Any, budget: Any, dims: Mapping[str, Any], now: Any) -> Any:
+    from tokenward.report._tables import BudgetRow
+
+    st = budgets.status(budget.name, now=now, **dims)
+    return BudgetRow(
+        st.budget,
+        st.scope_key,
+        st.unit,
+        st.mode,
+        st.window,
+        st.limit,
+        st.spent,
+        st.reserved,
+        st.remaining,
+        st.utilization,
+        budget.thresholds,
+        st.reset_at,
+        "store",
+        near_limit=st.near_limit,
+        calls=st.calls,
     )
+
+
+def _cmd_budget_show(
+    *,
+    config: str | None,
+    store_url: str | None,
+    users: Sequence[str],
+    dims: Mapping[str, str],
+    names: Sequence[str],
+    all_scopes: bool,
+    db: str | None,
+    fmt: str,
+) -> None:
+    from datetime import datetime, timezone
+
+    from tokenward._budget_config import load_budget_config, open_budget_store
+    from tokenward.budgets import Budgets
+    from tokenward.report._tables import budget_dict, budget_table
+
+    path = _budgets_file(config)
+    cfg = load_budget_config(path)
+    defs = cfg.build()
+    if names:
+        unknown = sorted(set(names) - {b.name for b in defs})
+        if unknown:
+            raise _UsageProblem(
+                f"no budget named {', '.join(unknown)} in {path}; known: "
+                f"{', '.join(b.name for b in defs) or 'none'}"
+            )
+        defs = [b for b in defs if b.name in names]
+    url = store_url or cfg.store or os.environ.get("TOKENWARD_BUDGET_STORE")
+    if not url:
+        raise _UsageProblem(
+            "no budget store: pass --store PATH_OR_URL (the SQLite file, postgresql:// or "
+            "redis:// URL your app's Budgets use), record one with `tokenward budget set NAME "
+            "... --store PATH_OR_URL`, or set TOKENWARD_BUDGET_STORE"
+        )
+    target = _ledger_target(db) if all_scopes else None
+    store = open_budget_store(url)
+    rows: list[Any] = []
+    notes: list[str] = []
+    now = datetime.now(timezone.utc)
+    try:
+        if target is not None:
+            from tokenward.ledger import open_ledger
+            from tokenward.report._data import budget_rows
+
+            ledger = open_ledger(target)
+            try:
+                rows = budget_rows(ledger, defs, store=store, now=now, max_keys=1000)
+            finally:
+                ledger.close()
+        else:
+            budgets = Budgets(*defs, store=store)
+            selections = [{**dims, "user_id": u} for u in users] or [dict(dims)]
+            seen: set[tuple[str, str]] = set()
+            for b in defs:
+                missing = sorted({d for sel in selections for d in b.scope if d not in sel})
+                if missing:
+                    flags = " ".join(
+                        "--user ID" if d == "user_id" else f"--dim {d}=VALUE" for d in missing
+                    )
+                    notes.append(
+                        f"{b.name}: counted per {', '.join(missing)}; pass {flags}, or "
+                        f"--all-scopes to list every scope key the ledger has seen"
+                    )
+                    continue
+                for sel in selections:
+                    call_dims = dict(sel)
+                    for key, values in b.where.items():  # make the budget apply to it
+                        call_dims.setdefault(key, min(values))
+                    row = _status_row(budgets, b, call_dims, now)
+                    if (
+                        row.budget,
+                        row.scope_key,
+                    ) not in seen:  # unscoped: one row, not one per user
+                        seen.add((row.budget, row.scope_key))
+                        rows.append(row)
+    finally:
+        store.close()
+    if fmt == "json":
+        out = [budget_dict(r) for r in rows] + [{"note": n} for n in notes]
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    console = _console()
+    console.print(budget_table(rows, f"Budgets ({path}, store {url})"))
+    for note in notes:
+        console.print(note)
+
+
+def _cmd_budget_set(
+    name: str,
+    *,
+    config: str | None,
+    limit_usd: str | None,
+    limit_tokens: int | None,
+    window: str,
+    scope: str | None,
+    mode: str,
+    thresholds: Sequence[float] | None,
+    timezone_name: str | None,
+    where: Mapping[str, str],
+    store_url: str | None,
+) -> None:
+    import typer
+
+    from tokenward._budget_config import (
+        BudgetConfig,
+        budget_from_definition,
+        definition_from_args,
+        load_budget_config,
+        open_budget_store,
+        save_budget_config,
+    )
+
+    path = config or DEFAULT_BUDGETS_FILE
+    cfg = load_budget_config(path) if os.path.exists(path) else BudgetConfig()
+    definition = definition_from_args(
+        limit_usd=limit_usd,
+        limit_tokens=limit_tokens,
+        window=window,
+        scope=scope,
+        mode=mode,
+        thresholds=tuple(thresholds) if thresholds else None,
+        timezone=timezone_name,
+        where=where,
+    )
+    budget_from_definition(name, definition, cli=True)  # errors name the flags, not the file
+    created = name not in cfg.budgets
+    cfg.budgets[name] = definition
+    made_store = ""
+    if store_url:
+        cfg.store = store_url
+        existed = "://" in store_url or os.path.exists(store_url)
+        open_budget_store(store_url, create=True).close()  # `budget show` can read it now
+        made_store = f", store {store_url}" + ("" if existed else " (created)")
+    save_budget_config(path, cfg)
+    typer.echo(f"{'added' if created else 'updated'} budget {name!r} in {path}{made_store}")
 
 
 # ----------------------------------------------------------------------------- app
@@ -562,6 +829,14 @@ def _group_class() -> type:
     return _Group
 
 
+# Plain help text (click's layout): typer's rich panels print a `<bool>` type after every flag
+# and treat `[...]` in help strings as markup.
+_APP_SETTINGS: dict[str, Any] = {
+    "rich_markup_mode": None,
+    "context_settings": {"max_content_width": 100},
+}
+
+
 def get_app() -> typer.Typer:
     """Build the typer application (imports typer and rich)."""
     import typer
@@ -573,45 +848,59 @@ def get_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
         cls=_group_class(),
+        **_APP_SETTINGS,
     )
 
     @app.command("count")
     @_errors
     def count(
-        file: str = typer.Argument(
-            ..., help="A text file, a JSON list of chat messages, or - for stdin."
+        text: str | None = typer.Argument(
+            None,
+            metavar="[TEXT]",
+            help="The text to count, or a JSON list of chat messages; an existing file's path "
+            "reads that file; - reads stdin.",
         ),
-        model: str = typer.Option("gpt-4o", "--model", "-m", help="Model whose tokenizer to use."),
+        file: str | None = typer.Option(
+            None, "--file", "-F", metavar="PATH", help="Read the text from this file."
+        ),
+        model: str = typer.Option(
+            "gpt-4o", "--model", "-m", metavar="MODEL", help="Model whose tokenizer to use."
+        ),
     ) -> None:
-        """Count the tokens of a text or a JSON chat transcript."""
-        _cmd_count(file, model)
+        """Count the tokens of a text or a JSON chat transcript.
+
+        tokenward count "hello world" --model gpt-4o
+        """
+        _cmd_count(text, file, model)
 
     @app.command("cost")
     @_errors
     def cost_(
         model: str = typer.Option(
-            ..., "--model", "-m", help="Model name (aliases and prefixes work)."
+            ..., "--model", "-m", metavar="MODEL", help="Model name (aliases and prefixes work)."
         ),
         input_tokens: int = typer.Option(
-            0, "--input", help="Prompt tokens, including cached ones."
+            0, "--input", metavar="N", help="Prompt tokens, including cached ones."
         ),
         output_tokens: int = typer.Option(
-            0, "--output", help="Generated tokens, including reasoning."
+            0, "--output", metavar="N", help="Generated tokens, including reasoning."
         ),
         cache_read: int = typer.Option(
-            0, "--cache-read", help="Prompt tokens read from the cache."
+            0, "--cache-read", metavar="N", help="Prompt tokens read from the cache."
         ),
         cache_write: int = typer.Option(
-            0, "--cache-write", help="Prompt tokens written to the 5-minute cache."
+            0, "--cache-write", metavar="N", help="Prompt tokens written to the 5-minute cache."
         ),
         cache_write_1h: int = typer.Option(
-            0, "--cache-write-1h", help="Prompt tokens written to the 1-hour cache."
+            0, "--cache-write-1h", metavar="N", help="Prompt tokens written to the 1-hour cache."
         ),
         reasoning: int = typer.Option(
-            0, "--reasoning", help="Reasoning tokens (part of --output)."
+            0, "--reasoning", metavar="N", help="Reasoning tokens (part of --output)."
         ),
-        batch: bool = typer.Option(False, "--batch", help="Apply the provider's batch discount."),
-        fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+        batch: bool = typer.Option(False, "--batch", help="Price at the provider's batch rate."),
+        fmt: str = typer.Option(
+            "table", "--format", "-f", metavar="table|json", help="Output format."
+        ),
     ) -> None:
         """Price one call: a breakdown by component with amounts and shares."""
         if fmt not in ("table", "json"):
@@ -646,30 +935,47 @@ def get_app() -> typer.Typer:
     @_errors
     def report(
         db: str | None = typer.Option(
-            None, "--db", help="Ledger path or URL (default $TOKENWARD_DB or .tokenward/ledger.db)."
+            None,
+            "--db",
+            metavar="PATH_OR_URL",
+            help=f"Ledger path or URL (default $TOKENWARD_DB or {DEFAULT_LEDGER}).",
         ),
-        since: str | None = typer.Option("30d", "--since", help="7d, 12h, 2w or an ISO date."),
+        since: str | None = typer.Option(
+            "30d", "--since", metavar="WHEN", help="7d, 12h, 2w or an ISO date."
+        ),
         until: str | None = typer.Option(
-            None, "--until", help="7d, 12h or an ISO date (default now)."
+            None, "--until", metavar="WHEN", help="7d, 12h or an ISO date (default now)."
         ),
         by: str = typer.Option(
-            "model", "--by", help="Comma-separated dimensions: user_id,model,..."
+            "model",
+            "--by",
+            metavar="DIMS",
+            help="Comma-separated dimensions: user_id,model,agent,... or tag:KEY.",
         ),
         where: list[str] | None = typer.Option(  # noqa: B008
-            None, "--where", help="Filter key=value (repeatable)."
+            None, "--where", metavar="KEY=VALUE", help="Filter (repeatable)."
         ),
         fmt: str = typer.Option(
-            "table", "--format", "-f", help="table, json, csv (html when available)."
+            "table", "--format", "-f", metavar="FORMAT", help="table, json, csv or html."
         ),
         output: str | None = typer.Option(
-            None, "--output", "-o", help="Write to a file instead of stdout."
+            None, "--output", "-o", metavar="FILE", help="Write to a file instead of stdout."
         ),
-        model: str | None = typer.Option(None, "--model", "-m", help="Only this model."),
+        model: str | None = typer.Option(
+            None, "--model", "-m", metavar="MODEL", help="Only this model."
+        ),
         budgets_file: str | None = typer.Option(
-            None, "--budgets", help="Budget definitions (TOML/JSON) to show utilization for."
+            None,
+            "--budgets",
+            metavar="FILE",
+            help="Budget definitions (TOML/JSON) whose utilization to show, recomputed from the "
+            "ledger (not with -f csv).",
         ),
         budget_store: str | None = typer.Option(
-            None, "--budget-store", help="Budget store URL for live status (default: the file's)."
+            None,
+            "--budget-store",
+            metavar="URL",
+            help="Read the --budgets' live status (with reservations) from this budget store.",
         ),
     ) -> None:
         """Summarize the ledger: totals, breakdown by dimension, analytics."""
@@ -679,10 +985,12 @@ def get_app() -> typer.Typer:
     @_errors
     def demo(
         db: str | None = typer.Option(
-            None, "--db", help="SQLite file to write (default: a temporary file)."
+            None, "--db", metavar="PATH", help="SQLite file to write (default: a temporary file)."
         ),
-        users: int = typer.Option(6, "--users", help="Number of simulated users."),
-        seed: int = typer.Option(7, "--seed", help="Random seed (the session is deterministic)."),
+        users: int = typer.Option(6, "--users", metavar="N", help="Number of simulated users."),
+        seed: int = typer.Option(
+            7, "--seed", metavar="N", help="Random seed (the session is deterministic)."
+        ),
         budget: bool = typer.Option(
             True, "--budget/--no-budget", help="Add a budget that denies one call."
         ),
@@ -690,9 +998,138 @@ def get_app() -> typer.Typer:
         """Run a realistic offline session through the Accountant and print the report."""
         _cmd_demo(db, users, seed, budget)
 
-    from tokenward.report._cli import budget_app
+    app.add_typer(_budget_app(), name="budget")
+    return app
 
-    app.add_typer(budget_app(_errors), name="budget")
+
+def _budget_app() -> typer.Typer:
+    """``tokenward budget show|set``."""
+    import typer
+
+    app = typer.Typer(
+        help="Budget definitions (a TOML or JSON file) and their live status.",
+        no_args_is_help=True,
+        **_APP_SETTINGS,
+    )
+    config_help = f"Budgets file (default {DEFAULT_BUDGETS_FILE}; .toml or .json)."
+
+    @app.command("show")
+    @_errors
+    def show(
+        config: str | None = typer.Option(None, "--config", "-c", metavar="FILE", help=config_help),
+        store: str | None = typer.Option(
+            None,
+            "--store",
+            metavar="URL",
+            help="Budget store: a SQLite path, postgresql://... or redis://... (default: the "
+            "[store] url in the budgets file, then $TOKENWARD_BUDGET_STORE).",
+        ),
+        user: list[str] | None = typer.Option(  # noqa: B008
+            None, "--user", "-u", metavar="ID", help="Show this user's counters (repeatable)."
+        ),
+        dim: list[str] | None = typer.Option(  # noqa: B008
+            None,
+            "--dim",
+            metavar="KEY=VALUE",
+            help="Another scope dimension, e.g. agent=support (repeatable).",
+        ),
+        name: list[str] | None = typer.Option(  # noqa: B008
+            None, "--name", "-n", metavar="NAME", help="Only this budget (repeatable)."
+        ),
+        all_scopes: bool = typer.Option(
+            False,
+            "--all-scopes",
+            help="One row per scope key the ledger has seen in each budget's current window.",
+        ),
+        db: str | None = typer.Option(
+            None,
+            "--db",
+            metavar="PATH_OR_URL",
+            help=f"Ledger for --all-scopes (default $TOKENWARD_DB or {DEFAULT_LEDGER}).",
+        ),
+        fmt: str = typer.Option(
+            "table", "--format", "-f", metavar="table|json", help="Output format."
+        ),
+    ) -> None:
+        """Show each budget's live status: spent, reserved, remaining, utilization, reset time."""
+        if fmt not in ("table", "json"):
+            raise _UsageProblem(f"--format {fmt!r}: choose table or json")
+        _cmd_budget_show(
+            config=config,
+            store_url=store,
+            users=user or (),
+            dims=_parse_pairs(dim, "--dim"),
+            names=name or (),
+            all_scopes=all_scopes,
+            db=db,
+            fmt=fmt,
+        )
+
+    @app.command("set")
+    @_errors
+    def set_(
+        name: str = typer.Argument(..., metavar="NAME", help="Budget name (unique in the file)."),
+        limit_usd: str | None = typer.Option(
+            None, "--limit-usd", metavar="USD", help="Limit in USD, e.g. 5."
+        ),
+        limit_tokens: int | None = typer.Option(
+            None, "--limit-tokens", metavar="N", help="Limit in tokens."
+        ),
+        window: str = typer.Option(
+            "day",
+            "--window",
+            "-w",
+            metavar="WINDOW",
+            help="request, conversation, day, week, month, or rolling 24h / 30m / 7d.",
+        ),
+        scope: str | None = typer.Option(
+            None,
+            "--scope",
+            "-s",
+            metavar="DIMS",
+            help="Dimension(s) with their own counter: user_id or user_id,agent.",
+        ),
+        mode: str = typer.Option(
+            "hard", "--mode", metavar="hard|soft", help="hard (deny) or soft (alert only)."
+        ),
+        threshold: list[float] | None = typer.Option(  # noqa: B008
+            None,
+            "--threshold",
+            metavar="FRACTION",
+            help="Alert threshold in (0, 1] (repeatable; default 0.5 0.75 0.9).",
+        ),
+        tz: str | None = typer.Option(
+            None, "--timezone", metavar="ZONE", help="IANA zone for calendar windows."
+        ),
+        where: list[str] | None = typer.Option(  # noqa: B008
+            None,
+            "--where",
+            metavar="KEY=VALUE",
+            help="Apply only to calls with key=value (repeatable).",
+        ),
+        config: str | None = typer.Option(None, "--config", "-c", metavar="FILE", help=config_help),
+        store: str | None = typer.Option(
+            None,
+            "--store",
+            metavar="URL",
+            help="Record the budget store in the file (a SQLite path is created if missing).",
+        ),
+    ) -> None:
+        """Add or replace a budget definition in the budgets file (validated first)."""
+        _cmd_budget_set(
+            name,
+            config=config,
+            limit_usd=limit_usd,
+            limit_tokens=limit_tokens,
+            window=window,
+            scope=scope,
+            mode=mode,
+            thresholds=threshold,
+            timezone_name=tz,
+            where=_parse_pairs(where, "--where"),
+            store_url=store,
+        )
+
     return app
 
 

@@ -68,6 +68,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
+from tokenward.report._format import plain, usd
+
 __all__ = ["Suggestion", "SuggestionKind", "advise"]
 
 SuggestionKind = Literal["prompt_caching", "cheaper_model", "batch", "max_tokens", "trim_history"]
@@ -109,7 +111,7 @@ class Suggestion:
 
         def conv(v: Any) -> Any:
             if isinstance(v, Decimal):
-                return str(v)
+                return plain(v)
             if isinstance(v, float):
                 return round(v, 6)
             if isinstance(v, Mapping):
@@ -135,10 +137,8 @@ def _cents(value: Decimal) -> Decimal:
 
 
 def _money(value: Decimal) -> str:
-    """Cents for amounts from $1, four decimals below (small workloads stay readable)."""
-    if abs(value) >= 1 or value == 0:
-        return f"${_cents(value)}"
-    return f"${value.quantize(Decimal('0.0001'), rounding=ROUND_HALF_EVEN)}"
+    """Money in the advice text: the report's one formatter (cents from $1, then 4 decimals)."""
+    return usd(value)
 
 
 def _version(name: str) -> tuple[int, ...]:
@@ -396,7 +396,7 @@ def _cache_scenarios(
                 continue
             read = 0
             if prev is not None and e.timestamp - prev.timestamp <= ttl:
-                common = len(os.path.commonprefix([prev.prompt, e.prompt]))
+                common = len(os.path.commonprefix([prev.prompt, e.prompt]))  # noqa: RUF071 - a string prefix, not a path
                 prefix = e.usage.input * common // len(e.prompt)
                 if prefix >= min_tokens:
                     read = prefix

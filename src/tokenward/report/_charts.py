@@ -9,11 +9,13 @@ All labels pass through :func:`html.escape` (text and attributes). Values are ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from html import escape
 
-__all__ = ["PALETTE", "bar_chart", "hbar_chart", "stacked_bars", "utilization_bar"]
+from tokenward.report._format import plain
+
+__all__ = ["PALETTE", "bar_chart", "hbar_chart", "nice_ticks", "stacked_bars", "utilization_bar"]
 
 Number = Decimal | int
 
@@ -29,6 +31,8 @@ _BAR = "#0072B2"
 
 
 def _e(text: object) -> str:
+    if isinstance(text, Decimal):
+        text = plain(text)  # attributes carry the exact value, never "1E-7"
     return escape(str(text), quote=True)
 
 
@@ -40,51 +44,94 @@ def _frac(value: Number, peak: Number) -> float:
     return float(Decimal(value) / Decimal(peak)) if peak else 0.0
 
 
+def nice_ticks(peak: Number, count: int = 4) -> list[Decimal]:
+    """Round axis values from 0 up to at least ``peak``: steps of 1, 2, 2.5 or 5 x 10^k, about
+    ``count`` of them (``0.048`` -> 0, 0.02, 0.04, 0.06)."""
+    top = Decimal(peak)
+    if top <= 0:
+        return [Decimal(0)]
+    raw = top / count
+    exp = raw.adjusted()
+    step = next(
+        m * Decimal(10) ** exp
+        for m in (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5), Decimal(10))
+        if m * Decimal(10) ** exp >= raw
+    )
+    n = int((top / step).to_integral_value(rounding="ROUND_CEILING"))
+    return [step * i for i in range(n + 1)]
+
+
 def bar_chart(
     name: str,
     points: Sequence[tuple[str, Number, str]],
     *,
     width: int = 720,
-    height: int = 220,
+    height: int = 240,
     axis_label: str = "",
+    tick_format: Callable[[Decimal], str] = str,
+    max_value_labels: int = 16,
 ) -> str:
-    """Vertical bars: ``points`` are ``(label, value, formatted value)``."""
+    """Vertical bars with a y-axis: ``points`` are ``(label, value, formatted value)``.
+
+    The y-axis has round ticks (:func:`nice_ticks`, labelled by ``tick_format``) and gridlines;
+    each bar carries its formatted value above it when there are at most ``max_value_labels``
+    bars (otherwise only the tallest one does); x labels at most ~12.
+    """
     n = len(points)
-    pad_l, pad_r, pad_t, pad_b = 8, 8, 16, 34
+    pad_l, pad_r, pad_t, pad_b = 64, 8, 22, 34
     inner_w = width - pad_l - pad_r
     inner_h = height - pad_t - pad_b
     peak = max((v for _, v, _ in points), default=0)
+    ticks = nice_ticks(peak)
+    top = ticks[-1] or Decimal(1)
     slot = inner_w / n if n else inner_w
     bar_w = max(2.0, slot * 0.72)
     every = max(1, n // 12)  # label at most ~12 ticks
+    base = pad_t + inner_h
     parts = [
         f'<svg class="chart" data-chart="{_e(name)}" data-points="{n}" role="img" '
         f'aria-label="{_e(axis_label or name)}" viewBox="0 0 {width} {height}" '
         f'width="100%" preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">',
-        f'<line x1="{pad_l}" y1="{pad_t + inner_h}" x2="{width - pad_r}" y2="{pad_t + inner_h}" '
-        f'class="axis"/>',
+        '<g class="y-axis" data-axis="y">',
     ]
+    for t in ticks:
+        y = base - inner_h * _frac(t, top)
+        parts.append(
+            f'<line class="grid" x1="{pad_l}" y1="{_f(y)}" x2="{width - pad_r}" y2="{_f(y)}"/>'
+            f'<text class="ytick" data-value="{_e(t)}" x="{pad_l - 6}" y="{_f(y + 4)}" '
+            f'text-anchor="end">{_e(tick_format(t))}</text>'
+        )
+    parts.append(
+        f'<line class="axis" x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{base}"/></g>'
+        f'<line class="axis" x1="{pad_l}" y1="{base}" x2="{width - pad_r}" y2="{base}"/>'
+    )
+    if axis_label:
+        parts.append(
+            f'<text class="axis-label" x="12" y="{_f(pad_t + inner_h / 2)}" text-anchor="middle" '
+            f'transform="rotate(-90 12 {_f(pad_t + inner_h / 2)})">{_e(axis_label)}</text>'
+        )
+    label_all = n <= max_value_labels
     for i, (label, value, shown) in enumerate(points):
-        h = inner_h * _frac(value, peak)
+        h = inner_h * _frac(value, top)
         if value and h < 1:
             h = 1.0
         x = pad_l + i * slot + (slot - bar_w) / 2
-        y = pad_t + inner_h - h
+        y = base - h
         parts.append(
             f'<rect class="point bar" data-label="{_e(label)}" data-value="{_e(value)}" '
             f'x="{_f(x)}" y="{_f(y)}" width="{_f(bar_w)}" height="{_f(h)}" fill="{_BAR}">'
             f"<title>{_e(label)}: {_e(shown)}</title></rect>"
         )
+        if value and (label_all or value == peak):
+            parts.append(
+                f'<text class="value" data-label="{_e(label)}" x="{_f(x + bar_w / 2)}" '
+                f'y="{_f(y - 4)}" text-anchor="middle">{_e(shown)}</text>'
+            )
         if i % every == 0:
             parts.append(
                 f'<text class="tick" x="{_f(x + bar_w / 2)}" y="{height - 18}" '
                 f'text-anchor="middle">{_e(label)}</text>'
             )
-    if peak:
-        top = next(s for _, v, s in points if v == peak)
-        parts.append(
-            f'<text class="peak" x="{width - pad_r}" y="11" text-anchor="end">max {_e(top)}</text>'
-        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -106,7 +153,8 @@ def hbar_chart(
     parts = [
         f'<svg class="chart" data-chart="{_e(name)}" data-points="{n}" role="img" '
         f'aria-label="{_e(name)}" viewBox="0 0 {width} {height}" width="100%" '
-        f'xmlns="http://www.w3.org/2000/svg">'
+        f'xmlns="http://www.w3.org/2000/svg">',
+        f'<line class="axis" x1="{label_width}" y1="2" x2="{label_width}" y2="{height - 2}"/>',
     ]
     for i, (label, value, shown) in enumerate(rows):
         y = 2 + i * row_height
@@ -165,6 +213,11 @@ def stacked_bars(
                 f'fill="{colour}"><title>{_e(label)}: {comp.replace("_", " ")} '
                 f"{tokens:,} tokens ({tokens / total:.1%})</title></rect>"
             )
+            if w >= 40:  # room for the share inside the segment
+                parts.append(
+                    f'<text class="seg-label" x="{_f(x + w / 2)}" y="{y + row_height * 0.68:.1f}" '
+                    f'text-anchor="middle">{tokens / total:.0%}</text>'
+                )
             x += w
         parts.append("</g>")
     parts.append("</svg>")

@@ -22,31 +22,13 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from tokenward.report._tables import GROUP_KEYS, build_report
+from tokenward.report._format import plain
+from tokenward.report._tables import GROUP_KEYS, BudgetRow, budget_dict, build_report, fill_buckets
 from tokenward.report._tables import ReportData as _BaseReportData
 
 __all__ = ["BudgetRow", "ReportData", "budget_rows", "build_report_data"]
 
 _COLUMN_DIMS = GROUP_KEYS  # plain ledger columns; anything else is a tag
-
-
-@dataclass(frozen=True)
-class BudgetRow:
-    """Utilization of one budget for one scope key."""
-
-    budget: str
-    scope_key: str
-    unit: str  #: "usd" or "tokens"
-    mode: str
-    window: str
-    limit: Decimal | int
-    spent: Decimal | int
-    reserved: Decimal | int
-    remaining: Decimal | int
-    utilization: float  #: spent / limit (may exceed 1 for soft budgets)
-    thresholds: tuple[float, ...]
-    reset_at: datetime | None
-    source: str  #: "store" (live status) or "ledger" (recomputed from recorded events)
 
 
 @dataclass
@@ -58,7 +40,6 @@ class ReportData(_BaseReportData):
     users: list[Any] = field(default_factory=list)  #: SummaryRows by user_id, costliest first
     agents: list[Any] = field(default_factory=list)  #: SummaryRows by agent
     top_conversations: list[Any] = field(default_factory=list)
-    budgets: list[BudgetRow] = field(default_factory=list)
     suggestions: list[Any] = field(default_factory=list)  #: advisor ``Suggestion`` objects
     notes: list[str] = field(default_factory=list)
 
@@ -146,6 +127,8 @@ def budget_rows(
                         b.thresholds,
                         st.reset_at,
                         "store",
+                        near_limit=st.near_limit,
+                        calls=st.calls,
                     )
                 )
                 continue
@@ -177,33 +160,11 @@ def budget_rows(
                     b.thresholds,
                     reset,
                     "ledger",
+                    near_limit=any(util >= t for t in b.thresholds),
                 )
             )
         rows.sort(key=lambda r: (-r.utilization, r.scope_key))
         out.extend(rows[:max_keys])
-    return out
-
-
-def _fill(rows: list[Any], step: timedelta) -> list[Any]:
-    """Insert empty buckets between the first and last row, so gaps show as zero bars."""
-    if len(rows) < 2:
-        return rows
-    from tokenward.ledger import SummaryRow
-
-    zero: dict[str, Any] = {}
-    for f in fields(SummaryRow):
-        if f.name == "dims":
-            zero[f.name] = {}
-        elif f.name == "cost":
-            zero[f.name] = Decimal(0)
-        elif f.name != "bucket":
-            zero[f.name] = 0.0 if f.name == "latency_ms_total" else 0
-    by_start = {r.bucket: r for r in rows}
-    out = []
-    t = rows[0].bucket
-    while t <= rows[-1].bucket:
-        out.append(by_start.get(t) or SummaryRow(**zero, bucket=t))
-        t += step
     return out
 
 
@@ -247,11 +208,11 @@ def build_report_data(
     hi = until or now
     if lo is not None and hi - lo <= timedelta(days=2):
         data.series_bucket = "hour"
-        data.series = _fill(
+        data.series = fill_buckets(
             ledger.timeseries("hour", since=since, until=until, where=where_d), timedelta(hours=1)
         )
     else:
-        data.series = _fill(list(base.daily), timedelta(days=1))
+        data.series = list(base.daily)
     step("users and agents")
     data.users = ledger.summary(since=since, until=until, by=("user_id",), where=where_d)
     data.agents = ledger.summary(since=since, until=until, by=("agent",), where=where_d)
@@ -263,6 +224,7 @@ def build_report_data(
     if budgets:
         step("budgets")
         data.budgets = budget_rows(ledger, budgets, store=budget_store, now=now)
+        data.budgets_requested = True
     if advice and base.totals is not None:
         step("advisor")
         from tokenward.report._advisor import advise
@@ -274,37 +236,17 @@ def build_report_data(
 
 
 def extras_dict(data: ReportData) -> dict[str, Any]:
-    """The sections this builder adds, JSON-ready (money as decimal strings), for the JSON
-    format: ``suggestions``, ``budgets``, ``top_conversations``, ``users``, ``agents``."""
+    """The sections this builder adds, JSON-ready (money as exact plain decimal strings):
+    ``suggestions``, ``budgets``, ``top_conversations``, ``users``, ``agents``."""
 
     def row(r: Any) -> dict[str, Any]:
         d: dict[str, Any] = dict(r.dims)
-        d.update(calls=r.calls, input=r.input, output=r.output, tokens=r.tokens, cost=str(r.cost))
+        d.update(calls=r.calls, input=r.input, output=r.output, tokens=r.tokens, cost=plain(r.cost))
         return d
-
-    def money(v: Any) -> Any:
-        return str(v) if isinstance(v, Decimal) else v
 
     return {
         "suggestions": [s.to_dict() for s in data.suggestions],
-        "budgets": [
-            {
-                "budget": b.budget,
-                "scope_key": b.scope_key,
-                "unit": b.unit,
-                "mode": b.mode,
-                "window": b.window,
-                "limit": money(b.limit),
-                "spent": money(b.spent),
-                "reserved": money(b.reserved),
-                "remaining": money(b.remaining),
-                "utilization": round(b.utilization, 6),
-                "thresholds": list(b.thresholds),
-                "reset_at": b.reset_at.isoformat() if b.reset_at else None,
-                "source": b.source,
-            }
-            for b in data.budgets
-        ],
+        "budgets": [budget_dict(b) for b in data.budgets],
         "top_conversations": [row(r) for r in data.top_conversations],
         "users": [row(r) for r in data.users],
         "agents": [row(r) for r in data.agents],

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from html import escape
 from typing import Any
 
 from tokenward.report import _charts
+from tokenward.report._format import NA, number, percent, usd
+from tokenward.report._tables import unpriced_note
 
-__all__ = ["render_html", "usd"]
+__all__ = ["render_html"]
 
 _CSS = """
 :root{--fg:#1b2733;--muted:#5b6b7b;--line:#dde3ea;--card:#f6f8fa;--accent:#0072B2}
@@ -42,8 +44,12 @@ th,td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:left;vertic
 th{color:var(--muted);font-weight:600}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .chart{display:block;max-width:100%}
-.chart .tick,.chart .label,.chart .value,.chart .peak{font-size:11px;fill:var(--fg)}
-.chart .axis{stroke:var(--line)}
+.chart .tick,.chart .label,.chart .value,.chart .ytick,.chart .axis-label{font-size:11px;fill:var(--fg)}
+.chart .ytick,.chart .axis-label{fill:var(--muted)}
+.chart .value{font-size:10px}
+.chart .seg-label{font-size:10px;fill:#fff}
+.chart .axis{stroke:var(--muted)}
+.chart .grid{stroke:var(--line);stroke-dasharray:2,3}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
 .sugg{border:1px solid var(--line);border-left:4px solid var(--accent);border-radius:4px;
@@ -55,6 +61,7 @@ border:1px solid var(--line);margin-left:6px}
 .sugg dl{display:flex;flex-wrap:wrap;gap:2px 16px;margin:6px 0 0;font-size:12px;color:var(--muted)}
 .sugg dt{font-weight:600}.sugg dd{margin:0 0 0 4px}
 .empty{color:var(--muted)}
+.unpriced{background:#fff1d6;border:1px solid #E69F00;border-radius:4px;padding:8px 12px}
 footer{color:var(--muted);font-size:12px;margin-top:32px}
 """
 
@@ -73,28 +80,16 @@ def _e(text: object) -> str:
     return escape(str(text), quote=True)
 
 
-def usd(value: Decimal | int | None, places: int | None = None) -> str:
-    """``$1,234.57`` from a Decimal (exact, half-even); amounts under $1 keep 4 decimals."""
-    if value is None:
-        return "-"
-    d = Decimal(value)
-    if places is None:
-        places = 2 if abs(d) >= 1 or d == 0 else 4
-    q = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
-    sign = "-" if q < 0 else ""
-    return f"{sign}${abs(q):,}"
-
-
 def _pct(value: float | None, places: int = 1) -> str:
-    return "-" if value is None else f"{value * 100:.{places}f}%"
+    return percent(value, places)
 
 
 def _n(value: int) -> str:
-    return f"{value:,}"
+    return number(value)
 
 
 def _dt(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else NA
 
 
 def _dim(value: str | None) -> str:
@@ -126,7 +121,7 @@ def _cards(data: Any) -> str:
     a = data.analytics or {}
     trend = a.get("trend_cost_pct")
     prev = a.get("previous_period_cost")
-    trend_txt = "-" if trend is None else f"{trend:+.1f}%"
+    trend_txt = NA if trend is None else f"{trend:+.1f}%"
     if prev is None:
         trend_sub = "no previous period (give --since)"
     elif not prev:
@@ -166,6 +161,13 @@ def _cards(data: Any) -> str:
     return f'<section class="cards">{"".join(cards)}</section>'
 
 
+def _unpriced(data: Any) -> str:
+    note = unpriced_note(data)
+    if note is None:
+        return ""
+    return f'<p class="unpriced" data-unpriced="{data.totals.unpriced_calls}">{_e(note)}</p>'
+
+
 def _series(data: Any) -> str:
     rows = getattr(data, "series", None) or data.daily
     bucket = getattr(data, "series_bucket", "day")
@@ -173,7 +175,15 @@ def _series(data: Any) -> str:
     points = [(r.bucket.strftime(fmt), r.cost, usd(r.cost)) for r in rows]
     if not points:
         return '<p class="empty">No spend in this period.</p>'
-    return _charts.bar_chart("spend-over-time", points, axis_label=f"spend per {bucket}")
+    return _charts.bar_chart(
+        "spend-over-time", points, axis_label=f"USD per {bucket}", tick_format=_tick_usd
+    )
+
+
+def _tick_usd(value: Decimal) -> str:
+    """An axis value with the digits it has (``$0.02``, ``$0.0025``), at least cents."""
+    exponent = value.normalize().as_tuple().exponent
+    return usd(value, max(2, -exponent if isinstance(exponent, int) else 2))
 
 
 def _hbars(name: str, rows: Sequence[Any], dim: str, limit: int = 12) -> str:
@@ -281,6 +291,8 @@ def _amount(value: Any, unit: str) -> str:
 def _budgets(data: Any) -> str:
     rows = getattr(data, "budgets", [])
     if not rows:
+        if getattr(data, "budgets_requested", False):
+            return "<h2>Budgets</h2><p class='empty'>No budget has spend in its current window.</p>"
         return ""
     body = []
     for r in rows:
@@ -311,14 +323,26 @@ def _budgets(data: Any) -> str:
     )
 
 
-def _evidence_value(v: Any) -> str:
+_PERCENT_EVIDENCE = ("_rate", "_share", "batch_discount")
+
+
+def _evidence_value(key: str, v: Any) -> str:
+    """One evidence number for people: money in dollars, fractions as percentages."""
+    if v is None:
+        return NA
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if key.endswith("_usd") and isinstance(v, (Decimal, int)):
+        return usd(v)
+    if key.endswith(_PERCENT_EVIDENCE) and isinstance(v, (Decimal, float, int)):
+        return percent(v)
     if isinstance(v, Decimal):
-        return str(v.normalize()) if v == v.to_integral_value() else str(v)
+        return f"{v:,f}" if v != v.to_integral_value() else number(int(v))
     if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    if isinstance(v, (list, tuple)):
+        return f"{v:,.2f}".rstrip("0").rstrip(".")
+    if isinstance(v, int):
+        return number(v)
+    if isinstance(v, (list, tuple, set, frozenset)):
         return ", ".join(str(x) for x in v)
     return str(v)
 
@@ -335,7 +359,7 @@ def _suggestions(data: Any) -> str:
     for s in shown:
         saving = s.estimated_monthly_savings_usd
         ev = "".join(
-            f"<div><dt>{_e(k.replace('_', ' '))}</dt><dd>{_e(_evidence_value(v))}</dd></div>"
+            f"<div><dt>{_e(k.replace('_', ' '))}</dt><dd>{_e(_evidence_value(k, v))}</dd></div>"
             for k, v in s.evidence.items()
         )
         out.append(
@@ -384,6 +408,7 @@ def render_html(data: Any) -> str:
     agents = getattr(data, "agents", [])
     body = [
         _cards(data),
+        _unpriced(data),
         "<h2>Spend over time</h2>",
         _series(data),
         "<div class='grid2'><section><h2>By model</h2>",

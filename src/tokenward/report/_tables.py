@@ -16,12 +16,13 @@ import io
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
 from tokenward.ledger._base import DIMENSIONS
+from tokenward.report._format import NA, ms, number, percent, plain, ratio, usd
 from tokenward.usage import TOKEN_FIELDS
 
 if TYPE_CHECKING:
@@ -33,8 +34,11 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "GROUP_KEYS",
+    "BudgetRow",
     "ReportData",
+    "budget_table",
     "build_report",
+    "csv_safe",
     "render",
     "report_dict",
     "rows_csv",
@@ -95,9 +99,35 @@ def valid_group_key(key: str) -> bool:
     return key in GROUP_KEYS or (key.startswith("tag:") and len(key) > 4)
 
 
+@dataclass(frozen=True)
+class BudgetRow:
+    """Utilization of one budget for one scope key."""
+
+    budget: str
+    scope_key: str
+    unit: str  #: "usd" or "tokens"
+    mode: str
+    window: str
+    limit: Decimal | int
+    spent: Decimal | int
+    reserved: Decimal | int
+    remaining: Decimal | int
+    utilization: float  #: spent / limit (may exceed 1 for soft budgets)
+    thresholds: tuple[float, ...]
+    reset_at: datetime | None
+    source: str  #: "store" (live status) or "ledger" (recomputed from recorded events)
+    near_limit: bool = False  #: an alert threshold is crossed
+    calls: int | None = None  #: calls counted in this window (live status only)
+
+
 @dataclass
 class ReportData:
-    """Everything a report shows, as plain data (``SummaryRow`` objects from the ledger)."""
+    """Everything a report shows, as plain data (``SummaryRow`` objects from the ledger).
+
+    ``daily`` has one row per day from the first day with events to the end of the range,
+    days without events included (zero). ``budgets`` is filled when budgets were asked for
+    (``budgets_requested``).
+    """
 
     source: str
     since: datetime | None
@@ -110,6 +140,8 @@ class ReportData:
     models: list[Any]
     daily: list[Any]
     analytics: dict[str, Any] = field(default_factory=dict)
+    budgets: list[BudgetRow] = field(default_factory=list)
+    budgets_requested: bool = False
 
 
 def _q(value: Decimal, places: int = 6) -> Decimal:
@@ -145,6 +177,9 @@ def build_report(
     models = ledger.summary(since=since, until=until, by=("model",), where=where_d)
     step("daily series")
     daily = ledger.timeseries("day", since=since, until=until, where=where_d)
+    if daily:
+        last_day = (until or now) - timedelta(microseconds=1)
+        daily = fill_buckets(daily, timedelta(days=1), end=last_day)
     step("analytics")
     data = ReportData(
         source=source,
@@ -160,6 +195,34 @@ def build_report(
     )
     data.analytics = _analytics(ledger, data, catalog, now)
     return data
+
+
+def fill_buckets(rows: list[Any], step: timedelta, end: datetime | None = None) -> list[Any]:
+    """``rows`` (time buckets, ascending) with a zero row for every empty bucket from the first
+    row up to the bucket holding ``end`` (default: the last row), so gaps show as zero."""
+    if not rows:
+        return rows
+    from tokenward.ledger import SummaryRow
+
+    zero: dict[str, Any] = {}
+    for f in fields(SummaryRow):
+        if f.name == "dims":
+            zero[f.name] = {}
+        elif f.name == "cost":
+            zero[f.name] = Decimal(0)
+        elif f.name != "bucket":
+            zero[f.name] = 0.0 if f.name == "latency_ms_total" else 0
+    by_start = {r.bucket: r for r in rows}
+    out = []
+    t = rows[0].bucket
+    stop = rows[-1].bucket
+    if end is not None:
+        while stop + step <= end:
+            stop += step
+    while t <= stop:
+        out.append(by_start.get(t) or SummaryRow(**zero, bucket=t))
+        t += step
+    return out
 
 
 def _analytics(
@@ -223,11 +286,18 @@ def _analytics(
 
 
 # ----------------------------------------------------------------------------- plain data
+def _unpriced(row: Any) -> int:
+    return int(row.unpriced_calls)
+
+
 def _row_dict(row: Any) -> dict[str, Any]:
+    """One summary row for machine formats: "errors" is failed + cancelled (as in the tables),
+    with both parts alongside; money as an exact plain decimal string."""
     d: dict[str, Any] = dict(row.dims)
     d.update(
         calls=row.calls,
-        errors=row.errors,
+        errors=row.errors + row.cancelled,
+        failed=row.errors,
         cancelled=row.cancelled,
         estimated=row.estimated,
     )
@@ -235,7 +305,8 @@ def _row_dict(row: Any) -> dict[str, Any]:
         d[f] = getattr(row, f)
     d["total_tokens"] = row.tokens
     d["tool_calls"] = row.tool_calls
-    d["cost"] = str(row.cost)
+    d["cost"] = plain(row.cost)
+    d["unpriced_calls"] = _unpriced(row)
     avg = row.avg_latency_ms
     d["avg_latency_ms"] = None if avg is None else round(avg, 3)
     if row.bucket is not None:
@@ -245,7 +316,7 @@ def _row_dict(row: Any) -> dict[str, Any]:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return plain(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, float):
@@ -257,9 +328,30 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def report_dict(data: ReportData) -> dict[str, Any]:
-    """The report as JSON-ready data (money as decimal strings)."""
+def budget_dict(row: BudgetRow) -> dict[str, Any]:
+    """One budget row, JSON-ready (amounts as plain decimal strings, tokens as integers)."""
     return {
+        "budget": row.budget,
+        "scope_key": row.scope_key,
+        "unit": row.unit,
+        "mode": row.mode,
+        "window": row.window,
+        "limit": _jsonable(row.limit),
+        "spent": _jsonable(row.spent),
+        "reserved": _jsonable(row.reserved),
+        "remaining": _jsonable(row.remaining),
+        "utilization": round(row.utilization, 6),
+        "near_limit": row.near_limit,
+        "calls": row.calls,
+        "thresholds": list(row.thresholds),
+        "reset_at": row.reset_at.isoformat() if row.reset_at else None,
+        "source": row.source,
+    }
+
+
+def report_dict(data: ReportData) -> dict[str, Any]:
+    """The report as JSON-ready data (money as exact plain decimal strings)."""
+    out = {
         "source": data.source,
         "since": data.since.isoformat() if data.since else None,
         "until": data.until.isoformat() if data.until else None,
@@ -271,7 +363,23 @@ def report_dict(data: ReportData) -> dict[str, Any]:
         "models": [_row_dict(r) for r in data.models],
         "daily": [_row_dict(r) for r in data.daily],
         "analytics": _jsonable(data.analytics),
+        "unpriced": unpriced_summary(data),
     }
+    if data.budgets_requested:
+        out["budgets"] = [budget_dict(b) for b in data.budgets]
+    return out
+
+
+#: A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """``value`` for a CSV cell: text that a spreadsheet would run as a formula is prefixed
+    with ``'`` (so ``=HYPERLINK(...)`` stays text); numbers pass unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def rows_csv(data: ReportData) -> str:
@@ -282,12 +390,14 @@ def rows_csv(data: ReportData) -> str:
         *dims,
         "calls",
         "errors",
+        "failed",
         "cancelled",
         "estimated",
         *_TOKEN_FIELDS,
         "total_tokens",
         "tool_calls",
         "cost",
+        "unpriced_calls",
         "avg_latency_ms",
     ]
     writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
@@ -295,28 +405,98 @@ def rows_csv(data: ReportData) -> str:
     for row in data.rows:
         d = _row_dict(row)
         for k in dims:
-            d[k] = "" if d.get(k) is None else d[k]
+            d[k] = "" if d.get(k) is None else csv_safe(str(d[k]))
         writer.writerow(d)
     return buf.getvalue()
 
 
+def unpriced_summary(data: ReportData) -> dict[str, Any] | None:
+    """``{"calls": N, "models": [...], "fix": "..."}`` when the range holds calls recorded
+    without a price (cost unknown); ``None`` when every call was priced."""
+    t = data.totals
+    calls = _unpriced(t) if t is not None else 0
+    if not calls:
+        return None
+    models = sorted(str(r.dims.get("model")) for r in data.models if _unpriced(r))
+    return {"calls": calls, "models": models, "fix": UNPRICED_FIX}
+
+
+#: What makes an unpriced model priced (shown wherever unpriced calls are reported).
+UNPRICED_FIX = (
+    "run `tokenward models update` for the latest prices, or register the model's price "
+    "in a catalog overlay"
+)
+
+
+def unpriced_note(data: ReportData) -> str | None:
+    """``"3 calls unpriced (models: a, b): run ..."`` or ``None``; costs shown exclude them."""
+    u = unpriced_summary(data)
+    if u is None:
+        return None
+    calls = u["calls"]
+    return (
+        f"{number(calls)} call{'s' if calls != 1 else ''} unpriced "
+        f"(model{'s' if len(u['models']) != 1 else ''}: {', '.join(u['models'])}); "
+        f"costs shown leave them out: {u['fix']}"
+    )
+
+
 # ----------------------------------------------------------------------------- rich tables
-def _money(value: Decimal, places: int = 4) -> str:
-    return f"${_q(value, places)}"
+def _cost_cell(row: Any) -> str:
+    """The priced cost, or n/a when no call of the row could be priced."""
+    if _unpriced(row) and _unpriced(row) >= row.calls:
+        return NA
+    return usd(row.cost)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
-
-
-def _n(value: int) -> str:
-    return f"{value:,}"
+def _share(part: Decimal, whole: Decimal) -> str:
+    return percent(part / whole) if whole else NA
 
 
 def _period(data: ReportData) -> str:
     lo = data.since.strftime("%Y-%m-%d %H:%M") if data.since else "beginning"
     hi = data.until.strftime("%Y-%m-%d %H:%M") if data.until else "now"
     return f"{lo} -> {hi} UTC"
+
+
+def _amount(value: Decimal | int, unit: str) -> str:
+    return usd(value) if unit == "usd" else number(int(value))
+
+
+def budget_table(rows: Sequence[BudgetRow], title: str = "Budgets") -> Any:
+    """The rich table of budget rows (``tokenward report --budgets`` and ``budget show``)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col, j in (
+        ("budget", "left"),
+        ("scope", "left"),
+        ("mode", "left"),
+        ("window", "left"),
+        ("spent", "right"),
+        ("reserved", "right"),
+        ("remaining", "right"),
+        ("limit", "right"),
+        ("used", "right"),
+        ("resets (UTC)", "left"),
+    ):
+        table.add_column(col, justify=j)  # type: ignore[arg-type]
+    for r in rows:
+        used = percent(r.utilization) + (" !" if r.near_limit else "")
+        reset = r.reset_at.strftime("%Y-%m-%d %H:%M") if r.reset_at else NA
+        table.add_row(
+            r.budget,
+            r.scope_key,
+            r.mode,
+            r.window,
+            _amount(r.spent, r.unit),
+            _amount(r.reserved, r.unit),
+            _amount(r.remaining, r.unit),
+            _amount(r.limit, r.unit),
+            used,
+            reset,
+        )
+    return table
 
 
 def tables(data: ReportData) -> list[Any]:
@@ -334,6 +514,8 @@ def tables(data: ReportData) -> list[Any]:
     t = data.totals
     if t is None:
         out.append(Text("No events in this period."))
+        if data.budgets:
+            out.append(budget_table(data.budgets))
         return out
 
     totals = Table(title="Totals", title_justify="left")
@@ -350,17 +532,20 @@ def tables(data: ReportData) -> list[Any]:
     ):
         totals.add_column(col, justify="right")
     totals.add_row(
-        _n(t.calls),
-        _n(t.errors + t.cancelled),
-        _n(t.input),
-        _n(t.cache_read),
-        _n(t.cache_write),
-        _n(t.output),
-        _n(t.reasoning),
-        _n(t.tool_calls),
-        _money(t.cost),
+        number(t.calls),
+        number(t.errors + t.cancelled),
+        number(t.input),
+        number(t.cache_read),
+        number(t.cache_write),
+        number(t.output),
+        number(t.reasoning),
+        number(t.tool_calls),
+        _cost_cell(t),
     )
     out.append(totals)
+    note = unpriced_note(data)
+    if note:
+        out.append(Text(note, style="yellow"))
 
     if data.by:
         grouped = Table(title=f"By {', '.join(data.by)}", title_justify="left")
@@ -370,14 +555,14 @@ def tables(data: ReportData) -> list[Any]:
             grouped.add_column(col, justify="right")
         for r in data.rows:
             grouped.add_row(
-                *("-" if r.dims.get(d) is None else str(r.dims[d]) for d in data.by),
-                _n(r.calls),
-                _n(r.errors + r.cancelled),
-                _n(r.input),
-                _n(r.output),
-                _pct(_ratio(r.cache_read, r.input)),
-                _money(r.cost),
-                _pct(_ratio(float(r.cost), float(t.cost))),
+                *(NA if r.dims.get(d) is None else str(r.dims[d]) for d in data.by),
+                number(r.calls),
+                number(r.errors + r.cancelled),
+                number(r.input),
+                number(r.output),
+                percent(_ratio(r.cache_read, r.input)),
+                _cost_cell(r),
+                _share(r.cost, t.cost),
             )
         out.append(grouped)
 
@@ -396,17 +581,16 @@ def tables(data: ReportData) -> list[Any]:
         ):
             per_model.add_column(col, justify=j)  # type: ignore[arg-type]
         for r in data.models:
-            lat = r.avg_latency_ms
             per_model.add_row(
-                str(r.dims.get("model") or "-"),
-                _n(r.calls),
-                _n(r.input),
-                _n(r.cache_read),
-                _n(r.output),
-                _n(r.reasoning),
-                "-" if lat is None else f"{lat:,.0f} ms",
-                _money(r.cost),
-                _pct(_ratio(float(r.cost), float(t.cost))),
+                str(r.dims.get("model") or NA),
+                number(r.calls),
+                number(r.input),
+                number(r.cache_read),
+                number(r.output),
+                number(r.reasoning),
+                ms(r.avg_latency_ms),
+                _cost_cell(r),
+                _share(r.cost, t.cost),
             )
         out.append(per_model)
 
@@ -414,32 +598,30 @@ def tables(data: ReportData) -> list[Any]:
     ana = Table(title="Analytics", title_justify="left", show_header=False)
     ana.add_column("metric")
     ana.add_column("value", justify="right")
-    ana.add_row("success rate", _pct(a.get("success_rate")))
-    ana.add_row("estimated events", _pct(a.get("estimated_share")))
-    ana.add_row("avg cost per call", f"${a['avg_cost_per_call']}")
+    ana.add_row("success rate", percent(a.get("success_rate")))
+    ana.add_row("estimated events", percent(a.get("estimated_share")))
+    ana.add_row("avg cost per call", usd(a.get("avg_cost_per_call")))
     ana.add_row(
         "avg input / output per call",
-        f"{a['avg_input_per_call']:,.0f} / {a['avg_output_per_call']:,.0f}",
+        f"{number(a.get('avg_input_per_call'))} / {number(a.get('avg_output_per_call'))}",
     )
-    ratio = a.get("input_output_ratio")
-    ana.add_row("input:output ratio", "-" if ratio is None else f"{ratio:.1f}:1")
-    lat = a.get("avg_latency_ms")
-    ana.add_row("avg latency", "-" if lat is None else f"{lat:,.0f} ms")
-    ana.add_row("cache hit rate (of input)", _pct(a.get("cache_hit_rate")))
-    ana.add_row("cache savings (reads)", _money(a.get("cache_savings_usd", Decimal(0))))
+    ana.add_row("input:output ratio", ratio(a.get("input_output_ratio")))
+    ana.add_row("avg latency", ms(a.get("avg_latency_ms")))
+    ana.add_row("cache hit rate (of input)", percent(a.get("cache_hit_rate")))
+    ana.add_row("cache savings (reads)", usd(a.get("cache_savings_usd", Decimal(0))))
     if a.get("cache_write_premium_usd"):
-        ana.add_row("cache write premium", _money(a["cache_write_premium_usd"]))
-        ana.add_row("cache net savings", _money(a["cache_net_savings_usd"]))
+        ana.add_row("cache write premium", usd(a["cache_write_premium_usd"]))
+        ana.add_row("cache net savings", usd(a["cache_net_savings_usd"]))
     for model, hits in sorted(a.get("cache_write_break_even_reads", {}).items()):
         ana.add_row(
             f"cache write break-even ({model})",
-            "-" if hits is None else f"{hits} read{'s' if hits != 1 else ''}",
+            NA if hits is None else f"{hits} read{'s' if hits != 1 else ''}",
         )
-    ana.add_row("reasoning share of output", _pct(a.get("reasoning_share_of_output")))
+    ana.add_row("reasoning share of output", percent(a.get("reasoning_share_of_output")))
     if "peak_hour_utc" in a:
         days = a.get("peak_hour_window_days")
         label = "peak hour (UTC)" if days is None else f"peak hour (UTC, last {days:g} days)"
-        ana.add_row(label, f"{a['peak_hour_utc']:02d}:00 ({_money(a['peak_hour_cost'])})")
+        ana.add_row(label, f"{a['peak_hour_utc']:02d}:00 ({usd(a['peak_hour_cost'])})")
     trend = a.get("trend_cost_pct")
     if trend is not None:
         ana.add_row("cost vs previous period", f"{trend:+.1f}%")
@@ -459,9 +641,21 @@ def tables(data: ReportData) -> list[Any]:
         for r in data.daily[-31:]:
             bar = "#" * max(1 if r.cost else 0, int(20 * r.cost / peak))
             daily.add_row(
-                r.bucket.strftime("%Y-%m-%d"), _n(r.calls), _n(r.tokens), _money(r.cost), bar
+                r.bucket.strftime("%Y-%m-%d"), number(r.calls), number(r.tokens), usd(r.cost), bar
             )
         out.append(daily)
+    if data.budgets_requested:
+        if data.budgets:
+            out.append(
+                budget_table(
+                    data.budgets,
+                    "Budgets (recomputed from the ledger)"
+                    if all(b.source == "ledger" for b in data.budgets)
+                    else "Budgets (live from the budget store)",
+                )
+            )
+        else:
+            out.append(Text("Budgets: no budget has spend in its current window."))
     return out
 
 
