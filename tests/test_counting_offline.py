@@ -203,7 +203,10 @@ def _run_offline(python: str, tmp_path: Path, extra_path: list[str] | None = Non
 
 def _expected() -> int:
     ref = _reference("o200k_base")
-    per = [3 + len(ref.encode_ordinary(m["role"])) + len(ref.encode_ordinary(m["content"])) for m in MESSAGES]
+    per = [
+        3 + len(ref.encode_ordinary(m["role"])) + len(ref.encode_ordinary(m["content"]))
+        for m in MESSAGES
+    ]
     return sum(per) + 3
 
 

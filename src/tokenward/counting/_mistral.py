@@ -17,6 +17,7 @@ tokenizers mistral-common does not ship; they are counted with the newest shippe
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -255,15 +256,35 @@ class MistralCounter:
         return n
 
     def _message_tokens(self, m: Message) -> int:
+        # mistral-common's v3+ rendering: [INST]user[/INST], assistant</s>,
+        # [TOOL_CALLS][{"name", "arguments", "id"}]</s>, [TOOL_RESULTS]{"content", "call_id"}
+        # [/TOOL_RESULTS]; the system prompt joins the last user turn with "\n\n" (or sits
+        # in [SYSTEM_PROMPT] ... [/SYSTEM_PROMPT] from v7 on).
         content = self._len(m.text)
         if m.role in ("system", "developer"):
-            return content + 2  # "\n\n" join into the last user turn / [SYSTEM_PROMPT] pair
+            return content + 2
         if m.role == "assistant":
-            calls = sum(self._len(c.name) + self._len(c.arguments) + 8 for c in m.tool_calls)
-            return content + calls + 1  # </s>
+            if not m.tool_calls:
+                return content + 1
+            calls = [
+                {"name": c.name, "arguments": _json_or_text(c.arguments), "id": _mistral_id(c.id)}
+                for c in m.tool_calls
+            ]
+            return content + 2 + self._len(json.dumps(calls, ensure_ascii=False))
         if m.role in ("tool", "function"):
-            return content + 4  # [TOOL_RESULTS] ... [/TOOL_RESULTS] and the call id
-        return content + 2  # [INST] ... [/INST]
+            result = {
+                "content": _json_or_text(m.text),
+                "call_id": _mistral_id(m.tool_call_id or ""),
+            }
+            return 2 + self._len(json.dumps(result, ensure_ascii=False))
+        return content + 2
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def _is_data_url(part: Mapping[str, Any]) -> bool:

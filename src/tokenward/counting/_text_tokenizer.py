@@ -86,7 +86,7 @@ class TextTokenizerCounter(_ChatCounter):
 
         def length(text: str) -> int:
             out = fn(text)
-            if isinstance(out, bool) or not isinstance(out, (int, Sequence)):
+            if isinstance(out, (bool, str, bytes)) or not isinstance(out, (int, Sequence)):
                 raise ConfigurationError(
                     f"the tokenizer registered for {model!r} returned {type(out).__name__}; "
                     f"it must return an int or a list of token ids."
