@@ -41,7 +41,7 @@ def content_class(text: str) -> str:
     head = s.lstrip()[:1]
     data = len(_DATA_MARKS.findall(s))
     code = len(_CODE_MARKS.findall(s))
-    lines = s.count("\n") + 1
+    lines = sum(1 for line in s.splitlines() if line.strip())
     if head in ("{", "[") and data >= code / 2:
         return "data"
     if data >= lines and data >= code:
