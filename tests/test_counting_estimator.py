@@ -44,11 +44,23 @@ def test_estimates_are_flagged_inexact():
     [
         (PROSE * 3, "prose"),
         (CODE, "code"),
-        ('{"id": 1, "name": "Ada", "tags": ["x", "y"], "active": true}', "data"),
-        ("name,price,qty\nwidget,2.50,10\ngadget,4.00,3\n", "data"),
+        ('{"id": 1, "name": "Ada", "tags": ["x", "y"], "active": true}', "json"),
+        ("name,price,qty\nwidget,2.50,10\ngadget,4.00,3\n", "tabular"),
+        ("| a | b |\n|---|---|\n| 1 | 2 |\n", "tabular"),
+        ("service: api\nreplicas: 3\nenv:\n  - name: X\n", "data"),
+        ("https://example.com/a/b?c=1\n/var/log/app/x.log C:\\Users\\a\\b.xlsx", "paths"),
         ("服务器暂时无法处理您的请求，请稍后再试。", "cjk"),
-        ("Привет! Как дела? Всё хорошо, спасибо.", "script"),
-        ("مرحبا بكم في موقعنا", "script"),
+        ("Привет! Как дела? Всё хорошо, спасибо.", "cyrillic"),
+        ("مرحبا بكم في موقعنا", "arabic"),
+        ("नमस्ते, आप कैसे हैं?", "indic"),
+        ("Γειά σου κόσμε, τι κάνεις;", "script"),
+        ("Größere Änderungen müssen vorher geprüft werden, sagt Jürgen.", "latin"),
+        ("👨‍👩‍👧‍👦 🎉 🇩🇪 👍🏽 ❤️ great!", "emoji"),
+        (
+            "data:image/png;base64,"
+            + "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk" * 3,
+            "encoded",
+        ),
     ],
 )
 def test_content_class(text, cls):

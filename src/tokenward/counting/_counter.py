@@ -559,8 +559,10 @@ class TiktokenCounter(_ChatCounter):
         return ""
 
 
-_CLASS_BITS = 3  # per-message estimator values carry their content class in the low bits
+_CLASS_BITS = 4  # per-message estimator values carry their content class in the low bits
+_CLASS_MASK = (1 << _CLASS_BITS) - 1
 _CLASS_INDEX = {c: i for i, c in enumerate(CONTENT_CLASSES)}
+assert len(CONTENT_CLASSES) <= _CLASS_MASK + 1
 
 
 def _plain_text(m: Any) -> str:
@@ -618,12 +620,12 @@ class EstimatorCounter(_ChatCounter):
 
     def _message_total(self, value: int) -> int:
         raw = value >> _CLASS_BITS
-        return _scaled(raw, self._ratio(CONTENT_CLASSES[value & 7]))
+        return _scaled(raw, self._ratio(CONTENT_CLASSES[value & _CLASS_MASK]))
 
     def _total(self, values: list[int], overhead: int, calibrated: bool = True) -> int:
         raw = [0] * len(CONTENT_CLASSES)
         for v in values:
-            raw[v & 7] += v >> _CLASS_BITS
+            raw[v & _CLASS_MASK] += v >> _CLASS_BITS
         split = {CONTENT_CLASSES[i]: n for i, n in enumerate(raw) if n}
         dominant = max(split, key=split.__getitem__) if split else "prose"
         split[dominant] = split.get(dominant, 0) + overhead
