@@ -296,3 +296,16 @@ def test_real_catalog_models_all_resolve():
         if info.tokenizer in ("o200k_base", "cl100k_base"):
             assert counter.exact, info.name
         assert counter.count_text("hello world") > 0
+
+
+def test_langchain_trimmer_accepts_a_registered_model_name():
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from tokenward.integrations.langchain._messages import trim_messages_compat
+
+    register_tokenizer("in-house-llm*", lambda s: len(s.split()))
+    msgs = [HumanMessage("one two three"), AIMessage("four five"), HumanMessage("six seven eight")]
+    kept = trim_messages_compat(
+        msgs, max_tokens=12, token_counter="in-house-llm-v1", strategy="last"
+    )
+    assert kept and kept[-1].content == "six seven eight"

@@ -38,6 +38,7 @@ from tokenward.counting._mistral import MistralCounter
 from tokenward.counting._pdf import pdf_page_count
 from tokenward.counting._provider import AnthropicCountTokens, GeminiCountTokens, ProviderCounter
 from tokenward.counting._registry import (
+    is_registered,
     register_tokenizer,
     registered_tokenizers,
     unregister_tokenizer,
@@ -72,6 +73,7 @@ __all__ = [
     "image_size_from_bytes",
     "image_size_from_data_url",
     "image_tokens",
+    "is_registered",
     "pdf_page_count",
     "register_tokenizer",
     "registered_tokenizers",

@@ -10,7 +10,7 @@ overall ratio; a class with too few observations uses the overall one.
 Persistence: :meth:`Calibrator.state` returns one :class:`CalibrationRecord` per key (learned
 log-ratios plus timestamped ratio snapshots), :meth:`Calibrator.load_state` restores them, and
 ``Calibrator(on_snapshot=...)`` is told whenever a key's ratio moved enough to be snapshotted,
-so a store can write the record then.
+so a store can write the record then (settable later: ``calibrator.on_snapshot = store.save``).
 """
 
 from __future__ import annotations
@@ -140,7 +140,9 @@ class Calibrator:
         self.min_tokens = min_tokens
         self._history = history
         self._snapshot_change = snapshot_change
-        self._on_snapshot = on_snapshot
+        #: called with a :class:`CalibrationRecord` whenever a key's ratio moved enough to be
+        #: snapshotted (in the observing thread, outside the lock): where a store persists it
+        self.on_snapshot = on_snapshot
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.Lock()
         self._entries: dict[_Key, _Entry] = {}
@@ -189,9 +191,10 @@ class Calibrator:
                         self._add((p, m, dominant), math.log(rc), snapshots)
             if not accepted:
                 self.rejected += 1
-        for record in snapshots:
-            if self._on_snapshot is not None:
-                self._on_snapshot(record)
+        listener = self.on_snapshot
+        if listener is not None:
+            for record in snapshots:
+                listener(record)
         return accepted
 
     def _add(self, key: _Key, lr: float, snapshots: list[CalibrationRecord]) -> bool:

@@ -103,6 +103,10 @@ class _Endpoint:
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
+    def sent(self) -> None:
+        with self._lock:
+            self.requests += 1
+
     def failed(self) -> None:
         with self._lock:
             self.failures += 1
@@ -174,7 +178,7 @@ class ProviderCounter:
         hit = ep.cached(prefixes[-1])
         if hit is None and ep.available():
             try:
-                ep.requests += 1
+                ep.sent()
                 hit = ep.count(self.model, msgs, tools, tool_choice)
             except Exception as exc:  # noqa: BLE001 - any SDK/transport error: fall back
                 ep.failed()

@@ -31,7 +31,7 @@ from typing import Any
 from tokenward.counting._counter import TokenCounter
 from tokenward.errors import ConfigurationError
 
-__all__ = ["register_tokenizer", "registered_tokenizers", "unregister_tokenizer"]
+__all__ = ["is_registered", "register_tokenizer", "registered_tokenizers", "unregister_tokenizer"]
 
 _Factory = Callable[[str, str], TokenCounter]
 
@@ -142,6 +142,12 @@ def registered_tokenizers() -> list[str]:
     """Registered patterns, the one that wins first."""
     with _lock:
         return [r.pattern for r in _REGISTRY]
+
+
+def is_registered(model: str) -> bool:
+    """Whether a registered tokenizer counts ``model`` (as given or without its prefix)."""
+    bare = model.strip().lower().rsplit("/", 1)[-1]
+    return match(model, bare) is not None
 
 
 def match(*names: str) -> _Registration | None:
