@@ -15,7 +15,13 @@ Exact vs formula vs estimate:
   per (provider, model, content class) by a :class:`Calibrator`, flagged ``exact=False``.
 """
 
-from tokenward.counting._api import count_messages, count_text, get_counter, tokenizer_for_model
+from tokenward.counting._api import (
+    count_messages,
+    count_text,
+    get_counter,
+    tokenizer_for_model,
+    tokenizer_names,
+)
 from tokenward.counting._calibrator import (
     CalibrationRecord,
     Calibrator,
@@ -79,5 +85,6 @@ __all__ = [
     "registered_tokenizers",
     "render_functions",
     "tokenizer_for_model",
+    "tokenizer_names",
     "unregister_tokenizer",
 ]

@@ -19,7 +19,13 @@ from tokenward.counting._mistral import builtin_mistral_counter
 from tokenward.errors import TokenizerUnavailableError
 from tokenward.messages import Message
 
-__all__ = ["count_messages", "count_text", "get_counter", "tokenizer_for_model"]
+__all__ = [
+    "count_messages",
+    "count_text",
+    "get_counter",
+    "tokenizer_for_model",
+    "tokenizer_names",
+]
 
 DEFAULT_MODEL = "gpt-4o"
 
@@ -115,6 +121,16 @@ def tokenizer_for_model(model: str, catalog: Any = None) -> tuple[str | None, st
 #: tokenizer names the catalog may give a model (``ModelInfo.tokenizer``) besides tiktoken's
 #: encoding names: Mistral's tokenizers through mistral-common, chosen by model name.
 MISTRAL_TOKENIZER_NAMES = frozenset({"mistral", "mistral-common", "tekken"})
+
+
+def tokenizer_names() -> frozenset[str]:
+    """Every ``ModelInfo.tokenizer`` value counting understands: tiktoken's encoding names
+    (``o200k_base``, ``cl100k_base``... ; those not shipped need a local file) and
+    ``"mistral"``/``"mistral-common"``/``"tekken"`` (mistral-common, chosen by model name).
+    Any other value, or None, means the model is estimated (flagged)."""
+    from tokenward.counting._loader import list_encodings
+
+    return frozenset(list_encodings()) | MISTRAL_TOKENIZER_NAMES
 
 
 def _named_counter(tokenizer: str, model: str, provider: str) -> TokenCounter | None:

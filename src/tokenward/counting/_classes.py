@@ -31,7 +31,7 @@ CONTENT_CLASSES = (
     "encoded",  # base64 and other long unbroken runs
 )
 
-_SAMPLE = 4000
+_SAMPLE = 2000
 _SCRIPTS = (
     ("cjk", re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")),
     ("cyrillic", re.compile("[\u0400-\u052f]")),
@@ -63,9 +63,12 @@ def content_class(text: str) -> str:
                 return name
         if len(_EMOJI.findall(s)) * 8 >= n:
             return "emoji"
-    if sum(map(len, _ENCODED.findall(s))) * 2 >= n:
+    # cheap counts first: the regexes below only run where they can match
+    spaces = s.count(" ") + s.count("\n")
+    if spaces * 20 < n and sum(map(len, _ENCODED.findall(s))) * 2 >= n:
         return "encoded"
-    if sum(map(len, _PATHS.findall(s))) * 2 >= n:
+    slashes = s.count("/") + s.count("\\")
+    if slashes * 40 >= n and sum(map(len, _PATHS.findall(s))) * 2 >= n:
         return "paths"
     head = s.lstrip()[:1]
     data = len(_DATA_MARKS.findall(s))
@@ -73,7 +76,7 @@ def content_class(text: str) -> str:
     lines = sum(1 for line in s.splitlines() if line.strip())
     if head in ("{", "[") and data >= code / 2:
         return "json"
-    if len(_TABLE_MARKS.findall(s)) * 2 >= lines >= 2:
+    if ("," in s or "|" in s) and len(_TABLE_MARKS.findall(s)) * 2 >= lines >= 2:
         return "tabular"
     if data >= lines and data >= code:
         return "data"

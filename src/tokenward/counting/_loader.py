@@ -130,6 +130,11 @@ def _build(name: str) -> tuple[tiktoken.Encoding, str]:
     try:
         kwargs, source = _constructor_kwargs(name)
     except _NotLocal:
+        if name in BUNDLED_ENCODINGS:
+            raise TokenizerUnavailableError(
+                f"The copy of {name!r} shipped with tokenward is missing or corrupt (its sha256 "
+                f"does not match tiktoken's); reinstall it: pip install --force-reinstall tokenward."
+            ) from None
         directory = _cache_dir() or "(cache disabled)"
         raise TokenizerUnavailableError(
             f"No local BPE file for tiktoken encoding {name!r}: tokenward ships "
