@@ -43,6 +43,7 @@ from tokenward.counting import (
     get_counter,
     get_encoding,
     image_tokens,
+    register_tokenizer,
 )
 from tokenward.errors import (
     BudgetExceededError,
@@ -102,6 +103,7 @@ __all__ = [
     "get_counter",
     "get_encoding",
     "image_tokens",
+    "register_tokenizer",
     # context
     "Chunk",
     "Message",

@@ -1,18 +1,34 @@
-"""Token counting: exact tiktoken counts, the OpenAI chat/tool/image formulas, and a
-calibrated content-aware estimator for models without a local tokenizer.
+"""Token counting: exact tokenizers where we have one, a calibrated estimate elsewhere.
 
 Exact vs formula vs estimate:
 
-* ``count_text`` on an OpenAI model: exact (tiktoken ``o200k_base``/``cl100k_base``).
-* ``count_messages`` on an OpenAI model: exact for text conversations (the cookbook chat
-  formula matches the API's ``prompt_tokens``); tool definitions, tool calls, images and
-  documents add *formula* terms (reverse-engineered or published by the provider).
-* Anything on a model without a local tokenizer (Claude, Gemini, Llama...) or when the BPE
-  file cannot be loaded: estimate, ``exact=False``, corrected per model by a ``Calibrator``.
+* OpenAI models: exact (tiktoken ``o200k_base``/``cl100k_base``, shipped in the wheel; nothing
+  is ever downloaded). ``count_messages`` is exact for text conversations (the chat formula
+  matches the API's ``prompt_tokens``); tool definitions, tool calls, images and documents
+  add *formula* terms (published by the provider or reverse-engineered).
+* Mistral models: exact through mistral-common (``tokenward[mistral]``), chat template and
+  tools included.
+* Any model you register a tokenizer for (:func:`register_tokenizer`: a ``tokenizer.json``,
+  a mistral-common tokenizer, a callable, or a provider's counting endpoint such as
+  :class:`AnthropicCountTokens` / :class:`GeminiCountTokens`).
+* Anything else (Claude, Gemini, Llama... without a registration): its o200k count corrected
+  per (provider, model, content class) by a :class:`Calibrator`, flagged ``exact=False``.
 """
 
-from tokenward.counting._api import count_messages, count_text, get_counter, tokenizer_for_model
-from tokenward.counting._calibrator import Calibrator, default_calibrator
+from tokenward.counting._api import (
+    count_messages,
+    count_text,
+    get_counter,
+    tokenizer_for_model,
+    tokenizer_names,
+)
+from tokenward.counting._calibrator import (
+    CalibrationRecord,
+    Calibrator,
+    RatioSnapshot,
+    default_calibrator,
+)
+from tokenward.counting._classes import CONTENT_CLASSES, content_class
 from tokenward.counting._counter import EstimatorCounter, TiktokenCounter, TokenCount, TokenCounter
 from tokenward.counting._estimator import estimate_tokens
 from tokenward.counting._functions import render_functions
@@ -23,15 +39,35 @@ from tokenward.counting._images import (
     image_size_from_data_url,
     image_tokens,
 )
-from tokenward.counting._loader import encoding_source, get_encoding
+from tokenward.counting._loader import BUNDLED_ENCODINGS, encoding_source, get_encoding
+from tokenward.counting._mistral import MistralCounter
+from tokenward.counting._pdf import pdf_page_count
+from tokenward.counting._provider import AnthropicCountTokens, GeminiCountTokens, ProviderCounter
+from tokenward.counting._registry import (
+    is_registered,
+    register_tokenizer,
+    registered_tokenizers,
+    unregister_tokenizer,
+)
+from tokenward.counting._text_tokenizer import TextTokenizerCounter
 
 __all__ = [
+    "BUNDLED_ENCODINGS",
+    "CONTENT_CLASSES",
     "DOCUMENT_TOKENS_PER_PAGE",
+    "AnthropicCountTokens",
+    "CalibrationRecord",
     "Calibrator",
     "EstimatorCounter",
+    "GeminiCountTokens",
+    "MistralCounter",
+    "ProviderCounter",
+    "RatioSnapshot",
+    "TextTokenizerCounter",
     "TiktokenCounter",
     "TokenCount",
     "TokenCounter",
+    "content_class",
     "count_messages",
     "count_text",
     "default_calibrator",
@@ -43,6 +79,12 @@ __all__ = [
     "image_size_from_bytes",
     "image_size_from_data_url",
     "image_tokens",
+    "is_registered",
+    "pdf_page_count",
+    "register_tokenizer",
+    "registered_tokenizers",
     "render_functions",
     "tokenizer_for_model",
+    "tokenizer_names",
+    "unregister_tokenizer",
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from tokenward.counting import _registry
 from tokenward.counting._counter import (
     EstimatorCounter,
     TiktokenCounter,
@@ -13,10 +15,17 @@ from tokenward.counting._counter import (
     TokenCounter,
 )
 from tokenward.counting._loader import get_encoding
+from tokenward.counting._mistral import builtin_mistral_counter
 from tokenward.errors import TokenizerUnavailableError
 from tokenward.messages import Message
 
-__all__ = ["count_messages", "count_text", "get_counter", "tokenizer_for_model"]
+__all__ = [
+    "count_messages",
+    "count_text",
+    "get_counter",
+    "tokenizer_for_model",
+    "tokenizer_names",
+]
 
 DEFAULT_MODEL = "gpt-4o"
 
@@ -42,6 +51,8 @@ _PROVIDER_HINTS = (
     ("llama", "meta"),
     ("deepseek", "deepseek"),
 )
+
+_MISTRAL_NAME = re.compile(r"mistral|mixtral|codestral|devstral|magistral|ministral|pixtral")
 
 _lock = threading.Lock()
 _COUNTERS: dict[tuple[str, int, bool], TokenCounter] = {}
@@ -107,15 +118,67 @@ def tokenizer_for_model(model: str, catalog: Any = None) -> tuple[str | None, st
     return tok, provider
 
 
+#: tokenizer names the catalog may give a model (``ModelInfo.tokenizer``) besides tiktoken's
+#: encoding names: Mistral's tokenizers through mistral-common, chosen by model name.
+MISTRAL_TOKENIZER_NAMES = frozenset({"mistral", "mistral-common", "tekken"})
+
+
+def tokenizer_names() -> frozenset[str]:
+    """Every ``ModelInfo.tokenizer`` value counting understands: tiktoken's encoding names
+    (``o200k_base``, ``cl100k_base``... ; those not shipped need a local file) and
+    ``"mistral"``/``"mistral-common"``/``"tekken"`` (mistral-common, chosen by model name).
+    Any other value, or None, means the model is estimated (flagged)."""
+    from tokenward.counting._loader import list_encodings
+
+    return frozenset(list_encodings()) | MISTRAL_TOKENIZER_NAMES
+
+
+def _named_counter(tokenizer: str, model: str, provider: str) -> TokenCounter | None:
+    """The counter for a catalog tokenizer name, or None when it cannot count offline."""
+    if tokenizer in MISTRAL_TOKENIZER_NAMES:
+        return builtin_mistral_counter(model, provider)
+    try:
+        return TiktokenCounter(get_encoding(tokenizer), model=model, provider=provider)
+    except TokenizerUnavailableError:
+        return None
+
+
+def _build(model: str, catalog: Any, require_exact: bool) -> TokenCounter:
+    tok, provider, canonical = _resolve(model, catalog)
+    reg = _registry.match(model, _bare(model), canonical)
+    if reg is not None:
+        return reg.factory(canonical, reg.provider or provider)
+    counter: TokenCounter | None = None
+    if tok is not None:
+        counter = _named_counter(tok, canonical, provider)
+        if counter is None and require_exact and tok not in MISTRAL_TOKENIZER_NAMES:
+            get_encoding(tok)  # raises the loader's error, which names the fix
+    elif provider == "mistral" or _MISTRAL_NAME.search(canonical):
+        counter = builtin_mistral_counter(canonical, provider)
+    if counter is None:
+        if require_exact:
+            raise TokenizerUnavailableError(
+                f"No local tokenizer for {model!r}; counts for it are estimates. For Mistral "
+                f'models pip install "tokenward[mistral]"; otherwise register one with '
+                f"tokenward.counting.register_tokenizer({model!r}, tokenizer) (a "
+                f"tokenizer.json, a mistral-common tokenizer, a callable, or a provider counter "
+                f"such as AnthropicCountTokens), or call without require_exact=True to accept "
+                f"an estimate."
+            )
+        counter = EstimatorCounter(model=canonical, provider=provider)
+    return counter
+
+
 def get_counter(
     model: str | None = None, *, catalog: Any = None, require_exact: bool = False
 ) -> TokenCounter:
     """The counter for ``model`` (cached per model; thread-safe).
 
-    Exact tiktoken counter when the model's encoding is known and loadable offline (or
-    downloadable); otherwise an :class:`EstimatorCounter` (``exact=False``). With
-    ``require_exact=True`` a missing tokenizer raises
-    :class:`~tokenward.errors.TokenizerUnavailableError` instead of estimating.
+    In order: a tokenizer registered for the name (:func:`register_tokenizer`); the
+    catalog's tokenizer for the model (tiktoken encodings ship in the wheel; Mistral models
+    through mistral-common when installed); otherwise an :class:`EstimatorCounter`
+    (``exact=False``). Nothing is ever downloaded. With ``require_exact=True`` a model that
+    would be estimated raises :class:`~tokenward.errors.TokenizerUnavailableError` instead.
     """
     model = model or DEFAULT_MODEL
     key = (model, id(catalog) if catalog is not None else 0, require_exact)
@@ -126,24 +189,7 @@ def get_counter(
         c = _COUNTERS.get(key)
         if c is not None:
             return c
-        enc_name, provider, canonical = _resolve(model, catalog)
-        counter: TokenCounter
-        if enc_name is None:
-            if require_exact:
-                raise TokenizerUnavailableError(
-                    f"No local tokenizer for {model!r}; counts for it are estimates. Call "
-                    f"get_counter({model!r}) without require_exact=True to accept an estimate."
-                )
-            counter = EstimatorCounter(model=canonical, provider=provider)
-        else:
-            try:
-                enc = get_encoding(enc_name)
-            except TokenizerUnavailableError:
-                if require_exact:
-                    raise
-                counter = EstimatorCounter(model=canonical, provider=provider)
-            else:
-                counter = TiktokenCounter(enc, model=canonical, provider=provider)
+        counter = _build(model, catalog, require_exact)
         if catalog is not None:
             _CATALOGS[id(catalog)] = catalog  # keep it alive: its id is part of the key
         _COUNTERS[key] = counter
@@ -153,7 +199,7 @@ def get_counter(
 def count_text(text: str, model: str = DEFAULT_MODEL, *, catalog: Any = None) -> TokenCount:
     """Tokens in ``text`` for ``model``; ``exact`` says whether a real tokenizer counted."""
     c = get_counter(model, catalog=catalog)
-    return TokenCount(c.count_text(text), c.exact, c.name)
+    return TokenCount(c.count_text(text), bool(getattr(c, "text_exact", c.exact)), c.name)
 
 
 def count_messages(
@@ -174,6 +220,10 @@ def count_messages(
 
 
 def _clear_counters() -> None:
-    """Forget cached counters (tests)."""
+    """Forget cached counters (tests, and after a tokenizer (un)registration)."""
     with _lock:
         _COUNTERS.clear()
+        _CATALOGS.clear()
+
+
+_registry.on_change(_clear_counters)

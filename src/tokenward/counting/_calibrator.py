@@ -1,4 +1,17 @@
-"""Per-model correction of estimated token counts from provider-reported usage."""
+"""Correction of estimated token counts from provider-reported usage, per (provider, model,
+content class), with an exportable state and a drift history.
+
+An estimate for a model without a local tokenizer is its o200k token count (see
+:class:`~tokenward.counting.EstimatorCounter`); the provider's tokenizer spends more or fewer
+tokens on the same text, and the ratio differs by content (code, CJK, other scripts...).
+Each reported usage teaches the ratio of its prompt's dominant content class and the model's
+overall ratio; a class with too few observations uses the overall one.
+
+Persistence: :meth:`Calibrator.state` returns one :class:`CalibrationRecord` per key (learned
+log-ratios plus timestamped ratio snapshots), :meth:`Calibrator.load_state` restores them, and
+``Calibrator(on_snapshot=...)`` is told whenever a key's ratio moved enough to be snapshotted,
+so a store can write the record then (settable later: ``calibrator.on_snapshot = store.save``).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +19,101 @@ import math
 import statistics
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
 
-__all__ = ["Calibrator", "default_calibrator"]
+__all__ = [
+    "ALL_CONTENT",
+    "CalibrationRecord",
+    "Calibrator",
+    "RatioSnapshot",
+    "default_calibrator",
+]
+
+#: content class of the model-wide ratio (every observation teaches it)
+ALL_CONTENT = "*"
+#: share of a prompt's tokens its dominant class needs for the observation to teach that class
+_DOMINANT_SHARE = 0.6
+
+_Key = tuple[str, str, str]  # (provider, model, content class)
+
+
+@dataclass(frozen=True, slots=True)
+class RatioSnapshot:
+    """The ratio of one key at one time, and how many observations it rested on."""
+
+    at: datetime
+    ratio: float
+    samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "ratio": self.ratio, "samples": self.samples}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RatioSnapshot:
+        return cls(
+            datetime.fromisoformat(str(data["at"])), float(data["ratio"]), int(data["samples"])
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationRecord:
+    """Everything the calibrator knows about one (provider, model, content class)."""
+
+    provider: str
+    model: str
+    content_class: str
+    ratio: float
+    log_ratios: tuple[float, ...]
+    history: tuple[RatioSnapshot, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "content_class": self.content_class,
+            "ratio": self.ratio,
+            "log_ratios": list(self.log_ratios),
+            "history": [s.to_dict() for s in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CalibrationRecord:
+        return cls(
+            provider=str(data.get("provider") or ""),
+            model=str(data.get("model") or ""),
+            content_class=str(data.get("content_class") or ALL_CONTENT),
+            ratio=float(data.get("ratio", 1.0)),
+            log_ratios=tuple(float(x) for x in data.get("log_ratios") or ()),
+            history=tuple(RatioSnapshot.from_dict(s) for s in data.get("history") or ()),
+        )
+
+
+class _Entry:
+    __slots__ = ("history", "obs", "ratio")
+
+    def __init__(self, window: int, history: int) -> None:
+        self.obs: deque[float] = deque(maxlen=window)
+        self.ratio: float | None = None
+        self.history: deque[RatioSnapshot] = deque(maxlen=history)
 
 
 class Calibrator:
-    """Learns ``reported / estimated`` per model, robustly.
+    """Learns ``reported / estimated`` per (provider, model, content class), robustly.
 
-    Each observation contributes ``log(reported / estimate)``. The ratio is the exponential
-    of the *median* of the last ``window`` accepted log-ratios, clamped to
+    Each observation contributes ``log(reported / estimate)``. A key's ratio is the
+    exponential of the *median* of its last ``window`` accepted log-ratios, clamped to
     ``[min_ratio, max_ratio]``. Observations are rejected when either count is below
     ``min_tokens`` (tiny prompts are dominated by fixed overheads), when the raw ratio is
     outside ``[min_ratio / 2, max_ratio * 2]`` (mismatched payloads, e.g. usage including
     images we never saw), or, once ``min_samples`` are in, when they are more than
     ``outlier_factor`` times away from the current ratio. Until ``min_samples`` observations
-    are in, the ratio is 1.0. Thread-safe.
+    are in, a key has no ratio of its own (a class falls back to the model-wide ratio, that
+    one to 1.0). A snapshot is added to a key's history when its ratio first exists and
+    whenever it moved by ``snapshot_change`` (relative) since the last snapshot; the history
+    keeps the last ``history`` snapshots. Thread-safe.
     """
 
     def __init__(
@@ -32,6 +125,10 @@ class Calibrator:
         max_ratio: float = 2.0,
         outlier_factor: float = 1.5,
         min_tokens: int = 16,
+        history: int = 256,
+        snapshot_change: float = 0.01,
+        on_snapshot: Callable[[CalibrationRecord], Any] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not 0 < min_ratio <= 1.0 <= max_ratio:
             raise ValueError("need 0 < min_ratio <= 1 <= max_ratio")
@@ -41,33 +138,80 @@ class Calibrator:
         self.max_ratio = max_ratio
         self._log_outlier = math.log(outlier_factor)
         self.min_tokens = min_tokens
+        self._history = history
+        self._snapshot_change = snapshot_change
+        #: called with a :class:`CalibrationRecord` whenever a key's ratio moved enough to be
+        #: snapshotted (in the observing thread, outside the lock): where a store persists it
+        self.on_snapshot = on_snapshot
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.Lock()
-        self._obs: dict[str, deque[float]] = {}
-        self._ratio: dict[str, float] = {}
+        self._entries: dict[_Key, _Entry] = {}
         self.rejected = 0
 
-    def observe(self, estimate: int, reported: int, model: str | None = None) -> bool:
-        """Record one pair; returns False when it was rejected as invalid or an outlier."""
-        key = model or ""
-        if estimate < self.min_tokens or reported < self.min_tokens:
+    # -- learning --------------------------------------------------------------------------
+    def observe(
+        self,
+        estimate: int | Mapping[str, int],
+        reported: int,
+        model: str | None = None,
+        *,
+        provider: str | None = None,
+        content_class: str | None = None,
+    ) -> bool:
+        """Record one (estimate, reported) pair; False when rejected as invalid or an outlier.
+
+        ``estimate`` is the uncalibrated estimate, or its split by content class
+        (``{"code": 800, "prose": 200}``): the dominant class (60 %+ of the tokens) learns
+        from the part of ``reported`` the other classes' current ratios do not explain.
+        ``content_class`` names the class of a plain ``estimate``.
+        """
+        if isinstance(estimate, Mapping):
+            parts = {str(k): int(v) for k, v in estimate.items() if int(v) > 0}
+        else:
+            parts = {content_class or ALL_CONTENT: int(estimate)}
+        total = sum(parts.values())
+        if total < self.min_tokens or reported < self.min_tokens:
             return self._reject()
-        r = reported / estimate
+        r = reported / total
         if not (self.min_ratio / 2 <= r <= self.max_ratio * 2):
             return self._reject()
-        lr = math.log(r)
+        p, m = provider or "", model or ""
+        snapshots: list[CalibrationRecord] = []
         with self._lock:
-            obs = self._obs.get(key)
-            if obs is None:
-                obs = self._obs[key] = deque(maxlen=self.window)
-            if len(obs) >= self.min_samples:
-                current = statistics.median(obs)
-                if abs(lr - current) > self._log_outlier:
-                    self.rejected += 1
-                    return False
-            obs.append(lr)
-            if len(obs) >= self.min_samples:
-                ratio = math.exp(statistics.median(obs))
-                self._ratio[key] = min(self.max_ratio, max(self.min_ratio, ratio))
+            accepted = self._add((p, m, ALL_CONTENT), math.log(r), snapshots)
+            dominant, size = max(parts.items(), key=lambda kv: kv[1])
+            if accepted and dominant != ALL_CONTENT and size >= _DOMINANT_SHARE * total:
+                rest = sum(
+                    self._ratio_locked(p, m, c) * n for c, n in parts.items() if c != dominant
+                )
+                explained = reported - rest
+                if explained > 0:
+                    rc = explained / size
+                    if self.min_ratio / 2 <= rc <= self.max_ratio * 2:
+                        self._add((p, m, dominant), math.log(rc), snapshots)
+            if not accepted:
+                self.rejected += 1
+        listener = self.on_snapshot
+        if listener is not None:
+            for record in snapshots:
+                listener(record)
+        return accepted
+
+    def _add(self, key: _Key, lr: float, snapshots: list[CalibrationRecord]) -> bool:
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry(self.window, self._history)
+        obs = entry.obs
+        if len(obs) >= self.min_samples and abs(lr - statistics.median(obs)) > self._log_outlier:
+            return False
+        obs.append(lr)
+        if len(obs) >= self.min_samples:
+            ratio = min(self.max_ratio, max(self.min_ratio, math.exp(statistics.median(obs))))
+            entry.ratio = ratio
+            last = entry.history[-1].ratio if entry.history else None
+            if last is None or abs(ratio - last) >= self._snapshot_change * last:
+                entry.history.append(RatioSnapshot(self._clock(), ratio, len(obs)))
+                snapshots.append(self._record(key, entry))
         return True
 
     def _reject(self) -> bool:
@@ -75,29 +219,101 @@ class Calibrator:
             self.rejected += 1
         return False
 
-    def ratio(self, model: str | None = None) -> float:
-        """Current correction factor for ``model`` (1.0 until enough observations)."""
-        return self._ratio.get(model or "", 1.0)
+    # -- reading ---------------------------------------------------------------------------
+    def _ratio_locked(self, provider: str, model: str, content_class: str) -> float:
+        for c in (content_class, ALL_CONTENT):
+            entry = self._entries.get((provider, model, c))
+            if entry is not None and entry.ratio is not None:
+                return entry.ratio
+        return 1.0
 
-    def apply(self, estimate: int, model: str | None = None) -> int:
+    def ratio(
+        self,
+        model: str | None = None,
+        *,
+        provider: str | None = None,
+        content_class: str | None = None,
+    ) -> float:
+        """Correction factor for ``model`` (and content class): 1.0 until learned."""
+        return self._ratio_locked(provider or "", model or "", content_class or ALL_CONTENT)
+
+    def apply(
+        self,
+        estimate: int,
+        model: str | None = None,
+        *,
+        provider: str | None = None,
+        content_class: str | None = None,
+    ) -> int:
         """``estimate`` corrected by the learned ratio."""
-        r = self._ratio.get(model or "", 1.0)
-        return estimate if r == 1.0 else int(math.floor(estimate * r + 0.5))
+        r = self.ratio(model, provider=provider, content_class=content_class)
+        return estimate if r == 1.0 else math.floor(estimate * r + 0.5)
 
-    def samples(self, model: str | None = None) -> int:
-        """Number of accepted observations kept for ``model``."""
-        obs = self._obs.get(model or "")
-        return len(obs) if obs else 0
+    def samples(
+        self,
+        model: str | None = None,
+        *,
+        provider: str | None = None,
+        content_class: str | None = None,
+    ) -> int:
+        """Number of accepted observations kept for the key."""
+        entry = self._entries.get((provider or "", model or "", content_class or ALL_CONTENT))
+        return len(entry.obs) if entry else 0
 
-    def reset(self, model: str | None = None) -> None:
-        """Forget one model's observations, or all of them when ``model`` is None."""
+    def history(
+        self,
+        model: str | None = None,
+        *,
+        provider: str | None = None,
+        content_class: str | None = None,
+    ) -> list[RatioSnapshot]:
+        """The key's ratio snapshots, oldest first (its drift over time)."""
+        entry = self._entries.get((provider or "", model or "", content_class or ALL_CONTENT))
+        return list(entry.history) if entry else []
+
+    # -- persistence -----------------------------------------------------------------------
+    @staticmethod
+    def _record(key: _Key, entry: _Entry) -> CalibrationRecord:
+        return CalibrationRecord(
+            provider=key[0],
+            model=key[1],
+            content_class=key[2],
+            ratio=entry.ratio if entry.ratio is not None else 1.0,
+            log_ratios=tuple(entry.obs),
+            history=tuple(entry.history),
+        )
+
+    def state(self) -> list[CalibrationRecord]:
+        """One record per key that has observations (JSON via ``record.to_dict()``)."""
+        with self._lock:
+            return [self._record(k, e) for k, e in self._entries.items() if e.obs]
+
+    def load_state(self, records: Iterable[CalibrationRecord | Mapping[str, Any]]) -> None:
+        """Restore records from :meth:`state` (or their ``to_dict()`` form), replacing what
+        this calibrator knew about those keys; other keys are kept. The ratio is recomputed
+        from the log-ratios with this calibrator's settings."""
+        with self._lock:
+            for raw in records:
+                rec = (
+                    raw if isinstance(raw, CalibrationRecord) else CalibrationRecord.from_dict(raw)
+                )
+                entry = _Entry(self.window, self._history)
+                entry.obs.extend(rec.log_ratios)
+                entry.history.extend(rec.history)
+                if len(entry.obs) >= self.min_samples:
+                    ratio = math.exp(statistics.median(entry.obs))
+                    entry.ratio = min(self.max_ratio, max(self.min_ratio, ratio))
+                self._entries[(rec.provider, rec.model, rec.content_class)] = entry
+
+    def reset(self, model: str | None = None, *, provider: str | None = None) -> None:
+        """Forget one model's keys (all its classes), or everything when ``model`` is None."""
         with self._lock:
             if model is None:
-                self._obs.clear()
-                self._ratio.clear()
-            else:
-                self._obs.pop(model, None)
-                self._ratio.pop(model, None)
+                self._entries.clear()
+                return
+            for key in [k for k in self._entries if k[1] == model]:
+                if provider is None or key[0] == provider:
+                    del self._entries[key]
 
 
 _default: Calibrator | None = None

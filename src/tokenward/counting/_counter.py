@@ -25,14 +25,17 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice, repeat
 from operator import attrgetter
 from typing import Any, Protocol, runtime_checkable
 
+from tokenward.counting._anthropic import to_anthropic_tools, tool_prompt_tokens
+from tokenward.counting._classes import CONTENT_CLASSES, content_class
+from tokenward.counting._content import TOOL_CALL_OVERHEAD, count_parts, json_text
 from tokenward.counting._functions import normalize_tools, render_functions
-from tokenward.counting._images import document_tokens, image_part_info, image_tokens
 from tokenward.messages import Message
 
 __all__ = ["EstimatorCounter", "TiktokenCounter", "TokenCount", "TokenCounter"]
@@ -43,12 +46,9 @@ REPLY_PRIMING = 3
 FUNCTIONS_OVERHEAD = 9
 SYSTEM_WITH_FUNCTIONS = -4
 FUNCTION_ROLE = -2
-FUNCTION_CALL = 3
+FUNCTION_CALL = TOOL_CALL_OVERHEAD
 
 _ROLE_ALIASES = {"human": "user", "ai": "assistant", "chatbot": "assistant", "model": "assistant"}
-_TEXT_PARTS = frozenset({"text", "input_text", "output_text", "refusal"})
-_IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
-_DOC_PARTS = frozenset({"file", "document", "input_file"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +73,11 @@ class TokenCount:
 class TokenCounter(Protocol):
     """What every counter offers; :func:`tokenward.counting.get_counter` returns one."""
 
-    name: str
-    exact: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def exact(self) -> bool: ...
 
     def count_text(self, text: str) -> int: ...
 
@@ -100,12 +103,14 @@ def _calls_key(m: Mapping[str, Any]) -> tuple[Any, ...] | None:
     out: list[Any] = []
     fc = m.get("function_call")
     if fc is not None and (type(fc) is dict or isinstance(fc, Mapping)):
-        out.append(("fc", fc.get("name"), _args(fc.get("arguments"))))
+        out.append(("fc", fc.get("name"), json_text(fc.get("arguments"))))
     for c in m.get("tool_calls") or ():
         if type(c) is dict or isinstance(c, Mapping):
             fn = c.get("function")
             fn = fn if (type(fn) is dict or isinstance(fn, Mapping)) else c
-            out.append((c.get("id"), fn.get("name"), _args(fn.get("arguments", fn.get("args")))))
+            out.append(
+                (c.get("id"), fn.get("name"), json_text(fn.get("arguments", fn.get("args"))))
+            )
         else:
             out.append(_freeze(c))
     return tuple(out) or None
@@ -140,15 +145,20 @@ class _ChatCounter:
     def _len(self, text: str) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _scale(self, raw: int) -> int:
-        return raw
+    def _message_total(self, value: int) -> int:
+        """A cached per-message value as a token count (the estimator packs more in it)."""
+        return value
+
+    def _total(self, values: list[int], overhead: int, calibrated: bool = True) -> int:
+        """Prompt tokens from the per-message values and the request's fixed terms."""
+        return sum(values) + overhead
 
     # -- text ----------------------------------------------------------------------------
     def count_text(self, text: str) -> int:
         """Tokens in ``text`` (no chat overhead)."""
         if not text:
             return 0
-        return self._scale(self._len(text))
+        return self._len(text)
 
     # -- messages ------------------------------------------------------------------------
     def _role_len(self, role: str) -> int:
@@ -186,62 +196,36 @@ class _ChatCounter:
     def _compute(self, m: Any, key: tuple[Any, ...]) -> tuple[int, bool]:
         """Tokens of one message (formula), and whether it is approximate."""
         role, content, name, _tool_call_id, _ = key
-        n = TOKENS_PER_MESSAGE + self._role_len(role)
+        if role == "system" and self.provider == "anthropic":
+            n = 0  # Anthropic's system prompt is a request field, not a turn: its text only
+        else:
+            n = TOKENS_PER_MESSAGE + self._role_len(role)
         approx = False
+        block_calls: tuple[str, ...] = ()
         if type(content) is str:
             if content:
                 n += self._len(content)
         else:
             raw = m.content if isinstance(m, Message) else m.get("content")
-            add, approx = self._parts(raw)
-            n += add
+            if isinstance(raw, str):
+                n += self._len(raw)
+            else:
+                parts = count_parts(raw, self._len, self.provider, self.model)
+                n += parts.tokens
+                approx = parts.approx
+                block_calls = parts.call_ids
         if name:
             n += self._len(name) + TOKENS_PER_NAME
         if role == "function":
             n += FUNCTION_ROLE
-        calls = _tool_calls_of(m)
-        for fname, args in calls:
+        for call_id, fname, args in _tool_calls_of(m):
+            if call_id and call_id in block_calls:
+                continue  # the same call, already counted as a tool_use content block
             n += (
                 FUNCTION_CALL
                 + (self._len(fname) if fname else 0)
                 + (self._len(args) if args else 0)
             )
-        return n, approx
-
-    def _parts(self, parts: Any) -> tuple[int, bool]:
-        if isinstance(parts, str):
-            return self._len(parts), False
-        n = 0
-        approx = False
-        for part in parts or ():
-            if isinstance(part, str):
-                n += self._len(part)
-                continue
-            if not isinstance(part, Mapping):
-                approx = True
-                continue
-            ptype = part.get("type")
-            if ptype in _TEXT_PARTS or (ptype is None and "text" in part):
-                text = part.get("text") or part.get("refusal") or ""
-                if text:
-                    n += self._len(str(text))
-            elif ptype in _IMAGE_PARTS:
-                w, h, detail = image_part_info(part)
-                if w is None or h is None:
-                    approx = True
-                n += image_tokens(self.provider, w, h, detail, model=self.model)
-            elif ptype in _DOC_PARTS:
-                meta = part.get("metadata")
-                pages = part.get("pages") or part.get("page_count")
-                if not pages and isinstance(meta, Mapping):
-                    pages = meta.get("pages")
-                approx = True  # per-page figures are published ranges, never exact
-                n += document_tokens(self.provider, int(pages) if pages else 1)
-                text = part.get("text")
-                if text:
-                    n += self._len(str(text))
-            else:  # input_audio, video...: no size-independent formula
-                approx = True
         return n, approx
 
     def _lookup(self, m: Any) -> tuple[int, bool]:
@@ -273,7 +257,7 @@ class _ChatCounter:
 
     def count_message(self, message: Message | Mapping[str, Any]) -> int:
         """Tokens of one message including its per-message overhead (cached by content)."""
-        return self._scale(self._lookup(message)[0])
+        return self._message_total(self._lookup(message)[0])
 
     def _values(self, msgs: list[Any]) -> tuple[list[int], list[bool], str | None, bool]:
         """Per-message counts (+ approx flags) and the first system message's text.
@@ -362,32 +346,52 @@ class _ChatCounter:
         messages: Iterable[Message | Mapping[str, Any]],
         tools: Sequence[Any] | None = None,
         tool_choice: Any = None,
+        calibrated: bool = True,
     ) -> tuple[int, bool]:
         msgs = messages if type(messages) is list else list(messages)
         vals, approxs, first_system, seen_system = self._values(msgs)
-        total = sum(vals)
         approx = any(approxs)
-        count = len(msgs)
-        fns = normalize_tools(tools) if tools else []
-        if not count and not fns:
+        if not msgs and not tools:
             return 0, approx
-        total += REPLY_PRIMING
-        if fns:
-            total += self._len(render_functions(fns)) + FUNCTIONS_OVERHEAD
-            if seen_system:
-                total += SYSTEM_WITH_FUNCTIONS
-                if first_system is not None:
-                    # the first system message gains a trailing newline
-                    total += self._len(first_system + "\n") - self._len(first_system)
+        overhead = REPLY_PRIMING
+        if tools:
+            overhead += self._tools_term(tools, tool_choice, seen_system, first_system)
+        return self._total(vals, overhead, calibrated), approx
+
+    def _tools_term(
+        self, tools: Sequence[Any], tool_choice: Any, seen_system: bool, first_system: str | None
+    ) -> int:
+        """Tokens the tool definitions (and ``tool_choice``) add to a request.
+
+        OpenAI (and providers without a published rule): the ``namespace functions`` rendering
+        of :mod:`._functions`. Anthropic: the tool-use system prompt of the model
+        (:func:`._anthropic.tool_prompt_tokens`) plus the definitions as JSON.
+        """
+        if self.provider == "anthropic":
+            defs = to_anthropic_tools(tools)
+            if not defs:
+                return 0
+            return tool_prompt_tokens(self.model, tool_choice) + sum(
+                self._len(json_text(d)) for d in defs
+            )
+        fns = normalize_tools(tools)
+        if not fns:
+            return 0
+        n = self._len(render_functions(fns)) + FUNCTIONS_OVERHEAD
+        if seen_system:
+            n += SYSTEM_WITH_FUNCTIONS
+            if first_system is not None:
+                # the first system message gains a trailing newline
+                n += self._len(first_system + "\n") - self._len(first_system)
         if tool_choice is not None and tool_choice not in ("auto", "required"):
             if tool_choice == "none":
-                total += 1
+                n += 1
             elif isinstance(tool_choice, Mapping):
                 fn = tool_choice.get("function") or tool_choice
                 fname = fn.get("name") if isinstance(fn, Mapping) else None
                 if fname:
-                    total += 4 + self._len(str(fname))
-        return total, approx
+                    n += 4 + self._len(str(fname))
+        return n
 
     def count_messages(
         self,
@@ -399,10 +403,10 @@ class _ChatCounter:
         """Prompt tokens of a chat request: messages + reply priming + tool definitions.
 
         Equals OpenAI's ``usage.prompt_tokens`` for text conversations on tiktoken models.
-        ``tools`` accepts OpenAI ``tools`` or legacy ``functions`` definitions;
-        ``tool_choice`` ("none", or a named function) adds its documented overhead.
+        ``tools`` accepts OpenAI ``tools`` or legacy ``functions`` definitions (and Anthropic
+        tool definitions); ``tool_choice`` ("none", or a named function) adds its overhead.
         """
-        return self._scale(self._count(messages, tools, tool_choice)[0])
+        return self._count(messages, tools, tool_choice)[0]
 
     def count_messages_detailed(
         self,
@@ -412,8 +416,8 @@ class _ChatCounter:
         tool_choice: Any = None,
     ) -> TokenCount:
         """Like :meth:`count_messages` but says whether the count is exact."""
-        raw, approx = self._count(messages, tools, tool_choice)
-        return TokenCount(self._scale(raw), self.exact and not approx, self.name)
+        total, approx = self._count(messages, tools, tool_choice)
+        return TokenCount(total, self.exact and not approx, self.name)
 
     def clear_cache(self) -> None:
         """Forget cached per-message counts."""
@@ -482,27 +486,26 @@ def _memo_key(msgs: list[Any], contents: list[Any]) -> Any:
     return head
 
 
-def _tool_calls_of(m: Any) -> list[tuple[str, str]]:
+def _tool_calls_of(m: Any) -> list[tuple[str, str, str]]:
+    """``(id, name, JSON arguments)`` of a message's tool calls / function call."""
     if isinstance(m, Message):
-        return [(c.name, c.arguments) for c in m.tool_calls]
-    out: list[tuple[str, str]] = []
+        return [(c.id, c.name, c.arguments) for c in m.tool_calls]
+    out: list[tuple[str, str, str]] = []
     fc = m.get("function_call")
     if isinstance(fc, Mapping):
-        out.append((str(fc.get("name") or ""), _args(fc.get("arguments"))))
+        out.append(("", str(fc.get("name") or ""), json_text(fc.get("arguments"))))
     for c in m.get("tool_calls") or ():
         if isinstance(c, Mapping):
             f = c.get("function")
             fn: Mapping[str, Any] = f if isinstance(f, Mapping) else c
-            out.append((str(fn.get("name") or ""), _args(fn.get("arguments", fn.get("args")))))
+            out.append(
+                (
+                    str(c.get("id") or ""),
+                    str(fn.get("name") or ""),
+                    json_text(fn.get("arguments", fn.get("args"))),
+                )
+            )
     return out
-
-
-def _args(a: Any) -> str:
-    if a is None:
-        return ""
-    if isinstance(a, str):
-        return a
-    return json.dumps(a, separators=(",", ":"), ensure_ascii=False)
 
 
 class TiktokenCounter(_ChatCounter):
@@ -556,13 +559,27 @@ class TiktokenCounter(_ChatCounter):
         return ""
 
 
+_CLASS_BITS = 4  # per-message estimator values carry their content class in the low bits
+_CLASS_MASK = (1 << _CLASS_BITS) - 1
+_CLASS_INDEX = {c: i for i, c in enumerate(CONTENT_CLASSES)}
+assert len(CONTENT_CLASSES) <= _CLASS_MASK + 1
+
+
+def _plain_text(m: Any) -> str:
+    if isinstance(m, Message):
+        return m.text
+    content = m.get("content")
+    return content if isinstance(content, str) else Message(role="user", content=content or "").text
+
+
 class EstimatorCounter(_ChatCounter):
     """Estimated counter for models without a local tokenizer (``exact = False``).
 
-    Text is estimated by the content-aware estimator (:mod:`._estimator`); the chat formula
-    is the OpenAI one (other providers' overheads are similar and absorbed by calibration).
-    Totals are multiplied by the :class:`Calibrator` ratio learned for ``model`` from
-    reported usage (:meth:`observe`).
+    Text is counted with o200k_base (shipped in the wheel: the best stand-in for a tokenizer
+    we do not have); the chat formula is the OpenAI one, with the provider's own tool term
+    where one is published (Anthropic). Each message's tokens are multiplied by the
+    :class:`Calibrator` ratio learned for (provider, model, its content class) from reported
+    usage (:meth:`observe`); fixed overheads by the ratio of the request's dominant class.
     """
 
     exact = False
@@ -573,43 +590,80 @@ class EstimatorCounter(_ChatCounter):
         model: str,
         provider: str = "unknown",
         calibrator: Any = None,
-        estimator: Callable[[str], int] | None = None,
         cache_size: int = 16384,
     ) -> None:
         from tokenward.counting._calibrator import default_calibrator
-        from tokenward.counting._estimator import estimate_tokens
+        from tokenward.counting._estimator import ESTIMATE_ENCODING
+        from tokenward.counting._loader import get_encoding
 
         super().__init__(model=model, provider=provider, cache_size=cache_size)
         self.name = "estimate"
-        self._estimate = estimator or estimate_tokens
+        self._encode: Callable[[str], list[int]] = get_encoding(ESTIMATE_ENCODING).encode_ordinary
         self.calibrator = calibrator if calibrator is not None else default_calibrator()
+        # calibrated totals handed out recently -> their uncalibrated split by class, so a
+        # reported usage can teach the right classes (observe() gets only the total back)
+        self._splits: OrderedDict[int, dict[str, int]] = OrderedDict()
 
     def _len(self, text: str) -> int:
-        return self._estimate(text)
+        return len(self._encode(text))
 
-    def _scale(self, raw: int) -> int:
-        r = self.calibrator.ratio(self.model)
-        return raw if r == 1.0 else max(0, int(math.floor(raw * r + 0.5)))
+    def _ratio(self, content: str) -> float:
+        ratio: float = self.calibrator.ratio(
+            self.model, provider=self.provider, content_class=content
+        )
+        return ratio
+
+    def _compute(self, m: Any, key: tuple[Any, ...]) -> tuple[int, bool]:
+        n, approx = super()._compute(m, key)
+        text = key[1] if type(key[1]) is str else _plain_text(m)
+        return n << _CLASS_BITS | _CLASS_INDEX[content_class(text)], approx
+
+    def _message_total(self, value: int) -> int:
+        raw = value >> _CLASS_BITS
+        return _scaled(raw, self._ratio(CONTENT_CLASSES[value & _CLASS_MASK]))
+
+    def _total(self, values: list[int], overhead: int, calibrated: bool = True) -> int:
+        raw = [0] * len(CONTENT_CLASSES)
+        for v in values:
+            raw[v & _CLASS_MASK] += v >> _CLASS_BITS
+        split = {CONTENT_CLASSES[i]: n for i, n in enumerate(raw) if n}
+        dominant = max(split, key=split.__getitem__) if split else "prose"
+        split[dominant] = split.get(dominant, 0) + overhead
+        if not calibrated:
+            return sum(split.values())
+        total = sum(_scaled(n, self._ratio(c)) for c, n in split.items())
+        with self._lock:
+            self._splits[total] = split
+            self._splits.move_to_end(total)
+            if len(self._splits) > 256:
+                self._splits.popitem(last=False)
+        return total
+
+    def count_text(self, text: str) -> int:
+        """Estimated tokens in ``text`` (calibrated for its content class)."""
+        if not text:
+            return 0
+        return _scaled(self._len(text), self._ratio(content_class(text)))
 
     def observe(self, estimate: int, reported: int, *, calibrated: bool = True) -> None:
         """Feed one (our estimate, provider-reported tokens) pair to the calibrator.
 
         ``estimate`` is what this counter returned (already calibrated, the default) or,
-        with ``calibrated=False``, a raw estimate (:meth:`raw_count_messages`). Calibrated
-        estimates are converted back to raw ones first, so feeding them back does not make
-        the learned ratio oscillate.
+        with ``calibrated=False``, a raw estimate (:meth:`raw_count_messages`). A calibrated
+        estimate this counter handed out recently is traced back to its uncalibrated split by
+        content class, so feeding it back does not make the learned ratios oscillate.
         """
-        raw = estimate
-        if calibrated:
-            r = self.calibrator.ratio(self.model)
-            raw = int(estimate / r + 0.5) if r != 1.0 else estimate
-        self.calibrator.observe(raw, reported, model=self.model)
+        split = self._splits.get(estimate) if calibrated else None
+        if split is None:
+            r = self._ratio("*") if calibrated else 1.0
+            split = {"*": int(estimate / r + 0.5)}
+        self.calibrator.observe(split, reported, model=self.model, provider=self.provider)
 
     def raw_count_messages(
         self, messages: Iterable[Message | Mapping[str, Any]], tools: Sequence[Any] | None = None
     ) -> int:
-        """:meth:`count_messages` without the calibration ratio."""
-        return self._count(messages, tools)[0]
+        """:meth:`count_messages` without the calibration ratios."""
+        return self._count(messages, tools, calibrated=False)[0]
 
     def encode(self, text: str) -> None:
         return None
@@ -618,21 +672,30 @@ class EstimatorCounter(_ChatCounter):
         return None
 
     def truncate(self, text: str, max_tokens: int) -> str:
-        """Prefix of ``text`` whose estimate is <= ``max_tokens`` (approximate, never over)."""
+        """Longest prefix of ``text`` whose estimate is <= ``max_tokens``."""
         if max_tokens <= 0 or not text:
             return ""
-        if self.count_text(text) <= max_tokens:
+        r = self._ratio(content_class(text))
+        if _scaled(self._len(text), r) <= max_tokens:
             return text
-        lo, hi = 0, len(text)  # invariant: prefix of length lo fits
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.count_text(text[:mid]) <= max_tokens:
-                lo = mid
-            else:
-                hi = mid
-        # prefer to cut at a word boundary when one is close
-        cut = text.rfind(" ", max(0, lo - 40), lo)
-        out = text[:cut] if cut > 0 else text[:lo]
-        while out and self.count_text(out) > max_tokens:  # estimator is not monotone
-            out = out[: max(0, len(out) - max(1, len(out) // 50))]
-        return out
+        # o200k prefix with floor(max_tokens / r) tokens, cut at a character boundary
+        toks = self._encode(text)
+        k = min(len(toks), int(max_tokens / r))
+        enc = self._o200k()
+        while k > 0:
+            out = bytes(enc.decode_bytes(toks[:k])).decode("utf-8", errors="ignore")
+            if _scaled(self._len(out), r) <= max_tokens:
+                return out
+            k -= 1
+        return ""
+
+    @staticmethod
+    def _o200k() -> Any:
+        from tokenward.counting._estimator import ESTIMATE_ENCODING
+        from tokenward.counting._loader import get_encoding
+
+        return get_encoding(ESTIMATE_ENCODING)
+
+
+def _scaled(raw: int, ratio: float) -> int:
+    return raw if ratio == 1.0 else max(0, math.floor(raw * ratio + 0.5))

@@ -1,49 +1,56 @@
-"""Offline-first loading of tiktoken encodings.
+"""tiktoken encodings, loaded offline: never a network request.
 
-``get_encoding(name)`` builds a :class:`tiktoken.Encoding` from a local BPE file when one
-exists, so no network is touched. Resolution order for the ``.tiktoken`` file:
+``get_encoding(name)`` builds a :class:`tiktoken.Encoding` with tiktoken's own constructor
+data (``tiktoken_ext.openai_public``: pattern, special tokens, vocabulary size) and tiktoken's
+own file parsers; only where the BPE files are read from changes:
 
-1. the tiktoken cache directory: ``TIKTOKEN_CACHE_DIR`` (or ``DATA_GYM_CACHE_DIR``; when
-   neither is set, tiktoken's default ``<tmp>/data-gym-cache``), file named
-   ``sha1(blob URL)`` -- tiktoken's own layout;
-2. the copies shipped inside ``llama-index-core`` at
-   ``llama_index/core/_static/tiktoken_cache/`` (same naming), located with
-   ``importlib.util.find_spec`` *without importing* LlamaIndex;
-3. a normal tiktoken download (``tiktoken.get_encoding``), which fills its cache.
+1. the copies shipped in this package (``tokenward/counting/_bpe/*.tiktoken.gz``):
+   ``o200k_base`` (gpt-4o, gpt-4.1, gpt-4.5, gpt-5*, o-series; ``o200k_harmony`` for gpt-oss
+   reuses it) and ``cl100k_base`` (gpt-4, gpt-3.5, text-embedding-3/ada-002, davinci-002);
+2. tiktoken's cache directory (``TIKTOKEN_CACHE_DIR``, else ``DATA_GYM_CACHE_DIR``, else
+   ``<tmp>/data-gym-cache``; files named ``sha1(url)``, tiktoken's layout), for the legacy
+   encodings we do not ship (``p50k_base``, ``p50k_edit``, ``r50k_base``, ``gpt2``: models
+   retired in January 2024), should a user have them.
 
-Every local file is checked against the sha256 that tiktoken itself expects; a corrupt or
-truncated file is skipped. If all three fail, :class:`TokenizerUnavailableError` is raised
-and :func:`tokenward.counting.get_counter` falls back to the calibrated estimator
-(``exact=False``).
-
-The pattern string and special tokens come from ``tiktoken_ext.openai_public``: its
-constructor functions are re-bound to a loader that reads our local file instead of the URL.
+Every file is checked against the sha256 tiktoken itself expects; a file that does not match
+is skipped. When no file is found, :class:`TokenizerUnavailableError` is raised and
+:func:`tokenward.counting.get_counter` estimates instead (``exact=False``), unless the caller
+asked for ``require_exact=True``.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
-import importlib.util
 import os
 import tempfile
 import threading
 import types
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 import tiktoken
+import tiktoken.load
 
 from tokenward.errors import TokenizerUnavailableError
 
-__all__ = ["bpe_search_dirs", "encoding_source", "get_encoding"]
+__all__ = ["BUNDLED_ENCODINGS", "encoding_source", "get_encoding", "list_encodings"]
+
+#: Encodings whose BPE file ships inside tokenward (``o200k_harmony`` reuses o200k's file).
+BUNDLED_ENCODINGS = ("o200k_base", "o200k_harmony", "cl100k_base")
 
 _lock = threading.RLock()
 _ENCODINGS: dict[str, tiktoken.Encoding] = {}
 _SOURCES: dict[str, str] = {}
 
 
-def _default_cache_dir() -> str | None:
-    """tiktoken's cache dir resolution (``""`` disables the cache -> None)."""
+class _NotLocal(Exception):
+    """No verified local copy of a BPE file."""
+
+
+def _cache_dir() -> str | None:
+    """tiktoken's cache directory (``""`` disables it -> None)."""
     if "TIKTOKEN_CACHE_DIR" in os.environ:
         d = os.environ["TIKTOKEN_CACHE_DIR"]
     elif "DATA_GYM_CACHE_DIR" in os.environ:
@@ -53,151 +60,120 @@ def _default_cache_dir() -> str | None:
     return d or None
 
 
-def _llama_index_cache_dir() -> str | None:
-    """The BPE copies shipped in llama-index-core, found without importing LlamaIndex."""
+def _bundled(url: str) -> bytes | None:
+    name = url.rsplit("/", 1)[-1] + ".gz"
     try:
-        spec = importlib.util.find_spec("llama_index.core")
-    except (ImportError, ValueError):  # parent package missing / broken install
+        data = (resources.files("tokenward.counting") / "_bpe" / name).read_bytes()
+    except (FileNotFoundError, OSError):
         return None
-    if spec is None or not spec.submodule_search_locations:
+    return gzip.decompress(data)
+
+
+def _cached(url: str) -> bytes | None:
+    directory = _cache_dir()
+    if directory is None:
         return None
-    for loc in spec.submodule_search_locations:
-        d = os.path.join(loc, "_static", "tiktoken_cache")
-        if os.path.isdir(d):
-            return d
-    return None
-
-
-def bpe_search_dirs() -> list[tuple[str, str]]:
-    """``(label, directory)`` pairs searched for local BPE files, in order."""
-    out: list[tuple[str, str]] = []
-    cache = _default_cache_dir()
-    if cache:
-        out.append(("tiktoken-cache", cache))
-    li = _llama_index_cache_dir()
-    if li:
-        out.append(("llama-index-core", li))
-    return out
-
-
-def _read_local(url: str, expected_hash: str | None) -> tuple[bytes, str] | None:
-    key = hashlib.sha1(url.encode()).hexdigest()
-    for label, directory in bpe_search_dirs():
-        path = os.path.join(directory, key)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if expected_hash and hashlib.sha256(data).hexdigest() != expected_hash:
-            continue  # corrupt or truncated copy: try the next location
-        return data, f"{label}:{path}"
-    return None
-
-
-def _parse_bpe(data: bytes) -> dict[bytes, int]:
-    import base64
-
-    ranks: dict[bytes, int] = {}
-    for line in data.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return ranks
-
-
-class _NotLocal(Exception):
-    pass
-
-
-def _constructor_offline(name: str) -> tuple[dict[str, Any], str] | None:
-    """Run tiktoken's own constructor with file loading redirected to local copies."""
     try:
-        from tiktoken_ext import openai_public  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover - tiktoken always ships it
+        with open(os.path.join(directory, hashlib.sha1(url.encode()).hexdigest()), "rb") as f:
+            return f.read()
+    except OSError:
         return None
+
+
+def _reader(sources: list[str]) -> Callable[[str, str | None], bytes]:
+    """A drop-in for tiktoken's ``read_file_cached`` that only reads local, verified files."""
+
+    def read_local(url: str, expected_hash: str | None = None) -> bytes:
+        for label, read in (("bundled", _bundled), ("tiktoken-cache", _cached)):
+            data = read(url)
+            if data is None:
+                continue
+            if expected_hash and hashlib.sha256(data).hexdigest() != expected_hash:
+                continue  # corrupt or truncated copy: try the next place
+            sources.append(f"{label}:{url.rsplit('/', 1)[-1]}")
+            return data
+        raise _NotLocal(url)
+
+    return read_local
+
+
+def _rebind(fn: Any, g: dict[str, Any]) -> types.FunctionType:
+    return types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def _constructor_kwargs(name: str) -> tuple[dict[str, Any], str]:
+    """tiktoken's constructor for ``name``, run with file reads redirected to local copies."""
+    from tiktoken_ext import openai_public  # type: ignore[import-untyped]
+
     ctors: dict[str, Callable[[], dict[str, Any]]] = openai_public.ENCODING_CONSTRUCTORS
     if name not in ctors:
-        return None
+        known = ", ".join(sorted(ctors))
+        raise TokenizerUnavailableError(f"Unknown tiktoken encoding {name!r}; use one of {known}.")
     sources: list[str] = []
-
-    def load_local(url: str, expected_hash: str | None = None) -> dict[bytes, int]:
-        found = _read_local(url, expected_hash)
-        if found is None:
-            raise _NotLocal(url)
-        sources.append(found[1])
-        return _parse_bpe(found[0])
-
-    # Re-bind every constructor to a copy of the module globals where
-    # ``load_tiktoken_bpe`` reads local files (o200k_harmony calls o200k_base()).
+    # tiktoken's parsers, reading through ``read_local`` instead of ``read_file_cached``
+    load_globals = dict(vars(tiktoken.load))
+    load_globals["read_file_cached"] = _reader(sources)
     g: dict[str, Any] = dict(vars(openai_public))
-    g["load_tiktoken_bpe"] = load_local
+    g["load_tiktoken_bpe"] = _rebind(tiktoken.load.load_tiktoken_bpe, load_globals)
+    g["data_gym_to_mergeable_bpe_ranks"] = _rebind(
+        tiktoken.load.data_gym_to_mergeable_bpe_ranks, load_globals
+    )
+    # o200k_harmony calls o200k_base(): every constructor sees the redirected loaders
     for fn in ctors.values():
         if isinstance(fn, types.FunctionType):
-            g[fn.__name__] = types.FunctionType(
-                fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__
-            )
-    ctor = g.get(getattr(ctors[name], "__name__", ""))
-    if not isinstance(ctor, types.FunctionType):
-        return None
-    try:
-        kwargs = ctor()
-    except _NotLocal:
-        return None
-    return kwargs, sources[0] if sources else "local"
+            g[fn.__name__] = _rebind(fn, g)
+    kwargs: dict[str, Any] = g[ctors[name].__name__]()
+    return kwargs, sources[0]
 
 
 def _build(name: str) -> tuple[tiktoken.Encoding, str]:
-    local = _constructor_offline(name)
-    if local is not None:
-        kwargs, source = local
-        return tiktoken.Encoding(**kwargs), source
     try:
-        enc = tiktoken.get_encoding(name)  # may download (and cache) the file
-    except ValueError as exc:
-        if "Unknown encoding" in str(exc):
+        kwargs, source = _constructor_kwargs(name)
+    except _NotLocal:
+        if name in BUNDLED_ENCODINGS:
             raise TokenizerUnavailableError(
-                f"Unknown tiktoken encoding {name!r}; use 'o200k_base' or 'cl100k_base'."
-            ) from exc
-        raise TokenizerUnavailableError(_unavailable_message(name, exc)) from exc
-    except Exception as exc:  # network errors, read-only cache dir, ...
-        raise TokenizerUnavailableError(_unavailable_message(name, exc)) from exc
-    return enc, "download"
-
-
-def _unavailable_message(name: str, exc: BaseException) -> str:
-    dirs = ", ".join(d for _, d in bpe_search_dirs()) or "(none)"
-    return (
-        f"Cannot load tiktoken encoding {name!r}: no local BPE file in {dirs} and the "
-        f"download failed ({type(exc).__name__}: {exc}). Copy the file into "
-        f"TIKTOKEN_CACHE_DIR, install llama-index-core (it ships o200k/cl100k), or allow "
-        f"network access once; counts fall back to the estimator (exact=False) meanwhile."
-    )
+                f"The copy of {name!r} shipped with tokenward is missing or corrupt (its sha256 "
+                f"does not match tiktoken's); reinstall it: pip install --force-reinstall tokenward."
+            ) from None
+        directory = _cache_dir() or "(cache disabled)"
+        raise TokenizerUnavailableError(
+            f"No local BPE file for tiktoken encoding {name!r}: tokenward ships "
+            f"{', '.join(BUNDLED_ENCODINGS)} and never downloads. Put the file in "
+            f"TIKTOKEN_CACHE_DIR (now {directory}; e.g. run tiktoken.get_encoding({name!r}) "
+            f"once on a machine with network and copy its cache), or accept an estimate "
+            f"(leave require_exact unset)."
+        ) from None
+    return tiktoken.Encoding(**kwargs), source
 
 
 def get_encoding(name: str) -> tiktoken.Encoding:
-    """Return the tiktoken encoding ``name``, loaded offline when possible.
+    """The tiktoken encoding ``name``, from local files only (cached; thread-safe).
 
-    Cached per process (thread-safe, double-checked). Raises
-    :class:`~tokenward.errors.TokenizerUnavailableError` when no local file exists and the
-    download fails.
+    Raises :class:`~tokenward.errors.TokenizerUnavailableError` for an unknown name or when
+    no verified local file exists.
     """
     enc = _ENCODINGS.get(name)
     if enc is not None:
         return enc
     with _lock:
         enc = _ENCODINGS.get(name)
-        if enc is not None:
-            return enc
-        enc, source = _build(name)
-        _ENCODINGS[name] = enc
-        _SOURCES[name] = source
+        if enc is None:
+            enc, source = _build(name)
+            _ENCODINGS[name] = enc
+            _SOURCES[name] = source
         return enc
 
 
 def encoding_source(name: str) -> str | None:
-    """Where a loaded encoding came from (``"llama-index-core:/..."``, ``"download"``...)."""
+    """Where a loaded encoding's file came from (``"bundled:o200k_base.tiktoken"``...)."""
     return _SOURCES.get(name)
+
+
+def list_encodings() -> list[str]:
+    """Every encoding name tiktoken defines (those not bundled need a local file)."""
+    from tiktoken_ext import openai_public
+
+    return sorted(openai_public.ENCODING_CONSTRUCTORS)
 
 
 def _clear_cache() -> None:

@@ -194,9 +194,9 @@ def langchain_counter(token_counter: Any) -> Any:
             return per_list(lambda ms: count_tokens_approximately(ms))
         try:
             from tokenward.catalog import default_catalog
-            from tokenward.counting import get_counter
+            from tokenward.counting import get_counter, is_registered
 
-            if default_catalog().find(token_counter) is not None:
+            if is_registered(token_counter) or default_catalog().find(token_counter) is not None:
                 return get_counter(token_counter)
         except ImportError:  # pragma: no cover - counting/catalog not installed
             pass

@@ -128,6 +128,42 @@ def _tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
 _ROLES = {"chatbot": "assistant", "model": "assistant", "human": "user", "ai": "assistant"}
 
 
+def _b64(data: Any) -> str:
+    return data.decode() if isinstance(data, bytes) else str(data or "")
+
+
+def _content_parts(blocks: Sequence[Any]) -> list[dict[str, Any]]:
+    """Content blocks as the content parts the core counter reads (tool calls are carried
+    by ``tool_calls``). Image and document data are kept base64, as LlamaIndex stores them."""
+    parts: list[dict[str, Any]] = []
+    for block in blocks:
+        kind = getattr(block, "block_type", None)
+        if kind == "text":
+            parts.append({"type": "text", "text": block.text})
+        elif kind == "thinking":
+            parts.append({"type": "thinking", "thinking": block.content or ""})
+        elif kind == "image":
+            url = str(block.url) if block.url else None
+            if url is None and block.image:
+                url = f"data:{block.image_mimetype or 'image/png'};base64,{_b64(block.image)}"
+            parts.append(
+                {
+                    "type": "image_url",
+                    "image_url": {"url": url or "", "detail": block.detail or "auto"},
+                }
+            )
+        elif kind == "document":
+            source = {
+                "type": "base64",
+                "media_type": block.document_mimetype or "application/pdf",
+                "data": _b64(block.data),
+            }
+            parts.append({"type": "document", "source": source, "title": block.title})
+        elif kind != "tool_call":
+            parts.append({"type": str(kind)})
+    return parts
+
+
 def to_message(message: Any) -> Message:
     """A LlamaIndex ``ChatMessage`` as a core :class:`Message` (the original kept in ``source``)."""
     role = message.role
@@ -138,9 +174,10 @@ def to_message(message: Any) -> Message:
     if not extra and len(blocks) == 1 and getattr(blocks[0], "block_type", None) == "text":
         return Message(role, blocks[0].text, source=message)  # the common case, kept cheap
     calls = _tool_calls_of(message)
+    plain = all(getattr(b, "block_type", None) in ("text", "tool_call") for b in blocks)
     return Message(
         role,
-        message.content or "",
+        (message.content or "") if plain else _content_parts(blocks),
         name=extra.get("name"),
         tool_calls=calls,
         tool_call_id=extra.get("tool_call_id"),
