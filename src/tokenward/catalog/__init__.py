@@ -6,6 +6,6 @@
 """
 
 from tokenward.catalog._catalog import Catalog, default_catalog
-from tokenward.catalog._models import ModelInfo, Prices, PriceTier
+from tokenward.catalog._models import ModelInfo, PricePeriod, Prices, PriceTier
 
-__all__ = ["Catalog", "ModelInfo", "PriceTier", "Prices", "default_catalog"]
+__all__ = ["Catalog", "ModelInfo", "PricePeriod", "PriceTier", "Prices", "default_catalog"]
