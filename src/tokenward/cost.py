@@ -19,6 +19,7 @@ import time as _time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import Any
 
 from tokenward.catalog import Catalog, ModelInfo, PricePeriod, Prices, PriceTier, default_catalog
 from tokenward.catalog._models import PRICE_FIELDS
@@ -160,7 +161,7 @@ def _components(prices: Prices) -> tuple[Decimal | None, ...]:
 
 
 def _discounted(prices: Prices, keep: Decimal) -> Prices:
-    values = {}
+    values: dict[str, Any] = {}
     for name in PRICE_FIELDS:
         value = getattr(prices, name)
         values[name] = None if value is None else _mul(value, keep)
@@ -205,7 +206,7 @@ class _Plan:
         self.entries = entries
         self.timed = len(entries) > 1
         self.scale = Decimal(10) ** (6 + decimals)  # units per USD
-        self.divisor = 10 ** (decimals - 3)  # units per nano-USD
+        self.divisor: int = int(10 ** (decimals - 3))  # units per nano-USD (decimals >= 9)
 
     def entry(self, at: datetime | None) -> _Entry:
         entries = self.entries
@@ -407,8 +408,14 @@ def cost(
         for n, price in zip(tokens, table, strict=True)
     ]
     total = _div(Decimal(_units(tokens, table)), scale)
-    # positional: model, the components in COMPONENTS order, total, tier, batch, estimated
-    return CostBreakdown(info.name, *amounts, total, tier, batch, usage.estimated)
+    return CostBreakdown(
+        info.name,
+        **dict(zip(COMPONENTS, amounts, strict=True)),
+        total=total,
+        tier=tier,
+        batch=batch,
+        estimated=usage.estimated,
+    )
 
 
 def price_nanos(

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from tokenward.usage import TOKEN_FIELDS
 
-__all__ = ["PRICE_FIELDS", "ModelInfo", "PricePeriod", "PriceTier", "Prices"]
+__all__ = ["PRICE_FIELDS", "ModelInfo", "PricePeriod", "PriceTier", "Prices", "as_utc"]
 
 #: Names of the price fields of :class:`Prices`, in display order.
 PRICE_FIELDS: tuple[str, ...] = TOKEN_FIELDS  # one price per token kind
@@ -110,7 +110,7 @@ class PriceTier:
             raise TypeError("PriceTier.prices must be a Prices")
 
 
-def _utc(value: date | datetime | None, name: str) -> datetime | None:
+def as_utc(value: date | datetime | None, name: str = "value") -> datetime | None:
     """A period bound as an aware UTC datetime (a date means its midnight UTC; naive means UTC)."""
     if value is None:
         return None
@@ -155,7 +155,7 @@ class PricePeriod:
             if not all(isinstance(t, PriceTier) for t in tiers):
                 raise TypeError(f"PricePeriod.{name} must hold PriceTier objects")
             object.__setattr__(self, name, tiers)
-        start, end = _utc(self.start, "start"), _utc(self.end, "end")
+        start, end = as_utc(self.start, "start"), as_utc(self.end, "end")
         if start is not None and end is not None and end <= start:
             raise ValueError(f"PricePeriod ends ({end}) before it starts ({start})")
         object.__setattr__(self, "start", start)
@@ -171,7 +171,7 @@ class PricePeriod:
 
     def applies(self, at: datetime) -> bool:
         """Whether this period's conditions hold at ``at`` (naive means UTC)."""
-        when = _utc(at, "at")
+        when = as_utc(at, "at")
         assert when is not None
         if self.start is not None and when < self.start:
             return False
