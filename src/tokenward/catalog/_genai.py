@@ -384,13 +384,15 @@ class PriceData:
             if entry.corrects is not None:
                 provider, _, model_id = entry.corrects.partition(":")
                 key = (provider, model_id.lower())
-                if key in self.models:
+                if key in self.models:  # genai-prices' matching rules keep pointing here
                     self.overridden[key] = self.models[key]
                     info = replace(info, name=self.models[key].name)
+                else:
+                    self._aliases[info.name.lower()] = key
             else:
                 key = (info.provider, info.name.lower())
-                self._names[info.name.lower()] = key
                 self._aliases[info.name.lower()] = key  # wins over genai-prices' matching
+            self._names[info.name.lower()] = key
             self.models[key] = info
             for alias in info.aliases:
                 self._aliases[alias.lower()] = key
@@ -473,14 +475,17 @@ class PriceData:
             key = self._aliases.get(form)
             if key is not None and (hint is None or hint == key[0]):
                 return key
-        key = self._names.get(full)  # a catalog name always resolves to itself
-        if key is not None:
+        key = self._names.get(full)  # a catalog name resolves to itself
+        if key is not None and (hint is None or hint == key[0]):
             return key
         refs = _ref_forms(ref)
         hinted = self._provider(hint)
         if hinted is not None:
-            if (hinted.id, ref) in self.models:  # its exact id ("fireworks/deepseek-v4-flash")
-                return (hinted.id, ref)
+            for form in (ref, full):  # its exact id ("fireworks/deepseek-v4-flash")
+                if (hinted.id, form) in self.models:
+                    return (hinted.id, form)
+            if full not in refs:  # the whole name: an OpenRouter slug through OpenRouter
+                refs.append(full)
             for form in refs:
                 key = self._key(hinted.find_model(form, all_providers=self._providers))
                 if key is not None:

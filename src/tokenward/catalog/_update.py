@@ -145,6 +145,7 @@ class PriceUpdate:
 def _download(
     url: str, timeout: float, progress: Callable[[int, int | None], None] | None
 ) -> bytes:
+    from http.client import HTTPException, IncompleteRead
     from urllib.error import URLError
     from urllib.request import Request, urlopen
 
@@ -162,7 +163,13 @@ def _download(
                 received += len(chunk)
                 if progress is not None:
                     progress(received, expected)
-    except (URLError, OSError, ValueError) as exc:
+    except IncompleteRead as exc:
+        raise PriceDataError(
+            f"The price data download from {url} was truncated ({len(exc.partial):,} bytes "
+            "received before the connection closed). The current prices stay in use; run "
+            "`tokenward models update` again."
+        ) from None
+    except (URLError, HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise PriceDataError(
             f"Could not download price data from {url}: {reason}. The current prices stay in "
