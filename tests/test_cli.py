@@ -175,7 +175,7 @@ def test_models_table_and_filters():
     assert "claude-sonnet-4-5" in result.stdout and "gpt-4o" not in result.stdout
     assert "200,000" in result.stdout  # context window
     data = json.loads(run("models", "--search", "mini", "-f", "json").stdout)
-    assert data and all("mini" in m["name"] for m in data)
+    assert data and all("mini" in m["name"].lower() for m in data)  # case-insensitive
     assert {"context_window", "input", "output", "as_of"} <= set(data[0])
     result = run("models", "--search", "zzzz-nothing")
     assert result.exit_code == 2 and "no model matches" in one_line_error(result)

@@ -416,7 +416,7 @@ def _cmd_cost(
     table.add_row("total", number(usage.total), "", usd(bd.total), percent(1) if bd.total else NA)
     console = _console()
     console.print(table)
-    console.print(f"prices: {info.price_source}, as of {info.as_of} ({info.source})")
+    console.print(f"prices as of {info.as_of}: {info.price_source} ({info.source})")
 
 
 def _cmd_models(provider: str | None, search: str | None, fmt: str) -> None:
@@ -467,8 +467,8 @@ def _cmd_models(provider: str | None, search: str | None, fmt: str) -> None:
     if data is not None:
         origin = f"; prices: {data.source}" + (" (bundled)" if data.origin == "bundled" else "")
     table = Table(title=f"Models ({len(models)}), USD per 1M tokens{origin}")
+    table.add_column("model", no_wrap=True)  # names are what users copy: never cut
     for col, justify in (
-        ("model", "left"),
         ("provider", "left"),
         ("context", "right"),
         ("max out", "right"),

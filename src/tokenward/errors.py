@@ -71,9 +71,11 @@ class UnknownModelError(TokenwardError, KeyError):
         hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
         super().__init__(
             f"Unknown model {model!r}.{hint} If it is new, run `tokenward models update` "
-            f"(fresh genai-prices data); find its catalog name with "
-            f"`tokenward models --search <part of the name>`; or give it prices with "
-            f"`catalog.override({model!r}, input=..., output=..., context_window=...)`."
+            f"(fresh genai-prices data), or find its catalog name with "
+            f"`tokenward models --search <part of the name>`. To price it yourself: "
+            f"`catalog.override({model!r}, input=..., output=..., context_window=...)` or "
+            f"`catalog.register(ModelInfo(...))`; to price unknown models as another one: "
+            f"`Catalog(fallback='<model>')`."
         )
 
     def __str__(self) -> str:  # KeyError would quote the message otherwise

@@ -424,7 +424,8 @@ class Catalog:
         return f"<Catalog {len(self)} models{source}>"
 
     def models(self, provider: str | None = None, search: str | None = None) -> list[ModelInfo]:
-        """Models sorted by name, optionally filtered by provider and a case-insensitive substring."""
+        """Models sorted by name, optionally filtered by provider and a case-insensitive substring
+        (with ``search``, the name equal to it first, then names starting with it)."""
         items = self._all()
         if provider is not None:
             wanted = normalize_provider(provider) or provider.lower()
@@ -434,6 +435,15 @@ class Catalog:
             items = [
                 m for m in items if s in m.name.lower() or any(s in a.lower() for a in m.aliases)
             ]
+            return sorted(
+                items,
+                key=lambda m: (
+                    m.name.lower() != s,
+                    not m.name.lower().startswith(s),
+                    m.name.lower(),
+                    m.provider,
+                ),
+            )
         return sorted(items, key=lambda m: (m.name.lower(), m.provider))
 
     @property
