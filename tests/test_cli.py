@@ -312,7 +312,7 @@ def test_demo_writes_sqlite_and_prints_report(tmp_path):
     out = result.stdout
     assert "denied: frank" in out and "trial-daily" in out
     assert "provider error" in out and "cancelled" in out
-    for model in ("gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash", "o4-mini"):
+    for model in ("gpt-5.4-mini", "claude-sonnet-4-6", "gemini-3.5-flash", "gpt-5.4"):
         assert model in out
     for section in ("Totals", "By user_id", "By model", "Analytics"):
         assert section in out
