@@ -307,6 +307,7 @@ def _cmd_cost(
 
     from tokenward.catalog import default_catalog
     from tokenward.cost import cost
+    from tokenward.errors import PricingMissingError
     from tokenward.report._format import NA, number, percent, plain, price, usd
     from tokenward.usage import Usage
 
@@ -333,8 +334,13 @@ def _cmd_cost(
         )
     catalog = default_catalog()
     info = catalog.get(model)
-    if batch and info.batch_discount is None:
-        raise _UsageProblem(f"--batch: {info.name} has no batch price; run it without --batch")
+    standard = info.prices_for(input_tokens)
+    try:  # the prices this call pays: the batch prices with --batch
+        prices = info.prices_for(input_tokens, batch=batch)
+    except PricingMissingError:
+        raise _UsageProblem(
+            f"--batch: {info.name} has no batch price; run it without --batch"
+        ) from None
     usage = Usage(
         input=input_tokens,
         output=output_tokens,
@@ -344,8 +350,7 @@ def _cmd_cost(
         reasoning=reasoning,
     )
     bd = cost(usage, info, catalog=catalog, batch=batch)
-    prices = info.prices_for(input_tokens)
-    keep = 1 - info.batch_discount if batch and info.batch_discount is not None else Decimal(1)
+    keep = prices.input / standard.input if batch and standard.input else Decimal(1)
     tokens = {
         "input": usage.uncached_input,
         "cache_read": cache_read,
@@ -362,8 +367,7 @@ def _cmd_cost(
         "output": prices.output,
         "reasoning": prices.reasoning if prices.reasoning is not None else prices.output,
     }
-    # the price this call pays: the batch price when --batch (what the amount was computed from)
-    unit = {k: None if v is None else v * keep for k, v in listed.items()}
+    unit = listed  # what the amounts were computed from (batch prices with --batch)
     components = bd.components()
     percentages = bd.percentages()
     rows: list[dict[str, Any]] = []

@@ -19,10 +19,8 @@ import time as _time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import Any
 
 from tokenward.catalog import Catalog, ModelInfo, PricePeriod, Prices, PriceTier, default_catalog
-from tokenward.catalog._models import PRICE_FIELDS
 from tokenward.errors import PricingMissingError
 from tokenward.usage import Usage
 
@@ -160,14 +158,6 @@ def _components(prices: Prices) -> tuple[Decimal | None, ...]:
     )
 
 
-def _discounted(prices: Prices, keep: Decimal) -> Prices:
-    values: dict[str, Any] = {}
-    for name in PRICE_FIELDS:
-        value = getattr(prices, name)
-        values[name] = None if value is None else _mul(value, keep)
-    return Prices(**values)
-
-
 class _Entry:
     """One price period, compiled: its time conditions (seconds) and integer rates."""
 
@@ -248,11 +238,8 @@ def _compile(info: ModelInfo) -> _Plan:
             batch = (period.batch, period.batch_tiers)
         elif keep is not None:
             batch = (
-                _discounted(period.prices, keep),
-                tuple(
-                    PriceTier(t.above_input_tokens, _discounted(t.prices, keep))
-                    for t in period.tiers
-                ),
+                period.prices.scaled(keep),
+                tuple(PriceTier(t.above_input_tokens, t.prices.scaled(keep)) for t in period.tiers),
             )
         raw.append((period, std, batch))
     decimals = _MIN_DECIMALS

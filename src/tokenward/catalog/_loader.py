@@ -36,7 +36,8 @@ _MODEL_KEYS = {
     "periods",
 }
 _REQUIRED_KEYS = ("name", "provider", "context_window", "prices", "as_of", "source")
-_TOKENIZERS = (None, "o200k_base", "cl100k_base")
+# what counting understands (tokenward.counting.tokenizer_names(): tiktoken and mistral-common)
+_TOKENIZERS = (None, "o200k_base", "cl100k_base", "mistral", "mistral-common", "tekken")
 
 
 def _fail(where: str, message: str) -> ConfigurationError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Literal
 
 from tokenward.usage import TOKEN_FIELDS
@@ -15,6 +15,7 @@ __all__ = ["PRICE_FIELDS", "ModelInfo", "PricePeriod", "PriceTier", "Prices", "a
 PRICE_FIELDS: tuple[str, ...] = TOKEN_FIELDS  # one price per token kind
 
 _REQUIRED = ("input", "output")
+_EXACT = Context(prec=60)  # products of prices and fractions, exact at 60 digits
 
 
 def _to_decimal(value: Any, name: str) -> Decimal:
@@ -84,6 +85,14 @@ class Prices:
         if unknown:
             raise ValueError(f"unknown price field(s): {', '.join(sorted(unknown))}")
         return cls(**data)
+
+    def scaled(self, factor: Decimal) -> Prices:
+        """Every price times ``factor``, exactly (``scaled(Decimal("0.5"))``: a 50 % discount)."""
+        values: dict[str, Any] = {}
+        for name in PRICE_FIELDS:
+            value = getattr(self, name)
+            values[name] = None if value is None else _EXACT.multiply(value, factor)
+        return Prices(**values)
 
     def to_dict(self) -> dict[str, str | None]:
         """Prices as strings (exact), for JSON."""
@@ -286,23 +295,62 @@ class ModelInfo:
                 chosen = tier
         return chosen
 
-    def prices_for(self, input_tokens: int) -> Prices:
-        """Prices for a call with ``input_tokens`` prompt tokens (tier-aware).
-
-        Raises :class:`~tokenward.errors.PricingMissingError` for an unpriced model.
-        """
-        tier = self.tier_for(input_tokens)
-        if tier is not None:
-            return tier.prices
+    def period_at(self, at: datetime | None = None) -> PricePeriod:
+        """The price period in force at ``at`` (default now; naive means UTC)."""
         if self.prices is None:
-            from tokenward.errors import PricingMissingError
+            raise self._unpriced()
+        if not self.periods:
+            return PricePeriod(self.prices, self.tiers)
+        when = at if at is not None else datetime.now(timezone.utc)
+        for period in reversed(self.periods):  # the last period whose conditions hold
+            if period.applies(when):
+                return period
+        return self.periods[0]
 
-            raise PricingMissingError(
-                f"Model {self.name!r} has no price. Run `tokenward models update`, or register "
-                f"its prices with catalog.override({self.name!r}, input=..., output=..., "
-                "context_window=...)."
-            )
-        return self.prices
+    def prices_for(
+        self, input_tokens: int, *, at: datetime | None = None, batch: bool = False
+    ) -> Prices:
+        """Prices for a call with ``input_tokens`` prompt tokens (tier-aware), made at ``at``
+        (default now), at the batch rate when ``batch``.
+
+        Raises :class:`~tokenward.errors.PricingMissingError` for an unpriced model, or for
+        ``batch=True`` on a model without batch prices.
+        """
+        if self.prices is None:
+            raise self._unpriced()
+        if not self.periods and not batch:
+            tier = self.tier_for(input_tokens)
+            return self.prices if tier is None else tier.prices
+        period = self.period_at(at)
+        base, tiers = period.prices, period.tiers
+        if batch:
+            if period.batch is not None:
+                base, tiers = period.batch, period.batch_tiers
+            elif self.batch_discount is not None:
+                keep = 1 - self.batch_discount
+                base = base.scaled(keep)
+                tiers = tuple(PriceTier(t.above_input_tokens, t.prices.scaled(keep)) for t in tiers)
+            else:
+                from tokenward.errors import PricingMissingError
+
+                raise PricingMissingError(
+                    f"Model {self.name!r} has no batch price. Price it without batch, or set "
+                    f"one with catalog.override({self.name!r}, batch_discount='0.5')."
+                )
+        chosen = base
+        for tier in tiers:  # ascending: the highest exceeded wins
+            if input_tokens > tier.above_input_tokens:
+                chosen = tier.prices
+        return chosen
+
+    def _unpriced(self) -> Exception:
+        from tokenward.errors import PricingMissingError
+
+        return PricingMissingError(
+            f"Model {self.name!r} has no price. Run `tokenward models update`, or register "
+            f"its prices with catalog.override({self.name!r}, input=..., output=..., "
+            "context_window=...)."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict in the ``models.json`` format."""

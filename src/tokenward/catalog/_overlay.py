@@ -36,7 +36,7 @@ def _no_float(value: Any) -> Any:
 
 
 Price = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, allow_inf_nan=False)]
-Tokenizer = Literal["o200k_base", "cl100k_base"] | None
+Tokenizer = Literal["o200k_base", "cl100k_base", "mistral", "mistral-common", "tekken"] | None
 Url = Annotated[str, Field(pattern=r"^(https?://|urn:)")]
 
 
