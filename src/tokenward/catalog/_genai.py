@@ -200,15 +200,14 @@ def _current(periods: list[PricePeriod], now: datetime) -> PricePeriod:
 
 
 def _discount(period: PricePeriod) -> Decimal | None:
-    """The batch discount when batch prices are one fraction of every standard price."""
-    if period.batch is None or (
-        period.batch_tiers != () and len(period.batch_tiers) != len(period.tiers)
-    ):
+    """The batch discount when every batch price is one and the same fraction of its standard
+    price (shown as ``ModelInfo.batch_discount``; batch calls are priced from the batch prices)."""
+    thresholds = [t.above_input_tokens for t in period.tiers]
+    if period.batch is None or [t.above_input_tokens for t in period.batch_tiers] != thresholds:
         return None
+    pairs = [(period.prices, period.batch)]
+    pairs += [(t.prices, b.prices) for t, b in zip(period.tiers, period.batch_tiers, strict=True)]
     ratios = set()
-    pairs = [(period.prices, period.batch)] + [
-        (t.prices, b.prices) for t, b in zip(period.tiers, period.batch_tiers, strict=False)
-    ]
     for std, batch in pairs:
         for name in ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h"):
             a, b = getattr(std, name), getattr(batch, name)

@@ -251,9 +251,3 @@ def update_price_data(
         _data = data
     models = sum(len(p.models) for p in providers)
     return PriceUpdate(source, url, path, len(providers), models, data)
-
-
-def _reset_for_tests() -> None:
-    global _data
-    with _data_lock:
-        _data = None
