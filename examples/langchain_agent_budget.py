@@ -1,8 +1,8 @@
 """A LangChain v1 agent (create_agent) with a per-user daily budget in USD.
 
 TokenBudgetMiddleware pre-flights every model call of the agent loop: while the
-budget has room the agent runs on gpt-4o; when gpt-4o's estimate no longer fits it
-first lowers max_tokens, then falls back to gpt-4o-mini, and when nothing fits the
+budget has room the agent runs on gpt-5.4; when gpt-5.4's estimate no longer fits it
+first lowers max_tokens, then falls back to gpt-5.4-nano, and when nothing fits the
 call is refused before the model runs. Per-thread totals live in the agent state.
 
 Runs offline: the models are LangChain's GenericFakeChatModel scripted with tool
@@ -34,7 +34,7 @@ from tokenward.langchain import TokenBudgetMiddleware
 class ToolCallingFake(GenericFakeChatModel):
     """Scripted tool-calling model reporting usage (600 prompt, 150 output tokens)."""
 
-    model_name: str = "gpt-4o"
+    model_name: str = "gpt-5.4"
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
@@ -68,10 +68,10 @@ def lookup_order(order_id: str) -> str:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="alert: %(message)s", stream=sys.stdout)
-    budgets = Budgets(Budget("daily-per-user", limit_usd="0.05", window="day", scope="user_id"))
+    budgets = Budgets(Budget("daily-per-user", limit_usd="0.07", window="day", scope="user_id"))
     accountant = Accountant(budgets=budgets)
-    big = ToolCallingFake(messages=script("big"), model_name="gpt-4o")
-    small = ToolCallingFake(messages=script("small"), model_name="gpt-4o-mini")
+    big = ToolCallingFake(messages=script("big"), model_name="gpt-5.4")
+    small = ToolCallingFake(messages=script("small"), model_name="gpt-5.4-nano")
     agent = create_agent(
         big,
         tools=[lookup_order],

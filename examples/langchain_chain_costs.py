@@ -24,7 +24,7 @@ from tokenward.langchain import TokenwardCallbackHandler, tracking
 class FakeOpenAI(GenericFakeChatModel):
     """Replies from a script and reports usage like a provider (1 token per word here)."""
 
-    model_name: str = "gpt-4o-mini"
+    model_name: str = "gpt-5.4-mini"
 
     def _generate(
         self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any

@@ -43,10 +43,10 @@ def run(trim: bool) -> tuple[Accountant, list[BaseMessage], list[int]]:
     prompt = ChatPromptTemplate.from_messages(
         [("system", SYSTEM), MessagesPlaceholder("history"), ("human", "{question}")]
     )
-    trimmer = HistoryTrimmer(max_tokens=400, model="gpt-4o-mini")
+    trimmer = HistoryTrimmer(max_tokens=400, model="gpt-5.4-mini")
     chain = (prompt | trimmer | model) if trim else (prompt | model)
     handler = TokenwardCallbackHandler(
-        accountant, default_model="gpt-4o-mini", user_id="dana", conversation_id="ticket-42"
+        accountant, default_model="gpt-5.4-mini", user_id="dana", conversation_id="ticket-42"
     )
     history: list[BaseMessage] = []
     sent: list[int] = []
@@ -79,7 +79,7 @@ def main() -> None:
     trimmed, history, sent = run(trim=True)
     full, _, sent_full = run(trim=False)
 
-    trimmer = HistoryTrimmer(max_tokens=400, model="gpt-4o-mini")
+    trimmer = HistoryTrimmer(max_tokens=400, model="gpt-5.4-mini")
     kept = trimmer.invoke(history)
     print(f"history: {len(history)} messages; trimmed to 400 tokens it keeps {len(kept)}:")
     print("  " + " ".join(type(m).__name__.replace("Message", "") for m in kept))

@@ -53,8 +53,8 @@ def main() -> None:
     store.add_documents(corpus())
 
     retriever = scored_retriever(store, k=12)
-    packer = ContextPacker(max_tokens=260, model="gpt-4o-mini", order="edges")
-    greedy = ContextPacker(max_tokens=260, model="gpt-4o-mini", strategy="greedy")
+    packer = ContextPacker(max_tokens=260, model="gpt-5.4-mini", order="edges")
+    greedy = ContextPacker(max_tokens=260, model="gpt-5.4-mini", strategy="greedy")
 
     question = "What are the quota limits?"
     candidates = retriever.invoke(question)
@@ -90,7 +90,7 @@ def main() -> None:
         | prompt
         | model
     )
-    handler = TokenwardCallbackHandler(accountant, default_model="gpt-4o-mini")
+    handler = TokenwardCallbackHandler(accountant, default_model="gpt-5.4-mini")
     for user in ("erin", "frank", "erin"):  # query embeddings are accounted to "indexer"
         chain.invoke(
             {"question": question}, config={"callbacks": [handler], "metadata": {"user_id": user}}

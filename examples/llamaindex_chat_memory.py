@@ -22,7 +22,7 @@ from llama_index.core.memory import ChatMemoryBuffer
 from tokenward.counting import get_counter
 from tokenward.llama_index import TokenwardChatMemory, trim_chat_history
 
-MODEL = "gpt-4o-mini"
+MODEL = "gpt-5.4-mini"
 
 
 class RecordingLLM(MockLLMWithChatMemoryOfLastCall):

@@ -29,11 +29,11 @@ from tokenward.llama_index import TokenBudgetPostprocessor, instrument
 
 
 class SmallWindowLLM(MockLLM):
-    """MockLLM (answers 'text text ...') behind a 4k-token window, priced as gpt-4o-mini."""
+    """MockLLM (answers 'text text ...') behind a 4k-token window, priced as gpt-5.4-mini."""
 
     @property
     def metadata(self) -> LLMMetadata:
-        return LLMMetadata(model_name="gpt-4o-mini", context_window=4096, num_output=256)
+        return LLMMetadata(model_name="gpt-5.4-mini", context_window=4096, num_output=256)
 
 
 class ScoredRetriever(BaseRetriever):

@@ -38,7 +38,7 @@ class FakeOpenAI(CustomLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        return LLMMetadata(model_name="gpt-4o-mini", context_window=128_000, num_output=64)
+        return LLMMetadata(model_name="gpt-5.4-mini", context_window=128_000, num_output=64)
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -53,7 +53,7 @@ class FakeOpenAI(CustomLLM):
         )
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(answer.split())}
         return CompletionResponse(
-            text=answer, raw={"model": "gpt-4o-mini-2024-07-18", "usage": usage}
+            text=answer, raw={"model": "gpt-5.4-mini-2026-03-17", "usage": usage}
         )
 
     @llm_completion_callback()

@@ -9,12 +9,15 @@ in CI.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 from tests._servers import *  # noqa: F403  (postgres_url, redis_url, ...)
 
 os.environ.setdefault("TOKENWARD_TESTING", "1")
+# price data: the snapshot bundled with genai-prices, never a developer's cached update
+os.environ["TOKENWARD_CACHE_DIR"] = tempfile.mkdtemp(prefix="tokenward-test-cache-")
 
 
 @pytest.fixture(autouse=True)

@@ -231,7 +231,8 @@ def test_cost_batch_shows_the_batch_price_next_to_the_batch_amount() -> None:
             )
         )["components"]
     }
-    assert (comps["input"]["price_per_1m"], comps["input"]["amount"]) == ("1.250", "0.00125")
+    # genai-prices' batch price for gpt-4o input: $1.25 per 1M tokens
+    assert (comps["input"]["price_per_1m"], comps["input"]["amount"]) == ("1.25", "0.00125")
 
 
 # ----------------------------------------------------------------------------- errors

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -44,7 +44,7 @@ def test_claude_sonnet_4_cache_writes_5m_1h_and_reads() -> None:
         "output": D("0.03"),  # 2,000 x $15
     }
     assert c.total == D("0.2055")
-    assert c.tier is None and c.model == "claude-sonnet-4" and not c.batch
+    assert c.tier is None and c.model == "claude-sonnet-4-0" and not c.batch
     assert c.percentages()["cache_write_1h"] == D("58.39")
     assert c.percentages()["input"] == D("1.46")
     assert c.nanos == 205_500_000
@@ -171,13 +171,23 @@ def test_deepseek_cache_hit() -> None:
             "prompt_cache_miss_tokens": 4000,
         }
     )
-    c = cost(usage, "deepseek/deepseek-chat")
+    # DeepSeek's pricing page: from 2025-09-05 16:00 UTC $0.56 input (cache miss), $0.07 cache
+    # hit, $1.68 output; deepseek-chat = deepseek-v4-flash from 2026-04-24 ($0.14/$0.28), with
+    # the cache hit cut to $0.0028 from 2026-04-26 12:15 UTC
+    c = cost(usage, "deepseek/deepseek-chat", at=datetime(2025, 10, 1, tzinfo=timezone.utc))
     assert _nonzero(c) == {
-        "input": D("0.00112"),
-        "cache_read": D("0.000168"),
-        "output": D("0.00042"),
+        "input": D("0.00224"),
+        "cache_read": D("0.00042"),
+        "output": D("0.00168"),
     }
-    assert c.total == D("0.001708")
+    assert c.total == D("0.00434")
+    c = cost(usage, "deepseek/deepseek-chat", at=datetime(2026, 6, 1, tzinfo=timezone.utc))
+    assert _nonzero(c) == {
+        "input": D("0.00056"),
+        "cache_read": D("0.0000168"),
+        "output": D("0.00028"),
+    }
+    assert c.total == D("0.0008568")
 
 
 def test_openai_cache_write_tokens_billed_as_input() -> None:

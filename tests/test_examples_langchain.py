@@ -61,10 +61,11 @@ def test_chain_costs_example():
         for line in out.splitlines()
         if line.split()[:1] in (["alice"], ["bob"], ["carol"], ["total"]) and len(line.split()) == 5
     }
-    assert rows["alice"] == ["4", "66", "24", "0.0000243"]
-    assert rows["bob"] == ["1", "17", "6", "0.0000062"]
-    assert rows["carol"] == ["3", "45", "18", "0.0000176"]
-    assert rows["total"] == ["8", "128", "48", "0.0000480"]
+    # gpt-5.4-mini: $0.75 input, $4.50 output per 1M tokens (genai-prices)
+    assert rows["alice"] == ["4", "66", "24", "0.0001575"]
+    assert rows["bob"] == ["1", "17", "6", "0.0000398"]
+    assert rows["carol"] == ["3", "45", "18", "0.0001148"]
+    assert rows["total"] == ["8", "128", "48", "0.0003120"]
 
 
 @pytest.mark.timeout(300)
@@ -99,13 +100,13 @@ def test_rag_packer_example():
 @pytest.mark.timeout(300)
 def test_agent_budget_example():
     out = run_example("langchain_agent_budget.py")
-    assert "task 0: gpt-4o      2 calls, 0 degraded" in out
-    assert re.search(r"task \d+: gpt-4o-mini 2 calls, 2 degraded", out)
+    assert "task 0: gpt-5.4     2 calls, 0 degraded" in out
+    assert re.search(r"task \d+: gpt-5.4-nano 2 calls, 2 degraded", out)
     m = re.search(
-        r"task (\d+): refused before calling a model: daily-per-user spent \$([\d.]+) of \$0.05",
+        r"task (\d+): refused before calling a model: daily-per-user spent \$([\d.]+) of \$0.07",
         out,
     )
-    assert m and float(m.group(2)) <= 0.05
-    assert "henry (own budget): 2 calls, $0.00600" in out
+    assert m and float(m.group(2)) <= 0.07
+    assert "henry (own budget): 2 calls, $0.00750" in out
     assert "alert: budget daily-per-user (user_id=grace) reached 90%" in out
-    assert re.search(r"grace: spent \$0\.0\d+ of \$0\.05", out)
+    assert re.search(r"grace: spent \$0\.0\d+ of \$0\.07", out)

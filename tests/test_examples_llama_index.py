@@ -115,10 +115,10 @@ def test_readme_three_lines_snippet_runs(tmp_path):
         from llama_index.core.embeddings import MockEmbedding
         from llama_index.core.llms import MockLLM
 
-        class OfflineLLM(MockLLM):  # stands in for OpenAI(model="gpt-4o-mini")
+        class OfflineLLM(MockLLM):  # stands in for OpenAI(model="gpt-5.4-mini")
             @property
             def metadata(self):
-                return LLMMetadata(model_name="gpt-4o-mini", num_output=12)
+                return LLMMetadata(model_name="gpt-5.4-mini", num_output=12)
 
         Settings.llm = OfflineLLM(max_tokens=12)
         Settings.embed_model = MockEmbedding(embed_dim=8, model_name="text-embedding-3-small")

@@ -28,13 +28,13 @@ def _fake_chain():
     from langchain_core.prompts import ChatPromptTemplate
 
     class Model(GenericFakeChatModel):
-        model_name: str = "gpt-4o-mini"
+        model_name: str = "gpt-5.4-mini"
 
         def _generate(self, messages, stop=None, run_manager=None, **kwargs):
             result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
             msg = result.generations[0].message
             msg.usage_metadata = {"input_tokens": 12, "output_tokens": 5, "total_tokens": 17}
-            msg.response_metadata = {"model_name": "gpt-4o-mini"}
+            msg.response_metadata = {"model_name": "gpt-5.4-mini"}
             return result
 
     model = Model(messages=iter([AIMessage(content="It counts and bounds tokens.")]))
@@ -51,7 +51,7 @@ def _mock_index(monkeypatch):
         @property
         def metadata(self):
             meta = super().metadata
-            meta.model_name = "gpt-4o-mini"
+            meta.model_name = "gpt-5.4-mini"
             return meta
 
     # LlamaIndex's Settings is global: set it through monkeypatch so it is restored afterwards

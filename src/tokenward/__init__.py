@@ -31,7 +31,15 @@ from tokenward.budgets import (
     Window,
     suggest_degradation,
 )
-from tokenward.catalog import Catalog, ModelInfo, Prices, PriceTier, default_catalog
+from tokenward.catalog import (
+    Catalog,
+    ModelInfo,
+    PricePeriod,
+    Prices,
+    PriceTier,
+    default_catalog,
+    provider_for_class,
+)
 from tokenward.context import PackReport, PackResult, Plan, pack_context, plan, trim_history
 from tokenward.cost import CostBreakdown, cost, from_nanos, to_nanos
 from tokenward.counting import (
@@ -52,6 +60,7 @@ from tokenward.errors import (
     ContextBudgetError,
     IntegrationUnavailableError,
     LedgerError,
+    PriceDataError,
     PricingMissingError,
     TokenizerUnavailableError,
     TokenwardError,
@@ -87,9 +96,11 @@ __all__ = [
     "Usage",
     "Catalog",
     "ModelInfo",
+    "PricePeriod",
     "Prices",
     "PriceTier",
     "default_catalog",
+    "provider_for_class",
     "CostBreakdown",
     "cost",
     "from_nanos",
@@ -143,6 +154,7 @@ __all__ = [
     "ContextBudgetError",
     "IntegrationUnavailableError",
     "LedgerError",
+    "PriceDataError",
     "PricingMissingError",
     "TokenizerUnavailableError",
     "TokenwardError",

@@ -58,19 +58,19 @@ class _Persona:
 
 
 _PERSONAS = (
-    _Persona("alice", "support-bot", "gpt-4o-mini", "support", cache="openai"),
+    _Persona("alice", "support-bot", "gpt-5.4-mini", "support", cache="openai"),
     _Persona(
         "bob",
         "research-agent",
-        "claude-sonnet-4-5",
+        "claude-sonnet-4-6",
         "research",
         cache="anthropic",
         tool="web_search",
     ),
-    _Persona("carol", "code-assistant", "o4-mini", "platform", reasoning=True, cache="openai"),
-    _Persona("dave", "summarizer", "gemini-2.5-flash", "content", stream_without_usage=True),
-    _Persona("erin", "rag-qa", "gemini-2.5-pro", "research", rag=True),
-    _Persona("frank", "support-bot", "gpt-4.1", "support", plan="trial", trial=True),
+    _Persona("carol", "code-assistant", "gpt-5.4", "platform", reasoning=True, cache="openai"),
+    _Persona("dave", "summarizer", "gemini-3.5-flash", "content", stream_without_usage=True),
+    _Persona("erin", "rag-qa", "gemini-3.1-pro-preview", "research", rag=True),
+    _Persona("frank", "support-bot", "gpt-5.4", "support", plan="trial", trial=True),
 )
 _EMBEDDING_MODEL = "text-embedding-3-small"
 

@@ -307,6 +307,7 @@ def _cmd_cost(
 
     from tokenward.catalog import default_catalog
     from tokenward.cost import cost
+    from tokenward.errors import PricingMissingError
     from tokenward.report._format import NA, number, percent, plain, price, usd
     from tokenward.usage import Usage
 
@@ -333,8 +334,13 @@ def _cmd_cost(
         )
     catalog = default_catalog()
     info = catalog.get(model)
-    if batch and info.batch_discount is None:
-        raise _UsageProblem(f"--batch: {info.name} has no batch price; run it without --batch")
+    standard = info.prices_for(input_tokens)
+    try:  # the prices this call pays: the batch prices with --batch
+        prices = info.prices_for(input_tokens, batch=batch)
+    except PricingMissingError:
+        raise _UsageProblem(
+            f"--batch: {info.name} has no batch price; run it without --batch"
+        ) from None
     usage = Usage(
         input=input_tokens,
         output=output_tokens,
@@ -344,8 +350,7 @@ def _cmd_cost(
         reasoning=reasoning,
     )
     bd = cost(usage, info, catalog=catalog, batch=batch)
-    prices = info.prices_for(input_tokens)
-    keep = 1 - info.batch_discount if batch and info.batch_discount is not None else Decimal(1)
+    keep = prices.input / standard.input if batch and standard.input else Decimal(1)
     tokens = {
         "input": usage.uncached_input,
         "cache_read": cache_read,
@@ -362,8 +367,7 @@ def _cmd_cost(
         "output": prices.output,
         "reasoning": prices.reasoning if prices.reasoning is not None else prices.output,
     }
-    # the price this call pays: the batch price when --batch (what the amount was computed from)
-    unit = {k: None if v is None else v * keep for k, v in listed.items()}
+    unit = listed  # what the amounts were computed from (batch prices with --batch)
     components = bd.components()
     percentages = bd.percentages()
     rows: list[dict[str, Any]] = []
@@ -387,6 +391,7 @@ def _cmd_cost(
             "batch": batch,
             "tier_above_input_tokens": bd.tier,
             "total": plain(bd.total),
+            "price_source": info.price_source,
             "as_of": str(info.as_of),
             "components": rows,
         }
@@ -415,7 +420,7 @@ def _cmd_cost(
     table.add_row("total", number(usage.total), "", usd(bd.total), percent(1) if bd.total else NA)
     console = _console()
     console.print(table)
-    console.print(f"prices as of {info.as_of} ({info.source})")
+    console.print(f"prices as of {info.as_of}: {info.price_source} ({info.source})")
 
 
 def _cmd_models(provider: str | None, search: str | None, fmt: str) -> None:
@@ -423,18 +428,21 @@ def _cmd_models(provider: str | None, search: str | None, fmt: str) -> None:
 
     from tokenward.catalog import default_catalog
 
-    models = default_catalog().models(provider=provider, search=search)
+    catalog = default_catalog()
+    models = catalog.models(provider=provider, search=search)
     if not models:
         raise _UsageProblem(
             "no model matches"
             + (f" provider={provider!r}" if provider else "")
             + (f" search={search!r}" if search else "")
-            + "; run `tokenward models` to list them all"
+            + "; run `tokenward models` to list them all, or `tokenward models update` for "
+            "newer price data"
         )
     if fmt == "json":
         out = []
         for m in models:
             p = m.prices
+            assert p is not None  # the catalog lists priced models only
             out.append(
                 {
                     "name": m.name,
@@ -446,15 +454,25 @@ def _cmd_models(provider: str | None, search: str | None, fmt: str) -> None:
                     "output": str(p.output),
                     "cache_read": None if p.cache_read is None else str(p.cache_read),
                     "cache_write_5m": None if p.cache_write_5m is None else str(p.cache_write_5m),
+                    "cache_write_1h": None if p.cache_write_1h is None else str(p.cache_write_1h),
                     "tiers": [t.above_input_tokens for t in m.tiers],
+                    "batch_discount": None if m.batch_discount is None else str(m.batch_discount),
+                    "dated_prices": len(m.periods),
+                    "tokenizer": m.tokenizer,
+                    "price_source": m.price_source,
                     "as_of": str(m.as_of),
+                    "source": m.source,
                 }
             )
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return
-    table = Table(title=f"Models ({len(models)}), USD per 1M tokens")
+    data = catalog.price_data
+    origin = ""
+    if data is not None:
+        origin = f"; prices: {data.source}" + (" (bundled)" if data.origin == "bundled" else "")
+    table = Table(title=f"Models ({len(models)}), USD per 1M tokens{origin}")
+    table.add_column("model", no_wrap=True)  # names are what users copy: never cut
     for col, justify in (
-        ("model", "left"),
         ("provider", "left"),
         ("context", "right"),
         ("max out", "right"),
@@ -463,22 +481,27 @@ def _cmd_models(provider: str | None, search: str | None, fmt: str) -> None:
         ("cache read", "right"),
         ("cache write", "right"),
         ("tiers", "left"),
+        ("source", "left"),
         ("as of", "left"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for m in models:
         p = m.prices
-        tiers = ", ".join(f">{t.above_input_tokens // 1000}k" for t in m.tiers) or ""
+        assert p is not None
+        tiers = ", ".join(f">{t.above_input_tokens // 1000}k" for t in m.tiers)
+        if m.periods:
+            tiers = ", ".join(x for x in (tiers, "dated") if x)
         table.add_row(
             m.name,
             m.provider,
-            f"{m.context_window:,}",
+            f"{m.context_window:,}" if m.context_window else "-",
             f"{m.max_output:,}" if m.max_output else "-",
             _price(p.input),
             _price(p.output),
             _price(p.cache_read),
             _price(p.cache_write_5m),
             tiers,
+            m.price_source,
             str(m.as_of),
         )
     _console().print(table)
@@ -488,6 +511,57 @@ def _load_budgets(path: str) -> list[Any]:
     from tokenward._budget_config import load_budget_config
 
     return list(load_budget_config(path).build())
+
+
+def _cmd_models_update(url: str | None, timeout: float) -> None:
+    from tokenward.catalog import default_catalog
+
+    catalog = default_catalog()
+    before = catalog.price_data
+    with _download_progress() as progress:
+        result = catalog.update(url, timeout=timeout, progress=progress)
+    console = _console()
+    where = (
+        f"cached in {result.path}"
+        if result.path
+        else "kept in memory (TOKENWARD_CACHE_DIR is empty)"
+    )
+    console.print(
+        f"Updated price data: {result.source}, {result.models:,} models of "
+        f"{result.providers} providers (was: {before.source if before else 'none'}); {where}. "
+        "New processes start with it."
+    )
+
+
+class _download_progress:
+    """A transient rich download bar on stderr (only when stderr is a terminal)."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Callable[[int, int | None], None] | None:
+        if not sys.stderr.isatty():
+            return None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("Downloading price data"),
+            BarColumn(),
+            DownloadColumn(),
+            console=_console(stderr=True),
+            transient=True,
+        )
+        self._progress.__enter__()
+        self._task = self._progress.add_task("download", total=None)
+        return self.advance
+
+    def advance(self, received: int, total: int | None) -> None:
+        self._progress.update(self._task, completed=received, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
 
 
 def _cmd_report(
@@ -917,19 +991,49 @@ def get_app() -> typer.Typer:
             fmt,
         )
 
-    @app.command("models")
+    models_app = typer.Typer(
+        help="List the catalog (prices, windows, their source and date); `update` its prices.",
+        add_completion=False,
+    )
+
+    def with_context(func: F) -> F:
+        # typer injects the Context by the parameter's annotation, evaluated in this module,
+        # which imports typer lazily: give it the class itself
+        func.__annotations__["ctx"] = typer.Context
+        return func
+
+    @models_app.callback(invoke_without_command=True)
     @_errors
+    @with_context
     def models(
+        ctx: typer.Context,
         provider: str | None = typer.Option(None, "--provider", "-p", help="Only this provider."),
         search: str | None = typer.Option(
             None, "--search", "-s", help="Substring of the model name."
         ),
         fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
     ) -> None:
-        """List the catalog: context windows, prices and their date."""
+        """List the catalog: context windows, prices, their source and date."""
+        if ctx.invoked_subcommand is not None:
+            return
         if fmt not in ("table", "json"):
             raise _UsageProblem(f"--format {fmt!r}: choose table or json")
         _cmd_models(provider, search, fmt)
+
+    @models_app.command("update")
+    @_errors
+    def models_update(
+        url: str | None = typer.Option(
+            None, "--url", help="Where to fetch genai-prices data (default: its own update URL)."
+        ),
+        timeout: float = typer.Option(30.0, "--timeout", help="Seconds before giving up."),
+    ) -> None:
+        """Fetch genai-prices' current price data, validate it and cache it for later runs."""
+        if timeout <= 0:
+            raise _UsageProblem(f"--timeout must be > 0, got {timeout}")
+        _cmd_models_update(url, timeout)
+
+    app.add_typer(models_app, name="models")
 
     @app.command("report")
     @_errors

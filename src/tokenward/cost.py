@@ -15,19 +15,17 @@ Rules (the same the providers publish):
 
 from __future__ import annotations
 
+import time as _time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from functools import lru_cache
-from typing import Any
 
-from tokenward.catalog import Catalog, ModelInfo, Prices, default_catalog
+from tokenward.catalog import Catalog, ModelInfo, PricePeriod, Prices, PriceTier, default_catalog
 from tokenward.errors import PricingMissingError
 from tokenward.usage import Usage
 
 __all__ = ["CostBreakdown", "cost", "estimate_nanos", "from_nanos", "price_nanos", "to_nanos"]
 
-_MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
 _NANO = Decimal(1_000_000_000)
 _CENT = Decimal("0.01")
@@ -38,7 +36,6 @@ _ONE = Decimal(1)
 _CTX = Context(prec=60, rounding=ROUND_HALF_EVEN)
 _mul = _CTX.multiply
 _div = _CTX.divide
-_add = _CTX.add
 COMPONENTS: tuple[str, ...] = (
     "input",
     "cache_read",
@@ -119,24 +116,183 @@ def _resolve(model: str | ModelInfo, catalog: Catalog | None) -> ModelInfo:
     return (catalog if catalog is not None else default_catalog()).get(model)
 
 
-@lru_cache(maxsize=1024)
-def _effective(prices: Prices) -> tuple[Decimal, ...]:
-    """Per-component prices in ``COMPONENTS`` order, with the documented fallbacks applied.
+# ----------------------------------------------------------------------------- the integer plan
+# A model's prices are converted once into exact integers: units of 10**-(6+d) USD per token,
+# where d >= 9 is the largest number of decimals any of its prices has (so every published
+# price, in USD per 1M tokens, is a whole number of units; usually d = 9, i.e. femto-USD).
+# Pricing a call is then integer multiply-adds and one rounding to nano-USD.
 
-    Audio prices stay 0 here; their absence is checked (and refused) before pricing.
-    """
+_Table = tuple[
+    int | None, ...
+]  # per-token price of each component (COMPONENTS order); None = no price
+_Rates = tuple[
+    _Table, tuple[tuple[int, _Table], ...]
+]  # base table, (threshold, table) tiers ascending
+_MIN_DECIMALS = 9
+_DAY = 86_400
+
+
+def _decimals(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def _components(prices: Prices) -> tuple[Decimal | None, ...]:
+    """Per-component prices (USD per 1M tokens) with the documented fallbacks; None = missing."""
     inp, out = prices.input, prices.output
+    cache_5m = prices.cache_write_5m
+    if prices.cache_write_1h is not None:
+        cache_1h: Decimal | None = prices.cache_write_1h
+    else:  # a 5-minute write price but no 1-hour one: refuse rather than guess
+        cache_1h = None if cache_5m is not None else inp
     return (
         inp,
         inp if prices.cache_read is None else prices.cache_read,
-        inp if prices.cache_write_5m is None else prices.cache_write_5m,
-        inp if prices.cache_write_1h is None else prices.cache_write_1h,
+        inp if cache_5m is None else cache_5m,
+        cache_1h,
         out,
         out if prices.reasoning is None else prices.reasoning,
-        prices.audio_input or _ZERO,
-        prices.audio_output or _ZERO,
+        prices.audio_input,
+        prices.audio_output,
         inp if prices.image_input is None else prices.image_input,
     )
+
+
+class _Entry:
+    """One price period, compiled: its time conditions (seconds) and integer rates."""
+
+    __slots__ = ("batch", "daily", "end", "start", "std")
+
+    def __init__(
+        self,
+        start: float | None,
+        end: float | None,
+        daily: tuple[int, int] | None,
+        std: _Rates,
+        batch: _Rates | None,
+    ) -> None:
+        self.start, self.end, self.daily, self.std, self.batch = start, end, daily, std, batch
+
+    def applies(self, ts: float) -> bool:
+        if self.start is not None and ts < self.start:
+            return False
+        if self.end is not None and ts >= self.end:
+            return False
+        if self.daily is None:
+            return True
+        second, (begin, stop) = ts % _DAY, self.daily
+        if begin < stop:
+            return begin <= second < stop
+        return second >= begin or second < stop
+
+
+class _Plan:
+    """A model's prices as integers, per period; ``timed`` when the period depends on the time."""
+
+    __slots__ = ("divisor", "entries", "info", "scale", "timed")
+
+    def __init__(self, info: ModelInfo, entries: tuple[_Entry, ...], decimals: int) -> None:
+        self.info = info
+        self.entries = entries
+        self.timed = len(entries) > 1
+        self.scale = Decimal(10) ** (6 + decimals)  # units per USD
+        self.divisor: int = int(10 ** (decimals - 3))  # units per nano-USD (decimals >= 9)
+
+    def entry(self, at: datetime | None) -> _Entry:
+        entries = self.entries
+        if not self.timed:
+            return entries[0]
+        ts = _time.time() if at is None else _timestamp(at)
+        for entry in reversed(entries):  # the last period whose conditions hold wins
+            if entry.applies(ts):
+                return entry
+        return entries[0]
+
+    def nanos(self, units: int) -> int:
+        """Units -> whole nano-USD, rounded half-to-even (the rounding of :func:`to_nanos`)."""
+        quotient, remainder = divmod(units, self.divisor)
+        twice = remainder * 2
+        if twice > self.divisor or (twice == self.divisor and quotient & 1):
+            quotient += 1
+        return quotient
+
+
+def _timestamp(at: datetime) -> float:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return at.timestamp()
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def _compile(info: ModelInfo) -> _Plan:
+    periods = info.periods or (PricePeriod(info.prices, info.tiers),)  # type: ignore[arg-type]
+    keep = None if info.batch_discount is None else _CTX.subtract(_ONE, info.batch_discount)
+    raw = []
+    for period in periods:
+        std = (period.prices, period.tiers)
+        batch: tuple[Prices, tuple[PriceTier, ...]] | None = None
+        if period.batch is not None:
+            batch = (period.batch, period.batch_tiers)
+        elif keep is not None:
+            batch = (
+                period.prices.scaled(keep),
+                tuple(PriceTier(t.above_input_tokens, t.prices.scaled(keep)) for t in period.tiers),
+            )
+        raw.append((period, std, batch))
+    decimals = _MIN_DECIMALS
+    for _, std, batch in raw:
+        for prices, tiers in (std, *(() if batch is None else (batch,))):
+            for p in (prices, *(t.prices for t in tiers)):
+                for value in _components(p):
+                    if value is not None:
+                        decimals = max(decimals, _decimals(value))
+
+    def table(prices: Prices) -> _Table:
+        return tuple(
+            None if v is None else int(v.scaleb(decimals, _CTX)) for v in _components(prices)
+        )
+
+    def rates(prices: Prices, tiers: tuple[PriceTier, ...]) -> _Rates:
+        return table(prices), tuple((t.above_input_tokens, table(t.prices)) for t in tiers)
+
+    entries = []
+    for period, std, batch in raw:
+        daily = None
+        if period.daily is not None:
+            begin, stop = period.daily
+            daily = (
+                begin.hour * 3600 + begin.minute * 60 + begin.second,
+                stop.hour * 3600 + stop.minute * 60 + stop.second,
+            )
+        entries.append(
+            _Entry(
+                _seconds(period.start),
+                _seconds(period.end),
+                daily,
+                rates(*std),
+                None if batch is None else rates(*batch),
+            )
+        )
+    return _Plan(info, tuple(entries), decimals)
+
+
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan(info: ModelInfo) -> _Plan:
+    """The compiled plan of ``info``, cached by identity (``ModelInfo`` is immutable; the cache
+    entry keeps the object alive, so its id cannot be reused while cached)."""
+    plan = _PLANS.get(id(info))
+    if plan is not None and plan.info is info:
+        return plan
+    plan = _compile(info)
+    if len(_PLANS) >= 4096:
+        _PLANS.clear()
+    _PLANS[id(info)] = plan
+    return plan
 
 
 def _missing(info: ModelInfo, kind: str, field: str, tokens: int) -> PricingMissingError:
@@ -147,62 +303,45 @@ def _missing(info: ModelInfo, kind: str, field: str, tokens: int) -> PricingMiss
     )
 
 
-_PLANS: dict[int, tuple[ModelInfo, tuple[Any, ...]]] = {}
-
-
-def _plan(info: ModelInfo) -> tuple[Any, ...]:
-    """Per-model pricing plan: base effective prices and ``(threshold, prices, effective)`` tiers.
-
-    Cached by object identity (``ModelInfo`` is immutable; the entry keeps the object alive, so
-    its id cannot be reused while cached).
-    """
-    entry = _PLANS.get(id(info))
-    if entry is not None and entry[0] is info:
-        return entry[1]
-    plan = (
-        _effective(info.prices),
-        tuple((t.above_input_tokens, t.prices, _effective(t.prices)) for t in info.tiers),
-    )
-    if len(_PLANS) >= 1024:
-        _PLANS.clear()
-    _PLANS[id(info)] = (info, plan)
-    return plan
+def _rates(plan: _Plan, at: datetime | None, batch: bool) -> _Rates:
+    entry = plan.entry(at)
+    if not batch:
+        return entry.std
+    if entry.batch is None:
+        name = plan.info.name
+        raise PricingMissingError(
+            f"Model {name!r} has no batch price. Call cost(..., batch=False), or set one with "
+            f"catalog.override({name!r}, batch_discount='0.5')."
+        )
+    return entry.batch
 
 
 def _priced(
-    usage: Usage, info: ModelInfo, batch: bool
-) -> tuple[int | None, tuple[int, ...], tuple[Decimal, ...], Decimal | None]:
-    """``(tier threshold, tokens per component, effective prices, batch keep factor)``.
+    usage: Usage, plan: _Plan, at: datetime | None, batch: bool
+) -> tuple[int | None, tuple[int, ...], _Table]:
+    """``(tier threshold, tokens per component, per-token prices)`` of one call.
 
-    Raises like :func:`cost` for prices the model lacks.
+    Raises like :func:`cost` for a token kind the model cannot price.
     """
-    effective, tiers = _plan(info)
+    table, tiers = _rates(plan, at, batch)
     n_input = usage.input
     tier = None
-    prices = info.prices
-    for threshold, tier_prices, tier_effective in tiers:  # sorted: the highest exceeded wins
+    for threshold, tier_table in tiers:  # ascending: the highest exceeded wins
         if n_input > threshold:
-            tier, prices, effective = threshold, tier_prices, tier_effective
-
-    if batch and info.batch_discount is None:
-        raise PricingMissingError(
-            f"Model {info.name!r} has no batch price. Call cost(..., batch=False), or set one with "
-            f"catalog.override({info.name!r}, batch_discount='0.5')."
-        )
-    audio_input = usage.audio_input
-    audio_output = usage.audio_output
-    cache_write_1h = usage.cache_write_1h
-    if audio_input and prices.audio_input is None:
-        raise _missing(info, "audio input", "audio_input", audio_input)
-    if audio_output and prices.audio_output is None:
-        raise _missing(info, "audio output", "audio_output", audio_output)
-    if cache_write_1h and prices.cache_write_1h is None and prices.cache_write_5m is not None:
-        raise _missing(info, "1-hour cache write", "cache_write_1h", cache_write_1h)
-
+            tier, table = threshold, tier_table
     cache_read = usage.cache_read
     cache_write_5m = usage.cache_write_5m
+    cache_write_1h = usage.cache_write_1h
     reasoning = usage.reasoning
+    audio_input = usage.audio_input
+    audio_output = usage.audio_output
     image_input = usage.image_input
+    if audio_input and table[6] is None:
+        raise _missing(plan.info, "audio input", "audio_input", audio_input)
+    if audio_output and table[7] is None:
+        raise _missing(plan.info, "audio output", "audio_output", audio_output)
+    if cache_write_1h and table[3] is None:
+        raise _missing(plan.info, "1-hour cache write", "cache_write_1h", cache_write_1h)
     tokens = (
         max(0, n_input - cache_read - cache_write_5m - cache_write_1h - audio_input - image_input),
         cache_read,
@@ -214,44 +353,14 @@ def _priced(
         audio_output,
         image_input,
     )
-    keep = None
-    if batch and info.batch_discount is not None:
-        keep = _CTX.subtract(_ONE, info.batch_discount)
-    return tier, tokens, effective, keep
+    return tier, tokens, table
 
 
-def _amount(n: int, price: Decimal, keep: Decimal | None) -> Decimal:
-    # division (not * 1E-6) keeps results short: 0.0375, not 0.03750000
-    if keep is None:
-        return _div(_mul(Decimal(n), price), _MILLION)
-    return _div(_mul(_mul(Decimal(n), price), keep), _MILLION)
-
-
-def _cost_total(usage: Usage, info: ModelInfo, batch: bool = False) -> Decimal:
-    """``cost(usage, info, batch=batch).total`` without building the breakdown (hot path)."""
-    _, tokens, effective, keep = _priced(usage, info, batch)
-    total = _ZERO
-    for n, price in zip(tokens, effective):
-        if n:  # a zero component adds nothing (the running sum's exponent is already <= 0)
-            total = _add(total, _amount(n, price, keep))
-    return total
-
-
-def _estimate_total(info: ModelInfo, input_tokens: int, output_tokens: int) -> Decimal:
-    """``cost(Usage(input=input_tokens, output=output_tokens), info).total`` (the pre-flight guess).
-
-    Callers pass validated ints >= 0; a plain input/output usage has no other component, so
-    no price can be missing.
-    """
-    effective, tiers = _plan(info)
-    for threshold, _, tier_effective in tiers:  # sorted: the highest exceeded wins
-        if input_tokens > threshold:
-            effective = tier_effective
-    total = _ZERO
-    if input_tokens:
-        total = _add(total, _div(_mul(Decimal(input_tokens), effective[0]), _MILLION))
-    if output_tokens:
-        total = _add(total, _div(_mul(Decimal(output_tokens), effective[4]), _MILLION))
+def _units(tokens: tuple[int, ...], table: _Table) -> int:
+    total = 0
+    for n, price in zip(tokens, table):
+        if n:  # a zero component adds nothing (and may have no price)
+            total += n * price  # type: ignore[operator]
     return total
 
 
@@ -261,12 +370,15 @@ def cost(
     *,
     catalog: Catalog | None = None,
     batch: bool = False,
+    at: datetime | None = None,
 ) -> CostBreakdown:
     """Price ``usage`` for ``model`` (a name resolved in ``catalog`` or the default catalog).
 
-    Raises ``UnknownModelError`` for unknown names (unless the catalog has a fallback) and
-    ``PricingMissingError`` when the usage contains a token kind the model cannot price, or
-    ``batch=True`` for a model without batch pricing.
+    ``at`` is when the call was made (default now): a model whose price changed over time, or
+    that has off-peak prices, is priced as of then. Raises ``UnknownModelError`` for unknown
+    names (unless the catalog has a fallback) and ``PricingMissingError`` when the model has no
+    price, when the usage contains a token kind the model cannot price, or ``batch=True`` for a
+    model without batch pricing.
     """
     if not isinstance(usage, Usage):
         raise TypeError(
@@ -275,15 +387,19 @@ def cost(
     info = _resolve(model, catalog)
     if info.prices is None:
         info.prices_for(usage.input)  # raises PricingMissingError naming the fix
-    tier, tokens, effective, keep = _priced(usage, info, batch)
-    amounts = [
-        _amount(n, price, keep) if n else _ZERO for n, price in zip(tokens, effective, strict=True)
+    plan = _plan(info)
+    tier, tokens, table = _priced(usage, plan, at, batch)
+    scale = plan.scale
+    a = [
+        _div(Decimal(n * price), scale) if n else _ZERO  # type: ignore[operator]
+        for n, price in zip(tokens, table, strict=True)
     ]
-    total = _ZERO
-    for amount in amounts:
-        total = _add(total, amount)
-    # positional: model, the components in COMPONENTS order, total, tier, batch, estimated
-    return CostBreakdown(info.name, *amounts, total, tier, batch, usage.estimated)
+    total = _div(Decimal(_units(tokens, table)), scale)
+    # positional (the fastest way to build it): the components in COMPONENTS order
+    return CostBreakdown(
+        info.name, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+        total, tier, batch, usage.estimated,
+    )  # fmt: skip
 
 
 def price_nanos(
@@ -291,22 +407,47 @@ def price_nanos(
 ) -> int | None:
     """The cost of ``usage`` on ``info`` in whole nano-USD, or ``None`` when the model is unpriced.
 
-    Equal to ``to_nanos(cost(usage, info, batch=batch).total)``; ``at`` is when the call was
-    made (prices that changed over time are taken as of then). Raises like :func:`cost` for a
-    token kind the model cannot price.
+    Equal to ``to_nanos(cost(usage, info, batch=batch, at=at).total)``, in integer arithmetic;
+    ``at`` is when the call was made (default now). Raises like :func:`cost` for a token kind
+    the model cannot price.
     """
     if info.prices is None:
         return None
-    return to_nanos(_cost_total(usage, info, batch))
+    plan = _plan(info)
+    _, tokens, table = _priced(usage, plan, at, batch)
+    return plan.nanos(_units(tokens, table))
 
 
 def estimate_nanos(
     info: ModelInfo, input_tokens: int, output_tokens: int, *, at: datetime | None = None
 ) -> int | None:
-    """A plain input/output guess priced in nano-USD (the pre-flight estimate); ``None`` if unpriced."""
+    """A plain input/output guess priced in nano-USD (the pre-flight estimate); ``None`` if unpriced.
+
+    Equal to ``price_nanos(Usage(input=input_tokens, output=output_tokens), info, at=at)``.
+    """
     if info.prices is None:
         return None
-    return to_nanos(_estimate_total(info, input_tokens, output_tokens))
+    plan = _plan(info)
+    table, tiers = plan.entry(at).std
+    for threshold, tier_table in tiers:
+        if input_tokens > threshold:
+            table = tier_table
+    return plan.nanos(input_tokens * table[0] + output_tokens * table[4])  # type: ignore[operator]
+
+
+def _cost_total(usage: Usage, info: ModelInfo, batch: bool = False) -> Decimal:
+    """``cost(usage, info, batch=batch).total`` without the breakdown.
+
+    Kept for callers on the Decimal path (the Accountant before it moves to :func:`price_nanos`).
+    """
+    plan = _plan(info)
+    _, tokens, table = _priced(usage, plan, None, batch)
+    return _div(Decimal(_units(tokens, table)), plan.scale)
+
+
+def _estimate_total(info: ModelInfo, input_tokens: int, output_tokens: int) -> Decimal:
+    """:func:`estimate_nanos` as an exact Decimal (see :func:`_cost_total`)."""
+    return _cost_total(Usage(input=input_tokens, output=output_tokens), info)
 
 
 def to_nanos(usd: Decimal | int | str) -> int:

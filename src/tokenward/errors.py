@@ -22,6 +22,7 @@ __all__ = [
     "ContextBudgetError",
     "IntegrationUnavailableError",
     "LedgerError",
+    "PriceDataError",
     "PricingMissingError",
     "TokenizerUnavailableError",
     "TokenwardError",
@@ -69,9 +70,12 @@ class UnknownModelError(TokenwardError, KeyError):
         self.suggestions = list(suggestions)
         hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
         super().__init__(
-            f"Unknown model {model!r}.{hint} Register it with "
-            f"`catalog.register(ModelInfo(...))`, load prices with `Catalog.from_litellm(path)`, "
-            f"or choose a fallback explicitly with `Catalog(fallback='gpt-4o')`."
+            f"Unknown model {model!r}.{hint} If it is new, run `tokenward models update` "
+            f"(fresh genai-prices data), or find its catalog name with "
+            f"`tokenward models --search <part of the name>`. To price it yourself: "
+            f"`catalog.override({model!r}, input=..., output=..., context_window=...)` or "
+            f"`catalog.register(ModelInfo(...))`; to price unknown models as another one: "
+            f"`Catalog(fallback='<model>')`."
         )
 
     def __str__(self) -> str:  # KeyError would quote the message otherwise
@@ -82,6 +86,15 @@ class PricingMissingError(TokenwardError, LookupError):
     """Usage contains a token kind the model has no price for (e.g. audio on a text model)."""
 
     code = "pricing-missing"
+
+
+class PriceDataError(TokenwardError):
+    """Updating the price data failed (download, truncation, validation, cache write).
+
+    The prices in use before the update stay in use.
+    """
+
+    code = "price-data"
 
 
 class UsageParseError(TokenwardError, ValueError):

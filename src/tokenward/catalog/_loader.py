@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tokenward.catalog._models import PRICE_FIELDS, ModelInfo, Prices, PriceTier
+from tokenward.catalog._models import PRICE_FIELDS, ModelInfo, PricePeriod, Prices, PriceTier
+from tokenward.catalog._names import tokenizer_family
 from tokenward.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -32,9 +33,11 @@ _MODEL_KEYS = {
     "source",
     "notes",
     "price_source",
+    "periods",
 }
 _REQUIRED_KEYS = ("name", "provider", "context_window", "prices", "as_of", "source")
-_TOKENIZERS = (None, "o200k_base", "cl100k_base")
+# what counting understands (tokenward.counting.tokenizer_names(): tiktoken and mistral-common)
+_TOKENIZERS = (None, "o200k_base", "cl100k_base", "mistral", "mistral-common", "tekken")
 
 
 def _fail(where: str, message: str) -> ConfigurationError:
@@ -63,6 +66,55 @@ def _prices(raw: Any, where: str) -> Prices:
         raise _fail(where, str(exc)) from None
 
 
+def _tiers(raw: Any, where: str) -> tuple[PriceTier, ...]:
+    tiers_raw = raw or []
+    if not isinstance(tiers_raw, list):
+        raise _fail(where, "'tiers' must be a list")
+    tiers = []
+    last = 0
+    for t in tiers_raw:
+        if not isinstance(t, Mapping) or "above_input_tokens" not in t or "prices" not in t:
+            raise _fail(where, "each tier needs 'above_input_tokens' and 'prices'")
+        threshold = t["above_input_tokens"]
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold <= last:
+            raise _fail(where, "tier thresholds must be positive integers in ascending order")
+        last = threshold
+        tiers.append(PriceTier(threshold, _prices(t["prices"], f"{where} tier >{threshold}")))
+    return tuple(tiers)
+
+
+def _period(raw: Any, where: str) -> PricePeriod:
+    if not isinstance(raw, Mapping) or "prices" not in raw:
+        raise _fail(where, "each period needs 'prices'")
+    unknown = set(raw) - {"prices", "tiers", "batch", "batch_tiers", "start", "end", "daily"}
+    if unknown:
+        raise _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
+    try:
+        bounds = {}
+        for name in ("start", "end"):
+            value = raw.get(name)
+            bounds[name] = None if value is None else datetime.fromisoformat(value)
+        daily = raw.get("daily")
+        window = None
+        if daily is not None:
+            begin, stop = (time.fromisoformat(t) for t in daily)
+            window = (begin, stop)
+        batch = raw.get("batch")
+        return PricePeriod(
+            _prices(raw["prices"], where),
+            _tiers(raw.get("tiers"), where),
+            None if batch is None else _prices(batch, f"{where} batch"),
+            _tiers(raw.get("batch_tiers"), f"{where} batch"),
+            start=bounds["start"],
+            end=bounds["end"],
+            daily=window,
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise _fail(where, f"invalid period: {exc}") from None
+
+
 def _model(raw: Any, index: int, origin: str) -> ModelInfo:
     where = f"{origin} entry #{index}"
     if not isinstance(raw, Mapping):
@@ -79,8 +131,10 @@ def _model(raw: Any, index: int, origin: str) -> ModelInfo:
     if not isinstance(name, str):
         raise _fail(where, "'name' must be a string")
     ctx = raw["context_window"]
-    if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx <= 0:
-        raise _fail(where, f"'context_window' must be a positive integer, got {ctx!r}")
+    if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 0:
+        raise _fail(
+            where, f"'context_window' must be a positive integer (0 = unknown), got {ctx!r}"
+        )
     source = raw["source"]
     if not isinstance(source, str) or not source.startswith(
         ("https://", "http://", "file:", "urn:")
@@ -95,19 +149,11 @@ def _model(raw: Any, index: int, origin: str) -> ModelInfo:
     tokenizer = raw.get("tokenizer")
     if tokenizer not in _TOKENIZERS:
         raise _fail(where, f"'tokenizer' must be one of {_TOKENIZERS}, got {tokenizer!r}")
-    tiers_raw = raw.get("tiers") or []
-    if not isinstance(tiers_raw, list):
-        raise _fail(where, "'tiers' must be a list")
-    tiers = []
-    last = 0
-    for t in tiers_raw:
-        if not isinstance(t, Mapping) or "above_input_tokens" not in t or "prices" not in t:
-            raise _fail(where, "each tier needs 'above_input_tokens' and 'prices'")
-        threshold = t["above_input_tokens"]
-        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold <= last:
-            raise _fail(where, "tier thresholds must be positive integers in ascending order")
-        last = threshold
-        tiers.append(PriceTier(threshold, _prices(t["prices"], f"{where} tier >{threshold}")))
+    tiers = _tiers(raw.get("tiers"), where)
+    periods_raw = raw.get("periods") or []
+    if not isinstance(periods_raw, list):
+        raise _fail(where, "'periods' must be a list")
+    periods = tuple(_period(p, f"{where} period #{i}") for i, p in enumerate(periods_raw))
     aliases = raw.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise _fail(where, "'aliases' must be a list of non-empty strings")
@@ -129,7 +175,8 @@ def _model(raw: Any, index: int, origin: str) -> ModelInfo:
             source=source,
             mode=raw.get("mode", "chat"),
             notes=str(raw.get("notes") or ""),
-            price_source=str(raw.get("price_source") or "tokenward catalog"),
+            price_source=str(raw.get("price_source") or "user"),
+            periods=periods,
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigurationError):
@@ -207,13 +254,8 @@ def _clean(d: Decimal) -> Decimal:
 
 
 def guess_tokenizer(name: str) -> str | None:
-    """tiktoken encoding for OpenAI model names, else ``None``."""
-    base = name.lower().rsplit("/", 1)[-1]
-    if re.match(r"^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o1|o3|o4|chatgpt-4o|gpt-oss)", base):
-        return "o200k_base"
-    if re.match(r"^(gpt-4|gpt-3\.5|gpt-35|text-embedding-)", base):
-        return "cl100k_base"
-    return None
+    """tiktoken encoding for OpenAI model names, else ``None`` (see ``tokenizer_family``)."""
+    return tokenizer_family(name)
 
 
 def _tiered_pricing(spec: Mapping[str, Any]) -> dict[int, dict[str, Decimal]]:
@@ -323,6 +365,7 @@ def parse_litellm(data: Mapping[str, Any], source: str = _LITELLM_URL) -> list[M
                     source=source,
                     mode=mode,  # type: ignore[arg-type]
                     notes="imported from LiteLLM price map",
+                    price_source="LiteLLM price map",
                 )
             )
         except (TypeError, ValueError) as exc:

@@ -154,7 +154,11 @@ def _build(model: str, catalog: Any, require_exact: bool) -> TokenCounter:
         if counter is None and require_exact and tok not in MISTRAL_TOKENIZER_NAMES:
             get_encoding(tok)  # raises the loader's error, which names the fix
     elif provider == "mistral" or _MISTRAL_NAME.search(canonical):
-        counter = builtin_mistral_counter(canonical, provider)
+        # the name as sent first: its version picks the tokenizer ("mistral-large-2411" is v7,
+        # while the catalog prices 2407 and 2411 as one "mistral-large")
+        counter = builtin_mistral_counter(_bare(model), provider)
+        if counter is None or not counter.exact:
+            counter = builtin_mistral_counter(canonical, provider) or counter
     if counter is None:
         if require_exact:
             raise TokenizerUnavailableError(

@@ -588,7 +588,9 @@ def _cheaper(
         by_tier[t] = e.usage if t not in by_tier else by_tier[t] + e.usage
     new_cost = _ZERO
     for t, usage in by_tier.items():
-        flat = replace(cand, tiers=(), prices=cand.prices_for(t + 1 if t is not None else 0))
+        flat = replace(
+            cand, tiers=(), periods=(), prices=cand.prices_for(t + 1 if t is not None else 0)
+        )
         try:
             new_cost += price_call(usage, flat).total
         except Exception:  # noqa: BLE001 - e.g. audio the candidate cannot price: no advice
