@@ -679,8 +679,12 @@ def render(data: ReportData, fmt: str = "table", *, console: Console | None = No
     from rich.console import Console as _Console
 
     target = console or _Console(record=True, width=140, file=io.StringIO(), highlight=False)
+    from rich.text import Text as _Text
+
     for part in tables(data):
-        target.print(part)
+        # lines of text are never broken by us (the header holds the ledger path, which is
+        # copied into the next command); the terminal wraps them if it must
+        target.print(part, soft_wrap=isinstance(part, _Text))
     if console is None:
         return target.export_text()
     return None
