@@ -265,7 +265,12 @@ class _Trim:
         if additive:
             sys_t = c.one(sys_idx) if sys_idx is not None else 0
             pin_t = sum(c.one(p) for p in pinned)
-            need = sys_t + pin_t + c.overhead + reserve
+            if c.system_apart:  # trim_messages: [system] and the rest are two lists
+                sys_t += c.overhead if sys_idx is not None else 0
+                pin_t += c.overhead if pinned else 0
+                need = sys_t + pin_t + reserve
+            else:
+                need = sys_t + pin_t + c.overhead + reserve
         else:
             sys_t = c.of([self.items[sys_idx]]) if sys_idx is not None else 0
             pin_t = c.of([self.items[p] for p in sorted(pinned)]) if pinned else 0
@@ -279,9 +284,10 @@ class _Trim:
                     f"prompt, unpin messages, or pass overflow='keep' to keep them anyway "
                     f"(LangChain trim_messages behaviour)."
                 )
-        # window budget
+        # window budget: for additive counters, the sum of the kept groups' own counts
         if additive:
-            budget = max(0, self.max_tokens - need)
+            first_overhead = c.overhead if c.system_apart and not pinned else 0
+            budget = max(0, self.max_tokens - need - first_overhead)
         else:
             budget = max(0, self.max_tokens - sys_t - reserve)
 
@@ -311,37 +317,36 @@ class _Trim:
                 idx.update(extra)
             return [extra[i] if extra and i in extra else self.items[i] for i in sorted(idx)]
 
-        taken: list[tuple[int, int]] = []
-        stop: tuple[int, int] | None = None
+        groups = _Lazy(candidates())
+        items = self.items
         used = 0
-        if additive:
-            for g in candidates():
-                cost = 0
-                for k in range(g[0], g[1] + 1):
-                    cost += c.one(k)
-                if used + cost > budget:
-                    stop = g
-                    break
-                used += cost
-                taken.append(g)
-        else:
-            cands = list(candidates())
-            m = len(cands)
-            if c.of(assemble(cands)) <= budget:
-                k = m
+
+        def span(k: int, end: int) -> list[Any]:
+            """Messages of candidate groups ``k..end-1``, in conversation order."""
+            if pinned:
+                chosen = sorted(groups[k:end])
+                return [items[i] for s, e in chosen for i in range(s, e + 1)]
+            if last:  # contiguous: the groups walk back from the end
+                return list(items[groups[end - 1][0] : groups[k][1] + 1])
+            return list(items[groups[k][0] : groups[end - 1][1] + 1])
+
+        if additive:  # each message counted once
+            if c.batches:  # an additive list counter: one call per batch of groups
+                k, used = take_fitting(groups, lambda k, end: c.many(span(k, end)), budget)
             else:
-                left, right = 0, m
-                for _ in range(m.bit_length()):
-                    if left >= right:
-                        break
-                    mid = (left + right + 1) // 2
-                    if c.of(assemble(cands[:mid])) <= budget:
-                        left = mid
-                    else:
-                        right = mid - 1
-                k = left
-            taken = cands[:k]
-            stop = cands[k] if k < m else None
+
+                def cost(k: int, end: int) -> int:
+                    return sum(c.one(i) for s, e in groups[k:end] for i in range(s, e + 1))
+
+                k, used = take_fitting(groups, cost, budget, batches=False)
+        else:  # a list counter: search the number of groups that fit
+
+            def tokens(k: int) -> int:
+                return c.of(assemble(groups[:k]) if pinned else span(0, k))
+
+            k = longest_fitting(groups, tokens, budget, pin_t)
+        taken: list[tuple[int, int]] = groups[:k]
+        stop = groups[k] if groups.has(k) else None
 
         replaced: dict[int, Any] = {}
         if self.allow_partial and stop is not None and stop[0] == stop[1]:
@@ -425,6 +430,116 @@ class _Trim:
             return None
         chosen = pieces[:left]
         return ops.with_content(x, "".join(chosen[::-1] if rev else chosen))
+
+
+class _Lazy:
+    """A list filled from an iterator as far as it is read."""
+
+    def __init__(self, source: Iterator[tuple[int, int]]) -> None:
+        self.items: list[tuple[int, int]] = []
+        self._source: Iterator[tuple[int, int]] | None = source
+
+    def has(self, k: int) -> bool:
+        """Is there a ``k``-th item (0-based)?"""
+        items, source = self.items, self._source
+        while len(items) <= k and source is not None:
+            nxt = next(source, None)
+            if nxt is None:
+                self._source = source = None
+            else:
+                items.append(nxt)
+        return len(items) > k
+
+    def size(self) -> int | None:
+        """The number of items if the iterator is exhausted, else None."""
+        return len(self.items) if self._source is None else None
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            if k.stop is not None:
+                self.has(k.stop - 1)
+            return self.items[k]
+        self.has(k)
+        return self.items[k]
+
+
+def take_fitting(
+    groups: _Lazy, cost: Callable[[int, int], int], budget: int, *, batches: bool = True
+) -> tuple[int, int]:
+    """``(k, used)``: the most leading ``groups`` whose costs add up to at most ``budget``.
+
+    ``cost(k, end)`` is the total of groups ``k..end-1`` (additive). With ``batches`` the
+    groups are counted in batches of three quarters of the number the room left is
+    expected to hold (from the tokens per group so far), a batch that does not fit being
+    halved: a list counter is called a few times on short lists. Without, one group at a time: only the
+    kept groups and the first one that does not fit are counted.
+    """
+    k = used = 0
+    size = 1
+    bad: int | None = None  # the fewest leading groups known not to fit
+    while bad != k + 1:
+        end = k + size if bad is None else min(k + size, bad - 1)
+        if not groups.has(end - 1):
+            end = groups.size() or 0
+            if end <= k:
+                break
+        t = cost(k, end)
+        if used + t <= budget:
+            used += t
+            k = end
+            if batches:
+                size = max(1, int((budget - used) * k / used * 3) // 4) if used else 2 * k
+        else:
+            bad = end
+            size = max(1, (end - k) // 2)
+    return k, used
+
+
+def longest_fitting(cands: _Lazy, tokens: Callable[[int], int], budget: int, base: int) -> int:
+    """Largest ``k`` with ``tokens(k) <= budget`` (``tokens(0) = base`` is not called).
+
+    ``trim_messages`` binary-searches prefix lengths from the whole list down; for any
+    counter whose count does not drop when a message is added, the answer is the same
+    when the search starts from the short side and interpolates on the counts seen
+    (tokens per group so far, then between the bracketing probes), bisecting when the
+    bracket does not halve. Probes stay near the answer, so a list counter is called on
+    a few lists about as long as the result instead of on the whole history.
+    """
+    ok, t_ok = 0, base
+    bad: int | None = None
+    t_bad = 0
+    bisect = False
+    while True:
+        size = cands.size()
+        upper = bad if bad is not None else (size + 1 if size is not None else None)
+        if upper is not None and upper - ok <= 1:
+            return ok
+        if ok == 0:
+            g = 1
+        elif bisect and upper is not None:
+            g = (ok + upper) // 2
+        elif bad is not None:
+            g = ok + int((budget - t_ok) * (bad - ok) / (t_bad - t_ok))
+        else:
+            per = (t_ok - base) / ok
+            g = ok + (int((budget - t_ok) / per) + 1 if per > 0 else ok)
+        g = max(g, ok + 1)
+        if upper is not None:
+            g = min(g, upper - 1)
+        if not cands.has(g - 1):
+            size = cands.size()
+            assert size is not None
+            if size <= ok:
+                return ok
+            g = size
+        before = (upper - ok) if upper is not None else None
+        t = tokens(g)
+        if t <= budget:
+            ok, t_ok = g, t
+        else:
+            bad, t_bad = g, t
+        after = bad - ok if bad is not None else None
+        bisect = before is not None and after is not None and after * 2 > before
 
 
 def trim_items(
