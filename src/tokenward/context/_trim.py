@@ -414,7 +414,11 @@ class _Trim:
         pieces = list(self.splitter(text))
         if rev:
             pieces.reverse()
-        base = used if c.additive else c.of(assemble(taken))
+        # trim_messages counts the kept window and the cut message as two lists
+        if c.additive:
+            base = used + (c.overhead if c.system_apart else 0)
+        else:
+            base = c.of(assemble(taken))
         left, right = 0, len(pieces)
         for _ in range(len(pieces).bit_length()):
             if left >= right:
@@ -470,28 +474,32 @@ def take_fitting(
 
     ``cost(k, end)`` is the total of groups ``k..end-1`` (additive). With ``batches`` the
     groups are counted in batches of three quarters of the number the room left is
-    expected to hold (from the tokens per group so far), a batch that does not fit being
-    halved: a list counter is called a few times on short lists. Without, one group at a time: only the
-    kept groups and the first one that does not fit are counted.
+    expected to hold (from the tokens per group so far); a batch that does not fit is
+    bisected (a first half that fits is kept and the rest bisected in turn), so every
+    message is counted about once and a list counter is called a few times.
+    Without ``batches``, one group at a time: only the kept groups and the first one that
+    does not fit are counted.
     """
     k = used = 0
     size = 1
-    bad: int | None = None  # the fewest leading groups known not to fit
+    bad: int | None = None  # groups k..bad-1 are known not to fit
     while bad != k + 1:
-        end = k + size if bad is None else min(k + size, bad - 1)
-        if not groups.has(end - 1):
-            end = groups.size() or 0
-            if end <= k:
-                break
+        if bad is not None:  # bisect the batch that did not fit
+            end = k + max(1, (bad - k) // 2)
+        else:
+            end = k + size
+            if not groups.has(end - 1):
+                end = groups.size() or 0
+                if end <= k:
+                    break
         t = cost(k, end)
         if used + t <= budget:
             used += t
             k = end
-            if batches:
+            if bad is None and batches:
                 size = max(1, int((budget - used) * k / used * 3) // 4) if used else 2 * k
         else:
             bad = end
-            size = max(1, (end - k) // 2)
     return k, used
 
 
