@@ -13,11 +13,19 @@ each):
 * the number of distinct shingles (for the size filter: ``J(A, B) <= min/max size``);
 * a hash of the shingle set (texts with equal sets, e.g. identical after normalization,
   are duplicates without any similarity work);
-* the 9 smallest shingle hashes (a bottom-k sketch), and candidate keys derived from it:
-  for thresholds >= 0.85 the 8 pairs of consecutive values (two near-duplicates share
-  one unless the first several shingles of their union alternate between the two sets;
-  measured on 20,000 edited pairs at Jaccard 0.85-0.91: 1-2 misses), below that the 9
-  values themselves (a pair is missed with probability about ``(1 - threshold) ** 9``).
+* the 9 smallest shingle hashes (a bottom-k sketch), and candidate keys: below a
+  threshold of 0.85 the 9 values themselves (a pair is missed with probability about
+  ``(1 - threshold) ** 9``); from 0.85 on, for a text of 11 or more shingles the 8 pairs
+  of consecutive values (two near-duplicates share one unless the first several
+  shingles of their union alternate between the two sets; measured on 20,000 edited
+  pairs at Jaccard 0.85-0.91: 1-2 misses), and for a text of at most 11 shingles its
+  exact neighbourhood: the XOR of its shingle hashes and, from 7 shingles on, that XOR
+  without each shingle. At a threshold >= 0.85 two sets of at most 11 shingles are
+  near-duplicates only if they are equal or one is the other plus one shingle (their
+  union has at most 12, and 15 % of 12 is less than 2), so such pairs always share a
+  key, and unrelated short texts never do, whatever words they share (short chunks
+  with a common prefix cost nothing). A text of at most 10 shingles and one of 12 or
+  more are never near-duplicates at 0.85 (10/12 < 0.85): 11 gets both kinds.
 
 The store also indexes the pair keys of every cached text and flags, when a text is
 sketched, every cached text that shares a pair key with another. Per call (thresholds
@@ -35,8 +43,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from functools import reduce
 from itertools import compress, count
-from operator import itemgetter, not_, or_
+from operator import itemgetter, not_, or_, xor
 from typing import Any
 from zlib import crc32
 
@@ -49,6 +58,9 @@ _PUNCT.update(
 )
 _PUNCT.update(dict.fromkeys(range(0x2000, 0x200B), " "))
 _BOTTOM = 9  # sketch size
+_PAIRS_FROM = 11  # shingles from which a text gets consecutive-pair keys (thresholds >= 0.85)
+_EXACT_UP_TO = 11  # ... up to which it gets its exact neighbourhood keys
+_NEIGHBOURS_FROM = 7  # ... from which the neighbourhood includes the set minus one shingle
 _PAIR_KEYS_FROM = 0.85  # thresholds from here on use consecutive-pair keys
 _SKETCH_MAX = 16_384  # texts per cache generation (two generations; ~1 KB per text)
 _PAIR_MAX = 16_384  # cached pair intersections per generation
@@ -195,8 +207,14 @@ def _record(text: str) -> _Record:
     else:
         sh = frozenset((hash(tuple(ids)),))
         low = tuple(sh)
-    pairs = tuple(map(hash, zip(low, low[1:]))) or low
-    return (next(_UID), len(sh), hash(sh), low, pairs)
+    n = len(sh)
+    keys: tuple[int, ...] = tuple(map(hash, zip(low, low[1:]))) if n >= _PAIRS_FROM else ()
+    if n <= _EXACT_UP_TO:
+        whole = reduce(xor, sh, 0)
+        keys += (whole,)
+        if n >= _NEIGHBOURS_FROM:
+            keys += tuple(map(whole.__xor__, sh))
+    return (next(_UID), n, hash(sh), low, keys)
 
 
 def records(texts: list[str]) -> list[_Record]:

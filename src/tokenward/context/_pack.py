@@ -216,6 +216,20 @@ def _solve(w: list[int], v: list[float], cap: int) -> tuple[list[int], bool, flo
 upper_bound = lp_bound  # LP-relaxation bound (kept under its old name)
 
 
+def density_greedy(tokens: list[int], values: list[float], sep: int, max_tokens: int) -> list[int]:
+    """Positions chosen by score per token, best first (ties in input order), taking
+    every chunk that still fits and skipping the ones that do not (separators counted)."""
+    dens = [v / t if t else float("inf") for v, t in zip(values, tokens, strict=True)]
+    room = max_tokens + sep  # n chunks need n - 1 separators
+    chosen = []
+    for i in sorted(range(len(tokens)), key=dens.__getitem__, reverse=True):
+        cost = tokens[i] + sep
+        if cost <= room and values[i] > 0:
+            chosen.append(i)
+            room -= cost
+    return sorted(chosen)
+
+
 # -- partial fill ---------------------------------------------------------------------
 
 
@@ -281,7 +295,8 @@ def pack_context(
             selection is proven optimal; otherwise ``report.bound`` is certified:
             ``relevance_kept >= report.bound * optimum`` (from the LP relaxation or the
             search; never below 1/2 because the best single chunk is considered, and
-            typically >= 0.999). The selection is never worth less than the greedy one.
+            typically >= 0.999). The selection is never worth less than the score-greedy one
+            nor than density-greedy (score per token, skip what does not fit).
             ``"greedy"``: the common sort-by-score, stop-at-first-miss strategy
             (seed 003), with separators counted.
         separator: joins the chunks; counted.
@@ -358,6 +373,10 @@ def pack_context(
         upper = upper_bound(w, v, max_tokens + sep_t)
     else:
         sel, exact, upper = _solve(w, v, max_tokens + sep_t)
+        if not exact:  # never worth less than the usual density heuristic
+            greedy = density_greedy(live_tokens, v, sep_t, max_tokens)
+            if sum(map(v.__getitem__, greedy)) > sum(map(v.__getitem__, sel)):
+                sel = greedy
         chosen = list(map(live.__getitem__, sel))
         if v and min(v) <= 0.0:
             # chunks with no positive score add no relevance: add them, best first, while
