@@ -61,6 +61,7 @@ _BOTTOM = 9  # sketch size
 _PAIRS_FROM = 11  # shingles from which a text gets consecutive-pair keys (thresholds >= 0.85)
 _EXACT_UP_TO = 11  # ... up to which it gets its exact neighbourhood keys
 _NEIGHBOURS_FROM = 7  # ... from which the neighbourhood includes the set minus one shingle
+_RETIRE = 4  # kept texts sharing a key after which it is retired (thresholds >= 0.85)
 _PAIR_KEYS_FROM = 0.85  # thresholds from here on use consecutive-pair keys
 _SKETCH_MAX = 16_384  # texts per cache generation (two generations; ~1 KB per text)
 _PAIR_MAX = 16_384  # cached pair intersections per generation
@@ -289,15 +290,23 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
         involved = list(compress(range(len(keys)), map(not_, map(hit_keys.isdisjoint, keys))))
     if len(involved) < 2:
         return {}
-    # 3. best first: compare with the kept texts sharing a key
+    # 3. best first: compare with the kept texts sharing a key. From 0.85 on, a key held
+    # by _RETIRE kept texts (none a duplicate of another) is retired for the rest of the
+    # call: it has shown it tells nothing. Every key then costs at most a few checks, so
+    # the work stays linear in the number of texts whatever they share. A near-duplicate
+    # pair is still found through any of its other shared keys (it shares most of its 8).
+    retire = _RETIRE if threshold >= _PAIR_KEYS_FROM else len(texts) + 1
     owner: dict[int, int] = {}  # key -> first kept position holding it
     more: dict[int, list[int]] = {}  # key -> further kept positions
+    retired: set[int] = set()
     dup: dict[int, int] = {}
     sets: dict[str, frozenset[int]] = {}
     owned = owner.keys()
     for pos in involved:
         ks = keys[pos]
         if owned.isdisjoint(ks):  # no kept text shares a key: kept
+            if retired and not retired.isdisjoint(ks):
+                ks = tuple(h for h in ks if h not in retired)
             owner.update(dict.fromkeys(ks, pos))
             continue
         cands: set[int] = set()
@@ -309,28 +318,31 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
                 if extra:
                     cands.update(extra)
         found = -1
-        if cands:
-            rec = recs[pos]
-            n, seq = rec[_N], rec[_SEQ]
-            for j in sorted(cands):
-                other = recs[j]
-                if other[_SEQ] == seq:  # equal shingle sets (64-bit hash)
-                    found = j
-                    break
-                m = other[_N]
-                if (n if n < m else m) < threshold * (n if n > m else m):
-                    continue  # sizes too different
-                inter = _intersection(rec, other, texts[pos], texts[j], sets)
-                if inter >= threshold * (n + m - inter):
-                    found = j
-                    break
+        rec = recs[pos]
+        n, seq = rec[_N], rec[_SEQ]
+        for j in sorted(cands):
+            other = recs[j]
+            if other[_SEQ] == seq:  # equal shingle sets (64-bit hash)
+                found = j
+                break
+            m = other[_N]
+            if (n if n < m else m) < threshold * (n if n > m else m):
+                continue  # sizes too different
+            inter = _intersection(rec, other, texts[pos], texts[j], sets)
+            if inter >= threshold * (n + m - inter):
+                found = j
+                break
         if found >= 0:
             dup[pos] = found
             continue
         for h in ks:
             if h in owner:
-                more.setdefault(h, []).append(pos)
-            else:
+                holders = more.setdefault(h, [])
+                holders.append(pos)
+                if len(holders) + 1 >= retire:
+                    del owner[h], more[h]
+                    retired.add(h)
+            elif h not in retired:
                 owner[h] = pos
     return dup
 
