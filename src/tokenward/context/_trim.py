@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tokenward.context._cache import CacheAwareTrim
 from tokenward.context._counters import MessageCounts
 from tokenward.errors import ConfigurationError, ContextBudgetError
 from tokenward.messages import Message
@@ -236,9 +237,16 @@ class _Trim:
         return range(p, self.fwd(p, self.n) + 1)
 
     # -- main -----------------------------------------------------------------------
-    def run(self, reserve: int = 0) -> tuple[list[int], dict[int, Any]]:
-        """Return kept indices (sorted) and replacement items for cut messages."""
+    def run(self, reserve: int = 0, floor: int = 0) -> tuple[list[int], dict[int, Any]]:
+        """Return kept indices (sorted) and replacement items for cut messages.
+
+        Messages below ``floor`` are not candidates (the system and pinned messages still
+        are kept). Afterwards ``self.fixed`` holds the system and pinned indices and
+        ``self.overflowed`` says whether a group was dropped for the budget.
+        """
         n = self.n
+        self.fixed: list[int] = []
+        self.overflowed = False
         if n == 0:
             return [], {}
         last = self.strategy == "last"
@@ -256,12 +264,13 @@ class _Trim:
             if p != sys_idx:
                 pinned.update(self.group_of(p))
         pinned.discard(sys_idx)  # type: ignore[arg-type]
+        lo = max(lo, floor)
         if hi == 0 and not pinned:
             return [], {}
 
         c = self.c
         additive = c.additive
-        fixed = sorted(pinned | ({sys_idx} if sys_idx is not None else set()))
+        fixed = self.fixed = sorted(pinned | ({sys_idx} if sys_idx is not None else set()))
         if additive:
             sys_t = c.one(sys_idx) if sys_idx is not None else 0
             pin_t = sum(c.one(p) for p in pinned)
@@ -347,6 +356,7 @@ class _Trim:
             k = longest_fitting(groups, tokens, budget, pin_t)
         taken: list[tuple[int, int]] = groups[:k]
         stop = groups[k] if groups.has(k) else None
+        self.overflowed = stop is not None
 
         replaced: dict[int, Any] = {}
         if self.allow_partial and stop is not None and stop[0] == stop[1]:
@@ -550,6 +560,28 @@ def longest_fitting(cands: _Lazy, tokens: Callable[[int], int], budget: int, bas
         bisect = before is not None and after is not None and after * 2 > before
 
 
+def _hold_or_cut(
+    t: _Trim, state: CacheAwareTrim, items: Sequence[Any], max_tokens: int
+) -> list[int]:
+    """Kept indices with hysteresis: the window keeps starting at the remembered cut while
+    it fits ``max_tokens``; otherwise it is trimmed from there to the low-water mark."""
+    cut = state.locate(items)
+    kept, _ = t.run(floor=cut or 0)
+    held = cut is not None and not t.overflowed
+    if not held and t.overflowed:  # crossed the high-water mark: cut back to low water
+        t.max_tokens = state.low_tokens(max_tokens)  # type: ignore[attr-defined]
+        try:
+            kept, _ = t.run(floor=cut or 0)
+        finally:
+            t.max_tokens = max_tokens  # type: ignore[attr-defined]
+    fixed = set(t.fixed)
+    start = next((i for i in kept if i not in fixed), len(items))
+    state.remember(
+        items, kept, start, held or (cut is None and not t.overflowed), fixed.__contains__
+    )
+    return kept
+
+
 def trim_items(
     items: Sequence[Any],
     max_tokens: int,
@@ -566,10 +598,13 @@ def trim_items(
     pinned: Any = None,
     summarizer: Callable[[list[Any]], Any] | None = None,
     overflow: str = "raise",
+    cache_aware: CacheAwareTrim | None = None,
 ) -> list[Any]:
     """The algorithm behind :func:`trim_history`, on any message type (see ``MessageOps``).
 
     ``start_on`` / ``end_on`` / ``pinned`` (when callable) are predicates on ``items``.
+    ``cache_aware``: the conversation's :class:`CacheAwareTrim` (adapters keep one per
+    conversation and pass it on every turn).
     """
     if strategy not in ("first", "last"):
         raise ConfigurationError(
@@ -598,6 +633,14 @@ def trim_items(
         overflow=overflow,
     )
     t.max_tokens = max_tokens  # type: ignore[attr-defined]
+    if cache_aware is not None:
+        if strategy != "last" or allow_partial or summarizer is not None:
+            raise ConfigurationError(
+                "cache_aware trimming keeps the oldest kept message fixed across turns: it "
+                "needs strategy='last' and no allow_partial or summarizer (a cut or "
+                "summarized message would change the cached prefix every turn)"
+            )
+        return [items[i] for i in _hold_or_cut(t, cache_aware, items, max_tokens)]
     kept, replaced = t.run()
     if summarizer is not None:
         reserve = 0
@@ -639,6 +682,7 @@ def trim_history(
     pinned: Iterable[int] | Callable[[Message], bool] | None = None,
     summarizer: Callable[[list[Message]], Message | str] | None = None,
     overflow: Literal["raise", "keep"] = "raise",
+    cache_aware: CacheAwareTrim | None = None,
 ) -> list[Message]:
     """Trim a chat history to at most ``max_tokens`` tokens.
 
@@ -669,6 +713,11 @@ def trim_history(
         overflow: when the system + pinned messages alone exceed ``max_tokens``:
             ``"raise"`` a :class:`~tokenward.ContextBudgetError`, or ``"keep"`` them
             and return nothing else (what ``trim_messages`` does with a system message).
+        cache_aware: a :class:`~tokenward.context.CacheAwareTrim` kept per conversation:
+            the oldest kept message stays the same while the result fits ``max_tokens``
+            (so the provider's prompt cache keeps hitting), and when it no longer fits the
+            history is cut back to the state's ``low_water`` once. Needs strategy="last",
+            no ``allow_partial`` and no ``summarizer``.
 
     Returns:
         The kept messages in their original order (the same objects; a cut message is a
@@ -701,6 +750,7 @@ def trim_history(
         pinned=pinned,
         summarizer=summarizer,
         overflow=overflow,
+        cache_aware=cache_aware,
     )
 
 
