@@ -47,13 +47,14 @@ LOW = 0.6
 LAST_N = 20
 MODELS = {"claude-sonnet-4": "anthropic", "gpt-4o": "openai"}
 
-_WORDS = (
+_PROSE = (
     "the quarterly report shows steady growth in every region although margins in the "
     "northern markets narrowed because of higher shipping costs our team reviewed customer "
     "feedback and found that most requests concern faster onboarding clearer pricing and "
     "better export options we propose to prioritize the onboarding flow then revisit pricing "
     "with the finance group next month"
-).split()  # noqa: SIM905 - prose is easier to read as a sentence
+)
+_WORDS = _PROSE.split()
 
 
 def conversation(seed: int = 0) -> tuple[Message, list[tuple[list[Message], Message]]]:
