@@ -35,6 +35,7 @@ one-message list (LangChain's convention); if that raises ``TypeError``,
 from __future__ import annotations
 
 import collections.abc as cabc
+import contextlib
 import functools
 import inspect
 import typing
@@ -204,7 +205,7 @@ def _annotation_kind(fn: Callable[..., Any]) -> str | None:
         try:
             hints = typing.get_type_hints(target)
             ann = hints.get(param.name, ann)
-        except Exception:  # unresolvable forward reference: read the string
+        except (NameError, TypeError, AttributeError, SyntaxError):  # unresolvable: read the string
             pass
     if isinstance(ann, str):
         text = ann.strip().strip("'\"")
@@ -232,17 +233,15 @@ _KIND_CACHE: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDiction
 def counter_kind(fn: Callable[..., Any]) -> str | None:
     """``"message"``, ``"list"`` or ``None`` (unknown: decide by probing)."""
     kind = getattr(fn, _KIND_ATTR, None)
-    if kind in ("message", "list"):
-        return kind
+    if kind == "message" or kind == "list":
+        return str(kind)
     try:
         return _KIND_CACHE[fn]
     except (KeyError, TypeError):
         pass
     kind = _annotation_kind(fn)
-    try:
+    with contextlib.suppress(TypeError):  # not weak-referenceable: not cached
         _KIND_CACHE[fn] = kind
-    except TypeError:
-        pass
     return kind
 
 
@@ -388,7 +387,7 @@ class MessageCounts:
                 first = conv(items[0])
                 try:
                     self.overhead = max(0, tc.count_messages([first]) - tc.count_message(first))
-                except Exception:  # pragma: no cover - defensive: a partial counter
+                except Exception:  # noqa: BLE001 - a partial counter: no overhead
                     self.overhead = 0
             self.additive = True
             return
@@ -413,7 +412,7 @@ class MessageCounts:
     def _decompose(self, fn: Callable[[list[Any]], int]) -> bool:
         try:
             base = fn([])
-        except Exception:  # a counter that rejects empty lists: count whole lists
+        except Exception:  # noqa: BLE001 - it rejects empty lists: count whole lists
             return False
         self.calls += 1
         self.overhead = base
@@ -429,7 +428,7 @@ class MessageCounts:
         except _PROBE_ERRORS as list_error:
             try:
                 value = fn(first)
-            except Exception:
+            except Exception:  # noqa: BLE001 - neither way works: report the list call
                 raise list_error from None
             self._cache[0] = int(value)
             return "message"

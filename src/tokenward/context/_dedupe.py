@@ -44,9 +44,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from functools import reduce
-from itertools import compress, count
+from itertools import compress, count, pairwise
 from operator import itemgetter, not_, or_, xor
-from typing import Any
+from typing import Any, Final
 from zlib import crc32
 
 __all__ = ["clear_caches", "near_duplicates", "sketch_cache_info"]
@@ -69,7 +69,10 @@ _PAIR_MAX = 16_384  # cached pair intersections per generation
 # record: (uid, shingle count, shingle-set hash, single keys, pair keys)
 _Record = tuple[int, int, int, tuple[int, ...], tuple[int, ...]]
 _UID = count()
-_N, _SEQ, _SINGLE, _PAIRS = 1, 2, 3, 4
+_N: Final = 1  # record fields (Final: mypy reads them as literal indices)
+_SEQ: Final = 2
+_SINGLE: Final = 3
+_PAIRS: Final = 4
 _get_uid = itemgetter(0)
 _get_single = itemgetter(_SINGLE)
 _get_pairs = itemgetter(_PAIRS)
@@ -209,7 +212,7 @@ def _record(text: str) -> _Record:
         sh = frozenset((hash(tuple(ids)),))
         low = tuple(sh)
     n = len(sh)
-    keys: tuple[int, ...] = tuple(map(hash, zip(low, low[1:]))) if n >= _PAIRS_FROM else ()
+    keys: tuple[int, ...] = tuple(map(hash, pairwise(low))) if n >= _PAIRS_FROM else ()
     if n <= _EXACT_UP_TO:
         whole = reduce(xor, sh, 0)
         keys += (whole,)
@@ -221,16 +224,18 @@ def _record(text: str) -> _Record:
 def records(texts: list[str]) -> list[_Record]:
     """Sketch records for ``texts`` (cached)."""
     young = _SKETCHES.young
-    out = list(map(young.get, texts))
-    if None in out:
-        get = _SKETCHES.get
-        for k, (rec, text) in enumerate(zip(out, texts)):
+    found: list[_Record | None] = list(map(young.get, texts))
+    if None not in found:
+        return found  # type: ignore[return-value]
+    get = _SKETCHES.get
+    out: list[_Record] = []
+    for rec, text in zip(found, texts, strict=True):
+        if rec is None:
+            rec = get(text)
             if rec is None:
-                rec = get(text)
-                if rec is None:
-                    rec = _record(text)
-                    _SKETCHES.put(text, rec)
-                out[k] = rec
+                rec = _record(text)
+                _SKETCHES.put(text, rec)
+        out.append(rec)
     return out
 
 

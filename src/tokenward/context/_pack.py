@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, filterfalse, islice, repeat
 from operator import attrgetter, not_
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, cast
 
 # _SKETCHES: the sketch cache under its old name (benchmarks clear it for cold runs)
 from tokenward.context._dedupe import _SKETCHES, _TwoGen, near_duplicates  # noqa: F401
@@ -28,7 +28,7 @@ _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f](?=\s|$)")
 class DroppedChunk(NamedTuple):
     """A candidate that is not in the packed context, and why."""
 
-    index: int  # position in the input
+    index: int  # type: ignore[assignment]  # position in the input (shadows tuple.index)
     chunk: Chunk
     reason: Reason
     tokens: int | None = None  # its size (None when it was not counted)
@@ -127,9 +127,9 @@ class _TextCounter:
     """tokens(text) with bounded caches per counter, shared across calls: a two-generation
     LRU for chunk texts and a small one for assembled contexts."""
 
-    _caches: weakref.WeakKeyDictionary[Any, dict[Any, tuple[_TwoGen, OrderedDict[str, int]]]] = (
-        weakref.WeakKeyDictionary()
-    )
+    _caches: ClassVar[
+        weakref.WeakKeyDictionary[Any, dict[Any, tuple[_TwoGen, OrderedDict[str, int]]]]
+    ] = weakref.WeakKeyDictionary()
     _maxsize = 100_000  # texts per generation (two generations)
 
     def __init__(self, counter: Any) -> None:
@@ -321,8 +321,9 @@ def pack_context(
         raise ConfigurationError(f"order must be 'score', 'original' or 'edges'; got {order!r}")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
         raise ConfigurationError(f"max_tokens must be an int >= 0; got {max_tokens!r}")
+    items: list[Chunk]
     if set(map(type, chunks)) <= {Chunk}:
-        items = list(chunks)
+        items = cast(list[Chunk], list(chunks))
     else:
         items = [c if type(c) is Chunk else _as_chunk(c) for c in chunks]
     n = len(items)
@@ -443,7 +444,7 @@ def pack_context(
                     break
 
     ids = arrange(chosen + ([partial_index] if partial_index is not None else []))
-    out = [partial if i == partial_index else items[i] for i in ids]
+    out = [partial if partial is not None and i == partial_index else items[i] for i in ids]
     if partial_index is not None:
         chosen_set.add(partial_index)
     # every input index not kept, in input order: dropped earlier, or did not fit

@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from tokenward.context._cache import CacheAwareTrim
 from tokenward.context._counters import MessageCounts
@@ -104,7 +104,7 @@ def _role_predicate(spec: Any) -> Callable[[Message], bool] | None:
     if spec is None:
         return None
     if callable(spec) and not isinstance(spec, str | type):
-        return spec
+        return cast(Callable[[Message], bool], spec)
     specs = [spec] if isinstance(spec, str | type) else list(spec)
     roles: set[str] = set()
     preds: list[Callable[[Message], bool]] = []
@@ -148,9 +148,9 @@ def _resolve_splitter(text_splitter: Any) -> Callable[[str], list[str]]:
         return default_text_splitter
     split_text = getattr(text_splitter, "split_text", None)
     if callable(split_text):
-        return split_text
+        return cast(Callable[[str], list[str]], split_text)
     if callable(text_splitter):
-        return text_splitter
+        return cast(Callable[[str], list[str]], text_splitter)
     raise ConfigurationError(
         "text_splitter must be a callable str -> list[str] or have .split_text()"
     )
@@ -174,6 +174,7 @@ class _Trim:
         keep_pairs: bool,
         pinned: set[int],
         overflow: str,
+        max_tokens: int = 0,
     ) -> None:
         self.items = items
         self.n = len(items)
@@ -188,6 +189,7 @@ class _Trim:
         self.keep_pairs = keep_pairs
         self.pinned_raw = pinned
         self.overflow = overflow
+        self.max_tokens = max_tokens
         self._tool: dict[int, bool] = {}
         self._calls: dict[int, bool] = {}
 
@@ -263,7 +265,8 @@ class _Trim:
         for p in self.pinned_raw:
             if p != sys_idx:
                 pinned.update(self.group_of(p))
-        pinned.discard(sys_idx)  # type: ignore[arg-type]
+        if sys_idx is not None:
+            pinned.discard(sys_idx)
         lo = max(lo, floor)
         if hi == 0 and not pinned:
             return [], {}
@@ -284,15 +287,14 @@ class _Trim:
             sys_t = c.of([self.items[sys_idx]]) if sys_idx is not None else 0
             pin_t = c.of([self.items[p] for p in sorted(pinned)]) if pinned else 0
             need = sys_t + pin_t + reserve
-        if need > self.max_tokens:
-            if self.overflow == "raise":
-                raise ContextBudgetError(
-                    f"the messages that must be kept need {need} tokens (system {sys_t}, "
-                    f"pinned {pin_t}, overhead/summary {need - sys_t - pin_t}) but "
-                    f"max_tokens={self.max_tokens}. Raise max_tokens, shorten the system "
-                    f"prompt, unpin messages, or pass overflow='keep' to keep them anyway "
-                    f"(LangChain trim_messages behaviour)."
-                )
+        if need > self.max_tokens and self.overflow == "raise":
+            raise ContextBudgetError(
+                f"the messages that must be kept need {need} tokens (system {sys_t}, "
+                f"pinned {pin_t}, overhead/summary {need - sys_t - pin_t}) but "
+                f"max_tokens={self.max_tokens}. Raise max_tokens, shorten the system "
+                f"prompt, unpin messages, or pass overflow='keep' to keep them anyway "
+                f"(LangChain trim_messages behaviour)."
+            )
         # window budget: for additive counters, the sum of the kept groups' own counts
         if additive:
             first_overhead = c.overhead if c.system_apart and not pinned else 0
@@ -569,11 +571,11 @@ def _hold_or_cut(
     kept, _ = t.run(floor=cut or 0)
     held = cut is not None and not t.overflowed
     if not held and t.overflowed:  # crossed the high-water mark: cut back to low water
-        t.max_tokens = state.low_tokens(max_tokens)  # type: ignore[attr-defined]
+        t.max_tokens = state.low_tokens(max_tokens)
         try:
             kept, _ = t.run(floor=cut or 0)
         finally:
-            t.max_tokens = max_tokens  # type: ignore[attr-defined]
+            t.max_tokens = max_tokens
     fixed = set(t.fixed)
     start = next((i for i in kept if i not in fixed), len(items))
     state.remember(
@@ -631,8 +633,8 @@ def trim_items(
         keep_pairs=keep_tool_pairs,
         pinned=_pinned_indices(items, pinned),
         overflow=overflow,
+        max_tokens=max_tokens,
     )
-    t.max_tokens = max_tokens  # type: ignore[attr-defined]
     if cache_aware is not None:
         if strategy != "last" or allow_partial or summarizer is not None:
             raise ConfigurationError(
@@ -762,10 +764,10 @@ def group_boundaries(items: Sequence[Any], ops: MessageOps = CORE_OPS) -> list[i
     """
     t = _Trim(
         items,
-        None,
+        cast(MessageCounts, None),  # only the group navigation is used: nothing is counted
         ops,
         strategy="first",
-        include_system=False,  # type: ignore[arg-type]
+        include_system=False,
         start_on=None,
         end_on=None,
         allow_partial=False,
