@@ -692,3 +692,22 @@ def test_short_text_near_duplicates_match_the_pairwise_definition(
         texts.append(" ".join(ws))
     _dedupe.clear_caches()
     assert _dedupe.near_duplicates(texts, threshold) == _brute_force_duplicates(texts, threshold)
+
+
+def test_dense_overlap_costs_a_bounded_number_of_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Longer chunks (sketched) from a 5-word vocabulary share many keys with many others
+    without being near-duplicates: a key shared by a few kept chunks is retired, so the
+    exact checks stay linear in the number of chunks, and the answer stays exact."""
+    rng = random.Random(3)
+    texts = [
+        f"chunk {i:04d} seed 3 kind {rng.randrange(4)} "
+        + " ".join(rng.choice(["ta", "tb", "tc", "td", "te"]) for _ in range(rng.randint(8, 12)))
+        for i in range(600)
+    ]
+    texts += [t + " tail" for t in texts[:30]]  # near-duplicates: one word appended
+    checks: list[int] = []
+    real = _dedupe._intersection
+    monkeypatch.setattr(_dedupe, "_intersection", lambda *a: checks.append(1) or real(*a))
+    _dedupe.clear_caches()
+    assert _dedupe.near_duplicates(texts, 0.9) == _brute_force_duplicates(texts, 0.9)
+    assert len(checks) <= 4 * len(texts)
