@@ -51,7 +51,7 @@ from collections.abc import Iterable
 from functools import reduce
 from itertools import compress, count, pairwise
 from operator import itemgetter, not_, or_, xor
-from typing import Any, Final
+from typing import Any, Final, cast
 from zlib import crc32
 
 __all__ = ["clear_caches", "near_duplicates", "sketch_cache_info"]
@@ -320,8 +320,9 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
                 ks = tuple(h for h in ks if h not in retired)
             owner.update(dict.fromkeys(ks, pos))
             continue
-        cands = set(map(owner.get, ks))
-        cands.discard(None)
+        held = set(map(owner.get, ks))
+        held.discard(None)
+        cands = cast("set[int]", held)
         if more:
             for h in more.keys() & ks:
                 cands.update(more[h])
