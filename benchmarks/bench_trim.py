@@ -24,7 +24,6 @@ tokenward, repeated) so load on the shared machine hits both alike.
 
 import functools
 import json
-import os
 import random
 import statistics
 import sys
@@ -225,16 +224,15 @@ def _interleaved(fns: list[Any], reps: int, inner: list[int]) -> list[float]:
 
 
 def _chat_openai() -> Any:
-    """ChatOpenAI("gpt-4o") whose tiktoken files come from llama-index-core (offline)."""
+    """ChatOpenAI("gpt-4o"); tiktoken gets tokenward's shipped o200k encoding (offline)."""
     try:
+        import tiktoken.registry
         from langchain_openai import ChatOpenAI
-
-        from tokenward.counting._loader import _llama_index_cache_dir
     except ImportError:  # pragma: no cover - langchain-openai is a test extra
         return None
-    cache = _llama_index_cache_dir()
-    if cache and "TIKTOKEN_CACHE_DIR" not in os.environ:
-        os.environ["TIKTOKEN_CACHE_DIR"] = cache
+    from tokenward.counting import get_encoding
+
+    tiktoken.registry.ENCODINGS.setdefault("o200k_base", get_encoding("o200k_base"))
     return ChatOpenAI(model="gpt-4o", api_key="benchmark-no-network")
 
 

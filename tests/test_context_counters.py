@@ -56,14 +56,13 @@ class OverridingChatModel(WordCountingChatModel):
 
 
 def _chat_openai(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A real ChatOpenAI; its tiktoken files come from llama-index-core (offline)."""
+    """A real ChatOpenAI; tiktoken gets tokenward's shipped o200k encoding (offline)."""
     openai = pytest.importorskip("langchain_openai")
-    from tokenward.counting._loader import _llama_index_cache_dir
+    import tiktoken.registry
 
-    cache = _llama_index_cache_dir()
-    if cache is None:  # pragma: no cover - llama-index-core is in the test extras
-        pytest.skip("no offline tiktoken files")
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", cache)
+    from tokenward.counting import get_encoding
+
+    monkeypatch.setitem(tiktoken.registry.ENCODINGS, "o200k_base", get_encoding("o200k_base"))
     return openai.ChatOpenAI(model="gpt-4o", api_key="test-key")
 
 
