@@ -214,7 +214,7 @@ def _generators(
 ) -> tuple[str, bool, bool, bool]:
     """Table over every generator; (markdown, time goal met on wall-clock and on CPU time,
     never below density-greedy)."""
-    rows, worst_ms, worst_cpu, all_ge = [], 0.0, 0.0, True
+    rows, worst_ms, worst_cpu, all_ge, slow = [], 0.0, 0.0, True, []
     for name in GENERATORS:
         warm_ms, cpu_ms, cold_ms, ratios, dens, scor, dups = [], [], [], [], [], [], []
         for seed in seeds:
@@ -241,6 +241,8 @@ def _generators(
             scor.append(sg / opt if opt else 1.0)
         worst_ms = max(worst_ms, max(warm_ms))
         worst_cpu = max(worst_cpu, max(cpu_ms))
+        if max(cpu_ms) > GOAL_MS:
+            slow.append(f"{name} {max(cpu_ms):.1f} ms CPU")
         rows.append(
             f"| {name} | {len(seeds)} | {statistics.median(warm_ms):.2f} / **{max(warm_ms):.2f} ms** | "
             f"{max(cpu_ms):.2f} ms | "
@@ -252,6 +254,8 @@ def _generators(
         "dropped | `pack_context` (worst, of optimum) | density-greedy | score-greedy |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)
     )
+    if slow:
+        table += "\n\nOver the goal on CPU time: " + ", ".join(slow) + "."
     return table, worst_ms <= GOAL_MS, worst_cpu <= GOAL_MS, all_ge
 
 
