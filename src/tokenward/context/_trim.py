@@ -486,18 +486,22 @@ def take_fitting(
 
     ``cost(k, end)`` is the total of groups ``k..end-1`` (additive). With ``batches`` the
     groups are counted in batches of three quarters of the number the room left is
-    expected to hold (from the tokens per group so far); a batch that does not fit is
-    bisected (a first half that fits is kept and the rest bisected in turn), so every
-    message is counted about once and a list counter is called a few times.
-    Without ``batches``, one group at a time: only the kept groups and the first one that
-    does not fit are counted.
+    expected to hold (from the tokens per group so far, and at most four times as many
+    groups as were counted before, plus four). A batch that does not fit is
+    split where its own average says the room ends; a first part that fits is kept and
+    the rest, whose cost is then known without counting it, is split the same way. A list
+    counter is called a few times and each message is counted about once. Without
+    ``batches``, one group at a time: only the kept groups and the first one that does
+    not fit are counted.
     """
     k = used = 0
     size = 1
-    bad: int | None = None  # groups k..bad-1 are known not to fit
+    bad: int | None = None  # groups k..bad-1 are known not to fit ...
+    over = 0  # ... and to cost this much together
     while bad != k + 1:
-        if bad is not None:  # bisect the batch that did not fit
-            end = k + max(1, (bad - k) // 2)
+        if bad is not None:  # split the batch that did not fit where the room ends
+            guess = (bad - k) * (budget - used) // over if over > 0 else 0
+            end = k + min(max(1, guess), bad - k - 1)
         else:
             end = k + size
             if not groups.has(end - 1):
@@ -508,10 +512,13 @@ def take_fitting(
         if used + t <= budget:
             used += t
             k = end
-            if bad is None and batches:
-                size = max(1, int((budget - used) * k / used * 3) // 4) if used else 2 * k
+            if bad is not None:
+                over -= t
+            elif batches:
+                expected = int((budget - used) * k / used * 3) // 4 if used else 2 * k
+                size = max(1, min(expected, 4 * k + 4))  # an average of few groups misleads
         else:
-            bad = end
+            bad, over = end, t
     return k, used
 
 
