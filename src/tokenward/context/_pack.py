@@ -303,8 +303,12 @@ def pack_context(
         min_score: drop chunks scoring below this.
         dedupe: drop a chunk whose word-3-gram Jaccard similarity with a better-scored
             kept chunk is at least this (``None`` or 0 disables; 1.0 = exact text only
-            after normalization). Candidate pairs come from cached bottom-k sketches
-            (recall > 0.999 at the threshold, measured) and are verified exactly; see
+            after normalization). Candidate pairs come from cached keys, verified
+            exactly: from 0.85 on, short chunks (at most 11 word 3-grams) are matched
+            exactly by their neighbourhood (no miss, and unrelated chunks sharing a prefix
+            are never compared) and longer ones by bottom-k sketches (recall > 0.999 at the
+            threshold, measured), with linear work on any input; below 0.85 by sketch
+            values (work grows with the pairs sharing one); see
             ``tokenward.context._dedupe``.
         allow_partial: fill the leftover room with the best remaining chunk cut on a
             sentence boundary (``metadata["tokenward_partial"] = True``).
