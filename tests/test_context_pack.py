@@ -647,9 +647,11 @@ def shared_prefix_chunks(n: int, seed: int, vocab: int = 5) -> list[Chunk]:
     ]
 
 
-@pytest.mark.parametrize("vocab", [3, 20, 10_000])
+@pytest.mark.parametrize(
+    ("vocab", "threshold"), [(3, 0.9), (20, 0.9), (10_000, 0.9), (10_000, 0.7), (10_000, 0.5)]
+)
 def test_shared_prefix_short_chunks_cost_no_similarity_checks(
-    vocab: int, monkeypatch: pytest.MonkeyPatch
+    vocab: int, threshold: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checks: list[int] = []
     real = _dedupe._intersection
@@ -661,7 +663,7 @@ def test_shared_prefix_short_chunks_cost_no_similarity_checks(
     _dedupe.clear_caches()
     for _ in range(2):  # cold, then warm
         checks.clear()
-        rep = pack_context(chunks, 2000, wc, allow_partial=False).report
+        rep = pack_context(chunks, 2000, wc, allow_partial=False, dedupe=threshold).report
         dups = {(d.index, d.duplicate_of) for d in rep.dropped_by("duplicate")}
         assert dups == {(1000, 10), (1001, 20)}
         # unrelated chunks sharing a prefix are never compared; the appended word is
@@ -673,7 +675,7 @@ def test_shared_prefix_short_chunks_cost_no_similarity_checks(
 @given(
     base=st.lists(st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=13), max_size=12),
     edits=st.lists(st.tuples(st.integers(0, 11), st.sampled_from(["add", "drop", "swap"]))),
-    threshold=st.sampled_from([0.85, 0.9, 0.95, 1.0]),
+    threshold=st.sampled_from([0.3, 0.5, 0.7, 0.85, 0.9, 0.95, 1.0]),
 )
 def test_short_text_near_duplicates_match_the_pairwise_definition(
     base: list[list[str]], edits: list[tuple[int, str]], threshold: float

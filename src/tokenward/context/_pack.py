@@ -307,8 +307,9 @@ def pack_context(
             exactly: from 0.85 on, short chunks (at most 11 word 3-grams) are matched
             exactly by their neighbourhood (no miss, and unrelated chunks sharing a prefix
             are never compared) and longer ones by bottom-k sketches (recall > 0.999 at the
-            threshold, measured), with linear work on any input; below 0.85 by sketch
-            values (work grows with the pairs sharing one); see
+            threshold, measured), with linear work on any input; below 0.85 chunks of
+            at most 16 word 3-grams by their rarest 3-grams (exact) and longer ones by
+            sketch values (work grows with the pairs sharing one); see
             ``tokenward.context._dedupe``.
         allow_partial: fill the leftover room with the best remaining chunk cut on a
             sentence boundary (``metadata["tokenward_partial"] = True``).
