@@ -209,8 +209,13 @@ def run(quick: bool = False) -> str:
             )
         sections.append(
             f"**{model}** ({provider} caching; per million tokens: input ${_per_m(model, 'input')}, "
-            f"cache read ${_per_m(model, 'cache_read')}, cache write ${_per_m(model, 'cache_write_5m')}, "
-            f"output ${_per_m(model, 'output')}):\n\n"
+            f"cache read ${_per_m(model, 'cache_read')}, "
+            + (
+                f"cache write ${_per_m(model, 'cache_write_5m')}, "
+                if provider == "anthropic"
+                else "no cache-write surcharge, "
+            )
+            + f"output ${_per_m(model, 'output')}):\n\n"
             "| history policy | cost of the conversation | vs no trimming | cache hit rate "
             "(read / input tokens) | mean prompt tokens | tokens written to cache | times the "
             "oldest kept message changed | trimming time per turn |\n"
