@@ -577,3 +577,139 @@ def test_small_instances_are_solved_exactly_even_when_the_default_search_budget_
         assert sum(w[i] for i in sel) <= cap
         assert abs(sum(v[i] for i in sel) - upper) < 1e-9
     assert short_budget_failed > 0  # the instances exercise the retry
+
+
+# -- issue 18: worst cases ------------------------------------------------------------
+
+
+def _density_greedy_relevance(chunks: list[Chunk], budget: int, sep: int) -> float:
+    """Sort by score per token, take what fits, skip misses (separators counted)."""
+    order = sorted(chunks, key=lambda c: (c.score or 0) / max(1, wc(c.text)), reverse=True)
+    room, kept = budget + sep, 0.0
+    for c in order:
+        if wc(c.text) + sep <= room and (c.score or 0) > 0:
+            room -= wc(c.text) + sep
+            kept += c.score or 0
+    return kept
+
+
+def _score_greedy_relevance(chunks: list[Chunk], budget: int, sep: int) -> float:
+    """Sort by score, stop at the first chunk that does not fit."""
+    used, kept = -sep, 0.0
+    for c in sorted(chunks, key=lambda c: c.score or 0, reverse=True):
+        if used + sep + wc(c.text) > budget:
+            break
+        used += sep + wc(c.text)
+        kept += c.score or 0
+    return kept
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.integers(1, 60), min_size=1, max_size=40),
+    levels=st.integers(1, 6),
+    seed=st.integers(0, 10**6),
+    budget=st.integers(0, 400),
+    short_search=st.booleans(),
+)
+def test_pack_is_never_below_density_greedy(
+    sizes: list[int], levels: int, seed: int, budget: int, short_search: bool
+) -> None:
+    rng = random.Random(seed)
+    # few score levels: many ties in score and in score per token
+    chunks = [
+        Chunk(words(n, f"c{k}x"), round(rng.randrange(levels + 1) / levels, 3))
+        for k, n in enumerate(sizes)
+    ]
+    sep = wc("\n\n---\n\n")
+    with pytest.MonkeyPatch.context() as mp:
+        if short_search:  # the solver stops early: the guarantee must not depend on it
+            mp.setattr(_pack, "_SOLVER_WORK", 3)
+            mp.setattr(_pack, "_SMALL_CELLS", 0)
+        rep = pack_context(chunks, budget, wc, dedupe=None, allow_partial=False).report
+    assert rep.tokens_used <= budget
+    assert rep.relevance_kept >= _density_greedy_relevance(chunks, budget, sep) - 1e-9
+    assert rep.relevance_kept >= _score_greedy_relevance(chunks, budget, sep) - 1e-9
+
+
+def shared_prefix_chunks(n: int, seed: int, vocab: int = 5) -> list[Chunk]:
+    """Short chunks that share a prefix: "chunk NNNN seed S kind K" + 6 random tokens,
+    scores on a coarse grid (ties). The issue-18 worst case of the sketch keys."""
+    rng = random.Random(seed)
+    tokens = [f"tok{j}" for j in range(vocab)]
+    return [
+        Chunk(
+            f"chunk {i:04d} seed {seed} kind {rng.randrange(4)} "
+            + " ".join(rng.choice(tokens) for _ in range(6)),
+            rng.randrange(10) / 10,
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("vocab", "threshold"), [(3, 0.9), (20, 0.9), (10_000, 0.9), (10_000, 0.7), (10_000, 0.5)]
+)
+def test_shared_prefix_short_chunks_cost_no_similarity_checks(
+    vocab: int, threshold: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[int] = []
+    real = _dedupe._intersection
+    monkeypatch.setattr(_dedupe, "_intersection", lambda *a: checks.append(1) or real(*a))
+    chunks = shared_prefix_chunks(1000, seed=7, vocab=vocab)
+    # one near-duplicate of each kind: a word appended, the last word changed, same words
+    chunks.append(Chunk(chunks[10].text + " extra", 0.0))
+    chunks.append(Chunk(chunks[20].text.upper() + "!", 0.0))
+    _dedupe.clear_caches()
+    for _ in range(2):  # cold, then warm
+        checks.clear()
+        rep = pack_context(chunks, 2000, wc, allow_partial=False, dedupe=threshold).report
+        dups = {(d.index, d.duplicate_of) for d in rep.dropped_by("duplicate")}
+        assert dups == {(1000, 10), (1001, 20)}
+        # unrelated chunks sharing a prefix are never compared; the appended word is
+        # found by key and verified once
+        assert len(checks) <= 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    base=st.lists(st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=13), max_size=12),
+    edits=st.lists(st.tuples(st.integers(0, 11), st.sampled_from(["add", "drop", "swap"]))),
+    threshold=st.sampled_from([0.3, 0.5, 0.7, 0.85, 0.9, 0.95, 1.0]),
+)
+def test_short_text_near_duplicates_match_the_pairwise_definition(
+    base: list[list[str]], edits: list[tuple[int, str]], threshold: float
+) -> None:
+    texts = [" ".join(ws) for ws in base]
+    for k, op in edits:  # near-duplicates of short texts (exact-neighbourhood keys)
+        if not base:
+            break
+        ws = list(base[k % len(base)])
+        if op == "add":
+            ws.append("z")
+        elif op == "drop" and len(ws) > 1:
+            ws.pop()
+        else:
+            ws[-1] = "y"
+        texts.append(" ".join(ws))
+    _dedupe.clear_caches()
+    assert _dedupe.near_duplicates(texts, threshold) == _brute_force_duplicates(texts, threshold)
+
+
+def test_dense_overlap_costs_a_bounded_number_of_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Longer chunks (sketched) from a 5-word vocabulary share many keys with many others
+    without being near-duplicates: a key shared by a few kept chunks is retired, so the
+    exact checks stay linear in the number of chunks, and the answer stays exact."""
+    rng = random.Random(3)
+    texts = [
+        f"chunk {i:04d} seed 3 kind {rng.randrange(4)} "
+        + " ".join(rng.choice(["ta", "tb", "tc", "td", "te"]) for _ in range(rng.randint(8, 12)))
+        for i in range(600)
+    ]
+    texts += [t + " tail" for t in texts[:30]]  # near-duplicates: one word appended
+    checks: list[int] = []
+    real = _dedupe._intersection
+    monkeypatch.setattr(_dedupe, "_intersection", lambda *a: checks.append(1) or real(*a))
+    _dedupe.clear_caches()
+    assert _dedupe.near_duplicates(texts, 0.9) == _brute_force_duplicates(texts, 0.9)
+    assert len(checks) <= 4 * len(texts)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -681,7 +681,7 @@ def test_trim_messages_tool_forward_bound_tools(trim_messages: Callable[..., Any
     received_kwargs: dict[str, Any] = {}
 
     class _MockLLM:
-        kwargs: dict[str, Any] = {"tools": ["tool_a", "tool_b"]}
+        kwargs: ClassVar[dict[str, Any]] = {"tools": ["tool_a", "tool_b"]}
 
         def get_num_tokens_from_messages(
             self, messages: list[BaseMessage], tools: list[str] | None = None

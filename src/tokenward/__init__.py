@@ -40,7 +40,15 @@ from tokenward.catalog import (
     default_catalog,
     provider_for_class,
 )
-from tokenward.context import PackReport, PackResult, Plan, pack_context, plan, trim_history
+from tokenward.context import (
+    CacheAwareTrim,
+    PackReport,
+    PackResult,
+    Plan,
+    pack_context,
+    plan,
+    trim_history,
+)
 from tokenward.cost import CostBreakdown, cost, from_nanos, to_nanos
 from tokenward.counting import (
     Calibrator,
@@ -116,6 +124,7 @@ __all__ = [
     "image_tokens",
     "register_tokenizer",
     # context
+    "CacheAwareTrim",
     "Chunk",
     "Message",
     "ToolCall",

@@ -6,18 +6,24 @@ a ``TokenCounter`` (``tokenward.counting``), or a callable.
 
 * :func:`plan` splits ``window - reserve_output`` into section budgets (:class:`Plan`).
 * :func:`trim_history` trims a chat history (LangChain ``trim_messages`` semantics,
-  tool-call groups kept whole, pinned messages, optional summary).
+  tool-call groups kept whole, pinned messages, optional summary); with
+  ``cache_aware=CacheAwareTrim(...)`` the cut point holds across turns so the provider's
+  prompt cache keeps hitting.
 * :func:`pack_context` chooses RAG chunks maximizing total relevance in a budget
   (:class:`PackResult` with a :class:`PackReport`).
 """
 
+from tokenward.context._cache import CACHE_RULES, CacheAwareTrim, CacheRules
 from tokenward.context._counters import cached_counter, per_list, per_message
 from tokenward.context._pack import DroppedChunk, PackReport, PackResult, pack_context
 from tokenward.context._plan import DEFAULT_SHARES, Plan, plan
 from tokenward.context._trim import trim_history
 
 __all__ = [
+    "CACHE_RULES",
     "DEFAULT_SHARES",
+    "CacheAwareTrim",
+    "CacheRules",
     "DroppedChunk",
     "PackReport",
     "PackResult",

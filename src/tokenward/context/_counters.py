@@ -8,6 +8,21 @@ A counter may be:
 * a per-message callable ``(message) -> int``;
 * a list callable ``(list[message]) -> int``, like LangChain's ``token_counter``.
 
+A list counter is called on whole lists unless it is *additive*: its count of a list is a
+constant plus the sum of per-message counts. Then it is decomposed (each message counted
+once, as ``fn([m]) - fn([])``; the constant is ``fn([])``) and trimming walks the history
+instead of searching over prefixes. Additive are: counters marked
+``per_list(fn, additive=True)``, and the known ones in :data:`ADDITIVE_LIST_COUNTERS`
+(LangChain's ``count_tokens_approximately`` with integral per-message and per-image
+tokens and no usage scaling, the default ``BaseLanguageModel.get_num_tokens_from_messages``
+(a sum of per-message ``get_num_tokens``, used by every chat model that does not override
+it, e.g. ChatMistralAI, ChatGroq, ChatOllama), and ``BaseChatOpenAI``'s, which counts 3
+tokens per message plus 3 for the reply: ChatOpenAI, AzureChatOpenAI). A tokenward
+``TokenCounter.count_messages`` method is counted through its ``TokenCounter``. Each is
+checked for additivity on random lists by a property test
+(``tests/test_context_counters.py``). ChatAnthropic asks Anthropic's API for every count:
+not additive, so it is searched.
+
 Per-message and list callables are told apart by, in order: an explicit mark
 (:func:`per_message` / :func:`per_list`), the first parameter's annotation (resolved
 even when it is a string under ``from __future__ import annotations``: ``list[...]``,
@@ -20,6 +35,8 @@ one-message list (LangChain's convention); if that raises ``TypeError``,
 from __future__ import annotations
 
 import collections.abc as cabc
+import contextlib
+import functools
 import inspect
 import typing
 import weakref
@@ -29,9 +46,10 @@ from typing import Any
 
 from tokenward.errors import ConfigurationError
 
-__all__ = ["cached_counter", "per_list", "per_message"]
+__all__ = ["ADDITIVE_LIST_COUNTERS", "cached_counter", "per_list", "per_message"]
 
 _KIND_ATTR = "__tokenward_counter_kind__"
+_ADDITIVE_ATTR = "__tokenward_additive__"
 _LIST_ORIGINS = (list, tuple, cabc.Sequence, cabc.Iterable, cabc.Collection, cabc.MutableSequence)
 _LIST_PREFIXES = (
     "list",
@@ -57,21 +75,32 @@ def per_message(fn: Callable[[Any], int]) -> Callable[[Any], int]:
     return fn
 
 
-def per_list(fn: Callable[[list[Any]], int]) -> Callable[[list[Any]], int]:
-    """Mark ``fn`` as a list counter (``list[message] -> int``, not assumed additive)."""
+def per_list(
+    fn: Callable[[list[Any]], int], *, additive: bool = False
+) -> Callable[[list[Any]], int]:
+    """Mark ``fn`` as a list counter (``list[message] -> int``) and return it.
+
+    ``additive=True`` declares that ``fn(messages)`` always equals ``fn([])`` plus the sum
+    of ``fn([m]) - fn([])`` over the messages, so each message is counted once. Without
+    it a list counter is assumed additive only when it is one of
+    :data:`ADDITIVE_LIST_COUNTERS`; otherwise it is called on whole lists.
+    """
     try:
         setattr(fn, _KIND_ATTR, "list")
+        if additive:
+            setattr(fn, _ADDITIVE_ATTR, True)
     except (AttributeError, TypeError):
-        return _Marked(fn, "list")
+        return _Marked(fn, "list", additive)
     return fn
 
 
 class _Marked:
-    __slots__ = ("fn", _KIND_ATTR)
+    __slots__ = ("fn", _ADDITIVE_ATTR, _KIND_ATTR)
 
-    def __init__(self, fn: Callable[..., int], kind: str) -> None:
+    def __init__(self, fn: Callable[..., int], kind: str, additive: bool = False) -> None:
         self.fn = fn
         setattr(self, _KIND_ATTR, kind)
+        setattr(self, _ADDITIVE_ATTR, additive)
 
     def __call__(self, arg: Any) -> int:
         return self.fn(arg)
@@ -176,7 +205,7 @@ def _annotation_kind(fn: Callable[..., Any]) -> str | None:
         try:
             hints = typing.get_type_hints(target)
             ann = hints.get(param.name, ann)
-        except Exception:  # unresolvable forward reference: read the string
+        except (NameError, TypeError, AttributeError, SyntaxError):  # unresolvable: read the string
             pass
     if isinstance(ann, str):
         text = ann.strip().strip("'\"")
@@ -204,18 +233,99 @@ _KIND_CACHE: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDiction
 def counter_kind(fn: Callable[..., Any]) -> str | None:
     """``"message"``, ``"list"`` or ``None`` (unknown: decide by probing)."""
     kind = getattr(fn, _KIND_ATTR, None)
-    if kind in ("message", "list"):
-        return kind
+    if kind == "message" or kind == "list":
+        return str(kind)
     try:
         return _KIND_CACHE[fn]
     except (KeyError, TypeError):
         pass
     kind = _annotation_kind(fn)
-    try:
+    with contextlib.suppress(TypeError):  # not weak-referenceable: not cached
         _KIND_CACHE[fn] = kind
-    except TypeError:
-        pass
     return kind
+
+
+def _integral(value: Any) -> bool:
+    try:
+        return float(value).is_integer()
+    except (TypeError, ValueError):
+        return False
+
+
+def _approximately_is_additive(options: Mapping[str, Any]) -> bool:
+    """``count_tokens_approximately`` rounds up per message, then once for the total: the
+    total is the per-message sum when the per-message and per-image extras are integers
+    and no usage scaling applies (it multiplies the total by a ratio)."""
+    return (
+        _integral(options.get("extra_tokens_per_message", 3))
+        and _integral(options.get("tokens_per_image", 85))
+        and not options.get("use_usage_metadata_scaling", False)
+    )
+
+
+def _always(options: Mapping[str, Any]) -> bool:
+    return True
+
+
+# List counters whose count is a constant plus a per-message sum, keyed by the module and
+# qualified name of the defining function (compared as strings: no framework is imported).
+# The value tells whether the keyword options bound to it (functools.partial) keep it so.
+ADDITIVE_LIST_COUNTERS: dict[tuple[str, str], Callable[[Mapping[str, Any]], bool]] = {
+    ("langchain_core.messages.utils", "count_tokens_approximately"): _approximately_is_additive,
+    ("langchain_core.messages.utils", "_approximate_token_counter"): _always,
+    (
+        "langchain_core.language_models.base",
+        "BaseLanguageModel.get_num_tokens_from_messages",
+    ): _always,
+    ("langchain_openai.chat_models.base", "BaseChatOpenAI.get_num_tokens_from_messages"): _always,
+}
+
+
+def _unwrap(fn: Any) -> tuple[Any, dict[str, Any]] | None:
+    """The underlying function and the keyword options bound to it (None: positional
+    arguments are bound, which the known counters do not take)."""
+    options: dict[str, Any] = {}
+    for _ in range(8):
+        if isinstance(fn, _Marked):
+            fn = fn.fn
+        elif isinstance(fn, functools.partial):
+            if fn.args:
+                return None
+            options = {**fn.keywords, **options}
+            fn = fn.func
+        else:
+            break
+    return getattr(fn, "__func__", fn), options
+
+
+def is_additive_list(fn: Any) -> bool:
+    """True if the list counter ``fn`` is declared or known to be additive."""
+    if getattr(fn, _ADDITIVE_ATTR, False):
+        return True
+    target = _unwrap(fn)
+    if target is None:
+        return False
+    func, options = target
+    key = (getattr(func, "__module__", None), getattr(func, "__qualname__", None))
+    check = ADDITIVE_LIST_COUNTERS.get(key)  # type: ignore[arg-type]
+    return check is not None and check(options)
+
+
+def _token_counter_of(fn: Any) -> Any:
+    """The tokenward ``TokenCounter`` whose bound ``count_messages`` ``fn`` is, else None."""
+    target = _unwrap(fn)
+    if target is None or target[1]:
+        return None
+    owner = getattr(fn.fn if isinstance(fn, _Marked) else fn, "__self__", None)
+    func = target[0]
+    if (
+        owner is not None
+        and getattr(func, "__name__", None) == "count_messages"
+        and str(getattr(func, "__module__", "")).startswith("tokenward.")
+        and hasattr(owner, "count_message")
+    ):
+        return owner
+    return None
 
 
 _PROBE_ERRORS = (TypeError, AttributeError, KeyError, IndexError)
@@ -224,11 +334,25 @@ _PROBE_ERRORS = (TypeError, AttributeError, KeyError, IndexError)
 class MessageCounts:
     """Counts for one trim call: per-index cache, list counting, constant overhead.
 
-    ``additive`` is True for per-message counters (the total of a list is the sum of
-    its messages plus ``overhead``); list counters are called on whole lists.
+    ``additive``: the count of a list is ``overhead`` plus the sum of ``one(i)``; true for
+    per-message counters, ``TokenCounter`` objects and additive list counters (see the
+    module docstring); other list counters are called on whole lists (``of``).
+    ``system_apart``: the ``trim_messages`` convention for list counters: a kept system
+    message is counted as a list of its own (with its own ``overhead``) and the rest as
+    another list, so an additive list counter gives the same answers as on whole lists.
     """
 
-    __slots__ = ("_cache", "_list_fn", "_one_fn", "additive", "calls", "items", "overhead")
+    __slots__ = (
+        "_cache",
+        "_list_fn",
+        "_one_fn",
+        "_sum_fn",
+        "additive",
+        "calls",
+        "items",
+        "overhead",
+        "system_apart",
+    )
 
     def __init__(
         self,
@@ -240,9 +364,11 @@ class MessageCounts:
         self.items = items
         self.overhead = 0
         self.calls = 0
+        self.system_apart = False
         self._cache: dict[int, int] = {}
         self._one_fn: Callable[[Any], int] | None = None
         self._list_fn: Callable[[list[Any]], int] | None = None
+        self._sum_fn: Callable[[list[Any]], int] | None = None  # an additive list counter
         if counter is None:
             raise ConfigurationError(
                 "no token counter given: pass counter=<model name>, a TokenCounter "
@@ -252,6 +378,7 @@ class MessageCounts:
             from tokenward.counting import get_counter  # lazy: parallel module
 
             counter = get_counter(counter)
+        counter = _token_counter_of(counter) or counter
         if hasattr(counter, "count_message") and hasattr(counter, "count_messages"):
             tc = counter
             conv = to_message or (lambda m: m)
@@ -260,7 +387,7 @@ class MessageCounts:
                 first = conv(items[0])
                 try:
                     self.overhead = max(0, tc.count_messages([first]) - tc.count_message(first))
-                except Exception:  # pragma: no cover - defensive: a partial counter
+                except Exception:  # noqa: BLE001 - a partial counter: no overhead
                     self.overhead = 0
             self.additive = True
             return
@@ -275,9 +402,25 @@ class MessageCounts:
         if kind == "message":
             self._one_fn = counter
             self.additive = True
+        elif is_additive_list(counter) and self._decompose(counter):
+            self.additive = True
+            self.system_apart = True
         else:
             self._list_fn = counter
             self.additive = False
+
+    def _decompose(self, fn: Callable[[list[Any]], int]) -> bool:
+        try:
+            base = fn([])
+        except Exception:  # noqa: BLE001 - it rejects empty lists: count whole lists
+            return False
+        self.calls += 1
+        self.overhead = base
+        self._one_fn = lambda m: fn([m]) - base
+        self._list_fn = None
+        self._sum_fn = fn
+        self._cache.clear()  # a probe may have cached fn([first]) with the constant in it
+        return True
 
     def _probe(self, fn: Callable[..., int], first: Any) -> str:
         try:
@@ -285,7 +428,7 @@ class MessageCounts:
         except _PROBE_ERRORS as list_error:
             try:
                 value = fn(first)
-            except Exception:
+            except Exception:  # noqa: BLE001 - neither way works: report the list call
                 raise list_error from None
             self._cache[0] = int(value)
             return "message"
@@ -294,7 +437,7 @@ class MessageCounts:
         return "list"
 
     def one(self, i: int) -> int:
-        """Tokens of ``items[i]`` alone (cached for this call)."""
+        """Tokens of ``items[i]`` alone (cached for this call; without the overhead)."""
         try:
             return self._cache[i]
         except KeyError:
@@ -313,6 +456,21 @@ class MessageCounts:
         if self._one_fn is not None:
             return self._one_fn(item)
         return self._list_fn([item])  # type: ignore[misc]
+
+    @property
+    def batches(self) -> bool:
+        """One call counts many messages at the cost of about one (a list counter)."""
+        return self._sum_fn is not None
+
+    def many(self, items: list[Any]) -> int:
+        """Sum of the messages' own counts (no overhead); one call of an additive list
+        counter."""
+        if not items:
+            return 0
+        if self._sum_fn is not None:
+            self.calls += 1
+            return self._sum_fn(items) - self.overhead
+        return sum(map(self.single, items))
 
     def of(self, items: list[Any]) -> int:
         """Tokens of a whole list, counted the way the counter counts lists."""

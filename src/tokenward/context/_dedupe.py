@@ -13,11 +13,19 @@ each):
 * the number of distinct shingles (for the size filter: ``J(A, B) <= min/max size``);
 * a hash of the shingle set (texts with equal sets, e.g. identical after normalization,
   are duplicates without any similarity work);
-* the 9 smallest shingle hashes (a bottom-k sketch), and candidate keys derived from it:
-  for thresholds >= 0.85 the 8 pairs of consecutive values (two near-duplicates share
-  one unless the first several shingles of their union alternate between the two sets;
-  measured on 20,000 edited pairs at Jaccard 0.85-0.91: 1-2 misses), below that the 9
-  values themselves (a pair is missed with probability about ``(1 - threshold) ** 9``).
+* the 9 smallest shingle hashes (a bottom-k sketch), and candidate keys: below a
+  threshold of 0.85 the 9 values themselves (a pair is missed with probability about
+  ``(1 - threshold) ** 9``); from 0.85 on, for a text of 11 or more shingles the 8 pairs
+  of consecutive values (two near-duplicates share one unless the first several
+  shingles of their union alternate between the two sets; measured on 20,000 edited
+  pairs at Jaccard 0.85-0.91: 1-2 misses), and for a text of at most 11 shingles its
+  exact neighbourhood: the XOR of its shingle hashes and, from 7 shingles on, that XOR
+  without each shingle. At a threshold >= 0.85 two sets of at most 11 shingles are
+  near-duplicates only if they are equal or one is the other plus one shingle (their
+  union has at most 12, and 15 % of 12 is less than 2), so such pairs always share a
+  key, and unrelated short texts never do, whatever words they share (short chunks
+  with a common prefix cost nothing). A text of at most 10 shingles and one of 12 or
+  more are never near-duplicates at 0.85 (10/12 < 0.85): 11 gets both kinds.
 
 The store also indexes the pair keys of every cached text and flags, when a text is
 sketched, every cached text that shares a pair key with another. Per call (thresholds
@@ -25,19 +33,30 @@ sketched, every cached text that shares a pair key with another. Per call (thres
 best first; one sharing no key with a kept text is kept at the cost of a few dictionary
 operations, otherwise each kept candidate is checked exactly (equal set hashes, then the
 size filter, then the shingle-set intersection, cached per pair of texts) and the text
-is a duplicate of the best-ranked kept text that reaches the threshold. Below 0.85 the
-texts sharing keys are found per call (two C calls per text). A warm call therefore
+is a duplicate of the best-ranked kept text that reaches the threshold. From 0.85 on, a
+key held by 4 kept texts none of which duplicates another is retired for the rest of the
+call: every key then costs at most a few checks, so texts that overlap without being
+near-duplicates (short chunks sharing words) cost linear work; a near-duplicate pair is
+still found through its other shared keys (measured: identical results to the pairwise
+definition on the test and benchmark corpora). Below 0.85 the texts sharing keys are
+found per call (two C calls per text) and nothing is retired; texts of at most 16
+shingles keep their whole set as sketch and are compared with each other only when they
+share one of their rarest values (prefix filtering: exact, and short chunks that share a
+prefix are not compared). A warm call therefore
 computes no similarity and no sketch; its cost is a few C-level passes over the list plus
 Python work for the flagged texts only.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+from collections import Counter
 from collections.abc import Iterable
-from itertools import compress, count
-from operator import itemgetter, not_, or_
-from typing import Any
+from functools import reduce
+from itertools import chain, compress, count, pairwise
+from operator import itemgetter, not_, or_, xor
+from typing import Any, Final, cast
 from zlib import crc32
 
 __all__ = ["clear_caches", "near_duplicates", "sketch_cache_info"]
@@ -49,6 +68,11 @@ _PUNCT.update(
 )
 _PUNCT.update(dict.fromkeys(range(0x2000, 0x200B), " "))
 _BOTTOM = 9  # sketch size
+_WHOLE_UP_TO = 16  # shingles up to which the "sketch" is the whole set (exact)
+_PAIRS_FROM = 11  # shingles from which a text gets consecutive-pair keys (thresholds >= 0.85)
+_EXACT_UP_TO = 11  # ... up to which it gets its exact neighbourhood keys
+_NEIGHBOURS_FROM = 7  # ... from which the neighbourhood includes the set minus one shingle
+_RETIRE = 4  # kept texts sharing a key after which it is retired (thresholds >= 0.85)
 _PAIR_KEYS_FROM = 0.85  # thresholds from here on use consecutive-pair keys
 _SKETCH_MAX = 16_384  # texts per cache generation (two generations; ~1 KB per text)
 _PAIR_MAX = 16_384  # cached pair intersections per generation
@@ -56,7 +80,10 @@ _PAIR_MAX = 16_384  # cached pair intersections per generation
 # record: (uid, shingle count, shingle-set hash, single keys, pair keys)
 _Record = tuple[int, int, int, tuple[int, ...], tuple[int, ...]]
 _UID = count()
-_N, _SEQ, _SINGLE, _PAIRS = 1, 2, 3, 4
+_N: Final = 1  # record fields (Final: mypy reads them as literal indices)
+_SEQ: Final = 2
+_SINGLE: Final = 3
+_PAIRS: Final = 4
 _get_uid = itemgetter(0)
 _get_single = itemgetter(_SINGLE)
 _get_pairs = itemgetter(_PAIRS)
@@ -191,27 +218,36 @@ def _record(text: str) -> _Record:
     ids = _words(text)
     if len(ids) >= 3:
         sh = frozenset(map(hash, zip(ids, ids[1:], ids[2:])))
-        low = tuple(sorted(sh)[:_BOTTOM])
+        ranked = sorted(sh)
+        low = tuple(ranked if len(ranked) <= _WHOLE_UP_TO else ranked[:_BOTTOM])
     else:
         sh = frozenset((hash(tuple(ids)),))
         low = tuple(sh)
-    pairs = tuple(map(hash, zip(low, low[1:]))) or low
-    return (next(_UID), len(sh), hash(sh), low, pairs)
+    n = len(sh)
+    keys: tuple[int, ...] = tuple(map(hash, pairwise(low[:_BOTTOM]))) if n >= _PAIRS_FROM else ()
+    if n <= _EXACT_UP_TO:
+        whole = reduce(xor, sh, 0)
+        keys += (whole,)
+        if n >= _NEIGHBOURS_FROM:
+            keys += tuple(map(whole.__xor__, sh))
+    return (next(_UID), n, hash(sh), low, keys)
 
 
 def records(texts: list[str]) -> list[_Record]:
     """Sketch records for ``texts`` (cached)."""
     young = _SKETCHES.young
-    out = list(map(young.get, texts))
-    if None in out:
-        get = _SKETCHES.get
-        for k, (rec, text) in enumerate(zip(out, texts)):
+    found: list[_Record | None] = list(map(young.get, texts))
+    if None not in found:
+        return found  # type: ignore[return-value]
+    get = _SKETCHES.get
+    out: list[_Record] = []
+    for rec, text in zip(found, texts, strict=True):
+        if rec is None:
+            rec = get(text)
             if rec is None:
-                rec = get(text)
-                if rec is None:
-                    rec = _record(text)
-                    _SKETCHES.put(text, rec)
-                out[k] = rec
+                rec = _record(text)
+                _SKETCHES.put(text, rec)
+        out.append(rec)
     return out
 
 
@@ -271,49 +307,132 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
         involved = list(compress(range(len(keys)), map(not_, map(hit_keys.isdisjoint, keys))))
     if len(involved) < 2:
         return {}
-    # 3. best first: compare with the kept texts sharing a key
+    sets: dict[str, frozenset[int]] = {}
+    if threshold < _PAIR_KEYS_FROM:
+        return _by_values(involved, keys, recs, texts, threshold, sets)
+    # 3. best first: compare with the kept texts sharing a key. A key held by _RETIRE kept
+    # texts (none a duplicate of another) is retired for the rest of the call: it has
+    # shown it tells nothing. Every key then costs at most a few checks, so the work stays
+    # linear in the number of texts whatever they share. A near-duplicate pair is still
+    # found through any of its other shared keys (it shares most of them).
     owner: dict[int, int] = {}  # key -> first kept position holding it
     more: dict[int, list[int]] = {}  # key -> further kept positions
+    retired: set[int] = set()
     dup: dict[int, int] = {}
-    sets: dict[str, frozenset[int]] = {}
     owned = owner.keys()
     for pos in involved:
         ks = keys[pos]
         if owned.isdisjoint(ks):  # no kept text shares a key: kept
+            if retired and not retired.isdisjoint(ks):
+                ks = tuple(h for h in ks if h not in retired)
             owner.update(dict.fromkeys(ks, pos))
             continue
-        cands: set[int] = set()
-        for h in ks:
-            j = owner.get(h)
-            if j is not None:
-                cands.add(j)
-                extra = more.get(h)
-                if extra:
-                    cands.update(extra)
-        found = -1
-        if cands:
-            rec = recs[pos]
-            n, seq = rec[_N], rec[_SEQ]
-            for j in sorted(cands):
-                other = recs[j]
-                if other[_SEQ] == seq:  # equal shingle sets (64-bit hash)
-                    found = j
-                    break
-                m = other[_N]
-                if (n if n < m else m) < threshold * (n if n > m else m):
-                    continue  # sizes too different
-                inter = _intersection(rec, other, texts[pos], texts[j], sets)
-                if inter >= threshold * (n + m - inter):
-                    found = j
-                    break
+        held = set(map(owner.get, ks))
+        held.discard(None)
+        cands = cast("set[int]", held)
+        if more:
+            for h in more.keys() & ks:
+                cands.update(more[h])
+        found = _first_duplicate(pos, cands, recs, texts, threshold, sets)
         if found >= 0:
             dup[pos] = found
             continue
         for h in ks:
             if h in owner:
-                more.setdefault(h, []).append(pos)
-            else:
+                holders = more.setdefault(h, [])
+                holders.append(pos)
+                if len(holders) + 1 >= _RETIRE:
+                    del owner[h], more[h]
+                    retired.add(h)
+            elif h not in retired:
                 owner[h] = pos
+    return dup
+
+
+def _first_duplicate(
+    pos: int,
+    cands: Iterable[int],
+    recs: list[_Record],
+    texts: list[str],
+    threshold: float,
+    sets: dict[str, frozenset[int]],
+) -> int:
+    """The best-ranked candidate that ``texts[pos]`` is a near-duplicate of, or -1."""
+    rec = recs[pos]
+    uid, n, seq = rec[0], rec[_N], rec[_SEQ]
+    low = n * threshold  # the size filter: J <= smaller size / larger size
+    pairs_seen = _PAIRS_CACHE.young.get  # checked pairs of this generation, looked up inline
+    for j in sorted(cands):
+        other = recs[j]
+        if other[_SEQ] == seq:  # equal shingle sets (64-bit hash)
+            return j
+        m = other[_N]
+        if m < low or n < threshold * m:
+            continue  # sizes too different
+        b = other[0]
+        inter = pairs_seen(uid << 40 | b if uid < b else b << 40 | uid)
+        if inter is None:
+            inter = _intersection(rec, other, texts[pos], texts[j], sets)
+        if inter >= threshold * (n + m - inter):
+            return j
+    return -1
+
+
+def _by_values(
+    involved: list[int],
+    keys: list[tuple[int, ...]],
+    recs: list[_Record],
+    texts: list[str],
+    threshold: float,
+    sets: dict[str, frozenset[int]],
+) -> dict[int, int]:
+    """Step 3 below 0.85, where candidates share a sketch value.
+
+    A text of at most 16 shingles keeps its whole set as sketch, so two such texts are
+    compared only if they share one of their rarest values (prefix filtering, with the
+    values ordered by how many texts of the call hold them): a pair at Jaccard >= t shares
+    at least ``ceil(t * n)`` of a text's ``n`` values, so its first common value in that
+    order is among each text's ``n - ceil(t * n) + 1`` rarest. Exact, and unrelated short
+    texts that share common words (a prefix) are not compared. Other pairs are compared
+    when they share any sketch value, as above 0.85.
+    """
+    short = [pos for pos in involved if recs[pos][_N] <= _WHOLE_UP_TO]
+    prefix: dict[int, tuple[int, ...]] = {}
+    if short:
+        df = Counter(chain.from_iterable(map(keys.__getitem__, short)))
+        rarity = df.__getitem__  # values come sorted, and sorted() is stable: ties by value
+        for pos in short:
+            n = recs[pos][_N]
+            p = n - math.ceil(threshold * n - 1e-9) + 1
+            prefix[pos] = tuple(sorted(keys[pos], key=rarity)[:p])
+    by_prefix: dict[int, list[int]] = {}  # rarest values of kept short texts
+    by_value_short: dict[int, list[int]] = {}  # every value of kept short texts
+    by_value_long: dict[int, list[int]] = {}  # every sketch value of kept longer texts
+    dup: dict[int, int] = {}
+    for pos in involved:
+        ks = keys[pos]
+        pk = prefix.get(pos)
+        cands: set[int] = set()
+        if pk is not None:
+            for h in pk:
+                cands.update(by_prefix.get(h, ()))
+            for h in ks:
+                cands.update(by_value_long.get(h, ()))
+        else:
+            for h in ks:
+                cands.update(by_value_long.get(h, ()))
+                cands.update(by_value_short.get(h, ()))
+        found = _first_duplicate(pos, cands, recs, texts, threshold, sets) if cands else -1
+        if found >= 0:
+            dup[pos] = found
+        elif pk is not None:
+            for h in pk:
+                by_prefix.setdefault(h, []).append(pos)
+            for h in ks:
+                by_value_short.setdefault(h, []).append(pos)
+        else:
+            for h in ks:
+                by_value_long.setdefault(h, []).append(pos)
     return dup
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, filterfalse, islice, repeat
 from operator import attrgetter, not_
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, cast
 
 # _SKETCHES: the sketch cache under its old name (benchmarks clear it for cold runs)
 from tokenward.context._dedupe import _SKETCHES, _TwoGen, near_duplicates  # noqa: F401
@@ -28,7 +28,7 @@ _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f](?=\s|$)")
 class DroppedChunk(NamedTuple):
     """A candidate that is not in the packed context, and why."""
 
-    index: int  # position in the input
+    index: int  # type: ignore[assignment]  # position in the input (shadows tuple.index)
     chunk: Chunk
     reason: Reason
     tokens: int | None = None  # its size (None when it was not counted)
@@ -127,9 +127,9 @@ class _TextCounter:
     """tokens(text) with bounded caches per counter, shared across calls: a two-generation
     LRU for chunk texts and a small one for assembled contexts."""
 
-    _caches: weakref.WeakKeyDictionary[Any, dict[Any, tuple[_TwoGen, OrderedDict[str, int]]]] = (
-        weakref.WeakKeyDictionary()
-    )
+    _caches: ClassVar[
+        weakref.WeakKeyDictionary[Any, dict[Any, tuple[_TwoGen, OrderedDict[str, int]]]]
+    ] = weakref.WeakKeyDictionary()
     _maxsize = 100_000  # texts per generation (two generations)
 
     def __init__(self, counter: Any) -> None:
@@ -216,6 +216,20 @@ def _solve(w: list[int], v: list[float], cap: int) -> tuple[list[int], bool, flo
 upper_bound = lp_bound  # LP-relaxation bound (kept under its old name)
 
 
+def density_greedy(tokens: list[int], values: list[float], sep: int, max_tokens: int) -> list[int]:
+    """Positions chosen by score per token, best first (ties in input order), taking
+    every chunk that still fits and skipping the ones that do not (separators counted)."""
+    dens = [v / t if t else float("inf") for v, t in zip(values, tokens, strict=True)]
+    room = max_tokens + sep  # n chunks need n - 1 separators
+    chosen = []
+    for i in sorted(range(len(tokens)), key=dens.__getitem__, reverse=True):
+        cost = tokens[i] + sep
+        if cost <= room and values[i] > 0:
+            chosen.append(i)
+            room -= cost
+    return sorted(chosen)
+
+
 # -- partial fill ---------------------------------------------------------------------
 
 
@@ -281,15 +295,21 @@ def pack_context(
             selection is proven optimal; otherwise ``report.bound`` is certified:
             ``relevance_kept >= report.bound * optimum`` (from the LP relaxation or the
             search; never below 1/2 because the best single chunk is considered, and
-            typically >= 0.999). The selection is never worth less than the greedy one.
+            typically >= 0.999). The selection is never worth less than the score-greedy one
+            nor than density-greedy (score per token, skip what does not fit).
             ``"greedy"``: the common sort-by-score, stop-at-first-miss strategy
             (seed 003), with separators counted.
         separator: joins the chunks; counted.
         min_score: drop chunks scoring below this.
         dedupe: drop a chunk whose word-3-gram Jaccard similarity with a better-scored
             kept chunk is at least this (``None`` or 0 disables; 1.0 = exact text only
-            after normalization). Candidate pairs come from cached bottom-k sketches
-            (recall > 0.999 at the threshold, measured) and are verified exactly; see
+            after normalization). Candidate pairs come from cached keys, verified
+            exactly: from 0.85 on, short chunks (at most 11 word 3-grams) are matched
+            exactly by their neighbourhood (no miss, and unrelated chunks sharing a prefix
+            are never compared) and longer ones by bottom-k sketches (recall > 0.999 at the
+            threshold, measured), with linear work on any input; below 0.85 chunks of
+            at most 16 word 3-grams by their rarest 3-grams (exact) and longer ones by
+            sketch values (work grows with the pairs sharing one); see
             ``tokenward.context._dedupe``.
         allow_partial: fill the leftover room with the best remaining chunk cut on a
             sentence boundary (``metadata["tokenward_partial"] = True``).
@@ -306,8 +326,9 @@ def pack_context(
         raise ConfigurationError(f"order must be 'score', 'original' or 'edges'; got {order!r}")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
         raise ConfigurationError(f"max_tokens must be an int >= 0; got {max_tokens!r}")
+    items: list[Chunk]
     if set(map(type, chunks)) <= {Chunk}:
-        items = list(chunks)
+        items = cast(list[Chunk], list(chunks))
     else:
         items = [c if type(c) is Chunk else _as_chunk(c) for c in chunks]
     n = len(items)
@@ -358,6 +379,10 @@ def pack_context(
         upper = upper_bound(w, v, max_tokens + sep_t)
     else:
         sel, exact, upper = _solve(w, v, max_tokens + sep_t)
+        if not exact:  # never worth less than the usual density heuristic
+            greedy = density_greedy(live_tokens, v, sep_t, max_tokens)
+            if sum(map(v.__getitem__, greedy)) > sum(map(v.__getitem__, sel)):
+                sel = greedy
         chosen = list(map(live.__getitem__, sel))
         if v and min(v) <= 0.0:
             # chunks with no positive score add no relevance: add them, best first, while
@@ -424,7 +449,7 @@ def pack_context(
                     break
 
     ids = arrange(chosen + ([partial_index] if partial_index is not None else []))
-    out = [partial if i == partial_index else items[i] for i in ids]
+    out = [partial if partial is not None and i == partial_index else items[i] for i in ids]
     if partial_index is not None:
         chosen_set.add(partial_index)
     # every input index not kept, in input order: dropped earlier, or did not fit

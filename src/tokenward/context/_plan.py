@@ -147,8 +147,8 @@ def plan(
     for name in shares:
         if name in fixed:
             budgets[name] = fixed[name]
-    for name, n in fixed.items():
-        budgets.setdefault(name, n)
+    for name, size in fixed.items():
+        budgets.setdefault(name, size)
     flexible = [name for name in shares if name not in fixed]
     rest = available - need
     weight = sum(shares[n] for n in flexible)
@@ -157,8 +157,8 @@ def plan(
             exact = {n: rest * shares[n] / weight for n in flexible}
         else:
             exact = {n: rest / len(flexible) for n in flexible}
-        for n in flexible:
-            budgets[n] = int(exact[n])
+        for part in flexible:
+            budgets[part] = int(exact[part])
         leftover = rest - sum(budgets[n] for n in flexible)
         # largest fractional part first; sorted() is stable, so ties keep shares order
         by_remainder = sorted(flexible, key=lambda n: -(exact[n] - budgets[n]))

@@ -41,8 +41,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from tokenward.context._cache import CacheAwareTrim
 from tokenward.context._counters import MessageCounts
 from tokenward.errors import ConfigurationError, ContextBudgetError
 from tokenward.messages import Message
@@ -103,7 +104,7 @@ def _role_predicate(spec: Any) -> Callable[[Message], bool] | None:
     if spec is None:
         return None
     if callable(spec) and not isinstance(spec, str | type):
-        return spec
+        return cast(Callable[[Message], bool], spec)
     specs = [spec] if isinstance(spec, str | type) else list(spec)
     roles: set[str] = set()
     preds: list[Callable[[Message], bool]] = []
@@ -147,9 +148,9 @@ def _resolve_splitter(text_splitter: Any) -> Callable[[str], list[str]]:
         return default_text_splitter
     split_text = getattr(text_splitter, "split_text", None)
     if callable(split_text):
-        return split_text
+        return cast(Callable[[str], list[str]], split_text)
     if callable(text_splitter):
-        return text_splitter
+        return cast(Callable[[str], list[str]], text_splitter)
     raise ConfigurationError(
         "text_splitter must be a callable str -> list[str] or have .split_text()"
     )
@@ -173,6 +174,7 @@ class _Trim:
         keep_pairs: bool,
         pinned: set[int],
         overflow: str,
+        max_tokens: int = 0,
     ) -> None:
         self.items = items
         self.n = len(items)
@@ -187,6 +189,7 @@ class _Trim:
         self.keep_pairs = keep_pairs
         self.pinned_raw = pinned
         self.overflow = overflow
+        self.max_tokens = max_tokens
         self._tool: dict[int, bool] = {}
         self._calls: dict[int, bool] = {}
 
@@ -236,9 +239,16 @@ class _Trim:
         return range(p, self.fwd(p, self.n) + 1)
 
     # -- main -----------------------------------------------------------------------
-    def run(self, reserve: int = 0) -> tuple[list[int], dict[int, Any]]:
-        """Return kept indices (sorted) and replacement items for cut messages."""
+    def run(self, reserve: int = 0, floor: int = 0) -> tuple[list[int], dict[int, Any]]:
+        """Return kept indices (sorted) and replacement items for cut messages.
+
+        Messages below ``floor`` are not candidates (the system and pinned messages still
+        are kept). Afterwards ``self.fixed`` holds the system and pinned indices and
+        ``self.overflowed`` says whether a group was dropped for the budget.
+        """
         n = self.n
+        self.fixed: list[int] = []
+        self.overflowed = False
         if n == 0:
             return [], {}
         last = self.strategy == "last"
@@ -255,33 +265,40 @@ class _Trim:
         for p in self.pinned_raw:
             if p != sys_idx:
                 pinned.update(self.group_of(p))
-        pinned.discard(sys_idx)  # type: ignore[arg-type]
+        if sys_idx is not None:
+            pinned.discard(sys_idx)
+        lo = max(lo, floor)
         if hi == 0 and not pinned:
             return [], {}
 
         c = self.c
         additive = c.additive
-        fixed = sorted(pinned | ({sys_idx} if sys_idx is not None else set()))
+        fixed = self.fixed = sorted(pinned | ({sys_idx} if sys_idx is not None else set()))
         if additive:
             sys_t = c.one(sys_idx) if sys_idx is not None else 0
             pin_t = sum(c.one(p) for p in pinned)
-            need = sys_t + pin_t + c.overhead + reserve
+            if c.system_apart:  # trim_messages: [system] and the rest are two lists
+                sys_t += c.overhead if sys_idx is not None else 0
+                pin_t += c.overhead if pinned else 0
+                need = sys_t + pin_t + reserve
+            else:
+                need = sys_t + pin_t + c.overhead + reserve
         else:
             sys_t = c.of([self.items[sys_idx]]) if sys_idx is not None else 0
             pin_t = c.of([self.items[p] for p in sorted(pinned)]) if pinned else 0
             need = sys_t + pin_t + reserve
-        if need > self.max_tokens:
-            if self.overflow == "raise":
-                raise ContextBudgetError(
-                    f"the messages that must be kept need {need} tokens (system {sys_t}, "
-                    f"pinned {pin_t}, overhead/summary {need - sys_t - pin_t}) but "
-                    f"max_tokens={self.max_tokens}. Raise max_tokens, shorten the system "
-                    f"prompt, unpin messages, or pass overflow='keep' to keep them anyway "
-                    f"(LangChain trim_messages behaviour)."
-                )
-        # window budget
+        if need > self.max_tokens and self.overflow == "raise":
+            raise ContextBudgetError(
+                f"the messages that must be kept need {need} tokens (system {sys_t}, "
+                f"pinned {pin_t}, overhead/summary {need - sys_t - pin_t}) but "
+                f"max_tokens={self.max_tokens}. Raise max_tokens, shorten the system "
+                f"prompt, unpin messages, or pass overflow='keep' to keep them anyway "
+                f"(LangChain trim_messages behaviour)."
+            )
+        # window budget: for additive counters, the sum of the kept groups' own counts
         if additive:
-            budget = max(0, self.max_tokens - need)
+            first_overhead = c.overhead if c.system_apart and not pinned else 0
+            budget = max(0, self.max_tokens - need - first_overhead)
         else:
             budget = max(0, self.max_tokens - sys_t - reserve)
 
@@ -311,37 +328,37 @@ class _Trim:
                 idx.update(extra)
             return [extra[i] if extra and i in extra else self.items[i] for i in sorted(idx)]
 
-        taken: list[tuple[int, int]] = []
-        stop: tuple[int, int] | None = None
+        groups = _Lazy(candidates())
+        items = self.items
         used = 0
-        if additive:
-            for g in candidates():
-                cost = 0
-                for k in range(g[0], g[1] + 1):
-                    cost += c.one(k)
-                if used + cost > budget:
-                    stop = g
-                    break
-                used += cost
-                taken.append(g)
-        else:
-            cands = list(candidates())
-            m = len(cands)
-            if c.of(assemble(cands)) <= budget:
-                k = m
+
+        def span(k: int, end: int) -> list[Any]:
+            """Messages of candidate groups ``k..end-1``, in conversation order."""
+            if pinned:
+                chosen = sorted(groups[k:end])
+                return [items[i] for s, e in chosen for i in range(s, e + 1)]
+            if last:  # contiguous: the groups walk back from the end
+                return list(items[groups[end - 1][0] : groups[k][1] + 1])
+            return list(items[groups[k][0] : groups[end - 1][1] + 1])
+
+        if additive:  # each message counted once
+            if c.batches:  # an additive list counter: one call per batch of groups
+                k, used = take_fitting(groups, lambda k, end: c.many(span(k, end)), budget)
             else:
-                left, right = 0, m
-                for _ in range(m.bit_length()):
-                    if left >= right:
-                        break
-                    mid = (left + right + 1) // 2
-                    if c.of(assemble(cands[:mid])) <= budget:
-                        left = mid
-                    else:
-                        right = mid - 1
-                k = left
-            taken = cands[:k]
-            stop = cands[k] if k < m else None
+
+                def cost(k: int, end: int) -> int:
+                    return sum(c.one(i) for s, e in groups[k:end] for i in range(s, e + 1))
+
+                k, used = take_fitting(groups, cost, budget, batches=False)
+        else:  # a list counter: search the number of groups that fit
+
+            def tokens(k: int) -> int:
+                return c.of(assemble(groups[:k]) if pinned else span(0, k))
+
+            k = longest_fitting(groups, tokens, budget, pin_t)
+        taken: list[tuple[int, int]] = groups[:k]
+        stop = groups[k] if groups.has(k) else None
+        self.overflowed = stop is not None
 
         replaced: dict[int, Any] = {}
         if self.allow_partial and stop is not None and stop[0] == stop[1]:
@@ -409,7 +426,11 @@ class _Trim:
         pieces = list(self.splitter(text))
         if rev:
             pieces.reverse()
-        base = used if c.additive else c.of(assemble(taken))
+        # trim_messages counts the kept window and the cut message as two lists
+        if c.additive:
+            base = used + (c.overhead if c.system_apart else 0)
+        else:
+            base = c.of(assemble(taken))
         left, right = 0, len(pieces)
         for _ in range(len(pieces).bit_length()):
             if left >= right:
@@ -425,6 +446,149 @@ class _Trim:
             return None
         chosen = pieces[:left]
         return ops.with_content(x, "".join(chosen[::-1] if rev else chosen))
+
+
+class _Lazy:
+    """A list filled from an iterator as far as it is read."""
+
+    def __init__(self, source: Iterator[tuple[int, int]]) -> None:
+        self.items: list[tuple[int, int]] = []
+        self._source: Iterator[tuple[int, int]] | None = source
+
+    def has(self, k: int) -> bool:
+        """Is there a ``k``-th item (0-based)?"""
+        items, source = self.items, self._source
+        while len(items) <= k and source is not None:
+            nxt = next(source, None)
+            if nxt is None:
+                self._source = source = None
+            else:
+                items.append(nxt)
+        return len(items) > k
+
+    def size(self) -> int | None:
+        """The number of items if the iterator is exhausted, else None."""
+        return len(self.items) if self._source is None else None
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            if k.stop is not None:
+                self.has(k.stop - 1)
+            return self.items[k]
+        self.has(k)
+        return self.items[k]
+
+
+def take_fitting(
+    groups: _Lazy, cost: Callable[[int, int], int], budget: int, *, batches: bool = True
+) -> tuple[int, int]:
+    """``(k, used)``: the most leading ``groups`` whose costs add up to at most ``budget``.
+
+    ``cost(k, end)`` is the total of groups ``k..end-1`` (additive). With ``batches`` the
+    groups are counted in batches of three quarters of the number the room left is
+    expected to hold (from the tokens per group so far, and at most four times as many
+    groups as were counted before, plus four). A batch that does not fit is
+    split where its own average says the room ends; a first part that fits is kept and
+    the rest, whose cost is then known without counting it, is split the same way. A list
+    counter is called a few times and each message is counted about once. Without
+    ``batches``, one group at a time: only the kept groups and the first one that does
+    not fit are counted.
+    """
+    k = used = 0
+    size = 1
+    bad: int | None = None  # groups k..bad-1 are known not to fit ...
+    over = 0  # ... and to cost this much together
+    while bad != k + 1:
+        if bad is not None:  # split the batch that did not fit where the room ends
+            guess = (bad - k) * (budget - used) // over if over > 0 else 0
+            end = k + min(max(1, guess), bad - k - 1)
+        else:
+            end = k + size
+            if not groups.has(end - 1):
+                end = groups.size() or 0
+                if end <= k:
+                    break
+        t = cost(k, end)
+        if used + t <= budget:
+            used += t
+            k = end
+            if bad is not None:
+                over -= t
+            elif batches:
+                expected = int((budget - used) * k / used * 3) // 4 if used else 2 * k
+                size = max(1, min(expected, 4 * k + 4))  # an average of few groups misleads
+        else:
+            bad, over = end, t
+    return k, used
+
+
+def longest_fitting(cands: _Lazy, tokens: Callable[[int], int], budget: int, base: int) -> int:
+    """Largest ``k`` with ``tokens(k) <= budget`` (``tokens(0) = base`` is not called).
+
+    ``trim_messages`` binary-searches prefix lengths from the whole list down; for any
+    counter whose count does not drop when a message is added, the answer is the same
+    when the search starts from the short side and interpolates on the counts seen
+    (tokens per group so far, then between the bracketing probes), bisecting when the
+    bracket does not halve. Probes stay near the answer, so a list counter is called on
+    a few lists about as long as the result instead of on the whole history.
+    """
+    ok, t_ok = 0, base
+    bad: int | None = None
+    t_bad = 0
+    bisect = False
+    while True:
+        size = cands.size()
+        upper = bad if bad is not None else (size + 1 if size is not None else None)
+        if upper is not None and upper - ok <= 1:
+            return ok
+        if ok == 0:
+            g = 1
+        elif bisect and upper is not None:
+            g = (ok + upper) // 2
+        elif bad is not None:
+            g = ok + int((budget - t_ok) * (bad - ok) / (t_bad - t_ok))
+        else:
+            per = (t_ok - base) / ok
+            g = ok + (int((budget - t_ok) / per) + 1 if per > 0 else ok)
+        g = max(g, ok + 1)
+        if upper is not None:
+            g = min(g, upper - 1)
+        if not cands.has(g - 1):
+            size = cands.size()
+            assert size is not None
+            if size <= ok:
+                return ok
+            g = size
+        before = (upper - ok) if upper is not None else None
+        t = tokens(g)
+        if t <= budget:
+            ok, t_ok = g, t
+        else:
+            bad, t_bad = g, t
+        after = bad - ok if bad is not None else None
+        bisect = before is not None and after is not None and after * 2 > before
+
+
+def _hold_or_cut(
+    t: _Trim, state: CacheAwareTrim, items: Sequence[Any], max_tokens: int
+) -> list[int]:
+    """Kept indices with hysteresis: the window keeps starting at the remembered cut while
+    it fits ``max_tokens``; otherwise it is trimmed from there to the low-water mark."""
+    cut = state.locate(items)
+    kept, _ = t.run(floor=cut or 0)
+    held = cut is not None and not t.overflowed
+    if not held and t.overflowed:  # crossed the high-water mark: cut back to low water
+        t.max_tokens = state.low_tokens(max_tokens)
+        try:
+            kept, _ = t.run(floor=cut or 0)
+        finally:
+            t.max_tokens = max_tokens
+    fixed = set(t.fixed)
+    start = next((i for i in kept if i not in fixed), len(items))
+    state.remember(
+        items, kept, start, held or (cut is None and not t.overflowed), fixed.__contains__
+    )
+    return kept
 
 
 def trim_items(
@@ -443,10 +607,13 @@ def trim_items(
     pinned: Any = None,
     summarizer: Callable[[list[Any]], Any] | None = None,
     overflow: str = "raise",
+    cache_aware: CacheAwareTrim | None = None,
 ) -> list[Any]:
     """The algorithm behind :func:`trim_history`, on any message type (see ``MessageOps``).
 
     ``start_on`` / ``end_on`` / ``pinned`` (when callable) are predicates on ``items``.
+    ``cache_aware``: the conversation's :class:`CacheAwareTrim` (adapters keep one per
+    conversation and pass it on every turn).
     """
     if strategy not in ("first", "last"):
         raise ConfigurationError(
@@ -473,8 +640,16 @@ def trim_items(
         keep_pairs=keep_tool_pairs,
         pinned=_pinned_indices(items, pinned),
         overflow=overflow,
+        max_tokens=max_tokens,
     )
-    t.max_tokens = max_tokens  # type: ignore[attr-defined]
+    if cache_aware is not None:
+        if strategy != "last" or allow_partial or summarizer is not None:
+            raise ConfigurationError(
+                "cache_aware trimming keeps the oldest kept message fixed across turns: it "
+                "needs strategy='last' and no allow_partial or summarizer (a cut or "
+                "summarized message would change the cached prefix every turn)"
+            )
+        return [items[i] for i in _hold_or_cut(t, cache_aware, items, max_tokens)]
     kept, replaced = t.run()
     if summarizer is not None:
         reserve = 0
@@ -516,6 +691,7 @@ def trim_history(
     pinned: Iterable[int] | Callable[[Message], bool] | None = None,
     summarizer: Callable[[list[Message]], Message | str] | None = None,
     overflow: Literal["raise", "keep"] = "raise",
+    cache_aware: CacheAwareTrim | None = None,
 ) -> list[Message]:
     """Trim a chat history to at most ``max_tokens`` tokens.
 
@@ -546,6 +722,11 @@ def trim_history(
         overflow: when the system + pinned messages alone exceed ``max_tokens``:
             ``"raise"`` a :class:`~tokenward.ContextBudgetError`, or ``"keep"`` them
             and return nothing else (what ``trim_messages`` does with a system message).
+        cache_aware: a :class:`~tokenward.context.CacheAwareTrim` kept per conversation:
+            the oldest kept message stays the same while the result fits ``max_tokens``
+            (so the provider's prompt cache keeps hitting), and when it no longer fits the
+            history is cut back to the state's ``low_water`` once. Needs strategy="last",
+            no ``allow_partial`` and no ``summarizer``.
 
     Returns:
         The kept messages in their original order (the same objects; a cut message is a
@@ -578,6 +759,7 @@ def trim_history(
         pinned=pinned,
         summarizer=summarizer,
         overflow=overflow,
+        cache_aware=cache_aware,
     )
 
 
@@ -589,10 +771,10 @@ def group_boundaries(items: Sequence[Any], ops: MessageOps = CORE_OPS) -> list[i
     """
     t = _Trim(
         items,
-        None,
+        cast(MessageCounts, None),  # only the group navigation is used: nothing is counted
         ops,
         strategy="first",
-        include_system=False,  # type: ignore[arg-type]
+        include_system=False,
         start_on=None,
         end_on=None,
         allow_partial=False,

@@ -191,7 +191,7 @@ def langchain_counter(token_counter: Any) -> Any:
         if token_counter == "approximate":
             from langchain_core.messages.utils import count_tokens_approximately
 
-            return per_list(lambda ms: count_tokens_approximately(ms))
+            return count_tokens_approximately
         try:
             from tokenward.catalog import default_catalog
             from tokenward.counting import get_counter, is_registered
@@ -211,7 +211,7 @@ def langchain_counter(token_counter: Any) -> Any:
         bound = getattr(token_counter, "kwargs", None)
         if isinstance(bound, dict) and bound.get("tools"):
             return per_list(partial(fn, tools=bound["tools"]))
-        return per_list(lambda ms: fn(ms))
+        return per_list(fn)
     if callable(token_counter):
         return token_counter
     raise ValueError(
