@@ -162,7 +162,7 @@ def test_postgres_and_redis_open_by_url(postgres_url: str, redis_url: str) -> No
 @pytest.mark.parametrize(
     "url, fragment",
     [
-        ("ftp://host/x", "no budget store registered for ftp://"),
+        ("ftp://host/x", "unknown scheme 'ftp', no store registered for ftp://"),
         ("budgets.db", "has no scheme"),
         ("sqlite://", "has no path"),
         ("sqlite:///", "has no path"),

@@ -3,26 +3,27 @@
 Layout (``prefix`` default ``"tokenward:budget:"``):
 
 * ``{prefix}c:{k}``: one hash per counter key ``k``: ``spent`` and ``calls`` (committed),
-  ``held`` (the sum of the reservations below), ``next`` (no reservation expires before it)
-  and one field ``r:{id}`` = ``"{amount}:{expires_at}"`` per reservation holding budget on
-  ``k``. It expires with its window.
-* ``{prefix}res:{id}``: hash counter key -> amount of one reservation (expires after its TTL),
-  so commit and release find what to drop.
-* ``{prefix}d:{id}``: a committed reservation id, kept ``commit_retention`` seconds so a
-  replayed commit changes nothing.
+  ``held`` (the sum of the live reservations below), ``next`` (no reservation expires before
+  it) and one field ``r:{id}`` = ``"{amount}:{expires_at}"`` per reservation holding budget
+  on ``k``. It expires with its window.
+* ``{prefix}res:{id}``: the keys and amounts one reservation holds (expiring shortly after
+  it), so commit and release find what to drop; once committed, ``"="`` for
+  ``commit_retention`` seconds, so a replayed commit changes nothing.
 * ``{prefix}m:{marker}``: a threshold marker, expiring with its window.
 
 A script reads a counter with one ``HMGET``; only when ``next`` has passed does it scan the
-hash for expired reservations and drop them (once per reservation TTL and key at most), so a
+hash for expired reservations and drop them (at most once per reservation TTL and key), so a
 crashed process's reservations stop counting the moment their TTL passes, with no background
-job. Expiries are relative to the caller's clock (``EXPIRE now-relative``), so clock skew
-between app servers and Redis does not delete live keys. Arguments travel as one string
-(fields separated by ``\\x1e``, which :func:`store_key` never lets into a key). Scripts build
-key names from the prefix; on Redis Cluster use a hash-tagged prefix such as
-``"{tokenward}:"`` so every key lives in one slot.
+job. A reserve of two budgets is six Redis commands, a commit eight. Expiries are relative to
+the caller's clock (``EXPIRE now-relative``), so clock skew between app servers and Redis
+does not delete live keys. Arguments travel as one string (fields separated by ``\\x1e``,
+which :func:`store_key` never lets into a key). Scripts build key names from the prefix; on
+Redis Cluster use a hash-tagged prefix such as ``"{tokenward}:"`` so every key lives in one
+slot.
 
-Amounts are below ``MAX_AMOUNT`` (2**53): Lua numbers add them exactly. ``spent`` is kept by
-``HINCRBY`` (exact to 2**63); limits above 2**53 are compared to within a few units.
+Amounts and each counter's ``spent`` stay below 2**53, where Lua numbers are exact integers
+(a commit that would pass it is refused with ``BudgetStoreError``); limits above 2**53 are
+compared to within a few units.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ __all__ = ["RedisBudgetStore"]
 
 _SEP = "\x1e"
 
-# shared by every script: ARGV[1] is the prefix, ARGV[2] the fields; read(k) loads a counter
+# shared by every script: ARGV[1] is the prefix, ARGV[2] the fields
 _COMMON = r"""
 local P = ARGV[1]
 local f, nf = {}, 0
@@ -80,26 +81,36 @@ local function purge(c)
   return held, soonest
 end
 
--- spent, held, next, calls, existed of counter key k (expired reservations dropped)
-local function read(k)
+-- spent, held, next, calls, existed of counter key k (expired reservations dropped), and
+-- the live hold of reservation rid on it (0 without rid)
+local function read(k, rid)
   local c = P .. 'c:' .. k
-  local v = redis.call('HMGET', c, 'spent', 'held', 'next', 'calls')
+  local v = redis.call('HMGET', c, 'spent', 'held', 'next', 'calls', 'r:' .. (rid or ''))
   local s, h, n = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
   if h > 0 and now >= n then h, n = purge(c) end
-  return s, h, n, tonumber(v[4]) or 0, (v[1] or v[2]) and true or false
+  local own = 0
+  if rid and v[5] then
+    local a, e = string.match(v[5], '^(%d+):(.+)$')
+    if tonumber(e) > now then own = tonumber(a) end
+  end
+  return s, h, n, tonumber(v[4]) or 0, (v[1] or v[2]) and true or false, own
 end
 
--- remove reservation rid from every counter it holds budget on
-local function drop(rid)
-  local res = P .. 'res:' .. rid
-  local held = redis.call('HGETALL', res)
-  for j = 1, #held, 2 do
-    local c = P .. 'c:' .. held[j]
-    if redis.call('HDEL', c, 'r:' .. rid) == 1 then
-      redis.call('HINCRBY', c, 'held', -tonumber(held[j + 1]))
-    end
+-- the keys and amounts of a reservation record ({} for none or "=" (committed))
+local function holds(v)
+  local out = {}
+  if not v or v == '=' then return out end
+  local k
+  for x in string.gmatch(v, '([^\30]*)\30') do
+    if k then out[k] = tonumber(x); k = nil else k = x end
   end
-  if #held > 0 then redis.call('DEL', res) end
+  return out
+end
+
+-- give back the hold of rid on key k (if it is still there)
+local function unhold(k, a, rid)
+  local c = P .. 'c:' .. k
+  if redis.call('HDEL', c, 'r:' .. rid) == 1 then redis.call('HINCRBY', c, 'held', -a) end
 end
 """
 
@@ -109,19 +120,12 @@ _RESERVE = (
     + r"""
 local ttl, rid, n = tonumber(nxt()), nxt(), tonumber(nxt())
 local exp = now + ttl
-local res = P .. 'res:' .. rid
-local own = {}  -- this id's earlier reservation: excluded from the check, replaced on success
-local old = redis.call('HGETALL', res)
-for j = 1, #old, 2 do
-  local e = redis.call('HGET', P .. 'c:' .. old[j], 'r:' .. rid)
-  if e and tonumber(string.match(e, ':(.+)$')) > now then own[old[j]] = tonumber(old[j + 1]) end
-end
 local loaded, items, out = {}, {}, {0}
-local function load(k)  -- {spent, held without this id's earlier reservation, next, existed}
+local function load(k)  -- {spent, held without rid's own earlier hold, next, existed, own}
   local c = loaded[k]
   if not c then
-    local s, h, nx, _, existed = read(k)
-    c = {s, h - (own[k] or 0), nx, existed}
+    local s, h, nx, _, existed, own = read(k, rid)
+    c = {s, h - own, nx, existed, own}
     loaded[k] = c
   end
   return c
@@ -148,17 +152,11 @@ for _, it in ipairs(items) do
   if not amounts[it[1]] then order[#order + 1] = it end
   amounts[it[1]] = (amounts[it[1]] or 0) + it[2]
 end
-for k, a in pairs(own) do
-  if not amounts[k] then  -- the earlier reservation held budget on a key this one does not use
-    redis.call('HDEL', P .. 'c:' .. k, 'r:' .. rid)
-    redis.call('HINCRBY', P .. 'c:' .. k, 'held', -a)
-  end
-end
-redis.call('DEL', P .. 'd:' .. rid, res)
-local hset = {'HSET', res}
+local packed = {}
 for _, it in ipairs(order) do
   local key, e = it[1], it[3]
-  local a, c, st = amounts[key], P .. 'c:' .. key, load(key)
+  local a, st = amounts[key], load(key)
+  local c = P .. 'c:' .. key
   local soonest = exp
   if st[2] > 0 and st[3] > 0 and st[3] < exp then soonest = st[3] end
   redis.call('HSET', c, 'held', st[2] + a, 'r:' .. rid, string.format('%d:%.3f', a, exp),
@@ -166,11 +164,13 @@ for _, it in ipairs(order) do
   if not st[4] and e ~= '' then
     redis.call('EXPIRE', c, math.max(1, math.ceil(tonumber(e) - now)))
   end
-  hset[#hset + 1] = key
-  hset[#hset + 1] = a
+  packed[#packed + 1] = key .. '\30' .. string.format('%d', a) .. '\30'
 end
-redis.call(unpack(hset))
-redis.call('EXPIRE', res, math.ceil(ttl + 60))
+local rk = P .. 'res:' .. rid
+local prev = redis.call('SET', rk, table.concat(packed), 'EX', math.ceil(ttl + 60), 'GET')
+for k, a in pairs(holds(prev)) do  -- an earlier reservation of rid on keys not used now
+  if not amounts[k] then unhold(k, a, rid) end
+end
 return out
 """
 )
@@ -180,31 +180,66 @@ _COMMIT = (
     _COMMON
     + r"""
 local rid, keep, n = nxt(), tonumber(nxt()), tonumber(nxt())
-if not redis.call('SET', P .. 'd:' .. rid, 1, 'NX', 'EX', math.ceil(keep)) then return {0} end
-drop(rid)
-local out = {1}
+local rk = P .. 'res:' .. rid
+local prev = redis.call('SET', rk, '=', 'EX', math.ceil(keep), 'GET')
+if prev == '=' then return {0} end
+local held = holds(prev)
+local its, order, add = {}, {}, {}
 for i = 1, n do
-  local key, a, e, nr = nxt(), nxt(), nxt(), tonumber(nxt())
+  local it = {key = nxt(), a = tonumber(nxt()), e = nxt(), reads = {}, marks = {}}
+  for r = 1, tonumber(nxt()) do it.reads[r] = nxt() end
+  for m = 1, tonumber(nxt()) do it.marks[m] = {tonumber(nxt()), nxt()} end
+  its[i] = it
+  if not add[it.key] then order[#order + 1] = it.key; add[it.key] = {0, it.e} end
+  add[it.key][1] = add[it.key][1] + it.a
+end
+-- read every counter first: a commit that cannot be applied whole changes nothing
+local rows = {}
+for _, key in ipairs(order) do
   local c = P .. 'c:' .. key
-  local s = redis.call('HINCRBY', c, 'spent', a)
-  if redis.call('HINCRBY', c, 'calls', 1) == 1 and e ~= '' then
+  local v = redis.call('HMGET', c, 'spent', 'calls', 'held', 'r:' .. rid)
+  local s = (tonumber(v[1]) or 0) + add[key][1]
+  if s > 9007199254740991 then
+    if prev then redis.call('SET', rk, prev, 'KEEPTTL') else redis.call('DEL', rk) end
+    return redis.error_reply('ERR spent of budget counter ' .. key .. ' would pass 2**53')
+  end
+  rows[key] = {c, s, (tonumber(v[2]) or 0) + 1, tonumber(v[3]) or 0, v[4]}
+end
+local spent = {}
+for _, key in ipairs(order) do
+  local c, s, calls, h, hold = unpack(rows[key])
+  if hold then
+    h = h - tonumber(string.match(hold, '^(%d+):'))
+    redis.call('HDEL', c, 'r:' .. rid)
+  end
+  held[key] = nil
+  redis.call('HSET', c, 'spent', s, 'calls', calls, 'held', h)
+  local e = add[key][2]
+  if calls == 1 and e ~= '' then
     redis.call('EXPIRE', c, math.max(1, math.ceil(tonumber(e) - now)))
   end
-  if nr > 0 then
+  spent[key] = s
+end
+for k, a in pairs(held) do unhold(k, a, rid) end  -- reserved but not committed keys
+local out = {1}
+for _, it in ipairs(its) do
+  local s = spent[it.key]
+  if #it.reads > 0 then
     s = 0
-    for r = 1, nr do s = s + (tonumber(redis.call('HGET', P .. 'c:' .. nxt(), 'spent')) or 0) end
+    for _, k in ipairs(it.reads) do
+      s = s + (spent[k] or tonumber(redis.call('HGET', P .. 'c:' .. k, 'spent')) or 0)
+    end
   end
   out[#out + 1] = s
-  for m = 1, tonumber(nxt()) do
-    local at, marker = tonumber(nxt()), nxt()
-    if s >= at then
-      local mk, set = P .. 'm:' .. marker, nil
-      if e == '' then
+  for _, m in ipairs(it.marks) do
+    if s >= m[1] then
+      local mk, set = P .. 'm:' .. m[2], nil
+      if it.e == '' then
         set = redis.call('SET', mk, 1, 'NX')
       else
-        set = redis.call('SET', mk, 1, 'NX', 'EX', math.max(1, math.ceil(tonumber(e) - now)))
+        set = redis.call('SET', mk, 1, 'NX', 'EX', math.max(1, math.ceil(tonumber(it.e) - now)))
       end
-      if set then out[#out + 1] = marker end
+      if set then out[#out + 1] = m[2] end
     end
   end
   out[#out + 1] = ''
@@ -217,7 +252,12 @@ return out
 _RELEASE = (
     _COMMON
     + r"""
-drop(nxt())
+local rid = nxt()
+local rk = P .. 'res:' .. rid
+local v = redis.call('GET', rk)
+if not v or v == '=' then return 0 end
+for k, a in pairs(holds(v)) do unhold(k, a, rid) end
+redis.call('DEL', rk)
 return 1
 """
 )
@@ -227,11 +267,9 @@ _EXTEND = (
     _COMMON
     + r"""
 local rid, ttl = nxt(), tonumber(nxt())
-local res = P .. 'res:' .. rid
-local held = redis.call('HGETALL', res)
 local alive = 0
-for j = 1, #held, 2 do
-  local c = P .. 'c:' .. held[j]
+for k, _ in pairs(holds(redis.call('GET', P .. 'res:' .. rid))) do
+  local c = P .. 'c:' .. k
   local v = redis.call('HGET', c, 'r:' .. rid)
   if v then
     local a, e = string.match(v, '^(%d+):(.+)$')
@@ -243,7 +281,10 @@ for j = 1, #held, 2 do
     end
   end
 end
-if alive == 1 then redis.call('EXPIRE', res, math.ceil(ttl + 60)) end
+if alive == 1 then
+  local rk = P .. 'res:' .. rid
+  if redis.call('TTL', rk) < ttl + 60 then redis.call('EXPIRE', rk, math.ceil(ttl + 60)) end
+end
 return alive
 """
 )

@@ -70,9 +70,9 @@ def open_budget_store(url: str, **options: Any) -> BudgetStore:
     found = _entry_points(scheme) or _entry_points(scheme.split("+", 1)[0])
     if not found:
         raise ConfigurationError(
-            f"no budget store registered for {scheme}:// (known: "
-            f"{', '.join(budget_store_schemes())}); install the package that provides it, or "
-            f"register a factory under the {GROUP!r} entry-point group."
+            f"budget store {url!r}: unknown scheme {scheme!r}, no store registered for "
+            f"{scheme}:// (known: {', '.join(budget_store_schemes())}); install the package "
+            f"that provides it, or register a factory under the {GROUP!r} entry-point group."
         )
     if len(found) > 1:
         raise ConfigurationError(
