@@ -411,7 +411,7 @@ def test_postgres_lock_wait_beyond_statement_timeout_is_unavailable(
     store = _pg_store(dedicated_postgres.url, statement_timeout=0.3)
     try:
         with psycopg.connect(dedicated_postgres.url) as holder:
-            holder.execute(f"LOCK TABLE {store.table_prefix}reservations IN ACCESS EXCLUSIVE MODE")
+            holder.execute(f"LOCK TABLE {store.table_prefix}holds IN ACCESS EXCLUSIVE MODE")
             with pytest.raises(BudgetStoreUnavailableError, match="timeout"):
                 store.reserve([ReserveItem("k", 1, 100)], "waits", 60, NOW)
         assert store.reserve([ReserveItem("k", 1, 100)], "after", 60, NOW).ok

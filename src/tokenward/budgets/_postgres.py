@@ -1,31 +1,41 @@
 """PostgreSQL budget store (psycopg 3): every operation is one statement, one round trip.
 
+Tables (``table_prefix`` default ``tw_budget_``): ``counters`` (per counter key: committed
+``spent`` and ``calls``, ``reserved`` = the sum of its rows in ``holds``, and ``next_expiry``:
+no hold expires before it), ``holds`` (one row per reservation and key, with its expiry),
+``markers`` (threshold alerts fired) and ``commits`` (committed reservation ids, kept
+``commit_retention`` seconds).
+
 ``reserve`` and ``commit`` are PL/pgSQL functions created with the tables. Each runs in the
 one implicit transaction of its statement:
 
 * both first take a transaction-level advisory lock per budget+scope (``lock_key``: the
   counter key, or one lock for all buckets of a rolling window), in ascending lock-id order
   so reservations touching several budgets never deadlock. Reserves and commits on one
-  budget+scope are therefore serialised, and no counter row is written just to lock it;
-* ``reserve`` then reads committed spend and live reservations of every item in ONE
-  statement (one snapshot, taken after the locks), checks every limit and inserts the
-  reservation rows, or returns which item did not fit and writes nothing;
+  budget+scope are therefore serialised, and no row is written just to lock it;
+* ``reserve`` drops the expired holds of a key only once its ``next_expiry`` has passed
+  (a crashed process's reservations stop counting the moment their TTL passes), reads
+  spent and reserved of every item from ``counters`` in ONE statement (one snapshot, taken
+  after the locks), checks every limit, then inserts its holds and adds them to
+  ``reserved``, or returns which item did not fit and writes nothing;
 * ``commit`` records the reservation id (a replayed commit finds it and changes nothing),
-  deletes the reservation, upserts the spend, reads the new spend of every item and records
-  the threshold markers that spend reached, returning those it recorded first.
+  deletes the holds and moves their amounts from ``reserved`` to ``spent`` in one
+  statement, reads the new spend of every item and records the threshold markers that
+  spend reached, returning those it recorded first.
 
-Reserved amounts are rows with an expiry: expired rows simply stop counting (a crashed
-process cannot leak budget); ``expire()`` deletes them. Connections are kept in a small
-per-process free list (autocommit, so no ``BEGIN``/``COMMIT`` round trips). A pooled
-connection that turns out dead (server restarted) is replaced and the call retried once on a
-new connection; every operation is idempotent, so the retry is safe. Connection failures,
-timeouts and a server shutting down raise ``BudgetStoreUnavailableError``; a value the
-server rejects raises ``BudgetStoreError``.
+A budget check reads one ``counters`` row per key (updated in place, so heavy traffic on one
+budget leaves no trail of dead rows to scan); ``holds`` is only searched by reservation id.
+Connections are kept in a small per-process free list (autocommit, so no ``BEGIN``/
+``COMMIT`` round trips). A pooled connection that turns out dead (server restarted) is
+replaced and the call retried once on a new connection; every operation is idempotent, so
+the retry is safe. Connection failures, timeouts and a server shutting down raise
+``BudgetStoreUnavailableError``; a value the server rejects raises ``BudgetStoreError``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -33,6 +43,7 @@ from typing import Any, Literal
 
 from tokenward.budgets._store import (
     DEFAULT_COMMIT_RETENTION,
+    MAX_LIMIT,
     CommitItem,
     CommitResult,
     CounterStatus,
@@ -55,129 +66,192 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {p}counters (
     key text PRIMARY KEY, spent bigint NOT NULL DEFAULT 0, calls bigint NOT NULL DEFAULT 0,
     expires_at double precision);
-CREATE TABLE IF NOT EXISTS {p}reservations (
+ALTER TABLE {p}counters ADD COLUMN IF NOT EXISTS reserved bigint NOT NULL DEFAULT 0;
+ALTER TABLE {p}counters ADD COLUMN IF NOT EXISTS next_expiry double precision;
+CREATE TABLE IF NOT EXISTS {p}holds (
     rid text NOT NULL, key text NOT NULL, amount bigint NOT NULL,
     expires_at double precision NOT NULL, PRIMARY KEY (rid, key));
-CREATE INDEX IF NOT EXISTS {p}reservations_key ON {p}reservations (key, expires_at);
+CREATE INDEX IF NOT EXISTS {p}holds_key ON {p}holds (key, expires_at);
 CREATE TABLE IF NOT EXISTS {p}markers (marker text PRIMARY KEY, expires_at double precision);
 CREATE TABLE IF NOT EXISTS {p}commits (rid text PRIMARY KEY, expires_at double precision NOT NULL);
 
-CREATE OR REPLACE FUNCTION {p}reserve_v2(
-    p_rid text, p_now float8, p_exp float8, p_locks bigint[], p_keys text[],
-    p_amounts bigint[], p_limits bigint[], p_rkeys text[], p_ritem int[])
-RETURNS TABLE (o_failed int, o_spent bigint[], o_reserved bigint[])
+-- drop the expired holds of the keys whose next_expiry has passed (caller holds their locks)
+CREATE OR REPLACE FUNCTION {p}purge_v2(p_keys text[], p_now float8) RETURNS void
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 DECLARE
-    l bigint;
-    i int;
-    s bigint[];
-    r bigint[];
+    k text;
 BEGIN
-    FOREACH l IN ARRAY p_locks LOOP
-        PERFORM pg_advisory_xact_lock(l);
+    FOR k IN SELECT c.key FROM {p}counters c
+             WHERE c.key = ANY(p_keys) AND c.next_expiry <= p_now LOOP
+        WITH gone AS (
+            DELETE FROM {p}holds h WHERE h.key = k AND h.expires_at <= p_now RETURNING h.amount)
+        UPDATE {p}counters c SET
+            reserved = GREATEST(c.reserved - coalesce((SELECT sum(g.amount) FROM gone g), 0), 0),
+            next_expiry = (SELECT min(h.expires_at) FROM {p}holds h
+                           WHERE h.key = k AND h.expires_at > p_now)
+        WHERE c.key = k;
     END LOOP;
-    -- one snapshot after the locks: committed spend and live reservations per item
-    SELECT array_agg(t.s ORDER BY t.item), array_agg(t.r ORDER BY t.item) INTO s, r
-    FROM (
-        SELECT k.item,
-            coalesce(sum((SELECT c.spent FROM {p}counters c WHERE c.key = k.key)), 0)::bigint AS s,
-            coalesce(sum((SELECT sum(x.amount) FROM {p}reservations x WHERE x.key = k.key
-                          AND x.expires_at > p_now AND x.rid <> p_rid)), 0)::bigint AS r
-        FROM unnest(p_rkeys, p_ritem) AS k(key, item)
-        GROUP BY k.item
-    ) t;
-    FOR i IN 1 .. cardinality(p_keys) LOOP
-        IF p_limits[i] IS NOT NULL
-           AND s[i]::numeric + r[i] + p_amounts[i] > p_limits[i] THEN
-            RETURN QUERY SELECT i, s[1:i], r[1:i];
-            RETURN;
-        END IF;
-    END LOOP;
-    DELETE FROM {p}reservations x WHERE x.rid = p_rid;
-    DELETE FROM {p}commits d WHERE d.rid = p_rid;
-    INSERT INTO {p}reservations (rid, key, amount, expires_at)
-        SELECT p_rid, t.k, sum(t.a), p_exp FROM unnest(p_keys, p_amounts) AS t(k, a) GROUP BY t.k;
-    RETURN QUERY SELECT 0, s, r;
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION {p}commit_v2(
-    p_rid text, p_now float8, p_keep float8, p_locks bigint[], p_keys text[],
-    p_amounts bigint[], p_exps float8[], p_rkeys text[], p_ritem int[],
-    p_marks text[], p_mark_at bigint[], p_mark_item int[])
-RETURNS TABLE (o_applied boolean, o_spent bigint[], o_fired text[])
+-- p_args: a JSON object: "l" the advisory lock ids (ascending), "i" the items
+-- [key, amount, limit or null, expires_at or null, [read keys]]
+CREATE OR REPLACE FUNCTION {p}reserve_v2(
+    p_rid text, p_now float8, p_exp float8, p_args jsonb,
+    OUT o_failed int, OUT o_spent bigint[], OUT o_reserved bigint[])
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 DECLARE
-    l bigint;
-    s bigint[];
-    f text[];
+    attempt int;
+    due boolean;
+    own boolean;
+BEGIN
+    PERFORM pg_advisory_xact_lock(l::bigint)  -- ascending: no deadlocks
+    FROM jsonb_array_elements_text(p_args->'l') AS l;
+    FOR attempt IN 1 .. 2 LOOP
+        -- one snapshot after the locks: spent and reserved per item (this id's own live
+        -- holds excluded), and the first item that does not fit
+        SELECT min(t.item) FILTER (WHERE t.l IS NOT NULL AND t.s::numeric + t.r + t.a > t.l),
+               array_agg(t.s ORDER BY t.item), array_agg(t.r ORDER BY t.item), bool_or(t.due),
+               EXISTS (SELECT FROM {p}holds h WHERE h.rid = p_rid)
+        INTO o_failed, o_spent, o_reserved, due, own
+        FROM (
+            SELECT e.i AS item, (e.v->>1)::bigint AS a, (e.v->>2)::bigint AS l,
+                   coalesce(sum(c.spent), 0)::bigint AS s,
+                   (coalesce(sum(c.reserved), 0) - coalesce(sum(h.amount), 0))::bigint AS r,
+                   bool_or(c.next_expiry <= p_now) AS due
+            FROM jsonb_array_elements(p_args->'i') WITH ORDINALITY AS e(v, i)
+            CROSS JOIN jsonb_array_elements_text(e.v->4) AS k(key)
+            LEFT JOIN {p}counters c ON c.key = k.key
+            LEFT JOIN {p}holds h ON h.rid = p_rid AND h.key = k.key AND h.expires_at > p_now
+            GROUP BY e.i, e.v
+        ) t;
+        EXIT WHEN NOT coalesce(due, false);
+        PERFORM {p}purge_v2(  -- a hold expired: drop it, then read again
+            ARRAY(SELECT jsonb_array_elements_text(e.v->4)
+                  FROM jsonb_array_elements(p_args->'i') AS e(v)), p_now);
+    END LOOP;
+    IF o_failed IS NOT NULL THEN
+        o_spent := o_spent[1:o_failed];
+        o_reserved := o_reserved[1:o_failed];
+        RETURN;
+    END IF;
+    o_failed := 0;
+    IF own THEN  -- this id held budget already: replace that reservation
+        WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount)
+        UPDATE {p}counters c SET reserved = GREATEST(c.reserved - g.amount, 0)
+        FROM (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key) g
+        WHERE c.key = g.key;
+    END IF;
+    WITH item AS (
+        SELECT e.v->>0 AS k, sum((e.v->>1)::bigint) AS a, max((e.v->>3)::float8) AS e
+        FROM jsonb_array_elements(p_args->'i') AS e(v) GROUP BY 1),
+    rearm AS (DELETE FROM {p}commits d WHERE d.rid = p_rid),
+    held AS (
+        INSERT INTO {p}holds (rid, key, amount, expires_at)
+        SELECT p_rid, item.k, item.a, p_exp FROM item)
+    INSERT INTO {p}counters AS c (key, reserved, next_expiry, expires_at)
+        SELECT item.k, item.a, p_exp, item.e FROM item
+    ON CONFLICT (key) DO UPDATE SET reserved = c.reserved + excluded.reserved,
+        next_expiry = LEAST(c.next_expiry, excluded.next_expiry),
+        expires_at = GREATEST(c.expires_at, excluded.expires_at);
+END
+$fn$;
+
+-- the commit: the id is recorded (a replay finds it and changes nothing); the holds leave
+-- "reserved" as the actual amounts enter "spent" in one statement, so a reserve's
+-- single-snapshot read sees a commit whole or not at all (commits need no lock); then the
+-- markers the new spend reached are recorded.
+-- p_args: a JSON object: "i" the items
+-- [key, amount, expires_at or null, [read keys], [[at, marker], ...]]
+CREATE OR REPLACE FUNCTION {p}commit_v2(
+    p_rid text, p_now float8, p_keep float8, p_args jsonb,
+    OUT o_applied boolean, OUT o_spent bigint[], OUT o_fired text[])
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    reached boolean;
 BEGIN
     INSERT INTO {p}commits AS d (rid, expires_at) VALUES (p_rid, p_keep)
         ON CONFLICT (rid) DO UPDATE SET expires_at = excluded.expires_at
         WHERE d.expires_at <= p_now;
-    IF NOT FOUND THEN  -- committed before: a replay changes nothing
-        RETURN QUERY SELECT false, NULL::bigint[], NULL::text[];
+    o_applied := FOUND;
+    IF NOT o_applied THEN
         RETURN;
     END IF;
-    FOREACH l IN ARRAY p_locks LOOP
-        PERFORM pg_advisory_xact_lock(l);
-    END LOOP;
-    DELETE FROM {p}reservations x WHERE x.rid = p_rid;
-    INSERT INTO {p}counters AS c (key, spent, calls, expires_at)
-        SELECT t.k, sum(t.a), count(*), max(t.e)
-        FROM unnest(p_keys, p_amounts, p_exps) AS t(k, a, e) GROUP BY t.k
-    ON CONFLICT (key) DO UPDATE SET spent = c.spent + excluded.spent,
-        calls = c.calls + excluded.calls, expires_at = GREATEST(c.expires_at, excluded.expires_at);
-    SELECT array_agg(t.s ORDER BY t.item) INTO s
-    FROM (
-        SELECT k.item, coalesce(sum(c.spent), 0)::bigint AS s
-        FROM unnest(p_rkeys, p_ritem) AS k(key, item) LEFT JOIN {p}counters c ON c.key = k.key
-        GROUP BY k.item
-    ) t;
-    IF cardinality(p_marks) > 0 THEN
+    WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount),
+    held AS (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key),
+    spend AS (
+        SELECT e.v->>0 AS k, sum((e.v->>1)::bigint) AS a, count(*) AS n,
+               max((e.v->>2)::float8) AS e
+        FROM jsonb_array_elements(p_args->'i') AS e(v) GROUP BY 1),
+    up AS (
+        INSERT INTO {p}counters AS c (key, spent, calls, reserved, expires_at)
+        SELECT coalesce(spend.k, held.key), coalesce(spend.a, 0), coalesce(spend.n, 0),
+               -coalesce(held.amount, 0), spend.e
+        FROM spend FULL JOIN held ON held.key = spend.k
+        ON CONFLICT (key) DO UPDATE SET spent = c.spent + excluded.spent,
+            calls = c.calls + excluded.calls,
+            reserved = GREATEST(c.reserved + excluded.reserved, 0),
+            expires_at = GREATEST(c.expires_at, excluded.expires_at)
+        RETURNING c.key, c.spent),
+    totals AS (  -- per item: the new spend summed over its read keys
+        SELECT e.i AS item, e.v AS v, sum(coalesce(up.spent, c.spent, 0))::bigint AS s
+        FROM jsonb_array_elements(p_args->'i') WITH ORDINALITY AS e(v, i)
+        CROSS JOIN jsonb_array_elements_text(e.v->3) AS k(key)
+        LEFT JOIN up ON up.key = k.key
+        LEFT JOIN {p}counters c ON c.key = k.key AND up.key IS NULL
+        GROUP BY e.i, e.v)
+    SELECT array_agg(totals.s ORDER BY totals.item),
+           bool_or(EXISTS (SELECT FROM jsonb_array_elements(totals.v->4) AS m(v)
+                           WHERE totals.s >= (m.v->>0)::bigint))
+    INTO o_spent, reached FROM totals;
+    IF reached THEN
         WITH fired AS (
             INSERT INTO {p}markers AS m (marker, expires_at)
-                SELECT x.marker, p_exps[x.item]
-                FROM unnest(p_marks, p_mark_at, p_mark_item) AS x(marker, at, item)
-                WHERE s[x.item] >= x.at
+            SELECT m.v->>1, (e.v->>2)::float8
+            FROM jsonb_array_elements(p_args->'i') WITH ORDINALITY AS e(v, i),
+                 jsonb_array_elements(e.v->4) AS m(v)
+            WHERE o_spent[e.i] >= (m.v->>0)::bigint
             ON CONFLICT (marker) DO UPDATE SET expires_at = excluded.expires_at
                 WHERE m.expires_at IS NOT NULL AND m.expires_at <= p_now
             RETURNING m.marker)
-        SELECT array_agg(fired.marker) INTO f FROM fired;
+        SELECT array_agg(fired.marker) INTO o_fired FROM fired;
     END IF;
-    RETURN QUERY SELECT true, s, f;
 END
 $fn$;
 """
 
-_RESERVE = (
-    "SELECT * FROM {p}reserve_v2(%s, %s, %s, %s::bigint[], %s::text[], %s::bigint[], "
-    "%s::bigint[], %s::text[], %s::int[])"
+# one text parameter carries the items: psycopg adapts a JSON string far faster than lists
+_RESERVE = "SELECT * FROM {p}reserve_v2(%s, %s, %s, %s::jsonb)"
+_COMMIT = "SELECT * FROM {p}commit_v2(%s, %s, %s, %s::jsonb)"
+_RELEASE = (
+    "WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = %s RETURNING h.key, h.amount) "
+    "UPDATE {p}counters c SET reserved = GREATEST(c.reserved - g.amount, 0) "
+    "FROM (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key) g "
+    "WHERE c.key = g.key"
 )
-_COMMIT = (
-    "SELECT * FROM {p}commit_v2(%s, %s, %s, %s::bigint[], %s::text[], %s::bigint[], "
-    "%s::float8[], %s::text[], %s::int[], %s::text[], %s::bigint[], %s::int[])"
-)
-_RELEASE = "DELETE FROM {p}reservations WHERE rid = %s"
 _EXTEND = (
-    "UPDATE {p}reservations SET expires_at = GREATEST(expires_at, %s) "
-    "WHERE rid = %s AND expires_at > %s"
+    "UPDATE {p}holds SET expires_at = GREATEST(expires_at, %s) WHERE rid = %s AND expires_at > %s"
 )
 _STATUS = (
     "SELECT k.key, coalesce(c.spent, 0), coalesce(c.calls, 0), "
-    "coalesce((SELECT sum(x.amount) FROM {p}reservations x "
-    "WHERE x.key = k.key AND x.expires_at > %s), 0) "
-    "FROM unnest(%s::text[]) AS k(key) LEFT JOIN {p}counters c ON c.key = k.key"
+    "CASE WHEN c.next_expiry IS NULL OR c.next_expiry > %(now)s THEN coalesce(c.reserved, 0) "
+    "ELSE coalesce((SELECT sum(h.amount) FROM {p}holds h "
+    "WHERE h.key = k.key AND h.expires_at > %(now)s), 0) END "
+    "FROM unnest(%(keys)s::text[]) AS k(key) LEFT JOIN {p}counters c ON c.key = k.key"
 )
 _EXPIRE = (
-    "WITH r AS (DELETE FROM {p}reservations WHERE expires_at <= %(now)s RETURNING 1), "
+    "WITH h AS (DELETE FROM {p}holds WHERE expires_at <= %(now)s RETURNING key, amount), "
+    "r AS (UPDATE {p}counters c SET reserved = GREATEST(c.reserved - g.amount, 0) "
+    "FROM (SELECT h.key, sum(h.amount) AS amount FROM h GROUP BY h.key) g "
+    "WHERE c.key = g.key RETURNING 1), "
     "c AS (DELETE FROM {p}counters WHERE expires_at <= %(now)s RETURNING 1), "
     "m AS (DELETE FROM {p}markers WHERE expires_at <= %(now)s RETURNING 1), "
     "d AS (DELETE FROM {p}commits WHERE expires_at <= %(now)s RETURNING 1) "
-    "SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM c) + (SELECT count(*) FROM m) "
-    "+ (SELECT count(*) FROM d)"
+    "SELECT (SELECT count(*) FROM h) + (SELECT count(*) FROM c) + (SELECT count(*) FROM m) "
+    "+ (SELECT count(*) FROM d) + 0 * (SELECT count(*) FROM r)"
 )
 
 # SQLSTATE classes/codes that mean the server cannot serve anyone right now
@@ -250,7 +324,8 @@ class PostgresBudgetStore:
                 f"table_prefix {table_prefix!r} must be a SQL identifier (letters, digits, _), "
                 f"e.g. 'tw_budget_'."
             )
-        options = f"-c statement_timeout={int(statement_timeout * 1000)}"
+        # generic plans: the statements are fixed, and planning them anew costs more than running them
+        options = f"-c statement_timeout={int(statement_timeout * 1000)} -c plan_cache_mode=force_generic_plan"
         if not synchronous_commit:
             options += " -c synchronous_commit=off"
         self._connect_kwargs: dict[str, Any] = {
@@ -361,27 +436,21 @@ class PostgresBudgetStore:
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
     ) -> ReserveResult:
-        read_keys: list[str] = []
-        read_item: list[int] = []
-        for i, it in enumerate(items, 1):
-            check_amount(it.amount)
-            check_limit(it.limit)
-            for k in it.keys:
-                read_keys.append(store_key(k))
-                read_item.append(i)
+        args = {
+            "l": self._locks([store_key(it.lock) for it in items]),
+            "i": [
+                [
+                    store_key(it.key),
+                    check_amount(it.amount),
+                    check_limit(it.limit),
+                    it.expires_at,
+                    [store_key(k) for k in it.keys],
+                ]
+                for it in items
+            ],
+        }
         failed, spent, reserved = self._run(
-            "reserve",
-            (
-                store_key(reservation_id),
-                now,
-                now + ttl,
-                self._locks([store_key(it.lock) for it in items]),
-                [store_key(it.key) for it in items],
-                [it.amount for it in items],
-                [it.limit for it in items],
-                read_keys,
-                read_item,
-            ),
+            "reserve", (store_key(reservation_id), now, now + ttl, json.dumps(args))
         )
         totals = tuple(zip(spent or (), reserved or ()))
         if failed:
@@ -389,44 +458,35 @@ class PostgresBudgetStore:
         return ReserveResult(True, totals)
 
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
-        read_keys: list[str] = []
-        read_item: list[int] = []
-        marks: list[str] = []
-        mark_at: list[int] = []
-        mark_item: list[int] = []
-        for i, it in enumerate(items, 1):
-            check_amount(it.amount)
-            for k in it.keys:
-                read_keys.append(store_key(k))
-                read_item.append(i)
-            for at, marker in it.marks:
-                marks.append(store_key(marker))
-                mark_at.append(min(at, 2**63 - 1))
-                mark_item.append(i)
+        safe_marks: dict[str, str] = {}
+        args = {
+            "i": [
+                [
+                    store_key(it.key),
+                    check_amount(it.amount),
+                    it.expires_at,
+                    [store_key(k) for k in it.keys],
+                    [
+                        [min(at, MAX_LIMIT), self._mark(marker, safe_marks)]
+                        for at, marker in it.marks
+                    ],
+                ]
+                for it in items
+            ]
+        }
         applied, spent, fired = self._run(
             "commit",
-            (
-                store_key(reservation_id),
-                now,
-                now + self.commit_retention,
-                self._locks([store_key(it.lock) for it in items]),
-                [store_key(it.key) for it in items],
-                [it.amount for it in items],
-                [it.expires_at for it in items],
-                read_keys,
-                read_item,
-                marks,
-                mark_at,
-                mark_item,
-            ),
+            (store_key(reservation_id), now, now + self.commit_retention, json.dumps(args)),
         )
         if not applied:
             return CommitResult(False)
-        fired_set = set(fired or ())
-        originals = frozenset(
-            marker for it in items for _, marker in it.marks if store_key(marker) in fired_set
-        )
-        return CommitResult(True, tuple(spent or ()), originals)
+        return CommitResult(True, tuple(spent or ()), frozenset(safe_marks[m] for m in fired or ()))
+
+    @staticmethod
+    def _mark(marker: str, safe_marks: dict[str, str]) -> str:
+        safe = store_key(marker)
+        safe_marks[safe] = marker
+        return safe
 
     def release(self, reservation_id: str, now: float) -> None:
         self._run("release", (store_key(reservation_id),))
@@ -438,7 +498,7 @@ class PostgresBudgetStore:
         if not keys:
             return []
         safe = [store_key(k) for k in keys]
-        rows = self._run("status", (now, safe), rows=True)
+        rows = self._run("status", {"now": now, "keys": safe}, rows=True)
         by_key = {k: CounterStatus(int(s), int(r), int(c)) for k, s, c, r in rows}
         return [by_key[k] for k in safe]
 
@@ -453,8 +513,8 @@ class PostgresBudgetStore:
         try:
             with self._errors():
                 conn.execute(
-                    f"DROP FUNCTION IF EXISTS {p}reserve_v2, {p}commit_v2; "
-                    f"DROP TABLE IF EXISTS {p}counters, {p}reservations, {p}markers, {p}commits"
+                    f"DROP FUNCTION IF EXISTS {p}reserve_v2, {p}commit_v2, {p}purge_v2; "
+                    f"DROP TABLE IF EXISTS {p}counters, {p}holds, {p}markers, {p}commits"
                 )
         finally:
             conn.close()
