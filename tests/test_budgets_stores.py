@@ -114,6 +114,57 @@ def test_budgets_end_to_end_on_every_store(store: BudgetStore) -> None:
     assert [a.threshold for a in alerts] == [0.5]
 
 
+class _CountingStore(MemoryBudgetStore):
+    """Records which store operations ``Budgets`` calls (each is one round trip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def reserve(self, *a: Any, **k: Any) -> Any:
+        self.calls.append("reserve")
+        return super().reserve(*a, **k)
+
+    def commit(self, *a: Any, **k: Any) -> Any:
+        self.calls.append("commit")
+        return super().commit(*a, **k)
+
+    def status(self, *a: Any, **k: Any) -> Any:
+        self.calls.append("status")
+        return super().status(*a, **k)
+
+
+def test_each_budget_check_is_one_store_call_thresholds_included() -> None:
+    """Reserve and commit are one store call each for all budgets of a call, also when a
+    commit crosses thresholds (the store returns the new spend and the markers it recorded
+    first: no status read, no separate marker write); utilisation is one status read."""
+    store = _CountingStore()
+    alerts: list[Any] = []
+    budgets = Budgets(
+        Budget("global", limit_tokens=100, thresholds=(0.5, 0.9)),
+        Budget("per-user", limit_tokens=100, scope="user_id", window=timedelta(hours=1)),
+        store=store,
+        alert_sinks=[alerts.append],
+        housekeeping_interval=None,
+    )
+    t = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    for i in range(10):
+        budgets.reserve(f"r{i}", {"user_id": "u"}, 0, 10, now=t)
+        budgets.commit(f"r{i}", 0, 10, now=t)
+    assert store.calls == ["reserve", "commit"] * 10
+    assert [(a.budget, a.threshold, a.spent) for a in alerts] == [
+        ("global", 0.5, 50),
+        ("per-user", 0.5, 50),
+        ("per-user", 0.75, 80),
+        ("global", 0.9, 90),
+        ("per-user", 0.9, 90),
+    ]
+    store.calls.clear()
+    assert budgets.max_utilization({"user_id": "u"}, now=t) == 1.0
+    assert budgets.headroom({"user_id": "u"}, now=t) == (None, 0)
+    assert store.calls == ["status", "status"]
+
+
 # -- multi-process proofs -------------------------------------------------------------------------
 LIMIT = 1_000_000_000  # $1
 MAX_RES = 5_000_000  # $0.005

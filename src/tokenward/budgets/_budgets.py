@@ -669,12 +669,21 @@ class Budgets:
         none apply). Middleware uses it to degrade before a hard deny."""
         now_dt = _now(now)
         worst = 0.0
-        for a in self._plan(dims or {}, 0, 0, now_dt):
-            if a.item is None:
-                continue
-            used = sum(st.spent + st.reserved for st in self._statuses(a, now_dt.timestamp()))
+        applied = [a for a in self._plan(dims or {}, 0, 0, now_dt) if a.item is not None]
+        for a, used in zip(applied, self._used(applied, now_dt.timestamp())):
             worst = max(worst, used / a.limit if a.limit else (1.0 if used else 0.0))
         return worst
+
+    def _used(self, applied: list[_Applied], now_s: float) -> list[int]:
+        """spent + reserved of each applied budget, read from the store in one round trip."""
+        keys = [k for a in applied if a.item is not None for k in a.item.keys]
+        statuses = iter(self._store_call(lambda: self.store.status(keys, now_s)) if keys else ())
+        return [
+            sum(st.spent + st.reserved for _, st in zip(a.item.keys, statuses))
+            if a.item is not None
+            else 0
+            for a in applied
+        ]
 
     def headroom(
         self, dims: Mapping[str, Any] | None, *, now: datetime | None = None
@@ -684,14 +693,9 @@ class Budgets:
         now_dt = _now(now)
         usd: int | None = None
         tok: int | None = None
-        for a in self._plan(dims or {}, 0, 0, now_dt):
-            if a.budget.mode != "hard":
-                continue
-            if a.item is None:
-                room = a.limit
-            else:
-                st = self._statuses(a, now_dt.timestamp())
-                room = max(0, a.limit - sum(s.spent + s.reserved for s in st))
+        applied = [a for a in self._plan(dims or {}, 0, 0, now_dt) if a.budget.mode == "hard"]
+        for a, used in zip(applied, self._used(applied, now_dt.timestamp())):
+            room = a.limit if a.item is None else max(0, a.limit - used)
             if a.budget.unit == "usd":
                 usd = room if usd is None else min(usd, room)
             else:
