@@ -149,40 +149,54 @@ class SQLiteBudgetStore:
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
     ) -> ReserveResult:
+        if not items:
+            return ReserveResult(True)
         rid = store_key(reservation_id)
-        checks = []
-        for it in items:
-            keys = [store_key(k) for k in it.keys]
-            marks = ",".join("?" * len(keys))
-            sql = (
-                f"SELECT (SELECT COALESCE(SUM(spent), 0) FROM tw_budget_counters "
-                f"WHERE key IN ({marks})), (SELECT COALESCE(SUM(amount), 0) "
-                f"FROM tw_budget_reservations WHERE key IN ({marks}) AND expires_at > ? "
-                f"AND rid <> ?)"
-            )
-            args = (*keys, *keys, now, rid)
-            checks.append((sql, args, check_amount(it.amount), check_limit(it.limit)))
-        rows = [(rid, store_key(it.key), it.amount, now + ttl) for it in items]
+        checks = [(check_amount(it.amount), check_limit(it.limit)) for it in items]
+        read_sql, read_args = _per_item(items)
+        sql = (
+            f"{read_sql} SELECT k.item, COALESCE(SUM(c.spent), 0), "
+            f"COALESCE(SUM((SELECT SUM(r.amount) FROM tw_budget_reservations r "
+            f"WHERE r.key = k.key AND r.expires_at > ? AND r.rid <> ?)), 0) "
+            f"FROM k LEFT JOIN tw_budget_counters c ON c.key = k.key "
+            f"GROUP BY k.item ORDER BY k.item"
+        )
+        rows = [v for it in items for v in (rid, store_key(it.key), it.amount, now + ttl)]
+        insert = (
+            "INSERT INTO tw_budget_reservations (rid, key, amount, expires_at) VALUES "
+            + ",".join(["(?,?,?,?)"] * len(items))
+            + " ON CONFLICT (rid, key) DO UPDATE SET amount = amount + excluded.amount"
+        )
         with self._tx() as c:
             totals = []
-            for i, (sql, args, amount, limit) in enumerate(checks):
-                spent, reserved = c.execute(sql, args).fetchone()
+            for (_, spent, reserved), (amount, limit) in zip(
+                c.execute(sql, (*read_args, now, rid)), checks
+            ):
                 totals.append((int(spent), int(reserved)))
                 if limit is not None and spent + reserved + amount > limit:
-                    return ReserveResult(False, tuple(totals), i)
+                    return ReserveResult(False, tuple(totals), len(totals) - 1)
             c.execute("DELETE FROM tw_budget_reservations WHERE rid = ?", (rid,))
             c.execute("DELETE FROM tw_budget_commits WHERE rid = ?", (rid,))
-            c.executemany(
-                "INSERT INTO tw_budget_reservations (rid, key, amount, expires_at) VALUES (?,?,?,?) "
-                "ON CONFLICT (rid, key) DO UPDATE SET amount = amount + excluded.amount",
-                rows,
-            )
+            c.execute(insert, rows)
             return ReserveResult(True, tuple(totals))
 
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
         rid = store_key(reservation_id)
-        rows = [(store_key(it.key), check_amount(it.amount), it.expires_at) for it in items]
-        reads = [[store_key(k) for k in it.keys] for it in items]
+        rows = [
+            v for it in items for v in (store_key(it.key), check_amount(it.amount), it.expires_at)
+        ]
+        upsert = (
+            "INSERT INTO tw_budget_counters (key, spent, calls, expires_at) VALUES "
+            + ",".join(["(?,?,1,?)"] * len(items))
+            + " ON CONFLICT (key) DO UPDATE SET spent = spent + excluded.spent, "
+            "calls = calls + 1, "
+            "expires_at = MAX(COALESCE(expires_at, 0), COALESCE(excluded.expires_at, 0))"
+        )
+        read_sql, read_args = _per_item(items)
+        sums = (
+            f"{read_sql} SELECT k.item, COALESCE(SUM(c.spent), 0) FROM k "
+            f"LEFT JOIN tw_budget_counters c ON c.key = k.key GROUP BY k.item ORDER BY k.item"
+        )
         with self._tx() as c:
             fresh = c.execute(
                 "INSERT INTO tw_budget_commits (rid, expires_at) VALUES (?, ?) "
@@ -193,27 +207,16 @@ class SQLiteBudgetStore:
             if not fresh:
                 return CommitResult(False)
             c.execute("DELETE FROM tw_budget_reservations WHERE rid = ?", (rid,))
-            c.executemany(
-                "INSERT INTO tw_budget_counters (key, spent, calls, expires_at) VALUES (?,?,1,?) "
-                "ON CONFLICT (key) DO UPDATE SET spent = spent + excluded.spent, calls = calls + 1, "
-                "expires_at = MAX(COALESCE(expires_at, 0), COALESCE(excluded.expires_at, 0))",
-                rows,
-            )
-            spent = []
-            fired = []
-            for it, keys in zip(items, reads):
-                marks = ",".join("?" * len(keys))
-                s = int(
-                    c.execute(
-                        f"SELECT COALESCE(SUM(spent), 0) FROM tw_budget_counters "
-                        f"WHERE key IN ({marks})",
-                        keys,
-                    ).fetchone()[0]
-                )
-                spent.append(s)
-                for at, marker in it.marks:
-                    if s >= at and self._mark(c, marker, it.expires_at, now):
-                        fired.append(marker)
+            if not items:
+                return CommitResult(True)
+            c.execute(upsert, rows)
+            spent = [int(s) for _, s in c.execute(sums, read_args)]
+            fired = [
+                marker
+                for it, s in zip(items, spent)
+                for at, marker in it.marks
+                if s >= at and self._mark(c, marker, it.expires_at, now)
+            ]
         return CommitResult(True, tuple(spent), frozenset(fired))
 
     @staticmethod
@@ -293,6 +296,15 @@ class SQLiteBudgetStore:
                     conn.close()
             self._conns.clear()
         self._local = threading.local()
+
+
+def _per_item(items: Sequence[ReserveItem | CommitItem]) -> tuple[str, list[Any]]:
+    """A ``WITH k(item, key)`` clause listing every item's read keys, and its arguments."""
+    args: list[Any] = []
+    for i, it in enumerate(items):
+        for k in it.keys:
+            args += (i, store_key(k))
+    return f"WITH k(item, key) AS (VALUES {','.join(['(?,?)'] * (len(args) // 2))})", args
 
 
 class _Errors:
