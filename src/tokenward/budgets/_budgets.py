@@ -553,10 +553,14 @@ class Budgets:
 
     def _marks(self, a: _Applied) -> tuple[tuple[int, str], ...]:
         """What the store records at commit once spend reaches it: ``(amount, marker)`` of
-        every threshold not yet fired here (``spent >= t * limit``, spent an integer)."""
-        return tuple(
+        every threshold not yet fired here (``spent >= t * limit``, spent an integer); none
+        when even spent + reserved at reserve time plus this call stays below them all."""
+        marks = tuple(
             (math.ceil(t * a.limit), m) for t, m in self._markers(a) if m not in self._fired
         )
+        if marks and a.known and sum(a.before) + a.amount < min(at for at, _ in marks):
+            return ()
+        return marks
 
     def _check_thresholds(self, p: _Pending, now: datetime, result: CommitResult | None) -> None:
         if result is not None and not result.applied:
