@@ -14,7 +14,7 @@ Layout (``prefix`` default ``"tokenward:budget:"``):
 A script reads a counter with one ``HMGET``; only when ``next`` has passed does it scan the
 hash for expired reservations and drop them (at most once per reservation TTL and key), so a
 crashed process's reservations stop counting the moment their TTL passes, with no background
-job. A reserve of two budgets is six Redis commands, a commit eight. Expiries are relative to
+job. A reserve of two budgets is five Redis commands, a commit seven. Expiries are relative to
 the caller's clock (``EXPIRE now-relative``), so clock skew between app servers and Redis
 does not delete live keys. Arguments travel as one string (fields separated by ``\\x1e``,
 which :func:`store_key` never lets into a key). Scripts build key names from the prefix; on
@@ -114,107 +114,95 @@ local function unhold(k, a, rid)
 end
 """
 
-# fields: now ttl rid n {key amount limit expires n_read read_keys...}*n
+# fields: now ttl rid n_items {amount limit n_read read_keys...}* n_writes {key amount expires}*
 _RESERVE = (
     _COMMON
     + r"""
-local ttl, rid, n = tonumber(nxt()), nxt(), tonumber(nxt())
+local ttl, rid = tonumber(nxt()), nxt()
 local exp = now + ttl
-local loaded, items, out = {}, {}, {0}
-local function load(k)  -- {spent, held without rid's own earlier hold, next, existed, own}
-  local c = loaded[k]
-  if not c then
-    local s, h, nx, _, existed, own = read(k, rid)
-    c = {s, h - own, nx, existed, own}
-    loaded[k] = c
-  end
-  return c
-end
-for i = 1, n do
-  local key, a, l, e, nr = nxt(), nxt(), nxt(), nxt(), tonumber(nxt())
-  local keys = {key}
-  if nr > 0 then keys = {}; for r = 1, nr do keys[r] = nxt() end end
-  local s, h = 0, 0
-  for _, k in ipairs(keys) do
-    local c = load(k)
+local seen, out = {}, {0}  -- seen: key -> {spent, held without rid's own hold, next, existed}
+for i = 1, tonumber(nxt()) do
+  local a, l, s, h = tonumber(nxt()), nxt(), 0, 0
+  for _ = 1, tonumber(nxt()) do
+    local k = nxt()
+    local c = seen[k]
+    if not c then
+      local ks, kh, kn, _, existed, own = read(k, rid)
+      c = {ks, kh - own, kn, existed}
+      seen[k] = c
+    end
     s, h = s + c[1], h + c[2]
   end
   out[#out + 1] = s
   out[#out + 1] = h
-  if l ~= '' and s + h + tonumber(a) > tonumber(l) then
+  if l ~= '' and s + h + a > tonumber(l) then
     out[1] = i
     return out
   end
-  items[i] = {key, tonumber(a), e}
 end
-local order, amounts = {}, {}
-for _, it in ipairs(items) do
-  if not amounts[it[1]] then order[#order + 1] = it end
-  amounts[it[1]] = (amounts[it[1]] or 0) + it[2]
-end
-local packed = {}
-for _, it in ipairs(order) do
-  local key, e = it[1], it[3]
-  local a, st = amounts[key], load(key)
-  local c = P .. 'c:' .. key
+-- every item fits: hold the amounts (one write per distinct key)
+local hold, written, record = 'r:' .. rid, {}, {}
+local until_ = string.format('%.3f', exp)
+for _ = 1, tonumber(nxt()) do
+  local key, a, e = nxt(), nxt(), nxt()
+  local st = seen[key]
+  if not st then
+    local ks, kh, kn, _, existed, own = read(key, rid)
+    st = {ks, kh - own, kn, existed}
+  end
   local soonest = exp
   if st[2] > 0 and st[3] > 0 and st[3] < exp then soonest = st[3] end
-  redis.call('HSET', c, 'held', st[2] + a, 'r:' .. rid, string.format('%d:%.3f', a, exp),
-             'next', soonest)
+  local c = P .. 'c:' .. key
+  redis.call('HSET', c, 'held', st[2] + tonumber(a), hold, a .. ':' .. until_, 'next', soonest)
   if not st[4] and e ~= '' then
     redis.call('EXPIRE', c, math.max(1, math.ceil(tonumber(e) - now)))
   end
-  packed[#packed + 1] = key .. '\30' .. string.format('%d', a) .. '\30'
+  written[key] = true
+  record[#record + 1] = key
+  record[#record + 1] = a
 end
-local rk = P .. 'res:' .. rid
-local prev = redis.call('SET', rk, table.concat(packed), 'EX', math.ceil(ttl + 60), 'GET')
+record[#record + 1] = ''
+local prev = redis.call('SET', P .. 'res:' .. rid, table.concat(record, '\30'),
+                        'EX', math.ceil(ttl + 60), 'GET')
 for k, a in pairs(holds(prev)) do  -- an earlier reservation of rid on keys not used now
-  if not amounts[k] then unhold(k, a, rid) end
+  if not written[k] then unhold(k, a, rid) end
 end
 return out
 """
 )
 
-# fields: now rid keep n {key amount expires n_read read_keys... n_marks {at marker}*}*n
+# fields: now rid keep n_writes {key amount expires}* n_items {n_read read_keys... n_marks
+# {at marker}*}*
 _COMMIT = (
     _COMMON
     + r"""
-local rid, keep, n = nxt(), tonumber(nxt()), tonumber(nxt())
+local rid, keep = nxt(), tonumber(nxt())
 local rk = P .. 'res:' .. rid
 local prev = redis.call('SET', rk, '=', 'EX', math.ceil(keep), 'GET')
 if prev == '=' then return {0} end
 local held = holds(prev)
-local its, order, add = {}, {}, {}
-for i = 1, n do
-  local it = {key = nxt(), a = tonumber(nxt()), e = nxt(), reads = {}, marks = {}}
-  for r = 1, tonumber(nxt()) do it.reads[r] = nxt() end
-  for m = 1, tonumber(nxt()) do it.marks[m] = {tonumber(nxt()), nxt()} end
-  its[i] = it
-  if not add[it.key] then order[#order + 1] = it.key; add[it.key] = {0, it.e} end
-  add[it.key][1] = add[it.key][1] + it.a
-end
 -- read every counter first: a commit that cannot be applied whole changes nothing
-local rows = {}
-for _, key in ipairs(order) do
+local writes = {}
+for j = 1, tonumber(nxt()) do
+  local key, a, e = nxt(), tonumber(nxt()), nxt()
   local c = P .. 'c:' .. key
   local v = redis.call('HMGET', c, 'spent', 'calls', 'held', 'r:' .. rid)
-  local s = (tonumber(v[1]) or 0) + add[key][1]
+  local s = (tonumber(v[1]) or 0) + a
   if s > 9007199254740991 then
     if prev then redis.call('SET', rk, prev, 'KEEPTTL') else redis.call('DEL', rk) end
     return redis.error_reply('ERR spent of budget counter ' .. key .. ' would pass 2**53')
   end
-  rows[key] = {c, s, (tonumber(v[2]) or 0) + 1, tonumber(v[3]) or 0, v[4]}
+  writes[j] = {c, key, s, (tonumber(v[2]) or 0) + 1, tonumber(v[3]) or 0, v[4], e}
 end
 local spent = {}
-for _, key in ipairs(order) do
-  local c, s, calls, h, hold = unpack(rows[key])
+for _, w in ipairs(writes) do
+  local c, key, s, calls, h, hold, e = unpack(w)
   if hold then
     h = h - tonumber(string.match(hold, '^(%d+):'))
     redis.call('HDEL', c, 'r:' .. rid)
   end
   held[key] = nil
   redis.call('HSET', c, 'spent', s, 'calls', calls, 'held', h)
-  local e = add[key][2]
   if calls == 1 and e ~= '' then
     redis.call('EXPIRE', c, math.max(1, math.ceil(tonumber(e) - now)))
   end
@@ -222,24 +210,23 @@ for _, key in ipairs(order) do
 end
 for k, a in pairs(held) do unhold(k, a, rid) end  -- reserved but not committed keys
 local out = {1}
-for _, it in ipairs(its) do
-  local s = spent[it.key]
-  if #it.reads > 0 then
-    s = 0
-    for _, k in ipairs(it.reads) do
-      s = s + (spent[k] or tonumber(redis.call('HGET', P .. 'c:' .. k, 'spent')) or 0)
-    end
+for i = 1, tonumber(nxt()) do
+  local s, e = 0, nxt()
+  for _ = 1, tonumber(nxt()) do
+    local k = nxt()
+    s = s + (spent[k] or tonumber(redis.call('HGET', P .. 'c:' .. k, 'spent')) or 0)
   end
   out[#out + 1] = s
-  for _, m in ipairs(it.marks) do
-    if s >= m[1] then
-      local mk, set = P .. 'm:' .. m[2], nil
-      if it.e == '' then
+  for _ = 1, tonumber(nxt()) do
+    local at, marker = tonumber(nxt()), nxt()
+    if s >= at then
+      local mk, set = P .. 'm:' .. marker, nil
+      if e == '' then
         set = redis.call('SET', mk, 1, 'NX')
       else
-        set = redis.call('SET', mk, 1, 'NX', 'EX', math.max(1, math.ceil(tonumber(it.e) - now)))
+        set = redis.call('SET', mk, 1, 'NX', 'EX', math.max(1, math.ceil(tonumber(e) - now)))
       end
-      if set then out[#out + 1] = m[2] end
+      if set then out[#out + 1] = marker end
     end
   end
   out[#out + 1] = ''
@@ -315,6 +302,24 @@ def _redis() -> Any:
 
 def _s(v: float | None) -> str:
     return "" if v is None else repr(float(v))
+
+
+def _add(writes: dict[str, list[Any]], key: str, amount: int, expires_at: float | None) -> None:
+    """Sum the amounts of items writing to one key (a store writes each key once)."""
+    w = writes.get(key)
+    if w is None:
+        writes[key] = [amount, expires_at]
+    else:
+        w[0] += amount
+        if expires_at is not None and (w[1] is None or expires_at > w[1]):
+            w[1] = expires_at
+
+
+def _with_writes(fields: list[str], writes: dict[str, list[Any]]) -> list[str]:
+    fields.append(str(len(writes)))
+    for key, (amount, expires_at) in writes.items():
+        fields += (key, str(amount), _s(expires_at))
+    return fields
 
 
 def _pack(fields: Sequence[str]) -> str:
@@ -402,38 +407,33 @@ class RedisBudgetStore:
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
     ) -> ReserveResult:
         fields = [repr(now), repr(float(ttl)), store_key(reservation_id), str(len(items))]
+        writes: dict[str, list[Any]] = {}
         for it in items:
             limit = check_limit(it.limit)
-            fields += (
-                store_key(it.key),
-                str(check_amount(it.amount)),
-                "" if limit is None else str(limit),
-                _s(it.expires_at),
-                str(len(it.read_keys)),
-            )
-            fields += map(store_key, it.read_keys)
-        out = self._call(self._reserve, fields)
+            amount = check_amount(it.amount)
+            keys = it.keys
+            fields += (str(amount), "" if limit is None else str(limit), str(len(keys)))
+            fields += map(store_key, keys)
+            _add(writes, store_key(it.key), amount, it.expires_at)
+        out = self._call(self._reserve, _with_writes(fields, writes))
         totals = tuple((int(out[j]), int(out[j + 1])) for j in range(1, len(out), 2))
         if out[0]:
             return ReserveResult(False, totals, int(out[0]) - 1)
         return ReserveResult(True, totals)
 
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
-        fields = [
-            repr(now),
-            store_key(reservation_id),
-            repr(float(self.commit_retention)),
-            str(len(items)),
-        ]
+        writes: dict[str, list[Any]] = {}
+        for it in items:
+            _add(writes, store_key(it.key), check_amount(it.amount), it.expires_at)
+        fields = _with_writes(
+            [repr(now), store_key(reservation_id), repr(float(self.commit_retention))], writes
+        )
+        fields.append(str(len(items)))
         originals: dict[str, str] = {}
         for it in items:
-            fields += (
-                store_key(it.key),
-                str(check_amount(it.amount)),
-                _s(it.expires_at),
-                str(len(it.read_keys)),
-            )
-            fields += map(store_key, it.read_keys)
+            keys = it.keys
+            fields += (_s(it.expires_at), str(len(keys)))
+            fields += map(store_key, keys)
             fields.append(str(len(it.marks)))
             for at, marker in it.marks:
                 safe = store_key(marker)
