@@ -26,15 +26,13 @@ Factory = Callable[[str], BudgetStore]
 class TestMemoryBudgetStore(BudgetStoreConformance):
     shares_storage = False
 
-    @pytest.fixture
-    def budget_store_factory(self) -> Factory:
-        return lambda name: MemoryBudgetStore()
+    def make_store(self, tmp_path: Path, name: str) -> BudgetStore:
+        return MemoryBudgetStore()
 
 
 class TestSQLiteBudgetStore(BudgetStoreConformance):
-    @pytest.fixture
-    def budget_store_factory(self, tmp_path: Path) -> Factory:
-        return lambda name: SQLiteBudgetStore(tmp_path / f"{name}.db", timeout=30)
+    def make_store(self, tmp_path: Path, name: str) -> BudgetStore:
+        return SQLiteBudgetStore(tmp_path / f"{name}.db", timeout=30)
 
 
 @pytest.mark.postgres
@@ -121,9 +119,12 @@ class TestThirdPartyStoreByURL(BudgetStoreConformance):
 
     shares_between_processes = False  # its counters live in the process
 
-    @pytest.fixture
-    def budget_store_factory(self, plugin_on_path: Path) -> Factory:
-        return lambda name: open_budget_store(f"shelf://{name}")
+    @pytest.fixture(autouse=True)
+    def _plugin(self, plugin_on_path: Path) -> None:
+        """The plugin's dist-info is on sys.path for every test of this class."""
+
+    def make_store(self, tmp_path: Path, name: str) -> BudgetStore:
+        return open_budget_store(f"shelf://{tmp_path.name}-{name}")
 
 
 def test_third_party_scheme_is_listed_and_opened(plugin_on_path: Path) -> None:

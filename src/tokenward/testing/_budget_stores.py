@@ -1,19 +1,20 @@
 """``BudgetStoreConformance``: the contract of a budget store, as a pytest suite.
 
-Subclass it in a test module and provide the ``budget_store_factory`` fixture: a callable
-that opens the store on the storage named by its argument (every call with the same name
-opens the same storage; a new name is new, empty storage)::
+Subclass it in a test module (the class name must start with ``Test``) and implement
+:meth:`~BudgetStoreConformance.make_store`: the store on the storage called ``name`` (every
+call with the same name opens the same storage; a new name is new, empty storage)::
 
     from tokenward.testing import BudgetStoreConformance
 
     class TestMyStore(BudgetStoreConformance):
-        @pytest.fixture
-        def budget_store_factory(self, tmp_path):
-            return lambda name: MyStore(tmp_path / name)
+        def make_store(self, tmp_path, name):
+            return MyStore(tmp_path / f"{name}.db")
 
-A store that keeps its data inside the object sets ``shares_storage = False``, one that
-shares it between handles of one process only ``shares_between_processes = False``; the
-tests that need such a second handle then skip. Each test's docstring says how to fix the store when the test fails.
+When building the store needs other fixtures (a server URL), override the
+``budget_store_factory`` fixture instead: it returns ``name -> store``. A store that keeps its
+data inside the object sets ``shares_storage = False``, one that shares it between handles of
+one process only ``shares_between_processes = False``; the tests that need such a second
+handle then skip. Each test's docstring says how to fix the store when the test fails.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import string
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -82,12 +84,16 @@ class BudgetStoreConformance:
     shares_between_processes: bool = True
     """Handles opened with the same name in different processes see one storage."""
 
-    @pytest.fixture
-    def budget_store_factory(self) -> Factory:
-        """Override: return ``name -> store`` (same name, same storage)."""
+    def make_store(self, tmp_path: Path, name: str) -> BudgetStore:
+        """The store on the storage called ``name`` (files, if any, under ``tmp_path``)."""
         raise NotImplementedError(
-            "Override the budget_store_factory fixture in your BudgetStoreConformance subclass."
+            "implement make_store(tmp_path, name) or override the budget_store_factory fixture"
         )
+
+    @pytest.fixture
+    def budget_store_factory(self, tmp_path: Path) -> Factory:
+        """``name -> store``, the same storage for the same name."""
+        return lambda name: self.make_store(tmp_path, name)
 
     @pytest.fixture
     def storage_name(self) -> str:
@@ -98,6 +104,11 @@ class BudgetStoreConformance:
         s = budget_store_factory(storage_name)
         yield s
         s.close()
+
+    def test_is_a_budget_store(self, store: BudgetStore) -> None:
+        """If this fails, a method of the BudgetStore protocol is missing (reserve, commit,
+        release, extend, status, expire, close)."""
+        assert isinstance(store, BudgetStore)
 
     # -- reserve -----------------------------------------------------------------------------
     def test_reserve_is_all_or_nothing_and_reports_totals(self, store: BudgetStore) -> None:
