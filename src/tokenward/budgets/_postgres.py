@@ -292,7 +292,7 @@ class PostgresBudgetStore:
     Args:
         url: ``postgresql://user:pass@host/db`` (psycopg 3), or an SQLAlchemy engine whose
             URL is used.
-        table_prefix: prefix of the four tables and two functions (created if missing); a
+        table_prefix: prefix of the four tables and three functions (created if missing); a
             SQL identifier.
         connect_timeout: seconds before an unreachable server counts as unavailable.
         statement_timeout: seconds a statement may wait (e.g. for a lock) before the store
@@ -324,8 +324,12 @@ class PostgresBudgetStore:
                 f"table_prefix {table_prefix!r} must be a SQL identifier (letters, digits, _), "
                 f"e.g. 'tw_budget_'."
             )
-        # generic plans: the statements are fixed, and planning them anew costs more than running them
-        options = f"-c statement_timeout={int(statement_timeout * 1000)} -c plan_cache_mode=force_generic_plan"
+        # generic plans: the statements never change, and planning them anew for each call
+        # costs more than running them
+        options = (
+            f"-c statement_timeout={int(statement_timeout * 1000)} "
+            "-c plan_cache_mode=force_generic_plan"
+        )
         if not synchronous_commit:
             options += " -c synchronous_commit=off"
         self._connect_kwargs: dict[str, Any] = {

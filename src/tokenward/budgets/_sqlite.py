@@ -154,10 +154,12 @@ class SQLiteBudgetStore:
         rid = store_key(reservation_id)
         checks = [(check_amount(it.amount), check_limit(it.limit)) for it in items]
         read_sql, read_args = _per_item(items)
-        sql = (
+        sql = (  # per item: spent, reserved by others; and whether the id held or committed
             f"{read_sql} SELECT k.item, COALESCE(SUM(c.spent), 0), "
             f"COALESCE(SUM((SELECT SUM(r.amount) FROM tw_budget_reservations r "
-            f"WHERE r.key = k.key AND r.expires_at > ? AND r.rid <> ?)), 0) "
+            f"WHERE r.key = k.key AND r.expires_at > ? AND r.rid <> ?)), 0), "
+            f"EXISTS (SELECT 1 FROM tw_budget_reservations WHERE rid = ?) "
+            f"OR EXISTS (SELECT 1 FROM tw_budget_commits WHERE rid = ?) "
             f"FROM k LEFT JOIN tw_budget_counters c ON c.key = k.key "
             f"GROUP BY k.item ORDER BY k.item"
         )
@@ -169,14 +171,14 @@ class SQLiteBudgetStore:
         )
         with self._tx() as c:
             totals = []
-            for (_, spent, reserved), (amount, limit) in zip(
-                c.execute(sql, (*read_args, now, rid)), checks
-            ):
+            read = c.execute(sql, (*read_args, now, rid, rid, rid)).fetchall()
+            for (_, spent, reserved, _), (amount, limit) in zip(read, checks):
                 totals.append((int(spent), int(reserved)))
                 if limit is not None and spent + reserved + amount > limit:
                     return ReserveResult(False, tuple(totals), len(totals) - 1)
-            c.execute("DELETE FROM tw_budget_reservations WHERE rid = ?", (rid,))
-            c.execute("DELETE FROM tw_budget_commits WHERE rid = ?", (rid,))
+            if read[0][3]:  # the id was reserved or committed before: start afresh
+                c.execute("DELETE FROM tw_budget_reservations WHERE rid = ?", (rid,))
+                c.execute("DELETE FROM tw_budget_commits WHERE rid = ?", (rid,))
             c.execute(insert, rows)
             return ReserveResult(True, tuple(totals))
 

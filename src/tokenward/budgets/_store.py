@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -221,11 +221,6 @@ class BudgetStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-def dedupe_sorted(keys: Iterable[str]) -> list[str]:
-    """Lock keys in the one order every process takes them in (no deadlocks)."""
-    return sorted(set(keys))
 
 
 @dataclass
