@@ -165,6 +165,28 @@ def test_each_budget_check_is_one_store_call_thresholds_included() -> None:
     assert store.calls == ["status", "status"]
 
 
+def test_a_threshold_crossed_by_another_process_still_alerts_once() -> None:
+    """A commit whose own bound cannot reach a threshold sends no marker; when another
+    process's spend made it cross anyway, the alert comes with the next commit (it is not
+    silently taken as fired)."""
+    store = MemoryBudgetStore()
+    alerts: list[Any] = []
+    budgets = Budgets(
+        Budget("g", limit_tokens=100, thresholds=(0.5,)),
+        store=store,
+        alert_sinks=[alerts.append],
+        housekeeping_interval=None,
+    )
+    t = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    budgets.reserve("mine", {}, 0, 10, now=t)
+    store.commit("elsewhere", [CommitItem("g|*|d2026-11-23", 45)], t.timestamp())
+    budgets.commit("mine", 0, 10, now=t)  # 55 now, but this commit offered no marker
+    assert alerts == []
+    budgets.reserve("next", {}, 0, 1, now=t)
+    budgets.commit("next", 0, 1, now=t)
+    assert [(a.threshold, a.spent) for a in alerts] == [(0.5, 56)]
+
+
 # -- multi-process proofs -------------------------------------------------------------------------
 LIMIT = 1_000_000_000  # $1
 MAX_RES = 5_000_000  # $0.005

@@ -435,7 +435,8 @@ class Budgets:
                         exc,
                     )
                     self._journal_add(run_id, items)
-        self._check_thresholds(p, now_dt, result)
+        sent = frozenset(marker for it in items for _, marker in it.marks)
+        self._check_thresholds(p, now_dt, result, sent)
 
     def _journal_add(self, run_id: str, items: list[CommitItem]) -> None:
         with self._lock:
@@ -562,7 +563,9 @@ class Budgets:
             return ()
         return marks
 
-    def _check_thresholds(self, p: _Pending, now: datetime, result: CommitResult | None) -> None:
+    def _check_thresholds(
+        self, p: _Pending, now: datetime, result: CommitResult | None, sent: frozenset[str]
+    ) -> None:
         if result is not None and not result.applied:
             return  # the store had this commit already: its alerts went out then
         spent_after = (
@@ -589,6 +592,8 @@ class Budgets:
                     continue
                 marker = f"{base}|{t}"
                 if result is not None and a.item is not None:
+                    if marker not in sent:
+                        continue  # not offered to the store this time: the next commit will
                     first = marker in result.fired  # recorded once across every process
                 else:
                     first = marker not in self._fired
