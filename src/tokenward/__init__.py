@@ -63,6 +63,7 @@ from tokenward.counting import (
 )
 from tokenward.errors import (
     BudgetExceededError,
+    BudgetStoreError,
     BudgetStoreUnavailableError,
     ConfigurationError,
     ContextBudgetError,
@@ -158,6 +159,7 @@ __all__ = [
     "suggest_degradation",
     # errors
     "BudgetExceededError",
+    "BudgetStoreError",
     "BudgetStoreUnavailableError",
     "ConfigurationError",
     "ContextBudgetError",

@@ -459,33 +459,19 @@ def save_budget_config(path: str | os.PathLike[str], config: BudgetConfig) -> No
 
 
 def open_budget_store(url: str, *, create: bool = False) -> Any:
-    """A budget store from a URL: ``memory``, ``redis://...``, ``postgresql://...``, or a SQLite
-    path (``sqlite:///path`` or a plain path). Drivers are imported only when needed.
+    """A budget store from a URL (``memory://``, ``sqlite:///path``, ``postgresql://...``,
+    ``redis://...`` or a third-party scheme: ``tokenward.budgets.open_budget_store``), or a
+    SQLite file path. Drivers are imported only when needed.
 
     A plain SQLite path must exist unless ``create`` (so a typo does not read an empty store).
     """
     from tokenward import budgets as _b
 
     u = url.strip()
-    if u in ("memory", "memory://", ":memory:"):
+    if u in ("memory", ":memory:"):
         return _b.MemoryBudgetStore()
-    scheme = u.split("://", 1)[0].lower() if "://" in u else ""
-    if scheme in ("redis", "rediss", "unix"):
-        return _b.RedisBudgetStore(u)
-    if scheme.startswith("postgres"):
-        return _b.PostgresBudgetStore(u)
-    if scheme == "sqlite":
-        path = u.split("://", 1)[1]
-        if path.startswith("/") and not path.startswith("//"):
-            path = path[1:] or ":memory:"
-        elif path.startswith("//"):
-            path = path[1:]
-        return _b.SQLiteBudgetStore(path)
-    if scheme:
-        raise ConfigurationError(
-            f"budget store {url!r}: unknown scheme {scheme!r}; use a SQLite path, "
-            f"sqlite:///path, postgresql://..., redis://... or memory"
-        )
+    if "://" in u:
+        return _b.open_budget_store(u)
     if not os.path.exists(u):
         if not create:
             raise ConfigurationError(

@@ -17,6 +17,7 @@ from tokenward._version import __version__
 
 __all__ = [
     "BudgetExceededError",
+    "BudgetStoreError",
     "BudgetStoreUnavailableError",
     "ConfigurationError",
     "ContextBudgetError",
@@ -182,9 +183,19 @@ class BudgetExceededError(TokenwardError):
 
 
 class BudgetStoreUnavailableError(TokenwardError):
-    """The budget store (Postgres, Redis...) cannot be reached and ``fail_mode='closed'``."""
+    """The budget store (Postgres, Redis...) cannot be reached: connection refused, reset or
+    timed out, server shutting down, SQLite file locked. Concerns every call, so ``Budgets``
+    applies its ``fail_mode``."""
 
     code = "budget-store-unavailable"
+
+
+class BudgetStoreError(TokenwardError):
+    """The budget store rejected this call's values (an amount out of range, a value the
+    database cannot hold) or failed for a reason that is not connectivity. Concerns this call
+    only: the store is not considered unavailable for other calls."""
+
+    code = "budget-store"
 
 
 class LedgerError(TokenwardError):

@@ -36,8 +36,11 @@ Semantics worth knowing:
   store is back (``Budgets.reconcile()``; also automatic). Commits never raise for an outage.
 
 Stores: ``MemoryBudgetStore`` (one process), ``SQLiteBudgetStore`` (processes on one machine),
-``PostgresBudgetStore`` and ``RedisBudgetStore`` (several machines). Postgres and Redis
-import their drivers lazily (``pip install "tokenward[postgres]"`` / ``"tokenward[redis]"``).
+``PostgresBudgetStore`` and ``RedisBudgetStore`` (several machines), or any store by URL:
+``open_budget_store("postgresql://…")`` (third-party stores register a URL scheme under the
+``tokenward.budget_stores`` entry-point group; ``tokenward.testing.BudgetStoreConformance``
+checks them). Each budget check is one round trip to the store. Postgres and Redis import
+their drivers lazily (``pip install "tokenward[postgres]"`` / ``"tokenward[redis]"``).
 """
 
 from __future__ import annotations
@@ -46,14 +49,19 @@ from typing import TYPE_CHECKING, Any
 
 from tokenward.budgets._budgets import Alert, AlertSink, Budgets, BudgetStatus, LoggingAlertSink
 from tokenward.budgets._degrade import Degradation, Degrade, suggest_degradation
+from tokenward.budgets._registry import budget_store_schemes, open_budget_store
 from tokenward.budgets._rules import Budget
 from tokenward.budgets._sqlite import SQLiteBudgetStore
 from tokenward.budgets._store import (
+    MAX_AMOUNT,
     BudgetStore,
+    CommitItem,
+    CommitResult,
     CounterStatus,
     MemoryBudgetStore,
     ReserveItem,
     ReserveResult,
+    store_key,
 )
 from tokenward.budgets._windows import Window, calendar_span
 
@@ -62,12 +70,15 @@ if TYPE_CHECKING:
     from tokenward.budgets._redis import RedisBudgetStore
 
 __all__ = [
+    "MAX_AMOUNT",
     "Alert",
     "AlertSink",
     "Budget",
     "BudgetStatus",
     "BudgetStore",
     "Budgets",
+    "CommitItem",
+    "CommitResult",
     "CounterStatus",
     "Degradation",
     "Degrade",
@@ -79,7 +90,10 @@ __all__ = [
     "ReserveResult",
     "SQLiteBudgetStore",
     "Window",
+    "budget_store_schemes",
     "calendar_span",
+    "open_budget_store",
+    "store_key",
     "suggest_degradation",
 ]
 

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
 from tokenward.budgets._rules import Budget, _escape, _now
-from tokenward.budgets._store import BudgetStore, CounterStatus, MemoryBudgetStore, ReserveItem
+from tokenward.budgets._store import (
+    BudgetStore,
+    CommitItem,
+    CommitResult,
+    CounterStatus,
+    MemoryBudgetStore,
+    ReserveItem,
+)
 from tokenward.budgets._windows import WindowSpan
 from tokenward.errors import BudgetExceededError, BudgetStoreUnavailableError, ConfigurationError
 
@@ -126,8 +134,7 @@ class _Pending:
 @dataclass
 class _JournalEntry:
     id: str
-    actuals: dict[str, int]
-    expires: dict[str, float | None]
+    items: list[CommitItem]
     at: float = field(default_factory=time.time)
 
 
@@ -297,7 +304,7 @@ class Budgets:
                     break
                 entry = self._journal[0]
             self._store_call(
-                lambda: self.store.commit(entry.id, entry.actuals, now_s, entry.expires),
+                lambda e=entry: self.store.commit(e.id, e.items, now_s),  # type: ignore[misc]
                 force=force,
             )
             with self._lock:
@@ -404,38 +411,38 @@ class Budgets:
                 )
                 return
             p = _Pending(self._plan(dims, cost_nanos, tokens, now_dt))
-        actuals: dict[str, int] = {}
-        expires: dict[str, float | None] = {}
+        items: list[CommitItem] = []
         for a in p.applied:
             a.amount = a.budget.amount(cost_nanos, tokens)
             if a.item is not None:
-                actuals[a.item.key] = actuals.get(a.item.key, 0) + a.amount
-                expires[a.item.key] = a.item.expires_at
-        stored = False
-        if actuals:
+                it = a.item
+                marks = self._marks(a)
+                items.append(
+                    CommitItem(it.key, a.amount, it.read_keys, it.lock_key, it.expires_at, marks)
+                )
+        result: CommitResult | None = None
+        if items:
             if p.degraded or self.degraded:
-                self._journal_add(run_id, actuals, expires)
+                self._journal_add(run_id, items)
             else:
                 self._maybe_reconcile(now_s)
                 try:
-                    self._store_call(lambda: self.store.commit(run_id, actuals, now_s, expires))
-                    stored = True
+                    result = self._store_call(lambda: self.store.commit(run_id, items, now_s))
                 except BudgetStoreUnavailableError as exc:
                     logger.warning(
                         "tokenward budgets: store unavailable at commit of %s (%s); spend journaled",
                         run_id,
                         exc,
                     )
-                    self._journal_add(run_id, actuals, expires)
-        self._check_thresholds(p, now_dt, stored)
+                    self._journal_add(run_id, items)
+        sent = frozenset(marker for it in items for _, marker in it.marks)
+        self._check_thresholds(p, now_dt, result, sent)
 
-    def _journal_add(
-        self, run_id: str, actuals: dict[str, int], expires: dict[str, float | None]
-    ) -> None:
+    def _journal_add(self, run_id: str, items: list[CommitItem]) -> None:
         with self._lock:
-            # keyed by the run id, so reconciling also drops the run's reservation if the
-            # store kept it (e.g. Redis with persistence restarted)
-            self._journal.append(_JournalEntry(run_id, actuals, expires))
+            # keyed by the run id: the store applies a replayed commit once, and reconciling
+            # also drops the run's reservation if the store kept it
+            self._journal.append(_JournalEntry(run_id, [replace(it, marks=()) for it in items]))
 
     def release(self, run_id: str, *, now: datetime | None = None) -> None:
         """Return the reservation of ``run_id`` (the call failed or was cancelled)."""
@@ -526,55 +533,68 @@ class Budgets:
             suggestion=suggestion,
         )
 
-    def _check_thresholds(self, p: _Pending, now: datetime, stored: bool) -> None:
+    def _markers(self, a: _Applied) -> tuple[tuple[float, str], ...]:
+        """``(threshold, marker)`` of ``a``'s budget and scope in the current window."""
+        b = a.budget
+        ths = tuple(b.thresholds)
+        if b.mode == "soft" and 1.0 not in ths:
+            ths = (*ths, 1.0)
+        if not ths or a.limit <= 0:
+            return ()
+        window_key = a.spans[-1].key if a.spans else ""
+        mkey = (b.name, a.scope_key, window_key, ths)
+        markers = self._marker_cache.get(mkey)
+        if markers is None:  # the "fired" markers of this window, built once
+            prefix = f"{b.name}|{a.scope_key}|{window_key}"
+            markers = tuple((t, f"{prefix}|{t}") for t in ths)
+            if len(self._marker_cache) >= 10_000:
+                self._marker_cache.clear()
+            self._marker_cache[mkey] = markers
+        return markers
+
+    def _marks(self, a: _Applied) -> tuple[tuple[int, str], ...]:
+        """What the store records at commit once spend reaches it: ``(amount, marker)`` of
+        every threshold not yet fired here (``spent >= t * limit``, spent an integer); none
+        when even spent + reserved at reserve time plus this call stays below them all."""
+        marks = tuple(
+            (math.ceil(t * a.limit), m) for t, m in self._markers(a) if m not in self._fired
+        )
+        if marks and a.known and sum(a.before) + a.amount < min(at for at, _ in marks):
+            return ()
+        return marks
+
+    def _check_thresholds(
+        self, p: _Pending, now: datetime, result: CommitResult | None, sent: frozenset[str]
+    ) -> None:
+        if result is not None and not result.applied:
+            return  # the store had this commit already: its alerts went out then
+        spent_after = (
+            dict(zip((a.item.key for a in p.applied if a.item is not None), result.spent))
+            if result is not None
+            else {}
+        )
         for a in p.applied:
             b = a.budget
-            ths = tuple(b.thresholds)
-            if b.mode == "soft" and 1.0 not in ths:
-                ths = (*ths, 1.0)
-            if not ths or a.limit <= 0:
-                continue
-            window_key = a.spans[-1].key if a.spans else ""
-            mkey = (b.name, a.scope_key, window_key, ths)
-            markers = self._marker_cache.get(mkey)
-            if markers is None:  # the "fired" markers of this window, built once
-                prefix = f"{b.name}|{a.scope_key}|{window_key}"
-                markers = tuple((t, f"{prefix}|{t}") for t in ths)
-                if len(self._marker_cache) >= 10_000:
-                    self._marker_cache.clear()
-                self._marker_cache[mkey] = markers
-            fired = self._fired
-            pending_ths = [t for t, m in markers if m not in fired]
+            markers = self._markers(a)
+            pending_ths = [t for t, m in markers if m not in self._fired]
             if not pending_ths:
                 continue
+            window_key = a.spans[-1].key if a.spans else ""
             if a.item is None:  # per-request window: this call is the whole window
                 spent = a.amount
                 base = f"{b.name}|{a.scope_key}|{window_key}|{id(p)}"
             else:
-                # cheap upper bound first: skip the status read when no threshold can be crossed
-                upper = a.before[0] + a.before[1] + a.amount
-                if a.known and stored and upper < min(pending_ths) * a.limit:
-                    continue
                 base = f"{b.name}|{a.scope_key}|{window_key}"
-                if p.degraded or not stored:
-                    spent = a.before[0] + a.amount
-                else:
-                    try:
-                        spent = sum(s.spent for s in self._statuses(a, now.timestamp()))
-                    except BudgetStoreUnavailableError:
-                        continue
+                # the store's spend after this commit; an estimate when degraded or journaled
+                spent = spent_after.get(a.item.key, a.before[0] + a.amount)
             for t in pending_ths:
                 if spent < t * a.limit:
                     continue
                 marker = f"{base}|{t}"
-                exp = a.item.expires_at if a.item is not None else now.timestamp() + 86400
-                if a.item is not None and stored:
-                    try:
-                        first = self._store_call(
-                            lambda: self.store.mark_once(marker, exp, now.timestamp())
-                        )
-                    except BudgetStoreUnavailableError:
-                        continue
+                if result is not None and a.item is not None:
+                    if marker not in sent:
+                        continue  # not offered to the store this time: the next commit will
+                    first = marker in result.fired  # recorded once across every process
                 else:
                     first = marker not in self._fired
                 if a.item is not None:
@@ -658,12 +678,21 @@ class Budgets:
         none apply). Middleware uses it to degrade before a hard deny."""
         now_dt = _now(now)
         worst = 0.0
-        for a in self._plan(dims or {}, 0, 0, now_dt):
-            if a.item is None:
-                continue
-            used = sum(st.spent + st.reserved for st in self._statuses(a, now_dt.timestamp()))
+        applied = [a for a in self._plan(dims or {}, 0, 0, now_dt) if a.item is not None]
+        for a, used in zip(applied, self._used(applied, now_dt.timestamp())):
             worst = max(worst, used / a.limit if a.limit else (1.0 if used else 0.0))
         return worst
+
+    def _used(self, applied: list[_Applied], now_s: float) -> list[int]:
+        """spent + reserved of each applied budget, read from the store in one round trip."""
+        keys = [k for a in applied if a.item is not None for k in a.item.keys]
+        statuses = iter(self._store_call(lambda: self.store.status(keys, now_s)) if keys else ())
+        return [
+            sum(st.spent + st.reserved for _, st in zip(a.item.keys, statuses))
+            if a.item is not None
+            else 0
+            for a in applied
+        ]
 
     def headroom(
         self, dims: Mapping[str, Any] | None, *, now: datetime | None = None
@@ -673,14 +702,9 @@ class Budgets:
         now_dt = _now(now)
         usd: int | None = None
         tok: int | None = None
-        for a in self._plan(dims or {}, 0, 0, now_dt):
-            if a.budget.mode != "hard":
-                continue
-            if a.item is None:
-                room = a.limit
-            else:
-                st = self._statuses(a, now_dt.timestamp())
-                room = max(0, a.limit - sum(s.spent + s.reserved for s in st))
+        applied = [a for a in self._plan(dims or {}, 0, 0, now_dt) if a.budget.mode == "hard"]
+        for a, used in zip(applied, self._used(applied, now_dt.timestamp())):
+            room = a.limit if a.item is None else max(0, a.limit - used)
             if a.budget.unit == "usd":
                 usd = room if usd is None else min(usd, room)
             else:

@@ -1,98 +1,309 @@
-"""PostgreSQL budget store (SQLAlchemy Core + psycopg 3).
+"""PostgreSQL budget store (psycopg 3): every operation is one statement, one round trip.
 
-``reserve`` is ONE round trip: a server-side PL/pgSQL function (created with the tables)
-that, in a single implicit transaction,
+Tables (``table_prefix`` default ``tw_budget_``): ``counters`` (per counter key: committed
+``spent`` and ``calls``, ``reserved`` = the sum of its rows in ``holds``, and ``next_expiry``:
+no hold expires before it), ``holds`` (one row per reservation and key, with its expiry),
+``markers`` (threshold alerts fired) and ``commits`` (committed reservation ids, kept
+``commit_retention`` seconds).
 
-1. ``INSERT … ON CONFLICT (key) DO UPDATE`` on the budget+scope rows in sorted key order:
-   creates the counters of first-seen keys (1,000 users arriving at once all get counters)
-   and takes their row locks in a deterministic order (no deadlocks between reservations
-   touching several budgets);
-2. reads spent and live reserved amounts of every key involved (fresh snapshot after the
-   locks), checks every item against its limit;
-3. inserts the reservation rows, or returns which item did not fit and writes nothing.
+``reserve`` and ``commit`` are PL/pgSQL functions created with the tables. Each runs in the
+one implicit transaction of its statement:
 
-``commit`` is one statement too (a data-modifying CTE deletes the reservation and upserts
-the spend). Reserved amounts are rows with an expiry: expired rows simply stop counting (a
-crashed process cannot leak budget); ``expire()`` deletes them. Connection failures raise
-``BudgetStoreUnavailableError``.
+* both first take a transaction-level advisory lock per budget+scope (``lock_key``: the
+  counter key, or one lock for all buckets of a rolling window), in ascending lock-id order
+  so reservations touching several budgets never deadlock. Reserves and commits on one
+  budget+scope are therefore serialised, and no row is written just to lock it;
+* ``reserve`` drops the expired holds of a key only once its ``next_expiry`` has passed
+  (a crashed process's reservations stop counting the moment their TTL passes), reads
+  spent and reserved of every item from ``counters`` in ONE statement (one snapshot, taken
+  after the locks), checks every limit, then inserts its holds and adds them to
+  ``reserved``, or returns which item did not fit and writes nothing;
+* ``commit`` records the reservation id (a replayed commit finds it and changes nothing),
+  deletes the holds and moves their amounts from ``reserved`` to ``spent`` in one
+  statement, reads the new spend of every item and records the threshold markers that
+  spend reached, returning those it recorded first.
+
+A budget check reads one ``counters`` row per key (updated in place, so heavy traffic on one
+budget leaves no trail of dead rows to scan); ``holds`` is only searched by reservation id.
+Connections are kept in a small per-process free list (autocommit, so no ``BEGIN``/
+``COMMIT`` round trips). A pooled connection that turns out dead (server restarted) is
+replaced and the call retried once on a new connection; every operation is idempotent, so
+the retry is safe. Connection failures, timeouts and a server shutting down raise
+``BudgetStoreUnavailableError``; a value the server rejects raises ``BudgetStoreError``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from tokenward.budgets._store import CounterStatus, ReserveItem, ReserveResult
-from tokenward.errors import BudgetStoreUnavailableError, IntegrationUnavailableError
+from tokenward.budgets._store import (
+    DEFAULT_COMMIT_RETENTION,
+    MAX_LIMIT,
+    CommitItem,
+    CommitResult,
+    CounterStatus,
+    ReserveItem,
+    ReserveResult,
+    check_amount,
+    check_limit,
+    store_key,
+)
+from tokenward.errors import (
+    BudgetStoreError,
+    BudgetStoreUnavailableError,
+    ConfigurationError,
+    IntegrationUnavailableError,
+)
 
 __all__ = ["PostgresBudgetStore"]
 
-_FUNCTION = """
-CREATE OR REPLACE FUNCTION {fn}(
-    p_rid text, p_now float8, p_exp float8, p_locks text[], p_keys text[], p_amounts bigint[],
-    p_limits bigint[], p_rkeys text[], p_ritem int[])
-RETURNS TABLE (ok boolean, failed int, spent bigint[], reserved bigint[])
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {p}counters (
+    key text PRIMARY KEY, spent bigint NOT NULL DEFAULT 0, calls bigint NOT NULL DEFAULT 0,
+    expires_at double precision);
+ALTER TABLE {p}counters ADD COLUMN IF NOT EXISTS reserved bigint NOT NULL DEFAULT 0;
+ALTER TABLE {p}counters ADD COLUMN IF NOT EXISTS next_expiry double precision;
+CREATE TABLE IF NOT EXISTS {p}holds (
+    rid text NOT NULL, key text NOT NULL, amount bigint NOT NULL,
+    expires_at double precision NOT NULL, PRIMARY KEY (rid, key));
+CREATE INDEX IF NOT EXISTS {p}holds_key ON {p}holds (key, expires_at);
+CREATE TABLE IF NOT EXISTS {p}markers (marker text PRIMARY KEY, expires_at double precision);
+CREATE TABLE IF NOT EXISTS {p}commits (rid text PRIMARY KEY, expires_at double precision NOT NULL);
+
+-- drop the expired holds of the keys whose next_expiry has passed (caller holds their locks)
+CREATE OR REPLACE FUNCTION {p}purge_v2(p_keys text[], p_now float8) RETURNS void
 LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
 DECLARE
-    i int;
-    s bigint;
-    r bigint;
-    ss bigint[] := '{{}}';
-    rr bigint[] := '{{}}';
-    ks text[];
+    k text;
 BEGIN
-    -- create first-seen rows and lock every budget+scope row, in sorted key order
-    INSERT INTO {c} AS c (key) SELECT k FROM unnest(p_locks) AS k ORDER BY k
-    ON CONFLICT (key) DO UPDATE SET key = c.key;
-    FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
-        ks := ARRAY(SELECT p_rkeys[j] FROM generate_subscripts(p_rkeys, 1) AS j WHERE p_ritem[j] = i);
-        SELECT coalesce(sum(c.spent), 0) INTO s FROM {c} AS c WHERE c.key = ANY(ks);
-        SELECT coalesce(sum(x.amount), 0) INTO r FROM {r} AS x
-            WHERE x.key = ANY(ks) AND x.expires_at > p_now;
-        ss := ss || s;
-        rr := rr || r;
-        IF p_limits[i] IS NOT NULL AND s + r + p_amounts[i] > p_limits[i] THEN
-            RETURN QUERY SELECT false, i, ss, rr;
-            RETURN;
-        END IF;
+    FOR k IN SELECT c.key FROM {p}counters c
+             WHERE c.key = ANY(p_keys) AND c.next_expiry <= p_now LOOP
+        WITH gone AS (
+            DELETE FROM {p}holds h WHERE h.key = k AND h.expires_at <= p_now RETURNING h.amount)
+        UPDATE {p}counters c SET
+            reserved = GREATEST(c.reserved - coalesce((SELECT sum(g.amount) FROM gone g), 0), 0),
+            next_expiry = (SELECT min(h.expires_at) FROM {p}holds h
+                           WHERE h.key = k AND h.expires_at > p_now)
+        WHERE c.key = k;
     END LOOP;
-    INSERT INTO {r} AS x (rid, key, amount, expires_at)
-        SELECT p_rid, t.k, sum(t.a), p_exp FROM unnest(p_keys, p_amounts) AS t(k, a) GROUP BY t.k
-    ON CONFLICT (rid, key) DO UPDATE SET amount = excluded.amount, expires_at = excluded.expires_at;
-    RETURN QUERY SELECT true, 0, ss, rr;
+END
+$fn$;
+
+-- p_args: a JSON object: "l" the advisory lock ids (ascending), "i" the items
+-- [key, amount, limit or null, expires_at or null, [read keys]]
+CREATE OR REPLACE FUNCTION {p}reserve_v2(
+    p_rid text, p_now float8, p_exp float8, p_args jsonb,
+    OUT o_failed int, OUT o_spent bigint[], OUT o_reserved bigint[])
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    attempt int;
+    due boolean;
+    own boolean;
+BEGIN
+    PERFORM pg_advisory_xact_lock(l::bigint)  -- ascending: no deadlocks
+    FROM jsonb_array_elements_text(p_args->'l') AS l;
+    FOR attempt IN 1 .. 2 LOOP
+        -- one snapshot after the locks: spent and reserved per item (this id's own live
+        -- holds excluded), and the first item that does not fit
+        SELECT min(t.item) FILTER (WHERE t.l IS NOT NULL AND t.s::numeric + t.r + t.a > t.l),
+               array_agg(t.s ORDER BY t.item), array_agg(t.r ORDER BY t.item), bool_or(t.due),
+               EXISTS (SELECT FROM {p}holds h WHERE h.rid = p_rid)
+        INTO o_failed, o_spent, o_reserved, due, own
+        FROM (
+            SELECT e.i AS item, (e.v->>1)::bigint AS a, (e.v->>2)::bigint AS l,
+                   coalesce(sum(c.spent), 0)::bigint AS s,
+                   (coalesce(sum(c.reserved), 0) - coalesce(sum(h.amount), 0))::bigint AS r,
+                   bool_or(c.next_expiry <= p_now) AS due
+            FROM jsonb_array_elements(p_args->'i') WITH ORDINALITY AS e(v, i)
+            CROSS JOIN jsonb_array_elements_text(e.v->4) AS k(key)
+            LEFT JOIN {p}counters c ON c.key = k.key
+            LEFT JOIN {p}holds h ON h.rid = p_rid AND h.key = k.key AND h.expires_at > p_now
+            GROUP BY e.i, e.v
+        ) t;
+        EXIT WHEN NOT coalesce(due, false);
+        PERFORM {p}purge_v2(  -- a hold expired: drop it, then read again
+            ARRAY(SELECT jsonb_array_elements_text(e.v->4)
+                  FROM jsonb_array_elements(p_args->'i') AS e(v)), p_now);
+    END LOOP;
+    IF o_failed IS NOT NULL THEN
+        o_spent := o_spent[1:o_failed];
+        o_reserved := o_reserved[1:o_failed];
+        RETURN;
+    END IF;
+    o_failed := 0;
+    IF own THEN  -- this id held budget already: replace that reservation
+        WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount)
+        UPDATE {p}counters c SET reserved = GREATEST(c.reserved - g.amount, 0)
+        FROM (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key) g
+        WHERE c.key = g.key;
+    END IF;
+    WITH item AS (
+        SELECT e.v->>0 AS k, sum((e.v->>1)::bigint) AS a, max((e.v->>3)::float8) AS e
+        FROM jsonb_array_elements(p_args->'i') AS e(v) GROUP BY 1),
+    rearm AS (DELETE FROM {p}commits d WHERE d.rid = p_rid),
+    held AS (
+        INSERT INTO {p}holds (rid, key, amount, expires_at)
+        SELECT p_rid, item.k, item.a, p_exp FROM item)
+    INSERT INTO {p}counters AS c (key, reserved, next_expiry, expires_at)
+        SELECT item.k, item.a, p_exp, item.e FROM item
+    ON CONFLICT (key) DO UPDATE SET reserved = c.reserved + excluded.reserved,
+        next_expiry = LEAST(c.next_expiry, excluded.next_expiry),
+        expires_at = GREATEST(c.expires_at, excluded.expires_at);
+END
+$fn$;
+
+-- the commit: the id is recorded (a replay finds it and changes nothing); the holds leave
+-- "reserved" as the actual amounts enter "spent" in one statement, so a reserve's
+-- single-snapshot read sees a commit whole or not at all (commits need no lock); then the
+-- markers the new spend reached are recorded.
+-- p_args: a JSON object: "i" the items
+-- [key, amount, expires_at or null, [read keys], [[at, marker], ...]]
+CREATE OR REPLACE FUNCTION {p}commit_v2(
+    p_rid text, p_now float8, p_keep float8, p_args jsonb,
+    OUT o_applied boolean, OUT o_spent bigint[], OUT o_fired text[])
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    reached boolean;
+BEGIN
+    INSERT INTO {p}commits AS d (rid, expires_at) VALUES (p_rid, p_keep)
+        ON CONFLICT (rid) DO UPDATE SET expires_at = excluded.expires_at
+        WHERE d.expires_at <= p_now;
+    o_applied := FOUND;
+    IF NOT o_applied THEN
+        RETURN;
+    END IF;
+    WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount),
+    held AS (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key),
+    spend AS (
+        SELECT e.v->>0 AS k, sum((e.v->>1)::bigint) AS a, count(*) AS n,
+               max((e.v->>2)::float8) AS e
+        FROM jsonb_array_elements(p_args->'i') AS e(v) GROUP BY 1),
+    up AS (
+        INSERT INTO {p}counters AS c (key, spent, calls, reserved, expires_at)
+        SELECT coalesce(spend.k, held.key), coalesce(spend.a, 0), coalesce(spend.n, 0),
+               -coalesce(held.amount, 0), spend.e
+        FROM spend FULL JOIN held ON held.key = spend.k
+        ON CONFLICT (key) DO UPDATE SET spent = c.spent + excluded.spent,
+            calls = c.calls + excluded.calls,
+            reserved = GREATEST(c.reserved + excluded.reserved, 0),
+            expires_at = GREATEST(c.expires_at, excluded.expires_at)
+        RETURNING c.key, c.spent),
+    totals AS (  -- per item: the new spend summed over its read keys
+        SELECT e.i AS item, e.v AS v, sum(coalesce(up.spent, c.spent, 0))::bigint AS s
+        FROM jsonb_array_elements(p_args->'i') WITH ORDINALITY AS e(v, i)
+        CROSS JOIN jsonb_array_elements_text(e.v->3) AS k(key)
+        LEFT JOIN up ON up.key = k.key
+        LEFT JOIN {p}counters c ON c.key = k.key AND up.key IS NULL
+        GROUP BY e.i, e.v)
+    SELECT array_agg(totals.s ORDER BY totals.item),
+           bool_or(EXISTS (SELECT FROM jsonb_array_elements(totals.v->4) AS m(v)
+                           WHERE totals.s >= (m.v->>0)::bigint))
+    INTO o_spent, reached FROM totals;
+    IF reached THEN
+        WITH fired AS (
+            INSERT INTO {p}markers AS m (marker, expires_at)
+            SELECT m.v->>1, (e.v->>2)::float8
+            FROM jsonb_array_elements(p_args->'i') WITH ORDINALITY AS e(v, i),
+                 jsonb_array_elements(e.v->4) AS m(v)
+            WHERE o_spent[e.i] >= (m.v->>0)::bigint
+            ON CONFLICT (marker) DO UPDATE SET expires_at = excluded.expires_at
+                WHERE m.expires_at IS NOT NULL AND m.expires_at <= p_now
+            RETURNING m.marker)
+        SELECT array_agg(fired.marker) INTO o_fired FROM fired;
+    END IF;
 END
 $fn$;
 """
 
+# one text parameter carries the items: psycopg adapts a JSON string far faster than lists
+_RESERVE = "SELECT * FROM {p}reserve_v2(%s, %s, %s, %s::jsonb)"
+_COMMIT = "SELECT * FROM {p}commit_v2(%s, %s, %s, %s::jsonb)"
+_RELEASE = (
+    "WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = %s RETURNING h.key, h.amount) "
+    "UPDATE {p}counters c SET reserved = GREATEST(c.reserved - g.amount, 0) "
+    "FROM (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key) g "
+    "WHERE c.key = g.key"
+)
+_EXTEND = (
+    "UPDATE {p}holds SET expires_at = GREATEST(expires_at, %s) WHERE rid = %s AND expires_at > %s"
+)
+_STATUS = (
+    "SELECT k.key, coalesce(c.spent, 0), coalesce(c.calls, 0), "
+    "CASE WHEN c.next_expiry IS NULL OR c.next_expiry > %(now)s THEN coalesce(c.reserved, 0) "
+    "ELSE coalesce((SELECT sum(h.amount) FROM {p}holds h "
+    "WHERE h.key = k.key AND h.expires_at > %(now)s), 0) END "
+    "FROM unnest(%(keys)s::text[]) AS k(key) LEFT JOIN {p}counters c ON c.key = k.key"
+)
+_EXPIRE = (
+    "WITH h AS (DELETE FROM {p}holds WHERE expires_at <= %(now)s RETURNING key, amount), "
+    "r AS (UPDATE {p}counters c SET reserved = GREATEST(c.reserved - g.amount, 0) "
+    "FROM (SELECT h.key, sum(h.amount) AS amount FROM h GROUP BY h.key) g "
+    "WHERE c.key = g.key RETURNING 1), "
+    "c AS (DELETE FROM {p}counters WHERE expires_at <= %(now)s RETURNING 1), "
+    "m AS (DELETE FROM {p}markers WHERE expires_at <= %(now)s RETURNING 1), "
+    "d AS (DELETE FROM {p}commits WHERE expires_at <= %(now)s RETURNING 1) "
+    "SELECT (SELECT count(*) FROM h) + (SELECT count(*) FROM c) + (SELECT count(*) FROM m) "
+    "+ (SELECT count(*) FROM d) + 0 * (SELECT count(*) FROM r)"
+)
 
-def _sa() -> Any:
+# SQLSTATE classes/codes that mean the server cannot serve anyone right now
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")  # connection, resources, shutdown/timeout, I/O
+_UNAVAILABLE_CODES = ("55P03", "25006")  # lock timeout, read-only server (failover)
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+
+
+def _psycopg() -> Any:
     try:
-        import sqlalchemy
+        import psycopg
     except ImportError:
-        raise IntegrationUnavailableError("sqlalchemy", "postgres") from None
-    return sqlalchemy
+        raise IntegrationUnavailableError("psycopg", "postgres") from None
+    return psycopg
 
 
-def _normalize_url(url: str) -> str:
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+def _conninfo(url: str | Any) -> str:
+    """A libpq connection string from a ``postgresql://`` URL (also ``postgres://`` and
+    SQLAlchemy's ``postgresql+driver://``) or an SQLAlchemy engine/URL object."""
+    engine_url = getattr(url, "url", url)
+    if not isinstance(engine_url, str) and hasattr(engine_url, "render_as_string"):
+        url = engine_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    if not isinstance(url, str):
+        raise ConfigurationError(
+            f"PostgresBudgetStore needs a postgresql:// URL or an SQLAlchemy engine, got {url!r}."
+        )
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.split("+", 1)[0].lower() in ("postgresql", "postgres"):
+        return f"postgresql://{rest}"
+    raise ConfigurationError(
+        f"PostgresBudgetStore URL {url!r} must start with postgresql://user:pass@host/db."
+    )
 
 
 class PostgresBudgetStore:
     """Budget counters in PostgreSQL, shared by every process and machine using the database.
 
     Args:
-        url: ``postgresql://user:pass@host/db`` (psycopg 3 driver is used) or an SQLAlchemy URL;
-            or an existing ``sqlalchemy.engine.Engine``.
-        table_prefix: prefix of the three tables (created if missing).
+        url: ``postgresql://user:pass@host/db`` (psycopg 3), or an SQLAlchemy engine whose
+            URL is used.
+        table_prefix: prefix of the four tables and three functions (created if missing); a
+            SQL identifier.
         connect_timeout: seconds before an unreachable server counts as unavailable.
+        statement_timeout: seconds a statement may wait (e.g. for a lock) before the store
+            counts as unavailable.
+        pool_size: idle connections kept per process (more are opened under load and closed
+            when returned).
         synchronous_commit: ``False`` sets ``synchronous_commit=off`` on the store's sessions:
             faster commits; a server crash may lose the last few hundred ms of recorded spend
-            (never corrupts counters). Reservations are unaffected in practice.
+            and reservations (never corrupts counters).
+        commit_retention: seconds a committed reservation id is remembered (replayed commits
+            within it are applied once).
     """
 
     def __init__(
@@ -101,237 +312,264 @@ class PostgresBudgetStore:
         *,
         table_prefix: str = "tw_budget_",
         connect_timeout: int = 3,
+        statement_timeout: float = 10.0,
         pool_size: int = 5,
         synchronous_commit: bool = True,
+        commit_retention: float = DEFAULT_COMMIT_RETENTION,
     ) -> None:
-        sa = _sa()
-        self._sa = sa
-        self._url = url
-        self._connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
+        self._pg = _psycopg()
+        self._conninfo = _conninfo(url)
+        if not _PREFIX.fullmatch(table_prefix):
+            raise ConfigurationError(
+                f"table_prefix {table_prefix!r} must be a SQL identifier (letters, digits, _), "
+                f"e.g. 'tw_budget_'."
+            )
+        # generic plans: the statements never change, and planning them anew for each call
+        # costs more than running them
+        options = (
+            f"-c statement_timeout={int(statement_timeout * 1000)} "
+            "-c plan_cache_mode=force_generic_plan"
+        )
         if not synchronous_commit:
-            self._connect_args["options"] = "-c synchronous_commit=off"
-
+            options += " -c synchronous_commit=off"
+        self._connect_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": connect_timeout,
+            "options": options,
+        }
+        self.table_prefix = table_prefix
+        self.commit_retention = commit_retention
         self._pool_size = pool_size
-        self._lock = threading.Lock()
-        self._engine: Any = None
-        self._pid = -1
-        md = sa.MetaData()
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+        self._lock_salt = table_prefix.encode()
         p = table_prefix
-        self.counters = sa.Table(
-            f"{p}counters",
-            md,
-            sa.Column("key", sa.Text, primary_key=True),
-            sa.Column("spent", sa.BigInteger, nullable=False, server_default="0"),
-            sa.Column("calls", sa.BigInteger, nullable=False, server_default="0"),
-            sa.Column("expires_at", sa.Float, nullable=True),
-        )
-        self.reservations = sa.Table(
-            f"{p}reservations",
-            md,
-            sa.Column("rid", sa.Text, primary_key=True),
-            sa.Column("key", sa.Text, primary_key=True),
-            sa.Column("amount", sa.BigInteger, nullable=False),
-            sa.Column("expires_at", sa.Float, nullable=False),
-            sa.Index(f"{p}reservations_key", "key", "expires_at"),
-        )
-        self.markers = sa.Table(
-            f"{p}markers",
-            md,
-            sa.Column("marker", sa.Text, primary_key=True),
-            sa.Column("expires_at", sa.Float, nullable=True),
-        )
-        self._md = md
-        self._t = {"c": f"{p}counters", "r": f"{p}reservations", "m": f"{p}markers"}
-        self._fn = f"{p}reserve"
-        self._reserve_sql = sa.text(
-            f"SELECT * FROM {self._fn}(:rid, :now, :exp, "
-            f"CAST(:locks AS text[]), CAST(:keys AS text[]), CAST(:amounts AS bigint[]), "
-            f"CAST(:limits AS bigint[]), CAST(:rkeys AS text[]), CAST(:ritem AS int[]))"
-        )
-        c, r = self._t["c"], self._t["r"]
-        self._commit_sql = sa.text(
-            f"WITH d AS (DELETE FROM {r} WHERE rid = :rid) "
-            f"INSERT INTO {c} (key, spent, calls, expires_at) "
-            f"SELECT k, a, 1, e FROM unnest(CAST(:keys AS text[]), CAST(:amounts AS bigint[]), "
-            f"CAST(:exps AS float8[])) AS t(k, a, e) "
-            f"ON CONFLICT (key) DO UPDATE SET spent = {c}.spent + excluded.spent, "
-            f"calls = {c}.calls + 1, expires_at = GREATEST({c}.expires_at, excluded.expires_at)"
-        )
-        with self._wrap(), self._autocommit.connect() as conn:
-            # serialise DDL between processes starting at the same time
-            conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:n))"), {"n": self._fn})
+        self._sql = {
+            name: sql.format(p=p)
+            for name, sql in (
+                ("reserve", _RESERVE),
+                ("commit", _COMMIT),
+                ("release", _RELEASE),
+                ("extend", _EXTEND),
+                ("status", _STATUS),
+                ("expire", _EXPIRE),
+            )
+        }
+        ddl = _SCHEMA.format(p=p)
+        with self._errors():
+            conn = self._connect()
             try:
-                md.create_all(conn, checkfirst=True)
-                conn.execute(sa.text(_FUNCTION.format(fn=self._fn, c=c, r=r)))
+                # serialise DDL between processes starting at the same time
+                conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{p}schema",))
+                try:
+                    conn.execute(ddl)
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{p}schema",))
             finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:n))"), {"n": self._fn})
-                conn.commit()
+                conn.close()
 
-    @property
-    def engine(self) -> Any:
-        """The SQLAlchemy engine of this process (re-created after ``fork``)."""
-        if self._engine is None or self._pid != os.getpid():
-            with self._lock:
-                if self._engine is None or self._pid != os.getpid():
-                    if isinstance(self._url, str):
-                        if self._engine is not None:
-                            self._engine.dispose(close=False)
-                        # no pool_pre_ping: a dead connection fails the call, SQLAlchemy
-                        # invalidates the pool and the next call reconnects.
-                        # every operation is a single statement: autocommit connections
-                        # avoid BEGIN/COMMIT round trips.
-                        self._engine = self._sa.create_engine(
-                            _normalize_url(self._url),
-                            pool_size=self._pool_size,
-                            isolation_level="AUTOCOMMIT",
-                            connect_args=self._connect_args,
-                        )
-                    else:
-                        self._url.dispose(close=False) if self._pid != -1 else None
-                        self._engine = self._url
-                    self._pid = os.getpid()
-                    self._auto = (
-                        self._engine
-                        if isinstance(self._url, str)
-                        else self._engine.execution_options(isolation_level="AUTOCOMMIT")
-                    )
-        return self._engine
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PostgresBudgetStore:
+        """``postgresql://user:pass@host:5432/db`` (also ``postgres://``)."""
+        return cls(url, **options)
 
-    @property
-    def _autocommit(self) -> Any:
-        self.engine  # noqa: B018 - (re)creates the engine for this process
-        return self._auto
+    # -- connections ---------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        return self._pg.connect(self._conninfo, **self._connect_kwargs)
 
-    def _wrap(self) -> _Wrap:
-        return _Wrap(self._sa)
+    def _checkout(self) -> tuple[Any, bool]:
+        """A connection and whether it is new. Connections never cross a ``fork``: psycopg
+        closes a connection only in the process that opened it, so the parent's are dropped."""
+        if self._pid != os.getpid():
+            self._idle = []
+            self._pid = os.getpid()
+        try:
+            return self._idle.pop(), False
+        except IndexError:
+            pass
+        with self._errors():
+            return self._connect(), True
 
-    def _totals_sql(self) -> Any:
-        c, r = self._t["c"], self._t["r"]
-        return self._sa.text(
-            f"SELECT 's' AS kind, key, spent AS amount, calls FROM {c} WHERE key = ANY(:keys) "
-            f"UNION ALL SELECT 'r', key, SUM(amount), 0 FROM {r} "
-            f"WHERE key = ANY(:keys) AND expires_at > :now GROUP BY key"
-        )
+    def _checkin(self, conn: Any) -> None:
+        if len(self._idle) < self._pool_size and not conn.closed:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
-    def _read(self, conn: Any, keys: Sequence[str], now: float) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for kind, key, amount, calls in conn.execute(
-            self._totals_sql(), {"keys": list(keys), "now": now}
-        ):
-            row = out.setdefault(key, [0, 0, 0])
-            if kind == "s":
-                row[0] += int(amount)
-                row[2] += int(calls)
-            else:
-                row[1] += int(amount)
-        return out
+    def _run(self, name: str, params: Sequence[Any] | dict[str, Any], *, rows: bool = False) -> Any:
+        """Execute one statement: all rows (``rows=True``), else its first row, or the row
+        count of a statement that returns none."""
+        sql = self._sql[name]
+        while True:
+            conn, new = self._checkout()
+            try:
+                cur = conn.execute(sql, params)
+                if rows:
+                    out = cur.fetchall()
+                else:
+                    out = cur.fetchone() if cur.description else cur.rowcount
+            except self._pg.Error as exc:
+                broken = bool(conn.broken or conn.closed)
+                if broken:  # the server went away: the idle connections are dead too
+                    idle, self._idle = self._idle, []
+                    for c in (conn, *idle):
+                        c.close()
+                    if not new:
+                        continue  # a stale pooled connection: retry once on a new one
+                else:
+                    self._checkin(conn)
+                raise _translate(exc, broken or _unavailable(exc)) from exc
+            except (UnicodeError, OverflowError, ValueError, TypeError) as exc:
+                self._checkin(conn)
+                raise _translate(exc, False) from exc
+            self._checkin(conn)
+            return out
 
+    def _errors(self) -> _Errors:
+        return _Errors(self._pg)
+
+    def _locks(self, keys: Sequence[str]) -> list[int]:
+        """64-bit advisory lock ids, ascending: the one order every process locks in."""
+        ids = set()
+        for k in keys:
+            h = hashlib.blake2b(k.encode(), digest_size=8, key=self._lock_salt[:64])
+            ids.add(int.from_bytes(h.digest(), "big", signed=True))
+        return sorted(ids)
+
+    # -- the protocol --------------------------------------------------------------------------
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
     ) -> ReserveResult:
-        read_keys: list[str] = []
-        read_item: list[int] = []
-        for i, it in enumerate(items, 1):
-            read_keys.extend(it.keys)
-            read_item.extend([i] * len(it.keys))
-        params = {
-            "rid": reservation_id,
-            "now": now,
-            "exp": now + ttl,
-            "locks": sorted({it.lock for it in items}),
-            "keys": [it.key for it in items],
-            "amounts": [it.amount for it in items],
-            "limits": [it.limit for it in items],
-            "rkeys": read_keys,
-            "ritem": read_item,
+        args = {
+            "l": self._locks([store_key(it.lock) for it in items]),
+            "i": [
+                [
+                    store_key(it.key),
+                    check_amount(it.amount),
+                    check_limit(it.limit),
+                    it.expires_at,
+                    [store_key(k) for k in it.keys],
+                ]
+                for it in items
+            ],
         }
-        with self._wrap(), self._autocommit.connect() as conn:
-            ok, failed, spent, reserved = conn.execute(self._reserve_sql, params).one()
-        totals = tuple(zip((int(x) for x in spent or ()), (int(x) for x in reserved or ())))
-        return ReserveResult(bool(ok), totals, None if ok else int(failed) - 1)
+        failed, spent, reserved = self._run(
+            "reserve", (store_key(reservation_id), now, now + ttl, json.dumps(args))
+        )
+        totals = tuple(zip(spent or (), reserved or ()))
+        if failed:
+            return ReserveResult(False, totals, failed - 1)
+        return ReserveResult(True, totals)
 
-    def commit(
-        self,
-        reservation_id: str,
-        actuals: Mapping[str, int],
-        now: float,
-        expires: Mapping[str, float | None] | None = None,
-    ) -> None:
-        exp = expires or {}
-        items = sorted(actuals.items())
-        params = {
-            "rid": reservation_id,
-            "keys": [k for k, _ in items],
-            "amounts": [a for _, a in items],
-            "exps": [exp.get(k) for k, _ in items],
+    def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
+        safe_marks: dict[str, str] = {}
+        args = {
+            "i": [
+                [
+                    store_key(it.key),
+                    check_amount(it.amount),
+                    it.expires_at,
+                    [store_key(k) for k in it.keys],
+                    [
+                        [min(at, MAX_LIMIT), self._mark(marker, safe_marks)]
+                        for at, marker in it.marks
+                    ],
+                ]
+                for it in items
+            ]
         }
-        with self._wrap(), self._autocommit.connect() as conn:
-            conn.execute(self._commit_sql, params)
+        applied, spent, fired = self._run(
+            "commit",
+            (store_key(reservation_id), now, now + self.commit_retention, json.dumps(args)),
+        )
+        if not applied:
+            return CommitResult(False)
+        return CommitResult(True, tuple(spent or ()), frozenset(safe_marks[m] for m in fired or ()))
+
+    @staticmethod
+    def _mark(marker: str, safe_marks: dict[str, str]) -> str:
+        safe = store_key(marker)
+        safe_marks[safe] = marker
+        return safe
 
     def release(self, reservation_id: str, now: float) -> None:
-        with self._wrap(), self._autocommit.connect() as conn:
-            conn.execute(
-                self.reservations.delete().where(self.reservations.c.rid == reservation_id)
-            )
+        self._run("release", (store_key(reservation_id),))
+
+    def extend(self, reservation_id: str, ttl: float, now: float) -> bool:
+        return bool(self._run("extend", (now + ttl, store_key(reservation_id), now)))
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
         if not keys:
             return []
-        with self._wrap(), self._autocommit.connect() as conn:
-            rows = self._read(conn, keys, now)
-        return [CounterStatus(*rows.get(k, (0, 0, 0))) for k in keys]
-
-    def mark_once(self, marker: str, expires_at: float | None, now: float) -> bool:
-        m = self._t["m"]
-        sql = self._sa.text(
-            f"INSERT INTO {m} (marker, expires_at) VALUES (:m, :e) ON CONFLICT (marker) DO UPDATE "
-            f"SET expires_at = excluded.expires_at WHERE {m}.expires_at IS NOT NULL "
-            f"AND {m}.expires_at <= :now RETURNING marker"
-        )
-        with self._wrap(), self._autocommit.connect() as conn:
-            return conn.execute(sql, {"m": marker, "e": expires_at, "now": now}).first() is not None
+        safe = [store_key(k) for k in keys]
+        rows = self._run("status", {"now": now, "keys": safe}, rows=True)
+        by_key = {k: CounterStatus(int(s), int(r), int(c)) for k, s, c, r in rows}
+        return [by_key[k] for k in safe]
 
     def expire(self, now: float) -> int:
-        r, c, m = self.reservations, self.counters, self.markers
-        with self._wrap(), self.engine.begin() as conn:
-            n = conn.execute(r.delete().where(r.c.expires_at <= now)).rowcount
-            n += conn.execute(
-                c.delete().where(c.c.expires_at.is_not(None), c.c.expires_at <= now)
-            ).rowcount
-            n += conn.execute(
-                m.delete().where(m.c.expires_at.is_not(None), m.c.expires_at <= now)
-            ).rowcount
-        return int(n)
+        row = self._run("expire", {"now": now})
+        return int(row[0]) if row else 0
 
     def drop_tables(self) -> None:
-        """Drop the store's tables (tests, uninstall)."""
-        with self._wrap():
-            self._md.drop_all(self.engine, checkfirst=True)
+        """Drop the store's tables and functions (tests, uninstall)."""
+        p = self.table_prefix
+        conn, _ = self._checkout()
+        try:
+            with self._errors():
+                conn.execute(
+                    f"DROP FUNCTION IF EXISTS {p}reserve_v2, {p}commit_v2, {p}purge_v2; "
+                    f"DROP TABLE IF EXISTS {p}counters, {p}holds, {p}markers, {p}commits"
+                )
+        finally:
+            conn.close()
 
     def close(self) -> None:
-        if self._engine is not None and isinstance(self._url, str):
-            self._engine.dispose()
-        self._engine = None
+        idle, self._idle = self._idle, []
+        if self._pid == os.getpid():
+            for conn in idle:
+                conn.close()
 
 
-class _Wrap:
-    """Map connection-level failures to ``BudgetStoreUnavailableError``."""
+def _unavailable(exc: BaseException) -> bool:
+    """Connectivity (refused, reset, timed out, server shutting down) or a server that cannot
+    serve anyone right now -- as opposed to a value this call got wrong."""
+    state = getattr(exc, "sqlstate", None)
+    if state is None:  # raised by libpq/psycopg itself: connection lost, refused, closed
+        module = type(exc).__module__
+        return module.startswith("psycopg") and type(exc).__name__ in (
+            "OperationalError",
+            "InterfaceError",
+        )
+    return state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_CODES
 
-    def __init__(self, sa: Any) -> None:
-        self.sa = sa
+
+def _translate(exc: BaseException, unavailable: bool) -> Exception:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if unavailable:
+        return BudgetStoreUnavailableError(
+            f"Postgres budget store unavailable: {first}. Check the server is reachable."
+        )
+    return BudgetStoreError(
+        f"Postgres budget store rejected this call: {type(exc).__name__}: {first}. Check the "
+        f"amounts and keys passed to the store."
+    )
+
+
+class _Errors:
+    """Map psycopg errors raised outside :meth:`PostgresBudgetStore._run` (connect, DDL,
+    status reads)."""
+
+    def __init__(self, pg: Any) -> None:
+        self.pg = pg
 
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, et: object, exc: BaseException | None, tb: object) -> bool:
-        if exc is None:
+    def __exit__(self, et: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        if exc is None or isinstance(exc, (BudgetStoreError, BudgetStoreUnavailableError)):
             return False
-        exc_mod = self.sa.exc
-        if isinstance(
-            exc, (exc_mod.OperationalError, exc_mod.InterfaceError, exc_mod.TimeoutError)
-        ) or (isinstance(exc, exc_mod.DBAPIError) and exc.connection_invalidated):
-            raise BudgetStoreUnavailableError(
-                f"Postgres budget store unavailable: {str(exc).splitlines()[0]}. Check the "
-                f"server is reachable."
-            ) from exc
+        if isinstance(exc, self.pg.Error):
+            raise _translate(exc, _unavailable(exc)) from exc
+        if isinstance(exc, (UnicodeError, OverflowError, ValueError, TypeError)):
+            raise _translate(exc, False) from exc
         return False

@@ -1,152 +1,291 @@
-"""Redis budget store: one Lua script each for multi-key reserve, commit and release.
+"""Redis budget store: one Lua script per operation (``EVALSHA``, one round trip each).
 
-Layout (``prefix`` default ``"tokenward:budget:"``), per counter key ``k``:
+Layout (``prefix`` default ``"tokenward:budget:"``):
 
-* ``{prefix}c:{k}`` hash ``spent``, ``reserved``, ``calls``; expires with its window;
-* ``{prefix}r:{k}`` hash reservation id -> amount held on ``k``;
-* ``{prefix}z:{k}`` sorted set reservation id -> expiry (epoch seconds).
+* ``{prefix}c:{k}``: one hash per counter key ``k``: ``spent`` and ``calls`` (committed),
+  ``held`` (the sum of the live reservations below), ``next`` (no reservation expires before
+  it) and one field ``r:{id}`` = ``"{amount}:{expires_at}"`` per reservation holding budget
+  on ``k``. It expires with its window.
+* ``{prefix}res:{id}``: the keys and amounts one reservation holds (expiring shortly after
+  it), so commit and release find what to drop; once committed, ``"="`` for
+  ``commit_retention`` seconds, so a replayed commit changes nothing.
+* ``{prefix}m:{marker}``: a threshold marker, expiring with its window.
 
-and per reservation ``{prefix}res:{id}`` hash counter key -> amount (expires after the TTL).
-Each script first drops the expired reservations of the keys it touches, so a crashed
-process's reservations stop counting the moment their TTL passes, with no background job.
-Expiries are set relative to the caller's clock (``EXPIRE now-relative``), so
-clock skew between app servers and Redis does not delete live keys. Scripts build key names
-from the prefix; on Redis Cluster use a hash-tagged prefix such as
-``"{tokenward}:"`` so every key lives in one slot. Amounts are integers below 2**53.
+A script reads a counter with one ``HMGET``; only when ``next`` has passed does it scan the
+hash for expired reservations and drop them (at most once per reservation TTL and key), so a
+crashed process's reservations stop counting the moment their TTL passes, with no background
+job. A reserve of two budgets is five Redis commands, a commit seven. Expiries are relative to
+the caller's clock (``EXPIRE now-relative``), so clock skew between app servers and Redis
+does not delete live keys. Arguments travel as one string (fields separated by ``\\x1e``,
+which :func:`store_key` never lets into a key). Scripts build key names from the prefix; on
+Redis Cluster use a hash-tagged prefix such as ``"{tokenward}:"`` so every key lives in one
+slot.
+
+Amounts and each counter's ``spent`` stay below 2**53, where Lua numbers are exact integers
+(a commit that would pass it is refused with ``BudgetStoreError``); limits above 2**53 are
+compared to within a few units.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from tokenward.budgets._store import CounterStatus, ReserveItem, ReserveResult
-from tokenward.errors import BudgetStoreUnavailableError, IntegrationUnavailableError
+from tokenward.budgets._store import (
+    DEFAULT_COMMIT_RETENTION,
+    CommitItem,
+    CommitResult,
+    CounterStatus,
+    ReserveItem,
+    ReserveResult,
+    check_amount,
+    check_limit,
+    store_key,
+)
+from tokenward.errors import (
+    BudgetStoreError,
+    BudgetStoreUnavailableError,
+    IntegrationUnavailableError,
+)
 
 __all__ = ["RedisBudgetStore"]
 
-_PURGE = """
-local function purge(P, k, now)
-  local z = P .. 'z:' .. k
-  local dead = redis.call('ZRANGEBYSCORE', z, '-inf', now)
-  if #dead > 0 then
-    local r = P .. 'r:' .. k
-    local c = P .. 'c:' .. k
-    for _, id in ipairs(dead) do
-      local amt = redis.call('HGET', r, id)
-      if amt then
-        redis.call('HINCRBY', c, 'reserved', -tonumber(amt))
-        redis.call('HDEL', r, id)
+_SEP = "\x1e"
+
+# shared by every script: ARGV[1] is the prefix, ARGV[2] the fields
+_COMMON = r"""
+local P = ARGV[1]
+local f, nf = {}, 0
+for s in string.gmatch(ARGV[2], '([^\30]*)\30') do nf = nf + 1; f[nf] = s end
+local pos = 0
+local function nxt() pos = pos + 1; return f[pos] end
+local now = tonumber(nxt())
+
+-- drop expired reservations of counter hash c; returns (held, next) of the live ones
+local function purge(c)
+  local all = redis.call('HGETALL', c)
+  local held, soonest = 0, 0
+  for j = 1, #all, 2 do
+    if string.sub(all[j], 1, 2) == 'r:' then
+      local a, e = string.match(all[j + 1], '^(%d+):(.+)$')
+      a, e = tonumber(a), tonumber(e)
+      if e <= now then
+        redis.call('HDEL', c, all[j])
+      else
+        held = held + a
+        if soonest == 0 or e < soonest then soonest = e end
       end
     end
-    redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
   end
+  redis.call('HSET', c, 'held', held, 'next', soonest)
+  return held, soonest
+end
+
+-- spent, held, next, calls, existed of counter key k (expired reservations dropped), and
+-- the live hold of reservation rid on it (0 without rid)
+local function read(k, rid)
+  local c = P .. 'c:' .. k
+  local v = redis.call('HMGET', c, 'spent', 'held', 'next', 'calls', 'r:' .. (rid or ''))
+  local s, h, n = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
+  if h > 0 and now >= n then h, n = purge(c) end
+  local own = 0
+  if rid and v[5] then
+    local a, e = string.match(v[5], '^(%d+):(.+)$')
+    if tonumber(e) > now then own = tonumber(a) end
+  end
+  return s, h, n, tonumber(v[4]) or 0, (v[1] or v[2]) and true or false, own
+end
+
+-- the keys and amounts of a reservation record ({} for none or "=" (committed))
+local function holds(v)
+  local out = {}
+  if not v or v == '=' then return out end
+  local k
+  for x in string.gmatch(v, '([^\30]*)\30') do
+    if k then out[k] = tonumber(x); k = nil else k = x end
+  end
+  return out
+end
+
+-- give back the hold of rid on key k (if it is still there)
+local function unhold(k, a, rid)
+  local c = P .. 'c:' .. k
+  if redis.call('HDEL', c, 'r:' .. rid) == 1 then redis.call('HINCRBY', c, 'held', -a) end
 end
 """
 
+# fields: now ttl rid n_items {amount limit n_read read_keys...}* n_writes {key amount expires}*
 _RESERVE = (
-    _PURGE
-    + """
-local P, now, ttl, rid = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local items = cjson.decode(ARGV[5])
-local seen = {}
-for _, it in ipairs(items) do
-  for _, k in ipairs(it.r) do
-    if not seen[k] then purge(P, k, now); seen[k] = true end
-  end
-end
-local totals = {}
-for n, it in ipairs(items) do
-  local s, r = 0, 0
-  for _, k in ipairs(it.r) do
-    local v = redis.call('HMGET', P .. 'c:' .. k, 'spent', 'reserved')
-    s = s + (tonumber(v[1]) or 0)
-    r = r + (tonumber(v[2]) or 0)
-  end
-  totals[#totals + 1] = string.format('%.0f', s)
-  totals[#totals + 1] = string.format('%.0f', r)
-  if it.l ~= '' and s + r + tonumber(it.a) > tonumber(it.l) then
-    return {0, n, table.concat(totals, ',')}
-  end
-end
+    _COMMON
+    + r"""
+local ttl, rid = tonumber(nxt()), nxt()
 local exp = now + ttl
-local res = P .. 'res:' .. rid
-for _, it in ipairs(items) do
-  local k = it.k
-  local c, r, z = P .. 'c:' .. k, P .. 'r:' .. k, P .. 'z:' .. k
-  redis.call('HINCRBY', c, 'reserved', it.a)
-  redis.call('HINCRBY', r, rid, it.a)
-  redis.call('ZADD', z, exp, rid)
-  redis.call('HINCRBY', res, k, it.a)
-  local keep = exp
-  if it.e ~= '' then keep = math.max(keep, tonumber(it.e)) end
-  if it.e ~= '' then
-    for _, key in ipairs({c, r, z}) do
-      local cur = redis.call('TTL', key)
-      if cur < 0 or cur < keep - now then redis.call('EXPIRE', key, math.ceil(keep - now)) end
+local seen, out = {}, {0}  -- seen: key -> {spent, held without rid's own hold, next, existed}
+for i = 1, tonumber(nxt()) do
+  local a, l, s, h = tonumber(nxt()), nxt(), 0, 0
+  for _ = 1, tonumber(nxt()) do
+    local k = nxt()
+    local c = seen[k]
+    if not c then
+      local ks, kh, kn, _, existed, own = read(k, rid)
+      c = {ks, kh - own, kn, existed}
+      seen[k] = c
     end
+    s, h = s + c[1], h + c[2]
+  end
+  out[#out + 1] = s
+  out[#out + 1] = h
+  if l ~= '' and s + h + a > tonumber(l) then
+    out[1] = i
+    return out
   end
 end
-redis.call('EXPIRE', res, math.ceil(ttl + 60))
-return {1, 0, table.concat(totals, ',')}
+-- every item fits: hold the amounts (one write per distinct key)
+local hold, written, record = 'r:' .. rid, {}, {}
+local until_ = string.format('%.3f', exp)
+for _ = 1, tonumber(nxt()) do
+  local key, a, e = nxt(), nxt(), nxt()
+  local st = seen[key]
+  if not st then
+    local ks, kh, kn, _, existed, own = read(key, rid)
+    st = {ks, kh - own, kn, existed}
+  end
+  local soonest = exp
+  if st[2] > 0 and st[3] > 0 and st[3] < exp then soonest = st[3] end
+  local c = P .. 'c:' .. key
+  redis.call('HSET', c, 'held', st[2] + tonumber(a), hold, a .. ':' .. until_, 'next', soonest)
+  if not st[4] and e ~= '' then
+    redis.call('EXPIRE', c, math.max(1, math.ceil(tonumber(e) - now)))
+  end
+  written[key] = true
+  record[#record + 1] = key
+  record[#record + 1] = a
+end
+record[#record + 1] = ''
+local prev = redis.call('SET', P .. 'res:' .. rid, table.concat(record, '\30'),
+                        'EX', math.ceil(ttl + 60), 'GET')
+for k, a in pairs(holds(prev)) do  -- an earlier reservation of rid on keys not used now
+  if not written[k] then unhold(k, a, rid) end
+end
+return out
 """
 )
 
-_DROP = """
-local function drop(P, rid)
-  local res = P .. 'res:' .. rid
-  local held = redis.call('HGETALL', res)
-  for j = 1, #held, 2 do
-    local k, amt = held[j], held[j + 1]
-    local c, r, z = P .. 'c:' .. k, P .. 'r:' .. k, P .. 'z:' .. k
-    if redis.call('HDEL', r, rid) == 1 then
-      redis.call('HINCRBY', c, 'reserved', -tonumber(amt))
-    end
-    redis.call('ZREM', z, rid)
-  end
-  redis.call('DEL', res)
-end
-"""
-
+# fields: now rid keep n_writes {key amount expires}* n_items {n_read read_keys... n_marks
+# {at marker}*}*
 _COMMIT = (
-    _DROP
-    + """
-local P, rid = ARGV[1], ARGV[2]
-local actuals = cjson.decode(ARGV[3])
-drop(P, rid)
-for _, a in ipairs(actuals) do
-  local c = P .. 'c:' .. a[1]
-  redis.call('HINCRBY', c, 'spent', a[2])
-  redis.call('HINCRBY', c, 'calls', 1)
-  if a[3] ~= '' then
-    local cur = redis.call('TTL', c)
-    local want = tonumber(a[3]) - tonumber(ARGV[4])
-    if cur < 0 or cur < want then redis.call('EXPIRE', c, math.max(1, math.ceil(want))) end
+    _COMMON
+    + r"""
+local rid, keep = nxt(), tonumber(nxt())
+local rk = P .. 'res:' .. rid
+local prev = redis.call('SET', rk, '=', 'EX', math.ceil(keep), 'GET')
+if prev == '=' then return {0} end
+local held = holds(prev)
+-- read every counter first: a commit that cannot be applied whole changes nothing
+local writes = {}
+for j = 1, tonumber(nxt()) do
+  local key, a, e = nxt(), tonumber(nxt()), nxt()
+  local c = P .. 'c:' .. key
+  local v = redis.call('HMGET', c, 'spent', 'calls', 'held', 'r:' .. rid)
+  local s = (tonumber(v[1]) or 0) + a
+  if s > 9007199254740991 then
+    if prev then redis.call('SET', rk, prev, 'KEEPTTL') else redis.call('DEL', rk) end
+    return redis.error_reply('ERR spent of budget counter ' .. key .. ' would pass 2**53')
+  end
+  writes[j] = {c, key, s, (tonumber(v[2]) or 0) + 1, tonumber(v[3]) or 0, v[4], e}
+end
+local spent = {}
+for _, w in ipairs(writes) do
+  local c, key, s, calls, h, hold, e = unpack(w)
+  if hold then
+    h = h - tonumber(string.match(hold, '^(%d+):'))
+    redis.call('HDEL', c, 'r:' .. rid)
+  end
+  held[key] = nil
+  redis.call('HSET', c, 'spent', s, 'calls', calls, 'held', h)
+  if calls == 1 and e ~= '' then
+    redis.call('EXPIRE', c, math.max(1, math.ceil(tonumber(e) - now)))
+  end
+  spent[key] = s
+end
+for k, a in pairs(held) do unhold(k, a, rid) end  -- reserved but not committed keys
+local out = {1}
+for i = 1, tonumber(nxt()) do
+  local s, e = 0, nxt()
+  for _ = 1, tonumber(nxt()) do
+    local k = nxt()
+    s = s + (spent[k] or tonumber(redis.call('HGET', P .. 'c:' .. k, 'spent')) or 0)
+  end
+  out[#out + 1] = s
+  for _ = 1, tonumber(nxt()) do
+    local at, marker = tonumber(nxt()), nxt()
+    if s >= at then
+      local mk, set = P .. 'm:' .. marker, nil
+      if e == '' then
+        set = redis.call('SET', mk, 1, 'NX')
+      else
+        set = redis.call('SET', mk, 1, 'NX', 'EX', math.max(1, math.ceil(tonumber(e) - now)))
+      end
+      if set then out[#out + 1] = marker end
+    end
+  end
+  out[#out + 1] = ''
+end
+return out
+"""
+)
+
+# fields: now rid
+_RELEASE = (
+    _COMMON
+    + r"""
+local rid = nxt()
+local rk = P .. 'res:' .. rid
+local v = redis.call('GET', rk)
+if not v or v == '=' then return 0 end
+for k, a in pairs(holds(v)) do unhold(k, a, rid) end
+redis.call('DEL', rk)
+return 1
+"""
+)
+
+# fields: now rid ttl
+_EXTEND = (
+    _COMMON
+    + r"""
+local rid, ttl = nxt(), tonumber(nxt())
+local alive = 0
+for k, _ in pairs(holds(redis.call('GET', P .. 'res:' .. rid))) do
+  local c = P .. 'c:' .. k
+  local v = redis.call('HGET', c, 'r:' .. rid)
+  if v then
+    local a, e = string.match(v, '^(%d+):(.+)$')
+    if tonumber(e) > now then
+      alive = 1
+      if tonumber(e) < now + ttl then
+        redis.call('HSET', c, 'r:' .. rid, string.format('%s:%.3f', a, now + ttl))
+      end
+    end
   end
 end
-return 1
+if alive == 1 then
+  local rk = P .. 'res:' .. rid
+  if redis.call('TTL', rk) < ttl + 60 then redis.call('EXPIRE', rk, math.ceil(ttl + 60)) end
+end
+return alive
 """
 )
 
-_RELEASE = (
-    _DROP
-    + """
-drop(ARGV[1], ARGV[2])
-return 1
-"""
-)
-
+# fields: now key*
 _STATUS = (
-    _PURGE
-    + """
-local P, now = ARGV[1], tonumber(ARGV[2])
+    _COMMON
+    + r"""
 local out = {}
-for i = 3, #ARGV do
-  purge(P, ARGV[i], now)
-  local v = redis.call('HMGET', P .. 'c:' .. ARGV[i], 'spent', 'reserved', 'calls')
-  out[#out + 1] = (v[1] or '0') .. ',' .. (v[2] or '0') .. ',' .. (v[3] or '0')
+for i = 2, nf do
+  local s, h, _, calls = read(f[i])
+  out[#out + 1] = s
+  out[#out + 1] = h
+  out[#out + 1] = calls
 end
 return out
 """
@@ -161,20 +300,51 @@ def _redis() -> Any:
     return redis
 
 
-def _str(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v or "")
-
-
 def _s(v: float | None) -> str:
     return "" if v is None else repr(float(v))
+
+
+def _add(writes: dict[str, list[Any]], key: str, amount: int, expires_at: float | None) -> None:
+    """Sum the amounts of items writing to one key (a store writes each key once)."""
+    w = writes.get(key)
+    if w is None:
+        writes[key] = [amount, expires_at]
+    else:
+        w[0] += amount
+        if expires_at is not None and (w[1] is None or expires_at > w[1]):
+            w[1] = expires_at
+
+
+def _with_writes(fields: list[str], writes: dict[str, list[Any]]) -> list[str]:
+    fields.append(str(len(writes)))
+    for key, (amount, expires_at) in writes.items():
+        fields += (key, str(amount), _s(expires_at))
+    return fields
+
+
+def _pack(fields: Sequence[str]) -> str:
+    return _SEP.join(fields) + _SEP
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class RedisBudgetStore:
     """Budget counters in Redis (redis-py). Pass a URL (``redis://host:6379/0``,
     ``unix:///tmp/redis.sock``) or an existing ``redis.Redis`` client.
 
-    Connection failures and timeouts raise ``BudgetStoreUnavailableError`` (then ``Budgets``
-    applies its ``fail_mode``)."""
+    Connection failures, timeouts and a server that is loading, read-only or out of memory
+    raise ``BudgetStoreUnavailableError`` (then ``Budgets`` applies its ``fail_mode``); a value
+    the server rejects raises ``BudgetStoreError``.
+
+    Args:
+        url: a Redis URL or a ``redis.Redis`` client.
+        prefix: prefix of every key the store writes.
+        socket_timeout: seconds before an unresponsive server counts as unavailable.
+        commit_retention: seconds a committed reservation id is remembered (replayed commits
+            within it are applied once).
+    """
 
     def __init__(
         self,
@@ -182,14 +352,17 @@ class RedisBudgetStore:
         *,
         prefix: str = "tokenward:budget:",
         socket_timeout: float = 2.0,
+        commit_retention: float = DEFAULT_COMMIT_RETENTION,
     ) -> None:
         redis = _redis()
-        self._errors = (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-            redis.exceptions.BusyLoadingError,
+        exc = redis.exceptions
+        self._unavailable = (
+            exc.ConnectionError,  # also AuthenticationError, BusyLoadingError
+            exc.TimeoutError,
+            exc.ReadOnlyError,
             OSError,
         )
+        self._rejected = (exc.RedisError, UnicodeError, ValueError, OverflowError)
         if isinstance(url, str):
             self.client = redis.Redis.from_url(
                 url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
@@ -199,84 +372,109 @@ class RedisBudgetStore:
             self.client = url
             self._owns = False
         self.prefix = prefix
+        self.commit_retention = commit_retention
         self._reserve = self.client.register_script(_RESERVE)
         self._commit = self.client.register_script(_COMMIT)
         self._release = self.client.register_script(_RELEASE)
+        self._extend = self.client.register_script(_EXTEND)
         self._status = self.client.register_script(_STATUS)
 
-    def _call(self, script: Any, args: list[Any]) -> Any:
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisBudgetStore:
+        """``redis://[:password@]host:6379/0``, ``rediss://…`` (TLS) or
+        ``unix:///path/redis.sock?db=0``."""
+        return cls(url, **options)
+
+    def _call(self, script: Any, fields: Sequence[str]) -> Any:
         try:
-            return script(keys=[], args=args)
-        except self._errors as exc:
+            return script(keys=[], args=[self.prefix, _pack(fields)])
+        except self._unavailable as exc:
             raise BudgetStoreUnavailableError(
                 f"Redis budget store unavailable: {exc}. Check the server is reachable."
+            ) from exc
+        except self._rejected as exc:
+            text = str(exc)
+            if text.startswith(("OOM", "MISCONF", "LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN")):
+                raise BudgetStoreUnavailableError(
+                    f"Redis budget store cannot serve requests: {text}. Check the server."
+                ) from exc
+            raise BudgetStoreError(
+                f"Redis budget store rejected this call: {type(exc).__name__}: {text}. Check "
+                f"the amounts and keys passed to the store."
             ) from exc
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
     ) -> ReserveResult:
-        payload = json.dumps(
-            [
-                {
-                    "k": it.key,
-                    "r": list(it.keys),
-                    "a": str(it.amount),
-                    "l": "" if it.limit is None else str(it.limit),
-                    "e": _s(it.expires_at),
-                }
-                for it in items
-            ]
-        )
-        ok, failed, totals = self._call(
-            self._reserve, [self.prefix, repr(now), repr(float(ttl)), reservation_id, payload]
-        )
-        flat = [int(x) for x in _str(totals).split(",") if x]
-        tt = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
-        if int(ok):
-            return ReserveResult(True, tt)
-        return ReserveResult(False, tt, int(failed) - 1)
+        fields = [repr(now), repr(float(ttl)), store_key(reservation_id), str(len(items))]
+        writes: dict[str, list[Any]] = {}
+        for it in items:
+            limit = check_limit(it.limit)
+            amount = check_amount(it.amount)
+            keys = it.keys
+            fields += (str(amount), "" if limit is None else str(limit), str(len(keys)))
+            fields += map(store_key, keys)
+            _add(writes, store_key(it.key), amount, it.expires_at)
+        out = self._call(self._reserve, _with_writes(fields, writes))
+        totals = tuple((int(out[j]), int(out[j + 1])) for j in range(1, len(out), 2))
+        if out[0]:
+            return ReserveResult(False, totals, int(out[0]) - 1)
+        return ReserveResult(True, totals)
 
-    def commit(
-        self,
-        reservation_id: str,
-        actuals: Mapping[str, int],
-        now: float,
-        expires: Mapping[str, float | None] | None = None,
-    ) -> None:
-        exp = expires or {}
-        payload = json.dumps([[k, str(a), _s(exp.get(k))] for k, a in actuals.items()])
-        self._call(self._commit, [self.prefix, reservation_id, payload, repr(now)])
+    def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
+        writes: dict[str, list[Any]] = {}
+        for it in items:
+            _add(writes, store_key(it.key), check_amount(it.amount), it.expires_at)
+        fields = _with_writes(
+            [repr(now), store_key(reservation_id), repr(float(self.commit_retention))], writes
+        )
+        fields.append(str(len(items)))
+        originals: dict[str, str] = {}
+        for it in items:
+            keys = it.keys
+            fields += (_s(it.expires_at), str(len(keys)))
+            fields += map(store_key, keys)
+            fields.append(str(len(it.marks)))
+            for at, marker in it.marks:
+                safe = store_key(marker)
+                originals[safe] = marker
+                fields += (str(at), safe)
+        out = self._call(self._commit, fields)
+        if not out[0]:
+            return CommitResult(False)
+        spent: list[int] = []
+        fired: set[str] = set()
+        j = 1
+        for _ in items:
+            spent.append(int(out[j]))
+            j += 1
+            while (marker := _text(out[j])) != "":
+                fired.add(originals[marker])
+                j += 1
+            j += 1
+        return CommitResult(True, tuple(spent), frozenset(fired))
 
     def release(self, reservation_id: str, now: float) -> None:
-        self._call(self._release, [self.prefix, reservation_id])
+        self._call(self._release, [repr(now), store_key(reservation_id)])
+
+    def extend(self, reservation_id: str, ttl: float, now: float) -> bool:
+        return bool(
+            self._call(self._extend, [repr(now), store_key(reservation_id), repr(float(ttl))])
+        )
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
         if not keys:
             return []
-        raw = self._call(self._status, [self.prefix, repr(now), *keys])
-        out = []
-        for row in raw:
-            s, r, c = (int(x) for x in _str(row).split(","))
-            out.append(CounterStatus(s, r, c))
-        return out
-
-    def mark_once(self, marker: str, expires_at: float | None, now: float) -> bool:
-        key = f"{self.prefix}m:{marker}"
-        try:
-            if expires_at is None:
-                return bool(self.client.set(key, 1, nx=True))
-            ttl_ms = max(1000, math.ceil((expires_at - now) * 1000))
-            return bool(self.client.set(key, 1, nx=True, px=ttl_ms))
-        except self._errors as exc:
-            raise BudgetStoreUnavailableError(f"Redis budget store unavailable: {exc}.") from exc
+        out = self._call(self._status, [repr(now), *map(store_key, keys)])
+        return [
+            CounterStatus(int(out[j]), int(out[j + 1]), int(out[j + 2]))
+            for j in range(0, len(out), 3)
+        ]
 
     def expire(self, now: float) -> int:
-        """Nothing to do: keys expire natively and reservations are purged lazily."""
+        """Nothing to do: keys expire natively and reservations are dropped lazily."""
         return 0
 
     def close(self) -> None:
         if self._owns:
-            try:
-                self.client.close()
-            except Exception:  # pragma: no cover
-                pass
+            self.client.close()  # disconnects the pool; no round trip, cannot fail

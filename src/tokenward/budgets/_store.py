@@ -1,31 +1,96 @@
-"""The budget store protocol and the in-memory store.
+"""The budget store protocol, the values it exchanges, and the in-memory store.
 
 A store keeps, per counter key, the committed ``spent`` amount and the number of committed
-``calls``; and, per reservation, the amounts held on each key until ``expires_at``. Amounts
-are integers (nano-USD or tokens): stores never see money as floats.
+``calls``; and, per reservation, the amounts held on each key until the reservation expires.
+Amounts are integers (nano-USD or tokens): stores never see money as floats.
 
-``reserve`` is all-or-nothing over several items. Each item writes to one key (the current
-bucket) but is checked against the SUM over ``read_keys`` (all buckets of a rolling window;
-just the one key otherwise). Expired reservations stop counting the moment their TTL passes
-(every store computes "reserved" from live reservations only), so a crashed process can never
-leak budget; ``expire`` merely deletes the dead rows.
+One call of the protocol is one round trip to a shared store:
+
+* ``reserve`` is all-or-nothing over several items. Each item writes to one key (the current
+  bucket) but is checked against the SUM over its ``read_keys`` (all buckets of a rolling
+  window; just the one key otherwise).
+* ``commit`` replaces a reservation by the actual spend, returns the committed spend of each
+  item after it, and records the threshold markers that spend reached (each one only once
+  across every process). It is idempotent on the reservation id: a commit replayed within
+  the store's ``commit_retention`` (a journal written during an outage) changes nothing.
+
+Expired reservations stop counting the moment their TTL passes (every store computes
+"reserved" from live reservations only), so a crashed process can never leak budget;
+``expire`` merely deletes the dead rows.
+
+Stores defend themselves against hostile values: keys that are long or hold characters a
+database cannot store are replaced by a bounded stand-in (:func:`store_key`); amounts outside
+``0..MAX_AMOUNT`` raise :class:`~tokenward.errors.BudgetStoreError`, which concerns one call
+only. :class:`~tokenward.errors.BudgetStoreUnavailableError` is raised for connectivity only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from tokenward.errors import BudgetStoreError
+
 __all__ = [
+    "MAX_AMOUNT",
+    "MAX_LIMIT",
     "BudgetStore",
+    "CommitItem",
+    "CommitResult",
     "CounterStatus",
     "MemoryBudgetStore",
     "ReserveItem",
     "ReserveResult",
+    "store_key",
 ]
+
+MAX_AMOUNT = 2**53 - 1
+"""Largest amount one reservation or commit may carry (about $9 million in nano-USD): every
+store, Redis' Lua numbers included, adds it exactly."""
+
+MAX_LIMIT = 2**63 - 1
+"""Largest limit a store compares against (a 64-bit signed integer column)."""
+
+DEFAULT_COMMIT_RETENTION = 3600.0
+"""Seconds a store remembers a committed reservation id, so a replayed commit is applied once."""
+
+_KEY_CHARS = 200  # longer keys are hashed: PostgreSQL's btree rows stop at ~2.7 kB
+_KEY_HEAD = 48
+
+
+def store_key(key: str) -> str:
+    """``key`` itself when it is at most 200 printable characters; otherwise a stand-in of at
+    most 81 characters: up to 48 printable characters of ``key``, ``\\x1f`` and 128 bits of its
+    SHA-256. Stand-ins never collide with keys kept as they are (those never contain
+    ``\\x1f``) and are valid UTF-8 without NUL, so every database can store them."""
+    if len(key) <= _KEY_CHARS and key.isprintable():
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    head = "".join(c for c in key[:_KEY_HEAD] if c.isprintable())
+    return f"{head}\x1f{digest}"
+
+
+def check_amount(amount: object, what: str = "amount") -> int:
+    """``amount`` if it is an int in ``0..MAX_AMOUNT``; else :class:`BudgetStoreError`."""
+    if type(amount) is not int or not 0 <= amount <= MAX_AMOUNT:
+        raise BudgetStoreError(
+            f"budget {what} {amount!r} is not an integer in 0..{MAX_AMOUNT}; pass integer "
+            f"nano-USD or tokens below that bound."
+        )
+    return amount
+
+
+def check_limit(limit: object) -> int | None:
+    """``limit`` if it is ``None`` or an int in ``0..MAX_LIMIT``; else :class:`BudgetStoreError`."""
+    if limit is not None and (type(limit) is not int or not 0 <= limit <= MAX_LIMIT):
+        raise BudgetStoreError(
+            f"budget limit {limit!r} is not an integer in 0..{MAX_LIMIT}; lower the limit."
+        )
+    return limit
 
 
 @dataclass(frozen=True)
@@ -34,8 +99,9 @@ class ReserveItem:
 
     ``key`` receives the amount; ``read_keys`` (which include ``key``) are summed and checked
     against ``limit`` (``None`` = record only, never deny). ``lock_key`` serialises concurrent
-    reservations on the same budget+scope in stores that lock rows (Postgres).
-    ``expires_at`` (epoch seconds or ``None``) is when the counter may be deleted.
+    reservations and commits on the same budget+scope (rolling windows: one lock for all
+    their buckets). ``expires_at`` (epoch seconds or ``None``) is when the counter may be
+    deleted.
     """
 
     key: str
@@ -44,6 +110,33 @@ class ReserveItem:
     read_keys: tuple[str, ...] = ()
     lock_key: str = ""
     expires_at: float | None = None
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.read_keys or (self.key,)
+
+    @property
+    def lock(self) -> str:
+        return self.lock_key or self.key
+
+
+@dataclass(frozen=True)
+class CommitItem:
+    """One budget's share of a commit: ``amount`` is added to ``key``'s spend.
+
+    ``read_keys``, ``lock_key`` and ``expires_at`` mean what they mean in :class:`ReserveItem`
+    (the store reports the spend summed over ``read_keys``). ``marks`` are
+    ``(at, marker)`` pairs: once the item's summed spend is ``>= at``, the store records
+    ``marker`` (expiring with the counter) and reports it in :attr:`CommitResult.fired` to
+    the one commit, across all processes, that recorded it first.
+    """
+
+    key: str
+    amount: int
+    read_keys: tuple[str, ...] = ()
+    lock_key: str = ""
+    expires_at: float | None = None
+    marks: tuple[tuple[int, str], ...] = ()
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -66,49 +159,63 @@ class CounterStatus:
 @dataclass(frozen=True)
 class ReserveResult:
     """``ok`` and, per item, the summed ``(spent, reserved)`` over its read keys BEFORE this
-    reservation. When denied, ``failed`` is the index of the first item that did not fit."""
+    reservation (the id's own earlier reservation excluded). When denied, ``failed`` is the
+    index of the first item that did not fit and ``totals`` stops at it."""
 
     ok: bool
     totals: tuple[tuple[int, int], ...] = ()
     failed: int | None = None
 
 
+@dataclass(frozen=True)
+class CommitResult:
+    """``applied`` is False when this reservation id was already committed (nothing changed,
+    ``spent`` and ``fired`` are empty). Otherwise ``spent`` holds, per item, the committed
+    spend summed over its read keys after this commit, and ``fired`` the markers this commit
+    recorded first."""
+
+    applied: bool
+    spent: tuple[int, ...] = ()
+    fired: frozenset[str] = frozenset()
+
+
 @runtime_checkable
 class BudgetStore(Protocol):
-    """Where budget counters live. Implementations must make ``reserve`` atomic across every
-    process that shares the store."""
+    """Where budget counters live. ``tokenward.testing.BudgetStoreConformance`` checks an
+    implementation against this contract."""
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
     ) -> ReserveResult:
-        """Hold ``amount`` on every item's key, or nothing if any item would exceed its limit."""
+        """Hold ``amount`` on every item's key until ``now + ttl``, or nothing if any item
+        would exceed its limit; atomic across every process sharing the store. A live
+        reservation with the same id is replaced on success (kept on denial), and the id may
+        be committed again."""
         ...
 
-    def commit(
-        self,
-        reservation_id: str,
-        actuals: Mapping[str, int],
-        now: float,
-        expires: Mapping[str, float | None] | None = None,
-    ) -> None:
-        """Drop the reservation (if still alive) and add ``actuals`` (key -> amount) to spent,
-        one call per key. Spend is recorded even when the reservation has expired."""
+    def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
+        """Drop the reservation (if still alive) and add each item's amount to its key's spend,
+        one call per key; record the markers reached. Spend is recorded even when the
+        reservation has expired. A second commit of the same id within the store's
+        ``commit_retention`` changes nothing and returns ``applied=False``."""
         ...
 
     def release(self, reservation_id: str, now: float) -> None:
-        """Drop the reservation without recording spend."""
+        """Drop the reservation without recording spend (idempotent)."""
+        ...
+
+    def extend(self, reservation_id: str, ttl: float, now: float) -> bool:
+        """Keep a live reservation until ``now + ttl`` (a long stream). False if it is no
+        longer alive (expired, committed or released): nothing is held then."""
         ...
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
         """Per key: spent, live reserved and calls."""
         ...
 
-    def mark_once(self, marker: str, expires_at: float | None, now: float) -> bool:
-        """Atomically record ``marker``; True only for the first caller (across processes)."""
-        ...
-
     def expire(self, now: float) -> int:
-        """Delete expired reservations, counters and markers; returns the number removed."""
+        """Delete expired reservations, counters, markers and remembered commit ids; returns
+        the number removed."""
         ...
 
     def close(self) -> None:
@@ -124,9 +231,15 @@ class _Res:
 
 class MemoryBudgetStore:
     """In-process store guarded by one ``threading.Lock``. Per process only: use SQLite,
-    Postgres or Redis to share budgets between processes or machines."""
+    Postgres or Redis to share budgets between processes or machines.
 
-    def __init__(self) -> None:
+    Args:
+        commit_retention: seconds a committed reservation id is remembered (replayed commits
+            within it are applied once).
+    """
+
+    def __init__(self, *, commit_retention: float = DEFAULT_COMMIT_RETENTION) -> None:
+        self.commit_retention = commit_retention
         self._lock = threading.Lock()
         self._spent: dict[str, int] = {}
         self._calls: dict[str, int] = {}
@@ -134,8 +247,15 @@ class MemoryBudgetStore:
         self._reserved: dict[str, int] = {}
         self._res: dict[str, _Res] = {}
         self._markers: dict[str, float | None] = {}
+        self._done: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
+        self._done_heap: list[tuple[float, str]] = []
         self._next_sweep = 0.0
+
+    @classmethod
+    def from_url(cls, url: str, **options: float) -> MemoryBudgetStore:
+        """``memory://`` (nothing else in the URL)."""
+        return cls(**options)
 
     # all methods below hold self._lock
     def _sweep(self, now: float) -> int:
@@ -145,6 +265,11 @@ class MemoryBudgetStore:
             r = self._res.get(rid)
             if r is not None and r.expires_at == exp:
                 self._drop(rid)
+                n += 1
+        while self._done_heap and self._done_heap[0][0] <= now:
+            exp, rid = heapq.heappop(self._done_heap)
+            if self._done.get(rid) == exp:
+                del self._done[rid]
                 n += 1
         if now >= self._next_sweep:
             self._next_sweep = now + 60
@@ -169,54 +294,83 @@ class MemoryBudgetStore:
             else:
                 self._reserved.pop(k, None)
 
+    def _keep_counter(self, key: str, expires_at: float | None) -> None:
+        if expires_at is not None:
+            self._counter_expiry[key] = max(self._counter_expiry.get(key, 0), expires_at)
+
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
     ) -> ReserveResult:
+        for it in items:
+            check_amount(it.amount)
+            check_limit(it.limit)
         with self._lock:
             self._sweep(now)
+            own = self._res.get(reservation_id)
+            mine = own.amounts if own is not None and own.expires_at > now else {}
             totals = []
             for i, it in enumerate(items):
-                if it.read_keys:
-                    spent = sum(self._spent.get(k, 0) for k in it.read_keys)
-                    reserved = sum(self._reserved.get(k, 0) for k in it.read_keys)
-                else:  # one counter (calendar, conversation windows)
-                    spent = self._spent.get(it.key, 0)
-                    reserved = self._reserved.get(it.key, 0)
+                spent = reserved = 0
+                for k in it.keys:
+                    spent += self._spent.get(k, 0)
+                    reserved += self._reserved.get(k, 0) - mine.get(k, 0)
                 totals.append((spent, reserved))
                 if it.limit is not None and spent + reserved + it.amount > it.limit:
                     return ReserveResult(False, tuple(totals), i)
             self._drop(reservation_id)
+            self._done.pop(reservation_id, None)
             r = _Res(now + ttl)
             for it in items:
                 r.amounts[it.key] = r.amounts.get(it.key, 0) + it.amount
                 self._reserved[it.key] = self._reserved.get(it.key, 0) + it.amount
-                if it.expires_at is not None:
-                    self._counter_expiry[it.key] = max(
-                        self._counter_expiry.get(it.key, 0), it.expires_at
-                    )
+                self._keep_counter(it.key, it.expires_at)
             self._res[reservation_id] = r
             heapq.heappush(self._heap, (r.expires_at, reservation_id))
             return ReserveResult(True, tuple(totals))
 
-    def commit(
-        self,
-        reservation_id: str,
-        actuals: Mapping[str, int],
-        now: float,
-        expires: Mapping[str, float | None] | None = None,
-    ) -> None:
+    def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
+        for it in items:
+            check_amount(it.amount)
         with self._lock:
+            if self._done.get(reservation_id, now) > now:
+                return CommitResult(False)
+            keep = now + self.commit_retention
+            self._done[reservation_id] = keep
+            heapq.heappush(self._done_heap, (keep, reservation_id))
             self._drop(reservation_id)
-            for k, a in actuals.items():
-                self._spent[k] = self._spent.get(k, 0) + a
-                self._calls[k] = self._calls.get(k, 0) + 1
-                e = (expires or {}).get(k)
-                if e is not None:
-                    self._counter_expiry[k] = max(self._counter_expiry.get(k, 0), e)
+            for it in items:
+                self._spent[it.key] = self._spent.get(it.key, 0) + it.amount
+                self._calls[it.key] = self._calls.get(it.key, 0) + 1
+                self._keep_counter(it.key, it.expires_at)
+            spent = tuple(sum(self._spent.get(k, 0) for k in it.keys) for it in items)
+            fired = frozenset(
+                marker
+                for it, s in zip(items, spent)
+                for at, marker in it.marks
+                if s >= at and self._mark(marker, it.expires_at, now)
+            )
+            return CommitResult(True, spent, fired)
+
+    def _mark(self, marker: str, expires_at: float | None, now: float) -> bool:
+        if marker in self._markers:
+            e = self._markers[marker]
+            if e is None or e > now:
+                return False
+        self._markers[marker] = expires_at
+        return True
 
     def release(self, reservation_id: str, now: float) -> None:
         with self._lock:
             self._drop(reservation_id)
+
+    def extend(self, reservation_id: str, ttl: float, now: float) -> bool:
+        with self._lock:
+            r = self._res.get(reservation_id)
+            if r is None or r.expires_at <= now:
+                return False
+            r.expires_at = max(r.expires_at, now + ttl)
+            heapq.heappush(self._heap, (r.expires_at, reservation_id))
+            return True
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
         with self._lock:
@@ -227,14 +381,6 @@ class MemoryBudgetStore:
                 )
                 for k in keys
             ]
-
-    def mark_once(self, marker: str, expires_at: float | None, now: float) -> bool:
-        with self._lock:
-            e = self._markers.get(marker, -1.0)
-            if marker in self._markers and (e is None or e > now):
-                return False
-            self._markers[marker] = expires_at
-            return True
 
     def expire(self, now: float) -> int:
         with self._lock:
