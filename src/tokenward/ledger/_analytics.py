@@ -264,7 +264,8 @@ def cache_break_even(
         return Decimal(0)
     if saving <= 0:
         return None
-    return premium / saving
+    ratio: Decimal = premium / saving
+    return ratio
 
 
 @dataclass(frozen=True)
