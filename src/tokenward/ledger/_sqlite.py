@@ -227,14 +227,25 @@ class SQLiteLedger(SQLStore):
             conn.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
 
     def _open_read_write(self) -> sqlite3.Connection:
+        directory = Path(self.path).parent
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise LedgerError(
                 f"cannot create the directory of the ledger file {self.path!r}: "
                 f"{describe(exc)}. Fix: create it or make it writable, or point the "
-                "ledger at a writable path (TOKENWARD_DB / ledger=...)."
+                "ledger at a writable path (TOKENWARD_DB / ledger=...).",
+                code="ledger-read-only",
             ) from exc
+        exists = os.path.exists(self.path)
+        if not os.access(self.path if exists else directory, os.W_OK):
+            what = "file" if exists else "directory of the ledger file"
+            raise LedgerError(
+                f"the {what} {self.path if exists else str(directory)!r} is not writable by "
+                "this process. Fix: make it writable, point the ledger at a writable path "
+                "(TOKENWARD_DB / ledger=...), or open it with read_only=True to only read it.",
+                code="ledger-read-only",
+            )
         conn = self._connect(self.path)
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
@@ -244,7 +255,8 @@ class SQLiteLedger(SQLStore):
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":  # pragma: no cover - e.g. a read-only medium
                 raise LedgerError(f"could not switch {self.path!r} to WAL mode (got {mode!r})")
-            self._init_schema(conn)
+            if self._schema_state(conn)[0] != SCHEMA_VERSION:  # else no write lock needed
+                self._init_schema(conn)
             self._pragmas(conn, writer=True)
         except BaseException as exc:
             conn.close()

@@ -204,8 +204,9 @@ class SQLStore(_SQLQueries):
             reason,
         )
 
-    def _spill(self, events: Sequence[UsageEvent], reason: str) -> bool:
-        return self._dead_file.append([(e, reason) for e in events], retryable=True)
+    def _spill(self, events: Sequence[UsageEvent], reason: str, durable: bool) -> bool:
+        entries = [(e, reason) for e in events]
+        return self._dead_file.append(entries, retryable=True, durable=durable)
 
     # -- dead letters -----------------------------------------------------------------------
 

@@ -7,11 +7,11 @@ What it promises (see docs/ledger-migrations.md, "Durability"):
   ``_WRITE_TARGET`` (75 ms, learned from the last writes). While the database keeps up,
   an acknowledged event is committed within ~``max_delay`` + two batch writes (≤ 200 ms
   measured): that is all a ``SIGKILL`` can take.
-* **Bounded queue, explicit backpressure.** The queue holds at most one batch cap of
-  events (at least ``_MIN_QUEUE``, at most ``max_queue``). When the app records faster
-  than the database commits, ``record()`` waits for room; if the database makes no
-  progress for ``block_timeout`` seconds, events go to the dead-letter file instead
-  (retryable, never dropped) until the writer catches up.
+* **Bounded queue, explicit backpressure.** At most two batch caps of events are held
+  in memory, queued or being written (at least ``_MIN_QUEUE``, at most ``max_queue``).
+  When the app records faster than the database commits, ``record()`` waits for room;
+  if the database makes no progress for ``block_timeout`` seconds, events go to the
+  dead-letter file instead (retryable, never dropped) until the writer catches up.
 * **Per-event isolation** is the store's ``write`` callable's job: it stores what it can,
   dead-letters what the database refuses, and raises only when the database is
   unavailable; the writer then keeps the batch and retries with backoff.
@@ -63,8 +63,10 @@ class BatchWriter:
     Args:
         write: stores a batch (idempotent: a batch may be retried after it raised).
             It raises only when nothing could be stored right now.
-        spill: puts items aside durably (the dead-letter file) with a reason; called
-            when items cannot be written in time. Returns ``False`` if even that failed.
+        spill: ``spill(items, reason, durable)`` puts items aside (the dead-letter file);
+            called when items cannot be written in time. ``durable`` asks for a disk sync
+            (a drain; a single spilled ``submit`` does not). Returns ``False`` if even
+            that failed.
         name: the thread's name.
         max_batch: hard cap on a batch.
         max_delay: seconds the first item of a batch waits for more.
@@ -76,7 +78,7 @@ class BatchWriter:
     def __init__(
         self,
         write: Callable[[Sequence[Any]], None],
-        spill: Callable[[Sequence[Any], str], bool],
+        spill: Callable[[Sequence[Any], str, bool], bool],
         *,
         name: str,
         max_batch: int = 20_000,
@@ -101,6 +103,7 @@ class BatchWriter:
         self._cond = threading.Condition()  # an RLock: a signal handler may re-enter
         self._pending: list[Any] = []
         self._inflight: list[Any] = []
+        self._held = 0  # queued + being written: what the bound limits
         self._submitted = 0
         self._done = 0
         self._failures = 0
@@ -116,7 +119,9 @@ class BatchWriter:
         self._bound = self._queue_bound()
 
     def _queue_bound(self) -> int:
-        return min(self._max_queue, max(self._cap, _MIN_QUEUE))
+        bound = min(self._max_queue, max(2 * self._cap, _MIN_QUEUE))
+        self._cap = min(self._cap, max(1, bound // 2))  # one batch written, one queued
+        return bound
 
     def _after_fork_in_child(self) -> None:
         # the parent's queue, thread and (possibly held) lock stay with the parent
@@ -131,17 +136,19 @@ class BatchWriter:
         """Queue one item (the per-call hot path)."""
         with self._cond:
             pending = self._pending
-            if self._state is not _OPEN or len(pending) >= self._bound:
+            if self._state is not _OPEN or self._held >= self._bound:
                 if not self._make_room():
                     spill = True
                 else:
                     spill = False
                     pending.append(item)
+                    self._held += 1
                     self._submitted += 1
                     self._cond.notify()
             else:
                 spill = False
                 pending.append(item)
+                self._held += 1
                 self._submitted += 1
                 if len(pending) == 1 or len(pending) >= self._cap:
                     self._cond.notify()
@@ -166,7 +173,7 @@ class BatchWriter:
         if self._spilling:
             return False
         deadline = time.monotonic() + self.block_timeout
-        while len(self._pending) >= self._bound and self._state is _OPEN:
+        while self._held >= self._bound and self._state is _OPEN:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._spilling = True
@@ -186,7 +193,7 @@ class BatchWriter:
             if self._state is not _OPEN
             else f"the database was slower than the app for {self.block_timeout:g}s"
         )
-        self._spill(items, reason)
+        self._spill(items, reason, False)
 
     def pending(self) -> int:
         with self._cond:
@@ -259,10 +266,11 @@ class BatchWriter:
             backoff = 0.05
             with cond:
                 self._inflight = []
+                self._held -= len(batch)
                 self._done += len(batch)
                 self._error = None
                 self._learn(len(batch), elapsed)
-                if self._spilling and len(self._pending) < self._bound // 2:
+                if self._spilling and self._held < self._bound // 2:
                     self._spilling = False
                 cond.notify_all()
 
@@ -338,13 +346,14 @@ class BatchWriter:
                 self._cond.wait(min(remaining, 0.25))
             leftover = [*self._inflight, *self._pending] if not self._stopped else []
             self._pending = []
+            self._held = 0
             self._done = self._submitted
             self._state = _CLOSED
             self._cond.notify_all()
             error = self._error
         _live.discard(self)
         if leftover:
-            self._spill(leftover, f"not written before the ledger closed: {error}")
+            self._spill(leftover, f"not written before the ledger closed: {error}", True)
         return len(leftover)
 
 
