@@ -4,7 +4,12 @@ Two kinds of rollup, told apart by their dimensions:
 
 * **per-user rollups** (keyed by ``user_id``) have about one group per event in a batch:
   summing in Python first would cost more than it saves, so SQLite upserts each inserted
-  row into them directly (:func:`rowwise_sql`, no parameters to bind);
+  row into the daily one directly (:func:`rowwise_sql`, no parameters to bind). Their
+  monthly twin is not touched per event: once a UTC day is over, the day's rows of the
+  daily rollup are added to it in one statement (``monthly_through_day`` in
+  ``tokenward_rollup_state`` says how far it goes; queries read later days from the daily
+  rollup). An event for a day already added (a late or back-dated event) is added to the
+  monthly rollup with its batch;
 * **the others** (per model, per agent) have a handful of groups per batch: the rows are
   grouped and summed in Python (by the finest of them, the others regrouped from those
   sums) and upserted once per group.
@@ -23,7 +28,15 @@ from typing import Any
 
 from tokenward.ledger._base import AGG_FIELDS
 from tokenward.ledger._event import EVENT_COLUMNS, USAGE_FIELDS
-from tokenward.ledger._sqlcommon import EVENTS, WRITE_ROLLUPS, month_expr
+from tokenward.ledger._sqlcommon import (
+    EVENTS,
+    MONTHLY,
+    MONTHLY_THROUGH,
+    ROLLUP_STATE,
+    WRITE_ROLLUPS,
+    derived_rollup_sql,
+    month_expr,
+)
 
 __all__ = ["RollupPlan"]
 
@@ -93,12 +106,30 @@ class RollupPlan:
 
     def __init__(self) -> None:
         grouped = [r for r in WRITE_ROLLUPS if _PER_EVENT_DIMENSION not in r[1]]
-        #: statements that add the rows with ``rowid > :before`` (just inserted)
-        self.rowwise = [
-            rowwise_sql(t, dims, period)
+        per_event = [
+            (t, dims)
             for t, dims, period in WRITE_ROLLUPS
-            if _PER_EVENT_DIMENSION in dims
+            if _PER_EVENT_DIMENSION in dims and period == "day"
         ]
+        #: statements that add the rows with ``rowid > :before`` (just inserted)
+        self.rowwise = [rowwise_sql(t, dims, "day") for t, dims in per_event]
+        #: the same for their monthly twins, only rows of days already compacted
+        #: (``ts_us < :late_before``)
+        self.late = [
+            rowwise_sql(MONTHLY[t], dims, "month", "ts_us < :late_before")
+            for t, dims in per_event
+            if t in MONTHLY
+        ]
+        #: add the days ``(:through, :upto]`` of a daily rollup to its monthly twin
+        self.compact = [
+            derived_rollup_sql(
+                MONTHLY[t], dims, "month", t, dims, "sqlite", "day > :through AND day <= :upto"
+            )
+            for t, dims in per_event
+            if t in MONTHLY
+        ]
+        self.read_through = f"SELECT value FROM {ROLLUP_STATE} WHERE name = '{MONTHLY_THROUGH}'"
+        self.set_through = f"UPDATE {ROLLUP_STATE} SET value = ? WHERE name = '{MONTHLY_THROUGH}'"
         daily = [dims for _, dims, period in grouped if period == "day"]
         # bases: grouped daily rollups whose dimensions no other one covers
         self.bases = [d for d in daily if not any(set(d) < set(other) for other in daily)]
@@ -143,8 +174,9 @@ class RollupPlan:
         return out
 
 
-def rowwise_sql(table: str, dims: Sequence[str], period: str) -> str:
-    """Add the event rows with ``rowid > :before`` to rollup ``table``, one upsert per row."""
+def rowwise_sql(table: str, dims: Sequence[str], period: str, also: str = "true") -> str:
+    """Add the event rows with ``rowid > :before`` (and ``also``) to rollup ``table``,
+    one upsert per row."""
     key = (period, *dims)
     per_row = [
         "1",
@@ -168,7 +200,7 @@ def rowwise_sql(table: str, dims: Sequence[str], period: str) -> str:
     updates = ", ".join(f"{f} = {f} + excluded.{f}" for f in AGG_FIELDS)
     return (
         f"INSERT INTO {table} ({', '.join((*key, *AGG_FIELDS))}) "
-        f"SELECT {select} FROM {EVENTS} WHERE rowid > :before "
+        f"SELECT {select} FROM {EVENTS} WHERE rowid > :before AND {also} "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
     )
 

@@ -56,6 +56,9 @@ STAGE = "tokenward_stage"
 VERSION_TABLE = "tokenward_schema_version"
 DEAD_LETTERS = "tokenward_dead_letters"
 STATE = "tokenward_state"
+ROLLUP_STATE = "tokenward_rollup_state"
+#: the last UTC day (days since 1970-01-01) whose events are all in the monthly rollups
+MONTHLY_THROUGH = "monthly_through_day"
 
 #: Daily rollup tables, smallest first: ``(table, dimensions)``. A query is answered
 #: from the first table whose dimensions cover every ``by`` and ``where`` dimension.
@@ -111,6 +114,7 @@ def ddl(dialect: str) -> list[str]:
         *_event_indexes(),
         *_side_tables(dialect),
         *(_rollup_ddl(table, dims, period, big, real) for table, dims, period in WRITE_ROLLUPS),
+        _monthly_through_init(),
     ]
 
 
@@ -173,7 +177,20 @@ def _side_tables(dialect: str) -> list[str]:
   updated_us {big} NOT NULL,
   PRIMARY KEY (namespace, key)
 )""",
+        f"""CREATE TABLE IF NOT EXISTS {ROLLUP_STATE} (
+  name TEXT PRIMARY KEY,
+  value {big} NOT NULL
+)""",
     ]
+
+
+def _monthly_through_init() -> str:
+    """Every event already stored is in the monthly rollups (version 1 kept them whole)."""
+    return (
+        f"INSERT INTO {ROLLUP_STATE} (name, value) "
+        f"SELECT '{MONTHLY_THROUGH}', coalesce(max(ts_us) / {_DAY_US}, -1) FROM {EVENTS} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {ROLLUP_STATE} WHERE name = '{MONTHLY_THROUGH}')"
+    )
 
 
 def _rollup_ddl(table: str, dims: Sequence[str], period: str, big: str, real: str) -> str:
@@ -199,7 +216,8 @@ def migrations(dialect: str) -> dict[int, list[str]]:
     Version 2 (unpriced events and price provenance): ``cost_nanos`` becomes nullable
     (NULL = unpriced, never $0), ``price_source`` and ``provider_cost_nanos`` are added,
     every rollup gains ``unpriced`` (events before version 2 were all priced: 0), and
-    the dead-letter and state tables are created. SQLite cannot drop a NOT NULL
+    the dead-letter, state and rollup-state tables are created (the monthly rollups of
+    version 1 hold every event: ``monthly_through_day`` starts at the last event's day). SQLite cannot drop a NOT NULL
     constraint in place, so it rebuilds the events table (rows, rowids and indexes kept).
     """
     big = "INTEGER" if dialect == "sqlite" else "BIGINT"
@@ -224,7 +242,7 @@ def migrations(dialect: str) -> dict[int, list[str]]:
         f"ALTER TABLE {table} ADD COLUMN unpriced {big} NOT NULL DEFAULT 0"
         for table in ROLLUP_TABLES
     ]
-    return {2: [*events, *rollups, *_side_tables(dialect)]}
+    return {2: [*events, *rollups, *_side_tables(dialect), _monthly_through_init()]}
 
 
 def raw_agg_select() -> str:
@@ -296,9 +314,11 @@ def derived_rollup_sql(
     source: str,
     source_dims: Sequence[str],
     dialect: str,
+    where: str = "true",
 ) -> str:
     """Add the rows of rollup-shaped ``source`` (daily, ``source_dims`` a superset of
-    ``dims``) into rollup ``table``, regrouped: coarser dimensions and/or by month."""
+    ``dims``) matching ``where`` into rollup ``table``, regrouped: coarser dimensions
+    and/or by month."""
     assert set(dims) <= set(source_dims)
     key = (period, *dims)
     n = len(key)
@@ -314,7 +334,7 @@ def derived_rollup_sql(
     updates = ", ".join(f"{f} = {qual}{f} + excluded.{f}" for f in AGG_FIELDS)
     return (
         f"INSERT INTO {table} ({', '.join((*key, *AGG_FIELDS))}) "
-        f"SELECT {select} FROM {source} WHERE true GROUP BY {groups} ORDER BY {groups} "
+        f"SELECT {select} FROM {source} WHERE {where} GROUP BY {groups} ORDER BY {groups} "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
     )
 
@@ -357,6 +377,11 @@ class _SQLQueries:
     # -- plumbing supplied by subclasses ---------------------------------------------------
     def flush(self) -> None:
         raise NotImplementedError
+
+    def _monthly_limit(self) -> int | None:
+        """The first UTC day the monthly rollups may not hold yet (``None``: they hold
+        every event, as PostgreSQL's, maintained with each insert)."""
+        return None
 
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         raise NotImplementedError
@@ -423,7 +448,14 @@ class _SQLQueries:
         if days is not None and table is not None:
             day_ranges: list[tuple[int | None, int | None]] = [days]
             if unit is None and table in MONTHLY:
-                day_ranges, months = split_months(days[0], days[1])
+                first, end = days
+                limit = self._monthly_limit()  # days < limit are in the monthly rollup
+                cut = end if limit is None or (end is not None and end <= limit) else limit
+                if first is not None and cut is not None and cut <= first:
+                    cut = first  # nothing of this range is in the monthly rollup yet
+                day_ranges, months = split_months(first, cut)
+                if cut != end:
+                    day_ranges.append((cut, end))
                 if months is not None:
                     self._run_grouped(
                         acc,
@@ -436,7 +468,8 @@ class _SQLQueries:
                         period="month",
                     )
             for dlo, dhi in day_ranges:
-                self._run_grouped(acc, dims, conds, unit, dlo, dhi, rollup=table)
+                if dlo is None or dhi is None or dlo < dhi:
+                    self._run_grouped(acc, dims, conds, unit, dlo, dhi, rollup=table)
         return acc
 
     def _run_grouped(
