@@ -519,9 +519,32 @@ class SQLiteLedger(SQLStore):
         return int(self._fetch(f"SELECT MAX(version) FROM {VERSION_TABLE}", {})[0][0])
 
 
+_held_at_fork: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    # let a write or query in progress finish first: forking in the middle of a SQLite
+    # call could copy a mutex SQLite holds into the child (bounded wait: best effort)
+    for store in list(_live_stores):
+        for lock in (store._wlock, store._rlock):
+            if lock.acquire(timeout=5.0):
+                _held_at_fork.append(lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().release()
+
+
 def _after_fork_in_child() -> None:
+    _held_at_fork.clear()  # the child gets fresh locks
     for store in list(_live_stores):
         store._after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -395,7 +395,8 @@ def _after_fork_in_child() -> None:
         w._after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _install_exit_hooks() -> None:
