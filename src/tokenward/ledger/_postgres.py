@@ -155,7 +155,7 @@ class SQLLedger(SQLStore):
         *,
         batch: bool = True,
         batch_size: int = 20_000,
-        flush_interval: float = 0.05,
+        flush_interval: float = 0.03,
         read_only: bool = False,
         max_queue: int = 50_000,
         block_timeout: float = 1.0,

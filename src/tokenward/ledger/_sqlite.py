@@ -115,8 +115,8 @@ class SQLiteLedger(SQLStore):
             thread, one transaction per batch. ``False`` writes each
             ``record``/``record_many`` call synchronously in its own transaction.
         batch_size: hard cap on events per transaction (the writer also caps a batch
-            at what it commits in ~60 ms).
-        flush_interval: seconds the first event of a batch waits for more (50 ms).
+            at what it commits in ~70 ms).
+        flush_interval: seconds the first event of a batch waits for more (30 ms).
         busy_timeout: seconds to wait for another process's write lock.
         synchronous: SQLite ``synchronous`` pragma. ``"NORMAL"`` (default): in WAL
             mode a commit is not fsynced; the WAL is synced at each checkpoint.
@@ -153,7 +153,7 @@ class SQLiteLedger(SQLStore):
         *,
         batch: bool = True,
         batch_size: int = 20_000,
-        flush_interval: float = 0.05,
+        flush_interval: float = 0.03,
         busy_timeout: float = 30.0,
         synchronous: str = "NORMAL",
         read_only: bool = False,

@@ -3,8 +3,8 @@
 What it promises (see docs/ledger-migrations.md, "Durability"):
 
 * **Time-bounded batches.** The first event of a batch waits at most ``max_delay``
-  (default 50 ms) for company; a batch is capped at what the database commits in about
-  ``_WRITE_TARGET`` (60 ms, learned from the last writes). While the database keeps up,
+  (default 30 ms) for company; a batch is capped at what the database commits in about
+  ``_WRITE_TARGET`` (70 ms, learned from the last writes). While the database keeps up,
   an acknowledged event is committed within ~``max_delay`` + two batch writes (≤ 200 ms
   measured): that is all a ``SIGKILL`` can take.
 * **Bounded queue, explicit backpressure.** At most two batch caps of events are held
@@ -43,7 +43,7 @@ __all__ = ["SIGTERM_TIMEOUT", "BatchWriter", "drain_all"]
 
 logger = logging.getLogger("tokenward.ledger")
 
-_WRITE_TARGET = 0.06  # seconds one batch write should take (caps the batch size)
+_WRITE_TARGET = 0.07  # seconds one batch write should take (caps the batch size)
 _FIRST_CAP = 2_000  # batch cap before the writer has timed a write
 _MIN_CAP = 256
 _MIN_QUEUE = 1_000
@@ -82,7 +82,7 @@ class BatchWriter:
         *,
         name: str,
         max_batch: int = 20_000,
-        max_delay: float = 0.05,
+        max_delay: float = 0.03,
         max_queue: int = 50_000,
         block_timeout: float = 1.0,
         drain_timeout: float = 30.0,
