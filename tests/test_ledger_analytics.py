@@ -248,3 +248,22 @@ def test_model_breakdown(ledger) -> None:
     assert a.avg_cost_per_call == Decimal("3") and a.avg_tokens_per_call == 30.0
     assert a.success_rate == 0.5 and a.cache_hit_rate == 0.5
     assert b.cost_share == 0.25 and b.success_rate == 1.0
+
+
+def test_unpriced_calls_are_counted_not_averaged_as_free(ledger) -> None:
+    """If this fails, calls with an unknown cost pulled the average cost per call down
+    as if they were free, or were not reported as unpriced."""
+    ledger.record_many(
+        [
+            ev(1, T0, cost=Decimal("0.03")),
+            ev(2, T0, cost=Decimal("0.01")),
+            ev(3, T0, model="acme-llm-9", cost=None),
+        ]
+    )
+    s = usage_stats(ledger)
+    assert (s.calls, s.unpriced_calls, s.cost) == (3, 1, Decimal("0.04"))
+    assert s.avg_cost_per_call == Decimal("0.02")
+    by_model = {m.model: m for m in model_breakdown(ledger)}
+    assert by_model["acme-llm-9"].unpriced_calls == 1
+    assert by_model["acme-llm-9"].avg_cost_per_call is None
+    assert by_model["gpt"].avg_cost_per_call == Decimal("0.02")

@@ -69,6 +69,8 @@ from tokenward.errors import (
     ContextBudgetError,
     IntegrationUnavailableError,
     LedgerError,
+    LedgerUnavailableError,
+    LedgerValueError,
     PriceDataError,
     PricingMissingError,
     TokenizerUnavailableError,
@@ -77,6 +79,7 @@ from tokenward.errors import (
     UsageParseError,
 )
 from tokenward.ledger import (
+    DeadLetter,
     LedgerStore,
     MemoryLedger,
     SQLiteLedger,
@@ -136,6 +139,7 @@ __all__ = [
     "plan",
     "trim_history",
     # ledger
+    "DeadLetter",
     "LedgerStore",
     "MemoryLedger",
     "SQLiteLedger",
@@ -165,6 +169,8 @@ __all__ = [
     "ContextBudgetError",
     "IntegrationUnavailableError",
     "LedgerError",
+    "LedgerUnavailableError",
+    "LedgerValueError",
     "PriceDataError",
     "PricingMissingError",
     "TokenizerUnavailableError",

@@ -616,7 +616,7 @@ def _cmd_report(
     from tokenward.ledger import open_ledger
     from tokenward.report._data import budget_rows, build_report_data
 
-    ledger = open_ledger(target)
+    ledger = open_ledger(target, read_only=True)  # a report never creates or migrates
     store = open_budget_store(budget_store) if budget_store else None
     try:
         query: dict[str, Any] = {

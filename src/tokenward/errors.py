@@ -23,6 +23,8 @@ __all__ = [
     "ContextBudgetError",
     "IntegrationUnavailableError",
     "LedgerError",
+    "LedgerUnavailableError",
+    "LedgerValueError",
     "PriceDataError",
     "PricingMissingError",
     "TokenizerUnavailableError",
@@ -202,6 +204,20 @@ class LedgerError(TokenwardError):
     """The ledger cannot be read or written (corrupted file, wrong schema version...)."""
 
     code = "ledger"
+
+
+class LedgerUnavailableError(LedgerError):
+    """The ledger's database cannot be reached or written right now (connection refused,
+    locked past its busy timeout, disk full, read-only): connectivity, never a bad value."""
+
+    code = "ledger-unavailable"
+
+
+class LedgerValueError(LedgerError, ValueError):
+    """The database refused a value (a lone surrogate, an integer beyond 64 bits, a NUL
+    byte on PostgreSQL, a key too long for an index): in an event it is dead-lettered."""
+
+    code = "ledger-bad-value"
 
 
 class IntegrationUnavailableError(TokenwardError, ImportError):

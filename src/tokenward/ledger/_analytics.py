@@ -62,11 +62,12 @@ class UsageStats:
     avg_input_per_call: float | None
     avg_output_per_call: float | None
     avg_tokens_per_call: float | None
-    avg_cost_per_call: Decimal | None
+    avg_cost_per_call: Decimal | None  #: over the priced calls only
     input_output_ratio: float | None  #: input tokens per output token
     cache_hit_rate: float | None  #: cache_read / input
     avg_latency_ms: float | None
     estimated_share: float | None  #: share of calls whose usage was estimated
+    unpriced_calls: int = 0  #: calls whose cost is unknown (not in ``cost``)
 
     @classmethod
     def from_row(cls, row: SummaryRow | None) -> UsageStats:
@@ -109,11 +110,12 @@ class UsageStats:
             avg_input_per_call=_div(row.input, n),
             avg_output_per_call=_div(row.output, n),
             avg_tokens_per_call=_div(row.tokens, n),
-            avg_cost_per_call=_money_avg(row.cost, n),
+            avg_cost_per_call=_money_avg(row.cost, n - row.unpriced_calls),
             input_output_ratio=_div(row.input, row.output),
             cache_hit_rate=_div(row.cache_read, row.input),
             avg_latency_ms=row.avg_latency_ms,
             estimated_share=_div(row.estimated, n),
+            unpriced_calls=row.unpriced_calls,
         )
 
 
@@ -264,7 +266,8 @@ def cache_break_even(
         return Decimal(0)
     if saving <= 0:
         return None
-    return premium / saving
+    ratio: Decimal = premium / saving
+    return ratio
 
 
 @dataclass(frozen=True)
@@ -381,10 +384,11 @@ class ModelBreakdown:
     output: int
     cost: Decimal
     cost_share: float | None  #: of the total cost in the range
-    avg_cost_per_call: Decimal | None
+    avg_cost_per_call: Decimal | None  #: over the priced calls only
     avg_tokens_per_call: float | None
     success_rate: float | None
     cache_hit_rate: float | None
+    unpriced_calls: int = 0  #: calls whose cost is unknown (not in ``cost``)
 
 
 def model_breakdown(
@@ -405,10 +409,11 @@ def model_breakdown(
             output=r.output,
             cost=r.cost,
             cost_share=float(r.cost / total) if total else None,
-            avg_cost_per_call=_money_avg(r.cost, r.calls),
+            avg_cost_per_call=_money_avg(r.cost, r.calls - r.unpriced_calls),
             avg_tokens_per_call=_div(r.tokens, r.calls),
             success_rate=_div(r.ok, r.calls),
             cache_hit_rate=_div(r.cache_read, r.input),
+            unpriced_calls=r.unpriced_calls,
         )
         for r in rows
     ]

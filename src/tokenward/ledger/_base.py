@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Literal, Protocol, Union, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from tokenward.errors import ConfigurationError
 from tokenward.ledger._event import UsageEvent, from_micros, from_nanos, to_micros
 from tokenward.usage import TOKEN_FIELDS
 
 __all__ = [
+    "AGG_FIELDS",
     "DIMENSIONS",
     "Bucket",
     "LedgerStore",
@@ -23,7 +25,7 @@ __all__ = [
 
 Bucket = Literal["hour", "day", "week", "month"]
 Metric = Literal["cost", "tokens", "calls"]
-WhereValue = Union[str, None, Sequence[str | None]]
+WhereValue = str | None | Sequence[str | None]
 
 #: Plain column dimensions usable in ``by=`` and ``where=``; plus ``"tag:<key>"``.
 DIMENSIONS = (
@@ -41,7 +43,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DAY_US = 86_400_000_000
 _HOUR_US = 3_600_000_000
 
-# Aggregate vector layout (shared by all stores).
+# Aggregate vector layout (shared by all stores): integer sums, then the float latency
+# sum and the integer latency count. ``cost_nanos`` sums the priced events only;
+# ``unpriced`` counts the events whose cost is NULL.
 AGG_FIELDS = (
     "calls",
     "errors",
@@ -50,10 +54,14 @@ AGG_FIELDS = (
     *TOKEN_FIELDS,
     "tool_calls",
     "cost_nanos",
+    "unpriced",
     "latency_sum",
     "latency_count",
 )
 N_AGG = len(AGG_FIELDS)
+_CALLS = AGG_FIELDS.index("calls")
+_COST = AGG_FIELDS.index("cost_nanos")
+_LATENCY_SUM = AGG_FIELDS.index("latency_sum")
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,14 @@ class LedgerStore(Protocol):
     ``"tag:<key>"``) to a value, ``None`` (dimension absent) or a list of
     accepted values. Recording is idempotent on ``event.id``. Queries first
     flush pending writes of this store object (read-your-writes).
+
+    Besides events, a store keeps small named state documents for tokenward's
+    learned values (estimator calibration, output-length sketches):
+    :meth:`put_state` / :meth:`get_state`, JSON objects keyed by namespace and key.
+
+    Third-party stores plug in through the ``tokenward.ledgers`` entry-point group
+    (see :func:`~tokenward.ledger.open_ledger`) and prove themselves with
+    :class:`tokenward.testing.LedgerStoreConformance`.
     """
 
     def record(self, event: UsageEvent) -> None:
@@ -204,8 +220,46 @@ class LedgerStore(Protocol):
         """Number of stored events matching the filter."""
         ...
 
+    def put_state(self, namespace: str, key: str, value: Mapping[str, Any]) -> None:
+        """Store ``value`` (a JSON object) under ``namespace``/``key``, replacing what was there."""
+        ...
+
+    def get_state(self, namespace: str) -> dict[str, dict[str, Any]]:
+        """Every ``key -> value`` stored under ``namespace`` (``{}`` when there is none)."""
+        ...
+
 
 # -- validation --------------------------------------------------------------------------
+
+
+def check_state(namespace: str, key: str | None, value: Mapping[str, Any] | None = None) -> str:
+    """Validate a state namespace/key/value; returns the value as compact JSON text
+    (``""`` when no value is given)."""
+    for name, text in (("namespace", namespace), ("key", key)):
+        if text is None and name == "key":
+            continue
+        if not isinstance(text, str) or not text:
+            raise ConfigurationError(f"state {name} must be a non-empty str, got {text!r}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigurationError(f"state {name} {text!r} is not valid text") from None
+        if "\x00" in text:
+            raise ConfigurationError(f"state {name} {text!r} contains a NUL character")
+    if value is None:
+        return ""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"state values are JSON objects (a mapping), got {type(value).__name__}"
+        )
+    try:
+        # ASCII JSON: every database stores it unchanged (no NUL byte, no lone surrogate)
+        return json.dumps(dict(value), ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"state value for {namespace}/{key} is not JSON-serializable: {exc}; "
+            "store plain dicts, lists, str, int, float (finite), bool and None"
+        ) from None
 
 
 def check_dim(dim: str) -> str:
@@ -328,20 +382,18 @@ def merge_into(acc: dict[Key, list[Any]], key: Key, agg: Sequence[Any]) -> None:
     cur = acc.get(key)
     if cur is None:
         acc[key] = [
-            *(int(v or 0) for v in agg[: N_AGG - 2]),
-            float(agg[N_AGG - 2] or 0.0),
-            int(agg[N_AGG - 1] or 0),
+            float(v or 0.0) if i == _LATENCY_SUM else int(v or 0) for i, v in enumerate(agg)
         ]
         return
-    for i in range(N_AGG - 2):
-        cur[i] += int(agg[i] or 0)
-    cur[N_AGG - 2] += float(agg[N_AGG - 2] or 0.0)
-    cur[N_AGG - 1] += int(agg[N_AGG - 1] or 0)
+    for i, v in enumerate(agg):
+        if v:
+            cur[i] += float(v) if i == _LATENCY_SUM else int(v)
 
 
 def event_agg(e: UsageEvent) -> list[Any]:
     """The aggregate vector of a single event."""
     u = e.usage
+    nanos = e.cost_nanos
     return [
         1,
         1 if e.status == "error" else 0,
@@ -357,35 +409,38 @@ def event_agg(e: UsageEvent) -> list[Any]:
         u.audio_output,
         u.image_input,
         e.tool_calls,
-        e.cost_nanos,
+        nanos or 0,
+        1 if nanos is None else 0,
         e.latency_ms or 0.0,
         0 if e.latency_ms is None else 1,
     ]
 
 
 def make_row(
-    dims: Sequence[str], key: Sequence[Any], agg: Sequence[Any], bucket=None
+    dims: Sequence[str], key: Sequence[Any], agg: Sequence[Any], bucket: datetime | None = None
 ) -> SummaryRow:
+    values = dict(zip(AGG_FIELDS, agg))
     return SummaryRow(
         dims=dict(zip(dims, key)),
-        calls=agg[0],
-        errors=agg[1],
-        cancelled=agg[2],
-        estimated=agg[3],
-        input=agg[4],
-        output=agg[5],
-        cache_read=agg[6],
-        cache_write_5m=agg[7],
-        cache_write_1h=agg[8],
-        reasoning=agg[9],
-        audio_input=agg[10],
-        audio_output=agg[11],
-        image_input=agg[12],
-        tool_calls=agg[13],
-        cost=from_nanos(agg[14]),
-        latency_ms_total=agg[15],
-        latency_count=agg[16],
+        calls=values["calls"],
+        errors=values["errors"],
+        cancelled=values["cancelled"],
+        estimated=values["estimated"],
+        input=values["input"],
+        output=values["output"],
+        cache_read=values["cache_read"],
+        cache_write_5m=values["cache_write_5m"],
+        cache_write_1h=values["cache_write_1h"],
+        reasoning=values["reasoning"],
+        audio_input=values["audio_input"],
+        audio_output=values["audio_output"],
+        image_input=values["image_input"],
+        tool_calls=values["tool_calls"],
+        cost=from_nanos(values["cost_nanos"]),
+        latency_ms_total=values["latency_sum"],
+        latency_count=values["latency_count"],
         bucket=bucket,
+        unpriced_calls=values["unpriced"],
     )
 
 
@@ -395,8 +450,8 @@ def _sort_key(key: Sequence[Any]) -> tuple[Any, ...]:
 
 def summary_rows(by: Sequence[str], acc: Mapping[Key, Sequence[Any]]) -> list[SummaryRow]:
     """Rows sorted by cost (desc), then calls (desc), then dimension values."""
-    items = sorted(acc.items(), key=lambda kv: (-kv[1][14], -kv[1][0], _sort_key(kv[0])))
-    return [make_row(by, k, a) for k, a in items if a[0] > 0]
+    items = sorted(acc.items(), key=lambda kv: (-kv[1][_COST], -kv[1][_CALLS], _sort_key(kv[0])))
+    return [make_row(by, k, a) for k, a in items if a[_CALLS] > 0]
 
 
 def timeseries_rows(
@@ -409,7 +464,7 @@ def timeseries_rows(
         start = hour_to_bucket(unit) if bucket == "hour" else day_to_bucket(unit, bucket)
         merge_into(out, (start, *rest), agg)
     items = sorted(out.items(), key=lambda kv: (kv[0][0], _sort_key(kv[0][1:])))
-    return [make_row(by, k[1:], a, bucket=k[0]) for k, a in items if a[0] > 0]
+    return [make_row(by, k[1:], a, bucket=k[0]) for k, a in items if a[_CALLS] > 0]
 
 
 def top_rows(rows: list[SummaryRow], n: int, metric: str) -> list[SummaryRow]:
@@ -446,7 +501,9 @@ def split_days(
     if first_day is not None and end_day is not None and end_day <= first_day:
         # no whole day inside: everything is raw
         return [(lo, hi)], None
-    raws = [r for r in (head, tail) if r is not None and r[0] < r[1]]
+    raws: list[tuple[int | None, int | None]] = [
+        r for r in (head, tail) if r is not None and r[0] < r[1]
+    ]
     return raws, (first_day, end_day)
 
 
@@ -483,7 +540,9 @@ def split_months(
         tail = (_first_day_of_month(end_month), end_day)
     if first_month is not None and end_month is not None and end_month <= first_month:
         return [(first_day, end_day)], None
-    ranges = [r for r in (head, tail) if r is not None and r[0] < r[1]]  # type: ignore[operator]
+    ranges: list[tuple[int | None, int | None]] = [
+        r for r in (head, tail) if r is not None and r[0] < r[1]
+    ]
     return ranges, (first_month, end_month)
 
 

@@ -1,10 +1,11 @@
-"""UsageEvent: one priced model call, as the ledger stores it."""
+"""UsageEvent: one model call, as the ledger stores it, and its storage row codec."""
 
 from __future__ import annotations
 
 import json
+import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -28,6 +29,19 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 # Usage token fields, in storage order (the ``estimated`` flag is stored separately).
 USAGE_FIELDS = TOKEN_FIELDS
 
+#: Optional text fields: ``""`` is stored as ``None`` (dimensions a report groups by).
+_OPTIONAL_TEXT = (
+    "provider",
+    "user_id",
+    "conversation_id",
+    "session_id",
+    "agent",
+    "parent_id",
+    "price_source",
+)
+#: Optional text fields kept exactly as given (content and error text).
+_FREE_TEXT = ("error", "prompt", "output")
+
 
 def to_micros(ts: datetime) -> int:
     """A tz-aware datetime -> integer microseconds since the Unix epoch (UTC)."""
@@ -39,27 +53,19 @@ def from_micros(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-def _normalized_opt(value: object) -> bool:
-    """True when ``_opt_str`` would return ``value`` itself (None or a non-empty str)."""
-    return value is None or (type(value) is str and value != "")
-
-
-def _opt_str(name: str, value: object) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"UsageEvent.{name} must be a str or None, got {type(value).__name__}")
-    return value
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UsageEvent:
     """One model call, priced: what it used, what it cost, and who it belongs to.
 
     ``id`` is the call's run id; ledgers store each id once (recording the same
     event twice is a no-op). ``timestamp`` must be timezone-aware (converted to
-    UTC). ``cost`` is a :class:`~decimal.Decimal` in USD (stored as integer
-    nano-USD, so precision below 1e-9 USD is rounded half-even on storage).
+    UTC). ``cost`` is a :class:`~decimal.Decimal` in USD, or ``None`` when nobody
+    could price the call (an unknown model): stored as NULL, never as $0, and
+    counted by reports as unpriced. Costs are stored as integer nano-USD, so
+    precision below 1e-9 USD is rounded half-even on storage. ``price_source``
+    names the price data that priced it; ``provider_cost`` is what the provider
+    itself reported (e.g. OpenRouter's ``usage.cost``), kept beside ``cost`` and
+    never mixed into it (a ``usage.reported_cost`` becomes ``provider_cost``).
     ``estimated`` is true when any count was estimated locally (it is forced on
     when ``usage.estimated`` is).
 
@@ -94,110 +100,72 @@ class UsageEvent:
     provider_cost: Decimal | None = None
 
     def __post_init__(self) -> None:
-        # NOTE: ``row_to_event`` builds events from stored rows without calling this;
-        # a new normalization here must be mirrored there (tests/test_ledger.py checks both agree).
-        setattr_ = object.__setattr__
+        # One validation path: each field is checked once and normalized only when it is
+        # not already in its normal form (a str subclass, a non-UTC zone, an int cost...).
+        set_ = object.__setattr__
+        if type(self.id) is not str or not self.id:
+            set_(self, "id", _required_text("id", self.id, "the run id"))
+        if type(self.model) is not str or not self.model:
+            set_(self, "model", _required_text("model", self.model, "the model name"))
         ts = self.timestamp
-        latency = self.latency_ms
-        if (
-            # fast path: every scalar already in its normalized form (what the Accountant and
-            # the stores build); the checks below would change nothing
-            type(self.id) is str
-            and self.id
-            and type(self.model) is str
-            and self.model
-            and type(ts) is datetime
-            and ts.tzinfo is timezone.utc
-            and type(self.usage) is Usage
-            and type(self.cost) is Decimal
-            and self.cost.is_finite()
-            and self.provider_cost is None
-            and self.status in _STATUSES
-            and self.kind in _KINDS
-            and _normalized_opt(self.provider)
-            and _normalized_opt(self.user_id)
-            and _normalized_opt(self.conversation_id)
-            and _normalized_opt(self.session_id)
-            and _normalized_opt(self.agent)
-            and _normalized_opt(self.parent_id)
-            and type(self.tool_calls) is int
-            and self.tool_calls >= 0
-            and type(self.tool_names) is tuple
-            and (latency is None or type(latency) is float)
-        ):
-            tags = self.tags
-            if tags is None or (type(tags) is dict and not tags):
-                setattr_(self, "tags", _EMPTY)
-            elif tags is not _EMPTY:
-                self._set_tags(tags)
-            if self.usage.estimated and not self.estimated:
-                setattr_(self, "estimated", True)
-            return
-        if not isinstance(self.id, str) or not self.id:
-            raise ValueError("UsageEvent.id must be a non-empty str (the run id)")
-        if not isinstance(self.model, str) or not self.model:
-            raise ValueError("UsageEvent.model must be a non-empty str")
-        ts = self.timestamp
-        if not isinstance(ts, datetime):
-            raise TypeError(f"UsageEvent.timestamp must be a datetime, got {type(ts).__name__}")
-        if ts.tzinfo is None or ts.utcoffset() is None:
-            raise ValueError(
-                "UsageEvent.timestamp must be timezone-aware; "
-                "use datetime.now(timezone.utc) or attach tzinfo=timezone.utc"
-            )
-        if ts.utcoffset() != timedelta(0) or ts.tzinfo is not timezone.utc:
-            setattr_(self, "timestamp", ts.astimezone(timezone.utc))
-        if not isinstance(self.usage, Usage):
-            raise TypeError(f"UsageEvent.usage must be a Usage, got {type(self.usage).__name__}")
+        if type(ts) is not datetime or ts.tzinfo is not timezone.utc:
+            set_(self, "timestamp", _utc(ts))
+        usage = self.usage
+        if type(usage) is not Usage and not isinstance(usage, Usage):
+            raise TypeError(f"UsageEvent.usage must be a Usage, got {type(usage).__name__}")
         cost = self.cost
-        if isinstance(cost, float) or isinstance(cost, bool):
-            raise TypeError("UsageEvent.cost must be a Decimal (money is never a float)")
-        if isinstance(cost, (int, str)):
-            cost = Decimal(cost)
-            setattr_(self, "cost", cost)
-        if cost is not None and (not isinstance(cost, Decimal) or not cost.is_finite()):
-            raise TypeError(f"UsageEvent.cost must be a finite Decimal or None, got {cost!r}")
+        if cost is not None and (type(cost) is not Decimal or not cost.is_finite()):
+            set_(self, "cost", _money("cost", cost))
         provider_cost = self.provider_cost
         if provider_cost is not None and (
-            not isinstance(provider_cost, Decimal) or not provider_cost.is_finite()
+            type(provider_cost) is not Decimal or not provider_cost.is_finite()
         ):
-            raise TypeError(
-                f"UsageEvent.provider_cost must be a finite Decimal or None, got {provider_cost!r}"
-            )
+            provider_cost = _money("provider_cost", provider_cost)
+            set_(self, "provider_cost", provider_cost)
+        if usage.reported_cost is not None:
+            # one home for the provider's own figure: the event's provider_cost
+            if provider_cost is not None and provider_cost != usage.reported_cost:
+                raise ValueError(
+                    f"UsageEvent.provider_cost ({provider_cost}) differs from "
+                    f"usage.reported_cost ({usage.reported_cost}); pass one of them"
+                )
+            set_(self, "provider_cost", usage.reported_cost)
+            set_(self, "usage", replace(usage, reported_cost=None))
         if self.status not in _STATUSES:
             raise ValueError(f"UsageEvent.status must be one of {_STATUSES}, got {self.status!r}")
         if self.kind not in _KINDS:
             raise ValueError(f"UsageEvent.kind must be one of {_KINDS}, got {self.kind!r}")
-        for name in ("provider", "user_id", "conversation_id", "session_id", "agent", "parent_id"):
+        for name in _OPTIONAL_TEXT:
             value = getattr(self, name)
-            norm = _opt_str(name, value)
-            if norm is not value:
-                setattr_(self, name, norm)
+            if value is not None and (type(value) is not str or not value):
+                set_(self, name, _optional_text(name, value))
+        for name in _FREE_TEXT:
+            value = getattr(self, name)
+            if value is not None and type(value) is not str:
+                set_(self, name, _free_text(name, value))
         tags = self.tags
-        if tags is None or (isinstance(tags, Mapping) and not tags):
-            setattr_(self, "tags", _EMPTY)
-        else:
-            self._set_tags(tags)
-        if type(self.tool_calls) is not int or self.tool_calls < 0:
-            raise ValueError(f"UsageEvent.tool_calls must be an int >= 0, got {self.tool_calls!r}")
-        if not isinstance(self.tool_names, tuple):
-            setattr_(self, "tool_names", tuple(self.tool_names))
-        if self.latency_ms is not None:
-            if isinstance(self.latency_ms, bool) or not isinstance(self.latency_ms, (int, float)):
-                raise TypeError("UsageEvent.latency_ms must be a number or None")
-            setattr_(self, "latency_ms", float(self.latency_ms))
-        if self.usage.estimated and not self.estimated:
-            setattr_(self, "estimated", True)
-
-    def _set_tags(self, tags: object) -> None:
-        if not isinstance(tags, Mapping):
-            raise TypeError("UsageEvent.tags must be a mapping of str -> str")
-        clean = {}
-        for k, v in tags.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise TypeError(f"UsageEvent.tags must map str -> str, got {k!r}: {v!r}")
-            clean[k] = v
-        object.__setattr__(self, "tags", MappingProxyType(dict(sorted(clean.items()))))
+        if tags is not _EMPTY:
+            set_(self, "tags", _tags(tags))
+        names = self.tool_names
+        if names:
+            if type(names) is not tuple or any(type(n) is not str for n in names):
+                set_(self, "tool_names", _names(names))
+        elif names != ():
+            set_(self, "tool_names", ())
+        calls = self.tool_calls
+        if type(calls) is not int or calls < 0:
+            raise ValueError(f"UsageEvent.tool_calls must be an int >= 0, got {calls!r}")
+        latency = self.latency_ms
+        if latency is not None and (type(latency) is not float or not math.isfinite(latency)):
+            set_(self, "latency_ms", _latency(latency))
+        estimated = self.estimated
+        if type(estimated) is not bool:
+            if type(estimated) is not int:
+                raise TypeError(f"UsageEvent.estimated must be a bool, got {estimated!r}")
+            estimated = bool(estimated)
+            set_(self, "estimated", estimated)
+        if usage.estimated and not estimated:
+            set_(self, "estimated", True)
 
     # -- convenience ---------------------------------------------------------------
 
@@ -206,7 +174,7 @@ class UsageEvent:
         cls,
         model: str,
         usage: Usage,
-        cost: Decimal | int | str,
+        cost: Decimal | int | str | None,
         *,
         id: str | None = None,
         timestamp: datetime | None = None,
@@ -225,33 +193,35 @@ class UsageEvent:
         )
 
     @property
-    def cost_nanos(self) -> int:
-        """The cost in integer nano-USD, as stored."""
-        return to_nanos(self.cost)
+    def cost_nanos(self) -> int | None:
+        """The cost in integer nano-USD, as stored (``None`` when unpriced)."""
+        return None if self.cost is None else to_nanos(self.cost)
+
+    @property
+    def priced(self) -> bool:
+        """Whether the call has a cost (``False`` for a model nobody could price)."""
+        return self.cost is not None
 
     def stored(self) -> UsageEvent:
-        """This event as a ledger returns it (cost rounded to whole nano-USD)."""
-        quantized = from_nanos(self.cost_nanos)
-        if quantized == self.cost and str(quantized) == str(self.cost):
+        """This event as a ledger returns it (money rounded to whole nano-USD)."""
+        cost, provider_cost = self.cost, self.provider_cost
+        if _whole_nanos(cost) and _whole_nanos(provider_cost):
             return self
-        if type(self) is not UsageEvent:
-            return replace(self, cost=quantized)
-        # a copy with the rounded cost: every other field is already normalized, so
-        # re-running __post_init__ (what replace() does) would change nothing
-        copy = object.__new__(UsageEvent)
-        copy.__dict__.update(self.__dict__)
-        copy.__dict__["cost"] = quantized
-        return copy
+        return replace(
+            self,
+            cost=None if cost is None else from_nanos(to_nanos(cost)),
+            provider_cost=None if provider_cost is None else from_nanos(to_nanos(provider_cost)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (cost as a string, timestamp ISO 8601)."""
+        """JSON-friendly dict (money as strings or ``None``, timestamp ISO 8601)."""
         return {
             "id": self.id,
             "timestamp": self.timestamp.isoformat(),
             "model": self.model,
             "provider": self.provider,
             "usage": self.usage.to_dict(),
-            "cost": str(self.cost),
+            "cost": None if self.cost is None else str(self.cost),
             "estimated": self.estimated,
             "status": self.status,
             "kind": self.kind,
@@ -267,18 +237,121 @@ class UsageEvent:
             "error": self.error,
             "prompt": self.prompt,
             "output": self.output,
+            "price_source": self.price_source,
+            "provider_cost": None if self.provider_cost is None else str(self.provider_cost),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UsageEvent:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (also reads dicts written before a field existed)."""
         d = dict(data)
         d["timestamp"] = datetime.fromisoformat(d["timestamp"])
-        d["usage"] = Usage(**d["usage"])
-        d["cost"] = Decimal(str(d["cost"]))
+        usage = dict(d["usage"])
+        if usage.get("reported_cost") is not None:
+            usage["reported_cost"] = Decimal(str(usage["reported_cost"]))
+        d["usage"] = Usage(**usage)
+        for name in ("cost", "provider_cost"):
+            if d.get(name) is not None:
+                d[name] = Decimal(str(d[name]))
+        d.setdefault("cost", None)
         d["tool_names"] = tuple(d.get("tool_names") or ())
         d["tags"] = d.get("tags") or {}
         return cls(**d)
+
+
+# -- normalizers (called only for a value not already in normal form) ---------------------
+
+
+def _required_text(name: str, value: object, what: str) -> str:
+    if isinstance(value, str) and value:
+        return str(value)
+    raise ValueError(f"UsageEvent.{name} must be a non-empty str ({what}), got {value!r}")
+
+
+def _optional_text(name: str, value: object) -> str | None:
+    if value == "":
+        return None
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"UsageEvent.{name} must be a str or None, got {type(value).__name__}")
+
+
+def _free_text(name: str, value: object) -> str:
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(f"UsageEvent.{name} must be a str or None, got {type(value).__name__}")
+
+
+def _utc(ts: object) -> datetime:
+    if not isinstance(ts, datetime):
+        raise TypeError(f"UsageEvent.timestamp must be a datetime, got {type(ts).__name__}")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError(
+            "UsageEvent.timestamp must be timezone-aware; "
+            "use datetime.now(timezone.utc) or attach tzinfo=timezone.utc"
+        )
+    utc = ts.astimezone(timezone.utc)
+    return datetime(
+        utc.year,
+        utc.month,
+        utc.day,
+        utc.hour,
+        utc.minute,
+        utc.second,
+        utc.microsecond,
+        tzinfo=timezone.utc,
+    )
+
+
+def _money(name: str, value: object) -> Decimal:
+    if isinstance(value, (float, bool)):
+        raise TypeError(f"UsageEvent.{name} must be a Decimal (money is never a float)")
+    if isinstance(value, (int, str)):
+        try:
+            value = Decimal(value)
+        except ArithmeticError:
+            raise ValueError(f"UsageEvent.{name} is not a number: {value!r}") from None
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise TypeError(f"UsageEvent.{name} must be a finite Decimal or None, got {value!r}")
+    return value
+
+
+def _whole_nanos(value: Decimal | None) -> bool:
+    if value is None:
+        return True
+    exponent = value.as_tuple().exponent
+    return isinstance(exponent, int) and exponent >= -9
+
+
+def _tags(tags: object) -> Mapping[str, str]:
+    if tags is None:
+        return _EMPTY
+    if not isinstance(tags, Mapping):
+        raise TypeError("UsageEvent.tags must be a mapping of str -> str")
+    if not tags:
+        return _EMPTY
+    for k, v in tags.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"UsageEvent.tags must map str -> str, got {k!r}: {v!r}")
+    return MappingProxyType({str(k): str(tags[k]) for k in sorted(tags)})
+
+
+def _names(names: object) -> tuple[str, ...]:
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise TypeError(f"UsageEvent.tool_names must be a sequence of str, got {names!r}")
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"UsageEvent.tool_names must contain str, got {n!r}")
+    return tuple(str(n) for n in names)
+
+
+def _latency(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"UsageEvent.latency_ms must be a number or None, got {value!r}")
+    latency = float(value)
+    if not math.isfinite(latency):
+        raise ValueError(f"UsageEvent.latency_ms must be finite, got {value!r}")
+    return latency
 
 
 # -- storage row codec (shared by the SQL stores) ---------------------------------------
@@ -307,25 +380,24 @@ EVENT_COLUMNS = (
     "error",
     "prompt_text",
     "output_text",
+    "price_source",
+    "provider_cost_nanos",
 )
 
-
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_loads = json.loads
-_new = object.__new__
-_int = int
-_bool = bool
 
-# Encoded tags / tool-name JSON, keyed by content: a ledger sees the same few tag sets
-# and tool lists over and over. Bounded: cleared when it grows past _CACHE_MAX.
+# Encoded and decoded tags / tool-name JSON, keyed by content: a ledger sees the same few
+# tag sets and tool lists over and over. Bounded: cleared when one grows past _CACHE_MAX.
 _CACHE_MAX = 4096
 _tags_json: dict[tuple[tuple[str, str], ...], str] = {}
 _names_json: dict[tuple[str, ...], str] = {}
-_tags_decoded: dict[str, Mapping[str, str]] = {}
+_tags_decoded: dict[str, dict[str, str]] = {}
 _names_decoded: dict[str, tuple[str, ...]] = {}
 
 
 def _encode_tags(tags: Mapping[str, str]) -> str:
+    if not tags:
+        return "{}"
     key = tuple(tags.items())
     text = _tags_json.get(key)
     if text is None:
@@ -337,6 +409,8 @@ def _encode_tags(tags: Mapping[str, str]) -> str:
 
 
 def _encode_names(names: tuple[str, ...]) -> str:
+    if not names:
+        return "[]"
     text = _names_json.get(names)
     if text is None:
         text = _json(list(names))
@@ -346,33 +420,37 @@ def _encode_names(names: tuple[str, ...]) -> str:
     return text
 
 
-def _decode_tags(text: str) -> Mapping[str, str]:
-    # shared read-only proxies: UsageEvent.tags is immutable, so equal rows may share one
+def _decode_tags(text: str | None) -> Mapping[str, str]:
+    if not text or text == "{}":
+        return _EMPTY
     tags = _tags_decoded.get(text)
     if tags is None:
-        raw = _loads(text)
-        tags = MappingProxyType(dict(sorted(raw.items()))) if raw else _EMPTY
+        tags = json.loads(text)
         if len(_tags_decoded) >= _CACHE_MAX:
             _tags_decoded.clear()
         _tags_decoded[text] = tags
     return tags
 
 
-def _decode_names(text: str) -> tuple[str, ...]:
+def _decode_names(text: str | None) -> tuple[str, ...]:
+    if not text or text == "[]":
+        return ()
     names = _names_decoded.get(text)
     if names is None:
-        names = tuple(_loads(text))
+        names = tuple(json.loads(text))
         if len(_names_decoded) >= _CACHE_MAX:
             _names_decoded.clear()
         _names_decoded[text] = names
     return names
 
 
+def _nanos(value: Decimal | None) -> int | None:
+    return None if value is None else to_nanos(value)
+
+
 def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
     """Encode an event as a storage row (see :data:`EVENT_COLUMNS`)."""
     u = e.usage
-    tags = e.tags
-    names = e.tool_names
     return (
         e.id,
         (e.timestamp - _EPOCH) // _MICRO,
@@ -388,7 +466,7 @@ def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
         u.audio_output,
         u.image_input,
         1 if u.estimated else 0,
-        to_nanos(e.cost),
+        _nanos(e.cost),
         1 if e.estimated else 0,
         e.status,
         e.kind,
@@ -396,26 +474,21 @@ def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
         e.conversation_id,
         e.session_id,
         e.agent,
-        _encode_tags(tags) if tags else "{}",
+        _encode_tags(e.tags),
         e.tool_calls,
-        _encode_names(names) if names else "[]",
+        _encode_names(e.tool_names),
         e.latency_ms,
         e.parent_id,
         e.error,
         e.prompt,
         e.output,
+        e.price_source,
+        _nanos(e.provider_cost),
     )
 
 
-def row_to_event(r: Iterable[Any]) -> UsageEvent:
-    """Decode a storage row (in :data:`EVENT_COLUMNS` order) into an event.
-
-    Rows come from a ledger table that only this codec writes (every value was
-    validated by :class:`UsageEvent` before it was stored), so the event is built
-    without re-running ``__post_init__``: the fields are set exactly as validation
-    would have left them (UTC timestamp, ``Decimal`` cost, sorted read-only tags,
-    tuple of tool names, float latency, ``estimated`` forced on by an estimated usage).
-    """
+def row_to_event(r: Sequence[Any]) -> UsageEvent:
+    """Decode a storage row (in :data:`EVENT_COLUMNS` order) through the constructor."""
     (
         id_,
         ts_us,
@@ -447,59 +520,31 @@ def row_to_event(r: Iterable[Any]) -> UsageEvent:
         error,
         prompt,
         output,
+        price_source,
+        provider_nanos,
     ) = r
-    uest = _bool(uest)
-    usage = _new_usage(
-        _int(inp),
-        _int(out),
-        _int(cr),
-        _int(cw5),
-        _int(cw1),
-        _int(rsn),
-        _int(ai),
-        _int(ao),
-        _int(ii),
-        uest,
-    )
-    ev = _new(UsageEvent)
-    _fill(
-        ev,
+    return UsageEvent(
         id=id_,
-        timestamp=_EPOCH + timedelta(0, 0, _int(ts_us)),
+        timestamp=_EPOCH + timedelta(microseconds=ts_us),
         model=model,
-        provider=provider or None,
-        usage=usage,
-        cost=from_nanos(_int(nanos)),
-        estimated=_bool(est) or uest,
+        provider=provider,
+        usage=Usage(inp, out, cr, cw5, cw1, rsn, ai, ao, ii, bool(uest)),
+        cost=None if nanos is None else from_nanos(nanos),
+        estimated=bool(est),
         status=status,
         kind=kind,
-        user_id=user_id or None,
-        conversation_id=conv or None,
-        session_id=sess or None,
-        agent=agent or None,
-        tags=_EMPTY if not tags or tags == "{}" else _decode_tags(tags),
-        tool_calls=_int(tool_calls),
-        tool_names=() if not tool_names or tool_names == "[]" else _decode_names(tool_names),
-        latency_ms=None if latency is None else float(latency),
-        parent_id=parent or None,
+        user_id=user_id,
+        conversation_id=conv,
+        session_id=sess,
+        agent=agent,
+        tags=_decode_tags(tags),
+        tool_calls=tool_calls,
+        tool_names=_decode_names(tool_names),
+        latency_ms=latency,
+        parent_id=parent,
         error=error,
         prompt=prompt,
         output=output,
+        price_source=price_source,
+        provider_cost=None if provider_nanos is None else from_nanos(provider_nanos),
     )
-    return ev
-
-
-_new_usage = Usage._trusted
-
-
-def _fill_slots(ev: UsageEvent, **values: Any) -> None:  # pragma: no cover - slots variant
-    for name, value in values.items():
-        object.__setattr__(ev, name, value)
-
-
-def _fill_dict(ev: UsageEvent, **values: Any) -> None:
-    ev.__dict__.update(values)
-
-
-# a frozen dataclass blocks setattr; its instance dict (if it has one) is the fast way in
-_fill = _fill_slots if hasattr(UsageEvent, "__slots__") else _fill_dict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -17,6 +18,7 @@ from tokenward.ledger._base import (
     check_bucket,
     check_by,
     check_range,
+    check_state,
     check_where,
     event_agg,
     merge_into,
@@ -48,6 +50,7 @@ class MemoryLedger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events: dict[str, tuple[int, UsageEvent]] = {}
+        self._state: dict[str, dict[str, str]] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -80,6 +83,19 @@ class MemoryLedger:
 
     def flush(self) -> None:
         """Nothing to do: events are stored when recorded."""
+
+    def put_state(self, namespace: str, key: str, value: Mapping[str, Any]) -> None:
+        text = check_state(namespace, key, value)
+        with self._lock:
+            if self._closed:
+                raise LedgerError("this ledger is closed; open a new one to store state")
+            self._state.setdefault(namespace, {})[key] = text
+
+    def get_state(self, namespace: str) -> dict[str, dict[str, Any]]:
+        check_state(namespace, None)
+        with self._lock:
+            stored = dict(self._state.get(namespace, {}))
+        return {key: json.loads(text) for key, text in stored.items()}
 
     def close(self) -> None:
         with self._lock:

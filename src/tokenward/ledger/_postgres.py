@@ -13,44 +13,67 @@ each). On connect the store reads ``MAX(version)``:
 * higher -> :class:`~tokenward.errors.LedgerError`: a newer tokenward wrote this
   database; upgrade instead of writing rows an older schema would misread.
 
+With ``read_only=True`` nothing is created or migrated: every query runs in a
+``READ ONLY`` transaction, and a database without a current tokenward schema is refused.
+
+Batches are written with ``COPY`` (psycopg 3 ``cursor.copy``) into a temporary stage
+table, then one statement inserts them (duplicates skipped) and adds exactly the
+inserted rows to every rollup.
+
 See ``docs/ledger-migrations.md`` for the rules migrations follow.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from tokenward.errors import ConfigurationError, IntegrationUnavailableError, LedgerError
-from tokenward.ledger._event import EVENT_COLUMNS, UsageEvent, event_to_row
+from tokenward.errors import (
+    ConfigurationError,
+    IntegrationUnavailableError,
+    LedgerError,
+    LedgerUnavailableError,
+    LedgerValueError,
+)
+from tokenward.ledger._deadletter import describe
+from tokenward.ledger._event import EVENT_COLUMNS
 from tokenward.ledger._sqlcommon import (
+    DEAD_LETTERS,
     EVENTS,
     ROLLUP_SOURCE_COLUMNS,
     SCHEMA_VERSION,
     STAGE,
+    STATE,
     VERSION_TABLE,
     WRITE_ROLLUPS,
-    _SQLQueries,
     ddl,
+    migrations,
     rebuild_rollup_sql,
     rollup_upsert_sql,
 )
-from tokenward.ledger._writer import _BatchWriter
+from tokenward.ledger._sqlstore import Row, SQLStore
 
 __all__ = ["SQLLedger"]
 
-_LOCK_KEY = 0x746F6B776172
-_RETRY_SQLSTATES = (
-    "40P01",
-    "40001",
-)  # deadlock detected, serialization failure  # "tokwar": advisory lock id for schema changes
+_LOCK_KEY = 0x746F6B776172  # "tokwar": advisory lock id for schema changes
+_RETRY_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
+#: SQLSTATE classes that mean "this value": data exception, integrity, program limit
+#: (e.g. an index row too large)
+_VALUE_CLASSES = ("22", "23", "54")
+#: SQLSTATE classes that mean "the server is unavailable": connection exception,
+#: insufficient resources, operator intervention (shutdown), system error
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 
-#: Migrations from version N-1 to N: ``{N: [statements]}``. Version 1 is the base schema.
-_MIGRATIONS: dict[int, list[str]] = {}
+#: Migrations from version N-1 to N: ``{N: [statements]}``.
+_MIGRATIONS = migrations("postgresql")
+
+_live_stores: weakref.WeakSet[SQLLedger] = weakref.WeakSet()
 
 
 _STAGE_DDL = (
@@ -96,16 +119,29 @@ def normalize_url(url: str) -> str:
     return "postgresql+psycopg://" + url[m.end() :]
 
 
-class SQLLedger(_SQLQueries):
+def _sqlstate(exc: BaseException) -> str:
+    for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
+        state = getattr(candidate, "sqlstate", None)
+        if state:
+            return str(state)
+    return ""
+
+
+class SQLLedger(SQLStore):
     """Events in PostgreSQL, shared by every process and machine that points at it.
 
     Args:
         url: ``postgresql://user:password@host:5432/db`` (``postgres://`` and
             explicit drivers such as ``postgresql+psycopg://`` work too), or a
             SQLAlchemy ``Engine``.
-        batch: ``True`` (default) queues events for a background writer that
-            inserts each batch with one statement; ``False`` writes synchronously.
-        batch_size, flush_interval: as for :class:`SQLiteLedger`.
+        batch: ``True`` (default) queues events for a background writer (see
+            :class:`SQLiteLedger` for the durability and backpressure rules, the same
+            here); ``False`` writes synchronously.
+        batch_size, flush_interval, max_queue, block_timeout: as for :class:`SQLiteLedger`.
+        read_only: queries only, each in a ``READ ONLY`` transaction; nothing is created.
+        drain_timeout: seconds ``close()`` and exit keep retrying queued events (30 s).
+        dead_letter_path: the dead-letter file (default ``$TOKENWARD_DEAD_LETTERS`` or
+            ``./.tokenward/ledger-dead-letters.jsonl``).
         engine_kwargs: passed to ``sqlalchemy.create_engine``.
 
     Needs the ``postgres`` extra: ``pip install "tokenward[postgres]"``.
@@ -119,7 +155,12 @@ class SQLLedger(_SQLQueries):
         *,
         batch: bool = True,
         batch_size: int = 20_000,
-        flush_interval: float = 0.1,
+        flush_interval: float = 0.03,
+        read_only: bool = False,
+        max_queue: int = 50_000,
+        block_timeout: float = 1.0,
+        drain_timeout: float = 30.0,
+        dead_letter_path: str | os.PathLike[str] | None = None,
         engine_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         try:
@@ -151,53 +192,91 @@ class SQLLedger(_SQLQueries):
             )
         self._insert = sqlalchemy.text(_insert_sql())
         self._batch = batch
+        self._read_only = read_only
         self._closed = False
         self._init_schema()
-        self._writer = (
-            _BatchWriter(
-                self._write,
-                name="tokenward-sql-ledger",
-                max_batch=batch_size,
-                max_delay=flush_interval,
-            )
-            if batch
-            else None
+        _live_stores.add(self)
+        self._setup_writing(
+            name="tokenward-sql-ledger",
+            batch=batch,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue=max_queue,
+            block_timeout=block_timeout,
+            drain_timeout=drain_timeout,
+            dead_letter_path=os.fspath(
+                dead_letter_path
+                or os.environ.get("TOKENWARD_DEAD_LETTERS")
+                or os.path.join(".tokenward", "ledger-dead-letters.jsonl")
+            ),
         )
 
     def __repr__(self) -> str:
-        return f"SQLLedger({self._engine.url.render_as_string(hide_password=True)!r})"
+        return f"SQLLedger({self._url_text()!r}{', read_only=True' if self._read_only else ''})"
+
+    def _url_text(self) -> str:
+        return str(self._engine.url.render_as_string(hide_password=True))
+
+    def _map_error(self, exc: BaseException, action: str) -> LedgerError:
+        """A driver error as the :class:`LedgerError` the user should see."""
+        if isinstance(exc, LedgerError):
+            return exc
+        where = f"ledger {action} on {self._url_text()}"
+        state = _sqlstate(exc)
+        orig = getattr(exc, "orig", None) or exc
+        import psycopg
+
+        if (
+            state[:2] in _VALUE_CLASSES
+            or isinstance(orig, (UnicodeEncodeError, OverflowError, psycopg.DataError))
+            or (not state and isinstance(orig, ValueError))
+        ):
+            return LedgerValueError(f"{where}: the database refused a value: {describe(orig)}")
+        unavailable = (
+            self._sa.exc.OperationalError,
+            self._sa.exc.InterfaceError,
+            self._sa.exc.DisconnectionError,
+            self._sa.exc.TimeoutError,
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            OSError,
+        )
+        if (
+            state[:2] in _UNAVAILABLE_CLASSES
+            or state in _RETRY_SQLSTATES
+            or (not state and isinstance(exc, unavailable))
+        ):
+            return LedgerUnavailableError(
+                f"{where} failed: {describe(orig)}. Fix: check that the server is up and "
+                "reachable with this URL."
+            )
+        return LedgerError(f"{where} failed: {describe(orig)}")
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
+        caught: tuple[type[BaseException], ...] = (
+            self._sa.exc.SQLAlchemyError,
+            *self._driver_errors,
+            OSError,
+            UnicodeEncodeError,
+            OverflowError,
+            ValueError,
+        )
         try:
             yield
-        except LedgerError:
-            raise
-        except (self._sa.exc.SQLAlchemyError, *self._driver_errors) as exc:
-            raise LedgerError(
-                f"ledger {action} failed on {self._engine.url.render_as_string(hide_password=True)}:"
-                f" {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
-            ) from exc
+        except caught as exc:
+            raise self._map_error(exc, action) from exc
 
     def _init_schema(self) -> None:
         text = self._sa.text
+        if self._read_only:
+            with self._errors("read-only open"), self._engine.connect() as conn:
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                self._check_version(conn, for_writing=False)
+            return
         with self._errors("schema setup"), self._engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-            exists = conn.execute(
-                text("SELECT to_regclass(:t) IS NOT NULL"), {"t": VERSION_TABLE}
-            ).scalar()
-            current = 0
-            if exists:
-                current = (
-                    conn.execute(text(f"SELECT MAX(version) FROM {VERSION_TABLE}")).scalar() or 0
-                )
-            if current > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"the ledger database has schema version {current}, written by a newer "
-                    f"tokenward (this one understands up to {SCHEMA_VERSION}). Upgrade "
-                    "tokenward (`pip install -U tokenward`); nothing was modified.",
-                    code="ledger-schema-newer",
-                )
+            current = self._check_version(conn, for_writing=True)
             now = datetime.now(timezone.utc).isoformat()
             if current == 0:
                 for stmt in ddl("postgresql"):
@@ -221,49 +300,90 @@ class SQLLedger(_SQLQueries):
                         {"v": version, "at": now},
                     )
 
+    def _check_version(self, conn: Any, *, for_writing: bool) -> int:
+        text = self._sa.text
+        exists = conn.execute(
+            text("SELECT to_regclass(:t) IS NOT NULL"), {"t": VERSION_TABLE}
+        ).scalar()
+        current = 0
+        if exists:
+            current = conn.execute(text(f"SELECT MAX(version) FROM {VERSION_TABLE}")).scalar() or 0
+        if current > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger database has schema version {current}, written by a newer "
+                f"tokenward (this one understands up to {SCHEMA_VERSION}). Upgrade "
+                "tokenward (`pip install -U tokenward`); nothing was modified.",
+                code="ledger-schema-newer",
+            )
+        if not for_writing and current == 0:
+            raise LedgerError(
+                f"{self._url_text()} holds no tokenward ledger (no {VERSION_TABLE} table); "
+                "opened read-only, nothing was created. Fix: point at the database your "
+                "app records to.",
+                code="ledger-schema-unknown",
+            )
+        if not for_writing and current < SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger database has schema version {current}, older than this "
+                f"tokenward's {SCHEMA_VERSION}, and was opened read-only. Fix: open it once "
+                "read-write (e.g. `open_ledger(url).close()`) to migrate it.",
+                code="ledger-schema-older",
+            )
+        return int(current)
+
+    def _after_fork_in_child(self) -> None:
+        # pooled connections must not be shared with the parent: drop them unclosed
+        self._engine.dispose(close=False)
+
     # -- writing --------------------------------------------------------------------------
 
-    def _write(self, events: Sequence[UsageEvent]) -> None:
-        unique: dict[str, UsageEvent] = {}
-        for e in events:
-            unique.setdefault(e.id, e)
-        rows = [event_to_row(e) for e in unique.values()]
+    def _insert_rows(self, rows: list[Row]) -> None:
         for attempt in range(5):
             try:
-                self._write_rows(rows)
+                self._copy_rows(rows)
                 return
-            except LedgerError as exc:
-                cause = exc.__cause__
-                code = getattr(cause, "sqlstate", None) or getattr(
-                    getattr(cause, "orig", None), "sqlstate", None
-                )
-                if code not in _RETRY_SQLSTATES or attempt == 4:
+            except LedgerUnavailableError as exc:
+                if _sqlstate(exc.__cause__ or exc) not in _RETRY_SQLSTATES or attempt == 4:
                     raise
                 time.sleep(0.01 * (attempt + 1))  # deadlock / serialization: safe to retry
 
-    def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
+    def _copy_rows(self, rows: list[Row]) -> None:
         with self._errors("write"), self._engine.begin() as conn:
             # COPY the batch into a per-connection temp table (psycopg's fast path), then
             # move it with one INSERT ... ON CONFLICT DO NOTHING + rollup upserts.
-            dbapi = conn.connection.driver_connection
-            cur = dbapi.cursor()
+            driver = conn.connection.driver_connection
+            assert driver is not None  # a checked-out connection always has one
+            cur = driver.cursor()
             cur.execute(_STAGE_DDL)
             with cur.copy(_COPY_SQL) as copy:
                 for row in rows:
                     copy.write_row(row)
             conn.execute(self._insert)
 
-    def close(self) -> None:
-        """Flush, stop the writer and dispose of the engine (if this object created it)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self._writer is not None:
-                self._writer.close()
-        finally:
-            if self._owns_engine:
-                self._engine.dispose()
+    def _insert_dead_letters(self, rows: list[tuple[int, str, str, str]]) -> None:
+        with self._errors("dead-letter write"), self._engine.begin() as conn:
+            conn.execute(
+                self._sa.text(
+                    f"INSERT INTO {DEAD_LETTERS} (at_us, event_id, reason, event) "
+                    "VALUES (:at, :id, :reason, :event)"
+                ),
+                [{"at": a, "id": i, "reason": r, "event": e} for a, i, r, e in rows],
+            )
+
+    def _upsert_state(self, namespace: str, key: str, value: str, updated_us: int) -> None:
+        with self._errors("state write"), self._engine.begin() as conn:
+            conn.execute(
+                self._sa.text(
+                    f"INSERT INTO {STATE} (namespace, key, value, updated_us) "
+                    "VALUES (:ns, :key, :value, :at) ON CONFLICT (namespace, key) DO UPDATE "
+                    "SET value = excluded.value, updated_us = excluded.updated_us"
+                ),
+                {"ns": namespace, "key": key, "value": value, "at": updated_us},
+            )
+
+    def _release(self) -> None:
+        if self._owns_engine:
+            self._engine.dispose()
 
     def __enter__(self) -> SQLLedger:
         return self
@@ -277,6 +397,8 @@ class SQLLedger(_SQLQueries):
         if self._closed:
             raise LedgerError("this ledger is closed; open a new one to query it")
         with self._errors("query"), self._engine.connect() as conn:
+            if self._read_only:
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             return [tuple(r) for r in conn.execute(self._sa.text(sql), dict(params))]
 
     def _tag_expr(self, param: str) -> str:
@@ -288,6 +410,7 @@ class SQLLedger(_SQLQueries):
     def rebuild_rollups(self) -> None:
         """Recompute every rollup table from the events (after rows were written to
         ``tokenward_events`` by other means, e.g. a bulk ``COPY``), in one transaction."""
+        self._check_writable("rebuild rollups")
         self.flush()
         text = self._sa.text
         with self._errors("rollup rebuild"), self._engine.begin() as conn:
@@ -299,3 +422,12 @@ class SQLLedger(_SQLQueries):
     def schema_version(self) -> int:
         """The schema version of the database."""
         return int(self._fetch(f"SELECT MAX(version) FROM {VERSION_TABLE}", {})[0][0])
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_live_stores):
+        store._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -26,11 +26,10 @@ and conversation).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from tokenward.errors import LedgerError
 from tokenward.ledger._base import (
     AGG_FIELDS,
     Bucket,
@@ -51,10 +50,15 @@ from tokenward.ledger._base import (
 )
 from tokenward.ledger._event import EVENT_COLUMNS, USAGE_FIELDS, UsageEvent, row_to_event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EVENTS = "tokenward_events"
 STAGE = "tokenward_stage"
 VERSION_TABLE = "tokenward_schema_version"
+DEAD_LETTERS = "tokenward_dead_letters"
+STATE = "tokenward_state"
+ROLLUP_STATE = "tokenward_rollup_state"
+#: the last UTC day (days since 1970-01-01) whose events are all in the monthly rollups
+MONTHLY_THROUGH = "monthly_through_day"
 
 #: Daily rollup tables, smallest first: ``(table, dimensions)``. A query is answered
 #: from the first table whose dimensions cover every ``by`` and ``where`` dimension.
@@ -81,33 +85,51 @@ _SUM_FIELDS = (
     "estimated",
     *USAGE_FIELDS,
     "tool_calls",
-    "cost_nanos",
 )
 #: Columns the rollups read from inserted rows.
 ROLLUP_SOURCE_COLUMNS = tuple(
-    dict.fromkeys(["ts_us", *(d for _, dims in ROLLUPS for d in dims), *_SUM_FIELDS, "latency_ms"])
+    dict.fromkeys(
+        [
+            "ts_us",
+            *(d for _, dims in ROLLUPS for d in dims),
+            *_SUM_FIELDS,
+            "cost_nanos",
+            "latency_ms",
+        ]
+    )
 )
 
 
 def ddl(dialect: str) -> list[str]:
-    """CREATE statements (idempotent) for ``dialect`` "sqlite" or "postgresql"."""
+    """CREATE statements (idempotent) of the current schema for "sqlite" or "postgresql"."""
     big = "INTEGER" if dialect == "sqlite" else "BIGINT"
     real = "REAL" if dialect == "sqlite" else "DOUBLE PRECISION"
-    usage_cols = ",\n  ".join(f"{f} {big} NOT NULL DEFAULT 0" for f in USAGE_FIELDS)
-    stmts = [
+    return [
         f"""CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
   version INTEGER PRIMARY KEY,
   applied_at TEXT NOT NULL,
   note TEXT
 )""",
-        f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
+        _events_ddl(dialect),
+        *_event_indexes(),
+        *_side_tables(dialect),
+        *(_rollup_ddl(table, dims, period, big, real) for table, dims, period in WRITE_ROLLUPS),
+        _monthly_through_init(),
+    ]
+
+
+def _events_ddl(dialect: str) -> str:
+    big = "INTEGER" if dialect == "sqlite" else "BIGINT"
+    real = "REAL" if dialect == "sqlite" else "DOUBLE PRECISION"
+    usage_cols = ",\n  ".join(f"{f} {big} NOT NULL DEFAULT 0" for f in USAGE_FIELDS)
+    return f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
   id TEXT PRIMARY KEY,
   ts_us {big} NOT NULL,
   model TEXT NOT NULL,
   provider TEXT,
   {usage_cols},
   usage_estimated INTEGER NOT NULL DEFAULT 0,
-  cost_nanos {big} NOT NULL,
+  cost_nanos {big},
   estimated INTEGER NOT NULL DEFAULT 0,
   status TEXT NOT NULL DEFAULT 'ok',
   kind TEXT NOT NULL DEFAULT 'chat',
@@ -122,28 +144,105 @@ def ddl(dialect: str) -> list[str]:
   parent_id TEXT,
   error TEXT,
   prompt_text TEXT,
-  output_text TEXT
-)""",
+  output_text TEXT,
+  price_source TEXT,
+  provider_cost_nanos {big}
+)"""
+
+
+def _event_indexes() -> list[str]:
+    return [
         f"CREATE INDEX IF NOT EXISTS {EVENTS}_ts ON {EVENTS} (ts_us)",
         f"CREATE INDEX IF NOT EXISTS {EVENTS}_user_ts ON {EVENTS} (user_id, ts_us)",
         f"CREATE INDEX IF NOT EXISTS {EVENTS}_conv_ts ON {EVENTS} (conversation_id, ts_us)",
     ]
-    for table, dims, period in WRITE_ROLLUPS:
-        key = (period, *dims)
-        stmts.append(
-            f"""CREATE TABLE IF NOT EXISTS {table} (
+
+
+def _side_tables(dialect: str) -> list[str]:
+    """Tables added by schema version 2: dead letters and the state documents."""
+    big = "INTEGER" if dialect == "sqlite" else "BIGINT"
+    return [
+        # events the database refused, with the reason; all text is ASCII (JSON-escaped),
+        # so a value that poisoned the events table cannot poison this one
+        f"""CREATE TABLE IF NOT EXISTS {DEAD_LETTERS} (
+  at_us {big} NOT NULL,
+  event_id TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  event TEXT NOT NULL
+)""",
+        f"""CREATE TABLE IF NOT EXISTS {STATE} (
+  namespace TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  updated_us {big} NOT NULL,
+  PRIMARY KEY (namespace, key)
+)""",
+        f"""CREATE TABLE IF NOT EXISTS {ROLLUP_STATE} (
+  name TEXT PRIMARY KEY,
+  value {big} NOT NULL
+)""",
+    ]
+
+
+def _monthly_through_init() -> str:
+    """Every event already stored is in the monthly rollups (version 1 kept them whole)."""
+    return (
+        f"INSERT INTO {ROLLUP_STATE} (name, value) "
+        f"SELECT '{MONTHLY_THROUGH}', coalesce(max(ts_us) / {_DAY_US}, -1) FROM {EVENTS} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {ROLLUP_STATE} WHERE name = '{MONTHLY_THROUGH}')"
+    )
+
+
+def _rollup_ddl(table: str, dims: Sequence[str], period: str, big: str, real: str) -> str:
+    key = (period, *dims)
+    return f"""CREATE TABLE IF NOT EXISTS {table} (
   {period} {big} NOT NULL,
   {", ".join(f"{d} TEXT NOT NULL" for d in dims)},
   calls {big} NOT NULL DEFAULT 0,
   errors {big} NOT NULL DEFAULT 0,
   cancelled {big} NOT NULL DEFAULT 0,
   {", ".join(f"{f} {big} NOT NULL DEFAULT 0" for f in _SUM_FIELDS)},
+  cost_nanos {big} NOT NULL DEFAULT 0,
+  unpriced {big} NOT NULL DEFAULT 0,
   latency_sum {real} NOT NULL DEFAULT 0,
   latency_count {big} NOT NULL DEFAULT 0,
   PRIMARY KEY ({", ".join(key)})
 )"""
-        )
-    return stmts
+
+
+def migrations(dialect: str) -> dict[int, list[str]]:
+    """Statements that take a ledger from version N-1 to N: ``{N: [statements]}``.
+
+    Version 2 (unpriced events and price provenance): ``cost_nanos`` becomes nullable
+    (NULL = unpriced, never $0), ``price_source`` and ``provider_cost_nanos`` are added,
+    every rollup gains ``unpriced`` (events before version 2 were all priced: 0), and
+    the dead-letter, state and rollup-state tables are created (the monthly rollups of
+    version 1 hold every event: ``monthly_through_day`` starts at the last event's day). SQLite cannot drop a NOT NULL
+    constraint in place, so it rebuilds the events table (rows, rowids and indexes kept).
+    """
+    big = "INTEGER" if dialect == "sqlite" else "BIGINT"
+    v1_columns = ", ".join(EVENT_COLUMNS[: EVENT_COLUMNS.index("price_source")])
+    if dialect == "sqlite":
+        events = [
+            f"ALTER TABLE {EVENTS} RENAME TO {EVENTS}_v1",
+            *(f"DROP INDEX IF EXISTS {EVENTS}_{name}" for name in ("ts", "user_ts", "conv_ts")),
+            _events_ddl("sqlite"),
+            f"INSERT INTO {EVENTS} (rowid, {v1_columns}) "
+            f"SELECT rowid, {v1_columns} FROM {EVENTS}_v1 ORDER BY rowid",
+            f"DROP TABLE {EVENTS}_v1",
+            *_event_indexes(),
+        ]
+    else:
+        events = [
+            f"ALTER TABLE {EVENTS} ALTER COLUMN cost_nanos DROP NOT NULL",
+            f"ALTER TABLE {EVENTS} ADD COLUMN IF NOT EXISTS price_source TEXT",
+            f"ALTER TABLE {EVENTS} ADD COLUMN IF NOT EXISTS provider_cost_nanos {big}",
+        ]
+    rollups = [
+        f"ALTER TABLE {table} ADD COLUMN unpriced {big} NOT NULL DEFAULT 0"
+        for table in ROLLUP_TABLES
+    ]
+    return {2: [*events, *rollups, *_side_tables(dialect), _monthly_through_init()]}
 
 
 def raw_agg_select() -> str:
@@ -154,6 +253,8 @@ def raw_agg_select() -> str:
             "SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END)",
             "SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END)",
             *(f"SUM({f})" for f in _SUM_FIELDS),
+            "coalesce(SUM(cost_nanos), 0)",
+            "SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END)",
             "SUM(latency_ms)",
             "COUNT(latency_ms)",
         ]
@@ -206,39 +307,6 @@ def rollup_upsert_sql(
     )
 
 
-def rollup_rowwise_sql(table: str, dims: Sequence[str], where: str, period: str = "day") -> str:
-    """SQLite: add the event rows matching ``where`` into rollup ``table`` one row at a
-    time (each row upserts its group), with no GROUP BY.
-
-    Same totals as :func:`rollup_upsert_sql` without sorting the batch: in SQLite,
-    whose single writer holds the database lock, row order cannot deadlock, and
-    upserting each row into the rollup's primary-key b-tree is about twice as fast
-    as sorting the batch into groups first.
-    """
-    key = (period, *dims)
-    per_row = [
-        "1",
-        "CASE WHEN status = 'error' THEN 1 ELSE 0 END",
-        "CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END",
-        *_SUM_FIELDS,
-        "coalesce(latency_ms, 0.0)",
-        "CASE WHEN latency_ms IS NULL THEN 0 ELSE 1 END",
-    ]
-    select = ", ".join(
-        [
-            "ts_us / 86400000000" if period == "day" else month_expr("sqlite"),
-            *(d if d == "model" else f"coalesce({d}, '')" for d in dims),
-            *per_row,
-        ]
-    )
-    updates = ", ".join(f"{f} = {f} + excluded.{f}" for f in AGG_FIELDS)
-    return (
-        f"INSERT INTO {table} ({', '.join((*key, *AGG_FIELDS))}) "
-        f"SELECT {select} FROM {EVENTS} WHERE {where} "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
-    )
-
-
 def derived_rollup_sql(
     table: str,
     dims: Sequence[str],
@@ -246,9 +314,11 @@ def derived_rollup_sql(
     source: str,
     source_dims: Sequence[str],
     dialect: str,
+    where: str = "true",
 ) -> str:
     """Add the rows of rollup-shaped ``source`` (daily, ``source_dims`` a superset of
-    ``dims``) into rollup ``table``, regrouped: coarser dimensions and/or by month."""
+    ``dims``) matching ``where`` into rollup ``table``, regrouped: coarser dimensions
+    and/or by month."""
     assert set(dims) <= set(source_dims)
     key = (period, *dims)
     n = len(key)
@@ -264,7 +334,7 @@ def derived_rollup_sql(
     updates = ", ".join(f"{f} = {qual}{f} + excluded.{f}" for f in AGG_FIELDS)
     return (
         f"INSERT INTO {table} ({', '.join((*key, *AGG_FIELDS))}) "
-        f"SELECT {select} FROM {source} WHERE true GROUP BY {groups} ORDER BY {groups} "
+        f"SELECT {select} FROM {source} WHERE {where} GROUP BY {groups} ORDER BY {groups} "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
     )
 
@@ -297,46 +367,21 @@ class _SQLQueries:
     """Query methods shared by the SQL stores; subclasses provide the plumbing.
 
     Subclasses implement ``_fetch(sql, params) -> list[tuple]``, ``_tag_expr(param)``,
-    ``_tag_param(key)`` and ``_write(events)`` (one transaction), and set ``_writer``
-    (the background batch writer, or ``None`` in synchronous mode) and ``_closed``.
-    ``use_rollups`` can be turned off to force every query onto the events table (used
-    to cross-check the rollup).
+    ``_tag_param(key)`` and ``flush()``. ``use_rollups`` can be turned off to force every
+    query onto the events table (used to cross-check the rollup).
     """
 
     use_rollups: bool = True
     _id_col: str = "id"  # PostgreSQL: 'id COLLATE "C"' so ids sort by code point everywhere
-    _writer: Any
-    _closed: bool
-
-    # -- writing (the same for every SQL store) ------------------------------------------
-    def record(self, event: UsageEvent) -> None:
-        """Store one event (queued when ``batch=True``)."""
-        if self._writer is None or not isinstance(event, UsageEvent) or self._closed:
-            self.record_many((event,))  # synchronous write, or the error record_many raises
-            return
-        self._writer.submit_one(event)
-
-    def record_many(self, events: Iterable[UsageEvent]) -> None:
-        """Store several events (one transaction when ``batch=False``)."""
-        batch = list(events)
-        for e in batch:
-            if not isinstance(e, UsageEvent):
-                raise TypeError(f"expected UsageEvent, got {type(e).__name__}")
-        if self._closed:
-            raise LedgerError("this ledger is closed; open a new one to record events")
-        if self._writer is not None:
-            self._writer.submit(batch)
-        elif batch:
-            self._write(batch)
-
-    def flush(self) -> None:
-        """Wait until every queued event is committed (no-op in synchronous mode)."""
-        if self._writer is not None:
-            self._writer.flush()
 
     # -- plumbing supplied by subclasses ---------------------------------------------------
-    def _write(self, events: Sequence[UsageEvent]) -> None:
+    def flush(self) -> None:
         raise NotImplementedError
+
+    def _monthly_limit(self) -> int | None:
+        """The first UTC day the monthly rollups may not hold yet (``None``: they hold
+        every event, as PostgreSQL's, maintained with each insert)."""
+        return None
 
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         raise NotImplementedError
@@ -403,7 +448,14 @@ class _SQLQueries:
         if days is not None and table is not None:
             day_ranges: list[tuple[int | None, int | None]] = [days]
             if unit is None and table in MONTHLY:
-                day_ranges, months = split_months(days[0], days[1])
+                first, end = days
+                limit = self._monthly_limit()  # days < limit are in the monthly rollup
+                cut = end if limit is None or (end is not None and end <= limit) else limit
+                if first is not None and cut is not None and cut <= first:
+                    cut = first  # nothing of this range is in the monthly rollup yet
+                day_ranges, months = split_months(first, cut)
+                if cut != end:
+                    day_ranges.append((cut, end))
                 if months is not None:
                     self._run_grouped(
                         acc,
@@ -416,7 +468,8 @@ class _SQLQueries:
                         period="month",
                     )
             for dlo, dhi in day_ranges:
-                self._run_grouped(acc, dims, conds, unit, dlo, dhi, rollup=table)
+                if dlo is None or dhi is None or dlo < dhi:
+                    self._run_grouped(acc, dims, conds, unit, dlo, dhi, rollup=table)
         return acc
 
     def _run_grouped(

@@ -6,24 +6,34 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
+import urllib.parse
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tokenward.errors import ConfigurationError, LedgerError
-from tokenward.ledger._event import EVENT_COLUMNS, UsageEvent, event_to_row
+from tokenward.errors import (
+    ConfigurationError,
+    LedgerError,
+    LedgerUnavailableError,
+    LedgerValueError,
+)
+from tokenward.ledger._deadletter import describe
+from tokenward.ledger._event import EVENT_COLUMNS
+from tokenward.ledger._rollup import RollupPlan
 from tokenward.ledger._sqlcommon import (
+    DEAD_LETTERS,
     EVENTS,
     SCHEMA_VERSION,
+    STATE,
     VERSION_TABLE,
-    WRITE_ROLLUPS,
-    _SQLQueries,
     ddl,
+    migrations,
     rebuild_rollup_sql,
-    rollup_rowwise_sql,
 )
-from tokenward.ledger._writer import _BatchWriter
+from tokenward.ledger._sqlstore import Row, SQLStore
 
 __all__ = ["SQLiteLedger"]
 
@@ -31,21 +41,34 @@ _COLS = ", ".join(EVENT_COLUMNS)
 _INSERT = (
     f"INSERT OR IGNORE INTO {EVENTS} ({_COLS}) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
-# Inside one BEGIN IMMEDIATE transaction no other writer can interleave, so the rows
-# this batch inserted (duplicates were ignored) are exactly those with
-# rowid > max(rowid) before the insert: add exactly those to every rollup.
-# Each new row upserts its group in every rollup (no GROUP BY sort: see rollup_rowwise_sql).
-_ROLLUP_STEPS = tuple(
-    rollup_rowwise_sql(t, dims, "rowid > :before", period) for t, dims, period in WRITE_ROLLUPS
-)
-
-
+_ROLLUPS = RollupPlan()
+_DAY_US = 86_400_000_000
 _CACHE_KIB = -65536  # PRAGMA cache_size of the writer connection: negative = KiB (64 MiB)
 _READ_CACHE_KIB = -16384  # the reader connection's (16 MiB)
 _CHECKPOINT_PAGES = 10_000  # PRAGMA wal_autocheckpoint (pages of 4 KiB)
 
-#: Migrations from version N-1 to N: ``{N: [statements]}``. Version 1 is the base schema.
-_MIGRATIONS: dict[int, list[str]] = {}
+#: Migrations from version N-1 to N: ``{N: [statements]}``.
+_MIGRATIONS = migrations("sqlite")
+
+# Driver errors by SQLite result code (``sqlite_errorname`` without its extended suffix).
+_VALUE_CODES = {"SQLITE_TOOBIG", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_RANGE"}
+_CORRUPT_CODES = {"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_FORMAT"}
+_FIXES = {
+    "SQLITE_BUSY": "another process held the write lock longer than busy_timeout; "
+    "raise busy_timeout= or end that process's long transaction",
+    "SQLITE_LOCKED": "another connection holds a conflicting lock; retry later",
+    "SQLITE_READONLY": "the file or its directory is read-only: fix the permissions, or open "
+    "it with read_only=True to only read it",
+    "SQLITE_CANTOPEN": "check that the path exists and its directory is writable",
+    "SQLITE_FULL": "the disk is full: free space, or point the ledger at another disk",
+    "SQLITE_IOERR": "the disk failed a read or write: check the file system",
+    "SQLITE_PERM": "permission denied: fix the file's permissions",
+}
+
+_live_stores: weakref.WeakSet[SQLiteLedger] = weakref.WeakSet()
+_abandoned: list[
+    sqlite3.Connection
+] = []  # a parent's connections, never used nor closed in a child
 
 
 def _corrupt(path: str, exc: BaseException) -> LedgerError:
@@ -58,35 +81,70 @@ def _corrupt(path: str, exc: BaseException) -> LedgerError:
     )
 
 
-class SQLiteLedger(_SQLQueries):
+def map_error(exc: BaseException, path: str, action: str) -> LedgerError:
+    """A driver error as the :class:`LedgerError` the user should see: a value the database
+    cannot store, a corrupt file, or the database being unavailable (connectivity only)."""
+    if isinstance(exc, LedgerError):
+        return exc
+    where = f"ledger {action} on {path!r}"
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    code = "_".join(name.split("_")[:2])
+    if (
+        code in _VALUE_CODES
+        or isinstance(exc, (OverflowError, UnicodeEncodeError, ValueError, sqlite3.DataError))
+        or (isinstance(exc, sqlite3.ProgrammingError) and "binding" in str(exc))
+    ):
+        return LedgerValueError(f"{where}: the database cannot store a value: {describe(exc)}")
+    if code in _CORRUPT_CODES:
+        return _corrupt(path, exc)
+    if isinstance(exc, (sqlite3.OperationalError, OSError)):
+        fix = _FIXES.get(code, "check the file and its directory")
+        return LedgerUnavailableError(f"{where} failed: {describe(exc)}. Fix: {fix}.")
+    if type(exc) is sqlite3.DatabaseError:  # e.g. "file is not a database" without a code
+        return _corrupt(path, exc)
+    return LedgerError(f"{where} failed: {describe(exc)}")
+
+
+class SQLiteLedger(SQLStore):
     """Events in one SQLite file (WAL mode), written by a background thread in batches.
 
     Args:
         path: file path (parent directories are created). Several processes may
             open the same file; each event id is stored once.
-        batch: ``True`` (default) queues events and writes them from a
-            background thread, one transaction per batch (``flush()`` waits,
-            ``close()`` and interpreter exit flush). ``False`` writes each
+        batch: ``True`` (default) queues events and writes them from a background
+            thread, one transaction per batch. ``False`` writes each
             ``record``/``record_many`` call synchronously in its own transaction.
-        batch_size: maximum events per transaction.
-        flush_interval: seconds the writer waits to gather a batch.
+        batch_size: hard cap on events per transaction (the writer also caps a batch
+            at what it commits in ~70 ms).
+        flush_interval: seconds the first event of a batch waits for more (30 ms).
         busy_timeout: seconds to wait for another process's write lock.
         synchronous: SQLite ``synchronous`` pragma. ``"NORMAL"`` (default): in WAL
             mode a commit is not fsynced; the WAL is synced at each checkpoint.
             Safe against corruption and against application crashes (a killed
             process loses no committed event), but an OS crash or power loss may
-            lose the transactions committed since the last checkpoint (at most
-            ~40 MB of WAL). ``"FULL"`` fsyncs every commit (no committed batch is
-            lost even on power loss) at the cost of one disk sync per batch.
+            lose the transactions committed since the last checkpoint. ``"FULL"``
+            fsyncs every commit.
+        read_only: open an existing ledger for queries only: the file is opened with
+            SQLite's ``mode=ro``, nothing is created, migrated or written.
+        max_queue, block_timeout: backpressure (see below).
+        drain_timeout: seconds ``close()`` and interpreter exit keep retrying queued
+            events before they go to the dead-letter file (default: ``busy_timeout``
+            plus 5 s, so a write waiting for another process's lock is not cut short).
+        dead_letter_path: the dead-letter file (default: ``<path>.dead-letters.jsonl``).
 
-    Durability in batched mode: ``record()`` returns before the event is written;
-    events still queued in memory are written by ``flush()``, ``close()`` or at
-    interpreter exit, and are lost if the process is killed hard (``SIGKILL``,
-    ``os._exit``) before that. Use ``batch=False`` (or call ``flush()``) where an
-    event must be committed before the caller continues.
+    Durability in batched mode: ``record()`` returns before the event is written. While
+    the database keeps up, the writer commits an event within ~``flush_interval`` plus
+    two batch writes (≤ 200 ms measured): what a ``SIGKILL`` can take. ``close()``,
+    interpreter exit, ``SIGTERM`` (when the app has no handler of its own) and the exit
+    of a ``multiprocessing`` fork child write everything queued. When the app records
+    faster than the database commits, ``record()`` waits for room (the queue holds about
+    one batch); after ``block_timeout`` seconds without progress events go to the
+    dead-letter file (``replay_dead_letters()`` brings them back). An event the database
+    refuses (e.g. a lone surrogate) goes to the ``tokenward_dead_letters`` table with the
+    reason; the rest of its batch is written.
 
-    Queries flush this object's pending writes first, so a process always reads
-    its own writes.
+    Queries flush this object's pending writes first, so a process always reads its own
+    writes.
     """
 
     def __init__(
@@ -95,9 +153,14 @@ class SQLiteLedger(_SQLQueries):
         *,
         batch: bool = True,
         batch_size: int = 20_000,
-        flush_interval: float = 0.1,
+        flush_interval: float = 0.03,
         busy_timeout: float = 30.0,
         synchronous: str = "NORMAL",
+        read_only: bool = False,
+        max_queue: int = 50_000,
+        block_timeout: float = 1.0,
+        drain_timeout: float | None = None,
+        dead_letter_path: str | os.PathLike[str] | None = None,
     ) -> None:
         p = os.fspath(path)
         if p in ("", ":memory:") or p.startswith("file::memory:"):
@@ -112,106 +175,175 @@ class SQLiteLedger(_SQLQueries):
         self._busy_ms = int(busy_timeout * 1000)
         self._synchronous = synchronous.upper()
         self._batch = batch
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()  # guards the connections
+        self._read_only = read_only
         self._closed = False
-        self._pid = os.getpid()
-        self._wconn = self._connect(init=True, writer=True)
-        self._rconn = self._connect()
-        self._writer = (
-            _BatchWriter(
-                self._write,
-                name="tokenward-sqlite-ledger",
-                max_batch=batch_size,
-                max_delay=flush_interval,
-            )
-            if batch
-            else None
+        self._wlock = threading.Lock()  # the writer connection
+        self._rlock = threading.Lock()  # the reader connection
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        if read_only:
+            self._rconn = self._open_read_only()
+        else:
+            self._wconn = self._open_read_write()
+        _live_stores.add(self)
+        self._setup_writing(
+            name="tokenward-sqlite-ledger",
+            batch=batch,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue=max_queue,
+            block_timeout=block_timeout,
+            drain_timeout=busy_timeout + 5.0 if drain_timeout is None else drain_timeout,
+            dead_letter_path=os.fspath(dead_letter_path or self.path + ".dead-letters.jsonl"),
         )
 
     def __repr__(self) -> str:
-        return f"SQLiteLedger({self.path!r}, batch={self._batch})"
+        mode = ", read_only=True" if self._read_only else f", batch={self._batch}"
+        return f"SQLiteLedger({self.path!r}{mode})"
 
     # -- connections & schema -------------------------------------------------------------
 
-    def _connect(self, init: bool = False, writer: bool = False) -> sqlite3.Connection:
+    def _connect(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(
-                self.path,
+            return sqlite3.connect(
+                target,
                 timeout=self._busy_ms / 1000,
                 isolation_level=None,
                 check_same_thread=False,
+                uri=uri,
             )
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot open the ledger file {self.path!r}: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise map_error(exc, self.path, "open") from exc
+
+    def _pragmas(self, conn: sqlite3.Connection, *, writer: bool) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        conn.execute("PRAGMA temp_store = MEMORY")  # GROUP BY sorts stay in memory
+        # Page cache (allocated as used): the writer keeps a batch's index and rollup
+        # pages in memory until COMMIT instead of spilling to the WAL mid-transaction.
+        conn.execute(f"PRAGMA cache_size = {_CACHE_KIB if writer else _READ_CACHE_KIB}")
+        if writer:
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            # Checkpoint every ~40 MB of WAL instead of every 4 MB (committed data is
+            # unaffected; see the durability note); the WAL is truncated back to 64 MiB.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
+
+    def _open_read_write(self) -> sqlite3.Connection:
+        directory = Path(self.path).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the directory of the ledger file {self.path!r}: "
+                f"{describe(exc)}. Fix: create it or make it writable, or point the "
+                "ledger at a writable path (TOKENWARD_DB / ledger=...).",
+                code="ledger-read-only",
+            ) from exc
+        exists = os.path.exists(self.path)
+        if not os.access(self.path if exists else directory, os.W_OK):
+            what = "file" if exists else "directory of the ledger file"
+            raise LedgerError(
+                f"the {what} {self.path if exists else str(directory)!r} is not writable by "
+                "this process. Fix: make it writable, point the ledger at a writable path "
+                "(TOKENWARD_DB / ledger=...), or open it with read_only=True to only read it.",
+                code="ledger-read-only",
+            )
+        conn = self._connect(self.path)
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            if init:
+            # everything that could refuse the file is read before anything is written
+            self._check_schema(conn, for_writing=True)
+            # WAL is persistent: set it once; the pragma reports the mode in effect
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":  # pragma: no cover - e.g. a read-only medium
+                raise LedgerError(f"could not switch {self.path!r} to WAL mode (got {mode!r})")
+            if self._schema_state(conn)[0] != SCHEMA_VERSION:  # else no write lock needed
                 self._init_schema(conn)
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("PRAGMA temp_store = MEMORY")  # GROUP BY sorts stay in memory
-            # Page cache (allocated as used): the writer keeps a batch's index and rollup
-            # pages in memory until COMMIT instead of spilling to the WAL mid-transaction.
-            conn.execute(f"PRAGMA cache_size = {_CACHE_KIB if init or writer else _READ_CACHE_KIB}")
-            if init or writer:
-                # Checkpoint every ~40 MB of WAL instead of every 4 MB: a batch no longer
-                # triggers a copy-back + fsync every few transactions. Committed data is
-                # unaffected (see the durability note in the class docstring); the WAL file
-                # is truncated back to 64 MiB after a checkpoint if it grew larger.
-                conn.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
-                conn.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
-        except sqlite3.DatabaseError as exc:
+            self._pragmas(conn, writer=True)
+        except BaseException as exc:
             conn.close()
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise LedgerError(
-                    f"the ledger file {self.path!r} stayed locked for "
-                    f"{self._busy_ms / 1000:g}s: {exc}"
-                ) from exc
-            if isinstance(exc, sqlite3.OperationalError):
-                raise LedgerError(f"cannot set up the ledger file {self.path!r}: {exc}") from exc
-            raise _corrupt(self.path, exc) from exc
-        except BaseException:
-            conn.close()
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise map_error(exc, self.path, "setup") from exc
             raise
         return conn
 
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not os.path.exists(self.path):
+            raise LedgerError(
+                f"no ledger at {self.path!r} (opened read-only, so nothing was created). "
+                "Fix: check the path, or record events to it first.",
+                code="ledger-missing",
+            )
+        uri = f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro"
+        conn = self._connect(uri, uri=True)
+        try:
+            self._check_schema(conn, for_writing=False)
+            self._pragmas(conn, writer=False)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise map_error(exc, self.path, "read-only open") from exc
+            raise
+        return conn
+
+    def _schema_state(self, conn: sqlite3.Connection) -> tuple[int, bool]:
+        """``(schema version, whether an events table exists)``: reads only."""
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+                (VERSION_TABLE, EVENTS),
+            )
+        }
+        current = 0
+        if VERSION_TABLE in tables:
+            current = conn.execute(f"SELECT MAX(version) FROM {VERSION_TABLE}").fetchone()[0] or 0
+        return int(current), EVENTS in tables
+
+    def _check_schema(self, conn: sqlite3.Connection, *, for_writing: bool) -> None:
+        current, has_events = self._schema_state(conn)
+        if current > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger {self.path!r} has schema version {current}, written by a newer "
+                f"tokenward (this one understands up to {SCHEMA_VERSION}). Upgrade tokenward "
+                "(`pip install -U tokenward`); the file was not modified.",
+                code="ledger-schema-newer",
+            )
+        if current == 0 and has_events:
+            raise LedgerError(
+                f"{self.path!r} has a {EVENTS} table but no {VERSION_TABLE}; it was not "
+                "created by tokenward and was not modified. Use another path.",
+                code="ledger-schema-unknown",
+            )
+        if for_writing:
+            return
+        if current == 0:
+            raise LedgerError(
+                f"{self.path!r} is not a tokenward ledger (no {VERSION_TABLE} table); "
+                "opened read-only, nothing was created in it. Fix: pass the path of a "
+                "ledger tokenward wrote (TOKENWARD_DB, --db).",
+                code="ledger-schema-unknown",
+            )
+        if current < SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger {self.path!r} has schema version {current}, older than this "
+                f"tokenward's {SCHEMA_VERSION}, and was opened read-only. Fix: open it once "
+                "read-write (e.g. `open_ledger(path).close()`) to migrate it.",
+                code="ledger-schema-older",
+            )
+
     def _init_schema(self, conn: sqlite3.Connection) -> None:
-        # WAL is persistent: set it once; the pragma reports the mode in effect.
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":  # pragma: no cover - e.g. a read-only medium
-            raise LedgerError(f"could not switch {self.path!r} to WAL mode (got {mode!r})")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            has_version = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
-            ).fetchone()
-            current = 0
-            if has_version:
-                current = (
-                    conn.execute(f"SELECT MAX(version) FROM {VERSION_TABLE}").fetchone()[0] or 0
-                )
-            if current > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"the ledger {self.path!r} has schema version {current}, written by a newer "
-                    f"tokenward (this one understands up to {SCHEMA_VERSION}). Upgrade tokenward "
-                    "(`pip install -U tokenward`); the file was not modified.",
-                    code="ledger-schema-newer",
-                )
+            self._check_schema(conn, for_writing=True)  # again, under the write lock
+            current, _ = self._schema_state(conn)
+            now = datetime.now(timezone.utc).isoformat()
             if current == 0:
-                has_events = conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EVENTS,)
-                ).fetchone()
-                if has_events:
-                    raise LedgerError(
-                        f"{self.path!r} has a {EVENTS} table but no {VERSION_TABLE}; it was not "
-                        "created by tokenward. Use another path.",
-                        code="ledger-schema-unknown",
-                    )
                 for stmt in ddl("sqlite"):
                     conn.execute(stmt)
                 conn.execute(
                     f"INSERT INTO {VERSION_TABLE} (version, applied_at, note) VALUES (?, ?, ?)",
-                    (SCHEMA_VERSION, datetime.now(timezone.utc).isoformat(), "initial schema"),
+                    (SCHEMA_VERSION, now, "initial schema"),
                 )
             else:
                 for version in range(current + 1, SCHEMA_VERSION + 1):
@@ -219,7 +351,7 @@ class SQLiteLedger(_SQLQueries):
                         conn.execute(stmt)
                     conn.execute(
                         f"INSERT INTO {VERSION_TABLE} (version, applied_at, note) VALUES (?, ?, ?)",
-                        (version, datetime.now(timezone.utc).isoformat(), "migration"),
+                        (version, now, "migration"),
                     )
             conn.execute("COMMIT")
         except BaseException:
@@ -227,64 +359,111 @@ class SQLiteLedger(_SQLQueries):
                 conn.execute("ROLLBACK")
             raise
 
-    def _check_fork(self) -> None:
-        # called before taking self._lock: a lock held by a parent thread at fork()
-        # time would never be released in the child
-        if os.getpid() != self._pid:
-            # connections must not cross fork(); open fresh ones in the child
-            self._pid = os.getpid()
-            self._lock = threading.RLock()
-            self._wconn = self._connect(writer=True)
-            self._rconn = self._connect()
+    def _writer_conn(self) -> sqlite3.Connection:
+        conn = self._wconn
+        if conn is None:
+            conn = self._wconn = self._connect(self.path)
+            self._pragmas(conn, writer=True)
+        return conn
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn = self._rconn
+        if conn is None:
+            conn = self._rconn = self._connect(self.path)
+            self._pragmas(conn, writer=False)
+        return conn
+
+    def _after_fork_in_child(self) -> None:
+        # SQLite connections must not cross fork(): leave the parent's alone (closing
+        # them here could release the parent's locks) and open fresh ones on first use
+        for conn in (self._wconn, self._rconn):
+            if conn is not None:
+                _abandoned.append(conn)
+        self._wconn = self._rconn = None
+        self._wlock = threading.Lock()
+        self._rlock = threading.Lock()
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except LedgerError:
-            raise
-        except sqlite3.OperationalError as exc:
-            raise LedgerError(f"ledger {action} failed on {self.path!r}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise _corrupt(self.path, exc) from exc
+        except (sqlite3.Error, OSError, OverflowError, UnicodeEncodeError, ValueError) as exc:
+            raise map_error(exc, self.path, action) from exc
 
     # -- writing --------------------------------------------------------------------------
 
-    def _write(self, events: Sequence[UsageEvent]) -> None:
-        unique: dict[str, UsageEvent] = {}
-        for e in events:
-            unique.setdefault(e.id, e)
-        self._write_rows([event_to_row(e) for e in unique.values()])
-
-    def _write_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Store encoded rows (EVENT_COLUMNS order) in one transaction; ids must be unique."""
-        self._check_fork()
-        with self._lock, self._errors("write"):
-            conn = self._wconn
+    def _insert_rows(self, rows: list[Row]) -> None:
+        """The rows (ids unique) and their rollup deltas, in one transaction."""
+        grouped = _ROLLUPS.grouped(rows)  # before taking the lock: assumes every row is new
+        with self._wlock, self._errors("write"):
+            conn = self._writer_conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                through = self._compact_monthly(conn)
+                # the rows this transaction inserts get rowids above the current maximum
                 before = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {EVENTS}").fetchone()[0]
+                changes = conn.total_changes
                 conn.executemany(_INSERT, rows)
-                if conn.execute(f"SELECT max(rowid) FROM {EVENTS}").fetchone()[0] != before:
-                    for stmt in _ROLLUP_STEPS:
-                        conn.execute(stmt, {"before": before})
+                if conn.total_changes - changes != len(rows):  # some ids were stored already
+                    new = {
+                        r[0]
+                        for r in conn.execute(f"SELECT id FROM {EVENTS} WHERE rowid > ?", (before,))
+                    }
+                    grouped = _ROLLUPS.grouped([r for r in rows if r[0] in new]) if new else []
+                for sql, params in grouped:
+                    conn.executemany(sql, params)
+                for sql in _ROLLUPS.rowwise:
+                    conn.execute(sql, {"before": before})
+                late_before = (through + 1) * _DAY_US
+                for sql in _ROLLUPS.late:
+                    conn.execute(sql, {"before": before, "late_before": late_before})
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
 
-    def close(self) -> None:
-        """Flush, stop the writer thread and close the connections. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self._writer is not None:
-                self._writer.close()
-        finally:
-            with self._lock:
-                for conn in (self._wconn, self._rconn):
+    @staticmethod
+    def _compact_monthly(conn: sqlite3.Connection) -> int:
+        """Add the days that ended since the last compaction to the monthly rollups (in the
+        caller's write transaction); returns the last day they now hold."""
+        through = int(conn.execute(_ROLLUPS.read_through).fetchone()[0])
+        upto = int(time.time() // 86_400) - 1  # yesterday (UTC)
+        if upto > through:
+            for sql in _ROLLUPS.compact:
+                conn.execute(sql, {"through": through, "upto": upto})
+            conn.execute(_ROLLUPS.set_through, (upto,))
+            through = upto
+        return through
+
+    def _monthly_limit(self) -> int | None:
+        return int(self._fetch(_ROLLUPS.read_through, {})[0][0]) + 1
+
+    def _insert_dead_letters(self, rows: list[tuple[int, str, str, str]]) -> None:
+        with self._wlock, self._errors("dead-letter write"):
+            conn = self._writer_conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(f"INSERT INTO {DEAD_LETTERS} VALUES (?, ?, ?, ?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _upsert_state(self, namespace: str, key: str, value: str, updated_us: int) -> None:
+        with self._wlock, self._errors("state write"):
+            self._writer_conn().execute(
+                f"INSERT INTO {STATE} (namespace, key, value, updated_us) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, "
+                "updated_us = excluded.updated_us",
+                (namespace, key, value, updated_us),
+            )
+
+    def _release(self) -> None:
+        with self._wlock, self._rlock:
+            for conn in (self._wconn, self._rconn):
+                if conn is not None:
                     with contextlib.suppress(sqlite3.Error):
                         conn.close()
 
@@ -299,9 +478,8 @@ class SQLiteLedger(_SQLQueries):
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         if self._closed:
             raise LedgerError("this ledger is closed; open a new one to query it")
-        self._check_fork()
-        with self._lock, self._errors("query"):
-            return self._rconn.execute(sql, params).fetchall()
+        with self._rlock, self._errors("query"):
+            return self._reader_conn().execute(sql, params).fetchall()
 
     def _tag_expr(self, param: str) -> str:
         return f"json_extract(tags, :{param})"
@@ -317,17 +495,19 @@ class SQLiteLedger(_SQLQueries):
         imports: insert the rows (``EVENT_COLUMNS`` order, ``INSERT OR IGNORE`` keeps
         ids unique) into ``tokenward_events`` in one transaction, optionally dropping
         its secondary indexes first and recreating them afterwards, then call
-        ``rebuild_rollups()`` once; on a 2-core machine 1,000,000 generated events load
-        this way in ~35 s, rollups included.
+        ``rebuild_rollups()`` once.
         """
+        self._check_writable("rebuild rollups")
         self.flush()
-        self._check_fork()
-        with self._lock, self._errors("rollup rebuild"):
-            conn = self._wconn
+        with self._wlock, self._errors("rollup rebuild"):
+            conn = self._writer_conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for stmt in rebuild_rollup_sql("sqlite"):
                     conn.execute(stmt)
+                # the monthly rollups now hold every event
+                last = conn.execute(f"SELECT coalesce(max(ts_us) / {_DAY_US}, -1) FROM {EVENTS}")
+                conn.execute(_ROLLUPS.set_through, (last.fetchone()[0],))
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -337,3 +517,34 @@ class SQLiteLedger(_SQLQueries):
     def schema_version(self) -> int:
         """The schema version of the file."""
         return int(self._fetch(f"SELECT MAX(version) FROM {VERSION_TABLE}", {})[0][0])
+
+
+_held_at_fork: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    # let a write or query in progress finish first: forking in the middle of a SQLite
+    # call could copy a mutex SQLite holds into the child (bounded wait: best effort)
+    for store in list(_live_stores):
+        for lock in (store._wlock, store._rlock):
+            if lock.acquire(timeout=5.0):
+                _held_at_fork.append(lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().release()
+
+
+def _after_fork_in_child() -> None:
+    _held_at_fork.clear()  # the child gets fresh locks
+    for store in list(_live_stores):
+        store._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
