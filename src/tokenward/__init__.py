@@ -56,6 +56,7 @@ from tokenward.errors import (
     TokenizerUnavailableError,
     TokenwardError,
     UnknownModelError,
+    UnpricedModelError,
     UsageParseError,
 )
 from tokenward.ledger import (
@@ -147,6 +148,7 @@ __all__ = [
     "TokenizerUnavailableError",
     "TokenwardError",
     "UnknownModelError",
+    "UnpricedModelError",
     "UsageParseError",
 ]
 

@@ -218,6 +218,17 @@ class MemoryBudgetStore:
         with self._lock:
             self._drop(reservation_id)
 
+    def extend(self, reservation_id: str, ttl_seconds: float, now: float) -> bool:
+        """Keep a live reservation for ``ttl_seconds`` from ``now``; False if it is gone."""
+        with self._lock:
+            self._sweep(now)
+            r = self._res.get(reservation_id)
+            if r is None:
+                return False
+            r.expires_at = now + ttl_seconds
+            heapq.heappush(self._heap, (r.expires_at, reservation_id))
+            return True
+
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
         with self._lock:
             self._sweep(now)
