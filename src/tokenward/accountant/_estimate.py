@@ -37,6 +37,14 @@ def _size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+def _text(message: Any) -> str:
+    if isinstance(message, Message):
+        return message.text
+    if isinstance(message, Mapping):
+        return str(message.get("content") or "")
+    return str(message)
+
+
 def prompt_bound(messages: Sequence[Any], tools: Sequence[Any] | None) -> int | None:
     """An upper bound of the prompt's tokens in O(size) without a tokenizer, or ``None`` when
     the prompt holds content whose count does not follow from its size (images, documents,
@@ -174,9 +182,12 @@ class Estimate:
                     counter = get_counter(self._info.name, catalog=self._catalog)
                     messages = self.messages()
                     tools = self._tools
-                    count = (
-                        counter.count_messages(messages, tools=tools) if messages or tools else 0
-                    )
+                    if self.kind == "embedding":  # inputs, not a chat: no message overhead
+                        count = sum(counter.count_text(_text(m)) for m in messages)
+                    elif messages or tools:
+                        count = counter.count_messages(messages, tools=tools)
+                    else:
+                        count = 0
                     self._exact = bool(counter.exact)
                     self._prompt_tokens = count
         return self._prompt_tokens

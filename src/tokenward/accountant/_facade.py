@@ -233,6 +233,7 @@ class Accountant:
         provider: str | None = None,
         base_url: str | None = None,
         data: Any = None,
+        enforce: bool = True,
     ) -> Estimate:
         """Open the call in the call table and reserve its estimate on every hard budget.
 
@@ -241,7 +242,8 @@ class Accountant:
         input. The prompt is counted only when a hard budget applies, and exactly only when
         a cheap upper bound of it does not fit (see :class:`Estimate`, which counts on first
         read). ``provider``/``base_url`` help recognise the model; ``data`` is the adapter's
-        own per-call slot (``accountant.run(run_id).data``).
+        own per-call slot (``accountant.run(run_id).data``). ``enforce=False`` opens the call
+        without checking budgets (an adapter that cannot stop it); it is committed at its end.
 
         An unknown model is not an error: the call is recorded with cost unknown. Raises
         ``BudgetExceededError`` when a hard budget denies the call (``UnpricedModelError``
@@ -298,7 +300,7 @@ class Accountant:
                 self.budgets.release(old.reservation)
         if self.budgets is not None:
             run.budget_dims = run.dims.for_budgets(name, info.provider)
-            if self.budgets.enforces(run.budget_dims):
+            if enforce and self.budgets.enforces(run.budget_dims):
                 self._enforce(run, estimate, self.budgets)
         run.started = time.perf_counter()  # latency is the model's, not the pre-flight's
         return estimate
@@ -360,6 +362,11 @@ class Accountant:
     def run(self, run_id: str) -> Run | None:
         """The call table's record of a pending call (adapters read their ``data`` here)."""
         return self._table.get(str(run_id))
+
+    @property
+    def pending_calls(self) -> int:
+        """Calls preflighted and not ended yet."""
+        return len(self._table)
 
     def state(self, run_id: str) -> RunState | None:
         """``"pending"``, ``"settled"``, ``"released"``, ``"cancelled"`` or ``None`` (unknown)."""
