@@ -12,6 +12,7 @@ import os
 
 import pytest
 
+from tests._faults import redis_process  # noqa: F401  (a redis-server tests can kill)
 from tests._servers import *  # noqa: F403  (postgres_url, redis_url, ...)
 
 os.environ.setdefault("TOKENWARD_TESTING", "1")

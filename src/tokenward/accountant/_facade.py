@@ -22,6 +22,7 @@ back). Pass ``ledger="path/to/ledger.db"`` (or any URL :func:`open_ledger` accep
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -29,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tokenward._hygiene import bounded, clean, count_ok
@@ -302,8 +304,26 @@ class Accountant:
             run.budget_dims = run.dims.for_budgets(name, info.provider)
             if enforce and self.budgets.enforces(run.budget_dims):
                 self._enforce(run, estimate, self.budgets)
+        self._watch(run)
         run.started = time.perf_counter()  # latency is the model's, not the pre-flight's
         return estimate
+
+    def _watch(self, run: Run) -> None:
+        """In an asyncio task, release the call the moment the task is cancelled: frameworks
+        do not always report a cancellation (LangChain's ``agenerate`` does not)."""
+        loop = asyncio._get_running_loop()  # None outside an event loop: nothing to watch
+        task = asyncio.current_task(loop) if loop is not None else None
+        if task is not None:
+            hook = partial(self._task_done, run.id)
+            task.add_done_callback(hook)
+            run.watch = (task, hook)
+
+    def _task_done(self, run_id: str, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() and self._table.get(run_id) is not None:
+            try:
+                self.release(run_id, error=asyncio.CancelledError())
+            except Exception:  # a loop callback must not raise
+                logger.exception("tokenward: could not release cancelled run %s", run_id)
 
     def _enforce(self, run: Run, estimate: Estimate, budgets: Budgets) -> None:
         """Reserve ``run``'s estimate; on anything but a decision, the budgets' fail_mode."""

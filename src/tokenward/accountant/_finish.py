@@ -246,6 +246,10 @@ def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
             sink(event)
         except Exception:
             logger.exception("tokenward: sink %r failed on event %s", sink, event.id)
+    if run.watch is not None:  # ended: its task's cancellation no longer concerns it
+        task, hook = run.watch
+        task.remove_done_callback(hook)
+        run.watch = None
     return event
 
 

@@ -51,6 +51,7 @@ class Run:
         "reservation",
         "started",
         "trackers",
+        "watch",
     )
 
     def __init__(
@@ -81,6 +82,7 @@ class Run:
         self.prompt_text: str | None = None
         self.committed = False  #: its spend reached the budgets (a retried end skips it)
         self.extend_at = 0.0  #: budget-clock time of the next reservation keep-alive
+        self.watch: tuple[Any, Any] | None = None  #: (asyncio task, done callback) watched
         self.opened = time.monotonic()
         self.started = time.perf_counter()  #: reset when the model call itself starts
 
