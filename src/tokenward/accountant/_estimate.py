@@ -17,12 +17,31 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tokenward.messages import Message
+from tokenward.messages import Message, ToolCall
 
 if TYPE_CHECKING:
     from tokenward.catalog import Catalog, ModelInfo
 
-__all__ = ["Estimate", "Prompt", "expected_output", "prompt_bound"]
+__all__ = ["Estimate", "LazyMessages", "Prompt", "expected_output", "prompt_bound"]
+
+
+class LazyMessages:
+    """A framework's prompt, converted to core messages only when it must be counted.
+
+    ``raw`` is the framework's own message objects (anything with a ``content`` attribute:
+    LangChain ``BaseMessage``, LlamaIndex ``ChatMessage``), enough for :func:`prompt_bound`;
+    ``convert(raw)`` returns dicts or :class:`~tokenward.Message` for an exact count.
+    """
+
+    __slots__ = ("convert", "raw")
+
+    def __init__(self, raw: Sequence[Any], convert: Callable[[Sequence[Any]], Sequence[Any]]):
+        self.raw = raw
+        self.convert = convert
+
+    def __call__(self) -> Sequence[Any]:
+        return self.convert(self.raw)
+
 
 #: Messages, or a zero-argument callable returning them (called only when a count is needed).
 Prompt = Sequence[Any] | Callable[[], Sequence[Any]]
@@ -48,21 +67,24 @@ def _text(message: Any) -> str:
 def prompt_bound(messages: Sequence[Any], tools: Sequence[Any] | None) -> int | None:
     """An upper bound of the prompt's tokens in O(size) without a tokenizer, or ``None`` when
     the prompt holds content whose count does not follow from its size (images, documents,
-    audio, provider blocks): those are counted exactly."""
+    audio, provider blocks): those are counted exactly. Takes dicts, core messages, or any
+    message object with ``content`` (and ``tool_calls``) attributes."""
     total = _PER_PROMPT
     for m in messages:
-        if isinstance(m, Message):
-            content: Any = m.content
-            total += _PER_MESSAGE + _size(m.role) + _size(m.name or "")
-            for call in m.tool_calls:
-                total += _PER_TOOL_CALL + _size(call.name) + _size(call.arguments)
-        elif isinstance(m, Mapping):
+        if isinstance(m, Mapping):
             content = m.get("content")
             total += _PER_MESSAGE + _size(str(m.get("role", ""))) + _size(str(m.get("name") or ""))
-            if m.get("tool_calls"):
-                total += _size(json.dumps(m["tool_calls"], default=str)) + _PER_TOOL_CALL
+            calls: Any = m.get("tool_calls")
+        elif hasattr(m, "content"):  # core Message, LangChain BaseMessage, LlamaIndex ChatMessage
+            blocks = getattr(m, "blocks", None)  # LlamaIndex: content is the text blocks only
+            content = [getattr(b, "text", b) for b in blocks] if blocks else m.content
+            total += _PER_MESSAGE + _size(str(getattr(m, "name", None) or ""))
+            calls = getattr(m, "tool_calls", None)
         else:
             return None
+        if calls:
+            for call in calls:
+                total += _PER_TOOL_CALL + _size(json.dumps(_plain(call), default=str))
         if isinstance(content, str):
             total += _size(content)
         elif content:
@@ -76,6 +98,12 @@ def prompt_bound(messages: Sequence[Any], tools: Sequence[Any] | None) -> int | 
     if tools:
         total += _size(json.dumps(list(tools), default=str)) + _PER_TOOL_CALL * len(tools)
     return total
+
+
+def _plain(call: Any) -> Any:
+    if isinstance(call, ToolCall):
+        return (call.name, call.arguments)
+    return call
 
 
 def expected_output(
@@ -165,10 +193,20 @@ class Estimate:
             prompt = self._prompt = prompt()
         return prompt
 
+    def text(self) -> str:
+        """The prompt as ``role: text`` lines (what ``store_content=True`` keeps)."""
+        from tokenward._hygiene import clean
+
+        lines = (f"{m.role}: {m.text}" for m in map(Message.from_openai, self.messages()))
+        return clean("\n".join(lines))
+
     def bound(self) -> int | None:
         """An upper bound of the prompt tokens without counting (``None``: count instead)."""
         if self._prompt_tokens is not None:
             return self._prompt_tokens
+        prompt = self._prompt
+        if isinstance(prompt, LazyMessages):  # bounded from the framework's own objects
+            return prompt_bound(prompt.raw, self._tools)
         return prompt_bound(self.messages(), self._tools)
 
     @property

@@ -22,7 +22,6 @@ back). Pass ``ledger="path/to/ledger.db"`` (or any URL :func:`open_ledger` accep
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -30,55 +29,27 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tokenward._hygiene import bounded, clean, count_ok
-from tokenward.accountant._estimate import Estimate, Prompt, expected_output
-from tokenward.accountant._finish import Ending, finish, normalize_usage
+from tokenward._hygiene import bounded, clean
+from tokenward.accountant._enforce import check_budgets, free, keep_alive, watch
+from tokenward.accountant._estimate import Estimate, Prompt
+from tokenward.accountant._finish import Ending, end, normalize_usage
+from tokenward.accountant._resolve import Models, as_budgets, check_count
 from tokenward.accountant._table import Run, RunState, RunTable
 from tokenward.accountant._tracking import Tracker, active_trackers, resolve_dims
-from tokenward.cost import estimate_nanos
-from tokenward.errors import (
-    BudgetExceededError,
-    BudgetStoreUnavailableError,
-    ConfigurationError,
-    UnpricedModelError,
-)
+from tokenward.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from tokenward.budgets import Budget, Budgets
     from tokenward.catalog import Catalog, ModelInfo
     from tokenward.ledger import LedgerStore, UsageEvent
 
-__all__ = ["Accountant", "get_default_accountant", "set_default_accountant"]
+__all__ = ["Accountant"]
 
 logger = logging.getLogger("tokenward")
 
 _DEFAULT_DB_PATH = os.path.join(".tokenward", "ledger.db")
-_DENIALS = (BudgetExceededError, BudgetStoreUnavailableError)
-_warned_unpriced: set[str] = set()
-
-
-def _as_budgets(budgets: object) -> Budgets | None:
-    from tokenward.budgets import Budget, Budgets
-
-    if budgets is None or isinstance(budgets, Budgets):
-        return budgets
-    if isinstance(budgets, Budget):
-        return Budgets(budgets)
-    if isinstance(budgets, (list, tuple)) and all(isinstance(b, Budget) for b in budgets):
-        return Budgets(*budgets)
-    raise TypeError(
-        f"Accountant(budgets=...) takes a Budgets object or a list of Budget rules, got "
-        f"{type(budgets).__name__}: use budgets=[Budget('daily', limit_usd='5')] or "
-        f"budgets=Budgets(Budget(...), store=...)"
-    )
-
-
-def _count_arg(name: str, value: int | None) -> None:
-    if value is not None and not count_ok(value):
-        raise ConfigurationError(f"{name} must be a whole number >= 0 below 2**63, got {value!r}")
 
 
 class Accountant:
@@ -124,8 +95,8 @@ class Accountant:
         clock: Callable[[], datetime] | None = None,
         max_pending: int = 10_000,
     ) -> None:
-        _count_arg("expected_output_tokens", expected_output_tokens)
-        budgets_ = _as_budgets(budgets)
+        check_count("expected_output_tokens", expected_output_tokens)
+        budgets_ = as_budgets(budgets)
         if catalog is None:
             from tokenward.catalog import default_catalog
 
@@ -155,8 +126,7 @@ class Accountant:
         self._table = RunTable(max_pending=max_pending)
         self._closed = False
         self._lock = threading.Lock()
-        #: (model, provider, base_url) -> (catalog generation, fallback, info, name to record)
-        self._infos: dict[tuple[Any, ...], tuple[Any, Any, ModelInfo, str]] = {}
+        self._models = Models(catalog)
 
     @classmethod
     def default(cls, **kwargs: Any) -> Accountant:
@@ -190,34 +160,13 @@ class Accountant:
     def model_info(
         self, model: str, provider: str | None = None, base_url: str | None = None
     ) -> tuple[ModelInfo, str]:
-        """``(info, name to record)`` for a model name; never raises for an unknown one.
+        """``(info, name to record)`` for a model name; never raises for an unknown one (see
+        :class:`~tokenward.accountant._resolve.Models`)."""
+        return self._models.info(model, provider, base_url)
 
-        The name is the catalog's canonical one, or the requested one for a fallback or an
-        unpriced model (warned about once per model and process). Cached per name while the
-        catalog is unchanged (same generation and fallback).
-        """
-        catalog = self.catalog
-        generation = getattr(catalog, "_generation", None)
-        fallback = getattr(catalog, "_fallback", None)
-        key = (model, provider, base_url)
-        hit = self._infos.get(key)
-        if hit is not None and hit[0] == generation and hit[1] is fallback:
-            return hit[2], hit[3]
-        info = catalog.lookup(model, provider=provider, base_url=base_url)
-        name = info.name if info.name != model and catalog.find(model) is not None else model
-        if not info.priced and model not in _warned_unpriced:
-            _warned_unpriced.add(model)
-            logger.warning(
-                "tokenward: model %r has no known price; its calls are recorded with their "
-                "tokens and cost unknown. Price it with catalog.register(...) or "
-                "`tokenward models update` (logged once per model)",
-                model,
-            )
-        if generation is not None:
-            if len(self._infos) >= 1024:
-                self._infos.clear()
-            self._infos[key] = (generation, fallback, info, name)
-        return info, name
+    def counts_exactly(self, info: ModelInfo) -> bool:
+        """Whether the model's prompts are counted by its own tokenizer (cached per model)."""
+        return self._models.counts_exactly(info)
 
     # -- lifecycle
     def preflight(
@@ -258,121 +207,27 @@ class Accountant:
             raise ConfigurationError(
                 "preflight() needs messages=[...] or prompt_tokens=N to estimate the input"
             )
-        _count_arg("prompt_tokens", prompt_tokens)
-        _count_arg("max_output_tokens", max_output_tokens)
+        check_count("prompt_tokens", prompt_tokens)
+        check_count("max_output_tokens", max_output_tokens)
         info, name = self.model_info(bounded(clean(model or "unknown")), provider, base_url)
-        run = Run(
-            run_id,
-            name,
-            info,
-            resolve_dims(dims),
-            kind=kind,
-            parent_id=parent_id,
-            trackers=active_trackers(),
-            base_url=base_url,
-            data=data,
-        )
-        estimate = Estimate(
-            run_id,
-            name,
-            info,
-            self.catalog,
-            prompt=messages,
-            tools=tools,
-            prompt_tokens=prompt_tokens,
-            max_output_tokens=max_output_tokens,
+        run = Run(run_id, name, info, resolve_dims(dims), kind=kind, parent_id=parent_id)
+        run.trackers, run.base_url, run.data = active_trackers(), base_url, data
+        run.estimate = estimate = Estimate(
+            run_id, name, info, self.catalog, prompt=messages, tools=tools, kind=kind,
+            prompt_tokens=prompt_tokens, max_output_tokens=max_output_tokens,
             default_output=self.expected_output_tokens,
-            kind=kind,
-        )
-        run.estimate = estimate
+        )  # fmt: skip
         if self.store_content and messages is not None:
-            from tokenward.messages import Message
-
-            run.prompt_text = clean(
-                "\n".join(
-                    f"{m.role}: {m.text}" for m in map(Message.from_openai, estimate.messages())
-                )
-            )
+            run.prompt_text = estimate.text()
         replaced, evicted = self._table.open(run)
-        if replaced is not None and self.budgets is not None:
-            self.budgets.release(replaced.reservation)
-        for old in evicted:  # never settled nor released: free their reservations
-            logger.warning("tokenward: run %s was never settled; releasing its reservation", old.id)
-            if self.budgets is not None:
-                self.budgets.release(old.reservation)
+        free(self, replaced, evicted)
         if self.budgets is not None:
             run.budget_dims = run.dims.for_budgets(name, info.provider)
             if enforce and self.budgets.enforces(run.budget_dims):
-                self._enforce(run, estimate, self.budgets)
-        self._watch(run)
+                check_budgets(self, run, estimate, self.budgets)
+        watch(self, run)
         run.started = time.perf_counter()  # latency is the model's, not the pre-flight's
         return estimate
-
-    def _watch(self, run: Run) -> None:
-        """In an asyncio task, release the call the moment the task is cancelled: frameworks
-        do not always report a cancellation (LangChain's ``agenerate`` does not)."""
-        loop = asyncio._get_running_loop()  # None outside an event loop: nothing to watch
-        task = asyncio.current_task(loop) if loop is not None else None
-        if task is not None:
-            hook = partial(self._task_done, run.id)
-            task.add_done_callback(hook)
-            run.watch = (task, hook)
-
-    def _task_done(self, run_id: str, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() and self._table.get(run_id) is not None:
-            try:
-                self.release(run_id, error=asyncio.CancelledError())
-            except Exception:  # a loop callback must not raise
-                logger.exception("tokenward: could not release cancelled run %s", run_id)
-
-    def _enforce(self, run: Run, estimate: Estimate, budgets: Budgets) -> None:
-        """Reserve ``run``'s estimate; on anything but a decision, the budgets' fail_mode."""
-        try:
-            try:
-                run.reservation = self._reserve(run, estimate, budgets, exact=False)
-            except BudgetExceededError as denied:
-                if estimate.counted or isinstance(denied, UnpricedModelError):
-                    raise
-                # near a limit: the upper bound did not fit, the exact count decides
-                run.reservation = self._reserve(run, estimate, budgets, exact=True)
-        except _DENIALS:
-            self._table.discard(run)
-            raise
-        except Exception as exc:  # noqa: BLE001  # not a decision: the fail_mode policy decides
-            try:
-                budgets.enforcement_failed(exc, run.id)
-            except BaseException:
-                self._table.discard(run)
-                raise
-        except BaseException:
-            self._table.discard(run)
-            raise
-        estimate.reserved = run.reservation is not None
-        if run.reservation is not None:
-            run.extend_at = run.reservation.expires_at - budgets.reservation_ttl.total_seconds() / 2
-
-    def _reserve(self, run: Run, estimate: Estimate, budgets: Budgets, *, exact: bool) -> Any:
-        bound = None if exact else estimate.bound()
-        prompt = estimate.prompt_tokens if bound is None else bound
-        out = expected_output(
-            run.info,
-            self.expected_output_tokens,
-            estimate._max_output,
-            prompt if bound is None else None,
-        )
-        info = run.info
-
-        def price_as(model: str) -> int | None:
-            return estimate_nanos(self.model_info(model)[0], prompt, out)
-
-        return budgets.reserve(
-            run.id,
-            run.budget_dims,
-            estimate_nanos(info, prompt, out) if info.priced else None,
-            prompt + out,
-            now=self.budget_now(),
-            price_as=price_as,
-        )
 
     def pending(self, run_id: str) -> Estimate | None:
         """The estimate of a call preflighted but not yet settled or released."""
@@ -395,15 +250,7 @@ class Accountant:
     def keepalive(self, run_id: str) -> None:
         """A call is still streaming: extend its reservation before the TTL lapses (throttled:
         at most once per half TTL, so calling it per token is cheap)."""
-        run = self._table.get(str(run_id))
-        if run is None or run.reservation is None or self.budgets is None:
-            return
-        now = self.budget_now()
-        now_s = now.timestamp() if now is not None else time.time()
-        if now_s < run.extend_at:
-            return
-        run.extend_at = now_s + self.budgets.reservation_ttl.total_seconds() / 2
-        self.budgets.extend(run.reservation, now=now)
+        keep_alive(self, self._table.get(str(run_id)))
 
     def settle(
         self,
@@ -430,20 +277,10 @@ class Accountant:
         model name); it is required when ``run_id`` was never preflighted. Settling the same
         ``run_id`` twice records it once (returns ``None`` the second time).
         """
-        ending = Ending(
-            usage=normalize_usage(usage),
-            estimate_missing=True,
-            status=status,
-            error=error,
-            model=model,
-            provider=provider,
-            base_url=base_url,
-            output_text=output_text,
-            tool_names=tool_names,
-            dims=dims,
-            latency_ms=latency_ms,
-        )
-        return self._end(str(run_id), ending, require_model=True)
+        ending = Ending(normalize_usage(usage), True, status, error, model, provider, base_url)
+        ending.output_text, ending.tool_names, ending.dims = output_text, tool_names, dims
+        ending.latency_ms = latency_ms
+        return end(self, str(run_id), ending)
 
     def release(
         self,
@@ -473,7 +310,7 @@ class Accountant:
             return None
         ending = Ending(usage=usage, estimate_missing=False, status="error", error=error or "error")
         ending.model = model
-        return self._end(run_id, ending, require_model=False)
+        return end(self, run_id, ending)
 
     def record(
         self,
@@ -503,65 +340,12 @@ class Accountant:
         if parsed is None:
             raise TypeError("record() needs a Usage (or a provider usage payload), got None")
         rid = str(run_id) if run_id is not None else uuid.uuid4().hex
-        ending = Ending(
-            usage=parsed,
-            estimate_missing=False,
-            status=status,
-            error=error,
-            model=model,
-            provider=provider,
-            base_url=base_url,
-            tool_names=tool_names,
-            dims=dims,
-            latency_ms=latency_ms,
-            kind=kind,
-            parent_id=parent_id,
-        )
-        event = self._end(rid, ending, require_model=True, duplicate_ok=False)
+        ending = Ending(parsed, False, status, error, model, provider, base_url)
+        ending.tool_names, ending.dims, ending.latency_ms = tool_names, dims, latency_ms
+        ending.kind, ending.parent_id = kind, parent_id
+        event = end(self, rid, ending, duplicate_ok=False)
         assert event is not None
         return event
-
-    def _end(
-        self, run_id: str, ending: Ending, *, require_model: bool, duplicate_ok: bool = True
-    ) -> UsageEvent | None:
-        """The one way a call ends: claim it in the table, finish it, or put it back."""
-        run_id = bounded(clean(run_id))
-        first, run = self._table.take(run_id, ending.state)
-        if not first:
-            if duplicate_ok:
-                return None
-            raise ConfigurationError(f"run_id {run_id!r} was already recorded")
-        try:
-            if run is None:
-                run = self._orphan(run_id, ending, require_model)
-            return finish(self, run, ending)
-        except BaseException:
-            self._table.restore(run_id, self._table_run(run, ending))
-            raise
-
-    @staticmethod
-    def _table_run(run: Run | None, ending: Ending) -> Run | None:
-        return run if run is not None and not ending.orphan else None
-
-    def _orphan(self, run_id: str, ending: Ending, require_model: bool) -> Run:
-        """A run ended without a preflight (``record``, or ``settle`` with ``model=``)."""
-        ending.orphan = True
-        if ending.model is None:
-            raise ConfigurationError(
-                f"settle({run_id!r}) without a preflight needs model=...; "
-                f"call preflight() first or pass the model name"
-            )
-        info, name = self.model_info(bounded(clean(ending.model)), ending.provider, ending.base_url)
-        ending.model = None  # already applied
-        return Run(
-            run_id,
-            name,
-            info,
-            resolve_dims(ending.dims),
-            kind=ending.kind,
-            parent_id=ending.parent_id,
-            trackers=active_trackers(),
-        )
 
     # -- convenience
     def track(self, **dims: Any) -> Tracker:
@@ -600,33 +384,3 @@ class Accountant:
             f"Accountant(ledger={type(self.ledger).__name__}, "
             f"budgets={'yes' if self.budgets is not None else 'no'}, sinks={len(self._sinks)})"
         )
-
-
-# --------------------------------------------------------------------------- default
-_default_lock = threading.Lock()
-_default: Accountant | None = None
-
-
-def get_default_accountant() -> Accountant:
-    """The process-wide Accountant adapters use when none is given.
-
-    Created on first use: a SQLite ledger at ``$TOKENWARD_DB`` when that variable is
-    set, otherwise an in-memory ledger (nothing written to disk unless asked).
-    Replace it with :func:`set_default_accountant`.
-    """
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = Accountant.default() if os.environ.get("TOKENWARD_DB") else Accountant()
-    return _default
-
-
-def set_default_accountant(accountant: Accountant | None) -> Accountant | None:
-    """Install ``accountant`` as the default (``None`` resets); returns the previous one."""
-    global _default
-    if accountant is not None and not isinstance(accountant, Accountant):
-        raise TypeError(f"expected an Accountant, got {type(accountant).__name__}")
-    with _default_lock:
-        previous, _default = _default, accountant
-    return previous

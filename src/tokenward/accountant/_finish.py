@@ -2,10 +2,10 @@
 
 ``settle`` (the provider answered), ``release`` (the call failed or was cancelled) and
 ``record`` (a call accounted after the fact) all describe the end as an :class:`Ending`
-and hand it to :func:`finish`: usage completed and checked, status decided, the call
-priced in integer nano-USD, the event recorded, the budgets committed (or the
-reservation released), trackers and sinks notified. ``Accountant._end`` claims the call
-in the table before and puts it back if this raises.
+and hand it to :func:`end`, which claims the call in the table and has :func:`finish`
+complete and check the usage, decide the status, price the call in integer nano-USD,
+record the event, commit the budgets (or release the reservation) and notify trackers
+and sinks; if anything raises, the call is put back as it was (the one rollback).
 """
 
 from __future__ import annotations
@@ -21,16 +21,21 @@ from typing import TYPE_CHECKING, Any
 
 from tokenward._hygiene import MAX_COUNT, MAX_TEXT, bounded, clean, count_ok
 from tokenward.accountant._table import Run, RunState
-from tokenward.accountant._tracking import active_trackers, union
+from tokenward.accountant._tracking import active_trackers, resolve_dims, union
 from tokenward.cost import price_nanos
-from tokenward.errors import PricingMissingError, TokenwardError, UsageParseError
+from tokenward.errors import (
+    ConfigurationError,
+    PricingMissingError,
+    TokenwardError,
+    UsageParseError,
+)
 from tokenward.ledger import UsageEvent
 from tokenward.usage import TOKEN_FIELDS, Usage
 
 if TYPE_CHECKING:
     from tokenward.accountant._facade import Accountant
 
-__all__ = ["Ending", "finish", "is_cancellation", "normalize_usage"]
+__all__ = ["Ending", "end", "finish", "is_cancellation", "normalize_usage"]
 
 logger = logging.getLogger("tokenward")
 
@@ -78,18 +83,33 @@ def normalize_usage(usage: Any) -> Usage | None:
                 f"cannot read usage from {type(usage).__name__} ({type(exc).__name__}: {exc}); "
                 f"pass a tokenward Usage(...) or the provider's usage payload"
             ) from None
-    for field in TOKEN_FIELDS:
-        value = getattr(parsed, field)
-        if not count_ok(value):
-            raise UsageParseError(
-                f"usage.{field} = {value!r} is not a token count (an int in [0, 2**63)); "
-                f"check the provider payload or the Usage you built",
-                field=field,
-            )
+    u = parsed
+    if (  # one comparison in the common case; the field is named only when one is off
+        max(
+            u.input,
+            u.output,
+            u.cache_read,
+            u.cache_write_5m,
+            u.cache_write_1h,
+            u.reasoning,
+            u.audio_input,
+            u.audio_output,
+            u.image_input,
+        )
+        >= MAX_COUNT
+    ):
+        for field in TOKEN_FIELDS:
+            value = getattr(parsed, field)
+            if not count_ok(value):
+                raise UsageParseError(
+                    f"usage.{field} = {value!r} is not a token count (an int in [0, 2**63)); "
+                    f"check the provider payload or the Usage you built",
+                    field=field,
+                )
     return parsed
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Ending:
     """How a call ended, as told by ``settle`` / ``release`` / ``record``."""
 
@@ -141,13 +161,12 @@ def _complete_usage(acc: Accountant, run: Run, ending: Ending) -> Usage:
 def _calibrate(acc: Accountant, run: Run, reported: int) -> None:
     """Teach an estimating counter the provider's count of a prompt it estimated."""
     estimate = run.estimate
-    if estimate is None or reported <= 0:
+    if estimate is None or reported <= 0 or acc.counts_exactly(run.info):
         return
     from tokenward.counting import get_counter
 
-    counter = get_counter(run.info.name, catalog=acc.catalog)
-    observe = getattr(counter, "observe", None)
-    if observe is None or counter.exact:
+    observe = getattr(get_counter(run.info.name, catalog=acc.catalog), "observe", None)
+    if observe is None:
         return
     try:
         counted = estimate.prompt_tokens  # the estimator's count of this prompt
@@ -275,4 +294,46 @@ def _settle_budgets(
         run_id=run.id,
         now=acc.budget_now(),
         price_as=price_as if nanos is None else None,
+    )
+
+
+def end(
+    acc: Accountant, run_id: str, ending: Ending, *, duplicate_ok: bool = True
+) -> UsageEvent | None:
+    """The one way a call ends: claim it in the table, finish it, or put it back as it was.
+
+    Returns ``None`` for a run that already ended (or raises ``ConfigurationError`` when
+    ``duplicate_ok`` is false, as ``record`` wants)."""
+    run_id = bounded(clean(run_id))
+    first, held = acc._table.take(run_id, ending.state)
+    if not first:
+        if duplicate_ok:
+            return None
+        raise ConfigurationError(f"run_id {run_id!r} was already recorded")
+    try:
+        run = held if held is not None else _orphan(acc, run_id, ending)
+        return finish(acc, run, ending)
+    except BaseException:
+        acc._table.restore(run_id, held)
+        raise
+
+
+def _orphan(acc: Accountant, run_id: str, ending: Ending) -> Run:
+    """A run that ends without a preflight (``record``, or ``settle`` with ``model=``)."""
+    ending.orphan = True
+    if ending.model is None:
+        raise ConfigurationError(
+            f"settle({run_id!r}) without a preflight needs model=...; "
+            f"call preflight() first or pass the model name"
+        )
+    info, name = acc.model_info(bounded(clean(ending.model)), ending.provider, ending.base_url)
+    ending.model = None  # already applied
+    return Run(
+        run_id,
+        name,
+        info,
+        resolve_dims(ending.dims),
+        kind=ending.kind,
+        parent_id=ending.parent_id,
+        trackers=active_trackers(),
     )

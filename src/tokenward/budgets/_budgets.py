@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Any, Literal
 
 from tokenward._hygiene import MAX_COUNT
@@ -132,6 +131,50 @@ class BudgetStatus:
     forecast_remaining_calls: int | None
 
 
+class _Slot:
+    """One budget for one scope in its current window: everything a call needs from it,
+    computed once (counter keys, window end, alert markers, the next threshold)."""
+
+    __slots__ = (
+        "budget",
+        "expires_at",
+        "keys",
+        "limit",
+        "lock_key",
+        "markers",
+        "next_alert",
+        "scope_key",
+        "spans",
+        "start",
+        "until",
+        "window_key",
+    )
+
+    def __init__(self, b: Budget, scope_key: str, spans: list[WindowSpan], now_s: float) -> None:
+        self.budget = b
+        self.scope_key = scope_key
+        self.limit = b.limit_for(scope_key)
+        self.spans = spans
+        cached = b._span_cache
+        self.start, self.until = (cached[0], cached[1]) if cached else (now_s, now_s)
+        base = f"{b.name}|{scope_key}"
+        self.keys = tuple(f"{base}|{span.key}" for span in spans)
+        self.lock_key = f"{base}|lock" if len(self.keys) > 1 else ""
+        end = spans[-1].end if spans else None
+        self.expires_at = end.timestamp() + 3600 if end is not None else None
+        self.window_key = spans[-1].key if spans else ""
+        ths = tuple(b.thresholds)
+        if b.mode == "soft" and 1.0 not in ths:
+            ths = (*ths, 1.0)
+        prefix = f"{base}|{self.window_key}"
+        self.markers = tuple((t, f"{prefix}|{t}") for t in ths) if self.limit > 0 else ()
+        self.next_alert = 0.0  # spend below this crosses no threshold not yet fired
+
+    def update_next_alert(self, fired: set[str]) -> None:
+        pending = [t for t, marker in self.markers if marker not in fired]
+        self.next_alert = min(pending) * self.limit if pending else float("inf")
+
+
 @dataclass(slots=True)
 class _Applied:
     budget: Budget
@@ -140,6 +183,7 @@ class _Applied:
     amount: int
     spans: list[WindowSpan]
     item: ReserveItem | None  # None for per-request windows
+    slot: _Slot | None = None
     before: tuple[int, int] = (0, 0)
     known: bool = False  # ``before`` was read from the store at reserve time
 
@@ -245,13 +289,8 @@ class Budgets:
             housekeeping_interval.total_seconds() if housekeeping_interval is not None else None
         )
         self._next_housekeeping = time.monotonic() + (self._housekeeping or 0)
-        # per (budget, scope key): the counter keys of its current window spans (recomputed
-        # when Budget.spans() hands out a new span list, i.e. when the bucket changed)
-        self._keys_cache: dict[
-            tuple[str, str], tuple[list[WindowSpan], tuple[str, ...], float | None, str]
-        ] = {}
-        # per (budget, scope key, window key, thresholds): the alert markers
-        self._marker_cache: dict[tuple[Any, ...], tuple[tuple[float, str], ...]] = {}
+        # per (budget, raw scope values): the slot of the current window bucket
+        self._slots: dict[tuple[str, tuple[Any, ...]], _Slot] = {}
 
     # -- introspection ------------------------------------------------------------------------
     @property
@@ -298,8 +337,9 @@ class Budgets:
         deny_unpriced: bool = False,
     ) -> list[_Applied]:
         out = []
+        now_s = now.timestamp()
         for b in self._budgets.values():
-            if not b.applies(dims):
+            if (b.where or b.missing == "skip") and not b.applies(dims):
                 continue
             if b.unit == "usd":
                 amount = (
@@ -311,38 +351,50 @@ class Budgets:
                     continue  # this USD budget does not count calls whose cost is unknown
             else:
                 amount = tokens
-            skey = b.scope_key(dims)
-            spans = b.spans(now)
+            slot = self._slot(b, dims, now, now_s)
             item = None
-            if b.window.kind == "conversation":
-                conv = b._dim(dims, "conversation_id")
-                if conv is not None and "conversation_id" not in b.scope:
-                    ckey = f"conversation_id={_escape(conv)}"
-                    skey = ckey if skey == "*" else f"{skey}|{ckey}"
-                elif conv is None:
-                    spans = []  # a conversation of its own: checked like a request
-            limit = b.limit_for(skey)
-            if b.window.accumulates and spans:
-                cached = self._keys_cache.get((b.name, skey))
-                if cached is None or cached[0] is not spans:
-                    base = f"{b.name}|{skey}"
-                    keys = tuple(f"{base}|{s.key}" for s in spans)
-                    exp = spans[-1].end.timestamp() + 3600 if spans[-1].end else None
-                    cached = (spans, keys, exp, f"{base}|lock" if len(keys) > 1 else "")
-                    if len(self._keys_cache) >= 10_000:
-                        self._keys_cache.clear()
-                    self._keys_cache[(b.name, skey)] = cached
-                _, keys, exp, lock_key = cached
+            if b.window.accumulates and slot.spans:
                 item = ReserveItem(
-                    key=keys[-1],
-                    amount=amount,
-                    limit=limit if b.mode == "hard" else None,
-                    read_keys=keys if len(keys) > 1 else (),
-                    lock_key=lock_key,
-                    expires_at=exp,
+                    slot.keys[-1],
+                    amount,
+                    slot.limit if b.mode == "hard" else None,
+                    slot.keys if len(slot.keys) > 1 else (),
+                    slot.lock_key,
+                    slot.expires_at,
                 )
-            out.append(_Applied(b, skey, limit, amount, spans, item))
+            out.append(_Applied(b, slot.scope_key, slot.limit, amount, slot.spans, item, slot))
         return out
+
+    def _slot(self, b: Budget, dims: Mapping[str, Any], now: datetime, now_s: float) -> _Slot:
+        """The budget's slot for the scope ``dims`` select, from the cache while its window
+        bucket lasts (the cache key is the raw dimension values, so nothing is re-derived)."""
+        conversation = b.window.kind == "conversation" and "conversation_id" not in b.scope
+        raw = tuple(dims.get(d) for d in b.scope)
+        if conversation:
+            raw = (*raw, dims.get("conversation_id"))
+        key: tuple[str, tuple[Any, ...]] | None = (b.name, raw)
+        try:
+            slot = self._slots.get(key)  # type: ignore[arg-type]
+        except TypeError:  # an unhashable value: no caching for it
+            slot, key = None, None
+        if slot is not None and slot.start <= now_s < slot.until:
+            return slot
+        skey = b.scope_key(dims)
+        spans = b.spans(now)
+        if conversation:
+            conv = b._dim(dims, "conversation_id")
+            if conv is not None:
+                ckey = f"conversation_id={_escape(conv)}"
+                skey = ckey if skey == "*" else f"{skey}|{ckey}"
+            else:
+                spans = []  # a conversation of its own: checked like a request
+        slot = _Slot(b, skey, spans, now_s)
+        slot.update_next_alert(self._fired)
+        if key is not None:
+            if len(self._slots) >= 10_000:
+                self._slots.clear()
+            self._slots[key] = slot
+        return slot
 
     def _unpriced(
         self, b: Budget, dims: Mapping[str, Any], price_as: PriceAs | None, deny: bool
@@ -367,18 +419,20 @@ class Budgets:
         return None
 
     # -- store access with fail handling -------------------------------------------------------
-    def _store_call(self, fn: Callable[[], Any], *, force: bool = False) -> Any:
-        if not force and time.monotonic() < self._down_until:
+    def _store_call(self, fn: Callable[..., Any], *args: Any, force: bool = False) -> Any:
+        if not force and self._down_until and time.monotonic() < self._down_until:
             raise BudgetStoreUnavailableError(
                 "budget store marked unavailable after a recent failure; retrying in "
                 f"{self._down_until - time.monotonic():.1f}s."
             )
         try:
-            out = fn()
+            out = fn(*args)
         except BudgetStoreUnavailableError:
             self._down_until = time.monotonic() + self.retry_interval
             raise
-        self._down_until = 0.0
+        if self._down_until:  # back: the next outage is worth a warning again
+            self._down_until = 0.0
+            _warned.difference_update(("store-down", "commit-down"))
         return out
 
     def _maybe_reconcile(self, now_s: float) -> None:
@@ -399,7 +453,7 @@ class Budgets:
             if entry is None:
                 break
             try:
-                self._store_call(partial(self._commit_entry, entry, now_s), force=force)
+                self._store_call(self._commit_entry, entry, now_s, force=force)
             except BudgetStoreUnavailableError:
                 raise
             except Exception as exc:  # noqa: BLE001  # a refused value can never be replayed
@@ -479,9 +533,7 @@ class Budgets:
             items = [a.item for a in stored]
             self._maybe_reconcile(now_s)
             try:
-                res = self._store_call(
-                    lambda: self.store.reserve(items, run_id, self._ttl, now_s)  # type: ignore[arg-type]
-                )
+                res = self._store_call(self.store.reserve, items, run_id, self._ttl, now_s)
             except BudgetStoreUnavailableError as exc:
                 if self.fail_mode == "closed":
                     raise BudgetStoreUnavailableError(
@@ -510,7 +562,7 @@ class Budgets:
         if self._housekeeping is not None and time.monotonic() >= self._next_housekeeping:
             self._next_housekeeping = time.monotonic() + self._housekeeping
             try:
-                self._store_call(lambda: self.store.expire(now_s))
+                self._store_call(self.store.expire, now_s)
             except Exception:  # housekeeping must never fail a call
                 logger.debug("tokenward budgets: housekeeping failed", exc_info=True)
         return reservation
@@ -577,7 +629,7 @@ class Budgets:
             else:
                 self._maybe_reconcile(now_s)
                 try:
-                    self._store_call(lambda: self.store.commit(rid, actuals, now_s, expires))
+                    self._store_call(self.store.commit, rid, actuals, now_s, expires)
                     stored = True
                 except BudgetStoreUnavailableError as exc:
                     _warn_once(
@@ -611,7 +663,7 @@ class Budgets:
             return
         now_s = _now(now).timestamp()
         try:
-            self._store_call(lambda: self.store.release(reservation.id, now_s))
+            self._store_call(self.store.release, reservation.id, now_s)
         except Exception as exc:  # noqa: BLE001  # a release never raises into an error path
             logger.warning(
                 "tokenward budgets: could not release %s (%s: %s); the reservation expires "
@@ -631,7 +683,7 @@ class Budgets:
             return False
         now_s = _now(now).timestamp()
         try:
-            ok = bool(self._store_call(lambda: extend(reservation.id, self._ttl, now_s)))
+            ok = bool(self._store_call(extend, reservation.id, self._ttl, now_s))
         except Exception as exc:  # noqa: BLE001  # keep-alive is best effort
             logger.debug("tokenward budgets: could not extend %s: %s", reservation.id, exc)
             return False
@@ -643,7 +695,7 @@ class Budgets:
     def _statuses(self, a: _Applied, now_s: float) -> list[CounterStatus]:
         item = a.item
         assert item is not None
-        return list(self._store_call(lambda: self.store.status(list(item.keys), now_s)))
+        return list(self._store_call(self.store.status, list(item.keys), now_s))
 
     def _reset_at(
         self, a: _Applied, now: datetime, statuses: list[CounterStatus] | None, need: int | None
@@ -719,78 +771,69 @@ class Budgets:
         self, applied: Iterable[_Applied], call: int, now: datetime, stored: bool
     ) -> None:
         for a in applied:
-            b = a.budget
-            ths = tuple(b.thresholds)
-            if b.mode == "soft" and 1.0 not in ths:
-                ths = (*ths, 1.0)
-            if not ths or a.limit <= 0:
+            slot = a.slot
+            if slot is None or not slot.markers:
                 continue
-            window_key = a.spans[-1].key if a.spans else ""
-            mkey = (b.name, a.scope_key, window_key, ths)
-            markers = self._marker_cache.get(mkey)
-            if markers is None:  # the "fired" markers of this window, built once
-                prefix = f"{b.name}|{a.scope_key}|{window_key}"
-                markers = tuple((t, f"{prefix}|{t}") for t in ths)
-                if len(self._marker_cache) >= 10_000:
-                    self._marker_cache.clear()
-                self._marker_cache[mkey] = markers
-            fired = self._fired
-            pending_ths = [t for t, m in markers if m not in fired]
-            if not pending_ths:
+            if a.item is not None and a.known and stored:
+                # cheap upper bound first: no status read when no threshold can be crossed
+                if a.before[0] + a.before[1] + a.amount < slot.next_alert:
+                    continue
+            elif a.item is not None and a.before[0] + a.amount < slot.next_alert:
                 continue
-            if a.item is None:  # per-request window: this call is the whole window
-                spent = a.amount
-                base = f"{b.name}|{a.scope_key}|{window_key}|{call}"
+            self._alerts(a, slot, call, now, stored)
+
+    def _alerts(self, a: _Applied, slot: _Slot, call: int, now: datetime, stored: bool) -> None:
+        b = a.budget
+        fired = self._fired
+        pending = [t for t, marker in slot.markers if marker not in fired]
+        if a.item is None:  # per-request window: this call is the whole window
+            spent = a.amount
+            base = f"{b.name}|{a.scope_key}|{slot.window_key}|{call}"
+        else:
+            base = f"{b.name}|{a.scope_key}|{slot.window_key}"
+            if not stored:
+                spent = a.before[0] + a.amount
             else:
-                # cheap upper bound first: skip the status read when no threshold can be crossed
-                upper = a.before[0] + a.before[1] + a.amount
-                if a.known and stored and upper < min(pending_ths) * a.limit:
+                try:
+                    spent = sum(s.spent for s in self._statuses(a, now.timestamp()))
+                except BudgetStoreUnavailableError:
+                    return
+        for t in pending:
+            if spent < t * a.limit:
+                continue
+            marker = f"{base}|{t}"
+            exp = a.item.expires_at if a.item is not None else now.timestamp() + 86400
+            if a.item is not None and stored:
+                try:
+                    first = self._store_call(self.store.mark_once, marker, exp, now.timestamp())
+                except BudgetStoreUnavailableError:
                     continue
-                base = f"{b.name}|{a.scope_key}|{window_key}"
-                if not stored:
-                    spent = a.before[0] + a.amount
-                else:
-                    try:
-                        spent = sum(s.spent for s in self._statuses(a, now.timestamp()))
-                    except BudgetStoreUnavailableError:
-                        continue
-            for t in pending_ths:
-                if spent < t * a.limit:
-                    continue
-                marker = f"{base}|{t}"
-                exp = a.item.expires_at if a.item is not None else now.timestamp() + 86400
-                if a.item is not None and stored:
-                    try:
-                        first = self._store_call(
-                            partial(self.store.mark_once, marker, exp, now.timestamp())
-                        )
-                    except BudgetStoreUnavailableError:
-                        continue
-                else:
-                    first = marker not in self._fired
-                if a.item is not None:
-                    self._fired.add(marker)
-                if first:
-                    self._emit(
-                        Alert(
-                            budget=b.name,
-                            scope_key=a.scope_key,
-                            window=window_key or b.window.kind,
-                            threshold=t,
-                            kind="exceeded"
-                            if spent > a.limit or (t == 1.0 and b.mode == "soft")
-                            else "threshold",
-                            unit=b.unit,
-                            spent=b.to_unit(spent),
-                            limit=b.to_unit(a.limit),
-                            utilization=spent / a.limit,
-                            mode=b.mode,
-                            at=now,
-                            reset_at=self._reset_at(a, now, None, None),
-                        )
+            else:
+                first = marker not in fired
+            if a.item is not None:
+                fired.add(marker)
+            if first:
+                self._emit(
+                    Alert(
+                        budget=b.name,
+                        scope_key=a.scope_key,
+                        window=slot.window_key or b.window.kind,
+                        threshold=t,
+                        kind="exceeded"
+                        if spent > a.limit or (t == 1.0 and b.mode == "soft")
+                        else "threshold",
+                        unit=b.unit,
+                        spent=b.to_unit(spent),
+                        limit=b.to_unit(a.limit),
+                        utilization=spent / a.limit,
+                        mode=b.mode,
+                        at=now,
+                        reset_at=self._reset_at(a, now, None, None),
                     )
-            if len(self._fired) > 100_000:
-                self._fired.clear()
+                )
+        slot.update_next_alert(fired)
+        if len(fired) > 100_000:
+            fired.clear()
 
     def _emit(self, alert: Alert) -> None:
         for sink in self.alert_sinks:
@@ -880,7 +923,7 @@ class Budgets:
 
     def expire(self, *, now: datetime | None = None) -> int:
         """Delete expired reservations/counters in the store (optional housekeeping)."""
-        return int(self._store_call(lambda: self.store.expire(_now(now).timestamp())))
+        return int(self._store_call(self.store.expire, _now(now).timestamp()))
 
     def close(self) -> None:
         """Reconcile journaled spend with the store, then close it (idempotent). Spend that still

@@ -14,6 +14,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.tracers.context import register_configure_hook
 
+from tokenward.accountant import LazyMessages
 from tokenward.integrations._common import guard, log_internal_error
 from tokenward.integrations.langchain._common import (
     base_url_from_start,
@@ -129,7 +130,8 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         with guard(logger, "chat model start"):
-            prompt = partial(messages_for_preflight, messages)
+            flat = [m for batch in messages for m in batch]
+            prompt = LazyMessages(flat, messages_for_preflight)
             self._start("chat", serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs)
 
     def on_llm_start(
