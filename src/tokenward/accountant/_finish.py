@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import operator
 import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -42,6 +43,7 @@ logger = logging.getLogger("tokenward")
 _CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError, KeyboardInterrupt)
 _CANCELLED_NAMES = ("cancelled", "canceled", "cancellederror", "generatorexit", "keyboardinterrupt")
 _warned: set[str] = set()
+_counts = operator.attrgetter(*TOKEN_FIELDS)
 
 
 def is_cancellation(error: BaseException | str | None) -> bool:
@@ -83,21 +85,7 @@ def normalize_usage(usage: Any) -> Usage | None:
                 f"cannot read usage from {type(usage).__name__} ({type(exc).__name__}: {exc}); "
                 f"pass a tokenward Usage(...) or the provider's usage payload"
             ) from None
-    u = parsed
-    if (  # one comparison in the common case; the field is named only when one is off
-        max(
-            u.input,
-            u.output,
-            u.cache_read,
-            u.cache_write_5m,
-            u.cache_write_1h,
-            u.reasoning,
-            u.audio_input,
-            u.audio_output,
-            u.image_input,
-        )
-        >= MAX_COUNT
-    ):
+    if max(_counts(parsed)) >= MAX_COUNT:  # one C-level pass; the field is named only when off
         for field in TOKEN_FIELDS:
             value = getattr(parsed, field)
             if not count_ok(value):

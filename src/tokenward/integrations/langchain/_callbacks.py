@@ -189,7 +189,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
             base_url=base_url_from_start(serialized, params),
         )
 
-    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         with guard(logger, "llm new token"):
             self.accountant.keepalive(str(run_id))
 

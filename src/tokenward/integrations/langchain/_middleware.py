@@ -57,7 +57,7 @@ def _add_totals(left: Mapping[str, Any] | None, right: Mapping[str, Any] | None)
         return dict(right or {})
     if not right:
         return dict(left)
-    out = {k: int(left.get(k, 0)) + int(right.get(k, 0)) for k in _TOTAL_INTS}
+    out: dict[str, Any] = {k: int(left.get(k, 0)) + int(right.get(k, 0)) for k in _TOTAL_INTS}
     out["cost_usd"] = str(
         Decimal(str(left.get("cost_usd", "0"))) + Decimal(str(right.get("cost_usd", "0")))
     )
@@ -260,6 +260,11 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             min_output_tokens=self.min_output_tokens,
         )
 
+    def _fallback(self) -> BaseChatModel:
+        if self.fallback_model is None:  # the degradation ladder only names a configured one
+            raise ValueError("no fallback_model configured")
+        return self.fallback_model
+
     def _plan(self, request: ModelRequest[Any], run_id: str) -> tuple[ModelRequest[Any], str, bool]:
         """Preflight; returns the request to run (maybe degraded), its model, degraded?"""
         dims = self._dims()
@@ -276,7 +281,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
 
         if self.fallback_model is not None and self._near_limit(dims):
             preflight(self.fallback_model_name, max_out)  # type: ignore[arg-type]
-            return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
+            return request.override(model=self._fallback()), self.fallback_model_name, True  # type: ignore[return-value]
         try:
             preflight(primary, max_out)
             return request, primary, False
@@ -295,13 +300,13 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             )
             if suggestion is None:  # no helper answer: try the fallback as is
                 preflight(self.fallback_model_name, max_out)  # type: ignore[arg-type]
-                return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
+                return request.override(model=self._fallback()), self.fallback_model_name, True  # type: ignore[return-value]
             out = suggestion.max_output_tokens
             settings = {**request.model_settings, "max_tokens": out}
             if suggestion.action == "model":
                 preflight(suggestion.model, out)  # still atomic: may raise again
                 return (
-                    request.override(model=self.fallback_model, model_settings=settings),
+                    request.override(model=self._fallback(), model_settings=settings),
                     suggestion.model,
                     True,
                 )

@@ -6,7 +6,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.embedding import (
@@ -28,7 +27,8 @@ from llama_index.core.instrumentation.events.llm import (
     LLMStructuredPredictInProgressEvent,
     LLMStructuredPredictStartEvent,
 )
-from llama_index.core.instrumentation.events.span import SpanDropEvent
+from llama_index_instrumentation import get_dispatcher
+from llama_index_instrumentation.events.span import SpanDropEvent
 from pydantic import PrivateAttr
 
 from tokenward.integrations._common import guard
@@ -130,18 +130,19 @@ class TokenwardEventHandler(BaseEventHandler):
         if owner is not None:  # the inner call of one already accounted: folded into it
             _spans.expect_lazy_inner(self._accountant, span, owner[0])
             return
-        is_chat = isinstance(event, LLMChatStartEvent)
+        chat = event if isinstance(event, LLMChatStartEvent) else None
+        completion = event if isinstance(event, LLMCompletionStartEvent) else None
         started = start_call(
             self._accountant,
             span,
             model_from_dict(event.model_dict, self._default_model),
             owner=self,
-            messages=event.messages if is_chat else None,
-            prompt=None if is_chat else event.prompt,
+            messages=chat.messages if chat is not None else None,
+            prompt=completion.prompt if completion is not None else None,
             tools=event.additional_kwargs.get("tools"),
             max_output=max_output_tokens(event.additional_kwargs, event.model_dict),
             dims=self._dims,
-            kind="chat" if is_chat else "completion",
+            kind="chat" if chat is not None else "completion",
             parent_id=_spans.parent_of(span),
             enforce=False,
         )

@@ -88,7 +88,7 @@ def start_call(
         if messages is not None
         else [{"role": "user", "content": prompt or ""}]
     )
-    preflight = {
+    preflight: dict[str, Any] = {
         "messages": core_messages,
         "tools": tools_to_dicts(tools),
         "max_output_tokens": max_output,
