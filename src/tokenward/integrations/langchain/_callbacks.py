@@ -24,7 +24,7 @@ from tokenward.integrations.langchain._common import (
     max_output_from_params,
     model_from_start,
 )
-from tokenward.integrations.langchain._convert import messages_for_preflight
+from tokenward.integrations.langchain._messages import to_core
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
@@ -131,7 +131,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
     ) -> None:
         with guard(logger, "chat model start"):
             flat = [m for batch in messages for m in batch]
-            prompt = LazyMessages(flat, messages_for_preflight)
+            prompt = LazyMessages(flat, to_core)
             self._start("chat", serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs)
 
     def on_llm_start(

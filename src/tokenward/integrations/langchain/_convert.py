@@ -12,10 +12,10 @@ from tokenward.messages import Message
 __all__ = ["messages_for_preflight"]
 
 
-def messages_for_preflight(messages: Sequence[BaseMessage]) -> list[Message]:
-    """The prompt of one chat run (its messages, flattened) as core messages.
+def messages_for_preflight(messages: Sequence[Sequence[BaseMessage]]) -> list[Message]:
+    """The prompt of one chat run as core messages (LangChain passes one list per run).
 
     Content blocks (images, documents) are kept as they are, so the core counter applies
     its provider formulas to them.
     """
-    return [to_core_message(m) for m in messages]
+    return [to_core_message(m) for batch in messages for m in batch]

@@ -204,7 +204,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             msgs.append(request.system_message)
         msgs.extend(request.messages)
         tools = [convert_to_openai_tool(t) for t in request.tools] or None
-        return messages_for_preflight(msgs), tools
+        return messages_for_preflight([msgs]), tools
 
     def _near_limit(self, dims: Mapping[str, Any]) -> bool:
         if self.degrade_at is None or self.fallback_model is None:
