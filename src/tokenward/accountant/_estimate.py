@@ -75,11 +75,17 @@ def prompt_bound(messages: Sequence[Any], tools: Sequence[Any] | None) -> int | 
             content = m.get("content")
             total += _PER_MESSAGE + _size(str(m.get("role", ""))) + _size(str(m.get("name") or ""))
             calls: Any = m.get("tool_calls")
-        elif hasattr(m, "content"):  # core Message, LangChain BaseMessage, LlamaIndex ChatMessage
-            blocks = getattr(m, "blocks", None)  # LlamaIndex: content is the text blocks only
-            content = [getattr(b, "text", b) for b in blocks] if blocks else m.content
-            total += _PER_MESSAGE + _size(str(getattr(m, "name", None) or ""))
-            calls = getattr(m, "tool_calls", None)
+        elif isinstance(m, Message):
+            content = m.content
+            total += _PER_MESSAGE + _size(m.name or "")
+            calls = m.tool_calls
+        elif isinstance(fields := getattr(m, "__dict__", None), dict) and (
+            "content" in fields or "blocks" in fields
+        ):  # a framework's message (LangChain BaseMessage, LlamaIndex ChatMessage): its fields
+            blocks = fields.get("blocks")  # LlamaIndex: ``content`` is the text blocks only
+            content = [getattr(b, "text", b) for b in blocks] if blocks else fields.get("content")
+            total += _PER_MESSAGE + _size(str(fields.get("name") or ""))
+            calls = fields.get("tool_calls")
         else:
             return None
         if calls:
