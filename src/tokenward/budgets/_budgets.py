@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -280,7 +279,6 @@ class Budgets:
         self.reservation_ttl = reservation_ttl
         self._ttl = reservation_ttl.total_seconds()
         self.retry_interval = retry_interval.total_seconds()
-        self._lock = threading.Lock()
         self._journal = Journal(journal_path or _default_journal_path(self.store))
         self._down_until = 0.0
         self._fired: set[str] = set()
