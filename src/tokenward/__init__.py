@@ -76,6 +76,7 @@ from tokenward.errors import (
     TokenizerUnavailableError,
     TokenwardError,
     UnknownModelError,
+    UnpricedModelError,
     UsageParseError,
 )
 from tokenward.ledger import (
@@ -176,6 +177,7 @@ __all__ = [
     "TokenizerUnavailableError",
     "TokenwardError",
     "UnknownModelError",
+    "UnpricedModelError",
     "UsageParseError",
 ]
 

@@ -30,6 +30,7 @@ __all__ = [
     "TokenizerUnavailableError",
     "TokenwardError",
     "UnknownModelError",
+    "UnpricedModelError",
     "UsageParseError",
 ]
 
@@ -182,6 +183,35 @@ class BudgetExceededError(TokenwardError):
             }
         }
         return 429, headers, body
+
+
+class UnpricedModelError(BudgetExceededError):
+    """A USD budget applies to a call on a model with no known price (``Budget(unpriced="deny")``).
+
+    A :class:`BudgetExceededError`, so it reaches the caller like a denial, before the model
+    runs. ``model`` names the model; the message says how to price it or exempt it.
+    """
+
+    code = "unpriced-model"
+
+    def __init__(self, model: str, *, budget: str, scope_key: str, limit: Decimal) -> None:
+        self.model = model
+        super().__init__(
+            f"Model {model!r} has no known price, and the USD budget {budget!r} ({scope_key}) "
+            f"needs one to decide whether the call fits, so the call was not made. Price it with "
+            f"`catalog.register(ModelInfo({model!r}, ..., prices=Prices(...)))` or "
+            f"`tokenward models update`; or set Budget({budget!r}, ..., price_as='<a priced "
+            f"model>') to price it like another model, or unpriced='tokens' to let this budget "
+            f"skip calls whose cost is unknown.",
+            budget=budget,
+            scope_key=scope_key,
+            unit="usd",
+            limit=limit,
+            spent=Decimal(0),
+            reserved=Decimal(0),
+            attempted=Decimal(0),
+            suggestion=f"Budget({budget!r}, ..., price_as='<a priced model>')",
+        )
 
 
 class BudgetStoreUnavailableError(TokenwardError):

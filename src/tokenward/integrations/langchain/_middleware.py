@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 from tokenward.errors import BudgetExceededError, IntegrationUnavailableError
@@ -27,6 +28,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.types import Command
 from typing_extensions import NotRequired
 
+from tokenward.integrations._common import guard
 from tokenward.integrations.langchain._callbacks import _accounted_elsewhere
 from tokenward.integrations.langchain._common import (
     dims_from_run,
@@ -55,7 +57,7 @@ def _add_totals(left: Mapping[str, Any] | None, right: Mapping[str, Any] | None)
         return dict(right or {})
     if not right:
         return dict(left)
-    out = {k: int(left.get(k, 0)) + int(right.get(k, 0)) for k in _TOTAL_INTS}
+    out: dict[str, Any] = {k: int(left.get(k, 0)) + int(right.get(k, 0)) for k in _TOTAL_INTS}
     out["cost_usd"] = str(
         Decimal(str(left.get("cost_usd", "0"))) + Decimal(str(right.get("cost_usd", "0")))
     )
@@ -77,7 +79,7 @@ def model_name_of(model: Any) -> str | None:
     """Best-effort catalog name of a chat model object (LangSmith's ``ls_model_name`` first)."""
     try:
         name = model._get_ls_params().get("ls_model_name")
-    except Exception:
+    except Exception:  # noqa: BLE001  # any chat model object; the attributes below are the rest
         name = None
     if name:
         return str(name)
@@ -93,7 +95,7 @@ def _run_config() -> dict[str, Any]:
         from langgraph.config import get_config
 
         return dict(get_config())
-    except Exception:  # outside a graph run
+    except RuntimeError:  # outside a graph run
         return {}
 
 
@@ -258,6 +260,11 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             min_output_tokens=self.min_output_tokens,
         )
 
+    def _fallback(self) -> BaseChatModel:
+        if self.fallback_model is None:  # the degradation ladder only names a configured one
+            raise ValueError("no fallback_model configured")
+        return self.fallback_model
+
     def _plan(self, request: ModelRequest[Any], run_id: str) -> tuple[ModelRequest[Any], str, bool]:
         """Preflight; returns the request to run (maybe degraded), its model, degraded?"""
         dims = self._dims()
@@ -274,7 +281,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
 
         if self.fallback_model is not None and self._near_limit(dims):
             preflight(self.fallback_model_name, max_out)  # type: ignore[arg-type]
-            return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
+            return request.override(model=self._fallback()), self.fallback_model_name, True  # type: ignore[return-value]
         try:
             preflight(primary, max_out)
             return request, primary, False
@@ -293,13 +300,13 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             )
             if suggestion is None:  # no helper answer: try the fallback as is
                 preflight(self.fallback_model_name, max_out)  # type: ignore[arg-type]
-                return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
+                return request.override(model=self._fallback()), self.fallback_model_name, True  # type: ignore[return-value]
             out = suggestion.max_output_tokens
             settings = {**request.model_settings, "max_tokens": out}
             if suggestion.action == "model":
                 preflight(suggestion.model, out)  # still atomic: may raise again
                 return (
-                    request.override(model=self.fallback_model, model_settings=settings),
+                    request.override(model=self._fallback(), model_settings=settings),
                     suggestion.model,
                     True,
                 )
@@ -307,7 +314,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             return request.override(model_settings=settings), primary, True
 
     def _settle(
-        self, run_id: str, model: str, response: ModelResponse[Any], fallback: bool
+        self, run_id: str, model: str | None, response: ModelResponse[Any], fallback: bool
     ) -> Command[Any] | None:
         ais = [m for m in response.result if isinstance(m, AIMessage)]
         info = extract_result(LLMResult(generations=[[ChatGeneration(message=m)] for m in ais]))
@@ -325,66 +332,65 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             "input_tokens": event.usage.input,
             "output_tokens": event.usage.output,
             "fallbacks": int(fallback),
-            "cost_usd": str(event.cost),
+            "cost_usd": str(event.cost if event.cost is not None else 0),
             "estimated": bool(event.estimated),
         }
         return Command(update={"tokenward": totals})
+
+    def _begin(self, request: ModelRequest[Any]) -> tuple[str, ModelRequest[Any], str | None, bool]:
+        """Preflight (may raise a denial); on an internal error the call runs as asked."""
+        run_id = uuid.uuid4().hex
+        with guard(logger, "middleware preflight"):
+            return (run_id, *self._plan(request, run_id))
+        return run_id, request, self.model_name or model_name_of(request.model), False
+
+    def _end(
+        self, run_id: str, model: str | None, response: ModelResponse[Any], fallback: bool
+    ) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
+        command = None
+        with guard(
+            logger, "middleware settle", fallback=partial(self.accountant.settle, run_id, None)
+        ):
+            command = self._settle(run_id, model, response, fallback)
+        if command is None:
+            return response
+        return ExtendedModelResponse(model_response=response, command=command)
+
+    def _failed(self, run_id: str, exc: BaseException) -> None:
+        with guard(logger, "middleware release"):
+            self.accountant.release(run_id, error=exc)
 
     def wrap_model_call(
         self,
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        run_id = uuid.uuid4().hex
-        planned: tuple[ModelRequest[Any], str, bool] | None = None
-        with swallow_internal_errors():
-            planned = self._plan(request, run_id)
-        if planned is None:  # accounting broke (logged): never block the agent for it
-            return handler(request)
-        actual, model, fallback = planned
+        run_id, actual, model, fallback = self._begin(request)
         token = _accounted_elsewhere.set(True)
         try:
             response = handler(actual)
         except BaseException as exc:
-            with swallow_internal_errors():
-                self.accountant.release(run_id, error=exc)
+            self._failed(run_id, exc)
             raise
         finally:
             _accounted_elsewhere.reset(token)
-        command = None
-        with swallow_internal_errors():
-            command = self._settle(run_id, model, response, fallback)
-        if command is None:
-            return response
-        return ExtendedModelResponse(model_response=response, command=command)
+        return self._end(run_id, model, response, fallback)
 
     async def awrap_model_call(
         self,
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        run_id = uuid.uuid4().hex
-        planned: tuple[ModelRequest[Any], str, bool] | None = None
-        with swallow_internal_errors():
-            planned = self._plan(request, run_id)
-        if planned is None:
-            return await handler(request)
-        actual, model, fallback = planned
+        run_id, actual, model, fallback = self._begin(request)
         token = _accounted_elsewhere.set(True)
         try:
             response = await handler(actual)
         except BaseException as exc:
-            with swallow_internal_errors():
-                self.accountant.release(run_id, error=exc)
+            self._failed(run_id, exc)
             raise
         finally:
             _accounted_elsewhere.reset(token)
-        command = None
-        with swallow_internal_errors():
-            command = self._settle(run_id, model, response, fallback)
-        if command is None:
-            return response
-        return ExtendedModelResponse(model_response=response, command=command)
+        return self._end(run_id, model, response, fallback)
 
 
 def _utilization(budgets: Any, dims: Mapping[str, Any]) -> float:

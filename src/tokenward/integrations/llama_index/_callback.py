@@ -18,12 +18,7 @@ from tokenward.integrations.llama_index._common import (
     resolve_accountant,
     swallow_internal_errors,
 )
-from tokenward.integrations.llama_index._runs import (
-    LLMCall,
-    account_embedding,
-    finish_call,
-    start_call,
-)
+from tokenward.integrations.llama_index._runs import account_embedding, finish_call, start_call
 
 if TYPE_CHECKING:
     from tokenward.accountant import Accountant
@@ -73,7 +68,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         self.llm_token_counts: list[TokenCountingEvent] = []
         self.embedding_token_counts: list[TokenCountingEvent] = []
         self.events: list[UsageEvent] = []
-        self._calls: dict[str, LLMCall] = {}
+        self._calls: dict[str, str] = {}  # callback event id -> run id (its span)
         self._embeddings: dict[str, tuple[str | None, str, float]] = {}
         self._embedding_spans: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -129,7 +124,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         extra = payload.get(EventPayload.ADDITIONAL_KWARGS) or {}
         messages = payload.get(EventPayload.MESSAGES)
         run_id = span or event_id
-        call = start_call(
+        started = start_call(
             self.accountant,
             run_id,
             model_from_dict(serialized, self.default_model),
@@ -142,13 +137,12 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
             kind="chat" if messages is not None else "completion",
             parent_id=_spans.parent_of(span),
             enforce=True,
-            raise_config_errors=True,
         )
-        if call is not None:
+        if started:
             if span is not None:
                 _spans.expect_lazy_inner(self.accountant, span, run_id)
             with self._lock:
-                self._calls[event_id] = call
+                self._calls[event_id] = run_id
 
     def on_event_end(
         self,
@@ -161,14 +155,14 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         with swallow_internal_errors("callback end"):
             if event_type == CBEventType.LLM:
                 with self._lock:
-                    call = self._calls.pop(event_id, None)
-                if call is None:
+                    run_id = self._calls.pop(event_id, None)
+                if run_id is None:
                     return
                 if EventPayload.EXCEPTION in payload:
-                    finish_call(call, error=payload[EventPayload.EXCEPTION])
+                    finish_call(self.accountant, run_id, error=payload[EventPayload.EXCEPTION])
                     return
                 response = payload.get(EventPayload.RESPONSE, payload.get(EventPayload.COMPLETION))
-                event = finish_call(call, response=response)
+                event = finish_call(self.accountant, run_id, response=response)
                 if event is not None:
                     self._count(
                         event,
@@ -244,7 +238,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
     @property
     def total_cost(self) -> Decimal:
         """USD cost of every call recorded by this handler (LLM and embedding)."""
-        return sum((e.cost for e in self.events), Decimal(0))
+        return sum((e.cost for e in self.events if e.cost is not None), Decimal(0))
 
     def reset_counts(self) -> None:
         """Forget the counters (the ledger keeps its events)."""

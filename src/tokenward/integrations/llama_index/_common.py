@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from tokenward.errors import UsageParseError
-from tokenward.integrations._common import MODEL_KEYS
-from tokenward.integrations._common import swallow_internal_errors as _swallow
+from tokenward.integrations._common import MODEL_KEYS, guard
 from tokenward.messages import Message, ToolCall
 from tokenward.usage import Usage
 
@@ -28,10 +26,9 @@ logger = logging.getLogger("tokenward.integrations.llama_index")
 _NO_MODEL = ("", "unknown", "default", None)
 
 
-def swallow_internal_errors(what: str = "event") -> AbstractContextManager[None]:
-    """Log and swallow a bug in an adapter; budget denials and unknown models get through
-    (see :mod:`tokenward.integrations._common`)."""
-    return _swallow(logger, f"LlamaIndex {what}")
+def swallow_internal_errors(what: str = "event") -> guard:
+    """The adapters' guard (:func:`tokenward.integrations._common.guard`) on this logger."""
+    return guard(logger, f"LlamaIndex {what}")
 
 
 def resolve_accountant(accountant: Accountant | None) -> Accountant:
