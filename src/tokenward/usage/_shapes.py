@@ -239,7 +239,7 @@ def provider_cost(payload: Any) -> Decimal | None:
     that is OpenRouter's fee only and the provider bills ``cost_details.upstream_inference_cost``
     on the user's key, so the call cost the sum of both.
     """
-    data = mapping_of(payload)
+    data = payload if type(payload) is dict else mapping_of(payload)
     if data is None:
         return None
     value = data.get("cost")

@@ -180,14 +180,13 @@ def generation_usage(message: Any, generation_info: Mapping[str, Any] | None) ->
     reported beside it); else the provider's usage object in the message's
     ``response_metadata``, then in the generation's ``generation_info``.
     """
-    from_metadata = getattr(message, "response_metadata", None) if message is not None else None
-    candidates = (_provider_usage(from_metadata), _provider_usage(generation_info))
-    usage_metadata = getattr(message, "usage_metadata", None) if message is not None else None
+    provider_usage = _provider_usage(getattr(message, "response_metadata", None))
+    usage_metadata = getattr(message, "usage_metadata", None)
     if usage_metadata:
         usage = _parsed(Usage.from_langchain, usage_metadata)
         if usage is not None:
-            return _with_provider_cost(usage, candidates[0] or candidates[1])
-    for payload in candidates:
+            return _with_provider_cost(usage, provider_usage or _provider_usage(generation_info))
+    for payload in (provider_usage, _provider_usage(generation_info)):
         if payload:
             usage = _parsed(Usage.from_any, payload)
             if usage:
