@@ -241,7 +241,9 @@ def extract_result(response: Any) -> ResultInfo:
     generation's ``generation_info``; when no generation carries any, from
     ``llm_output["token_usage"|"usage"]``. Usage for different prompts is summed;
     ``n>1`` candidates of one prompt that all repeat the same call-level usage
-    (as OpenAI reports it) are counted once.
+    (as OpenAI reports it) are counted once. A cost the provider reported in its
+    usage object (OpenRouter) is kept as ``usage.reported_cost``. The core parsers
+    receive the provider's usage object, never LangChain's containers.
     """
     info = ResultInfo()
     texts: list[str] = []
