@@ -861,6 +861,23 @@ def test_openrouter_responses_api_and_sdk_extra_fields() -> None:
     assert Usage.from_any(sdk).reported_cost == Decimal("0.00095")
 
 
+def test_ollama_native_api_response() -> None:
+    # https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
+    response = {
+        "model": "llama3.2",
+        "created_at": "2023-12-12T14:13:43.416799Z",
+        "message": {"role": "assistant", "content": "Hello! How are you today?"},
+        "done": True,
+        "total_duration": 5191566416,
+        "load_duration": 2154458,
+        "prompt_eval_count": 26,
+        "prompt_eval_duration": 383809000,
+        "eval_count": 298,
+        "eval_duration": 4799921000,
+    }
+    assert Usage.from_any(response) == Usage(input=26, output=298)
+
+
 # ------------------------------------------------------------------ the registry itself
 def test_every_shape_is_registered_with_a_parser_method_for_its_family() -> None:
     from tokenward.usage import usage_shapes
@@ -879,6 +896,7 @@ def test_every_shape_is_registered_with_a_parser_method_for_its_family() -> None
         "deepseek",
         "openrouter",
         "openrouter-responses",
+        "ollama",
     }
     ranks = [s.rank for s in usage_shapes()]
     assert ranks == sorted(ranks, reverse=True)  # best first: the precedence is the rank

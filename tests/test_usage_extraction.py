@@ -105,6 +105,12 @@ def test_llama_index_usage_from_raw_and_additional_kwargs() -> None:
         text="x", additional_kwargs={"prompt_tokens": 42, "completion_tokens": 7}
     )
     assert usage_from_response(kwargs_only) == Usage(input=42, output=7)
+    # llama-index-llms-ollama keeps the native response in raw
+    ollama = ChatResponse(
+        message=ChatMessage(role="assistant", content="hi"),
+        raw={"model": "llama3.2", "done": True, "prompt_eval_count": 26, "eval_count": 298},
+    )
+    assert usage_from_response(ollama) == Usage(input=26, output=298)
     assert usage_from_response(CompletionResponse(text="x", raw={"id": "no usage"})) is None
 
 

@@ -525,6 +525,23 @@ def cohere(data: Mapping[str, Any]) -> Usage:
     return _build(input=values["input"], output=values["output"], names=names)
 
 
+# ------------------------------------------------------------------------------------ Ollama
+# https://github.com/ollama/ollama/blob/main/docs/api.md: the native API's final response
+# counts the prompt (prompt_eval_count) and the generated tokens (eval_count) beside durations
+@register_shape(
+    "ollama",
+    summary="Ollama native API (/api/chat, /api/generate); local models, priced at $0",
+    markers=[("prompt_eval_count", "eval_count")],
+    rank=PROVIDER,
+)
+def ollama(data: Mapping[str, Any]) -> Usage:
+    return _build(
+        input=count(data.get("prompt_eval_count"), "prompt_eval_count"),
+        output=count(data.get("eval_count"), "eval_count"),
+        names={"input": "prompt_eval_count", "output": "eval_count"},
+    )
+
+
 # --------------------------------------------------------------------------------- LangChain
 _LANGCHAIN_NAMES = {
     "input": "input_tokens",
