@@ -33,7 +33,7 @@ def mapping_of(obj: Any) -> Mapping[str, Any] | None:
         return obj
     if obj is None or isinstance(obj, _SCALARS):
         return None
-    if getattr(type(obj), "__pydantic_fields__", None) is not None:
+    if getattr(obj, "__pydantic_fields_set__", None) is not None:  # a pydantic v2 model
         extra = getattr(obj, "__pydantic_extra__", None)
         fields: dict[str, Any] = obj.__dict__
         return {**fields, **extra} if extra else fields
