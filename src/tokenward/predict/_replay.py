@@ -1,0 +1,492 @@
+"""What-if replay: what the ledger's calls would have cost under another model, cache hit
+rate or batch pricing.
+
+:func:`replay` reads the ledger's daily totals per model (the rollup tables, so a million
+events replay in milliseconds), rewrites each day's tokens for the :class:`Scenario` and
+prices them with the same function as every bill (:func:`tokenward.cost.cost`):
+
+* **another model**: token counts are multiplied by the ratio of the two models'
+  tokenizers, measured on the ledger's stored prompts and outputs of the source model
+  (when content storing is on) or else on a fixed sample text covering prose, code, JSON
+  and non-Latin script. :attr:`Replay.ratios` says which, and the result is flagged
+  ``estimated`` unless both models count exactly and the ratio came from stored content.
+  Embedding calls keep their model.
+* **cache hits**: a fraction ``cache_hit`` of every prompt is read from the cache; the
+  uncached rest is written to it (what caching a growing conversation does) on models
+  that charge for writes, unless ``cache_write`` says otherwise.
+* **batch**: the model's batch prices (models without any keep their prices, listed in
+  :attr:`Replay.notes`).
+
+A price tier applies to a whole call, so a day's total can be priced at one tier only when
+every call of it is known to fall in that tier: when the target model has tiers and the
+source model's context window (times the tokenizer ratio) could reach one, those calls
+are read one by one and summed per tier before pricing. The recorded cost is the baseline;
+groups with calls nobody could price have no baseline and are left out of the deltas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from tokenward.errors import ConfigurationError
+from tokenward.usage import TOKEN_FIELDS, Usage
+
+if TYPE_CHECKING:
+    from tokenward.catalog import Catalog, ModelInfo
+    from tokenward.cost import CostBreakdown
+
+__all__ = ["Replay", "ReplayRow", "Scenario", "TokenRatio", "replay"]
+
+_ZERO = Decimal(0)
+_RATIO_SAMPLE_EVENTS = 200
+#: Text the tokenizer ratio is measured on when the ledger stores no content: prose, code,
+#: JSON, numbers and non-Latin script in roughly the shares chat traffic has.
+SAMPLE_TEXT = (
+    "Thanks for reaching out! I looked into your order #48213 and the refund was issued on "
+    "March 3rd; banks usually take 5-10 business days to show it. If it has not arrived by "
+    "then, reply here and I will escalate it to our payments team.\n"
+    "Summary of the meeting: the team agreed to ship the migration in two phases, first the "
+    "read path behind a feature flag, then the writes once error rates stay below 0.1 %.\n"
+    "def moving_average(values: list[float], window: int = 7) -> list[float]:\n"
+    "    if window <= 0:\n        raise ValueError('window must be positive')\n"
+    "    out = []\n    for i in range(len(values) - window + 1):\n"
+    "        out.append(sum(values[i : i + window]) / window)\n    return out\n"
+    '{"id": "call_7f3a", "type": "function", "function": {"name": "search_flights", '
+    '"arguments": {"from": "BER", "to": "SFO", "date": "2026-05-14", "passengers": 2}}}\n'
+    "SELECT user_id, SUM(cost) AS spend FROM events WHERE ts >= '2026-01-01' GROUP BY 1;\n"
+    "Die Lieferung verzögert sich um zwei Tage. 配送が2日遅れます。 Доставка задерживается.\n"
+    "Totals: 1,284 calls, 3.2M input tokens, 410k output tokens, $18.73 (p99 latency 2.4 s)."
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What to change when replaying the ledger.
+
+    ``model``: re-price every chat call on this model (token counts converted by the
+    tokenizer ratio, or by ``token_ratio`` when given); ``cache_hit``: the fraction of
+    prompt tokens read from the prompt cache (0..1); ``cache_write``: the fraction written
+    to it (default: the uncached rest, on models that charge for cache writes); ``batch``:
+    batch prices."""
+
+    model: str | None = None
+    cache_hit: float | None = None
+    cache_write: float | None = None
+    batch: bool = False
+    token_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("cache_hit", "cache_write"):
+            value = getattr(self, name)
+            if value is not None and not (0.0 <= value <= 1.0):
+                raise ConfigurationError(f"{name} must be between 0 and 1, got {value!r}")
+        hit, write = self.cache_hit or 0.0, self.cache_write or 0.0
+        if hit + write > 1.0:
+            raise ConfigurationError(
+                f"cache_hit + cache_write cannot exceed 1 (got {hit} + {write}): a prompt token "
+                "is either read from the cache, written to it, or neither"
+            )
+        if self.token_ratio is not None and not (
+            self.token_ratio > 0 and math.isfinite(self.token_ratio)
+        ):
+            raise ConfigurationError(f"token_ratio must be > 0, got {self.token_ratio!r}")
+
+    def describe(self) -> str:
+        """The scenario in a few words (``"claude-sonnet-4-6, 80 % cache hits, batch"``)."""
+        parts = []
+        if self.model:
+            parts.append(f"on {self.model}")
+        if self.cache_hit is not None:
+            parts.append(f"{self.cache_hit:.0%} cache hits")
+        if self.cache_write is not None:
+            parts.append(f"{self.cache_write:.0%} cache writes")
+        if self.batch:
+            parts.append("batch prices")
+        return ", ".join(parts) or "as recorded"
+
+
+@dataclass(frozen=True)
+class TokenRatio:
+    """How token counts were converted from ``source`` to ``target``: ``ratio`` target
+    tokens per source token, measured on ``basis`` (``"same tokenizer"``, ``"stored
+    content"``, ``"sample text"`` or ``"given"``); ``exact``: both tokenizers are the models'
+    own and the ratio comes from the ledger's content (or needs none)."""
+
+    source: str
+    target: str
+    ratio: float
+    basis: str
+    exact: bool
+
+
+@dataclass(frozen=True)
+class ReplayRow:
+    """One group (``dims`` as requested with ``by``): recorded vs replayed.
+
+    ``cost_before`` is the recorded cost (``None`` when some of the group's calls could not
+    be priced: no baseline to compare with); ``cost_after`` the replayed one; ``delta`` =
+    after - before; tokens as recorded and as replayed; ``components_after`` the replayed
+    cost per component (input, cache_read, cache_write_5m, output...)."""
+
+    dims: Mapping[str, str | None]
+    calls: int
+    unpriced_calls: int
+    tokens_before: int
+    tokens_after: int
+    cost_before: Decimal | None
+    cost_after: Decimal
+    components_after: Mapping[str, Decimal]
+
+    @property
+    def delta(self) -> Decimal | None:
+        return None if self.cost_before is None else self.cost_after - self.cost_before
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The result of :func:`replay`: totals over the groups that have a baseline, the
+    groups themselves, how tokens were converted and what could not be applied.
+
+    ``cost_before``/``cost_after``/``delta``/``delta_pct`` compare only groups with a
+    recorded cost; ``unpriced_calls`` counts calls left out of that comparison;
+    ``estimated`` is true when a token conversion was estimated."""
+
+    scenario: Scenario
+    since: datetime | None
+    until: datetime | None
+    by: tuple[str, ...]
+    rows: list[ReplayRow]
+    calls: int
+    unpriced_calls: int
+    cost_before: Decimal
+    cost_after: Decimal
+    components_after: Mapping[str, Decimal]
+    ratios: list[TokenRatio]
+    estimated: bool
+    per_call_groups: int = 0  #: (day, model) groups priced call by call for price tiers
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def delta(self) -> Decimal:
+        return self.cost_after - self.cost_before
+
+    @property
+    def delta_pct(self) -> float | None:
+        """The change in percent of the recorded cost (``None`` without a recorded cost)."""
+        if not self.cost_before:
+            return None
+        return float(self.delta / self.cost_before * 100)
+
+
+# ----------------------------------------------------------------------------- tokens
+def _ratio(
+    ledger: Any,
+    source: ModelInfo,
+    target: ModelInfo,
+    catalog: Catalog,
+    window: tuple[datetime | None, datetime | None],
+) -> TokenRatio:
+    from tokenward.counting import get_counter
+
+    src = get_counter(source.name, catalog=catalog)
+    dst = get_counter(target.name, catalog=catalog)
+    if src.name == dst.name:
+        return TokenRatio(source.name, target.name, 1.0, "same tokenizer", bool(src.exact))
+    texts: list[str] = []
+    for e in ledger.events(
+        since=window[0], until=window[1], where={"model": source.name}, limit=_RATIO_SAMPLE_EVENTS
+    ):
+        texts.extend(t for t in (e.prompt, e.output) if t)
+    basis = "stored content" if texts else "sample text"
+    if not texts:
+        texts = [SAMPLE_TEXT]
+    n_src = sum(src.count_text(t) for t in texts)
+    n_dst = sum(dst.count_text(t) for t in texts)
+    ratio = n_dst / n_src if n_src else 1.0
+    exact = basis == "stored content" and bool(src.exact) and bool(dst.exact)
+    return TokenRatio(source.name, target.name, ratio, basis, exact)
+
+
+def _scaled(usage: Usage, ratio: float) -> Usage:
+    if ratio == 1.0:
+        return usage
+    values = {f: round(getattr(usage, f) * ratio) for f in TOKEN_FIELDS}
+    return Usage(**values, estimated=True)
+
+
+def _with_cache(usage: Usage, scenario: Scenario, target: ModelInfo) -> Usage:
+    if scenario.cache_hit is None and scenario.cache_write is None:
+        return usage
+    prompt = usage.input
+    hit = scenario.cache_hit if scenario.cache_hit is not None else 0.0
+    write = scenario.cache_write
+    if write is None:
+        charges_writes = target.prices is not None and target.prices.cache_write_5m is not None
+        write = (1.0 - hit) if charges_writes else 0.0
+    read_tokens = round(prompt * hit)
+    write_tokens = min(prompt - read_tokens, round(prompt * write))
+    return dataclasses.replace(
+        usage, cache_read=read_tokens, cache_write_5m=write_tokens, cache_write_1h=0
+    )
+
+
+def _usage_of(row: Any) -> Usage:
+    return Usage(**{f: getattr(row, f) for f in TOKEN_FIELDS})
+
+
+# ----------------------------------------------------------------------------- pricing
+def _flat(info: ModelInfo, tier: int | None) -> ModelInfo:
+    """``info`` priced at one of its tiers (``None``: base prices) for any input size."""
+    prices = info.prices_for(tier + 1 if tier is not None else 0)
+    return dataclasses.replace(info, prices=prices, tiers=())
+
+
+def _price(usage: Usage, info: ModelInfo, tier: int | None, batch: bool) -> CostBreakdown:
+    from tokenward.cost import cost
+
+    return cost(usage, _flat(info, tier) if info.tiers else info, batch=batch)
+
+
+def _tier_reachable(source: ModelInfo, target: ModelInfo, ratio: float) -> bool:
+    """Whether a call of ``source`` could reach one of ``target``'s price tiers."""
+    if not target.tiers:
+        return False
+    if not source.context_window:
+        return True  # unknown window: cannot rule it out
+    return source.context_window * ratio > target.tiers[0].above_input_tokens
+
+
+# ----------------------------------------------------------------------------- replay
+@dataclass
+class _Group:
+    calls: int = 0
+    unpriced: int = 0
+    tokens_before: int = 0
+    tokens_after: int = 0
+    cost_before: Decimal = _ZERO
+    cost_after: Decimal = _ZERO
+    components: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+
+def replay(
+    ledger: Any,
+    scenario: Scenario,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    where: Mapping[str, Any] | None = None,
+    by: Sequence[str] = ("model",),
+    catalog: Catalog | None = None,
+) -> Replay:
+    """Re-price the ledger's calls in ``[since, until)`` (filtered by ``where``) under
+    ``scenario``; one :class:`ReplayRow` per ``by`` group, costliest replay first.
+
+    Raises ``ConfigurationError`` when ``scenario.model`` has no known price.
+    """
+    if catalog is None:
+        from tokenward.catalog import default_catalog
+
+        catalog = default_catalog()
+    by = tuple(by)
+    target: ModelInfo | None = None
+    if scenario.model is not None:
+        target = catalog.find(scenario.model)
+        if target is None or target.prices is None:
+            raise ConfigurationError(
+                f"cannot replay on {scenario.model!r}: the catalog has no price for it; pick a "
+                "model from `tokenward models`, or register its prices with catalog.register(...)"
+            )
+    group_dims = tuple(dict.fromkeys((*by, "model", "kind")))
+    where_d = dict(where) if where else None
+    rows = ledger.timeseries("day", since=since, until=until, by=group_dims, where=where_d)
+
+    infos: dict[str, ModelInfo] = {}
+    ratios: dict[tuple[str, str], TokenRatio] = {}
+    no_batch: set[str] = set()
+    per_call: dict[tuple[str, ...], list[Any]] = {}
+
+    def info_of(model: str) -> ModelInfo:
+        info = infos.get(model)
+        if info is None:
+            info = infos[model] = catalog.lookup(model)
+        return info
+
+    def plan(row: Any) -> tuple[ModelInfo, ModelInfo, TokenRatio]:
+        source = info_of(row.dims["model"] or "unknown")
+        dest = source if target is None or row.dims["kind"] == "embedding" else target
+        key = (source.name, dest.name)
+        r = ratios.get(key)
+        if r is None:
+            if source.name == dest.name:
+                r = TokenRatio(source.name, dest.name, 1.0, "same model", True)
+            elif scenario.token_ratio is not None:
+                r = TokenRatio(source.name, dest.name, scenario.token_ratio, "given", True)
+            else:
+                r = _ratio(ledger, source, dest, catalog, (since, until))
+            ratios[key] = r
+        return source, dest, r
+
+    groups: dict[tuple[str | None, ...], _Group] = {}
+    for row in rows:
+        source, dest, r = plan(row)
+        gkey = tuple(row.dims[d] for d in by)
+        g = groups.get(gkey)
+        if g is None:
+            g = groups[gkey] = _Group()
+        g.calls += row.calls
+        g.unpriced += row.unpriced_calls
+        g.cost_before += row.cost
+        g.tokens_before += row.tokens
+        if dest.prices is None:  # unknown source model replayed as itself: cannot price
+            continue
+        if _tier_reachable(source, dest, r.ratio):
+            per_call.setdefault((row.dims["model"] or "unknown", row.dims["kind"]), []).append(row)
+            continue
+        _add(g, _scaled(_usage_of(row), r.ratio), dest, None, scenario, no_batch)
+
+    if per_call:
+        _replay_per_call(
+            ledger, scenario, per_call, groups, by, since, until, where_d, plan, no_batch
+        )
+
+    out_rows = []
+    total_before = total_after = _ZERO
+    calls = unpriced = 0
+    components: dict[str, Decimal] = defaultdict(Decimal)
+    for gkey, g in groups.items():
+        comparable = g.unpriced == 0
+        out_rows.append(
+            ReplayRow(
+                dims=dict(zip(by, gkey)),
+                calls=g.calls,
+                unpriced_calls=g.unpriced,
+                tokens_before=g.tokens_before,
+                tokens_after=g.tokens_after,
+                cost_before=g.cost_before if comparable else None,
+                cost_after=g.cost_after,
+                components_after=dict(g.components),
+            )
+        )
+        calls += g.calls
+        unpriced += g.unpriced
+        if comparable:
+            total_before += g.cost_before
+            total_after += g.cost_after
+            for k, v in g.components.items():
+                components[k] += v
+    out_rows.sort(key=lambda r: (-r.cost_after, tuple(str(v) for v in r.dims.values())))
+    notes = []
+    if no_batch:
+        notes.append(
+            f"no batch prices for {', '.join(sorted(no_batch))}: priced at their normal prices"
+        )
+    if unpriced:
+        notes.append(
+            f"{unpriced:,} calls on models without a known price have no recorded cost: "
+            "their groups are shown but left out of the totals"
+        )
+    used = sorted(ratios.values(), key=lambda t: (t.source, t.target))
+    return Replay(
+        scenario=scenario,
+        since=since,
+        until=until,
+        by=by,
+        rows=out_rows,
+        calls=calls,
+        unpriced_calls=unpriced,
+        cost_before=total_before,
+        cost_after=total_after,
+        components_after=dict(components),
+        ratios=[t for t in used if t.basis != "same model"],
+        estimated=any(not t.exact for t in used),
+        per_call_groups=sum(len(v) for v in per_call.values()),
+        notes=notes,
+    )
+
+
+def _add(
+    g: _Group,
+    usage: Usage,
+    dest: ModelInfo,
+    tier: int | None,
+    scenario: Scenario,
+    no_batch: set[str],
+) -> None:
+    usage = _with_cache(usage, scenario, dest)
+    batch = scenario.batch
+    if batch and dest.batch_discount is None:
+        no_batch.add(dest.name)
+        batch = False
+    breakdown = _price(usage, dest, tier, batch)
+    g.tokens_after += usage.input + usage.output
+    g.cost_after += breakdown.total
+    for k, v in breakdown.components().items():
+        if v:
+            g.components[k] += v
+
+
+def _replay_per_call(
+    ledger: Any,
+    scenario: Scenario,
+    per_call: Mapping[tuple[str, ...], list[Any]],
+    groups: dict[tuple[str | None, ...], _Group],
+    by: tuple[str, ...],
+    since: datetime | None,
+    until: datetime | None,
+    where: dict[str, Any] | None,
+    plan: Any,
+    no_batch: set[str],
+) -> None:
+    """Sum the calls of ``per_call``'s (model, kind) groups per replayed price tier, then
+    price each sum at its tier (pricing is linear within a tier)."""
+    models = sorted({m for m, _ in per_call})
+    query = dict(where or {})
+    query["model"] = models
+    sums: dict[tuple[Any, ...], Usage] = {}
+    dests: dict[tuple[Any, ...], ModelInfo] = {}
+    for e in ledger.events(since=since, until=until, where=query):
+        if (e.model, e.kind) not in per_call:
+            continue
+        row = _EventRow(e)
+        _, dest, r = plan(row)
+        usage = _scaled(e.usage, r.ratio)
+        tier = dest.tier_for(usage.input)
+        key = (
+            tuple(row.dims[d] for d in by),
+            dest.name,
+            None if tier is None else tier.above_input_tokens,
+        )
+        sums[key] = usage if key not in sums else sums[key] + usage
+        dests[key] = dest
+    for key, usage in sums.items():
+        _add(groups[key[0]], usage, dests[key], key[2], scenario, no_batch)
+
+
+class _EventRow:
+    """An event seen through the ``dims`` of a summary row."""
+
+    __slots__ = ("dims",)
+
+    def __init__(self, e: Any) -> None:
+        self.dims = _EventDims(e)
+
+
+class _EventDims:
+    __slots__ = ("e",)
+
+    def __init__(self, e: Any) -> None:
+        self.e = e
+
+    def __getitem__(self, dim: str) -> str | None:
+        if dim.startswith("tag:"):
+            value = (self.e.tags or {}).get(dim[4:])
+            return None if value is None else str(value)
+        value = getattr(self.e, dim)
+        return None if value is None else str(value)
