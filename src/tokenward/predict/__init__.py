@@ -20,7 +20,13 @@ from tokenward.predict._predictor import (
     StateStore,
 )
 from tokenward.predict._replay import Replay, ReplayRow, Scenario, TokenRatio, replay
-from tokenward.predict._select import CAPABILITIES, ModelChoice, capabilities_of, select_models
+from tokenward.predict._select import (
+    CAPABILITIES,
+    ModelChoice,
+    capabilities_of,
+    mix_price,
+    select_models,
+)
 from tokenward.predict._sketch import DecayedSketch
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "TokenRatio",
     "calls_left",
     "capabilities_of",
+    "mix_price",
     "pacing",
     "replay",
     "select_models",

@@ -24,7 +24,7 @@ from tokenward.errors import ConfigurationError
 if TYPE_CHECKING:
     from tokenward.catalog import Catalog, ModelInfo
 
-__all__ = ["CAPABILITIES", "ModelChoice", "capabilities_of", "select_models"]
+__all__ = ["CAPABILITIES", "ModelChoice", "capabilities_of", "mix_price", "select_models"]
 
 #: Capabilities :func:`select_models` can require (see the module docs for their source).
 CAPABILITIES = ("audio", "batch", "cache_1h", "caching", "vision")
@@ -64,7 +64,11 @@ class ModelChoice:
         return self.info.name
 
 
-def _mix_cost(info: ModelInfo, input_tokens: int, output_tokens: int) -> Decimal:
+def mix_price(
+    info: ModelInfo, input_tokens: int = 3_000_000, output_tokens: int = 1_000_000
+) -> Decimal:
+    """USD for ``input_tokens`` + ``output_tokens`` on ``info`` (one call's tier, base
+    prices otherwise): how :func:`select_models` ranks models."""
     prices = info.prices_for(input_tokens)
     return (
         Decimal(input_tokens) * prices.input + Decimal(output_tokens) * prices.output
@@ -127,7 +131,7 @@ def select_models(
             continue
         if wanted and not wanted <= capabilities_of(info):
             continue
-        price = _mix_cost(info, input_tokens, output_tokens)
+        price = mix_price(info, input_tokens, output_tokens)
         if bound is not None and price > bound:
             continue
         out.append(ModelChoice(info, price))
