@@ -41,11 +41,13 @@ from tokenward.usage import TOKEN_FIELDS, Usage
 if TYPE_CHECKING:
     from tokenward.catalog import Catalog, ModelInfo
     from tokenward.cost import CostBreakdown
+    from tokenward.counting import TokenCounter
 
 __all__ = ["Replay", "ReplayRow", "Scenario", "TokenRatio", "replay"]
 
 _ZERO = Decimal(0)
-_RATIO_SAMPLE_EVENTS = 200
+_RATIO_SAMPLE_EVENTS = 200  # events whose stored content measures a tokenizer ratio
+_RATIO_PROBE = 20  # events read before concluding that a model's content is not stored
 #: Text the tokenizer ratio is measured on when the ledger stores no content: prose, code,
 #: JSON, numbers and non-Latin script in roughly the shares chat traffic has.
 SAMPLE_TEXT = (
@@ -200,18 +202,40 @@ def _ratio(
     if src.name == dst.name:
         return TokenRatio(source.name, target.name, 1.0, "same tokenizer", bool(src.exact))
     texts: list[str] = []
-    for e in ledger.events(
+    events = ledger.events(
         since=window[0], until=window[1], where={"model": source.name}, limit=_RATIO_SAMPLE_EVENTS
-    ):
+    )
+    for i, e in enumerate(events):
         texts.extend(t for t in (e.prompt, e.output) if t)
-    basis = "stored content" if texts else "sample text"
+        if i >= _RATIO_PROBE and not texts:  # content storing is off for this model
+            break
     if not texts:
-        texts = [SAMPLE_TEXT]
+        ratio = _sample_ratio(src, dst)
+        return TokenRatio(source.name, target.name, ratio, "sample text", False)
+    ratio = _text_ratio(src, dst, texts)
+    exact = bool(src.exact) and bool(dst.exact)
+    return TokenRatio(source.name, target.name, ratio, "stored content", exact)
+
+
+def _text_ratio(src: TokenCounter, dst: TokenCounter, texts: Sequence[str]) -> float:
     n_src = sum(src.count_text(t) for t in texts)
-    n_dst = sum(dst.count_text(t) for t in texts)
-    ratio = n_dst / n_src if n_src else 1.0
-    exact = basis == "stored content" and bool(src.exact) and bool(dst.exact)
-    return TokenRatio(source.name, target.name, ratio, basis, exact)
+    return sum(dst.count_text(t) for t in texts) / n_src if n_src else 1.0
+
+
+_SAMPLE_RATIOS: dict[tuple[int, int], tuple[TokenCounter, TokenCounter, float]] = {}
+
+
+def _sample_ratio(src: TokenCounter, dst: TokenCounter) -> float:
+    """The ratio on :data:`SAMPLE_TEXT`, once per pair of counters (they are process-wide)."""
+    key = (id(src), id(dst))
+    hit = _SAMPLE_RATIOS.get(key)
+    if hit is not None and hit[0] is src and hit[1] is dst:
+        return hit[2]
+    ratio = _text_ratio(src, dst, [SAMPLE_TEXT])
+    if len(_SAMPLE_RATIOS) >= 1024:
+        _SAMPLE_RATIOS.clear()
+    _SAMPLE_RATIOS[key] = (src, dst, ratio)
+    return ratio
 
 
 def _scaled(usage: Usage, ratio: float) -> Usage:
