@@ -50,6 +50,6 @@ def test_llama_index_memory_reports_its_window():
     assert st == window_status(core, "gpt-4o")
     assert memory.can_add(ChatMessage(role="user", content="next")).allowed
     huge = memory.can_add(ChatMessage(role="user", content=TEXT * 500))
-    assert not huge.allowed and [r.kind for r in huge.remedies][0] == "switch_model"
+    assert not huge.allowed and huge.remedies[0].kind == "switch_model"
     with pytest.raises(ConfigurationError, match="model="):
         TokenwardChatMemory.from_defaults(token_limit=10).window_status()
