@@ -203,3 +203,21 @@ def test_scenarios_describe_themselves():
     assert Scenario(model="m", cache_hit=0.8, batch=True).describe() == (
         "on m, 80% cache hits, batch prices"
     )
+
+
+def test_recorded_costs_prove_which_days_need_reading_call_by_call(ledger):
+    tiered = _model("long", "1", "4", window=1_000_000, cache_read="0.1",
+                    tiers=(PriceTier(200_000, Prices(input=D(2), output=D(6),
+                                                      cache_read=D("0.2"))),))  # fmt: skip
+    cat = Catalog([tiered])
+    for day in range(5):
+        record(ledger, cat, 4, model="long", inp=50_000, out=500, day=day)
+    record(ledger, cat, 1, model="long", inp=300_000, out=500, day=3, agent="big")
+    r = replay(ledger, Scenario(cache_hit=0.5), catalog=cat)
+    assert r.per_call_groups == 1  # only day 3 holds a call above 200k; it alone is read
+    per_call = sum(
+        (cost(Usage(input=e.usage.input, output=e.usage.output, cache_read=e.usage.input // 2),
+              tiered).total for e in ledger.events()),
+        D(0),
+    )  # fmt: skip
+    assert r.cost_after == per_call

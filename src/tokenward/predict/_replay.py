@@ -31,11 +31,11 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tokenward.errors import ConfigurationError
+from tokenward.errors import ConfigurationError, PricingMissingError
 from tokenward.usage import TOKEN_FIELDS, Usage
 
 if TYPE_CHECKING:
@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 __all__ = ["Replay", "ReplayRow", "Scenario", "TokenRatio", "replay"]
 
 _ZERO = Decimal(0)
+_NANO = Decimal("1e-9")
+_DAY = timedelta(days=1)
+_PRICE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
 _RATIO_SAMPLE_EVENTS = 200  # events whose stored content measures a tokenizer ratio
 _RATIO_PROBE = 20  # events read before concluding that a model's content is not stored
 #: Text the tokenizer ratio is measured on when the ledger stores no content: prose, code,
@@ -287,6 +290,37 @@ def _tier_reachable(source: ModelInfo, target: ModelInfo, ratio: float) -> bool:
     return source.context_window * ratio > target.tiers[0].above_input_tokens
 
 
+def _tiers_cost_more(info: ModelInfo) -> bool:
+    """Every tier of ``info`` prices every component it prices above the base prices, so a
+    call in a tier always costs more than the same tokens at base prices."""
+    base = info.prices
+    if base is None or not info.tiers:
+        return False
+    for tier in info.tiers:
+        for name in _PRICE_FIELDS:
+            low, high = getattr(base, name), getattr(tier.prices, name)
+            if (low is None) != (high is None) or (low is not None and not high > low):
+                return False
+    return True
+
+
+def _recorded_below_tiers(
+    row: Any, source: ModelInfo, target: ModelInfo, ratio: float, nano: Decimal
+) -> bool:
+    """Whether the group's recorded cost proves that none of its calls reached a tier of
+    ``source`` (it equals the base-price cost of its tokens to within the per-call rounding
+    of stored costs), and so, replayed, none reaches a tier of ``target``."""
+    if row.unpriced_calls or not _tiers_cost_more(source):
+        return False
+    if source.tiers[0].above_input_tokens * ratio > target.tiers[0].above_input_tokens:
+        return False
+    try:
+        base = _price(_usage_of(row), source, None, False).total
+    except PricingMissingError:
+        return False
+    return bool(abs(base - row.cost) <= row.calls * nano)
+
+
 # ----------------------------------------------------------------------------- replay
 @dataclass
 class _Group:
@@ -370,8 +404,11 @@ def replay(
         g.tokens_before += row.tokens
         if dest.prices is None:  # unknown source model replayed as itself: cannot price
             continue
-        if _tier_reachable(source, dest, r.ratio):
-            per_call.setdefault((row.dims["model"] or "unknown", row.dims["kind"]), []).append(row)
+        if _tier_reachable(source, dest, r.ratio) and not _recorded_below_tiers(
+            row, source, dest, r.ratio, _NANO
+        ):
+            key = (row.bucket, row.dims["model"] or "unknown", row.dims["kind"])
+            per_call.setdefault(key, []).append(row)
             continue
         _add(g, _scaled(_usage_of(row), r.ratio), dest, None, scenario, no_batch)
 
@@ -430,7 +467,7 @@ def replay(
         components_after=dict(components),
         ratios=[t for t in used if t.basis != "same model"],
         estimated=any(not t.exact for t in used),
-        per_call_groups=sum(len(v) for v in per_call.values()),
+        per_call_groups=len(per_call),
         notes=notes,
     )
 
@@ -459,7 +496,7 @@ def _add(
 def _replay_per_call(
     ledger: Any,
     scenario: Scenario,
-    per_call: Mapping[tuple[str, ...], list[Any]],
+    per_call: Mapping[tuple[Any, ...], list[Any]],
     groups: dict[tuple[str | None, ...], _Group],
     by: tuple[str, ...],
     since: datetime | None,
@@ -468,27 +505,32 @@ def _replay_per_call(
     plan: Any,
     no_batch: set[str],
 ) -> None:
-    """Sum the calls of ``per_call``'s (model, kind) groups per replayed price tier, then
-    price each sum at its tier (pricing is linear within a tier)."""
-    models = sorted({m for m, _ in per_call})
-    query = dict(where or {})
-    query["model"] = models
+    """Sum the calls of ``per_call``'s (day, model, kind) groups per replayed price tier, then
+    price each sum at its tier (pricing is linear within a tier). Only those days are read."""
+    days: dict[datetime, set[str]] = defaultdict(set)
+    for day, model, _ in per_call:
+        days[day].add(model)
     sums: dict[tuple[Any, ...], Usage] = {}
     dests: dict[tuple[Any, ...], ModelInfo] = {}
-    for e in ledger.events(since=since, until=until, where=query):
-        if (e.model, e.kind) not in per_call:
-            continue
-        row = _EventRow(e)
-        _, dest, r = plan(row)
-        usage = _scaled(e.usage, r.ratio)
-        tier = dest.tier_for(usage.input)
-        key = (
-            tuple(row.dims[d] for d in by),
-            dest.name,
-            None if tier is None else tier.above_input_tokens,
-        )
-        sums[key] = usage if key not in sums else sums[key] + usage
-        dests[key] = dest
+    for day in sorted(days):
+        lo = day if since is None or since < day else since
+        hi = day + _DAY if until is None or until > day + _DAY else until
+        query = dict(where or {})
+        query["model"] = sorted(days[day])
+        for e in ledger.events(since=lo, until=hi, where=query):
+            if (day, e.model, e.kind) not in per_call:
+                continue
+            row = _EventRow(e)
+            _, dest, r = plan(row)
+            usage = _scaled(e.usage, r.ratio)
+            tier = dest.tier_for(usage.input)
+            key = (
+                tuple(row.dims[d] for d in by),
+                dest.name,
+                None if tier is None else tier.above_input_tokens,
+            )
+            sums[key] = usage if key not in sums else sums[key] + usage
+            dests[key] = dest
     for key, usage in sums.items():
         _add(groups[key[0]], usage, dests[key], key[2], scenario, no_batch)
 
