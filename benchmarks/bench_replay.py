@@ -51,6 +51,7 @@ from bench_ledger import bulk_load_sqlite
 
 from tokenward.catalog import default_catalog
 from tokenward.cost import cost
+from tokenward.errors import PricingMissingError
 from tokenward.ledger import SQLiteLedger
 from tokenward.predict import Scenario, replay
 from tokenward.predict._replay import _scaled, _with_cache
@@ -90,9 +91,12 @@ def naive_replay(led: SQLiteLedger, scenario: Scenario, limit: int | None) -> tu
         dest = target if target is not None and e.kind != "embedding" else source
         if dest.prices is None:  # an unknown model replayed as itself
             continue
-        usage = _with_cache(_scaled(e.usage, by_source.get(source.name, 1.0)), scenario, dest)
-        batch = scenario.batch and dest.batch_discount is not None
-        total += cost(usage, dest, batch=batch).total
+        ratio = by_source.get(source.name, 1.0)
+        usage = _with_cache(_scaled(e.usage, ratio), scenario, dest, e.timestamp)
+        try:
+            total += cost(usage, dest, batch=scenario.batch, at=e.timestamp).total
+        except PricingMissingError:  # no batch price: replay keeps the normal one
+            total += cost(usage, dest, at=e.timestamp).total
         n += 1
     return total, n
 

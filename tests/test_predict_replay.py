@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -221,3 +221,39 @@ def test_recorded_costs_prove_which_days_need_reading_call_by_call(ledger):
         D(0),
     )  # fmt: skip
     assert r.cost_after == per_call
+
+
+def test_each_day_is_priced_at_the_prices_of_that_day(ledger):
+    from tokenward.catalog import PricePeriod
+
+    march5 = datetime(2026, 3, 5, tzinfo=timezone.utc)
+    changed = ModelInfo(
+        name="dated", provider="acme", context_window=100_000, max_output=8_000,
+        prices=Prices(input=D(1), output=D(2)),
+        periods=(
+            PricePeriod(Prices(input=D(2), output=D(4)), end=march5),  # twice the price before
+            PricePeriod(Prices(input=D(1), output=D(2)), start=march5),
+        ),
+    )  # fmt: skip
+    offpeak = ModelInfo(
+        name="offpeak", provider="acme", context_window=100_000, max_output=8_000,
+        prices=Prices(input=D(1), output=D(1)),
+        periods=(
+            PricePeriod(Prices(input=D(1), output=D(1))),
+            PricePeriod(Prices(input=D("0.5"), output=D("0.5")),
+                        daily=(time(0, 0), time(12, 0))),  # half price before noon UTC
+        ),
+    )  # fmt: skip
+    cat = Catalog([_model("big", "10", "30"), changed, offpeak])
+    record(ledger, cat, 2, model="big", inp=1_000_000, out=0, day=2)  # March 3rd
+    record(ledger, cat, 2, model="big", inp=1_000_000, out=0, day=6)  # March 7th
+    r = replay(ledger, Scenario(model="dated"), catalog=cat)
+    assert r.cost_after == 2 * D(2) + 2 * D(1) and r.per_call_groups == 0
+    # the calls of one day fall on both sides of noon: priced call by call
+    ledger.record(
+        UsageEvent(id="pm", timestamp=T0 + timedelta(days=2, hours=15), model="big",
+                   provider="acme", usage=Usage(input=1_000_000), cost=D(10))
+    )  # fmt: skip
+    r = replay(ledger, Scenario(model="offpeak"), catalog=cat)
+    assert r.cost_after == 4 * D("0.5") + D(1)  # the 00:0x calls at half price, 15:00 full
+    assert r.per_call_groups == 2

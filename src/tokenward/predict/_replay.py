@@ -39,7 +39,7 @@ from tokenward.errors import ConfigurationError, PricingMissingError
 from tokenward.usage import TOKEN_FIELDS, Usage
 
 if TYPE_CHECKING:
-    from tokenward.catalog import Catalog, ModelInfo
+    from tokenward.catalog import Catalog, ModelInfo, Prices, PriceTier
     from tokenward.cost import CostBreakdown
     from tokenward.counting import TokenCounter
 
@@ -248,14 +248,16 @@ def _scaled(usage: Usage, ratio: float) -> Usage:
     return Usage(**values, estimated=True)
 
 
-def _with_cache(usage: Usage, scenario: Scenario, target: ModelInfo) -> Usage:
+def _with_cache(usage: Usage, scenario: Scenario, target: ModelInfo, at: datetime | None) -> Usage:
     if scenario.cache_hit is None and scenario.cache_write is None:
         return usage
     prompt = usage.input
     hit = scenario.cache_hit if scenario.cache_hit is not None else 0.0
     write = scenario.cache_write
     if write is None:
-        charges_writes = target.prices is not None and target.prices.cache_write_5m is not None
+        charges_writes = (
+            target.prices is not None and target.period_at(at).prices.cache_write_5m is not None
+        )
         write = (1.0 - hit) if charges_writes else 0.0
     read_tokens = round(prompt * hit)
     write_tokens = min(prompt - read_tokens, round(prompt * write))
@@ -269,56 +271,91 @@ def _usage_of(row: Any) -> Usage:
 
 
 # ----------------------------------------------------------------------------- pricing
-def _flat(info: ModelInfo, tier: int | None) -> ModelInfo:
-    """``info`` priced at one of its tiers (``None``: base prices) for any input size."""
-    prices = info.prices_for(tier + 1 if tier is not None else 0)
-    return dataclasses.replace(info, prices=prices, tiers=())
-
-
-def _price(usage: Usage, info: ModelInfo, tier: int | None, batch: bool) -> CostBreakdown:
+def _price(
+    usage: Usage, info: ModelInfo, tier: int | None, batch: bool, at: datetime | None
+) -> CostBreakdown:
+    """``usage`` (a sum of calls) at ``info``'s prices in force at ``at``: its base prices, or
+    those of the tier above ``tier`` tokens, batch prices if asked (``PricingMissingError``
+    when the model has none)."""
     from tokenward.cost import cost
 
-    return cost(usage, _flat(info, tier) if info.tiers else info, batch=batch)
+    prices = info.prices_for(0 if tier is None else tier + 1, at=at, batch=batch)
+    flat = dataclasses.replace(info, prices=prices, tiers=(), periods=(), batch_discount=None)
+    return cost(usage, flat)
 
 
-def _tier_reachable(source: ModelInfo, target: ModelInfo, ratio: float) -> bool:
-    """Whether a call of ``source`` could reach one of ``target``'s price tiers."""
-    if not target.tiers:
-        return False
-    if not source.context_window:
-        return True  # unknown window: cannot rule it out
-    return source.context_window * ratio > target.tiers[0].above_input_tokens
+def _tiers(info: ModelInfo, at: datetime | None) -> tuple[PriceTier, ...]:
+    return info.period_at(at).tiers if info.prices is not None else ()
 
 
-def _tiers_cost_more(info: ModelInfo) -> bool:
-    """Every tier of ``info`` prices every component it prices above the base prices, so a
-    call in a tier always costs more than the same tokens at base prices."""
-    base = info.prices
-    if base is None or not info.tiers:
-        return False
-    for tier in info.tiers:
-        for name in _PRICE_FIELDS:
-            low, high = getattr(base, name), getattr(tier.prices, name)
-            if (low is None) != (high is None) or (low is not None and not high > low):
+def _steady(info: ModelInfo, day: datetime | None) -> bool:
+    """Whether one set of prices holds for ``info`` all ``day`` (no time-of-day prices, no
+    price change inside it), so a day's total can be priced at once."""
+    if day is None:
+        return not info.periods
+    end = day + _DAY
+    for period in info.periods:
+        if period.daily is not None:
+            return False
+        for edge in (period.start, period.end):
+            if edge is not None and day < edge < end:
                 return False
     return True
 
 
+def _tier_reachable(
+    source: ModelInfo, target: ModelInfo, ratio: float, at: datetime | None
+) -> bool:
+    """Whether a call of ``source`` could reach one of ``target``'s price tiers."""
+    tiers = _tiers(target, at)
+    if not tiers:
+        return False
+    if not source.context_window:
+        return True  # unknown window: cannot rule it out
+    return source.context_window * ratio > tiers[0].above_input_tokens
+
+
+def _tiers_cost_more(base: Prices, tiers: tuple[PriceTier, ...]) -> bool:
+    """Every tier prices every component the base prices above them, so a call in a tier
+    always costs more than the same tokens at base prices."""
+    for tier in tiers:
+        for name in _PRICE_FIELDS:
+            low, high = getattr(base, name), getattr(tier.prices, name)
+            if (low is None) != (high is None) or (low is not None and not high > low):
+                return False
+    return bool(tiers)
+
+
 def _recorded_below_tiers(
-    row: Any, source: ModelInfo, target: ModelInfo, ratio: float, nano: Decimal
+    row: Any, source: ModelInfo, target: ModelInfo, ratio: float, day: datetime | None
 ) -> bool:
     """Whether the group's recorded cost proves that none of its calls reached a tier of
     ``source`` (it equals the base-price cost of its tokens to within the per-call rounding
     of stored costs), and so, replayed, none reaches a tier of ``target``."""
-    if row.unpriced_calls or not _tiers_cost_more(source):
+    if row.unpriced_calls or source.prices is None or not _steady(source, day):
         return False
-    if source.tiers[0].above_input_tokens * ratio > target.tiers[0].above_input_tokens:
+    period = source.period_at(day)
+    if not _tiers_cost_more(period.prices, period.tiers):
+        return False
+    if period.tiers[0].above_input_tokens * ratio > _tiers(target, day)[0].above_input_tokens:
         return False
     try:
-        base = _price(_usage_of(row), source, None, False).total
+        base = _price(_usage_of(row), source, None, False, day).total
     except PricingMissingError:
         return False
-    return bool(abs(base - row.cost) <= row.calls * nano)
+    return bool(abs(base - row.cost) <= row.calls * _NANO)
+
+
+def _from_rollup(
+    row: Any, source: ModelInfo, dest: ModelInfo, ratio: float, day: datetime | None
+) -> bool:
+    """Whether the row's total can be priced at once, exactly: one set of prices all day,
+    and no call can reach a price tier (or the recorded cost proves none did)."""
+    if not _steady(dest, day):
+        return False
+    if not _tier_reachable(source, dest, ratio, day):
+        return True
+    return _recorded_below_tiers(row, source, dest, ratio, day)
 
 
 # ----------------------------------------------------------------------------- replay
@@ -404,13 +441,11 @@ def replay(
         g.tokens_before += row.tokens
         if dest.prices is None:  # unknown source model replayed as itself: cannot price
             continue
-        if _tier_reachable(source, dest, r.ratio) and not _recorded_below_tiers(
-            row, source, dest, r.ratio, _NANO
-        ):
+        if not _from_rollup(row, source, dest, r.ratio, row.bucket):
             key = (row.bucket, row.dims["model"] or "unknown", row.dims["kind"])
             per_call.setdefault(key, []).append(row)
             continue
-        _add(g, _scaled(_usage_of(row), r.ratio), dest, None, scenario, no_batch)
+        _add(g, _scaled(_usage_of(row), r.ratio), dest, None, scenario, no_batch, row.bucket)
 
     if per_call:
         _replay_per_call(
@@ -479,13 +514,16 @@ def _add(
     tier: int | None,
     scenario: Scenario,
     no_batch: set[str],
+    at: datetime | None,
 ) -> None:
-    usage = _with_cache(usage, scenario, dest)
-    batch = scenario.batch
-    if batch and dest.batch_discount is None:
+    usage = _with_cache(usage, scenario, dest, at)
+    try:
+        breakdown = _price(usage, dest, tier, scenario.batch, at)
+    except PricingMissingError:
+        if not scenario.batch:
+            raise
         no_batch.add(dest.name)
-        batch = False
-    breakdown = _price(usage, dest, tier, batch)
+        breakdown = _price(usage, dest, tier, False, at)
     g.tokens_after += usage.input + usage.output
     g.cost_after += breakdown.total
     for k, v in breakdown.components().items():
@@ -511,7 +549,7 @@ def _replay_per_call(
     for day, model, _ in per_call:
         days[day].add(model)
     sums: dict[tuple[Any, ...], Usage] = {}
-    dests: dict[tuple[Any, ...], ModelInfo] = {}
+    dests: dict[tuple[Any, ...], tuple[ModelInfo, datetime]] = {}
     for day in sorted(days):
         lo = day if since is None or since < day else since
         hi = day + _DAY if until is None or until > day + _DAY else until
@@ -523,16 +561,17 @@ def _replay_per_call(
             row = _EventRow(e)
             _, dest, r = plan(row)
             usage = _scaled(e.usage, r.ratio)
-            tier = dest.tier_for(usage.input)
-            key = (
-                tuple(row.dims[d] for d in by),
-                dest.name,
-                None if tier is None else tier.above_input_tokens,
-            )
+            period = dest.period_at(e.timestamp)
+            tier = None
+            for t in period.tiers:  # ascending: the highest exceeded applies
+                if usage.input > t.above_input_tokens:
+                    tier = t.above_input_tokens
+            key = (tuple(row.dims[d] for d in by), dest.name, tier, id(period))
             sums[key] = usage if key not in sums else sums[key] + usage
-            dests[key] = dest
+            dests.setdefault(key, (dest, e.timestamp))  # a moment of that price period
     for key, usage in sums.items():
-        _add(groups[key[0]], usage, dests[key], key[2], scenario, no_batch)
+        dest, at = dests[key]
+        _add(groups[key[0]], usage, dest, key[2], scenario, no_batch, at)
 
 
 class _EventRow:
