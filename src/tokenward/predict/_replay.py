@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -540,16 +541,18 @@ def _replay_per_call(
     since: datetime | None,
     until: datetime | None,
     where: dict[str, Any] | None,
-    plan: Any,
+    plan: Callable[[Any], tuple[ModelInfo, ModelInfo, TokenRatio]],
     no_batch: set[str],
 ) -> None:
-    """Sum the calls of ``per_call``'s (day, model, kind) groups per replayed price tier, then
-    price each sum at its tier (pricing is linear within a tier). Only those days are read."""
+    """Sum the calls of ``per_call``'s (day, model, kind) groups per replayed price tier and
+    price period, then price each sum at once (pricing is linear within a tier). Only those
+    days are read; per call, only its tier is decided."""
     days: dict[datetime, set[str]] = defaultdict(set)
     for day, model, _ in per_call:
         days[day].add(model)
-    sums: dict[tuple[Any, ...], Usage] = {}
-    dests: dict[tuple[Any, ...], tuple[ModelInfo, datetime]] = {}
+    plans: dict[tuple[str, str], tuple[ModelInfo, float]] = {}
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    moments: dict[tuple[Any, ...], tuple[ModelInfo, datetime]] = {}
     for day in sorted(days):
         lo = day if since is None or since < day else since
         hi = day + _DAY if until is None or until > day + _DAY else until
@@ -558,40 +561,56 @@ def _replay_per_call(
         for e in ledger.events(since=lo, until=hi, where=query):
             if (day, e.model, e.kind) not in per_call:
                 continue
-            row = _EventRow(e)
-            _, dest, r = plan(row)
-            usage = _scaled(e.usage, r.ratio)
+            planned = plans.get((e.model, e.kind))
+            if planned is None:
+                _, dest, r = plan(_Dims({"model": e.model, "kind": e.kind}))
+                planned = plans[(e.model, e.kind)] = (dest, r.ratio)
+            dest, ratio = planned
+            u = e.usage
             period = dest.period_at(e.timestamp)
             tier = None
+            scaled_input = round(u.input * ratio)
             for t in period.tiers:  # ascending: the highest exceeded applies
-                if usage.input > t.above_input_tokens:
+                if scaled_input > t.above_input_tokens:
                     tier = t.above_input_tokens
-            key = (tuple(row.dims[d] for d in by), dest.name, tier, id(period))
-            sums[key] = usage if key not in sums else sums[key] + usage
-            dests.setdefault(key, (dest, e.timestamp))  # a moment of that price period
-    for key, usage in sums.items():
-        dest, at = dests[key]
+            key = (_group_of(e, by), dest.name, tier, id(period), ratio)
+            acc = sums.get(key)
+            if acc is None:
+                acc = sums[key] = [0] * len(TOKEN_FIELDS)
+                moments[key] = (dest, e.timestamp)  # a moment of that price period
+            for i, n in enumerate(_counts(u)):
+                acc[i] += n
+    for key, acc in sums.items():
+        dest, at = moments[key]
+        usage = _scaled(_usage_from(acc), key[4])
         _add(groups[key[0]], usage, dest, key[2], scenario, no_batch, at)
 
 
-class _EventRow:
-    """An event seen through the ``dims`` of a summary row."""
+_counts = operator.attrgetter(*TOKEN_FIELDS)
+
+
+def _usage_from(counts: list[int]) -> Usage:
+    """The Usage of counts in ``TOKEN_FIELDS`` order."""
+    i, o, cr, w5, w1, r, ai, ao, ii = counts
+    return Usage(
+        input=i, output=o, cache_read=cr, cache_write_5m=w5, cache_write_1h=w1, reasoning=r,
+        audio_input=ai, audio_output=ao, image_input=ii,
+    )  # fmt: skip
+
+
+def _group_of(e: Any, by: tuple[str, ...]) -> tuple[str | None, ...]:
+    """The ``by`` dimensions of an event, as a summary row states them."""
+    out = []
+    for dim in by:
+        value = (e.tags or {}).get(dim[4:]) if dim.startswith("tag:") else getattr(e, dim)
+        out.append(None if value is None else str(value))
+    return tuple(out)
+
+
+class _Dims:
+    """A summary-row look-alike (``row.dims[...]``) for :func:`replay`'s ``plan``."""
 
     __slots__ = ("dims",)
 
-    def __init__(self, e: Any) -> None:
-        self.dims = _EventDims(e)
-
-
-class _EventDims:
-    __slots__ = ("e",)
-
-    def __init__(self, e: Any) -> None:
-        self.e = e
-
-    def __getitem__(self, dim: str) -> str | None:
-        if dim.startswith("tag:"):
-            value = (self.e.tags or {}).get(dim[4:])
-            return None if value is None else str(value)
-        value = getattr(self.e, dim)
-        return None if value is None else str(value)
+    def __init__(self, dims: Mapping[str, str]) -> None:
+        self.dims = dims
