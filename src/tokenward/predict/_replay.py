@@ -32,7 +32,7 @@ import operator
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -192,12 +192,25 @@ class Replay:
 
 
 # ----------------------------------------------------------------------------- tokens
+def _content_stored(ledger: Any, since: datetime | None, until: datetime | None) -> bool:
+    """Whether the ledger keeps prompts or outputs in this window (content storing is
+    opt-in): a look at a few events of its last day, then of its first (the time index)."""
+    end = until if until is not None else datetime.now(timezone.utc)
+    recent = end - _DAY if since is None else max(since, end - _DAY)
+    for lo in (recent, since):
+        for e in ledger.events(since=lo, until=until, limit=_RATIO_PROBE):
+            if e.prompt or e.output:
+                return True
+    return False
+
+
 def _ratio(
     ledger: Any,
     source: ModelInfo,
     target: ModelInfo,
     catalog: Catalog,
     window: tuple[datetime | None, datetime | None],
+    stored: bool,
 ) -> TokenRatio:
     from tokenward.counting import get_counter
 
@@ -206,13 +219,17 @@ def _ratio(
     if src.name == dst.name:
         return TokenRatio(source.name, target.name, 1.0, "same tokenizer", bool(src.exact))
     texts: list[str] = []
-    events = ledger.events(
-        since=window[0], until=window[1], where={"model": source.name}, limit=_RATIO_SAMPLE_EVENTS
-    )
-    for i, e in enumerate(events):
-        texts.extend(t for t in (e.prompt, e.output) if t)
-        if i >= _RATIO_PROBE and not texts:  # content storing is off for this model
-            break
+    if stored:
+        events = ledger.events(
+            since=window[0],
+            until=window[1],
+            where={"model": source.name},
+            limit=_RATIO_SAMPLE_EVENTS,
+        )
+        for i, e in enumerate(events):
+            texts.extend(t for t in (e.prompt, e.output) if t)
+            if i >= _RATIO_PROBE and not texts:  # not stored for this model
+                break
     if not texts:
         ratio = _sample_ratio(src, dst)
         return TokenRatio(source.name, target.name, ratio, "sample text", False)
@@ -281,8 +298,24 @@ def _price(
     from tokenward.cost import cost
 
     prices = info.prices_for(0 if tier is None else tier + 1, at=at, batch=batch)
+    return cost(usage, _flat(info, prices))
+
+
+_FLAT: dict[tuple[int, Prices], tuple[ModelInfo, ModelInfo]] = {}
+
+
+def _flat(info: ModelInfo, prices: Prices) -> ModelInfo:
+    """``info`` at fixed ``prices`` (one object per model and prices: the cost function
+    compiles a model's prices once per object)."""
+    key = (id(info), prices)
+    hit = _FLAT.get(key)
+    if hit is not None and hit[0] is info:
+        return hit[1]
     flat = dataclasses.replace(info, prices=prices, tiers=(), periods=(), batch_discount=None)
-    return cost(usage, flat)
+    if len(_FLAT) >= 4096:
+        _FLAT.clear()
+    _FLAT[key] = (info, flat)
+    return flat
 
 
 def _tiers(info: ModelInfo, at: datetime | None) -> tuple[PriceTier, ...]:
@@ -407,6 +440,7 @@ def replay(
     ratios: dict[tuple[str, str], TokenRatio] = {}
     no_batch: set[str] = set()
     per_call: dict[tuple[str, ...], list[Any]] = {}
+    stored: list[bool] = []  # whether the ledger keeps content, looked at once
 
     def info_of(model: str) -> ModelInfo:
         info = infos.get(model)
@@ -425,7 +459,9 @@ def replay(
             elif scenario.token_ratio is not None:
                 r = TokenRatio(source.name, dest.name, scenario.token_ratio, "given", True)
             else:
-                r = _ratio(ledger, source, dest, catalog, (since, until))
+                if not stored:
+                    stored.append(_content_stored(ledger, since, until))
+                r = _ratio(ledger, source, dest, catalog, (since, until), stored[0])
             ratios[key] = r
         return source, dest, r
 
