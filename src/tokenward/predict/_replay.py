@@ -389,6 +389,8 @@ def _from_rollup(
         return False
     if not _tier_reachable(source, dest, ratio, day):
         return True
+    if row.input * ratio <= _tiers(dest, day)[0].above_input_tokens:
+        return True  # no call holds more input than its whole day
     return _recorded_below_tiers(row, source, dest, ratio, day)
 
 
