@@ -171,7 +171,6 @@ def test_without_stored_content_the_ratio_is_measured_on_sample_text_and_flagged
     )
 
 
-@pytest.mark.skip(reason="TEMP: needs the ledger branch's nullable cost (remove at rebase)")
 def test_unpriced_calls_are_shown_but_left_out_of_the_totals(catalog):
     ledger = MemoryLedger()
     record(ledger, catalog, 2, model="big")
