@@ -95,6 +95,15 @@ def test_pinned_messages_are_kept_and_counted() -> None:
     assert sum(words(m) for m in out) <= 30
 
 
+def test_a_reply_to_a_pinned_turn_is_not_dropped_by_start_on() -> None:
+    # [system, pinned user, assistant] fits: the answer continues the pinned user turn
+    history = [SYSTEM, msg("user", "the task"), msg("assistant")]
+    assert trim_history(history, 50, words, pinned=[1]) == history
+    # a window that does not continue a pinned message still starts on a user turn
+    history = [SYSTEM, msg("user", "the task"), msg("assistant"), msg("user"), msg("assistant")]
+    assert trim_history(history, 30, words, pinned=[1]) == history[:2]
+
+
 def test_system_and_pinned_over_budget() -> None:
     history = [SYSTEM, msg("user"), msg("assistant")]
     with pytest.raises(ContextBudgetError, match="max_tokens=5") as err:

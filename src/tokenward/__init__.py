@@ -45,9 +45,12 @@ from tokenward.context import (
     PackReport,
     PackResult,
     Plan,
+    can_add,
     pack_context,
     plan,
+    session_summary,
     trim_history,
+    window_status,
 )
 from tokenward.cost import CostBreakdown, cost, from_nanos, to_nanos
 from tokenward.counting import (
@@ -90,6 +93,13 @@ from tokenward.ledger import (
     open_ledger,
 )
 from tokenward.messages import Chunk, Message, ToolCall
+from tokenward.predict import (
+    OutputPredictor,
+    Replay,
+    Scenario,
+    replay,
+    select_models,
+)
 from tokenward.usage import Usage
 
 if TYPE_CHECKING:
@@ -139,6 +149,15 @@ __all__ = [
     "pack_context",
     "plan",
     "trim_history",
+    "window_status",
+    "can_add",
+    "session_summary",
+    # plan ahead
+    "OutputPredictor",
+    "Replay",
+    "Scenario",
+    "replay",
+    "select_models",
     # ledger
     "DeadLetter",
     "LedgerStore",

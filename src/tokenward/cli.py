@@ -1,9 +1,10 @@
 """The ``tokenward`` command (typer + rich, installed with ``pip install "tokenward[cli]"``).
 
-Commands: ``count``, ``cost``, ``models``, ``report``, ``demo``, ``budget show|set``. Errors are
-one line on stderr, phrased as what to type next; exit code 2 for usage errors (bad arguments,
-unknown model, unreadable file, bad budgets file), 1 for other failures. Numbers are formatted
-by :mod:`tokenward.report._format` (the same text as the CSV/JSON/HTML reports).
+Commands: ``count``, ``cost``, ``models``, ``report``, ``whatif``, ``demo``,
+``budget show|set``. Errors are one line on stderr, phrased as what to type next; exit code 2
+for usage errors (bad arguments, unknown model, unreadable file, bad budgets file), 1 for other
+failures. Numbers are formatted by :mod:`tokenward.report._format` (the same text as the
+CSV/JSON/HTML reports).
 """
 
 from __future__ import annotations
@@ -575,8 +576,10 @@ def _cmd_report(
     model: str | None = None,
     budgets_file: str | None = None,
     budget_store: str | None = None,
+    whatif: Sequence[str] | None = None,
 ) -> None:
     from tokenward.report import _tables
+    from tokenward.report._whatif import parse_scenario
 
     if budget_store and not budgets_file:
         raise _UsageProblem(
@@ -592,6 +595,12 @@ def _cmd_report(
             "--budgets does not apply to -f csv (one table of grouped rows); "
             "use -f table, -f json or -f html to see budget utilization"
         )
+    if whatif and fmt != "html":
+        raise _UsageProblem(
+            "--whatif adds a section to -f html; for a table or JSON run "
+            "`tokenward whatif --model NAME` (or --cache-hit 0.8, --batch)"
+        )
+    scenarios = [parse_scenario(text) for text in whatif or ()]
     target = _ledger_target(db)
     by_keys = [k.strip() for k in by.split(",") if k.strip()] if by else []
     bad = [k for k in by_keys if not _tables.valid_group_key(k)]
@@ -640,6 +649,7 @@ def _cmd_report(
                     ledger,
                     budgets=budgets or (),
                     budget_store=store,
+                    scenarios=scenarios,
                     progress=bar.advance,
                     **query,
                 )
@@ -656,6 +666,63 @@ def _cmd_report(
             _echo_err(f"wrote {output}")
         else:
             sys.stdout.write(text)
+
+
+def _cmd_whatif(
+    db: str | None,
+    model: str | None,
+    cache_hit: float | None,
+    cache_write: float | None,
+    batch: bool,
+    since: str | None,
+    until: str | None,
+    by: str,
+    where: Sequence[str] | None,
+    fmt: str,
+) -> None:
+    from tokenward.predict import Scenario, replay
+    from tokenward.report import _tables
+    from tokenward.report._whatif import whatif_dict, whatif_table
+
+    if fmt not in ("table", "json"):
+        raise _UsageProblem(f"--format {fmt!r}: choose table or json")
+    if model is None and cache_hit is None and cache_write is None and not batch:
+        raise _UsageProblem(
+            "say what to change: --model NAME, --cache-hit 0.8 and/or --batch "
+            "(e.g. tokenward whatif --model gpt-4o-mini --since 30d)"
+        )
+    by_keys = [k.strip() for k in by.split(",") if k.strip()]
+    where_d = _parse_pairs(where, "--where")
+    bad = [k for k in [*by_keys, *where_d] if not _tables.valid_group_key(k)]
+    if bad:
+        raise _UsageProblem(
+            f"{', '.join(bad)}: unknown dimension; choose from "
+            f"{', '.join(_tables.GROUP_KEYS)} or tag:<key>"
+        )
+    if model is not None:
+        from tokenward.catalog import default_catalog
+
+        model = default_catalog().get(model).name  # unknown: the usual suggestions
+    scenario = Scenario(model=model, cache_hit=cache_hit, cache_write=cache_write, batch=batch)
+    since_dt = _parse_duration_or_date(since, name="since")
+    until_dt = _parse_duration_or_date(until, name="until")
+    from tokenward.ledger import open_ledger
+
+    ledger = open_ledger(_ledger_target(db))
+    try:
+        result = replay(
+            ledger, scenario, since=since_dt, until=until_dt, where=where_d or None, by=by_keys
+        )
+    finally:
+        ledger.close()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(whatif_dict(result), indent=2) + "\n")
+        return
+    table, lines = whatif_table(result)
+    console = _console()
+    console.print(table)
+    for line in lines:
+        console.print(line)
 
 
 def _cmd_demo(db: str | None, users: int, seed: int, budget: bool) -> None:
@@ -1081,9 +1148,56 @@ def get_app() -> typer.Typer:
             metavar="URL",
             help="Read the --budgets' live status (with reservations) from this budget store.",
         ),
+        whatif: list[str] | None = typer.Option(  # noqa: B008
+            None,
+            "--whatif",
+            metavar="SCENARIO",
+            help="Add a What-if row to -f html: model=NAME,cache-hit=0.8,batch (repeatable).",
+        ),
     ) -> None:
         """Summarize the ledger: totals, breakdown by dimension, analytics."""
-        _cmd_report(db, since, until, by, where, fmt, output, model, budgets_file, budget_store)
+        _cmd_report(
+            db, since, until, by, where, fmt, output, model, budgets_file, budget_store, whatif
+        )
+
+    @app.command("whatif")
+    @_errors
+    def whatif(
+        db: str | None = typer.Option(
+            None,
+            "--db",
+            metavar="PATH_OR_URL",
+            help=f"Ledger path or URL (default $TOKENWARD_DB or {DEFAULT_LEDGER}).",
+        ),
+        model: str | None = typer.Option(
+            None, "--model", "-m", metavar="MODEL", help="Re-price every chat call on this model."
+        ),
+        cache_hit: float | None = typer.Option(
+            None, "--cache-hit", metavar="FRACTION", help="Share of prompt tokens read from cache."
+        ),
+        cache_write: float | None = typer.Option(
+            None,
+            "--cache-write",
+            metavar="FRACTION",
+            help="Share written to the cache (default: the uncached rest, where writes cost).",
+        ),
+        batch: bool = typer.Option(False, "--batch", help="Batch prices."),
+        since: str | None = typer.Option(
+            "30d", "--since", metavar="WHEN", help="7d, 12h, 2w or an ISO date."
+        ),
+        until: str | None = typer.Option(
+            None, "--until", metavar="WHEN", help="7d, 12h or an ISO date (default now)."
+        ),
+        by: str = typer.Option(
+            "model", "--by", metavar="DIMS", help="Comma-separated dimensions to break down by."
+        ),
+        where: list[str] | None = typer.Option(  # noqa: B008
+            None, "--where", metavar="KEY=VALUE", help="Filter (repeatable)."
+        ),
+        fmt: str = typer.Option("table", "--format", "-f", metavar="FORMAT", help="table or json."),
+    ) -> None:
+        """What the recorded calls would have cost on another model, with cache hits or batch."""
+        _cmd_whatif(db, model, cache_hit, cache_write, batch, since, until, by, where, fmt)
 
     @app.command("demo")
     @_errors

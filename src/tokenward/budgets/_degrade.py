@@ -79,6 +79,38 @@ class Degrade:
     min_output_tokens: int = 256
     reduce_output: bool = True
 
+    @classmethod
+    def cheaper(
+        cls,
+        model: str,
+        *,
+        min_context: int = 0,
+        steps: int = 3,
+        same_provider: bool = True,
+        catalog: Any = None,
+        min_output_tokens: int = 256,
+    ) -> Degrade:
+        """A policy whose ladder is up to ``steps`` models cheaper than ``model``, closest in
+        price first (the smallest step down in quality), each with a window of at least
+        ``min_context`` tokens (default: ``model``'s own), from ``model``'s provider unless
+        ``same_provider=False``. Chosen by :func:`tokenward.predict.select_models`."""
+        from tokenward.catalog import default_catalog
+        from tokenward.predict import mix_price, select_models
+
+        catalog = catalog if catalog is not None else default_catalog()
+        info = catalog.get(model)
+        choices = select_models(
+            catalog,
+            min_context=min_context or info.context_window,
+            provider=info.provider if same_provider else None,
+            mode=info.mode,
+            exclude=(info.name,),
+        )
+        price = mix_price(info)
+        below = [c for c in choices if c.cost < price]
+        ladder = tuple(c.name for c in reversed(below))[:steps]
+        return cls(ladder, min_output_tokens)
+
     def suggest(
         self,
         budgets: Budgets,

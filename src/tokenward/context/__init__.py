@@ -11,10 +11,21 @@ a ``TokenCounter`` (``tokenward.counting``), or a callable.
   prompt cache keeps hitting.
 * :func:`pack_context` chooses RAG chunks maximizing total relevance in a budget
   (:class:`PackResult` with a :class:`PackReport`).
+* :func:`window_status`, :func:`can_add` and :func:`session_summary` manage the window's
+  limit: how full it is, whether a message fits and the cheapest remedy when it does not.
 """
 
 from tokenward.context._cache import CACHE_RULES, CacheAwareTrim, CacheRules
 from tokenward.context._counters import cached_counter, per_list, per_message
+from tokenward.context._limits import (
+    AddCheck,
+    Remedy,
+    SessionSummary,
+    WindowStatus,
+    can_add,
+    session_summary,
+    window_status,
+)
 from tokenward.context._pack import DroppedChunk, PackReport, PackResult, pack_context
 from tokenward.context._plan import DEFAULT_SHARES, Plan, plan
 from tokenward.context._trim import trim_history
@@ -22,16 +33,23 @@ from tokenward.context._trim import trim_history
 __all__ = [
     "CACHE_RULES",
     "DEFAULT_SHARES",
+    "AddCheck",
     "CacheAwareTrim",
     "CacheRules",
     "DroppedChunk",
     "PackReport",
     "PackResult",
     "Plan",
+    "Remedy",
+    "SessionSummary",
+    "WindowStatus",
     "cached_counter",
+    "can_add",
     "pack_context",
     "per_list",
     "per_message",
     "plan",
+    "session_summary",
     "trim_history",
+    "window_status",
 ]

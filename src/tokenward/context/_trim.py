@@ -369,16 +369,18 @@ class _Trim:
 
         # window in conversation order
         window = sorted(taken)
+        # start_on/end_on keep a turn whole: a window that directly continues a pinned
+        # message (the user turn an answer replies to, say) does not start a new turn
         if last and self.start_on is not None:
             while window:
                 s = window[0][0]
-                if self.start_on(replaced.get(s, self.items[s])):
+                if s - 1 in pinned or self.start_on(replaced.get(s, self.items[s])):
                     break
                 window.pop(0)
         if not last and self.end_on is not None:
             while window:
                 e = window[-1][1]
-                if self.end_on(replaced.get(e, self.items[e])):
+                if e + 1 in pinned or self.end_on(replaced.get(e, self.items[e])):
                     break
                 window.pop()
         kept = set(fixed)

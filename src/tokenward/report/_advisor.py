@@ -63,7 +63,7 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
@@ -310,7 +310,8 @@ def advise(
                 max_cache_hit_rate,
             )
         )
-        out.extend(_cheaper(w, info, catalog, scale, common, min_model_savings))
+        period = _Period(ledger, since, until, where)
+        out.extend(_cheaper(w, info, catalog, period, scale, common, min_model_savings))
         out.extend(_batch(w, info, scale, common))
         out.extend(_max_tokens(w, info, scale, common, max_output_ratio, min_calls))
     out.extend(
@@ -542,15 +543,26 @@ def _mix_cost(w: _Workload, prices: Any) -> Decimal:
     ) / _MILLION
 
 
+@dataclass(frozen=True)
+class _Period:
+    """The ledger and the range :func:`advise` reads (what the replay re-prices)."""
+
+    ledger: Any
+    since: datetime | None
+    until: datetime | None
+    where: Mapping[str, Any] | None
+
+
 def _cheaper(
     w: _Workload,
     info: Any,
     catalog: Any,
+    period: _Period,
     scale: Decimal,
     common: dict[str, Any],
     min_savings: float,
 ) -> list[Suggestion]:
-    from tokenward.cost import cost as price_call
+    from tokenward.predict import Scenario, replay, select_models
 
     if w.cost <= 0 or info.mode != "chat":
         return []
@@ -563,38 +575,40 @@ def _cheaper(
     limit = current * Decimal(str(1 - min_savings))
 
     def fits(m: Any) -> bool:
-        if m.name == info.name or m.mode != "chat":
-            return False
-        if m.context_window < need or (m.max_output is not None and m.max_output < max_out):
-            return False
         if bool(_REASONING_NAME.search(m.name)) != reasoning_workload:
             return False
         if m.provider == info.provider and _version(m.name) < _version(info.name):
             return False  # never an older generation of the same provider
         return _mix_cost(w, m.prices) <= limit
 
-    pool = [m for m in catalog.models() if fits(m)]
+    choices = select_models(
+        catalog, min_context=need, min_output=max_out, mode="chat", exclude=(info.name,)
+    )
+    pool = [c.info for c in choices if fits(c.info)]
     same = [m for m in pool if m.provider == info.provider]
     chosen_pool = same or pool
     if not chosen_pool:
         return []
     cand = max(chosen_pool, key=lambda m: (_mix_cost(w, m.prices), m.name))
-    # Pricing is linear within a tier: sum the usage per tier of the candidate, price each sum
-    # at that tier's prices (exact, and one cost() call per tier instead of per event).
-    by_tier: dict[int | None, Any] = {}
-    for e in w.events:
-        tier = cand.tier_for(e.usage.input)
-        t = None if tier is None else tier.above_input_tokens
-        by_tier[t] = e.usage if t not in by_tier else by_tier[t] + e.usage
-    new_cost = _ZERO
-    for t, usage in by_tier.items():
-        flat = replace(
-            cand, tiers=(), periods=(), prices=cand.prices_for(t + 1 if t is not None else 0)
+    # the workload's calls re-priced on the candidate by the what-if replay (tokenizer ratio,
+    # each call at its price tier)
+    where = {**(period.where or {}), "agent": w.agent, "model": w.model}
+    where["kind"] = ["chat", "completion"]
+    try:
+        replayed = replay(
+            period.ledger,
+            Scenario(model=cand.name),
+            since=period.since,
+            until=period.until,
+            where=where,
+            by=(),
+            catalog=catalog,
         )
-        try:
-            new_cost += price_call(usage, flat).total
-        except Exception:  # noqa: BLE001 - e.g. audio the candidate cannot price: no advice
-            return []
+    except Exception:  # noqa: BLE001 - e.g. audio the candidate cannot price: no advice
+        return []
+    if replayed.unpriced_calls:
+        return []
+    new_cost = replayed.cost_after
     saved = w.cost - new_cost
     if saved <= 0:
         return []
@@ -632,6 +646,10 @@ def _cheaper(
         "candidate_max_output": cand.max_output,
         "context_window_share": round(window_share, 4),
     }
+    for conversion in replayed.ratios:
+        if conversion.ratio != 1.0:
+            evidence["token_ratio"] = round(conversion.ratio, 4)
+            evidence["token_ratio_basis"] = conversion.basis
     return [
         Suggestion(
             kind="cheaper_model",

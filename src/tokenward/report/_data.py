@@ -41,6 +41,7 @@ class ReportData(_BaseReportData):
     agents: list[Any] = field(default_factory=list)  #: SummaryRows by agent
     top_conversations: list[Any] = field(default_factory=list)
     suggestions: list[Any] = field(default_factory=list)  #: advisor ``Suggestion`` objects
+    whatif: list[Any] = field(default_factory=list)  #: ``tokenward.predict.Replay`` per scenario
     notes: list[str] = field(default_factory=list)
 
 
@@ -180,6 +181,7 @@ def build_report_data(
     budgets: Sequence[Any] = (),
     budget_store: Any = None,
     advice: bool = True,
+    scenarios: Sequence[Any] = (),
     top_n: int = 10,
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
@@ -188,6 +190,7 @@ def build_report_data(
 
     ``budgets`` are ``Budget`` objects (e.g. from a budgets file); ``budget_store`` makes their
     utilization live. ``advice=False`` skips the advisor (it reads the events of the range).
+    ``scenarios`` (``tokenward.predict.Scenario``) are replayed for the "What if" section.
     """
     step = progress or (lambda _s: None)
     base = build_report(
@@ -225,6 +228,14 @@ def build_report_data(
         step("budgets")
         data.budgets = budget_rows(ledger, budgets, store=budget_store, now=now)
         data.budgets_requested = True
+    if scenarios and base.totals is not None:
+        step("what if")
+        from tokenward.predict import replay
+
+        data.whatif = [
+            replay(ledger, sc, since=since, until=until, where=where_d or None, catalog=catalog)
+            for sc in scenarios
+        ]
     if advice and base.totals is not None:
         step("advisor")
         from tokenward.report._advisor import advise
@@ -237,7 +248,8 @@ def build_report_data(
 
 def extras_dict(data: ReportData) -> dict[str, Any]:
     """The sections this builder adds, JSON-ready (money as exact plain decimal strings):
-    ``suggestions``, ``budgets``, ``top_conversations``, ``users``, ``agents``."""
+    ``suggestions``, ``budgets``, ``top_conversations``, ``users``, ``agents``, ``whatif``."""
+    from tokenward.report._whatif import whatif_dict
 
     def row(r: Any) -> dict[str, Any]:
         d: dict[str, Any] = dict(r.dims)
@@ -250,4 +262,5 @@ def extras_dict(data: ReportData) -> dict[str, Any]:
         "top_conversations": [row(r) for r in data.top_conversations],
         "users": [row(r) for r in data.users],
         "agents": [row(r) for r in data.agents],
+        "whatif": [whatif_dict(r) for r in data.whatif],
     }

@@ -20,6 +20,7 @@ from typing import Any
 from tokenward.report import _charts
 from tokenward.report._format import NA, number, percent, usd
 from tokenward.report._tables import unpriced_note
+from tokenward.report._whatif import whatif_html
 
 __all__ = ["render_html"]
 
@@ -429,5 +430,6 @@ def render_html(data: Any) -> str:
         _conversations(data),
         "<h2>Suggestions</h2>",
         _suggestions(data),
+        whatif_html(getattr(data, "whatif", [])),
     ]
     return head + "".join(body) + foot

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from tokenward.errors import UsageParseError
 from tokenward.integrations._common import BASE_URL_KEYS, MODEL_KEYS, guard
-from tokenward.usage import Usage
+from tokenward.usage import Usage, provider_cost
 
 logger = logging.getLogger("tokenward.integrations.langchain")
+_T = TypeVar("_T")
 
 __all__ = [
     "ResultInfo",
     "base_url_from_start",
     "dims_from_run",
     "extract_result",
+    "generation_usage",
     "max_output_from_params",
     "model_from_start",
     "swallow_internal_errors",
@@ -157,23 +160,51 @@ def max_output_from_params(invocation_params: Mapping[str, Any] | None) -> int |
     return None
 
 
-def usage_from_metadata(usage_metadata: Any) -> Usage | None:
-    """Usage from an ``AIMessage.usage_metadata`` (via the core parser), or None."""
-    if not usage_metadata:
-        return None
-    return Usage.from_langchain(usage_metadata)
-
-
-def usage_from_payload(payload: Any) -> Usage | None:
-    """Usage from any provider payload (via ``Usage.from_any``), None when it has none."""
-    if not payload:
-        return None
+def _parsed(parse: Callable[[Any], _T], payload: Any) -> _T | None:
+    """``parse(payload)``, or None (logged) when the payload is not usable usage."""
     try:
-        usage = Usage.from_any(payload)
+        return parse(payload)
     except UsageParseError:
         logger.debug("no usable usage in %r", type(payload).__name__, exc_info=True)
         return None
-    return usage if usage else None
+
+
+def _provider_usage(metadata: Mapping[str, Any] | None) -> Any:
+    """The provider's own usage object kept in LangChain metadata (``response_metadata``,
+    ``generation_info``, ``llm_output``): its ``token_usage`` (OpenAI-style) or ``usage``."""
+    if not metadata:
+        return None
+    return metadata.get("token_usage") or metadata.get("usage")
+
+
+def _with_provider_cost(usage: Usage, provider_usage: Any) -> Usage:
+    """``usage`` with the cost the provider reported in its own usage object (OpenRouter's
+    ``cost``), which LangChain's ``UsageMetadata`` has no field for."""
+    if usage.reported_cost is not None or not provider_usage:
+        return usage
+    cost = _parsed(provider_cost, provider_usage)
+    return usage if cost is None else replace(usage, reported_cost=cost)
+
+
+def generation_usage(message: Any, generation_info: Mapping[str, Any] | None) -> Usage | None:
+    """Usage of one generation, None when it reports none.
+
+    LangChain's normalized ``message.usage_metadata`` first (plus a cost the provider
+    reported beside it); else the provider's usage object in the message's
+    ``response_metadata``, then in the generation's ``generation_info``.
+    """
+    provider_usage = _provider_usage(getattr(message, "response_metadata", None))
+    usage_metadata = getattr(message, "usage_metadata", None)
+    if usage_metadata:
+        usage = _parsed(Usage.from_langchain, usage_metadata)
+        if usage is not None:
+            return _with_provider_cost(usage, provider_usage or _provider_usage(generation_info))
+    for payload in (provider_usage, _provider_usage(generation_info)):
+        if payload:
+            usage = _parsed(Usage.from_any, payload)
+            if usage:
+                return usage
+    return None
 
 
 class ResultInfo:
@@ -220,7 +251,9 @@ def extract_result(response: Any) -> ResultInfo:
     generation's ``generation_info``; when no generation carries any, from
     ``llm_output["token_usage"|"usage"]``. Usage for different prompts is summed;
     ``n>1`` candidates of one prompt that all repeat the same call-level usage
-    (as OpenAI reports it) are counted once.
+    (as OpenAI reports it) are counted once. A cost the provider reported in its
+    usage object (OpenRouter) is kept as ``usage.reported_cost``. The core parsers
+    receive the provider's usage object, never LangChain's containers.
     """
     info = ResultInfo()
     texts: list[str] = []
@@ -229,12 +262,9 @@ def extract_result(response: Any) -> ResultInfo:
         prompt_usage: list[Usage] = []
         for gen in candidates:
             message = getattr(gen, "message", None)
-            usage: Usage | None = None
+            usage = generation_usage(message, getattr(gen, "generation_info", None))
             if message is not None:
-                usage = usage_from_metadata(getattr(message, "usage_metadata", None))
                 meta = getattr(message, "response_metadata", None) or {}
-                if usage is None and meta:
-                    usage = usage_from_payload(meta.get("token_usage") or meta.get("usage"))
                 if info.model is None and meta:
                     info.model = _norm(
                         meta.get("model_name") or meta.get("model") or meta.get("model_id")
@@ -246,9 +276,6 @@ def extract_result(response: Any) -> ResultInfo:
                         info.tool_names.append(str(name))
             else:
                 texts.append(getattr(gen, "text", "") or "")
-            gen_info = getattr(gen, "generation_info", None)
-            if usage is None and gen_info:
-                usage = usage_from_payload(gen_info.get("token_usage") or gen_info.get("usage"))
             if usage is not None:
                 prompt_usage.append(usage)
         if prompt_usage:
@@ -257,8 +284,12 @@ def extract_result(response: Any) -> ResultInfo:
             for u in prompt_usage:
                 total = u if total is None else total + u
     llm_output = getattr(response, "llm_output", None) or {}
-    if total is None and llm_output:
-        total = usage_from_payload(llm_output.get("token_usage") or llm_output.get("usage"))
+    payload = _provider_usage(llm_output)
+    if payload:
+        if total is None:
+            total = _parsed(Usage.from_any, payload) or None
+        else:  # the call's usage object may carry the cost the generations' did not
+            total = _with_provider_cost(total, payload)
     if info.model is None and llm_output:
         info.model = _norm(llm_output.get("model_name") or llm_output.get("model"))
     info.usage = total

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
     from tokenward.accountant import Accountant
+    from tokenward.context import AddCheck, WindowStatus
     from tokenward.integrations.langchain._trimmer import HistoryTrimmer
 
 __all__ = ["TokenBudgetMiddleware", "TokenBudgetState", "model_name_of"]
@@ -391,6 +392,45 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         finally:
             _accounted_elsewhere.reset(token)
         return self._end(run_id, model, response, fallback)
+
+    # -- context limits (tokenward.context) ------------------------------------------------
+    def _limit_args(
+        self, state: Mapping[str, Any] | list[BaseMessage], model: str | None
+    ) -> tuple[list[Any], str]:
+        messages = state if isinstance(state, list) else list(state.get("messages") or [])
+        name = model or self.model_name
+        if name is None:
+            from tokenward.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "no model to read a context window from; pass model='...' or build the "
+                "middleware with model_name='...'"
+            )
+        return messages_for_preflight([messages]), name
+
+    def window_status(
+        self, state: Mapping[str, Any] | list[BaseMessage], model: str | None = None
+    ) -> WindowStatus:
+        """How full the model's context window is with the agent state's messages (or a
+        message list): :func:`tokenward.context.window_status`."""
+        from tokenward.context import window_status
+
+        messages, name = self._limit_args(state, model)
+        return window_status(messages, name, catalog=self.accountant.catalog)
+
+    def can_add(
+        self,
+        state: Mapping[str, Any] | list[BaseMessage],
+        message: BaseMessage,
+        model: str | None = None,
+    ) -> AddCheck:
+        """Whether ``message`` still fits after the state's messages, with the cheapest remedy
+        when it does not: :func:`tokenward.context.can_add`."""
+        from tokenward.context import can_add
+
+        messages, name = self._limit_args(state, model)
+        (new,) = messages_for_preflight([[message]])
+        return can_add(messages, new, name, catalog=self.accountant.catalog)
 
 
 def _utilization(budgets: Any, dims: Mapping[str, Any]) -> float:

@@ -12,7 +12,7 @@ from llama_index.core.memory import ChatMemoryBuffer
 from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY
 from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore
 
-from tokenward.context import per_message, trim_history
+from tokenward.context import AddCheck, WindowStatus, per_message, trim_history
 from tokenward.integrations.llama_index._common import model_from_llm, to_message, to_messages
 from tokenward.messages import Message
 
@@ -240,3 +240,29 @@ class TokenwardChatMemory(ChatMemoryBuffer):
             out.append(converted)
         self._conversions = new
         return out
+
+    # -- context limits (tokenward.context) ------------------------------------------------
+    def _limit_model(self, model: str | None) -> str:
+        name = model or self.model
+        if name is None:
+            from tokenward.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "this memory has no model to read a context window from; pass model='...' "
+                "or build it with TokenwardChatMemory.from_defaults(llm=...)"
+            )
+        return name
+
+    def window_status(self, model: str | None = None) -> WindowStatus:
+        """How full ``model``'s context window (default: the memory's model) is with the whole
+        stored history: used, remaining, messages remaining (:func:`tokenward.context.window_status`)."""
+        from tokenward.context import window_status
+
+        return window_status(to_messages(self.get_all()), self._limit_model(model))
+
+    def can_add(self, message: ChatMessage, model: str | None = None) -> AddCheck:
+        """Whether ``message`` still fits after the stored history, and the cheapest remedy when
+        it does not (:func:`tokenward.context.can_add`)."""
+        from tokenward.context import can_add
+
+        return can_add(to_messages(self.get_all()), to_message(message), self._limit_model(model))
