@@ -139,7 +139,7 @@ def test_instrument_and_callback_on_one_accountant_record_once():
 
 def test_dimensions_and_default_model():
     acc = Accountant()
-    handler = TokenwardCallbackHandler(acc, default_model="gpt-4o", agent="legacy-app")
+    handler = TokenwardCallbackHandler(acc, default_model="gpt-4o", dims={"agent": "legacy-app"})
     llm = MockLLM(max_tokens=2, callback_manager=CallbackManager([handler]))
     with dims(user_id="u5", tags={"plan": "pro"}):
         llm.chat([user("hi")])

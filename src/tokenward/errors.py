@@ -24,6 +24,7 @@ __all__ = [
     "LedgerError",
     "PriceDataError",
     "PricingMissingError",
+    "TokenBudgetExceededError",
     "TokenizerUnavailableError",
     "TokenwardError",
     "UnknownModelError",
@@ -179,6 +180,16 @@ class BudgetExceededError(TokenwardError):
             }
         }
         return 429, headers, body
+
+
+class TokenBudgetExceededError(BudgetExceededError, ValueError):
+    """The ``token_budget=`` of a LlamaIndex ``TokenwardCallbackHandler`` is used up.
+
+    A ``ValueError`` too, as LlamaIndex's ``TokenCountingHandler`` raises, so
+    ``except ValueError`` written for it still works.
+    """
+
+    code = "token-budget-exceeded"
 
 
 class BudgetStoreUnavailableError(TokenwardError):

@@ -34,6 +34,7 @@ from pydantic import PrivateAttr
 
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
+    embedding_texts,
     logger,
     max_output_tokens,
     model_from_dict,
@@ -75,7 +76,8 @@ class TokenwardEventHandler(BaseEventHandler):
     _default_model: str | None = PrivateAttr(default=None)
     _calls: OrderedDict[str, LLMCall] = PrivateAttr(default_factory=OrderedDict)
     _children: dict[str, str] = PrivateAttr(default_factory=dict)
-    _embeddings: dict[str, list[Any]] = PrivateAttr(default_factory=dict)  # [model, t0, open]
+    # span -> [model, t0, open batches, model_dict]
+    _embeddings: dict[str, list[Any]] = PrivateAttr(default_factory=dict)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(
@@ -193,6 +195,7 @@ class TokenwardEventHandler(BaseEventHandler):
                 model_from_dict(event.model_dict, self._default_model),
                 time.perf_counter(),
                 1,
+                event.model_dict,
             ]
         else:
             entry[2] += 1
@@ -210,7 +213,7 @@ class TokenwardEventHandler(BaseEventHandler):
             self._accountant,
             event.id_,
             entry[0],
-            event.chunks,
+            embedding_texts(entry[3], event.chunks),
             dims=self._dims,
             parent_id=_spans.parent_of(span),
             latency_ms=(time.perf_counter() - entry[1]) * 1000.0,

@@ -24,6 +24,7 @@ from tokenward.integrations.llama_index._common import (
     tools_to_dicts,
     usage_from_response,
 )
+from tokenward.messages import Message
 from tokenward.usage import Usage
 
 if TYPE_CHECKING:
@@ -95,17 +96,19 @@ def start_call(
         return None
     if not _spans.claim(accountant, run_id, owner):
         return None
-    core_messages = (
-        to_messages(messages)
-        if messages is not None
-        else ([{"role": "user", "content": prompt or ""}])
-    )
+    prompt_tokens = None
+    if messages is not None:
+        core_messages = to_messages(messages)
+    else:  # a completion: the provider bills the prompt text, without chat framing
+        core_messages = [Message("user", prompt or "")]
+        prompt_tokens = _counter(model, accountant).count_text(prompt or "")
     call = LLMCall(accountant, run_id, model, kind, core_messages, dims=dict(dims or {}))
     try:
         accountant.preflight(
             run_id,
             model,
             messages=core_messages,
+            prompt_tokens=prompt_tokens,
             tools=tools_to_dicts(tools),
             max_output_tokens=max_output,
             dims=dims,
@@ -138,12 +141,19 @@ def start_call(
 
 def _counted_usage(call: LLMCall, text: str) -> Usage:
     """Usage of a call that ran without a reservation and reported none: core counter."""
+    counter = _counter(call.model, call.accountant)
+    prompt = (
+        counter.count_text(call.messages[0].text)
+        if call.kind == "completion"
+        else counter.count_messages(call.messages)
+    )
+    return Usage(input=prompt, output=counter.count_text(text), estimated=True)
+
+
+def _counter(model: str, accountant: Any) -> Any:
     from tokenward.counting import get_counter
 
-    counter = get_counter(call.model, catalog=call.accountant.catalog)
-    return Usage(
-        input=counter.count_messages(call.messages), output=counter.count_text(text), estimated=True
-    )
+    return get_counter(model, catalog=accountant.catalog)
 
 
 def finish_call(
@@ -152,8 +162,12 @@ def finish_call(
     response: Any = None,
     error: BaseException | str | None = None,
     status: str = "ok",
+    usage: Usage | None = None,
 ) -> UsageEvent | None:
-    """Settle (or, on ``error`` without a response, release) the call; runs once."""
+    """Settle (or, on ``error`` without a response, release) the call; runs once.
+
+    ``usage`` is used when the response reports none (a caller's own count).
+    """
     if call.done:
         return None
     call.done = True
@@ -164,7 +178,7 @@ def finish_call(
         if call.denied is not None:
             return None  # nothing reserved, nothing reported
         return acc.release(call.run_id, error=error)  # type: ignore[no-any-return]
-    usage = usage_from_response(response) or usage_from_response(call.child_response)
+    usage = usage_from_response(response) or usage_from_response(call.child_response) or usage
     if response is None:
         response = call.child_response
     text = response_text(response)
@@ -205,11 +219,13 @@ def account_embedding(
     dims: Mapping[str, Any] | None = None,
     parent_id: str | None = None,
     latency_ms: float | None = None,
+    counts: Sequence[int] | None = None,
 ) -> UsageEvent | None:
     """Record one embedding request (``kind="embedding"``); tokens counted by the core counter.
 
     Embedding responses carry no usage in LlamaIndex events, so the input is
-    counted with the model's tokenizer (``estimated`` unless it is exact).
+    counted with the model's tokenizer (``estimated`` unless it is exact), or taken
+    from ``counts`` (per chunk, the caller's own tokenizer: ``estimated``).
     """
     if model is None:
         logger.warning(
@@ -217,11 +233,12 @@ def account_embedding(
             "recorded; pass default_model='...'"
         )
         return None
-    from tokenward.counting import get_counter
-
-    counter = get_counter(model, catalog=accountant.catalog)
-    tokens = sum(counter.count_text(chunk) for chunk in chunks)
-    usage = Usage(input=tokens, estimated=not counter.exact)
+    if counts is not None:
+        tokens, estimated = sum(counts), True
+    else:
+        counter = _counter(model, accountant)
+        tokens, estimated = sum(counter.count_text(chunk) for chunk in chunks), not counter.exact
+    usage = Usage(input=tokens, estimated=estimated)
     try:
         accountant.preflight(
             run_id, model, prompt_tokens=tokens, dims=dims, parent_id=parent_id, kind="embedding"
