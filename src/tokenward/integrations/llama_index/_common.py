@@ -210,7 +210,8 @@ def to_message(message: Any) -> Message:
     return Message(
         role,
         (message.content or "") if plain else _content_parts(blocks),
-        name=extra.get("name"),
+        # a tool result's "name" is LlamaIndex bookkeeping: its clients send tool_call_id only
+        name=None if role == "tool" else extra.get("name"),
         tool_calls=calls,
         tool_call_id=extra.get("tool_call_id"),
         id=extra.get("id"),
