@@ -6,7 +6,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +18,11 @@ from llama_index.core.callbacks.schema import CBEventType, EventPayload
 from llama_index.core.callbacks.token_counting import TokenCountingEvent
 from llama_index.core.utilities.token_counting import TokenCounter
 
-from tokenward.errors import TokenBudgetExceededError
+from tokenward.errors import TokenBudgetExceededError, UnknownModelError
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
     embedding_texts,
+    logger,
     max_output_tokens,
     model_from_dict,
     placeholder_model,
@@ -47,6 +49,18 @@ if TYPE_CHECKING:
     from tokenward.ledger import UsageEvent
 
 __all__ = ["TokenwardCallbackHandler"]
+
+
+@contextmanager
+def _placeholder_guard(model: str, *, named: bool) -> Iterator[None]:
+    """An unknown model is the user's to fix only when they named it: a call recorded under
+    a name tokenward made up (no model reported) never raises at the host application."""
+    try:
+        yield
+    except UnknownModelError as exc:
+        if named:
+            raise
+        logger.warning("tokenward: a LlamaIndex call reporting no model was not recorded: %s", exc)
 
 
 class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
@@ -199,10 +213,11 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
         extra = payload.get(EventPayload.ADDITIONAL_KWARGS) or {}
         messages = payload.get(EventPayload.MESSAGES)
         run_id = span or event_id
+        model = model_from_dict(serialized, self.default_model)
         call = start_call(
             self.accountant,
             run_id,
-            model_from_dict(serialized, self.default_model) or placeholder_model(serialized),
+            model or placeholder_model(serialized),
             owner=self,
             messages=messages,
             prompt=None if messages is not None else str(payload.get(EventPayload.PROMPT, "")),
@@ -212,7 +227,7 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
             kind="chat" if messages is not None else "completion",
             parent_id=_spans.parent_of(span),
             enforce=True,
-            raise_config_errors=True,
+            raise_config_errors=model is not None,  # a name we made up never raises at the user
         )
         if call is None:
             self._skip(event_id)
@@ -279,10 +294,11 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
             input=prompt_tokens, output=counter.get_string_tokens(str(response)), estimated=True
         )
 
-    def _record_unstarted(self, payload: dict[str, Any], response: Any) -> UsageEvent:
+    def _record_unstarted(self, payload: dict[str, Any], response: Any) -> UsageEvent | None:
         """Record an LLM end event whose start this handler never saw."""
         messages = payload.get(EventPayload.MESSAGES)
-        model = response_model(response) or self.default_model or placeholder_model(None)
+        named = response_model(response) or self.default_model
+        model = named or placeholder_model(None)
         if isinstance(response, str):
             text = response
         else:
@@ -302,14 +318,16 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
                 output=counter.count_text(text),
                 estimated=True,
             )
-        return self.accountant.record(
-            model,
-            usage,
-            run_id=uuid.uuid4().hex,
-            kind="chat" if messages is not None else "completion",
-            tool_names=tool_names(response),
-            **self.dims,
-        )
+        with _placeholder_guard(model, named=named is not None):
+            return self.accountant.record(
+                model,
+                usage,
+                run_id=uuid.uuid4().hex,
+                kind="chat" if messages is not None else "completion",
+                tool_names=tool_names(response),
+                **self.dims,
+            )
+        return None
 
     def _embedding_end(self, payload: dict[str, Any], event_id: str) -> None:
         with self._lock:
@@ -339,16 +357,19 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
 
             counter = get_counter(model, catalog=self.accountant.catalog)
             counts = [counter.count_text(t) for t in texts]
-        event = account_embedding(
-            self.accountant,
-            event_id if entry is not None else uuid.uuid4().hex,
-            model,
-            texts,
-            dims=self.dims,
-            parent_id=_spans.parent_of(span),
-            latency_ms=None if started is None else (time.perf_counter() - started) * 1000.0,
-            counts=counts if self._token_counter is not None else None,
-        )
+        named = model_from_dict(serialized, self.default_model) is not None
+        event = None
+        with _placeholder_guard(model, named=named):
+            event = account_embedding(
+                self.accountant,
+                event_id if entry is not None else uuid.uuid4().hex,
+                model,
+                texts,
+                dims=self.dims,
+                parent_id=_spans.parent_of(span),
+                latency_ms=None if started is None else (time.perf_counter() - started) * 1000.0,
+                counts=counts if self._token_counter is not None else None,
+            )
         if event is None:
             return
         self.events.append(event)
