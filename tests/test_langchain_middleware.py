@@ -245,3 +245,21 @@ def test_sixty_turns_checkpoint_keeps_everything_while_the_model_sees_a_trimmed_
     assert len(model.seen) == 60 and max(len(s) for s in model.seen) < 120
     events = list(acc.ledger.events())
     assert len(events) == 60 and all(e.model == "gpt-4o-mini" for e in events)
+
+
+async def test_async_agent_trims_the_request_and_keeps_the_state():
+    from tokenward.langchain import HistoryTrimmer
+
+    acc = EventAccountant()
+    trimmer = HistoryTrimmer(12, token_counter=words, include_system=False)
+    agent = create_agent(
+        agent_model(), tools=[get_weather], middleware=[TokenBudgetMiddleware(acc, trimmer=trimmer)]
+    )
+    history = [*old_history(10), HumanMessage("Weather in Oslo?", id="q")]
+    out = await agent.ainvoke({"messages": history})
+    assert [m.text for m in acc.preflights[0]["messages"]] == [
+        "old question 9",
+        "old answer 9",
+        "Weather in Oslo?",
+    ]
+    assert len(out["messages"]) == 21 + 3
