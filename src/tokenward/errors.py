@@ -27,6 +27,7 @@ __all__ = [
     "LedgerValueError",
     "PriceDataError",
     "PricingMissingError",
+    "TokenBudgetExceededError",
     "TokenizerUnavailableError",
     "TokenwardError",
     "UnknownModelError",
@@ -212,6 +213,16 @@ class UnpricedModelError(BudgetExceededError):
             attempted=Decimal(0),
             suggestion=f"Budget({budget!r}, ..., price_as='<a priced model>')",
         )
+
+
+class TokenBudgetExceededError(BudgetExceededError, ValueError):
+    """The ``token_budget=`` of a LlamaIndex ``TokenwardCallbackHandler`` is used up.
+
+    A ``ValueError`` too, as LlamaIndex's ``TokenCountingHandler`` raises, so
+    ``except ValueError`` written for it still works.
+    """
+
+    code = "token-budget-exceeded"
 
 
 class BudgetStoreUnavailableError(TokenwardError):

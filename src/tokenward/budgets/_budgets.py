@@ -480,7 +480,9 @@ class Budgets:
 
     def _commit_entry(self, entry: JournalEntry, now_s: float) -> None:
         # applied=False: this commit had already reached the store before the outage
-        items = [CommitItem(k, a, expires_at=entry.expires.get(k)) for k, a in entry.actuals.items()]
+        items = [
+            CommitItem(k, a, expires_at=entry.expires.get(k)) for k, a in entry.actuals.items()
+        ]
         self.store.commit(entry.id, items, now_s)
 
     def enforcement_failed(self, exc: BaseException, run_id: str) -> None:

@@ -103,9 +103,10 @@ def _run_config() -> dict[str, Any]:
 class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
     """Budgets, accounting, trimming and fallback for agents built with ``create_agent``.
 
-    * ``before_model``: when a ``trimmer`` is given, trims the state's messages to it
-      (the conversation in state is replaced by the kept messages, as LangChain's
-      ``SummarizationMiddleware`` does).
+    * trimming: with a ``trimmer``, every model call sees the trimmed history while the
+      agent's state (and its checkpoint) keeps every message. With ``trim_state=True``
+      the state itself is trimmed in ``before_model`` instead (the dropped messages are
+      removed from the checkpoint, as LangChain's ``SummarizationMiddleware`` does).
     * ``wrap_model_call``: pre-flight (exact prompt count incl. tools, reservation on
       every budget) through the Accountant, then the model call, then ``settle``
       with the reported usage. A hard budget that denies raises
@@ -124,7 +125,10 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
 
     Args:
         accountant: the Accountant (default: ``get_default_accountant()``).
-        trimmer: a :class:`HistoryTrimmer` applied in ``before_model``; ``None`` = no trimming.
+        trimmer: a :class:`HistoryTrimmer` for the messages each model call sees (the
+            system prompt is separate and not trimmed); ``None`` = no trimming.
+        trim_state: trim the stored conversation instead of the model request: the
+            dropped messages are deleted from the state and its checkpoint.
         fallback_model: a cheaper chat model used when the budget denies (or is near).
         model_name / fallback_model_name: catalog names when the model objects do not
             tell (default: read from the model object).
@@ -142,6 +146,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         accountant: Accountant | None = None,
         *,
         trimmer: HistoryTrimmer | None = None,
+        trim_state: bool = False,
         fallback_model: BaseChatModel | None = None,
         model_name: str | None = None,
         fallback_model_name: str | None = None,
@@ -158,6 +163,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             accountant = get_default_accountant()
         self.accountant = accountant
         self.trimmer = trimmer
+        self.trim_state = trim_state
         self.fallback_model = fallback_model
         self.model_name = model_name
         self.fallback_model_name = fallback_model_name or (
@@ -175,9 +181,10 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         self.max_output_tokens = max_output_tokens
         self.dims = {k: v for k, v in dims.items() if v is not None}
 
-    # -- before_model: trimming ------------------------------------------------------------
+    # -- trimming ---------------------------------------------------------------------------
     def before_model(self, state: TokenBudgetState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        if self.trimmer is None:
+        """With ``trim_state=True``: replace the stored conversation by the kept messages."""
+        if self.trimmer is None or not self.trim_state:
             return None
         messages: list[BaseMessage] = list(state.get("messages") or [])
         kept = self.trimmer.invoke(messages)
@@ -189,6 +196,16 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         self, state: TokenBudgetState, runtime: Runtime[Any]
     ) -> dict[str, Any] | None:
         return self.before_model(state, runtime)
+
+    def _trimmed(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
+        """The request with its messages trimmed (the state is left as it is)."""
+        if self.trimmer is None or self.trim_state:
+            return request
+        messages = list(request.messages)
+        kept = self.trimmer.invoke(messages)
+        if len(kept) == len(messages) and all(a is b for a, b in zip(kept, messages)):
+            return request
+        return request.override(messages=kept)
 
     # -- wrap_model_call: budgets + accounting ---------------------------------------------
     def _dims(self) -> dict[str, Any]:
@@ -366,6 +383,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
+        request = self._trimmed(request)
         run_id, actual, model, fallback = self._begin(request)
         token = _accounted_elsewhere.set(True)
         try:
@@ -382,6 +400,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
+        request = self._trimmed(request)
         run_id, actual, model, fallback = self._begin(request)
         token = _accounted_elsewhere.set(True)
         try:

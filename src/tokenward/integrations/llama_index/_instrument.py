@@ -34,6 +34,7 @@ from pydantic import PrivateAttr
 from tokenward.integrations._common import guard
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
+    embedding_texts,
     logger,
     max_output_tokens,
     model_from_dict,
@@ -72,8 +73,8 @@ class TokenwardEventHandler(BaseEventHandler):
     _accountant: Any = PrivateAttr()
     _dims: dict[str, Any] = PrivateAttr(default_factory=dict)
     _default_model: str | None = PrivateAttr(default=None)
-    #: open embedding spans -> [model, start time, batches not ended]: a span may hold several
-    #: start/end pairs, each recorded at its end (no call is pending in between)
+    #: open embedding spans -> [model, start time, batches not ended, model_dict]: a span may
+    #: hold several start/end pairs, each recorded at its end (no call is pending in between)
     _embeddings: dict[str, list[Any]] = PrivateAttr(default_factory=dict)
 
     def __init__(
@@ -191,6 +192,7 @@ class TokenwardEventHandler(BaseEventHandler):
                 model_from_dict(event.model_dict, self._default_model),
                 time.perf_counter(),
                 1,
+                event.model_dict,
             ]
         else:
             entry[2] += 1
@@ -208,7 +210,7 @@ class TokenwardEventHandler(BaseEventHandler):
             self._accountant,
             event.id_,
             entry[0],
-            event.chunks,
+            embedding_texts(entry[3], event.chunks),
             dims=self._dims,
             parent_id=_spans.parent_of(span),
             latency_ms=(time.perf_counter() - entry[1]) * 1000.0,

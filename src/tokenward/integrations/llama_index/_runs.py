@@ -26,6 +26,7 @@ from tokenward.integrations.llama_index._common import (
     tools_to_dicts,
     usage_from_response,
 )
+from tokenward.messages import Message
 from tokenward.usage import Usage
 
 if TYPE_CHECKING:
@@ -83,21 +84,23 @@ def start_call(
         )
     if not _spans.claim(accountant, run_id, owner):
         return False
-    core_messages = (
-        to_messages(messages)
-        if messages is not None
-        else [{"role": "user", "content": prompt or ""}]
-    )
-    preflight: dict[str, Any] = {
-        "messages": core_messages,
-        "tools": tools_to_dicts(tools),
-        "max_output_tokens": max_output,
-        "dims": dims,
-        "parent_id": parent_id,
-        "kind": kind,
-        "data": CallData(),
-    }
     try:
+        prompt_tokens = None
+        if messages is not None:
+            core_messages = to_messages(messages)
+        else:  # a completion: the provider bills the prompt text, without chat framing
+            core_messages = [Message("user", prompt or "")]
+            prompt_tokens = _counter(model or "unknown", accountant).count_text(prompt or "")
+        preflight: dict[str, Any] = {
+            "messages": core_messages,
+            "prompt_tokens": prompt_tokens,
+            "tools": tools_to_dicts(tools),
+            "max_output_tokens": max_output,
+            "dims": dims,
+            "parent_id": parent_id,
+            "kind": kind,
+            "data": CallData(),
+        }
         try:
             accountant.preflight(run_id, model, **preflight)
         except (BudgetExceededError, BudgetStoreUnavailableError) as denied:
@@ -116,6 +119,12 @@ def start_call(
     return True
 
 
+def _counter(model: str, accountant: Any) -> Any:
+    from tokenward.counting import get_counter
+
+    return get_counter(accountant.model_info(model)[0].name, catalog=accountant.catalog)
+
+
 def finish_call(
     accountant: Accountant,
     run_id: str,
@@ -123,8 +132,12 @@ def finish_call(
     response: Any = None,
     error: BaseException | str | None = None,
     status: str = "ok",
+    usage: Usage | None = None,
 ) -> UsageEvent | None:
-    """Settle (or, on ``error`` without a response, release) the call; runs once."""
+    """Settle (or, on ``error`` without a response, release) the call; runs once.
+
+    ``usage`` is used when the response reports none (a caller's own count).
+    """
     data = call_data(accountant, run_id)
     _spans.unclaim(accountant, run_id)
     if data is None:
@@ -133,7 +146,7 @@ def finish_call(
         response = data.last_response
     if error is not None and response is None:
         return accountant.release(run_id, error=error)
-    usage = usage_from_response(response) or usage_from_response(data.child_response)
+    usage = usage_from_response(response) or usage_from_response(data.child_response) or usage
     if response is None:
         response = data.child_response
     return accountant.settle(
@@ -156,12 +169,14 @@ def account_embedding(
     dims: Mapping[str, Any] | None = None,
     parent_id: str | None = None,
     latency_ms: float | None = None,
+    counts: Sequence[int] | None = None,
 ) -> UsageEvent | None:
     """Record one embedding request (``kind="embedding"``); tokens counted by the core counter.
 
     Embedding responses carry no usage in LlamaIndex events, so the input is counted with
-    the model's tokenizer (``estimated`` unless it is exact). The request already ran, so
-    it is recorded as it is (its spend committed on the budgets).
+    the model's tokenizer (``estimated`` unless it is exact), or taken from ``counts`` (per
+    chunk, the caller's own tokenizer: ``estimated``). The request already ran, so it is
+    recorded as it is (its spend committed on the budgets).
     """
     if model is None:
         log_internal_error(
@@ -173,14 +188,14 @@ def account_embedding(
             ),
         )
     name = model or "unknown"
-    from tokenward.counting import get_counter
-
-    info, _ = accountant.model_info(name)
-    counter = get_counter(info.name, catalog=accountant.catalog)
-    tokens = sum(counter.count_text(chunk) for chunk in chunks)
+    if counts is not None:
+        tokens, estimated = sum(counts), True
+    else:
+        counter = _counter(name, accountant)
+        tokens, estimated = sum(counter.count_text(chunk) for chunk in chunks), not counter.exact
     return accountant.record(
         name,
-        Usage(input=tokens, estimated=not counter.exact),
+        Usage(input=tokens, estimated=estimated),
         run_id=run_id,
         kind="embedding",
         parent_id=parent_id,
