@@ -10,6 +10,14 @@
    history to 8,000 tokens. ChatMemoryBuffer re-tokenizes the remaining window for every
    dropped message (quadratic): ANCHORS measured about 64 s on 2,000 messages, so here it
    runs on 300 messages; ours runs on both 300 and 2,000.
+3. Handlers: what recording a call costs above LlamaIndex's own event dispatch. A
+   ``CustomLLM`` answering instantly with an OpenAI usage payload is called in interleaved
+   rounds with: no handler; an empty instrumentation event handler (the floor of
+   ``instrument()``); tokenward's ``instrument()`` (pricing, one hard budget, SQLite
+   ledger); an empty legacy callback handler (the floor of a ``CallbackManager``);
+   LlamaIndex's ``TokenCountingHandler`` (the anchor); tokenward's legacy
+   ``TokenwardCallbackHandler``. CPU time per call, paired medians over rounds of the
+   difference to each mechanism's floor. Goal (issue 17): ours <= 1.25 x the anchor.
 
     python benchmarks/bench_llama_index.py
 """
@@ -27,6 +35,7 @@ T = TypeVar("T")
 WINDOW = 8_192
 PACK_GOAL_RATIO = 0.99  # keep (almost) as much relevance in one call as repack's first call
 MEMORY_GOAL_MS = 50.0  # 2,000 messages trimmed in under 50 ms (anchor: ~64 s)
+HANDLER_GOAL_RATIO = 1.25  # own work above the floor vs TokenCountingHandler's
 
 
 def _median(fn: Callable[[], T], reps: int) -> tuple[float, T]:
@@ -261,6 +270,152 @@ def _memory(quick: bool) -> str:
     )
 
 
+def _handlers(quick: bool) -> str:
+    import tempfile
+    from pathlib import Path
+
+    from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
+    from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+    from llama_index.core.callbacks.base_handler import BaseCallbackHandler
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+    from llama_index.core.llms.callbacks import llm_completion_callback
+    from llama_index.core.llms.custom import CustomLLM
+
+    from tokenward.accountant import Accountant
+    from tokenward.budgets import Budget
+    from tokenward.llama_index import TokenwardCallbackHandler, TokenwardEventHandler
+
+    class Provider(CustomLLM):
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="gpt-4o-mini")
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponse:
+            usage = {"prompt_tokens": 24, "completion_tokens": 8, "total_tokens": 32}
+            return CompletionResponse(text="Paris.", raw={"model": "gpt-4o-mini", "usage": usage})
+
+        def stream_complete(self, prompt: str, formatted: bool = False, **kw: Any) -> Any:
+            raise NotImplementedError
+
+    class EmptyEvents(BaseEventHandler):
+        @classmethod
+        def class_name(cls) -> str:
+            return "EmptyEvents"
+
+        def handle(self, event: Any, **kwargs: Any) -> None:
+            return None
+
+    class EmptyCallback(BaseCallbackHandler):
+        def __init__(self) -> None:
+            super().__init__([], [])
+
+        def on_event_start(self, *a: Any, **k: Any) -> str:
+            return ""
+
+        def on_event_end(self, *a: Any, **k: Any) -> None:
+            return None
+
+        def start_trace(self, trace_id: str | None = None) -> None:
+            return None
+
+        def end_trace(self, *a: Any, **k: Any) -> None:
+            return None
+
+    tmp = tempfile.TemporaryDirectory()
+
+    def accountant(name: str) -> Accountant:
+        budget = Budget("per-user-daily", limit_usd="1000000", scope="user_id")
+        return Accountant(ledger=str(Path(tmp.name) / name), budgets=[budget])
+
+    acc_instr, acc_cb = accountant("instr.db"), accountant("cb.db")
+    plain = Provider()
+    variants: dict[str, tuple[Any, Any]] = {  # name: (llm, dispatcher event handler or None)
+        "no handler": (plain, None),
+        "empty event handler (floor of instrument())": (plain, EmptyEvents()),
+        "tokenward instrument(): pricing + 1 hard budget + SQLite ledger": (
+            plain,
+            TokenwardEventHandler(acc_instr, user_id="u1"),
+        ),
+        "empty callback handler (floor of CallbackManager)": (
+            Provider(callback_manager=CallbackManager([EmptyCallback()])),
+            None,
+        ),
+        "TokenCountingHandler (anchor)": (
+            Provider(callback_manager=CallbackManager([TokenCountingHandler()])),
+            None,
+        ),
+        "tokenward TokenwardCallbackHandler: pricing + 1 hard budget + SQLite ledger": (
+            Provider(
+                callback_manager=CallbackManager([TokenwardCallbackHandler(acc_cb, user_id="u1")])
+            ),
+            None,
+        ),
+    }
+    dispatcher = get_dispatcher()
+
+    def timed(llm: Any, handler: Any, n: int) -> float:
+        if handler is not None:
+            dispatcher.add_event_handler(handler)
+        try:
+            start = time.process_time()
+            for _ in range(n):
+                llm.complete("What is the capital of France?")
+            return (time.process_time() - start) / n * 1e6
+        finally:
+            if handler is not None:
+                dispatcher.event_handlers = [
+                    h for h in dispatcher.event_handlers if h is not handler
+                ]
+
+    rounds, per_round = (5, 40) if quick else (30, 100)
+    for llm, handler in variants.values():
+        timed(llm, handler, 30)
+    names = list(variants)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            samples[name].append(timed(*variants[name], per_round))
+    acc_instr.close()
+    acc_cb.close()
+    tmp.cleanup()
+    floors = {
+        names[2]: names[1],
+        names[1]: names[1],
+        names[0]: names[1],
+        names[3]: names[3],
+        names[4]: names[3],
+        names[5]: names[3],
+    }
+    own = {
+        n: statistics.median(v - f for v, f in zip(samples[n], samples[floors[n]])) for n in names
+    }
+    lines = [
+        "#### Handlers: recording a call (`bench_llama_index.py`)",
+        "",
+        f"`CustomLLM.complete` answering instantly with an OpenAI usage payload, {rounds} "
+        f"interleaved rounds of {per_round} calls; median CPU µs per call; own work = median of "
+        "the per-round differences to the floor of the same mechanism.",
+        "",
+        "| variant | µs / call | own work above its floor |",
+        "|---|---:|---:|",
+    ]
+    for n in names:
+        lines.append(f"| {n} | {statistics.median(samples[n]):,.1f} | {own[n]:+,.1f} µs |")
+    anchor = own[names[4]]
+    worst = max(own[names[2]], own[names[5]])
+    ratio = worst / anchor if anchor > 0 else float("inf")
+    lines += [
+        "",
+        f"Goal: tokenward's own work (worst of the two handlers) <= {HANDLER_GOAL_RATIO} x "
+        f"TokenCountingHandler's — measured {ratio:.2f}x: "
+        f"**goal {'met' if ratio <= HANDLER_GOAL_RATIO else 'missed'}**.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def run(quick: bool = False) -> str:
     import llama_index.core  # noqa: F401 - import time out of the measurements
 
@@ -280,8 +435,15 @@ def run(quick: bool = False) -> str:
         + _context(quick)
         + "\n"
         + _memory(quick)
+        + "\n"
+        + _handlers(quick)
     )
 
 
 if __name__ == "__main__":
-    print(run())
+    import sys
+
+    if "--handlers" in sys.argv:  # only the handler part
+        print(_handlers(quick="--quick" in sys.argv))
+    else:
+        print(run(quick="--quick" in sys.argv))

@@ -85,10 +85,15 @@ def history() -> list[ChatMessage]:
 
 def describe(messages: list[ChatMessage]) -> str:
     counter = get_counter(MODEL)
-    # content, tool calls (OpenAI format in additional_kwargs here) and chat overhead
+    # content, tool calls (OpenAI format in additional_kwargs here) and chat overhead, as the
+    # OpenAI client sends them (a tool result's "name" stays behind)
     n = counter.count_messages(
         [
-            {"role": m.role.value, "content": m.content or "", **m.additional_kwargs}
+            {
+                "role": m.role.value,
+                "content": m.content or "",
+                **{k: v for k, v in m.additional_kwargs.items() if k != "name"},
+            }
             for m in messages
         ]
     )

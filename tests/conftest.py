@@ -13,6 +13,7 @@ import tempfile
 
 import pytest
 
+from tests._faults import redis_process  # noqa: F401  (a redis-server tests can kill)
 from tests._servers import *  # noqa: F403  (postgres_url, redis_url, ...)
 
 os.environ.setdefault("TOKENWARD_TESTING", "1")

@@ -21,7 +21,6 @@ from tokenward.counting import get_counter
 from tokenward.errors import (
     BudgetExceededError,
     ConfigurationError,
-    UnknownModelError,
     UsageParseError,
 )
 from tokenward.ledger import MemoryLedger
@@ -102,11 +101,20 @@ def test_estimate_uses_the_same_tiered_prices_as_the_bill(acct: Accountant):
     assert event is not None and event.cost == est.cost
 
 
-def test_unknown_model_is_a_clear_error_and_leaves_nothing_pending(acct: Accountant):
-    with pytest.raises(UnknownModelError) as info:
-        acct.preflight("r", "acme-chatt", prompt_tokens=10)
-    assert "acme-chat" in str(info.value)  # suggestion
-    assert acct.pending("r") is None
+def test_unknown_model_runs_and_is_recorded_with_its_tokens_and_cost_unknown(
+    acct: Accountant, caplog
+):
+    with caplog.at_level(logging.WARNING, logger="tokenward"):
+        est = acct.preflight("r", "acme-chatt-unknown", prompt_tokens=10)
+        acct.preflight("r2", "acme-chatt-unknown", prompt_tokens=10)
+    assert est.cost is None and est.prompt_tokens == 10
+    event = acct.settle("r", Usage(input=10, output=5))
+    assert event is not None
+    assert event.model == "acme-chatt-unknown" and event.cost is None
+    assert event.usage == Usage(input=10, output=5) and event.price_source is None
+    # one warning per model per process, not per call
+    assert caplog.text.count("'acme-chatt-unknown' has no known price") == 1
+    assert acct.ledger.count() == 1
 
 
 def test_fallback_catalog_prices_unknown_model_but_records_its_name():
@@ -292,6 +300,14 @@ def test_hard_budget_denies_before_the_call_and_reserves_the_estimate(catalog: C
     assert acct.ledger.count() == 1
 
 
+def test_preflight_of_a_pending_run_replaces_its_reservation(catalog: Catalog):
+    budgets = _budgets("1")
+    acct = Accountant(catalog=catalog, budgets=budgets, ledger=MemoryLedger(), clock=lambda: T0)
+    acct.preflight("r", "acme-chat", prompt_tokens=100, max_output_tokens=0, dims={"user_id": "u"})
+    acct.preflight("r", "acme-chat", prompt_tokens=300, max_output_tokens=0, dims={"user_id": "u"})
+    assert budgets.status("per-user", user_id="u", now=T0).reserved == Decimal(300) / M
+
+
 def test_release_returns_the_reservation_or_commits_partial_cost(catalog: Catalog):
     budgets = _budgets("1")
     acct = Accountant(catalog=catalog, budgets=budgets, ledger=MemoryLedger(), clock=lambda: T0)
@@ -462,14 +478,11 @@ def test_preflight_of_an_already_settled_run_is_refused(acct: Accountant):
     assert acct.pending("r") is None
 
 
-def test_runs_never_ended_are_evicted_and_their_reservations_released(
-    catalog: Catalog, monkeypatch, caplog
-):
-    import tokenward.accountant as accountant_module
-
-    monkeypatch.setattr(accountant_module, "_MAX_PENDING", 3)
+def test_runs_never_ended_are_evicted_and_their_reservations_released(catalog: Catalog, caplog):
     budgets = _budgets("1")
-    acct = Accountant(catalog=catalog, budgets=budgets, ledger=MemoryLedger(), clock=lambda: T0)
+    acct = Accountant(
+        catalog=catalog, budgets=budgets, ledger=MemoryLedger(), clock=lambda: T0, max_pending=3
+    )
     with caplog.at_level(logging.WARNING, logger="tokenward"):
         for i in range(5):
             acct.preflight(f"r{i}", "acme-chat", prompt_tokens=1000, dims={"user_id": "u"})
@@ -511,7 +524,7 @@ def test_reported_usage_calibrates_the_estimator_for_models_without_a_tokenizer(
     # the provider counts this prompt as twice our estimate, call after call
     acct.settle("cal-0", Usage(input=2 * first.prompt_tokens, output=5))
     for i in range(1, 6):
-        est = acct.preflight(
+        acct.preflight(
             f"cal-{i}", "calibration-test-model", messages=messages, max_output_tokens=10
         )
         acct.settle(f"cal-{i}", Usage(input=2 * first.prompt_tokens, output=5))

@@ -221,8 +221,8 @@ def live_store(tmp_path):  # type: ignore[no-untyped-def]
     )
     store_path = tmp_path / "budgets.db"
     budgets = Budgets(*load_budget_config(path).build(), store=SQLiteBudgetStore(store_path))
-    budgets.reserve("r1", {"user_id": "u1"}, cost_nanos=1_250_000_000, tokens=3_000)
-    budgets.commit("r1", cost_nanos=1_250_000_000, tokens=3_000)
+    h_r1 = budgets.reserve("r1", {"user_id": "u1"}, cost_nanos=1_250_000_000, tokens=3_000)
+    budgets.commit(h_r1, cost_nanos=1_250_000_000, tokens=3_000)
     budgets.reserve("r2", {"user_id": "u1"}, cost_nanos=500_000_000, tokens=1_000)
     # r2 stays reserved (a call in flight); the store is not closed so it is not reconciled
     return path, store_path

@@ -141,12 +141,12 @@ def test_default_limit_for_unknown_users_and_overrides() -> None:
 def test_reserve_commit_release_arithmetic_and_error_fields() -> None:
     budgets, _ = make(Budget("daily", limit_usd="1", scope="user_id"))
     d = {"user_id": "u1"}
-    budgets.reserve("r1", d, 400_000_000, 10, now=T0)
-    budgets.reserve("r2", d, 300_000_000, 10, now=T0)
+    h_r1 = budgets.reserve("r1", d, 400_000_000, 10, now=T0)
+    h_r2 = budgets.reserve("r2", d, 300_000_000, 10, now=T0)
     s = budgets.status("daily", user_id="u1", now=T0)
     assert (s.spent, s.reserved, s.remaining) == (Decimal(0), Decimal("0.7"), Decimal("0.3"))
-    budgets.commit("r1", 350_000_000, 10, now=T0)
-    budgets.release("r2", now=T0)
+    budgets.commit(h_r1, 350_000_000, 10, now=T0)
+    budgets.release(h_r2, now=T0)
     s = budgets.status("daily", user_id="u1", now=T0)
     assert (s.spent, s.reserved, s.remaining, s.calls) == (Decimal("0.35"), 0, Decimal("0.65"), 1)
     assert s.utilization == pytest.approx(0.35)
@@ -182,32 +182,34 @@ def test_all_or_nothing_across_budgets() -> None:
 
 def test_commit_is_idempotent_and_records_spend_without_reservation() -> None:
     budgets, _ = make(Budget("g", limit_tokens=1000))
-    budgets.reserve("r", {}, 0, 100, now=T0)
-    budgets.commit("r", 0, 80, now=T0)
-    budgets.commit("r", 0, 80, now=T0)
-    budgets.commit("r", 0, 80, dims={}, now=T0)
+    held = budgets.reserve("r", {}, 0, 100, now=T0)
+    assert held is not None and held.budgets == ["g"]
+    budgets.commit(held, 0, 80, now=T0)
+    budgets.commit(held, 0, 80, now=T0)
+    budgets.commit(held, 0, 80, dims={}, now=T0)
+    budgets.release(held, now=T0)  # after a commit: nothing to give back
     assert budgets.status("g", now=T0).spent == 80
-    budgets.commit("unreserved", 0, 5, dims={}, now=T0)  # e.g. reservation expired / one-shot
-    budgets.commit("unknown-no-dims", 0, 5, now=T0)  # nothing to attribute it to: ignored
+    # e.g. a one-shot record(): no reservation, spend recorded on what applies to ``dims``
+    budgets.commit(None, 0, 5, dims={}, run_id="unreserved", now=T0)
+    budgets.commit(None, 0, 5, now=T0)  # nothing to attribute it to: ignored
     assert budgets.status("g", now=T0).spent == 85
 
 
-def test_reserving_same_run_again_replaces_the_reservation() -> None:
-    budgets, _ = make(Budget("g", limit_tokens=100))
-    budgets.reserve("r", {}, 0, 60, now=T0)
-    budgets.reserve("r", {}, 0, 70, now=T0)
-    assert budgets.status("g", now=T0).reserved == 70
+def test_no_budget_applies_no_reservation() -> None:
+    budgets, _ = make(Budget("support", limit_tokens=100, where={"agent": "support"}))
+    assert budgets.reserve("r", {"agent": "sales"}, 0, 1000, now=T0) is None
+    assert budgets.enforces({"agent": "support"}) and not budgets.enforces({"agent": "sales"})
 
 
 def test_reservations_expire_after_ttl_and_commit_after_expiry_still_counts() -> None:
     budgets, _ = make(Budget("g", limit_usd="1"), reservation_ttl=timedelta(seconds=30))
-    budgets.reserve("r", {}, 900_000_000, 0, now=T0)
+    h_r = budgets.reserve("r", {}, 900_000_000, 0, now=T0)
     with pytest.raises(BudgetExceededError):
         budgets.reserve("r2", {}, 200_000_000, 0, now=T0 + timedelta(seconds=29))
     later = T0 + timedelta(seconds=31)
     assert budgets.status("g", now=later).reserved == 0
     budgets.reserve("r3", {}, 200_000_000, 0, now=later)
-    budgets.commit("r", 500_000_000, 0, now=later)  # the slow call finished after all
+    budgets.commit(h_r, 500_000_000, 0, now=later)  # the slow call finished after all
     s = budgets.status("g", now=later)
     assert (s.spent, s.reserved) == (Decimal("0.5"), Decimal("0.2"))
 
@@ -215,8 +217,8 @@ def test_reservations_expire_after_ttl_and_commit_after_expiry_still_counts() ->
 def test_request_window_checks_each_call_alone() -> None:
     budgets, _ = make(Budget("per-call", limit_usd="0.10", window="request"))
     for i in range(5):
-        budgets.reserve(f"r{i}", {}, 100_000_000, 0, now=T0)
-        budgets.commit(f"r{i}", 100_000_000, 0, now=T0)
+        held = budgets.reserve(f"r{i}", {}, 100_000_000, 0, now=T0)
+        budgets.commit(held, 100_000_000, 0, now=T0)
     with pytest.raises(BudgetExceededError) as e:
         budgets.reserve("big", {}, 100_000_001, 0, now=T0)
     assert e.value.reset_at is None and "alone" in e.value.suggestion
@@ -224,8 +226,8 @@ def test_request_window_checks_each_call_alone() -> None:
 
 def test_conversation_window_is_keyed_by_conversation_and_never_resets() -> None:
     budgets, _ = make(Budget("conv", limit_tokens=1000, window="conversation"))
-    budgets.reserve("a", {"conversation_id": "c1"}, 0, 900, now=T0)
-    budgets.commit("a", 0, 900, now=T0)
+    h_a = budgets.reserve("a", {"conversation_id": "c1"}, 0, 900, now=T0)
+    budgets.commit(h_a, 0, 900, now=T0)
     far = T0 + timedelta(days=400)
     with pytest.raises(BudgetExceededError) as e:
         budgets.reserve("b", {"conversation_id": "c1"}, 0, 101, now=far)
@@ -243,8 +245,8 @@ def test_rolling_window_spend_leaves_bucket_by_bucket() -> None:
     t = datetime(2026, 1, 1, 10, 0, 30, tzinfo=UTC)
     for i, minute in enumerate((0, 10, 20)):
         now = t + timedelta(minutes=minute)
-        budgets.reserve(f"r{i}", {}, 0, 30, now=now)
-        budgets.commit(f"r{i}", 0, 30, now=now)
+        held = budgets.reserve(f"r{i}", {}, 0, 30, now=now)
+        budgets.commit(held, 0, 30, now=now)
     now = t + timedelta(minutes=59)
     with pytest.raises(BudgetExceededError) as e:
         budgets.reserve("x", {}, 0, 40, now=now)
@@ -398,8 +400,8 @@ def test_rolling_window_properties(ts: int, minutes: int, buckets: int) -> None:
 def test_calendar_budget_resets_at_local_midnight() -> None:
     budgets, _ = make(Budget("d", limit_tokens=10, window="day", timezone="Europe/Berlin"))
     before = datetime(2026, 11, 23, 22, 59, tzinfo=UTC)  # 23:59 in Berlin
-    budgets.reserve("a", {}, 0, 10, now=before)
-    budgets.commit("a", 0, 10, now=before)
+    h_a = budgets.reserve("a", {}, 0, 10, now=before)
+    budgets.commit(h_a, 0, 10, now=before)
     with pytest.raises(BudgetExceededError) as e:
         budgets.reserve("b", {}, 0, 1, now=before)
     assert e.value.reset_at == datetime(2026, 11, 23, 23, 0, tzinfo=UTC)
@@ -410,16 +412,16 @@ def test_calendar_budget_resets_at_local_midnight() -> None:
 def test_thresholds_fire_once_per_scope_and_window() -> None:
     budgets, alerts = make(Budget("d", limit_usd="1", scope="user_id"))
     for i in range(10):  # $0.10 each: crosses 50, 75, 90 %
-        budgets.reserve(f"r{i}", {"user_id": "u"}, 100_000_000, 0, now=T0)
-        budgets.commit(f"r{i}", 100_000_000, 0, now=T0)
+        held = budgets.reserve(f"r{i}", {"user_id": "u"}, 100_000_000, 0, now=T0)
+        budgets.commit(held, 100_000_000, 0, now=T0)
     assert [(a.threshold, a.kind, a.spent) for a in alerts] == [
         (0.5, "threshold", Decimal("0.5")),
         (0.75, "threshold", Decimal("0.8")),
         (0.9, "threshold", Decimal("0.9")),
     ]
     nxt = T0 + timedelta(days=1)  # a new window fires again
-    budgets.reserve("n", {"user_id": "u"}, 600_000_000, 0, now=nxt)
-    budgets.commit("n", 600_000_000, 0, now=nxt)
+    h_n = budgets.reserve("n", {"user_id": "u"}, 600_000_000, 0, now=nxt)
+    budgets.commit(h_n, 600_000_000, 0, now=nxt)
     assert [a.threshold for a in alerts[3:]] == [0.5]
     assert alerts[-1].window == "d2026-11-24" and alerts[-1].reset_at == datetime(
         2026, 11, 25, tzinfo=UTC
@@ -435,8 +437,8 @@ def test_thresholds_fire_once_across_budgets_objects_sharing_a_store() -> None:
     ]
     for i in range(9):
         b = procs[i % 3]
-        b.reserve(f"r{i}", {}, 0, 10, now=T0)
-        b.commit(f"r{i}", 0, 10, now=T0)
+        held = b.reserve(f"r{i}", {}, 0, 10, now=T0)
+        b.commit(held, 0, 10, now=T0)
     assert sorted(a.threshold for a in alerts) == [0.5, 0.75, 0.9]  # 90 of 100, once each
 
 
@@ -449,8 +451,8 @@ def test_soft_budget_never_denies_and_alerts_when_exceeded(
     )
     with caplog.at_level(logging.WARNING, logger="tokenward.budgets"):
         for i in range(3):
-            budgets.reserve(f"r{i}", {}, 0, 60, now=T0)
-            budgets.commit(f"r{i}", 0, 60, now=T0)
+            held = budgets.reserve(f"r{i}", {}, 0, 60, now=T0)
+            budgets.commit(held, 0, 60, now=T0)
     recs = [r for r in caplog.records if hasattr(r, "tokenward_alert")]
     assert [r.tokenward_alert["threshold"] for r in recs] == [0.5, 1.0]
     assert (
@@ -468,16 +470,16 @@ def test_a_failing_alert_sink_does_not_break_the_call() -> None:
     budgets = Budgets(
         Budget("g", limit_tokens=10, thresholds=(0.5,)), alert_sinks=[boom, seen.append]
     )
-    budgets.reserve("r", {}, 0, 6, now=T0)
-    budgets.commit("r", 0, 6, now=T0)
+    h_r = budgets.reserve("r", {}, 0, 6, now=T0)
+    budgets.commit(h_r, 0, 6, now=T0)
     assert len(seen) == 1
 
 
 def test_status_forecasts_remaining_calls_at_average_cost() -> None:
     budgets, _ = make(Budget("d", limit_usd="1"))
     for i, c in enumerate((100_000_000, 200_000_000)):
-        budgets.reserve(f"r{i}", {}, c, 0, now=T0)
-        budgets.commit(f"r{i}", c, 0, now=T0)
+        held = budgets.reserve(f"r{i}", {}, c, 0, now=T0)
+        budgets.commit(held, c, 0, now=T0)
     s = budgets.status("d", now=T0)
     assert s.average_per_call == Decimal("0.15") and s.forecast_remaining_calls == 4
     assert s.near_limit is False
@@ -525,11 +527,11 @@ def test_fail_closed_denies_with_store_error_but_never_loses_committed_spend() -
     budgets, _ = make(
         Budget("g", limit_tokens=1000), store=store, fail_mode="closed", retry_interval=timedelta(0)
     )
-    budgets.reserve("before", {}, 0, 100, now=T0)
+    h_before = budgets.reserve("before", {}, 0, 100, now=T0)
     store.down = True
     with pytest.raises(BudgetStoreUnavailableError, match="fail_mode='closed'"):
         budgets.reserve("during", {}, 0, 10, now=T0)
-    budgets.commit("before", 0, 100, now=T0)  # call already happened: journaled, no exception
+    budgets.commit(h_before, 0, 100, now=T0)  # call already happened: journaled, no exception
     assert budgets.journal_size == 1
     store.down = False
     budgets.reserve("after", {}, 0, 10, now=T0)  # reconciles first
@@ -547,8 +549,8 @@ def test_fail_open_allows_calls_journals_spend_and_reconciles() -> None:
     )
     store.down = True
     for i in range(3):
-        budgets.reserve(f"r{i}", {}, 0, 2000, now=T0)  # even over the limit: open means open
-        budgets.commit(f"r{i}", 0, 50, now=T0)
+        held = budgets.reserve(f"r{i}", {}, 0, 2000, now=T0)  # even over the limit: open means open
+        budgets.commit(held, 0, 50, now=T0)
     calls_while_down = store.calls
     assert calls_while_down == 1  # after the first failure the store is not hammered
     assert budgets.degraded and budgets.journal_size == 3
@@ -596,8 +598,10 @@ def test_suggest_degradation_lowers_output_then_switches_model() -> None:
         3000,
         100_000,
     )
-    budgets.reserve("r", dims, lower.cost_nanos, lower.tokens, now=T0)  # the suggestion reserves
-    budgets.release("r", now=T0)
+    h_r = budgets.reserve(
+        "r", dims, lower.cost_nanos, lower.tokens, now=T0
+    )  # the suggestion reserves
+    budgets.release(h_r, now=T0)
     switch = suggest_degradation(
         budgets,
         dims,
@@ -701,20 +705,20 @@ def test_sqlite_in_memory_store_is_shared_by_threads() -> None:
 
 def test_no_applicable_budget_never_denies_and_reserves_nothing() -> None:
     budgets, _ = make(Budget("support-only", limit_tokens=1, where={"agent": "support"}))
-    budgets.reserve("r", {"agent": "sales", "user_id": "u"}, 10**12, 10**9, now=T0)
-    budgets.commit("r", 10**12, 10**9, now=T0)
+    h_r = budgets.reserve("r", {"agent": "sales", "user_id": "u"}, 10**12, 10**9, now=T0)
+    budgets.commit(h_r, 10**12, 10**9, now=T0)
     assert budgets.status("support-only", agent="support", now=T0).spent == 0
     empty, _ = make()
-    empty.reserve("r", {}, 10**12, 10**9, now=T0)
-    empty.commit("r", 10**12, 10**9, now=T0)
+    h_r = empty.reserve("r", {}, 10**12, 10**9, now=T0)
+    empty.commit(h_r, 10**12, 10**9, now=T0)
 
 
 def test_release_then_retry_frees_the_budget_immediately() -> None:
     """A failed call's release returns its reservation at once (no false denials under load)."""
     budgets, _ = make(Budget("g", limit_tokens=100))
     for i in range(50):
-        budgets.reserve(f"r{i}", {}, 0, 100, now=T0)
-        budgets.release(f"r{i}", now=T0)
+        held = budgets.reserve(f"r{i}", {}, 0, 100, now=T0)
+        budgets.release(held, now=T0)
     assert budgets.status("g", now=T0).reserved == 0
 
 
@@ -726,8 +730,8 @@ def test_housekeeping_deletes_old_window_counters_from_the_store(
 
     store = SQLiteBudgetStore(":memory:")  # deletes only when expire() is called
     budgets, _ = make(Budget("d", limit_tokens=10), store=store, housekeeping_interval=interval)
-    budgets.reserve("a", {}, 0, 5, now=T0)
-    budgets.commit("a", 0, 5, now=T0)
+    h_a = budgets.reserve("a", {}, 0, 5, now=T0)
+    budgets.commit(h_a, 0, 5, now=T0)
     assert store.status(["d|*|d2026-11-23"], T0.timestamp())[0].spent == 5
     later = T0 + timedelta(days=3)
     budgets.reserve("b", {}, 0, 5, now=later)  # triggers housekeeping at `later`

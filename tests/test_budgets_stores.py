@@ -101,13 +101,13 @@ def test_budgets_end_to_end_on_every_store(store: BudgetStore) -> None:
         alert_sinks=[alerts.append],
     )
     t = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    budgets.reserve("r1", {"user_id": "u"}, 800_000_000, 100, now=t)
+    h_r1 = budgets.reserve("r1", {"user_id": "u"}, 800_000_000, 100, now=t)
     with pytest.raises(BudgetExceededError) as e:
         budgets.reserve("r2", {"user_id": "u"}, 300_000_000, 100, now=t)
     assert (e.value.reserved, e.value.limit) == (Decimal("0.8"), Decimal("1"))
-    budgets.reserve("r3", {"user_id": "vip"}, 2_500_000_000, 100, now=t)
-    budgets.commit("r1", 700_000_000, 90, now=t)
-    budgets.release("r3", now=t)
+    h_r3 = budgets.reserve("r3", {"user_id": "vip"}, 2_500_000_000, 100, now=t)
+    budgets.commit(h_r1, 700_000_000, 90, now=t)
+    budgets.release(h_r3, now=t)
     s = budgets.status("per-user", user_id="u", now=t)
     assert (s.spent, s.reserved, s.calls) == (Decimal("0.7"), 0, 1)
     assert budgets.status("hourly", now=t).spent == 90
@@ -149,8 +149,8 @@ def test_each_budget_check_is_one_store_call_thresholds_included() -> None:
     )
     t = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     for i in range(10):
-        budgets.reserve(f"r{i}", {"user_id": "u"}, 0, 10, now=t)
-        budgets.commit(f"r{i}", 0, 10, now=t)
+        held = budgets.reserve(f"r{i}", {"user_id": "u"}, 0, 10, now=t)
+        budgets.commit(held, 0, 10, now=t)
     assert store.calls == ["reserve", "commit"] * 10
     assert [(a.budget, a.threshold, a.spent) for a in alerts] == [
         ("global", 0.5, 50),
@@ -178,12 +178,12 @@ def test_a_threshold_crossed_by_another_process_still_alerts_once() -> None:
         housekeeping_interval=None,
     )
     t = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    budgets.reserve("mine", {}, 0, 10, now=t)
+    mine = budgets.reserve("mine", {}, 0, 10, now=t)
     store.commit("elsewhere", [CommitItem("g|*|d2026-11-23", 45)], t.timestamp())
-    budgets.commit("mine", 0, 10, now=t)  # 55 now, but this commit offered no marker
+    budgets.commit(mine, 0, 10, now=t)  # 55 now, but this commit offered no marker
     assert alerts == []
-    budgets.reserve("next", {}, 0, 1, now=t)
-    budgets.commit("next", 0, 1, now=t)
+    nxt = budgets.reserve("next", {}, 0, 1, now=t)
+    budgets.commit(nxt, 0, 1, now=t)
     assert [(a.threshold, a.spent) for a in alerts] == [(0.5, 56)]
 
 
@@ -206,11 +206,11 @@ def _contention_worker(spec: Spec, seed: int, n: int, barrier: Any, out: Any) ->
         amount = rng.randint(1_000, MAX_RES)
         rid = f"{seed}-{i}"
         try:
-            budgets.reserve(rid, {}, amount, 0)
+            held = budgets.reserve(rid, {}, amount, 0)
         except BudgetExceededError:
             denied_sizes.append(amount)
             continue
-        budgets.commit(rid, amount, 0)
+        budgets.commit(held, amount, 0)
         ok += 1
         committed += amount
     out.put((ok, committed, len(denied_sizes)))
@@ -275,10 +275,10 @@ def _new_users_worker(spec: Spec, seed: int, users: int, barrier: Any, out: Any)
         amount = rng.randint(3_000_000, USER_MAX)
         rid = f"{seed}-{u}"
         try:
-            budgets.reserve(rid, {"user_id": f"user-{u}"}, amount, 0)
+            held = budgets.reserve(rid, {"user_id": f"user-{u}"}, amount, 0)
         except BudgetExceededError:
             continue
-        budgets.commit(rid, amount, 0)
+        budgets.commit(held, amount, 0)
         committed[u] = amount
     out.put(committed)
 
@@ -312,8 +312,8 @@ def _threshold_worker(spec: Spec, seed: int, barrier: Any, out: Any) -> None:
     )
     barrier.wait()
     for i in range(25):  # 4 processes x 25 x 10 tokens = the whole limit
-        budgets.reserve(f"{seed}-{i}", {}, 0, 10)
-        budgets.commit(f"{seed}-{i}", 0, 10)
+        held = budgets.reserve(f"{seed}-{i}", {}, 0, 10)
+        budgets.commit(held, 0, 10)
     out.put([a.threshold for a in alerts])
 
 
@@ -336,8 +336,8 @@ def _crash_worker(spec: Spec, ready: Any) -> None:
         reservation_ttl=timedelta(seconds=2),
         alert_sinks=[],
     )
-    budgets.reserve("done", {}, 100_000_000, 0)
-    budgets.commit("done", 100_000_000, 0)
+    h_done = budgets.reserve("done", {}, 100_000_000, 0)
+    budgets.commit(h_done, 100_000_000, 0)
     for i in range(5):
         budgets.reserve(f"held-{i}", {}, 150_000_000, 0)
     ready.send("ready")
@@ -373,16 +373,15 @@ def test_sigkilled_process_reservations_expire_and_committed_spend_stays(
 # -- outages ----------------------------------------------------------------------------------
 def _outage_scenario(budgets: Budgets, stop: Callable[[], None], start: Callable[[], None]) -> None:
     t = datetime.now(UTC)
-    budgets.reserve("before", {"user_id": "u"}, 100_000_000, 0, now=t)
+    h_before = budgets.reserve("before", {"user_id": "u"}, 100_000_000, 0, now=t)
     stop()
     if budgets.fail_mode == "closed":
         with pytest.raises(BudgetStoreUnavailableError):
             budgets.reserve("during", {"user_id": "u"}, 100_000_000, 0, now=t)
     else:
-        budgets.reserve("during", {"user_id": "u"}, 100_000_000, 0, now=t)  # allowed
-        budgets.commit("during", 250_000_000, 0, now=t)
-    budgets.commit("before", 100_000_000, 0, now=t)  # never raises: journaled
-    budgets.release("during", now=t)
+        h_during = budgets.reserve("during", {"user_id": "u"}, 100_000_000, 0, now=t)  # allowed
+        budgets.commit(h_during, 250_000_000, 0, now=t)
+    budgets.commit(h_before, 100_000_000, 0, now=t)  # never raises: journaled
     assert budgets.journal_size == (1 if budgets.fail_mode == "closed" else 2)
     start()
     budgets.reserve("after", {"user_id": "u"}, 100_000_000, 0, now=t)  # reconciles, then reserves
@@ -557,8 +556,8 @@ def test_postgres_attacker_key_affects_no_other_scope(mode: str, postgres_url: s
     )
     rng = random.Random(7)  # incompressible: PostgreSQL compresses repetitive keys below the limit
     attacker = {"user_id": "".join(rng.choice(string.ascii_letters) for _ in range(3000))}
-    budgets.reserve("evil", attacker, 0, 600)
-    budgets.commit("evil", 0, 600)  # crosses 50 %: the threshold marker is a long key too
+    evil = budgets.reserve("evil", attacker, 0, 600)
+    budgets.commit(evil, 0, 600)  # crosses 50 %: the threshold marker is a long key too
     with pytest.raises(BudgetExceededError):
         budgets.reserve("evil2", attacker, 0, 600)  # the attacker's own budget holds
     assert not budgets.degraded
@@ -633,12 +632,12 @@ def _rolling_worker(url: str, prefix: str, seed: int, barrier: Any, out: Any) ->
             rid = f"{seed}-{scope}-{i}"
             i += 1
             try:
-                budgets.reserve(rid, {"user_id": f"u{scope}"}, 0, 100)
+                held = budgets.reserve(rid, {"user_id": f"u{scope}"}, 0, 100)
             except BudgetExceededError:
                 denied += 1
                 continue
             time.sleep(0.003)  # the model call
-            budgets.commit(rid, 0, 100)
+            budgets.commit(held, 0, 100)
             got[scope] = got.get(scope, 0) + 100
     out.put(got)
 

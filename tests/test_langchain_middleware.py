@@ -10,6 +10,7 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import Field
 
 from tests.test_langchain_callbacks import USAGE, FakeAccountant, UsageChatModel
 from tokenward.errors import BudgetExceededError
@@ -145,31 +146,120 @@ def test_callback_handler_alone_accounts_an_agent():
     assert {p["dims"]["user_id"] for p in acc.preflights} == {"u3"}
 
 
-def test_before_model_trims_state_messages():
+def words(messages):
+    return sum(len(str(m.content).split()) + 1 for m in messages)
 
-    from tokenward.langchain import HistoryTrimmer
 
-    def words(messages):
-        return sum(len(str(m.content).split()) + 1 for m in messages)
-
-    acc = EventAccountant()
-    model = agent_model()
-    trimmer = HistoryTrimmer(12, token_counter=words, include_system=False)
-    agent = create_agent(
-        model, tools=[get_weather], middleware=[TokenBudgetMiddleware(acc, trimmer=trimmer)]
-    )
+def old_history(turns: int) -> list:
     history = []
-    for i in range(10):
+    for i in range(turns):
         history += [
             HumanMessage(f"old question {i}", id=f"h{i}"),
             AIMessage(f"old answer {i}", id=f"a{i}"),
         ]
-    out = agent.invoke({"messages": [*history, HumanMessage("Weather in Oslo?", id="q")]})
+    return history
+
+
+def test_trim_state_option_trims_the_stored_conversation():
+    from tokenward.langchain import HistoryTrimmer
+
+    acc = EventAccountant()
+    trimmer = HistoryTrimmer(12, token_counter=words, include_system=False)
+    agent = create_agent(
+        agent_model(),
+        tools=[get_weather],
+        middleware=[TokenBudgetMiddleware(acc, trimmer=trimmer, trim_state=True)],
+    )
+    out = agent.invoke({"messages": [*old_history(10), HumanMessage("Weather in Oslo?", id="q")]})
     first_prompt = acc.preflights[0]["messages"]
     assert [m.text for m in first_prompt] == ["old question 9", "old answer 9", "Weather in Oslo?"]
     # the second model call (after the tool ran) is trimmed again: it starts on the question
     second_prompt = acc.preflights[1]["messages"]
     assert [m.role for m in second_prompt] == ["user", "assistant", "tool"]
     ids = [m.id for m in out["messages"]]
-    assert ids[0] == "q" and len(ids) == 4
+    assert ids[0] == "q" and len(ids) == 4  # the older turns were deleted from the state
     assert out["messages"][-1].content == "It is sunny in Oslo."
+
+
+def test_trimmer_trims_the_model_request_and_keeps_the_state():
+    from tokenward.langchain import HistoryTrimmer
+
+    acc = EventAccountant()
+    trimmer = HistoryTrimmer(12, token_counter=words, include_system=False)
+    agent = create_agent(
+        agent_model(),
+        tools=[get_weather],
+        middleware=[TokenBudgetMiddleware(acc, trimmer=trimmer)],
+    )
+    history = [*old_history(10), HumanMessage("Weather in Oslo?", id="q")]
+    out = agent.invoke({"messages": history})
+    first_prompt = acc.preflights[0]["messages"]
+    assert [m.text for m in first_prompt] == ["old question 9", "old answer 9", "Weather in Oslo?"]
+    assert [m.role for m in acc.preflights[1]["messages"]] == ["user", "assistant", "tool"]
+    assert [m.id for m in out["messages"][:21]] == [m.id for m in history]
+    assert len(out["messages"]) == 21 + 3  # tool call, tool result, answer
+
+
+class RecordingModel(UsageChatModel):
+    """Records the messages of every call it receives."""
+
+    seen: list = Field(default_factory=list)
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.seen.append(list(messages))
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+def test_sixty_turns_checkpoint_keeps_everything_while_the_model_sees_a_trimmed_list():
+    from tokenward import Accountant
+    from tokenward.langchain import HistoryTrimmer
+
+    acc = Accountant()
+    model = RecordingModel(
+        messages=iter([AIMessage(f"Answer number {i}, in a few words.") for i in range(60)]),
+        usage=dict(USAGE),
+    )
+    trimmer = HistoryTrimmer(200, model="gpt-4o-mini")
+    saver = InMemorySaver()
+    agent = create_agent(
+        model,
+        system_prompt="You are brief.",
+        middleware=[TokenBudgetMiddleware(acc, trimmer=trimmer)],
+        checkpointer=saver,
+    )
+    config = {"configurable": {"thread_id": "long-chat"}}
+    for turn in range(60):
+        agent.invoke({"messages": [HumanMessage(f"Question number {turn}?")]}, config=config)
+
+    # the checkpoint (a real LangGraph checkpointer) holds the whole conversation
+    stored = saver.get_tuple(config).checkpoint["channel_values"]["messages"]
+    assert len(stored) == 120
+    assert [m.content for m in stored[::2]] == [f"Question number {t}?" for t in range(60)]
+    assert len(agent.get_state(config).values["messages"]) == 120
+    # the model saw a trimmed list: the newest turns within 200 tokens, ending on the question
+    last = model.seen[-1]
+    assert last[0].type == "system" and last[-1].content == "Question number 59?"
+    assert 3 < len(last) < 120
+    counted = [m for m in last if m.type != "system"]
+    assert trimmer.trim(counted) == counted  # already within the budget
+    assert len(model.seen) == 60 and max(len(s) for s in model.seen) < 120
+    events = list(acc.ledger.events())
+    assert len(events) == 60 and all(e.model == "gpt-4o-mini" for e in events)
+
+
+async def test_async_agent_trims_the_request_and_keeps_the_state():
+    from tokenward.langchain import HistoryTrimmer
+
+    acc = EventAccountant()
+    trimmer = HistoryTrimmer(12, token_counter=words, include_system=False)
+    agent = create_agent(
+        agent_model(), tools=[get_weather], middleware=[TokenBudgetMiddleware(acc, trimmer=trimmer)]
+    )
+    history = [*old_history(10), HumanMessage("Weather in Oslo?", id="q")]
+    out = await agent.ainvoke({"messages": history})
+    assert [m.text for m in acc.preflights[0]["messages"]] == [
+        "old question 9",
+        "old answer 9",
+        "Weather in Oslo?",
+    ]
+    assert len(out["messages"]) == 21 + 3

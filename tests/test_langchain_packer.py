@@ -141,3 +141,34 @@ def test_scored_retriever_then_packer_in_a_chain():
     )
     context = chain.invoke("document number 3")
     assert 0 < tokens(context) <= 40
+
+
+def vector_store(n: int = 12) -> InMemoryVectorStore:
+    store = InMemoryVectorStore(DeterministicFakeEmbedding(size=32))
+    texts = [f"document number {i} " + "filler " * (5 * (i % 4) + 1) for i in range(n)]
+    store.add_documents(
+        [Document(page_content=t, id=str(i), metadata={"part": i % 2}) for i, t in enumerate(texts)]
+    )
+    return store
+
+
+async def test_scored_retriever_honours_runtime_k_and_search_kwargs():
+    retriever = scored_retriever(vector_store(), k=8)
+    assert len(retriever.invoke("document number 3", k=2)) == 2
+    assert len(await retriever.ainvoke("document number 3", k=5)) == 5
+    assert len(retriever.invoke("document number 3")) == 8  # the constructor's k again
+    even = retriever.invoke("document number 3", k=4, filter=lambda d: d.metadata["part"] == 0)
+    assert len(even) == 4 and all(d.metadata["part"] == 0 for d in even)
+
+
+async def test_packer_as_retriever_packs_and_passes_k_to_the_base():
+    from langchain_core.retrievers import BaseRetriever
+
+    packer = ContextPacker(max_tokens=25, counter=tokens)
+    retriever = packer.as_retriever(scored_retriever(vector_store(), k=8))
+    assert isinstance(retriever, BaseRetriever)
+    packed = retriever.invoke("document number 3")
+    assert 0 < sum(tokens(d.page_content) for d in packed) <= 25
+    assert all("tokenward_pack" in d.metadata for d in packed)
+    assert len(retriever.invoke("document number 3", k=1)) == 1
+    assert len(await retriever.ainvoke("document number 3", k=2)) <= 2

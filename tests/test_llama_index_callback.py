@@ -12,6 +12,7 @@ pytest.importorskip("llama_index.core")
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, CompletionResponse, LLMMetadata
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+from llama_index.core.callbacks.schema import CBEventType, EventPayload
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import CustomLLM, MockLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
@@ -139,7 +140,7 @@ def test_instrument_and_callback_on_one_accountant_record_once():
 
 def test_dimensions_and_default_model():
     acc = Accountant()
-    handler = TokenwardCallbackHandler(acc, default_model="gpt-4o", agent="legacy-app")
+    handler = TokenwardCallbackHandler(acc, default_model="gpt-4o", dims={"agent": "legacy-app"})
     llm = MockLLM(max_tokens=2, callback_manager=CallbackManager([handler]))
     with dims(user_id="u5", tags={"plan": "pro"}):
         llm.chat([user("hi")])
@@ -187,3 +188,133 @@ def test_async_stream_through_callback_manager_is_one_call():
         "CountingMockLLM.achat",
     ]
     assert len(handler.llm_token_counts) == 2
+
+
+# --------------------------------------------------------------------------- drop-in arguments
+def words_tokenizer(text: str) -> list[str]:
+    return text.split()
+
+
+def test_tokenizer_counts_like_token_counting_handler_when_no_usage_is_reported():
+    acc = Accountant()
+    ours = TokenwardCallbackHandler(acc, tokenizer=words_tokenizer)
+    theirs = TokenCountingHandler(tokenizer=words_tokenizer)
+    llm = CountingMockLLM(max_tokens=6, callback_manager=CallbackManager([ours, theirs]))
+    llm.complete("What is the capital of France?")
+    (their_event,) = theirs.llm_token_counts
+    (our_event,) = ours.llm_token_counts
+    assert (our_event.prompt_token_count, our_event.completion_token_count) == (
+        their_event.prompt_token_count,
+        their_event.completion_token_count,
+    )
+    (event,) = acc.ledger.events()
+    assert event.usage.input == 6 and event.estimated  # six words; a user tokenizer's count
+    # a provider's reported usage still wins over the tokenizer
+    reporting = TokenwardCallbackHandler(Accountant(), tokenizer=words_tokenizer)
+    ReportingLLM(callback_manager=CallbackManager([reporting])).complete("hi")
+    assert reporting.prompt_llm_token_count == 120
+
+
+def test_token_budget_raises_a_value_error_and_stops_the_next_call_before_it_runs():
+    from tokenward import TokenBudgetExceededError
+
+    handler = TokenwardCallbackHandler(Accountant(), tokenizer=words_tokenizer, token_budget=12)
+    llm = CountingMockLLM(max_tokens=4, callback_manager=CallbackManager([handler]))
+    llm.complete("one two three")  # 3 + 4 = 7 tokens
+    with pytest.raises(ValueError) as raised:  # 14 > 12, raised when the crossing call ends
+        llm.complete("one two three")
+    assert isinstance(raised.value, TokenBudgetExceededError)
+    assert isinstance(raised.value, BudgetExceededError)
+    assert "Limit: 12" in str(raised.value) and raised.value.code == "token-budget-exceeded"
+    assert llm.calls == 2
+    with pytest.raises(TokenBudgetExceededError):
+        llm.complete("one two three")
+    assert llm.calls == 2  # the model was not called again
+    handler.reset_counts()
+    llm.complete("one")
+    assert llm.calls == 3
+
+
+def test_verbose_prints_or_logs_each_calls_usage(capsys, caplog):
+    import logging
+
+    handler = TokenwardCallbackHandler(Accountant(), tokenizer=words_tokenizer, verbose=True)
+    CountingMockLLM(max_tokens=2, callback_manager=CallbackManager([handler])).complete("a b c")
+    assert "LLM Prompt Token Usage: 3\nLLM Completion Token Usage: 2" in capsys.readouterr().out
+    log = logging.getLogger("tests.tokenward.verbose")
+    logged = TokenwardCallbackHandler(Accountant(), verbose=True, logger=log, default_model=MODEL)
+    with caplog.at_level(logging.DEBUG, logger=log.name):
+        logged.on_event_end(
+            CBEventType.EMBEDDING, payload={EventPayload.CHUNKS: ["one two"]}, event_id="e"
+        )
+    assert "Embedding Token Usage: 2" in caplog.text
+
+
+def test_unknown_keyword_arguments_are_rejected_and_dimensions_go_in_dims():
+    with pytest.raises(TypeError, match=r"user_id.*dims=\{"):
+        TokenwardCallbackHandler(Accountant(), user_id="u1")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="tokenizer="):
+        TokenwardCallbackHandler(words_tokenizer)  # type: ignore[arg-type]
+    acc = Accountant()
+    handler = TokenwardCallbackHandler(acc, default_model=MODEL, dims={"user_id": "u1"})
+    MockLLM(max_tokens=2, callback_manager=CallbackManager([handler])).complete("hi")
+    assert [e.user_id for e in acc.ledger.events()] == ["u1"]
+
+
+def test_event_ends_to_ignore_is_honoured_even_when_called_directly():
+    handler = TokenwardCallbackHandler(
+        Accountant(), default_model=MODEL, event_ends_to_ignore=[CBEventType.EMBEDDING]
+    )
+    handler.on_event_end(CBEventType.EMBEDDING, payload={EventPayload.CHUNKS: ["x"]}, event_id="e")
+    assert handler.embedding_token_counts == [] and handler.events == []
+
+
+def test_an_end_without_a_start_is_recorded():
+    acc = Accountant()
+    handler = TokenwardCallbackHandler(acc, default_model=MODEL)
+    handler.on_event_end(
+        CBEventType.LLM,
+        payload={
+            EventPayload.PROMPT: "What is the capital of France?",
+            EventPayload.COMPLETION: CompletionResponse(text="Paris."),
+        },
+        event_id="never-started",
+    )
+    (event,) = acc.ledger.events()
+    counter = get_counter(MODEL)
+    assert event.model == MODEL and event.kind == "completion" and event.estimated
+    assert event.usage.input == counter.count_text("What is the capital of France?")
+    assert event.usage.output == counter.count_text("Paris.")
+    assert handler.total_llm_token_count == event.usage.total
+
+
+def test_a_call_without_a_model_name_is_recorded_under_its_class_with_cost_unknown():
+    acc = Accountant()
+    handler = TokenwardCallbackHandler(acc)
+    llm = MockLLM(max_tokens=3, callback_manager=CallbackManager([handler]))
+    llm.chat([user("hi")])
+    handler.on_event_end(
+        CBEventType.LLM,
+        payload={EventPayload.PROMPT: "two", EventPayload.RESPONSE: "three"},
+        event_id="no-start",
+    )
+    first, second = acc.ledger.events()
+    assert (first.model, first.cost) == ("MockLLM", None)
+    assert (second.model, second.cost) == ("unknown", None)
+    assert handler.unpriced_calls == 2 and handler.total_cost == Decimal(0)
+    assert len(handler.llm_token_counts) == 2
+
+
+def test_a_completion_prompt_is_counted_as_text_without_chat_overhead():
+    prompt = "What is the capital of France?"
+    counter = get_counter(MODEL)
+    acc = Accountant()
+    handler = TokenwardCallbackHandler(acc)
+    CountingMockLLM(max_tokens=2, callback_manager=CallbackManager([handler])).complete(prompt)
+    with instrument(acc2 := Accountant()):
+        CountingMockLLM(max_tokens=2).complete(prompt)
+    for accountant in (acc, acc2):
+        (event,) = accountant.ledger.events()
+        assert event.kind == "completion"
+        assert event.usage.input == counter.count_text(prompt) == 7
+        assert event.usage.input < counter.count_messages([{"role": "user", "content": prompt}])

@@ -258,9 +258,153 @@ def test_every_tool_call_shape_is_read():
             )
         ]
     )
-    assert (tool.role, tool.tool_call_id, tool.name, tool.content) == (
-        "tool",
-        "t1",
-        "lookup",
-        "sunny",
+    # the name is not sent to the provider (LlamaIndex's clients send tool_call_id only)
+    assert (tool.role, tool.tool_call_id, tool.name, tool.content) == ("tool", "t1", None, "sunny")
+
+
+def test_a_tool_call_in_both_openai_shapes_is_read_once():
+    """llama-index-llms-openai 0.8 puts each tool call in ``additional_kwargs["tool_calls"]``
+    and in a ``ToolCallBlock``: counted once, as the client sends it once."""
+    from llama_index.core.base.llms.types import ChatResponse
+    from llama_index.llms.openai.utils import from_openai_message, to_openai_message_dicts
+    from openai.types.chat import ChatCompletionMessage
+    from openai.types.chat.chat_completion_message_tool_call import (
+        ChatCompletionMessageToolCall,
+        Function,
     )
+
+    from tokenward.integrations.llama_index._common import tool_names
+    from tokenward.messages import Message
+
+    reply = from_openai_message(
+        ChatCompletionMessage(
+            role="assistant",
+            content=None,
+            tool_calls=[
+                ChatCompletionMessageToolCall(
+                    id="call_1",
+                    type="function",
+                    function=Function(name="get_weather", arguments='{"city": "Oslo"}'),
+                )
+            ],
+        ),
+        modalities=["text"],
+    )
+    assert reply.additional_kwargs["tool_calls"] and reply.blocks  # both shapes are filled
+    (converted,) = to_messages([reply])
+    assert [c.id for c in converted.tool_calls] == ["call_1"]
+    assert tool_names(ChatResponse(message=reply)) == ("get_weather",)
+    history = [
+        ChatMessage(role="user", content="Weather in Oslo?"),
+        reply,
+        ChatMessage(
+            role="tool",
+            content="Sunny.",
+            additional_kwargs={"tool_call_id": "call_1", "name": "get_weather"},
+        ),
+    ]
+    sent = [Message.from_openai(m) for m in to_openai_message_dicts(history)]
+    assert COUNTER.count_messages(to_messages(history)) == COUNTER.count_messages(sent)
+
+
+def test_works_without_an_llm_counting_like_chat_memory_buffer():
+    history = conversation(30)[1:]  # no system message: ChatMemoryBuffer would drop it
+    for memory in (
+        TokenwardChatMemory(token_limit=120),
+        TokenwardChatMemory.from_defaults(token_limit=120),
+    ):
+        memory.set(history)
+        assert memory.model is None and memory.tokenizer is None
+        buffer = ChatMemoryBuffer.from_defaults(chat_history=history, token_limit=120)
+        assert memory.get() == buffer.get()
+    assert TokenwardChatMemory.from_defaults().token_limit == 3000
+
+
+def test_an_oversized_newest_message_is_returned_as_chat_memory_buffer_does():
+    long = ChatMessage(role="user", content="word " * 400)
+    history = [ChatMessage(role="user", content="hi"), ChatMessage(role="assistant", content="hey")]
+    ours = TokenwardChatMemory.from_defaults(chat_history=[*history, long], token_limit=100)
+    theirs = ChatMemoryBuffer.from_defaults(chat_history=[*history, long], token_limit=100)
+    assert ours.get() == theirs.get() == [long]
+    system = ChatMessage(role="system", content="Be brief.")
+    with_system = TokenwardChatMemory.from_defaults(
+        chat_history=[system, *history, long], token_limit=100, model=MODEL
+    )
+    assert with_system.get() == [system, long]
+
+
+def round_trips(memory: TokenwardChatMemory) -> dict[str, TokenwardChatMemory]:
+    import pickle
+
+    return {
+        "dict": TokenwardChatMemory.from_dict(memory.to_dict()),
+        "string": TokenwardChatMemory.from_string(memory.to_string()),
+        "model_dump": TokenwardChatMemory.model_validate(memory.model_dump()),
+        "json": TokenwardChatMemory.model_validate_json(memory.model_dump_json()),
+        "pickle": pickle.loads(pickle.dumps(memory)),
+    }
+
+
+CONFIG = ("token_limit", "model", "tokenizer", "pinned", "keep_system", "start_on", "overflow")
+
+
+def test_configuration_survives_every_serialization():
+    from tokenward.counting import get_encoding
+
+    encoding = get_encoding("o200k_base")
+    memory = TokenwardChatMemory.from_defaults(
+        chat_history=conversation(20),
+        token_limit=150,
+        tokenizer_fn=encoding.encode,
+        model=MODEL,
+        pinned=[3],
+        start_on=None,
+        overflow="raise",
+    )
+    assert memory.tokenizer == "tiktoken:o200k_base"
+    expected = memory.get()
+    for how, loaded in round_trips(memory).items():
+        assert {k: getattr(loaded, k) for k in CONFIG} == {k: getattr(memory, k) for k in CONFIG}, (
+            how
+        )
+        assert loaded.tokenizer_fn("two words") == encoding.encode("two words"), how
+        assert [m.content for m in loaded.get()] == [m.content for m in expected], how
+
+
+def test_unserializable_tokenizer_and_predicate_are_named_and_reattached(caplog):
+    import pickle
+
+    def pin_names(message: ChatMessage) -> bool:
+        return "Ada" in (message.content or "")
+
+    history = conversation(20)
+    history[3] = ChatMessage(role="user", content="My name is Ada.")
+    memory = TokenwardChatMemory.from_defaults(
+        chat_history=history, token_limit=60, tokenizer_fn=str.split, pinned=pin_names
+    )
+    expected = memory.get()
+    assert history[3] in expected
+    data = memory.to_dict()
+    assert data["tokenizer"] == "custom:str.split"
+    assert data["pinned"].startswith("predicate:") and data["pinned"].endswith("pin_names")
+    detached = TokenwardChatMemory.from_dict(data)
+    with caplog.at_level("WARNING"):
+        assert detached.get()  # still works: default tokenizer, nothing pinned
+    assert "tokenizer_fn=..., pinned=..." in caplog.text
+    again = TokenwardChatMemory.from_dict(data, tokenizer_fn=str.split, pinned=pin_names)
+    assert [m.content for m in again.get()] == [m.content for m in expected]
+    restored = TokenwardChatMemory.from_string(
+        memory.to_string(), tokenizer_fn=str.split, pinned=pin_names
+    )
+    assert [m.content for m in restored.get()] == [m.content for m in expected]
+    # pickling a memory with a lambda keeps the live object whole (LlamaIndex's deletes it)
+    with_lambda = TokenwardChatMemory.from_defaults(
+        chat_history=history, token_limit=60, tokenizer_fn=lambda t: t.split()
+    )
+    loaded = pickle.loads(pickle.dumps(with_lambda))
+    assert callable(with_lambda.tokenizer_fn) and with_lambda.get() == with_lambda.get()
+    assert (
+        loaded.tokenizer
+        == "custom:test_unserializable_tokenizer_and_predicate_are_named_and_reattached.<locals>.<lambda>"
+    )
+    assert loaded.get()

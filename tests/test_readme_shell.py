@@ -58,7 +58,7 @@ def test_readme_shell_blocks_run_verbatim_after_the_demo(tmp_path: Path) -> None
     demo = DEMO_RECIPE.replace("$(BIN)/", "")
     # `make demo` inside a block: the recipe's command; other targets exist but do not run here
     prelude = (
-        "make() { case \"$1\" in demo) "
+        'make() { case "$1" in demo) '
         + demo
         + ' ;; *) echo "make $1: not run by this test" ;; esac; }\n'
     )

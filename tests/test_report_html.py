@@ -167,8 +167,8 @@ def test_budget_rows_live_from_a_store() -> None:
     store = MemoryBudgetStore()
     live = Budgets(*BUDGETS, store=store)
     now = NOW
-    live.reserve("r", {"user_id": "alice"}, cost_nanos=30_000_000, tokens=10, now=now)
-    live.commit("r", cost_nanos=30_000_000, tokens=10, now=now)
+    h_r = live.reserve("r", {"user_id": "alice"}, cost_nanos=30_000_000, tokens=10, now=now)
+    live.commit(h_r, cost_nanos=30_000_000, tokens=10, now=now)
     live.reserve("r2", {"user_id": "alice"}, cost_nanos=20_000_000, tokens=10, now=now)
     data = build_report_data(
         make_ledger(), since=T0, until=NOW, budgets=BUDGETS, budget_store=store, now=now

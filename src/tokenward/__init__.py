@@ -76,9 +76,11 @@ from tokenward.errors import (
     LedgerValueError,
     PriceDataError,
     PricingMissingError,
+    TokenBudgetExceededError,
     TokenizerUnavailableError,
     TokenwardError,
     UnknownModelError,
+    UnpricedModelError,
     UsageParseError,
 )
 from tokenward.ledger import (
@@ -192,9 +194,11 @@ __all__ = [
     "LedgerValueError",
     "PriceDataError",
     "PricingMissingError",
+    "TokenBudgetExceededError",
     "TokenizerUnavailableError",
     "TokenwardError",
     "UnknownModelError",
+    "UnpricedModelError",
     "UsageParseError",
 ]
 

@@ -27,9 +27,11 @@ __all__ = [
     "LedgerValueError",
     "PriceDataError",
     "PricingMissingError",
+    "TokenBudgetExceededError",
     "TokenizerUnavailableError",
     "TokenwardError",
     "UnknownModelError",
+    "UnpricedModelError",
     "UsageParseError",
 ]
 
@@ -182,6 +184,45 @@ class BudgetExceededError(TokenwardError):
             }
         }
         return 429, headers, body
+
+
+class UnpricedModelError(BudgetExceededError):
+    """A USD budget applies to a call on a model with no known price (``Budget(unpriced="deny")``).
+
+    A :class:`BudgetExceededError`, so it reaches the caller like a denial, before the model
+    runs. ``model`` names the model; the message says how to price it or exempt it.
+    """
+
+    code = "unpriced-model"
+
+    def __init__(self, model: str, *, budget: str, scope_key: str, limit: Decimal) -> None:
+        self.model = model
+        super().__init__(
+            f"Model {model!r} has no known price, and the USD budget {budget!r} ({scope_key}) "
+            f"needs one to decide whether the call fits, so the call was not made. Price it with "
+            f"`catalog.register(ModelInfo({model!r}, ..., prices=Prices(...)))` or "
+            f"`tokenward models update`; or set Budget({budget!r}, ..., price_as='<a priced "
+            f"model>') to price it like another model, or unpriced='tokens' to let this budget "
+            f"skip calls whose cost is unknown.",
+            budget=budget,
+            scope_key=scope_key,
+            unit="usd",
+            limit=limit,
+            spent=Decimal(0),
+            reserved=Decimal(0),
+            attempted=Decimal(0),
+            suggestion=f"Budget({budget!r}, ..., price_as='<a priced model>')",
+        )
+
+
+class TokenBudgetExceededError(BudgetExceededError, ValueError):
+    """The ``token_budget=`` of a LlamaIndex ``TokenwardCallbackHandler`` is used up.
+
+    A ``ValueError`` too, as LlamaIndex's ``TokenCountingHandler`` raises, so
+    ``except ValueError`` written for it still works.
+    """
+
+    code = "token-budget-exceeded"
 
 
 class BudgetStoreUnavailableError(TokenwardError):

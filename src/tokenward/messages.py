@@ -78,7 +78,7 @@ class Message:
             role = data["role"]
         except KeyError:
             raise ValueError(f"message has no 'role': {dict(data)!r}") from None
-        role = _ROLE_ALIASES.get(role, role)
+        role = _ROLE_ALIASES.get(role, role) or ""
         content = data.get("content")
         if content is None:
             content = ""

@@ -13,9 +13,9 @@ Quick start::
                where={"agent": "support"}, mode="soft"),
         store=SQLiteBudgetStore("budgets.db"),
     )
-    budgets.reserve("run-1", {"user_id": "u1"}, cost_nanos=12_000_000, tokens=3_000)
+    held = budgets.reserve("run-1", {"user_id": "u1"}, cost_nanos=12_000_000, tokens=3_000)
     ...  # call the model
-    budgets.commit("run-1", cost_nanos=9_500_000, tokens=2_400)
+    budgets.commit(held, cost_nanos=9_500_000, tokens=2_400)
 
 Semantics worth knowing:
 
@@ -32,8 +32,12 @@ Semantics worth knowing:
 * Thresholds (default 50/75/90 %) fire one :class:`Alert` per (budget, scope key, window,
   threshold) across every process sharing the store; soft budgets also fire ``exceeded``.
 * ``fail_mode="closed"`` (default) denies calls with ``BudgetStoreUnavailableError`` while the
-  store is unreachable; ``"open"`` allows them and journals their spend locally until the
-  store is back (``Budgets.reconcile()``; also automatic). Commits never raise for an outage.
+  budgets cannot be checked (store unreachable or erroring); ``"open"`` allows them and journals
+  their spend (in ``journal_path``, replayed at the next start) until the store is back
+  (``Budgets.reconcile()``; also automatic). Commits never raise for an outage.
+* A USD budget needs a price: a call on a model with no known price is denied with
+  ``UnpricedModelError`` (``Budget(unpriced="deny")``, the default), skipped by that budget
+  (``unpriced="tokens"``) or priced as another model (``price_as="gpt-4o"``).
 
 Stores: ``MemoryBudgetStore`` (one process), ``SQLiteBudgetStore`` (processes on one machine),
 ``PostgresBudgetStore`` and ``RedisBudgetStore`` (several machines), or any store by URL:
@@ -47,7 +51,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tokenward.budgets._budgets import Alert, AlertSink, Budgets, BudgetStatus, LoggingAlertSink
+from tokenward.budgets._budgets import (
+    Alert,
+    AlertSink,
+    Budgets,
+    BudgetStatus,
+    LoggingAlertSink,
+    Reservation,
+)
 from tokenward.budgets._degrade import Degradation, Degrade, suggest_degradation
 from tokenward.budgets._registry import budget_store_schemes, open_budget_store
 from tokenward.budgets._rules import Budget
@@ -86,6 +97,7 @@ __all__ = [
     "MemoryBudgetStore",
     "PostgresBudgetStore",
     "RedisBudgetStore",
+    "Reservation",
     "ReserveItem",
     "ReserveResult",
     "SQLiteBudgetStore",

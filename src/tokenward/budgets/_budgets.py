@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import threading
+import os
 import time
-from collections import OrderedDict
+import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from tokenward.budgets._rules import Budget, _escape, _now
+from tokenward._hygiene import MAX_COUNT
+from tokenward.budgets._journal import Journal, JournalEntry
+from tokenward.budgets._rules import Budget, _escape, _now, nanos_to_usd
 from tokenward.budgets._store import (
+    MAX_AMOUNT,
     BudgetStore,
     CommitItem,
     CommitResult,
@@ -23,13 +27,36 @@ from tokenward.budgets._store import (
     ReserveItem,
 )
 from tokenward.budgets._windows import WindowSpan
-from tokenward.errors import BudgetExceededError, BudgetStoreUnavailableError, ConfigurationError
+from tokenward.errors import (
+    BudgetExceededError,
+    BudgetStoreUnavailableError,
+    ConfigurationError,
+    UnpricedModelError,
+)
 
-__all__ = ["Alert", "AlertSink", "BudgetStatus", "Budgets", "LoggingAlertSink"]
+__all__ = ["Alert", "AlertSink", "BudgetStatus", "Budgets", "LoggingAlertSink", "Reservation"]
 
 logger = logging.getLogger("tokenward.budgets")
-_UTC = timezone.utc
-_DONE_MEMORY = 10_000  # committed run ids remembered to make commit idempotent
+_warned: set[str] = set()
+
+
+def _warn_once(kind: str, msg: str, *args: Any) -> None:
+    """Log a warning the first time ``kind`` happens in this process (then at debug level)."""
+    if kind in _warned:
+        logger.debug(msg, *args)
+        return
+    _warned.add(kind)
+    logger.warning(msg + " (logged once per process)", *args)
+
+
+def _default_journal_path(store: object) -> str | None:
+    env = os.environ.get("TOKENWARD_BUDGET_JOURNAL")
+    if env:
+        return env
+    path = getattr(store, "path", None)
+    if isinstance(path, str) and path and not path.startswith("file:") and path != ":memory:":
+        return f"{path}-journal"
+    return None
 
 
 @dataclass(frozen=True)
@@ -112,7 +139,51 @@ class BudgetStatus:
     forecast_remaining_calls: int | None
 
 
-@dataclass
+class _Slot:
+    """One budget for one scope in its current window: everything a call needs from it,
+    computed once (counter keys, window end, alert markers, the next threshold)."""
+
+    __slots__ = (
+        "budget",
+        "expires_at",
+        "keys",
+        "limit",
+        "lock_key",
+        "markers",
+        "next_alert",
+        "scope_key",
+        "spans",
+        "start",
+        "until",
+        "window_key",
+    )
+
+    def __init__(self, b: Budget, scope_key: str, spans: list[WindowSpan], now_s: float) -> None:
+        self.budget = b
+        self.scope_key = scope_key
+        self.limit = b.limit_for(scope_key)
+        self.spans = spans
+        cached = b._span_cache
+        self.start, self.until = (cached[0], cached[1]) if cached else (now_s, now_s)
+        base = f"{b.name}|{scope_key}"
+        self.keys = tuple(f"{base}|{span.key}" for span in spans)
+        self.lock_key = f"{base}|lock" if len(self.keys) > 1 else ""
+        end = spans[-1].end if spans else None
+        self.expires_at = end.timestamp() + 3600 if end is not None else None
+        self.window_key = spans[-1].key if spans else ""
+        ths = tuple(b.thresholds)
+        if b.mode == "soft" and 1.0 not in ths:
+            ths = (*ths, 1.0)
+        prefix = f"{base}|{self.window_key}"
+        self.markers = tuple((t, f"{prefix}|{t}") for t in ths) if self.limit > 0 else ()
+        self.next_alert = 0.0  # spend below this crosses no threshold not yet fired
+
+    def update_next_alert(self, fired: set[str]) -> None:
+        pending = [t for t, marker in self.markers if marker not in fired]
+        self.next_alert = min(pending) * self.limit if pending else float("inf")
+
+
+@dataclass(slots=True)
 class _Applied:
     budget: Budget
     scope_key: str  # including the conversation part for conversation windows
@@ -120,22 +191,41 @@ class _Applied:
     amount: int
     spans: list[WindowSpan]
     item: ReserveItem | None  # None for per-request windows
+    slot: _Slot | None = None
     before: tuple[int, int] = (0, 0)
     known: bool = False  # ``before`` was read from the store at reserve time
 
 
-@dataclass
-class _Pending:
-    applied: list[_Applied]
-    degraded: bool = False
-    expires_at: float = 0.0
+class Reservation:
+    """What :meth:`Budgets.reserve` holds for one call; hand it back to ``commit``/``release``.
+
+    The caller keeps it (the Accountant's run table does): ``Budgets`` keeps no per-call
+    state of its own. ``expires_at`` (epoch seconds) is when the store drops the hold unless
+    :meth:`Budgets.extend` pushes it back; ``degraded`` is set when the store was unreachable
+    and ``fail_mode="open"`` let the call through (its spend is journaled at commit).
+    """
+
+    __slots__ = ("applied", "degraded", "done", "expires_at", "id", "stored")
+
+    def __init__(self, run_id: str, applied: tuple[_Applied, ...], expires_at: float) -> None:
+        self.id = run_id
+        self.applied = applied
+        self.expires_at = expires_at
+        self.degraded = False
+        self.stored = False  # something is held in the store under ``id``
+        self.done = False  # committed or released: a second commit/release does nothing
+
+    @property
+    def budgets(self) -> list[str]:
+        """Names of the budgets this reservation holds amounts on."""
+        return [a.budget.name for a in self.applied]
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else ("degraded" if self.degraded else "held")
+        return f"Reservation({self.id!r}, budgets={self.budgets}, {state})"
 
 
-@dataclass
-class _JournalEntry:
-    id: str
-    items: list[CommitItem]
-    at: float = field(default_factory=time.time)
+PriceAs = Callable[[str], "int | None"]
 
 
 class Budgets:
@@ -144,20 +234,26 @@ class Budgets:
     Args:
         budgets: the rules. Every rule whose ``where`` matches a call applies to it.
         store: a :class:`BudgetStore`; default an in-process ``MemoryBudgetStore``.
-        fail_mode: what happens when the store cannot be reached. ``"closed"`` (default) raises
+        fail_mode: what happens when the budgets cannot be checked (the store cannot be
+            reached, or answers with an error). ``"closed"`` (default) raises
             ``BudgetStoreUnavailableError`` from ``reserve`` (the call is not made). ``"open"``
-            lets calls through, logs a warning, keeps spend in a local journal and commits it to
-            the store once it is reachable again (``reconcile()``, also tried automatically).
+            lets calls through, logs a warning, journals their spend and commits it to the
+            store once it is reachable again (``reconcile()``, also tried automatically).
             Commits never raise for an unreachable store in either mode: the call has happened,
             its spend is journaled instead.
         alert_sinks: callables receiving :class:`Alert`; default one ``LoggingAlertSink``.
         reservation_ttl: how long a reservation holds budget if neither commit nor release
-            arrives (a crashed process): after it, the budget is whole again.
+            arrives (a crashed process): after it, the budget is whole again. A long stream
+            extends it (:meth:`extend`).
         retry_interval: after a store failure, how long to treat the store as down without
             trying it (keeps degraded calls fast).
         housekeeping_interval: how often (at most) ``reserve`` also deletes expired
             reservations, old window counters and fired-threshold markers from the store
             (``None``: never; call ``expire()`` yourself).
+        journal_path: a file that keeps journaled spend across restarts (SQLite, fsync'd);
+            entries left by an earlier process are replayed once the store answers. Default:
+            ``$TOKENWARD_BUDGET_JOURNAL``, else beside a SQLite store's file, else beside the
+            Accountant's SQLite ledger, else memory only (with a warning when used).
     """
 
     def __init__(
@@ -169,6 +265,7 @@ class Budgets:
         reservation_ttl: timedelta = timedelta(minutes=10),
         retry_interval: timedelta = timedelta(seconds=1),
         housekeeping_interval: timedelta | None = timedelta(minutes=10),
+        journal_path: str | os.PathLike[str] | None = None,
     ) -> None:
         names = [b.name for b in budgets]
         for b in budgets:
@@ -182,30 +279,25 @@ class Budgets:
         if not isinstance(reservation_ttl, timedelta) or reservation_ttl <= timedelta(0):
             raise ConfigurationError("reservation_ttl must be a positive timedelta.")
         self._budgets: dict[str, Budget] = {b.name: b for b in budgets}
+        self._hard = tuple(b for b in budgets if b.mode == "hard")
         self.store: BudgetStore = store if store is not None else MemoryBudgetStore()
         self.fail_mode = fail_mode
         self.alert_sinks: list[AlertSink] = (
             [LoggingAlertSink()] if alert_sinks is None else list(alert_sinks)
         )
         self.reservation_ttl = reservation_ttl
+        self._ttl = reservation_ttl.total_seconds()
         self.retry_interval = retry_interval.total_seconds()
-        self._lock = threading.Lock()
-        self._pending: dict[str, _Pending] = {}
-        self._done: OrderedDict[str, None] = OrderedDict()
-        self._journal: list[_JournalEntry] = []
+        self._journal = Journal(journal_path or _default_journal_path(self.store))
         self._down_until = 0.0
         self._fired: set[str] = set()
+        self._closed = False
         self._housekeeping = (
             housekeeping_interval.total_seconds() if housekeeping_interval is not None else None
         )
         self._next_housekeeping = time.monotonic() + (self._housekeeping or 0)
-        # per (budget, scope key): the counter keys of its current window spans (recomputed
-        # when Budget.spans() hands out a new span list, i.e. when the bucket changed)
-        self._keys_cache: dict[
-            tuple[str, str], tuple[list[WindowSpan], tuple[str, ...], float | None, str]
-        ] = {}
-        # per (budget, scope key, window key, thresholds): the alert markers
-        self._marker_cache: dict[tuple[Any, ...], tuple[tuple[float, str], ...]] = {}
+        # per (budget, raw scope values): the slot of the current window bucket
+        self._slots: dict[tuple[str, tuple[Any, ...]], _Slot] = {}
 
     # -- introspection ------------------------------------------------------------------------
     @property
@@ -226,69 +318,134 @@ class Budgets:
         """Commits waiting to be written to the store (fail-open / outage)."""
         return len(self._journal)
 
+    @property
+    def journal_path(self) -> str | None:
+        """Where journaled spend is kept across restarts (``None``: memory only)."""
+        return self._journal.path
+
+    def use_journal_path(self, path: str | os.PathLike[str]) -> None:
+        """Keep journaled spend in ``path`` unless a journal file is already configured."""
+        self._journal.use_path(path)
+
+    def enforces(self, dims: Mapping[str, Any]) -> bool:
+        """Whether a hard budget applies to a call with these dimensions (so it must be checked
+        before it is made)."""
+        return any(b.applies(dims) for b in self._hard)
+
     # -- planning -----------------------------------------------------------------------------
     def _plan(
-        self, dims: Mapping[str, Any], cost_nanos: int, tokens: int, now: datetime
+        self,
+        dims: Mapping[str, Any],
+        cost_nanos: int | None,
+        tokens: int,
+        now: datetime,
+        price_as: PriceAs | None = None,
+        *,
+        deny_unpriced: bool = False,
     ) -> list[_Applied]:
         out = []
+        now_s = now.timestamp()
         for b in self._budgets.values():
-            if not b.applies(dims):
+            if (b.where or b.missing == "skip") and not b.applies(dims):
                 continue
-            skey = b.scope_key(dims)
-            limit = b.limit_for(skey)
-            amount = b.amount(cost_nanos, tokens)
-            spans = b.spans(now)
-            item = None
-            if b.window.kind == "conversation":
-                conv = b._dim(dims, "conversation_id")
-                if conv is not None and "conversation_id" not in b.scope:
-                    ckey = f"conversation_id={_escape(conv)}"
-                    skey = ckey if skey == "*" else f"{skey}|{ckey}"
-                elif conv is None:
-                    spans = []  # a conversation of its own: checked like a request
-            if b.window.accumulates and spans:
-                cached = self._keys_cache.get((b.name, skey))
-                if cached is None or cached[0] is not spans:
-                    base = f"{b.name}|{skey}"
-                    keys = tuple(f"{base}|{s.key}" for s in spans)
-                    exp = spans[-1].end.timestamp() + 3600 if spans[-1].end else None
-                    cached = (spans, keys, exp, f"{base}|lock" if len(keys) > 1 else "")
-                    if len(self._keys_cache) >= 10_000:
-                        self._keys_cache.clear()
-                    self._keys_cache[(b.name, skey)] = cached
-                _, keys, exp, lock_key = cached
-                item = ReserveItem(
-                    key=keys[-1],
-                    amount=amount,
-                    limit=limit if b.mode == "hard" else None,
-                    read_keys=keys if len(keys) > 1 else (),
-                    lock_key=lock_key,
-                    expires_at=exp,
+            if b.unit == "usd":
+                amount = (
+                    cost_nanos
+                    if cost_nanos is not None
+                    else self._unpriced(b, dims, price_as, deny_unpriced)
                 )
-            out.append(_Applied(b, skey, limit, amount, spans, item))
+                if amount is None:
+                    continue  # this USD budget does not count calls whose cost is unknown
+            else:
+                amount = tokens
+            slot = self._slot(b, dims, now, now_s)
+            item = None
+            if b.window.accumulates and slot.spans:
+                item = ReserveItem(
+                    slot.keys[-1],
+                    min(amount, MAX_AMOUNT),
+                    slot.limit if b.mode == "hard" else None,
+                    slot.keys if len(slot.keys) > 1 else (),
+                    slot.lock_key,
+                    slot.expires_at,
+                )
+            out.append(_Applied(b, slot.scope_key, slot.limit, amount, slot.spans, item, slot))
         return out
 
+    def _slot(self, b: Budget, dims: Mapping[str, Any], now: datetime, now_s: float) -> _Slot:
+        """The budget's slot for the scope ``dims`` select, from the cache while its window
+        bucket lasts (the cache key is the raw dimension values, so nothing is re-derived)."""
+        conversation = b.window.kind == "conversation" and "conversation_id" not in b.scope
+        raw = tuple(dims.get(d) for d in b.scope)
+        if conversation:
+            raw = (*raw, dims.get("conversation_id"))
+        key: tuple[str, tuple[Any, ...]] | None = (b.name, raw)
+        try:
+            slot = self._slots.get(key)  # type: ignore[arg-type]
+        except TypeError:  # an unhashable value: no caching for it
+            slot, key = None, None
+        if slot is not None and slot.start <= now_s < slot.until:
+            return slot
+        skey = b.scope_key(dims)
+        spans = b.spans(now)
+        if conversation:
+            conv = b._dim(dims, "conversation_id")
+            if conv is not None:
+                ckey = f"conversation_id={_escape(conv)}"
+                skey = ckey if skey == "*" else f"{skey}|{ckey}"
+            else:
+                spans = []  # a conversation of its own: checked like a request
+        slot = _Slot(b, skey, spans, now_s)
+        slot.update_next_alert(self._fired)
+        if key is not None:
+            if len(self._slots) >= 10_000:
+                self._slots.clear()
+            self._slots[key] = slot
+        return slot
+
+    def _unpriced(
+        self, b: Budget, dims: Mapping[str, Any], price_as: PriceAs | None, deny: bool
+    ) -> int | None:
+        """The amount a USD budget counts for a call whose model has no price, or ``None``."""
+        model = str(dims.get("model") or "unknown")
+        if b.price_as is not None and price_as is not None:
+            amount = price_as(b.price_as)
+            if amount is not None:
+                return amount
+            _warn_once(
+                f"price_as:{b.name}",
+                "tokenward budgets: Budget %r price_as=%r is not priced either",
+                b.name,
+                b.price_as,
+            )
+        if b.unpriced == "deny" and b.mode == "hard" and deny:
+            skey = b.scope_key(dims)
+            raise UnpricedModelError(
+                model, budget=b.name, scope_key=skey, limit=nanos_to_usd(b.limit_for(skey))
+            )
+        return None
+
     # -- store access with fail handling -------------------------------------------------------
-    def _store_call(self, fn: Callable[[], Any], *, force: bool = False) -> Any:
-        if not force and time.monotonic() < self._down_until:
+    def _store_call(self, fn: Callable[..., Any], *args: Any, force: bool = False) -> Any:
+        if not force and self._down_until and time.monotonic() < self._down_until:
             raise BudgetStoreUnavailableError(
                 "budget store marked unavailable after a recent failure; retrying in "
                 f"{self._down_until - time.monotonic():.1f}s."
             )
         try:
-            out = fn()
+            out = fn(*args)
         except BudgetStoreUnavailableError:
             self._down_until = time.monotonic() + self.retry_interval
             raise
-        self._down_until = 0.0
+        if self._down_until:  # back: the next outage is worth a warning again
+            self._down_until = 0.0
+            _warned.difference_update(("store-down", "commit-down"))
         return out
 
     def _maybe_reconcile(self, now_s: float) -> None:
-        if self._journal and time.monotonic() >= self._down_until:
-            try:
+        if len(self._journal) and time.monotonic() >= self._down_until:
+            with contextlib.suppress(BudgetStoreUnavailableError):
                 self._reconcile(now_s, force=False)
-            except BudgetStoreUnavailableError:
-                pass
 
     def reconcile(self, *, now: datetime | None = None) -> int:
         """Write journaled spend (recorded while the store was down) to the store. Returns the
@@ -299,59 +456,95 @@ class Budgets:
     def _reconcile(self, now_s: float, *, force: bool) -> int:
         n = 0
         while True:
-            with self._lock:
-                if not self._journal:
-                    break
-                entry = self._journal[0]
-            self._store_call(
-                lambda e=entry: self.store.commit(e.id, e.items, now_s),  # type: ignore[misc]
-                force=force,
-            )
-            with self._lock:
-                if self._journal and self._journal[0] is entry:
-                    self._journal.pop(0)
+            entry = self._journal.first()
+            if entry is None:
+                break
+            try:
+                self._store_call(self._commit_entry, entry, now_s, force=force)
+            except BudgetStoreUnavailableError:
+                raise
+            except Exception as exc:  # noqa: BLE001  # a refused value can never be replayed
+                logger.error(
+                    "tokenward budgets: journaled commit %s refused by the store (%s: %s); "
+                    "dropped: %s",
+                    entry.id,
+                    type(exc).__name__,
+                    exc,
+                    entry.actuals,
+                )
+            self._journal.remove(entry)
             n += 1
         if n:
             logger.info("tokenward budgets: reconciled %d journaled commit(s) with the store", n)
         return n
+
+    def _commit_entry(self, entry: JournalEntry, now_s: float) -> None:
+        # applied=False: this commit had already reached the store before the outage
+        items = [
+            CommitItem(k, a, expires_at=entry.expires.get(k)) for k, a in entry.actuals.items()
+        ]
+        self.store.commit(entry.id, items, now_s)
+
+    def enforcement_failed(self, exc: BaseException, run_id: str) -> None:
+        """The one policy for a call whose budgets could not be checked (not a denial).
+
+        ``fail_mode="closed"`` raises ``BudgetStoreUnavailableError`` (the call is denied before
+        it is made); ``"open"`` logs it once per kind of error and returns (the call runs; its
+        spend is committed, or journaled, when it ends).
+        """
+        if self.fail_mode == "closed":
+            raise BudgetStoreUnavailableError(
+                f"Budgets could not be checked ({type(exc).__name__}: {exc}); call denied because "
+                f"fail_mode='closed'. Restore the budget store, or use "
+                f"Budgets(..., fail_mode='open') to let calls through and reconcile spend later."
+            ) from exc
+        _warn_once(
+            f"unenforced:{type(exc).__name__}",
+            "tokenward budgets: could not check budgets (%s: %s); allowing run %s "
+            "(fail_mode='open'), spend will be committed or journaled",
+            type(exc).__name__,
+            exc,
+            run_id,
+        )
 
     # -- the Accountant's API -----------------------------------------------------------------
     def reserve(
         self,
         run_id: str,
         dims: Mapping[str, Any] | None,
-        cost_nanos: int,
+        cost_nanos: int | None,
         tokens: int,
         *,
         now: datetime | None = None,
-    ) -> None:
+        price_as: PriceAs | None = None,
+    ) -> Reservation | None:
         """Hold ``cost_nanos`` / ``tokens`` on every budget that applies, all or nothing.
 
-        Raises ``BudgetExceededError`` (naming the first hard budget that would be exceeded)
-        or, with ``fail_mode="closed"``, ``BudgetStoreUnavailableError``. Reserving the same
-        ``run_id`` again replaces the earlier reservation."""
-        if cost_nanos < 0 or tokens < 0:
-            raise ConfigurationError("cost_nanos and tokens must be >= 0.")
+        Returns the :class:`Reservation` to hand back to :meth:`commit` / :meth:`release`, or
+        ``None`` when no budget applies. ``cost_nanos=None`` means the model has no known price:
+        USD budgets follow their ``unpriced`` / ``price_as`` setting (``price_as(model)`` returns
+        this call's amount priced as that model). Raises ``BudgetExceededError`` (naming the
+        first hard budget that would be exceeded; ``UnpricedModelError`` for an unpriced model)
+        or, with ``fail_mode="closed"``, ``BudgetStoreUnavailableError``."""
+        if (cost_nanos is not None and not 0 <= cost_nanos < MAX_COUNT) or not (
+            0 <= tokens < MAX_COUNT
+        ):
+            raise ConfigurationError("cost_nanos and tokens must be >= 0 and below 2**63.")
         now_dt = _now(now)
         now_s = now_dt.timestamp()
-        dims = dims or {}
-        if run_id in self._pending:
-            self.release(run_id, now=now_dt)
-        applied = self._plan(dims, cost_nanos, tokens, now_dt)
+        applied = self._plan(dims or {}, cost_nanos, tokens, now_dt, price_as, deny_unpriced=True)
+        if not applied:
+            return None
         for a in applied:  # per-request windows: nothing stored, nothing shared
             if a.item is None and a.budget.mode == "hard" and a.amount > a.limit:
                 raise self._denial(a, (0, 0), now_dt)
-        stored_applied = [a for a in applied if a.item is not None]
-        items = [a.item for a in stored_applied]
-        pending = _Pending(applied, expires_at=now_s + self.reservation_ttl.total_seconds())
-        if items:
+        reservation = Reservation(run_id, tuple(applied), now_s + self._ttl)
+        stored = [a for a in applied if a.item is not None]
+        if stored:
+            items = [a.item for a in stored]
             self._maybe_reconcile(now_s)
             try:
-                res = self._store_call(
-                    lambda: self.store.reserve(
-                        items, run_id, self.reservation_ttl.total_seconds(), now_s
-                    )
-                )
+                res = self._store_call(self.store.reserve, items, run_id, self._ttl, now_s)
             except BudgetStoreUnavailableError as exc:
                 if self.fail_mode == "closed":
                     raise BudgetStoreUnavailableError(
@@ -359,112 +552,176 @@ class Budgets:
                         f"Restore the store, or use Budgets(..., fail_mode='open') to let calls "
                         f"through and reconcile spend later."
                     ) from exc
-                logger.warning(
-                    "tokenward budgets: store unavailable (%s); allowing run %s (fail_mode='open'), "
-                    "spend will be journaled and reconciled",
+                _warn_once(
+                    "store-down",
+                    "tokenward budgets: store unavailable (%s); allowing run %s "
+                    "(fail_mode='open'), spend will be journaled and reconciled",
                     exc,
                     run_id,
                 )
-                pending.degraded = True
+                reservation.degraded = True
+            except Exception as exc:  # noqa: BLE001  # an answer that is not a decision
+                self.enforcement_failed(exc, run_id)
             else:
                 if not res.ok:
-                    failed = stored_applied[res.failed]
+                    failed = stored[res.failed]
                     raise self._denial(failed, res.totals[res.failed], now_dt)
-                for a, tot in zip(stored_applied, res.totals):
+                for a, tot in zip(stored, res.totals):
                     a.before = tot
                     a.known = True
-        with self._lock:
-            self._pending[run_id] = pending
-            self._done.pop(run_id, None)
+                reservation.stored = True
         if self._housekeeping is not None and time.monotonic() >= self._next_housekeeping:
             self._next_housekeeping = time.monotonic() + self._housekeeping
             try:
-                self._store_call(lambda: self.store.expire(now_s))
+                self._store_call(self.store.expire, now_s)
             except Exception:  # housekeeping must never fail a call
                 logger.debug("tokenward budgets: housekeeping failed", exc_info=True)
+        return reservation
 
     def commit(
         self,
-        run_id: str,
-        cost_nanos: int,
+        reservation: Reservation | None,
+        cost_nanos: int | None,
         tokens: int,
         *,
         dims: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
         now: datetime | None = None,
+        price_as: PriceAs | None = None,
     ) -> None:
-        """Replace the reservation of ``run_id`` by the actual spend. Without a reservation
-        (expired, never made) spend is still recorded when ``dims`` are given. Idempotent: a
-        second commit of the same ``run_id`` does nothing. Fires threshold alerts."""
+        """Replace ``reservation`` by the actual spend and fire threshold alerts.
+
+        Without a reservation (``None``: nothing was reserved, or it was never made), the spend
+        is recorded on the budgets that apply to ``dims`` under ``run_id``. Committing a
+        reservation twice does nothing. Never raises for an unreachable store: the spend is
+        journaled. ``cost_nanos=None`` (unpriced): USD budgets count it only with ``price_as``."""
+        if reservation is not None:
+            if reservation.done:
+                return
+            reservation.done = True
+            applied = reservation.applied
+            rid = reservation.id
+            degraded = reservation.degraded
+        else:
+            if dims is None:
+                logger.debug("tokenward budgets: commit without reservation nor dims ignored")
+                return
+            now_dt = _now(now)
+            applied = tuple(self._plan(dims, cost_nanos, tokens, now_dt, price_as))
+            rid = run_id or uuid.uuid4().hex
+            degraded = False
+        if cost_nanos is not None and not 0 <= cost_nanos < MAX_COUNT:
+            raise ConfigurationError("cost_nanos must be >= 0 and below 2**63.")
         now_dt = _now(now)
         now_s = now_dt.timestamp()
-        with self._lock:
-            p = self._pending.pop(run_id, None)
-            if p is None and run_id in self._done:
-                return
-            self._done[run_id] = None
-            if len(self._done) > _DONE_MEMORY:
-                self._done.popitem(last=False)
-        if p is None:
-            if dims is None:
-                logger.debug(
-                    "tokenward budgets: commit for unknown run %s ignored (no dims)", run_id
-                )
-                return
-            p = _Pending(self._plan(dims, cost_nanos, tokens, now_dt))
         items: list[CommitItem] = []
-        for a in p.applied:
-            a.amount = a.budget.amount(cost_nanos, tokens)
+        counted = []
+        for a in applied:
+            if a.budget.unit == "usd":
+                amount = (
+                    cost_nanos
+                    if cost_nanos is not None
+                    else self._unpriced(a.budget, dims or {}, price_as, False)
+                )
+                if amount is None:
+                    continue
+            else:
+                amount = tokens
+            a.amount = amount
+            counted.append(a)
             if a.item is not None:
                 it = a.item
-                marks = self._marks(a)
                 items.append(
-                    CommitItem(it.key, a.amount, it.read_keys, it.lock_key, it.expires_at, marks)
+                    CommitItem(
+                        it.key,
+                        min(amount, MAX_AMOUNT),
+                        it.read_keys,
+                        it.lock_key,
+                        it.expires_at,
+                        self._marks(a),
+                    )
                 )
         result: CommitResult | None = None
         if items:
-            if p.degraded or self.degraded:
-                self._journal_add(run_id, items)
+            if degraded or self.degraded:
+                self._journal_add(rid, items)
             else:
                 self._maybe_reconcile(now_s)
                 try:
-                    result = self._store_call(lambda: self.store.commit(run_id, items, now_s))
+                    result = self._store_call(self.store.commit, rid, items, now_s)
                 except BudgetStoreUnavailableError as exc:
-                    logger.warning(
+                    _warn_once(
+                        "commit-down",
                         "tokenward budgets: store unavailable at commit of %s (%s); spend journaled",
-                        run_id,
+                        rid,
                         exc,
                     )
-                    self._journal_add(run_id, items)
-        sent = frozenset(marker for it in items for _, marker in it.marks)
-        self._check_thresholds(p, now_dt, result, sent)
+                    self._journal_add(rid, items)
+                except Exception as exc:  # noqa: BLE001  # a refused value would block the journal
+                    logger.error(
+                        "tokenward budgets: the store refused the commit of %s (%s: %s); "
+                        "spend not counted: %s",
+                        rid,
+                        type(exc).__name__,
+                        exc,
+                        {it.key: it.amount for it in items},
+                    )
+                    counted = [a for a in counted if a.item is None]
+        elif reservation is not None and reservation.stored:
+            self.release(reservation, now=now_dt, _force=True)
+        self._check_thresholds(counted, id(reservation), now_dt, result, items)
 
-    def _journal_add(self, run_id: str, items: list[CommitItem]) -> None:
-        with self._lock:
-            # keyed by the run id: the store applies a replayed commit once, and reconciling
-            # also drops the run's reservation if the store kept it
-            self._journal.append(_JournalEntry(run_id, [replace(it, marks=()) for it in items]))
+    def _journal_add(self, rid: str, items: list[CommitItem]) -> None:
+        # keyed by the run id: the store applies a replayed commit once, and replaying it also
+        # drops the run's reservation if the store kept it; threshold marks are not replayed
+        actuals: dict[str, int] = {}
+        expires: dict[str, float | None] = {}
+        for it in items:
+            actuals[it.key] = actuals.get(it.key, 0) + it.amount
+            expires[it.key] = it.expires_at
+        self._journal.add(JournalEntry(rid, actuals, expires))
 
-    def release(self, run_id: str, *, now: datetime | None = None) -> None:
-        """Return the reservation of ``run_id`` (the call failed or was cancelled)."""
-        with self._lock:
-            p = self._pending.pop(run_id, None)
-        if p is None or p.degraded or not any(a.item for a in p.applied):
+    def release(
+        self, reservation: Reservation | None, *, now: datetime | None = None, _force: bool = False
+    ) -> None:
+        """Return ``reservation`` (the call failed or was cancelled): its hold ends now."""
+        if reservation is None or (reservation.done and not _force):
+            return
+        reservation.done = True
+        if reservation.degraded or not reservation.stored:
             return
         now_s = _now(now).timestamp()
         try:
-            self._store_call(lambda: self.store.release(run_id, now_s))
-        except BudgetStoreUnavailableError as exc:
+            self._store_call(self.store.release, reservation.id, now_s)
+        except Exception as exc:  # noqa: BLE001  # a release never raises into an error path
             logger.warning(
-                "tokenward budgets: store unavailable at release of %s (%s); the reservation "
-                "expires after its TTL",
-                run_id,
+                "tokenward budgets: could not release %s (%s: %s); the reservation expires "
+                "after its TTL",
+                reservation.id,
+                type(exc).__name__,
                 exc,
             )
 
+    def extend(self, reservation: Reservation | None, *, now: datetime | None = None) -> bool:
+        """Keep ``reservation`` alive for another ``reservation_ttl`` (a long stream). Returns
+        whether the store extended it."""
+        if reservation is None or reservation.done or not reservation.stored:
+            return False
+        now_s = _now(now).timestamp()
+        try:
+            ok = bool(self._store_call(self.store.extend, reservation.id, self._ttl, now_s))
+        except Exception as exc:  # noqa: BLE001  # keep-alive is best effort
+            logger.debug("tokenward budgets: could not extend %s: %s", reservation.id, exc)
+            return False
+        if ok:
+            reservation.expires_at = now_s + self._ttl
+        return ok
+
     # -- status, errors, alerts ---------------------------------------------------------------
     def _statuses(self, a: _Applied, now_s: float) -> list[CounterStatus]:
-        assert a.item is not None
-        return list(self._store_call(lambda: self.store.status(list(a.item.keys), now_s)))
+        item = a.item
+        assert item is not None
+        return list(self._store_call(self.store.status, list(item.keys), now_s))
 
     def _reset_at(
         self, a: _Applied, now: datetime, statuses: list[CounterStatus] | None, need: int | None
@@ -499,7 +756,10 @@ class Budgets:
                 statuses = None
         reset = self._reset_at(a, now, statuses, a.amount)
         unit = b.unit
-        fmt = (lambda n: f"${b.to_unit(n)}") if unit == "usd" else (lambda n: f"{n} tokens")
+
+        def fmt(n: int) -> str:
+            return f"${b.to_unit(n)}" if unit == "usd" else f"{n} tokens"
+
         if a.amount > a.limit:
             suggestion = (
                 f"This call alone ({fmt(a.amount)}) exceeds the whole limit {fmt(a.limit)}: lower "
@@ -533,93 +793,101 @@ class Budgets:
             suggestion=suggestion,
         )
 
-    def _markers(self, a: _Applied) -> tuple[tuple[float, str], ...]:
-        """``(threshold, marker)`` of ``a``'s budget and scope in the current window."""
-        b = a.budget
-        ths = tuple(b.thresholds)
-        if b.mode == "soft" and 1.0 not in ths:
-            ths = (*ths, 1.0)
-        if not ths or a.limit <= 0:
-            return ()
-        window_key = a.spans[-1].key if a.spans else ""
-        mkey = (b.name, a.scope_key, window_key, ths)
-        markers = self._marker_cache.get(mkey)
-        if markers is None:  # the "fired" markers of this window, built once
-            prefix = f"{b.name}|{a.scope_key}|{window_key}"
-            markers = tuple((t, f"{prefix}|{t}") for t in ths)
-            if len(self._marker_cache) >= 10_000:
-                self._marker_cache.clear()
-            self._marker_cache[mkey] = markers
-        return markers
-
     def _marks(self, a: _Applied) -> tuple[tuple[int, str], ...]:
-        """What the store records at commit once spend reaches it: ``(amount, marker)`` of
-        every threshold not yet fired here (``spent >= t * limit``, spent an integer); none
-        when even spent + reserved at reserve time plus this call stays below them all."""
-        marks = tuple(
-            (math.ceil(t * a.limit), m) for t, m in self._markers(a) if m not in self._fired
-        )
-        if marks and a.known and sum(a.before) + a.amount < min(at for at, _ in marks):
+        """What the store records at commit once spend reaches it: ``(amount, marker)`` of every
+        threshold not yet fired here (``spent >= t * limit``, spent an integer); none when even
+        spent + reserved at reserve time plus this call stays below the next one."""
+        slot = a.slot
+        if slot is None or not slot.markers:
             return ()
-        return marks
+        if a.known and a.before[0] + a.before[1] + a.amount < slot.next_alert:
+            return ()
+        fired = self._fired
+        return tuple((math.ceil(t * a.limit), m) for t, m in slot.markers if m not in fired)
 
     def _check_thresholds(
-        self, p: _Pending, now: datetime, result: CommitResult | None, sent: frozenset[str]
+        self,
+        applied: Iterable[_Applied],
+        call: int,
+        now: datetime,
+        result: CommitResult | None,
+        items: list[CommitItem],
     ) -> None:
+        """Fire the alerts this commit crossed. With the store's answer, its spend after the
+        commit decides and a threshold fires first only where the store says it recorded the
+        marker first; without one (journaled, degraded) the spend is estimated locally."""
         if result is not None and not result.applied:
             return  # the store had this commit already: its alerts went out then
-        spent_after = (
-            dict(zip((a.item.key for a in p.applied if a.item is not None), result.spent))
+        after = (
+            {it.key: (spent, it) for it, spent in zip(items, result.spent)}
             if result is not None
             else {}
         )
-        for a in p.applied:
-            b = a.budget
-            markers = self._markers(a)
-            pending_ths = [t for t, m in markers if m not in self._fired]
-            if not pending_ths:
+        for a in applied:
+            slot = a.slot
+            if slot is None or not slot.markers:
                 continue
-            window_key = a.spans[-1].key if a.spans else ""
-            if a.item is None:  # per-request window: this call is the whole window
-                spent = a.amount
-                base = f"{b.name}|{a.scope_key}|{window_key}|{id(p)}"
+            if a.item is not None and result is not None:
+                spent, item = after[a.item.key]
+                if not item.marks:
+                    continue  # the bound says no threshold can be crossed: none was offered
+                offered = {marker for _, marker in item.marks}
+                self._alerts(a, slot, call, now, spent, offered, result.fired)
+            elif a.before[0] + a.amount >= slot.next_alert:  # request window, or an estimate
+                self._alerts(a, slot, call, now, a.before[0] + a.amount, None, None)
+
+    def _alerts(
+        self,
+        a: _Applied,
+        slot: _Slot,
+        call: int,
+        now: datetime,
+        spent: int,
+        offered: set[str] | None,
+        first_in_store: frozenset[str] | None,
+    ) -> None:
+        b = a.budget
+        fired = self._fired
+        pending = [t for t, marker in slot.markers if marker not in fired]
+        if a.item is None:  # per-request window: this call is the whole window
+            base = f"{b.name}|{a.scope_key}|{slot.window_key}|{call}"
+        else:
+            base = f"{b.name}|{a.scope_key}|{slot.window_key}"
+        for t in pending:
+            if spent < t * a.limit:
+                continue
+            marker = f"{base}|{t}"
+            if offered is not None and first_in_store is not None:
+                if marker not in offered:
+                    continue  # not offered to the store this time: the next commit will
+                first = marker in first_in_store  # recorded once across every process
             else:
-                base = f"{b.name}|{a.scope_key}|{window_key}"
-                # the store's spend after this commit; an estimate when degraded or journaled
-                spent = spent_after.get(a.item.key, a.before[0] + a.amount)
-            for t in pending_ths:
-                if spent < t * a.limit:
-                    continue
-                marker = f"{base}|{t}"
-                if result is not None and a.item is not None:
-                    if marker not in sent:
-                        continue  # not offered to the store this time: the next commit will
-                    first = marker in result.fired  # recorded once across every process
-                else:
-                    first = marker not in self._fired
-                if a.item is not None:
-                    self._fired.add(marker)
-                if first:
-                    self._emit(
-                        Alert(
-                            budget=b.name,
-                            scope_key=a.scope_key,
-                            window=window_key or b.window.kind,
-                            threshold=t,
-                            kind="exceeded"
-                            if spent > a.limit or (t == 1.0 and b.mode == "soft")
-                            else "threshold",
-                            unit=b.unit,
-                            spent=b.to_unit(spent),
-                            limit=b.to_unit(a.limit),
-                            utilization=spent / a.limit,
-                            mode=b.mode,
-                            at=now,
-                            reset_at=self._reset_at(a, now, None, None),
-                        )
+                first = marker not in fired
+            if a.item is not None:
+                fired.add(marker)
+            if first:
+                self._emit(
+                    Alert(
+                        budget=b.name,
+                        scope_key=a.scope_key,
+                        window=slot.window_key or b.window.kind,
+                        threshold=t,
+                        kind="exceeded"
+                        if spent > a.limit or (t == 1.0 and b.mode == "soft")
+                        else "threshold",
+                        unit=b.unit,
+                        spent=b.to_unit(spent),
+                        limit=b.to_unit(a.limit),
+                        utilization=spent / a.limit,
+                        mode=b.mode,
+                        at=now,
+                        reset_at=self._reset_at(a, now, None, None),
                     )
-            if len(self._fired) > 100_000:
-                self._fired.clear()
+                )
+        slot.update_next_alert(fired)
+        if len(fired) > 100_000:
+            fired.clear()
+            self._slots.clear()  # their next_alert bounds assumed markers that are now forgotten
 
     def _emit(self, alert: Alert) -> None:
         for sink in self.alert_sinks:
@@ -686,7 +954,7 @@ class Budgets:
     def _used(self, applied: list[_Applied], now_s: float) -> list[int]:
         """spent + reserved of each applied budget, read from the store in one round trip."""
         keys = [k for a in applied if a.item is not None for k in a.item.keys]
-        statuses = iter(self._store_call(lambda: self.store.status(keys, now_s)) if keys else ())
+        statuses = iter(self._store_call(self.store.status, keys, now_s) if keys else ())
         return [
             sum(st.spent + st.reserved for _, st in zip(a.item.keys, statuses))
             if a.item is not None
@@ -713,16 +981,24 @@ class Budgets:
 
     def expire(self, *, now: datetime | None = None) -> int:
         """Delete expired reservations/counters in the store (optional housekeeping)."""
-        return int(self._store_call(lambda: self.store.expire(_now(now).timestamp())))
+        return int(self._store_call(self.store.expire, _now(now).timestamp()))
 
     def close(self) -> None:
-        """Try to reconcile journaled spend, then close the store."""
-        if self._journal:
+        """Reconcile journaled spend with the store, then close it (idempotent). Spend that still
+        cannot be written stays in the journal file, replayed by the next process."""
+        if self._closed:
+            return
+        self._closed = True
+        if len(self._journal):
             try:
                 self.reconcile()
             except BudgetStoreUnavailableError:
                 logger.warning(
-                    "tokenward budgets: %d journaled commit(s) could not be written at close",
+                    "tokenward budgets: %d journaled commit(s) could not be written at close; %s",
                     len(self._journal),
+                    f"kept in {self._journal.path}"
+                    if self._journal.path
+                    else "lost (no journal_path)",
                 )
+        self._journal.close()
         self.store.close()

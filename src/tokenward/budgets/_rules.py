@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from tokenward._hygiene import bounded, clean
 from tokenward.budgets._windows import Window, WindowSpan, resolve_timezone
 from tokenward.errors import ConfigurationError
 
@@ -95,6 +96,13 @@ class Budget:
         missing: what to do with a call that lacks a scope dimension: ``"shared"`` (default)
             counts it under ``<dim>=<none>``, one counter shared by all such calls, so anonymous
             traffic is bounded too; ``"skip"`` does not apply the budget to it.
+        unpriced: what a USD budget does with a call whose model has no known price:
+            ``"deny"`` (default) refuses it with :class:`~tokenward.errors.UnpricedModelError`
+            (a ``BudgetExceededError`` naming the model and the fix); ``"tokens"`` lets it through
+            without counting it against this budget (token budgets still count it). Token
+            budgets ignore this setting.
+        price_as: for a USD budget, price calls on unpriced models as this model instead
+            (e.g. ``"gpt-4o"``); takes precedence over ``unpriced``.
 
     Per-conversation windows key each counter by ``conversation_id`` (in addition to
     ``scope``); a call without a ``conversation_id`` is checked as a conversation of its own.
@@ -114,6 +122,8 @@ class Budget:
         timezone: str | ZoneInfo = "UTC",
         overrides: Mapping[str, Decimal | str | int] | None = None,
         missing: Literal["shared", "skip"] = "shared",
+        unpriced: Literal["deny", "tokens"] = "deny",
+        price_as: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"Budget name must be a non-empty string, got {name!r}.")
@@ -176,6 +186,17 @@ class Budget:
                 f"Budget {name!r}: missing must be 'shared' or 'skip', got {missing!r}."
             )
         self.missing = missing
+        if unpriced not in ("deny", "tokens"):
+            raise ConfigurationError(
+                f"Budget {name!r}: unpriced must be 'deny' or 'tokens', got {unpriced!r}."
+            )
+        if price_as is not None and (not isinstance(price_as, str) or not price_as.strip()):
+            raise ConfigurationError(
+                f"Budget {name!r}: price_as must be a model name such as 'gpt-4o', got "
+                f"{price_as!r}."
+            )
+        self.unpriced: Literal["deny", "tokens"] = unpriced
+        self.price_as = price_as
         self._span_cache: tuple[float, float, list[WindowSpan]] | None = None
         self.overrides: dict[str, int] = {}
         for key, lim in (overrides or {}).items():
@@ -196,7 +217,7 @@ class Budget:
                 f"Budget {self.name!r}: override key {key!r} is ambiguous; write full scope keys "
                 f"such as 'user_id=u1|agent=support'."
             )
-        return f"{self.scope[0]}={_escape(key)}"
+        return f"{self.scope[0]}={_escape(bounded(clean(key)))}"
 
     def __repr__(self) -> str:
         lim = (
@@ -217,16 +238,18 @@ class Budget:
             tags = dims.get("tags")
             if isinstance(tags, Mapping):
                 v = tags.get(key)
-        return None if v is None else str(v)
+        if v is None:
+            return None
+        # the same normalization as the Accountant's (a no-op for values it already cleaned),
+        # so a store never sees a key it cannot encode or index
+        return bounded(clean(v if type(v) is str else str(v)))
 
     def applies(self, dims: Mapping[str, Any]) -> bool:
         """Whether a call with these dimensions is subject to this budget."""
         for k, accepted in self.where.items():
             if self._dim(dims, k) not in accepted:
                 return False
-        if self.missing == "skip" and any(self._dim(dims, d) is None for d in self.scope):
-            return False
-        return True
+        return not (self.missing == "skip" and any(self._dim(dims, d) is None for d in self.scope))
 
     def scope_key(self, dims: Mapping[str, Any]) -> str:
         """``"*"``, ``"user_id=u1"`` or ``"user_id=u1|agent=support"`` for these dimensions."""

@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any, TypeVar
 
 from tokenward.errors import UsageParseError
-from tokenward.integrations._common import MODEL_KEYS
-from tokenward.integrations._common import swallow_internal_errors as _swallow
+from tokenward.integrations._common import BASE_URL_KEYS, MODEL_KEYS, guard
 from tokenward.usage import Usage, provider_cost
 
 logger = logging.getLogger("tokenward.integrations.langchain")
@@ -23,6 +21,7 @@ _T = TypeVar("_T")
 
 __all__ = [
     "ResultInfo",
+    "base_url_from_start",
     "dims_from_run",
     "extract_result",
     "generation_usage",
@@ -44,10 +43,9 @@ _DIM_KEYS: dict[str, str] = {
 _INTERNAL_TAG_PREFIXES = ("seq:step:", "map:key:", "graph:step:", "langsmith:", "nostream")
 
 
-def swallow_internal_errors() -> AbstractContextManager[None]:
-    """Log and swallow any bug in an adapter; budget denials and unknown models get through
-    (see :mod:`tokenward.integrations._common`)."""
-    return _swallow(logger)
+def swallow_internal_errors(what: str = "adapter") -> guard:
+    """The adapters' guard (:func:`tokenward.integrations._common.guard`) on this logger."""
+    return guard(logger, what)
 
 
 def _norm(value: Any) -> str | None:
@@ -130,6 +128,21 @@ def model_from_start(
     return None
 
 
+def base_url_from_start(
+    serialized: Mapping[str, Any] | None, invocation_params: Mapping[str, Any] | None
+) -> str | None:
+    """Where the model's client sends requests, when the run says (helps recognise local and
+    self-hosted models)."""
+    kwargs = (serialized or {}).get("kwargs")
+    for source in (invocation_params, kwargs if isinstance(kwargs, Mapping) else None):
+        if source:
+            for key in BASE_URL_KEYS:
+                value = source.get(key)
+                if isinstance(value, str) and value:
+                    return value
+    return None
+
+
 def max_output_from_params(invocation_params: Mapping[str, Any] | None) -> int | None:
     """The caller's output cap (``max_tokens`` / ``max_completion_tokens`` / ...), if any."""
     if not invocation_params:
@@ -206,6 +219,9 @@ class ResultInfo:
         self.tool_names: list[str] = []
 
 
+_TEXT_BLOCKS = ("text", "output_text", "reasoning", "thinking")
+
+
 def _message_text(message: Any, fallback: str) -> str:
     parts: list[str] = []
     content = getattr(message, "content", None)
@@ -215,16 +231,10 @@ def _message_text(message: Any, fallback: str) -> str:
         for block in content:
             if isinstance(block, str):
                 parts.append(block)
-            elif isinstance(block, Mapping):
-                if block.get("type") in ("text", "output_text", "reasoning", "thinking"):
-                    parts.append(
-                        str(
-                            block.get("text")
-                            or block.get("reasoning")
-                            or block.get("thinking")
-                            or ""
-                        )
-                    )
+            elif isinstance(block, Mapping) and block.get("type") in _TEXT_BLOCKS:
+                parts.append(
+                    str(block.get("text") or block.get("reasoning") or block.get("thinking") or "")
+                )
     else:
         parts.append(fallback)
     for call in getattr(message, "tool_calls", None) or ():

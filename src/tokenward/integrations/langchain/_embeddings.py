@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 
-from tokenward.integrations.langchain._common import swallow_internal_errors
+from tokenward.integrations._common import guard
+from tokenward.integrations.langchain._common import logger
 
 if TYPE_CHECKING:
     from tokenward.accountant import Accountant
@@ -16,13 +18,19 @@ if TYPE_CHECKING:
 __all__ = ["TrackedEmbeddings"]
 
 
+def _as_messages(texts: Sequence[str]) -> list[dict[str, str]]:
+    return [{"role": "user", "content": t} for t in texts]
+
+
 class TrackedEmbeddings(Embeddings):
     """Wraps any ``Embeddings`` and records one ``kind="embedding"`` event per call.
 
-    Input tokens are counted by the core counter for ``model`` before the call
-    (so a hard budget can deny it: :class:`~tokenward.BudgetExceededError` is
-    raised and the wrapped object is not called); LangChain embeddings report no
-    usage, so events are marked ``estimated=True``. A failed call is released.
+    A hard budget is checked before the call (:class:`~tokenward.BudgetExceededError`,
+    or ``BudgetStoreUnavailableError`` when the budgets cannot be checked and their
+    ``fail_mode`` is ``"closed"``, is raised and the wrapped object is not called).
+    LangChain embeddings report no usage, so the input is counted by the core counter
+    for ``model`` and events are marked ``estimated=True``. A failed call is released
+    (``cancelled`` when the task was cancelled).
 
     Args:
         embeddings: the object to wrap (``OpenAIEmbeddings``, ``FakeEmbeddings``...).
@@ -64,24 +72,22 @@ class TrackedEmbeddings(Embeddings):
     # -- accounting ---------------------------------------------------------------------
     def _begin(self, texts: Sequence[str]) -> str:
         run_id = uuid.uuid4().hex
-        tokens = 0
-        with swallow_internal_errors():
-            from tokenward.counting import get_counter
-
-            counter = get_counter(self.model, catalog=self.accountant.catalog)
-            tokens = sum(counter.count_text(t) for t in texts)
-        with swallow_internal_errors():
+        with guard(logger, "embedding start"):
             self.accountant.preflight(
-                run_id, self.model, prompt_tokens=tokens, dims=self.dims, kind="embedding"
+                run_id,
+                self.model,
+                messages=partial(_as_messages, texts),
+                dims=self.dims,
+                kind="embedding",
             )
         return run_id
 
     def _done(self, run_id: str) -> None:
-        with swallow_internal_errors():
-            self.accountant.settle(run_id, None, model=self.model, dims=self.dims)
+        with guard(logger, "embedding end"):
+            self.accountant.settle(run_id, None, model=self.model)
 
     def _failed(self, run_id: str, error: BaseException) -> None:
-        with swallow_internal_errors():
+        with guard(logger, "embedding error"):
             self.accountant.release(run_id, error=error)
 
     # -- Embeddings API -----------------------------------------------------------------

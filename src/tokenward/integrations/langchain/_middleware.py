@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 from tokenward.errors import BudgetExceededError, IntegrationUnavailableError
@@ -27,6 +28,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.types import Command
 from typing_extensions import NotRequired
 
+from tokenward.integrations._common import guard
 from tokenward.integrations.langchain._callbacks import _accounted_elsewhere
 from tokenward.integrations.langchain._common import (
     dims_from_run,
@@ -56,7 +58,7 @@ def _add_totals(left: Mapping[str, Any] | None, right: Mapping[str, Any] | None)
         return dict(right or {})
     if not right:
         return dict(left)
-    out = {k: int(left.get(k, 0)) + int(right.get(k, 0)) for k in _TOTAL_INTS}
+    out: dict[str, Any] = {k: int(left.get(k, 0)) + int(right.get(k, 0)) for k in _TOTAL_INTS}
     out["cost_usd"] = str(
         Decimal(str(left.get("cost_usd", "0"))) + Decimal(str(right.get("cost_usd", "0")))
     )
@@ -78,7 +80,7 @@ def model_name_of(model: Any) -> str | None:
     """Best-effort catalog name of a chat model object (LangSmith's ``ls_model_name`` first)."""
     try:
         name = model._get_ls_params().get("ls_model_name")
-    except Exception:
+    except Exception:  # noqa: BLE001  # any chat model object; the attributes below are the rest
         name = None
     if name:
         return str(name)
@@ -94,16 +96,17 @@ def _run_config() -> dict[str, Any]:
         from langgraph.config import get_config
 
         return dict(get_config())
-    except Exception:  # outside a graph run
+    except RuntimeError:  # outside a graph run
         return {}
 
 
 class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
     """Budgets, accounting, trimming and fallback for agents built with ``create_agent``.
 
-    * ``before_model``: when a ``trimmer`` is given, trims the state's messages to it
-      (the conversation in state is replaced by the kept messages, as LangChain's
-      ``SummarizationMiddleware`` does).
+    * trimming: with a ``trimmer``, every model call sees the trimmed history while the
+      agent's state (and its checkpoint) keeps every message. With ``trim_state=True``
+      the state itself is trimmed in ``before_model`` instead (the dropped messages are
+      removed from the checkpoint, as LangChain's ``SummarizationMiddleware`` does).
     * ``wrap_model_call``: pre-flight (exact prompt count incl. tools, reservation on
       every budget) through the Accountant, then the model call, then ``settle``
       with the reported usage. A hard budget that denies raises
@@ -122,7 +125,10 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
 
     Args:
         accountant: the Accountant (default: ``get_default_accountant()``).
-        trimmer: a :class:`HistoryTrimmer` applied in ``before_model``; ``None`` = no trimming.
+        trimmer: a :class:`HistoryTrimmer` for the messages each model call sees (the
+            system prompt is separate and not trimmed); ``None`` = no trimming.
+        trim_state: trim the stored conversation instead of the model request: the
+            dropped messages are deleted from the state and its checkpoint.
         fallback_model: a cheaper chat model used when the budget denies (or is near).
         model_name / fallback_model_name: catalog names when the model objects do not
             tell (default: read from the model object).
@@ -140,6 +146,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         accountant: Accountant | None = None,
         *,
         trimmer: HistoryTrimmer | None = None,
+        trim_state: bool = False,
         fallback_model: BaseChatModel | None = None,
         model_name: str | None = None,
         fallback_model_name: str | None = None,
@@ -156,6 +163,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             accountant = get_default_accountant()
         self.accountant = accountant
         self.trimmer = trimmer
+        self.trim_state = trim_state
         self.fallback_model = fallback_model
         self.model_name = model_name
         self.fallback_model_name = fallback_model_name or (
@@ -173,9 +181,10 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         self.max_output_tokens = max_output_tokens
         self.dims = {k: v for k, v in dims.items() if v is not None}
 
-    # -- before_model: trimming ------------------------------------------------------------
+    # -- trimming ---------------------------------------------------------------------------
     def before_model(self, state: TokenBudgetState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        if self.trimmer is None:
+        """With ``trim_state=True``: replace the stored conversation by the kept messages."""
+        if self.trimmer is None or not self.trim_state:
             return None
         messages: list[BaseMessage] = list(state.get("messages") or [])
         kept = self.trimmer.invoke(messages)
@@ -187,6 +196,16 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         self, state: TokenBudgetState, runtime: Runtime[Any]
     ) -> dict[str, Any] | None:
         return self.before_model(state, runtime)
+
+    def _trimmed(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
+        """The request with its messages trimmed (the state is left as it is)."""
+        if self.trimmer is None or self.trim_state:
+            return request
+        messages = list(request.messages)
+        kept = self.trimmer.invoke(messages)
+        if len(kept) == len(messages) and all(a is b for a, b in zip(kept, messages)):
+            return request
+        return request.override(messages=kept)
 
     # -- wrap_model_call: budgets + accounting ---------------------------------------------
     def _dims(self) -> dict[str, Any]:
@@ -259,6 +278,11 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             min_output_tokens=self.min_output_tokens,
         )
 
+    def _fallback(self) -> BaseChatModel:
+        if self.fallback_model is None:  # the degradation ladder only names a configured one
+            raise ValueError("no fallback_model configured")
+        return self.fallback_model
+
     def _plan(self, request: ModelRequest[Any], run_id: str) -> tuple[ModelRequest[Any], str, bool]:
         """Preflight; returns the request to run (maybe degraded), its model, degraded?"""
         dims = self._dims()
@@ -275,7 +299,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
 
         if self.fallback_model is not None and self._near_limit(dims):
             preflight(self.fallback_model_name, max_out)  # type: ignore[arg-type]
-            return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
+            return request.override(model=self._fallback()), self.fallback_model_name, True  # type: ignore[return-value]
         try:
             preflight(primary, max_out)
             return request, primary, False
@@ -294,13 +318,13 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             )
             if suggestion is None:  # no helper answer: try the fallback as is
                 preflight(self.fallback_model_name, max_out)  # type: ignore[arg-type]
-                return request.override(model=self.fallback_model), self.fallback_model_name, True  # type: ignore[return-value]
+                return request.override(model=self._fallback()), self.fallback_model_name, True  # type: ignore[return-value]
             out = suggestion.max_output_tokens
             settings = {**request.model_settings, "max_tokens": out}
             if suggestion.action == "model":
                 preflight(suggestion.model, out)  # still atomic: may raise again
                 return (
-                    request.override(model=self.fallback_model, model_settings=settings),
+                    request.override(model=self._fallback(), model_settings=settings),
                     suggestion.model,
                     True,
                 )
@@ -308,7 +332,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             return request.override(model_settings=settings), primary, True
 
     def _settle(
-        self, run_id: str, model: str, response: ModelResponse[Any], fallback: bool
+        self, run_id: str, model: str | None, response: ModelResponse[Any], fallback: bool
     ) -> Command[Any] | None:
         ais = [m for m in response.result if isinstance(m, AIMessage)]
         info = extract_result(LLMResult(generations=[[ChatGeneration(message=m)] for m in ais]))
@@ -326,66 +350,67 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             "input_tokens": event.usage.input,
             "output_tokens": event.usage.output,
             "fallbacks": int(fallback),
-            "cost_usd": str(event.cost),
+            "cost_usd": str(event.cost if event.cost is not None else 0),
             "estimated": bool(event.estimated),
         }
         return Command(update={"tokenward": totals})
+
+    def _begin(self, request: ModelRequest[Any]) -> tuple[str, ModelRequest[Any], str | None, bool]:
+        """Preflight (may raise a denial); on an internal error the call runs as asked."""
+        run_id = uuid.uuid4().hex
+        with guard(logger, "middleware preflight"):
+            return (run_id, *self._plan(request, run_id))
+        return run_id, request, self.model_name or model_name_of(request.model), False
+
+    def _end(
+        self, run_id: str, model: str | None, response: ModelResponse[Any], fallback: bool
+    ) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
+        command = None
+        with guard(
+            logger, "middleware settle", fallback=partial(self.accountant.settle, run_id, None)
+        ):
+            command = self._settle(run_id, model, response, fallback)
+        if command is None:
+            return response
+        return ExtendedModelResponse(model_response=response, command=command)
+
+    def _failed(self, run_id: str, exc: BaseException) -> None:
+        with guard(logger, "middleware release"):
+            self.accountant.release(run_id, error=exc)
 
     def wrap_model_call(
         self,
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        run_id = uuid.uuid4().hex
-        planned: tuple[ModelRequest[Any], str, bool] | None = None
-        with swallow_internal_errors():
-            planned = self._plan(request, run_id)
-        if planned is None:  # accounting broke (logged): never block the agent for it
-            return handler(request)
-        actual, model, fallback = planned
+        request = self._trimmed(request)
+        run_id, actual, model, fallback = self._begin(request)
         token = _accounted_elsewhere.set(True)
         try:
             response = handler(actual)
         except BaseException as exc:
-            with swallow_internal_errors():
-                self.accountant.release(run_id, error=exc)
+            self._failed(run_id, exc)
             raise
         finally:
             _accounted_elsewhere.reset(token)
-        command = None
-        with swallow_internal_errors():
-            command = self._settle(run_id, model, response, fallback)
-        if command is None:
-            return response
-        return ExtendedModelResponse(model_response=response, command=command)
+        return self._end(run_id, model, response, fallback)
 
     async def awrap_model_call(
         self,
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        run_id = uuid.uuid4().hex
-        planned: tuple[ModelRequest[Any], str, bool] | None = None
-        with swallow_internal_errors():
-            planned = self._plan(request, run_id)
-        if planned is None:
-            return await handler(request)
-        actual, model, fallback = planned
+        request = self._trimmed(request)
+        run_id, actual, model, fallback = self._begin(request)
         token = _accounted_elsewhere.set(True)
         try:
             response = await handler(actual)
         except BaseException as exc:
-            with swallow_internal_errors():
-                self.accountant.release(run_id, error=exc)
+            self._failed(run_id, exc)
             raise
         finally:
             _accounted_elsewhere.reset(token)
-        command = None
-        with swallow_internal_errors():
-            command = self._settle(run_id, model, response, fallback)
-        if command is None:
-            return response
-        return ExtendedModelResponse(model_response=response, command=command)
+        return self._end(run_id, model, response, fallback)
 
     # -- context limits (tokenward.context) ------------------------------------------------
     def _limit_args(

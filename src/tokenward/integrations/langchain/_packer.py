@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun, Callbacks
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+    Callbacks,
+)
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
@@ -179,6 +183,18 @@ class ContextPacker(
     ) -> list[Document]:
         return self._call_with_config(self.pack, input, config)
 
+    def as_retriever(self, retriever: BaseRetriever) -> BaseRetriever:
+        """A retriever that packs ``retriever``'s results: a real ``BaseRetriever``, usable
+        where ``retriever | packer`` is not (``create_retriever_tool``, retriever
+        parameters). ``invoke(query, k=20)`` passes ``k`` (and any other keyword) on to
+        ``retriever``: how many candidates to retrieve before packing::
+
+            retriever = ContextPacker(max_tokens=2000, model="gpt-4o").as_retriever(
+                scored_retriever(vectorstore, k=20)
+            )
+        """
+        return _PackedRetriever(retriever=retriever, packer=self)
+
 
 class _ScoredRetriever(BaseRetriever):
     """Vector-store retriever that keeps the relevance score in ``metadata[score_key]``."""
@@ -202,39 +218,61 @@ class _ScoredRetriever(BaseRetriever):
             for d, s in pairs
         ]
 
+    def _search(self, kwargs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """``(k, search kwargs)`` of one call: ``invoke(q, k=3, filter=...)`` overrides the
+        constructor's values for that call only."""
+        k = kwargs.pop("k", self.k)
+        return k, {**self.search_kwargs, **kwargs}
+
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         vs = self.vectorstore
+        k, search = self._search(kwargs)
         if self.relevance_score_fn is None:
             try:
                 return self._docs(
-                    vs.similarity_search_with_relevance_scores(
-                        query, k=self.k, **self.search_kwargs
-                    ),
-                    raw=False,
+                    vs.similarity_search_with_relevance_scores(query, k=k, **search), raw=False
                 )
             except NotImplementedError:  # store has no relevance function: raw similarity
                 pass
-        return self._docs(
-            vs.similarity_search_with_score(query, k=self.k, **self.search_kwargs), raw=True
-        )
+        return self._docs(vs.similarity_search_with_score(query, k=k, **search), raw=True)
 
-    async def _aget_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
         vs = self.vectorstore
+        k, search = self._search(kwargs)
         if self.relevance_score_fn is None:
             try:
                 return self._docs(
-                    await vs.asimilarity_search_with_relevance_scores(
-                        query, k=self.k, **self.search_kwargs
-                    ),
+                    await vs.asimilarity_search_with_relevance_scores(query, k=k, **search),
                     raw=False,
                 )
             except NotImplementedError:
                 pass
-        return self._docs(
-            await vs.asimilarity_search_with_score(query, k=self.k, **self.search_kwargs), raw=True
-        )
+        return self._docs(await vs.asimilarity_search_with_score(query, k=k, **search), raw=True)
+
+
+class _PackedRetriever(BaseRetriever):
+    """A retriever whose results go through a :class:`ContextPacker` (see ``as_retriever``)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    retriever: BaseRetriever
+    packer: ContextPacker
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        docs = self.retriever.invoke(query, {"callbacks": run_manager.get_child()}, **kwargs)
+        return self.packer.pack(docs)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        docs = await self.retriever.ainvoke(query, {"callbacks": run_manager.get_child()}, **kwargs)
+        return self.packer.pack(docs)
 
 
 def scored_retriever(
@@ -254,8 +292,12 @@ def scored_retriever(
     distance-based store pass ``relevance_score_fn`` (raw score -> relevance), which
     is then always applied to the raw scores.
 
+    ``k`` and ``search_kwargs`` are defaults: ``retriever.invoke(query, k=5, filter=...)``
+    overrides them for one call (LangChain's retriever convention).
+
     Retrieve generously (``k`` larger than what fits) and let :class:`ContextPacker`
-    choose: ``scored_retriever(vs, k=20) | ContextPacker(max_tokens=2000, model="gpt-4o")``.
+    choose: ``scored_retriever(vs, k=20) | ContextPacker(max_tokens=2000, model="gpt-4o")``,
+    or ``ContextPacker(...).as_retriever(scored_retriever(vs, k=20))`` for a retriever.
     """
     return _ScoredRetriever(
         vectorstore=vectorstore,

@@ -19,13 +19,15 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM
 
+from tokenward.integrations._common import guard
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
+    logger,
     max_output_tokens,
     model_from_llm,
     resolve_accountant,
 )
-from tokenward.integrations.llama_index._runs import LLMCall, finish_call, start_call
+from tokenward.integrations.llama_index._runs import call_data, finish_call, start_call
 
 if TYPE_CHECKING:
     from llama_index.core.tools import BaseTool
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["BudgetedLLM"]
 
 T = TypeVar("T")
+_CLOSED = "cancelled (stream closed early)"
 
 
 class BudgetedLLM(FunctionCallingLLM):
@@ -108,163 +111,152 @@ class BudgetedLLM(FunctionCallingLLM):
         *,
         messages: Sequence[ChatMessage] | None = None,
         prompt: str | None = None,
-    ) -> LLMCall | None:
+    ) -> str | None:
+        """Preflight the call (a denial raises here); its run id, or None when not ours."""
         run_id = _spans.current_span() or _new_id()
         owner = _spans.find_owner(self._accountant, run_id)
         if owner is not None and owner[0] != run_id:
             return None  # nested inside a call this accountant already preflighted
-        return start_call(
-            self._accountant,
-            run_id,
-            self._model or model_from_llm(self.llm),
-            owner=self,
-            messages=messages,
-            prompt=prompt,
-            tools=kwargs.get("tools"),
-            max_output=max_output_tokens(kwargs, self.llm.to_payload()),
-            dims=self._dims,
-            kind=kind,
-            parent_id=_spans.parent_of(run_id),
-            enforce=True,
-            raise_config_errors=True,
-        )
+        with guard(logger, "BudgetedLLM start"):
+            start_call(
+                self._accountant,
+                run_id,
+                self._model or model_from_llm(self.llm),
+                owner=self,
+                messages=messages,
+                prompt=prompt,
+                tools=kwargs.get("tools"),
+                max_output=max_output_tokens(kwargs, self.llm.to_payload()),
+                dims=self._dims,
+                kind=kind,
+                parent_id=_spans.parent_of(run_id),
+                enforce=True,
+            )
+        return run_id if call_data(self._accountant, run_id) is not None else None
 
-    @staticmethod
-    def _fail(call: LLMCall | None, exc: BaseException) -> None:
-        if call is not None:
-            finish_call(call, error=exc)
-
-    @staticmethod
-    def _end(call: LLMCall | None, response: Any) -> None:
-        if call is not None:
-            finish_call(call, response=response)
+    def _finish(self, run_id: str | None, **how: Any) -> None:
+        if run_id is not None:
+            with guard(logger, "BudgetedLLM end"):
+                finish_call(self._accountant, run_id, **how)
 
     def _wrap_gen(
-        self, call: LLMCall | None, gen: Generator[Any, None, None]
+        self, run_id: str | None, gen: Generator[Any, None, None]
     ) -> Generator[Any, None, None]:
-        if call is None:
+        data = call_data(self._accountant, run_id) if run_id is not None else None
+        if data is None:
             yield from gen
             return
         try:
             for item in gen:
-                call.last_response = item
+                data.last_response = item
                 yield item
         except GeneratorExit:  # consumer stopped early: bill what was streamed
-            finish_call(
-                call,
-                status="cancelled",
-                error="cancelled (stream closed early)",
-                response=call.last_response,
-            )
+            self._finish(run_id, status="cancelled", error=_CLOSED, response=data.last_response)
             raise
         except BaseException as exc:
-            finish_call(call, error=exc)
+            self._finish(run_id, error=exc)
             raise
-        finish_call(call)
+        self._finish(run_id)
 
     async def _wrap_agen(
-        self, call: LLMCall | None, agen: AsyncGenerator[Any, None]
+        self, run_id: str | None, agen: AsyncGenerator[Any, None]
     ) -> AsyncGenerator[Any, None]:
-        if call is None:
+        data = call_data(self._accountant, run_id) if run_id is not None else None
+        if data is None:
             async for item in agen:
                 yield item
             return
         try:
             async for item in agen:
-                call.last_response = item
+                data.last_response = item
                 yield item
         except GeneratorExit:
-            finish_call(
-                call,
-                status="cancelled",
-                error="cancelled (stream closed early)",
-                response=call.last_response,
-            )
+            self._finish(run_id, status="cancelled", error=_CLOSED, response=data.last_response)
             raise
         except BaseException as exc:
-            finish_call(call, error=exc)
+            self._finish(run_id, error=exc)
             raise
-        finish_call(call)
+        self._finish(run_id)
 
-    def _guarded(self, call: LLMCall | None, run: Callable[[], T]) -> T:
+    def _guarded(self, run_id: str | None, run: Callable[[], T]) -> T:
         """Run the wrapped model; on failure release the call's reservation and re-raise."""
         try:
             return run()
         except BaseException as exc:
-            self._fail(call, exc)
+            self._finish(run_id, error=exc)
             raise
 
-    async def _aguarded(self, call: LLMCall | None, run: Callable[[], Awaitable[T]]) -> T:
+    async def _aguarded(self, run_id: str | None, run: Callable[[], Awaitable[T]]) -> T:
         try:
             return await run()
         except BaseException as exc:
-            self._fail(call, exc)
+            self._finish(run_id, error=exc)
             raise
 
     # ------------------------------------------------------------------ sync
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        call = self._begin("chat", kwargs, messages=messages)
-        response = self._guarded(call, lambda: self.llm.chat(messages, **kwargs))
-        self._end(call, response)
+        run_id = self._begin("chat", kwargs, messages=messages)
+        response = self._guarded(run_id, lambda: self.llm.chat(messages, **kwargs))
+        self._finish(run_id, response=response)
         return response
 
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        call = self._begin("completion", kwargs, prompt=prompt)
+        run_id = self._begin("completion", kwargs, prompt=prompt)
         response = self._guarded(
-            call, lambda: self.llm.complete(prompt, formatted=formatted, **kwargs)
+            run_id, lambda: self.llm.complete(prompt, formatted=formatted, **kwargs)
         )
-        self._end(call, response)
+        self._finish(run_id, response=response)
         return response
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        call = self._begin("chat", kwargs, messages=messages)
+        run_id = self._begin("chat", kwargs, messages=messages)
         return self._wrap_gen(
-            call, self._guarded(call, lambda: self.llm.stream_chat(messages, **kwargs))
+            run_id, self._guarded(run_id, lambda: self.llm.stream_chat(messages, **kwargs))
         )
 
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
-        call = self._begin("completion", kwargs, prompt=prompt)
+        run_id = self._begin("completion", kwargs, prompt=prompt)
         return self._wrap_gen(
-            call,
+            run_id,
             self._guarded(
-                call, lambda: self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+                run_id, lambda: self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
             ),
         )
 
     # ------------------------------------------------------------------ async
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        call = self._begin("chat", kwargs, messages=messages)
-        response = await self._aguarded(call, lambda: self.llm.achat(messages, **kwargs))
-        self._end(call, response)
+        run_id = self._begin("chat", kwargs, messages=messages)
+        response = await self._aguarded(run_id, lambda: self.llm.achat(messages, **kwargs))
+        self._finish(run_id, response=response)
         return response
 
     async def acomplete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
-        call = self._begin("completion", kwargs, prompt=prompt)
+        run_id = self._begin("completion", kwargs, prompt=prompt)
         response = await self._aguarded(
-            call, lambda: self.llm.acomplete(prompt, formatted=formatted, **kwargs)
+            run_id, lambda: self.llm.acomplete(prompt, formatted=formatted, **kwargs)
         )
-        self._end(call, response)
+        self._finish(run_id, response=response)
         return response
 
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
-        call = self._begin("chat", kwargs, messages=messages)
-        agen = await self._aguarded(call, lambda: self.llm.astream_chat(messages, **kwargs))
-        return self._wrap_agen(call, agen)
+        run_id = self._begin("chat", kwargs, messages=messages)
+        agen = await self._aguarded(run_id, lambda: self.llm.astream_chat(messages, **kwargs))
+        return self._wrap_agen(run_id, agen)
 
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
-        call = self._begin("completion", kwargs, prompt=prompt)
+        run_id = self._begin("completion", kwargs, prompt=prompt)
         agen = await self._aguarded(
-            call, lambda: self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+            run_id, lambda: self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
         )
-        return self._wrap_agen(call, agen)
+        return self._wrap_agen(run_id, agen)
 
     # ------------------------------------------------------------------ tools (agents)
     def _prepare_chat_with_tools(

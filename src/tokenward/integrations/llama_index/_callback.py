@@ -2,43 +2,57 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from llama_index.core.callbacks.base_handler import BaseCallbackHandler
+from llama_index.core.callbacks.pythonically_printing_base_handler import (
+    PythonicallyPrintingBaseHandler,
+)
 from llama_index.core.callbacks.schema import CBEventType, EventPayload
 from llama_index.core.callbacks.token_counting import TokenCountingEvent
+from llama_index.core.utilities.token_counting import TokenCounter
 
+from tokenward.errors import TokenBudgetExceededError
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
+    embedding_texts,
     max_output_tokens,
     model_from_dict,
+    placeholder_model,
     resolve_accountant,
+    response_model,
+    response_text,
     swallow_internal_errors,
+    to_messages,
+    tool_names,
+    usage_from_response,
 )
-from tokenward.integrations.llama_index._runs import (
-    LLMCall,
-    account_embedding,
-    finish_call,
-    start_call,
-)
+from tokenward.integrations.llama_index._runs import account_embedding, finish_call, start_call
+from tokenward.usage import Usage
 
 if TYPE_CHECKING:
+    from typing_extensions import Never
+
     from tokenward.accountant import Accountant
     from tokenward.ledger import UsageEvent
 
 __all__ = ["TokenwardCallbackHandler"]
 
 
-class TokenwardCallbackHandler(BaseCallbackHandler):
+class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
     """Records LLM and embedding calls from a LlamaIndex ``CallbackManager``.
 
-    Migration from ``TokenCountingHandler`` is one line::
+    Migration from ``TokenCountingHandler`` is one line; its arguments keep their
+    meaning::
 
-        # token_counter = TokenCountingHandler()
-        token_counter = TokenwardCallbackHandler(accountant, user_id="u1")
+        # token_counter = TokenCountingHandler(tokenizer=enc.encode, token_budget=50_000)
+        token_counter = TokenwardCallbackHandler(accountant, tokenizer=enc.encode,
+                                                 token_budget=50_000, dims={"user_id": "u1"})
         Settings.callback_manager = CallbackManager([token_counter])
 
     It keeps TokenCountingHandler's counters (``prompt_llm_token_count``,
@@ -48,9 +62,31 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
     numbers where available, and adds ``total_cost`` and the recorded ``events``.
     Every call also lands in the accountant's ledger with cost and dimensions.
 
+    Args:
+        accountant: where calls are recorded (default: ``get_default_accountant()``).
+        tokenizer: counts tokens (``len(tokenizer(text))``) when the provider reports
+            no usage, as in ``TokenCountingHandler``; such counts are marked
+            ``estimated``. Default: the model's own tokenizer.
+        event_starts_to_ignore / event_ends_to_ignore: event types to skip.
+        verbose: print (or log at DEBUG to ``logger``) each call's token usage.
+        logger: where ``verbose`` output goes instead of ``print``.
+        token_budget: a limit on this handler's LLM tokens (prompt + completion):
+            once exceeded, :class:`~tokenward.TokenBudgetExceededError` (a
+            ``ValueError``) is raised when the crossing call ends and before every
+            later event starts. For limits per user, per day or in dollars, shared
+            across processes, use a :class:`~tokenward.Budget` on the accountant.
+        default_model: the model name when an LLM reports none (``MockLLM``); without
+            it such a call is recorded under the LLM's class name, cost unknown.
+        dims: dimensions for every call (``user_id``, ``conversation_id``, ``agent``,
+            ``tags={...}``); per-request ones come from ``tokenward.llama_index.dims``.
+
+    Unknown keyword arguments raise ``TypeError`` (dimensions go in ``dims=``).
+
     Unlike an instrumentation event handler, a callback handler's exception
     reaches the caller: a hard budget that denies a call raises
     ``BudgetExceededError`` from ``on_event_start``, before the model is called.
+    An end event whose start this handler never saw (events delivered by hand,
+    starts filtered out) is still recorded.
 
     Use this **or** :func:`instrument`, not both: if both feed the same accountant
     each call is still recorded once (whichever sees it first, the
@@ -61,21 +97,42 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         self,
         accountant: Accountant | None = None,
         *,
-        default_model: str | None = None,
+        tokenizer: Callable[[str], Sequence[Any]] | None = None,
         event_starts_to_ignore: list[CBEventType] | None = None,
         event_ends_to_ignore: list[CBEventType] | None = None,
-        **dims: Any,
+        verbose: bool = False,
+        logger: logging.Logger | None = None,
+        token_budget: int | None = None,
+        default_model: str | None = None,
+        dims: Mapping[str, Any] | None = None,
+        **unexpected: Never,
     ) -> None:
-        super().__init__(event_starts_to_ignore or [], event_ends_to_ignore or [])
+        if unexpected:
+            names = ", ".join(sorted(unexpected))
+            raise TypeError(
+                f"TokenwardCallbackHandler() got unexpected keyword argument(s) {names}; "
+                f"dimensions go in dims={{...}}, e.g. dims={{'user_id': 'u1'}}"
+            )
+        if accountant is not None and not hasattr(accountant, "preflight"):
+            raise TypeError(
+                f"TokenwardCallbackHandler()'s first argument is the Accountant, got "
+                f"{type(accountant).__name__}; pass a tokenizer as tokenizer=..."
+            )
+        super().__init__(event_starts_to_ignore or [], event_ends_to_ignore or [], logger=logger)
         self.accountant = resolve_accountant(accountant)
+        self.tokenizer = tokenizer
+        self.token_budget = token_budget
         self.default_model = default_model
-        self.dims = dict(dims)
+        self.dims = dict(dims or {})
         self.llm_token_counts: list[TokenCountingEvent] = []
         self.embedding_token_counts: list[TokenCountingEvent] = []
         self.events: list[UsageEvent] = []
-        self._calls: dict[str, LLMCall] = {}
-        self._embeddings: dict[str, tuple[str | None, str, float]] = {}
+        self._verbose = verbose
+        self._token_counter = TokenCounter(tokenizer=tokenizer) if tokenizer else None  # type: ignore[arg-type]
+        self._calls: dict[str, str] = {}  # callback event id -> run id (its span)
+        self._embeddings: dict[str, tuple[str, str, float, Mapping[str, Any]]] = {}
         self._embedding_spans: dict[str, int] = {}
+        self._skipped: set[str] = set()  # starts seen and left to another call or adapter
         self._lock = threading.Lock()
         _spans.ensure_span_tree()
 
@@ -97,6 +154,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         parent_id: str = "",
         **kwargs: Any,
     ) -> str:
+        self._check_budget()
         if payload is None:
             return event_id
         with swallow_internal_errors("callback start"):
@@ -106,16 +164,22 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
                 self._embedding_start(payload, event_id)
         return event_id
 
+    def _skip(self, event_id: str) -> None:
+        with self._lock:
+            self._skipped.add(event_id)
+
     def _embedding_start(self, payload: dict[str, Any], event_id: str) -> None:
         span = _spans.current_span() or event_id
         owner = _spans.owner_of(self.accountant, span)
         if owner is None:
             _spans.claim(self.accountant, span, self)
         elif owner is not self:
-            return  # recorded by instrument() for the same accountant
-        model = model_from_dict(payload.get(EventPayload.SERIALIZED), self.default_model)
+            self._skip(event_id)  # recorded by instrument() for the same accountant
+            return
+        serialized = payload.get(EventPayload.SERIALIZED) or {}
+        model = model_from_dict(serialized, self.default_model) or placeholder_model(serialized)
         with self._lock:
-            self._embeddings[event_id] = (model, span, time.perf_counter())
+            self._embeddings[event_id] = (model, span, time.perf_counter(), serialized)
             self._embedding_spans[span] = self._embedding_spans.get(span, 0) + 1
 
     def _llm_start(self, payload: dict[str, Any], event_id: str) -> None:
@@ -124,15 +188,16 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         if owner is not None:  # an inner call (CustomLLM chat -> complete) or accounted elsewhere
             if span is not None:
                 _spans.expect_lazy_inner(self.accountant, span, owner[0])
+            self._skip(event_id)
             return
         serialized = payload.get(EventPayload.SERIALIZED) or {}
         extra = payload.get(EventPayload.ADDITIONAL_KWARGS) or {}
         messages = payload.get(EventPayload.MESSAGES)
         run_id = span or event_id
-        call = start_call(
+        started = start_call(
             self.accountant,
             run_id,
-            model_from_dict(serialized, self.default_model),
+            model_from_dict(serialized, self.default_model) or placeholder_model(serialized),
             owner=self,
             messages=messages,
             prompt=None if messages is not None else str(payload.get(EventPayload.PROMPT, "")),
@@ -142,13 +207,14 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
             kind="chat" if messages is not None else "completion",
             parent_id=_spans.parent_of(span),
             enforce=True,
-            raise_config_errors=True,
         )
-        if call is not None:
-            if span is not None:
-                _spans.expect_lazy_inner(self.accountant, span, run_id)
-            with self._lock:
-                self._calls[event_id] = call
+        if not started:
+            self._skip(event_id)
+            return
+        if span is not None:
+            _spans.expect_lazy_inner(self.accountant, span, run_id)
+        with self._lock:
+            self._calls[event_id] = run_id
 
     def on_event_end(
         self,
@@ -157,59 +223,141 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         event_id: str = "",
         **kwargs: Any,
     ) -> None:
-        payload = payload or {}
+        if payload is None or event_type in self.event_ends_to_ignore:
+            return
         with swallow_internal_errors("callback end"):
             if event_type == CBEventType.LLM:
-                with self._lock:
-                    call = self._calls.pop(event_id, None)
-                if call is None:
-                    return
-                if EventPayload.EXCEPTION in payload:
-                    finish_call(call, error=payload[EventPayload.EXCEPTION])
-                    return
-                response = payload.get(EventPayload.RESPONSE, payload.get(EventPayload.COMPLETION))
-                event = finish_call(call, response=response)
-                if event is not None:
-                    self._count(
-                        event,
-                        str(
-                            payload.get(EventPayload.MESSAGES, payload.get(EventPayload.PROMPT, ""))
-                        ),
-                        str(response),
-                        event_id,
-                    )
+                self._llm_end(payload, event_id)
             elif event_type == CBEventType.EMBEDDING:
-                with self._lock:
-                    entry = self._embeddings.pop(event_id, None)
-                    if entry is None:
-                        return
-                    model, span, started = entry
-                    left = self._embedding_spans.pop(span, 1) - 1
-                    if left > 0:
-                        self._embedding_spans[span] = left
-                if left <= 0:
-                    _spans.unclaim(self.accountant, span)
-                chunks = payload.get(EventPayload.CHUNKS) or []
-                event = account_embedding(
-                    self.accountant,
-                    event_id,
-                    model,
-                    chunks,
-                    dims=self.dims,
-                    parent_id=_spans.parent_of(span),
-                    latency_ms=(time.perf_counter() - started) * 1000.0,
+                self._embedding_end(payload, event_id)
+        if event_type == CBEventType.LLM:
+            self._check_budget()
+
+    def _llm_end(self, payload: dict[str, Any], event_id: str) -> None:
+        with self._lock:
+            run_id = self._calls.pop(event_id, None)
+            if run_id is None and event_id in self._skipped:
+                self._skipped.discard(event_id)
+                return
+        messages = payload.get(EventPayload.MESSAGES)
+        prompt = (
+            "\n".join(str(m) for m in messages)
+            if messages is not None
+            else str(payload.get(EventPayload.PROMPT, ""))
+        )
+        response = payload.get(EventPayload.RESPONSE, payload.get(EventPayload.COMPLETION))
+        event: UsageEvent | None
+        if run_id is None:
+            event = self._record_unstarted(payload, response)
+        elif EventPayload.EXCEPTION in payload:
+            finish_call(self.accountant, run_id, error=payload[EventPayload.EXCEPTION])
+            return
+        else:
+            usage = None
+            if self._token_counter is not None and usage_from_response(response) is None:
+                usage = self._tokenizer_usage(messages, prompt, response)
+            event = finish_call(self.accountant, run_id, response=response, usage=usage)
+        if event is not None:
+            self._count(event, prompt, str(response), event_id)
+
+    def _tokenizer_usage(self, messages: Any, prompt: str, response: Any) -> Usage:
+        """``TokenCountingHandler``'s counts with the user's tokenizer (no usage reported)."""
+        counter = self._token_counter
+        assert counter is not None
+        prompt_tokens = (
+            counter.estimate_tokens_in_messages(list(messages))
+            if messages is not None
+            else counter.get_string_tokens(prompt)
+        )
+        return Usage(
+            input=prompt_tokens, output=counter.get_string_tokens(str(response)), estimated=True
+        )
+
+    def _record_unstarted(self, payload: dict[str, Any], response: Any) -> UsageEvent | None:
+        """Record an LLM end event whose start this handler never saw."""
+        messages = payload.get(EventPayload.MESSAGES)
+        model = response_model(response) or self.default_model or placeholder_model(None)
+        if isinstance(response, str):
+            text = response
+        else:
+            text = response_text(response) or ("" if response is None else str(response))
+        prompt = str(payload.get(EventPayload.PROMPT, ""))
+        usage = usage_from_response(response)
+        if usage is None and self._token_counter is not None:
+            usage = self._tokenizer_usage(messages, prompt, text)
+        if usage is None:
+            from tokenward.counting import get_counter
+
+            counter = get_counter(model, catalog=self.accountant.catalog)
+            usage = Usage(
+                input=counter.count_messages(to_messages(messages))
+                if messages is not None
+                else counter.count_text(prompt),
+                output=counter.count_text(text),
+                estimated=True,
+            )
+        return self.accountant.record(
+            model,
+            usage,
+            run_id=uuid.uuid4().hex,
+            kind="chat" if messages is not None else "completion",
+            tool_names=tool_names(response),
+            **self.dims,
+        )
+
+    def _embedding_end(self, payload: dict[str, Any], event_id: str) -> None:
+        with self._lock:
+            entry = self._embeddings.pop(event_id, None)
+            if entry is None and event_id in self._skipped:
+                self._skipped.discard(event_id)
+                return
+            left = 0
+            if entry is not None:
+                left = self._embedding_spans.pop(entry[1], 1) - 1
+                if left > 0:
+                    self._embedding_spans[entry[1]] = left
+        serialized: Mapping[str, Any] = {}
+        span: str | None = None
+        started: float | None = None
+        if entry is None:  # an end without a start: no model known, no latency
+            model = self.default_model or placeholder_model(None)
+        else:
+            model, span, started, serialized = entry
+            if left <= 0:
+                _spans.unclaim(self.accountant, span)
+        texts = embedding_texts(serialized, payload.get(EventPayload.CHUNKS) or [])
+        if self._token_counter is not None:
+            counts = [self._token_counter.get_string_tokens(t) for t in texts]
+        else:
+            from tokenward.counting import get_counter
+
+            counter = get_counter(model, catalog=self.accountant.catalog)
+            counts = [counter.count_text(t) for t in texts]
+        event = account_embedding(
+            self.accountant,
+            event_id if entry is not None else uuid.uuid4().hex,
+            model,
+            texts,
+            dims=self.dims,
+            parent_id=_spans.parent_of(span),
+            latency_ms=None if started is None else (time.perf_counter() - started) * 1000.0,
+            counts=counts if self._token_counter is not None else None,
+        )
+        if event is None:
+            return
+        self.events.append(event)
+        for text, tokens in zip(texts, counts):
+            self.embedding_token_counts.append(
+                TokenCountingEvent(
+                    prompt=text,
+                    completion="",
+                    event_id=event_id,
+                    prompt_token_count=tokens,
+                    completion_token_count=0,
                 )
-                if event is not None:
-                    self.events.append(event)
-                    self.embedding_token_counts.append(
-                        TokenCountingEvent(
-                            prompt="\n".join(chunks),
-                            completion="",
-                            event_id=event_id,
-                            prompt_token_count=event.usage.input,
-                            completion_token_count=0,
-                        )
-                    )
+            )
+        if self._verbose:
+            self._print(f"Embedding Token Usage: {sum(counts)}")
 
     def _count(self, event: UsageEvent, prompt: str, completion: str, event_id: str) -> None:
         self.events.append(event)
@@ -222,6 +370,29 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
                 completion_token_count=event.usage.output,
             )
         )
+        if self._verbose:
+            self._print(
+                f"LLM Prompt Token Usage: {event.usage.input}\n"
+                f"LLM Completion Token Usage: {event.usage.output}"
+            )
+
+    def _check_budget(self) -> None:
+        if self.token_budget is None:
+            return
+        used = self.total_llm_token_count
+        if used > self.token_budget:
+            raise TokenBudgetExceededError(
+                f"Token budget exceeded! Limit: {self.token_budget}, Current: {used} (LLM tokens "
+                f"counted by this TokenwardCallbackHandler); raise token_budget=, call "
+                f"reset_counts(), or set a tokenward Budget to stop calls before they run",
+                budget="token_budget",
+                scope_key="handler",
+                unit="tokens",
+                limit=self.token_budget,
+                spent=used,
+                reserved=0,
+                attempted=0,
+            )
 
     # ------------------------------------------------------------------ TokenCountingHandler API
     @property
@@ -243,8 +414,14 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
 
     @property
     def total_cost(self) -> Decimal:
-        """USD cost of every call recorded by this handler (LLM and embedding)."""
-        return sum((e.cost for e in self.events), Decimal(0))
+        """USD cost of the priced calls recorded by this handler (LLM and embedding);
+        calls whose cost is unknown are counted in :attr:`unpriced_calls`."""
+        return sum((e.cost for e in self.events if e.cost is not None), Decimal(0))
+
+    @property
+    def unpriced_calls(self) -> int:
+        """Calls recorded by this handler whose cost is unknown (an unpriced model)."""
+        return sum(1 for e in self.events if e.cost is None)
 
     def reset_counts(self) -> None:
         """Forget the counters (the ledger keeps its events)."""

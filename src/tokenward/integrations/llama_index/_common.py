@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from tokenward.errors import UsageParseError
-from tokenward.integrations._common import MODEL_KEYS
-from tokenward.integrations._common import swallow_internal_errors as _swallow
+from tokenward.integrations._common import MODEL_KEYS, guard
 from tokenward.messages import Message, ToolCall
 from tokenward.usage import Usage
 
@@ -28,10 +26,9 @@ logger = logging.getLogger("tokenward.integrations.llama_index")
 _NO_MODEL = ("", "unknown", "default", None)
 
 
-def swallow_internal_errors(what: str = "event") -> AbstractContextManager[None]:
-    """Log and swallow a bug in an adapter; budget denials and unknown models get through
-    (see :mod:`tokenward.integrations._common`)."""
-    return _swallow(logger, f"LlamaIndex {what}")
+def swallow_internal_errors(what: str = "event") -> guard:
+    """The adapters' guard (:func:`tokenward.integrations._common.guard`) on this logger."""
+    return guard(logger, f"LlamaIndex {what}")
 
 
 def resolve_accountant(accountant: Accountant | None) -> Accountant:
@@ -52,11 +49,33 @@ def model_from_dict(model_dict: Mapping[str, Any] | None, default: str | None = 
     return default
 
 
+def placeholder_model(model_dict: Mapping[str, Any] | None) -> str:
+    """The name to record a call under when its LLM reports no model: the LLM's class
+    name (``MockLLM``), else ``"unknown"``. The catalog does not price it (cost unknown)."""
+    name = (model_dict or {}).get("class_name")
+    return name if isinstance(name, str) and name else "unknown"
+
+
+#: embedding clients that send ``text.replace("\n", " ")`` instead of the text they are given
+_NEWLINES_AS_SPACES = frozenset({"OpenAIEmbedding", "AzureOpenAIEmbedding"})
+
+
+def embedding_texts(model_dict: Mapping[str, Any] | None, chunks: Sequence[str]) -> list[str]:
+    """The texts an embedding client actually sends for ``chunks`` (what the provider bills).
+
+    LlamaIndex's ``OpenAIEmbedding`` replaces every newline with a space before the
+    request; its events carry the original text.
+    """
+    if (model_dict or {}).get("class_name") in _NEWLINES_AS_SPACES:
+        return [chunk.replace("\n", " ") for chunk in chunks]
+    return list(chunks)
+
+
 def model_from_llm(llm: Any, default: str | None = None) -> str | None:
     """Model name of a LlamaIndex ``LLM`` (its payload/metadata), else ``default``."""
     try:
         payload = llm.to_payload()
-    except Exception:
+    except Exception:  # noqa: BLE001 - a custom LLM's payload must not break accounting
         payload = {}
     name = model_from_dict(payload)
     if name is None:
@@ -94,9 +113,28 @@ def _args_json(args: Any) -> str:
 
 
 def _tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
-    """Tool calls of a ChatMessage: OpenAI dicts/objects or ToolSelections in
-    ``additional_kwargs["tool_calls"]``, and ``ToolCallBlock`` blocks."""
-    calls: list[ToolCall] = []
+    """Tool calls of a ChatMessage, each once.
+
+    They may sit in ``ToolCallBlock`` blocks and in ``additional_kwargs["tool_calls"]``
+    (OpenAI dicts/objects or LlamaIndex ``ToolSelection`` s), and
+    ``llama-index-llms-openai`` 0.8 fills *both* for the same call. A call is keyed by
+    its id (by name and arguments when it has none); blocks come first because that is
+    what the OpenAI client sends when a message has them.
+    """
+    calls: dict[Any, ToolCall] = {}
+
+    def add(call: ToolCall) -> None:
+        calls.setdefault(call.id or (call.name, call.arguments), call)
+
+    for block in getattr(message, "blocks", None) or ():
+        if getattr(block, "block_type", None) == "tool_call":
+            add(
+                ToolCall(
+                    id=str(block.tool_call_id or ""),
+                    name=block.tool_name,
+                    arguments=_args_json(block.tool_kwargs),
+                )
+            )
     extra = getattr(message, "additional_kwargs", None) or {}
     for raw in extra.get("tool_calls") or ():
         if hasattr(raw, "model_dump"):
@@ -104,7 +142,7 @@ def _tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
         if not isinstance(raw, Mapping):
             continue
         if "tool_name" in raw:  # a LlamaIndex ToolSelection
-            calls.append(
+            add(
                 ToolCall(
                     id=str(raw.get("tool_id") or ""),
                     name=str(raw["tool_name"]),
@@ -112,17 +150,8 @@ def _tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
                 )
             )
         else:
-            calls.append(ToolCall.from_openai(raw))
-    for block in getattr(message, "blocks", None) or ():
-        if getattr(block, "block_type", None) == "tool_call":
-            calls.append(
-                ToolCall(
-                    id=str(block.tool_call_id or ""),
-                    name=block.tool_name,
-                    arguments=_args_json(block.tool_kwargs),
-                )
-            )
-    return tuple(calls)
+            add(ToolCall.from_openai(raw))
+    return tuple(calls.values())
 
 
 _ROLES = {"chatbot": "assistant", "model": "assistant", "human": "user", "ai": "assistant"}
@@ -178,7 +207,8 @@ def to_message(message: Any) -> Message:
     return Message(
         role,
         (message.content or "") if plain else _content_parts(blocks),
-        name=extra.get("name"),
+        # a tool result's "name" is LlamaIndex bookkeeping: its clients send tool_call_id only
+        name=None if role == "tool" else extra.get("name"),
         tool_calls=calls,
         tool_call_id=extra.get("tool_call_id"),
         id=extra.get("id"),
@@ -221,7 +251,7 @@ def usage_from_response(response: Any) -> Usage | None:
         if not payload:
             continue
         try:
-            usage = Usage.from_any(payload)  # type: ignore[attr-defined]
+            usage = Usage.from_any(payload)
         except (UsageParseError, TypeError, ValueError, AttributeError, KeyError):
             logger.debug("no usage in %r", type(payload).__name__, exc_info=True)
             continue

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.embedding import (
@@ -29,20 +27,23 @@ from llama_index.core.instrumentation.events.llm import (
     LLMStructuredPredictInProgressEvent,
     LLMStructuredPredictStartEvent,
 )
-from llama_index.core.instrumentation.events.span import SpanDropEvent
+from llama_index_instrumentation import get_dispatcher
+from llama_index_instrumentation.events.span import SpanDropEvent
 from pydantic import PrivateAttr
 
+from tokenward.integrations._common import guard
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
+    embedding_texts,
     logger,
     max_output_tokens,
     model_from_dict,
     resolve_accountant,
-    swallow_internal_errors,
 )
 from tokenward.integrations.llama_index._runs import (
-    LLMCall,
+    CallData,
     account_embedding,
+    call_data,
     finish_call,
     start_call,
 )
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
     from tokenward.accountant import Accountant
 
 __all__ = ["InstrumentHandle", "TokenwardEventHandler", "instrument"]
-
-_MAX_RUNS = 10_000
 
 
 class TokenwardEventHandler(BaseEventHandler):
@@ -65,18 +64,18 @@ class TokenwardEventHandler(BaseEventHandler):
     outer call, never recorded twice.
 
     The dispatcher swallows every exception a handler raises, so this handler
-    **cannot** stop a call: a hard budget that denies a call is logged and the
-    call is recorded when it ends. Wrap the model in :class:`BudgetedLLM` to
-    enforce budgets before the provider is called.
+    **cannot** stop a call: a hard budget that denies a call (or budgets that cannot
+    be checked) is logged and the call is recorded when it ends. Wrap the model in
+    :class:`BudgetedLLM` to enforce budgets before the provider is called. Calls in
+    flight live in the accountant's call table, not in the handler.
     """
 
     _accountant: Any = PrivateAttr()
     _dims: dict[str, Any] = PrivateAttr(default_factory=dict)
     _default_model: str | None = PrivateAttr(default=None)
-    _calls: OrderedDict[str, LLMCall] = PrivateAttr(default_factory=OrderedDict)
-    _children: dict[str, str] = PrivateAttr(default_factory=dict)
-    _embeddings: dict[str, list[Any]] = PrivateAttr(default_factory=dict)  # [model, t0, open]
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    #: open embedding spans -> [model, start time, batches not ended, model_dict]: a span may
+    #: hold several start/end pairs, each recorded at its end (no call is pending in between)
+    _embeddings: dict[str, list[Any]] = PrivateAttr(default_factory=dict)
 
     def __init__(
         self, accountant: Accountant | None = None, *, default_model: str | None = None, **dims: Any
@@ -105,78 +104,78 @@ class TokenwardEventHandler(BaseEventHandler):
                     break
             else:
                 return
-        with swallow_internal_errors(type(event).__name__):
+        with guard(logger, f"LlamaIndex {type(event).__name__}"):
             method(self, event)
 
     # ------------------------------------------------------------------ LLM calls
+    def _own(self, span: str) -> CallData | None:
+        """The data of the call this handler started on ``span``, if it is still pending."""
+        if _spans.owner_of(self._accountant, span) is not self:
+            return None
+        return call_data(self._accountant, span)
+
+    def _data(self, span: str) -> CallData | None:
+        """This call's data, or that of the call an inner span (``CustomLLM.chat`` ->
+        ``complete``) is folded into."""
+        data = self._own(span)
+        if data is not None:
+            return data
+        owner = _spans.claimed_ancestor(self._accountant, span)
+        if owner is None or owner[1] is not self:
+            return None
+        return call_data(self._accountant, owner[0])
+
     def _on_start(self, event: LLMChatStartEvent | LLMCompletionStartEvent) -> None:
         span = event.span_id or event.id_
         owner = _spans.find_owner(self._accountant, span)
-        if owner is not None:
-            if owner[0] in self._calls:  # the inner call of one of ours: fold it in
-                self._children[span] = owner[0]
+        if owner is not None:  # the inner call of one already accounted: folded into it
             _spans.expect_lazy_inner(self._accountant, span, owner[0])
             return
-        is_chat = isinstance(event, LLMChatStartEvent)
-        model = model_from_dict(event.model_dict, self._default_model)
-        call = start_call(
+        chat = event if isinstance(event, LLMChatStartEvent) else None
+        completion = event if isinstance(event, LLMCompletionStartEvent) else None
+        started = start_call(
             self._accountant,
             span,
-            model,
+            model_from_dict(event.model_dict, self._default_model),
             owner=self,
-            messages=event.messages if is_chat else None,
-            prompt=None if is_chat else event.prompt,
+            messages=chat.messages if chat is not None else None,
+            prompt=completion.prompt if completion is not None else None,
             tools=event.additional_kwargs.get("tools"),
             max_output=max_output_tokens(event.additional_kwargs, event.model_dict),
             dims=self._dims,
-            kind="chat" if is_chat else "completion",
+            kind="chat" if chat is not None else "completion",
             parent_id=_spans.parent_of(span),
             enforce=False,
         )
-        if call is None:
-            return
-        _spans.expect_lazy_inner(self._accountant, span, span)
-        evicted: list[LLMCall] = []
-        with self._lock:
-            self._calls[span] = call
-            while len(self._calls) > _MAX_RUNS:
-                evicted.append(self._calls.popitem(last=False)[1])
-        for old in evicted:
-            finish_call(old, error="abandoned (never finished)")
+        if started:
+            _spans.expect_lazy_inner(self._accountant, span, span)
 
     def _on_progress(self, event: LLMChatInProgressEvent | LLMCompletionInProgressEvent) -> None:
         span = event.span_id or ""
-        call = self._calls.get(span)
-        if call is not None:
-            call.last_response = event.response
+        data = self._own(span)
+        if data is not None:
+            data.last_response = event.response
             return
-        parent = self._children.get(span)
-        if parent is not None and parent in self._calls:
-            self._calls[parent].child_response = event.response
+        data = self._data(span)
+        if data is not None:
+            data.child_response = event.response
 
     def _on_end(self, event: LLMChatEndEvent | LLMCompletionEndEvent) -> None:
         span = event.span_id or ""
-        parent = self._children.pop(span, None)
-        if parent is not None:
-            call = self._calls.get(parent)
-            if call is not None and event.response is not None:
-                call.child_response = event.response
+        if self._own(span) is not None:
+            finish_call(self._accountant, span, response=event.response)
             return
-        with self._lock:
-            call = self._calls.pop(span, None)
-        if call is not None:
-            finish_call(call, response=event.response)
+        data = self._data(span)
+        if data is not None and event.response is not None:
+            data.child_response = event.response
 
     def _on_error(self, event: ExceptionEvent | SpanDropEvent) -> None:
         span = event.span_id or ""
-        self._children.pop(span, None)
         if self._embeddings.pop(span, None) is not None:  # a failed embedding request
             _spans.unclaim(self._accountant, span)
-        with self._lock:
-            call = self._calls.pop(span, None)
-        if call is not None:
+        if self._own(span) is not None:
             error = getattr(event, "exception", None) or getattr(event, "err_str", "error")
-            finish_call(call, error=error)
+            finish_call(self._accountant, span, error=error)
 
     # ------------------------------------------------------------------ embeddings
     def _on_embedding_start(self, event: EmbeddingStartEvent) -> None:
@@ -193,6 +192,7 @@ class TokenwardEventHandler(BaseEventHandler):
                 model_from_dict(event.model_dict, self._default_model),
                 time.perf_counter(),
                 1,
+                event.model_dict,
             ]
         else:
             entry[2] += 1
@@ -210,7 +210,7 @@ class TokenwardEventHandler(BaseEventHandler):
             self._accountant,
             event.id_,
             entry[0],
-            event.chunks,
+            embedding_texts(entry[3], event.chunks),
             dims=self._dims,
             parent_id=_spans.parent_of(span),
             latency_ms=(time.perf_counter() - entry[1]) * 1000.0,

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+import pickle
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from llama_index.core.base.llms.types import ChatMessage
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    field_serializer,
+    model_validator,
+)
 from llama_index.core.llms.llm import LLM
 from llama_index.core.memory import ChatMemoryBuffer
 from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY
 from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore
+from llama_index.core.utils import get_tokenizer
 
 from tokenward.context import AddCheck, WindowStatus, per_message, trim_history
 from tokenward.integrations.llama_index._common import model_from_llm, to_message, to_messages
@@ -23,10 +34,59 @@ _DEFAULT_TOKEN_LIMIT_RATIO = 0.75
 _DEFAULT_TOKEN_LIMIT = 3000
 
 
+logger = logging.getLogger("tokenward.integrations.llama_index")
+
+_TIKTOKEN = "tiktoken:"
+_CUSTOM = "custom:"
+_PREDICATE = "predicate:"
+
+
+def _text_counter(tokenizer_fn: Callable[[str], Sequence[Any]]) -> Callable[[Message], int]:
+    """Tokens of a message's text and tool calls (no chat framing), as ``ChatMemoryBuffer``
+    counts ``str(message.content)`` with its ``tokenizer_fn``."""
+
+    def count(message: Message) -> int:
+        text = message.text + "".join(c.name + c.arguments for c in message.tool_calls)
+        return len(tokenizer_fn(text))
+
+    return count
+
+
 def _counter_for(model: str | None, tokenizer_fn: Callable[[str], Sequence[Any]] | None) -> Any:
+    """A per-message counter: the user's tokenizer, else the model's own (chat overhead
+    included), else LlamaIndex's global tokenizer on the text (``ChatMemoryBuffer``'s way)."""
     if tokenizer_fn is not None:
-        return per_message(lambda m: len(tokenizer_fn(m.text)))
-    return model  # the core resolves a model name (None = its default) to a cached counter
+        return per_message(_text_counter(tokenizer_fn))
+    if model is not None:
+        return model  # the core resolves it to a cached counter for that model
+    return per_message(_text_counter(get_tokenizer()))
+
+
+def describe_tokenizer(tokenizer_fn: Callable[..., Any]) -> str:
+    """A serializable name for ``tokenizer_fn``: ``"tiktoken:<encoding>"`` for a tiktoken
+    ``encode`` (bare, bound or in a ``functools.partial``), else ``"custom:<qualname>"``."""
+    target = tokenizer_fn.func if isinstance(tokenizer_fn, functools.partial) else tokenizer_fn
+    encoding = getattr(target, "__self__", None)
+    name = getattr(encoding, "name", None)
+    if getattr(target, "__name__", None) in ("encode", "encode_ordinary") and isinstance(name, str):
+        try:
+            import tiktoken
+        except ImportError:  # pragma: no cover - tiktoken is a core dependency
+            pass
+        else:
+            if isinstance(encoding, tiktoken.Encoding):
+                return _TIKTOKEN + name
+    return _CUSTOM + str(getattr(tokenizer_fn, "__qualname__", type(tokenizer_fn).__name__))
+
+
+def _tokenizer_from(description: str) -> Callable[[str], list[int]] | None:
+    """The tokenizer a description names, when it can be rebuilt (tiktoken encodings)."""
+    if not description.startswith(_TIKTOKEN):
+        return None
+    from tokenward.counting import get_encoding
+
+    encoding = get_encoding(description[len(_TIKTOKEN) :])
+    return functools.partial(encoding.encode, allowed_special="all")
 
 
 def trim_chat_history(
@@ -48,9 +108,11 @@ def trim_chat_history(
     (``keep_system``); an assistant message with tool calls is never separated
     from its tool results; ``pinned`` (indices or a ``ChatMessage`` predicate) are
     always kept; the window starts on a user message (``start_on``). Tokens are
-    counted per message with the model's tokenizer (``model``, else ``llm``'s
-    model, else the core default), or with ``tokenizer_fn`` if given. Returns the
-    original objects (a message cut by ``allow_partial`` is a copy).
+    counted per message with ``tokenizer_fn`` if given (message text), else with the
+    model's tokenizer and chat formula (``model``, else ``llm``'s model), else like
+    ``ChatMemoryBuffer``: the text with LlamaIndex's global tokenizer
+    (``Settings.tokenizer``). Returns the original objects (a message cut by
+    ``allow_partial`` is a copy).
 
     Usable with the newer ``Memory`` class too:
     ``trim_chat_history(memory.get(), 8000, llm=llm)``.
@@ -100,6 +162,26 @@ def _trim(
     return [m.source if id(m) in originals else _rebuild(m) for m in kept]
 
 
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:  # noqa: BLE001 - pickle raises many kinds (PicklingError, TypeError...)
+        return False
+    return True
+
+
+def _size(
+    message: Message, model: str | None, tokenizer_fn: Callable[[str], Sequence[Any]] | None
+) -> int:
+    """Tokens of ``message`` alone, counted as the trimmer counts it."""
+    counter = _counter_for(model, tokenizer_fn)
+    if isinstance(counter, str):
+        from tokenward.counting import get_counter
+
+        return get_counter(counter).count_messages([message])
+    return int(counter(message))
+
+
 def _rebuild(message: Message) -> ChatMessage:
     """A ChatMessage for a message the trimmer cut (same role and extras, shorter text)."""
     src: ChatMessage = message.source
@@ -116,9 +198,24 @@ class TokenwardChatMemory(ChatMemoryBuffer):
     * the system message is kept (ChatMemoryBuffer drops it with the oldest turns);
     * an assistant tool call and its tool results are kept or dropped together;
     * ``pinned`` messages are always kept;
-    * tokens are counted per message with the model's tokenizer (chat overhead
-      included) and cached by content, so each turn costs O(new messages)
-      instead of re-tokenizing the whole window per dropped message.
+    * with ``llm=`` or ``model=`` tokens are counted with that model's tokenizer and
+      chat formula (per-message overhead included: what the provider bills), cached
+      by content, so each turn costs O(new messages) instead of re-tokenizing the
+      window per dropped message. Without either it counts as ChatMemoryBuffer does:
+      message text with ``tokenizer_fn`` (default: LlamaIndex's global tokenizer).
+
+    As in ChatMemoryBuffer, when the newest message alone exceeds the limit it is
+    returned anyway (after the system message), so the model reports the overflow
+    instead of silently answering without the question.
+
+    Serialization (``to_dict``/``from_dict``, ``to_string``/``from_string``,
+    ``model_dump``/``model_validate``, pickle) keeps the configuration: ``model``,
+    ``token_limit``, ``pinned`` indices, the trimming options, and ``tokenizer``, a
+    description of ``tokenizer_fn`` (``"tiktoken:cl100k_base"`` is rebuilt on load).
+    A custom ``tokenizer_fn`` or a ``pinned`` predicate cannot be serialized: give
+    them again when loading, ``TokenwardChatMemory.from_dict(data, tokenizer_fn=fn,
+    pinned=predicate)`` (also ``from_string``); until then ``get()`` logs a warning
+    and counts with the default tokenizer / pins nothing.
 
     Use it wherever a memory is accepted::
 
@@ -129,6 +226,11 @@ class TokenwardChatMemory(ChatMemoryBuffer):
     """
 
     model: str | None = Field(default=None, description="Model whose tokenizer counts tokens.")
+    tokenizer: str | None = Field(
+        default=None,
+        description="What tokenizer_fn is: 'tiktoken:<encoding>' or 'custom:<name>'; "
+        "None = LlamaIndex's global tokenizer (or the model's, when model is set).",
+    )
     keep_system: bool = Field(default=True, description="Always keep the first system message.")
     allow_partial: bool = Field(
         default=False, description="Cut the oldest message that does not fit."
@@ -137,15 +239,63 @@ class TokenwardChatMemory(ChatMemoryBuffer):
     overflow: Literal["raise", "keep"] = Field(
         default="keep", description="When system + pinned alone exceed the limit."
     )
-    pinned: Any = Field(
-        default=None, exclude=True, description="Indices or a ChatMessage predicate always kept."
-    )
-    custom_tokenizer: bool = Field(default=False, exclude=True)
+    pinned: Any = Field(default=None, description="Indices or a ChatMessage predicate always kept.")
     _conversions: dict[int, Any] = PrivateAttr(default_factory=dict)
+    _warned: bool = PrivateAttr(default=False)
 
     @classmethod
     def class_name(cls) -> str:
         return "TokenwardChatMemory"
+
+    @model_validator(mode="before")
+    @classmethod
+    def validate_memory(cls, values: Any) -> Any:
+        """Replaces ChatMemoryBuffer's validator of the same name: same limit check, plus a
+        chat store given as a dict (``model_validate``) and the tokenizer description."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        if values.get("token_limit", -1) < 1:
+            raise ValueError("Token limit must be set and greater than 0.")
+        store = values.get("chat_store")
+        if isinstance(store, dict):
+            from llama_index.core.storage.chat_store.loading import load_chat_store
+
+            values["chat_store"] = load_chat_store(store)
+        fn = values.get("tokenizer_fn")
+        description = values.get("tokenizer")
+        if fn is not None and fn is not get_tokenizer():
+            if description is None or _tokenizer_from(description) is not None:
+                values["tokenizer"] = describe_tokenizer(fn)
+        elif description is not None:
+            values["tokenizer_fn"] = _tokenizer_from(description) or get_tokenizer()
+        else:
+            values["tokenizer_fn"] = get_tokenizer()
+        return values
+
+    @field_serializer("pinned")
+    def _serialize_pinned(self, pinned: Any) -> Any:
+        if callable(pinned):
+            return _PREDICATE + str(getattr(pinned, "__qualname__", type(pinned).__name__))
+        return None if pinned is None else list(pinned)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle a copy of the state (LlamaIndex's ``BaseComponent.__getstate__`` deletes
+        unpicklable fields from the live object). A callable that cannot be pickled is
+        left out (``tokenizer_fn``: its description stays in ``tokenizer``) or replaced by
+        its description (``pinned``), so the loaded memory says what it needs back."""
+        state: dict[str, Any] = dict(BaseModel.__getstate__(self))
+        fields = dict(state["__dict__"])
+        for key in ("tokenizer_fn", "pinned"):
+            value = fields.get(key)
+            if callable(value) and not _picklable(value):
+                if key == "pinned":
+                    fields[key] = self._serialize_pinned(value)
+                else:
+                    del fields[key]
+        state["__dict__"] = fields
+        state["__pydantic_private__"] = {"_conversions": {}, "_warned": False}
+        return state
 
     @classmethod
     def from_defaults(  # type: ignore[override]
@@ -175,9 +325,7 @@ class TokenwardChatMemory(ChatMemoryBuffer):
         if chat_history is not None:
             chat_store = chat_store or SimpleChatStore()
             chat_store.set_messages(chat_store_key, chat_history)
-        extra: dict[str, Any] = {}
-        if tokenizer_fn is not None:
-            extra = {"tokenizer_fn": tokenizer_fn, "custom_tokenizer": True}
+        extra: dict[str, Any] = {} if tokenizer_fn is None else {"tokenizer_fn": tokenizer_fn}
         return cls(
             token_limit=token_limit,
             chat_store=chat_store or SimpleChatStore(),
@@ -191,6 +339,60 @@ class TokenwardChatMemory(ChatMemoryBuffer):
             **extra,
         )
 
+    @classmethod
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        tokenizer_fn: Callable[[str], list[Any]] | None = None,
+        pinned: Iterable[int] | Callable[[ChatMessage], bool] | None = None,
+        **kwargs: Any,
+    ) -> TokenwardChatMemory:
+        """Load from ``to_dict()``; give back a custom ``tokenizer_fn`` or ``pinned``
+        predicate here (they cannot be serialized)."""
+        data = dict(data)
+        if tokenizer_fn is not None:
+            data["tokenizer_fn"] = tokenizer_fn
+        if pinned is not None:
+            data["pinned"] = pinned
+        memory = super().from_dict(data, **kwargs)
+        assert isinstance(memory, TokenwardChatMemory)
+        return memory
+
+    @classmethod
+    def from_string(
+        cls,
+        json_str: str,
+        *,
+        tokenizer_fn: Callable[[str], list[Any]] | None = None,
+        pinned: Iterable[int] | Callable[[ChatMessage], bool] | None = None,
+    ) -> TokenwardChatMemory:
+        """Load from ``to_string()`` (see :meth:`from_dict`)."""
+        return cls.from_dict(json.loads(json_str), tokenizer_fn=tokenizer_fn, pinned=pinned)
+
+    def _settings(self) -> tuple[Callable[[str], Sequence[Any]] | None, Any]:
+        """``(custom tokenizer or None, pinned)`` usable now; warns once about detached ones."""
+        tokenizer_fn: Callable[[str], Sequence[Any]] | None = None
+        detached = []
+        if self.tokenizer is not None:
+            if self.tokenizer.startswith(_CUSTOM) and self.tokenizer_fn is get_tokenizer():
+                detached.append(f"tokenizer_fn ({self.tokenizer})")
+            else:
+                tokenizer_fn = self.tokenizer_fn
+        pinned = self.pinned
+        if isinstance(pinned, str):
+            detached.append(f"pinned ({pinned})")
+            pinned = None
+        if detached and not self._warned:
+            self._warned = True
+            logger.warning(
+                "tokenward: this TokenwardChatMemory was loaded without its %s, which cannot be "
+                "serialized; counting with the default tokenizer and pinning nothing. Pass them "
+                "again: TokenwardChatMemory.from_dict(data, tokenizer_fn=..., pinned=...)",
+                " and ".join(detached),
+            )
+        return tokenizer_fn, pinned
+
     def get(
         self, input: str | None = None, initial_token_count: int = 0, **kwargs: Any
     ) -> list[ChatMessage]:
@@ -200,17 +402,28 @@ class TokenwardChatMemory(ChatMemoryBuffer):
         history = self.get_all()
         if not history:
             return []
-        return _trim(
-            self._converted(history),
-            self.token_limit - initial_token_count,
+        tokenizer_fn, pinned = self._settings()
+        core = self._converted(history)
+        budget = self.token_limit - initial_token_count
+        kept = _trim(
+            core,
+            budget,
             model=self.model,
-            tokenizer_fn=self.tokenizer_fn if self.custom_tokenizer else None,
+            tokenizer_fn=tokenizer_fn,
             keep_system=self.keep_system,
-            pinned=self.pinned,
+            pinned=pinned,
             allow_partial=self.allow_partial,
             start_on=self.start_on,
             overflow=self.overflow,
         )
+        newest = history[-1]
+        if (not kept or kept[-1] is not newest) and _size(
+            core[-1], self.model, tokenizer_fn
+        ) > budget:
+            # ChatMemoryBuffer's rule: an oversized newest message is returned anyway
+            system = [history[0]] if self.keep_system and core[0].role == "system" else []
+            return [*system, newest] if newest is not history[0] else [newest]
+        return kept
 
     def _converted(self, history: list[ChatMessage]) -> list[Message]:
         """Core messages for ``history``, reusing last turn's conversions of unchanged messages.

@@ -161,7 +161,7 @@ class TokenBudgetPostprocessor(BaseNodePostprocessor):
             else:  # how PromptHelper sizes it: the formatted prompt text
                 text = template.format(llm=llm, **values)
                 sizes.append(counter.count_text(text) if self.model is not None else counter(text))
-        return max(sizes) + self.padding
+        return int(max(sizes)) + self.padding
 
     # ------------------------------------------------------------------ packing
     def _postprocess_nodes(

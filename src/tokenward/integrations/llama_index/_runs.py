@@ -1,19 +1,21 @@
 """One LLM call's lifecycle against the Accountant, shared by every LlamaIndex adapter.
 
-``start_call`` claims the call's span and preflights it (estimate + budget
-reservation); ``finish_call`` settles it with the provider's usage (or, when the
-provider reported none, lets the core count the output text and mark the event
-estimated) or releases it on error.
+``start_call`` claims the call's span and preflights it (estimate + budget reservation);
+the call then lives in the accountant's call table, with this adapter's per-call data
+(:class:`CallData`: the latest streamed chunk, an inner call's response) in its
+``Run.data``. ``finish_call`` settles it with the provider's usage (or, when the provider
+reported none, lets the core count the output text and mark the event estimated) or
+releases it on error.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tokenward.errors import BudgetExceededError, TokenwardError
+from tokenward.errors import BudgetExceededError, BudgetStoreUnavailableError
+from tokenward.integrations._common import log_internal_error
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
     logger,
@@ -24,43 +26,29 @@ from tokenward.integrations.llama_index._common import (
     tools_to_dicts,
     usage_from_response,
 )
+from tokenward.messages import Message
 from tokenward.usage import Usage
 
 if TYPE_CHECKING:
     from tokenward.accountant import Accountant
     from tokenward.ledger import UsageEvent
 
-__all__ = ["LLMCall", "account_embedding", "finish_call", "start_call"]
+__all__ = ["CallData", "account_embedding", "call_data", "finish_call", "start_call"]
 
 
 @dataclass(slots=True)
-class LLMCall:
-    """A call in flight: what is needed to settle it once it ends."""
+class CallData:
+    """A LlamaIndex call's own data, kept in the accountant's call table (``Run.data``)."""
 
-    accountant: Any
-    run_id: str
-    model: str
-    kind: str
-    messages: list[Any]
-    denied: BudgetExceededError | None = None
-    dims: dict[str, Any] = field(default_factory=dict)
     last_response: Any = None  # latest streamed chunk
     child_response: Any = None  # response of the inner call folded into this one
-    started: float = field(default_factory=time.perf_counter)
-    done: bool = False
 
 
-def _snapshot_dims(static: Mapping[str, Any]) -> dict[str, Any]:
-    """Dimensions in effect now (``track()`` blocks) with the adapter's own on top."""
-    from tokenward.accountant import current_dims
-
-    snap = current_dims()
-    for key, value in static.items():
-        if key == "tags" and isinstance(value, Mapping):
-            snap["tags"] = {**snap.get("tags", {}), **value}
-        elif value is not None:
-            snap[key] = value
-    return snap
+def call_data(accountant: Accountant, run_id: str) -> CallData | None:
+    """The data of a call this adapter started and that has not ended yet."""
+    run = accountant.run(run_id)
+    data = run.data if run is not None else None
+    return data if isinstance(data, CallData) else None
 
 
 def start_call(
@@ -77,119 +65,95 @@ def start_call(
     kind: str = "chat",
     parent_id: str | None = None,
     enforce: bool,
-    raise_config_errors: bool = False,
-) -> LLMCall | None:
-    """Claim ``run_id`` and preflight the call; ``None`` when it cannot be accounted.
+) -> bool:
+    """Claim ``run_id`` and preflight the call; False when another adapter accounts it.
 
-    With ``enforce=True`` (``BudgetedLLM``, legacy callbacks) a denial raises
-    ``BudgetExceededError`` before the model is called; otherwise it is logged and
-    the call is recorded when it ends. Other tokenward errors (an unknown model)
-    are logged and the call is not recorded, unless ``raise_config_errors``.
+    With ``enforce=True`` (``BudgetedLLM``, legacy callbacks) a denial raises before the
+    model is called. An instrumentation handler cannot stop a call (``enforce=False``): a
+    denial is logged and the call is opened without a reservation, recorded when it ends.
+    A call with no model name is recorded as ``"unknown"``.
     """
     if model is None:
-        logger.warning(
-            "tokenward: a LlamaIndex %s call reports no model name and was not recorded; "
-            "pass default_model='...' (or model='...' to BudgetedLLM)",
-            kind,
+        log_internal_error(
+            logger,
+            "model name",
+            ValueError(
+                f"a LlamaIndex {kind} call reports no model name; recorded as 'unknown'. "
+                f"Pass default_model='...' (or model='...' to BudgetedLLM)"
+            ),
         )
-        return None
     if not _spans.claim(accountant, run_id, owner):
-        return None
-    core_messages = (
-        to_messages(messages)
-        if messages is not None
-        else ([{"role": "user", "content": prompt or ""}])
-    )
-    call = LLMCall(accountant, run_id, model, kind, core_messages, dims=dict(dims or {}))
+        return False
     try:
-        accountant.preflight(
-            run_id,
-            model,
-            messages=core_messages,
-            tools=tools_to_dicts(tools),
-            max_output_tokens=max_output,
-            dims=dims,
-            parent_id=parent_id,
-            kind=kind,
-        )
-    except BudgetExceededError as exc:
-        if enforce:
-            _spans.unclaim(accountant, run_id)
-            raise
-        logger.warning(
-            "tokenward: budget %r denied a LlamaIndex call, but instrumentation handlers cannot "
-            "stop calls; it is recorded anyway. Wrap the LLM in BudgetedLLM to enforce: %s",
-            exc.budget,
-            exc,
-        )
-        call.denied = exc
-        call.dims = _snapshot_dims(call.dims)
-    except TokenwardError as exc:  # unknown model, bad configuration: say so once, plainly
-        _spans.unclaim(accountant, run_id)
-        if raise_config_errors:
-            raise
-        logger.error("tokenward: a LlamaIndex %s call was not recorded: %s", kind, exc)
-        return None
+        prompt_tokens = None
+        if messages is not None:
+            core_messages = to_messages(messages)
+        else:  # a completion: the provider bills the prompt text, without chat framing
+            core_messages = [Message("user", prompt or "")]
+            prompt_tokens = _counter(model or "unknown", accountant).count_text(prompt or "")
+        preflight: dict[str, Any] = {
+            "messages": core_messages,
+            "prompt_tokens": prompt_tokens,
+            "tools": tools_to_dicts(tools),
+            "max_output_tokens": max_output,
+            "dims": dims,
+            "parent_id": parent_id,
+            "kind": kind,
+            "data": CallData(),
+        }
+        try:
+            accountant.preflight(run_id, model, **preflight)
+        except (BudgetExceededError, BudgetStoreUnavailableError) as denied:
+            if enforce:
+                raise
+            logger.warning(
+                "tokenward: a budget denied a LlamaIndex call, but instrumentation handlers "
+                "cannot stop calls; it is recorded anyway. Wrap the LLM in BudgetedLLM to "
+                "enforce: %s",
+                denied,
+            )
+            accountant.preflight(run_id, model, enforce=False, **preflight)
     except BaseException:
         _spans.unclaim(accountant, run_id)
         raise
-    return call
+    return True
 
 
-def _counted_usage(call: LLMCall, text: str) -> Usage:
-    """Usage of a call that ran without a reservation and reported none: core counter."""
+def _counter(model: str, accountant: Any) -> Any:
     from tokenward.counting import get_counter
 
-    counter = get_counter(call.model, catalog=call.accountant.catalog)
-    return Usage(
-        input=counter.count_messages(call.messages), output=counter.count_text(text), estimated=True
-    )
+    return get_counter(accountant.model_info(model)[0].name, catalog=accountant.catalog)
 
 
 def finish_call(
-    call: LLMCall,
+    accountant: Accountant,
+    run_id: str,
     *,
     response: Any = None,
     error: BaseException | str | None = None,
     status: str = "ok",
+    usage: Usage | None = None,
 ) -> UsageEvent | None:
-    """Settle (or, on ``error`` without a response, release) the call; runs once."""
-    if call.done:
-        return None
-    call.done = True
-    acc = call.accountant
-    _spans.unclaim(acc, call.run_id)
-    response = response if response is not None else call.last_response
-    if error is not None and response is None:
-        if call.denied is not None:
-            return None  # nothing reserved, nothing reported
-        return acc.release(call.run_id, error=error)  # type: ignore[no-any-return]
-    usage = usage_from_response(response) or usage_from_response(call.child_response)
+    """Settle (or, on ``error`` without a response, release) the call; runs once.
+
+    ``usage`` is used when the response reports none (a caller's own count).
+    """
+    data = call_data(accountant, run_id)
+    _spans.unclaim(accountant, run_id)
+    if data is None:
+        return None  # already ended
     if response is None:
-        response = call.child_response
-    text = response_text(response)
-    model = response_model(response)
-    if model is not None and acc.catalog.find(model) is None:
-        model = None  # an unknown snapshot name: keep the model we priced the estimate with
-    if call.denied is not None:
-        if usage is None:
-            usage = _counted_usage(call, text)
-        return acc.settle(  # type: ignore[no-any-return]
-            call.run_id,
-            usage,
-            model=model or call.model,
-            output_text=text,
-            tool_names=tool_names(response),
-            dims=call.dims,
-            status=status,
-            error=error,
-            latency_ms=(time.perf_counter() - call.started) * 1000.0,
-        )
-    return acc.settle(  # type: ignore[no-any-return]
-        call.run_id,
+        response = data.last_response
+    if error is not None and response is None:
+        return accountant.release(run_id, error=error)
+    usage = usage_from_response(response) or usage_from_response(data.child_response) or usage
+    if response is None:
+        response = data.child_response
+    return accountant.settle(
+        run_id,
         usage,
-        model=model,
-        output_text=text,
+        model=response_model(response),
+        output_text=response_text(response),
         tool_names=tool_names(response),
         status=status,
         error=error,
@@ -205,39 +169,46 @@ def account_embedding(
     dims: Mapping[str, Any] | None = None,
     parent_id: str | None = None,
     latency_ms: float | None = None,
+    counts: Sequence[int] | None = None,
 ) -> UsageEvent | None:
     """Record one embedding request (``kind="embedding"``); tokens counted by the core counter.
 
-    Embedding responses carry no usage in LlamaIndex events, so the input is
-    counted with the model's tokenizer (``estimated`` unless it is exact).
+    Embedding responses carry no usage in LlamaIndex events, so the input is counted with
+    the model's tokenizer (``estimated`` unless it is exact), or taken from ``counts`` (per
+    chunk, the caller's own tokenizer: ``estimated``). The request already ran, so it is
+    recorded as it is (its spend committed on the budgets).
     """
     if model is None:
-        logger.warning(
-            "tokenward: an embedding call reports no model name and was not "
-            "recorded; pass default_model='...'"
+        log_internal_error(
+            logger,
+            "embedding model name",
+            ValueError(
+                "a LlamaIndex embedding call reports no model name; recorded as 'unknown'. "
+                "Pass default_model='...'"
+            ),
         )
-        return None
-    from tokenward.counting import get_counter
+    name = model or "unknown"
+    if counts is not None:
+        tokens, estimated = sum(counts), True
+    else:
+        counter = _counter(name, accountant)
+        tokens, estimated = sum(counter.count_text(chunk) for chunk in chunks), not counter.exact
+    return accountant.record(
+        name,
+        Usage(input=tokens, estimated=estimated),
+        run_id=run_id,
+        kind="embedding",
+        parent_id=parent_id,
+        latency_ms=latency_ms,
+        **_dims_kwargs(dims),
+    )
 
-    counter = get_counter(model, catalog=accountant.catalog)
-    tokens = sum(counter.count_text(chunk) for chunk in chunks)
-    usage = Usage(input=tokens, estimated=not counter.exact)
-    try:
-        accountant.preflight(
-            run_id, model, prompt_tokens=tokens, dims=dims, parent_id=parent_id, kind="embedding"
-        )
-    except BudgetExceededError as exc:
-        logger.warning(
-            "tokenward: budget %r denied an embedding call that already ran; recording it anyway",
-            exc.budget,
-        )
-        return accountant.record(
-            model,
-            usage,
-            run_id=run_id,
-            kind="embedding",
-            parent_id=parent_id,
-            latency_ms=latency_ms,
-            **_snapshot_dims(dims or {}),
-        )
-    return accountant.settle(run_id, usage, latency_ms=latency_ms)  # type: ignore[no-any-return]
+
+def _dims_kwargs(dims: Mapping[str, Any] | None) -> dict[str, Any]:
+    # record() takes dimensions as keyword arguments; its own parameters cannot be dims
+    return {k: v for k, v in (dims or {}).items() if k not in _RECORD_PARAMS}
+
+
+_RECORD_PARAMS = frozenset(
+    ("model", "usage", "run_id", "status", "latency_ms", "tool_names", "kind", "parent_id")
+)
