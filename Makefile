@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench report-screenshot clean
+.PHONY: demo test lint bench report-screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-all
 	$(BIN)/tokenward demo --db .tokenward/ledger.db
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest
+
+# Types and style are part of the test: `mypy --strict` on the package, ruff lint and format.
+lint: $(VENV)/.installed-test
+	$(BIN)/python -m mypy --strict src
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py

@@ -46,10 +46,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from tokenward.ledger import SQLiteLedger, SQLLedger, UsageEvent  # noqa: E402
-from tokenward.ledger._event import EVENT_COLUMNS, event_to_row, to_micros  # noqa: E402
-from tokenward.ledger._sqlcommon import EVENTS, ROLLUP_TABLES, ddl  # noqa: E402
-from tokenward.usage import Usage  # noqa: E402
+from tokenward.ledger import SQLiteLedger, SQLLedger, UsageEvent
+from tokenward.ledger._event import EVENT_COLUMNS, event_to_row, to_micros
+from tokenward.ledger._sqlcommon import EVENTS, ROLLUP_TABLES, ddl
+from tokenward.usage import Usage
 
 #: The ledger before this phase (issues 14/17/18): "today's path" in the tables.
 BASELINE = "56b22f2"

@@ -6,6 +6,7 @@ outages are in test_budgets_stores.py.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from datetime import datetime, timedelta, timezone
@@ -389,7 +390,7 @@ def test_rolling_window_properties(ts: int, minutes: int, buckets: int) -> None:
     g = timedelta(milliseconds=w.granularity_ms)
     assert len(spans) == buckets
     assert spans[-1].start <= now < spans[-1].start + g
-    assert all(b.start - a.start == g for a, b in zip(spans, spans[1:]))
+    assert all(b.start - a.start == g for a, b in itertools.pairwise(spans))
     covered = now - spans[0].start  # history summed: between (buckets-1)*g and buckets*g <= length
     assert g * (buckets - 1) <= covered < g * buckets <= w.length
     if (w.length // timedelta(milliseconds=1)) % buckets == 0:

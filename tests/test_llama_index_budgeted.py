@@ -114,7 +114,7 @@ def test_denied_async_call_never_reaches_the_model(method):
 
 
 def test_every_method_records_one_event_even_with_instrument_active():
-    acc, inner, llm = budgeted(limit_tokens=100_000)
+    acc, _inner, llm = budgeted(limit_tokens=100_000)
     with instrument(acc):
         llm.chat([user("a")])
         llm.complete("a")
@@ -156,7 +156,7 @@ def test_error_releases_the_reservation_and_records_the_failure():
 
 
 def test_stream_closed_early_bills_what_was_streamed():
-    acc, inner, llm = budgeted(limit_tokens=10_000, max_tokens=6)
+    acc, _inner, llm = budgeted(limit_tokens=10_000, max_tokens=6)
     stream = llm.stream_complete("go")
     next(stream), next(stream), next(stream)
     stream.close()

@@ -57,7 +57,7 @@ class PricedMockLLM(MockLLM):
 class OpenAIShapedLLM(CustomLLM):
     """A CustomLLM whose completions carry an OpenAI usage payload in ``raw``."""
 
-    usage: dict = {}
+    usage: dict = {}  # noqa: RUF012  (a pydantic field: each instance gets a copy)
 
     @property
     def metadata(self) -> LLMMetadata:

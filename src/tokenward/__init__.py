@@ -6,6 +6,7 @@ Everything public is importable from here. Framework integrations live in
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from tokenward._version import __version__
@@ -217,8 +218,6 @@ def __getattr__(name: str) -> Any:
 for _name in __all__:
     _obj = globals().get(_name)
     if isinstance(_obj, type) or callable(_obj):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):
             _obj.__module__ = "tokenward"
-        except (AttributeError, TypeError):
-            pass
 del _name, _obj

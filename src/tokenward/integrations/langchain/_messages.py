@@ -23,7 +23,7 @@ import copy
 import json
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import (
     AIMessage,
@@ -168,7 +168,7 @@ def _type_predicate(spec: Any) -> Callable[[BaseMessage], bool] | None:
     if spec is None:
         return None
     if callable(spec) and not isinstance(spec, str | type):
-        return spec
+        return cast("Callable[[BaseMessage], bool]", spec)
     specs = [spec] if isinstance(spec, str | type) else list(spec)
     names = {s for s in specs if isinstance(s, str)}
     classes = tuple(s for s in specs if isinstance(s, type))
@@ -222,7 +222,7 @@ def langchain_counter(token_counter: Any) -> Any:
 
 
 def _trim(messages: Any, **kwargs: Any) -> list[BaseMessage]:
-    return trim_messages_compat(messages, **kwargs)
+    return cast("list[BaseMessage]", trim_messages_compat(messages, **kwargs))
 
 
 def trim_messages_compat(
