@@ -269,8 +269,8 @@ def run(quick: bool = False) -> str:
         base = seq[0]
         seq[0] += k
         for i in range(base, base + k):
-            budgets.reserve(f"b{i}", bdims, 9_000, 1_700)
-            budgets.commit(f"b{i}", 4_000, 1_500, dims=bdims)
+            held = budgets.reserve(f"b{i}", bdims, 9_000, 1_700)
+            budgets.commit(held, 4_000, 1_500, dims=bdims)
 
     t_cost = _median_us(two_costs, n, repeats)
     t_cost_decimal = _median_us(two_costs_decimal, n, repeats)

@@ -238,8 +238,8 @@ def _latency(spec: Spec, n: int) -> dict[str, tuple[float, float]]:
         t2 = time.perf_counter()
         store.commit(f"s{i}", commit, now.timestamp())
         t3 = time.perf_counter()
-        budgets.reserve(f"b{i}", {"user_id": f"u{i % 100}"}, 1_000, 10)
-        budgets.commit(f"b{i}", 900, 9)
+        held = budgets.reserve(f"b{i}", {"user_id": f"u{i % 100}"}, 1_000, 10)
+        budgets.commit(held, 900, 9)
         t4 = time.perf_counter()
         if i >= 20:  # warm-up excluded
             lat["naive"].append(t1 - t0)
@@ -257,8 +257,8 @@ def _tp_worker(spec: Spec, n: int, seed: int, barrier: Any, out: Any) -> None:
     barrier.wait()
     t = time.perf_counter()
     for i in range(n):
-        b.reserve(f"{seed}-{i}", {"user_id": f"u{i % 100}"}, 1_000, 10)
-        b.commit(f"{seed}-{i}", 900, 9)
+        held = b.reserve(f"{seed}-{i}", {"user_id": f"u{i % 100}"}, 1_000, 10)
+        b.commit(held, 900, 9)
     out.put(time.perf_counter() - t)
 
 
@@ -287,10 +287,10 @@ def _contention_worker(spec: Spec, n: int, seed: int, mode: str, barrier: Any, o
             naive.try_spend(amount, LIMIT)
             continue
         try:
-            b.reserve(f"{seed}-{i}", {"user_id": f"w{seed}"}, amount, 0)
+            held = b.reserve(f"{seed}-{i}", {"user_id": f"w{seed}"}, amount, 0)
         except BudgetExceededError:
             continue
-        b.commit(f"{seed}-{i}", amount, 0)
+        b.commit(held, amount, 0)
     out.put(0)
 
 
