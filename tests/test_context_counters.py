@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("langchain_core")
@@ -206,6 +206,50 @@ def lc_conversations(draw: Any) -> list[BaseMessage]:
 
 _types = st.sampled_from([None, "human", "ai", ["human", "system"]])
 
+# A falsifying example hypothesis found: for strategy="last" trim_messages counts the cut
+# message's text pieces (and content blocks) in its reversed working order, where "a" +
+# "a a a\n" reads as 3 words, not 4: the whole text fits by that count and is kept.
+_PARTIAL_SYSTEM = SystemMessage("s " * 11)  # 12 words with "System:"
+_PARTIAL_LIST = HumanMessage([{"type": "text", "text": "a a a\na"}])
+
+
+def test_partial_list_content_counted_like_trim_messages() -> None:
+    count = _counter("default_model", pytest.MonkeyPatch())
+    conv = [_PARTIAL_SYSTEM, _PARTIAL_LIST]
+    kw: dict[str, Any] = dict(
+        max_tokens=16, strategy="last", include_system=True, allow_partial=True
+    )
+    expected = trim_messages(conv, token_counter=count, **kw)
+    assert [m.content for m in expected] == [_PARTIAL_SYSTEM.content, "a a a\na"]
+    assert trim_messages_compat(conv, token_counter=count, **kw) == expected
+    # content blocks too: trim_messages counts the kept blocks in reversed order
+    blocks = HumanMessage(
+        [{"type": "text", "text": t} for t in ("x y", "a ", "b")], id="blocks"
+    )  # "Human: x ya b" is 4 words, "Human: a b" 3, but counted reversed "Human: ba " is 2
+    kw = dict(max_tokens=2, strategy="last", allow_partial=True)
+    expected = trim_messages([blocks], token_counter=count, **kw)
+    assert [m.content for m in expected] == [blocks.content[1:]]
+    assert trim_messages_compat([blocks], token_counter=count, **kw) == expected
+
+
+def test_core_partial_is_counted_as_sent() -> None:
+    # trim_history counts the cut text as it will be sent, so it stays within the budget
+    # where trim_messages (above) does not: "Human: a a a\na" is 5 words, the room is 4
+    count = WordCountingChatModel(responses=["x"]).get_num_tokens_from_messages
+    core = [
+        Message("system", _PARTIAL_SYSTEM.content),
+        Message("user", [{"type": "text", "text": "a a a\na"}]),
+    ]
+
+    def words(ms: list[Message]) -> int:
+        return count(
+            [HumanMessage(m.content) if m.role == "user" else SystemMessage(m.content) for m in ms]
+        )
+
+    out = trim_history(core, 16, per_list(words, additive=True), allow_partial=True)
+    assert [m.content for m in out] == [_PARTIAL_SYSTEM.content, "a"]
+    assert words(out) <= 16
+
 
 @pytest.mark.parametrize("name", [*ADDITIVE, "not_additive", "overriding_model"])
 def test_trim_equals_trim_messages_for_every_counter(
@@ -219,6 +263,15 @@ def test_trim_equals_trim_messages_for_every_counter(
         count = _counter(name, monkeypatch)
 
     @SETTINGS
+    @example(
+        conv=[_PARTIAL_SYSTEM, _PARTIAL_LIST],
+        budget=16,
+        strategy="last",
+        include_system=True,
+        start_on=None,
+        end_on=None,
+        allow_partial=True,
+    )
     @given(
         conv=lc_conversations(),
         budget=st.integers(0, 120),

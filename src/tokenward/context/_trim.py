@@ -28,9 +28,13 @@ Differences from ``trim_messages`` (only where it is wrong or where we add optio
 
 * tool groups are never split (upstream tests for issue #29637 require this; released
   langchain-core 1.7 can return a ToolMessage without the AI message that called it);
-* the counter always receives messages in conversation order, and a partial message is
-  counted exactly as it will be sent (1.7 counts reversed lists and, for
-  ``strategy="last"`` partial text, the pieces joined in reverse order);
+* the counter always receives messages in conversation order (1.7 counts reversed lists);
+* :func:`trim_history` counts a partial message exactly as it will be sent, so the result
+  fits ``max_tokens``. ``trim_messages`` counts it in its working order (for
+  ``strategy="last"``: the kept content blocks reversed, the text pieces joined in reverse
+  order), which with a counter that sees word or BPE boundaries can keep a cut that is
+  over the budget once sent in order; the LangChain adapter (``trim_messages_compat``)
+  counts it that way too (``partial_order="langchain"``), for the same results;
 * pinned messages, a summarizer, and ``overflow="raise"`` (the default):
   ``ContextBudgetError`` when the system and pinned messages alone exceed the budget
   (``trim_messages`` returns the system message anyway, as ``overflow="keep"`` does).
@@ -175,6 +179,7 @@ class _Trim:
         pinned: set[int],
         overflow: str,
         max_tokens: int = 0,
+        partial_order: str = "sent",
     ) -> None:
         self.items = items
         self.n = len(items)
@@ -190,6 +195,7 @@ class _Trim:
         self.pinned_raw = pinned
         self.overflow = overflow
         self.max_tokens = max_tokens
+        self.partial_order = partial_order
         self._tool: dict[int, bool] = {}
         self._calls: dict[int, bool] = {}
 
@@ -399,21 +405,26 @@ class _Trim:
         c, ops = self.c, self.ops
         x = self.items[i]
         rev = self.strategy == "last"
+        # trim_messages works on the reversed history for "last" and counts a cut message
+        # with its content in that working order (blocks reversed, text pieces joined
+        # reversed); "sent" counts the content as it will be sent
+        counted_rev = rev and self.partial_order == "langchain"
         content = ops.content(x)
         text: str | None = None
         if isinstance(content, list | tuple):
-            blocks = list(content)
+            blocks = list(content)  # in working order: reversed for "last"
             if rev:
                 blocks.reverse()
             for _ in range(1, len(blocks)):
                 blocks = blocks[:-1]
-                trial = ops.with_content(x, blocks[::-1] if rev else list(blocks))
+                sent = blocks[::-1] if rev else list(blocks)
+                trial = ops.with_content(x, list(blocks) if counted_rev else sent)
                 if c.additive:
                     ok = used + c.single(trial) <= budget
                 else:
                     ok = c.of(assemble(taken, {i: trial})) <= budget
                 if ok:
-                    return trial
+                    return ops.with_content(x, sent) if counted_rev else trial
             for block in blocks:
                 if isinstance(block, str):
                     text = block
@@ -425,9 +436,14 @@ class _Trim:
             text = content
         if not text:
             return None
-        pieces = list(self.splitter(text))
+        pieces = list(self.splitter(text))  # in working order: reversed for "last"
         if rev:
             pieces.reverse()
+
+        def joined(k: int, counted: bool) -> str:
+            chosen = pieces[:k]
+            return "".join(chosen[::-1] if rev and not (counted and counted_rev) else chosen)
+
         # trim_messages counts the kept window and the cut message as two lists
         if c.additive:
             base = used + (c.overhead if c.system_apart else 0)
@@ -438,16 +454,13 @@ class _Trim:
             if left >= right:
                 break
             mid = (left + right + 1) // 2
-            chosen = pieces[:mid]
-            trial = ops.with_content(x, "".join(chosen[::-1] if rev else chosen))
-            if base + c.single(trial) <= budget:
+            if base + c.single(ops.with_content(x, joined(mid, True))) <= budget:
                 left = mid
             else:
                 right = mid - 1
         if left == 0:
             return None
-        chosen = pieces[:left]
-        return ops.with_content(x, "".join(chosen[::-1] if rev else chosen))
+        return ops.with_content(x, joined(left, False))
 
 
 class _Lazy:
@@ -610,12 +623,17 @@ def trim_items(
     summarizer: Callable[[list[Any]], Any] | None = None,
     overflow: str = "raise",
     cache_aware: CacheAwareTrim | None = None,
+    partial_order: Literal["sent", "langchain"] = "sent",
 ) -> list[Any]:
     """The algorithm behind :func:`trim_history`, on any message type (see ``MessageOps``).
 
     ``start_on`` / ``end_on`` / ``pinned`` (when callable) are predicates on ``items``.
     ``cache_aware``: the conversation's :class:`CacheAwareTrim` (adapters keep one per
     conversation and pass it on every turn).
+    ``partial_order``: how the ``allow_partial`` cut is counted: ``"sent"`` (the content
+    as it will be sent, so the result fits ``max_tokens``) or ``"langchain"`` (as
+    ``trim_messages`` counts it: for ``strategy="last"`` the kept blocks reversed and the
+    text pieces joined in reverse order; the LangChain adapter's parity).
     """
     if strategy not in ("first", "last"):
         raise ConfigurationError(
@@ -643,6 +661,7 @@ def trim_items(
         pinned=_pinned_indices(items, pinned),
         overflow=overflow,
         max_tokens=max_tokens,
+        partial_order=partial_order,
     )
     if cache_aware is not None:
         if strategy != "last" or allow_partial or summarizer is not None:

@@ -292,4 +292,5 @@ def trim_messages_compat(
         pinned=pinned,
         summarizer=summarizer,
         overflow=overflow,
+        partial_order="langchain",
     )
