@@ -303,6 +303,80 @@ def test_trim_equals_trim_messages_for_every_counter(
     same()
 
 
+def _as_input(m: BaseMessage, form: str) -> Any:
+    """One message in a form ``convert_to_messages`` accepts."""
+    if form == "dict":
+        return {"role": m.type, "content": m.content, "id": m.id, "name": m.name}
+    if form == "tuple":
+        return (m.type, m.content)
+    if form == "str" and isinstance(m, HumanMessage) and isinstance(m.content, str):
+        return m.content
+    return m
+
+
+@pytest.mark.parametrize("name", ["approximate", "default_model", "not_additive"])
+def test_mixed_inputs_trim_like_trim_messages(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if name == "not_additive":
+        count: Any = functools.partial(count_tokens_approximately, extra_tokens_per_message=2.5)
+    else:
+        count = _counter(name, monkeypatch)
+
+    @SETTINGS
+    @given(
+        conv=lc_conversations(),
+        forms=st.lists(st.sampled_from(["message", "dict", "tuple", "str"]), min_size=11),
+        budget=st.integers(0, 120),
+        strategy=st.sampled_from(["last", "first"]),
+        start_on=_types,
+        end_on=_types,
+        allow_partial=st.booleans(),
+    )
+    def same(
+        conv: list[BaseMessage],
+        forms: list[str],
+        budget: int,
+        strategy: str,
+        start_on: Any,
+        end_on: Any,
+        allow_partial: bool,
+    ) -> None:
+        mixed = [_as_input(m, f) for m, f in zip(conv, forms, strict=False)]
+        given_list = list(mixed)
+        kw: dict[str, Any] = dict(
+            max_tokens=budget, strategy=strategy, end_on=end_on, allow_partial=allow_partial
+        )
+        if strategy == "last":
+            kw.update(include_system=True, start_on=start_on)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = trim_messages(mixed, token_counter=count, **kw)
+            assert trim_messages_compat(mixed, token_counter=count, **kw) == expected
+        assert all(a is b for a, b in zip(mixed, given_list, strict=True))  # list untouched
+
+    same()
+
+
+def test_only_the_messages_looked_at_are_converted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tokenward.integrations.langchain._messages as lc_messages
+
+    converted: list[Any] = []
+    convert = lc_messages.convert_to_messages
+
+    def recording(items: Any) -> Any:
+        converted.extend(items)
+        return convert(items)
+
+    monkeypatch.setattr(lc_messages, "convert_to_messages", recording)
+    history = [("system", "be brief")] + [
+        ("human" if i % 2 == 0 else "ai", f"message {i} " + "w " * 20) for i in range(2000)
+    ]
+    kw: dict[str, Any] = dict(max_tokens=300, include_system=True, start_on="human")
+    out = trim_messages_compat(history, token_counter=count_tokens_approximately, **kw)
+    assert out == trim_messages(history, token_counter=count_tokens_approximately, **kw)
+    assert 2 < len(out) < len(converted) <= len(out) + 3  # the window, the one that did not fit
+    assert history[0] == ("system", "be brief")
+
+
 def _history(n: int) -> list[BaseMessage]:
     out: list[BaseMessage] = [SystemMessage("You are terse. " * 10)]
     for i in range(n):
