@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("langchain_core")
@@ -206,6 +206,50 @@ def lc_conversations(draw: Any) -> list[BaseMessage]:
 
 _types = st.sampled_from([None, "human", "ai", ["human", "system"]])
 
+# A falsifying example hypothesis found: for strategy="last" trim_messages counts the cut
+# message's text pieces (and content blocks) in its reversed working order, where "a" +
+# "a a a\n" reads as 3 words, not 4: the whole text fits by that count and is kept.
+_PARTIAL_SYSTEM = SystemMessage("s " * 11)  # 12 words with "System:"
+_PARTIAL_LIST = HumanMessage([{"type": "text", "text": "a a a\na"}])
+
+
+def test_partial_list_content_counted_like_trim_messages() -> None:
+    count = _counter("default_model", pytest.MonkeyPatch())
+    conv = [_PARTIAL_SYSTEM, _PARTIAL_LIST]
+    kw: dict[str, Any] = dict(
+        max_tokens=16, strategy="last", include_system=True, allow_partial=True
+    )
+    expected = trim_messages(conv, token_counter=count, **kw)
+    assert [m.content for m in expected] == [_PARTIAL_SYSTEM.content, "a a a\na"]
+    assert trim_messages_compat(conv, token_counter=count, **kw) == expected
+    # content blocks too: trim_messages counts the kept blocks in reversed order
+    blocks = HumanMessage(
+        [{"type": "text", "text": t} for t in ("x y", "a ", "b")], id="blocks"
+    )  # "Human: x ya b" is 4 words, "Human: a b" 3, but counted reversed "Human: ba " is 2
+    kw = dict(max_tokens=2, strategy="last", allow_partial=True)
+    expected = trim_messages([blocks], token_counter=count, **kw)
+    assert [m.content for m in expected] == [blocks.content[1:]]
+    assert trim_messages_compat([blocks], token_counter=count, **kw) == expected
+
+
+def test_core_partial_is_counted_as_sent() -> None:
+    # trim_history counts the cut text as it will be sent, so it stays within the budget
+    # where trim_messages (above) does not: "Human: a a a\na" is 5 words, the room is 4
+    count = WordCountingChatModel(responses=["x"]).get_num_tokens_from_messages
+    core = [
+        Message("system", _PARTIAL_SYSTEM.content),
+        Message("user", [{"type": "text", "text": "a a a\na"}]),
+    ]
+
+    def words(ms: list[Message]) -> int:
+        return count(
+            [HumanMessage(m.content) if m.role == "user" else SystemMessage(m.content) for m in ms]
+        )
+
+    out = trim_history(core, 16, per_list(words, additive=True), allow_partial=True)
+    assert [m.content for m in out] == [_PARTIAL_SYSTEM.content, "a"]
+    assert words(out) <= 16
+
 
 @pytest.mark.parametrize("name", [*ADDITIVE, "not_additive", "overriding_model"])
 def test_trim_equals_trim_messages_for_every_counter(
@@ -219,6 +263,15 @@ def test_trim_equals_trim_messages_for_every_counter(
         count = _counter(name, monkeypatch)
 
     @SETTINGS
+    @example(
+        conv=[_PARTIAL_SYSTEM, _PARTIAL_LIST],
+        budget=16,
+        strategy="last",
+        include_system=True,
+        start_on=None,
+        end_on=None,
+        allow_partial=True,
+    )
     @given(
         conv=lc_conversations(),
         budget=st.integers(0, 120),
@@ -248,6 +301,80 @@ def test_trim_equals_trim_messages_for_every_counter(
             assert trim_messages_compat(conv, token_counter=count, **kw) == expected
 
     same()
+
+
+def _as_input(m: BaseMessage, form: str) -> Any:
+    """One message in a form ``convert_to_messages`` accepts."""
+    if form == "dict":
+        return {"role": m.type, "content": m.content, "id": m.id, "name": m.name}
+    if form == "tuple":
+        return (m.type, m.content)
+    if form == "str" and isinstance(m, HumanMessage) and isinstance(m.content, str):
+        return m.content
+    return m
+
+
+@pytest.mark.parametrize("name", ["approximate", "default_model", "not_additive"])
+def test_mixed_inputs_trim_like_trim_messages(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if name == "not_additive":
+        count: Any = functools.partial(count_tokens_approximately, extra_tokens_per_message=2.5)
+    else:
+        count = _counter(name, monkeypatch)
+
+    @SETTINGS
+    @given(
+        conv=lc_conversations(),
+        forms=st.lists(st.sampled_from(["message", "dict", "tuple", "str"]), min_size=11),
+        budget=st.integers(0, 120),
+        strategy=st.sampled_from(["last", "first"]),
+        start_on=_types,
+        end_on=_types,
+        allow_partial=st.booleans(),
+    )
+    def same(
+        conv: list[BaseMessage],
+        forms: list[str],
+        budget: int,
+        strategy: str,
+        start_on: Any,
+        end_on: Any,
+        allow_partial: bool,
+    ) -> None:
+        mixed = [_as_input(m, f) for m, f in zip(conv, forms, strict=False)]
+        given_list = list(mixed)
+        kw: dict[str, Any] = dict(
+            max_tokens=budget, strategy=strategy, end_on=end_on, allow_partial=allow_partial
+        )
+        if strategy == "last":
+            kw.update(include_system=True, start_on=start_on)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = trim_messages(mixed, token_counter=count, **kw)
+            assert trim_messages_compat(mixed, token_counter=count, **kw) == expected
+        assert all(a is b for a, b in zip(mixed, given_list, strict=True))  # list untouched
+
+    same()
+
+
+def test_only_the_messages_looked_at_are_converted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tokenward.integrations.langchain._messages as lc_messages
+
+    converted: list[Any] = []
+    convert = lc_messages.convert_to_messages
+
+    def recording(items: Any) -> Any:
+        converted.extend(items)
+        return convert(items)
+
+    monkeypatch.setattr(lc_messages, "convert_to_messages", recording)
+    history = [("system", "be brief")] + [
+        ("human" if i % 2 == 0 else "ai", f"message {i} " + "w " * 20) for i in range(2000)
+    ]
+    kw: dict[str, Any] = dict(max_tokens=300, include_system=True, start_on="human")
+    out = trim_messages_compat(history, token_counter=count_tokens_approximately, **kw)
+    assert out == trim_messages(history, token_counter=count_tokens_approximately, **kw)
+    assert 2 < len(out) < len(converted) <= len(out) + 3  # the window, the one that did not fit
+    assert history[0] == ("system", "be brief")
 
 
 def _history(n: int) -> list[BaseMessage]:

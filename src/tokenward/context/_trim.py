@@ -28,9 +28,13 @@ Differences from ``trim_messages`` (only where it is wrong or where we add optio
 
 * tool groups are never split (upstream tests for issue #29637 require this; released
   langchain-core 1.7 can return a ToolMessage without the AI message that called it);
-* the counter always receives messages in conversation order, and a partial message is
-  counted exactly as it will be sent (1.7 counts reversed lists and, for
-  ``strategy="last"`` partial text, the pieces joined in reverse order);
+* the counter always receives messages in conversation order (1.7 counts reversed lists);
+* :func:`trim_history` counts a partial message exactly as it will be sent, so the result
+  fits ``max_tokens``. ``trim_messages`` counts it in its working order (for
+  ``strategy="last"``: the kept content blocks reversed, the text pieces joined in reverse
+  order), which with a counter that sees word or BPE boundaries can keep a cut that is
+  over the budget once sent in order; the LangChain adapter (``trim_messages_compat``)
+  counts it that way too (``partial_order="langchain"``), for the same results;
 * pinned messages, a summarizer, and ``overflow="raise"`` (the default):
   ``ContextBudgetError`` when the system and pinned messages alone exceed the budget
   (``trim_messages`` returns the system message anyway, as ``overflow="keep"`` does).
@@ -74,6 +78,10 @@ class MessageOps:
     content: Callable[[Any], Any]
     with_content: Callable[[Any, Any], Any]
     make_summary: Callable[[Any], Any]
+    # inputs that are not ``kind`` (dicts, tuples...) are converted with ``coerce`` when
+    # the trim first looks at them: a long history is never scanned as a whole
+    kind: type | tuple[type, ...] = object
+    coerce: Callable[[Any], Any] | None = None
 
 
 def default_text_splitter(text: str) -> list[str]:
@@ -97,7 +105,17 @@ CORE_OPS = MessageOps(
     content=lambda m: m.content,
     with_content=lambda m, c: dataclasses.replace(m, content=c),
     make_summary=_summary_message,
+    kind=Message,
+    coerce=Message.from_openai,
 )
+
+
+def coerce_first(items: list[Any], ops: MessageOps) -> list[Any]:
+    """``items`` with the first converted by ``ops.coerce`` (counters are probed with it),
+    a new list only if it was not ``ops.kind``; the trim converts the others it looks at."""
+    if items and ops.coerce is not None and not isinstance(items[0], ops.kind):
+        return [ops.coerce(items[0]), *items[1:]]
+    return items
 
 
 def _role_predicate(spec: Any) -> Callable[[Message], bool] | None:
@@ -175,8 +193,12 @@ class _Trim:
         pinned: set[int],
         overflow: str,
         max_tokens: int = 0,
+        partial_order: str = "sent",
     ) -> None:
-        self.items = items
+        self.items = items  # ``_own`` once a message had to be converted (see item)
+        self._own: list[Any] | None = None
+        self._coerce = ops.coerce
+        self._kind = ops.kind
         self.n = len(items)
         self.c = counts
         self.ops = ops
@@ -190,25 +212,49 @@ class _Trim:
         self.pinned_raw = pinned
         self.overflow = overflow
         self.max_tokens = max_tokens
+        self.partial_order = partial_order
         self._tool: dict[int, bool] = {}
         self._calls: dict[int, bool] = {}
+
+    # -- messages -------------------------------------------------------------------
+    def item(self, i: int) -> Any:
+        """``items[i]``, converted by ``ops.coerce`` when the trim first looks at it.
+
+        Every index reaches the algorithm through here (``is_tool`` / ``calls`` for the
+        group walk, the system and ``end_on`` checks), so the messages read afterwards as
+        ``self.items[i]`` are converted; only the few a trim looks at are ever checked.
+        """
+        m = self.items[i]
+        if self._coerce is not None and not isinstance(m, self._kind):
+            own = self._own
+            if own is None:  # a copy: the caller's list is left as it was
+                own = self._own = list(self.items)
+                self.items = own
+                if self.c is not None:
+                    self.c.items = own
+            m = own[i] = self._coerce(m)
+        return m
+
+    def item_all(self) -> list[Any]:
+        """All items, converted (for options that look at every message)."""
+        return [self.item(i) for i in range(self.n)]
 
     # -- groups ---------------------------------------------------------------------
     def is_tool(self, i: int) -> bool:
         v = self._tool.get(i)
         if v is None:
-            v = self._tool[i] = bool(self.ops.is_tool(self.items[i]))
+            v = self._tool[i] = bool(self.ops.is_tool(self.item(i)))
         return v
 
     def calls(self, i: int) -> bool:
         v = self._calls.get(i)
         if v is None:
-            v = self._calls[i] = bool(self.ops.has_tool_calls(self.items[i]))
+            v = self._calls[i] = bool(self.ops.has_tool_calls(self.item(i)))
         return v
 
     def back(self, j: int, lo: int) -> int:
         """Start of the group that ends at ``j`` (groups never reach below ``lo``)."""
-        if not self.keep_pairs or not self.is_tool(j):
+        if not self.is_tool(j) or not self.keep_pairs:  # is_tool first: it looks at j
             return j
         k = j
         while k - 1 >= lo and self.is_tool(k - 1):
@@ -219,7 +265,7 @@ class _Trim:
 
     def fwd(self, i: int, hi: int) -> int:
         """End of the group that starts at ``i``."""
-        if not self.keep_pairs or not self.calls(i):
+        if not self.calls(i) or not self.keep_pairs:  # calls first: it looks at i
             return i
         e = i
         while e + 1 < hi and self.is_tool(e + 1):
@@ -255,11 +301,11 @@ class _Trim:
         lo, hi = 0, n
         if last and self.end_on is not None:
             while hi > 0:
-                if self.end_on(self.items[hi - 1]):
+                if self.end_on(self.item(hi - 1)):
                     break
                 hi = self.back(hi - 1, 0)
         sys_idx: int | None = None
-        if last and self.include_system and hi > 0 and self.ops.is_system(self.items[0]):
+        if last and self.include_system and hi > 0 and self.ops.is_system(self.item(0)):
             sys_idx, lo = 0, 1
         pinned: set[int] = set()
         for p in self.pinned_raw:
@@ -329,17 +375,17 @@ class _Trim:
             return [extra[i] if extra and i in extra else self.items[i] for i in sorted(idx)]
 
         groups = _Lazy(candidates())
-        items = self.items
         used = 0
 
         def span(k: int, end: int) -> list[Any]:
             """Messages of candidate groups ``k..end-1``, in conversation order."""
+            chosen = groups[k:end]  # walked (their messages converted) before items is read
             if pinned:
-                chosen = sorted(groups[k:end])
-                return [items[i] for s, e in chosen for i in range(s, e + 1)]
+                items = self.items
+                return [items[i] for s, e in sorted(chosen) for i in range(s, e + 1)]
             if last:  # contiguous: the groups walk back from the end
-                return list(items[groups[end - 1][0] : groups[k][1] + 1])
-            return list(items[groups[k][0] : groups[end - 1][1] + 1])
+                return list(self.items[chosen[-1][0] : chosen[0][1] + 1])
+            return list(self.items[chosen[0][0] : chosen[-1][1] + 1])
 
         if additive:  # each message counted once
             if c.batches:  # an additive list counter: one call per batch of groups
@@ -399,21 +445,26 @@ class _Trim:
         c, ops = self.c, self.ops
         x = self.items[i]
         rev = self.strategy == "last"
+        # trim_messages works on the reversed history for "last" and counts a cut message
+        # with its content in that working order (blocks reversed, text pieces joined
+        # reversed); "sent" counts the content as it will be sent
+        counted_rev = rev and self.partial_order == "langchain"
         content = ops.content(x)
         text: str | None = None
         if isinstance(content, list | tuple):
-            blocks = list(content)
+            blocks = list(content)  # in working order: reversed for "last"
             if rev:
                 blocks.reverse()
             for _ in range(1, len(blocks)):
                 blocks = blocks[:-1]
-                trial = ops.with_content(x, blocks[::-1] if rev else list(blocks))
+                sent = blocks[::-1] if rev else list(blocks)
+                trial = ops.with_content(x, list(blocks) if counted_rev else sent)
                 if c.additive:
                     ok = used + c.single(trial) <= budget
                 else:
                     ok = c.of(assemble(taken, {i: trial})) <= budget
                 if ok:
-                    return trial
+                    return ops.with_content(x, sent) if counted_rev else trial
             for block in blocks:
                 if isinstance(block, str):
                     text = block
@@ -425,9 +476,14 @@ class _Trim:
             text = content
         if not text:
             return None
-        pieces = list(self.splitter(text))
+        pieces = list(self.splitter(text))  # in working order: reversed for "last"
         if rev:
             pieces.reverse()
+
+        def joined(k: int, counted: bool) -> str:
+            chosen = pieces[:k]
+            return "".join(chosen[::-1] if rev and not (counted and counted_rev) else chosen)
+
         # trim_messages counts the kept window and the cut message as two lists
         if c.additive:
             base = used + (c.overhead if c.system_apart else 0)
@@ -438,16 +494,13 @@ class _Trim:
             if left >= right:
                 break
             mid = (left + right + 1) // 2
-            chosen = pieces[:mid]
-            trial = ops.with_content(x, "".join(chosen[::-1] if rev else chosen))
-            if base + c.single(trial) <= budget:
+            if base + c.single(ops.with_content(x, joined(mid, True))) <= budget:
                 left = mid
             else:
                 right = mid - 1
         if left == 0:
             return None
-        chosen = pieces[:left]
-        return ops.with_content(x, "".join(chosen[::-1] if rev else chosen))
+        return ops.with_content(x, joined(left, False))
 
 
 class _Lazy:
@@ -610,12 +663,21 @@ def trim_items(
     summarizer: Callable[[list[Any]], Any] | None = None,
     overflow: str = "raise",
     cache_aware: CacheAwareTrim | None = None,
+    partial_order: Literal["sent", "langchain"] = "sent",
 ) -> list[Any]:
     """The algorithm behind :func:`trim_history`, on any message type (see ``MessageOps``).
 
     ``start_on`` / ``end_on`` / ``pinned`` (when callable) are predicates on ``items``.
     ``cache_aware``: the conversation's :class:`CacheAwareTrim` (adapters keep one per
     conversation and pass it on every turn).
+    Items that are not ``ops.kind`` (dicts, tuples...) are converted with ``ops.coerce``
+    when the trim first looks at them, so a long history is not scanned as a whole; the
+    caller's list is left as it is (pass ``coerce_first(items, ops)`` when building
+    ``counts``: counters are probed with the first message).
+    ``partial_order``: how the ``allow_partial`` cut is counted: ``"sent"`` (the content
+    as it will be sent, so the result fits ``max_tokens``) or ``"langchain"`` (as
+    ``trim_messages`` counts it: for ``strategy="last"`` the kept blocks reversed and the
+    text pieces joined in reverse order; the LangChain adapter's parity).
     """
     if strategy not in ("first", "last"):
         raise ConfigurationError(
@@ -640,10 +702,13 @@ def trim_items(
         allow_partial=allow_partial,
         splitter=_resolve_splitter(text_splitter),
         keep_pairs=keep_tool_pairs,
-        pinned=_pinned_indices(items, pinned),
+        pinned=set(),
         overflow=overflow,
         max_tokens=max_tokens,
+        partial_order=partial_order,
     )
+    if pinned is not None:  # a predicate looks at every message
+        t.pinned_raw = _pinned_indices(t.item_all() if callable(pinned) else items, pinned)
     if cache_aware is not None:
         if strategy != "last" or allow_partial or summarizer is not None:
             raise ConfigurationError(
@@ -651,7 +716,8 @@ def trim_items(
                 "needs strategy='last' and no allow_partial or summarizer (a cut or "
                 "summarized message would change the cached prefix every turn)"
             )
-        return [items[i] for i in _hold_or_cut(t, cache_aware, items, max_tokens)]
+        everything = t.item_all()  # the state compares the whole history
+        return [everything[i] for i in _hold_or_cut(t, cache_aware, everything, max_tokens)]
     kept, replaced = t.run()
     if summarizer is not None:
         reserve = 0
@@ -660,11 +726,11 @@ def trim_items(
             dropped = [i for i in range(len(items)) if i not in kept_set]
             if not dropped:
                 break
-            summary = ops.make_summary(summarizer([items[i] for i in dropped]))
+            summary = ops.make_summary(summarizer([t.item(i) for i in dropped]))
             cost = counts.single(summary)
             if cost <= reserve:
                 at = sum(1 for i in kept if i < dropped[0])
-                out = [replaced.get(i, items[i]) for i in kept]
+                out = [replaced.get(i, t.items[i]) for i in kept]
                 out.insert(at, summary)
                 return out
             reserve = cost
@@ -675,6 +741,7 @@ def trim_items(
                 f"{_MAX_SUMMARY_ROUNDS} rounds with max_tokens={max_tokens}. Make the "
                 f"summarizer shorter or raise max_tokens."
             )
+    items = t.items  # with the messages the trim looked at converted
     return [replaced.get(i, items[i]) for i in kept]
 
 
@@ -737,9 +804,8 @@ def trim_history(
     With a ``TokenCounter`` the budget also covers the constant reply-priming tokens the
     chat format adds once, so ``counter.count_messages(result) <= max_tokens``.
     """
-    items = list(messages)
-    if not all(issubclass(t, Message) for t in set(map(type, items))):
-        items = [m if isinstance(m, Message) else Message.from_openai(m) for m in items]
+    # dicts are converted as the trim looks at them (the first now: counters probe it)
+    items = coerce_first(list(messages), CORE_OPS)
     last = strategy == "last"
     if include_system is _DEFAULT:
         include_system = last

@@ -37,7 +37,7 @@ from langchain_core.messages import (
 )
 
 from tokenward.context._counters import MessageCounts, per_list
-from tokenward.context._trim import MessageOps, trim_items
+from tokenward.context._trim import MessageOps, coerce_first, trim_items
 from tokenward.messages import Message, ToolCall
 
 __all__ = [
@@ -160,6 +160,8 @@ LANGCHAIN_OPS = MessageOps(
     content=lambda m: m.content,
     with_content=_with_content,
     make_summary=_summary,
+    kind=BaseMessage,
+    coerce=lambda m: convert_to_messages([m])[0],
 )
 
 
@@ -272,9 +274,9 @@ def trim_messages_compat(
         raise ValueError("include_system parameter is only valid with strategy='last'")
     if hasattr(messages, "to_messages"):  # PromptValue
         messages = messages.to_messages()
-    items = messages if isinstance(messages, list) else list(messages)
-    if not all(issubclass(t, BaseMessage) for t in set(map(type, items))):
-        items = convert_to_messages(items)
+    # dicts, tuples and strings are converted as the trim looks at them (convert_to_messages
+    # converts each on its own): the first now, since counters are probed with it
+    items = coerce_first(messages if isinstance(messages, list) else list(messages), LANGCHAIN_OPS)
     counter = langchain_counter(token_counter)
     counts = MessageCounts(items, counter, to_message=to_core_message)
     return trim_items(
@@ -292,4 +294,5 @@ def trim_messages_compat(
         pinned=pinned,
         summarizer=summarizer,
         overflow=overflow,
+        partial_order="langchain",
     )
