@@ -6,17 +6,21 @@ from __future__ import annotations
 from itertools import pairwise
 
 import pytest
+from langchain.agents import create_agent
 from langchain_core.chat_history import InMemoryChatMessageHistory
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables.history import RunnableWithMessageHistory
+from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import Field
 
+from tests.test_langchain_callbacks import USAGE
+from tests.test_langchain_middleware import EventAccountant, RecordingModel
 from tokenward.context import CacheAwareTrim
 from tokenward.errors import ConfigurationError
 from tokenward.integrations.langchain._messages import trim_messages_compat
-from tokenward.langchain import HistoryTrimmer
+from tokenward.langchain import HistoryTrimmer, TokenBudgetMiddleware
 
 HIGH, LOW = 120, 0.5
 
@@ -55,9 +59,8 @@ def check_prompts(prompts: list[list[BaseMessage]], high: int, low: int) -> int:
         cuts += 1
         assert words(now) <= low
         # the old cut point, with everything after it, would not have fitted
-        first = before[1].content
-        rest = [m.content for m in now]
-        assert first not in rest
+        first = next(m.content for m in before if m.type != "system")
+        assert first not in [m.content for m in now]
     return cuts
 
 
@@ -162,3 +165,76 @@ def test_history_trimmer_with_one_state_and_lru_of_states():
 def test_history_trimmer_rejects_bad_cache_options(kwargs):
     with pytest.raises(ConfigurationError):
         HistoryTrimmer(HIGH, token_counter=words, **kwargs)
+
+
+# -- the agent middleware (create_agent, per LangGraph thread) ----------------------------------
+def agent(trim_state: bool = False, **mw):
+    model = RecordingModel(messages=replies("r", 200), usage=dict(USAGE))
+    trimmer = HistoryTrimmer(HIGH, token_counter=words, include_system=False)
+    middleware = TokenBudgetMiddleware(
+        EventAccountant(), trimmer=trimmer, trim_state=trim_state, **mw
+    )
+    saver = InMemorySaver()
+    built = create_agent(
+        model, system_prompt="you are terse", middleware=[middleware], checkpointer=saver
+    )
+    return built, model, middleware
+
+
+def test_middleware_holds_the_request_prefix_per_thread_and_keeps_the_checkpoint():
+    graph, model, mw = agent(cache_aware=True, low_water=LOW)
+    seen: dict[str, list] = {"t1": [], "t2": []}
+    for i in range(30):
+        for thread in ("t1", "t2"):
+            config = {"configurable": {"thread_id": thread}}
+            graph.invoke({"messages": [HumanMessage(f"{thread} " + question(i))]}, config)
+            sent = model.seen[-1]
+            assert sent[0].type == "system" and sent[-1].content.startswith(thread)
+            seen[thread].append(sent[1:])  # the system prompt is not trimmed
+    for thread, prompts in seen.items():
+        state = mw.cache_state(thread)
+        assert all(m.content.startswith(thread) for p in prompts for m in p[::2])
+        cuts = check_prompts(prompts, HIGH, int(HIGH * LOW))
+        assert 2 <= cuts == state.cuts and state.turns == 30
+        assert state.breakpoints[-1] == len(prompts[-1]) - 1
+        stored = graph.get_state({"configurable": {"thread_id": thread}}).values["messages"]
+        assert len(stored) == 60  # the checkpoint keeps every message
+    assert mw.cache_state("t1") is not mw.cache_state("t2")
+    assert mw.cache_state("t3") is None
+
+
+def test_middleware_trim_state_rewrites_the_checkpoint_only_at_cuts():
+    graph, model, mw = agent(trim_state=True, cache_aware="anthropic", low_water=LOW)
+    config = {"configurable": {"thread_id": "t"}}
+    rewrites = 0
+    stored: list = []
+    for i in range(40):
+        graph.invoke({"messages": [HumanMessage(question(i))]}, config)
+        now = graph.get_state(config).values["messages"]
+        if stored and now[0].id != stored[0].id:
+            rewrites += 1
+        else:  # the stored conversation only grew
+            assert [m.id for m in now[: len(stored)]] == [m.id for m in stored]
+        stored = now
+    prompts = [s[1:] for s in model.seen]
+    assert check_prompts(prompts, HIGH, int(HIGH * LOW)) == rewrites == mw.cache_state("t").cuts
+    assert rewrites >= 2
+
+
+def test_middleware_cache_option_on_the_trimmer_and_errors():
+    trimmer = HistoryTrimmer(HIGH, token_counter=words, include_system=False, cache_aware=True)
+    model = RecordingModel(messages=replies("r"), usage=dict(USAGE))
+    mw = TokenBudgetMiddleware(EventAccountant(), trimmer=trimmer)
+    graph = create_agent(model, middleware=[mw], checkpointer=InMemorySaver())
+    graph.invoke({"messages": [HumanMessage("hi")]}, {"configurable": {"thread_id": "x"}})
+    assert mw.cache_state("x").turns == 1 and trimmer.cache_state("x") is mw.cache_state("x")
+    # the middleware option copies the trimmer: the original stays as it was
+    plain = HistoryTrimmer(HIGH, token_counter=words)
+    mw = TokenBudgetMiddleware(EventAccountant(), trimmer=plain, cache_aware="openai")
+    assert mw.trimmer is not plain and plain.cache_state("x") is None
+    with pytest.raises(ConfigurationError):
+        TokenBudgetMiddleware(EventAccountant(), cache_aware=True)  # no trimmer
+    with pytest.raises(ConfigurationError):
+        TokenBudgetMiddleware(EventAccountant(), trimmer=trimmer, cache_aware=True)  # twice
+    with pytest.raises(ConfigurationError):
+        TokenBudgetMiddleware(EventAccountant(), trimmer=plain, low_water=0.5)

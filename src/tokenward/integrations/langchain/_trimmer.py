@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -220,15 +221,34 @@ class HistoryTrimmer(Runnable[Any, Any]):
             overflow=overflow,
         )
         self.name = name or "HistoryTrimmer"
+        self._set_cache(cache_aware, low_water, max_conversations)
+
+    def _set_cache(self, cache_aware: Any, low_water: Any, max_conversations: int) -> None:
         self.cache_aware = cache_aware
         self._cache = _cache_option(cache_aware, low_water, max_conversations)
+        options = self.options
         if self._cache is not None and (
-            strategy != "last" or allow_partial or summarizer is not None
+            options["strategy"] != "last"
+            or options["allow_partial"]
+            or options["summarizer"] is not None
         ):
             raise ConfigurationError(
                 "cache_aware keeps the oldest kept message fixed across turns: it needs "
                 "strategy='last' and no allow_partial or summarizer"
             )
+
+    def with_cache_aware(
+        self,
+        cache_aware: bool | str | CacheRules | CacheAwareTrim,
+        *,
+        low_water: float | int = _UNSET,
+        max_conversations: int = 1024,
+    ) -> HistoryTrimmer:
+        """A copy of this trimmer with ``cache_aware`` (and fresh cache states)."""
+        out = copy.copy(self)
+        out.options = dict(self.options)
+        out._set_cache(cache_aware, low_water, max_conversations)
+        return out
 
     def __repr__(self) -> str:
         return (
