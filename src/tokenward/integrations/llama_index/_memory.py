@@ -286,6 +286,8 @@ class TokenwardChatMemory(ChatMemoryBuffer):
         its description (``pinned``), so the loaded memory says what it needs back."""
         state: dict[str, Any] = dict(BaseModel.__getstate__(self))
         fields = dict(state["__dict__"])
+        if self.tokenizer is None:  # the global default: loading sets it again (an unpickled
+            fields.pop("tokenizer_fn", None)  # copy would read as a custom tokenizer)
         for key in ("tokenizer_fn", "pinned"):
             value = fields.get(key)
             if callable(value) and not _picklable(value):
