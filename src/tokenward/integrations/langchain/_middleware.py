@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - only without langchain>=1
 
 from langchain_core.messages import AIMessage, BaseMessage, RemoveMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.runnables import RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.types import Command
@@ -111,10 +112,10 @@ def _cache_aware_trimmer(
     return trimmer.with_cache_aware(cache_aware, low_water=low_water)
 
 
-def _thread_config() -> dict[str, Any] | None:
+def _thread_config() -> RunnableConfig | None:
     """A run config naming only the current LangGraph thread (for the trimmer's state)."""
     thread = (_run_config().get("configurable") or {}).get("thread_id")
-    return None if thread is None else {"configurable": {"thread_id": thread}}
+    return None if thread is None else RunnableConfig(configurable={"thread_id": thread})
 
 
 def _run_config() -> dict[str, Any]:
