@@ -262,7 +262,8 @@ class HistoryTrimmer(Runnable[Any, Any]):
         ``cache_aware``, or for a conversation not seen yet unless ``create``).
 
         ``config``: a run config (``{"configurable": {"thread_id": ...}}``) or the id
-        itself (a thread or session id). After ``invoke(messages, config)``,
+        itself (a thread or session id; when the configs name a conversation with more than
+        one entry, e.g. ``user_id`` and ``conversation_id``, pass the config). After ``invoke(messages, config)``,
         ``trimmer.cache_state(config).breakpoints`` are the positions in the returned list
         to mark with Anthropic ``cache_control``; ``.held`` / ``.cuts`` tell whether the
         cut moved.
