@@ -348,6 +348,18 @@ def round_trips(memory: TokenwardChatMemory) -> dict[str, TokenwardChatMemory]:
 CONFIG = ("token_limit", "model", "tokenizer", "pinned", "keep_system", "start_on", "overflow")
 
 
+def test_default_tokenizer_stays_the_default_after_every_serialization():
+    # an unpickled copy of the global tokenizer used to read as a custom tokenizer, so a
+    # model-counting memory counted message text without the chat overhead after pickle
+    memory = TokenwardChatMemory.from_defaults(
+        chat_history=conversation(20), token_limit=150, model=MODEL
+    )
+    expected = [m.content for m in memory.get()]
+    for how, loaded in round_trips(memory).items():
+        assert loaded.tokenizer is None, how
+        assert [m.content for m in loaded.get()] == expected, how
+
+
 def test_configuration_survives_every_serialization():
     from tokenward.counting import get_encoding
 

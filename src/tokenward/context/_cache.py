@@ -92,6 +92,7 @@ class CacheAwareTrim:
     _cut: int | None = field(default=None, init=False, repr=False)
     _cut_key: Any = field(default=None, init=False, repr=False)
     _tail_key: Any = field(default=None, init=False, repr=False)
+    _tail: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.rules, str):
@@ -126,7 +127,7 @@ class CacheAwareTrim:
 
     def reset(self) -> None:
         """Forget the cut point (the next call trims as if the conversation were new)."""
-        self._cut = self._cut_key = self._tail_key = None
+        self._cut = self._cut_key = self._tail_key = self._tail = None
         self.held = False
         self.breakpoints = ()
 
@@ -162,6 +163,41 @@ class CacheAwareTrim:
         self._cut_key = message_key(items[start]) if start < len(items) else None
         self.breakpoints = self._breakpoints(items, kept, is_fixed)
         self._tail_key = message_key(items[kept[-1]]) if kept else None
+        self._tail = kept[-1] if kept else None
+
+    # -- persistence ----------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The cut point as plain data (JSON-safe): positions in the list given to the last
+        trim, plus the counters. :meth:`restore` rebuilds the state from it and the same
+        history (or one that only grew), e.g. for a memory that is serialized with its
+        messages between turns."""
+        return {
+            "cut": self._cut,
+            "keyed": self._cut_key is not None,
+            "tail": self._tail,
+            "cuts": self.cuts,
+            "turns": self.turns,
+        }
+
+    def restore(self, items: Sequence[Any], snapshot: dict[str, Any] | None) -> None:
+        """Take the cut point of :meth:`snapshot` back, reading the remembered messages from
+        ``items`` (the history the snapshot was taken on, or a longer one). Positions that
+        do not exist in ``items`` are ignored: the next trim starts over."""
+        self.reset()
+        if not snapshot:
+            return
+        self.cuts = int(snapshot.get("cuts") or 0)
+        self.turns = int(snapshot.get("turns") or 0)
+        cut, tail = snapshot.get("cut"), snapshot.get("tail")
+        if not isinstance(cut, int) or not 0 <= cut <= len(items):
+            return
+        if snapshot.get("keyed"):
+            if cut == len(items):
+                return
+            self._cut_key = message_key(items[cut])
+        self._cut = cut
+        if isinstance(tail, int) and 0 <= tail < len(items):
+            self._tail, self._tail_key = tail, message_key(items[tail])
 
     def _breakpoints(
         self, items: Sequence[Any], kept: list[int], is_fixed: Callable[[int], bool]

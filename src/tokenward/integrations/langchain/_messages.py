@@ -36,6 +36,7 @@ from langchain_core.messages import (
     convert_to_messages,
 )
 
+from tokenward.context._cache import CacheAwareTrim
 from tokenward.context._counters import MessageCounts, per_list
 from tokenward.context._trim import MessageOps, coerce_first, trim_items
 from tokenward.messages import Message, ToolCall
@@ -242,13 +243,17 @@ def trim_messages_compat(
     pinned: Any = None,
     summarizer: Callable[[list[BaseMessage]], Any] | None = None,
     overflow: str = "keep",
+    cache_aware: CacheAwareTrim | None = None,
 ) -> Any:
     """``trim_messages`` with tokenward's algorithm (same signature, same results).
 
     Called without ``messages`` it returns a ``RunnableLambda`` like ``trim_messages``.
     Extra options: ``keep_tool_pairs`` (default True), ``pinned``, ``summarizer``,
     ``overflow`` (default ``"keep"``: LangChain's behaviour when the system message alone
-    exceeds the budget). See :func:`tokenward.context.trim_history`.
+    exceeds the budget), ``cache_aware`` (the conversation's
+    :class:`~tokenward.context.CacheAwareTrim`: the cut holds until the high-water mark
+    ``max_tokens``; one state per conversation, :class:`HistoryTrimmer` keeps them per
+    thread). See :func:`tokenward.context.trim_history`.
     """
     kwargs = dict(
         max_tokens=max_tokens,
@@ -263,6 +268,7 @@ def trim_messages_compat(
         pinned=pinned,
         summarizer=summarizer,
         overflow=overflow,
+        cache_aware=cache_aware,
     )
     if messages is None:
         from langchain_core.runnables import RunnableLambda
@@ -295,4 +301,5 @@ def trim_messages_compat(
         summarizer=summarizer,
         overflow=overflow,
         partial_order="langchain",
+        cache_aware=cache_aware,
     )

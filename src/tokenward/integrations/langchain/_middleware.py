@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - only without langchain>=1
 
 from langchain_core.messages import AIMessage, BaseMessage, RemoveMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.runnables import RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.types import Command
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
     from tokenward.accountant import Accountant
-    from tokenward.context import AddCheck, WindowStatus
+    from tokenward.context import AddCheck, CacheAwareTrim, CacheRules, WindowStatus
     from tokenward.integrations.langchain._trimmer import HistoryTrimmer
 
 __all__ = ["TokenBudgetMiddleware", "TokenBudgetState", "model_name_of"]
@@ -91,6 +92,32 @@ def model_name_of(model: Any) -> str | None:
     return None
 
 
+def _cache_aware_trimmer(
+    trimmer: HistoryTrimmer | None, cache_aware: Any, low_water: float | int | None
+) -> HistoryTrimmer:
+    """``trimmer`` with the middleware's ``cache_aware`` option (a copy: states per thread)."""
+    from tokenward.errors import ConfigurationError
+
+    if trimmer is None:
+        raise ConfigurationError(
+            "cache_aware needs a trimmer for the budget: TokenBudgetMiddleware("
+            "trimmer=HistoryTrimmer(16_000, model=...), cache_aware=True)"
+        )
+    if trimmer.cache_aware is not None and trimmer.cache_aware is not False:
+        raise ConfigurationError(
+            "the trimmer already has cache_aware=...; set it on the trimmer or the middleware"
+        )
+    if low_water is None:
+        return trimmer.with_cache_aware(cache_aware)
+    return trimmer.with_cache_aware(cache_aware, low_water=low_water)
+
+
+def _thread_config() -> RunnableConfig | None:
+    """A run config naming only the current LangGraph thread (for the trimmer's state)."""
+    thread = (_run_config().get("configurable") or {}).get("thread_id")
+    return None if thread is None else RunnableConfig(configurable={"thread_id": thread})
+
+
 def _run_config() -> dict[str, Any]:
     try:
         from langgraph.config import get_config
@@ -129,6 +156,14 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
             system prompt is separate and not trimmed); ``None`` = no trimming.
         trim_state: trim the stored conversation instead of the model request: the
             dropped messages are deleted from the state and its checkpoint.
+        cache_aware: keep the provider's prompt cache warm: the trim point holds per
+            LangGraph thread (the run config's ``thread_id``) until the history from it
+            no longer fits the trimmer's budget, then moves once, back to ``low_water``
+            (see :class:`HistoryTrimmer`: ``True``, ``"anthropic"``, ``"openai"``, a
+            ``CacheRules``; or set it on the trimmer itself). With ``trim_state=True``
+            the checkpoint is rewritten only at those cuts. :meth:`cache_state` gives a
+            thread's state (its ``breakpoints`` index the trimmed ``request.messages``).
+        low_water: where a cut goes back to (fraction of the budget or tokens; 0.6).
         fallback_model: a cheaper chat model used when the budget denies (or is near).
         model_name / fallback_model_name: catalog names when the model objects do not
             tell (default: read from the model object).
@@ -147,6 +182,8 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         *,
         trimmer: HistoryTrimmer | None = None,
         trim_state: bool = False,
+        cache_aware: bool | str | CacheRules | None = None,
+        low_water: float | int | None = None,
         fallback_model: BaseChatModel | None = None,
         model_name: str | None = None,
         fallback_model_name: str | None = None,
@@ -162,6 +199,12 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
 
             accountant = get_default_accountant()
         self.accountant = accountant
+        if cache_aware is not None and cache_aware is not False:
+            trimmer = _cache_aware_trimmer(trimmer, cache_aware, low_water)
+        elif low_water is not None:
+            from tokenward.errors import ConfigurationError
+
+            raise ConfigurationError("low_water is used with cache_aware=...; pass both")
         self.trimmer = trimmer
         self.trim_state = trim_state
         self.fallback_model = fallback_model
@@ -187,7 +230,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         if self.trimmer is None or not self.trim_state:
             return None
         messages: list[BaseMessage] = list(state.get("messages") or [])
-        kept = self.trimmer.invoke(messages)
+        kept = self.trimmer.invoke(messages, _thread_config())
         if len(kept) == len(messages) and all(a is b for a, b in zip(kept, messages)):
             return None
         return {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), *kept]}
@@ -202,10 +245,17 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState, Any, Any]):
         if self.trimmer is None or self.trim_state:
             return request
         messages = list(request.messages)
-        kept = self.trimmer.invoke(messages)
+        kept = self.trimmer.invoke(messages, _thread_config())
         if len(kept) == len(messages) and all(a is b for a, b in zip(kept, messages)):
             return request
         return request.override(messages=kept)
+
+    def cache_state(self, thread_id: Any = None) -> CacheAwareTrim | None:
+        """The cache-aware trim state of a LangGraph thread (None without ``cache_aware`` or
+        before the thread's first model call): ``held``, ``cuts``, ``breakpoints``."""
+        if self.trimmer is None:
+            return None
+        return self.trimmer.cache_state(thread_id)
 
     # -- wrap_model_call: budgets + accounting ---------------------------------------------
     def _dims(self) -> dict[str, Any]:

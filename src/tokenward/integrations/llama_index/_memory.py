@@ -23,7 +23,14 @@ from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY
 from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore
 from llama_index.core.utils import get_tokenizer
 
-from tokenward.context import AddCheck, WindowStatus, per_message, trim_history
+from tokenward.context import (
+    AddCheck,
+    CacheAwareTrim,
+    WindowStatus,
+    per_message,
+    trim_history,
+)
+from tokenward.errors import ConfigurationError
 from tokenward.integrations.llama_index._common import model_from_llm, to_message, to_messages
 from tokenward.messages import Message
 
@@ -101,6 +108,7 @@ def trim_chat_history(
     allow_partial: bool = False,
     start_on: Any = "user",
     overflow: Literal["raise", "keep"] = "keep",
+    cache_aware: CacheAwareTrim | None = None,
 ) -> list[ChatMessage]:
     """Trim LlamaIndex ``ChatMessage`` s to ``max_tokens`` with :func:`tokenward.context.trim_history`.
 
@@ -116,6 +124,10 @@ def trim_chat_history(
 
     Usable with the newer ``Memory`` class too:
     ``trim_chat_history(memory.get(), 8000, llm=llm)``.
+
+    ``cache_aware``: the conversation's :class:`~tokenward.context.CacheAwareTrim` (keep
+    one per conversation): the oldest kept message holds until the history from it no
+    longer fits ``max_tokens``, then the history is cut back to its ``low_water`` once.
     """
     if model is None and llm is not None:
         model = model_from_llm(llm)
@@ -129,6 +141,7 @@ def trim_chat_history(
         allow_partial=allow_partial,
         start_on=start_on,
         overflow=overflow,
+        cache_aware=cache_aware,
     )
 
 
@@ -143,6 +156,7 @@ def _trim(
     allow_partial: bool,
     start_on: Any,
     overflow: Literal["raise", "keep"],
+    cache_aware: CacheAwareTrim | None = None,
 ) -> list[ChatMessage]:
     pin: Any = pinned
     if callable(pinned):
@@ -157,6 +171,7 @@ def _trim(
         allow_partial=allow_partial,
         pinned=pin,
         overflow=overflow,
+        cache_aware=cache_aware,
     )
     originals = {id(m) for m in core}
     return [m.source if id(m) in originals else _rebuild(m) for m in kept]
@@ -217,6 +232,16 @@ class TokenwardChatMemory(ChatMemoryBuffer):
     pinned=predicate)`` (also ``from_string``); until then ``get()`` logs a warning
     and counts with the default tokenizer / pins nothing.
 
+    Keeping the prompt cache warm (``cache_aware=True``, ``"anthropic"`` or ``"openai"``):
+    ``get()`` keeps the oldest kept message the same from turn to turn while the history
+    from it fits ``token_limit`` (the high-water mark), so the provider's prompt cache
+    keeps hitting; when it no longer fits, the history is cut once, back to ``low_water``
+    (a fraction of the limit or a token count; default 0.6). Needs ``allow_partial=False``.
+    The cut point is a field (``cache_snapshot``: positions in the stored history), so it
+    survives ``to_dict``/``from_dict``, ``to_string``, ``model_dump`` and pickle with the
+    chat store; :attr:`cache_state` is the live :class:`~tokenward.context.CacheAwareTrim`
+    (``held``, ``cuts``, Anthropic ``breakpoints`` in the list ``get()`` returned).
+
     Use it wherever a memory is accepted::
 
         memory = TokenwardChatMemory.from_defaults(token_limit=8000, llm=llm)
@@ -240,8 +265,20 @@ class TokenwardChatMemory(ChatMemoryBuffer):
         default="keep", description="When system + pinned alone exceed the limit."
     )
     pinned: Any = Field(default=None, description="Indices or a ChatMessage predicate always kept.")
+    cache_aware: bool | str | None = Field(
+        default=None,
+        description="Hold the trim point across turns for the prompt cache: True, "
+        "'anthropic' or 'openai' (the cache rules for breakpoints); None: trim every turn.",
+    )
+    low_water: float | int = Field(
+        default=0.6, description="With cache_aware: where a cut goes back to (fraction or tokens)."
+    )
+    cache_snapshot: dict[str, Any] | None = Field(
+        default=None, description="With cache_aware: the held cut point (set by get())."
+    )
     _conversions: dict[int, Any] = PrivateAttr(default_factory=dict)
     _warned: bool = PrivateAttr(default=False)
+    _cache: CacheAwareTrim | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
@@ -273,6 +310,41 @@ class TokenwardChatMemory(ChatMemoryBuffer):
             values["tokenizer_fn"] = get_tokenizer()
         return values
 
+    @model_validator(mode="after")
+    def _check_cache_aware(self) -> TokenwardChatMemory:
+        if self.cache_aware is not None and self.cache_aware is not False:
+            self._new_cache_state()  # validates the rules and low_water
+            if self.allow_partial:
+                raise ConfigurationError(
+                    "cache_aware keeps the oldest kept message fixed across turns; it cannot "
+                    "be used with allow_partial=True"
+                )
+        return self
+
+    def _new_cache_state(self) -> CacheAwareTrim:
+        rules = "anthropic" if self.cache_aware is True else str(self.cache_aware)
+        return CacheAwareTrim(low_water=self.low_water, rules=rules)
+
+    @property
+    def cache_state(self) -> CacheAwareTrim | None:
+        """The live cache-aware state (None without ``cache_aware`` or before ``get()``)."""
+        return self._cache
+
+    def _cache_for(self, core: list[Message]) -> CacheAwareTrim | None:
+        """The conversation's state, restored from ``cache_snapshot`` after loading."""
+        if self.cache_aware is None or self.cache_aware is False:
+            return None
+        if self._cache is None:
+            self._cache = self._new_cache_state()
+            self._cache.restore(core, self.cache_snapshot)
+        return self._cache
+
+    def reset(self) -> None:
+        """Delete the stored messages (and the cache-aware cut point)."""
+        super().reset()
+        self._cache = None
+        self.cache_snapshot = None
+
     @field_serializer("pinned")
     def _serialize_pinned(self, pinned: Any) -> Any:
         if callable(pinned):
@@ -286,6 +358,8 @@ class TokenwardChatMemory(ChatMemoryBuffer):
         its description (``pinned``), so the loaded memory says what it needs back."""
         state: dict[str, Any] = dict(BaseModel.__getstate__(self))
         fields = dict(state["__dict__"])
+        if self.tokenizer is None:  # the global default: loading sets it again (an unpickled
+            fields.pop("tokenizer_fn", None)  # copy would read as a custom tokenizer)
         for key in ("tokenizer_fn", "pinned"):
             value = fields.get(key)
             if callable(value) and not _picklable(value):
@@ -294,7 +368,7 @@ class TokenwardChatMemory(ChatMemoryBuffer):
                 else:
                     del fields[key]
         state["__dict__"] = fields
-        state["__pydantic_private__"] = {"_conversions": {}, "_warned": False}
+        state["__pydantic_private__"] = {"_conversions": {}, "_warned": False, "_cache": None}
         return state
 
     @classmethod
@@ -313,6 +387,8 @@ class TokenwardChatMemory(ChatMemoryBuffer):
         allow_partial: bool = False,
         start_on: Any = "user",
         overflow: Literal["raise", "keep"] = "keep",
+        cache_aware: bool | str | None = None,
+        low_water: float | int = 0.6,
     ) -> TokenwardChatMemory:
         """Like ``ChatMemoryBuffer.from_defaults``; ``llm`` sets the model and default limit."""
         if llm is not None:
@@ -336,6 +412,8 @@ class TokenwardChatMemory(ChatMemoryBuffer):
             allow_partial=allow_partial,
             start_on=start_on,
             overflow=overflow,
+            cache_aware=cache_aware,
+            low_water=low_water,
             **extra,
         )
 
@@ -405,6 +483,7 @@ class TokenwardChatMemory(ChatMemoryBuffer):
         tokenizer_fn, pinned = self._settings()
         core = self._converted(history)
         budget = self.token_limit - initial_token_count
+        state = self._cache_for(core)
         kept = _trim(
             core,
             budget,
@@ -415,7 +494,10 @@ class TokenwardChatMemory(ChatMemoryBuffer):
             allow_partial=self.allow_partial,
             start_on=self.start_on,
             overflow=self.overflow,
+            cache_aware=state,
         )
+        if state is not None:
+            self.cache_snapshot = state.snapshot()
         newest = history[-1]
         if (not kept or kept[-1] is not newest) and _size(
             core[-1], self.model, tokenizer_fn
