@@ -508,6 +508,125 @@ def _cmd_models(provider: str | None, search: str | None, fmt: str) -> None:
     _console().print(table)
 
 
+def _calibration_rows(records: Sequence[Any]) -> list[dict[str, Any]]:
+    """One JSON-ready row per calibration record (overall accuracy over its kept days)."""
+    rows = []
+    for r in records:
+        n = sum(p.samples for p in r.accuracy)
+        rows.append(
+            {
+                "provider": r.provider,
+                "model": r.model,
+                "content_class": r.content_class,
+                "samples": r.samples,
+                "ratio": r.ratio,
+                "error_before": sum(p.sum_before for p in r.accuracy) / n if n else None,
+                "error_after": sum(p.sum_after for p in r.accuracy) / n if n else None,
+                "updated": r.history[-1].at.isoformat() if r.history else None,
+                "history": [s.to_dict() for s in r.history],
+                "accuracy": [
+                    {
+                        "day": p.day.isoformat(),
+                        "samples": p.samples,
+                        "error_before": p.error_before,
+                        "error_after": p.error_after,
+                    }
+                    for p in r.accuracy
+                ],
+            }
+        )
+    return rows
+
+
+def _cmd_models_calibration(
+    db: str | None, provider: str | None, search: str | None, fmt: str, days: int
+) -> None:
+    from rich.table import Table
+
+    from tokenward.counting import read_calibration
+    from tokenward.ledger import open_ledger
+    from tokenward.report._format import NA, number, percent
+
+    target = _ledger_target(db)
+    ledger = open_ledger(target, read_only=True)  # reading never creates or migrates
+    try:
+        records, bad = read_calibration(ledger)
+    finally:
+        ledger.close()
+    if bad:
+        _echo_err(f"warning: skipped {bad} unreadable calibration record(s) in {target}")
+    needle = (search or "").lower()
+    records = sorted(
+        (
+            r
+            for r in records
+            if (provider is None or r.provider == provider)
+            and (not needle or needle in r.model.lower())
+        ),
+        key=lambda r: (r.provider, r.model, r.content_class != "*", r.content_class),
+    )
+    rows = _calibration_rows(records)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not rows:
+        filters = "".join(
+            f" {k}={v!r}" for k, v in (("provider", provider), ("search", search)) if v
+        )
+        sys.stdout.write(
+            f"No estimator calibration in {target}{filters}. It is learned when an Accountant "
+            "using this ledger settles calls on models without a local tokenizer.\n"
+        )
+        return
+    console = _console()
+    table = Table(
+        title=f"Estimator calibration ({len(rows)}), {target}; ratio = provider count / o200k count"
+    )
+    table.add_column("provider")
+    table.add_column("model", no_wrap=True)
+    for col in ("class", "samples", "ratio", "error raw", "error calibrated", "ratio drift"):
+        table.add_column(col, justify="left" if col in ("class", "ratio drift") else "right")
+    table.add_column("updated")
+    for r, row in zip(records, rows):
+        drift = " > ".join(number(s.ratio, 3) for s in r.history[-4:])
+        if len(r.history) > 4:
+            drift = "... > " + drift
+        table.add_row(
+            r.provider or NA,
+            r.model,
+            "all" if r.content_class == "*" else r.content_class,
+            number(row["samples"]),
+            number(r.ratio, 3),
+            percent(row["error_before"]),
+            percent(row["error_after"]),
+            drift or NA,
+            r.history[-1].at.strftime("%Y-%m-%d %H:%M") if r.history else NA,
+        )
+    console.print(table)
+    if days <= 0:
+        return
+    over_time = Table(
+        title=f"Estimation accuracy over time (last {days} days kept per key; mean relative "
+        "error of the estimate vs the provider's count)"
+    )
+    for col in ("model", "class", "day", "samples", "error raw", "error calibrated"):
+        over_time.add_column(
+            col, justify="right" if col in ("samples",) or "error" in col else "left"
+        )
+    for r in records:
+        for p in r.accuracy[-days:]:
+            over_time.add_row(
+                f"{r.provider}/{r.model}" if r.provider else r.model,
+                "all" if r.content_class == "*" else r.content_class,
+                p.day.isoformat(),
+                number(p.samples),
+                percent(p.error_before),
+                percent(p.error_after),
+            )
+    if over_time.row_count:
+        console.print(over_time)
+
+
 def _load_budgets(path: str) -> list[Any]:
     from tokenward._budget_config import load_budget_config
 
@@ -1079,12 +1198,35 @@ def get_app() -> typer.Typer:
             None, "--search", "-s", help="Substring of the model name."
         ),
         fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+        calibration: bool = typer.Option(
+            False,
+            "--calibration",
+            help="Show the estimator calibration learned in a ledger (ratio, accuracy over "
+            "time) instead of the catalog.",
+        ),
+        db: str | None = typer.Option(
+            None,
+            "--db",
+            metavar="PATH_OR_URL",
+            help=f"With --calibration: ledger path or URL (default $TOKENWARD_DB or "
+            f"{DEFAULT_LEDGER}).",
+        ),
+        days: int = typer.Option(
+            14, "--days", help="With --calibration: days of accuracy history shown per key."
+        ),
     ) -> None:
         """List the catalog: context windows, prices, their source and date."""
         if ctx.invoked_subcommand is not None:
             return
         if fmt not in ("table", "json"):
             raise _UsageProblem(f"--format {fmt!r}: choose table or json")
+        if calibration:
+            _cmd_models_calibration(db, provider, search, fmt, days)
+            return
+        if db is not None:
+            raise _UsageProblem(
+                "--db applies to --calibration: tokenward models --calibration --db PATH"
+            )
         _cmd_models(provider, search, fmt)
 
     @models_app.command("update")

@@ -226,13 +226,23 @@ class Estimate:
                     counter = get_counter(self._info.name, catalog=self._catalog)
                     messages = self.messages()
                     tools = self._tools
+                    exact = bool(counter.exact)
                     if self.kind == "embedding":  # inputs, not a chat: no message overhead
                         count = sum(counter.count_text(_text(m)) for m in messages)
+                        exact = bool(getattr(counter, "text_exact", exact))
                     elif messages or tools:
-                        count = counter.count_messages(messages, tools=tools)
+                        # the detailed count says whether *this* count is exact (a provider
+                        # counter's fallback, an image of unknown size...)
+                        detailed = getattr(counter, "count_messages_detailed", None)
+                        if detailed is not None:
+                            result = detailed(messages, tools=tools)
+                            count, exact = result.tokens, bool(result.exact)
+                        else:
+                            count = counter.count_messages(messages, tools=tools)
+                            exact = bool(counter.exact)
                     else:
                         count = 0
-                    self._exact = bool(counter.exact)
+                    self._exact = exact
                     self._prompt_tokens = count
         return self._prompt_tokens
 

@@ -38,6 +38,7 @@ from tokenward.accountant._finish import Ending, end, normalize_usage
 from tokenward.accountant._resolve import Models, as_budgets, check_count
 from tokenward.accountant._table import Run, RunState, RunTable
 from tokenward.accountant._tracking import Tracker, active_trackers, resolve_dims
+from tokenward.counting._persist import attach as attach_calibration
 from tokenward.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ class Accountant:
 
             catalog = default_catalog()
         ledger_path = None
+        keep_calibration = ledger is not None  # an in-memory default ledger keeps nothing
         if ledger is None:
             from tokenward.ledger import MemoryLedger
 
@@ -127,6 +129,8 @@ class Accountant:
         self._closed = False
         self._lock = threading.Lock()
         self._models = Models(catalog)
+        # estimator calibration: loaded from the ledger now, written off the hot path
+        self._calibration = attach_calibration(ledger) if keep_calibration else None
 
     @classmethod
     def default(cls, **kwargs: Any) -> Accountant:
@@ -353,19 +357,23 @@ class Accountant:
         return Tracker(dims, accountant=self)
 
     def flush(self) -> None:
-        """Write buffered events to the ledger."""
+        """Write buffered events (and learned estimator calibration) to the ledger."""
+        if self._calibration is not None:
+            self._calibration.flush()
         self.ledger.flush()
 
     def close(self) -> None:
         """End the Accountant: pending calls have their reservations released, the budgets
-        reconcile journaled spend with their store and close it, the ledger flushes and
-        closes. Idempotent."""
+        reconcile journaled spend with their store and close it, the estimator calibration
+        learned is written to the ledger, the ledger flushes and closes. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         leftover = self._table.drain()
         try:
+            if self._calibration is not None:
+                self._calibration.close()
             if self.budgets is not None:
                 for run in leftover:
                     self.budgets.release(run.reservation)

@@ -153,9 +153,10 @@ def _calibrate(acc: Accountant, run: Run, reported: int) -> None:
         return
     from tokenward.counting import get_counter
 
-    observe = getattr(get_counter(run.info.name, catalog=acc.catalog), "observe", None)
-    if observe is None:
-        return
+    counter = get_counter(run.info.name, catalog=acc.catalog)
+    observe = getattr(counter, "observe", None)
+    if observe is None or (not estimate.counted and hasattr(counter, "fallback")):
+        return  # counting now would ask the provider's endpoint: only local counts here
     try:
         counted = estimate.prompt_tokens  # the estimator's count of this prompt
         if counted and not estimate.exact:

@@ -62,7 +62,10 @@ class Models:
         if exact is None:
             from tokenward.counting import get_counter
 
-            exact = bool(get_counter(info.name, catalog=self.catalog).exact)
+            counter = get_counter(info.name, catalog=self.catalog)
+            # a counter that learns from reported usage (estimator, provider counter with its
+            # estimating fallback) is not exact for every prompt, whatever it said last
+            exact = bool(counter.exact) and not callable(getattr(counter, "observe", None))
             self._exact[info.name] = exact
         return exact
 

@@ -23,10 +23,12 @@ from tokenward.counting._api import (
     tokenizer_names,
 )
 from tokenward.counting._calibrator import (
+    AccuracyPoint,
     CalibrationRecord,
     Calibrator,
     RatioSnapshot,
     default_calibrator,
+    merge_records,
 )
 from tokenward.counting._classes import CONTENT_CLASSES, content_class
 from tokenward.counting._counter import EstimatorCounter, TiktokenCounter, TokenCount, TokenCounter
@@ -42,6 +44,7 @@ from tokenward.counting._images import (
 from tokenward.counting._loader import BUNDLED_ENCODINGS, encoding_source, get_encoding
 from tokenward.counting._mistral import MistralCounter
 from tokenward.counting._pdf import pdf_page_count
+from tokenward.counting._persist import CalibrationSync, read_calibration
 from tokenward.counting._provider import AnthropicCountTokens, GeminiCountTokens, ProviderCounter
 from tokenward.counting._registry import (
     is_registered,
@@ -55,8 +58,10 @@ __all__ = [
     "BUNDLED_ENCODINGS",
     "CONTENT_CLASSES",
     "DOCUMENT_TOKENS_PER_PAGE",
+    "AccuracyPoint",
     "AnthropicCountTokens",
     "CalibrationRecord",
+    "CalibrationSync",
     "Calibrator",
     "EstimatorCounter",
     "GeminiCountTokens",
@@ -80,7 +85,9 @@ __all__ = [
     "image_size_from_data_url",
     "image_tokens",
     "is_registered",
+    "merge_records",
     "pdf_page_count",
+    "read_calibration",
     "register_tokenizer",
     "registered_tokenizers",
     "render_functions",

@@ -8,9 +8,17 @@ Each reported usage teaches the ratio of its prompt's dominant content class and
 overall ratio; a class with too few observations uses the overall one.
 
 Persistence: :meth:`Calibrator.state` returns one :class:`CalibrationRecord` per key (learned
-log-ratios plus timestamped ratio snapshots), :meth:`Calibrator.load_state` restores them, and
-``Calibrator(on_snapshot=...)`` is told whenever a key's ratio moved enough to be snapshotted,
-so a store can write the record then (settable later: ``calibrator.on_snapshot = store.save``).
+log-ratios, timestamped ratio snapshots and daily accuracy points), :meth:`Calibrator.load_state`
+restores them (:meth:`Calibrator.merge_state` merges them with what is already known), and
+``Calibrator(on_snapshot=...)`` is told whenever a key's ratio moved enough to be snapshotted
+(and on a key's first observation of a UTC day), so a store can write the record then
+(settable later: ``calibrator.on_snapshot = store.save``). :mod:`tokenward.counting._persist`
+keeps the records in a ledger.
+
+Accuracy over time: every accepted observation adds to its key's point of the day (UTC) the
+relative error of the raw estimate (``|estimate - reported| / reported``, before calibration)
+and of the calibrated estimate with the ratio in force *before* the observation (after
+calibration, out of sample). The last ``daily`` points are kept per key.
 """
 
 from __future__ import annotations
@@ -21,15 +29,17 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 __all__ = [
     "ALL_CONTENT",
+    "AccuracyPoint",
     "CalibrationRecord",
     "Calibrator",
     "RatioSnapshot",
     "default_calibrator",
+    "merge_records",
 ]
 
 #: content class of the model-wide ratio (every observation teaches it)
@@ -59,6 +69,50 @@ class RatioSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class AccuracyPoint:
+    """One UTC day of a key's estimation accuracy: ``samples`` accepted observations and the
+    sums of their relative errors before (raw estimate) and after calibration (the ratio in
+    force before each observation). ``error_before`` / ``error_after`` are the means."""
+
+    day: date
+    samples: int
+    sum_before: float
+    sum_after: float
+
+    @property
+    def error_before(self) -> float:
+        """Mean relative error of the uncalibrated estimate (0.05 = 5 %)."""
+        return self.sum_before / self.samples if self.samples else 0.0
+
+    @property
+    def error_after(self) -> float:
+        """Mean relative error of the calibrated estimate (0.05 = 5 %)."""
+        return self.sum_after / self.samples if self.samples else 0.0
+
+    def add(self, before: float, after: float) -> AccuracyPoint:
+        return AccuracyPoint(
+            self.day, self.samples + 1, self.sum_before + before, self.sum_after + after
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "samples": self.samples,
+            "sum_before": self.sum_before,
+            "sum_after": self.sum_after,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AccuracyPoint:
+        return cls(
+            date.fromisoformat(str(data["day"])),
+            int(data["samples"]),
+            float(data["sum_before"]),
+            float(data["sum_after"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CalibrationRecord:
     """Everything the calibrator knows about one (provider, model, content class)."""
 
@@ -68,6 +122,19 @@ class CalibrationRecord:
     ratio: float
     log_ratios: tuple[float, ...]
     history: tuple[RatioSnapshot, ...] = field(default=())
+    #: accepted observations ever (``log_ratios`` keeps only the last ``window``)
+    observations: int = 0
+    #: daily accuracy points, oldest first
+    accuracy: tuple[AccuracyPoint, ...] = field(default=())
+
+    @property
+    def samples(self) -> int:
+        """Accepted observations this record rests on (at least its kept log-ratios)."""
+        return max(self.observations, len(self.log_ratios))
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.provider, self.model, self.content_class)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +144,8 @@ class CalibrationRecord:
             "ratio": self.ratio,
             "log_ratios": list(self.log_ratios),
             "history": [s.to_dict() for s in self.history],
+            "observations": self.samples,
+            "accuracy": [p.to_dict() for p in self.accuracy],
         }
 
     @classmethod
@@ -88,16 +157,51 @@ class CalibrationRecord:
             ratio=float(data.get("ratio", 1.0)),
             log_ratios=tuple(float(x) for x in data.get("log_ratios") or ()),
             history=tuple(RatioSnapshot.from_dict(s) for s in data.get("history") or ()),
+            observations=int(data.get("observations") or 0),
+            accuracy=tuple(AccuracyPoint.from_dict(p) for p in data.get("accuracy") or ()),
         )
 
 
-class _Entry:
-    __slots__ = ("history", "obs", "ratio")
+def merge_records(
+    mine: CalibrationRecord, other: CalibrationRecord, *, history: int = 256, daily: int = 90
+) -> CalibrationRecord:
+    """One record of the same key from two sources (two processes, or memory and a ledger).
 
-    def __init__(self, window: int, history: int) -> None:
+    The learned window (log-ratios, ratio) comes from the record resting on more
+    observations (``mine`` on a tie); ratio snapshots are united (by time) and daily accuracy
+    points too (for a day both have, the one with more samples: the same point read back, or
+    the busier process's), keeping the last ``history`` snapshots and ``daily`` points.
+    """
+    base = other if other.samples > mine.samples else mine
+    snaps = {(s.at, s.ratio, s.samples): s for s in (*other.history, *mine.history)}
+    snapshots = sorted(snaps.values(), key=lambda s: s.at)
+    days: dict[date, AccuracyPoint] = {}
+    for p in (*mine.accuracy, *other.accuracy):
+        have = days.get(p.day)
+        if have is None or p.samples > have.samples:
+            days[p.day] = p
+    accuracy = [days[d] for d in sorted(days)]
+    return CalibrationRecord(
+        provider=base.provider,
+        model=base.model,
+        content_class=base.content_class,
+        ratio=base.ratio,
+        log_ratios=base.log_ratios,
+        history=tuple(snapshots[-max(1, history) :]),
+        observations=max(mine.samples, other.samples),
+        accuracy=tuple(accuracy[-max(1, daily) :]),
+    )
+
+
+class _Entry:
+    __slots__ = ("daily", "history", "obs", "ratio", "total")
+
+    def __init__(self, window: int, history: int, daily: int) -> None:
         self.obs: deque[float] = deque(maxlen=window)
         self.ratio: float | None = None
         self.history: deque[RatioSnapshot] = deque(maxlen=history)
+        self.daily: deque[AccuracyPoint] = deque(maxlen=daily)
+        self.total = 0
 
 
 class Calibrator:
@@ -113,7 +217,8 @@ class Calibrator:
     are in, a key has no ratio of its own (a class falls back to the model-wide ratio, that
     one to 1.0). A snapshot is added to a key's history when its ratio first exists and
     whenever it moved by ``snapshot_change`` (relative) since the last snapshot; the history
-    keeps the last ``history`` snapshots. Thread-safe.
+    keeps the last ``history`` snapshots. Accuracy is kept per UTC day, the last ``daily``
+    days (see the module doc). Thread-safe.
     """
 
     def __init__(
@@ -126,6 +231,7 @@ class Calibrator:
         outlier_factor: float = 1.5,
         min_tokens: int = 16,
         history: int = 256,
+        daily: int = 90,
         snapshot_change: float = 0.01,
         on_snapshot: Callable[[CalibrationRecord], Any] | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -139,6 +245,7 @@ class Calibrator:
         self._log_outlier = math.log(outlier_factor)
         self.min_tokens = min_tokens
         self._history = history
+        self._daily = max(1, daily)
         self._snapshot_change = snapshot_change
         #: called with a :class:`CalibrationRecord` whenever a key's ratio moved enough to be
         #: snapshotted (in the observing thread, outside the lock): where a store persists it
@@ -178,8 +285,9 @@ class Calibrator:
         p, m = provider or "", model or ""
         snapshots: list[CalibrationRecord] = []
         with self._lock:
-            accepted = self._add((p, m, ALL_CONTENT), math.log(r), snapshots)
             dominant, size = max(parts.items(), key=lambda kv: kv[1])
+            prior = self._ratio_locked(p, m, dominant)  # the ratio its estimate was made with
+            accepted = self._add((p, m, ALL_CONTENT), math.log(r), snapshots)
             if accepted and dominant != ALL_CONTENT and size >= _DOMINANT_SHARE * total:
                 rest = sum(
                     self._ratio_locked(p, m, c) * n for c, n in parts.items() if c != dominant
@@ -188,7 +296,7 @@ class Calibrator:
                 if explained > 0:
                     rc = explained / size
                     if self.min_ratio / 2 <= rc <= self.max_ratio * 2:
-                        self._add((p, m, dominant), math.log(rc), snapshots)
+                        self._add((p, m, dominant), math.log(rc), snapshots, prior)
             if not accepted:
                 self.rejected += 1
         listener = self.on_snapshot
@@ -197,21 +305,50 @@ class Calibrator:
                 listener(record)
         return accepted
 
-    def _add(self, key: _Key, lr: float, snapshots: list[CalibrationRecord]) -> bool:
+    def _add(
+        self,
+        key: _Key,
+        lr: float,
+        snapshots: list[CalibrationRecord],
+        prior: float | None = None,
+    ) -> bool:
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = _Entry(self.window, self._history)
+            entry = self._entries[key] = _Entry(self.window, self._history, self._daily)
         obs = entry.obs
         if len(obs) >= self.min_samples and abs(lr - statistics.median(obs)) > self._log_outlier:
             return False
+        if prior is None:
+            prior = self._ratio_locked(*key)
+        now = self._clock()
+        new_day = self._account(entry, now.date(), lr, prior)
         obs.append(lr)
+        entry.total += 1
         if len(obs) >= self.min_samples:
             ratio = min(self.max_ratio, max(self.min_ratio, math.exp(statistics.median(obs))))
             entry.ratio = ratio
             last = entry.history[-1].ratio if entry.history else None
             if last is None or abs(ratio - last) >= self._snapshot_change * last:
-                entry.history.append(RatioSnapshot(self._clock(), ratio, len(obs)))
+                entry.history.append(RatioSnapshot(now, ratio, len(obs)))
                 snapshots.append(self._record(key, entry))
+            elif new_day:  # a new day's accuracy point is news for a store too
+                snapshots.append(self._record(key, entry))
+        return True
+
+    @staticmethod
+    def _account(entry: _Entry, day: date, lr: float, prior: float) -> bool:
+        """Add one observation's errors to the day's accuracy point; True on a new day.
+
+        ``lr`` is ``log(reported / raw estimate)``: the raw estimate is off by
+        ``|exp(-lr) - 1|`` of the reported count, the calibrated one by ``|prior*exp(-lr) - 1|``.
+        """
+        inv = math.exp(-lr)
+        before, after = abs(inv - 1.0), abs(prior * inv - 1.0)
+        daily = entry.daily
+        if daily and daily[-1].day == day:
+            daily[-1] = daily[-1].add(before, after)
+            return False
+        daily.append(AccuracyPoint(day, 1, before, after))
         return True
 
     def _reject(self) -> bool:
@@ -271,6 +408,22 @@ class Calibrator:
         entry = self._entries.get((provider or "", model or "", content_class or ALL_CONTENT))
         return list(entry.history) if entry else []
 
+    def accuracy(
+        self,
+        model: str | None = None,
+        *,
+        provider: str | None = None,
+        content_class: str | None = None,
+    ) -> list[AccuracyPoint]:
+        """The key's daily accuracy points, oldest first (estimation accuracy over time)."""
+        entry = self._entries.get((provider or "", model or "", content_class or ALL_CONTENT))
+        return list(entry.daily) if entry else []
+
+    def observations(self) -> dict[_Key, int]:
+        """Accepted observations ever, per key (a cheap way to see which keys changed)."""
+        with self._lock:
+            return {k: e.total for k, e in self._entries.items()}
+
     # -- persistence -----------------------------------------------------------------------
     @staticmethod
     def _record(key: _Key, entry: _Entry) -> CalibrationRecord:
@@ -281,7 +434,15 @@ class Calibrator:
             ratio=entry.ratio if entry.ratio is not None else 1.0,
             log_ratios=tuple(entry.obs),
             history=tuple(entry.history),
+            observations=max(entry.total, len(entry.obs)),
+            accuracy=tuple(entry.daily),
         )
+
+    def record(self, key: _Key) -> CalibrationRecord | None:
+        """The record of one ``(provider, model, content class)`` key, if it has one."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return self._record(key, entry) if entry is not None and entry.obs else None
 
     def state(self) -> list[CalibrationRecord]:
         """One record per key that has observations (JSON via ``record.to_dict()``)."""
@@ -297,13 +458,36 @@ class Calibrator:
                 rec = (
                     raw if isinstance(raw, CalibrationRecord) else CalibrationRecord.from_dict(raw)
                 )
-                entry = _Entry(self.window, self._history)
-                entry.obs.extend(rec.log_ratios)
-                entry.history.extend(rec.history)
-                if len(entry.obs) >= self.min_samples:
-                    ratio = math.exp(statistics.median(entry.obs))
-                    entry.ratio = min(self.max_ratio, max(self.min_ratio, ratio))
-                self._entries[(rec.provider, rec.model, rec.content_class)] = entry
+                self._entries[rec.key] = self._entry_of(rec)
+
+    def _entry_of(self, rec: CalibrationRecord) -> _Entry:
+        entry = _Entry(self.window, self._history, self._daily)
+        entry.obs.extend(rec.log_ratios)
+        entry.history.extend(rec.history)
+        entry.daily.extend(rec.accuracy)
+        entry.total = rec.samples
+        if len(entry.obs) >= self.min_samples:
+            ratio = math.exp(statistics.median(entry.obs))
+            entry.ratio = min(self.max_ratio, max(self.min_ratio, ratio))
+        return entry
+
+    def merge_state(self, records: Iterable[CalibrationRecord | Mapping[str, Any]]) -> int:
+        """Like :meth:`load_state`, but a key this calibrator already knows is merged with
+        the record (:func:`merge_records`: the window resting on more observations wins,
+        histories are united) instead of replaced. Returns the number of records taken."""
+        taken = 0
+        with self._lock:
+            for raw in records:
+                rec = (
+                    raw if isinstance(raw, CalibrationRecord) else CalibrationRecord.from_dict(raw)
+                )
+                entry = self._entries.get(rec.key)
+                if entry is not None and entry.obs:
+                    mine = self._record(rec.key, entry)
+                    rec = merge_records(mine, rec, history=self._history, daily=self._daily)
+                self._entries[rec.key] = self._entry_of(rec)
+                taken += 1
+        return taken
 
     def reset(self, model: str | None = None, *, provider: str | None = None) -> None:
         """Forget one model's keys (all its classes), or everything when ``model`` is None."""
