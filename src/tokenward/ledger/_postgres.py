@@ -80,6 +80,8 @@ _STAGE_DDL = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} "
     f"(LIKE {EVENTS} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
+#: key in a pooled connection's ``info``: its session has the stage table
+_STAGE_READY = "tokenward_stage_ready"
 _COPY_SQL = f"COPY {STAGE} ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
 
 
@@ -348,17 +350,21 @@ class SQLLedger(SQLStore):
                 time.sleep(0.01 * (attempt + 1))  # deadlock / serialization: safe to retry
 
     def _copy_rows(self, rows: list[Row]) -> None:
+        info: dict[Any, Any] = {}
         with self._errors("write"), self._engine.begin() as conn:
             # COPY the batch into a per-connection temp table (psycopg's fast path), then
             # move it with one INSERT ... ON CONFLICT DO NOTHING + rollup upserts.
+            info = conn.connection.info
             driver = conn.connection.driver_connection
             assert driver is not None  # a checked-out connection always has one
             cur = driver.cursor()
-            cur.execute(_STAGE_DDL)
+            if not info.get(_STAGE_READY):  # once per session (committed below)
+                cur.execute(_STAGE_DDL)
             with cur.copy(_COPY_SQL) as copy:
                 for row in rows:
                     copy.write_row(row)
             conn.execute(self._insert)
+        info[_STAGE_READY] = True  # committed: the session keeps its temp table
 
     def _insert_dead_letters(self, rows: list[tuple[int, str, str, str]]) -> None:
         with self._errors("dead-letter write"), self._engine.begin() as conn:

@@ -147,17 +147,19 @@ class RollupPlan:
 
     def grouped(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """``[(upsert_sql, parameter rows)]``: the grouped rollups' deltas of ``rows``."""
-        groups_by_base: list[dict[Key, list[tuple[Any, ...]]]] = [{} for _ in self.bases]
-        for row in rows:
-            day = row[_TS] // _DAY_US
-            for groups, getter in zip(groups_by_base, self._getters):
-                key = (day, *getter(row))
-                group = groups.get(key)
+        base_sums: list[dict[Key, list[Any]]] = []
+        for getter in self._getters:
+            # keys (day, dims) nested, not unpacked: one small tuple per row
+            groups: dict[tuple[int, Key], list[tuple[Any, ...]]] = {}
+            get = groups.get
+            for row in rows:
+                key = (row[_TS] // _DAY_US, getter(row))
+                group = get(key)
                 if group is None:
                     groups[key] = [row]
                 else:
                     group.append(row)
-        base_sums = [{key: _sums(g) for key, g in groups.items()} for groups in groups_by_base]
+            base_sums.append({(day, *dims): _sums(g) for (day, dims), g in groups.items()})
         out = []
         for sql, period, base, regroup in self._plan:
             sums = base_sums[base]

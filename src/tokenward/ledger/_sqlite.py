@@ -11,6 +11,7 @@ import urllib.parse
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ _INSERT = (
     f"INSERT OR IGNORE INTO {EVENTS} ({_COLS}) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
 _ROLLUPS = RollupPlan()
+_TS_OF = itemgetter(EVENT_COLUMNS.index("ts_us"))
 _DAY_US = 86_400_000_000
 _CACHE_KIB = -65536  # PRAGMA cache_size of the writer connection: negative = KiB (64 MiB)
 _READ_CACHE_KIB = -16384  # the reader connection's (16 MiB)
@@ -415,8 +417,9 @@ class SQLiteLedger(SQLStore):
                 for sql in _ROLLUPS.rowwise:
                     conn.execute(sql, {"before": before})
                 late_before = (through + 1) * _DAY_US
-                for sql in _ROLLUPS.late:
-                    conn.execute(sql, {"before": before, "late_before": late_before})
+                if min(map(_TS_OF, rows)) < late_before:  # else no row is late: skip the scan
+                    for sql in _ROLLUPS.late:
+                        conn.execute(sql, {"before": before, "late_before": late_before})
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
