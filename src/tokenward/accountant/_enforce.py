@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tokenward.accountant._estimate import Estimate, expected_output
+from tokenward.accountant._predict import predicted_quote
 from tokenward.accountant._table import Run
 from tokenward.cost import estimate_nanos
 from tokenward.errors import (
@@ -85,6 +86,7 @@ def _reserve(
         prompt + out,
         now=acc.budget_now(),
         price_as=price_as,
+        predicted=predicted_quote(acc, run, prompt, out) if budgets.predicts else None,
     )
 
 

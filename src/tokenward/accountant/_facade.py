@@ -29,12 +29,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tokenward._hygiene import bounded, clean
 from tokenward.accountant._enforce import check_budgets, free, keep_alive, watch
 from tokenward.accountant._estimate import Estimate, Prompt
 from tokenward.accountant._finish import Ending, end, normalize_usage
+from tokenward.accountant._predict import make_predictor, next_call_quotes
 from tokenward.accountant._resolve import Models, as_budgets, check_count
 from tokenward.accountant._table import Run, RunState, RunTable
 from tokenward.accountant._tracking import Tracker, active_trackers, resolve_dims
@@ -42,9 +43,10 @@ from tokenward.counting._persist import attach as attach_calibration
 from tokenward.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from tokenward.budgets import Budget, Budgets
+    from tokenward.budgets import Budget, Budgets, BudgetStatus
     from tokenward.catalog import Catalog, ModelInfo
     from tokenward.ledger import LedgerStore, UsageEvent
+    from tokenward.predict import OutputPredictor
 
 __all__ = ["Accountant"]
 
@@ -79,6 +81,14 @@ class Accountant:
         Returns the timestamp of new events (tz-aware UTC). For tests and demos.
     max_pending:
         Calls in flight remembered; the oldest is released when more are started.
+    predictor:
+        Learns output lengths per (model, route) from every successful call and tells the
+        pre-flight what budgets with ``Budget(reserve="predicted")`` hold
+        (:class:`~tokenward.predict.OutputPredictor`; the route is the call's ``route`` tag,
+        else its ``agent``). ``"auto"`` (default): one kept in the ledger's state documents
+        when a ledger is given (shared by every process using it, synced every 30 s and at
+        :meth:`close`), in memory otherwise; ``None``: no learning, budgets always reserve
+        ``max_tokens``.
 
     Thread-safe and asyncio-safe: a short lock guards the call table only; no lock is
     held while counting, pricing, writing to the ledger or notifying.
@@ -95,6 +105,7 @@ class Accountant:
         store_content: bool = False,
         clock: Callable[[], datetime] | None = None,
         max_pending: int = 10_000,
+        predictor: OutputPredictor | Literal["auto"] | None = "auto",
     ) -> None:
         check_count("expected_output_tokens", expected_output_tokens)
         budgets_ = as_budgets(budgets)
@@ -131,6 +142,7 @@ class Accountant:
         self._models = Models(catalog)
         # estimator calibration: loaded from the ledger now, written off the hot path
         self._calibration = attach_calibration(ledger) if keep_calibration else None
+        self.predictor = make_predictor(predictor, ledger, keep_calibration)
 
     @classmethod
     def default(cls, **kwargs: Any) -> Accountant:
@@ -232,6 +244,61 @@ class Accountant:
         watch(self, run)
         run.started = time.perf_counter()  # latency is the model's, not the pre-flight's
         return estimate
+
+    def status(
+        self,
+        budget: str,
+        *,
+        model: str | None = None,
+        messages: Prompt | None = None,
+        prompt_tokens: int | None = None,
+        tools: Sequence[Any] | None = None,
+        max_output_tokens: int | None = None,
+        dims: Mapping[str, Any] | None = None,
+        kind: str = "chat",
+        provider: str | None = None,
+        base_url: str | None = None,
+    ) -> BudgetStatus:
+        """Where ``budget`` stands for the scope ``dims`` select, with a forecast for calls
+        shaped like this one (``model`` and ``messages`` / ``prompt_tokens``, as
+        :meth:`preflight` takes them): ``next_call_reserve`` is what the pre-flight of such a
+        call would hold on this budget (the same estimate and output prediction, the exact
+        prompt count), and ``forecast_remaining_calls`` how many such calls, made one after
+        another, are admitted while each keeps the window's average (the last one counted is
+        admitted, the next denied); ``pacing`` for calendar windows. Without ``model``: the
+        budget's status from its window's average alone. Nothing is reserved or recorded."""
+        if self.budgets is None:
+            raise ConfigurationError(
+                "status() needs budgets: Accountant(budgets=[Budget(...)]) or Budgets(...)"
+            )
+        now = self.budget_now()
+        if model is None:
+            if messages is not None or prompt_tokens is not None:
+                raise ConfigurationError("status(): a call shape needs model=... too")
+            scope = resolve_dims(dims).for_budgets("", None)
+            scope["model"] = None  # no call shape: only the budget's own scope decides
+            return self.budgets.status(budget, now=now, **scope)
+        if prompt_tokens is None and messages is None:
+            raise ConfigurationError(
+                "status(model=...) needs messages=[...] or prompt_tokens=N, like the calls to forecast"
+            )
+        check_count("prompt_tokens", prompt_tokens)
+        check_count("max_output_tokens", max_output_tokens)
+        info, name = self.model_info(bounded(clean(model)), provider, base_url)
+        run = Run("status", name, info, resolve_dims(dims), kind=kind)
+        estimate = Estimate(
+            "status", name, info, self.catalog, prompt=messages, tools=tools, kind=kind,
+            prompt_tokens=prompt_tokens, max_output_tokens=max_output_tokens,
+            default_output=self.expected_output_tokens,
+        )  # fmt: skip
+        worst, predicted = next_call_quotes(self, run, estimate, self.budgets)
+        return self.budgets.status(
+            budget,
+            now=now,
+            next_call=worst,
+            predicted=predicted,
+            **run.dims.for_budgets(name, info.provider),
+        )
 
     def pending(self, run_id: str) -> Estimate | None:
         """The estimate of a call preflighted but not yet settled or released."""
@@ -360,6 +427,8 @@ class Accountant:
         """Write buffered events (and learned estimator calibration) to the ledger."""
         if self._calibration is not None:
             self._calibration.flush()
+        if self.predictor is not None:
+            self.predictor.close()  # what was learned since the last sync
         self.ledger.flush()
 
     def close(self) -> None:
@@ -372,6 +441,8 @@ class Accountant:
             self._closed = True
         leftover = self._table.drain()
         try:
+            if self.predictor is not None:
+                self.predictor.close()  # never raises for a store problem
             if self._calibration is not None:
                 self._calibration.close()
             if self.budgets is not None:

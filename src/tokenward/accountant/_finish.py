@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tokenward._hygiene import MAX_COUNT, MAX_TEXT, bounded, clean, count_ok
+from tokenward.accountant._predict import learn
 from tokenward.accountant._table import Run, RunState
 from tokenward.accountant._tracking import active_trackers, resolve_dims, union
 from tokenward.cost import price_nanos
@@ -247,6 +248,8 @@ def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
     if acc.budgets is not None and not run.committed:
         _settle_budgets(acc, run, usage, nanos, status, dims)
         run.committed = True
+    if acc.predictor is not None:
+        learn(acc, run, usage, status)
     for tracker in union(run.trackers, active_trackers()):
         tracker.add(event, acc)
     for sink in tuple(acc._sinks):

@@ -47,6 +47,7 @@ class Run:
         "model",
         "opened",
         "parent_id",
+        "predicted",
         "prompt_text",
         "reservation",
         "started",
@@ -80,6 +81,7 @@ class Run:
         self.reservation: Reservation | None = None
         self.budget_dims: dict[str, Any] | None = None
         self.prompt_text: str | None = None
+        self.predicted: int | None = None  #: output tokens reserved from a prediction
         self.committed = False  #: its spend reached the budgets (a retried end skips it)
         self.extend_at = 0.0  #: budget-clock time of the next reservation keep-alive
         self.watch: tuple[Any, Any] | None = None  #: (asyncio task, done callback) watched

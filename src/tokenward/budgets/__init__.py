@@ -57,6 +57,7 @@ from tokenward.budgets._budgets import (
     Budgets,
     BudgetStatus,
     LoggingAlertSink,
+    Quote,
     Reservation,
 )
 from tokenward.budgets._degrade import Degradation, Degrade, suggest_degradation
@@ -97,6 +98,7 @@ __all__ = [
     "MemoryBudgetStore",
     "PostgresBudgetStore",
     "RedisBudgetStore",
+    "Quote",
     "Reservation",
     "ReserveItem",
     "ReserveResult",

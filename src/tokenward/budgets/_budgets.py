@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from tokenward._hygiene import MAX_COUNT
 from tokenward.budgets._journal import Journal, JournalEntry
@@ -34,7 +34,18 @@ from tokenward.errors import (
     UnpricedModelError,
 )
 
-__all__ = ["Alert", "AlertSink", "BudgetStatus", "Budgets", "LoggingAlertSink", "Reservation"]
+if TYPE_CHECKING:
+    from tokenward.predict import Pacing
+
+__all__ = [
+    "Alert",
+    "AlertSink",
+    "BudgetStatus",
+    "Budgets",
+    "LoggingAlertSink",
+    "Quote",
+    "Reservation",
+]
 
 logger = logging.getLogger("tokenward.budgets")
 _warned: set[str] = set()
@@ -119,8 +130,15 @@ class BudgetStatus:
     """Where one budget stands for one scope key. Amounts in ``unit`` (Decimal USD or int tokens).
 
     ``utilization`` = spent / limit; ``remaining`` = limit - spent - reserved (>= 0);
-    ``forecast_remaining_calls`` = remaining // average committed cost per call in this window
-    (``None`` until a call was committed)."""
+    ``forecast_remaining_calls``: how many more calls, made one after another, this budget
+    admits (:func:`tokenward.predict.calls_left`): the next call reserves
+    ``next_call_reserve`` and each call keeps the average committed per call in this window.
+    ``next_call_reserve`` is what the pre-flight of a given call shape holds on this budget
+    (:meth:`Accountant.status <tokenward.Accountant.status>` asks the estimate path for it;
+    without a shape it is the average, i.e. ``remaining // average``); ``None`` until a call
+    was committed and no shape was given. ``pacing``: spend per day so far, allowed per day
+    for the rest of the window and the projected exhaustion (calendar windows, else
+    ``None``)."""
 
     budget: str
     scope_key: str
@@ -137,6 +155,8 @@ class BudgetStatus:
     calls: int
     average_per_call: Decimal | int | None
     forecast_remaining_calls: int | None
+    next_call_reserve: Decimal | int | None = None
+    pacing: Pacing | None = None
 
 
 class _Slot:
@@ -228,6 +248,16 @@ class Reservation:
 PriceAs = Callable[[str], "int | None"]
 
 
+class Quote(NamedTuple):
+    """What a call may cost before it runs: ``cost_nanos`` (``None``: no known price),
+    ``tokens`` (input + output), and ``price_as(model)``: the same tokens priced as another
+    model (for ``Budget(price_as=...)``)."""
+
+    cost_nanos: int | None
+    tokens: int
+    price_as: PriceAs | None = None
+
+
 class Budgets:
     """A set of :class:`Budget` rules enforced against one store.
 
@@ -298,6 +328,8 @@ class Budgets:
         self._next_housekeeping = time.monotonic() + (self._housekeeping or 0)
         # per (budget, raw scope values): the slot of the current window bucket
         self._slots: dict[tuple[str, tuple[Any, ...]], _Slot] = {}
+        #: whether a budget reserves predicted outputs (``Budget(reserve="predicted")``)
+        self.predicts = any(b.reserve == "predicted" for b in budgets)
 
     # -- introspection ------------------------------------------------------------------------
     @property
@@ -371,6 +403,28 @@ class Budgets:
                 )
             out.append(_Applied(b, slot.scope_key, slot.limit, amount, slot.spans, item, slot))
         return out
+
+    def _with_predicted(
+        self,
+        applied: list[_Applied],
+        dims: Mapping[str, Any],
+        predicted: Quote,
+        now: datetime,
+        *,
+        deny_unpriced: bool = False,
+    ) -> list[_Applied]:
+        """``applied`` with budgets whose ``reserve="predicted"`` counting ``predicted``."""
+        cost, tokens, price_as = predicted
+        if (cost is not None and not 0 <= cost < MAX_COUNT) or not 0 <= tokens < MAX_COUNT:
+            raise ConfigurationError("predicted amounts must be >= 0 and below 2**63.")
+        alt = {
+            a.budget.name: a
+            for a in self._plan(dims, cost, tokens, now, price_as, deny_unpriced=deny_unpriced)
+            if a.budget.reserve == "predicted"
+        }
+        return [
+            alt.get(a.budget.name, a) if a.budget.reserve == "predicted" else a for a in applied
+        ]
 
     def _slot(self, b: Budget, dims: Mapping[str, Any], now: datetime, now_s: float) -> _Slot:
         """The budget's slot for the scope ``dims`` select, from the cache while its window
@@ -517,8 +571,11 @@ class Budgets:
         *,
         now: datetime | None = None,
         price_as: PriceAs | None = None,
+        predicted: Quote | None = None,
     ) -> Reservation | None:
-        """Hold ``cost_nanos`` / ``tokens`` on every budget that applies, all or nothing.
+        """Hold ``cost_nanos`` / ``tokens`` on every budget that applies, all or nothing
+        (``predicted``: what budgets with ``reserve="predicted"`` hold instead, the call
+        priced with its predicted output).
 
         Returns the :class:`Reservation` to hand back to :meth:`commit` / :meth:`release`, or
         ``None`` when no budget applies. ``cost_nanos=None`` means the model has no known price:
@@ -533,6 +590,10 @@ class Budgets:
         now_dt = _now(now)
         now_s = now_dt.timestamp()
         applied = self._plan(dims or {}, cost_nanos, tokens, now_dt, price_as, deny_unpriced=True)
+        if predicted is not None and self.predicts:
+            applied = self._with_predicted(
+                applied, dims or {}, predicted, now_dt, deny_unpriced=True
+            )
         if not applied:
             return None
         for a in applied:  # per-request windows: nothing stored, nothing shared
@@ -896,10 +957,23 @@ class Budgets:
             except Exception:  # an alert sink must never break the host app
                 logger.exception("tokenward budgets: alert sink %r failed", sink)
 
-    def status(self, budget: str, *, now: datetime | None = None, **dims: Any) -> BudgetStatus:
-        """Spent, reserved, remaining, utilisation, reset time, near-limit flag and a forecast of
-        remaining calls for ``budget`` and the scope the given dimensions select
-        (e.g. ``budgets.status("per-user", user_id="u1")``)."""
+    def status(
+        self,
+        budget: str,
+        *,
+        now: datetime | None = None,
+        next_call: Quote | None = None,
+        predicted: Quote | None = None,
+        **dims: Any,
+    ) -> BudgetStatus:
+        """Spent, reserved, remaining, utilisation, reset time, near-limit flag, pacing and a
+        forecast of remaining calls for ``budget`` and the scope the given dimensions select
+        (e.g. ``budgets.status("per-user", user_id="u1")``).
+
+        ``next_call`` (and ``predicted``) are what the next call would reserve, as
+        :meth:`reserve` takes them: the forecast then agrees with enforcement (its last call
+        is admitted, the one after it denied, while calls keep the window's average).
+        :meth:`Accountant.status <tokenward.Accountant.status>` computes them."""
         try:
             b = self._budgets[budget]
         except KeyError:
@@ -907,7 +981,11 @@ class Budgets:
                 f"No budget named {budget!r}; known: {sorted(self._budgets)}."
             ) from None
         now_dt = _now(now)
-        applied = [a for a in self._plan(dims, 0, 0, now_dt) if a.budget is b]
+        shape = next_call or Quote(0, 0)
+        planned = self._plan(dims, shape.cost_nanos, shape.tokens, now_dt, shape.price_as)
+        if predicted is not None:
+            planned = self._with_predicted(planned, dims, predicted, now_dt)
+        applied = [a for a in planned if a.budget is b]
         if not applied:
             a = _Applied(b, b.scope_key(dims), b.limit_for(b.scope_key(dims)), 0, [], None)
         else:
@@ -918,9 +996,27 @@ class Budgets:
         calls = sum(s.calls for s in statuses)
         remaining = max(0, a.limit - spent - reserved)
         util = spent / a.limit if a.limit else (1.0 if spent else 0.0)
+        from tokenward.predict._forecast import calls_left, pacing
+
         avg = spent // calls if calls else None
-        forecast = (remaining // avg if avg else None) if calls else None
+        reserve = a.amount if next_call is not None and applied else avg
+        forecast = None
+        if reserve is not None and (avg or reserve):
+            # a window without spend yet: each call keeps what it reserves (the worst case)
+            forecast = calls_left(remaining, reserve, avg if avg else reserve)
         near = bool(b.thresholds) and (spent + reserved) >= max(b.thresholds) * a.limit
+        pace = None
+        span = a.spans[-1] if a.spans and b.window.kind in ("day", "week", "month") else None
+        if span is not None and span.start is not None and span.end is not None:
+            pace = pacing(
+                limit=a.limit,
+                spent=spent,
+                reserved=reserved,
+                start=span.start,
+                end=span.end,
+                now=now_dt,
+                to_unit=b.to_unit,
+            )
         return BudgetStatus(
             budget=b.name,
             scope_key=a.scope_key,
@@ -937,6 +1033,8 @@ class Budgets:
             calls=calls,
             average_per_call=b.to_unit(avg) if avg is not None else None,
             forecast_remaining_calls=forecast,
+            next_call_reserve=b.to_unit(reserve) if reserve is not None else None,
+            pacing=pace,
         )
 
     def max_utilization(

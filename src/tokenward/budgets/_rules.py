@@ -103,6 +103,15 @@ class Budget:
             budgets ignore this setting.
         price_as: for a USD budget, price calls on unpriced models as this model instead
             (e.g. ``"gpt-4o"``); takes precedence over ``unpriced``.
+        reserve: what a call holds on this budget for its output before it runs.
+            ``"max_tokens"`` (default): the worst case, the call's ``max_tokens`` (or the
+            Accountant's ``expected_output_tokens``), so a hard limit is never passed, at the
+            price of denying calls that would have fit. ``"predicted"``: ``min(max_tokens,
+            p99 of the outputs this model produced on this route)`` once the Accountant's
+            :class:`~tokenward.predict.OutputPredictor` has seen ``min_samples`` such calls
+            (the worst case before); the settle step replaces it by the actual usage, so a
+            call that outgrows its prediction overspends by at most its own prediction error
+            (counted in ``predictor.stats``).
 
     Per-conversation windows key each counter by ``conversation_id`` (in addition to
     ``scope``); a call without a ``conversation_id`` is checked as a conversation of its own.
@@ -124,6 +133,7 @@ class Budget:
         missing: Literal["shared", "skip"] = "shared",
         unpriced: Literal["deny", "tokens"] = "deny",
         price_as: str | None = None,
+        reserve: Literal["max_tokens", "predicted"] = "max_tokens",
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"Budget name must be a non-empty string, got {name!r}.")
@@ -197,6 +207,11 @@ class Budget:
             )
         self.unpriced: Literal["deny", "tokens"] = unpriced
         self.price_as = price_as
+        if reserve not in ("max_tokens", "predicted"):
+            raise ConfigurationError(
+                f"Budget {name!r}: reserve must be 'max_tokens' or 'predicted', got {reserve!r}."
+            )
+        self.reserve: Literal["max_tokens", "predicted"] = reserve
         self._span_cache: tuple[float, float, list[WindowSpan]] | None = None
         self.overrides: dict[str, int] = {}
         for key, lim in (overrides or {}).items():

@@ -155,6 +155,8 @@ class OutputPredictor:
         self._own: dict[str, DecayedSketch] = {}  # this process's observations
         self._others: dict[str, DecayedSketch] = {}  # every other writer's, as last synced
         self._combined: dict[str, DecayedSketch] = {}  # both: what predictions read
+        # per key: (sketch, its count, the reserve quantile) as last computed (reserve_for)
+        self._cached: dict[str, tuple[DecayedSketch, int, int | None]] = {}
         self._dirty = False
         self._last_sync = clock()
         self._observed = 0
@@ -254,6 +256,29 @@ class OutputPredictor:
         if bound is None:
             return prediction.reserve, True
         return min(bound, prediction.reserve), prediction.reserve < bound
+
+    def reserve_for(self, model: str, route: str | None = None) -> int | None:
+        """The output tokens reservations use for ``(model, route)`` (the ``quantile``,
+        rounded up), or ``None`` before ``min_samples`` observations: what a pre-flight asks.
+
+        Cheap: the quantile is recomputed only once the sketch has about 0.1 % new
+        observations (every observation below 1,024 samples), which moves it by at most a
+        tenth of a percentile; without new observations it cannot move (decay weighs every
+        stored observation alike)."""
+        key = _key(model, route)
+        with self._lock:
+            sketch = self._combined.get(key)
+            if sketch is None or sketch.count < self.min_samples:
+                return None
+            hit = self._cached.get(key)
+            if hit is not None and hit[0] is sketch and sketch.count - hit[1] <= sketch.count >> 10:
+                return hit[2]
+            q = sketch.quantile(self.quantile)
+            value = None if q is None else math.ceil(q - 1e-9)
+            if len(self._cached) >= 10_000:
+                self._cached.clear()
+            self._cached[key] = (sketch, sketch.count, value)
+            return value
 
     def routes(self) -> list[OutputPrediction]:
         """A prediction for every ``(model, route)`` seen, sorted by model then route."""
