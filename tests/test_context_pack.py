@@ -391,6 +391,31 @@ def test_near_duplicates_match_the_pairwise_definition(threshold: float) -> None
     assert _dedupe.near_duplicates(texts, 1.01) == {}
 
 
+@pytest.mark.parametrize("threshold", [0.7, 0.9])
+def test_near_duplicates_repeated_call_is_memoized_and_identical(
+    threshold: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunks = _corpus(4, 300, 120)
+    texts = [c.text for c in sorted(chunks, key=lambda c: -(c.score or 0))]
+    _dedupe.clear_caches()
+    first = _dedupe.near_duplicates(texts, threshold)
+    assert first == _brute_force_duplicates(texts, threshold)
+    first[-1] = -1  # the caller's copy: the memo is not changed
+    calls: list[int] = []
+    real = _dedupe._near_duplicates
+    monkeypatch.setattr(_dedupe, "_near_duplicates", lambda *a: calls.append(1) or real(*a))
+    again = _dedupe.near_duplicates(list(texts), threshold)  # equal texts, same order
+    assert calls == [] and again == _brute_force_duplicates(texts, threshold)
+    reordered = texts[::-1]  # another order is another input: computed, not served
+    assert _dedupe.near_duplicates(reordered, threshold) == _brute_force_duplicates(
+        reordered, threshold
+    )
+    assert calls == [1]
+    _dedupe.clear_caches()  # cold again: computed
+    assert _dedupe.near_duplicates(texts, threshold) == again
+    assert calls == [1, 1]
+
+
 def test_exact_duplicates_need_no_similarity_work(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real = _dedupe.shingles

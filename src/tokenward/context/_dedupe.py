@@ -44,7 +44,11 @@ shingles keep their whole set as sketch and are compared with each other only wh
 share one of their rarest values (prefix filtering: exact, and short chunks that share a
 prefix are not compared). A warm call therefore
 computes no similarity and no sketch; its cost is a few C-level passes over the list plus
-Python work for the flagged texts only.
+Python work for the flagged texts only. The result of a call is also kept (a small
+two-generation LRU keyed by the threshold and the record ids of the texts in call order;
+a record id names one text for the life of the process): the same texts in the same
+order again (a repeated retrieval) cost one tuple of ids and one dictionary lookup, and
+give the same answer as the first call by construction.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ _RETIRE = 4  # kept texts sharing a key after which it is retired (thresholds >=
 _PAIR_KEYS_FROM = 0.85  # thresholds from here on use consecutive-pair keys
 _SKETCH_MAX = 16_384  # texts per cache generation (two generations; ~1 KB per text)
 _PAIR_MAX = 16_384  # cached pair intersections per generation
+_RESULT_MAX = 32  # memoized call results per generation (same texts, same order, threshold)
+_RESULT_TEXTS = 20_000  # ... for calls of at most this many texts
 
 # record: (uid, shingle count, shingle-set hash, single keys, pair keys)
 _Record = tuple[int, int, int, tuple[int, ...], tuple[int, ...]]
@@ -155,6 +161,7 @@ class _SketchStore:
         self.shared: set[int] = set()  # flagged ids, young generation
         self.old_shared: set[int] = set()
         _PAIRS_CACHE.clear()
+        _RESULTS.clear()
 
     def get(self, text: str) -> _Record | None:
         rec = self.young.get(text)
@@ -197,6 +204,9 @@ class _SketchStore:
 
 
 _PAIRS_CACHE = _TwoGen(_PAIR_MAX)  # uid pair -> shingle intersection size
+# (threshold, record ids in call order) -> the call's result: a record id names one text
+# for the life of the process (never reused), so equal keys mean equal inputs
+_RESULTS = _TwoGen(_RESULT_MAX)
 _SKETCHES = _SketchStore(_SKETCH_MAX)  # text -> _Record; clear() clears everything
 
 
@@ -275,6 +285,22 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
         return {}
     rotations = _SKETCHES.rotations
     recs = records(texts)
+    memo: tuple[float, tuple[int, ...]] | None = None
+    if len(recs) <= _RESULT_TEXTS:
+        memo = (threshold, tuple(map(_get_uid, recs)))
+        done = _RESULTS.get(memo)
+        if done is not None:
+            return dict(done)
+    dup = _near_duplicates(texts, recs, threshold, rotations)
+    if memo is not None and _SKETCHES.rotations == rotations:
+        _RESULTS.put(memo, dup)
+        return dict(dup)
+    return dup
+
+
+def _near_duplicates(
+    texts: list[str], recs: list[_Record], threshold: float, rotations: int
+) -> dict[int, int]:
     if threshold >= _PAIR_KEYS_FROM and _SKETCHES.rotations - rotations < 2:
         # (two rotations during this call can have dropped some of its texts' flags)
         # texts sharing a pair key with any other cached text were flagged when sketched
