@@ -30,7 +30,7 @@ import hashlib
 import heapq
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from tokenward.errors import BudgetStoreError
@@ -223,10 +223,14 @@ class BudgetStore(Protocol):
         ...
 
 
-@dataclass
 class _Res:
-    expires_at: float
-    amounts: dict[str, int] = field(default_factory=dict)
+    """A live reservation: when it expires and what it holds per counter key."""
+
+    __slots__ = ("amounts", "expires_at")
+
+    def __init__(self, expires_at: float) -> None:
+        self.expires_at = expires_at
+        self.amounts: dict[str, int] = {}
 
 
 class MemoryBudgetStore:
@@ -342,7 +346,15 @@ class MemoryBudgetStore:
                 self._spent[it.key] = self._spent.get(it.key, 0) + it.amount
                 self._calls[it.key] = self._calls.get(it.key, 0) + 1
                 self._keep_counter(it.key, it.expires_at)
-            spent = tuple(sum(self._spent.get(k, 0) for k in it.keys) for it in items)
+            totals = self._spent
+            spent = tuple(
+                totals.get(it.key, 0)
+                if not it.read_keys
+                else sum(totals.get(k, 0) for k in it.read_keys)
+                for it in items
+            )
+            if not any(it.marks for it in items):
+                return CommitResult(True, spent)
             fired = frozenset(
                 marker
                 for it, s in zip(items, spent)
