@@ -546,7 +546,9 @@ class Budgets:
         ):
             raise ConfigurationError("cost_nanos and tokens must be >= 0 and below 2**63.")
         now, now_s = _instant(now)
-        applied = self._plan(dims or {}, cost_nanos, tokens, now, now_s, price_as, deny_unpriced=True)
+        applied = self._plan(
+            dims or {}, cost_nanos, tokens, now, now_s, price_as, deny_unpriced=True
+        )
         if not applied:
             return None
         for a in applied:  # per-request windows: nothing stored, nothing shared
@@ -655,7 +657,7 @@ class Budgets:
                 )
         result: CommitResult | None = None
         if items:
-            if degraded or self.degraded:
+            if degraded or (self._down_until and self.degraded):
                 self._journal_add(rid, items)
             else:
                 self._maybe_reconcile(now_s)
@@ -959,7 +961,9 @@ class Budgets:
         now_dt = _now(now)
         worst = 0.0
         applied = [
-            a for a in self._plan(dims or {}, 0, 0, now_dt, now_dt.timestamp()) if a.item is not None
+            a
+            for a in self._plan(dims or {}, 0, 0, now_dt, now_dt.timestamp())
+            if a.item is not None
         ]
         for a, used in zip(applied, self._used(applied, now_dt.timestamp())):
             worst = max(worst, used / a.limit if a.limit else (1.0 if used else 0.0))

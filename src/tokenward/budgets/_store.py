@@ -347,13 +347,16 @@ class MemoryBudgetStore:
                 self._calls[it.key] = self._calls.get(it.key, 0) + 1
                 self._keep_counter(it.key, it.expires_at)
             totals = self._spent
-            spent = tuple(
-                totals.get(it.key, 0)
-                if not it.read_keys
-                else sum(totals.get(k, 0) for k in it.read_keys)
-                for it in items
-            )
-            if not any(it.marks for it in items):
+            sums = []
+            marked = False
+            for it in items:
+                if it.read_keys:
+                    sums.append(sum(totals.get(k, 0) for k in it.read_keys))
+                else:
+                    sums.append(totals.get(it.key, 0))
+                marked = marked or bool(it.marks)
+            spent = tuple(sums)
+            if not marked:
                 return CommitResult(True, spent)
             fired = frozenset(
                 marker
