@@ -313,11 +313,12 @@ class MemoryBudgetStore:
             own = self._res.get(reservation_id)
             mine = own.amounts if own is not None and own.expires_at > now else {}
             totals = []
+            all_spent, all_reserved = self._spent, self._reserved
             for i, it in enumerate(items):
                 spent = reserved = 0
-                for k in it.keys:
-                    spent += self._spent.get(k, 0)
-                    reserved += self._reserved.get(k, 0) - mine.get(k, 0)
+                for k in it.read_keys or (it.key,):
+                    spent += all_spent.get(k, 0)
+                    reserved += all_reserved.get(k, 0) - mine.get(k, 0)
                 totals.append((spent, reserved))
                 if it.limit is not None and spent + reserved + it.amount > it.limit:
                     return ReserveResult(False, tuple(totals), i)
