@@ -348,7 +348,9 @@ def _handlers(quick: bool) -> str:
         ),
         "tokenward TokenwardCallbackHandler: pricing + 1 hard budget + SQLite ledger": (
             Provider(
-                callback_manager=CallbackManager([TokenwardCallbackHandler(acc_cb, user_id="u1")])
+                callback_manager=CallbackManager(
+                    [TokenwardCallbackHandler(acc_cb, dims={"user_id": "u1"})]
+                )
             ),
             None,
         ),
