@@ -75,9 +75,11 @@ def _reserve(
         prompt if bound is None else None,
     )
     info = run.info
+    price_as = None
+    if not info.priced:  # a USD budget may price it as another model
 
-    def price_as(model: str) -> int | None:
-        return estimate_nanos(acc.model_info(model)[0], prompt, out)
+        def price_as(model: str) -> int | None:
+            return estimate_nanos(acc.model_info(model)[0], prompt, out)
 
     return budgets.reserve(
         run.id,

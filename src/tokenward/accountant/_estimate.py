@@ -47,6 +47,9 @@ class LazyMessages:
 Prompt = Sequence[Any] | Callable[[], Sequence[Any]]
 
 _TEXT_PARTS = ("text", "input_text")
+#: Call kinds whose prompt is billed as plain text (no chat framing): embedding inputs and a
+#: completion's prompt.
+_PLAIN_TEXT = ("embedding", "completion")
 _PER_MESSAGE = 8  # role, separators and the per-message overhead of every chat format
 _PER_PROMPT = 8  # reply priming
 _PER_TOOL_CALL = 16
@@ -227,7 +230,7 @@ class Estimate:
                     messages = self.messages()
                     tools = self._tools
                     exact = bool(counter.exact)
-                    if self.kind == "embedding":  # inputs, not a chat: no message overhead
+                    if self.kind in _PLAIN_TEXT:  # inputs, not a chat: no message overhead
                         count = sum(counter.count_text(_text(m)) for m in messages)
                         exact = bool(getattr(counter, "text_exact", exact))
                     elif messages or tools:

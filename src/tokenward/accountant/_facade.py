@@ -236,7 +236,8 @@ class Accountant:
         if self.store_content and messages is not None:
             run.prompt_text = estimate.text()
         replaced, evicted = self._table.open(run)
-        free(self, replaced, evicted)
+        if replaced is not None or evicted:
+            free(self, replaced, evicted)
         if self.budgets is not None:
             run.budget_dims = run.dims.for_budgets(name, info.provider)
             if enforce and self.budgets.enforces(run.budget_dims):

@@ -204,11 +204,13 @@ def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
     _reprice(acc, run, ending)
     usage = _complete_usage(acc, run, ending)
     status = ending.status
-    if ending.error is not None and status == "ok":
-        status = "error"
-    if is_cancellation(ending.error):
-        status = "cancelled"
-    error = _error_text(ending.error)
+    error = None
+    if ending.error is not None:
+        if status == "ok":
+            status = "error"
+        if is_cancellation(ending.error):
+            status = "cancelled"
+        error = _error_text(ending.error)
     if ending.status != "ok" and error is None:
         error = status
     dims = run.dims.merged(ending.dims) if ending.dims and not ending.orphan else run.dims
@@ -250,9 +252,10 @@ def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
         run.committed = True
     if acc.predictor is not None:
         learn(acc, run, usage, status)
-    for tracker in union(run.trackers, active_trackers()):
+    trackers = active_trackers()
+    for tracker in union(run.trackers, trackers) if run.trackers or trackers else ():
         tracker.add(event, acc)
-    for sink in tuple(acc._sinks):
+    for sink in tuple(acc._sinks) if acc._sinks else ():
         try:
             sink(event)
         except Exception:
@@ -275,8 +278,11 @@ def _settle_budgets(
     if run.reservation is None and run.budget_dims is None:
         run.budget_dims = dims.for_budgets(run.model, run.info.provider)
 
-    def price_as(model: str) -> int | None:
-        return price_nanos(usage, acc.model_info(model)[0])
+    price_as = None
+    if nanos is None:  # unpriced: a USD budget may price it as another model
+
+        def price_as(model: str) -> int | None:
+            return price_nanos(usage, acc.model_info(model)[0])
 
     budgets.commit(
         run.reservation,
@@ -285,7 +291,7 @@ def _settle_budgets(
         dims=run.budget_dims,
         run_id=run.id,
         now=acc.budget_now(),
-        price_as=price_as if nanos is None else None,
+        price_as=price_as,
     )
 
 

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -58,6 +58,19 @@ def _warn_once(kind: str, msg: str, *args: Any) -> None:
         return
     _warned.add(kind)
     logger.warning(msg + " (logged once per process)", *args)
+
+
+def _instant(now: datetime | None) -> tuple[datetime | None, float]:
+    """``(now, epoch seconds)``. Without a given ``now`` the clock is read once as a float: a
+    datetime is made only when something needs one (a new window bucket, a denial, an alert)."""
+    if now is None:
+        return None, time.time()
+    return now, _now(now).timestamp()
+
+
+def _at(now: datetime | None, now_s: float) -> datetime:
+    """The datetime of an instant from :func:`_instant`."""
+    return now if now is not None else datetime.fromtimestamp(now_s, timezone.utc)
 
 
 def _default_journal_path(store: object) -> str | None:
@@ -370,13 +383,13 @@ class Budgets:
         dims: Mapping[str, Any],
         cost_nanos: int | None,
         tokens: int,
-        now: datetime,
+        now: datetime | None,
+        now_s: float,
         price_as: PriceAs | None = None,
         *,
         deny_unpriced: bool = False,
     ) -> list[_Applied]:
         out = []
-        now_s = now.timestamp()
         for b in self._budgets.values():
             if (b.where or b.missing == "skip") and not b.applies(dims):
                 continue
@@ -409,7 +422,8 @@ class Budgets:
         applied: list[_Applied],
         dims: Mapping[str, Any],
         predicted: Quote,
-        now: datetime,
+        now: datetime | None,
+        now_s: float,
         *,
         deny_unpriced: bool = False,
     ) -> list[_Applied]:
@@ -419,14 +433,18 @@ class Budgets:
             raise ConfigurationError("predicted amounts must be >= 0 and below 2**63.")
         alt = {
             a.budget.name: a
-            for a in self._plan(dims, cost, tokens, now, price_as, deny_unpriced=deny_unpriced)
+            for a in self._plan(
+                dims, cost, tokens, now, now_s, price_as, deny_unpriced=deny_unpriced
+            )
             if a.budget.reserve == "predicted"
         }
         return [
             alt.get(a.budget.name, a) if a.budget.reserve == "predicted" else a for a in applied
         ]
 
-    def _slot(self, b: Budget, dims: Mapping[str, Any], now: datetime, now_s: float) -> _Slot:
+    def _slot(
+        self, b: Budget, dims: Mapping[str, Any], now: datetime | None, now_s: float
+    ) -> _Slot:
         """The budget's slot for the scope ``dims`` select, from the cache while its window
         bucket lasts (the cache key is the raw dimension values, so nothing is re-derived)."""
         conversation = b.window.kind == "conversation" and "conversation_id" not in b.scope
@@ -441,7 +459,7 @@ class Budgets:
         if slot is not None and slot.start <= now_s < slot.until:
             return slot
         skey = b.scope_key(dims)
-        spans = b.spans(now)
+        spans = b.spans(_at(now, now_s))
         if conversation:
             conv = b._dim(dims, "conversation_id")
             if conv is not None:
@@ -587,18 +605,19 @@ class Budgets:
             0 <= tokens < MAX_COUNT
         ):
             raise ConfigurationError("cost_nanos and tokens must be >= 0 and below 2**63.")
-        now_dt = _now(now)
-        now_s = now_dt.timestamp()
-        applied = self._plan(dims or {}, cost_nanos, tokens, now_dt, price_as, deny_unpriced=True)
+        now, now_s = _instant(now)
+        applied = self._plan(
+            dims or {}, cost_nanos, tokens, now, now_s, price_as, deny_unpriced=True
+        )
         if predicted is not None and self.predicts:
             applied = self._with_predicted(
-                applied, dims or {}, predicted, now_dt, deny_unpriced=True
+                applied, dims or {}, predicted, now, now_s, deny_unpriced=True
             )
         if not applied:
             return None
         for a in applied:  # per-request windows: nothing stored, nothing shared
             if a.item is None and a.budget.mode == "hard" and a.amount > a.limit:
-                raise self._denial(a, (0, 0), now_dt)
+                raise self._denial(a, (0, 0), _at(now, now_s))
         reservation = Reservation(run_id, tuple(applied), now_s + self._ttl)
         stored = [a for a in applied if a.item is not None]
         if stored:
@@ -626,7 +645,7 @@ class Budgets:
             else:
                 if not res.ok:
                     failed = stored[res.failed]
-                    raise self._denial(failed, res.totals[res.failed], now_dt)
+                    raise self._denial(failed, res.totals[res.failed], _at(now, now_s))
                 for a, tot in zip(stored, res.totals):
                     a.before = tot
                     a.known = True
@@ -656,6 +675,7 @@ class Budgets:
         is recorded on the budgets that apply to ``dims`` under ``run_id``. Committing a
         reservation twice does nothing. Never raises for an unreachable store: the spend is
         journaled. ``cost_nanos=None`` (unpriced): USD budgets count it only with ``price_as``."""
+        now, now_s = _instant(now)
         if reservation is not None:
             if reservation.done:
                 return
@@ -667,14 +687,11 @@ class Budgets:
             if dims is None:
                 logger.debug("tokenward budgets: commit without reservation nor dims ignored")
                 return
-            now_dt = _now(now)
-            applied = tuple(self._plan(dims, cost_nanos, tokens, now_dt, price_as))
+            applied = tuple(self._plan(dims, cost_nanos, tokens, now, now_s, price_as))
             rid = run_id or uuid.uuid4().hex
             degraded = False
         if cost_nanos is not None and not 0 <= cost_nanos < MAX_COUNT:
             raise ConfigurationError("cost_nanos must be >= 0 and below 2**63.")
-        now_dt = _now(now)
-        now_s = now_dt.timestamp()
         items: list[CommitItem] = []
         counted = []
         for a in applied:
@@ -704,7 +721,7 @@ class Budgets:
                 )
         result: CommitResult | None = None
         if items:
-            if degraded or self.degraded:
+            if degraded or (self._down_until and self.degraded):
                 self._journal_add(rid, items)
             else:
                 self._maybe_reconcile(now_s)
@@ -729,8 +746,8 @@ class Budgets:
                     )
                     counted = [a for a in counted if a.item is None]
         elif reservation is not None and reservation.stored:
-            self.release(reservation, now=now_dt, _force=True)
-        self._check_thresholds(counted, id(reservation), now_dt, result, items)
+            self.release(reservation, now=_at(now, now_s), _force=True)
+        self._check_thresholds(counted, id(reservation), now, now_s, result, items)
 
     def _journal_add(self, rid: str, items: list[CommitItem]) -> None:
         # keyed by the run id: the store applies a replayed commit once, and replaying it also
@@ -870,7 +887,8 @@ class Budgets:
         self,
         applied: Iterable[_Applied],
         call: int,
-        now: datetime,
+        now: datetime | None,
+        now_s: float,
         result: CommitResult | None,
         items: list[CommitItem],
     ) -> None:
@@ -879,23 +897,22 @@ class Budgets:
         marker first; without one (journaled, degraded) the spend is estimated locally."""
         if result is not None and not result.applied:
             return  # the store had this commit already: its alerts went out then
-        after = (
-            {it.key: (spent, it) for it, spent in zip(items, result.spent)}
-            if result is not None
-            else {}
-        )
+        after: dict[str, tuple[int, CommitItem]] | None = None
         for a in applied:
             slot = a.slot
             if slot is None or not slot.markers:
                 continue
             if a.item is not None and result is not None:
+                if after is None:
+                    after = {it.key: (spent, it) for it, spent in zip(items, result.spent)}
                 spent, item = after[a.item.key]
                 if not item.marks:
                     continue  # the bound says no threshold can be crossed: none was offered
                 offered = {marker for _, marker in item.marks}
-                self._alerts(a, slot, call, now, spent, offered, result.fired)
+                self._alerts(a, slot, call, _at(now, now_s), spent, offered, result.fired)
             elif a.before[0] + a.amount >= slot.next_alert:  # request window, or an estimate
-                self._alerts(a, slot, call, now, a.before[0] + a.amount, None, None)
+                spent = a.before[0] + a.amount
+                self._alerts(a, slot, call, _at(now, now_s), spent, None, None)
 
     def _alerts(
         self,
@@ -981,10 +998,11 @@ class Budgets:
                 f"No budget named {budget!r}; known: {sorted(self._budgets)}."
             ) from None
         now_dt = _now(now)
+        now_s = now_dt.timestamp()
         shape = next_call or Quote(0, 0)
-        planned = self._plan(dims, shape.cost_nanos, shape.tokens, now_dt, shape.price_as)
+        planned = self._plan(dims, shape.cost_nanos, shape.tokens, now_dt, now_s, shape.price_as)
         if predicted is not None:
-            planned = self._with_predicted(planned, dims, predicted, now_dt)
+            planned = self._with_predicted(planned, dims, predicted, now_dt, now_s)
         applied = [a for a in planned if a.budget is b]
         if not applied:
             a = _Applied(b, b.scope_key(dims), b.limit_for(b.scope_key(dims)), 0, [], None)
@@ -1044,7 +1062,11 @@ class Budgets:
         none apply). Middleware uses it to degrade before a hard deny."""
         now_dt = _now(now)
         worst = 0.0
-        applied = [a for a in self._plan(dims or {}, 0, 0, now_dt) if a.item is not None]
+        applied = [
+            a
+            for a in self._plan(dims or {}, 0, 0, now_dt, now_dt.timestamp())
+            if a.item is not None
+        ]
         for a, used in zip(applied, self._used(applied, now_dt.timestamp())):
             worst = max(worst, used / a.limit if a.limit else (1.0 if used else 0.0))
         return worst
@@ -1068,7 +1090,11 @@ class Budgets:
         now_dt = _now(now)
         usd: int | None = None
         tok: int | None = None
-        applied = [a for a in self._plan(dims or {}, 0, 0, now_dt) if a.budget.mode == "hard"]
+        applied = [
+            a
+            for a in self._plan(dims or {}, 0, 0, now_dt, now_dt.timestamp())
+            if a.budget.mode == "hard"
+        ]
         for a, used in zip(applied, self._used(applied, now_dt.timestamp())):
             room = a.limit if a.item is None else max(0, a.limit - used)
             if a.budget.unit == "usd":

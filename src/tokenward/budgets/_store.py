@@ -30,7 +30,7 @@ import hashlib
 import heapq
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from tokenward.errors import BudgetStoreError
@@ -223,10 +223,14 @@ class BudgetStore(Protocol):
         ...
 
 
-@dataclass
 class _Res:
-    expires_at: float
-    amounts: dict[str, int] = field(default_factory=dict)
+    """A live reservation: when it expires and what it holds per counter key."""
+
+    __slots__ = ("amounts", "expires_at")
+
+    def __init__(self, expires_at: float) -> None:
+        self.expires_at = expires_at
+        self.amounts: dict[str, int] = {}
 
 
 class MemoryBudgetStore:
@@ -309,11 +313,12 @@ class MemoryBudgetStore:
             own = self._res.get(reservation_id)
             mine = own.amounts if own is not None and own.expires_at > now else {}
             totals = []
+            all_spent, all_reserved = self._spent, self._reserved
             for i, it in enumerate(items):
                 spent = reserved = 0
-                for k in it.keys:
-                    spent += self._spent.get(k, 0)
-                    reserved += self._reserved.get(k, 0) - mine.get(k, 0)
+                for k in it.read_keys or (it.key,):
+                    spent += all_spent.get(k, 0)
+                    reserved += all_reserved.get(k, 0) - mine.get(k, 0)
                 totals.append((spent, reserved))
                 if it.limit is not None and spent + reserved + it.amount > it.limit:
                     return ReserveResult(False, tuple(totals), i)
@@ -342,7 +347,18 @@ class MemoryBudgetStore:
                 self._spent[it.key] = self._spent.get(it.key, 0) + it.amount
                 self._calls[it.key] = self._calls.get(it.key, 0) + 1
                 self._keep_counter(it.key, it.expires_at)
-            spent = tuple(sum(self._spent.get(k, 0) for k in it.keys) for it in items)
+            totals = self._spent
+            sums = []
+            marked = False
+            for it in items:
+                if it.read_keys:
+                    sums.append(sum(totals.get(k, 0) for k in it.read_keys))
+                else:
+                    sums.append(totals.get(it.key, 0))
+                marked = marked or bool(it.marks)
+            spent = tuple(sums)
+            if not marked:
+                return CommitResult(True, spent)
             fired = frozenset(
                 marker
                 for it, s in zip(items, spent)

@@ -208,15 +208,29 @@ def generation_usage(message: Any, generation_info: Mapping[str, Any] | None) ->
 
 
 class ResultInfo:
-    """What an ``LLMResult`` tells us: usage, response model, output text, tool names."""
+    """What an ``LLMResult`` tells us: usage, response model, output text, tool names.
 
-    __slots__ = ("model", "output_text", "tool_names", "usage")
+    ``output_text`` is only needed when no usage was reported (the core then counts it), so
+    it is joined from the generations on first read, not for every call.
+    """
+
+    __slots__ = ("_outputs", "_text", "model", "tool_names", "usage")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.model: str | None = None
-        self.output_text: str = ""
         self.tool_names: list[str] = []
+        self._outputs: list[tuple[Any, str]] = []  # (message or None, generation text)
+        self._text: str | None = None
+
+    @property
+    def output_text(self) -> str:
+        """The text of every generation (message content, reasoning, tool calls), joined."""
+        if self._text is None:
+            self._text = "".join(
+                _message_text(m, text) if m is not None else text for m, text in self._outputs
+            )
+        return self._text
 
 
 _TEXT_BLOCKS = ("text", "output_text", "reasoning", "thinking")
@@ -256,7 +270,7 @@ def extract_result(response: Any) -> ResultInfo:
     receive the provider's usage object, never LangChain's containers.
     """
     info = ResultInfo()
-    texts: list[str] = []
+    outputs = info._outputs
     total: Usage | None = None
     for candidates in getattr(response, "generations", None) or ():
         prompt_usage: list[Usage] = []
@@ -269,13 +283,13 @@ def extract_result(response: Any) -> ResultInfo:
                     info.model = _norm(
                         meta.get("model_name") or meta.get("model") or meta.get("model_id")
                     )
-                texts.append(_message_text(message, getattr(gen, "text", "") or ""))
+                outputs.append((message, getattr(gen, "text", "") or ""))
                 for call in getattr(message, "tool_calls", None) or ():
                     name = call.get("name")
                     if name:
                         info.tool_names.append(str(name))
             else:
-                texts.append(getattr(gen, "text", "") or "")
+                outputs.append((None, getattr(gen, "text", "") or ""))
             if usage is not None:
                 prompt_usage.append(usage)
         if prompt_usage:
@@ -293,5 +307,4 @@ def extract_result(response: Any) -> ResultInfo:
     if info.model is None and llm_output:
         info.model = _norm(llm_output.get("model_name") or llm_output.get("model"))
     info.usage = total
-    info.output_text = "".join(texts)
     return info

@@ -85,15 +85,12 @@ def start_call(
     if not _spans.claim(accountant, run_id, owner):
         return False
     try:
-        prompt_tokens = None
         if messages is not None:
             core_messages = to_messages(messages)
-        else:  # a completion: the provider bills the prompt text, without chat framing
+        else:  # a completion (counted, when needed, as plain text: see Estimate)
             core_messages = [Message("user", prompt or "")]
-            prompt_tokens = _counter(model or "unknown", accountant).count_text(prompt or "")
         preflight: dict[str, Any] = {
             "messages": core_messages,
-            "prompt_tokens": prompt_tokens,
             "tools": tools_to_dicts(tools),
             "max_output_tokens": max_output,
             "dims": dims,
