@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -144,14 +145,31 @@ def test_a_restarted_process_starts_from_what_was_persisted():
 
 
 def test_observe_syncs_on_its_own_every_sync_every():
-    state = DictState()
+    """Due syncs run off the caller's thread: a slow store never delays a call."""
+
+    class BlockingState(DictState):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+            self.threads: list[threading.Thread] = []
+
+        def put_state(self, namespace: str, key: str, value: Mapping[str, Any]) -> None:
+            self.threads.append(threading.current_thread())
+            assert self.release.wait(10), "the test never released the store"
+            super().put_state(namespace, key, value)
+
+    state = BlockingState()
     clock = Clock()
     p = OutputPredictor(state, sync_every=30, clock=clock)
     p.observe("m", "r", 10)
     assert state.puts == 0
     clock.t += 31
-    p.observe("m", "r", 10)
-    assert state.puts == 1 and "output_tokens" in state.docs
+    p.observe("m", "r", 10)  # returns while the store holds the write
+    p.observe("m", "r", 11)  # no second sync while one is in flight
+    state.release.set()
+    p.close()
+    assert state.threads and all(t is not threading.current_thread() for t in state.threads[:1])
+    assert "output_tokens" in state.docs
 
 
 def test_a_store_outage_never_breaks_a_call(caplog):

@@ -117,8 +117,8 @@ class OutputPredictor:
             :meth:`reserve_output` returns ``max_tokens`` (or the fallback).
         half_life: how fast old observations fade (default one day).
         relative_accuracy: the sketches' relative error (default 1 %).
-        sync_every: how often :meth:`observe` also syncs with ``state`` (``None``: only on
-            :meth:`sync` / :meth:`close`).
+        sync_every: how often :meth:`observe` also syncs with ``state``, in a background
+            thread (``None``: only on :meth:`sync` / :meth:`close`).
         clock: seconds since the epoch (shared by every process: sketches merge on it).
     """
 
@@ -165,6 +165,7 @@ class OutputPredictor:
         self._under_tokens = 0
         self._under_max = 0
         self._sync_failed = False
+        self._syncer: threading.Thread | None = None  # the background sync in flight
         if state is not None:
             self.sync()
 
@@ -209,13 +210,26 @@ class OutputPredictor:
                     self._under_calls += 1
                     self._under_tokens += over
                     self._under_max = max(self._under_max, over)
-            due = (
+            syncer = None
+            if (
                 self.state is not None
                 and self.sync_every is not None
                 and now - self._last_sync >= self.sync_every
-            )
-        if due:
+                and self._syncer is None
+            ):
+                # off the caller's thread: a slow or unreachable store never delays a call
+                syncer = self._syncer = threading.Thread(
+                    target=self._sync_in_background, name="tokenward-predictor-sync", daemon=True
+                )
+        if syncer is not None:
+            syncer.start()
+
+    def _sync_in_background(self) -> None:
+        try:
             self.sync()
+        finally:
+            with self._lock:
+                self._syncer = None
 
     # -- predicting ------------------------------------------------------------------------
     def predict(self, model: str, route: str | None = None) -> OutputPrediction:
@@ -384,6 +398,10 @@ class OutputPredictor:
 
     def close(self) -> None:
         """Write what was learned since the last sync."""
+        with self._lock:
+            syncer = self._syncer
+        if syncer is not None:
+            syncer.join()
         with self._lock:
             dirty = self._dirty
         if dirty:
