@@ -39,6 +39,7 @@ from tokenward.ledger._base import (
     WhereValue,
     check_bucket,
     check_by,
+    check_min_input,
     check_range,
     check_where,
     merge_into,
@@ -578,6 +579,21 @@ class _SQLQueries:
         self.flush()
         return self._iter_events(conds, lo, hi, limit)
 
+    def events_with_input(
+        self,
+        min_input: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> Iterator[UsageEvent]:
+        """The events of :meth:`events` with at least ``min_input`` input tokens, filtered
+        in the database (what-if replay reads only the calls that can reach a price tier)."""
+        min_input = check_min_input(min_input)
+        conds = check_where(where)
+        lo, hi = check_range(since, until)
+        self.flush()
+        return self._iter_events(conds, lo, hi, None, min_input=min_input)
+
     def _iter_events(
         self,
         conds: Mapping[str, tuple[str | None, ...]],
@@ -585,9 +601,13 @@ class _SQLQueries:
         hi: int | None,
         limit: int | None,
         page: int = 2000,
+        min_input: int | None = None,
     ) -> Iterator[UsageEvent]:
         base_params: dict[str, Any] = {}
         where = self._where_sql(conds, base_params, rollup=False)
+        if min_input is not None:
+            where.append("input >= :min_input")
+            base_params["min_input"] = min_input
         if lo is not None:
             where.append("ts_us >= :lo")
             base_params["lo"] = lo
