@@ -256,3 +256,31 @@ def test_each_day_is_priced_at_the_prices_of_that_day(ledger):
     r = replay(ledger, Scenario(model="offpeak"), catalog=cat)
     assert r.cost_after == 4 * D("0.5") + D(1)  # the 00:0x calls at half price, 15:00 full
     assert r.per_call_groups == 2
+
+
+class _EventsOnly:
+    """A store without ``events_with_input``: replay reads every call of a tiered day."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def events(self, *args, **kw):
+        return self._store.events(*args, **kw)
+
+    def timeseries(self, *args, **kw):
+        return self._store.timeseries(*args, **kw)
+
+
+def test_groups_priced_from_their_totals_are_not_read_again_call_by_call(ledger):
+    tiered = _model("long", "1", "3", window=1_000_000,
+                    tiers=(PriceTier(200_000, Prices(input=D(2), output=D(6))),))  # fmt: skip
+    cat = Catalog([_model("big", "10", "30", window=1_000_000), tiered])
+    record(ledger, cat, 1, model="big", inp=300_000, out=1_000, agent="x")  # x: call by call
+    record(ledger, cat, 2, model="big", inp=90_000, out=1_000, agent="y")  # y: from its total
+    for store in (ledger, _EventsOnly(ledger)):
+        r = replay(store, Scenario(model="long"), by=("agent",), catalog=cat)
+        rows = {row.dims["agent"]: row.cost_after for row in r.rows}
+        # x: 300000 x 2 + 1000 x 6 per 1M; y: 2 x (90000 x 1 + 1000 x 3) per 1M, once
+        assert rows == {"x": D("0.606"), "y": D("0.186")}
+        assert r.per_call_groups == 1 and r.calls == 3
+        assert r.cost_after == replay(store, Scenario(model="long"), catalog=cat).cost_after

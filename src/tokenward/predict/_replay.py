@@ -588,6 +588,11 @@ def _replay_per_call(
     days: dict[datetime, set[str]] = defaultdict(set)
     for day, model, _ in per_call:
         days[day].add(model)
+    # the rows read call by call: a (day, model, kind) of ``per_call`` may also have rows of
+    # other ``by`` groups, priced from their totals already
+    wanted = {
+        (*gkey, tuple(row.dims[d] for d in by)) for gkey, rows in per_call.items() for row in rows
+    }
     plans: dict[tuple[str, str], tuple[ModelInfo, float]] = {}
     sums: dict[tuple[Any, ...], list[int]] = {}
     moments: dict[tuple[Any, ...], tuple[ModelInfo, datetime]] = {}
@@ -597,7 +602,8 @@ def _replay_per_call(
         query = dict(where or {})
         query["model"] = sorted(days[day])
         for e in ledger.events(since=lo, until=hi, where=query):
-            if (day, e.model, e.kind) not in per_call:
+            group = _group_of(e, by)
+            if (day, e.model, e.kind, group) not in wanted:
                 continue
             planned = plans.get((e.model, e.kind))
             if planned is None:
@@ -611,7 +617,7 @@ def _replay_per_call(
             for t in period.tiers:  # ascending: the highest exceeded applies
                 if scaled_input > t.above_input_tokens:
                     tier = t.above_input_tokens
-            key = (_group_of(e, by), dest.name, tier, id(period), ratio)
+            key = (group, dest.name, tier, id(period), ratio)
             acc = sums.get(key)
             if acc is None:
                 acc = sums[key] = [0] * len(TOKEN_FIELDS)
