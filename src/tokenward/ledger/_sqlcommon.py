@@ -592,7 +592,19 @@ class _SQLQueries:
         conds = check_where(where)
         lo, hi = check_range(since, until)
         self.flush()
+        if self._prefer_scan(since, until):
+            return self._iter_events(
+                conds, lo, hi, None, page=100_000, min_input=min_input, source=self._scan_source
+            )
         return self._iter_events(conds, lo, hi, None, min_input=min_input)
+
+    _scan_source = EVENTS  # the events table, read without its time index (SQLite)
+
+    def _prefer_scan(self, since: datetime | None, until: datetime | None) -> bool:
+        """Whether a filter the indexes do not cover (input tokens) reads ``[since, until)``
+        faster by scanning the whole table than through the time index (``False``: the
+        database's planner decides)."""
+        return False
 
     def _iter_events(
         self,
@@ -602,6 +614,7 @@ class _SQLQueries:
         limit: int | None,
         page: int = 2000,
         min_input: int | None = None,
+        source: str = EVENTS,
     ) -> Iterator[UsageEvent]:
         base_params: dict[str, Any] = {}
         where = self._where_sql(conds, base_params, rollup=False)
@@ -626,7 +639,7 @@ class _SQLQueries:
                 )
                 params["after_ts"], params["after_id"] = after
             size = page if left is None else min(page, left)
-            sql = f"SELECT {cols} FROM {EVENTS}"
+            sql = f"SELECT {cols} FROM {source}"
             if clauses:
                 sql += " WHERE " + " AND ".join(clauses)
             sql += f" ORDER BY ts_us, {self._id_col} LIMIT {int(size)}"

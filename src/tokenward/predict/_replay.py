@@ -19,8 +19,10 @@ prices them with the same function as every bill (:func:`tokenward.cost.cost`):
 
 A price tier applies to a whole call, so a day's total can be priced at one tier only when
 every call of it is known to fall in that tier: when the target model has tiers and the
-source model's context window (times the tokenizer ratio) could reach one, those calls
-are read one by one and summed per tier before pricing. The recorded cost is the baseline;
+source model's context window (times the tokenizer ratio) could reach one, the calls of
+such a day that can (their input above the first tier, over the ratio) are read one by one
+and summed per tier before pricing, the rest of the day taken from its total (stores
+without ``events_with_input``: every call of the day is read). The recorded cost is the baseline;
 groups with calls nobody could price have no baseline and are left out of the deltas.
 """
 
@@ -52,6 +54,7 @@ _DAY = timedelta(days=1)
 _PRICE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
 _RATIO_SAMPLE_EVENTS = 200  # events whose stored content measures a tokenizer ratio
 _RATIO_PROBE = 20  # events read before concluding that a model's content is not stored
+_DAYS_READ_APART = 4  # tiered days whose large calls are read day by day, else at once
 #: Text the tokenizer ratio is measured on when the ledger stores no content: prose, code,
 #: JSON, numbers and non-Latin script in roughly the shares chat traffic has.
 SAMPLE_TEXT = (
@@ -668,10 +671,21 @@ def _replay_per_call(
                 need = _min_input(tiers[0].above_input_tokens, ratio)
                 days[day][model] = min(need, days[day].get(model, need))
         assert filtered is not None  # split is empty without it
-        for day in sorted(days):
-            lo, hi, query = window(day)
-            query["model"] = sorted(days[day])
-            for e in filtered(min(days[day].values()), lo, hi, query):
+        reads: list[tuple[datetime, datetime, dict[str, Any], int]] = []
+        if len(days) <= _DAYS_READ_APART:
+            for day in sorted(days):
+                lo, hi, query = window(day)
+                query["model"] = sorted(days[day])
+                reads.append((lo, hi, query, min(days[day].values())))
+        elif days:  # one read from the first of those days to the last (the store may scan)
+            lo, _, query = window(min(days))
+            hi = window(max(days))[1]
+            query["model"] = sorted({m for needs in days.values() for m in needs})
+            reads.append((lo, hi, query, min(n for needs in days.values() for n in needs.values())))
+        for lo, hi, query, need in reads:
+            for e in filtered(need, lo, hi, query):
+                utc = e.timestamp.astimezone(timezone.utc)
+                day = utc.replace(hour=0, minute=0, second=0, microsecond=0)
                 row_key = (day, e.model, e.kind)
                 group = _group_of(e, by)
                 if row_key not in split or (*row_key, group) not in wanted:

@@ -495,7 +495,8 @@ class LedgerStoreConformance:
         since, until = T0 + timedelta(days=2), T0 + timedelta(days=7, hours=5)
         for where in (None, {"model": ["gpt-4o", "gemini-2.5-pro"]}, {"user_id": None}):
             for threshold in (0, 2500, 4999, 10**9):
-                for lo, hi in ((None, None), (since, until)):
+                narrow = (T0 + timedelta(days=3), T0 + timedelta(days=3, hours=3))
+                for lo, hi in ((None, None), (since, until), narrow):
                     got = [e.id for e in method(threshold, lo, hi, where)]
                     want = [
                         e.id
