@@ -256,3 +256,121 @@ def test_each_day_is_priced_at_the_prices_of_that_day(ledger):
     r = replay(ledger, Scenario(model="offpeak"), catalog=cat)
     assert r.cost_after == 4 * D("0.5") + D(1)  # the 00:0x calls at half price, 15:00 full
     assert r.per_call_groups == 2
+
+
+class _EventsOnly:
+    """A store without ``events_with_input``: replay reads every call of a tiered day."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def events(self, *args, **kw):
+        return self._store.events(*args, **kw)
+
+    def timeseries(self, *args, **kw):
+        return self._store.timeseries(*args, **kw)
+
+
+class _Counting(_EventsOnly):
+    """The store, counting the calls ``events_with_input`` hands out."""
+
+    def __init__(self, store):
+        super().__init__(store)
+        self.read = 0
+
+    def events_with_input(self, *args, **kw):
+        out = list(self._store.events_with_input(*args, **kw))
+        self.read += len(out)
+        return iter(out)
+
+
+def _tiered_catalog() -> Catalog:
+    from tokenward.catalog import PricePeriod
+
+    def prices(k: int) -> Prices:
+        return Prices(input=D(k), output=D(3 * k), cache_read=D(k) / 10,
+                      cache_write_5m=D(k) * D("1.25"))  # fmt: skip
+
+    def tiers(k: int) -> tuple[PriceTier, ...]:
+        return (PriceTier(200_000, prices(2 * k)), PriceTier(500_000, prices(3 * k)))
+
+    change, midday = T0 + timedelta(days=2), T0 + timedelta(days=3, hours=12)
+    target = ModelInfo(
+        name="tiered", provider="acme", context_window=1_000_000, max_output=8_000,
+        prices=prices(1), tiers=tiers(1), batch_discount=D("0.5"),
+        periods=(
+            PricePeriod(prices(1), tiers(1), end=change),
+            PricePeriod(prices(2), tiers(2), start=change, end=midday),  # a day boundary
+            PricePeriod(prices(3), tiers(3), start=midday),  # inside a day: read call by call
+        ),
+    )  # fmt: skip
+    plain = _model("plain", "1", "3", window=1_000_000, cache_read="0.1",
+                   cache_write_5m="1.25", tiers=tiers(1))  # fmt: skip
+    return Catalog(
+        [_model("wide", "1", "2", window=1_000_000), _model("wider", "2", "5", window=2_000_000),
+         target, plain]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("ratio", [None, 1.37, 0.61])
+def test_reading_only_the_calls_above_a_tier_prices_like_reading_every_call(ledger, ratio):
+    cat = _tiered_catalog()
+    n = 0
+    for day in range(5):
+        for model in ("wide", "wider"):
+            for i, inp in enumerate(
+                (1_000, 150_000, 145_985, 145_986, 199_999, 200_000, 200_001, 250_000, 327_869,
+                 327_870, 499_999, 600_000, 900_000, 7_777, 12_345 + day)
+            ):  # fmt: skip
+                if (day + i) % 4 == 3:
+                    continue  # a different mix of calls each day
+                usage = Usage(input=inp, output=1_000 + i, cache_read=inp // 7 * (i % 2),
+                              cache_write_5m=inp // 11 * (i % 3 == 0))  # fmt: skip
+                n += 1
+                ledger.record(
+                    UsageEvent(
+                        id=f"e{n}", timestamp=T0 + timedelta(days=day, hours=(5 * i) % 24),
+                        model=model, provider="acme", usage=usage,
+                        cost=None if n % 9 == 0 else D(n) / 1000,
+                        agent=("a", "b", None)[i % 3], user_id=f"u{i % 4}",
+                    )
+                )  # fmt: skip
+    scenarios = [
+        Scenario(model=target, token_ratio=ratio, cache_hit=hit, batch=batch)
+        for target in ("tiered", "plain")
+        for hit in (None, 0.8, 0.33)
+        for batch in (False, True)
+    ]
+    for scenario in scenarios:
+        for by in (("model",), ("agent",), ("user_id", "model"), ("tag:none",)):
+            for since in (None, T0 + timedelta(days=1, hours=7)):
+                counting = _Counting(ledger)
+                fast = replay(counting, scenario, since=since, by=by, catalog=cat)
+                slow = replay(_EventsOnly(ledger), scenario, since=since, by=by, catalog=cat)
+                assert fast.per_call_groups > 0 and 0 < counting.read < fast.calls
+                assert fast == slow, (scenario, by, since)
+    # the tiers were reached: more than the same calls at base prices
+    untiered = Catalog([*(m for m in cat if m.name != "plain"),
+                        _model("plain", "1", "3", window=1_000_000, cache_read="0.1",
+                               cache_write_5m="1.25")])  # fmt: skip
+    tiered, base = (
+        sum((row.cost_after for row in replay(ledger, Scenario(model="plain"), catalog=c).rows),
+            D(0))
+        for c in (cat, untiered)
+    )  # fmt: skip
+    assert tiered > base
+
+
+def test_groups_priced_from_their_totals_are_not_read_again_call_by_call(ledger):
+    tiered = _model("long", "1", "3", window=1_000_000,
+                    tiers=(PriceTier(200_000, Prices(input=D(2), output=D(6))),))  # fmt: skip
+    cat = Catalog([_model("big", "10", "30", window=1_000_000), tiered])
+    record(ledger, cat, 1, model="big", inp=300_000, out=1_000, agent="x")  # x: call by call
+    record(ledger, cat, 2, model="big", inp=90_000, out=1_000, agent="y")  # y: from its total
+    for store in (ledger, _EventsOnly(ledger)):
+        r = replay(store, Scenario(model="long"), by=("agent",), catalog=cat)
+        rows = {row.dims["agent"]: row.cost_after for row in r.rows}
+        # x: 300000 x 2 + 1000 x 6 per 1M; y: 2 x (90000 x 1 + 1000 x 3) per 1M, once
+        assert rows == {"x": D("0.606"), "y": D("0.186")}
+        assert r.per_call_groups == 1 and r.calls == 3
+        assert r.cost_after == replay(store, Scenario(model="long"), catalog=cat).cost_after

@@ -147,6 +147,10 @@ class LedgerStore(Protocol):
     learned values (estimator calibration, output-length sketches):
     :meth:`put_state` / :meth:`get_state`, JSON objects keyed by namespace and key.
 
+    Optional (not part of the protocol; tokenward's stores have it, and callers fall back
+    to :meth:`events` without it): ``events_with_input(min_input, since, until, where)``,
+    the events of :meth:`events` with at least ``min_input`` input tokens, in the same order.
+
     Third-party stores plug in through the ``tokenward.ledgers`` entry-point group
     (see :func:`~tokenward.ledger.open_ledger`) and prove themselves with
     :class:`tokenward.testing.LedgerStoreConformance`.
@@ -324,6 +328,13 @@ def check_range(
     if lo is not None and hi is not None and hi < lo:
         raise ConfigurationError(f"until ({until}) is before since ({since})")
     return lo, hi
+
+
+def check_min_input(min_input: int) -> int:
+    """Validate ``events_with_input``'s token threshold (an int >= 0)."""
+    if isinstance(min_input, bool) or not isinstance(min_input, int) or min_input < 0:
+        raise ConfigurationError(f"min_input must be an int >= 0, got {min_input!r}")
+    return min_input
 
 
 def _aware(ts: datetime | date, name: str) -> datetime:

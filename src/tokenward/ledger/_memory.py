@@ -17,6 +17,7 @@ from tokenward.ledger._base import (
     WhereValue,
     check_bucket,
     check_by,
+    check_min_input,
     check_range,
     check_state,
     check_where,
@@ -135,6 +136,21 @@ class MemoryLedger:
         selected = sorted(self._select(since, until, where), key=lambda te: (te[0], te[1].id))
         if limit is not None:
             selected = selected[:limit]
+        return iter([e for _, e in selected])
+
+    def events_with_input(
+        self,
+        min_input: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> Iterator[UsageEvent]:
+        """The events of :meth:`events` with at least ``min_input`` input tokens."""
+        min_input = check_min_input(min_input)
+        selected = [
+            te for te in self._select(since, until, where) if te[1].usage.input >= min_input
+        ]
+        selected.sort(key=lambda te: (te[0], te[1].id))
         return iter([e for _, e in selected])
 
     def count(

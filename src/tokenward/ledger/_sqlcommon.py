@@ -39,6 +39,7 @@ from tokenward.ledger._base import (
     WhereValue,
     check_bucket,
     check_by,
+    check_min_input,
     check_range,
     check_where,
     merge_into,
@@ -578,6 +579,33 @@ class _SQLQueries:
         self.flush()
         return self._iter_events(conds, lo, hi, limit)
 
+    def events_with_input(
+        self,
+        min_input: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        where: Mapping[str, WhereValue] | None = None,
+    ) -> Iterator[UsageEvent]:
+        """The events of :meth:`events` with at least ``min_input`` input tokens, filtered
+        in the database (what-if replay reads only the calls that can reach a price tier)."""
+        min_input = check_min_input(min_input)
+        conds = check_where(where)
+        lo, hi = check_range(since, until)
+        self.flush()
+        if self._prefer_scan(since, until):
+            return self._iter_events(
+                conds, lo, hi, None, page=100_000, min_input=min_input, source=self._scan_source
+            )
+        return self._iter_events(conds, lo, hi, None, min_input=min_input)
+
+    _scan_source = EVENTS  # the events table, read without its time index (SQLite)
+
+    def _prefer_scan(self, since: datetime | None, until: datetime | None) -> bool:
+        """Whether a filter the indexes do not cover (input tokens) reads ``[since, until)``
+        faster by scanning the whole table than through the time index (``False``: the
+        database's planner decides)."""
+        return False
+
     def _iter_events(
         self,
         conds: Mapping[str, tuple[str | None, ...]],
@@ -585,9 +613,14 @@ class _SQLQueries:
         hi: int | None,
         limit: int | None,
         page: int = 2000,
+        min_input: int | None = None,
+        source: str = EVENTS,
     ) -> Iterator[UsageEvent]:
         base_params: dict[str, Any] = {}
         where = self._where_sql(conds, base_params, rollup=False)
+        if min_input is not None:
+            where.append("input >= :min_input")
+            base_params["min_input"] = min_input
         if lo is not None:
             where.append("ts_us >= :lo")
             base_params["lo"] = lo
@@ -606,7 +639,7 @@ class _SQLQueries:
                 )
                 params["after_ts"], params["after_id"] = after
             size = page if left is None else min(page, left)
-            sql = f"SELECT {cols} FROM {EVENTS}"
+            sql = f"SELECT {cols} FROM {source}"
             if clauses:
                 sql += " WHERE " + " AND ".join(clauses)
             sql += f" ORDER BY ts_us, {self._id_col} LIMIT {int(size)}"

@@ -19,8 +19,10 @@ prices them with the same function as every bill (:func:`tokenward.cost.cost`):
 
 A price tier applies to a whole call, so a day's total can be priced at one tier only when
 every call of it is known to fall in that tier: when the target model has tiers and the
-source model's context window (times the tokenizer ratio) could reach one, those calls
-are read one by one and summed per tier before pricing. The recorded cost is the baseline;
+source model's context window (times the tokenizer ratio) could reach one, the calls of
+such a day that can (their input above the first tier, over the ratio) are read one by one
+and summed per tier before pricing, the rest of the day taken from its total (stores
+without ``events_with_input``: every call of the day is read). The recorded cost is the baseline;
 groups with calls nobody could price have no baseline and are left out of the deltas.
 """
 
@@ -30,7 +32,7 @@ import dataclasses
 import math
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -52,6 +54,7 @@ _DAY = timedelta(days=1)
 _PRICE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "reasoning")
 _RATIO_SAMPLE_EVENTS = 200  # events whose stored content measures a tokenizer ratio
 _RATIO_PROBE = 20  # events read before concluding that a model's content is not stored
+_DAYS_READ_APART = 4  # tiered days whose large calls are read day by day, else at once
 #: Text the tokenizer ratio is measured on when the ledger stores no content: prose, code,
 #: JSON, numbers and non-Latin script in roughly the shares chat traffic has.
 SAMPLE_TEXT = (
@@ -583,45 +586,149 @@ def _replay_per_call(
     no_batch: set[str],
 ) -> None:
     """Sum the calls of ``per_call``'s (day, model, kind) groups per replayed price tier and
-    price period, then price each sum at once (pricing is linear within a tier). Only those
-    days are read; per call, only its tier is decided."""
-    days: dict[datetime, set[str]] = defaultdict(set)
-    for day, model, _ in per_call:
-        days[day].add(model)
+    price period, then price each sum at once (pricing is linear within a tier).
+
+    Where the target's prices hold all day and the store can filter on input tokens
+    (``events_with_input``), only the calls whose replayed input could exceed the first
+    tier are read; the rest of the group (its summary row minus those calls) is at base
+    prices. Otherwise every call of the group's day is read; per call, only its tier is
+    decided. Both give the same sums, so the same costs."""
     plans: dict[tuple[str, str], tuple[ModelInfo, float]] = {}
     sums: dict[tuple[Any, ...], list[int]] = {}
     moments: dict[tuple[Any, ...], tuple[ModelInfo, datetime]] = {}
-    for day in sorted(days):
+
+    def planned(model: str, kind: str) -> tuple[ModelInfo, float]:
+        p = plans.get((model, kind))
+        if p is None:
+            _, dest, r = plan(_Dims({"model": model, "kind": kind}))
+            p = plans[(model, kind)] = (dest, r.ratio)
+        return p
+
+    def accumulate(
+        key: tuple[Any, ...], counts: Sequence[int], dest: ModelInfo, at: datetime
+    ) -> None:
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = [0] * len(TOKEN_FIELDS)
+            moments[key] = (dest, at)  # a moment of that price period
+        for i, n in enumerate(counts):
+            acc[i] += n
+
+    def tier_key(e: Any, group: tuple[str | None, ...]) -> tuple[tuple[Any, ...], ModelInfo]:
+        dest, ratio = planned(e.model, e.kind)
+        period = dest.period_at(e.timestamp)
+        tier = None
+        scaled_input = round(e.usage.input * ratio)
+        for t in period.tiers:  # ascending: the highest exceeded applies
+            if scaled_input > t.above_input_tokens:
+                tier = t.above_input_tokens
+        return (group, dest.name, tier, period, ratio), dest
+
+    # the rows read call by call: a (day, model, kind) of ``per_call`` may also have rows of
+    # other ``by`` groups, priced from their totals already
+    wanted = {
+        (*gkey, tuple(row.dims[d] for d in by)) for gkey, rows in per_call.items() for row in rows
+    }
+
+    filtered: Callable[..., Iterable[Any]] | None = getattr(ledger, "events_with_input", None)
+    split: dict[tuple[Any, ...], list[Any]] = {}  # read only the calls that may reach a tier
+    whole: dict[datetime, set[str]] = defaultdict(set)  # days read call by call
+    for gkey, rows in per_call.items():
+        day, model, kind = gkey
+        if (
+            filtered is not None
+            and rows[0].dims["model"] is not None
+            and kind is not None
+            and _steady(planned(model, kind)[0], day)
+        ):
+            split[gkey] = rows
+        else:
+            whole[day].add(model)
+
+    def window(day: datetime) -> tuple[datetime, datetime, dict[str, Any]]:
         lo = day if since is None or since < day else since
         hi = day + _DAY if until is None or until > day + _DAY else until
-        query = dict(where or {})
-        query["model"] = sorted(days[day])
+        return lo, hi, dict(where or {})
+
+    for day in sorted(whole):
+        lo, hi, query = window(day)
+        query["model"] = sorted(whole[day])
         for e in ledger.events(since=lo, until=hi, where=query):
-            if (day, e.model, e.kind) not in per_call:
+            group = _group_of(e, by)
+            if (day, e.model, e.kind, group) not in wanted or (day, e.model, e.kind) in split:
                 continue
-            planned = plans.get((e.model, e.kind))
-            if planned is None:
-                _, dest, r = plan(_Dims({"model": e.model, "kind": e.kind}))
-                planned = plans[(e.model, e.kind)] = (dest, r.ratio)
-            dest, ratio = planned
-            u = e.usage
-            period = dest.period_at(e.timestamp)
-            tier = None
-            scaled_input = round(u.input * ratio)
-            for t in period.tiers:  # ascending: the highest exceeded applies
-                if scaled_input > t.above_input_tokens:
-                    tier = t.above_input_tokens
-            key = (_group_of(e, by), dest.name, tier, id(period), ratio)
-            acc = sums.get(key)
-            if acc is None:
-                acc = sums[key] = [0] * len(TOKEN_FIELDS)
-                moments[key] = (dest, e.timestamp)  # a moment of that price period
-            for i, n in enumerate(_counts(u)):
-                acc[i] += n
+            key, dest = tier_key(e, group)
+            accumulate(key, _counts(e.usage), dest, e.timestamp)
+
+    if split:
+        # per (day, model, kind, by group): [calls, *token counts] read one by one
+        taken: dict[tuple[Any, ...], list[int]] = {}
+        days: dict[datetime, dict[str, int]] = defaultdict(dict)
+        for day, model, kind in split:
+            dest, ratio = planned(model, kind)
+            tiers = _tiers(dest, day)
+            if tiers:  # else no call of it reaches a tier: its row holds them all
+                need = _min_input(tiers[0].above_input_tokens, ratio)
+                days[day][model] = min(need, days[day].get(model, need))
+        assert filtered is not None  # split is empty without it
+        reads: list[tuple[datetime, datetime, dict[str, Any], int]] = []
+        if len(days) <= _DAYS_READ_APART:
+            for day in sorted(days):
+                lo, hi, query = window(day)
+                query["model"] = sorted(days[day])
+                reads.append((lo, hi, query, min(days[day].values())))
+        elif days:  # one read from the first of those days to the last (the store may scan)
+            lo, _, query = window(min(days))
+            hi = window(max(days))[1]
+            query["model"] = sorted({m for needs in days.values() for m in needs})
+            reads.append((lo, hi, query, min(n for needs in days.values() for n in needs.values())))
+        for lo, hi, query, need in reads:
+            for e in filtered(need, lo, hi, query):
+                utc = e.timestamp.astimezone(timezone.utc)
+                day = utc.replace(hour=0, minute=0, second=0, microsecond=0)
+                row_key = (day, e.model, e.kind)
+                group = _group_of(e, by)
+                if row_key not in split or (*row_key, group) not in wanted:
+                    continue
+                key, dest = tier_key(e, group)
+                counts: Sequence[int] = _counts(e.usage)
+                accumulate(key, counts, dest, e.timestamp)
+                t = taken.setdefault((*row_key, key[0]), [0] * (1 + len(TOKEN_FIELDS)))
+                t[0] += 1
+                for i, n in enumerate(counts, 1):
+                    t[i] += n
+        for (day, model, kind), rows in split.items():
+            dest, ratio = planned(model, kind)
+            period = dest.period_at(day)
+            for row in rows:
+                group = tuple(row.dims[d] for d in by)
+                read = taken.get((day, model, kind, group))
+                if read is not None and read[0] == row.calls:
+                    continue  # every call of the row was read one by one
+                rest = [getattr(row, f) for f in TOKEN_FIELDS]
+                if read is not None:
+                    rest = [n - m for n, m in zip(rest, read[1:], strict=True)]
+                accumulate((group, dest.name, None, period, ratio), rest, dest, row.bucket)
+
     for key, acc in sums.items():
         dest, at = moments[key]
         usage = _scaled(_usage_from(acc), key[4])
         _add(groups[key[0]], usage, dest, key[2], scenario, no_batch, at)
+
+
+def _min_input(threshold: int, ratio: float) -> int:
+    """The fewest source input tokens ``n`` whose replayed count ``round(n * ratio)`` exceeds
+    ``threshold`` (that count grows with ``n``, so every call with fewer stays below)."""
+    lo, hi = 0, max(1, math.ceil((threshold + 1) / ratio))
+    while round(hi * ratio) <= threshold:
+        hi *= 2
+    while lo < hi:  # the first n in [lo, hi] above the threshold
+        mid = (lo + hi) // 2
+        if round(mid * ratio) > threshold:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 _counts = operator.attrgetter(*TOKEN_FIELDS)

@@ -483,6 +483,31 @@ class LedgerStoreConformance:
         assert got == [e.id for e in events]
         assert [e.id for e in store.events(limit=2001)] == got[:2001]
 
+    def test_events_with_input_filters_like_events(self, store: LedgerStore) -> None:
+        """If this fails, the optional ``events_with_input`` (what-if replay reads the calls
+        that can reach a price tier with it) returns other events than :meth:`events`
+        filtered to ``usage.input >= min_input``, or in another order."""
+        method = getattr(store, "events_with_input", None)
+        if method is None:
+            pytest.skip("the store has no events_with_input (optional)")
+        events = dataset()
+        store.record_many(events)
+        since, until = T0 + timedelta(days=2), T0 + timedelta(days=7, hours=5)
+        for where in (None, {"model": ["gpt-4o", "gemini-2.5-pro"]}, {"user_id": None}):
+            for threshold in (0, 2500, 4999, 10**9):
+                narrow = (T0 + timedelta(days=3), T0 + timedelta(days=3, hours=3))
+                for lo, hi in ((None, None), (since, until), narrow):
+                    got = [e.id for e in method(threshold, lo, hi, where)]
+                    want = [
+                        e.id
+                        for e in store.events(since=lo, until=hi, where=where)
+                        if e.usage.input >= threshold
+                    ]
+                    assert got == want, (threshold, where, lo)
+        assert [e.id for e in method(2500)] and not list(method(10**9))
+        with pytest.raises(ConfigurationError):
+            list(method(-1))
+
     def test_recording_is_idempotent_on_id(self, store: LedgerStore) -> None:
         """If this fails, recording an event id twice stores or counts it twice."""
         first = ev("run-1", T0, cost=Decimal("1"))
