@@ -49,6 +49,7 @@ _COL = {name: i for i, name in enumerate(EVENT_COLUMNS)}
 _TS, _STATUS, _COST, _LATENCY = (_COL[c] for c in ("ts_us", "status", "cost_nanos", "latency_ms"))
 _ESTIMATED, _TOOL_CALLS = _COL["estimated"], _COL["tool_calls"]
 _TOKENS = tuple(_COL[f] for f in USAGE_FIELDS)
+_TS_OF = itemgetter(_TS)
 
 Key = tuple[Any, ...]
 
@@ -148,7 +149,24 @@ class RollupPlan:
     def grouped(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """``[(upsert_sql, parameter rows)]``: the grouped rollups' deltas of ``rows``."""
         base_sums: list[dict[Key, list[Any]]] = []
+        day = None
+        if rows:
+            first = min(map(_TS_OF, rows)) // _DAY_US
+            if max(map(_TS_OF, rows)) // _DAY_US == first:
+                day = first  # one UTC day (live traffic): group by the dimensions alone
         for getter in self._getters:
+            if day is not None:
+                by_dims: dict[Key, list[tuple[Any, ...]]] = {}
+                get_dims = by_dims.get
+                for row in rows:
+                    dims = getter(row)
+                    group = get_dims(dims)
+                    if group is None:
+                        by_dims[dims] = [row]
+                    else:
+                        group.append(row)
+                base_sums.append({(day, *dims): _sums(g) for dims, g in by_dims.items()})
+                continue
             # keys (day, dims) nested, not unpacked: one small tuple per row
             groups: dict[tuple[int, Key], list[tuple[Any, ...]]] = {}
             get = groups.get
@@ -159,7 +177,7 @@ class RollupPlan:
                     groups[key] = [row]
                 else:
                     group.append(row)
-            base_sums.append({(day, *dims): _sums(g) for (day, dims), g in groups.items()})
+            base_sums.append({(d, *dims): _sums(g) for (d, dims), g in groups.items()})
         out = []
         for sql, period, base, regroup in self._plan:
             sums = base_sums[base]
