@@ -114,25 +114,54 @@ local function unhold(k, a, rid)
 end
 """
 
+# Reserve and commit are the hot path: standalone scripts without _COMMON's closures, fields
+# read by index (each Lua step costs inside Redis; see benchmarks/bench_budgets.py).
 # fields: now ttl rid n_items {amount limit n_read read_keys...}* n_writes {key amount expires}*
-_RESERVE = (
-    _COMMON
-    + r"""
-local ttl, rid = tonumber(nxt()), nxt()
+_RESERVE = r"""
+local P = ARGV[1]
+local f, nf = {}, 0
+for s in string.gmatch(ARGV[2], '([^\30]*)\30') do nf = nf + 1; f[nf] = s end
+local now, ttl, rid = tonumber(f[1]), tonumber(f[2]), f[3]
 local exp = now + ttl
-local seen, out = {}, {0}  -- seen: key -> {spent, held without rid's own hold, next, existed}
-for i = 1, tonumber(nxt()) do
-  local a, l, s, h = tonumber(nxt()), nxt(), 0, 0
-  for _ = 1, tonumber(nxt()) do
-    local k = nxt()
-    local c = seen[k]
-    if not c then
-      local ks, kh, kn, _, existed, own = read(k, rid)
-      c = {ks, kh - own, kn, existed}
-      seen[k] = c
+local hold = 'r:' .. rid
+local S, H, N, X = {}, {}, {}, {}  -- per key: spent, held without rid's own hold, next, existed
+local function load(k)
+  local c = P .. 'c:' .. k
+  local v = redis.call('HMGET', c, 'spent', 'held', 'next', hold)
+  local h, n = tonumber(v[2]) or 0, tonumber(v[3]) or 0
+  if h > 0 and now >= n then
+    local all = redis.call('HGETALL', c)
+    h, n = 0, 0
+    for j = 1, #all, 2 do
+      if string.sub(all[j], 1, 2) == 'r:' then
+        local a, e = string.match(all[j + 1], '^(%d+):(.+)$')
+        a, e = tonumber(a), tonumber(e)
+        if e <= now then
+          redis.call('HDEL', c, all[j])
+        else
+          h = h + a
+          if n == 0 or e < n then n = e end
+        end
+      end
     end
-    s, h = s + c[1], h + c[2]
+    redis.call('HSET', c, 'held', h, 'next', n)
   end
+  if v[4] then
+    local a, e = string.match(v[4], '^(%d+):(.+)$')
+    if tonumber(e) > now then h = h - tonumber(a) end
+  end
+  S[k], H[k], N[k], X[k] = tonumber(v[1]) or 0, h, n, (v[1] or v[2]) and true or false
+end
+local out, p = {0}, 5
+for i = 1, tonumber(f[4]) do
+  local a, l, s, h = tonumber(f[p]), f[p + 1], 0, 0
+  local last = p + 2 + tonumber(f[p + 2])
+  for q = p + 3, last do
+    local k = f[q]
+    if not S[k] then load(k) end
+    s, h = s + S[k], h + H[k]
+  end
+  p = last + 1
   out[#out + 1] = s
   out[#out + 1] = h
   if l ~= '' and s + h + a > tonumber(l) then
@@ -141,20 +170,17 @@ for i = 1, tonumber(nxt()) do
   end
 end
 -- every item fits: hold the amounts (one write per distinct key)
-local hold, written, record = 'r:' .. rid, {}, {}
-local until_ = string.format('%.3f', exp)
-for _ = 1, tonumber(nxt()) do
-  local key, a, e = nxt(), nxt(), nxt()
-  local st = seen[key]
-  if not st then
-    local ks, kh, kn, _, existed, own = read(key, rid)
-    st = {ks, kh - own, kn, existed}
-  end
+local written, record, until_ = {}, {}, string.format('%.3f', exp)
+for _ = 1, tonumber(f[p]) do
+  local key, a, e = f[p + 1], f[p + 2], f[p + 3]
+  p = p + 3
+  if not S[key] then load(key) end
+  local h, n = H[key], N[key]
   local soonest = exp
-  if st[2] > 0 and st[3] > 0 and st[3] < exp then soonest = st[3] end
+  if h > 0 and n > 0 and n < exp then soonest = n end
   local c = P .. 'c:' .. key
-  redis.call('HSET', c, 'held', st[2] + tonumber(a), hold, a .. ':' .. until_, 'next', soonest)
-  if not st[4] and e ~= '' then
+  redis.call('HSET', c, 'held', h + tonumber(a), hold, a .. ':' .. until_, 'next', soonest)
+  if not X[key] and e ~= '' then
     redis.call('EXPIRE', c, math.max(1, math.ceil(tonumber(e) - now)))
   end
   written[key] = true
@@ -164,42 +190,63 @@ end
 record[#record + 1] = ''
 local prev = redis.call('SET', P .. 'res:' .. rid, table.concat(record, '\30'),
                         'EX', math.ceil(ttl + 60), 'GET')
-for k, a in pairs(holds(prev)) do  -- an earlier reservation of rid on keys not used now
-  if not written[k] then unhold(k, a, rid) end
+if prev and prev ~= '=' then  -- an earlier reservation of rid on keys not used now
+  local k
+  for x in string.gmatch(prev, '([^\30]*)\30') do
+    if not k then
+      k = x
+    else
+      if not written[k] then
+        local c = P .. 'c:' .. k
+        if redis.call('HDEL', c, hold) == 1 then redis.call('HINCRBY', c, 'held', -tonumber(x)) end
+      end
+      k = nil
+    end
+  end
 end
 return out
 """
-)
 
-# fields: now rid keep n_writes {key amount expires}* n_items {n_read read_keys... n_marks
+# fields: now rid keep n_writes {key amount expires}* n_items {expires n_read read_keys... n_marks
 # {at marker}*}*
-_COMMIT = (
-    _COMMON
-    + r"""
-local rid, keep = nxt(), tonumber(nxt())
+_COMMIT = r"""
+local P = ARGV[1]
+local f, nf = {}, 0
+for s in string.gmatch(ARGV[2], '([^\30]*)\30') do nf = nf + 1; f[nf] = s end
+local now, rid, keep = tonumber(f[1]), f[2], tonumber(f[3])
 local rk = P .. 'res:' .. rid
 local prev = redis.call('SET', rk, '=', 'EX', math.ceil(keep), 'GET')
 if prev == '=' then return {0} end
-local held = holds(prev)
+local hold, held = 'r:' .. rid, {}  -- held: key -> amount this reservation holds on it
+if prev then
+  local k
+  for x in string.gmatch(prev, '([^\30]*)\30') do
+    if k then held[k] = x; k = nil else k = x end
+  end
+end
 -- read every counter first: a commit that cannot be applied whole changes nothing
-local writes = {}
-for j = 1, tonumber(nxt()) do
-  local key, a, e = nxt(), tonumber(nxt()), nxt()
+local nw, C, V, p = tonumber(f[4]), {}, {}, 5
+for j = 1, nw do
+  local key = f[p]
   local c = P .. 'c:' .. key
-  local v = redis.call('HMGET', c, 'spent', 'calls', 'held', 'r:' .. rid)
-  local s = (tonumber(v[1]) or 0) + a
+  local v = redis.call('HMGET', c, 'spent', 'calls', 'held', hold)
+  local s = (tonumber(v[1]) or 0) + tonumber(f[p + 1])
   if s > 9007199254740991 then
     if prev then redis.call('SET', rk, prev, 'KEEPTTL') else redis.call('DEL', rk) end
     return redis.error_reply('ERR spent of budget counter ' .. key .. ' would pass 2**53')
   end
-  writes[j] = {c, key, s, (tonumber(v[2]) or 0) + 1, tonumber(v[3]) or 0, v[4], e}
+  v[1] = s
+  C[j], V[j] = c, v
+  p = p + 3
 end
 local spent = {}
-for _, w in ipairs(writes) do
-  local c, key, s, calls, h, hold, e = unpack(w)
-  if hold then
-    h = h - tonumber(string.match(hold, '^(%d+):'))
-    redis.call('HDEL', c, 'r:' .. rid)
+p = 5
+for j = 1, nw do
+  local key, e, c, v = f[p], f[p + 2], C[j], V[j]
+  local s, calls, h = v[1], (tonumber(v[2]) or 0) + 1, tonumber(v[3]) or 0
+  if v[4] then
+    h = h - tonumber(string.match(v[4], '^(%d+):'))
+    redis.call('HDEL', c, hold)
   end
   held[key] = nil
   redis.call('HSET', c, 'spent', s, 'calls', calls, 'held', h)
@@ -207,33 +254,37 @@ for _, w in ipairs(writes) do
     redis.call('EXPIRE', c, math.max(1, math.ceil(tonumber(e) - now)))
   end
   spent[key] = s
+  p = p + 3
 end
-for k, a in pairs(held) do unhold(k, a, rid) end  -- reserved but not committed keys
+for k, a in pairs(held) do  -- reserved but not committed keys
+  local c = P .. 'c:' .. k
+  if redis.call('HDEL', c, hold) == 1 then redis.call('HINCRBY', c, 'held', -tonumber(a)) end
+end
 local out = {1}
-for i = 1, tonumber(nxt()) do
-  local s, e = 0, nxt()
-  for _ = 1, tonumber(nxt()) do
-    local k = nxt()
+for _ = 1, tonumber(f[p]) do
+  local e, s, last = f[p + 1], 0, p + 2 + tonumber(f[p + 2])
+  for q = p + 3, last do
+    local k = f[q]
     s = s + (spent[k] or tonumber(redis.call('HGET', P .. 'c:' .. k, 'spent')) or 0)
   end
   out[#out + 1] = s
-  for _ = 1, tonumber(nxt()) do
-    local at, marker = tonumber(nxt()), nxt()
-    if s >= at then
-      local mk, set = P .. 'm:' .. marker, nil
+  local nm = tonumber(f[last + 1])
+  for q = last + 2, last + 2 * nm, 2 do
+    if s >= tonumber(f[q]) then
+      local mk, set = P .. 'm:' .. f[q + 1], nil
       if e == '' then
         set = redis.call('SET', mk, 1, 'NX')
       else
         set = redis.call('SET', mk, 1, 'NX', 'EX', math.max(1, math.ceil(tonumber(e) - now)))
       end
-      if set then out[#out + 1] = marker end
+      if set then out[#out + 1] = f[q + 1] end
     end
   end
+  p = last + 1 + 2 * nm
   out[#out + 1] = ''
 end
 return out
 """
-)
 
 # fields: now rid
 _RELEASE = (
@@ -363,6 +414,7 @@ class RedisBudgetStore:
             OSError,
         )
         self._rejected = (exc.RedisError, UnicodeError, ValueError, OverflowError)
+        self._noscript = exc.NoScriptError
         if isinstance(url, str):
             self.client = redis.Redis.from_url(
                 url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
@@ -371,6 +423,7 @@ class RedisBudgetStore:
         else:
             self.client = url
             self._owns = False
+        self._execute = self.client.execute_command
         self.prefix = prefix
         self.commit_retention = commit_retention
         self._reserve = self.client.register_script(_RESERVE)
@@ -387,7 +440,11 @@ class RedisBudgetStore:
 
     def _call(self, script: Any, fields: Sequence[str]) -> Any:
         try:
-            return script(keys=[], args=[self.prefix, _pack(fields)])
+            packed = _pack(fields)
+            try:  # EVALSHA directly: redis-py's Script.__call__ costs a few µs more per call
+                return self._execute("EVALSHA", script.sha, 0, self.prefix, packed)
+            except self._noscript:  # not loaded on this server (yet): Script loads it
+                return script(keys=[], args=[self.prefix, packed])
         except self._unavailable as exc:
             raise BudgetStoreUnavailableError(
                 f"Redis budget store unavailable: {exc}. Check the server is reachable."
