@@ -52,17 +52,10 @@ __all__ = ["RedisBudgetStore"]
 
 _SEP = "\x1e"
 
-# shared by every script: ARGV[1] is the prefix, ARGV[2] the fields
-_COMMON = r"""
-local P = ARGV[1]
-local f, nf = {}, 0
-for s in string.gmatch(ARGV[2], '([^\30]*)\30') do nf = nf + 1; f[nf] = s end
-local pos = 0
-local function nxt() pos = pos + 1; return f[pos] end
-local now = tonumber(nxt())
-
--- drop expired reservations of counter hash c; returns (held, next) of the live ones
-local function purge(c)
+# Lua helpers every script starts with (plain functions, no upvalues: cheap to define per call)
+_HELPERS = r"""
+-- drop expired reservations of counter hash c at time now; returns (held, next) of the live ones
+local function purge(c, now)
   local all = redis.call('HGETALL', c)
   local held, soonest = 0, 0
   for j = 1, #all, 2 do
@@ -81,13 +74,30 @@ local function purge(c)
   return held, soonest
 end
 
+-- give back the hold field `hold` (amount a) on counter hash c, if it is still there
+local function unhold(c, hold, a)
+  if redis.call('HDEL', c, hold) == 1 then redis.call('HINCRBY', c, 'held', -tonumber(a)) end
+end
+"""
+
+# shared by every script: ARGV[1] is the prefix, ARGV[2] the fields
+_COMMON = (
+    _HELPERS
+    + r"""
+local P = ARGV[1]
+local f, nf = {}, 0
+for s in string.gmatch(ARGV[2], '([^\30]*)\30') do nf = nf + 1; f[nf] = s end
+local pos = 0
+local function nxt() pos = pos + 1; return f[pos] end
+local now = tonumber(nxt())
+
 -- spent, held, next, calls, existed of counter key k (expired reservations dropped), and
 -- the live hold of reservation rid on it (0 without rid)
 local function read(k, rid)
   local c = P .. 'c:' .. k
   local v = redis.call('HMGET', c, 'spent', 'held', 'next', 'calls', 'r:' .. (rid or ''))
   local s, h, n = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
-  if h > 0 and now >= n then h, n = purge(c) end
+  if h > 0 and now >= n then h, n = purge(c, now) end
   local own = 0
   if rid and v[5] then
     local a, e = string.match(v[5], '^(%d+):(.+)$')
@@ -107,17 +117,15 @@ local function holds(v)
   return out
 end
 
--- give back the hold of rid on key k (if it is still there)
-local function unhold(k, a, rid)
-  local c = P .. 'c:' .. k
-  if redis.call('HDEL', c, 'r:' .. rid) == 1 then redis.call('HINCRBY', c, 'held', -a) end
-end
 """
+)
 
-# Reserve and commit are the hot path: standalone scripts without _COMMON's closures, fields
+# Reserve and commit are the hot path: without _COMMON's closures over the fields, fields
 # read by index (each Lua step costs inside Redis; see benchmarks/bench_budgets.py).
 # fields: now ttl rid n_items {amount limit n_read read_keys...}* n_writes {key amount expires}*
-_RESERVE = r"""
+_RESERVE = (
+    _HELPERS
+    + r"""
 local P = ARGV[1]
 local f, nf = {}, 0
 for s in string.gmatch(ARGV[2], '([^\30]*)\30') do nf = nf + 1; f[nf] = s end
@@ -129,23 +137,7 @@ local function load(k)
   local c = P .. 'c:' .. k
   local v = redis.call('HMGET', c, 'spent', 'held', 'next', hold)
   local h, n = tonumber(v[2]) or 0, tonumber(v[3]) or 0
-  if h > 0 and now >= n then
-    local all = redis.call('HGETALL', c)
-    h, n = 0, 0
-    for j = 1, #all, 2 do
-      if string.sub(all[j], 1, 2) == 'r:' then
-        local a, e = string.match(all[j + 1], '^(%d+):(.+)$')
-        a, e = tonumber(a), tonumber(e)
-        if e <= now then
-          redis.call('HDEL', c, all[j])
-        else
-          h = h + a
-          if n == 0 or e < n then n = e end
-        end
-      end
-    end
-    redis.call('HSET', c, 'held', h, 'next', n)
-  end
+  if h > 0 and now >= n then h, n = purge(c, now) end
   if v[4] then
     local a, e = string.match(v[4], '^(%d+):(.+)$')
     if tonumber(e) > now then h = h - tonumber(a) end
@@ -196,20 +188,20 @@ if prev and prev ~= '=' then  -- an earlier reservation of rid on keys not used 
     if not k then
       k = x
     else
-      if not written[k] then
-        local c = P .. 'c:' .. k
-        if redis.call('HDEL', c, hold) == 1 then redis.call('HINCRBY', c, 'held', -tonumber(x)) end
-      end
+      if not written[k] then unhold(P .. 'c:' .. k, hold, x) end
       k = nil
     end
   end
 end
 return out
 """
+)
 
 # fields: now rid keep n_writes {key amount expires}* n_items {expires n_read read_keys... n_marks
 # {at marker}*}*
-_COMMIT = r"""
+_COMMIT = (
+    _HELPERS
+    + r"""
 local P = ARGV[1]
 local f, nf = {}, 0
 for s in string.gmatch(ARGV[2], '([^\30]*)\30') do nf = nf + 1; f[nf] = s end
@@ -256,10 +248,7 @@ for j = 1, nw do
   spent[key] = s
   p = p + 3
 end
-for k, a in pairs(held) do  -- reserved but not committed keys
-  local c = P .. 'c:' .. k
-  if redis.call('HDEL', c, hold) == 1 then redis.call('HINCRBY', c, 'held', -tonumber(a)) end
-end
+for k, a in pairs(held) do unhold(P .. 'c:' .. k, hold, a) end  -- reserved, not committed
 local out = {1}
 for _ = 1, tonumber(f[p]) do
   local e, s, last = f[p + 1], 0, p + 2 + tonumber(f[p + 2])
@@ -285,6 +274,7 @@ for _ = 1, tonumber(f[p]) do
 end
 return out
 """
+)
 
 # fields: now rid
 _RELEASE = (
@@ -294,7 +284,7 @@ local rid = nxt()
 local rk = P .. 'res:' .. rid
 local v = redis.call('GET', rk)
 if not v or v == '=' then return 0 end
-for k, a in pairs(holds(v)) do unhold(k, a, rid) end
+for k, a in pairs(holds(v)) do unhold(P .. 'c:' .. k, 'r:' .. rid, a) end
 redis.call('DEL', rk)
 return 1
 """
