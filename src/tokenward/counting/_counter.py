@@ -549,14 +549,12 @@ class TiktokenCounter(_ChatCounter):
         toks = self._encode(text)
         if len(toks) <= max_tokens:
             return text
-        k = max_tokens
-        while k > 0:
-            # decode bytes and drop a trailing partial UTF-8 sequence
-            out = bytes(self.encoding.decode_bytes(toks[:k])).decode("utf-8", errors="ignore")
-            if len(self._encode(out)) <= max_tokens:
-                return out
-            k -= 1
-        return ""
+        return longest_prefix(
+            toks,
+            max_tokens,
+            lambda head: _decode_utf8(self.encoding, head),
+            lambda out: len(self._encode(out)) <= max_tokens,
+        )
 
 
 _CLASS_BITS = 4  # per-message estimator values carry their content class in the low bits
@@ -680,14 +678,13 @@ class EstimatorCounter(_ChatCounter):
             return text
         # o200k prefix with floor(max_tokens / r) tokens, cut at a character boundary
         toks = self._encode(text)
-        k = min(len(toks), int(max_tokens / r))
         enc = self._o200k()
-        while k > 0:
-            out = bytes(enc.decode_bytes(toks[:k])).decode("utf-8", errors="ignore")
-            if _scaled(self._len(out), r) <= max_tokens:
-                return out
-            k -= 1
-        return ""
+        return longest_prefix(
+            toks,
+            min(len(toks), int(max_tokens / r)),
+            lambda head: _decode_utf8(enc, head),
+            lambda out: _scaled(self._len(out), r) <= max_tokens,
+        )
 
     @staticmethod
     def _o200k() -> Any:
@@ -695,6 +692,27 @@ class EstimatorCounter(_ChatCounter):
         from tokenward.counting._loader import get_encoding
 
         return get_encoding(ESTIMATE_ENCODING)
+
+
+def longest_prefix(
+    tokens: Sequence[int],
+    k: int,
+    decode: Callable[[Sequence[int]], str],
+    fits: Callable[[str], bool],
+) -> str:
+    """The decoded ``tokens[:k]`` with ``k`` counting down until the text ``fits`` (a
+    truncation: decoding a token prefix can split a character or re-tokenize longer)."""
+    while k > 0:
+        out = decode(tokens[:k])
+        if fits(out):
+            return out
+        k -= 1
+    return ""
+
+
+def _decode_utf8(encoding: Any, tokens: Sequence[int]) -> str:
+    """tiktoken's decode of ``tokens`` without a trailing partial UTF-8 sequence."""
+    return bytes(encoding.decode_bytes(tokens)).decode("utf-8", errors="ignore")
 
 
 def _scaled(raw: int, ratio: float) -> int:

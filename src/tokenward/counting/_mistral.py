@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tokenward.counting._content import IMAGE_PARTS, TEXT_PARTS, count_parts
-from tokenward.counting._counter import TokenCount
+from tokenward.counting._counter import TokenCount, longest_prefix
 from tokenward.errors import ConfigurationError
 from tokenward.messages import Message
 
@@ -169,13 +169,12 @@ class MistralCounter:
         toks = self.encode(text)
         if len(toks) <= max_tokens:
             return text
-        k = max_tokens
-        while k > 0:
-            out = self.decode(toks[:k]).rstrip("\ufffd")
-            if text.startswith(out) and self._len(out) <= max_tokens:
-                return out
-            k -= 1
-        return ""
+        return longest_prefix(
+            toks,
+            max_tokens,
+            lambda head: self.decode(head).rstrip("\ufffd"),
+            lambda out: text.startswith(out) and self._len(out) <= max_tokens,
+        )
 
     # -- requests ------------------------------------------------------------------------
     def _request(
