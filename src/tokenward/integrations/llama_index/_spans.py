@@ -29,7 +29,6 @@ from typing import Any
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index_instrumentation import get_dispatcher
-from pydantic import PrivateAttr
 
 __all__ = [
     "ancestors",
@@ -48,11 +47,15 @@ _MAX_DEPTH = 64
 _MAX_CLAIMS = 10_000
 
 
+#: ``span id -> parent span id`` and ``span id -> id(instance)`` of the open spans, filled by
+#: the process-wide ``_SpanTree``. Module dicts, not pydantic private attributes: those cost
+#: microseconds per read (``BaseModel.__getattr__``), and every LLM call reads them.
+_parents: dict[str, str | None] = {}
+_instances: dict[str, int] = {}
+
+
 class _SpanTree(BaseSpanHandler[Any]):
     """Remembers ``span id -> parent span id`` for open spans (nothing else)."""
-
-    _parents: dict[str, str | None] = PrivateAttr(default_factory=dict)
-    _instances: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def class_name(cls) -> str:
@@ -68,9 +71,9 @@ class _SpanTree(BaseSpanHandler[Any]):
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._parents[id_] = parent_id
+        _parents[id_] = parent_id
         if instance is not None:
-            self._instances[id_] = id(instance)
+            _instances[id_] = id(instance)
 
     def span_exit(
         self,
@@ -80,8 +83,8 @@ class _SpanTree(BaseSpanHandler[Any]):
         result: Any | None = None,
         **kwargs: Any,
     ) -> None:
-        self._parents.pop(id_, None)
-        self._instances.pop(id_, None)
+        _parents.pop(id_, None)
+        _instances.pop(id_, None)
 
     def span_drop(
         self,
@@ -91,8 +94,8 @@ class _SpanTree(BaseSpanHandler[Any]):
         err: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
-        self._parents.pop(id_, None)
-        self._instances.pop(id_, None)
+        _parents.pop(id_, None)
+        _instances.pop(id_, None)
 
     def new_span(
         self,
@@ -125,12 +128,6 @@ class _SpanTree(BaseSpanHandler[Any]):
     ) -> None:
         return None
 
-    def parent(self, span_id: str) -> str | None:
-        return self._parents.get(span_id)
-
-    def instance(self, span_id: str) -> int | None:
-        return self._instances.get(span_id)
-
 
 _install_lock = threading.Lock()
 _tree: _SpanTree | None = None
@@ -162,11 +159,10 @@ def current_span() -> str | None:
 
 def ancestors(span_id: str | None) -> Iterator[str]:
     """``span_id`` itself, then its parent, grandparent... (open spans only)."""
-    tree = ensure_span_tree()
     depth = 0
     while span_id is not None and depth < _MAX_DEPTH:
         yield span_id
-        span_id = tree.parent(span_id)
+        span_id = _parents.get(span_id)
         depth += 1
 
 
@@ -232,7 +228,7 @@ def parent_of(span_id: str | None) -> str | None:
     """The parent of an open span (``None`` at the root or when unknown)."""
     if span_id is None:
         return None
-    return ensure_span_tree().parent(span_id)
+    return _parents.get(span_id)
 
 
 # ----------------------------------------------------------------------------- lazy streams
@@ -256,7 +252,7 @@ def expect_lazy_inner(accountant: object, span_id: str, root: str) -> None:
     inner = _LAZY_OUTER.get(_method(span_id))
     if inner is None:
         return
-    instance = ensure_span_tree().instance(span_id)
+    instance = _instances.get(span_id)
     if instance is None:
         return
     key = (id(accountant), instance, inner)
@@ -272,7 +268,7 @@ def find_owner(accountant: object, span_id: str | None) -> tuple[str, object] | 
     found = claimed_ancestor(accountant, span_id)
     if found is not None or span_id is None:
         return found
-    instance = ensure_span_tree().instance(span_id)
+    instance = _instances.get(span_id)
     if instance is None:
         return None
     key = (id(accountant), instance, _method(span_id))
