@@ -10,7 +10,7 @@ releases it on error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +20,8 @@ from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
     logger,
     response_model,
-    response_text,
+    response_output,
     to_messages,
-    tool_names,
     tools_to_dicts,
     usage_from_response,
 )
@@ -129,11 +128,12 @@ def finish_call(
     response: Any = None,
     error: BaseException | str | None = None,
     status: str = "ok",
-    usage: Usage | None = None,
+    count: Callable[[], Usage] | None = None,
 ) -> UsageEvent | None:
     """Settle (or, on ``error`` without a response, release) the call; runs once.
 
-    ``usage`` is used when the response reports none (a caller's own count).
+    ``count()`` (a caller's own tokenizer) is asked for the usage only when neither the
+    response nor an inner call's response reports one.
     """
     data = call_data(accountant, run_id)
     _spans.unclaim(accountant, run_id)
@@ -143,15 +143,18 @@ def finish_call(
         response = data.last_response
     if error is not None and response is None:
         return accountant.release(run_id, error=error)
-    usage = usage_from_response(response) or usage_from_response(data.child_response) or usage
+    usage = usage_from_response(response) or usage_from_response(data.child_response)
+    if usage is None and count is not None:
+        usage = count()
     if response is None:
         response = data.child_response
+    text, tools = response_output(response)
     return accountant.settle(
         run_id,
         usage,
         model=response_model(response),
-        output_text=response_text(response),
-        tool_names=tool_names(response),
+        output_text=text,
+        tool_names=tools,
         status=status,
         error=error,
     )

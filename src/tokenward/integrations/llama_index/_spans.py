@@ -22,7 +22,6 @@ from __future__ import annotations
 import inspect
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,6 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index_instrumentation import get_dispatcher
 
 __all__ = [
-    "ancestors",
     "claim",
     "claimed_ancestor",
     "current_span",
@@ -157,15 +155,6 @@ def current_span() -> str | None:
     return active_span_id.get()
 
 
-def ancestors(span_id: str | None) -> Iterator[str]:
-    """``span_id`` itself, then its parent, grandparent... (open spans only)."""
-    depth = 0
-    while span_id is not None and depth < _MAX_DEPTH:
-        yield span_id
-        span_id = _parents.get(span_id)
-        depth += 1
-
-
 # ----------------------------------------------------------------------------- claims
 _claims_lock = threading.Lock()
 _claims: OrderedDict[tuple[int, str], object] = OrderedDict()
@@ -215,12 +204,15 @@ def owner_of(accountant: object, span_id: str | None) -> object | None:
 def claimed_ancestor(accountant: object, span_id: str | None) -> tuple[str, object] | None:
     """``(span, owner)`` of the nearest claimed span among ``span_id`` and its ancestors."""
     acc = id(accountant)
-    for span in ancestors(span_id):
-        owner = _claims.get((acc, span))
+    depth = 0
+    while span_id is not None and depth < _MAX_DEPTH:  # the span, its parent... (open spans)
+        owner = _claims.get((acc, span_id))
         if owner is not None:
             if isinstance(owner, _Alias):
                 return owner.root, owner.owner
-            return span, owner
+            return span_id, owner
+        span_id = _parents.get(span_id)
+        depth += 1
     return None
 
 
@@ -266,8 +258,8 @@ def expect_lazy_inner(accountant: object, span_id: str, root: str) -> None:
 def find_owner(accountant: object, span_id: str | None) -> tuple[str, object] | None:
     """The claimed call ``span_id`` belongs to: an ancestor, or the async stream it implements."""
     found = claimed_ancestor(accountant, span_id)
-    if found is not None or span_id is None:
-        return found
+    if found is not None or span_id is None or not _lazy:
+        return found  # (no async stream is waiting for its inner call)
     instance = _instances.get(span_id)
     if instance is None:
         return None
