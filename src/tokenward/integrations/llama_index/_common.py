@@ -94,18 +94,22 @@ def max_output_tokens(
     output space LlamaIndex itself reserves for the model, used when nothing more
     specific is set. ``None`` lets the core assume its default.
     """
-    for source in (kwargs or {}, model_dict or {}):
-        for key in (
-            "max_tokens",
-            "max_completion_tokens",
-            "max_output_tokens",
-            "max_new_tokens",
-            "num_output",
-        ):
-            value = source.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
+    for source in (kwargs, model_dict):
+        if source:
+            for key in _OUTPUT_KEYS:
+                value = source.get(key)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
     return None
+
+
+_OUTPUT_KEYS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "max_new_tokens",
+    "num_output",
+)
 
 
 def _args_json(args: Any) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tokenward.accountant import LazyMessages
 from tokenward.errors import BudgetExceededError, BudgetStoreUnavailableError
 from tokenward.integrations._common import log_internal_error
 from tokenward.integrations.llama_index import _spans
@@ -25,7 +26,6 @@ from tokenward.integrations.llama_index._common import (
     tools_to_dicts,
     usage_from_response,
 )
-from tokenward.messages import Message
 from tokenward.usage import Usage
 
 if TYPE_CHECKING:
@@ -84,12 +84,8 @@ def start_call(
     if not _spans.claim(accountant, run_id, owner):
         return False
     try:
-        if messages is not None:
-            core_messages = to_messages(messages)
-        else:  # a completion (counted, when needed, as plain text: see Estimate)
-            core_messages = [Message("user", prompt or "")]
         preflight: dict[str, Any] = {
-            "messages": core_messages,
+            "messages": _prompt(messages, prompt),
             "tools": tools_to_dicts(tools),
             "max_output_tokens": max_output,
             "dims": dims,
@@ -113,6 +109,23 @@ def start_call(
         _spans.unclaim(accountant, run_id)
         raise
     return True
+
+
+def _prompt(messages: Sequence[Any] | None, prompt: str | None) -> Sequence[Any] | LazyMessages:
+    """The prompt as the core takes it, converted to core messages only when counted.
+
+    A completion's prompt is one plain-text message (counted, when needed, as text: see
+    ``Estimate``). Chat messages stay LlamaIndex's own until a count needs them: the core
+    bounds them from their fields (``content`` blocks), which is exact enough unless a
+    message carries ``additional_kwargs`` (tool calls, tool-call ids, names) the bound
+    cannot see; such a prompt is converted at once. (The list is copied: the app may
+    append to its own afterwards.)
+    """
+    if messages is None:
+        return [{"role": "user", "content": prompt or ""}]
+    if any(m.additional_kwargs for m in messages):
+        return to_messages(messages)
+    return LazyMessages(list(messages), to_messages)
 
 
 def _counter(model: str, accountant: Any) -> Any:

@@ -241,6 +241,8 @@ def _method(span_id: str) -> str:
 
 def expect_lazy_inner(accountant: object, span_id: str, root: str) -> None:
     """If ``span_id`` is an async stream, remember that its inner call belongs to ``root``."""
+    if ".astream_" not in span_id:
+        return  # (most spans: no need to parse the method name)
     inner = _LAZY_OUTER.get(_method(span_id))
     if inner is None:
         return
