@@ -183,6 +183,8 @@ def claim(accountant: object, span_id: str, owner: object) -> bool:
 def unclaim(accountant: object, span_id: str) -> None:
     with _claims_lock:
         _claims.pop((id(accountant), span_id), None)
+        if not _aliases and not _lazy_by_root:
+            return  # (no async stream open: nothing else refers to this span)
         for alias in _aliases.pop((id(accountant), span_id), ()):
             _claims.pop((id(accountant), alias), None)
         key = _lazy_by_root.pop((id(accountant), span_id), None)
