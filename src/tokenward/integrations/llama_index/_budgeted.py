@@ -29,7 +29,7 @@ from tokenward.integrations.llama_index._common import (
     model_from_llm,
     resolve_accountant,
 )
-from tokenward.integrations.llama_index._runs import call_data, finish_call, start_call
+from tokenward.integrations.llama_index._runs import call_data, find_call, finish_call, start_call
 
 if TYPE_CHECKING:
     from llama_index.core.tools import BaseTool
@@ -114,8 +114,8 @@ class BudgetedLLM(FunctionCallingLLM):
     ) -> str | None:
         """Preflight the call (a denial raises here); its run id, or None when not ours."""
         run_id = _spans.current_span() or _new_id()
-        owner = _spans.find_owner(self.accountant, run_id)
-        if owner is not None and owner[0] != run_id:
+        found = find_call(self.accountant, run_id)
+        if found is not None and found[0] != run_id:
             return None  # nested inside a call this accountant already preflighted
         with guard(logger, "BudgetedLLM start"):
             start_call(

@@ -33,7 +33,12 @@ from tokenward.integrations.llama_index._common import (
     tool_names,
     usage_from_response,
 )
-from tokenward.integrations.llama_index._runs import account_embedding, finish_call, start_call
+from tokenward.integrations.llama_index._runs import (
+    account_embedding,
+    find_call,
+    finish_call,
+    start_call,
+)
 from tokenward.usage import Usage
 
 if TYPE_CHECKING:
@@ -186,10 +191,10 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
 
     def _llm_start(self, payload: dict[str, Any], event_id: str) -> None:
         span = _spans.current_span()
-        owner = _spans.find_owner(self.accountant, span)
-        if owner is not None:  # an inner call (CustomLLM chat -> complete) or accounted elsewhere
+        found = find_call(self.accountant, span)
+        if found is not None:  # an inner call (CustomLLM chat -> complete) or accounted elsewhere
             if span is not None:
-                _spans.expect_lazy_inner(self.accountant, span, owner[0])
+                _spans.expect_lazy_inner(self.accountant, span, found[0])
             self._llm_events[event_id] = None
             return
         serialized = payload.get(EventPayload.SERIALIZED) or {}

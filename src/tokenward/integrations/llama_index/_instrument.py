@@ -46,6 +46,8 @@ from tokenward.integrations.llama_index._runs import (
     CallData,
     account_embedding,
     call_data,
+    enclosing_call,
+    find_call,
     finish_call,
     start_call,
 )
@@ -106,20 +108,23 @@ class TokenwardEventHandler(BaseEventHandler):
             method(self, event)
 
     # ------------------------------------------------------------------ LLM calls
-    def _data(self, span: str) -> CallData | None:
+    def _own(self, span: str) -> CallData | None:
+        """The data of the call this handler started on ``span``, if it is still pending."""
+        data = call_data(self.accountant, span)
+        return data if data is not None and data.owner is self else None
+
+    def _enclosing(self, span: str) -> CallData | None:
         """The data of the call an inner span (``CustomLLM.chat`` -> ``complete``) is folded
         into, when this handler accounts it."""
-        owner = _spans.claimed_ancestor(self.accountant, span)
-        if owner is None or owner[1] is not self:
-            return None
-        return call_data(self.accountant, owner[0])
+        found = enclosing_call(self.accountant, span)
+        return found[1] if found is not None and found[1].owner is self else None
 
     def _on_start(self, event: LLMChatStartEvent | LLMCompletionStartEvent) -> None:
         span = event.span_id or event.id_
         accountant = self.accountant
-        owner = _spans.find_owner(accountant, span)
-        if owner is not None:  # the inner call of one already accounted: folded into it
-            _spans.expect_lazy_inner(accountant, span, owner[0])
+        found = find_call(accountant, span)
+        if found is not None:  # the inner call of one already accounted: folded into it
+            _spans.expect_lazy_inner(accountant, span, found[0])
             return
         chat = event if isinstance(event, LLMChatStartEvent) else None
         completion = event if isinstance(event, LLMCompletionStartEvent) else None
@@ -142,21 +147,20 @@ class TokenwardEventHandler(BaseEventHandler):
 
     def _on_progress(self, event: LLMChatInProgressEvent | LLMCompletionInProgressEvent) -> None:
         span = event.span_id or ""
-        if _spans.owner_of(self.accountant, span) is self:
-            data = call_data(self.accountant, span)
-            if data is not None:
-                data.last_response = event.response
+        data = self._own(span)
+        if data is not None:
+            data.last_response = event.response
             return
-        data = self._data(span)
+        data = self._enclosing(span)
         if data is not None:
             data.child_response = event.response
 
     def _on_end(self, event: LLMChatEndEvent | LLMCompletionEndEvent) -> None:
         span = event.span_id or ""
-        if _spans.owner_of(self.accountant, span) is self:
+        if self._own(span) is not None:
             finish_call(self.accountant, span, response=event.response)
             return
-        data = self._data(span)
+        data = self._enclosing(span)
         if data is not None and event.response is not None:
             data.child_response = event.response
 
@@ -164,7 +168,7 @@ class TokenwardEventHandler(BaseEventHandler):
         span = event.span_id or ""
         if self.embeddings.pop(span, None) is not None:  # a failed embedding request
             _spans.unclaim(self.accountant, span)
-        if _spans.owner_of(self.accountant, span) is self:
+        if self._own(span) is not None:
             error = getattr(event, "exception", None) or getattr(event, "err_str", "error")
             finish_call(self.accountant, span, error=error)
 

@@ -1,9 +1,10 @@
 """One LLM call's lifecycle against the Accountant, shared by every LlamaIndex adapter.
 
-``start_call`` claims the call's span and preflights it (estimate + budget reservation);
+``start_call`` preflights the call under its span id (estimate + budget reservation);
 the call then lives in the accountant's call table, with this adapter's per-call data
-(:class:`CallData`: the latest streamed chunk, an inner call's response) in its
-``Run.data``. ``finish_call`` settles it with the provider's usage (or, when the provider
+(:class:`CallData`: the adapter accounting it, the latest streamed chunk, an inner call's
+response) in its ``Run.data``. That run is the only record of the call: whether a span
+is already accounted, and by whom, is read there (``find_call``), not in a map of our own. ``finish_call`` settles it with the provider's usage (or, when the provider
 reported none, lets the core count the output text and mark the event estimated) or
 releases it on error.
 """
@@ -32,13 +33,22 @@ if TYPE_CHECKING:
     from tokenward.accountant import Accountant
     from tokenward.ledger import UsageEvent
 
-__all__ = ["CallData", "account_embedding", "call_data", "finish_call", "start_call"]
+__all__ = [
+    "CallData",
+    "account_embedding",
+    "call_data",
+    "enclosing_call",
+    "find_call",
+    "finish_call",
+    "start_call",
+]
 
 
 @dataclass(slots=True)
 class CallData:
     """A LlamaIndex call's own data, kept in the accountant's call table (``Run.data``)."""
 
+    owner: object  # the adapter accounting it (BudgetedLLM, an event or callback handler)
     last_response: Any = None  # latest streamed chunk
     child_response: Any = None  # response of the inner call folded into this one
 
@@ -48,6 +58,36 @@ def call_data(accountant: Accountant, run_id: str) -> CallData | None:
     run = accountant.run(run_id)
     data = run.data if run is not None else None
     return data if isinstance(data, CallData) else None
+
+
+_MAX_DEPTH = 64
+
+
+def enclosing_call(accountant: Accountant, span_id: str | None) -> tuple[str, CallData] | None:
+    """``(run id, data)`` of the pending call on ``span_id`` or on its nearest ancestor span
+    (an inner span adopted into an async stream's call counts as that call's)."""
+    depth = 0
+    while span_id is not None and depth < _MAX_DEPTH:  # the span, its parent... (open spans)
+        root = _spans.adopted_by(accountant, span_id) or span_id
+        data = call_data(accountant, root)
+        if data is not None:
+            return root, data
+        span_id = _spans.parent_of(span_id)
+        depth += 1
+    return None
+
+
+def find_call(accountant: Accountant, span_id: str | None) -> tuple[str, CallData] | None:
+    """The pending call ``span_id`` is part of: its own or an ancestor's (``CustomLLM.chat``
+    -> ``complete``), or the async stream whose lazy inner call it is."""
+    found = enclosing_call(accountant, span_id)
+    if found is not None or span_id is None:
+        return found
+    root = _spans.adopt_lazy_inner(
+        accountant, span_id, lambda root: call_data(accountant, root) is not None
+    )
+    data = call_data(accountant, root) if root is not None else None
+    return (root, data) if root is not None and data is not None else None
 
 
 def start_call(
@@ -65,7 +105,7 @@ def start_call(
     parent_id: str | None = None,
     enforce: bool,
 ) -> bool:
-    """Claim ``run_id`` and preflight the call; False when another adapter accounts it.
+    """Preflight the call on ``run_id``; False when another adapter accounts it already.
 
     With ``enforce=True`` (``BudgetedLLM``, legacy callbacks) a denial raises before the
     model is called. An instrumentation handler cannot stop a call (``enforce=False``): a
@@ -81,33 +121,29 @@ def start_call(
                 f"Pass default_model='...' (or model='...' to BudgetedLLM)"
             ),
         )
-    if not _spans.claim(accountant, run_id, owner):
+    if accountant.run(run_id) is not None:
         return False
+    preflight: dict[str, Any] = {
+        "messages": _prompt(messages, prompt),
+        "tools": tools_to_dicts(tools),
+        "max_output_tokens": max_output,
+        "dims": dims,
+        "parent_id": parent_id,
+        "kind": kind,
+        "data": CallData(owner),
+    }
     try:
-        preflight: dict[str, Any] = {
-            "messages": _prompt(messages, prompt),
-            "tools": tools_to_dicts(tools),
-            "max_output_tokens": max_output,
-            "dims": dims,
-            "parent_id": parent_id,
-            "kind": kind,
-            "data": CallData(),
-        }
-        try:
-            accountant.preflight(run_id, model, **preflight)
-        except (BudgetExceededError, BudgetStoreUnavailableError) as denied:
-            if enforce:
-                raise
-            logger.warning(
-                "tokenward: a budget denied a LlamaIndex call, but instrumentation handlers "
-                "cannot stop calls; it is recorded anyway. Wrap the LLM in BudgetedLLM to "
-                "enforce: %s",
-                denied,
-            )
-            accountant.preflight(run_id, model, enforce=False, **preflight)
-    except BaseException:
-        _spans.unclaim(accountant, run_id)
-        raise
+        accountant.preflight(run_id, model, **preflight)
+    except (BudgetExceededError, BudgetStoreUnavailableError) as denied:
+        if enforce:
+            raise  # (a denied preflight leaves nothing pending)
+        logger.warning(
+            "tokenward: a budget denied a LlamaIndex call, but instrumentation handlers "
+            "cannot stop calls; it is recorded anyway. Wrap the LLM in BudgetedLLM to "
+            "enforce: %s",
+            denied,
+        )
+        accountant.preflight(run_id, model, enforce=False, **preflight)
     return True
 
 
@@ -149,7 +185,7 @@ def finish_call(
     response nor an inner call's response reports one.
     """
     data = call_data(accountant, run_id)
-    _spans.unclaim(accountant, run_id)
+    _spans.forget(accountant, run_id)
     if data is None:
         return None  # already ended
     if response is None:
