@@ -284,6 +284,7 @@ def _handlers(quick: bool) -> str:
 
     from tokenward.accountant import Accountant
     from tokenward.budgets import Budget
+    from tokenward.integrations.llama_index import _spans
     from tokenward.llama_index import TokenwardCallbackHandler, TokenwardEventHandler
 
     class Provider(CustomLLM):
@@ -355,9 +356,17 @@ def _handlers(quick: bool) -> str:
             None,
         ),
     }
+    names = list(variants)
     dispatcher = get_dispatcher()
+    # tokenward's span tracker (installed on the root dispatcher by our handlers) is part of
+    # our cost: it is attached only while one of our variants runs, not under the floors
+    tree = _spans.ensure_span_tree()
+    ours = (names[2], names[5])
 
-    def timed(llm: Any, handler: Any, n: int) -> float:
+    def timed(name: str, n: int) -> float:
+        llm, handler = variants[name]
+        others = [h for h in dispatcher.span_handlers if h is not tree]
+        dispatcher.span_handlers = others + [tree] if name in ours else others
         if handler is not None:
             dispatcher.add_event_handler(handler)
         try:
@@ -366,19 +375,19 @@ def _handlers(quick: bool) -> str:
                 llm.complete("What is the capital of France?")
             return (time.process_time() - start) / n * 1e6
         finally:
+            dispatcher.span_handlers = others + [tree]
             if handler is not None:
                 dispatcher.event_handlers = [
                     h for h in dispatcher.event_handlers if h is not handler
                 ]
 
     rounds, per_round = (5, 40) if quick else (30, 100)
-    for llm, handler in variants.values():
-        timed(llm, handler, 30)
-    names = list(variants)
+    for name in names:
+        timed(name, 30)
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            samples[name].append(timed(*variants[name], per_round))
+            samples[name].append(timed(name, per_round))
     acc_instr.close()
     acc_cb.close()
     tmp.cleanup()
@@ -398,7 +407,8 @@ def _handlers(quick: bool) -> str:
         "",
         f"`CustomLLM.complete` answering instantly with an OpenAI usage payload, {rounds} "
         f"interleaved rounds of {per_round} calls; median CPU µs per call; own work = median of "
-        "the per-round differences to the floor of the same mechanism.",
+        "the per-round differences to the floor of the same mechanism. tokenward's span tracker "
+        "is attached to the dispatcher only while tokenward's handlers run (it is their cost).",
         "",
         "| variant | µs / call | own work above its floor |",
         "|---|---:|---:|",

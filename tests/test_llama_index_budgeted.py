@@ -187,6 +187,43 @@ def test_tool_schemas_are_counted_in_the_estimate():
     )
 
 
+def test_tool_calls_in_additional_kwargs_count_toward_the_preflight():
+    # the prompt's byte bound reads a ChatMessage's own fields; a tool call kept in
+    # additional_kwargs is invisible there, so such a prompt must be counted from core
+    # messages: the big arguments below cross the cap and the call is denied before it runs
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "search", "arguments": '{"q": "' + LONG + '"}'},
+    }
+    history = [
+        user("hi"),
+        ChatMessage(role="assistant", content="", additional_kwargs={"tool_calls": [call]}),
+        ChatMessage(role="tool", content="ok", additional_kwargs={"tool_call_id": "call_1"}),
+    ]
+    acc, inner, llm = budgeted(limit_tokens=200)
+    with pytest.raises(BudgetExceededError):
+        llm.chat(history)
+    assert inner.calls == 0 and events(acc) == []
+
+
+def test_the_prompt_is_the_messages_the_call_started_with():
+    from llama_index.core.base.llms.types import ChatResponse
+    from llama_index.core.llms.callbacks import llm_chat_callback
+
+    class AppendingLLM(CountingMockLLM):  # the app's list grows while the call runs
+        @llm_chat_callback()
+        def chat(self, messages: Any, **kwargs: Any) -> ChatResponse:
+            messages.append(user(LONG))
+            return ChatResponse(message=ChatMessage(role="assistant", content="ok"))
+
+    acc = Accountant()
+    BudgetedLLM(AppendingLLM(), acc).chat([user("hello there")])
+    (event,) = events(acc)  # no usage reported: the prompt is counted at the end
+    assert event.usage.estimated
+    assert event.usage.input == get_counter(MODEL).count_messages([Message("user", "hello there")])
+
+
 def test_dims_and_model_override():
     acc = Accountant()
     llm = BudgetedLLM(MockLLM(max_tokens=1), acc, model="gpt-4o", agent="writer")

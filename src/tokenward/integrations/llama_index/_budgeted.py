@@ -15,10 +15,12 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
+from llama_index.core.bridge.pydantic import Field, SerializeAsAny
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM
+from pydantic import SkipValidation
 
+from tokenward.accountant import Accountant
 from tokenward.integrations._common import guard
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
@@ -27,12 +29,10 @@ from tokenward.integrations.llama_index._common import (
     model_from_llm,
     resolve_accountant,
 )
-from tokenward.integrations.llama_index._runs import call_data, finish_call, start_call
+from tokenward.integrations.llama_index._runs import call_data, find_call, finish_call, start_call
 
 if TYPE_CHECKING:
     from llama_index.core.tools import BaseTool
-
-    from tokenward.accountant import Accountant
 
 __all__ = ["BudgetedLLM"]
 
@@ -61,9 +61,13 @@ class BudgetedLLM(FunctionCallingLLM):
     """
 
     llm: SerializeAsAny[LLM] = Field(description="The wrapped LLM.")
-    _accountant: Any = PrivateAttr()
-    _dims: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _model: str | None = PrivateAttr(default=None)
+    # Plain excluded fields, not pydantic private attributes: reading a ``PrivateAttr`` goes
+    # through ``BaseModel.__getattr__`` (microseconds each), and every call reads these.
+    accountant: SkipValidation[Accountant] = Field(exclude=True, repr=False)
+    dims: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
+    model_override: str | None = Field(
+        default=None, exclude=True, description="The model name to record calls under."
+    )
 
     def __init__(
         self,
@@ -82,10 +86,10 @@ class BudgetedLLM(FunctionCallingLLM):
             pydantic_program_mode=llm.pydantic_program_mode,
             output_parser=llm.output_parser,
             query_wrapper_prompt=llm.query_wrapper_prompt,
+            accountant=resolve_accountant(accountant),
+            dims=dict(dims),
+            model_override=model,
         )
-        self._accountant = resolve_accountant(accountant)
-        self._dims = dict(dims)
-        self._model = model
         _spans.ensure_span_tree()
 
     @classmethod
@@ -95,10 +99,6 @@ class BudgetedLLM(FunctionCallingLLM):
     @property
     def metadata(self) -> LLMMetadata:
         return self.llm.metadata
-
-    @property
-    def accountant(self) -> Accountant:
-        return self._accountant  # type: ignore[no-any-return]
 
     def to_payload(self) -> dict[str, Any]:
         return self.llm.to_payload()
@@ -114,35 +114,35 @@ class BudgetedLLM(FunctionCallingLLM):
     ) -> str | None:
         """Preflight the call (a denial raises here); its run id, or None when not ours."""
         run_id = _spans.current_span() or _new_id()
-        owner = _spans.find_owner(self._accountant, run_id)
-        if owner is not None and owner[0] != run_id:
+        found = find_call(self.accountant, run_id)
+        if found is not None and found[0] != run_id:
             return None  # nested inside a call this accountant already preflighted
         with guard(logger, "BudgetedLLM start"):
             start_call(
-                self._accountant,
+                self.accountant,
                 run_id,
-                self._model or model_from_llm(self.llm),
+                self.model_override or model_from_llm(self.llm),
                 owner=self,
                 messages=messages,
                 prompt=prompt,
                 tools=kwargs.get("tools"),
                 max_output=max_output_tokens(kwargs, self.llm.to_payload()),
-                dims=self._dims,
+                dims=self.dims,
                 kind=kind,
                 parent_id=_spans.parent_of(run_id),
                 enforce=True,
             )
-        return run_id if call_data(self._accountant, run_id) is not None else None
+        return run_id if call_data(self.accountant, run_id) is not None else None
 
     def _finish(self, run_id: str | None, **how: Any) -> None:
         if run_id is not None:
             with guard(logger, "BudgetedLLM end"):
-                finish_call(self._accountant, run_id, **how)
+                finish_call(self.accountant, run_id, **how)
 
     def _wrap_gen(
         self, run_id: str | None, gen: Generator[Any, None, None]
     ) -> Generator[Any, None, None]:
-        data = call_data(self._accountant, run_id) if run_id is not None else None
+        data = call_data(self.accountant, run_id) if run_id is not None else None
         if data is None:
             yield from gen
             return
@@ -161,7 +161,7 @@ class BudgetedLLM(FunctionCallingLLM):
     async def _wrap_agen(
         self, run_id: str | None, agen: AsyncGenerator[Any, None]
     ) -> AsyncGenerator[Any, None]:
-        data = call_data(self._accountant, run_id) if run_id is not None else None
+        data = call_data(self.accountant, run_id) if run_id is not None else None
         if data is None:
             async for item in agen:
                 yield item

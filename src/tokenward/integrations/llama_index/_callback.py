@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -32,7 +33,12 @@ from tokenward.integrations.llama_index._common import (
     tool_names,
     usage_from_response,
 )
-from tokenward.integrations.llama_index._runs import account_embedding, finish_call, start_call
+from tokenward.integrations.llama_index._runs import (
+    account_embedding,
+    find_call,
+    finish_call,
+    start_call,
+)
 from tokenward.usage import Usage
 
 if TYPE_CHECKING:
@@ -42,6 +48,9 @@ if TYPE_CHECKING:
     from tokenward.ledger import UsageEvent
 
 __all__ = ["TokenwardCallbackHandler"]
+
+_START_GUARD = swallow_internal_errors("callback start")
+_END_GUARD = swallow_internal_errors("callback end")
 
 
 class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
@@ -129,10 +138,12 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
         self.events: list[UsageEvent] = []
         self._verbose = verbose
         self._token_counter = TokenCounter(tokenizer=tokenizer) if tokenizer else None  # type: ignore[arg-type]
-        self._calls: dict[str, str] = {}  # callback event id -> run id (its span)
-        self._embeddings: dict[str, tuple[str, str, float, Mapping[str, Any]]] = {}
+        # callback event id -> run id (its span) of an LLM call this handler started, or None
+        # for a start seen and left to another call or adapter (its end is not recorded here)
+        self._llm_events: dict[str, str | None] = {}
+        # the same for embedding requests: event id -> (model, span, start time, model dict)
+        self._embeddings: dict[str, tuple[str, str, float, Mapping[str, Any]] | None] = {}
         self._embedding_spans: dict[str, int] = {}
-        self._skipped: set[str] = set()  # starts seen and left to another call or adapter
         self._lock = threading.Lock()
         _spans.ensure_span_tree()
 
@@ -157,16 +168,12 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
         self._check_budget()
         if payload is None:
             return event_id
-        with swallow_internal_errors("callback start"):
+        with _START_GUARD:
             if event_type == CBEventType.LLM:
                 self._llm_start(payload, event_id)
             elif event_type == CBEventType.EMBEDDING:
                 self._embedding_start(payload, event_id)
         return event_id
-
-    def _skip(self, event_id: str) -> None:
-        with self._lock:
-            self._skipped.add(event_id)
 
     def _embedding_start(self, payload: dict[str, Any], event_id: str) -> None:
         span = _spans.current_span() or event_id
@@ -174,7 +181,7 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
         if owner is None:
             _spans.claim(self.accountant, span, self)
         elif owner is not self:
-            self._skip(event_id)  # recorded by instrument() for the same accountant
+            self._embeddings[event_id] = None  # recorded by instrument() for the same accountant
             return
         serialized = payload.get(EventPayload.SERIALIZED) or {}
         model = model_from_dict(serialized, self.default_model) or placeholder_model(serialized)
@@ -184,11 +191,11 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
 
     def _llm_start(self, payload: dict[str, Any], event_id: str) -> None:
         span = _spans.current_span()
-        owner = _spans.find_owner(self.accountant, span)
-        if owner is not None:  # an inner call (CustomLLM chat -> complete) or accounted elsewhere
+        found = find_call(self.accountant, span)
+        if found is not None:  # an inner call (CustomLLM chat -> complete) or accounted elsewhere
             if span is not None:
-                _spans.expect_lazy_inner(self.accountant, span, owner[0])
-            self._skip(event_id)
+                _spans.expect_lazy_inner(self.accountant, span, found[0])
+            self._llm_events[event_id] = None
             return
         serialized = payload.get(EventPayload.SERIALIZED) or {}
         extra = payload.get(EventPayload.ADDITIONAL_KWARGS) or {}
@@ -208,13 +215,9 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
             parent_id=_spans.parent_of(span),
             enforce=True,
         )
-        if not started:
-            self._skip(event_id)
-            return
-        if span is not None:
+        if started and span is not None:
             _spans.expect_lazy_inner(self.accountant, span, run_id)
-        with self._lock:
-            self._calls[event_id] = run_id
+        self._llm_events[event_id] = run_id if started else None
 
     def on_event_end(
         self,
@@ -225,7 +228,7 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
     ) -> None:
         if payload is None or event_type in self.event_ends_to_ignore:
             return
-        with swallow_internal_errors("callback end"):
+        with _END_GUARD:
             if event_type == CBEventType.LLM:
                 self._llm_end(payload, event_id)
             elif event_type == CBEventType.EMBEDDING:
@@ -234,11 +237,11 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
             self._check_budget()
 
     def _llm_end(self, payload: dict[str, Any], event_id: str) -> None:
-        with self._lock:
-            run_id = self._calls.pop(event_id, None)
-            if run_id is None and event_id in self._skipped:
-                self._skipped.discard(event_id)
-                return
+        run_id: str | None = None  # None: an end whose start this handler never saw
+        if event_id in self._llm_events:
+            run_id = self._llm_events.pop(event_id)
+            if run_id is None:
+                return  # left to another call or adapter
         messages = payload.get(EventPayload.MESSAGES)
         prompt = (
             "\n".join(str(m) for m in messages)
@@ -253,10 +256,10 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
             finish_call(self.accountant, run_id, error=payload[EventPayload.EXCEPTION])
             return
         else:
-            usage = None
-            if self._token_counter is not None and usage_from_response(response) is None:
-                usage = self._tokenizer_usage(messages, prompt, response)
-            event = finish_call(self.accountant, run_id, response=response, usage=usage)
+            count = None
+            if self._token_counter is not None:
+                count = functools.partial(self._tokenizer_usage, messages, prompt, response)
+            event = finish_call(self.accountant, run_id, response=response, count=count)
         if event is not None:
             self._count(event, prompt, str(response), event_id)
 
@@ -307,10 +310,10 @@ class TokenwardCallbackHandler(PythonicallyPrintingBaseHandler):
 
     def _embedding_end(self, payload: dict[str, Any], event_id: str) -> None:
         with self._lock:
+            seen = event_id in self._embeddings
             entry = self._embeddings.pop(event_id, None)
-            if entry is None and event_id in self._skipped:
-                self._skipped.discard(event_id)
-                return
+            if seen and entry is None:
+                return  # left to another adapter
             left = 0
             if entry is not None:
                 left = self._embedding_spans.pop(entry[1], 1) - 1

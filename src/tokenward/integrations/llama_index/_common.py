@@ -12,6 +12,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from llama_index.core.base.llms.types import CompletionResponse
+
 from tokenward.errors import UsageParseError
 from tokenward.integrations._common import MODEL_KEYS, guard
 from tokenward.messages import Message, ToolCall
@@ -92,18 +94,22 @@ def max_output_tokens(
     output space LlamaIndex itself reserves for the model, used when nothing more
     specific is set. ``None`` lets the core assume its default.
     """
-    for source in (kwargs or {}, model_dict or {}):
-        for key in (
-            "max_tokens",
-            "max_completion_tokens",
-            "max_output_tokens",
-            "max_new_tokens",
-            "num_output",
-        ):
-            value = source.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
+    for source in (kwargs, model_dict):
+        if source:
+            for key in _OUTPUT_KEYS:
+                value = source.get(key)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
     return None
+
+
+_OUTPUT_KEYS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "max_new_tokens",
+    "num_output",
+)
 
 
 def _args_json(args: Any) -> str:
@@ -269,22 +275,30 @@ def response_model(response: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def response_output(response: Any) -> tuple[str, tuple[str, ...]]:
+    """The generated text of a chat/completion response (tool-call arguments included) and
+    the names of the tools it calls, read in one pass over its message."""
+    if response is None:
+        return "", ()
+    # a CompletionResponse has no ``message``: asking a pydantic model for a missing
+    # attribute raises inside ``BaseModel.__getattr__`` (microseconds), so do not ask
+    message = (
+        None if isinstance(response, CompletionResponse) else getattr(response, "message", None)
+    )
+    if message is None:
+        return getattr(response, "text", None) or "", ()
+    text = message.content or ""
+    calls = _tool_calls_of(message)
+    if not calls:
+        return text, ()
+    return text + "".join(c.name + c.arguments for c in calls), tuple(c.name for c in calls)
+
+
 def response_text(response: Any) -> str:
     """The generated text of a chat/completion response (tool-call arguments included)."""
-    if response is None:
-        return ""
-    message = getattr(response, "message", None)
-    if message is not None:
-        text = message.content or ""
-        calls = _tool_calls_of(message)
-        if calls:
-            text += "".join(c.name + c.arguments for c in calls)
-        return text
-    return getattr(response, "text", None) or ""
+    return response_output(response)[0]
 
 
 def tool_names(response: Any) -> tuple[str, ...]:
-    message = getattr(response, "message", None)
-    if message is None:
-        return ()
-    return tuple(c.name for c in _tool_calls_of(message))
+    """The names of the tools a chat response calls."""
+    return response_output(response)[1]

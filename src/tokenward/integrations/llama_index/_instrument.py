@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
@@ -29,8 +30,9 @@ from llama_index.core.instrumentation.events.llm import (
 )
 from llama_index_instrumentation import get_dispatcher
 from llama_index_instrumentation.events.span import SpanDropEvent
-from pydantic import PrivateAttr
+from pydantic import Field, SkipValidation
 
+from tokenward.accountant import Accountant
 from tokenward.integrations._common import guard
 from tokenward.integrations.llama_index import _spans
 from tokenward.integrations.llama_index._common import (
@@ -44,12 +46,11 @@ from tokenward.integrations.llama_index._runs import (
     CallData,
     account_embedding,
     call_data,
+    enclosing_call,
+    find_call,
     finish_call,
     start_call,
 )
-
-if TYPE_CHECKING:
-    from tokenward.accountant import Accountant
 
 __all__ = ["InstrumentHandle", "TokenwardEventHandler", "instrument"]
 
@@ -70,85 +71,79 @@ class TokenwardEventHandler(BaseEventHandler):
     flight live in the accountant's call table, not in the handler.
     """
 
-    _accountant: Any = PrivateAttr()
-    _dims: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _default_model: str | None = PrivateAttr(default=None)
+    # Plain fields, not pydantic private attributes: reading a ``PrivateAttr`` goes through
+    # ``BaseModel.__getattr__`` (microseconds each), and every event reads these.
+    accountant: SkipValidation[Accountant] = Field(exclude=True, repr=False)
+    dims: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
+    default_model: str | None = Field(default=None, exclude=True)
     #: open embedding spans -> [model, start time, batches not ended, model_dict]: a span may
     #: hold several start/end pairs, each recorded at its end (no call is pending in between)
-    _embeddings: dict[str, list[Any]] = PrivateAttr(default_factory=dict)
+    embeddings: dict[str, list[Any]] = Field(default_factory=dict, exclude=True, repr=False)
 
     def __init__(
         self, accountant: Accountant | None = None, *, default_model: str | None = None, **dims: Any
     ) -> None:
-        super().__init__()
-        self._accountant = resolve_accountant(accountant)
-        self._dims = dict(dims)
-        self._default_model = default_model
+        fields: dict[str, Any] = {
+            "accountant": resolve_accountant(accountant),
+            "dims": dict(dims),
+            "default_model": default_model,
+        }
+        super().__init__(**fields)
         _spans.ensure_span_tree()
 
     @classmethod
     def class_name(cls) -> str:
         return "TokenwardEventHandler"
 
-    @property
-    def accountant(self) -> Accountant:
-        return self._accountant  # type: ignore[no-any-return]
-
     # ------------------------------------------------------------------ dispatch
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
-        method = _DISPATCH.get(type(event))
-        if method is None:
-            for cls, candidate in _DISPATCH.items():
-                if isinstance(event, cls):
-                    method = candidate
-                    break
-            else:
-                return
-        with guard(logger, f"LlamaIndex {type(event).__name__}"):
+        try:
+            entry = _DISPATCH[type(event)]
+        except KeyError:
+            entry = _subclass_entry(type(event))
+        if entry is None:
+            return
+        method, what = entry
+        with guard(logger, what):
             method(self, event)
 
     # ------------------------------------------------------------------ LLM calls
     def _own(self, span: str) -> CallData | None:
         """The data of the call this handler started on ``span``, if it is still pending."""
-        if _spans.owner_of(self._accountant, span) is not self:
-            return None
-        return call_data(self._accountant, span)
+        data = call_data(self.accountant, span)
+        return data if data is not None and data.owner is self else None
 
-    def _data(self, span: str) -> CallData | None:
-        """This call's data, or that of the call an inner span (``CustomLLM.chat`` ->
-        ``complete``) is folded into."""
-        data = self._own(span)
-        if data is not None:
-            return data
-        owner = _spans.claimed_ancestor(self._accountant, span)
-        if owner is None or owner[1] is not self:
-            return None
-        return call_data(self._accountant, owner[0])
+    def _enclosing(self, span: str) -> CallData | None:
+        """The data of the call an inner span (``CustomLLM.chat`` -> ``complete``) is folded
+        into, when this handler accounts it."""
+        found = enclosing_call(self.accountant, span)
+        return found[1] if found is not None and found[1].owner is self else None
 
     def _on_start(self, event: LLMChatStartEvent | LLMCompletionStartEvent) -> None:
         span = event.span_id or event.id_
-        owner = _spans.find_owner(self._accountant, span)
-        if owner is not None:  # the inner call of one already accounted: folded into it
-            _spans.expect_lazy_inner(self._accountant, span, owner[0])
+        accountant = self.accountant
+        found = find_call(accountant, span)
+        if found is not None:  # the inner call of one already accounted: folded into it
+            _spans.expect_lazy_inner(accountant, span, found[0])
             return
         chat = event if isinstance(event, LLMChatStartEvent) else None
         completion = event if isinstance(event, LLMCompletionStartEvent) else None
         started = start_call(
-            self._accountant,
+            accountant,
             span,
-            model_from_dict(event.model_dict, self._default_model),
+            model_from_dict(event.model_dict, self.default_model),
             owner=self,
             messages=chat.messages if chat is not None else None,
             prompt=completion.prompt if completion is not None else None,
             tools=event.additional_kwargs.get("tools"),
             max_output=max_output_tokens(event.additional_kwargs, event.model_dict),
-            dims=self._dims,
+            dims=self.dims,
             kind="chat" if chat is not None else "completion",
             parent_id=_spans.parent_of(span),
             enforce=False,
         )
         if started:
-            _spans.expect_lazy_inner(self._accountant, span, span)
+            _spans.expect_lazy_inner(accountant, span, span)
 
     def _on_progress(self, event: LLMChatInProgressEvent | LLMCompletionInProgressEvent) -> None:
         span = event.span_id or ""
@@ -156,40 +151,40 @@ class TokenwardEventHandler(BaseEventHandler):
         if data is not None:
             data.last_response = event.response
             return
-        data = self._data(span)
+        data = self._enclosing(span)
         if data is not None:
             data.child_response = event.response
 
     def _on_end(self, event: LLMChatEndEvent | LLMCompletionEndEvent) -> None:
         span = event.span_id or ""
         if self._own(span) is not None:
-            finish_call(self._accountant, span, response=event.response)
+            finish_call(self.accountant, span, response=event.response)
             return
-        data = self._data(span)
+        data = self._enclosing(span)
         if data is not None and event.response is not None:
             data.child_response = event.response
 
     def _on_error(self, event: ExceptionEvent | SpanDropEvent) -> None:
         span = event.span_id or ""
-        if self._embeddings.pop(span, None) is not None:  # a failed embedding request
-            _spans.unclaim(self._accountant, span)
+        if self.embeddings.pop(span, None) is not None:  # a failed embedding request
+            _spans.unclaim(self.accountant, span)
         if self._own(span) is not None:
             error = getattr(event, "exception", None) or getattr(event, "err_str", "error")
-            finish_call(self._accountant, span, error=error)
+            finish_call(self.accountant, span, error=error)
 
     # ------------------------------------------------------------------ embeddings
     def _on_embedding_start(self, event: EmbeddingStartEvent) -> None:
         # one span may hold several batches (several start/end pairs, async: all starts first)
         span = event.span_id or event.id_
-        owner = _spans.owner_of(self._accountant, span)
+        owner = _spans.owner_of(self.accountant, span)
         if owner is None:
-            _spans.claim(self._accountant, span, self)
+            _spans.claim(self.accountant, span, self)
         elif owner is not self:
             return  # the legacy handler or another adapter records this one
-        entry = self._embeddings.get(span)
+        entry = self.embeddings.get(span)
         if entry is None:
-            self._embeddings[span] = [
-                model_from_dict(event.model_dict, self._default_model),
+            self.embeddings[span] = [
+                model_from_dict(event.model_dict, self.default_model),
                 time.perf_counter(),
                 1,
                 event.model_dict,
@@ -199,19 +194,19 @@ class TokenwardEventHandler(BaseEventHandler):
 
     def _on_embedding_end(self, event: EmbeddingEndEvent | SparseEmbeddingEndEvent) -> None:
         span = event.span_id or event.id_
-        entry = self._embeddings.get(span)
+        entry = self.embeddings.get(span)
         if entry is None:
             return
         entry[2] -= 1
         if entry[2] <= 0:
-            del self._embeddings[span]
-            _spans.unclaim(self._accountant, span)
+            del self.embeddings[span]
+            _spans.unclaim(self.accountant, span)
         account_embedding(
-            self._accountant,
+            self.accountant,
             event.id_,
             entry[0],
             embedding_texts(entry[3], event.chunks),
-            dims=self._dims,
+            dims=self.dims,
             parent_id=_spans.parent_of(span),
             latency_ms=(time.perf_counter() - entry[1]) * 1000.0,
         )
@@ -220,24 +215,43 @@ class TokenwardEventHandler(BaseEventHandler):
         """predict / structured-predict events wrap chat/complete calls counted on their own."""
 
 
-_DISPATCH: dict[type, Any] = {
-    LLMChatStartEvent: TokenwardEventHandler._on_start,
-    LLMCompletionStartEvent: TokenwardEventHandler._on_start,
-    LLMChatInProgressEvent: TokenwardEventHandler._on_progress,
-    LLMCompletionInProgressEvent: TokenwardEventHandler._on_progress,
-    LLMChatEndEvent: TokenwardEventHandler._on_end,
-    LLMCompletionEndEvent: TokenwardEventHandler._on_end,
-    ExceptionEvent: TokenwardEventHandler._on_error,
-    SpanDropEvent: TokenwardEventHandler._on_error,
-    EmbeddingStartEvent: TokenwardEventHandler._on_embedding_start,
-    EmbeddingEndEvent: TokenwardEventHandler._on_embedding_end,
-    SparseEmbeddingEndEvent: TokenwardEventHandler._on_embedding_end,
-    LLMPredictStartEvent: TokenwardEventHandler._ignore,
-    LLMPredictEndEvent: TokenwardEventHandler._ignore,
-    LLMStructuredPredictStartEvent: TokenwardEventHandler._ignore,
-    LLMStructuredPredictInProgressEvent: TokenwardEventHandler._ignore,
-    LLMStructuredPredictEndEvent: TokenwardEventHandler._ignore,
+_Entry = tuple[Callable[[TokenwardEventHandler, Any], None], str]
+
+#: event class -> (handler method, the label its internal errors are logged under); other
+#: classes are added on first sight (``None``: not an event this handler records)
+_DISPATCH: dict[type, _Entry | None] = {
+    cls: (method, f"LlamaIndex {cls.__name__}")
+    for cls, method in (
+        (LLMChatStartEvent, TokenwardEventHandler._on_start),
+        (LLMCompletionStartEvent, TokenwardEventHandler._on_start),
+        (LLMChatInProgressEvent, TokenwardEventHandler._on_progress),
+        (LLMCompletionInProgressEvent, TokenwardEventHandler._on_progress),
+        (LLMChatEndEvent, TokenwardEventHandler._on_end),
+        (LLMCompletionEndEvent, TokenwardEventHandler._on_end),
+        (ExceptionEvent, TokenwardEventHandler._on_error),
+        (SpanDropEvent, TokenwardEventHandler._on_error),
+        (EmbeddingStartEvent, TokenwardEventHandler._on_embedding_start),
+        (EmbeddingEndEvent, TokenwardEventHandler._on_embedding_end),
+        (SparseEmbeddingEndEvent, TokenwardEventHandler._on_embedding_end),
+        (LLMPredictStartEvent, TokenwardEventHandler._ignore),
+        (LLMPredictEndEvent, TokenwardEventHandler._ignore),
+        (LLMStructuredPredictStartEvent, TokenwardEventHandler._ignore),
+        (LLMStructuredPredictInProgressEvent, TokenwardEventHandler._ignore),
+        (LLMStructuredPredictEndEvent, TokenwardEventHandler._ignore),
+    )
 }
+
+
+def _subclass_entry(event_type: type) -> _Entry | None:
+    """The entry of an event class seen for the first time: that of its nearest known base
+    (a provider's own event subclass), else ``None``; remembered for the next events."""
+    entry: _Entry | None = None
+    for cls, known in list(_DISPATCH.items()):
+        if known is not None and issubclass(event_type, cls):
+            entry = (known[0], f"LlamaIndex {event_type.__name__}")
+            break
+    _DISPATCH[event_type] = entry
+    return entry
 
 
 class InstrumentHandle:
@@ -296,8 +310,8 @@ def instrument(
     with _instrument_lock:
         handle = _handles.get(id(acc))
         if handle is not None and handle.attached and handle.accountant is acc:
-            handle.handler._dims = dict(dims)
-            handle.handler._default_model = default_model
+            handle.handler.dims = dict(dims)
+            handle.handler.default_model = default_model
             return handle
         handler = TokenwardEventHandler(acc, default_model=default_model, **dims)
         get_dispatcher().add_event_handler(handler)

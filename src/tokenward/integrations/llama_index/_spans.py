@@ -5,16 +5,18 @@ such as ``MockLLM`` implements ``chat()`` by calling ``complete()``: one user ca
 emits *two* LLM events (and two legacy ``CBEventType.LLM`` events). Events carry
 only their own ``span_id``; the parent of a span is known to span handlers only.
 
-So this module keeps two small maps:
+So this module keeps the span facts the adapters need:
 
 * ``_SpanTree`` (a ``BaseSpanHandler`` installed once on the root dispatcher)
   remembers the parent of every *open* span;
-* the claim registry records which spans an adapter is accounting right now, per
-  accountant. An LLM event whose span (or any ancestor span) is already claimed
-  for the same accountant is part of a call someone already counts; it is folded
-  into that call instead of being recorded again. This is what dedupes MockLLM's
-  chat + inner complete, and what keeps ``BudgetedLLM``, ``instrument()`` and the
-  legacy callback handler from double counting when they are combined.
+* an LLM call in flight is a run in the accountant's call table keyed by its span
+  (``_runs``): an LLM event whose span, or an ancestor span, has a run of the same
+  accountant is part of a call someone already counts; it is folded into that call
+  instead of being recorded again. This is what dedupes MockLLM's chat + inner
+  complete, and what keeps ``BudgetedLLM``, ``instrument()`` and the legacy callback
+  handler from double counting when they are combined. What the span tree cannot tell
+  (the inner call of an async stream, which runs outside its span) is kept here, as are
+  the spans of embedding requests in flight (they have no run until they end).
 """
 
 from __future__ import annotations
@@ -22,37 +24,38 @@ from __future__ import annotations
 import inspect
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index_instrumentation import get_dispatcher
-from pydantic import PrivateAttr
 
 __all__ = [
-    "ancestors",
+    "adopt_lazy_inner",
+    "adopted_by",
     "claim",
-    "claimed_ancestor",
     "current_span",
     "ensure_span_tree",
     "expect_lazy_inner",
-    "find_owner",
+    "forget",
     "owner_of",
     "parent_of",
     "unclaim",
 ]
 
-_MAX_DEPTH = 64
 _MAX_CLAIMS = 10_000
+
+
+#: ``span id -> parent span id`` and ``span id -> id(instance)`` of the open spans, filled by
+#: the process-wide ``_SpanTree``. Module dicts, not pydantic private attributes: those cost
+#: microseconds per read (``BaseModel.__getattr__``), and every LLM call reads them.
+_parents: dict[str, str | None] = {}
+_instances: dict[str, int] = {}
 
 
 class _SpanTree(BaseSpanHandler[Any]):
     """Remembers ``span id -> parent span id`` for open spans (nothing else)."""
-
-    _parents: dict[str, str | None] = PrivateAttr(default_factory=dict)
-    _instances: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def class_name(cls) -> str:
@@ -68,9 +71,9 @@ class _SpanTree(BaseSpanHandler[Any]):
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._parents[id_] = parent_id
+        _parents[id_] = parent_id
         if instance is not None:
-            self._instances[id_] = id(instance)
+            _instances[id_] = id(instance)
 
     def span_exit(
         self,
@@ -80,8 +83,8 @@ class _SpanTree(BaseSpanHandler[Any]):
         result: Any | None = None,
         **kwargs: Any,
     ) -> None:
-        self._parents.pop(id_, None)
-        self._instances.pop(id_, None)
+        _parents.pop(id_, None)
+        _instances.pop(id_, None)
 
     def span_drop(
         self,
@@ -91,8 +94,8 @@ class _SpanTree(BaseSpanHandler[Any]):
         err: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
-        self._parents.pop(id_, None)
-        self._instances.pop(id_, None)
+        _parents.pop(id_, None)
+        _instances.pop(id_, None)
 
     def new_span(
         self,
@@ -125,12 +128,6 @@ class _SpanTree(BaseSpanHandler[Any]):
     ) -> None:
         return None
 
-    def parent(self, span_id: str) -> str | None:
-        return self._parents.get(span_id)
-
-    def instance(self, span_id: str) -> int | None:
-        return self._instances.get(span_id)
-
 
 _install_lock = threading.Lock()
 _tree: _SpanTree | None = None
@@ -160,37 +157,30 @@ def current_span() -> str | None:
     return active_span_id.get()
 
 
-def ancestors(span_id: str | None) -> Iterator[str]:
-    """``span_id`` itself, then its parent, grandparent... (open spans only)."""
-    tree = ensure_span_tree()
-    depth = 0
-    while span_id is not None and depth < _MAX_DEPTH:
-        yield span_id
-        span_id = tree.parent(span_id)
-        depth += 1
+def parent_of(span_id: str | None) -> str | None:
+    """The parent of an open span (``None`` at the root or when unknown)."""
+    if span_id is None:
+        return None
+    return _parents.get(span_id)
 
 
-# ----------------------------------------------------------------------------- claims
+# ----------------------------------------------------------------------------- embeddings
+# An LLM call in flight is a run in the accountant's call table (its ``Run.data`` names
+# the adapter accounting it: see ``_runs``). An embedding request has no run while it is in
+# flight (it is recorded at its end), so the adapter recording it claims its span here.
 _claims_lock = threading.Lock()
 _claims: OrderedDict[tuple[int, str], object] = OrderedDict()
 
 
-@dataclass(frozen=True, slots=True)
-class _Alias:
-    """A span adopted into another call (see ``find_owner``)."""
-
-    root: str
-    owner: object
-
-
 def claim(accountant: object, span_id: str, owner: object) -> bool:
-    """Mark ``span_id`` as accounted by ``owner`` for ``accountant``; False if already taken."""
+    """Mark embedding span ``span_id`` as recorded by ``owner`` for ``accountant``; False
+    if already taken."""
     key = (id(accountant), span_id)
     with _claims_lock:
         if key in _claims:
             return False
         _claims[key] = owner
-        while len(_claims) > _MAX_CLAIMS:  # calls never finished (abandoned streams)
+        while len(_claims) > _MAX_CLAIMS:  # requests never finished
             _claims.popitem(last=False)
     return True
 
@@ -198,52 +188,27 @@ def claim(accountant: object, span_id: str, owner: object) -> bool:
 def unclaim(accountant: object, span_id: str) -> None:
     with _claims_lock:
         _claims.pop((id(accountant), span_id), None)
-        for alias in _aliases.pop((id(accountant), span_id), ()):
-            _claims.pop((id(accountant), alias), None)
-        key = _lazy_by_root.pop((id(accountant), span_id), None)
-        if key is not None:
-            waiting = _lazy.get(key)
-            if waiting and span_id in waiting:
-                waiting.remove(span_id)
-            if not waiting:
-                _lazy.pop(key, None)
 
 
 def owner_of(accountant: object, span_id: str | None) -> object | None:
-    """The adapter that claimed exactly ``span_id`` for ``accountant``, if any."""
+    """The adapter that claimed embedding span ``span_id`` for ``accountant``, if any."""
     if span_id is None:
         return None
     return _claims.get((id(accountant), span_id))
-
-
-def claimed_ancestor(accountant: object, span_id: str | None) -> tuple[str, object] | None:
-    """``(span, owner)`` of the nearest claimed span among ``span_id`` and its ancestors."""
-    acc = id(accountant)
-    for span in ancestors(span_id):
-        owner = _claims.get((acc, span))
-        if owner is not None:
-            if isinstance(owner, _Alias):
-                return owner.root, owner.owner
-            return span, owner
-    return None
-
-
-def parent_of(span_id: str | None) -> str | None:
-    """The parent of an open span (``None`` at the root or when unknown)."""
-    if span_id is None:
-        return None
-    return ensure_span_tree().parent(span_id)
 
 
 # ----------------------------------------------------------------------------- lazy streams
 # ``CustomLLM.astream_chat`` returns an async generator that calls ``self.stream_chat``
 # only when first iterated, in the consumer's context, where the ``astream_chat`` span
 # is already closed: the inner span has no parent. Such an inner call is matched to the
-# open async stream of the same LLM object that is still waiting for it.
+# open async stream of the same LLM object that is still waiting for it, and *adopted*:
+# the inner span (and its own inner spans) count as part of the stream's call.
 _LAZY_OUTER = {"astream_chat": "stream_chat", "astream_complete": "stream_complete"}
-_lazy: dict[tuple[int, int, str], list[str]] = {}
+_lazy_lock = threading.Lock()
+_lazy: dict[tuple[int, int, str], list[str]] = {}  # (acc, LLM object, method) -> roots
 _lazy_by_root: dict[tuple[int, str], tuple[int, int, str]] = {}
-_aliases: dict[tuple[int, str], list[str]] = {}
+_adopted: dict[tuple[int, str], str] = {}  # inner span -> the call (root span) it is part of
+_adoptions: dict[tuple[int, str], list[str]] = {}  # root -> inner spans adopted
 
 
 def _method(span_id: str) -> str:
@@ -253,41 +218,66 @@ def _method(span_id: str) -> str:
 
 def expect_lazy_inner(accountant: object, span_id: str, root: str) -> None:
     """If ``span_id`` is an async stream, remember that its inner call belongs to ``root``."""
+    if ".astream_" not in span_id:
+        return  # (most spans: no need to parse the method name)
     inner = _LAZY_OUTER.get(_method(span_id))
     if inner is None:
         return
-    instance = ensure_span_tree().instance(span_id)
+    instance = _instances.get(span_id)
     if instance is None:
         return
     key = (id(accountant), instance, inner)
-    with _claims_lock:
+    with _lazy_lock:
         if (id(accountant), root) in _lazy_by_root:
             return
         _lazy.setdefault(key, []).append(root)
         _lazy_by_root[(id(accountant), root)] = key
 
 
-def find_owner(accountant: object, span_id: str | None) -> tuple[str, object] | None:
-    """The claimed call ``span_id`` belongs to: an ancestor, or the async stream it implements."""
-    found = claimed_ancestor(accountant, span_id)
-    if found is not None or span_id is None:
-        return found
-    instance = ensure_span_tree().instance(span_id)
+def adopted_by(accountant: object, span_id: str) -> str | None:
+    """The call (root span) an inner span was adopted into, if any."""
+    return _adopted.get((id(accountant), span_id)) if _adopted else None
+
+
+def adopt_lazy_inner(
+    accountant: object, span_id: str, pending: Callable[[str], bool]
+) -> str | None:
+    """The async stream call (its root span) ``span_id`` implements, adopting ``span_id`` into
+    it, when such a stream of the same LLM object waits and its call is still ``pending``."""
+    if not _lazy:
+        return None  # (no async stream is waiting for its inner call)
+    instance = _instances.get(span_id)
     if instance is None:
         return None
-    key = (id(accountant), instance, _method(span_id))
-    with _claims_lock:
+    acc = id(accountant)
+    key = (acc, instance, _method(span_id))
+    with _lazy_lock:
         waiting = _lazy.get(key)
         if not waiting:
             return None
         root = waiting.pop(0)
         if not waiting:
             _lazy.pop(key, None)
-        _lazy_by_root.pop((id(accountant), root), None)
-        owner = _claims.get((id(accountant), root))
-        if owner is None:
+        _lazy_by_root.pop((acc, root), None)
+        if not pending(root):
             return None
-        # the inner span (and its own inner calls) now count as part of ``root``
-        _claims[(id(accountant), span_id)] = _Alias(root, owner)
-        _aliases.setdefault((id(accountant), root), []).append(span_id)
-    return root, owner
+        _adopted[(acc, span_id)] = root
+        _adoptions.setdefault((acc, root), []).append(span_id)
+    return root
+
+
+def forget(accountant: object, root: str) -> None:
+    """The call on span ``root`` ended: drop what the lazy-stream bookkeeping holds for it."""
+    if not _lazy_by_root and not _adoptions:
+        return  # (no async stream open)
+    acc = id(accountant)
+    with _lazy_lock:
+        for span_id in _adoptions.pop((acc, root), ()):
+            _adopted.pop((acc, span_id), None)
+        key = _lazy_by_root.pop((acc, root), None)
+        if key is not None:
+            waiting = _lazy.get(key)
+            if waiting and root in waiting:
+                waiting.remove(root)
+            if not waiting:
+                _lazy.pop(key, None)
