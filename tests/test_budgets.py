@@ -119,6 +119,17 @@ def test_anonymous_calls_share_one_counter_by_default() -> None:
     budgets.reserve("c", {"user_id": "known"}, 600_000_000, 0, now=T0)  # a real user is separate
 
 
+def test_a_scope_dimension_given_as_a_tag_gets_its_own_counter_per_value() -> None:
+    budgets, _ = make(Budget("per-team", limit_tokens=100, scope="team"))
+    a = budgets.reserve("a", {"tags": {"team": "a"}}, None, 80, now=T0)
+    b = budgets.reserve("b", {"tags": {"team": "b"}}, None, 80, now=T0)  # not team a's counter
+    assert a is not None and b is not None
+    assert [x.scope_key for x in (*a.applied, *b.applied)] == ["team=a", "team=b"]
+    with pytest.raises(BudgetExceededError) as e:
+        budgets.reserve("c", {"tags": {"team": "a"}}, None, 80, now=T0)
+    assert e.value.scope_key == "team=a"
+
+
 def test_default_limit_for_unknown_users_and_overrides() -> None:
     budgets, _ = make(
         Budget(

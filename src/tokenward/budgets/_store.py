@@ -228,9 +228,12 @@ class _Res:
 
     __slots__ = ("amounts", "expires_at")
 
-    def __init__(self, expires_at: float) -> None:
+    def __init__(self, expires_at: float, amounts: dict[str, int]) -> None:
         self.expires_at = expires_at
-        self.amounts: dict[str, int] = {}
+        self.amounts = amounts
+
+
+_NOTHING: dict[str, int] = {}
 
 
 class MemoryBudgetStore:
@@ -255,6 +258,7 @@ class MemoryBudgetStore:
         self._heap: list[tuple[float, str]] = []
         self._done_heap: list[tuple[float, str]] = []
         self._next_sweep = 0.0
+        self._due = 0.0  # nothing expires before this: no sweep needed until then
 
     @classmethod
     def from_url(cls, url: str, **options: float) -> MemoryBudgetStore:
@@ -285,22 +289,33 @@ class MemoryBudgetStore:
             for m in [m for m, e in self._markers.items() if e is not None and e <= now]:
                 del self._markers[m]
                 n += 1
+        self._due = min(
+            self._next_sweep,
+            self._heap[0][0] if self._heap else self._next_sweep,
+            self._done_heap[0][0] if self._done_heap else self._next_sweep,
+        )
         return n
+
+    def _push(self, heap: list[tuple[float, str]], expires_at: float, rid: str) -> None:
+        heapq.heappush(heap, (expires_at, rid))
+        if expires_at < self._due:
+            self._due = expires_at
 
     def _drop(self, rid: str) -> None:
         r = self._res.pop(rid, None)
         if r is None:
             return
+        reserved = self._reserved
         for k, a in r.amounts.items():
-            left = self._reserved.get(k, 0) - a
+            left = reserved[k] - a
             if left:
-                self._reserved[k] = left
+                reserved[k] = left
             else:
-                self._reserved.pop(k, None)
+                del reserved[k]
 
     def _keep_counter(self, key: str, expires_at: float | None) -> None:
-        if expires_at is not None:
-            self._counter_expiry[key] = max(self._counter_expiry.get(key, 0), expires_at)
+        if expires_at is not None and self._counter_expiry.get(key, 0) < expires_at:
+            self._counter_expiry[key] = expires_at
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
@@ -309,9 +324,10 @@ class MemoryBudgetStore:
             check_amount(it.amount)
             check_limit(it.limit)
         with self._lock:
-            self._sweep(now)
+            if now >= self._due:
+                self._sweep(now)
             own = self._res.get(reservation_id)
-            mine = own.amounts if own is not None and own.expires_at > now else {}
+            mine = own.amounts if own is not None and own.expires_at > now else _NOTHING
             totals = []
             all_spent, all_reserved = self._spent, self._reserved
             for i, it in enumerate(items):
@@ -322,15 +338,18 @@ class MemoryBudgetStore:
                 totals.append((spent, reserved))
                 if it.limit is not None and spent + reserved + it.amount > it.limit:
                     return ReserveResult(False, tuple(totals), i)
-            self._drop(reservation_id)
+            if own is not None:
+                self._drop(reservation_id)
             self._done.pop(reservation_id, None)
-            r = _Res(now + ttl)
+            amounts: dict[str, int] = {}
             for it in items:
-                r.amounts[it.key] = r.amounts.get(it.key, 0) + it.amount
-                self._reserved[it.key] = self._reserved.get(it.key, 0) + it.amount
-                self._keep_counter(it.key, it.expires_at)
-            self._res[reservation_id] = r
-            heapq.heappush(self._heap, (r.expires_at, reservation_id))
+                k, a = it.key, it.amount
+                amounts[k] = amounts.get(k, 0) + a
+                all_reserved[k] = all_reserved.get(k, 0) + a
+                self._keep_counter(k, it.expires_at)
+            expires_at = now + ttl
+            self._res[reservation_id] = _Res(expires_at, amounts)
+            self._push(self._heap, expires_at, reservation_id)
             return ReserveResult(True, tuple(totals))
 
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
@@ -341,20 +360,22 @@ class MemoryBudgetStore:
                 return CommitResult(False)
             keep = now + self.commit_retention
             self._done[reservation_id] = keep
-            heapq.heappush(self._done_heap, (keep, reservation_id))
-            self._drop(reservation_id)
+            self._push(self._done_heap, keep, reservation_id)
+            if reservation_id in self._res:
+                self._drop(reservation_id)
+            totals, calls = self._spent, self._calls
             for it in items:
-                self._spent[it.key] = self._spent.get(it.key, 0) + it.amount
-                self._calls[it.key] = self._calls.get(it.key, 0) + 1
-                self._keep_counter(it.key, it.expires_at)
-            totals = self._spent
+                k = it.key
+                totals[k] = totals.get(k, 0) + it.amount
+                calls[k] = calls.get(k, 0) + 1
+                self._keep_counter(k, it.expires_at)
             sums = []
             marked = False
             for it in items:
                 if it.read_keys:
                     sums.append(sum(totals.get(k, 0) for k in it.read_keys))
                 else:
-                    sums.append(totals.get(it.key, 0))
+                    sums.append(totals[it.key])
                 marked = marked or bool(it.marks)
             spent = tuple(sums)
             if not marked:
@@ -385,7 +406,7 @@ class MemoryBudgetStore:
             if r is None or r.expires_at <= now:
                 return False
             r.expires_at = max(r.expires_at, now + ttl)
-            heapq.heappush(self._heap, (r.expires_at, reservation_id))
+            self._push(self._heap, r.expires_at, reservation_id)
             return True
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
