@@ -14,6 +14,9 @@ One call of the protocol is one round trip to a shared store:
   across every process). It is idempotent on the reservation id: a commit replayed within
   the store's ``commit_retention`` (a journal written during an outage) changes nothing.
 
+The items and results are immutable ``NamedTuple`` records: ``Budgets`` builds one item per
+budget per call, and a tuple costs a third of a frozen dataclass to build.
+
 Expired reservations stop counting the moment their TTL passes (every store computes
 "reserved" from live reservations only), so a crashed process can never leak budget;
 ``expire`` merely deletes the dead rows.
@@ -31,7 +34,7 @@ import heapq
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from tokenward.errors import BudgetStoreError
 
@@ -93,8 +96,7 @@ def check_limit(limit: object) -> int | None:
     return limit
 
 
-@dataclass(frozen=True)
-class ReserveItem:
+class ReserveItem(NamedTuple):
     """One budget's share of a reservation.
 
     ``key`` receives the amount; ``read_keys`` (which include ``key``) are summed and checked
@@ -120,8 +122,7 @@ class ReserveItem:
         return self.lock_key or self.key
 
 
-@dataclass(frozen=True)
-class CommitItem:
+class CommitItem(NamedTuple):
     """One budget's share of a commit: ``amount`` is added to ``key``'s spend.
 
     ``read_keys``, ``lock_key`` and ``expires_at`` mean what they mean in :class:`ReserveItem`
@@ -156,8 +157,7 @@ class CounterStatus:
     calls: int = 0
 
 
-@dataclass(frozen=True)
-class ReserveResult:
+class ReserveResult(NamedTuple):
     """``ok`` and, per item, the summed ``(spent, reserved)`` over its read keys BEFORE this
     reservation (the id's own earlier reservation excluded). When denied, ``failed`` is the
     index of the first item that did not fit and ``totals`` stops at it."""
@@ -167,8 +167,7 @@ class ReserveResult:
     failed: int | None = None
 
 
-@dataclass(frozen=True)
-class CommitResult:
+class CommitResult(NamedTuple):
     """``applied`` is False when this reservation id was already committed (nothing changed,
     ``spent`` and ``fired`` are empty). Otherwise ``spent`` holds, per item, the committed
     spend summed over its read keys after this commit, and ``fired`` the markers this commit
