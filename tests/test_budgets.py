@@ -21,9 +21,12 @@ from tokenward.budgets import (
     Alert,
     Budget,
     Budgets,
+    CommitItem,
+    CounterStatus,
     Degrade,
     LoggingAlertSink,
     MemoryBudgetStore,
+    ReserveItem,
     Window,
     calendar_span,
     suggest_degradation,
@@ -224,6 +227,25 @@ def test_reservations_expire_after_ttl_and_commit_after_expiry_still_counts() ->
     budgets.commit(h_r, 500_000_000, 0, now=later)  # the slow call finished after all
     s = budgets.status("g", now=later)
     assert (s.spent, s.reserved) == (Decimal("0.5"), Decimal("0.2"))
+
+
+def test_memory_store_drops_each_reservation_when_it_expires() -> None:
+    """The store sweeps only once the earliest live reservation can have expired: that
+    instant must follow commits, extensions and sweeps."""
+    store, now = MemoryBudgetStore(), T0.timestamp()
+    for rid, ttl in (("a", 5), ("b", 50), ("c", 20)):
+        assert store.reserve([ReserveItem("k", 10, 100)], rid, ttl, now).ok
+    store.commit("a", [CommitItem("k", 1)], now + 1)  # the earliest one leaves early
+    assert store.status(["k"], now + 6)[0].reserved == 20
+    assert store.status(["k"], now + 21)[0].reserved == 10  # c expired
+    assert store.extend("b", 100, now + 30)
+    assert store.status(["k"], now + 51)[0].reserved == 10  # b extended to now + 130
+    assert store.reserve([ReserveItem("k", 89, 100)], "d", 5, now + 52).ok
+    assert not store.reserve([ReserveItem("k", 1, 100)], "e", 5, now + 56.5).ok
+    assert store.reserve([ReserveItem("k", 80, 100)], "e", 5, now + 57).ok  # d expired
+    assert store.status(["k"], now + 61)[0].reserved == 90
+    assert store.status(["k"], now + 129)[0].reserved == 10
+    assert store.status(["k"], now + 131)[0] == CounterStatus(spent=1, reserved=0, calls=1)
 
 
 def test_request_window_checks_each_call_alone() -> None:

@@ -30,8 +30,8 @@ only. :class:`~tokenward.errors.BudgetStoreUnavailableError` is raised for conne
 from __future__ import annotations
 
 import hashlib
-import heapq
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -233,11 +233,17 @@ class _Res:
 
 
 _NOTHING: dict[str, int] = {}
+_SWEEP_INTERVAL = 60.0
 
 
 class MemoryBudgetStore:
     """In-process store guarded by one ``threading.Lock``. Per process only: use SQLite,
     Postgres or Redis to share budgets between processes or machines.
+
+    A call does no housekeeping until something can have expired: the store keeps the
+    earliest instant a live reservation can expire (live reservations are the calls in
+    flight, so scanning them is cheap) and sweeps old counters, markers and remembered
+    commit ids once a minute.
 
     Args:
         commit_retention: seconds a committed reservation id is remembered (replayed commits
@@ -253,11 +259,10 @@ class MemoryBudgetStore:
         self._reserved: dict[str, int] = {}
         self._res: dict[str, _Res] = {}
         self._markers: dict[str, float | None] = {}
-        self._done: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
-        self._done_heap: list[tuple[float, str]] = []
+        self._done: dict[str, float] = {}  # committed id -> remembered until
+        self._done_order: deque[tuple[float, str]] = deque()  # in commit order
         self._next_sweep = 0.0
-        self._due = 0.0  # nothing expires before this: no sweep needed until then
+        self._due = 0.0  # no reservation expires and no sweep is due before this
 
     @classmethod
     def from_url(cls, url: str, **options: float) -> MemoryBudgetStore:
@@ -266,20 +271,18 @@ class MemoryBudgetStore:
 
     # all methods below hold self._lock
     def _sweep(self, now: float) -> int:
-        n = 0
-        while self._heap and self._heap[0][0] <= now:
-            exp, rid = heapq.heappop(self._heap)
-            r = self._res.get(rid)
-            if r is not None and r.expires_at == exp:
-                self._drop(rid)
-                n += 1
-        while self._done_heap and self._done_heap[0][0] <= now:
-            exp, rid = heapq.heappop(self._done_heap)
-            if self._done.get(rid) == exp:
-                del self._done[rid]
-                n += 1
+        dead = [rid for rid, r in self._res.items() if r.expires_at <= now]
+        for rid in dead:
+            self._drop(rid)
+        n = len(dead)
         if now >= self._next_sweep:
-            self._next_sweep = now + 60
+            self._next_sweep = now + _SWEEP_INTERVAL
+            order, done = self._done_order, self._done
+            while order and order[0][0] <= now:
+                until, rid = order.popleft()
+                if done.get(rid) == until:
+                    del done[rid]
+                    n += 1
             for k in [k for k, e in self._counter_expiry.items() if e <= now]:
                 self._spent.pop(k, None)
                 self._calls.pop(k, None)
@@ -288,17 +291,12 @@ class MemoryBudgetStore:
             for m in [m for m, e in self._markers.items() if e is not None and e <= now]:
                 del self._markers[m]
                 n += 1
-        self._due = min(
-            self._next_sweep,
-            self._heap[0][0] if self._heap else self._next_sweep,
-            self._done_heap[0][0] if self._done_heap else self._next_sweep,
-        )
+        due = self._next_sweep
+        for r in self._res.values():
+            if r.expires_at < due:
+                due = r.expires_at
+        self._due = due
         return n
-
-    def _push(self, heap: list[tuple[float, str]], expires_at: float, rid: str) -> None:
-        heapq.heappush(heap, (expires_at, rid))
-        if expires_at < self._due:
-            self._due = expires_at
 
     def _drop(self, rid: str) -> None:
         r = self._res.pop(rid, None)
@@ -348,7 +346,8 @@ class MemoryBudgetStore:
                 self._keep_counter(k, it.expires_at)
             expires_at = now + ttl
             self._res[reservation_id] = _Res(expires_at, amounts)
-            self._push(self._heap, expires_at, reservation_id)
+            if expires_at < self._due:
+                self._due = expires_at
             return ReserveResult(True, tuple(totals))
 
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
@@ -359,7 +358,7 @@ class MemoryBudgetStore:
                 return CommitResult(False)
             keep = now + self.commit_retention
             self._done[reservation_id] = keep
-            self._push(self._done_heap, keep, reservation_id)
+            self._done_order.append((keep, reservation_id))
             if reservation_id in self._res:
                 self._drop(reservation_id)
             totals, calls = self._spent, self._calls
@@ -404,13 +403,13 @@ class MemoryBudgetStore:
             r = self._res.get(reservation_id)
             if r is None or r.expires_at <= now:
                 return False
-            r.expires_at = max(r.expires_at, now + ttl)
-            self._push(self._heap, r.expires_at, reservation_id)
+            r.expires_at = max(r.expires_at, now + ttl)  # later: the due bound still holds
             return True
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
         with self._lock:
-            self._sweep(now)
+            if now >= self._due:
+                self._sweep(now)
             return [
                 CounterStatus(
                     self._spent.get(k, 0), self._reserved.get(k, 0), self._calls.get(k, 0)
