@@ -60,16 +60,10 @@ def _warn_once(kind: str, msg: str, *args: Any) -> None:
     logger.warning(msg + " (logged once per process)", *args)
 
 
-def _instant(now: datetime | None) -> tuple[datetime | None, float]:
-    """``(now, epoch seconds)``. Without a given ``now`` the clock is read once as a float: a
-    datetime is made only when something needs one (a new window bucket, a denial, an alert)."""
-    if now is None:
-        return None, time.time()
-    return now, _now(now).timestamp()
-
-
 def _at(now: datetime | None, now_s: float) -> datetime:
-    """The datetime of an instant from :func:`_instant`."""
+    """The datetime of an instant: ``now`` when given, else made from the epoch seconds
+    ``now_s`` (without a given ``now`` the clock is read once as a float; a datetime is made
+    only when something needs one: a new window bucket, a denial, an alert)."""
     return now if now is not None else datetime.fromtimestamp(now_s, timezone.utc)
 
 
@@ -669,7 +663,7 @@ class Budgets:
             0 <= tokens < MAX_COUNT
         ):
             raise ConfigurationError("cost_nanos and tokens must be >= 0 and below 2**63.")
-        now, now_s = _instant(now)
+        now_s = time.time() if now is None else _now(now).timestamp()
         if dims is None:
             dims = {}
         applied = self._plan(dims, cost_nanos, tokens, now, now_s, price_as, deny_unpriced=True)
@@ -688,7 +682,7 @@ class Budgets:
                 raise self._denial(a, (0, 0), _at(now, now_s))
         reservation = Reservation(run_id, tuple(applied), now_s + self._ttl)
         if items:
-            if len(self._journal):
+            if self._journal.entries:
                 self._maybe_reconcile(now_s)
             try:
                 res = self._store_call(self.store.reserve, items, run_id, self._ttl, now_s)
@@ -742,7 +736,7 @@ class Budgets:
         is recorded on the budgets that apply to ``dims`` under ``run_id``. Committing a
         reservation twice does nothing. Never raises for an unreachable store: the spend is
         journaled. ``cost_nanos=None`` (unpriced): USD budgets count it only with ``price_as``."""
-        now, now_s = _instant(now)
+        now_s = time.time() if now is None else _now(now).timestamp()
         if reservation is not None:
             if reservation.done:
                 return
@@ -761,6 +755,7 @@ class Budgets:
             raise ConfigurationError("cost_nanos must be >= 0 and below 2**63.")
         items: list[CommitItem] = []
         counted: list[tuple[_Applied, CommitItem | None]] = []
+        alerting = False  # whether an alert can fire (else the store's answer is enough)
         for a in applied:
             slot = a.slot
             if slot.budget.unit != "usd":
@@ -776,14 +771,23 @@ class Budgets:
             it = a.item
             if it is None:
                 counted.append((a, None))
+                alerting = alerting or bool(slot.markers)
                 continue
+            marks: tuple[tuple[int, str], ...] = ()
+            # thresholds the store records once spend reaches them; none when even spent +
+            # reserved at reserve time plus this call stays below the next one
+            if slot.markers and not (
+                a.known and a.before[0] + a.before[1] + amount < slot.next_alert
+            ):
+                marks = self._marks(slot)
+                alerting = alerting or bool(marks)
             ci = CommitItem(
                 it.key,
                 amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
                 it.read_keys,
                 it.lock_key,
                 it.expires_at,
-                self._marks(a) if slot.markers else (),
+                marks,
             )
             items.append(ci)
             counted.append((a, ci))
@@ -792,7 +796,7 @@ class Budgets:
             if degraded or (self._down_until and self.degraded):
                 self._journal_add(rid, items)
             else:
-                if len(self._journal):
+                if self._journal.entries:
                     self._maybe_reconcile(now_s)
                 try:
                     result = self._store_call(self.store.commit, rid, items, now_s)
@@ -816,7 +820,8 @@ class Budgets:
                     counted = [(a, ci) for a, ci in counted if ci is None]
         elif reservation is not None and reservation.stored:
             self.release(reservation, now=_at(now, now_s), _force=True)
-        self._check_thresholds(counted, id(reservation), now, now_s, result)
+        if alerting or result is None:
+            self._check_thresholds(counted, id(reservation), now, now_s, result)
 
     def _journal_add(self, rid: str, items: list[CommitItem]) -> None:
         # keyed by the run id: the store applies a replayed commit once, and replaying it also
@@ -940,13 +945,9 @@ class Budgets:
             suggestion=suggestion,
         )
 
-    def _marks(self, a: _Applied) -> tuple[tuple[int, str], ...]:
-        """What the store records at commit once spend reaches it: ``(amount, marker)`` of every
-        threshold not yet fired here; none when even spent + reserved at reserve time plus this
-        call stays below the next one."""
-        slot = a.slot
-        if a.known and a.before[0] + a.before[1] + a.amount < slot.next_alert:
-            return ()
+    def _marks(self, slot: _Slot) -> tuple[tuple[int, str], ...]:
+        """``(amount, marker)`` of every threshold of ``slot`` not yet fired here: what the
+        store records at commit once spend reaches the amount."""
         fired = self._fired
         return tuple((at, m) for _, at, m in slot.markers if m not in fired)
 

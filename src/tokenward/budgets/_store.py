@@ -222,17 +222,9 @@ class BudgetStore(Protocol):
         ...
 
 
-class _Res:
-    """A live reservation: when it expires and what it holds per counter key."""
+_Held = tuple[float, tuple[ReserveItem, ...]]
+"""A live reservation: when it expires and the items it holds."""
 
-    __slots__ = ("amounts", "expires_at")
-
-    def __init__(self, expires_at: float, amounts: dict[str, int]) -> None:
-        self.expires_at = expires_at
-        self.amounts = amounts
-
-
-_NOTHING: dict[str, int] = {}
 _SWEEP_INTERVAL = 60.0
 
 
@@ -257,7 +249,7 @@ class MemoryBudgetStore:
         self._calls: dict[str, int] = {}
         self._counter_expiry: dict[str, float] = {}
         self._reserved: dict[str, int] = {}
-        self._res: dict[str, _Res] = {}
+        self._res: dict[str, _Held] = {}
         self._markers: dict[str, float | None] = {}
         self._done: dict[str, float] = {}  # committed id -> remembered until
         self._done_order: deque[tuple[float, str]] = deque()  # in commit order
@@ -271,7 +263,7 @@ class MemoryBudgetStore:
 
     # all methods below hold self._lock
     def _sweep(self, now: float) -> int:
-        dead = [rid for rid, r in self._res.items() if r.expires_at <= now]
+        dead = [rid for rid, (expires_at, _) in self._res.items() if expires_at <= now]
         for rid in dead:
             self._drop(rid)
         n = len(dead)
@@ -292,27 +284,23 @@ class MemoryBudgetStore:
                 del self._markers[m]
                 n += 1
         due = self._next_sweep
-        for r in self._res.values():
-            if r.expires_at < due:
-                due = r.expires_at
+        for expires_at, _ in self._res.values():
+            if expires_at < due:
+                due = expires_at
         self._due = due
         return n
 
     def _drop(self, rid: str) -> None:
-        r = self._res.pop(rid, None)
-        if r is None:
+        held = self._res.pop(rid, None)
+        if held is None:
             return
         reserved = self._reserved
-        for k, a in r.amounts.items():
-            left = reserved[k] - a
+        for it in held[1]:
+            left = reserved[it.key] - it.amount
             if left:
-                reserved[k] = left
+                reserved[it.key] = left
             else:
-                del reserved[k]
-
-    def _keep_counter(self, key: str, expires_at: float | None) -> None:
-        if expires_at is not None and self._counter_expiry.get(key, 0) < expires_at:
-            self._counter_expiry[key] = expires_at
+                del reserved[it.key]
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
@@ -324,7 +312,10 @@ class MemoryBudgetStore:
             if now >= self._due:
                 self._sweep(now)
             own = self._res.get(reservation_id)
-            mine = own.amounts if own is not None and own.expires_at > now else _NOTHING
+            mine: dict[str, int] = {}  # the id's own live reservation is replaced, not added to
+            if own is not None and own[0] > now:
+                for it in own[1]:
+                    mine[it.key] = mine.get(it.key, 0) + it.amount
             totals = []
             all_spent, all_reserved = self._spent, self._reserved
             for i, it in enumerate(items):
@@ -338,14 +329,10 @@ class MemoryBudgetStore:
             if own is not None:
                 self._drop(reservation_id)
             self._done.pop(reservation_id, None)
-            amounts: dict[str, int] = {}
             for it in items:
-                k, a = it.key, it.amount
-                amounts[k] = amounts.get(k, 0) + a
-                all_reserved[k] = all_reserved.get(k, 0) + a
-                self._keep_counter(k, it.expires_at)
+                all_reserved[it.key] = all_reserved.get(it.key, 0) + it.amount
             expires_at = now + ttl
-            self._res[reservation_id] = _Res(expires_at, amounts)
+            self._res[reservation_id] = (expires_at, tuple(items))
             if expires_at < self._due:
                 self._due = expires_at
             return ReserveResult(True, tuple(totals))
@@ -361,12 +348,13 @@ class MemoryBudgetStore:
             self._done_order.append((keep, reservation_id))
             if reservation_id in self._res:
                 self._drop(reservation_id)
-            totals, calls = self._spent, self._calls
+            totals, calls, expiry = self._spent, self._calls, self._counter_expiry
             for it in items:
-                k = it.key
+                k, e = it.key, it.expires_at
                 totals[k] = totals.get(k, 0) + it.amount
                 calls[k] = calls.get(k, 0) + 1
-                self._keep_counter(k, it.expires_at)
+                if e is not None and expiry.get(k, 0) < e:  # the latest window end wins
+                    expiry[k] = e
             sums = []
             marked = False
             for it in items:
@@ -400,10 +388,11 @@ class MemoryBudgetStore:
 
     def extend(self, reservation_id: str, ttl: float, now: float) -> bool:
         with self._lock:
-            r = self._res.get(reservation_id)
-            if r is None or r.expires_at <= now:
+            held = self._res.get(reservation_id)
+            if held is None or held[0] <= now:
                 return False
-            r.expires_at = max(r.expires_at, now + ttl)  # later: the due bound still holds
+            if now + ttl > held[0]:  # never earlier: the due bound still holds
+                self._res[reservation_id] = (now + ttl, held[1])
             return True
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
