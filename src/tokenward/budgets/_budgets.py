@@ -174,14 +174,15 @@ class _Rule:
     """A :class:`Budget` as ``Budgets`` plans with it: whether it filters calls, which
     dimensions select its slot, and its slots (current window of each scope seen)."""
 
-    __slots__ = ("budget", "dims", "filters", "slots", "usd")
+    __slots__ = ("budget", "conversation", "dims", "filters", "slots", "usd")
 
     def __init__(self, b: Budget) -> None:
         self.budget = b
         self.filters = bool(b.where) or b.missing == "skip"
         self.usd = b.unit == "usd"
-        conversation = b.window.kind == "conversation" and "conversation_id" not in b.scope
-        self.dims = (*b.scope, "conversation_id") if conversation else b.scope
+        # a per-conversation window not scoped by conversation: its counters are anyway
+        self.conversation = b.window.kind == "conversation" and "conversation_id" not in b.scope
+        self.dims = (*b.scope, "conversation_id") if self.conversation else b.scope
         # raw dimension values -> slot; the values, not the scope key, so nothing is re-derived
         self.slots: dict[tuple[Any, ...], _Slot] = {}
 
@@ -518,7 +519,7 @@ class Budgets:
         b = rule.budget
         skey = b.scope_key(dims)
         spans = b.spans(_at(now, now_s))
-        if len(rule.dims) > len(b.scope):  # a conversation window not scoped by conversation
+        if rule.conversation:
             conv = b._dim(dims, "conversation_id")
             if conv is not None:
                 ckey = f"conversation_id={_escape(conv)}"
