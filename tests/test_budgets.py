@@ -248,6 +248,17 @@ def test_memory_store_drops_each_reservation_when_it_expires() -> None:
     assert store.status(["k"], now + 131)[0] == CounterStatus(spent=1, reserved=0, calls=1)
 
 
+def test_memory_store_zero_amount_reservations_come_and_go() -> None:
+    store, now = MemoryBudgetStore(), T0.timestamp()
+    assert store.reserve([ReserveItem("k", 5, 100)], "a", 60, now).ok
+    assert store.reserve([ReserveItem("k", 0, 100)], "b", 60, now).ok  # a free model
+    assert store.reserve([ReserveItem("k", 0, 100)], "c", 60, now).ok
+    store.release("a", now)
+    store.release("b", now)
+    store.commit("c", [CommitItem("k", 0)], now)
+    assert store.status(["k"], now)[0] == CounterStatus(spent=0, reserved=0, calls=1)
+
+
 def test_request_window_checks_each_call_alone() -> None:
     budgets, _ = make(Budget("per-call", limit_usd="0.10", window="request"))
     for i in range(5):

@@ -296,11 +296,11 @@ class MemoryBudgetStore:
             return
         reserved = self._reserved
         for it in held[1]:
-            left = reserved[it.key] - it.amount
+            left = reserved.get(it.key, 0) - it.amount
             if left:
                 reserved[it.key] = left
-            else:
-                del reserved[it.key]
+            else:  # (zero amounts: another reservation may have removed the key already)
+                reserved.pop(it.key, None)
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
