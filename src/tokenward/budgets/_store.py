@@ -34,6 +34,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from tokenward.errors import BudgetStoreError
@@ -319,10 +320,15 @@ class MemoryBudgetStore:
             totals = []
             all_spent, all_reserved = self._spent, self._reserved
             for i, it in enumerate(items):
-                spent = reserved = 0
-                for k in it.read_keys or (it.key,):
-                    spent += all_spent.get(k, 0)
-                    reserved += all_reserved.get(k, 0) - mine.get(k, 0)
+                keys = it.read_keys
+                if keys:  # a rolling window: every bucket (summed in C, there may be 60)
+                    spent = sum(map(all_spent.get, keys, repeat(0)))
+                    reserved = sum(map(all_reserved.get, keys, repeat(0)))
+                    if mine:
+                        reserved -= sum(map(mine.get, keys, repeat(0)))
+                else:
+                    spent = all_spent.get(it.key, 0)
+                    reserved = all_reserved.get(it.key, 0) - mine.get(it.key, 0)
                 totals.append((spent, reserved))
                 if it.limit is not None and spent + reserved + it.amount > it.limit:
                     return ReserveResult(False, tuple(totals), i)
@@ -359,7 +365,7 @@ class MemoryBudgetStore:
             marked = False
             for it in items:
                 if it.read_keys:
-                    sums.append(sum(totals.get(k, 0) for k in it.read_keys))
+                    sums.append(sum(map(totals.get, it.read_keys, repeat(0))))
                 else:
                     sums.append(totals[it.key])
                 marked = marked or bool(it.marks)
