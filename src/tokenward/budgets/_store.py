@@ -227,6 +227,7 @@ _Held = tuple[float, tuple[ReserveItem, ...]]
 """A live reservation: when it expires and the items it holds."""
 
 _SWEEP_INTERVAL = 60.0
+_NOTHING: dict[str, int] = {}  # never written to
 
 
 class MemoryBudgetStore:
@@ -313,8 +314,9 @@ class MemoryBudgetStore:
             if now >= self._due:
                 self._sweep(now)
             own = self._res.get(reservation_id)
-            mine: dict[str, int] = {}  # the id's own live reservation is replaced, not added to
+            mine = _NOTHING  # the id's own live reservation is replaced, not added to
             if own is not None and own[0] > now:
+                mine = {}
                 for it in own[1]:
                     mine[it.key] = mine.get(it.key, 0) + it.amount
             totals = []
@@ -352,8 +354,7 @@ class MemoryBudgetStore:
             keep = now + self.commit_retention
             self._done[reservation_id] = keep
             self._done_order.append((keep, reservation_id))
-            if reservation_id in self._res:
-                self._drop(reservation_id)
+            self._drop(reservation_id)
             totals, calls, expiry = self._spent, self._calls, self._counter_expiry
             for it in items:
                 k, e = it.key, it.expires_at
