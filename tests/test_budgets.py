@@ -21,9 +21,12 @@ from tokenward.budgets import (
     Alert,
     Budget,
     Budgets,
+    CommitItem,
+    CounterStatus,
     Degrade,
     LoggingAlertSink,
     MemoryBudgetStore,
+    ReserveItem,
     Window,
     calendar_span,
     suggest_degradation,
@@ -117,6 +120,17 @@ def test_anonymous_calls_share_one_counter_by_default() -> None:
         budgets.reserve("b", {"user_id": None}, 600_000_000, 0, now=T0)
     assert e.value.scope_key == "user_id=<none>"
     budgets.reserve("c", {"user_id": "known"}, 600_000_000, 0, now=T0)  # a real user is separate
+
+
+def test_a_scope_dimension_given_as_a_tag_gets_its_own_counter_per_value() -> None:
+    budgets, _ = make(Budget("per-team", limit_tokens=100, scope="team"))
+    a = budgets.reserve("a", {"tags": {"team": "a"}}, None, 80, now=T0)
+    b = budgets.reserve("b", {"tags": {"team": "b"}}, None, 80, now=T0)  # not team a's counter
+    assert a is not None and b is not None
+    assert [x.scope_key for x in (*a.applied, *b.applied)] == ["team=a", "team=b"]
+    with pytest.raises(BudgetExceededError) as e:
+        budgets.reserve("c", {"tags": {"team": "a"}}, None, 80, now=T0)
+    assert e.value.scope_key == "team=a"
 
 
 def test_default_limit_for_unknown_users_and_overrides() -> None:
@@ -213,6 +227,36 @@ def test_reservations_expire_after_ttl_and_commit_after_expiry_still_counts() ->
     budgets.commit(h_r, 500_000_000, 0, now=later)  # the slow call finished after all
     s = budgets.status("g", now=later)
     assert (s.spent, s.reserved) == (Decimal("0.5"), Decimal("0.2"))
+
+
+def test_memory_store_drops_each_reservation_when_it_expires() -> None:
+    """The store sweeps only once the earliest live reservation can have expired: that
+    instant must follow commits, extensions and sweeps."""
+    store, now = MemoryBudgetStore(), T0.timestamp()
+    for rid, ttl in (("a", 5), ("b", 50), ("c", 20)):
+        assert store.reserve([ReserveItem("k", 10, 100)], rid, ttl, now).ok
+    store.commit("a", [CommitItem("k", 1)], now + 1)  # the earliest one leaves early
+    assert store.status(["k"], now + 6)[0].reserved == 20
+    assert store.status(["k"], now + 21)[0].reserved == 10  # c expired
+    assert store.extend("b", 100, now + 30)
+    assert store.status(["k"], now + 51)[0].reserved == 10  # b extended to now + 130
+    assert store.reserve([ReserveItem("k", 89, 100)], "d", 5, now + 52).ok
+    assert not store.reserve([ReserveItem("k", 1, 100)], "e", 5, now + 56.5).ok
+    assert store.reserve([ReserveItem("k", 80, 100)], "e", 5, now + 57).ok  # d expired
+    assert store.status(["k"], now + 61)[0].reserved == 90
+    assert store.status(["k"], now + 129)[0].reserved == 10
+    assert store.status(["k"], now + 131)[0] == CounterStatus(spent=1, reserved=0, calls=1)
+
+
+def test_memory_store_zero_amount_reservations_come_and_go() -> None:
+    store, now = MemoryBudgetStore(), T0.timestamp()
+    assert store.reserve([ReserveItem("k", 5, 100)], "a", 60, now).ok
+    assert store.reserve([ReserveItem("k", 0, 100)], "b", 60, now).ok  # a free model
+    assert store.reserve([ReserveItem("k", 0, 100)], "c", 60, now).ok
+    store.release("a", now)
+    store.release("b", now)
+    store.commit("c", [CommitItem("k", 0)], now)
+    assert store.status(["k"], now)[0] == CounterStatus(spent=0, reserved=0, calls=1)
 
 
 def test_request_window_checks_each_call_alone() -> None:

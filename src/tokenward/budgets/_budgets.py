@@ -60,16 +60,10 @@ def _warn_once(kind: str, msg: str, *args: Any) -> None:
     logger.warning(msg + " (logged once per process)", *args)
 
 
-def _instant(now: datetime | None) -> tuple[datetime | None, float]:
-    """``(now, epoch seconds)``. Without a given ``now`` the clock is read once as a float: a
-    datetime is made only when something needs one (a new window bucket, a denial, an alert)."""
-    if now is None:
-        return None, time.time()
-    return now, _now(now).timestamp()
-
-
 def _at(now: datetime | None, now_s: float) -> datetime:
-    """The datetime of an instant from :func:`_instant`."""
+    """The datetime of an instant: ``now`` when given, else made from the epoch seconds
+    ``now_s`` (without a given ``now`` the clock is read once as a float; a datetime is made
+    only when something needs one: a new window bucket, a denial, an alert)."""
     return now if now is not None else datetime.fromtimestamp(now_s, timezone.utc)
 
 
@@ -172,6 +166,40 @@ class BudgetStatus:
     pacing: Pacing | None = None
 
 
+_NEVER = 1 << 128
+"""A ``next_alert`` no spend reaches: every threshold of the slot has fired."""
+
+
+class _Rule:
+    """A :class:`Budget` as ``Budgets`` plans with it: whether it filters calls, which
+    dimensions select its slot, and its slots (current window of each scope seen)."""
+
+    __slots__ = ("budget", "conversation", "dims", "filters", "slots", "usd")
+
+    def __init__(self, b: Budget) -> None:
+        self.budget = b
+        self.filters = bool(b.where) or b.missing == "skip"
+        self.usd = b.unit == "usd"
+        # a per-conversation window not scoped by conversation: its counters are anyway
+        self.conversation = b.window.kind == "conversation" and "conversation_id" not in b.scope
+        self.dims = (*b.scope, "conversation_id") if self.conversation else b.scope
+        # raw dimension values -> slot; the values, not the scope key, so nothing is re-derived
+        self.slots: dict[tuple[Any, ...], _Slot] = {}
+
+    def raw(self, dims: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The values the slot depends on: each dimension, from ``dims`` or else from its
+        ``tags`` (as :meth:`Budget.scope_key` reads them)."""
+        out = []
+        for d in self.dims:
+            v = dims.get(d)
+            if v is None:
+                tags = dims.get("tags")
+                if isinstance(tags, Mapping):
+                    v = tags.get(d)
+            out.append(v)
+        return tuple(out)
+
+
 class _Slot:
     """One budget for one scope in its current window: everything a call needs from it,
     computed once (counter keys, window end, alert markers, the next threshold)."""
@@ -179,11 +207,14 @@ class _Slot:
     __slots__ = (
         "budget",
         "expires_at",
+        "hard_limit",
+        "key",
         "keys",
         "limit",
         "lock_key",
         "markers",
         "next_alert",
+        "read_keys",
         "scope_key",
         "spans",
         "start",
@@ -195,11 +226,15 @@ class _Slot:
         self.budget = b
         self.scope_key = scope_key
         self.limit = b.limit_for(scope_key)
+        self.hard_limit = self.limit if b.mode == "hard" else None  # what the store checks
         self.spans = spans
         cached = b._span_cache
         self.start, self.until = (cached[0], cached[1]) if cached else (now_s, now_s)
         base = f"{b.name}|{scope_key}"
         self.keys = tuple(f"{base}|{span.key}" for span in spans)
+        # the counter this call writes (None: per-request window, nothing stored)
+        self.key = self.keys[-1] if b.window.accumulates and spans else None
+        self.read_keys = self.keys if len(self.keys) > 1 else ()
         self.lock_key = f"{base}|lock" if len(self.keys) > 1 else ""
         end = spans[-1].end if spans else None
         self.expires_at = end.timestamp() + 3600 if end is not None else None
@@ -208,25 +243,49 @@ class _Slot:
         if b.mode == "soft" and 1.0 not in ths:
             ths = (*ths, 1.0)
         prefix = f"{base}|{self.window_key}"
-        self.markers = tuple((t, f"{prefix}|{t}") for t in ths) if self.limit > 0 else ()
-        self.next_alert = 0.0  # spend below this crosses no threshold not yet fired
+        # (fraction, spend that reaches it: spent >= t * limit with spent an integer, marker)
+        self.markers = (
+            tuple((t, math.ceil(t * self.limit), f"{prefix}|{t}") for t in ths)
+            if self.limit > 0
+            else ()
+        )
+        self.next_alert = 0  # spend below this crosses no threshold not yet fired
 
     def update_next_alert(self, fired: set[str]) -> None:
-        pending = [t for t, marker in self.markers if marker not in fired]
-        self.next_alert = min(pending) * self.limit if pending else float("inf")
+        self.next_alert = min(
+            (at for _, at, marker in self.markers if marker not in fired), default=_NEVER
+        )
 
 
-@dataclass(slots=True)
 class _Applied:
-    budget: Budget
-    scope_key: str  # including the conversation part for conversation windows
-    limit: int
-    amount: int
-    spans: list[WindowSpan]
-    item: ReserveItem | None  # None for per-request windows
-    slot: _Slot | None = None
-    before: tuple[int, int] = (0, 0)
-    known: bool = False  # ``before`` was read from the store at reserve time
+    """One budget's share of one call: its slot, the amount it counts and, once reserved,
+    what the store said was spent and reserved before it."""
+
+    __slots__ = ("amount", "before", "item", "known", "slot")
+
+    def __init__(self, slot: _Slot, amount: int, item: ReserveItem | None) -> None:
+        self.slot = slot
+        self.amount = amount
+        self.item = item  # None for per-request windows
+        self.before = (0, 0)
+        self.known = False  # ``before`` was read from the store at reserve time
+
+    @property
+    def budget(self) -> Budget:
+        return self.slot.budget
+
+    @property
+    def scope_key(self) -> str:
+        """Including the conversation part for conversation windows."""
+        return self.slot.scope_key
+
+    @property
+    def limit(self) -> int:
+        return self.slot.limit
+
+    @property
+    def spans(self) -> list[WindowSpan]:
+        return self.slot.spans
 
 
 class Reservation:
@@ -339,8 +398,9 @@ class Budgets:
             housekeeping_interval.total_seconds() if housekeeping_interval is not None else None
         )
         self._next_housekeeping = time.monotonic() + (self._housekeeping or 0)
-        # per (budget, raw scope values): the slot of the current window bucket
-        self._slots: dict[tuple[str, tuple[Any, ...]], _Slot] = {}
+        self._rules = tuple(_Rule(b) for b in budgets)
+        # a hard budget applies to every call: nothing to match before enforcing
+        self._enforces_all = any(not r.filters for r in self._rules if r.budget.mode == "hard")
         #: whether a budget reserves predicted outputs (``Budget(reserve="predicted")``)
         self.predicts = any(b.reserve == "predicted" for b in budgets)
 
@@ -375,7 +435,7 @@ class Budgets:
     def enforces(self, dims: Mapping[str, Any]) -> bool:
         """Whether a hard budget applies to a call with these dimensions (so it must be checked
         before it is made)."""
-        return any(b.applies(dims) for b in self._hard)
+        return self._enforces_all or any(b.applies(dims) for b in self._hard)
 
     # -- planning -----------------------------------------------------------------------------
     def _plan(
@@ -390,31 +450,32 @@ class Budgets:
         deny_unpriced: bool = False,
     ) -> list[_Applied]:
         out = []
-        for b in self._budgets.values():
-            if (b.where or b.missing == "skip") and not b.applies(dims):
+        for rule in self._rules:
+            b = rule.budget
+            if rule.filters and not b.applies(dims):
                 continue
-            if b.unit == "usd":
-                amount = (
-                    cost_nanos
-                    if cost_nanos is not None
-                    else self._unpriced(b, dims, price_as, deny_unpriced)
-                )
-                if amount is None:
-                    continue  # this USD budget does not count calls whose cost is unknown
-            else:
+            if not rule.usd:
                 amount = tokens
-            slot = self._slot(b, dims, now, now_s)
+            elif cost_nanos is not None:
+                amount = cost_nanos
+            else:
+                unpriced = self._unpriced(b, dims, price_as, deny_unpriced)
+                if unpriced is None:
+                    continue  # this USD budget does not count calls whose cost is unknown
+                amount = unpriced
+            slot = self._slot(rule, dims, now, now_s)
+            key = slot.key
             item = None
-            if b.window.accumulates and slot.spans:
+            if key is not None:
                 item = ReserveItem(
-                    slot.keys[-1],
-                    min(amount, MAX_AMOUNT),
-                    slot.limit if b.mode == "hard" else None,
-                    slot.keys if len(slot.keys) > 1 else (),
+                    key,
+                    amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
+                    slot.hard_limit,
+                    slot.read_keys,
                     slot.lock_key,
                     slot.expires_at,
                 )
-            out.append(_Applied(b, slot.scope_key, slot.limit, amount, slot.spans, item, slot))
+            out.append(_Applied(slot, amount, item))
         return out
 
     def _with_predicted(
@@ -443,24 +504,22 @@ class Budgets:
         ]
 
     def _slot(
-        self, b: Budget, dims: Mapping[str, Any], now: datetime | None, now_s: float
+        self, rule: _Rule, dims: Mapping[str, Any], now: datetime | None, now_s: float
     ) -> _Slot:
-        """The budget's slot for the scope ``dims`` select, from the cache while its window
-        bucket lasts (the cache key is the raw dimension values, so nothing is re-derived)."""
-        conversation = b.window.kind == "conversation" and "conversation_id" not in b.scope
-        raw = tuple(dims.get(d) for d in b.scope)
-        if conversation:
-            raw = (*raw, dims.get("conversation_id"))
-        key: tuple[str, tuple[Any, ...]] | None = (b.name, raw)
+        """The budget's slot for the scope ``dims`` select, from the rule's cache while its
+        window bucket lasts."""
+        slots: dict[tuple[Any, ...], _Slot] | None = rule.slots
+        raw = rule.raw(dims)
         try:
-            slot = self._slots.get(key)  # type: ignore[arg-type]
+            slot = slots.get(raw)  # type: ignore[union-attr]
         except TypeError:  # an unhashable value: no caching for it
-            slot, key = None, None
+            slot, slots = None, None
         if slot is not None and slot.start <= now_s < slot.until:
             return slot
+        b = rule.budget
         skey = b.scope_key(dims)
         spans = b.spans(_at(now, now_s))
-        if conversation:
+        if rule.conversation:
             conv = b._dim(dims, "conversation_id")
             if conv is not None:
                 ckey = f"conversation_id={_escape(conv)}"
@@ -469,10 +528,10 @@ class Budgets:
                 spans = []  # a conversation of its own: checked like a request
         slot = _Slot(b, skey, spans, now_s)
         slot.update_next_alert(self._fired)
-        if key is not None:
-            if len(self._slots) >= 10_000:
-                self._slots.clear()
-            self._slots[key] = slot
+        if slots is not None:
+            if len(slots) >= 10_000:
+                slots.clear()
+            slots[raw] = slot
         return slot
 
     def _unpriced(
@@ -605,24 +664,27 @@ class Budgets:
             0 <= tokens < MAX_COUNT
         ):
             raise ConfigurationError("cost_nanos and tokens must be >= 0 and below 2**63.")
-        now, now_s = _instant(now)
-        applied = self._plan(
-            dims or {}, cost_nanos, tokens, now, now_s, price_as, deny_unpriced=True
-        )
+        now_s = time.time() if now is None else _now(now).timestamp()
+        if dims is None:
+            dims = {}
+        applied = self._plan(dims, cost_nanos, tokens, now, now_s, price_as, deny_unpriced=True)
         if predicted is not None and self.predicts:
-            applied = self._with_predicted(
-                applied, dims or {}, predicted, now, now_s, deny_unpriced=True
-            )
+            applied = self._with_predicted(applied, dims, predicted, now, now_s, deny_unpriced=True)
         if not applied:
             return None
-        for a in applied:  # per-request windows: nothing stored, nothing shared
-            if a.item is None and a.budget.mode == "hard" and a.amount > a.limit:
+        stored = []
+        items = []
+        for a in applied:
+            if a.item is not None:
+                stored.append(a)
+                items.append(a.item)
+            elif a.slot.hard_limit is not None and a.amount > a.slot.limit:
+                # per-request windows: nothing stored, nothing shared
                 raise self._denial(a, (0, 0), _at(now, now_s))
         reservation = Reservation(run_id, tuple(applied), now_s + self._ttl)
-        stored = [a for a in applied if a.item is not None]
-        if stored:
-            items = [a.item for a in stored]
-            self._maybe_reconcile(now_s)
+        if items:
+            if self._journal.entries:
+                self._maybe_reconcile(now_s)
             try:
                 res = self._store_call(self.store.reserve, items, run_id, self._ttl, now_s)
             except BudgetStoreUnavailableError as exc:
@@ -675,7 +737,7 @@ class Budgets:
         is recorded on the budgets that apply to ``dims`` under ``run_id``. Committing a
         reservation twice does nothing. Never raises for an unreachable store: the spend is
         journaled. ``cost_nanos=None`` (unpriced): USD budgets count it only with ``price_as``."""
-        now, now_s = _instant(now)
+        now_s = time.time() if now is None else _now(now).timestamp()
         if reservation is not None:
             if reservation.done:
                 return
@@ -693,38 +755,50 @@ class Budgets:
         if cost_nanos is not None and not 0 <= cost_nanos < MAX_COUNT:
             raise ConfigurationError("cost_nanos must be >= 0 and below 2**63.")
         items: list[CommitItem] = []
-        counted = []
+        counted: list[tuple[_Applied, CommitItem | None]] = []
+        alerting = False  # whether an alert can fire (else the store's answer is enough)
         for a in applied:
-            if a.budget.unit == "usd":
-                amount = (
-                    cost_nanos
-                    if cost_nanos is not None
-                    else self._unpriced(a.budget, dims or {}, price_as, False)
-                )
-                if amount is None:
-                    continue
-            else:
+            slot = a.slot
+            if slot.budget.unit != "usd":
                 amount = tokens
+            elif cost_nanos is not None:
+                amount = cost_nanos
+            else:
+                unpriced = self._unpriced(slot.budget, dims or {}, price_as, False)
+                if unpriced is None:
+                    continue
+                amount = unpriced
             a.amount = amount
-            counted.append(a)
-            if a.item is not None:
-                it = a.item
-                items.append(
-                    CommitItem(
-                        it.key,
-                        min(amount, MAX_AMOUNT),
-                        it.read_keys,
-                        it.lock_key,
-                        it.expires_at,
-                        self._marks(a),
-                    )
-                )
+            it = a.item
+            if it is None:
+                counted.append((a, None))
+                alerting = alerting or bool(slot.markers)
+                continue
+            marks: tuple[tuple[int, str], ...] = ()
+            # thresholds the store records once spend reaches them; none when even spent +
+            # reserved at reserve time plus this call stays below the next one
+            if slot.markers and not (
+                a.known and a.before[0] + a.before[1] + amount < slot.next_alert
+            ):
+                marks = self._marks(slot)
+                alerting = alerting or bool(marks)
+            ci = CommitItem(
+                it.key,
+                amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
+                it.read_keys,
+                it.lock_key,
+                it.expires_at,
+                marks,
+            )
+            items.append(ci)
+            counted.append((a, ci))
         result: CommitResult | None = None
         if items:
             if degraded or (self._down_until and self.degraded):
                 self._journal_add(rid, items)
             else:
-                self._maybe_reconcile(now_s)
+                if self._journal.entries:
+                    self._maybe_reconcile(now_s)
                 try:
                     result = self._store_call(self.store.commit, rid, items, now_s)
                 except BudgetStoreUnavailableError as exc:
@@ -744,10 +818,11 @@ class Budgets:
                         exc,
                         {it.key: it.amount for it in items},
                     )
-                    counted = [a for a in counted if a.item is None]
+                    counted = [(a, ci) for a, ci in counted if ci is None]
         elif reservation is not None and reservation.stored:
             self.release(reservation, now=_at(now, now_s), _force=True)
-        self._check_thresholds(counted, id(reservation), now, now_s, result, items)
+        if alerting or result is None:
+            self._check_thresholds(counted, id(reservation), now, now_s, result)
 
     def _journal_add(self, rid: str, items: list[CommitItem]) -> None:
         # keyed by the run id: the store applies a replayed commit once, and replaying it also
@@ -871,46 +946,36 @@ class Budgets:
             suggestion=suggestion,
         )
 
-    def _marks(self, a: _Applied) -> tuple[tuple[int, str], ...]:
-        """What the store records at commit once spend reaches it: ``(amount, marker)`` of every
-        threshold not yet fired here (``spent >= t * limit``, spent an integer); none when even
-        spent + reserved at reserve time plus this call stays below the next one."""
-        slot = a.slot
-        if slot is None or not slot.markers:
-            return ()
-        if a.known and a.before[0] + a.before[1] + a.amount < slot.next_alert:
-            return ()
+    def _marks(self, slot: _Slot) -> tuple[tuple[int, str], ...]:
+        """``(amount, marker)`` of every threshold of ``slot`` not yet fired here: what the
+        store records at commit once spend reaches the amount."""
         fired = self._fired
-        return tuple((math.ceil(t * a.limit), m) for t, m in slot.markers if m not in fired)
+        return tuple((at, m) for _, at, m in slot.markers if m not in fired)
 
     def _check_thresholds(
         self,
-        applied: Iterable[_Applied],
+        counted: list[tuple[_Applied, CommitItem | None]],
         call: int,
         now: datetime | None,
         now_s: float,
         result: CommitResult | None,
-        items: list[CommitItem],
     ) -> None:
         """Fire the alerts this commit crossed. With the store's answer, its spend after the
         commit decides and a threshold fires first only where the store says it recorded the
         marker first; without one (journaled, degraded) the spend is estimated locally."""
         if result is not None and not result.applied:
             return  # the store had this commit already: its alerts went out then
-        after: dict[str, tuple[int, CommitItem]] | None = None
-        for a in applied:
+        i = 0  # result.spent has one entry per committed item
+        for a, item in counted:
             slot = a.slot
-            if slot is None or not slot.markers:
-                continue
-            if a.item is not None and result is not None:
-                if after is None:
-                    after = {it.key: (spent, it) for it, spent in zip(items, result.spent)}
-                spent, item = after[a.item.key]
-                if not item.marks:
-                    continue  # the bound says no threshold can be crossed: none was offered
-                offered = {marker for _, marker in item.marks}
-                self._alerts(a, slot, call, _at(now, now_s), spent, offered, result.fired)
-            elif a.before[0] + a.amount >= slot.next_alert:  # request window, or an estimate
+            if item is not None and result is not None:
+                i += 1
+                if item.marks:  # else the bound says no threshold can be crossed
+                    offered = {marker for _, marker in item.marks}
+                    spent = result.spent[i - 1]
+                    self._alerts(a, slot, call, _at(now, now_s), spent, offered, result.fired)
+            elif slot.markers and a.before[0] + a.amount >= slot.next_alert:
+                # a request window, or an estimate
                 spent = a.before[0] + a.amount
                 self._alerts(a, slot, call, _at(now, now_s), spent, None, None)
 
@@ -926,15 +991,11 @@ class Budgets:
     ) -> None:
         b = a.budget
         fired = self._fired
-        pending = [t for t, marker in slot.markers if marker not in fired]
-        if a.item is None:  # per-request window: this call is the whole window
-            base = f"{b.name}|{a.scope_key}|{slot.window_key}|{call}"
-        else:
-            base = f"{b.name}|{a.scope_key}|{slot.window_key}"
-        for t in pending:
-            if spent < t * a.limit:
+        for t, at, marker in slot.markers:
+            if spent < at or marker in fired:
                 continue
-            marker = f"{base}|{t}"
+            if a.item is None:  # per-request window: this call is the whole window
+                marker = f"{b.name}|{a.scope_key}|{slot.window_key}|{call}|{t}"
             if offered is not None and first_in_store is not None:
                 if marker not in offered:
                     continue  # not offered to the store this time: the next commit will
@@ -965,7 +1026,8 @@ class Budgets:
         slot.update_next_alert(fired)
         if len(fired) > 100_000:
             fired.clear()
-            self._slots.clear()  # their next_alert bounds assumed markers that are now forgotten
+            for rule in self._rules:  # their next_alert bounds assumed the forgotten markers
+                rule.slots.clear()
 
     def _emit(self, alert: Alert) -> None:
         for sink in self.alert_sinks:
@@ -1005,7 +1067,7 @@ class Budgets:
             planned = self._with_predicted(planned, dims, predicted, now_dt, now_s)
         applied = [a for a in planned if a.budget is b]
         if not applied:
-            a = _Applied(b, b.scope_key(dims), b.limit_for(b.scope_key(dims)), 0, [], None)
+            a = _Applied(_Slot(b, b.scope_key(dims), [], now_dt.timestamp()), 0, None)
         else:
             a = applied[0]
         statuses = self._statuses(a, now_dt.timestamp()) if a.item is not None else []

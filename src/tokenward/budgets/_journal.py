@@ -44,7 +44,9 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[str, JournalEntry] = {}
+        #: id -> entry, oldest first; read-only outside this class (``Budgets`` tests it for
+        #: emptiness on every call, without a method call)
+        self.entries: dict[str, JournalEntry] = {}
         self._path = os.fspath(path) if path is not None else None
         self._conn: sqlite3.Connection | None = None
         self._warned_memory_only = False
@@ -62,18 +64,18 @@ class Journal:
             if self._path is not None:
                 return
             self._path = os.fspath(path)
-            pending = list(self._entries.values())
+            pending = list(self.entries.values())
         if os.path.exists(self._path):
             self._load()
         for entry in pending:
             self._persist(entry)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def add(self, entry: JournalEntry) -> None:
         with self._lock:
-            self._entries[entry.id] = entry
+            self.entries[entry.id] = entry
         if self._path is None:
             if not self._warned_memory_only:
                 self._warned_memory_only = True
@@ -87,12 +89,12 @@ class Journal:
 
     def first(self) -> JournalEntry | None:
         with self._lock:
-            return next(iter(self._entries.values()), None)
+            return next(iter(self.entries.values()), None)
 
     def remove(self, entry: JournalEntry) -> None:
         with self._lock:
-            if self._entries.get(entry.id) is entry:
-                del self._entries[entry.id]
+            if self.entries.get(entry.id) is entry:
+                del self.entries[entry.id]
             conn = self._connect() if self._path is not None else None
             if conn is not None:
                 with conn:
@@ -144,8 +146,8 @@ class Journal:
                     .fetchall()
                 )
                 for rid, actuals, expires, at in rows:
-                    if rid not in self._entries:
-                        self._entries[rid] = JournalEntry(
+                    if rid not in self.entries:
+                        self.entries[rid] = JournalEntry(
                             rid, json.loads(actuals), json.loads(expires), at
                         )
         except (BudgetStoreUnavailableError, sqlite3.Error, ValueError) as exc:

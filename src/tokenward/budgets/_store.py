@@ -14,6 +14,9 @@ One call of the protocol is one round trip to a shared store:
   across every process). It is idempotent on the reservation id: a commit replayed within
   the store's ``commit_retention`` (a journal written during an outage) changes nothing.
 
+The items and results are immutable ``NamedTuple`` records: ``Budgets`` builds one item per
+budget per call, and a tuple costs a third of a frozen dataclass to build.
+
 Expired reservations stop counting the moment their TTL passes (every store computes
 "reserved" from live reservations only), so a crashed process can never leak budget;
 ``expire`` merely deletes the dead rows.
@@ -27,11 +30,12 @@ only. :class:`~tokenward.errors.BudgetStoreUnavailableError` is raised for conne
 from __future__ import annotations
 
 import hashlib
-import heapq
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from itertools import repeat
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from tokenward.errors import BudgetStoreError
 
@@ -93,8 +97,7 @@ def check_limit(limit: object) -> int | None:
     return limit
 
 
-@dataclass(frozen=True)
-class ReserveItem:
+class ReserveItem(NamedTuple):
     """One budget's share of a reservation.
 
     ``key`` receives the amount; ``read_keys`` (which include ``key``) are summed and checked
@@ -120,8 +123,7 @@ class ReserveItem:
         return self.lock_key or self.key
 
 
-@dataclass(frozen=True)
-class CommitItem:
+class CommitItem(NamedTuple):
     """One budget's share of a commit: ``amount`` is added to ``key``'s spend.
 
     ``read_keys``, ``lock_key`` and ``expires_at`` mean what they mean in :class:`ReserveItem`
@@ -156,8 +158,7 @@ class CounterStatus:
     calls: int = 0
 
 
-@dataclass(frozen=True)
-class ReserveResult:
+class ReserveResult(NamedTuple):
     """``ok`` and, per item, the summed ``(spent, reserved)`` over its read keys BEFORE this
     reservation (the id's own earlier reservation excluded). When denied, ``failed`` is the
     index of the first item that did not fit and ``totals`` stops at it."""
@@ -167,8 +168,7 @@ class ReserveResult:
     failed: int | None = None
 
 
-@dataclass(frozen=True)
-class CommitResult:
+class CommitResult(NamedTuple):
     """``applied`` is False when this reservation id was already committed (nothing changed,
     ``spent`` and ``fired`` are empty). Otherwise ``spent`` holds, per item, the committed
     spend summed over its read keys after this commit, and ``fired`` the markers this commit
@@ -223,19 +223,21 @@ class BudgetStore(Protocol):
         ...
 
 
-class _Res:
-    """A live reservation: when it expires and what it holds per counter key."""
+_Held = tuple[float, tuple[ReserveItem, ...]]
+"""A live reservation: when it expires and the items it holds."""
 
-    __slots__ = ("amounts", "expires_at")
-
-    def __init__(self, expires_at: float) -> None:
-        self.expires_at = expires_at
-        self.amounts: dict[str, int] = {}
+_SWEEP_INTERVAL = 60.0
+_NOTHING: dict[str, int] = {}  # never written to
 
 
 class MemoryBudgetStore:
     """In-process store guarded by one ``threading.Lock``. Per process only: use SQLite,
     Postgres or Redis to share budgets between processes or machines.
+
+    A call does no housekeeping until something can have expired: the store keeps the
+    earliest instant a live reservation can expire (live reservations are the calls in
+    flight, so scanning them is cheap) and sweeps old counters, markers and remembered
+    commit ids once a minute.
 
     Args:
         commit_retention: seconds a committed reservation id is remembered (replayed commits
@@ -249,12 +251,12 @@ class MemoryBudgetStore:
         self._calls: dict[str, int] = {}
         self._counter_expiry: dict[str, float] = {}
         self._reserved: dict[str, int] = {}
-        self._res: dict[str, _Res] = {}
+        self._res: dict[str, _Held] = {}
         self._markers: dict[str, float | None] = {}
-        self._done: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
-        self._done_heap: list[tuple[float, str]] = []
+        self._done: dict[str, float] = {}  # committed id -> remembered until
+        self._done_order: deque[tuple[float, str]] = deque()  # in commit order
         self._next_sweep = 0.0
+        self._due = 0.0  # no reservation expires and no sweep is due before this
 
     @classmethod
     def from_url(cls, url: str, **options: float) -> MemoryBudgetStore:
@@ -263,20 +265,18 @@ class MemoryBudgetStore:
 
     # all methods below hold self._lock
     def _sweep(self, now: float) -> int:
-        n = 0
-        while self._heap and self._heap[0][0] <= now:
-            exp, rid = heapq.heappop(self._heap)
-            r = self._res.get(rid)
-            if r is not None and r.expires_at == exp:
-                self._drop(rid)
-                n += 1
-        while self._done_heap and self._done_heap[0][0] <= now:
-            exp, rid = heapq.heappop(self._done_heap)
-            if self._done.get(rid) == exp:
-                del self._done[rid]
-                n += 1
+        dead = [rid for rid, (expires_at, _) in self._res.items() if expires_at <= now]
+        for rid in dead:
+            self._drop(rid)
+        n = len(dead)
         if now >= self._next_sweep:
-            self._next_sweep = now + 60
+            self._next_sweep = now + _SWEEP_INTERVAL
+            order, done = self._done_order, self._done
+            while order and order[0][0] <= now:
+                until, rid = order.popleft()
+                if done.get(rid) == until:
+                    del done[rid]
+                    n += 1
             for k in [k for k, e in self._counter_expiry.items() if e <= now]:
                 self._spent.pop(k, None)
                 self._calls.pop(k, None)
@@ -285,22 +285,24 @@ class MemoryBudgetStore:
             for m in [m for m, e in self._markers.items() if e is not None and e <= now]:
                 del self._markers[m]
                 n += 1
+        due = self._next_sweep
+        for expires_at, _ in self._res.values():
+            if expires_at < due:
+                due = expires_at
+        self._due = due
         return n
 
     def _drop(self, rid: str) -> None:
-        r = self._res.pop(rid, None)
-        if r is None:
+        held = self._res.pop(rid, None)
+        if held is None:
             return
-        for k, a in r.amounts.items():
-            left = self._reserved.get(k, 0) - a
+        reserved = self._reserved
+        for it in held[1]:
+            left = reserved.get(it.key, 0) - it.amount
             if left:
-                self._reserved[k] = left
-            else:
-                self._reserved.pop(k, None)
-
-    def _keep_counter(self, key: str, expires_at: float | None) -> None:
-        if expires_at is not None:
-            self._counter_expiry[key] = max(self._counter_expiry.get(key, 0), expires_at)
+                reserved[it.key] = left
+            else:  # (zero amounts: another reservation may have removed the key already)
+                reserved.pop(it.key, None)
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
@@ -309,28 +311,38 @@ class MemoryBudgetStore:
             check_amount(it.amount)
             check_limit(it.limit)
         with self._lock:
-            self._sweep(now)
+            if now >= self._due:
+                self._sweep(now)
             own = self._res.get(reservation_id)
-            mine = own.amounts if own is not None and own.expires_at > now else {}
+            mine = _NOTHING  # the id's own live reservation is replaced, not added to
+            if own is not None and own[0] > now:
+                mine = {}
+                for it in own[1]:
+                    mine[it.key] = mine.get(it.key, 0) + it.amount
             totals = []
             all_spent, all_reserved = self._spent, self._reserved
             for i, it in enumerate(items):
-                spent = reserved = 0
-                for k in it.read_keys or (it.key,):
-                    spent += all_spent.get(k, 0)
-                    reserved += all_reserved.get(k, 0) - mine.get(k, 0)
+                keys = it.read_keys
+                if keys:  # a rolling window: every bucket (summed in C, there may be 60)
+                    spent = sum(map(all_spent.get, keys, repeat(0)))
+                    reserved = sum(map(all_reserved.get, keys, repeat(0)))
+                    if mine:
+                        reserved -= sum(map(mine.get, keys, repeat(0)))
+                else:
+                    spent = all_spent.get(it.key, 0)
+                    reserved = all_reserved.get(it.key, 0) - mine.get(it.key, 0)
                 totals.append((spent, reserved))
                 if it.limit is not None and spent + reserved + it.amount > it.limit:
                     return ReserveResult(False, tuple(totals), i)
-            self._drop(reservation_id)
+            if own is not None:
+                self._drop(reservation_id)
             self._done.pop(reservation_id, None)
-            r = _Res(now + ttl)
             for it in items:
-                r.amounts[it.key] = r.amounts.get(it.key, 0) + it.amount
-                self._reserved[it.key] = self._reserved.get(it.key, 0) + it.amount
-                self._keep_counter(it.key, it.expires_at)
-            self._res[reservation_id] = r
-            heapq.heappush(self._heap, (r.expires_at, reservation_id))
+                all_reserved[it.key] = all_reserved.get(it.key, 0) + it.amount
+            expires_at = now + ttl
+            self._res[reservation_id] = (expires_at, tuple(items))
+            if expires_at < self._due:
+                self._due = expires_at
             return ReserveResult(True, tuple(totals))
 
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
@@ -341,20 +353,22 @@ class MemoryBudgetStore:
                 return CommitResult(False)
             keep = now + self.commit_retention
             self._done[reservation_id] = keep
-            heapq.heappush(self._done_heap, (keep, reservation_id))
+            self._done_order.append((keep, reservation_id))
             self._drop(reservation_id)
+            totals, calls, expiry = self._spent, self._calls, self._counter_expiry
             for it in items:
-                self._spent[it.key] = self._spent.get(it.key, 0) + it.amount
-                self._calls[it.key] = self._calls.get(it.key, 0) + 1
-                self._keep_counter(it.key, it.expires_at)
-            totals = self._spent
+                k, e = it.key, it.expires_at
+                totals[k] = totals.get(k, 0) + it.amount
+                calls[k] = calls.get(k, 0) + 1
+                if e is not None and expiry.get(k, 0) < e:  # the latest window end wins
+                    expiry[k] = e
             sums = []
             marked = False
             for it in items:
                 if it.read_keys:
-                    sums.append(sum(totals.get(k, 0) for k in it.read_keys))
+                    sums.append(sum(map(totals.get, it.read_keys, repeat(0))))
                 else:
-                    sums.append(totals.get(it.key, 0))
+                    sums.append(totals[it.key])
                 marked = marked or bool(it.marks)
             spent = tuple(sums)
             if not marked:
@@ -381,16 +395,17 @@ class MemoryBudgetStore:
 
     def extend(self, reservation_id: str, ttl: float, now: float) -> bool:
         with self._lock:
-            r = self._res.get(reservation_id)
-            if r is None or r.expires_at <= now:
+            held = self._res.get(reservation_id)
+            if held is None or held[0] <= now:
                 return False
-            r.expires_at = max(r.expires_at, now + ttl)
-            heapq.heappush(self._heap, (r.expires_at, reservation_id))
+            if now + ttl > held[0]:  # never earlier: the due bound still holds
+                self._res[reservation_id] = (now + ttl, held[1])
             return True
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
         with self._lock:
-            self._sweep(now)
+            if now >= self._due:
+                self._sweep(now)
             return [
                 CounterStatus(
                     self._spent.get(k, 0), self._reserved.get(k, 0), self._calls.get(k, 0)
