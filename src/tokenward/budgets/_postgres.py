@@ -104,14 +104,17 @@ $fn$;
 -- Arguments are typed arrays: per item p_amount and p_limit (NULL: never deny); its read keys
 -- as pairs (p_read_item, p_read_key); per key written p_key, p_held and p_expires (the
 -- counter's expiry); p_locks the advisory lock ids, ascending. Counters are looked up by
--- key one at a time (LATERAL): never a scan or a hash of the table, whatever the plan.
+-- key one at a time (LATERAL). Returns one array: the failed item (1-based; 0: held), the
+-- spent of each item, then what others hold on each, up to the failed item.
 CREATE OR REPLACE FUNCTION {p}reserve_v3(
     p_rid text, p_now float8, p_exp float8, p_locks bigint[], p_amount bigint[],
     p_limit bigint[], p_read_item int[], p_read_key text[], p_key text[], p_held bigint[],
-    p_expires float8[], OUT o_failed int, OUT o_spent bigint[], OUT o_reserved bigint[])
+    p_expires float8[]) RETURNS bigint[]
 LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off AS $fn$
 #variable_conflict use_column
 DECLARE
+    o_spent bigint[];
+    o_reserved bigint[];
     due boolean;
     own boolean;
 BEGIN
@@ -140,13 +143,9 @@ BEGIN
     FOR i IN 1 .. cardinality(p_amount) LOOP
         IF p_limit[i] IS NOT NULL
            AND o_spent[i]::numeric + o_reserved[i] + p_amount[i] > p_limit[i] THEN
-            o_failed := i;
-            o_spent := o_spent[1:i];
-            o_reserved := o_reserved[1:i];
-            RETURN;
+            RETURN i || o_spent[1:i] || o_reserved[1:i];
         END IF;
     END LOOP;
-    o_failed := 0;
     IF own THEN  -- this id held budget already: replace that reservation
         WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount)
         UPDATE {p}counters c SET reserved = GREATEST(c.reserved - g.amount, 0)
@@ -162,6 +161,7 @@ BEGIN
     ON CONFLICT (key) DO UPDATE SET reserved = c.reserved + excluded.reserved,
         next_expiry = LEAST(c.next_expiry, excluded.next_expiry),
         expires_at = GREATEST(c.expires_at, excluded.expires_at);
+    RETURN 0 || o_spent || o_reserved;
 END
 $fn$;
 
@@ -171,21 +171,23 @@ $fn$;
 -- markers the new spend reached are recorded.
 -- Arguments: per key written p_key, p_amount, p_calls (items on it), p_expires; per item
 -- its read keys as pairs (p_read_item, p_read_key); per marker (p_mark_item, p_mark_at,
--- p_mark, p_mark_exp).
+-- p_mark, p_mark_exp). Returns NULL for a replay, else per item its new spend, then the
+-- (1-based) positions in p_mark of the markers this commit recorded first.
 CREATE OR REPLACE FUNCTION {p}commit_v3(
     p_rid text, p_now float8, p_keep float8, p_key text[], p_amount bigint[],
     p_calls int[], p_expires float8[], p_read_item int[], p_read_key text[],
-    p_mark_item int[], p_mark_at bigint[], p_mark text[], p_mark_exp float8[],
-    OUT o_applied boolean, OUT o_spent bigint[], OUT o_fired text[])
+    p_mark_item int[], p_mark_at bigint[], p_mark text[], p_mark_exp float8[]) RETURNS bigint[]
 LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off AS $fn$
 #variable_conflict use_column
+DECLARE
+    o_spent bigint[];
+    o_fired bigint[];
 BEGIN
     INSERT INTO {p}commits AS d (rid, expires_at) VALUES (p_rid, p_keep)
         ON CONFLICT (rid) DO UPDATE SET expires_at = excluded.expires_at
         WHERE d.expires_at <= p_now;
-    o_applied := FOUND;
-    IF NOT o_applied THEN
-        RETURN;
+    IF NOT FOUND THEN  -- committed before: a replay
+        RETURN NULL;
     END IF;
     WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount),
     held AS (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key),
@@ -216,19 +218,20 @@ BEGIN
             ON CONFLICT (marker) DO UPDATE SET expires_at = excluded.expires_at
                 WHERE m.expires_at IS NOT NULL AND m.expires_at <= p_now
             RETURNING m.marker)
-        SELECT array_agg(fired.marker) INTO o_fired FROM fired;
+        SELECT array_agg(array_position(p_mark, fired.marker)) INTO o_fired FROM fired;
     END IF;
+    RETURN coalesce(o_spent, '{{}}') || o_fired;
 END
 $fn$;
 """
 
 # arrays travel as text literals (see _array): psycopg adapts one string far faster than a list
 _RESERVE = (
-    "SELECT * FROM {p}reserve_v3(%s, %s, %s, %s::bigint[], %s::bigint[], %s::bigint[], "
+    "SELECT {p}reserve_v3(%s, %s, %s, %s::bigint[], %s::bigint[], %s::bigint[], "
     "%s::int[], %s::text[], %s::text[], %s::bigint[], %s::float8[])"
 )
 _COMMIT = (
-    "SELECT * FROM {p}commit_v3(%s, %s, %s, %s::text[], %s::bigint[], %s::int[], "
+    "SELECT {p}commit_v3(%s, %s, %s, %s::text[], %s::bigint[], %s::int[], "
     "%s::float8[], %s::int[], %s::text[], %s::int[], %s::bigint[], %s::text[], %s::float8[])"
 )
 _RELEASE = (
@@ -461,7 +464,7 @@ class PostgresBudgetStore:
                 read_items.append(i)
                 read_keys.append(store_key(k))
             _add(held, store_key(it.key), amount, it.expires_at)
-        failed, spent, reserved = self._run(
+        (out,) = self._run(
             "reserve",
             (
                 store_key(reservation_id),
@@ -477,29 +480,29 @@ class PostgresBudgetStore:
                 _array([w[1] for w in held.values()]),
             ),
         )
-        totals = tuple(zip(spent or (), reserved or ()))
-        if failed:
-            return ReserveResult(False, totals, failed - 1)
+        n = len(out) // 2
+        totals = tuple(zip(out[1 : n + 1], out[n + 1 :]))
+        if out[0]:
+            return ReserveResult(False, totals, out[0] - 1)
         return ReserveResult(True, totals)
 
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
         spend: dict[str, list[Any]] = {}  # per key written: amount, counter expiry, calls
         read_items, read_keys = [], []
         mark_items, mark_at, marks, mark_exp = [], [], [], []
-        safe_marks: dict[str, str] = {}
+        originals: list[str] = []  # the markers as given, in the order sent
         for i, it in enumerate(items, 1):
             _add(spend, store_key(it.key), check_amount(it.amount), it.expires_at)
             for k in it.keys:
                 read_items.append(i)
                 read_keys.append(store_key(k))
             for at, marker in it.marks:
-                safe = store_key(marker)
-                safe_marks[safe] = marker
+                originals.append(marker)
                 mark_items.append(i)
                 mark_at.append(min(at, MAX_LIMIT))
-                marks.append(safe)
+                marks.append(store_key(marker))
                 mark_exp.append(it.expires_at)
-        applied, spent, fired = self._run(
+        (out,) = self._run(
             "commit",
             (
                 store_key(reservation_id),
@@ -517,9 +520,10 @@ class PostgresBudgetStore:
                 _array(mark_exp),
             ),
         )
-        if not applied:
+        if out is None:  # committed before: a replay
             return CommitResult(False)
-        return CommitResult(True, tuple(spent or ()), frozenset(safe_marks[m] for m in fired or ()))
+        n = len(items)
+        return CommitResult(True, tuple(out[:n]), frozenset(originals[j - 1] for j in out[n:]))
 
     def release(self, reservation_id: str, now: float) -> None:
         self._run("release", (store_key(reservation_id),))
