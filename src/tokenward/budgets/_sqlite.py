@@ -80,6 +80,10 @@ DROP TABLE tw_budget_reservations;
 DROP TABLE tw_budget_commits;
 """
 
+# (SQLite's RETURNING costs more than a second statement: every write here is followed by a
+# read where it needs what it changed)
+_ID_SQL = "SELECT keys, committed, expires_at FROM tw_budget_ids WHERE rid = ?"
+
 _SEP = "\x1e"  # never in a store_key (kept keys are printable, stand-ins use \x1f)
 
 # SQLite result codes that mean "the file cannot be used right now", for everyone
@@ -134,6 +138,7 @@ class SQLiteBudgetStore:
         if self.path == ":memory:":  # one in-memory database shared by this store's threads
             self.path = f"file:tokenward-budgets-{uuid.uuid4().hex}?mode=memory&cache=shared"
             self._uri = True
+        self._errs = _Errors(self.path)
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -189,10 +194,10 @@ class SQLiteBudgetStore:
         return conn
 
     def _errors(self) -> _Errors:
-        return _Errors(self.path)
+        return self._errs
 
     def _tx(self) -> _Tx:
-        return _Tx(self._conn(), self.path)
+        return _Tx(self._conn(), self._errs)
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
@@ -249,34 +254,23 @@ class SQLiteBudgetStore:
                 if it.expires_at is not None and (w[2] is None or it.expires_at > w[2]):
                     w[2] = it.expires_at
         with self._tx() as c:
-            marked = c.execute(  # the marker; its keys are those the reservation held
-                "INSERT INTO tw_budget_ids (rid, keys, expires_at, committed) VALUES (?, NULL, ?, 1) "
-                "ON CONFLICT (rid) DO UPDATE SET expires_at = excluded.expires_at, committed = 1 "
-                "WHERE tw_budget_ids.committed = 0 OR tw_budget_ids.expires_at <= ? RETURNING keys",
-                (rid, now + self.commit_retention, now),
-            ).fetchone()
-            if marked is None:  # committed before: a replay
+            row = c.execute(_ID_SQL, (rid,)).fetchone()
+            if row is not None and row[1] and row[2] > now:  # committed before: a replay
                 return CommitResult(False)
-            if marked[0] is not None:
-                keys = marked[0].split(_SEP)
+            c.execute(  # the marker, in the reservation's row
+                "INSERT OR REPLACE INTO tw_budget_ids (rid, keys, expires_at, committed) "
+                "VALUES (?, NULL, ?, 1)",
+                (rid, now + self.commit_retention),
+            )
+            if row is not None and not row[1] and row[0] is not None:  # its holds
+                keys = row[0].split(_SEP)
                 c.execute(_drop_sql(len(keys)), (":" + rid, *keys))
             if not items:
                 return CommitResult(True)
-            totals = dict(
-                c.execute(_spend_sql(len(spend)), [v for k, w in spend.items() for v in (k, *w)])
-            )
-            read = [store_key(k) for it in items for k in it.read_keys]
-            missing = [k for k in dict.fromkeys(read) if k not in totals]
-            if missing:  # other buckets of a rolling window
-                for key, r, amount, _, _ in c.execute(_read_sql(len(missing)), missing):
-                    if not r:
-                        totals[key] = amount
-            spent = [
-                sum(totals.get(store_key(k), 0) for k in it.read_keys)
-                if it.read_keys
-                else totals[store_key(it.key)]
-                for it in items
-            ]
+            c.execute(_spend_sql(len(spend)), [v for k, w in spend.items() for v in (k, *w)])
+            read = list(dict.fromkeys(store_key(k) for it in items for k in it.keys))
+            totals = dict(c.execute(_spent_sql(len(read)), read).fetchall())
+            spent = [sum(totals.get(store_key(k), 0) for k in it.keys) for it in items]
             fired = [
                 marker
                 for it, s in zip(items, spent)
@@ -300,10 +294,11 @@ class SQLiteBudgetStore:
     def release(self, reservation_id: str, now: float) -> None:
         rid = store_key(reservation_id)
         with self._tx() as c:
-            row = c.execute(
-                "DELETE FROM tw_budget_ids WHERE rid = ? AND committed = 0 RETURNING keys", (rid,)
-            ).fetchone()
-            if row is not None and row[0] is not None:
+            row = c.execute(_ID_SQL, (rid,)).fetchone()
+            if row is None or row[1]:  # never reserved, or committed
+                return
+            c.execute("DELETE FROM tw_budget_ids WHERE rid = ?", (rid,))
+            if row[0] is not None:
                 keys = row[0].split(_SEP)
                 c.execute(_drop_sql(len(keys)), (":" + rid, *keys))
 
@@ -311,14 +306,14 @@ class SQLiteBudgetStore:
         rid = store_key(reservation_id)
         until = now + ttl
         with self._tx() as c:
-            row = c.execute(
-                "UPDATE tw_budget_ids SET expires_at = MAX(expires_at, ?) "
-                "WHERE rid = ? AND committed = 0 AND expires_at > ? RETURNING keys",
-                (until, rid, now),
-            ).fetchone()
-            if row is None or row[0] is None:
+            row = c.execute(_ID_SQL, (rid,)).fetchone()
+            if row is None or row[1] or row[2] <= now or row[0] is None:  # not alive
                 return False
             keys = row[0].split(_SEP)
+            c.execute(
+                "UPDATE tw_budget_ids SET expires_at = MAX(expires_at, ?) WHERE rid = ?",
+                (until, rid),
+            )
             c.execute(
                 f"UPDATE tw_budget_keys SET expires_at = MAX(expires_at, ?) "
                 f"WHERE rid = ? AND key IN ({_marks(len(keys))})",
@@ -405,15 +400,20 @@ def _hold_sql(n: int) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _spend_sql(n: int) -> str:
-    """Add (key, amount, calls, expires_at) to ``n`` counters; returns their new spend."""
+    """Add (key, amount, calls, expires_at) to ``n`` counters."""
     return (
         "INSERT INTO tw_budget_keys (key, rid, amount, calls, expires_at) VALUES "
         + ",".join(["(?,'',?,?,?)"] * n)
         + " ON CONFLICT (key, rid) DO UPDATE SET amount = amount + excluded.amount, "
         "calls = calls + excluded.calls, "
-        "expires_at = MAX(COALESCE(expires_at, 0), COALESCE(excluded.expires_at, 0)) "
-        "RETURNING key, amount"
+        "expires_at = MAX(COALESCE(expires_at, 0), COALESCE(excluded.expires_at, 0))"
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _spent_sql(n: int) -> str:
+    """The spend of ``n`` counters: (key, amount) of those that exist."""
+    return f"SELECT key, amount FROM tw_budget_keys WHERE rid = '' AND key IN ({_marks(n)})"
 
 
 @functools.lru_cache(maxsize=64)
@@ -451,17 +451,17 @@ class _Errors:
 class _Tx:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on an exception), errors translated."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, errors: _Errors) -> None:
         self.conn = conn
-        self.path = path
+        self.errors = errors
 
     def __enter__(self) -> sqlite3.Connection:
-        with _Errors(self.path):
+        with self.errors:
             self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
     def __exit__(self, et: object, exc: BaseException | None, tb: object) -> Literal[False]:
-        with _Errors(self.path):
+        with self.errors:
             if self.conn.in_transaction:
                 self.conn.execute("COMMIT" if exc is None else "ROLLBACK")
-        return _Errors(self.path).__exit__(et, exc, tb)  # raises the translated error
+        return self.errors.__exit__(et, exc, tb)  # raises the translated error
