@@ -206,15 +206,19 @@ class SQLiteBudgetStore:
             return ReserveResult(True)
         rid = store_key(reservation_id)
         hold = ":" + rid
-        checks = [(check_amount(it.amount), check_limit(it.limit)) for it in items]
-        args: list[Any] = []
-        for i, it in enumerate(items):
-            for k in it.keys:
-                args += (i, store_key(k))
+        checks = []
+        args: list[Any] = []  # per read key: item index, key
         held: dict[str, int] = {}  # one hold row per key
-        for it, (amount, _) in zip(items, checks):
+        for i, it in enumerate(items):
+            amount = check_amount(it.amount)
+            checks.append((amount, check_limit(it.limit)))
             key = store_key(it.key)
             held[key] = held.get(key, 0) + amount
+            if it.read_keys:
+                for k in it.read_keys:
+                    args += (i, store_key(k))
+            else:
+                args += (i, key)
         until = now + ttl
         with self._tx() as c:
             totals = []
@@ -242,6 +246,7 @@ class SQLiteBudgetStore:
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
         rid = store_key(reservation_id)
         spend: dict[str, list[Any]] = {}  # per key: amount, calls, expires_at
+        reads = []  # per item: its read keys
         for it in items:
             amount = check_amount(it.amount)
             key = store_key(it.key)
@@ -253,6 +258,7 @@ class SQLiteBudgetStore:
                 w[1] += 1
                 if it.expires_at is not None and (w[2] is None or it.expires_at > w[2]):
                     w[2] = it.expires_at
+            reads.append([store_key(k) for k in it.read_keys] if it.read_keys else [key])
         with self._tx() as c:
             row = c.execute(_ID_SQL, (rid,)).fetchone()
             if row is not None and row[1] and row[2] > now:  # committed before: a replay
@@ -268,9 +274,9 @@ class SQLiteBudgetStore:
             if not items:
                 return CommitResult(True)
             c.execute(_spend_sql(len(spend)), [v for k, w in spend.items() for v in (k, *w)])
-            read = list(dict.fromkeys(store_key(k) for it in items for k in it.keys))
-            totals = dict(c.execute(_spent_sql(len(read)), read).fetchall())
-            spent = [sum(totals.get(store_key(k), 0) for k in it.keys) for it in items]
+            keys = list(dict.fromkeys(k for ks in reads for k in ks))
+            totals = dict(c.execute(_spent_sql(len(keys)), keys).fetchall())
+            spent = [sum(totals.get(k, 0) for k in ks) for ks in reads]
             fired = [
                 marker
                 for it, s in zip(items, spent)
