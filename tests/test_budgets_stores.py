@@ -595,6 +595,23 @@ def test_sqlite_store_of_the_previous_layout_keeps_its_counters_and_reservations
     assert not tables & {"tw_budget_counters", "tw_budget_reservations", "tw_budget_commits"}
     assert SQLiteBudgetStore(path).status(["a"], NOW)[0].spent == 95  # opened again: as is
 
+    # a process of the previous version opening the file meanwhile recreates its tables:
+    # what it recorded there is added on the next open, never lost
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(
+        "CREATE TABLE tw_budget_counters (key TEXT PRIMARY KEY, spent INTEGER NOT NULL "
+        "DEFAULT 0, calls INTEGER NOT NULL DEFAULT 0, expires_at REAL)"
+    )
+    db.execute(
+        "CREATE TABLE tw_budget_reservations (rid TEXT NOT NULL, key TEXT NOT NULL, "
+        "amount INTEGER NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (rid, key))"
+    )
+    db.execute("CREATE TABLE tw_budget_commits (rid TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
+    db.execute("INSERT INTO tw_budget_counters VALUES ('a', 4, 1, NULL)")
+    db.close()
+    st = SQLiteBudgetStore(path).status(["a"], NOW)[0]
+    assert (st.spent, st.calls) == (99, 4)
+
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("mode", ["open", "closed"])

@@ -64,10 +64,14 @@ CREATE TABLE IF NOT EXISTS tw_budget_markers (marker TEXT PRIMARY KEY, expires_a
 """
 
 # the previous layout (one row per counter, per hold with two indexes, per committed id),
-# moved into the tables above with everything kept
+# moved into the tables above with everything kept; spend is added, so tables that a process
+# of the previous version created again meanwhile are merged, never overwritten
 _MIGRATE = """
-INSERT OR IGNORE INTO tw_budget_keys (key, rid, amount, calls, expires_at)
-    SELECT key, '', spent, calls, expires_at FROM tw_budget_counters;
+INSERT INTO tw_budget_keys (key, rid, amount, calls, expires_at)
+    SELECT key, '', spent, calls, expires_at FROM tw_budget_counters WHERE true
+    ON CONFLICT (key, rid) DO UPDATE SET amount = amount + excluded.amount,
+    calls = calls + excluded.calls,
+    expires_at = MAX(COALESCE(expires_at, 0), COALESCE(excluded.expires_at, 0));
 INSERT OR IGNORE INTO tw_budget_keys (key, rid, amount, calls, expires_at)
     SELECT key, ':' || rid, amount, 0, expires_at FROM tw_budget_reservations;
 INSERT OR IGNORE INTO tw_budget_ids (rid, keys, expires_at, committed)
