@@ -143,7 +143,7 @@ BEGIN
     FOR i IN 1 .. cardinality(p_amount) LOOP
         IF p_limit[i] IS NOT NULL
            AND o_spent[i]::numeric + o_reserved[i] + p_amount[i] > p_limit[i] THEN
-            RETURN i || o_spent[1:i] || o_reserved[1:i];
+            RETURN i::bigint || o_spent[1:i] || o_reserved[1:i];
         END IF;
     END LOOP;
     IF own THEN  -- this id held budget already: replace that reservation
@@ -161,7 +161,7 @@ BEGIN
     ON CONFLICT (key) DO UPDATE SET reserved = c.reserved + excluded.reserved,
         next_expiry = LEAST(c.next_expiry, excluded.next_expiry),
         expires_at = GREATEST(c.expires_at, excluded.expires_at);
-    RETURN 0 || o_spent || o_reserved;
+    RETURN 0::bigint || o_spent || o_reserved;
 END
 $fn$;
 
