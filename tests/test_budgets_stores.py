@@ -542,6 +542,77 @@ def test_sqlite_commit_replayed_from_another_process_is_applied_once(tmp_path: P
     assert SQLiteBudgetStore(path).status(["k"], NOW + 1)[0].spent == 9
 
 
+def test_sqlite_store_of_the_previous_layout_keeps_its_counters_and_reservations(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(  # the layout of tokenward <= 0.1 (one row per hold, two indexes)
+        """
+        PRAGMA journal_mode=WAL;
+        CREATE TABLE tw_budget_counters (
+            key TEXT PRIMARY KEY, spent INTEGER NOT NULL DEFAULT 0,
+            calls INTEGER NOT NULL DEFAULT 0, expires_at REAL);
+        CREATE TABLE tw_budget_reservations (
+            rid TEXT NOT NULL, key TEXT NOT NULL, amount INTEGER NOT NULL,
+            expires_at REAL NOT NULL, PRIMARY KEY (rid, key));
+        CREATE INDEX tw_budget_reservations_key ON tw_budget_reservations (key, expires_at);
+        CREATE TABLE tw_budget_markers (marker TEXT PRIMARY KEY, expires_at REAL);
+        CREATE TABLE tw_budget_commits (rid TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+        """
+    )
+    db.executemany(
+        "INSERT INTO tw_budget_counters VALUES (?, ?, ?, ?)",
+        [("a", 40, 2, NOW + 500), ("b", 7, 1, None)],
+    )
+    db.executemany(
+        "INSERT INTO tw_budget_reservations VALUES (?, ?, ?, ?)",
+        [("live", "a", 30, NOW + 60), ("live", "b", 3, NOW + 60), ("dead", "a", 50, NOW - 1)],
+    )
+    db.execute("INSERT INTO tw_budget_commits VALUES ('done', ?)", (NOW + 3600,))
+    db.execute("INSERT INTO tw_budget_markers VALUES ('a|50', ?)", (NOW + 500,))
+    db.close()
+
+    store = SQLiteBudgetStore(path)
+    st = store.status(["a", "b"], NOW)
+    assert [(s.spent, s.reserved, s.calls) for s in st] == [(40, 30, 2), (7, 3, 1)]
+    assert not store.reserve([ReserveItem("a", 31, 100)], "x", 60, NOW).ok  # 40 + 30 held
+    assert not store.commit("done", [CommitItem("a", 5)], NOW).applied  # remembered commit
+    marks = ((50, "a|50"), (90, "a|90"))
+    result = store.commit("live", [CommitItem("a", 55, marks=marks, expires_at=NOW + 500)], NOW)
+    assert result.applied and result.spent == (95,) and result.fired == {"a|90"}
+    st = store.status(["a", "b"], NOW)  # the commit dropped the hold on b too
+    assert [(s.spent, s.reserved, s.calls) for s in st] == [(95, 0, 3), (7, 0, 1)]
+    store.close()
+    tables = {
+        name
+        for (name,) in sqlite3.connect(path).execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+    }
+    assert not tables & {"tw_budget_counters", "tw_budget_reservations", "tw_budget_commits"}
+    assert SQLiteBudgetStore(path).status(["a"], NOW)[0].spent == 95  # opened again: as is
+
+    # a process of the previous version opening the file meanwhile recreates its tables:
+    # what it recorded there is added on the next open, never lost
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(
+        "CREATE TABLE tw_budget_counters (key TEXT PRIMARY KEY, spent INTEGER NOT NULL "
+        "DEFAULT 0, calls INTEGER NOT NULL DEFAULT 0, expires_at REAL)"
+    )
+    db.execute(
+        "CREATE TABLE tw_budget_reservations (rid TEXT NOT NULL, key TEXT NOT NULL, "
+        "amount INTEGER NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (rid, key))"
+    )
+    db.execute("CREATE TABLE tw_budget_commits (rid TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
+    db.execute("INSERT INTO tw_budget_counters VALUES ('a', 4, 1, NULL)")
+    db.close()
+    st = SQLiteBudgetStore(path).status(["a"], NOW)[0]
+    assert (st.spent, st.calls) == (99, 4)
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("mode", ["open", "closed"])
 def test_postgres_attacker_key_affects_no_other_scope(mode: str, postgres_url: str) -> None:

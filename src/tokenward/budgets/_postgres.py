@@ -25,6 +25,12 @@ one implicit transaction of its statement:
 
 A budget check reads one ``counters`` row per key (updated in place, so heavy traffic on one
 budget leaves no trail of dead rows to scan); ``holds`` is only searched by reservation id.
+Both functions run with sequential and bitmap scans disabled, so every lookup is an index
+probe whatever the planner's estimates: their plans are generic (cached per session), and
+on small or freshly created tables it chose to scan ``holds`` -- whose dead rows pile up
+with traffic between vacuums -- and to hash all of ``counters`` for two keys. Their
+arguments are typed arrays sent as array literals (one string each: psycopg adapts a
+string several times faster than a list, and the server parses no JSON).
 Connections are kept in a small per-process free list (autocommit, so no ``BEGIN``/
 ``COMMIT`` round trips). A pooled connection that turns out dead (server restarted) is
 replaced and the call retried once on a new connection; every operation is idempotent, so
@@ -35,10 +41,9 @@ the retry is safe. Connection failures, timeouts and a server shutting down rais
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from tokenward.budgets._store import (
@@ -76,14 +81,15 @@ CREATE TABLE IF NOT EXISTS {p}markers (marker text PRIMARY KEY, expires_at doubl
 CREATE TABLE IF NOT EXISTS {p}commits (rid text PRIMARY KEY, expires_at double precision NOT NULL);
 
 -- drop the expired holds of the keys whose next_expiry has passed (caller holds their locks)
-CREATE OR REPLACE FUNCTION {p}purge_v2(p_keys text[], p_now float8) RETURNS void
+CREATE OR REPLACE FUNCTION {p}purge_v3(p_keys text[], p_now float8) RETURNS void
 LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 DECLARE
     k text;
 BEGIN
-    FOR k IN SELECT c.key FROM {p}counters c
-             WHERE c.key = ANY(p_keys) AND c.next_expiry <= p_now LOOP
+    FOR k IN SELECT c.key FROM unnest(p_keys) AS r(key)
+             JOIN LATERAL (SELECT c.key FROM {p}counters c
+                           WHERE c.key = r.key AND c.next_expiry <= p_now) c ON true LOOP
         WITH gone AS (
             DELETE FROM {p}holds h WHERE h.key = k AND h.expires_at <= p_now RETURNING h.amount)
         UPDATE {p}counters c SET
@@ -95,67 +101,67 @@ BEGIN
 END
 $fn$;
 
--- p_args: a JSON object: "l" the advisory lock ids (ascending), "i" the items
--- [key, amount, limit or null, expires_at or null, [read keys]]
-CREATE OR REPLACE FUNCTION {p}reserve_v2(
-    p_rid text, p_now float8, p_exp float8, p_args jsonb,
-    OUT o_failed int, OUT o_spent bigint[], OUT o_reserved bigint[])
-LANGUAGE plpgsql AS $fn$
+-- Arguments are typed arrays: per item p_amount and p_limit (NULL: never deny); its read keys
+-- as pairs (p_read_item, p_read_key); per key written p_key, p_held and p_expires (the
+-- counter's expiry); p_locks the advisory lock ids, ascending. Counters are looked up by
+-- key one at a time (LATERAL). Returns one array: the failed item (1-based; 0: held), the
+-- spent of each item, then what others hold on each, up to the failed item.
+CREATE OR REPLACE FUNCTION {p}reserve_v3(
+    p_rid text, p_now float8, p_exp float8, p_locks bigint[], p_amount bigint[],
+    p_limit bigint[], p_read_item int[], p_read_key text[], p_key text[], p_held bigint[],
+    p_expires float8[]) RETURNS bigint[]
+LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off AS $fn$
 #variable_conflict use_column
 DECLARE
-    attempt int;
+    o_spent bigint[];
+    o_reserved bigint[];
     due boolean;
     own boolean;
 BEGIN
-    PERFORM pg_advisory_xact_lock(l::bigint)  -- ascending: no deadlocks
-    FROM jsonb_array_elements_text(p_args->'l') AS l;
-    FOR attempt IN 1 .. 2 LOOP
+    PERFORM pg_advisory_xact_lock(l) FROM unnest(p_locks) AS l;  -- ascending: no deadlocks
+    LOOP
         -- one snapshot after the locks: spent and reserved per item (this id's own live
-        -- holds excluded), and the first item that does not fit
-        SELECT min(t.item) FILTER (WHERE t.l IS NOT NULL AND t.s::numeric + t.r + t.a > t.l),
-               array_agg(t.s ORDER BY t.item), array_agg(t.r ORDER BY t.item), bool_or(t.due),
+        -- holds excluded)
+        SELECT array_agg(t.s ORDER BY t.i), array_agg(t.r ORDER BY t.i), bool_or(t.due),
                EXISTS (SELECT FROM {p}holds h WHERE h.rid = p_rid)
-        INTO o_failed, o_spent, o_reserved, due, own
+        INTO o_spent, o_reserved, due, own
         FROM (
-            SELECT e.i AS item, (e.v->>1)::bigint AS a, (e.v->>2)::bigint AS l,
-                   coalesce(sum(c.spent), 0)::bigint AS s,
+            SELECT r.i, coalesce(sum(c.spent), 0)::bigint AS s,
                    (coalesce(sum(c.reserved), 0) - coalesce(sum(h.amount), 0))::bigint AS r,
                    bool_or(c.next_expiry <= p_now) AS due
-            FROM jsonb_array_elements(p_args->'i') WITH ORDINALITY AS e(v, i)
-            CROSS JOIN jsonb_array_elements_text(e.v->4) AS k(key)
-            LEFT JOIN {p}counters c ON c.key = k.key
-            LEFT JOIN {p}holds h ON h.rid = p_rid AND h.key = k.key AND h.expires_at > p_now
-            GROUP BY e.i, e.v
+            FROM unnest(p_read_item, p_read_key) AS r(i, key)
+            LEFT JOIN LATERAL (SELECT c.spent, c.reserved, c.next_expiry FROM {p}counters c
+                               WHERE c.key = r.key) c ON true
+            LEFT JOIN LATERAL (SELECT h.amount FROM {p}holds h
+                               WHERE h.rid = p_rid AND h.key = r.key
+                               AND h.expires_at > p_now) h ON true
+            GROUP BY r.i
         ) t;
         EXIT WHEN NOT coalesce(due, false);
-        PERFORM {p}purge_v2(  -- a hold expired: drop it, then read again
-            ARRAY(SELECT jsonb_array_elements_text(e.v->4)
-                  FROM jsonb_array_elements(p_args->'i') AS e(v)), p_now);
+        PERFORM {p}purge_v3(p_read_key, p_now);  -- a hold expired: drop it, then read again
     END LOOP;
-    IF o_failed IS NOT NULL THEN
-        o_spent := o_spent[1:o_failed];
-        o_reserved := o_reserved[1:o_failed];
-        RETURN;
-    END IF;
-    o_failed := 0;
+    FOR i IN 1 .. cardinality(p_amount) LOOP
+        IF p_limit[i] IS NOT NULL
+           AND o_spent[i]::numeric + o_reserved[i] + p_amount[i] > p_limit[i] THEN
+            RETURN i::bigint || o_spent[1:i] || o_reserved[1:i];
+        END IF;
+    END LOOP;
     IF own THEN  -- this id held budget already: replace that reservation
         WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount)
         UPDATE {p}counters c SET reserved = GREATEST(c.reserved - g.amount, 0)
         FROM (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key) g
         WHERE c.key = g.key;
     END IF;
-    WITH item AS (
-        SELECT e.v->>0 AS k, sum((e.v->>1)::bigint) AS a, max((e.v->>3)::float8) AS e
-        FROM jsonb_array_elements(p_args->'i') AS e(v) GROUP BY 1),
-    rearm AS (DELETE FROM {p}commits d WHERE d.rid = p_rid),
+    WITH rearm AS (DELETE FROM {p}commits d WHERE d.rid = p_rid),
     held AS (
         INSERT INTO {p}holds (rid, key, amount, expires_at)
-        SELECT p_rid, item.k, item.a, p_exp FROM item)
+        SELECT p_rid, w.k, w.a, p_exp FROM unnest(p_key, p_held) AS w(k, a))
     INSERT INTO {p}counters AS c (key, reserved, next_expiry, expires_at)
-        SELECT item.k, item.a, p_exp, item.e FROM item
+        SELECT w.k, w.a, p_exp, w.e FROM unnest(p_key, p_held, p_expires) AS w(k, a, e)
     ON CONFLICT (key) DO UPDATE SET reserved = c.reserved + excluded.reserved,
         next_expiry = LEAST(c.next_expiry, excluded.next_expiry),
         expires_at = GREATEST(c.expires_at, excluded.expires_at);
+    RETURN 0::bigint || o_spent || o_reserved;
 END
 $fn$;
 
@@ -163,29 +169,29 @@ $fn$;
 -- "reserved" as the actual amounts enter "spent" in one statement, so a reserve's
 -- single-snapshot read sees a commit whole or not at all (commits need no lock); then the
 -- markers the new spend reached are recorded.
--- p_args: a JSON object: "i" the items
--- [key, amount, expires_at or null, [read keys], [[at, marker], ...]]
-CREATE OR REPLACE FUNCTION {p}commit_v2(
-    p_rid text, p_now float8, p_keep float8, p_args jsonb,
-    OUT o_applied boolean, OUT o_spent bigint[], OUT o_fired text[])
-LANGUAGE plpgsql AS $fn$
+-- Arguments: per key written p_key, p_amount, p_calls (items on it), p_expires; per item
+-- its read keys as pairs (p_read_item, p_read_key); per marker (p_mark_item, p_mark_at,
+-- p_mark, p_mark_exp). Returns NULL for a replay, else per item its new spend, then the
+-- (1-based) positions in p_mark of the markers this commit recorded first.
+CREATE OR REPLACE FUNCTION {p}commit_v3(
+    p_rid text, p_now float8, p_keep float8, p_key text[], p_amount bigint[],
+    p_calls int[], p_expires float8[], p_read_item int[], p_read_key text[],
+    p_mark_item int[], p_mark_at bigint[], p_mark text[], p_mark_exp float8[]) RETURNS bigint[]
+LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off AS $fn$
 #variable_conflict use_column
 DECLARE
-    reached boolean;
+    o_spent bigint[];
+    o_fired bigint[];
 BEGIN
     INSERT INTO {p}commits AS d (rid, expires_at) VALUES (p_rid, p_keep)
         ON CONFLICT (rid) DO UPDATE SET expires_at = excluded.expires_at
         WHERE d.expires_at <= p_now;
-    o_applied := FOUND;
-    IF NOT o_applied THEN
-        RETURN;
+    IF NOT FOUND THEN  -- committed before: a replay
+        RETURN NULL;
     END IF;
     WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount),
     held AS (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key),
-    spend AS (
-        SELECT e.v->>0 AS k, sum((e.v->>1)::bigint) AS a, count(*) AS n,
-               max((e.v->>2)::float8) AS e
-        FROM jsonb_array_elements(p_args->'i') AS e(v) GROUP BY 1),
+    spend AS (SELECT * FROM unnest(p_key, p_amount, p_calls, p_expires) AS w(k, a, n, e)),
     up AS (
         INSERT INTO {p}counters AS c (key, spent, calls, reserved, expires_at)
         SELECT coalesce(spend.k, held.key), coalesce(spend.a, 0), coalesce(spend.n, 0),
@@ -195,37 +201,39 @@ BEGIN
             calls = c.calls + excluded.calls,
             reserved = GREATEST(c.reserved + excluded.reserved, 0),
             expires_at = GREATEST(c.expires_at, excluded.expires_at)
-        RETURNING c.key, c.spent),
-    totals AS (  -- per item: the new spend summed over its read keys
-        SELECT e.i AS item, e.v AS v, sum(coalesce(up.spent, c.spent, 0))::bigint AS s
-        FROM jsonb_array_elements(p_args->'i') WITH ORDINALITY AS e(v, i)
-        CROSS JOIN jsonb_array_elements_text(e.v->3) AS k(key)
-        LEFT JOIN up ON up.key = k.key
-        LEFT JOIN {p}counters c ON c.key = k.key AND up.key IS NULL
-        GROUP BY e.i, e.v)
-    SELECT array_agg(totals.s ORDER BY totals.item),
-           bool_or(EXISTS (SELECT FROM jsonb_array_elements(totals.v->4) AS m(v)
-                           WHERE totals.s >= (m.v->>0)::bigint))
-    INTO o_spent, reached FROM totals;
-    IF reached THEN
+        RETURNING c.key, c.spent)
+    SELECT array_agg(t.s ORDER BY t.i) INTO o_spent FROM (  -- per item: the new spend
+        SELECT r.i, sum(coalesce(up.spent, c.spent, 0))::bigint AS s
+        FROM unnest(p_read_item, p_read_key) AS r(i, key)
+        LEFT JOIN up ON up.key = r.key
+        LEFT JOIN LATERAL (SELECT c.spent FROM {p}counters c
+                           WHERE c.key = r.key AND up.key IS NULL) c ON true
+        GROUP BY r.i
+    ) t;
+    IF cardinality(p_mark) > 0 THEN
         WITH fired AS (
             INSERT INTO {p}markers AS m (marker, expires_at)
-            SELECT m.v->>1, (e.v->>2)::float8
-            FROM jsonb_array_elements(p_args->'i') WITH ORDINALITY AS e(v, i),
-                 jsonb_array_elements(e.v->4) AS m(v)
-            WHERE o_spent[e.i] >= (m.v->>0)::bigint
+            SELECT k.m, k.e FROM unnest(p_mark_item, p_mark_at, p_mark, p_mark_exp) AS k(i, at, m, e)
+            WHERE o_spent[k.i] >= k.at
             ON CONFLICT (marker) DO UPDATE SET expires_at = excluded.expires_at
                 WHERE m.expires_at IS NOT NULL AND m.expires_at <= p_now
             RETURNING m.marker)
-        SELECT array_agg(fired.marker) INTO o_fired FROM fired;
+        SELECT array_agg(array_position(p_mark, fired.marker)) INTO o_fired FROM fired;
     END IF;
+    RETURN coalesce(o_spent, '{{}}') || o_fired;
 END
 $fn$;
 """
 
-# one text parameter carries the items: psycopg adapts a JSON string far faster than lists
-_RESERVE = "SELECT * FROM {p}reserve_v2(%s, %s, %s, %s::jsonb)"
-_COMMIT = "SELECT * FROM {p}commit_v2(%s, %s, %s, %s::jsonb)"
+# arrays travel as text literals (see _array): psycopg adapts one string far faster than a list
+_RESERVE = (
+    "SELECT {p}reserve_v3(%s, %s, %s, %s::bigint[], %s::bigint[], %s::bigint[], "
+    "%s::int[], %s::text[], %s::text[], %s::bigint[], %s::float8[])"
+)
+_COMMIT = (
+    "SELECT {p}commit_v3(%s, %s, %s, %s::text[], %s::bigint[], %s::int[], "
+    "%s::float8[], %s::int[], %s::text[], %s::int[], %s::bigint[], %s::text[], %s::float8[])"
+)
 _RELEASE = (
     "WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = %s RETURNING h.key, h.amount) "
     "UPDATE {p}counters c SET reserved = GREATEST(c.reserved - g.amount, 0) "
@@ -343,6 +351,7 @@ class PostgresBudgetStore:
         self._idle: list[Any] = []
         self._pid = os.getpid()
         self._lock_salt = table_prefix.encode()
+        self._lock_ids: dict[str, int] = {}
         p = table_prefix
         self._sql = {
             name: sql.format(p=p)
@@ -400,6 +409,7 @@ class PostgresBudgetStore:
         """Execute one statement: all rows (``rows=True``), else its first row, or the row
         count of a statement that returns none."""
         sql = self._sql[name]
+        returns = name not in ("release", "extend")
         while True:
             conn, new = self._checkout()
             try:
@@ -407,7 +417,7 @@ class PostgresBudgetStore:
                 if rows:
                     out = cur.fetchall()
                 else:
-                    out = cur.fetchone() if cur.description else cur.rowcount
+                    out = cur.fetchone() if returns else cur.rowcount
             except self._pg.Error as exc:
                 broken = bool(conn.broken or conn.closed)
                 if broken:  # the server went away: the idle connections are dead too
@@ -428,69 +438,92 @@ class PostgresBudgetStore:
     def _errors(self) -> _Errors:
         return _Errors(self._pg)
 
-    def _locks(self, keys: Sequence[str]) -> list[int]:
-        """64-bit advisory lock ids, ascending: the one order every process locks in."""
-        ids = set()
+    def _locks(self, keys: Sequence[str]) -> str:
+        """64-bit advisory lock ids, ascending (the one order every process locks in), as an
+        array literal."""
+        ids = self._lock_ids
         for k in keys:
-            h = hashlib.blake2b(k.encode(), digest_size=8, key=self._lock_salt[:64])
-            ids.add(int.from_bytes(h.digest(), "big", signed=True))
-        return sorted(ids)
+            if k not in ids:
+                if len(ids) >= 4096:  # a bound, not an LRU: ids are cheap to recompute
+                    ids.clear()
+                h = hashlib.blake2b(k.encode(), digest_size=8, key=self._lock_salt[:64])
+                ids[k] = int.from_bytes(h.digest(), "big", signed=True)
+        return _array(sorted({ids[k] for k in keys}))
 
     # -- the protocol --------------------------------------------------------------------------
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
     ) -> ReserveResult:
-        args = {
-            "l": self._locks([store_key(it.lock) for it in items]),
-            "i": [
-                [
-                    store_key(it.key),
-                    check_amount(it.amount),
-                    check_limit(it.limit),
-                    it.expires_at,
-                    [store_key(k) for k in it.keys],
-                ]
-                for it in items
-            ],
-        }
-        failed, spent, reserved = self._run(
-            "reserve", (store_key(reservation_id), now, now + ttl, json.dumps(args))
+        amounts, limits, read_items, read_keys = [], [], [], []
+        held: dict[str, list[Any]] = {}  # per key written: amount, counter expiry
+        for i, it in enumerate(items, 1):
+            amount = check_amount(it.amount)
+            amounts.append(amount)
+            limits.append(check_limit(it.limit))
+            for k in it.keys:
+                read_items.append(i)
+                read_keys.append(store_key(k))
+            _add(held, store_key(it.key), amount, it.expires_at)
+        (out,) = self._run(
+            "reserve",
+            (
+                store_key(reservation_id),
+                now,
+                now + ttl,
+                self._locks([store_key(it.lock) for it in items]),
+                _array(amounts),
+                _array(limits),
+                _array(read_items),
+                _text_array(read_keys),
+                _text_array(held),
+                _array([w[0] for w in held.values()]),
+                _array([w[1] for w in held.values()]),
+            ),
         )
-        totals = tuple(zip(spent or (), reserved or ()))
-        if failed:
-            return ReserveResult(False, totals, failed - 1)
+        n = len(out) // 2
+        totals = tuple(zip(out[1 : n + 1], out[n + 1 :]))
+        if out[0]:
+            return ReserveResult(False, totals, out[0] - 1)
         return ReserveResult(True, totals)
 
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
-        safe_marks: dict[str, str] = {}
-        args = {
-            "i": [
-                [
-                    store_key(it.key),
-                    check_amount(it.amount),
-                    it.expires_at,
-                    [store_key(k) for k in it.keys],
-                    [
-                        [min(at, MAX_LIMIT), self._mark(marker, safe_marks)]
-                        for at, marker in it.marks
-                    ],
-                ]
-                for it in items
-            ]
-        }
-        applied, spent, fired = self._run(
+        spend: dict[str, list[Any]] = {}  # per key written: amount, counter expiry, calls
+        read_items, read_keys = [], []
+        mark_items, mark_at, marks, mark_exp = [], [], [], []
+        originals: list[str] = []  # the markers as given, in the order sent
+        for i, it in enumerate(items, 1):
+            _add(spend, store_key(it.key), check_amount(it.amount), it.expires_at)
+            for k in it.keys:
+                read_items.append(i)
+                read_keys.append(store_key(k))
+            for at, marker in it.marks:
+                originals.append(marker)
+                mark_items.append(i)
+                mark_at.append(min(at, MAX_LIMIT))
+                marks.append(store_key(marker))
+                mark_exp.append(it.expires_at)
+        (out,) = self._run(
             "commit",
-            (store_key(reservation_id), now, now + self.commit_retention, json.dumps(args)),
+            (
+                store_key(reservation_id),
+                now,
+                now + self.commit_retention,
+                _text_array(spend),
+                _array([w[0] for w in spend.values()]),
+                _array([w[2] for w in spend.values()]),
+                _array([w[1] for w in spend.values()]),
+                _array(read_items),
+                _text_array(read_keys),
+                _array(mark_items),
+                _array(mark_at),
+                _text_array(marks),
+                _array(mark_exp),
+            ),
         )
-        if not applied:
+        if out is None:  # committed before: a replay
             return CommitResult(False)
-        return CommitResult(True, tuple(spent or ()), frozenset(safe_marks[m] for m in fired or ()))
-
-    @staticmethod
-    def _mark(marker: str, safe_marks: dict[str, str]) -> str:
-        safe = store_key(marker)
-        safe_marks[safe] = marker
-        return safe
+        n = len(items)
+        return CommitResult(True, tuple(out[:n]), frozenset(originals[j - 1] for j in out[n:]))
 
     def release(self, reservation_id: str, now: float) -> None:
         self._run("release", (store_key(reservation_id),))
@@ -517,7 +550,8 @@ class PostgresBudgetStore:
         try:
             with self._errors():
                 conn.execute(
-                    f"DROP FUNCTION IF EXISTS {p}reserve_v2, {p}commit_v2, {p}purge_v2; "
+                    f"DROP FUNCTION IF EXISTS {p}reserve_v3, {p}commit_v3, {p}purge_v3, "
+                    f"{p}reserve_v2, {p}commit_v2, {p}purge_v2; "
                     f"DROP TABLE IF EXISTS {p}counters, {p}holds, {p}markers, {p}commits"
                 )
         finally:
@@ -528,6 +562,32 @@ class PostgresBudgetStore:
         if self._pid == os.getpid():
             for conn in idle:
                 conn.close()
+
+
+def _add(writes: dict[str, list[Any]], key: str, amount: int, expires_at: float | None) -> None:
+    """Sum the items writing to one key: [amount, latest expiry (None: never), items]."""
+    w = writes.get(key)
+    if w is None:
+        writes[key] = [amount, expires_at, 1]
+    else:
+        w[0] += amount
+        w[2] += 1
+        if expires_at is not None and (w[1] is None or expires_at > w[1]):
+            w[1] = expires_at
+
+
+def _array(values: Iterable[int | float | None]) -> str:
+    """A PostgreSQL array literal of numbers (``None`` is NULL)."""
+    return "{" + ",".join("NULL" if v is None else repr(v) for v in values) + "}"
+
+
+def _text_array(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of strings, each quoted (store keys hold no NUL)."""
+    return (
+        "{"
+        + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+        + "}"
+    )
 
 
 def _unavailable(exc: BaseException) -> bool:

@@ -5,11 +5,30 @@ read, so check-then-reserve is atomic across processes), with WAL journaling and
 ``busy_timeout``. A lock that cannot be obtained within ``timeout`` seconds, or a file that
 cannot be opened or read, raises ``BudgetStoreUnavailableError``; anything else the database
 rejects raises ``BudgetStoreError``.
+
+The cost of a transaction is its COMMIT: each B-tree page it changed is one WAL frame. So a
+reservation changes as few pages as it can, in two ``WITHOUT ROWID`` tables keyed by what is
+looked up and no secondary index:
+
+* ``tw_budget_keys`` (key, rid): per counter key, the counter row (rid ``''``: committed
+  ``amount`` spent, ``calls``, ``expires_at`` when it may be deleted, 0 or NULL never) and,
+  beside it in the same page, one row per live hold (rid ``':' + id``: the ``amount`` held
+  until ``expires_at``). A budget check reads one key range; a reserve or commit of a call
+  under two budgets changes two pages of this table.
+* ``tw_budget_ids`` (rid): per reservation id, the keys it holds (``\\x1e``-separated) and
+  until when, and once committed (``committed`` = 1) the commit marker, kept until
+  ``expires_at`` (``commit_retention``) so a replayed commit changes nothing. One page.
+* ``tw_budget_markers``: threshold markers fired (written only when a threshold is reached).
+
+An existing file of the previous layout (``tw_budget_counters``, ``tw_budget_reservations``,
+``tw_budget_commits``) is migrated on open, counters, live reservations and remembered
+commits kept, in one transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import threading
@@ -34,19 +53,42 @@ from tokenward.errors import BudgetStoreError, BudgetStoreUnavailableError, Conf
 __all__ = ["SQLiteBudgetStore"]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS tw_budget_counters (
-    key TEXT PRIMARY KEY, spent INTEGER NOT NULL DEFAULT 0, calls INTEGER NOT NULL DEFAULT 0,
-    expires_at REAL);
-CREATE TABLE IF NOT EXISTS tw_budget_reservations (
-    rid TEXT NOT NULL, key TEXT NOT NULL, amount INTEGER NOT NULL, expires_at REAL NOT NULL,
-    PRIMARY KEY (rid, key));
-CREATE INDEX IF NOT EXISTS tw_budget_reservations_key ON tw_budget_reservations (key, expires_at);
--- expire() scans the (short) live reservations instead: every reserve and commit wrote this
--- index's page, and each dirty page is one more WAL frame written at COMMIT
-DROP INDEX IF EXISTS tw_budget_reservations_exp;
+CREATE TABLE IF NOT EXISTS tw_budget_keys (
+    key TEXT NOT NULL, rid TEXT NOT NULL, amount INTEGER NOT NULL,
+    calls INTEGER NOT NULL DEFAULT 0, expires_at REAL,
+    PRIMARY KEY (key, rid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tw_budget_ids (
+    rid TEXT PRIMARY KEY, keys TEXT, expires_at REAL NOT NULL,
+    committed INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tw_budget_markers (marker TEXT PRIMARY KEY, expires_at REAL);
-CREATE TABLE IF NOT EXISTS tw_budget_commits (rid TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 """
+
+# the previous layout (one row per counter, per hold with two indexes, per committed id),
+# moved into the tables above with everything kept; spend is added, so tables that a process
+# of the previous version created again meanwhile are merged, never overwritten
+_MIGRATE = """
+INSERT INTO tw_budget_keys (key, rid, amount, calls, expires_at)
+    SELECT key, '', spent, calls, expires_at FROM tw_budget_counters WHERE true
+    ON CONFLICT (key, rid) DO UPDATE SET amount = amount + excluded.amount,
+    calls = calls + excluded.calls,
+    expires_at = MAX(COALESCE(expires_at, 0), COALESCE(excluded.expires_at, 0));
+INSERT OR IGNORE INTO tw_budget_keys (key, rid, amount, calls, expires_at)
+    SELECT key, ':' || rid, amount, 0, expires_at FROM tw_budget_reservations;
+INSERT OR IGNORE INTO tw_budget_ids (rid, keys, expires_at, committed)
+    SELECT rid, group_concat(key, char(30)), max(expires_at), 0
+    FROM tw_budget_reservations GROUP BY rid;
+INSERT OR REPLACE INTO tw_budget_ids (rid, keys, expires_at, committed)
+    SELECT rid, NULL, expires_at, 1 FROM tw_budget_commits;
+DROP TABLE tw_budget_counters;
+DROP TABLE tw_budget_reservations;
+DROP TABLE tw_budget_commits;
+"""
+
+# (SQLite's RETURNING costs more than a second statement: every write here is followed by a
+# read where it needs what it changed)
+_ID_SQL = "SELECT keys, committed, expires_at FROM tw_budget_ids WHERE rid = ?"
+
+_SEP = "\x1e"  # never in a store_key (kept keys are printable, stand-ins use \x1f)
 
 # SQLite result codes that mean "the file cannot be used right now", for everyone
 _UNAVAILABLE = (
@@ -100,6 +142,7 @@ class SQLiteBudgetStore:
         if self.path == ":memory:":  # one in-memory database shared by this store's threads
             self.path = f"file:tokenward-budgets-{uuid.uuid4().hex}?mode=memory&cache=shared"
             self._uri = True
+        self._errs = _Errors(self.path)
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -109,6 +152,18 @@ class SQLiteBudgetStore:
         self._keepalive = conn if self._uri else None  # keeps a shared in-memory db alive
         with self._errors():
             conn.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Move the previous layout's rows into the current tables (once, by one process)."""
+        old = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tw_budget_counters'"
+        if self._conn().execute(old).fetchone() is None:
+            return
+        with self._tx() as c:
+            if c.execute(old).fetchone() is not None:  # not migrated meanwhile by another process
+                for statement in _MIGRATE.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteBudgetStore:
@@ -143,10 +198,10 @@ class SQLiteBudgetStore:
         return conn
 
     def _errors(self) -> _Errors:
-        return _Errors(self.path)
+        return self._errs
 
     def _tx(self) -> _Tx:
-        return _Tx(self._conn(), self.path)
+        return _Tx(self._conn(), self._errs)
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
@@ -154,67 +209,78 @@ class SQLiteBudgetStore:
         if not items:
             return ReserveResult(True)
         rid = store_key(reservation_id)
-        checks = [(check_amount(it.amount), check_limit(it.limit)) for it in items]
-        read_sql, read_args = _per_item(items)
-        sql = (  # per item: spent, reserved by others; and whether the id held or committed
-            f"{read_sql} SELECT k.item, COALESCE(SUM(c.spent), 0), "
-            f"COALESCE(SUM((SELECT SUM(r.amount) FROM tw_budget_reservations r "
-            f"WHERE r.key = k.key AND r.expires_at > ? AND r.rid <> ?)), 0), "
-            f"EXISTS (SELECT 1 FROM tw_budget_reservations WHERE rid = ?) "
-            f"OR EXISTS (SELECT 1 FROM tw_budget_commits WHERE rid = ?) "
-            f"FROM k LEFT JOIN tw_budget_counters c ON c.key = k.key "
-            f"GROUP BY k.item ORDER BY k.item"
-        )
-        rows = [v for it in items for v in (rid, store_key(it.key), it.amount, now + ttl)]
-        insert = (
-            "INSERT INTO tw_budget_reservations (rid, key, amount, expires_at) VALUES "
-            + ",".join(["(?,?,?,?)"] * len(items))
-            + " ON CONFLICT (rid, key) DO UPDATE SET amount = amount + excluded.amount"
-        )
+        hold = ":" + rid
+        checks = []
+        args: list[Any] = []  # per read key: item index, key
+        held: dict[str, int] = {}  # one hold row per key
+        for i, it in enumerate(items):
+            amount = check_amount(it.amount)
+            checks.append((amount, check_limit(it.limit)))
+            key = store_key(it.key)
+            held[key] = held.get(key, 0) + amount
+            if it.read_keys:
+                for k in it.read_keys:
+                    args += (i, store_key(k))
+            else:
+                args += (i, key)
+        until = now + ttl
         with self._tx() as c:
             totals = []
-            read = c.execute(sql, (*read_args, now, rid, rid, rid)).fetchall()
-            for (_, spent, reserved, _), (amount, limit) in zip(read, checks):
-                totals.append((int(spent), int(reserved)))
+            read = c.execute(_reserve_read_sql(len(args) // 2), (*args, hold, now, rid)).fetchall()
+            before = read.pop(0)[1] if read[0][0] < 0 else None  # the keys the id holds
+            for (_, _, spent, reserved), (amount, limit) in zip(read, checks):
+                totals.append((spent, reserved))
                 if limit is not None and spent + reserved + amount > limit:
                     return ReserveResult(False, tuple(totals), len(totals) - 1)
-            if read[0][3]:  # the id was reserved or committed before: start afresh
-                c.execute("DELETE FROM tw_budget_reservations WHERE rid = ?", (rid,))
-                c.execute("DELETE FROM tw_budget_commits WHERE rid = ?", (rid,))
-            c.execute(insert, rows)
+            if before is not None:  # drop the holds not renewed
+                gone = [k for k in before.split(_SEP) if k not in held]
+                if gone:
+                    c.execute(_drop_sql(len(gone)), (hold, *gone))
+            c.execute(
+                _hold_sql(len(held)),
+                [v for key, amount in held.items() for v in (key, hold, amount, until)],
+            )
+            c.execute(  # a commit marker of the id is replaced: its next commit counts
+                "INSERT OR REPLACE INTO tw_budget_ids (rid, keys, expires_at, committed) "
+                "VALUES (?, ?, ?, 0)",
+                (rid, _SEP.join(held), until),
+            )
             return ReserveResult(True, tuple(totals))
 
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
         rid = store_key(reservation_id)
-        rows = [
-            v for it in items for v in (store_key(it.key), check_amount(it.amount), it.expires_at)
-        ]
-        upsert = (
-            "INSERT INTO tw_budget_counters (key, spent, calls, expires_at) VALUES "
-            + ",".join(["(?,?,1,?)"] * len(items))
-            + " ON CONFLICT (key) DO UPDATE SET spent = spent + excluded.spent, "
-            "calls = calls + 1, "
-            "expires_at = MAX(COALESCE(expires_at, 0), COALESCE(excluded.expires_at, 0))"
-        )
-        read_sql, read_args = _per_item(items)
-        sums = (
-            f"{read_sql} SELECT k.item, COALESCE(SUM(c.spent), 0) FROM k "
-            f"LEFT JOIN tw_budget_counters c ON c.key = k.key GROUP BY k.item ORDER BY k.item"
-        )
+        spend: dict[str, list[Any]] = {}  # per key: amount, calls, expires_at
+        reads = []  # per item: its read keys
+        for it in items:
+            amount = check_amount(it.amount)
+            key = store_key(it.key)
+            w = spend.get(key)
+            if w is None:
+                spend[key] = [amount, 1, it.expires_at]
+            else:
+                w[0] += amount
+                w[1] += 1
+                if it.expires_at is not None and (w[2] is None or it.expires_at > w[2]):
+                    w[2] = it.expires_at
+            reads.append([store_key(k) for k in it.read_keys] if it.read_keys else [key])
         with self._tx() as c:
-            fresh = c.execute(
-                "INSERT INTO tw_budget_commits (rid, expires_at) VALUES (?, ?) "
-                "ON CONFLICT (rid) DO UPDATE SET expires_at = excluded.expires_at "
-                "WHERE tw_budget_commits.expires_at <= ?",
-                (rid, now + self.commit_retention, now),
-            ).rowcount
-            if not fresh:
+            row = c.execute(_ID_SQL, (rid,)).fetchone()
+            if row is not None and row[1] and row[2] > now:  # committed before: a replay
                 return CommitResult(False)
-            c.execute("DELETE FROM tw_budget_reservations WHERE rid = ?", (rid,))
+            c.execute(  # the marker, in the reservation's row
+                "INSERT OR REPLACE INTO tw_budget_ids (rid, keys, expires_at, committed) "
+                "VALUES (?, NULL, ?, 1)",
+                (rid, now + self.commit_retention),
+            )
+            if row is not None and not row[1] and row[0] is not None:  # its holds
+                keys = row[0].split(_SEP)
+                c.execute(_drop_sql(len(keys)), (":" + rid, *keys))
             if not items:
                 return CommitResult(True)
-            c.execute(upsert, rows)
-            spent = [int(s) for _, s in c.execute(sums, read_args)]
+            c.execute(_spend_sql(len(spend)), [v for k, w in spend.items() for v in (k, *w)])
+            keys = list(dict.fromkeys(k for ks in reads for k in ks))
+            totals = dict(c.execute(_spent_sql(len(keys)), keys).fetchall())
+            spent = [sum(totals.get(k, 0) for k in ks) for ks in reads]
             fired = [
                 marker
                 for it, s in zip(items, spent)
@@ -236,61 +302,62 @@ class SQLiteBudgetStore:
         )
 
     def release(self, reservation_id: str, now: float) -> None:
+        rid = store_key(reservation_id)
         with self._tx() as c:
-            c.execute(
-                "DELETE FROM tw_budget_reservations WHERE rid = ?", (store_key(reservation_id),)
-            )
+            row = c.execute(_ID_SQL, (rid,)).fetchone()
+            if row is None or row[1]:  # never reserved, or committed
+                return
+            c.execute("DELETE FROM tw_budget_ids WHERE rid = ?", (rid,))
+            if row[0] is not None:
+                keys = row[0].split(_SEP)
+                c.execute(_drop_sql(len(keys)), (":" + rid, *keys))
 
     def extend(self, reservation_id: str, ttl: float, now: float) -> bool:
+        rid = store_key(reservation_id)
+        until = now + ttl
         with self._tx() as c:
-            return bool(
-                c.execute(
-                    "UPDATE tw_budget_reservations SET expires_at = MAX(expires_at, ?) "
-                    "WHERE rid = ? AND expires_at > ?",
-                    (now + ttl, store_key(reservation_id), now),
-                ).rowcount
+            row = c.execute(_ID_SQL, (rid,)).fetchone()
+            if row is None or row[1] or row[2] <= now or row[0] is None:  # not alive
+                return False
+            keys = row[0].split(_SEP)
+            c.execute(
+                "UPDATE tw_budget_ids SET expires_at = MAX(expires_at, ?) WHERE rid = ?",
+                (until, rid),
             )
+            c.execute(
+                f"UPDATE tw_budget_keys SET expires_at = MAX(expires_at, ?) "
+                f"WHERE rid = ? AND key IN ({_marks(len(keys))})",
+                (until, ":" + rid, *keys),
+            )
+            return True
 
     def status(self, keys: Sequence[str], now: float) -> list[CounterStatus]:
         if not keys:
             return []
         safe = [store_key(k) for k in keys]
-        marks = ",".join("?" * len(safe))
+        found: dict[str, list[int]] = {k: [0, 0, 0] for k in safe}  # spent, reserved, calls
         with self._errors():
-            c = self._conn()
-            spent = {
-                k: (s, n)
-                for k, s, n in c.execute(
-                    f"SELECT key, spent, calls FROM tw_budget_counters WHERE key IN ({marks})", safe
-                )
-            }
-            res = dict(
-                c.execute(
-                    f"SELECT key, SUM(amount) FROM tw_budget_reservations WHERE key IN ({marks}) "
-                    f"AND expires_at > ? GROUP BY key",
-                    (*safe, now),
-                ).fetchall()
-            )
-        return [
-            CounterStatus(spent.get(k, (0, 0))[0], int(res.get(k, 0)), spent.get(k, (0, 0))[1])
-            for k in safe
-        ]
+            for key, rid, amount, calls, expires_at in self._conn().execute(
+                _read_sql(len(found)), list(found)
+            ):
+                s = found[key]
+                if not rid:
+                    s[0], s[2] = amount, calls
+                elif expires_at > now:
+                    s[1] += amount
+        return [CounterStatus(*found[k]) for k in safe]
 
     def expire(self, now: float) -> int:
         with self._tx() as c:
-            n = c.execute(
-                "DELETE FROM tw_budget_reservations WHERE expires_at <= ?", (now,)
-            ).rowcount
-            n += c.execute(
-                "DELETE FROM tw_budget_counters WHERE expires_at IS NOT NULL AND expires_at > 0 "
-                "AND expires_at <= ?",
+            n = c.execute(  # holds past their TTL, counters past their window
+                "DELETE FROM tw_budget_keys WHERE expires_at <= ? AND (rid <> '' OR expires_at > 0)",
                 (now,),
             ).rowcount
             n += c.execute(
                 "DELETE FROM tw_budget_markers WHERE expires_at IS NOT NULL AND expires_at <= ?",
                 (now,),
             ).rowcount
-            n += c.execute("DELETE FROM tw_budget_commits WHERE expires_at <= ?", (now,)).rowcount
+            n += c.execute("DELETE FROM tw_budget_ids WHERE expires_at <= ?", (now,)).rowcount
         return n
 
     def close(self) -> None:
@@ -302,13 +369,67 @@ class SQLiteBudgetStore:
         self._local = threading.local()
 
 
-def _per_item(items: Sequence[ReserveItem | CommitItem]) -> tuple[str, list[Any]]:
-    """A ``WITH k(item, key)`` clause listing every item's read keys, and its arguments."""
-    args: list[Any] = []
-    for i, it in enumerate(items):
-        for k in it.keys:
-            args += (i, store_key(k))
-    return f"WITH k(item, key) AS (VALUES {','.join(['(?,?)'] * (len(args) // 2))})", args
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_sql(n: int) -> str:
+    """Counter and hold rows of ``n`` keys (one range of the primary key each)."""
+    return (
+        f"SELECT key, rid, amount, calls, expires_at FROM tw_budget_keys WHERE key IN ({_marks(n)})"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _reserve_read_sql(n: int) -> str:
+    """Per item (``n`` pairs of item index and read key, then the hold and the time): its
+    spend and what others hold live, summed over its read keys, after a row ``(-1, keys)``
+    if the id (last argument) holds budget."""
+    return (
+        f"WITH k(item, key) AS (VALUES {','.join(['(?,?)'] * n)}) "
+        f"SELECT k.item, NULL, COALESCE(SUM(t.amount) FILTER (WHERE t.rid = ''), 0), "
+        f"COALESCE(SUM(t.amount) FILTER (WHERE t.rid <> '' AND t.rid <> ? "
+        f"AND t.expires_at > ?), 0) "
+        f"FROM k LEFT JOIN tw_budget_keys t ON t.key = k.key GROUP BY k.item "
+        f"UNION ALL SELECT -1, keys, NULL, NULL FROM tw_budget_ids WHERE rid = ? AND committed = 0 "
+        f"ORDER BY 1"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _hold_sql(n: int) -> str:
+    """Hold ``n`` rows (key, rid, amount, expires_at); a hold of the same id is replaced."""
+    return (
+        "INSERT INTO tw_budget_keys (key, rid, amount, expires_at) VALUES "
+        + ",".join(["(?,?,?,?)"] * n)
+        + " ON CONFLICT (key, rid) DO UPDATE SET amount = excluded.amount, "
+        "expires_at = excluded.expires_at"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _spend_sql(n: int) -> str:
+    """Add (key, amount, calls, expires_at) to ``n`` counters."""
+    return (
+        "INSERT INTO tw_budget_keys (key, rid, amount, calls, expires_at) VALUES "
+        + ",".join(["(?,'',?,?,?)"] * n)
+        + " ON CONFLICT (key, rid) DO UPDATE SET amount = amount + excluded.amount, "
+        "calls = calls + excluded.calls, "
+        "expires_at = MAX(COALESCE(expires_at, 0), COALESCE(excluded.expires_at, 0))"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _spent_sql(n: int) -> str:
+    """The spend of ``n`` counters: (key, amount) of those that exist."""
+    return f"SELECT key, amount FROM tw_budget_keys WHERE rid = '' AND key IN ({_marks(n)})"
+
+
+@functools.lru_cache(maxsize=64)
+def _drop_sql(n: int) -> str:
+    """Delete the holds of one id (first argument) on ``n`` keys."""
+    return f"DELETE FROM tw_budget_keys WHERE rid = ? AND key IN ({_marks(n)})"
 
 
 class _Errors:
@@ -340,17 +461,17 @@ class _Errors:
 class _Tx:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on an exception), errors translated."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, errors: _Errors) -> None:
         self.conn = conn
-        self.path = path
+        self.errors = errors
 
     def __enter__(self) -> sqlite3.Connection:
-        with _Errors(self.path):
+        with self.errors:
             self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
     def __exit__(self, et: object, exc: BaseException | None, tb: object) -> Literal[False]:
-        with _Errors(self.path):
+        with self.errors:
             if self.conn.in_transaction:
                 self.conn.execute("COMMIT" if exc is None else "ROLLBACK")
-        return _Errors(self.path).__exit__(et, exc, tb)  # raises the translated error
+        return self.errors.__exit__(et, exc, tb)  # raises the translated error
