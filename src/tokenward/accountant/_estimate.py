@@ -12,7 +12,6 @@ that bound does not fit.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -146,7 +145,6 @@ class Estimate:
         "_default_output",
         "_exact",
         "_info",
-        "_lock",
         "_max_output",
         "_prompt",
         "_prompt_tokens",
@@ -186,7 +184,6 @@ class Estimate:
         self._max_output = 0 if kind == "embedding" else max_output_tokens
         self._default_output = default_output
         self._cost: Decimal | None = None
-        self._lock = threading.Lock()
 
     @property
     def counted(self) -> bool:
@@ -220,33 +217,35 @@ class Estimate:
 
     @property
     def prompt_tokens(self) -> int:
-        """Input tokens of the prompt (counted on first read)."""
-        if self._prompt_tokens is None:
-            with self._lock:
-                if self._prompt_tokens is None:
-                    from tokenward.counting import get_counter
+        """Input tokens of the prompt (counted on first read).
 
-                    counter = get_counter(self._info.name, catalog=self._catalog)
-                    messages = self.messages()
-                    tools = self._tools
+        No lock: two threads reading it first at once both count the same prompt with the
+        same counter and store the same result (``_exact`` before ``_prompt_tokens``, which
+        says it is counted)."""
+        if self._prompt_tokens is None:
+            from tokenward.counting import get_counter
+
+            counter = get_counter(self._info.name, catalog=self._catalog)
+            messages = self.messages()
+            tools = self._tools
+            exact = bool(counter.exact)
+            if self.kind in _PLAIN_TEXT:  # inputs, not a chat: no message overhead
+                count = sum(counter.count_text(_text(m)) for m in messages)
+                exact = bool(getattr(counter, "text_exact", exact))
+            elif messages or tools:
+                # the detailed count says whether *this* count is exact (a provider
+                # counter's fallback, an image of unknown size...)
+                detailed = getattr(counter, "count_messages_detailed", None)
+                if detailed is not None:
+                    result = detailed(messages, tools=tools)
+                    count, exact = result.tokens, bool(result.exact)
+                else:
+                    count = counter.count_messages(messages, tools=tools)
                     exact = bool(counter.exact)
-                    if self.kind in _PLAIN_TEXT:  # inputs, not a chat: no message overhead
-                        count = sum(counter.count_text(_text(m)) for m in messages)
-                        exact = bool(getattr(counter, "text_exact", exact))
-                    elif messages or tools:
-                        # the detailed count says whether *this* count is exact (a provider
-                        # counter's fallback, an image of unknown size...)
-                        detailed = getattr(counter, "count_messages_detailed", None)
-                        if detailed is not None:
-                            result = detailed(messages, tools=tools)
-                            count, exact = result.tokens, bool(result.exact)
-                        else:
-                            count = counter.count_messages(messages, tools=tools)
-                            exact = bool(counter.exact)
-                    else:
-                        count = 0
-                    self._exact = exact
-                    self._prompt_tokens = count
+            else:
+                count = 0
+            self._exact = exact
+            self._prompt_tokens = count
         return self._prompt_tokens
 
     @property
