@@ -193,8 +193,17 @@ def generation_usage(message: Any, generation_info: Mapping[str, Any] | None) ->
     reported beside it); else the provider's usage object in the message's
     ``response_metadata``, then in the generation's ``generation_info``.
     """
-    provider_usage = _provider_usage(getattr(message, "response_metadata", None))
-    usage_metadata = getattr(message, "usage_metadata", None)
+    return _generation_usage(
+        getattr(message, "usage_metadata", None),
+        _provider_usage(getattr(message, "response_metadata", None)),
+        generation_info,
+    )
+
+
+def _generation_usage(
+    usage_metadata: Any, provider_usage: Any, generation_info: Mapping[str, Any] | None
+) -> Usage | None:
+    """:func:`generation_usage` from the message's fields, read once by the caller."""
     if usage_metadata:
         usage = _parsed(Usage.from_langchain, usage_metadata)
         if usage is not None:
@@ -276,9 +285,12 @@ def extract_result(response: Any) -> ResultInfo:
         prompt_usage: list[Usage] = []
         for gen in candidates:
             message = getattr(gen, "message", None)
-            usage = generation_usage(message, getattr(gen, "generation_info", None))
+            generation_info = getattr(gen, "generation_info", None)
             if message is not None:
                 meta = getattr(message, "response_metadata", None) or {}
+                usage = _generation_usage(
+                    getattr(message, "usage_metadata", None), _provider_usage(meta), generation_info
+                )
                 if info.model is None and meta:
                     info.model = _norm(
                         meta.get("model_name") or meta.get("model") or meta.get("model_id")
@@ -289,6 +301,7 @@ def extract_result(response: Any) -> ResultInfo:
                     if name:
                         info.tool_names.append(str(name))
             else:
+                usage = _generation_usage(None, None, generation_info)
                 outputs.append((None, getattr(gen, "text", "") or ""))
             if usage is not None:
                 prompt_usage.append(usage)
