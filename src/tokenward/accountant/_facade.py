@@ -223,11 +223,22 @@ class Accountant:
             raise ConfigurationError(
                 "preflight() needs messages=[...] or prompt_tokens=N to estimate the input"
             )
-        check_count("prompt_tokens", prompt_tokens)
-        check_count("max_output_tokens", max_output_tokens)
-        info, name = self.model_info(model or "unknown", provider, base_url)
-        run = Run(run_id, name, info, resolve_dims(dims), kind=kind, parent_id=parent_id)
-        run.trackers, run.base_url, run.data = active_trackers(), base_url, data
+        if prompt_tokens is not None:
+            check_count("prompt_tokens", prompt_tokens)
+        if max_output_tokens is not None:
+            check_count("max_output_tokens", max_output_tokens)
+        info, name = self._models.info(model or "unknown", provider, base_url)
+        run = Run(
+            run_id,
+            name,
+            info,
+            resolve_dims(dims),
+            kind,
+            parent_id,
+            active_trackers(),
+            base_url,
+            data,
+        )
         run.estimate = estimate = Estimate(
             run_id, name, info, self.catalog, prompt=messages, tools=tools, kind=kind,
             prompt_tokens=prompt_tokens, max_output_tokens=max_output_tokens,
