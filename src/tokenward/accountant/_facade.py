@@ -287,8 +287,8 @@ class Accountant:
         if model is None:
             if messages is not None or prompt_tokens is not None:
                 raise ConfigurationError("status(): a call shape needs model=... too")
-            scope = resolve_dims(dims).for_budgets("", None)
-            scope["model"] = None  # no call shape: only the budget's own scope decides
+            # no call shape: only the budget's own scope decides (a copy: the scope is shared)
+            scope = {**resolve_dims(dims).for_budgets("", None), "model": None}
             return self.budgets.status(budget, now=now, **scope)
         if prompt_tokens is None and messages is None:
             raise ConfigurationError(
