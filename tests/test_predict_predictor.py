@@ -239,7 +239,7 @@ def test_batched_learning_equals_one_observation_at_a_time() -> None:
     clock = Clock()
     batched = OutputPredictor(min_samples=1, clock=clock)
     reference = OutputPredictor(min_samples=1, clock=clock)
-    for i in range(700):
+    for _ in range(700):
         clock.t += rng.random() * 60
         n = int(rng.paretovariate(1.2) * 20)
         batched.observe("m", None, n)

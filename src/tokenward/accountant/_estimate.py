@@ -66,6 +66,10 @@ def _text(message: Any) -> str:
     return str(message)
 
 
+#: message type -> whether it is a Mapping (prompt_bound reads those as dicts)
+_MAPPING_TYPES: dict[type, bool] = {dict: True}
+
+
 def prompt_bound(messages: Sequence[Any], tools: Sequence[Any] | None) -> int | None:
     """An upper bound of the prompt's tokens in O(size) without a tokenizer, or ``None`` when
     the prompt holds content whose count does not follow from its size (images, documents,
@@ -73,7 +77,10 @@ def prompt_bound(messages: Sequence[Any], tools: Sequence[Any] | None) -> int | 
     message object with ``content`` (and ``tool_calls``) attributes."""
     total = _PER_PROMPT
     for m in messages:
-        if isinstance(m, Mapping):
+        mapping = _MAPPING_TYPES.get(type(m))
+        if mapping is None:  # an ABC check is slow: once per message type
+            mapping = _MAPPING_TYPES[type(m)] = isinstance(m, Mapping)
+        if mapping:
             content = m.get("content")
             total += _PER_MESSAGE + _size(str(m.get("role", ""))) + _size(str(m.get("name") or ""))
             calls: Any = m.get("tool_calls")

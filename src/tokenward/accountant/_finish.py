@@ -159,7 +159,7 @@ def _complete_usage(acc: Accountant, run: Run, ending: Ending) -> Usage:
 def _calibrate(acc: Accountant, run: Run, reported: int) -> None:
     """Teach an estimating counter the provider's count of a prompt it estimated."""
     estimate = run.estimate
-    if estimate is None or reported <= 0 or acc.counts_exactly(run.info):
+    if estimate is None or reported <= 0 or acc._models.counts_exactly(run.info):
         return
     from tokenward.counting import get_counter
 
