@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import operator
 import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -43,6 +44,7 @@ logger = logging.getLogger("tokenward")
 _CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError, KeyboardInterrupt)
 _CANCELLED_NAMES = ("cancelled", "canceled", "cancellederror", "generatorexit", "keyboardinterrupt")
 _warned: set[str] = set()
+_counts = operator.attrgetter(*TOKEN_FIELDS)
 
 
 def is_cancellation(error: BaseException | str | None) -> bool:
@@ -84,18 +86,7 @@ def normalize_usage(usage: Any) -> Usage | None:
                 f"cannot read usage from {type(usage).__name__} ({type(exc).__name__}: {exc}); "
                 f"pass a tokenward Usage(...) or the provider's usage payload"
             ) from None
-    # counts are ints >= 0 (Usage checks): their OR reaches 2**63 only if one of them does
-    if (
-        parsed.input
-        | parsed.output
-        | parsed.cache_read
-        | parsed.cache_write_5m
-        | parsed.cache_write_1h
-        | parsed.reasoning
-        | parsed.audio_input
-        | parsed.audio_output
-        | parsed.image_input
-    ) >= MAX_COUNT:  # the field is named only when one is off
+    if max(_counts(parsed)) >= MAX_COUNT:  # one C-level pass; the field is named only when off
         for field in TOKEN_FIELDS:
             value = getattr(parsed, field)
             if not count_ok(value):
