@@ -389,14 +389,14 @@ def _whole_nanos(value: Decimal | None) -> bool:
     return isinstance(exponent, int) and exponent >= -9
 
 
-# read-only tag mappings made by _tags, by id: handed to a new event, they are kept as they
-# are (bounded like the JSON caches; the entries keep them alive, so an id is never reused)
+# read-only tag mappings made by event_tags, by id: handed to a new event, they are kept as
+# they are (bounded like the JSON caches; the entries keep them alive, so an id is never reused)
 _made_tags: dict[int, Mapping[str, str]] = {}
 
 
 def _tags(tags: object) -> Mapping[str, str]:
     if type(tags) is MappingProxyType and _made_tags.get(id(tags)) is tags:
-        return tags  # made here: already checked, sorted and read-only
+        return tags  # made by event_tags: already checked, sorted and read-only
     if tags is None:
         return _EMPTY
     if not isinstance(tags, Mapping):
@@ -406,17 +406,19 @@ def _tags(tags: object) -> Mapping[str, str]:
     for k, v in tags.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"UsageEvent.tags must map str -> str, got {k!r}: {v!r}")
-    made = MappingProxyType({str(k): str(tags[k]) for k in sorted(tags)})
-    if len(_made_tags) >= _CACHE_MAX:
-        _made_tags.clear()
-    _made_tags[id(made)] = made
-    return made
+    return MappingProxyType({str(k): str(tags[k]) for k in sorted(tags)})
 
 
 def event_tags(tags: Mapping[str, str] | None) -> Mapping[str, str]:
     """``tags`` as events keep them: sorted, read-only, checked to map str to str (raises
-    ``TypeError`` otherwise). An event given the result keeps it without a copy."""
-    return _tags(tags)
+    ``TypeError`` otherwise). An event given the result keeps it without a copy: for tags
+    shared by many events (a call's resolved dimensions)."""
+    made = _tags(tags)
+    if made is not _EMPTY and _made_tags.get(id(made)) is not made:
+        if len(_made_tags) >= _CACHE_MAX:
+            _made_tags.clear()
+        _made_tags[id(made)] = made
+    return made
 
 
 def _names(names: object) -> tuple[str, ...]:
