@@ -214,3 +214,26 @@ def test_concurrent_preflights_never_overspend_a_hard_budget():
         acct.settle(f"c{k}", Usage(input=1000, output=0))  # $0.001 each
     assert budgets.status("team").spent == Decimal("0.005")
     acct.preflight("after", "acme-chat", prompt_tokens=1000, max_output_tokens=1000)
+
+
+def test_calls_with_the_same_dims_share_one_resolved_form(acct: Accountant):
+    """Dimensions are cleaned and bounded once per distinct content, not per call."""
+    from tokenward.accountant._tracking import resolve_dims
+
+    a = resolve_dims({"user_id": "u1", "tags": {"team": "search"}})
+    assert resolve_dims({"user_id": "u1", "tags": {"team": "search"}}) is a
+    assert resolve_dims({"user_id": "u2", "tags": {"team": "search"}}) is not a
+    # values that hash alike but read differently are never confused
+    assert resolve_dims({"user_id": 1}).user_id == "1"
+    assert resolve_dims({"user_id": True}).user_id == "True"
+    with track(user_id="outer"):
+        inside = resolve_dims({"conversation_id": "c"})
+        assert (inside.user_id, inside.conversation_id) == ("outer", "c")
+    outside = resolve_dims({"conversation_id": "c"})
+    assert (outside.user_id, outside.conversation_id) == (None, "c")
+    acct.preflight("r1", "acme-chat", prompt_tokens=3, dims={"user_id": "u1", "x": "y"})
+    acct.preflight("r2", "acme-chat", prompt_tokens=3, dims={"user_id": "u1", "x": "y"})
+    e1, e2 = acct.settle("r1", Usage(3, 1)), acct.settle("r2", Usage(3, 1))
+    assert e1 is not None and e2 is not None
+    assert dict(e1.tags) == dict(e2.tags) == {"x": "y"}
+    assert e1.tags is e2.tags  # the event keeps the resolved tags as they are

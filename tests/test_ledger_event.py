@@ -170,3 +170,22 @@ def test_one_constructor_no_twin_paths() -> None:
     source = inspect.getsource(_event)
     for twin in ("_trusted", "object.__new__", "__dict__.update", "_fill"):
         assert twin not in source, twin
+
+
+def test_tags_from_event_tags_are_kept_others_are_copied_sorted_and_read_only() -> None:
+    from types import MappingProxyType
+
+    from tokenward.ledger._event import event_tags
+
+    shared = event_tags({"b": "2", "a": "1"})
+    assert list(shared) == ["a", "b"] and isinstance(shared, MappingProxyType)
+    e1 = ev("t1", T0, tags=shared)
+    e2 = replace(e1, id="t2")
+    assert e1.tags is shared and e2.tags is shared
+    given = {"b": "2", "a": "1"}
+    e3 = ev("t3", T0, tags=given)
+    assert e3.tags == given and e3.tags is not given and list(e3.tags) == ["a", "b"]
+    given["c"] = "3"  # the caller's dict changing later does not change the event
+    assert "c" not in e3.tags
+    with pytest.raises(TypeError):
+        event_tags({"a": 1})  # type: ignore[dict-item]

@@ -217,3 +217,41 @@ def test_bad_observations_are_configuration_errors():
         p.observe("m", None, -1)
     with pytest.raises(ConfigurationError):
         p.observe("m", None, 1.5)  # type: ignore[arg-type]
+
+
+def test_observations_are_read_before_they_are_folded_in() -> None:
+    """observe() only keeps the observation; every read sees it all the same."""
+    clock = Clock()
+    p = OutputPredictor(min_samples=3, clock=clock)
+    for n in (10, 20, 30):
+        p.observe("m", "r", n)
+    assert p.predict("m", "r").samples == 3
+    assert p.reserve_for("m", "r") is not None
+    assert [r.route for r in p.routes()] == ["r"]
+    for _ in range(1_000):  # past the batch size: folded in batches along the way
+        p.observe("m", "r", 25)
+    assert p.predict("m", "r").samples == 1_003
+    assert p.stats.observed == 1_003
+
+
+def test_batched_learning_equals_one_observation_at_a_time() -> None:
+    rng = random.Random(3)
+    clock = Clock()
+    batched = OutputPredictor(min_samples=1, clock=clock)
+    reference = OutputPredictor(min_samples=1, clock=clock)
+    for _ in range(700):
+        clock.t += rng.random() * 60
+        n = int(rng.paretovariate(1.2) * 20)
+        batched.observe("m", None, n)
+        reference.observe("m", None, n)
+        reference.predict("m")  # a read folds every observation in at once
+    a, b = batched.predict("m"), reference.predict("m")
+    assert (a.samples, a.p50, a.p95, a.p99) == (b.samples, b.p50, b.p95, b.p99)
+
+
+def test_a_bad_observation_is_refused_when_it_is_made() -> None:
+    p = OutputPredictor()
+    for bad in (True, 1.5, "3", -1):
+        with pytest.raises(ConfigurationError):
+            p.observe("m", None, bad)  # type: ignore[arg-type]
+    assert p.stats.observed == 0

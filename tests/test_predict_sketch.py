@@ -144,3 +144,23 @@ def test_a_corrupt_document_is_a_configuration_error(data):
 def test_bad_values_are_refused(bad):
     with pytest.raises(ConfigurationError):
         DecayedSketch().add(bad, at=0.0)
+
+
+def test_add_batch_is_the_sketch_of_the_same_adds() -> None:
+    rng = random.Random(7)
+    values = [rng.choice([0, 1, 3, 8, 40, 41, 900]) for _ in range(300)]
+    times = [1_700_000_000.0 + i * 37.0 for i in range(300)]
+    one_by_one = DecayedSketch(half_life=DAY)
+    for v, t in zip(values, times):
+        one_by_one.add(v, t)
+    batched = DecayedSketch(half_life=DAY)
+    weights: dict[int | None, float] = {}
+    for v, t in zip(values, times):
+        b = batched.bucket(v)
+        weights[b] = weights.get(b, 0.0) + 2.0 ** ((t - times[0]) / DAY)
+    batched.add_batch(weights, times[0], len(values))
+    assert batched.count == one_by_one.count == 300
+    assert batched._keys == one_by_one._keys
+    for q in (0.0, 0.1, 0.5, 0.9, 0.99, 1.0):
+        assert batched.quantile(q) == one_by_one.quantile(q)
+    assert math.isclose(batched.weight(times[-1]), one_by_one.weight(times[-1]), rel_tol=1e-12)

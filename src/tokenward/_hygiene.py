@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["MAX_COUNT", "MAX_KEY", "MAX_TEXT", "bounded", "clean", "count_ok"]
+__all__ = ["MAX_COUNT", "MAX_KEY", "MAX_TEXT", "bounded", "clean", "count_ok", "key"]
 
 #: Longest dimension value, tag or model name kept as is (characters).
 MAX_KEY = 200
@@ -49,6 +49,14 @@ def bounded(text: str) -> str:
         return text
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return f"{text[: MAX_KEY - 17]}#{digest}"
+
+
+def key(text: str) -> str:
+    """``bounded(clean(text))``: a key (run id, model name) as stores receive it. Clean short
+    ASCII (almost every key) is returned as it is after two O(1) checks and one scan."""
+    if text.isascii() and len(text) <= MAX_KEY and "\x00" not in text:
+        return text
+    return bounded(clean(text))
 
 
 def count_ok(value: object) -> bool:

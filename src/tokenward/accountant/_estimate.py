@@ -12,7 +12,6 @@ that bound does not fit.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -67,6 +66,10 @@ def _text(message: Any) -> str:
     return str(message)
 
 
+#: message type -> whether it is a Mapping (prompt_bound reads those as dicts)
+_MAPPING_TYPES: dict[type, bool] = {dict: True}
+
+
 def prompt_bound(messages: Sequence[Any], tools: Sequence[Any] | None) -> int | None:
     """An upper bound of the prompt's tokens in O(size) without a tokenizer, or ``None`` when
     the prompt holds content whose count does not follow from its size (images, documents,
@@ -74,7 +77,10 @@ def prompt_bound(messages: Sequence[Any], tools: Sequence[Any] | None) -> int | 
     message object with ``content`` (and ``tool_calls``) attributes."""
     total = _PER_PROMPT
     for m in messages:
-        if isinstance(m, Mapping):
+        mapping = _MAPPING_TYPES.get(type(m))
+        if mapping is None:  # an ABC check is slow: once per message type
+            mapping = _MAPPING_TYPES[type(m)] = isinstance(m, Mapping)
+        if mapping:
             content = m.get("content")
             total += _PER_MESSAGE + _size(str(m.get("role", ""))) + _size(str(m.get("name") or ""))
             calls: Any = m.get("tool_calls")
@@ -146,7 +152,6 @@ class Estimate:
         "_default_output",
         "_exact",
         "_info",
-        "_lock",
         "_max_output",
         "_prompt",
         "_prompt_tokens",
@@ -186,7 +191,6 @@ class Estimate:
         self._max_output = 0 if kind == "embedding" else max_output_tokens
         self._default_output = default_output
         self._cost: Decimal | None = None
-        self._lock = threading.Lock()
 
     @property
     def counted(self) -> bool:
@@ -220,33 +224,35 @@ class Estimate:
 
     @property
     def prompt_tokens(self) -> int:
-        """Input tokens of the prompt (counted on first read)."""
-        if self._prompt_tokens is None:
-            with self._lock:
-                if self._prompt_tokens is None:
-                    from tokenward.counting import get_counter
+        """Input tokens of the prompt (counted on first read).
 
-                    counter = get_counter(self._info.name, catalog=self._catalog)
-                    messages = self.messages()
-                    tools = self._tools
+        No lock: two threads reading it first at once both count the same prompt with the
+        same counter and store the same result (``_exact`` before ``_prompt_tokens``, which
+        says it is counted)."""
+        if self._prompt_tokens is None:
+            from tokenward.counting import get_counter
+
+            counter = get_counter(self._info.name, catalog=self._catalog)
+            messages = self.messages()
+            tools = self._tools
+            exact = bool(counter.exact)
+            if self.kind in _PLAIN_TEXT:  # inputs, not a chat: no message overhead
+                count = sum(counter.count_text(_text(m)) for m in messages)
+                exact = bool(getattr(counter, "text_exact", exact))
+            elif messages or tools:
+                # the detailed count says whether *this* count is exact (a provider
+                # counter's fallback, an image of unknown size...)
+                detailed = getattr(counter, "count_messages_detailed", None)
+                if detailed is not None:
+                    result = detailed(messages, tools=tools)
+                    count, exact = result.tokens, bool(result.exact)
+                else:
+                    count = counter.count_messages(messages, tools=tools)
                     exact = bool(counter.exact)
-                    if self.kind in _PLAIN_TEXT:  # inputs, not a chat: no message overhead
-                        count = sum(counter.count_text(_text(m)) for m in messages)
-                        exact = bool(getattr(counter, "text_exact", exact))
-                    elif messages or tools:
-                        # the detailed count says whether *this* count is exact (a provider
-                        # counter's fallback, an image of unknown size...)
-                        detailed = getattr(counter, "count_messages_detailed", None)
-                        if detailed is not None:
-                            result = detailed(messages, tools=tools)
-                            count, exact = result.tokens, bool(result.exact)
-                        else:
-                            count = counter.count_messages(messages, tools=tools)
-                            exact = bool(counter.exact)
-                    else:
-                        count = 0
-                    self._exact = exact
-                    self._prompt_tokens = count
+            else:
+                count = 0
+            self._exact = exact
+            self._prompt_tokens = count
         return self._prompt_tokens
 
     @property

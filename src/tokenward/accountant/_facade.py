@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from tokenward._hygiene import bounded, clean
+from tokenward._hygiene import key
 from tokenward.accountant._enforce import check_budgets, free, keep_alive, watch
 from tokenward.accountant._estimate import Estimate, Prompt
 from tokenward.accountant._finish import Ending, end, normalize_usage
@@ -176,8 +176,8 @@ class Accountant:
     def model_info(
         self, model: str, provider: str | None = None, base_url: str | None = None
     ) -> tuple[ModelInfo, str]:
-        """``(info, name to record)`` for a model name; never raises for an unknown one (see
-        :class:`~tokenward.accountant._resolve.Models`)."""
+        """``(info, name to record)`` for a model name (cleaned and bounded like every key);
+        never raises for an unknown one (see :class:`~tokenward.accountant._resolve.Models`)."""
         return self._models.info(model, provider, base_url)
 
     def counts_exactly(self, info: ModelInfo) -> bool:
@@ -218,16 +218,27 @@ class Accountant:
         and ``fail_mode="closed"``, ``BudgetStoreUnavailableError``; then nothing is left
         pending.
         """
-        run_id = bounded(clean(str(run_id)))
+        run_id = key(str(run_id))
         if prompt_tokens is None and messages is None:
             raise ConfigurationError(
                 "preflight() needs messages=[...] or prompt_tokens=N to estimate the input"
             )
-        check_count("prompt_tokens", prompt_tokens)
-        check_count("max_output_tokens", max_output_tokens)
-        info, name = self.model_info(bounded(clean(model or "unknown")), provider, base_url)
-        run = Run(run_id, name, info, resolve_dims(dims), kind=kind, parent_id=parent_id)
-        run.trackers, run.base_url, run.data = active_trackers(), base_url, data
+        if prompt_tokens is not None:
+            check_count("prompt_tokens", prompt_tokens)
+        if max_output_tokens is not None:
+            check_count("max_output_tokens", max_output_tokens)
+        info, name = self._models.info(model or "unknown", provider, base_url)
+        run = Run(
+            run_id,
+            name,
+            info,
+            resolve_dims(dims),
+            kind,
+            parent_id,
+            active_trackers(),
+            base_url,
+            data,
+        )
         run.estimate = estimate = Estimate(
             run_id, name, info, self.catalog, prompt=messages, tools=tools, kind=kind,
             prompt_tokens=prompt_tokens, max_output_tokens=max_output_tokens,
@@ -276,8 +287,8 @@ class Accountant:
         if model is None:
             if messages is not None or prompt_tokens is not None:
                 raise ConfigurationError("status(): a call shape needs model=... too")
-            scope = resolve_dims(dims).for_budgets("", None)
-            scope["model"] = None  # no call shape: only the budget's own scope decides
+            # no call shape: only the budget's own scope decides (a copy: the scope is shared)
+            scope = {**resolve_dims(dims).for_budgets("", None), "model": None}
             return self.budgets.status(budget, now=now, **scope)
         if prompt_tokens is None and messages is None:
             raise ConfigurationError(
@@ -285,7 +296,7 @@ class Accountant:
             )
         check_count("prompt_tokens", prompt_tokens)
         check_count("max_output_tokens", max_output_tokens)
-        info, name = self.model_info(bounded(clean(model)), provider, base_url)
+        info, name = self.model_info(model, provider, base_url)
         run = Run("status", name, info, resolve_dims(dims), kind=kind)
         estimate = Estimate(
             "status", name, info, self.catalog, prompt=messages, tools=tools, kind=kind,

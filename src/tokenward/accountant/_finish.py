@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tokenward._hygiene import MAX_COUNT, MAX_TEXT, bounded, clean, count_ok
+from tokenward._hygiene import MAX_COUNT, MAX_TEXT, clean, count_ok, key
 from tokenward.accountant._predict import learn
 from tokenward.accountant._table import Run, RunState
 from tokenward.accountant._tracking import active_trackers, resolve_dims, union
@@ -150,7 +150,7 @@ def _complete_usage(acc: Accountant, run: Run, ending: Ending) -> Usage:
 def _calibrate(acc: Accountant, run: Run, reported: int) -> None:
     """Teach an estimating counter the provider's count of a prompt it estimated."""
     estimate = run.estimate
-    if estimate is None or reported <= 0 or acc.counts_exactly(run.info):
+    if estimate is None or reported <= 0 or acc._models.counts_exactly(run.info):
         return
     from tokenward.counting import get_counter
 
@@ -169,9 +169,9 @@ def _calibrate(acc: Accountant, run: Run, reported: int) -> None:
 def _reprice(acc: Accountant, run: Run, ending: Ending) -> None:
     """The response names a model (a dated snapshot...): price that one when it is known."""
     model = ending.model
-    if model is None:
+    if model is None or model == run.model:  # run.model is clean: so is an equal name
         return
-    model = bounded(clean(model))
+    model = key(model)
     if model == run.model:
         return
     info, name = acc.model_info(model, ending.provider, ending.base_url or run.base_url)
@@ -220,31 +220,33 @@ def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
     timestamp = acc.now()
     nanos = _price(run, usage, timestamp)
     info = run.info
-    names = tuple(bounded(clean(str(n))) for n in ending.tool_names) if ending.tool_names else ()
+    names = tuple(key(str(n)) for n in ending.tool_names) if ending.tool_names else ()
+    store = acc.store_content
+    # positional, in field order (the cheapest call): every value is already in normal form
     event = UsageEvent(
-        id=run.id,
-        timestamp=timestamp,
-        model=run.model,
-        provider=info.provider,
-        usage=usage,
-        cost=Decimal(nanos).scaleb(-9) if nanos is not None else None,
-        estimated=usage.estimated,
-        status=status,  # type: ignore[arg-type]  # validated by UsageEvent
-        kind=run.kind,  # type: ignore[arg-type]
-        user_id=dims.user_id,
-        conversation_id=dims.conversation_id,
-        session_id=dims.session_id,
-        agent=dims.agent,
-        tags=dims.tags,
-        tool_calls=len(names),
-        tool_names=names,
-        latency_ms=latency if latency is None or latency >= 0 else None,
-        parent_id=run.parent_id,
-        error=error,
-        prompt=run.prompt_text if acc.store_content else None,
-        output=clean(ending.output_text) if acc.store_content and ending.output_text else None,
-        price_source=info.price_source if nanos is not None else None,
-        provider_cost=usage.reported_cost,
+        run.id,
+        timestamp,
+        run.model,
+        info.provider,
+        usage,
+        Decimal(nanos).scaleb(-9) if nanos is not None else None,
+        usage.estimated,
+        status,  # type: ignore[arg-type]  # validated by UsageEvent
+        run.kind,  # type: ignore[arg-type]
+        dims.user_id,
+        dims.conversation_id,
+        dims.session_id,
+        dims.agent,
+        dims.tags,
+        len(names),
+        names,
+        latency if latency is None or latency >= 0 else None,
+        run.parent_id,
+        error,
+        run.prompt_text if store else None,
+        clean(ending.output_text) if store and ending.output_text else None,
+        info.price_source if nanos is not None else None,
+        usage.reported_cost,
     )
     acc.ledger.record(event)
     if acc.budgets is not None and not run.committed:
@@ -302,7 +304,7 @@ def end(
 
     Returns ``None`` for a run that already ended (or raises ``ConfigurationError`` when
     ``duplicate_ok`` is false, as ``record`` wants)."""
-    run_id = bounded(clean(run_id))
+    run_id = key(run_id)
     first, held = acc._table.take(run_id, ending.state)
     if not first:
         if duplicate_ok:
@@ -324,7 +326,7 @@ def _orphan(acc: Accountant, run_id: str, ending: Ending) -> Run:
             f"settle({run_id!r}) without a preflight needs model=...; "
             f"call preflight() first or pass the model name"
         )
-    info, name = acc.model_info(bounded(clean(ending.model)), ending.provider, ending.base_url)
+    info, name = acc.model_info(ending.model, ending.provider, ending.base_url)
     ending.model = None  # already applied
     return Run(
         run_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from tokenward._hygiene import count_ok
+from tokenward._hygiene import count_ok, key
 from tokenward.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -31,15 +31,17 @@ class Models:
         self, model: str, provider: str | None = None, base_url: str | None = None
     ) -> tuple[ModelInfo, str]:
         """``(info, name to record)``: the catalog's model (its canonical name), its explicit
-        fallback, or an unpriced placeholder (the requested name; warned about once per model
-        and process). Valid while the catalog keeps its generation and fallback."""
+        fallback, or an unpriced placeholder (the requested name, cleaned and bounded; warned
+        about once per model and process). Valid while the catalog keeps its generation and
+        fallback."""
         catalog = self.catalog
         generation = getattr(catalog, "_generation", None)
         fallback = getattr(catalog, "_fallback", None)
-        key = (model, provider, base_url)
-        hit = self._infos.get(key)
+        asked = (model, provider, base_url)
+        hit = self._infos.get(asked)
         if hit is not None and hit[0] == generation and hit[1] is fallback:
             return hit[2], hit[3]
+        model = key(model)
         info = catalog.lookup(model, provider=provider, base_url=base_url)
         name = info.name if info.name != model and catalog.find(model) is not None else model
         if not info.priced and model not in _warned_unpriced:
@@ -53,7 +55,7 @@ class Models:
         if generation is not None:
             if len(self._infos) >= 1024:
                 self._infos.clear()
-            self._infos[key] = (generation, fallback, info, name)
+            self._infos[asked] = (generation, fallback, info, name)
         return info, name
 
     def counts_exactly(self, info: ModelInfo) -> bool:

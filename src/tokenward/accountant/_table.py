@@ -6,7 +6,8 @@ their per-call data in :attr:`Run.data` and Budgets' :class:`~tokenward.budgets.
 lives in :attr:`Run.reservation`, so nothing else can disagree about whether a call is
 pending. Ending a call is claimed atomically (:meth:`RunTable.take`); when recording it
 fails, :meth:`RunTable.restore` puts it back as it was (the caller may retry). Runs that
-never end are evicted oldest first (by count, and after ``max_age`` seconds) and handed
+never end are evicted oldest first (by count, and after ``max_age`` seconds, looked at
+once a second) and handed
 back to the Accountant, which releases their reservations.
 """
 
@@ -61,7 +62,6 @@ class Run:
         model: str,
         info: ModelInfo,
         dims: Dims,
-        *,
         kind: str = "chat",
         parent_id: str | None = None,
         trackers: tuple[Tracker, ...] = (),
@@ -85,8 +85,8 @@ class Run:
         self.committed = False  #: its spend reached the budgets (a retried end skips it)
         self.extend_at = 0.0  #: budget-clock time of the next reservation keep-alive
         self.watch: tuple[Any, Any] | None = None  #: (asyncio task, done callback) watched
-        self.opened = time.monotonic()
-        self.started = time.perf_counter()  #: reset when the model call itself starts
+        #: when it was opened, and when the model call itself started (reset then)
+        self.opened = self.started = time.perf_counter()
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, model={self.model!r}, kind={self.kind!r})"
@@ -104,6 +104,7 @@ class RunTable:
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, Run] = OrderedDict()
         self._ended: OrderedDict[str, RunState] = OrderedDict()
+        self._age_check_at = 0.0  # when open() next looks for runs older than max_age
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -122,8 +123,8 @@ class RunTable:
             pending = self._pending
             while len(pending) > self.max_pending:
                 evicted.append(pending.popitem(last=False)[1])
-            oldest = next(iter(pending.values()))
-            if run.opened - oldest.opened > self.max_age:
+            if run.opened >= self._age_check_at:  # the oldest is looked at once a second
+                self._age_check_at = run.opened + 1.0
                 cutoff = run.opened - self.max_age
                 while pending and next(iter(pending.values())).opened < cutoff:
                     evicted.append(pending.popitem(last=False)[1])

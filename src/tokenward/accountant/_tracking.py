@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tokenward._hygiene import MAX_KEY, MAX_TEXT, bounded, clean
 from tokenward.errors import ConfigurationError
+from tokenward.ledger._event import event_tags
 from tokenward.usage import Usage
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ __all__ = [
 #: The dimension keys every event carries (``tags`` is a separate str->str mapping).
 DIMENSION_KEYS: tuple[str, ...] = ("user_id", "conversation_id", "session_id", "agent")
 _ORIGINAL = ".original"
+EMPTY_TAGS = event_tags(None)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,33 +69,48 @@ def key_text(value: Any) -> tuple[str | None, str | None]:
     return bounded(text), text[:MAX_TEXT]
 
 
-class Dims:
-    """Normalized dimensions of a call: the four standard keys plus tags."""
+def _set_tag(tags: dict[str, str], key: Any, value: Any) -> None:
+    name, _ = key_text(key)
+    if name is None:
+        return
+    stored, original = key_text(value)
+    tags[name] = stored or ""
+    if original is not None:
+        tags[name + _ORIGINAL] = original
 
-    __slots__ = ("agent", "conversation_id", "session_id", "tags", "user_id")
+
+class Dims:
+    """Normalized dimensions of a call: the four standard keys plus tags.
+
+    Never changed once built (:meth:`merged` returns a new one), so one ``Dims`` is shared by
+    every call made with the same dimensions (see :func:`resolve_dims`).
+    """
+
+    __slots__ = ("_scope", "agent", "conversation_id", "session_id", "tags", "user_id")
 
     def __init__(self) -> None:
         self.user_id: str | None = None
         self.conversation_id: str | None = None
         self.session_id: str | None = None
         self.agent: str | None = None
-        self.tags: dict[str, str] = {}
+        #: read-only, sorted (what events keep: ``event_tags``)
+        self.tags: Mapping[str, str] = EMPTY_TAGS
+        self._scope: tuple[str, str | None, dict[str, Any]] | None = None
 
     def merged(self, other: Mapping[str, Any] | None) -> Dims:
-        """A copy with ``other``'s non-None values on top (tags merged key by key).
+        """These dimensions with ``other``'s non-None values on top (tags merged key by key).
 
         Unknown keys in ``other`` become tags, so ``dims={"team": "search"}`` works. Values
         are cleaned and bounded here (see the module docstring).
         """
+        if not other:
+            return self
         out = Dims()
         out.user_id = self.user_id
         out.conversation_id = self.conversation_id
         out.session_id = self.session_id
         out.agent = self.agent
-        if self.tags:
-            out.tags = dict(self.tags)
-        if not other:
-            return out
+        tags = dict(self.tags)
         for key, value in other.items():
             if value is None:
                 continue
@@ -103,24 +120,16 @@ class Dims:
                         f"dims['tags'] must be a mapping of str to str, got {type(value).__name__}"
                     )
                 for tag, tag_value in value.items():
-                    out._set_tag(tag, tag_value)
+                    _set_tag(tags, tag, tag_value)
             elif key in DIMENSION_KEYS:
                 stored, original = key_text(value)
                 setattr(out, key, stored)
                 if original is not None:
-                    out.tags[key + _ORIGINAL] = original
+                    tags[key + _ORIGINAL] = original
             else:
-                out._set_tag(key, value)
+                _set_tag(tags, key, value)
+        out.tags = event_tags(tags)
         return out
-
-    def _set_tag(self, key: Any, value: Any) -> None:
-        name, _ = key_text(key)
-        if name is None:
-            return
-        stored, original = key_text(value)
-        self.tags[name] = stored or ""
-        if original is not None:
-            self.tags[name + _ORIGINAL] = original
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -133,8 +142,12 @@ class Dims:
 
     def for_budgets(self, model: str, provider: str | None) -> dict[str, Any]:
         """What budgets match on: the standard keys, ``tags``, and the model and provider
-        (so a budget can be limited to one of them)."""
-        return {
+        (so a budget can be limited to one of them). Budgets only read it: the same dict is
+        handed out again for the same model and provider."""
+        scope = self._scope
+        if scope is not None and scope[0] == model and scope[1] == provider:
+            return scope[2]
+        out = {
             "user_id": self.user_id,
             "conversation_id": self.conversation_id,
             "session_id": self.session_id,
@@ -143,6 +156,8 @@ class Dims:
             "model": model,
             "provider": provider,
         }
+        self._scope = (model, provider, out)
+        return out
 
 
 EMPTY_DIMS = Dims()
@@ -164,9 +179,54 @@ def current_dims() -> dict[str, Any]:
     return _current_dims.get().as_dict()
 
 
+#: (enclosing dims, dims given as key/value pairs) -> the resolved Dims (see resolve_dims)
+_resolved: dict[tuple[Any, ...], Dims] = {}
+_RESOLVED_MAX = 4096
+
+
+def _content(dims: Mapping[str, Any]) -> list[Any] | None:
+    """``dims`` as a flat list of its keys and values when they are all text (``tags`` a dict
+    of text), else ``None``: values of other types (1 and True hash alike) are not cached."""
+    parts: list[Any] = []
+    for key, value in dims.items():
+        if type(key) is not str:
+            return None
+        if type(value) is str or value is None:
+            parts += (key, value)
+        elif key == "tags" and type(value) is dict:
+            pairs = tuple(value.items())
+            for pair in pairs:
+                if type(pair[0]) is not str or type(pair[1]) is not str:
+                    return None
+            parts += (key, pairs)
+        else:
+            return None
+    return parts
+
+
 def resolve_dims(dims: Mapping[str, Any] | None) -> Dims:
-    """The dimensions of a call made now: the enclosing ``track()`` blocks', ``dims`` on top."""
-    return _current_dims.get().merged(dims)
+    """The dimensions of a call made now: the enclosing ``track()`` blocks', ``dims`` on top.
+
+    Resolved once per distinct content: calls made with the same dimensions share one
+    :class:`Dims` (values are cleaned and bounded only the first time)."""
+    return _resolve(_current_dims.get(), dims)
+
+
+def _resolve(base: Dims, dims: Mapping[str, Any] | None) -> Dims:
+    """``base.merged(dims)``, shared by every call (and ``track()`` block) with that content."""
+    if not dims:
+        return base
+    content = _content(dims)
+    if content is None:
+        return base.merged(dims)
+    key = (base, *content)
+    hit = _resolved.get(key)
+    if hit is None:
+        hit = base.merged(dims)
+        if len(_resolved) >= _RESOLVED_MAX:
+            _resolved.clear()
+        _resolved[key] = hit
+    return hit
 
 
 def active_trackers() -> tuple[Tracker, ...]:
@@ -279,7 +339,7 @@ class Tracker:
 
     # -- context manager
     def __enter__(self) -> Tracker:
-        t1 = _current_dims.set(_current_dims.get().merged(self._dims_arg))
+        t1 = _current_dims.set(_resolve(_current_dims.get(), self._dims_arg))
         t2 = _current_trackers.set((*_current_trackers.get(), self))
         self._tokens.append((t1, t2))
         return self

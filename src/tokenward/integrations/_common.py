@@ -74,7 +74,10 @@ def log_internal_error(logger: logging.Logger, what: str, exc: BaseException) ->
 
 class guard:  # used like a function: ``with guard(logger, "step"):``
     """Run an adapter body: denials and cancellation propagate, other errors are logged once
-    per kind and swallowed, then ``fallback()`` (if given) runs under the same policy."""
+    per kind and swallowed, then ``fallback()`` (if given) runs under the same policy.
+
+    A guard keeps no state while it runs: one made once per step (without a per-call
+    fallback) can serve every call, in every thread."""
 
     __slots__ = ("fallback", "logger", "what")
 

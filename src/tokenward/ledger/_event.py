@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import MappingProxyType
@@ -15,7 +15,7 @@ from typing import Any, Literal
 from tokenward.cost import from_nanos, to_nanos
 from tokenward.usage import TOKEN_FIELDS, Usage
 
-__all__ = ["EventKind", "EventStatus", "UsageEvent", "from_nanos", "to_nanos"]
+__all__ = ["EventKind", "EventStatus", "UsageEvent", "event_tags", "from_nanos", "to_nanos"]
 
 EventStatus = Literal["ok", "error", "cancelled"]
 EventKind = Literal["chat", "completion", "embedding"]
@@ -53,7 +53,7 @@ def from_micros(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class UsageEvent:
     """One model call, priced: what it used, what it cost, and who it belongs to.
 
@@ -99,29 +99,50 @@ class UsageEvent:
     price_source: str | None = None
     provider_cost: Decimal | None = None
 
-    def __post_init__(self) -> None:
-        # One validation path: each field is checked once and normalized only when it is
-        # not already in its normal form (a str subclass, a non-UTC zone, an int cost...).
-        set_ = object.__setattr__
-        if type(self.id) is not str or not self.id:
-            set_(self, "id", _required_text("id", self.id, "the run id"))
-        if type(self.model) is not str or not self.model:
-            set_(self, "model", _required_text("model", self.model, "the model name"))
-        ts = self.timestamp
-        if type(ts) is not datetime or ts.tzinfo is not timezone.utc:
-            set_(self, "timestamp", _utc(ts))
-        usage = self.usage
+    def __init__(
+        self,
+        id: str,
+        timestamp: datetime,
+        model: str,
+        provider: str | None,
+        usage: Usage,
+        cost: Decimal | None,
+        estimated: bool = False,
+        status: EventStatus = "ok",
+        kind: EventKind = "chat",
+        user_id: str | None = None,
+        conversation_id: str | None = None,
+        session_id: str | None = None,
+        agent: str | None = None,
+        tags: Mapping[str, str] = _EMPTY,
+        tool_calls: int = 0,
+        tool_names: tuple[str, ...] = (),
+        latency_ms: float | None = None,
+        parent_id: str | None = None,
+        error: str | None = None,
+        prompt: str | None = None,
+        output: str | None = None,
+        price_source: str | None = None,
+        provider_cost: Decimal | None = None,
+    ) -> None:
+        # The one constructor. Each field is checked once; a value already in its normal form
+        # (what the Accountant and the ledgers pass) costs one type test, anything else is
+        # normalized or refused by the helpers below. Fields are stored through the slots'
+        # own setters (_SET), as object.__setattr__ would, at half its cost.
+        if type(id) is not str or not id:
+            id = _required_text("id", id, "the run id")
+        if type(model) is not str or not model:
+            model = _required_text("model", model, "the model name")
+        if type(timestamp) is not datetime or timestamp.tzinfo is not timezone.utc:
+            timestamp = _utc(timestamp)
         if type(usage) is not Usage and not isinstance(usage, Usage):
             raise TypeError(f"UsageEvent.usage must be a Usage, got {type(usage).__name__}")
-        cost = self.cost
         if cost is not None and (type(cost) is not Decimal or not cost.is_finite()):
-            set_(self, "cost", _money("cost", cost))
-        provider_cost = self.provider_cost
+            cost = _money("cost", cost)
         if provider_cost is not None and (
             type(provider_cost) is not Decimal or not provider_cost.is_finite()
         ):
             provider_cost = _money("provider_cost", provider_cost)
-            set_(self, "provider_cost", provider_cost)
         if usage.reported_cost is not None:
             # one home for the provider's own figure: the event's provider_cost
             if provider_cost is not None and provider_cost != usage.reported_cost:
@@ -129,43 +150,82 @@ class UsageEvent:
                     f"UsageEvent.provider_cost ({provider_cost}) differs from "
                     f"usage.reported_cost ({usage.reported_cost}); pass one of them"
                 )
-            set_(self, "provider_cost", usage.reported_cost)
-            set_(self, "usage", replace(usage, reported_cost=None))
-        if self.status not in _STATUSES:
-            raise ValueError(f"UsageEvent.status must be one of {_STATUSES}, got {self.status!r}")
-        if self.kind not in _KINDS:
-            raise ValueError(f"UsageEvent.kind must be one of {_KINDS}, got {self.kind!r}")
-        for name in _OPTIONAL_TEXT:
-            value = getattr(self, name)
-            if value is not None and (type(value) is not str or not value):
-                set_(self, name, _optional_text(name, value))
-        for name in _FREE_TEXT:
-            value = getattr(self, name)
-            if value is not None and type(value) is not str:
-                set_(self, name, _free_text(name, value))
-        tags = self.tags
+            provider_cost = usage.reported_cost
+            usage = replace(usage, reported_cost=None)
+        if status not in _STATUSES:
+            raise ValueError(f"UsageEvent.status must be one of {_STATUSES}, got {status!r}")
+        if kind not in _KINDS:
+            raise ValueError(f"UsageEvent.kind must be one of {_KINDS}, got {kind!r}")
+        if provider is not None and (type(provider) is not str or not provider):
+            provider = _optional_text("provider", provider)
+        if user_id is not None and (type(user_id) is not str or not user_id):
+            user_id = _optional_text("user_id", user_id)
+        if conversation_id is not None and (
+            type(conversation_id) is not str or not conversation_id
+        ):
+            conversation_id = _optional_text("conversation_id", conversation_id)
+        if session_id is not None and (type(session_id) is not str or not session_id):
+            session_id = _optional_text("session_id", session_id)
+        if agent is not None and (type(agent) is not str or not agent):
+            agent = _optional_text("agent", agent)
+        if parent_id is not None and (type(parent_id) is not str or not parent_id):
+            parent_id = _optional_text("parent_id", parent_id)
+        if price_source is not None and (type(price_source) is not str or not price_source):
+            price_source = _optional_text("price_source", price_source)
+        if error is not None and type(error) is not str:
+            error = _free_text("error", error)
+        if prompt is not None and type(prompt) is not str:
+            prompt = _free_text("prompt", prompt)
+        if output is not None and type(output) is not str:
+            output = _free_text("output", output)
         if tags is not _EMPTY:
-            set_(self, "tags", _tags(tags))
-        names = self.tool_names
-        if names:
-            if type(names) is not tuple or any(type(n) is not str for n in names):
-                set_(self, "tool_names", _names(names))
-        elif names != ():
-            set_(self, "tool_names", ())
-        calls = self.tool_calls
-        if type(calls) is not int or calls < 0:
-            raise ValueError(f"UsageEvent.tool_calls must be an int >= 0, got {calls!r}")
-        latency = self.latency_ms
-        if latency is not None and (type(latency) is not float or not math.isfinite(latency)):
-            set_(self, "latency_ms", _latency(latency))
-        estimated = self.estimated
+            tags = _tags(tags)
+        if tool_names:
+            if type(tool_names) is not tuple or any(type(n) is not str for n in tool_names):
+                tool_names = _names(tool_names)
+        elif tool_names != ():
+            tool_names = ()
+        if type(tool_calls) is not int or tool_calls < 0:
+            raise ValueError(f"UsageEvent.tool_calls must be an int >= 0, got {tool_calls!r}")
+        if latency_ms is not None and (
+            type(latency_ms) is not float or not math.isfinite(latency_ms)
+        ):
+            latency_ms = _latency(latency_ms)
         if type(estimated) is not bool:
             if type(estimated) is not int:
                 raise TypeError(f"UsageEvent.estimated must be a bool, got {estimated!r}")
             estimated = bool(estimated)
-            set_(self, "estimated", estimated)
-        if usage.estimated and not estimated:
-            set_(self, "estimated", True)
+        if usage.estimated:
+            estimated = True
+        (
+            set_id, set_timestamp, set_model, set_provider, set_usage, set_cost, set_estimated,
+            set_status, set_kind, set_user_id, set_conversation_id, set_session_id, set_agent,
+            set_tags, set_tool_calls, set_tool_names, set_latency_ms, set_parent_id, set_error,
+            set_prompt, set_output, set_price_source, set_provider_cost,
+        ) = _SET  # fmt: skip
+        set_id(self, id)
+        set_timestamp(self, timestamp)
+        set_model(self, model)
+        set_provider(self, provider)
+        set_usage(self, usage)
+        set_cost(self, cost)
+        set_estimated(self, estimated)
+        set_status(self, status)
+        set_kind(self, kind)
+        set_user_id(self, user_id)
+        set_conversation_id(self, conversation_id)
+        set_session_id(self, session_id)
+        set_agent(self, agent)
+        set_tags(self, tags)
+        set_tool_calls(self, tool_calls)
+        set_tool_names(self, tool_names)
+        set_latency_ms(self, latency_ms)
+        set_parent_id(self, parent_id)
+        set_error(self, error)
+        set_prompt(self, prompt)
+        set_output(self, output)
+        set_price_source(self, price_source)
+        set_provider_cost(self, provider_cost)
 
     # -- convenience ---------------------------------------------------------------
 
@@ -188,7 +248,7 @@ class UsageEvent:
             model=model,
             provider=provider,
             usage=usage,
-            cost=cost,  # type: ignore[arg-type]  # normalized in __post_init__
+            cost=cost,  # type: ignore[arg-type]  # normalized by the constructor
             **fields,
         )
 
@@ -259,6 +319,12 @@ class UsageEvent:
         return cls(**d)
 
 
+#: The slots' setters, in field order (what UsageEvent.__init__ stores through).
+_SET: tuple[Callable[[UsageEvent, Any], None], ...] = tuple(
+    getattr(UsageEvent, f.name).__set__ for f in fields(UsageEvent)
+)
+
+
 # -- normalizers (called only for a value not already in normal form) ---------------------
 
 
@@ -323,7 +389,14 @@ def _whole_nanos(value: Decimal | None) -> bool:
     return isinstance(exponent, int) and exponent >= -9
 
 
+# read-only tag mappings made by event_tags, by id: handed to a new event, they are kept as
+# they are (bounded like the JSON caches; the entries keep them alive, so an id is never reused)
+_made_tags: dict[int, Mapping[str, str]] = {}
+
+
 def _tags(tags: object) -> Mapping[str, str]:
+    if type(tags) is MappingProxyType and _made_tags.get(id(tags)) is tags:
+        return tags  # made by event_tags: already checked, sorted and read-only
     if tags is None:
         return _EMPTY
     if not isinstance(tags, Mapping):
@@ -334,6 +407,18 @@ def _tags(tags: object) -> Mapping[str, str]:
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"UsageEvent.tags must map str -> str, got {k!r}: {v!r}")
     return MappingProxyType({str(k): str(tags[k]) for k in sorted(tags)})
+
+
+def event_tags(tags: Mapping[str, str] | None) -> Mapping[str, str]:
+    """``tags`` as events keep them: sorted, read-only, checked to map str to str (raises
+    ``TypeError`` otherwise). An event given the result keeps it without a copy: for tags
+    shared by many events (a call's resolved dimensions)."""
+    made = _tags(tags)
+    if made is not _EMPTY and _made_tags.get(id(made)) is not made:
+        if len(_made_tags) >= _CACHE_MAX:
+            _made_tags.clear()
+        _made_tags[id(made)] = made
+    return made
 
 
 def _names(names: object) -> tuple[str, ...]:

@@ -44,6 +44,7 @@ NAMESPACE = "output_tokens"
 _DOC_FORMAT = 1
 _FORGET_AFTER_HALF_LIVES = 10  # a writer silent this long weighs < 0.1 %: forgotten
 _SEP = "\x1f"
+_FOLD_AT = 256  # observations kept before they are folded into the sketches
 
 
 @runtime_checkable
@@ -147,7 +148,8 @@ class OutputPredictor:
         self.min_samples = min_samples
         self.half_life = _seconds(half_life, "half_life")
         self.relative_accuracy = float(relative_accuracy)
-        DecayedSketch(relative_accuracy=self.relative_accuracy, half_life=self.half_life)
+        # checks the settings; tells observations' buckets apart when they are folded in
+        self._probe = self._new_sketch()
         self.sync_every = None if sync_every is None else _seconds(sync_every, "sync_every")
         self._clock = clock
         self.writer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -157,6 +159,8 @@ class OutputPredictor:
         self._combined: dict[str, DecayedSketch] = {}  # both: what predictions read
         # per key: (sketch, its count, the reserve quantile) as last computed (reserve_for)
         self._cached: dict[str, tuple[DecayedSketch, int, int | None]] = {}
+        # observations not folded into the sketches yet: (model, route, output tokens, time)
+        self._new: list[tuple[str, str | None, int, float]] = []
         self._dirty = False
         self._last_sync = clock()
         self._observed = 0
@@ -185,22 +189,21 @@ class OutputPredictor:
         """Learn that a call to ``model`` on ``route`` produced ``output_tokens``.
 
         ``reserved`` is the output that was reserved for it, if a prediction was used:
-        calls that produced more are counted in :attr:`stats`."""
-        if isinstance(output_tokens, bool) or not isinstance(output_tokens, int):
+        calls that produced more are counted in :attr:`stats`. O(1): observations are kept
+        in a short list and folded into the sketches in batches (every ``_FOLD_AT`` calls,
+        and before anything reads them), which is the same sketch, computed once per batch."""
+        if type(output_tokens) is not int and (
+            isinstance(output_tokens, bool) or not isinstance(output_tokens, int)
+        ):
             raise ConfigurationError(f"output_tokens must be an int, got {output_tokens!r}")
         if output_tokens < 0:
             raise ConfigurationError(f"output_tokens must be >= 0, got {output_tokens}")
-        now = self._clock() if at is None else at
-        key = _key(model, route)
+        now = float(self._clock() if at is None else at)
         with self._lock:
-            own = self._own.get(key)
-            if own is None:
-                own = self._own[key] = self._new_sketch()
-            own.add(output_tokens, now)
-            combined = self._combined.get(key)
-            if combined is None:
-                combined = self._combined[key] = self._new_sketch()
-            combined.add(output_tokens, now)
+            new = self._new
+            new.append((model, route, output_tokens, now))
+            if len(new) >= _FOLD_AT:
+                self._fold()
             self._dirty = True
             self._observed += 1
             if reserved is not None:
@@ -224,6 +227,34 @@ class OutputPredictor:
         if syncer is not None:
             syncer.start()
 
+    def _fold(self) -> None:
+        """Add the observations kept by :meth:`observe` to this process's sketches and the
+        combined ones (under the lock): per ``(model, route)``, each bucket's weight summed
+        relative to the batch's first observation, then one add per sketch."""
+        new = self._new
+        if not new:
+            return
+        self._new = []
+        half_life = self.half_life
+        batches: dict[str, tuple[float, dict[int | None, float], list[int]]] = {}
+        bucket_of = self._probe.bucket
+        for model, route, tokens, at in new:
+            key = _key(model, route)
+            batch = batches.get(key)
+            if batch is None:
+                batch = batches[key] = (at, {}, [0])
+            weights = batch[1]
+            bucket = bucket_of(tokens)
+            w = 2.0 ** ((at - batch[0]) / half_life)
+            weights[bucket] = weights.get(bucket, 0.0) + w
+            batch[2][0] += 1
+        for key, (at, weights, n) in batches.items():
+            for sketches in (self._own, self._combined):
+                sketch = sketches.get(key)
+                if sketch is None:
+                    sketch = sketches[key] = self._new_sketch()
+                sketch.add_batch(weights, at, n[0])
+
     def _sync_in_background(self) -> None:
         try:
             self.sync()
@@ -235,6 +266,7 @@ class OutputPredictor:
     def predict(self, model: str, route: str | None = None) -> OutputPrediction:
         """What is known about ``(model, route)`` now."""
         with self._lock:
+            self._fold()
             sketch = self._combined.get(_key(model, route))
             if sketch is None:
                 return OutputPrediction(model, route, 0, None, None, None, None, False)
@@ -282,11 +314,17 @@ class OutputPredictor:
         key = _key(model, route)
         with self._lock:
             sketch = self._combined.get(key)
+            hit = self._cached.get(key)  # only kept once min_samples were seen
+            if (
+                hit is not None
+                and hit[0] is sketch
+                and sketch.count - hit[1] + len(self._new) <= sketch.count >> 10
+            ):  # not folded yet: the observations kept by observe() count as new ones
+                return hit[2]
+            self._fold()
+            sketch = self._combined.get(key)
             if sketch is None or sketch.count < self.min_samples:
                 return None
-            hit = self._cached.get(key)
-            if hit is not None and hit[0] is sketch and sketch.count - hit[1] <= sketch.count >> 10:
-                return hit[2]
             q = sketch.quantile(self.quantile)
             value = None if q is None else math.ceil(q - 1e-9)
             if len(self._cached) >= 10_000:
@@ -297,6 +335,7 @@ class OutputPredictor:
     def routes(self) -> list[OutputPrediction]:
         """A prediction for every ``(model, route)`` seen, sorted by model then route."""
         with self._lock:
+            self._fold()
             keys = sorted(self._combined)
         return [self.predict(*_split(k)) for k in keys]
 
@@ -314,6 +353,7 @@ class OutputPredictor:
 
     # -- sharing ---------------------------------------------------------------------------
     def _document(self, now: float) -> dict[str, Any]:
+        self._fold()
         return {
             "format": _DOC_FORMAT,
             "updated": now,
@@ -409,6 +449,7 @@ class OutputPredictor:
 
     def __repr__(self) -> str:
         with self._lock:
+            self._fold()
             n = len(self._combined)
         return (
             f"OutputPredictor(routes={n}, quantile={self.quantile}, min_samples={self.min_samples}, "

@@ -120,6 +120,27 @@ class DecayedSketch:
                 bisect.insort(self._keys, key)
         self.count += 1
 
+    def bucket(self, value: int) -> int | None:
+        """The bucket a token count falls in (``None``: the zero bucket), for :meth:`add_batch`."""
+        return None if value < 1 else math.ceil(math.log(value) / self._log_gamma)
+
+    def add_batch(self, weights: Mapping[int | None, float], at: float, count: int) -> None:
+        """Record ``count`` observations at once: ``weights`` maps each :meth:`bucket` to the
+        summed weight of its observations relative to time ``at`` (an observation made at
+        ``t`` weighs ``2 ** ((t - at) / half_life)``). The same sketch as ``count`` calls of
+        :meth:`add`, with one decay factor for the batch."""
+        scale = self._scale(at)
+        buckets = self.buckets
+        for key, w in weights.items():
+            if key is None:
+                self.zero += w * scale
+            elif key in buckets:
+                buckets[key] += w * scale
+            else:
+                buckets[key] = w * scale
+                bisect.insort(self._keys, key)
+        self.count += count
+
     # -- reading ---------------------------------------------------------------------------
     def _total(self) -> float:
         return self.zero + math.fsum(self.buckets[k] for k in self._keys)

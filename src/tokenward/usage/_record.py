@@ -15,7 +15,8 @@ Conventions (the same as LangChain's ``UsageMetadata`` and OpenAI's chat API):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -37,9 +38,6 @@ TOKEN_FIELDS: tuple[str, ...] = (
     "audio_output",
     "image_input",
 )
-
-
-_set = object.__setattr__  # a frozen dataclass's own way to fill its fields
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -105,17 +103,22 @@ class Usage:
             raise TypeError(
                 f"Usage.reported_cost must be a finite Decimal >= 0 or None, got {reported_cost!r}"
             )
-        _set(self, "input", input)
-        _set(self, "output", output)
-        _set(self, "cache_read", cache_read)
-        _set(self, "cache_write_5m", cache_write_5m)
-        _set(self, "cache_write_1h", cache_write_1h)
-        _set(self, "reasoning", reasoning)
-        _set(self, "audio_input", audio_input)
-        _set(self, "audio_output", audio_output)
-        _set(self, "image_input", image_input)
-        _set(self, "estimated", estimated)
-        _set(self, "reported_cost", reported_cost)
+        (
+            set_input, set_output, set_cache_read, set_cache_write_5m, set_cache_write_1h,
+            set_reasoning, set_audio_input, set_audio_output, set_image_input, set_estimated,
+            set_reported_cost,
+        ) = _SET  # fmt: skip
+        set_input(self, input)
+        set_output(self, output)
+        set_cache_read(self, cache_read)
+        set_cache_write_5m(self, cache_write_5m)
+        set_cache_write_1h(self, cache_write_1h)
+        set_reasoning(self, reasoning)
+        set_audio_input(self, audio_input)
+        set_audio_output(self, audio_output)
+        set_image_input(self, image_input)
+        set_estimated(self, estimated)
+        set_reported_cost(self, reported_cost)
 
     @property
     def total(self) -> int:
@@ -240,6 +243,13 @@ class Usage:
                 "no usage payload (got None); pass the provider's usage object", field=None
             )
         return parse_usage(payload)
+
+
+#: The slots' setters, in field order: a frozen dataclass is filled through them (what
+#: object.__setattr__ does, at half its cost).
+_SET: tuple[Callable[[Usage, Any], None], ...] = tuple(
+    getattr(Usage, f.name).__set__ for f in fields(Usage)
+)
 
 
 def _invalid_count(values: dict[str, Any]) -> Exception:

@@ -566,26 +566,37 @@ _LANGCHAIN_NAMES = {
     paths=[("usage",), ("usage_metadata",)],
 )
 def langchain(data: Mapping[str, Any]) -> Usage:
+    inp = count(data.get("input_tokens"), "input_tokens")
+    out = count(data.get("output_tokens"), "output_tokens")
     details = sub(data, "input_token_details", "input_token_details")
-    written = count(details.get("cache_creation"), "input_token_details.cache_creation")
-    five = count(
-        details.get("ephemeral_5m_input_tokens"), "input_token_details.ephemeral_5m_input_tokens"
-    )
-    one = count(
-        details.get("ephemeral_1h_input_tokens"), "input_token_details.ephemeral_1h_input_tokens"
-    )
-    # langchain-anthropic reports both the total and the per-TTL split (some versions zero the
-    # total), others only one of them: writes the split leaves out are 5-minute writes
-    five += max(0, written - five - one)
     out_details = sub(data, "output_token_details", "output_token_details")
+    cache_read = five = one = audio = reasoning = audio_out = 0
+    if details:  # most calls report none: an empty or absent object has nothing to read
+        cache_read = count(details.get("cache_read"), "input_token_details.cache_read")
+        written = count(details.get("cache_creation"), "input_token_details.cache_creation")
+        five = count(
+            details.get("ephemeral_5m_input_tokens"),
+            "input_token_details.ephemeral_5m_input_tokens",
+        )
+        one = count(
+            details.get("ephemeral_1h_input_tokens"),
+            "input_token_details.ephemeral_1h_input_tokens",
+        )
+        # langchain-anthropic reports both the total and the per-TTL split (some versions zero
+        # the total), others only one of them: writes the split leaves out are 5-minute writes
+        five += max(0, written - five - one)
+        audio = count(details.get("audio"), "input_token_details.audio")
+    if out_details:
+        reasoning = count(out_details.get("reasoning"), "output_token_details.reasoning")
+        audio_out = count(out_details.get("audio"), "output_token_details.audio")
     return _build(
-        input=count(data.get("input_tokens"), "input_tokens"),
-        output=count(data.get("output_tokens"), "output_tokens"),
-        cache_read=count(details.get("cache_read"), "input_token_details.cache_read"),
+        input=inp,
+        output=out,
+        cache_read=cache_read,
         cache_write_5m=five,
         cache_write_1h=one,
-        audio_input=count(details.get("audio"), "input_token_details.audio"),
-        reasoning=count(out_details.get("reasoning"), "output_token_details.reasoning"),
-        audio_output=count(out_details.get("audio"), "output_token_details.audio"),
+        audio_input=audio,
+        reasoning=reasoning,
+        audio_output=audio_out,
         names=_LANGCHAIN_NAMES,
     )

@@ -60,6 +60,14 @@ class _DenialLogFilter(logging.Filter):
 logging.getLogger("langchain_core.callbacks.manager").addFilter(_DenialLogFilter())
 
 
+# The guards of the callbacks without a fallback: a guard keeps no state while it runs, so
+# one per step serves every call (and thread).
+_CHAT_START = guard(logger, "chat model start")
+_LLM_START = guard(logger, "llm start")
+_NEW_TOKEN = guard(logger, "llm new token")
+_TOOL_START = guard(logger, "tool start")
+
+
 def _default_accountant() -> Accountant:
     from tokenward.accountant import get_default_accountant
 
@@ -129,7 +137,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        with guard(logger, "chat model start"):
+        with _CHAT_START:
             flat = [m for batch in messages for m in batch]
             prompt = LazyMessages(flat, to_core)
             self._start("chat", serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs)
@@ -145,7 +153,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        with guard(logger, "llm start"):
+        with _LLM_START:
             prompt = [{"role": "user", "content": p} for p in prompts]
             self._start(
                 "completion", serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs
@@ -190,7 +198,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         )
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        with guard(logger, "llm new token"):
+        with _NEW_TOKEN:
             self.accountant.keepalive(str(run_id))
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
@@ -240,7 +248,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
     def on_tool_start(
         self, serialized: dict[str, Any], input_str: str, *, run_id: UUID, **kwargs: Any
     ) -> None:
-        with guard(logger, "tool start"):
+        with _TOOL_START:
             name = str(kwargs.get("name") or (serialized or {}).get("name") or "tool")
             with self._tool_lock:
                 self.tool_runs[name] = self.tool_runs.get(name, 0) + 1

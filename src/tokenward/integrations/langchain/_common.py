@@ -67,21 +67,22 @@ def dims_from_run(
     ``tags`` (``"team:search"`` -> ``{"team": "search"}``, a bare tag ->
     ``{tag: "true"}``). LangChain's own ``seq:step:N``-style tags are skipped.
     """
-    dims: dict[str, Any] = dict(base)
-    base_tags = base.get("tags")
+    dims: dict[str, Any] = dict(base) if base else {}
+    base_tags = dims.pop("tags", None)
     merged_tags: dict[str, str] = dict(base_tags) if base_tags else {}
     if metadata:
+        get = metadata.get
         for key, dim in _DIM_KEYS.items():
-            value = metadata.get(key)
+            value = get(key)
             if value is not None and value != "":
                 # an explicit conversation_id beats a LangGraph thread_id
-                if key == "thread_id" and metadata.get("conversation_id"):
+                if key == "thread_id" and get("conversation_id"):
                     continue
-                if key == "lc_agent_name" and metadata.get("agent"):
+                if key == "lc_agent_name" and get("agent"):
                     continue
                 dims[dim] = str(value)
-        meta_tags = metadata.get("tags")
-        if isinstance(meta_tags, Mapping):
+        meta_tags = get("tags")
+        if meta_tags and isinstance(meta_tags, Mapping):
             merged_tags.update({str(k): str(v) for k, v in meta_tags.items()})
     if tags:
         for tag in tags:
@@ -93,8 +94,6 @@ def dims_from_run(
             merged_tags[key] = value if sep else "true"
     if merged_tags:
         dims["tags"] = merged_tags
-    else:
-        dims.pop("tags", None)
     return dims
 
 
@@ -133,9 +132,10 @@ def base_url_from_start(
 ) -> str | None:
     """Where the model's client sends requests, when the run says (helps recognise local and
     self-hosted models)."""
-    kwargs = (serialized or {}).get("kwargs")
+    kwargs = serialized.get("kwargs") if serialized else None
     for source in (invocation_params, kwargs if isinstance(kwargs, Mapping) else None):
-        if source:
+        # one pass over the source's keys first: most runs name no endpoint at all
+        if source and not _BASE_URL_KEYS.isdisjoint(source):
             for key in BASE_URL_KEYS:
                 value = source.get(key)
                 if isinstance(value, str) and value:
@@ -143,17 +143,23 @@ def base_url_from_start(
     return None
 
 
+#: Keys under which invocation params carry the caller's output cap, best first.
+_MAX_OUTPUT_KEYS = (
+    "max_completion_tokens",
+    "max_tokens",
+    "max_output_tokens",
+    "max_new_tokens",
+    "num_predict",
+)
+_BASE_URL_KEYS = frozenset(BASE_URL_KEYS)
+_MAX_OUTPUT_KEY_SET = frozenset(_MAX_OUTPUT_KEYS)
+
+
 def max_output_from_params(invocation_params: Mapping[str, Any] | None) -> int | None:
     """The caller's output cap (``max_tokens`` / ``max_completion_tokens`` / ...), if any."""
-    if not invocation_params:
+    if not invocation_params or _MAX_OUTPUT_KEY_SET.isdisjoint(invocation_params):
         return None
-    for key in (
-        "max_completion_tokens",
-        "max_tokens",
-        "max_output_tokens",
-        "max_new_tokens",
-        "num_predict",
-    ):
+    for key in _MAX_OUTPUT_KEYS:
         value = invocation_params.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
@@ -193,8 +199,17 @@ def generation_usage(message: Any, generation_info: Mapping[str, Any] | None) ->
     reported beside it); else the provider's usage object in the message's
     ``response_metadata``, then in the generation's ``generation_info``.
     """
-    provider_usage = _provider_usage(getattr(message, "response_metadata", None))
-    usage_metadata = getattr(message, "usage_metadata", None)
+    return _generation_usage(
+        getattr(message, "usage_metadata", None),
+        _provider_usage(getattr(message, "response_metadata", None)),
+        generation_info,
+    )
+
+
+def _generation_usage(
+    usage_metadata: Any, provider_usage: Any, generation_info: Mapping[str, Any] | None
+) -> Usage | None:
+    """:func:`generation_usage` from the message's fields, read once by the caller."""
     if usage_metadata:
         usage = _parsed(Usage.from_langchain, usage_metadata)
         if usage is not None:
@@ -276,9 +291,12 @@ def extract_result(response: Any) -> ResultInfo:
         prompt_usage: list[Usage] = []
         for gen in candidates:
             message = getattr(gen, "message", None)
-            usage = generation_usage(message, getattr(gen, "generation_info", None))
+            generation_info = getattr(gen, "generation_info", None)
             if message is not None:
                 meta = getattr(message, "response_metadata", None) or {}
+                usage = _generation_usage(
+                    getattr(message, "usage_metadata", None), _provider_usage(meta), generation_info
+                )
                 if info.model is None and meta:
                     info.model = _norm(
                         meta.get("model_name") or meta.get("model") or meta.get("model_id")
@@ -289,6 +307,7 @@ def extract_result(response: Any) -> ResultInfo:
                     if name:
                         info.tool_names.append(str(name))
             else:
+                usage = _generation_usage(None, None, generation_info)
                 outputs.append((None, getattr(gen, "text", "") or ""))
             if usage is not None:
                 prompt_usage.append(usage)
