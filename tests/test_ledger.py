@@ -159,6 +159,49 @@ def test_sqlite_batched_writes_visible_to_other_connections_after_flush(tmp_path
     again.close()
 
 
+def test_sqlite_stores_every_column_as_given_bound_or_defaulted(tmp_path: Path) -> None:
+    """If this fails, a column the writer left to its SQL default (it binds only the
+    columns where some row of the batch differs from the default) is stored differently
+    from the value the row holds, or the declared defaults drifted from the DDL."""
+    from dataclasses import replace
+
+    from tokenward.ledger._event import EVENT_COLUMNS, event_to_row
+    from tokenward.ledger._sqlcommon import EVENT_DEFAULTS, EVENTS
+
+    plain = [ev(f"p{i}", T0 + timedelta(seconds=i)) for i in range(70)]
+    rich = replace(
+        plain[0],
+        id="rich",
+        prompt="hi",
+        error="boom",
+        status="error",
+        tags={"team": "x"},
+        tool_names=("search",),
+        tool_calls=1,
+        session_id="s",
+        agent="a",
+        parent_id="p0",
+    )
+    for batch in (plain[:40], [*plain[40:], rich]):  # all-default columns, then mixed ones
+        with SQLiteLedger(tmp_path / "d.db", batch=False) as led:
+            led.record_many(batch)
+    conn = sqlite3.connect(tmp_path / "d.db")
+    typed = ", ".join(f"{c}, typeof({c})" for c in EVENT_COLUMNS)
+    stored = {r[0]: r for r in conn.execute(f"SELECT {typed} FROM {EVENTS}")}
+    for e in [*plain, rich]:
+        row = event_to_row(e)
+        want = []
+        for v in row:
+            kind = {int: "integer", float: "real", str: "text", type(None): "null"}[type(v)]
+            want += [v, kind]
+        assert stored[e.id] == tuple(want)
+    info = {r[1]: r[4] for r in conn.execute(f"PRAGMA table_info({EVENTS})")}
+    conn.close()
+    for col, default in EVENT_DEFAULTS.items():
+        assert info[col] == (repr(default) if isinstance(default, int) else f"'{default}'")
+    assert {c for c, d in info.items() if d is not None} == set(EVENT_DEFAULTS)
+
+
 def test_sqlite_writer_commits_within_its_window_without_flush(tmp_path: Path) -> None:
     """If this fails, queued events wait for a flush (or a full batch) instead of being
     committed within the writer's time window (what a SIGKILL can take)."""
