@@ -48,6 +48,9 @@ _MAX_PARAMS = 999
 _chain = itertools.chain.from_iterable
 _ROLLUPS = RollupPlan()
 _TS_OF = itemgetter(EVENT_COLUMNS.index("ts_us"))
+#: Read once at the start of a write: the last day the monthly rollups hold, and the
+#: highest rowid (the rows the transaction inserts get rowids above it).
+_WRITE_STATE = f"SELECT ({_ROLLUPS.read_through}), (SELECT coalesce(max(rowid), 0) FROM {EVENTS})"
 _DAY_US = 86_400_000_000
 _CACHE_KIB = -65536  # PRAGMA cache_size of the writer connection: negative = KiB (64 MiB)
 _READ_CACHE_KIB = -16384  # the reader connection's (16 MiB)
@@ -449,9 +452,8 @@ class SQLiteLedger(SQLStore):
             conn = self._writer_conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                through = self._compact_monthly(conn)
-                # the rows this transaction inserts get rowids above the current maximum
-                before = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {EVENTS}").fetchone()[0]
+                through, before = conn.execute(_WRITE_STATE).fetchone()
+                through = self._compact_monthly(conn, int(through))
                 changes = conn.total_changes
                 _insert_events(conn, rows)
                 if conn.total_changes - changes != len(rows):  # some ids were stored already
@@ -475,10 +477,10 @@ class SQLiteLedger(SQLStore):
                 raise
 
     @staticmethod
-    def _compact_monthly(conn: sqlite3.Connection) -> int:
-        """Add the days that ended since the last compaction to the monthly rollups (in the
-        caller's write transaction); returns the last day they now hold."""
-        through = int(conn.execute(_ROLLUPS.read_through).fetchone()[0])
+    def _compact_monthly(conn: sqlite3.Connection, through: int) -> int:
+        """Add the days that ended since the last compaction (the monthly rollups hold the
+        days up to ``through``) to the monthly rollups, in the caller's write transaction;
+        returns the last day they now hold."""
         upto = int(time.time() // 86_400) - 1  # yesterday (UTC)
         if upto > through:
             for sql in _ROLLUPS.compact:
