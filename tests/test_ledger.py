@@ -409,6 +409,44 @@ def test_server_fixtures_fail_in_ci_and_skip_locally(monkeypatch: pytest.MonkeyP
         servers._unavailable("embedded PostgreSQL", RuntimeError("initdb failed\nmore"))
 
 
+def test_sqlite_rollups_exact_whether_a_batch_folds_or_not(tmp_path: Path) -> None:
+    """If this fails, a rollup written from Python sums (a batch that folds into a few
+    groups per user) or row by row in SQL (about one group per row) differs from what the
+    events give, or a batch with already-stored events was counted twice."""
+    from dataclasses import replace
+
+    from tokenward.ledger._event import event_to_row
+    from tokenward.ledger._sqlite import _ROLLUPS
+
+    def users(events: list[Any], names: list[str | None]) -> list[Any]:
+        return [replace(e, user_id=names[i % len(names)]) for i, e in enumerate(events)]
+
+    one_day = users(dataset(400, seed=3, days=1), ["alice", None])
+    three_days = users([replace(e, id=f"3d-{e.id}") for e in dataset(400, seed=4, days=3)], ["bob"])
+    sparse = [
+        replace(e, id=f"sp-{e.id}", user_id=f"user-{i}")
+        for i, e in enumerate(dataset(100, seed=5, days=1))
+    ]
+    again = [*one_day[:200], *users([replace(e, id=f"new-{e.id}") for e in sparse[:60]], ["c"])]
+    batches = [one_day, three_days, sparse, again]
+    folds = [not _ROLLUPS.grouped([event_to_row(e) for e in b])[1] for b in batches]
+    assert folds == [True, True, False, True]  # both ways are exercised
+    led = SQLiteLedger(tmp_path / "f.db", batch=False)
+    recorded: dict[str, Any] = {}
+    for b in batches:
+        led.record_many(b)
+        for e in b:
+            recorded.setdefault(e.id, e)
+        for by in (["user_id"], ["user_id", "model", "status"], ["agent", "model"]):
+            got = as_dict(led.summary(by=by), by)
+            assert got == reference(list(recorded.values()), None, None, by)
+    daily = [t for t in ROLLUP_TABLES if "monthly" not in t]
+    tables = {t: sorted(led._fetch(f"SELECT * FROM {t}", {})) for t in daily}
+    led.rebuild_rollups()
+    assert {t: sorted(led._fetch(f"SELECT * FROM {t}", {})) for t in daily} == tables
+    led.close()
+
+
 def test_sqlite_monthly_rollup_catches_up_when_days_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

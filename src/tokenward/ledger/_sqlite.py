@@ -447,7 +447,8 @@ class SQLiteLedger(SQLStore):
 
     def _insert_rows(self, rows: list[Row]) -> None:
         """The rows (ids unique) and their rollup deltas, in one transaction."""
-        grouped = _ROLLUPS.grouped(rows)  # before taking the lock: assumes every row is new
+        # before taking the lock: assumes every row is new
+        grouped, rowwise = _ROLLUPS.grouped(rows)
         with self._wlock, self._errors("write"):
             conn = self._writer_conn()
             conn.execute("BEGIN IMMEDIATE")
@@ -461,10 +462,10 @@ class SQLiteLedger(SQLStore):
                         r[0]
                         for r in conn.execute(f"SELECT id FROM {EVENTS} WHERE rowid > ?", (before,))
                     }
-                    grouped = _ROLLUPS.grouped([r for r in rows if r[0] in new]) if new else []
+                    grouped, rowwise = _ROLLUPS.grouped([r for r in rows if r[0] in new])
                 for sql, params in grouped:
                     conn.executemany(sql, params)
-                for sql in _ROLLUPS.rowwise:
+                for sql in rowwise:
                     conn.execute(sql, {"before": before})
                 late_before = (through + 1) * _DAY_US
                 if min(map(_TS_OF, rows)) < late_before:  # else no row is late: skip the scan
