@@ -428,9 +428,13 @@ def test_sqlite_rollups_exact_whether_a_batch_folds_or_not(tmp_path: Path) -> No
         for i, e in enumerate(dataset(100, seed=5, days=1))
     ]
     again = [*one_day[:200], *users([replace(e, id=f"new-{e.id}") for e in sparse[:60]], ["c"])]
-    batches = [one_day, three_days, sparse, again]
+    one_group = [
+        ev(f"one-{i}", T0 + timedelta(hours=5, seconds=i), user_id="dora", agent="x")
+        for i in range(50)
+    ]
+    batches = [one_day, three_days, sparse, again, one_group]
     folds = [not _ROLLUPS.grouped([event_to_row(e) for e in b])[1] for b in batches]
-    assert folds == [True, True, False, True]  # both ways are exercised
+    assert folds == [True, True, False, True, True]  # both ways are exercised
     led = SQLiteLedger(tmp_path / "f.db", batch=False)
     recorded: dict[str, Any] = {}
     for b in batches:

@@ -164,38 +164,38 @@ class RollupPlan:
         just inserted) to the rollups that barely fold in this batch."""
         base_sums: list[dict[Key, list[Any]] | None] = []
         rowwise: list[str] = []
+        whole: list[Any] | None = None  # the sums of every row (shared, never modified)
         day = None
         if rows:
             first = min(map(_TS_OF, rows)) // _DAY_US
             if max(map(_TS_OF, rows)) // _DAY_US == first:
                 day = first  # one UTC day (live traffic): group by the dimensions alone
         for i, getter in enumerate(self._getters):
-            groups: dict[Any, list[tuple[Any, ...]]] = {}
-            get = groups.get
             if day is not None:
-                for row in rows:
-                    dims = getter(row)
-                    group = get(dims)
-                    if group is None:
-                        groups[dims] = [row]
-                    else:
-                        group.append(row)
-            else:
-                # keys (day, dims) nested, not unpacked: one small tuple per row
-                for row in rows:
-                    key = (row[_TS] // _DAY_US, getter(row))
-                    group = get(key)
-                    if group is None:
-                        groups[key] = [row]
-                    else:
-                        group.append(row)
-            if i in self._rowwise and len(groups) * _FOLD > len(rows):
+                keys: list[Any] = list(map(getter, rows))
+            else:  # keys (day, dims) nested, not unpacked: one small tuple per row
+                keys = [(row[_TS] // _DAY_US, getter(row)) for row in rows]
+            if i in self._rowwise and len(set(keys)) * _FOLD > len(rows):
                 rowwise.append(self._rowwise[i])
                 base_sums.append(None)
-            elif day is not None:
-                base_sums.append({(day, *dims): _sums(g) for dims, g in groups.items()})
+                continue
+            groups: dict[Any, list[tuple[Any, ...]]] = {}
+            get = groups.get
+            for key, row in zip(keys, rows):
+                group = get(key)
+                if group is None:
+                    groups[key] = [row]
+                else:
+                    group.append(row)
+            if len(groups) == 1:  # the whole batch (one user, one model...): summed once
+                whole = _sums(rows) if whole is None else whole
+                vectors = dict.fromkeys(groups, whole)
             else:
-                base_sums.append({(d, *dims): _sums(g) for (d, dims), g in groups.items()})
+                vectors = {key: _sums(g) for key, g in groups.items()}
+            if day is not None:
+                base_sums.append({(day, *dims): v for dims, v in vectors.items()})
+            else:
+                base_sums.append({(d, *dims): v for (d, dims), v in vectors.items()})
         out = []
         for sql, period, base, regroup in self._plan:
             sums = base_sums[base]
