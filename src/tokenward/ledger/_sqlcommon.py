@@ -12,8 +12,9 @@ Both stores keep two tables:
     in the same transaction as the insert, from exactly the rows that were
     inserted (duplicates skipped), so they are never stale: PostgreSQL upserts
     one row per group per batch (groups in key order, so concurrent writers
-    cannot deadlock); SQLite, whose writer holds the whole database, upserts
-    each new row into its group directly (no sort). ``NULL`` dimensions are
+    cannot deadlock); SQLite, whose writer holds the whole database, sums a batch's
+    groups in Python, or upserts each new row into its group directly when a batch
+    barely folds (see ``_rollup``). ``NULL`` dimensions are
     stored as ``''`` there. Rows written to the events table by other means
     (e.g. a bulk load) need :meth:`rebuild_rollups`.
 
