@@ -159,6 +159,49 @@ def test_sqlite_batched_writes_visible_to_other_connections_after_flush(tmp_path
     again.close()
 
 
+def test_sqlite_stores_every_column_as_given_bound_or_defaulted(tmp_path: Path) -> None:
+    """If this fails, a column the writer left to its SQL default (it binds only the
+    columns where some row of the batch differs from the default) is stored differently
+    from the value the row holds, or the declared defaults drifted from the DDL."""
+    from dataclasses import replace
+
+    from tokenward.ledger._event import EVENT_COLUMNS, event_to_row
+    from tokenward.ledger._sqlcommon import EVENT_DEFAULTS, EVENTS
+
+    plain = [ev(f"p{i}", T0 + timedelta(seconds=i)) for i in range(70)]
+    rich = replace(
+        plain[0],
+        id="rich",
+        prompt="hi",
+        error="boom",
+        status="error",
+        tags={"team": "x"},
+        tool_names=("search",),
+        tool_calls=1,
+        session_id="s",
+        agent="a",
+        parent_id="p0",
+    )
+    for batch in (plain[:40], [*plain[40:], rich]):  # all-default columns, then mixed ones
+        with SQLiteLedger(tmp_path / "d.db", batch=False) as led:
+            led.record_many(batch)
+    conn = sqlite3.connect(tmp_path / "d.db")
+    typed = ", ".join(f"{c}, typeof({c})" for c in EVENT_COLUMNS)
+    stored = {r[0]: r for r in conn.execute(f"SELECT {typed} FROM {EVENTS}")}
+    for e in [*plain, rich]:
+        row = event_to_row(e)
+        want = []
+        for v in row:
+            kind = {int: "integer", float: "real", str: "text", type(None): "null"}[type(v)]
+            want += [v, kind]
+        assert stored[e.id] == tuple(want)
+    info = {r[1]: r[4] for r in conn.execute(f"PRAGMA table_info({EVENTS})")}
+    conn.close()
+    for col, default in EVENT_DEFAULTS.items():
+        assert info[col] == (repr(default) if isinstance(default, int) else f"'{default}'")
+    assert {c for c, d in info.items() if d is not None} == set(EVENT_DEFAULTS)
+
+
 def test_sqlite_writer_commits_within_its_window_without_flush(tmp_path: Path) -> None:
     """If this fails, queued events wait for a flush (or a full batch) instead of being
     committed within the writer's time window (what a SIGKILL can take)."""
@@ -364,6 +407,48 @@ def test_server_fixtures_fail_in_ci_and_skip_locally(monkeypatch: pytest.MonkeyP
         match=r"embedded PostgreSQL unavailable: RuntimeError: initdb failed$",
     ):
         servers._unavailable("embedded PostgreSQL", RuntimeError("initdb failed\nmore"))
+
+
+def test_sqlite_rollups_exact_whether_a_batch_folds_or_not(tmp_path: Path) -> None:
+    """If this fails, a rollup written from Python sums (a batch that folds into a few
+    groups per user) or row by row in SQL (about one group per row) differs from what the
+    events give, or a batch with already-stored events was counted twice."""
+    from dataclasses import replace
+
+    from tokenward.ledger._event import event_to_row
+    from tokenward.ledger._sqlite import _ROLLUPS
+
+    def users(events: list[Any], names: list[str | None]) -> list[Any]:
+        return [replace(e, user_id=names[i % len(names)]) for i, e in enumerate(events)]
+
+    one_day = users(dataset(400, seed=3, days=1), ["alice", None])
+    three_days = users([replace(e, id=f"3d-{e.id}") for e in dataset(400, seed=4, days=3)], ["bob"])
+    sparse = [
+        replace(e, id=f"sp-{e.id}", user_id=f"user-{i}")
+        for i, e in enumerate(dataset(100, seed=5, days=1))
+    ]
+    again = [*one_day[:200], *users([replace(e, id=f"new-{e.id}") for e in sparse[:60]], ["c"])]
+    one_group = [
+        ev(f"one-{i}", T0 + timedelta(hours=5, seconds=i), user_id="dora", agent="x")
+        for i in range(50)
+    ]
+    batches = [one_day, three_days, sparse, again, one_group]
+    folds = [not _ROLLUPS.grouped([event_to_row(e) for e in b])[1] for b in batches]
+    assert folds == [True, True, False, True, True]  # both ways are exercised
+    led = SQLiteLedger(tmp_path / "f.db", batch=False)
+    recorded: dict[str, Any] = {}
+    for b in batches:
+        led.record_many(b)
+        for e in b:
+            recorded.setdefault(e.id, e)
+        for by in (["user_id"], ["user_id", "model", "status"], ["agent", "model"]):
+            got = as_dict(led.summary(by=by), by)
+            assert got == reference(list(recorded.values()), None, None, by)
+    daily = [t for t in ROLLUP_TABLES if "monthly" not in t]
+    tables = {t: sorted(led._fetch(f"SELECT * FROM {t}", {})) for t in daily}
+    led.rebuild_rollups()
+    assert {t: sorted(led._fetch(f"SELECT * FROM {t}", {})) for t in daily} == tables
+    led.close()
 
 
 def test_sqlite_monthly_rollup_catches_up_when_days_end(

@@ -1,21 +1,22 @@
 """How the SQLite writer adds a batch to the rollups, at the least cost per event.
 
-Two kinds of rollup, told apart by their dimensions:
+Every daily rollup is added from Python: the batch's rows are grouped and summed (by the
+finest rollups, the others regrouped from those sums) and each group is upserted once.
+A group of one row costs more that way than letting SQLite add the row it just inserted
+(:func:`rowwise_sql`, one upsert per row, no parameters to bind): so a rollup keyed by a
+grouping of its own (no other rollup is regrouped from it) that barely folds in a batch
+(fewer than ``_FOLD`` rows per group: a per-user rollup under many users) is added row by
+row in SQL instead; the same rollup under a handful of users (a LangChain app serving one
+user per process, a batch job) folds into a few upserts.
 
-* **per-user rollups** (keyed by ``user_id``) have about one group per event in a batch:
-  summing in Python first would cost more than it saves, so SQLite upserts each inserted
-  row into the daily one directly (:func:`rowwise_sql`, no parameters to bind). Their
-  monthly twin is not touched per event: once a UTC day is over, the day's rows of the
-  daily rollup are added to it in one statement (``monthly_through_day`` in
-  ``tokenward_rollup_state`` says how far it goes; queries read later days from the daily
-  rollup). An event for a day already added (a late or back-dated event) is added to the
-  monthly rollup with its batch;
-* **the others** (per model, per agent) have a handful of groups per batch: the rows are
-  grouped and summed in Python (by the finest of them, the others regrouped from those
-  sums) and upserted once per group.
+The monthly twin of the per-user rollup is not touched per event: once a UTC day is over,
+the day's rows of the daily rollup are added to it in one statement
+(``monthly_through_day`` in ``tokenward_rollup_state`` says how far it goes; queries read
+later days from the daily rollup). An event for a day already added (a late or back-dated
+event) is added to the monthly rollup with its batch.
 
-Both give exactly :func:`~tokenward.ledger._sqlcommon.rebuild_rollup_sql`'s sums (tests
-compare the tables after a rebuild).
+Both ways give exactly :func:`~tokenward.ledger._sqlcommon.rebuild_rollup_sql`'s sums
+(tests compare the tables after a rebuild).
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ from tokenward.ledger._sqlcommon import (
 
 __all__ = ["RollupPlan"]
 
-#: Rollups with this dimension are upserted row by row (about one group per event).
+#: Rollups with this dimension have a monthly twin compacted from the daily one at day end.
 _PER_EVENT_DIMENSION = "user_id"
+#: A rollup keyed by a grouping of its own is upserted from Python when a batch folds into
+#: groups of at least this many rows on average, else row by row in SQL.
+_FOLD = 4
 
 _DAY_US = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -106,16 +110,15 @@ class RollupPlan:
     """How to add a batch of event rows to every rollup of :data:`WRITE_ROLLUPS`."""
 
     def __init__(self) -> None:
-        grouped = [r for r in WRITE_ROLLUPS if _PER_EVENT_DIMENSION not in r[1]]
         per_event = [
             (t, dims)
             for t, dims, period in WRITE_ROLLUPS
             if _PER_EVENT_DIMENSION in dims and period == "day"
         ]
-        #: statements that add the rows with ``rowid > :before`` (just inserted)
-        self.rowwise = [rowwise_sql(t, dims, "day") for t, dims in per_event]
-        #: the same for their monthly twins, only rows of days already compacted
-        #: (``ts_us < :late_before``)
+        compacted = {MONTHLY[t] for t, _ in per_event if t in MONTHLY}
+        grouped = [r for r in WRITE_ROLLUPS if r[0] not in compacted]
+        #: add the rows of days already compacted (``ts_us < :late_before``) among those
+        #: with ``rowid > :before`` (just inserted) to the compacted monthly rollups
         self.late = [
             rowwise_sql(MONTHLY[t], dims, "month", "ts_us < :late_before")
             for t, dims in per_event
@@ -132,55 +135,72 @@ class RollupPlan:
         self.read_through = f"SELECT value FROM {ROLLUP_STATE} WHERE name = '{MONTHLY_THROUGH}'"
         self.set_through = f"UPDATE {ROLLUP_STATE} SET value = ? WHERE name = '{MONTHLY_THROUGH}'"
         daily = [dims for _, dims, period in grouped if period == "day"]
-        # bases: grouped daily rollups whose dimensions no other one covers
+        # bases: daily rollups whose dimensions no other one covers
         self.bases = [d for d in daily if not any(set(d) < set(other) for other in daily)]
         self._getters = [itemgetter(*(_COL[d] for d in dims)) for dims in self.bases]
         # each rollup is regrouped from the base with the fewest dimensions covering it
         self._plan: list[tuple[str, str, int, Callable[[Key], Key] | None]] = []
         for table, dims, period in grouped:
             _, base = min((len(b), i) for i, b in enumerate(self.bases) if set(dims) <= set(b))
-            same = tuple(dims) == tuple(self.bases[base])
+            same = tuple(dims) == tuple(self.bases[base]) and period == "day"
             # base keys are (day, *base dims); rollup keys (day, *dims)
             regroup = (
                 None if same else itemgetter(0, *(1 + self.bases[base].index(d) for d in dims))
             )
             self._plan.append((_upsert_sql(table, (period, *dims)), period, base, regroup))
+        #: bases that only their own rollup reads: that rollup's row-by-row statement (for a
+        #: batch that barely folds)
+        self._rowwise: dict[int, str] = {}
+        for i, dims in enumerate(self.bases):
+            (table,) = [t for (t, d, p) in grouped if p == "day" and tuple(d) == tuple(dims)]
+            if [base for _, _, base, _ in self._plan].count(i) == 1:
+                self._rowwise[i] = rowwise_sql(table, dims, "day")
 
-    def grouped(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-        """``[(upsert_sql, parameter rows)]``: the grouped rollups' deltas of ``rows``."""
-        base_sums: list[dict[Key, list[Any]]] = []
+    def grouped(
+        self, rows: Sequence[tuple[Any, ...]]
+    ) -> tuple[list[tuple[str, list[tuple[Any, ...]]]], list[str]]:
+        """``([(upsert_sql, parameter rows)], [rowwise_sql])``: the rollups' deltas of
+        ``rows``, and the statements that add the rows with ``rowid > :before`` (the rows
+        just inserted) to the rollups that barely fold in this batch."""
+        base_sums: list[dict[Key, list[Any]] | None] = []
+        rowwise: list[str] = []
+        whole: list[Any] | None = None  # the sums of every row (shared, never modified)
         day = None
         if rows:
             first = min(map(_TS_OF, rows)) // _DAY_US
             if max(map(_TS_OF, rows)) // _DAY_US == first:
                 day = first  # one UTC day (live traffic): group by the dimensions alone
-        for getter in self._getters:
+        for i, getter in enumerate(self._getters):
             if day is not None:
-                by_dims: dict[Key, list[tuple[Any, ...]]] = {}
-                get_dims = by_dims.get
-                for row in rows:
-                    dims = getter(row)
-                    group = get_dims(dims)
-                    if group is None:
-                        by_dims[dims] = [row]
-                    else:
-                        group.append(row)
-                base_sums.append({(day, *dims): _sums(g) for dims, g in by_dims.items()})
+                keys: list[Any] = list(map(getter, rows))
+            else:  # keys (day, dims) nested, not unpacked: one small tuple per row
+                keys = [(row[_TS] // _DAY_US, getter(row)) for row in rows]
+            if i in self._rowwise and len(set(keys)) * _FOLD > len(rows):
+                rowwise.append(self._rowwise[i])
+                base_sums.append(None)
                 continue
-            # keys (day, dims) nested, not unpacked: one small tuple per row
-            groups: dict[tuple[int, Key], list[tuple[Any, ...]]] = {}
+            groups: dict[Any, list[tuple[Any, ...]]] = {}
             get = groups.get
-            for row in rows:
-                key = (row[_TS] // _DAY_US, getter(row))
+            for key, row in zip(keys, rows):
                 group = get(key)
                 if group is None:
                     groups[key] = [row]
                 else:
                     group.append(row)
-            base_sums.append({(d, *dims): _sums(g) for (d, dims), g in groups.items()})
+            if len(groups) == 1:  # the whole batch (one user, one model...): summed once
+                whole = _sums(rows) if whole is None else whole
+                vectors = dict.fromkeys(groups, whole)
+            else:
+                vectors = {key: _sums(g) for key, g in groups.items()}
+            if day is not None:
+                base_sums.append({(day, *dims): v for dims, v in vectors.items()})
+            else:
+                base_sums.append({(d, *dims): v for (d, dims), v in vectors.items()})
         out = []
         for sql, period, base, regroup in self._plan:
             sums = base_sums[base]
+            if sums is None:
+                continue
             if regroup is not None or period != "day":
                 acc: dict[Key, list[Any]] = {}
                 for key, vector in sums.items():
@@ -191,7 +211,7 @@ class RollupPlan:
                     acc[k] = vector if cur is None else _add(cur, vector)
                 sums = acc
             out.append((sql, [(*_blank(k), *v) for k, v in sums.items()]))
-        return out
+        return out, rowwise
 
 
 def rowwise_sql(table: str, dims: Sequence[str], period: str, also: str = "true") -> str:

@@ -12,8 +12,9 @@ Both stores keep two tables:
     in the same transaction as the insert, from exactly the rows that were
     inserted (duplicates skipped), so they are never stale: PostgreSQL upserts
     one row per group per batch (groups in key order, so concurrent writers
-    cannot deadlock); SQLite, whose writer holds the whole database, upserts
-    each new row into its group directly (no sort). ``NULL`` dimensions are
+    cannot deadlock); SQLite, whose writer holds the whole database, sums a batch's
+    groups in Python, or upserts each new row into its group directly when a batch
+    barely folds (see ``_rollup``). ``NULL`` dimensions are
     stored as ``''`` there. Rows written to the events table by other means
     (e.g. a bulk load) need :meth:`rebuild_rollups`.
 
@@ -119,28 +120,48 @@ def ddl(dialect: str) -> list[str]:
     ]
 
 
+#: Events-table columns with a default, and that default (a column not listed defaults to
+#: NULL). A row holding a column's default stores the same bytes whether the value is bound
+#: or the column is left out of the INSERT (the SQLite writer leaves such columns out).
+EVENT_DEFAULTS: dict[str, int | str] = {
+    **dict.fromkeys(USAGE_FIELDS, 0),
+    "usage_estimated": 0,
+    "estimated": 0,
+    "status": "ok",
+    "kind": "chat",
+    "tags": "{}",
+    "tool_calls": 0,
+    "tool_names": "[]",
+}
+
+
 def _events_ddl(dialect: str) -> str:
     big = "INTEGER" if dialect == "sqlite" else "BIGINT"
     real = "REAL" if dialect == "sqlite" else "DOUBLE PRECISION"
-    usage_cols = ",\n  ".join(f"{f} {big} NOT NULL DEFAULT 0" for f in USAGE_FIELDS)
+
+    def dflt(col: str) -> str:
+        value = EVENT_DEFAULTS[col]
+        return f"DEFAULT {value!r}" if isinstance(value, int) else f"DEFAULT '{value}'"
+
+    usage_cols = ",\n  ".join(f"{f} {big} NOT NULL {dflt(f)}" for f in USAGE_FIELDS)
     return f"""CREATE TABLE IF NOT EXISTS {EVENTS} (
   id TEXT PRIMARY KEY,
   ts_us {big} NOT NULL,
   model TEXT NOT NULL,
   provider TEXT,
   {usage_cols},
-  usage_estimated INTEGER NOT NULL DEFAULT 0,
+  usage_estimated INTEGER NOT NULL {dflt("usage_estimated")},
   cost_nanos {big},
-  estimated INTEGER NOT NULL DEFAULT 0,
-  status TEXT NOT NULL DEFAULT 'ok',
-  kind TEXT NOT NULL DEFAULT 'chat',
+  estimated INTEGER NOT NULL {dflt("estimated")},
+  status TEXT NOT NULL {dflt("status")},
+  kind TEXT NOT NULL {dflt("kind")},
   user_id TEXT,
   conversation_id TEXT,
   session_id TEXT,
   agent TEXT,
-  tags TEXT NOT NULL DEFAULT '{{}}',
-  tool_calls INTEGER NOT NULL DEFAULT 0,
-  tool_names TEXT NOT NULL DEFAULT '[]',
+  tags TEXT NOT NULL {dflt("tags")},
+  tool_calls INTEGER NOT NULL {dflt("tool_calls")},
+  tool_names TEXT NOT NULL {dflt("tool_names")},
   latency_ms {real},
   parent_id TEXT,
   error TEXT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import sqlite3
@@ -27,6 +28,7 @@ from tokenward.ledger._event import EVENT_COLUMNS
 from tokenward.ledger._rollup import RollupPlan
 from tokenward.ledger._sqlcommon import (
     DEAD_LETTERS,
+    EVENT_DEFAULTS,
     EVENTS,
     SCHEMA_VERSION,
     STATE,
@@ -39,18 +41,16 @@ from tokenward.ledger._sqlstore import Row, SQLStore
 
 __all__ = ["SQLiteLedger"]
 
-_COLS = ", ".join(EVENT_COLUMNS)
-_VALUES = f"({', '.join('?' for _ in EVENT_COLUMNS)})"
-_INSERT = f"INSERT OR IGNORE INTO {EVENTS} ({_COLS}) VALUES {_VALUES}"
-#: Rows per multi-row INSERT: one statement step per that many rows instead of one per
-#: row (~10 % less CPU per insert), within SQLite's historic limit of 999 parameters.
-_PER_INSERT = 999 // len(EVENT_COLUMNS)
-_INSERT_MANY = f"INSERT OR IGNORE INTO {EVENTS} ({_COLS}) VALUES " + ", ".join(
-    [_VALUES] * _PER_INSERT
-)
+#: Each events column's default (``None``: NULL), in row order.
+_DEFAULTS = tuple(EVENT_DEFAULTS.get(c) for c in EVENT_COLUMNS)
+#: Parameters per statement: SQLite's historic limit.
+_MAX_PARAMS = 999
 _chain = itertools.chain.from_iterable
 _ROLLUPS = RollupPlan()
 _TS_OF = itemgetter(EVENT_COLUMNS.index("ts_us"))
+#: Read once at the start of a write: the last day the monthly rollups hold, and the
+#: highest rowid (the rows the transaction inserts get rowids above it).
+_WRITE_STATE = f"SELECT ({_ROLLUPS.read_through}), (SELECT coalesce(max(rowid), 0) FROM {EVENTS})"
 _DAY_US = 86_400_000_000
 _CACHE_KIB = -65536  # PRAGMA cache_size of the writer connection: negative = KiB (64 MiB)
 _READ_CACHE_KIB = -16384  # the reader connection's (16 MiB)
@@ -114,14 +114,48 @@ def map_error(exc: BaseException, path: str, action: str) -> LedgerError:
     return LedgerError(f"{where} failed: {describe(exc)}")
 
 
+@functools.lru_cache(maxsize=64)
+def _insert_sql(columns: tuple[int, ...], rows: int) -> str:
+    """``INSERT OR IGNORE`` of ``rows`` rows of the events columns at ``columns``."""
+    values = f"({', '.join('?' for _ in columns)})"
+    return (
+        f"INSERT OR IGNORE INTO {EVENTS} ({', '.join(EVENT_COLUMNS[i] for i in columns)}) "
+        f"VALUES {', '.join([values] * rows)}"
+    )
+
+
 def _insert_events(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
-    """``INSERT OR IGNORE`` the rows, in their order (rowids increase with it)."""
-    k = _PER_INSERT
-    full = len(rows) - len(rows) % k
-    if full:
-        conn.executemany(_INSERT_MANY, [tuple(_chain(rows[i : i + k])) for i in range(0, full, k)])
-    if full < len(rows):
-        conn.executemany(_INSERT, rows[full:])
+    """``INSERT OR IGNORE`` the rows, in their order (rowids increase with it).
+
+    Binding a parameter is most of what an insert costs from Python (a NULL the most: the
+    driver looks for an adapter first), and most columns hold their default in every row of
+    a batch (no reasoning tokens, no prompt text, ...): only the columns where some row
+    differs from the default are bound, SQLite fills in the others. Rows go in multi-row
+    INSERTs (one statement step per statement, not per row): as many as fit in 999
+    parameters, the rest in power-of-two chunks (a few prepared shapes, reused).
+    """
+    n = len(rows)
+    columns = list(zip(*rows))
+    bound = tuple(
+        i
+        for i, (col, default) in enumerate(zip(columns, _DEFAULTS))
+        if col[0] != default or col.count(default) != n
+    )
+    values = itemgetter(*bound)
+    k = _MAX_PARAMS // len(bound)
+    done = 0
+    while done < n:
+        size = min(k, 1 << ((n - done).bit_length() - 1))  # a power of two, or k
+        full = (n - done) // size * size
+        chunk = rows[done : done + full]
+        if size == 1:
+            conn.executemany(_insert_sql(bound, 1), map(values, chunk))
+        else:
+            conn.executemany(
+                _insert_sql(bound, size),
+                [tuple(_chain(map(values, chunk[i : i + size]))) for i in range(0, full, size)],
+            )
+        done += full
 
 
 class SQLiteLedger(SQLStore):
@@ -413,14 +447,14 @@ class SQLiteLedger(SQLStore):
 
     def _insert_rows(self, rows: list[Row]) -> None:
         """The rows (ids unique) and their rollup deltas, in one transaction."""
-        grouped = _ROLLUPS.grouped(rows)  # before taking the lock: assumes every row is new
+        # before taking the lock: assumes every row is new
+        grouped, rowwise = _ROLLUPS.grouped(rows)
         with self._wlock, self._errors("write"):
             conn = self._writer_conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                through = self._compact_monthly(conn)
-                # the rows this transaction inserts get rowids above the current maximum
-                before = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {EVENTS}").fetchone()[0]
+                through, before = conn.execute(_WRITE_STATE).fetchone()
+                through = self._compact_monthly(conn, int(through))
                 changes = conn.total_changes
                 _insert_events(conn, rows)
                 if conn.total_changes - changes != len(rows):  # some ids were stored already
@@ -428,10 +462,10 @@ class SQLiteLedger(SQLStore):
                         r[0]
                         for r in conn.execute(f"SELECT id FROM {EVENTS} WHERE rowid > ?", (before,))
                     }
-                    grouped = _ROLLUPS.grouped([r for r in rows if r[0] in new]) if new else []
+                    grouped, rowwise = _ROLLUPS.grouped([r for r in rows if r[0] in new])
                 for sql, params in grouped:
                     conn.executemany(sql, params)
-                for sql in _ROLLUPS.rowwise:
+                for sql in rowwise:
                     conn.execute(sql, {"before": before})
                 late_before = (through + 1) * _DAY_US
                 if min(map(_TS_OF, rows)) < late_before:  # else no row is late: skip the scan
@@ -444,10 +478,10 @@ class SQLiteLedger(SQLStore):
                 raise
 
     @staticmethod
-    def _compact_monthly(conn: sqlite3.Connection) -> int:
-        """Add the days that ended since the last compaction to the monthly rollups (in the
-        caller's write transaction); returns the last day they now hold."""
-        through = int(conn.execute(_ROLLUPS.read_through).fetchone()[0])
+    def _compact_monthly(conn: sqlite3.Connection, through: int) -> int:
+        """Add the days that ended since the last compaction (the monthly rollups hold the
+        days up to ``through``) to the monthly rollups, in the caller's write transaction;
+        returns the last day they now hold."""
         upto = int(time.time() // 86_400) - 1  # yesterday (UTC)
         if upto > through:
             for sql in _ROLLUPS.compact:
