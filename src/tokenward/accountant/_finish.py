@@ -17,7 +17,6 @@ import logging
 import operator
 import time
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tokenward._hygiene import MAX_COUNT, MAX_TEXT, clean, count_ok, key
@@ -229,7 +228,7 @@ def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
         run.model,
         info.provider,
         usage,
-        Decimal(nanos).scaleb(-9) if nanos is not None else None,
+        None,  # the cost: derived from cost_nanos, which the ledger stores as it is
         usage.estimated,
         status,  # type: ignore[arg-type]  # validated by UsageEvent
         run.kind,  # type: ignore[arg-type]
@@ -247,6 +246,7 @@ def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
         clean(ending.output_text) if store and ending.output_text else None,
         info.price_source if nanos is not None else None,
         usage.reported_cost,
+        cost_nanos=nanos,
     )
     acc.ledger.record(event)
     if acc.budgets is not None and not run.committed:
