@@ -165,12 +165,10 @@ def _calibrate(acc: Accountant, run: Run, reported: int) -> None:
         logger.debug("calibration failed for %s", run.info.name, exc_info=True)
 
 
-def _reprice(acc: Accountant, run: Run, ending: Ending) -> None:
-    """The response names a model (a dated snapshot...): price that one when it is known."""
-    model = ending.model
-    if model is None or model == run.model:  # run.model is clean: so is an equal name
-        return
-    model = key(model)
+def _reprice(acc: Accountant, run: Run, ending: Ending, named: str) -> None:
+    """The response names a model other than the run's (a dated snapshot...): price that one
+    when it is known."""
+    model = key(named)
     if model == run.model:
         return
     info, name = acc.model_info(model, ending.provider, ending.base_url or run.base_url)
@@ -200,7 +198,8 @@ def _price(run: Run, usage: Usage, at: Any) -> int | None:
 
 def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
     """Bill ``run`` as ``ending`` says: record its event, settle its budgets, notify."""
-    _reprice(acc, run, ending)
+    if ending.model is not None and ending.model != run.model:  # run.model is clean
+        _reprice(acc, run, ending, ending.model)
     usage = _complete_usage(acc, run, ending)
     status = ending.status
     error = None

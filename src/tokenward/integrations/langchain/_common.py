@@ -108,22 +108,16 @@ def model_from_start(
     ``deployment_name``...), the serialized constructor kwargs, then LangSmith's
     ``ls_model_name`` metadata.
     """
-    if invocation_params:
-        for key in MODEL_KEYS:
-            name = _norm(invocation_params.get(key))
-            if name:
-                return name
-    if serialized:
-        kwargs = serialized.get("kwargs")
-        if isinstance(kwargs, Mapping):
+    kwargs = serialized.get("kwargs") if serialized else None
+    for source in (invocation_params, kwargs if isinstance(kwargs, Mapping) else None):
+        # one pass over the source's keys first: many runs name the model only in metadata
+        if source and not _MODEL_KEY_SET.isdisjoint(source):
             for key in MODEL_KEYS:
-                name = _norm(kwargs.get(key))
+                name = _norm(source.get(key))
                 if name:
                     return name
     if metadata:
-        name = _norm(metadata.get("ls_model_name"))
-        if name:
-            return name
+        return _norm(metadata.get("ls_model_name")) or None
     return None
 
 
@@ -152,6 +146,7 @@ _MAX_OUTPUT_KEYS = (
     "num_predict",
 )
 _BASE_URL_KEYS = frozenset(BASE_URL_KEYS)
+_MODEL_KEY_SET = frozenset(MODEL_KEYS)
 _MAX_OUTPUT_KEY_SET = frozenset(_MAX_OUTPUT_KEYS)
 
 
