@@ -208,7 +208,11 @@ def _generation_usage(
     if usage_metadata:
         usage = _parsed(Usage.from_langchain, usage_metadata)
         if usage is not None:
-            return _with_provider_cost(usage, provider_usage or _provider_usage(generation_info))
+            if not provider_usage and generation_info:
+                provider_usage = _provider_usage(generation_info)
+            if not provider_usage or usage.reported_cost is not None:
+                return usage  # most calls: no provider usage object beside LangChain's
+            return _with_provider_cost(usage, provider_usage)
     for payload in (provider_usage, _provider_usage(generation_info)):
         if payload:
             usage = _parsed(Usage.from_any, payload)
@@ -290,7 +294,9 @@ def extract_result(response: Any) -> ResultInfo:
             if message is not None:
                 meta = getattr(message, "response_metadata", None) or {}
                 usage = _generation_usage(
-                    getattr(message, "usage_metadata", None), _provider_usage(meta), generation_info
+                    getattr(message, "usage_metadata", None),
+                    _provider_usage(meta) if meta else None,
+                    generation_info,
                 )
                 if info.model is None and meta:
                     info.model = _norm(
@@ -312,7 +318,7 @@ def extract_result(response: Any) -> ResultInfo:
             for u in prompt_usage:
                 total = u if total is None else total + u
     llm_output = getattr(response, "llm_output", None) or {}
-    payload = _provider_usage(llm_output)
+    payload = _provider_usage(llm_output) if llm_output else None
     if payload:
         if total is None:
             total = _parsed(Usage.from_any, payload) or None
