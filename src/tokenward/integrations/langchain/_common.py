@@ -39,7 +39,6 @@ _DIM_KEYS: dict[str, str] = {
     "agent": "agent",
     "lc_agent_name": "agent",
 }
-_DIM_KEY_SET = frozenset(_DIM_KEYS)
 #: tags LangChain/LangGraph add on their own; they say nothing about the caller
 _INTERNAL_TAG_PREFIXES = ("seq:step:", "map:key:", "graph:step:", "langsmith:", "nostream")
 
@@ -69,25 +68,20 @@ def dims_from_run(
     ``{tag: "true"}``). LangChain's own ``seq:step:N``-style tags are skipped.
     """
     dims: dict[str, Any] = dict(base) if base else {}
-    base_tags = dims.pop("tags", None) if base else None
+    base_tags = dims.pop("tags", None)
     merged_tags: dict[str, str] = dict(base_tags) if base_tags else {}
     if metadata:
-        # one C-level pass finds the dimension keys the metadata has (usually one or two)
-        present = _DIM_KEY_SET.intersection(metadata)
-        if present:
-            get = metadata.get
-            for key, dim in _DIM_KEYS.items():
-                if key not in present:
+        get = metadata.get
+        for key, dim in _DIM_KEYS.items():
+            value = get(key)
+            if value is not None and value != "":
+                # an explicit conversation_id beats a LangGraph thread_id
+                if key == "thread_id" and get("conversation_id"):
                     continue
-                value = get(key)
-                if value is not None and value != "":
-                    # an explicit conversation_id beats a LangGraph thread_id
-                    if key == "thread_id" and get("conversation_id"):
-                        continue
-                    if key == "lc_agent_name" and get("agent"):
-                        continue
-                    dims[dim] = str(value)
-        meta_tags = metadata.get("tags")
+                if key == "lc_agent_name" and get("agent"):
+                    continue
+                dims[dim] = str(value)
+        meta_tags = get("tags")
         if meta_tags and isinstance(meta_tags, Mapping):
             merged_tags.update({str(k): str(v) for k, v in meta_tags.items()})
     if tags:
