@@ -97,6 +97,19 @@ def dims_from_run(
     return dims
 
 
+def _first_name(source: Mapping[str, Any]) -> str | None:
+    """The first model name under one of :data:`MODEL_KEYS` in ``source`` (``_norm`` inlined:
+    most keys are absent, and a run that names its model only in metadata probes them all)."""
+    get = source.get
+    for key in MODEL_KEYS:
+        value = get(key)
+        if value is not None and value != "":
+            name = str(value)
+            if name:
+                return name
+    return None
+
+
 def model_from_start(
     serialized: Mapping[str, Any] | None,
     invocation_params: Mapping[str, Any] | None,
@@ -108,14 +121,16 @@ def model_from_start(
     ``deployment_name``...), the serialized constructor kwargs, then LangSmith's
     ``ls_model_name`` metadata.
     """
-    kwargs = serialized.get("kwargs") if serialized else None
-    for source in (invocation_params, kwargs if isinstance(kwargs, Mapping) else None):
-        # one pass over the source's keys first: many runs name the model only in metadata
-        if source and not _MODEL_KEY_SET.isdisjoint(source):
-            for key in MODEL_KEYS:
-                name = _norm(source.get(key))
-                if name:
-                    return name
+    if invocation_params:
+        name = _first_name(invocation_params)
+        if name:
+            return name
+    if serialized:
+        kwargs = serialized.get("kwargs")
+        if kwargs and isinstance(kwargs, Mapping):
+            name = _first_name(kwargs)
+            if name:
+                return name
     if metadata:
         return _norm(metadata.get("ls_model_name")) or None
     return None
@@ -146,7 +161,6 @@ _MAX_OUTPUT_KEYS = (
     "num_predict",
 )
 _BASE_URL_KEYS = frozenset(BASE_URL_KEYS)
-_MODEL_KEY_SET = frozenset(MODEL_KEYS)
 _MAX_OUTPUT_KEY_SET = frozenset(_MAX_OUTPUT_KEYS)
 
 
