@@ -189,3 +189,29 @@ def test_tags_from_event_tags_are_kept_others_are_copied_sorted_and_read_only() 
     assert "c" not in e3.tags
     with pytest.raises(TypeError):
         event_tags({"a": 1})  # type: ignore[dict-item]
+
+
+def test_cost_nanos_is_carried_to_the_row_and_derives_the_cost() -> None:
+    """An event built from the integer nano-USD it was priced in (what the Accountant does)
+    has the same cost as one built from the Decimal, and the ledger row stores that integer."""
+    import copy
+
+    u = Usage(input=10, output=5)
+    e = UsageEvent("n", T0, "m", None, u, None, cost_nanos=123_456)
+    same = UsageEvent("n", T0, "m", None, u, Decimal("0.000123456"))
+    assert e == same and e.cost == Decimal("0.000123456") and e.cost_nanos == 123_456
+    assert event_to_row(e) == event_to_row(same)
+    assert e.stored() is e
+    assert UsageEvent("u", T0, "m", None, u, None, cost_nanos=None).cost is None
+    for other in (replace(e, cost=Decimal("1.5")), copy.copy(e)):
+        assert other.cost_nanos == to_nanos_of(other.cost)
+    with pytest.raises(ValueError, match="not both"):
+        UsageEvent("n", T0, "m", None, u, Decimal(1), cost_nanos=1)
+    with pytest.raises(TypeError, match="cost_nanos"):
+        UsageEvent("n", T0, "m", None, u, None, cost_nanos=1.5)  # type: ignore[arg-type]
+
+
+def to_nanos_of(cost: Decimal | None) -> int | None:
+    from tokenward.cost import to_nanos
+
+    return None if cost is None else to_nanos(cost)

@@ -304,7 +304,7 @@ def _missing(info: ModelInfo, kind: str, field: str, tokens: int) -> PricingMiss
 
 
 def _rates(plan: _Plan, at: datetime | None, batch: bool) -> _Rates:
-    entry = plan.entry(at)
+    entry = plan.entry(at) if plan.timed else plan.entries[0]  # most models: one period
     if not batch:
         return entry.std
     if entry.batch is None:

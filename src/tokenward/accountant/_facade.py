@@ -360,9 +360,10 @@ class Accountant:
         model name); it is required when ``run_id`` was never preflighted. Settling the same
         ``run_id`` twice records it once (returns ``None`` the second time).
         """
-        ending = Ending(normalize_usage(usage), True, status, error, model, provider, base_url)
-        ending.output_text, ending.tool_names, ending.dims = output_text, tool_names, dims
-        ending.latency_ms = latency_ms
+        ending = Ending(
+            normalize_usage(usage), True, status, error, model, provider, base_url,
+            output_text, tool_names, dims, latency_ms,
+        )  # fmt: skip
         return end(self, str(run_id), ending)
 
     def release(

@@ -17,7 +17,6 @@ import logging
 import operator
 import time
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tokenward._hygiene import MAX_COUNT, MAX_TEXT, clean, count_ok, key
@@ -166,12 +165,10 @@ def _calibrate(acc: Accountant, run: Run, reported: int) -> None:
         logger.debug("calibration failed for %s", run.info.name, exc_info=True)
 
 
-def _reprice(acc: Accountant, run: Run, ending: Ending) -> None:
-    """The response names a model (a dated snapshot...): price that one when it is known."""
-    model = ending.model
-    if model is None or model == run.model:  # run.model is clean: so is an equal name
-        return
-    model = key(model)
+def _reprice(acc: Accountant, run: Run, ending: Ending, named: str) -> None:
+    """The response names a model other than the run's (a dated snapshot...): price that one
+    when it is known."""
+    model = key(named)
     if model == run.model:
         return
     info, name = acc.model_info(model, ending.provider, ending.base_url or run.base_url)
@@ -201,7 +198,8 @@ def _price(run: Run, usage: Usage, at: Any) -> int | None:
 
 def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
     """Bill ``run`` as ``ending`` says: record its event, settle its budgets, notify."""
-    _reprice(acc, run, ending)
+    if ending.model is not None and ending.model != run.model:  # run.model is clean
+        _reprice(acc, run, ending, ending.model)
     usage = _complete_usage(acc, run, ending)
     status = ending.status
     error = None
@@ -229,7 +227,7 @@ def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
         run.model,
         info.provider,
         usage,
-        Decimal(nanos).scaleb(-9) if nanos is not None else None,
+        None,  # the cost: derived from cost_nanos, which the ledger stores as it is
         usage.estimated,
         status,  # type: ignore[arg-type]  # validated by UsageEvent
         run.kind,  # type: ignore[arg-type]
@@ -247,6 +245,7 @@ def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
         clean(ending.output_text) if store and ending.output_text else None,
         info.price_source if nanos is not None else None,
         usage.reported_cost,
+        cost_nanos=nanos,
     )
     acc.ledger.record(event)
     if acc.budgets is not None and not run.committed:

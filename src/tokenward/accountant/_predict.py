@@ -22,12 +22,11 @@ from tokenward.cost import estimate_nanos
 if TYPE_CHECKING:
     from tokenward.accountant._facade import Accountant
     from tokenward.accountant._table import Run
-    from tokenward.accountant._tracking import Dims
     from tokenward.budgets import Budgets, Quote
     from tokenward.predict import OutputPredictor
     from tokenward.usage import Usage
 
-__all__ = ["learn", "make_predictor", "next_call_quotes", "predicted_quote", "route_of"]
+__all__ = ["learn", "make_predictor", "next_call_quotes", "predicted_quote"]
 
 logger = logging.getLogger("tokenward")
 
@@ -50,11 +49,6 @@ def make_predictor(
     return OutputPredictor(state)
 
 
-def route_of(dims: Dims) -> str | None:
-    """The route output lengths are learned per: the ``route`` tag, else the agent."""
-    return dims.tags.get("route") or dims.agent
-
-
 def predicted_quote(acc: Accountant, run: Run, prompt: int, worst: int) -> Quote | None:
     """What the call costs with its predicted output, when the predictor knows its model and
     route and predicts less than ``worst`` (the output the pre-flight reserves otherwise:
@@ -64,7 +58,7 @@ def predicted_quote(acc: Accountant, run: Run, prompt: int, worst: int) -> Quote
     if predictor is None or run.kind == "embedding":
         return None
     try:
-        out = predictor.reserve_for(run.model, route_of(run.dims))
+        out = predictor.reserve_for(run.model, run.dims.route)
     except Exception:  # a prediction never breaks a call: the worst case holds
         logger.debug("tokenward: no output prediction for %s", run.id, exc_info=True)
         return None
@@ -91,7 +85,7 @@ def learn(acc: Accountant, run: Run, usage: Usage, status: str) -> None:
         return  # no reported usage and no output text: nothing was learned about its length
     model = run.estimate.model if run.estimate is not None else run.model
     try:
-        predictor.observe(model, route_of(run.dims), usage.output, reserved=run.predicted)
+        predictor.observe(model, run.dims.route, usage.output, reserved=run.predicted)
     except Exception:  # learning is best effort; the event is recorded
         logger.debug("tokenward: output prediction could not learn from %s", run.id, exc_info=True)
 

@@ -86,7 +86,7 @@ class Dims:
     every call made with the same dimensions (see :func:`resolve_dims`).
     """
 
-    __slots__ = ("_scope", "agent", "conversation_id", "session_id", "tags", "user_id")
+    __slots__ = ("_scope", "agent", "conversation_id", "route", "session_id", "tags", "user_id")
 
     def __init__(self) -> None:
         self.user_id: str | None = None
@@ -96,6 +96,9 @@ class Dims:
         #: read-only, sorted (what events keep: ``event_tags``)
         self.tags: Mapping[str, str] = EMPTY_TAGS
         self._scope: tuple[str, str | None, dict[str, Any]] | None = None
+        #: what output lengths are learned per (the predictor): the ``route`` tag, else the
+        #: agent; set once, as the Dims is built
+        self.route: str | None = None
 
     def merged(self, other: Mapping[str, Any] | None) -> Dims:
         """These dimensions with ``other``'s non-None values on top (tags merged key by key).
@@ -129,6 +132,7 @@ class Dims:
             else:
                 _set_tag(tags, key, value)
         out.tags = event_tags(tags)
+        out.route = out.tags.get("route") or out.agent
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -229,9 +233,9 @@ def _resolve(base: Dims, dims: Mapping[str, Any] | None) -> Dims:
     return hit
 
 
-def active_trackers() -> tuple[Tracker, ...]:
-    """The trackers of the enclosing ``track()`` blocks."""
-    return _current_trackers.get()
+#: ``active_trackers()``: the trackers of the enclosing ``track()`` blocks (the context
+#: variable's own getter: read twice per call, it adds no Python frame)
+active_trackers: Callable[[], tuple[Tracker, ...]] = _current_trackers.get
 
 
 def union(a: tuple[Tracker, ...], b: tuple[Tracker, ...]) -> tuple[Tracker, ...]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from types import MappingProxyType
+from types import EllipsisType, MappingProxyType
 from typing import Any, Literal
 
 from tokenward.cost import from_nanos, to_nanos
@@ -53,8 +53,17 @@ def from_micros(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+class _Carried:
+    """What an event carries beside its fields: ``cost`` in integer nano-USD as the call
+    was priced (``...``: not known yet, derived from ``cost`` on first read of
+    ``cost_nanos``), so the ledger stores the integer it was computed from."""
+
+    __slots__ = ("_nanos",)
+    _nanos: int | EllipsisType | None
+
+
 @dataclass(frozen=True, slots=True, init=False)
-class UsageEvent:
+class UsageEvent(_Carried):
     """One model call, priced: what it used, what it cost, and who it belongs to.
 
     ``id`` is the call's run id; ledgers store each id once (recording the same
@@ -124,6 +133,8 @@ class UsageEvent:
         output: str | None = None,
         price_source: str | None = None,
         provider_cost: Decimal | None = None,
+        *,
+        cost_nanos: int | None = None,
     ) -> None:
         # The one constructor. Each field is checked once; a value already in its normal form
         # (what the Accountant and the ledgers pass) costs one type test, anything else is
@@ -137,7 +148,15 @@ class UsageEvent:
             timestamp = _utc(timestamp)
         if type(usage) is not Usage and not isinstance(usage, Usage):
             raise TypeError(f"UsageEvent.usage must be a Usage, got {type(usage).__name__}")
-        if cost is not None and (type(cost) is not Decimal or not cost.is_finite()):
+        nanos: int | EllipsisType | None = ...
+        if cost_nanos is not None:
+            # priced in integer nano-USD (the Accountant): the Decimal is derived from it, and
+            # the integer is carried to the ledger, which stores it as it is
+            if cost is not None or type(cost_nanos) is not int:
+                _nanos_refused(cost, cost_nanos)
+            nanos = cost_nanos
+            cost = Decimal(cost_nanos).scaleb(-9)
+        elif cost is not None and (type(cost) is not Decimal or not cost.is_finite()):
             cost = _money("cost", cost)
         if provider_cost is not None and (
             type(provider_cost) is not Decimal or not provider_cost.is_finite()
@@ -226,6 +245,7 @@ class UsageEvent:
         set_output(self, output)
         set_price_source(self, price_source)
         set_provider_cost(self, provider_cost)
+        _SET_NANOS(self, nanos)
 
     # -- convenience ---------------------------------------------------------------
 
@@ -254,8 +274,17 @@ class UsageEvent:
 
     @property
     def cost_nanos(self) -> int | None:
-        """The cost in integer nano-USD, as stored (``None`` when unpriced)."""
-        return None if self.cost is None else to_nanos(self.cost)
+        """The cost in integer nano-USD, as stored (``None`` when unpriced): the integer the
+        call was priced in when the event was built from it, else ``cost`` rounded half-even
+        (computed once)."""
+        try:
+            nanos = self._nanos
+        except AttributeError:  # a copy or an unpickled event: only its fields were copied
+            nanos = ...
+        if nanos is ...:
+            nanos = None if self.cost is None else to_nanos(self.cost)
+            _SET_NANOS(self, nanos)
+        return nanos
 
     @property
     def priced(self) -> bool:
@@ -265,7 +294,8 @@ class UsageEvent:
     def stored(self) -> UsageEvent:
         """This event as a ledger returns it (money rounded to whole nano-USD)."""
         cost, provider_cost = self.cost, self.provider_cost
-        if _whole_nanos(cost) and _whole_nanos(provider_cost):
+        whole = getattr(self, "_nanos", ...) is not ... or _whole_nanos(cost)  # nanos: whole
+        if whole and (provider_cost is None or _whole_nanos(provider_cost)):
             return self
         return replace(
             self,
@@ -323,9 +353,18 @@ class UsageEvent:
 _SET: tuple[Callable[[UsageEvent, Any], None], ...] = tuple(
     getattr(UsageEvent, f.name).__set__ for f in fields(UsageEvent)
 )
+_SET_NANOS: Callable[[UsageEvent, int | EllipsisType | None], None] = _Carried.__dict__[
+    "_nanos"
+].__set__
 
 
 # -- normalizers (called only for a value not already in normal form) ---------------------
+
+
+def _nanos_refused(cost: object, cost_nanos: object) -> None:
+    if cost is not None:
+        raise ValueError("UsageEvent: pass cost (USD) or cost_nanos (nano-USD), not both")
+    raise TypeError(f"UsageEvent.cost_nanos must be an int or None, got {cost_nanos!r}")
 
 
 def _required_text(name: str, value: object, what: str) -> str:
@@ -551,7 +590,7 @@ def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
         u.audio_output,
         u.image_input,
         1 if u.estimated else 0,
-        _nanos(e.cost),
+        e.cost_nanos,
         1 if e.estimated else 0,
         e.status,
         e.kind,

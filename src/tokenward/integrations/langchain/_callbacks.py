@@ -203,15 +203,17 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         rid = str(run_id)
-        if self.accountant.run(rid) is None:
+        acc = self.accountant
+        if acc.run(rid) is None:
             return  # not ours (accounted elsewhere), or already ended
-        with guard(logger, "llm end", fallback=partial(self.accountant.settle, rid, None)):
+        with guard(logger, "llm end", fallback=partial(acc.settle, rid, None)):
             info = extract_result(response)
-            self.accountant.settle(
+            usage = info.usage
+            acc.settle(
                 rid,
-                info.usage,
+                usage,
                 model=info.model,
-                output_text=info.output_text if info.usage is None else None,
+                output_text=info.output_text if usage is None else None,
                 tool_names=tuple(info.tool_names),
             )
 

@@ -97,6 +97,19 @@ def dims_from_run(
     return dims
 
 
+def _first_name(source: Mapping[str, Any]) -> str | None:
+    """The first model name under one of :data:`MODEL_KEYS` in ``source`` (``_norm`` inlined:
+    most keys are absent, and a run that names its model only in metadata probes them all)."""
+    get = source.get
+    for key in MODEL_KEYS:
+        value = get(key)
+        if value is not None and value != "":
+            name = str(value)
+            if name:
+                return name
+    return None
+
+
 def model_from_start(
     serialized: Mapping[str, Any] | None,
     invocation_params: Mapping[str, Any] | None,
@@ -109,21 +122,17 @@ def model_from_start(
     ``ls_model_name`` metadata.
     """
     if invocation_params:
-        for key in MODEL_KEYS:
-            name = _norm(invocation_params.get(key))
-            if name:
-                return name
-    if serialized:
-        kwargs = serialized.get("kwargs")
-        if isinstance(kwargs, Mapping):
-            for key in MODEL_KEYS:
-                name = _norm(kwargs.get(key))
-                if name:
-                    return name
-    if metadata:
-        name = _norm(metadata.get("ls_model_name"))
+        name = _first_name(invocation_params)
         if name:
             return name
+    if serialized:
+        kwargs = serialized.get("kwargs")
+        if kwargs and isinstance(kwargs, Mapping):
+            name = _first_name(kwargs)
+            if name:
+                return name
+    if metadata:
+        return _norm(metadata.get("ls_model_name")) or None
     return None
 
 
@@ -213,7 +222,11 @@ def _generation_usage(
     if usage_metadata:
         usage = _parsed(Usage.from_langchain, usage_metadata)
         if usage is not None:
-            return _with_provider_cost(usage, provider_usage or _provider_usage(generation_info))
+            if not provider_usage and generation_info:
+                provider_usage = _provider_usage(generation_info)
+            if not provider_usage or usage.reported_cost is not None:
+                return usage  # most calls: no provider usage object beside LangChain's
+            return _with_provider_cost(usage, provider_usage)
     for payload in (provider_usage, _provider_usage(generation_info)):
         if payload:
             usage = _parsed(Usage.from_any, payload)
@@ -295,7 +308,9 @@ def extract_result(response: Any) -> ResultInfo:
             if message is not None:
                 meta = getattr(message, "response_metadata", None) or {}
                 usage = _generation_usage(
-                    getattr(message, "usage_metadata", None), _provider_usage(meta), generation_info
+                    getattr(message, "usage_metadata", None),
+                    _provider_usage(meta) if meta else None,
+                    generation_info,
                 )
                 if info.model is None and meta:
                     info.model = _norm(
@@ -317,7 +332,7 @@ def extract_result(response: Any) -> ResultInfo:
             for u in prompt_usage:
                 total = u if total is None else total + u
     llm_output = getattr(response, "llm_output", None) or {}
-    payload = _provider_usage(llm_output)
+    payload = _provider_usage(llm_output) if llm_output else None
     if payload:
         if total is None:
             total = _parsed(Usage.from_any, payload) or None
