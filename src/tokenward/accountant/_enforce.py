@@ -27,7 +27,7 @@ from tokenward.errors import (
 
 if TYPE_CHECKING:
     from tokenward.accountant._facade import Accountant
-    from tokenward.budgets import Budgets, Reservation
+    from tokenward.budgets import Budgets
 
 __all__ = ["check_budgets", "free", "keep_alive", "watch"]
 
@@ -37,15 +37,41 @@ _DENIALS = (BudgetExceededError, BudgetStoreUnavailableError)
 
 def check_budgets(acc: Accountant, run: Run, estimate: Estimate, budgets: Budgets) -> None:
     """Reserve ``run``'s estimate; a denial raises (and forgets the run), anything else that
-    prevents a decision follows the budgets' ``fail_mode``."""
+    prevents a decision follows the budgets' ``fail_mode``.
+
+    The first attempt reserves the prompt's upper bound (its exact count when it is already
+    counted, or cannot be bounded); only when that is denied, near a limit, does the exact
+    count decide in a second attempt."""
+    info = run.info
+    exact = False
     try:
-        try:
-            run.reservation = _reserve(acc, run, estimate, budgets, exact=False)
-        except BudgetExceededError as denied:
-            if estimate.counted or isinstance(denied, UnpricedModelError):
-                raise
-            # near a limit: the upper bound did not fit, the exact count decides
-            run.reservation = _reserve(acc, run, estimate, budgets, exact=True)
+        while True:
+            bound = None if exact else estimate.bound()
+            prompt = estimate.prompt_tokens if bound is None else bound
+            # the model's window caps the output when the prompt was counted to reserve it
+            out = expected_output(
+                info,
+                acc.expected_output_tokens,
+                estimate._max_output,
+                prompt if bound is None else None,
+            )
+            # unpriced: a USD budget may price it as another model
+            price_as = None if info.priced else partial(_priced_as, acc, prompt, out)
+            try:
+                run.reservation = budgets.reserve(
+                    run.id,
+                    run.budget_dims,
+                    estimate_nanos(info, prompt, out) if info.priced else None,
+                    prompt + out,
+                    now=acc.budget_now(),
+                    price_as=price_as,
+                    predicted=predicted_quote(acc, run, prompt, out) if budgets.predicts else None,
+                )
+                break
+            except BudgetExceededError as denied:
+                if exact or estimate.counted or isinstance(denied, UnpricedModelError):
+                    raise
+                exact = True  # near a limit: the upper bound did not fit, the exact count decides
     except _DENIALS:
         acc._table.discard(run)
         raise
@@ -58,38 +84,14 @@ def check_budgets(acc: Accountant, run: Run, estimate: Estimate, budgets: Budget
     except BaseException:
         acc._table.discard(run)
         raise
-    estimate.reserved = run.reservation is not None
-    if run.reservation is not None:
-        run.extend_at = run.reservation.expires_at - budgets.reservation_ttl.total_seconds() / 2
+    reservation = run.reservation
+    estimate.reserved = reservation is not None
+    if reservation is not None:
+        run.extend_at = reservation.expires_at - budgets.reservation_ttl.total_seconds() / 2
 
 
-def _reserve(
-    acc: Accountant, run: Run, estimate: Estimate, budgets: Budgets, *, exact: bool
-) -> Reservation | None:
-    bound = None if exact else estimate.bound()
-    prompt = estimate.prompt_tokens if bound is None else bound
-    out = expected_output(
-        run.info,
-        acc.expected_output_tokens,
-        estimate._max_output,
-        prompt if bound is None else None,
-    )
-    info = run.info
-    price_as = None
-    if not info.priced:  # a USD budget may price it as another model
-
-        def price_as(model: str) -> int | None:
-            return estimate_nanos(acc.model_info(model)[0], prompt, out)
-
-    return budgets.reserve(
-        run.id,
-        run.budget_dims,
-        estimate_nanos(info, prompt, out) if info.priced else None,
-        prompt + out,
-        now=acc.budget_now(),
-        price_as=price_as,
-        predicted=predicted_quote(acc, run, prompt, out) if budgets.predicts else None,
-    )
+def _priced_as(acc: Accountant, prompt: int, out: int, model: str) -> int | None:
+    return estimate_nanos(acc.model_info(model)[0], prompt, out)
 
 
 def watch(acc: Accountant, run: Run) -> None:

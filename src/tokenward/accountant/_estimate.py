@@ -66,8 +66,17 @@ def _text(message: Any) -> str:
     return str(message)
 
 
-#: message type -> whether it is a Mapping (prompt_bound reads those as dicts)
-_MAPPING_TYPES: dict[type, bool] = {dict: True}
+_MAPPING, _MESSAGE, _OBJECT = 1, 2, 3
+#: message type -> how prompt_bound reads it: as a Mapping, a core Message, or by its fields
+_KINDS: dict[type, int] = {dict: _MAPPING}
+
+
+def _kind(cls: type) -> int:
+    """How messages of type ``cls`` are read (an ABC check is slow: once per type)."""
+    kind = _KINDS[cls] = (
+        _MAPPING if issubclass(cls, Mapping) else _MESSAGE if issubclass(cls, Message) else _OBJECT
+    )
+    return kind
 
 
 def prompt_bound(messages: Sequence[Any], tools: Sequence[Any] | None) -> int | None:
@@ -77,26 +86,27 @@ def prompt_bound(messages: Sequence[Any], tools: Sequence[Any] | None) -> int | 
     message object with ``content`` (and ``tool_calls``) attributes."""
     total = _PER_PROMPT
     for m in messages:
-        mapping = _MAPPING_TYPES.get(type(m))
-        if mapping is None:  # an ABC check is slow: once per message type
-            mapping = _MAPPING_TYPES[type(m)] = isinstance(m, Mapping)
-        if mapping:
-            content = m.get("content")
-            total += _PER_MESSAGE + _size(str(m.get("role", ""))) + _size(str(m.get("name") or ""))
-            calls: Any = m.get("tool_calls")
-        elif isinstance(m, Message):
-            content = m.content
-            total += _PER_MESSAGE + _size(m.name or "")
-            calls = m.tool_calls
-        elif isinstance(fields := getattr(m, "__dict__", None), dict) and (
-            "content" in fields or "blocks" in fields
-        ):  # a framework's message (LangChain BaseMessage, LlamaIndex ChatMessage): its fields
+        kind = _KINDS.get(type(m)) or _kind(type(m))
+        if kind == _OBJECT:  # a framework's message (LangChain BaseMessage, LlamaIndex ChatMessage)
+            fields = getattr(m, "__dict__", None)
+            if not isinstance(fields, dict) or ("content" not in fields and "blocks" not in fields):
+                return None
             blocks = fields.get("blocks")  # LlamaIndex: ``content`` is the text blocks only
             content = [getattr(b, "text", b) for b in blocks] if blocks else fields.get("content")
-            total += _PER_MESSAGE + _size(str(fields.get("name") or ""))
-            calls = fields.get("tool_calls")
+            name = fields.get("name")
+            if name:
+                total += _size(str(name))
+            calls: Any = fields.get("tool_calls")
+        elif kind == _MAPPING:
+            content = m.get("content")
+            total += _size(str(m.get("role", ""))) + _size(str(m.get("name") or ""))
+            calls = m.get("tool_calls")
         else:
-            return None
+            content = m.content
+            if m.name:
+                total += _size(m.name)
+            calls = m.tool_calls
+        total += _PER_MESSAGE
         if calls:
             for call in calls:
                 total += _PER_TOOL_CALL + _size(json.dumps(_plain(call), default=str))

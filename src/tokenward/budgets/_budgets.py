@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import repeat
+from operator import is_
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from tokenward._hygiene import MAX_COUNT
@@ -25,6 +27,7 @@ from tokenward.budgets._store import (
     CounterStatus,
     MemoryBudgetStore,
     ReserveItem,
+    _new,
 )
 from tokenward.budgets._windows import WindowSpan
 from tokenward.errors import (
@@ -170,6 +173,9 @@ _NEVER = 1 << 128
 """A ``next_alert`` no spend reaches: every threshold of the slot has fired."""
 
 
+_NONES = repeat(None)
+
+
 class _Rule:
     """A :class:`Budget` as ``Budgets`` plans with it: whether it filters calls, which
     dimensions select its slot, and its slots (current window of each scope seen)."""
@@ -189,15 +195,13 @@ class _Rule:
     def raw(self, dims: Mapping[str, Any]) -> tuple[Any, ...]:
         """The values the slot depends on: each dimension, from ``dims`` or else from its
         ``tags`` (as :meth:`Budget.scope_key` reads them)."""
-        out = []
-        for d in self.dims:
-            v = dims.get(d)
-            if v is None:
-                tags = dims.get("tags")
-                if isinstance(tags, Mapping):
-                    v = tags.get(d)
-            out.append(v)
-        return tuple(out)
+        values = tuple(map(dims.get, self.dims))
+        if not any(map(is_, values, _NONES)):  # (identity, in C: values may be anything)
+            return values
+        tags = dims.get("tags")
+        if not isinstance(tags, Mapping):
+            return values
+        return tuple(tags.get(d) if v is None else v for d, v in zip(self.dims, values))
 
 
 class _Slot:
@@ -463,17 +467,27 @@ class Budgets:
                 if unpriced is None:
                     continue  # this USD budget does not count calls whose cost is unknown
                 amount = unpriced
-            slot = self._slot(rule, dims, now, now_s)
+            # the rule's slot for this scope, from its cache while the window bucket lasts
+            raw: Any = rule.raw(dims)
+            try:
+                slot = rule.slots.get(raw)
+            except TypeError:  # an unhashable value: no caching for it
+                slot = raw = None
+            if slot is None or not slot.start <= now_s < slot.until:
+                slot = self._slot(rule, dims, raw, now, now_s)
             key = slot.key
             item = None
             if key is not None:
-                item = ReserveItem(
-                    key,
-                    amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
-                    slot.hard_limit,
-                    slot.read_keys,
-                    slot.lock_key,
-                    slot.expires_at,
+                item = _new(
+                    ReserveItem,
+                    (
+                        key,
+                        amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
+                        slot.hard_limit,
+                        slot.read_keys,
+                        slot.lock_key,
+                        slot.expires_at,
+                    ),
                 )
             out.append(_Applied(slot, amount, item))
         return out
@@ -504,18 +518,15 @@ class Budgets:
         ]
 
     def _slot(
-        self, rule: _Rule, dims: Mapping[str, Any], now: datetime | None, now_s: float
+        self,
+        rule: _Rule,
+        dims: Mapping[str, Any],
+        raw: tuple[Any, ...] | None,
+        now: datetime | None,
+        now_s: float,
     ) -> _Slot:
-        """The budget's slot for the scope ``dims`` select, from the rule's cache while its
-        window bucket lasts."""
-        slots: dict[tuple[Any, ...], _Slot] | None = rule.slots
-        raw = rule.raw(dims)
-        try:
-            slot = slots.get(raw)  # type: ignore[union-attr]
-        except TypeError:  # an unhashable value: no caching for it
-            slot, slots = None, None
-        if slot is not None and slot.start <= now_s < slot.until:
-            return slot
+        """The budget's slot for the scope ``dims`` select (the values ``raw``; ``None``: not
+        hashable), made for the current window bucket and cached under ``raw``."""
         b = rule.budget
         skey = b.scope_key(dims)
         spans = b.spans(_at(now, now_s))
@@ -528,7 +539,8 @@ class Budgets:
                 spans = []  # a conversation of its own: checked like a request
         slot = _Slot(b, skey, spans, now_s)
         slot.update_next_alert(self._fired)
-        if slots is not None:
+        if raw is not None:
+            slots = rule.slots
             if len(slots) >= 10_000:
                 slots.clear()
             slots[raw] = slot
@@ -782,13 +794,16 @@ class Budgets:
             ):
                 marks = self._marks(slot)
                 alerting = alerting or bool(marks)
-            ci = CommitItem(
-                it.key,
-                amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
-                it.read_keys,
-                it.lock_key,
-                it.expires_at,
-                marks,
+            ci = _new(
+                CommitItem,
+                (
+                    it.key,
+                    amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
+                    it.read_keys,
+                    it.lock_key,
+                    it.expires_at,
+                    marks,
+                ),
             )
             items.append(ci)
             counted.append((a, ci))
