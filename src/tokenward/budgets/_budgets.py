@@ -27,7 +27,6 @@ from tokenward.budgets._store import (
     CounterStatus,
     MemoryBudgetStore,
     ReserveItem,
-    _new,
 )
 from tokenward.budgets._windows import WindowSpan
 from tokenward.errors import (
@@ -478,16 +477,13 @@ class Budgets:
             key = slot.key
             item = None
             if key is not None:
-                item = _new(
-                    ReserveItem,
-                    (
-                        key,
-                        amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
-                        slot.hard_limit,
-                        slot.read_keys,
-                        slot.lock_key,
-                        slot.expires_at,
-                    ),
+                item = ReserveItem(
+                    key,
+                    amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
+                    slot.hard_limit,
+                    slot.read_keys,
+                    slot.lock_key,
+                    slot.expires_at,
                 )
             out.append(_Applied(slot, amount, item))
         return out
@@ -794,16 +790,13 @@ class Budgets:
             ):
                 marks = self._marks(slot)
                 alerting = alerting or bool(marks)
-            ci = _new(
-                CommitItem,
-                (
-                    it.key,
-                    amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
-                    it.read_keys,
-                    it.lock_key,
-                    it.expires_at,
-                    marks,
-                ),
+            ci = CommitItem(
+                it.key,
+                amount if amount <= MAX_AMOUNT else MAX_AMOUNT,
+                it.read_keys,
+                it.lock_key,
+                it.expires_at,
+                marks,
             )
             items.append(ci)
             counted.append((a, ci))

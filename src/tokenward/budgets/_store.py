@@ -223,16 +223,11 @@ class BudgetStore(Protocol):
         ...
 
 
-_new = tuple.__new__
-"""Builds a record from all its fields in order, without the Python-level ``__new__`` a
-``NamedTuple`` gets (which costs as much again): for the records made on every call."""
-
 _Held = tuple[float, tuple[ReserveItem, ...]]
 """A live reservation: when it expires and the items it holds."""
 
 _SWEEP_INTERVAL = 60.0
 _NOTHING: dict[str, int] = {}  # never written to
-_NO_MARKERS: frozenset[str] = frozenset()
 
 
 class MemoryBudgetStore:
@@ -348,7 +343,7 @@ class MemoryBudgetStore:
             self._res[reservation_id] = (expires_at, tuple(items))
             if expires_at < self._due:
                 self._due = expires_at
-            return _new(ReserveResult, (True, tuple(totals), None))
+            return ReserveResult(True, tuple(totals))
 
     def commit(self, reservation_id: str, items: Sequence[CommitItem], now: float) -> CommitResult:
         for it in items:
@@ -377,7 +372,7 @@ class MemoryBudgetStore:
                 marked = marked or bool(it.marks)
             spent = tuple(sums)
             if not marked:
-                return _new(CommitResult, (True, spent, _NO_MARKERS))
+                return CommitResult(True, spent)
             fired = frozenset(
                 marker
                 for it, s in zip(items, spent)
