@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 
+from tokenward._memo import remember
 from tokenward.catalog import Catalog, ModelInfo, PricePeriod, Prices, PriceTier, default_catalog
 from tokenward.errors import PricingMissingError
 from tokenward.usage import Usage
@@ -288,11 +289,7 @@ def _plan(info: ModelInfo) -> _Plan:
     plan = _PLANS.get(id(info))
     if plan is not None and plan.info is info:
         return plan
-    plan = _compile(info)
-    if len(_PLANS) >= 4096:
-        _PLANS.clear()
-    _PLANS[id(info)] = plan
-    return plan
+    return remember(_PLANS, id(info), _compile(info), 4096)
 
 
 def _missing(info: ModelInfo, kind: str, field: str, tokens: int) -> PricingMissingError:

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from tokenward._hygiene import count_ok, key
+from tokenward._memo import remember
 from tokenward.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -53,9 +54,7 @@ class Models:
                 model,
             )
         if generation is not None:
-            if len(self._infos) >= 1024:
-                self._infos.clear()
-            self._infos[asked] = (generation, fallback, info, name)
+            remember(self._infos, asked, (generation, fallback, info, name), 1024)
         return info, name
 
     def counts_exactly(self, info: ModelInfo) -> bool:

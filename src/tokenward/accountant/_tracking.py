@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tokenward._hygiene import MAX_KEY, MAX_TEXT, bounded, clean
+from tokenward._memo import remember
 from tokenward.errors import ConfigurationError
 from tokenward.ledger._event import event_tags
 from tokenward.usage import Usage
@@ -226,10 +227,7 @@ def _resolve(base: Dims, dims: Mapping[str, Any] | None) -> Dims:
     key = (base, *content)
     hit = _resolved.get(key)
     if hit is None:
-        hit = base.merged(dims)
-        if len(_resolved) >= _RESOLVED_MAX:
-            _resolved.clear()
-        _resolved[key] = hit
+        hit = remember(_resolved, key, base.merged(dims), _RESOLVED_MAX)
     return hit
 
 

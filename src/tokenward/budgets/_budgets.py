@@ -17,6 +17,7 @@ from operator import is_
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from tokenward._hygiene import MAX_COUNT
+from tokenward._memo import remember
 from tokenward.budgets._journal import Journal, JournalEntry
 from tokenward.budgets._rules import Budget, _escape, _now, nanos_to_usd
 from tokenward.budgets._store import (
@@ -536,10 +537,7 @@ class Budgets:
         slot = _Slot(b, skey, spans, now_s)
         slot.update_next_alert(self._fired)
         if raw is not None:
-            slots = rule.slots
-            if len(slots) >= 10_000:
-                slots.clear()
-            slots[raw] = slot
+            remember(rule.slots, raw, slot, 10_000)
         return slot
 
     def _unpriced(

@@ -46,6 +46,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+from tokenward._memo import remember
 from tokenward.budgets._store import (
     DEFAULT_COMMIT_RETENTION,
     MAX_LIMIT,
@@ -444,10 +445,8 @@ class PostgresBudgetStore:
         ids = self._lock_ids
         for k in keys:
             if k not in ids:
-                if len(ids) >= 4096:  # a bound, not an LRU: ids are cheap to recompute
-                    ids.clear()
                 h = hashlib.blake2b(k.encode(), digest_size=8, key=self._lock_salt[:64])
-                ids[k] = int.from_bytes(h.digest(), "big", signed=True)
+                remember(ids, k, int.from_bytes(h.digest(), "big", signed=True), 4096)
         return _array(sorted({ids[k] for k in keys}))
 
     # -- the protocol --------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tokenward._memo import remember
 from tokenward.errors import ConfigurationError
 
 __all__ = ["ADDITIVE_LIST_COUNTERS", "cached_counter", "per_list", "per_message"]
@@ -127,9 +128,7 @@ def cached_counter(fn: Callable[[Any], int], maxsize: int = 65536) -> Callable[[
             if content is hit[1]:
                 return hit[2]
         value = _by_key(message)
-        if len(seen) >= maxsize:
-            seen.clear()
-        seen[id(message)] = (message, getattr(message, "content", None), value)
+        remember(seen, id(message), (message, getattr(message, "content", None), value), maxsize)
         return value
 
     def _by_key(message: Any) -> int:

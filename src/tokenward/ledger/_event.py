@@ -12,6 +12,7 @@ from decimal import Decimal
 from types import EllipsisType, MappingProxyType
 from typing import Any, Literal
 
+from tokenward._memo import remember
 from tokenward.cost import from_nanos, to_nanos
 from tokenward.usage import TOKEN_FIELDS, Usage
 
@@ -454,9 +455,7 @@ def event_tags(tags: Mapping[str, str] | None) -> Mapping[str, str]:
     shared by many events (a call's resolved dimensions)."""
     made = _tags(tags)
     if made is not _EMPTY and _made_tags.get(id(made)) is not made:
-        if len(_made_tags) >= _CACHE_MAX:
-            _made_tags.clear()
-        _made_tags[id(made)] = made
+        remember(_made_tags, id(made), made, _CACHE_MAX)
     return made
 
 
@@ -525,10 +524,7 @@ def _encode_tags(tags: Mapping[str, str]) -> str:
     key = tuple(tags.items())
     text = _tags_json.get(key)
     if text is None:
-        text = _json(dict(tags))
-        if len(_tags_json) >= _CACHE_MAX:
-            _tags_json.clear()
-        _tags_json[key] = text
+        text = remember(_tags_json, key, _json(dict(tags)), _CACHE_MAX)
     return text
 
 
@@ -537,10 +533,7 @@ def _encode_names(names: tuple[str, ...]) -> str:
         return "[]"
     text = _names_json.get(names)
     if text is None:
-        text = _json(list(names))
-        if len(_names_json) >= _CACHE_MAX:
-            _names_json.clear()
-        _names_json[names] = text
+        text = remember(_names_json, names, _json(list(names)), _CACHE_MAX)
     return text
 
 
@@ -549,10 +542,7 @@ def _decode_tags(text: str | None) -> Mapping[str, str]:
         return _EMPTY
     tags = _tags_decoded.get(text)
     if tags is None:
-        tags = json.loads(text)
-        if len(_tags_decoded) >= _CACHE_MAX:
-            _tags_decoded.clear()
-        _tags_decoded[text] = tags
+        tags = remember(_tags_decoded, text, json.loads(text), _CACHE_MAX)
     return tags
 
 
@@ -561,10 +551,7 @@ def _decode_names(text: str | None) -> tuple[str, ...]:
         return ()
     names = _names_decoded.get(text)
     if names is None:
-        names = tuple(json.loads(text))
-        if len(_names_decoded) >= _CACHE_MAX:
-            _names_decoded.clear()
-        _names_decoded[text] = names
+        names = remember(_names_decoded, text, tuple(json.loads(text)), _CACHE_MAX)
     return names
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from tokenward._memo import remember
 from tokenward.errors import ConfigurationError
 from tokenward.predict._sketch import DecayedSketch
 
@@ -327,9 +328,7 @@ class OutputPredictor:
                 return None
             q = sketch.quantile(self.quantile)
             value = None if q is None else math.ceil(q - 1e-9)
-            if len(self._cached) >= 10_000:
-                self._cached.clear()
-            self._cached[key] = (sketch, sketch.count, value)
+            remember(self._cached, key, (sketch, sketch.count, value), 10_000)
             return value
 
     def routes(self) -> list[OutputPrediction]:

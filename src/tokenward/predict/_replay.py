@@ -38,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tokenward._memo import remember
 from tokenward.errors import ConfigurationError, PricingMissingError
 from tokenward.usage import TOKEN_FIELDS, Usage
 
@@ -256,9 +257,7 @@ def _sample_ratio(src: TokenCounter, dst: TokenCounter) -> float:
     if hit is not None and hit[0] is src and hit[1] is dst:
         return hit[2]
     ratio = _text_ratio(src, dst, [SAMPLE_TEXT])
-    if len(_SAMPLE_RATIOS) >= 1024:
-        _SAMPLE_RATIOS.clear()
-    _SAMPLE_RATIOS[key] = (src, dst, ratio)
+    remember(_SAMPLE_RATIOS, key, (src, dst, ratio), 1024)
     return ratio
 
 
@@ -315,9 +314,7 @@ def _flat(info: ModelInfo, prices: Prices) -> ModelInfo:
     if hit is not None and hit[0] is info:
         return hit[1]
     flat = dataclasses.replace(info, prices=prices, tiers=(), periods=(), batch_discount=None)
-    if len(_FLAT) >= 4096:
-        _FLAT.clear()
-    _FLAT[key] = (info, flat)
+    remember(_FLAT, key, (info, flat), 4096)
     return flat
 
 
