@@ -113,6 +113,20 @@ def live_events(n: int, users: int = 200) -> list[UsageEvent]:
 # -- writer throughput ------------------------------------------------------------------------
 
 
+def _count_batches(led: Any, sizes: list[int]) -> Any:
+    """Make ``led``'s writer append the size of every batch it writes to ``sizes``; returns
+    the writer."""
+    writer = led._writer
+    write = writer._write
+
+    def counted(batch: Any) -> None:
+        sizes.append(len(batch))
+        write(batch)
+
+    writer._write = counted
+    return writer
+
+
 def ledger_write(
     make: Callable[[], Any], events: list[UsageEvent], sizes: list[int] | None = None
 ) -> tuple[float, float]:
@@ -121,14 +135,7 @@ def ledger_write(
     appended to ``sizes``."""
     led = make()
     if sizes is not None:
-        writer = led._writer
-        write = writer._write
-
-        def counted(batch: Any) -> None:
-            sizes.append(len(batch))
-            write(batch)
-
-        writer._write = counted
+        _count_batches(led, sizes)
     t, c = time.perf_counter(), time.process_time()
     for e in events:
         led.record(e)
@@ -264,14 +271,7 @@ def writer_cpu_paced(
     the caller's work and the pacing are not counted."""
     led = make()
     sizes: list[int] = []
-    writer = led._writer
-    write = writer._write
-
-    def counted(batch: Any) -> None:
-        sizes.append(len(batch))
-        write(batch)
-
-    writer._write = counted
+    writer = _count_batches(led, sizes)
     warm = 200
     for e in events[:warm]:
         led.record(e)
