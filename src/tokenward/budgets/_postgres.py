@@ -122,25 +122,32 @@ DECLARE
     o_reserved bigint[];
     due boolean;
     known boolean;
+    f_key text[];
+    f_spent bigint[];
+    f_reserved bigint[];
+    pos int;
 BEGIN
     PERFORM pg_advisory_xact_lock(l) FROM unnest(p_locks) AS l;  -- ascending: no deadlocks
     LOOP
-        -- one snapshot after the locks: spent and reserved per item
-        SELECT array_agg(t.s ORDER BY t.i), array_agg(t.r ORDER BY t.i), bool_or(t.due),
+        -- one snapshot after the locks: the counters read (one index scan, their order
+        -- unknown), then summed per item
+        SELECT array_agg(c.key), array_agg(c.spent), array_agg(c.reserved),
+               bool_or(c.next_expiry <= p_now),
                EXISTS (SELECT FROM {p}holds h WHERE h.rid = p_rid)
                OR EXISTS (SELECT FROM {p}commits d WHERE d.rid = p_rid)
-        INTO o_spent, o_reserved, due, known
-        FROM (
-            SELECT r.i, coalesce(sum(c.spent), 0)::bigint AS s,
-                   coalesce(sum(c.reserved), 0)::bigint AS r,
-                   bool_or(c.next_expiry <= p_now) AS due
-            FROM unnest(p_read_item, p_read_key) AS r(i, key)
-            LEFT JOIN LATERAL (SELECT c.spent, c.reserved, c.next_expiry FROM {p}counters c
-                               WHERE c.key = r.key) c ON true
-            GROUP BY r.i
-        ) t;
+        INTO f_key, f_spent, f_reserved, due, known
+        FROM {p}counters c WHERE c.key = ANY(p_read_key);
         EXIT WHEN NOT coalesce(due, false);
         PERFORM {p}purge_v3(p_read_key, p_now);  -- a hold expired: drop it, then read again
+    END LOOP;
+    o_spent := array_fill(0::bigint, ARRAY[cardinality(p_amount)]);
+    o_reserved := o_spent;
+    FOR j IN 1 .. cardinality(p_read_key) LOOP
+        pos := array_position(f_key, p_read_key[j]);
+        IF pos IS NOT NULL THEN
+            o_spent[p_read_item[j]] := o_spent[p_read_item[j]] + f_spent[pos];
+            o_reserved[p_read_item[j]] := o_reserved[p_read_item[j]] + f_reserved[pos];
+        END IF;
     END LOOP;
     IF known THEN  -- what this id holds itself is not held by others
         SELECT array_agg(o_reserved[t.i] - t.own ORDER BY t.i) INTO o_reserved FROM (
