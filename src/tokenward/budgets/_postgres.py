@@ -202,6 +202,10 @@ DECLARE
     applied boolean;
     o_spent bigint[];
     o_fired bigint[];
+    f_key text[];
+    f_spent bigint[];
+    other boolean := false;
+    pos int;
 BEGIN
     WITH rec AS (
         INSERT INTO {p}commits AS d (rid, expires_at) VALUES (p_rid, p_keep)
@@ -223,18 +227,26 @@ BEGIN
             reserved = GREATEST(c.reserved + excluded.reserved, 0),
             expires_at = GREATEST(c.expires_at, excluded.expires_at)
         RETURNING c.key, c.spent)
-    SELECT (SELECT rec.ok FROM rec), array_agg(t.s ORDER BY t.i)  -- per item: the new spend
-    INTO applied, o_spent FROM (
-        SELECT r.i, sum(coalesce(up.spent, c.spent, 0))::bigint AS s
-        FROM unnest(p_read_item, p_read_key) AS r(i, key)
-        LEFT JOIN up ON up.key = r.key
-        LEFT JOIN LATERAL (SELECT c.spent FROM {p}counters c
-                           WHERE c.key = r.key AND up.key IS NULL) c ON true
-        GROUP BY r.i
-    ) t;
+    SELECT (SELECT rec.ok FROM rec), array_agg(up.key), array_agg(up.spent)
+    INTO applied, f_key, f_spent FROM up;
     IF applied IS NULL THEN  -- committed before: a replay
         RETURN NULL;
     END IF;
+    -- per item (p_read_item ascends from 1): the new spend of its read keys; read keys not
+    -- written (a rolling window's other buckets) are read once, when the first is met
+    o_spent := array_fill(0::bigint, ARRAY[coalesce(p_read_item[cardinality(p_read_item)], 0)]);
+    FOR j IN 1 .. cardinality(p_read_key) LOOP
+        pos := array_position(f_key, p_read_key[j]);
+        IF pos IS NULL AND NOT other THEN
+            SELECT f_key || array_agg(c.key), f_spent || array_agg(c.spent) INTO f_key, f_spent
+            FROM {p}counters c WHERE c.key = ANY(p_read_key) AND NOT c.key = ANY(f_key);
+            other := true;
+            pos := array_position(f_key, p_read_key[j]);
+        END IF;
+        IF pos IS NOT NULL THEN
+            o_spent[p_read_item[j]] := o_spent[p_read_item[j]] + f_spent[pos];
+        END IF;
+    END LOOP;
     IF cardinality(p_mark) > 0 THEN
         WITH fired AS (
             INSERT INTO {p}markers AS m (marker, expires_at)
