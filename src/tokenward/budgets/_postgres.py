@@ -137,7 +137,7 @@ DECLARE
     f_reserved bigint[];
     pos int;
 BEGIN
-    PERFORM pg_advisory_xact_lock(l) FROM unnest(p_locks) AS l;  -- ascending: no deadlocks
+    PERFORM pg_advisory_xact_lock(unnest(p_locks));  -- ascending: no deadlocks
     LOOP
         -- one snapshot after the locks: the counters read (one index scan, their order
         -- unknown), then summed per item
@@ -184,9 +184,9 @@ BEGIN
     END IF;
     WITH held AS (
         INSERT INTO {p}holds (rid, key, amount, expires_at)
-        SELECT p_rid, w.k, w.a, p_exp FROM unnest(p_key, p_held) AS w(k, a))
+        SELECT p_rid, unnest(p_key), unnest(p_held), p_exp)
     INSERT INTO {p}counters AS c (key, reserved, next_expiry, expires_at)
-        SELECT w.k, w.a, p_exp, w.e FROM unnest(p_key, p_held, p_expires) AS w(k, a, e)
+        SELECT unnest(p_key), unnest(p_held), p_exp, unnest(p_expires)
     ON CONFLICT (key) DO UPDATE SET reserved = c.reserved + excluded.reserved,
         next_expiry = LEAST(c.next_expiry, excluded.next_expiry),
         expires_at = GREATEST(c.expires_at, excluded.expires_at);
@@ -225,8 +225,8 @@ BEGIN
     gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid AND (SELECT rec.ok FROM rec)
              RETURNING h.key, h.amount),
     held AS (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key),
-    spend AS (SELECT * FROM unnest(p_key, p_amount, p_calls, p_expires) AS w(k, a, n, e)
-              WHERE (SELECT rec.ok FROM rec)),
+    spend AS (SELECT unnest(p_key) AS k, unnest(p_amount) AS a, unnest(p_calls) AS n,
+                     unnest(p_expires) AS e WHERE (SELECT rec.ok FROM rec)),
     up AS (
         INSERT INTO {p}counters AS c (key, spent, calls, reserved, expires_at)
         SELECT coalesce(spend.k, held.key), coalesce(spend.a, 0), coalesce(spend.n, 0),
@@ -260,7 +260,8 @@ BEGIN
     IF cardinality(p_mark) > 0 THEN
         WITH fired AS (
             INSERT INTO {p}markers AS m (marker, expires_at)
-            SELECT k.m, k.e FROM unnest(p_mark_item, p_mark_at, p_mark, p_mark_exp) AS k(i, at, m, e)
+            SELECT k.m, k.e FROM (SELECT unnest(p_mark_item) AS i, unnest(p_mark_at) AS at,
+                                         unnest(p_mark) AS m, unnest(p_mark_exp) AS e) k
             WHERE o_spent[k.i] >= k.at
             ON CONFLICT (marker) DO UPDATE SET expires_at = excluded.expires_at
                 WHERE m.expires_at IS NOT NULL AND m.expires_at <= p_now
