@@ -42,9 +42,10 @@ unnest, LATERAL probes and GROUP BY took ~80 us; one index scan and a PL/pgSQL l
 Their arguments are typed arrays sent as array literals (one string each: psycopg adapts a
 string several times faster than a list, and the server parses no JSON).
 Connections are kept in a small per-process free list, each with its cursor (autocommit,
-so no ``BEGIN``/``COMMIT`` round trips; statements prepared on first use). A pooled connection that turns out dead (server restarted) is
-replaced and the call retried once on a new connection; every operation is idempotent, so
-the retry is safe. Connection failures, timeouts and a server shutting down raise
+so no ``BEGIN``/``COMMIT`` round trips; statements prepared on first use). A pooled
+connection that turns out dead (server restarted) is replaced and the call retried once on
+a new connection; every operation is idempotent, so the retry is safe. Connection failures,
+timeouts and a server shutting down raise
 ``BudgetStoreUnavailableError``; a value the server rejects raises ``BudgetStoreError``.
 """
 
