@@ -134,6 +134,34 @@ class _CountingStore(MemoryBudgetStore):
         return super().status(*a, **k)
 
 
+def test_a_known_id_over_rolling_buckets_and_a_commit_beside_its_holds(store: BudgetStore) -> None:
+    """An id reserved again over several read keys has its own live holds left out of each
+    item's totals (summed per item over its buckets); a commit whose keys differ from the
+    held ones drops every hold, and reports each item's spend over its read keys, written
+    or not."""
+    roll = ("w|1", "w|2", "w|3")
+
+    def items(a: int, b: int) -> list[ReserveItem]:
+        return [
+            ReserveItem("w|3", a, 100, read_keys=roll, lock_key="w|lock"),
+            ReserveItem("g", b, 50),
+        ]
+
+    assert store.commit("old", [CommitItem("w|1", 40), CommitItem("w|2", 5)], NOW).applied
+    assert store.reserve(items(30, 20), "r", 60, NOW).ok
+    assert store.reserve(items(1, 1), "other", 60, NOW).ok
+    denied = store.reserve(items(60, 1), "r", 60, NOW)  # 45 + 1 + 60 > 100; own 30 left out
+    assert not denied.ok and denied.failed == 0 and denied.totals == ((45, 1),)
+    assert store.reserve(items(50, 40), "r", 60, NOW).ok  # replaces 30/20: 45 + 1 + 50
+    assert [s.reserved for s in store.status(["w|3", "g"], NOW)] == [51, 41]
+    done = store.commit("r", [CommitItem("w|2", 7, read_keys=roll), CommitItem("h", 3)], NOW)
+    assert done.applied and done.spent == (52, 3)
+    assert [s.reserved for s in store.status(["w|3", "g", "h"], NOW)] == [1, 1, 0]
+    assert store.reserve(items(1, 1), "r", 60, NOW).ok  # committed before: may count again
+    assert store.commit("r", [CommitItem("g", 2)], NOW).applied
+    assert [(s.spent, s.reserved) for s in store.status(["w|3", "g"], NOW)] == [(0, 1), (2, 1)]
+
+
 def test_each_budget_check_is_one_store_call_thresholds_included() -> None:
     """Reserve and commit are one store call each for all budgets of a call, also when a
     commit crosses thresholds (the store returns the new spend and the markers it recorded

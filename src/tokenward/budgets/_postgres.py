@@ -6,22 +6,29 @@ no hold expires before it), ``holds`` (one row per reservation and key, with its
 ``markers`` (threshold alerts fired) and ``commits`` (committed reservation ids, kept
 ``commit_retention`` seconds).
 
-``reserve`` and ``commit`` are PL/pgSQL functions created with the tables. Each runs in the
-one implicit transaction of its statement:
+``reserve`` and ``commit`` are PL/pgSQL functions created with the tables (``reserve_v4``,
+``commit_v4``; the v3/v2 functions of earlier versions, on the same tables with the same
+meaning, are left for processes still running them). Each runs in the one implicit
+transaction of its statement:
 
-* both first take a transaction-level advisory lock per budget+scope (``lock_key``: the
-  counter key, or one lock for all buckets of a rolling window), in ascending lock-id order
-  so reservations touching several budgets never deadlock. Reserves and commits on one
-  budget+scope are therefore serialised, and no row is written just to lock it;
-* ``reserve`` drops the expired holds of a key only once its ``next_expiry`` has passed
-  (a crashed process's reservations stop counting the moment their TTL passes), reads
-  spent and reserved of every item from ``counters`` in ONE statement (one snapshot, taken
-  after the locks), checks every limit, then inserts its holds and adds them to
-  ``reserved``, or returns which item did not fit and writes nothing;
-* ``commit`` records the reservation id (a replayed commit finds it and changes nothing),
-  deletes the holds and moves their amounts from ``reserved`` to ``spent`` in one
-  statement, reads the new spend of every item and records the threshold markers that
-  spend reached, returning those it recorded first.
+* ``reserve`` first takes a transaction-level advisory lock per budget+scope (``lock_key``:
+  the counter key, or one lock for all buckets of a rolling window), in ascending lock-id
+  order so reservations touching several budgets never deadlock. Reserves on one
+  budget+scope are therefore serialised, and no row is written just to lock it. It drops
+  the expired holds of a key only once its ``next_expiry`` has passed (a crashed process's
+  reservations stop counting the moment their TTL passes), reads spent and reserved of
+  every read key from ``counters`` in ONE index scan (one snapshot, taken after the locks),
+  sums them per item and checks every limit, then inserts its holds and adds them to
+  ``reserved`` in one statement, or returns which item did not fit and writes nothing. An
+  id that holds budget already or was committed before (both found by the same read) has
+  its own holds left out of the totals and, on success, its reservation replaced and its
+  commit record dropped (it may be committed again);
+* ``commit`` is one statement: it records the reservation id (a replayed commit finds it
+  and the rest of the statement changes nothing), deletes the holds and moves their amounts
+  from ``reserved`` to ``spent`` -- so a reserve's single-snapshot read sees a commit whole
+  or not at all, and commits need no lock -- returning the new spend of the keys written;
+  the function sums it per item and records the threshold markers that spend reached,
+  returning those it recorded first.
 
 A budget check reads one ``counters`` row per key (updated in place, so heavy traffic on one
 budget leaves no trail of dead rows to scan); ``holds`` is only searched by reservation id.
@@ -29,12 +36,16 @@ Both functions run with sequential and bitmap scans disabled, so every lookup is
 probe whatever the planner's estimates: their plans are generic (cached per session), and
 on small or freshly created tables it chose to scan ``holds`` -- whose dead rows pile up
 with traffic between vacuums -- and to hash all of ``counters`` for two keys. Their
-arguments are typed arrays sent as array literals (one string each: psycopg adapts a
+statements are kept to few plan nodes: on every call the server sets up each node of each
+statement again, which costs more than running it (a per-item read of two keys through
+unnest, LATERAL probes and GROUP BY took ~80 us; one index scan and a PL/pgSQL loop, ~40).
+Their arguments are typed arrays sent as array literals (one string each: psycopg adapts a
 string several times faster than a list, and the server parses no JSON).
-Connections are kept in a small per-process free list (autocommit, so no ``BEGIN``/
-``COMMIT`` round trips). A pooled connection that turns out dead (server restarted) is
-replaced and the call retried once on a new connection; every operation is idempotent, so
-the retry is safe. Connection failures, timeouts and a server shutting down raise
+Connections are kept in a small per-process free list, each with its cursor (autocommit,
+so no ``BEGIN``/``COMMIT`` round trips; statements prepared on first use). A pooled
+connection that turns out dead (server restarted) is replaced and the call retried once on
+a new connection; every operation is idempotent, so the retry is safe. Connection failures,
+timeouts and a server shutting down raise
 ``BudgetStoreUnavailableError``; a value the server rejects raises ``BudgetStoreError``.
 """
 
@@ -107,7 +118,11 @@ $fn$;
 -- counter's expiry); p_locks the advisory lock ids, ascending. Counters are looked up by
 -- key one at a time (LATERAL). Returns one array: the failed item (1-based; 0: held), the
 -- spent of each item, then what others hold on each, up to the failed item.
-CREATE OR REPLACE FUNCTION {p}reserve_v3(
+-- Three statements when the id is new (locks; one read; one write of the holds and
+-- counters); an id that holds budget already or was committed before ("known", found by
+-- the read's two index probes) also has its own holds left out of the totals and, on
+-- success, its reservation and commit record dropped (replaced; may be committed again).
+CREATE OR REPLACE FUNCTION {p}reserve_v4(
     p_rid text, p_now float8, p_exp float8, p_locks bigint[], p_amount bigint[],
     p_limit bigint[], p_read_item int[], p_read_key text[], p_key text[], p_held bigint[],
     p_expires float8[]) RETURNS bigint[]
@@ -117,48 +132,62 @@ DECLARE
     o_spent bigint[];
     o_reserved bigint[];
     due boolean;
-    own boolean;
+    known boolean;
+    f_key text[];
+    f_spent bigint[];
+    f_reserved bigint[];
+    pos int;
 BEGIN
-    PERFORM pg_advisory_xact_lock(l) FROM unnest(p_locks) AS l;  -- ascending: no deadlocks
+    PERFORM pg_advisory_xact_lock(unnest(p_locks));  -- ascending: no deadlocks
     LOOP
-        -- one snapshot after the locks: spent and reserved per item (this id's own live
-        -- holds excluded)
-        SELECT array_agg(t.s ORDER BY t.i), array_agg(t.r ORDER BY t.i), bool_or(t.due),
+        -- one snapshot after the locks: the counters read (one index scan, their order
+        -- unknown), then summed per item
+        SELECT array_agg(c.key), array_agg(c.spent), array_agg(c.reserved),
+               bool_or(c.next_expiry <= p_now),
                EXISTS (SELECT FROM {p}holds h WHERE h.rid = p_rid)
-        INTO o_spent, o_reserved, due, own
-        FROM (
-            SELECT r.i, coalesce(sum(c.spent), 0)::bigint AS s,
-                   (coalesce(sum(c.reserved), 0) - coalesce(sum(h.amount), 0))::bigint AS r,
-                   bool_or(c.next_expiry <= p_now) AS due
+               OR EXISTS (SELECT FROM {p}commits d WHERE d.rid = p_rid)
+        INTO f_key, f_spent, f_reserved, due, known
+        FROM {p}counters c WHERE c.key = ANY(p_read_key);
+        EXIT WHEN NOT coalesce(due, false);
+        PERFORM {p}purge_v3(p_read_key, p_now);  -- a hold expired: drop it, then read again
+    END LOOP;
+    o_spent := array_fill(0::bigint, ARRAY[cardinality(p_amount)]);
+    o_reserved := o_spent;
+    FOR j IN 1 .. cardinality(p_read_key) LOOP
+        pos := array_position(f_key, p_read_key[j]);
+        IF pos IS NOT NULL THEN
+            o_spent[p_read_item[j]] := o_spent[p_read_item[j]] + f_spent[pos];
+            o_reserved[p_read_item[j]] := o_reserved[p_read_item[j]] + f_reserved[pos];
+        END IF;
+    END LOOP;
+    IF known THEN  -- what this id holds itself is not held by others
+        SELECT array_agg(o_reserved[t.i] - t.own ORDER BY t.i) INTO o_reserved FROM (
+            SELECT r.i, coalesce(sum(h.amount), 0)::bigint AS own
             FROM unnest(p_read_item, p_read_key) AS r(i, key)
-            LEFT JOIN LATERAL (SELECT c.spent, c.reserved, c.next_expiry FROM {p}counters c
-                               WHERE c.key = r.key) c ON true
             LEFT JOIN LATERAL (SELECT h.amount FROM {p}holds h
                                WHERE h.rid = p_rid AND h.key = r.key
                                AND h.expires_at > p_now) h ON true
             GROUP BY r.i
         ) t;
-        EXIT WHEN NOT coalesce(due, false);
-        PERFORM {p}purge_v3(p_read_key, p_now);  -- a hold expired: drop it, then read again
-    END LOOP;
+    END IF;
     FOR i IN 1 .. cardinality(p_amount) LOOP
         IF p_limit[i] IS NOT NULL
            AND o_spent[i]::numeric + o_reserved[i] + p_amount[i] > p_limit[i] THEN
             RETURN i::bigint || o_spent[1:i] || o_reserved[1:i];
         END IF;
     END LOOP;
-    IF own THEN  -- this id held budget already: replace that reservation
-        WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount)
+    IF known THEN  -- replace this id's reservation; a later commit of it counts again
+        WITH rearm AS (DELETE FROM {p}commits d WHERE d.rid = p_rid),
+        gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount)
         UPDATE {p}counters c SET reserved = GREATEST(c.reserved - g.amount, 0)
         FROM (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key) g
         WHERE c.key = g.key;
     END IF;
-    WITH rearm AS (DELETE FROM {p}commits d WHERE d.rid = p_rid),
-    held AS (
+    WITH held AS (
         INSERT INTO {p}holds (rid, key, amount, expires_at)
-        SELECT p_rid, w.k, w.a, p_exp FROM unnest(p_key, p_held) AS w(k, a))
+        SELECT p_rid, unnest(p_key), unnest(p_held), p_exp)
     INSERT INTO {p}counters AS c (key, reserved, next_expiry, expires_at)
-        SELECT w.k, w.a, p_exp, w.e FROM unnest(p_key, p_held, p_expires) AS w(k, a, e)
+        SELECT unnest(p_key), unnest(p_held), p_exp, unnest(p_expires)
     ON CONFLICT (key) DO UPDATE SET reserved = c.reserved + excluded.reserved,
         next_expiry = LEAST(c.next_expiry, excluded.next_expiry),
         expires_at = GREATEST(c.expires_at, excluded.expires_at);
@@ -166,33 +195,39 @@ BEGIN
 END
 $fn$;
 
--- the commit: the id is recorded (a replay finds it and changes nothing); the holds leave
--- "reserved" as the actual amounts enter "spent" in one statement, so a reserve's
--- single-snapshot read sees a commit whole or not at all (commits need no lock); then the
--- markers the new spend reached are recorded.
+-- the commit, one statement: the id is recorded (a replay finds it and changes nothing: the
+-- rest of the statement only acts when it was recorded); the holds leave "reserved" as the
+-- actual amounts enter "spent", so a reserve's single-snapshot read sees a commit whole or
+-- not at all (commits need no lock); then the markers the new spend reached are recorded.
 -- Arguments: per key written p_key, p_amount, p_calls (items on it), p_expires; per item
 -- its read keys as pairs (p_read_item, p_read_key); per marker (p_mark_item, p_mark_at,
 -- p_mark, p_mark_exp). Returns NULL for a replay, else per item its new spend, then the
 -- (1-based) positions in p_mark of the markers this commit recorded first.
-CREATE OR REPLACE FUNCTION {p}commit_v3(
+CREATE OR REPLACE FUNCTION {p}commit_v4(
     p_rid text, p_now float8, p_keep float8, p_key text[], p_amount bigint[],
     p_calls int[], p_expires float8[], p_read_item int[], p_read_key text[],
     p_mark_item int[], p_mark_at bigint[], p_mark text[], p_mark_exp float8[]) RETURNS bigint[]
 LANGUAGE plpgsql SET enable_seqscan = off SET enable_bitmapscan = off AS $fn$
 #variable_conflict use_column
 DECLARE
+    applied boolean;
     o_spent bigint[];
     o_fired bigint[];
+    f_key text[];
+    f_spent bigint[];
+    other boolean := false;
+    pos int;
 BEGIN
-    INSERT INTO {p}commits AS d (rid, expires_at) VALUES (p_rid, p_keep)
+    WITH rec AS (
+        INSERT INTO {p}commits AS d (rid, expires_at) VALUES (p_rid, p_keep)
         ON CONFLICT (rid) DO UPDATE SET expires_at = excluded.expires_at
-        WHERE d.expires_at <= p_now;
-    IF NOT FOUND THEN  -- committed before: a replay
-        RETURN NULL;
-    END IF;
-    WITH gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid RETURNING h.key, h.amount),
+            WHERE d.expires_at <= p_now
+        RETURNING true AS ok),
+    gone AS (DELETE FROM {p}holds h WHERE h.rid = p_rid AND (SELECT rec.ok FROM rec)
+             RETURNING h.key, h.amount),
     held AS (SELECT gone.key, sum(gone.amount) AS amount FROM gone GROUP BY gone.key),
-    spend AS (SELECT * FROM unnest(p_key, p_amount, p_calls, p_expires) AS w(k, a, n, e)),
+    spend AS (SELECT unnest(p_key) AS k, unnest(p_amount) AS a, unnest(p_calls) AS n,
+                     unnest(p_expires) AS e WHERE (SELECT rec.ok FROM rec)),
     up AS (
         INSERT INTO {p}counters AS c (key, spent, calls, reserved, expires_at)
         SELECT coalesce(spend.k, held.key), coalesce(spend.a, 0), coalesce(spend.n, 0),
@@ -203,18 +238,31 @@ BEGIN
             reserved = GREATEST(c.reserved + excluded.reserved, 0),
             expires_at = GREATEST(c.expires_at, excluded.expires_at)
         RETURNING c.key, c.spent)
-    SELECT array_agg(t.s ORDER BY t.i) INTO o_spent FROM (  -- per item: the new spend
-        SELECT r.i, sum(coalesce(up.spent, c.spent, 0))::bigint AS s
-        FROM unnest(p_read_item, p_read_key) AS r(i, key)
-        LEFT JOIN up ON up.key = r.key
-        LEFT JOIN LATERAL (SELECT c.spent FROM {p}counters c
-                           WHERE c.key = r.key AND up.key IS NULL) c ON true
-        GROUP BY r.i
-    ) t;
+    SELECT (SELECT rec.ok FROM rec), array_agg(up.key), array_agg(up.spent)
+    INTO applied, f_key, f_spent FROM up;
+    IF applied IS NULL THEN  -- committed before: a replay
+        RETURN NULL;
+    END IF;
+    -- per item (p_read_item ascends from 1): the new spend of its read keys; read keys not
+    -- written (a rolling window's other buckets) are read once, when the first is met
+    o_spent := array_fill(0::bigint, ARRAY[coalesce(p_read_item[cardinality(p_read_item)], 0)]);
+    FOR j IN 1 .. cardinality(p_read_key) LOOP
+        pos := array_position(f_key, p_read_key[j]);
+        IF pos IS NULL AND NOT other THEN
+            SELECT f_key || array_agg(c.key), f_spent || array_agg(c.spent) INTO f_key, f_spent
+            FROM {p}counters c WHERE c.key = ANY(p_read_key) AND NOT c.key = ANY(f_key);
+            other := true;
+            pos := array_position(f_key, p_read_key[j]);
+        END IF;
+        IF pos IS NOT NULL THEN
+            o_spent[p_read_item[j]] := o_spent[p_read_item[j]] + f_spent[pos];
+        END IF;
+    END LOOP;
     IF cardinality(p_mark) > 0 THEN
         WITH fired AS (
             INSERT INTO {p}markers AS m (marker, expires_at)
-            SELECT k.m, k.e FROM unnest(p_mark_item, p_mark_at, p_mark, p_mark_exp) AS k(i, at, m, e)
+            SELECT k.m, k.e FROM (SELECT unnest(p_mark_item) AS i, unnest(p_mark_at) AS at,
+                                         unnest(p_mark) AS m, unnest(p_mark_exp) AS e) k
             WHERE o_spent[k.i] >= k.at
             ON CONFLICT (marker) DO UPDATE SET expires_at = excluded.expires_at
                 WHERE m.expires_at IS NOT NULL AND m.expires_at <= p_now
@@ -228,11 +276,11 @@ $fn$;
 
 # arrays travel as text literals (see _array): psycopg adapts one string far faster than a list
 _RESERVE = (
-    "SELECT {p}reserve_v3(%s, %s, %s, %s::bigint[], %s::bigint[], %s::bigint[], "
+    "SELECT {p}reserve_v4(%s, %s, %s, %s::bigint[], %s::bigint[], %s::bigint[], "
     "%s::int[], %s::text[], %s::text[], %s::bigint[], %s::float8[])"
 )
 _COMMIT = (
-    "SELECT {p}commit_v3(%s, %s, %s, %s::text[], %s::bigint[], %s::int[], "
+    "SELECT {p}commit_v4(%s, %s, %s, %s::text[], %s::bigint[], %s::int[], "
     "%s::float8[], %s::int[], %s::text[], %s::int[], %s::bigint[], %s::text[], %s::float8[])"
 )
 _RELEASE = (
@@ -388,8 +436,10 @@ class PostgresBudgetStore:
         return self._pg.connect(self._conninfo, **self._connect_kwargs)
 
     def _checkout(self) -> tuple[Any, bool]:
-        """A connection and whether it is new. Connections never cross a ``fork``: psycopg
-        closes a connection only in the process that opened it, so the parent's are dropped."""
+        """A cursor on a pooled connection and whether the connection is new. The cursor is
+        kept with its connection: a new cursor per call costs more client time than the
+        function it runs. Connections never cross a ``fork``: psycopg closes a connection
+        only in the process that opened it, so the parent's are dropped."""
         if self._pid != os.getpid():
             self._idle = []
             self._pid = os.getpid()
@@ -398,13 +448,13 @@ class PostgresBudgetStore:
         except IndexError:
             pass
         with self._errors():
-            return self._connect(), True
+            return self._connect().cursor(), True
 
-    def _checkin(self, conn: Any) -> None:
-        if len(self._idle) < self._pool_size and not conn.closed:
-            self._idle.append(conn)
+    def _checkin(self, cur: Any) -> None:
+        if len(self._idle) < self._pool_size and not cur.connection.closed:
+            self._idle.append(cur)
         else:
-            conn.close()
+            cur.connection.close()
 
     def _run(self, name: str, params: Sequence[Any] | dict[str, Any], *, rows: bool = False) -> Any:
         """Execute one statement: all rows (``rows=True``), else its first row, or the row
@@ -412,28 +462,29 @@ class PostgresBudgetStore:
         sql = self._sql[name]
         returns = name not in ("release", "extend")
         while True:
-            conn, new = self._checkout()
+            cur, new = self._checkout()
             try:
-                cur = conn.execute(sql, params)
+                cur.execute(sql, params, prepare=True)
                 if rows:
                     out = cur.fetchall()
                 else:
                     out = cur.fetchone() if returns else cur.rowcount
             except self._pg.Error as exc:
+                conn = cur.connection
                 broken = bool(conn.broken or conn.closed)
                 if broken:  # the server went away: the idle connections are dead too
                     idle, self._idle = self._idle, []
-                    for c in (conn, *idle):
+                    for c in (conn, *(i.connection for i in idle)):
                         c.close()
                     if not new:
                         continue  # a stale pooled connection: retry once on a new one
                 else:
-                    self._checkin(conn)
+                    self._checkin(cur)
                 raise _translate(exc, broken or _unavailable(exc)) from exc
             except (UnicodeError, OverflowError, ValueError, TypeError) as exc:
-                self._checkin(conn)
+                self._checkin(cur)
                 raise _translate(exc, False) from exc
-            self._checkin(conn)
+            self._checkin(cur)
             return out
 
     def _errors(self) -> _Errors:
@@ -545,11 +596,13 @@ class PostgresBudgetStore:
     def drop_tables(self) -> None:
         """Drop the store's tables and functions (tests, uninstall)."""
         p = self.table_prefix
-        conn, _ = self._checkout()
+        cur, _ = self._checkout()
+        conn = cur.connection
         try:
             with self._errors():
                 conn.execute(
-                    f"DROP FUNCTION IF EXISTS {p}reserve_v3, {p}commit_v3, {p}purge_v3, "
+                    f"DROP FUNCTION IF EXISTS {p}reserve_v4, {p}commit_v4, "
+                    f"{p}reserve_v3, {p}commit_v3, {p}purge_v3, "
                     f"{p}reserve_v2, {p}commit_v2, {p}purge_v2; "
                     f"DROP TABLE IF EXISTS {p}counters, {p}holds, {p}markers, {p}commits"
                 )
@@ -559,8 +612,8 @@ class PostgresBudgetStore:
     def close(self) -> None:
         idle, self._idle = self._idle, []
         if self._pid == os.getpid():
-            for conn in idle:
-                conn.close()
+            for cur in idle:
+                cur.connection.close()
 
 
 def _add(writes: dict[str, list[Any]], key: str, amount: int, expires_at: float | None) -> None:
