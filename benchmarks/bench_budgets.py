@@ -163,11 +163,15 @@ class _OneTrip:
             )
             self.conn.execute(f"INSERT INTO {table} VALUES ('g', 0) ON CONFLICT DO NOTHING")
             self.sql = f"UPDATE {table} SET spent = spent + %s WHERE key = 'g' RETURNING spent"
+            # the client technique the store uses too: one cursor, a prepared statement
+            self.cur = self.conn.cursor()
 
     def __call__(self, amount: int) -> int:
         if self.kind == "redis":
             return int(self.r.incrby(self.key, amount))
-        return int(self.conn.execute(self.sql, (amount,)).fetchone()[0])
+        if self.kind == "sqlite":  # sqlite3 caches the compiled statement itself
+            return int(self.conn.execute(self.sql, (amount,)).fetchone()[0])
+        return int(self.cur.execute(self.sql, (amount,), prepare=True).fetchone()[0])
 
     def read(self) -> int:
         if self.kind == "redis":
