@@ -118,9 +118,10 @@ class Ending:
 
     @property
     def state(self) -> RunState:
-        if is_cancellation(self.error):
-            return "cancelled"
-        return "settled" if self.status == "ok" and self.error is None else "released"
+        error = self.error
+        if error is None:
+            return "settled" if self.status == "ok" else "released"
+        return "cancelled" if is_cancellation(error) else "released"
 
 
 def _complete_usage(acc: Accountant, run: Run, ending: Ending) -> Usage:
@@ -215,7 +216,7 @@ def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
     latency = ending.latency_ms
     if latency is None and not ending.orphan:
         latency = (time.perf_counter() - run.started) * 1000.0
-    timestamp = acc.now()
+    timestamp = acc._now()
     nanos = _price(run, usage, timestamp)
     info = run.info
     names = tuple(key(str(n)) for n in ending.tool_names) if ending.tool_names else ()

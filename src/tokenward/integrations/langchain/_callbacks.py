@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -66,6 +67,7 @@ _CHAT_START = guard(logger, "chat model start")
 _LLM_START = guard(logger, "llm start")
 _NEW_TOKEN = guard(logger, "llm new token")
 _TOOL_START = guard(logger, "tool start")
+_flatten = chain.from_iterable
 
 
 def _default_accountant() -> Accountant:
@@ -138,8 +140,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         with _CHAT_START:
-            flat = [m for batch in messages for m in batch]
-            prompt = LazyMessages(flat, to_core)
+            prompt = LazyMessages(list(_flatten(messages)), to_core)
             self._start("chat", serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs)
 
     def on_llm_start(
