@@ -555,13 +555,10 @@ def _decode_names(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def _nanos(value: Decimal | None) -> int | None:
-    return None if value is None else to_nanos(value)
-
-
 def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
     """Encode an event as a storage row (see :data:`EVENT_COLUMNS`)."""
     u = e.usage
+    provider_cost = e.provider_cost
     return (
         e.id,
         (e.timestamp - _EPOCH) // _MICRO,
@@ -594,7 +591,7 @@ def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
         e.prompt,
         e.output,
         e.price_source,
-        _nanos(e.provider_cost),
+        None if provider_cost is None else to_nanos(provider_cost),
     )
 
 
