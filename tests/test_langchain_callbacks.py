@@ -537,3 +537,27 @@ def test_readme_three_lines_snippet_runs(capsys):
     acc.flush()
     [event] = acc.ledger.events()
     assert event.user_id == "alice" and event.model == "gpt-4o-mini"
+
+
+def test_runs_ending_out_of_order_or_with_an_equal_uuid_settle_under_their_own_ids():
+    """The handler converts a run's UUID to text once per started run; runs that interleave,
+    and an end callback handed an equal UUID object that is not the one the run started
+    with, still settle under their own ids."""
+    acc = Accountant()
+    handler = TokenwardCallbackHandler(acc, default_model="gpt-4o-mini")
+    from langchain_core.outputs import ChatGeneration, LLMResult
+
+    def result() -> LLMResult:
+        msg = AIMessage(
+            content="ok", usage_metadata={"input_tokens": 3, "output_tokens": 1, "total_tokens": 4}
+        )
+        return LLMResult(generations=[[ChatGeneration(message=msg)]])
+
+    a, b = uuid.uuid4(), uuid.uuid4()
+    for rid in (a, b):
+        handler.on_chat_model_start({}, [[HumanMessage("hi")]], run_id=rid)
+    handler.on_llm_end(result(), run_id=a)  # not the run started last
+    handler.on_llm_end(result(), run_id=uuid.UUID(str(b)))  # equal, not identical
+    assert acc.state(str(a)) == "settled"
+    assert acc.state(str(b)) == "settled"
+    assert acc.pending_calls == 0

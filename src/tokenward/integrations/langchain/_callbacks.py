@@ -126,6 +126,15 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         #: tools run while this handler was attached, by name
         self.tool_runs: dict[str, int] = {}
         self._tool_lock = threading.Lock()
+        #: the run started last and its id as text: LangChain hands the end callbacks the same
+        #: UUID object, so a run that ends before another starts (most calls) converts its id
+        #: once (``str(UUID)`` is Python code, the costliest step of reading the callback)
+        self._started: tuple[UUID | None, str] = (None, "")
+
+    def _run_key(self, run_id: UUID) -> str:
+        """``str(run_id)``, converted once per started run (see ``_started``)."""
+        started = self._started
+        return started[1] if started[0] is run_id else str(run_id)
 
     # -- model calls -----------------------------------------------------------------------
     def on_chat_model_start(
@@ -185,8 +194,10 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
                     "model its response names. Pass default_model= to the handler"
                 ),
             )
+        rid = str(run_id)
+        self._started = (run_id, rid)
         self.accountant.preflight(
-            str(run_id),
+            rid,
             model,
             messages=prompt,
             tools=params.get("tools") or None,
@@ -200,10 +211,10 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         with _NEW_TOKEN:
-            self.accountant.keepalive(str(run_id))
+            self.accountant.keepalive(self._run_key(run_id))
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        rid = str(run_id)
+        rid = self._run_key(run_id)
         acc = self.accountant
         if acc.run(rid) is None:
             return  # not ours (accounted elsewhere), or already ended
@@ -219,7 +230,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
             )
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        rid = str(run_id)
+        rid = self._run_key(run_id)
         if self.accountant.run(rid) is None:
             return
         with guard(
