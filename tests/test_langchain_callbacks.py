@@ -561,3 +561,23 @@ def test_runs_ending_out_of_order_or_with_an_equal_uuid_settle_under_their_own_i
     assert acc.state(str(a)) == "settled"
     assert acc.state(str(b)) == "settled"
     assert acc.pending_calls == 0
+
+
+def test_an_end_that_cannot_be_read_is_logged_and_the_call_still_recorded(caplog, monkeypatch):
+    import tokenward.integrations.langchain._callbacks as callbacks
+
+    def broken(response: Any) -> Any:
+        raise RuntimeError("unreadable result")
+
+    monkeypatch.setattr(callbacks, "extract_result", broken)
+    acc = Accountant()
+    model = make_model("still works")
+    handler = TokenwardCallbackHandler(acc, default_model="gpt-4o-mini")
+    with caplog.at_level(logging.ERROR, logger="tokenward.integrations.langchain"):
+        out = model.invoke("hi", config={"callbacks": [handler]})
+    assert out.content == "still works"
+    (record,) = caplog.records
+    assert record.getMessage().startswith("internal error in tokenward (llm end)")
+    (event,) = acc.ledger.events()
+    assert event.estimated  # the fallback settled it without the usage
+    assert acc.pending_calls == 0

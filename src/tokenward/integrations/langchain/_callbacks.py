@@ -148,9 +148,14 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        with _CHAT_START:
+        try:
             prompt = LazyMessages(list(_flatten(messages)), to_core)
             self._start("chat", serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs)
+        except Exception:
+            # the guard's policy, applied to what the body raised: a call that raises nothing
+            # (every call but a denial) runs no guard at all
+            with _CHAT_START:
+                raise
 
     def on_llm_start(
         self,
@@ -218,7 +223,7 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         acc = self.accountant
         if acc.run(rid) is None:
             return  # not ours (accounted elsewhere), or already ended
-        with guard(logger, "llm end", fallback=partial(acc.settle, rid, None)):
+        try:
             info = extract_result(response)
             usage = info.usage
             acc.settle(
@@ -228,6 +233,11 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
                 output_text=info.output_text if usage is None else None,
                 tool_names=tuple(info.tool_names),
             )
+        except Exception:
+            # the guard's policy, applied to what the body raised (see on_chat_model_start);
+            # its fallback records the call with estimated usage
+            with guard(logger, "llm end", fallback=partial(acc.settle, rid, None)):
+                raise
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         rid = self._run_key(run_id)
