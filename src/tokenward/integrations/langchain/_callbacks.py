@@ -100,7 +100,8 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
 
     Any other failure inside the handler is logged once per kind ("internal error in
     tokenward") and swallowed, never raised into your chain, and the call is still
-    recorded. The handler keeps no per-call state: the accountant's call table does.
+    recorded. The handler keeps no per-call state (only the text of the last run id it
+    converted, a cache): the accountant's call table does.
 
     Args:
         accountant: the Accountant to use; default: ``get_default_accountant()``.
