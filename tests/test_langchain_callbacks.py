@@ -537,3 +537,47 @@ def test_readme_three_lines_snippet_runs(capsys):
     acc.flush()
     [event] = acc.ledger.events()
     assert event.user_id == "alice" and event.model == "gpt-4o-mini"
+
+
+def test_runs_ending_out_of_order_or_with_an_equal_uuid_settle_under_their_own_ids():
+    """The handler converts a run's UUID to text once per started run; runs that interleave,
+    and an end callback handed an equal UUID object that is not the one the run started
+    with, still settle under their own ids."""
+    acc = Accountant()
+    handler = TokenwardCallbackHandler(acc, default_model="gpt-4o-mini")
+    from langchain_core.outputs import ChatGeneration, LLMResult
+
+    def result() -> LLMResult:
+        msg = AIMessage(
+            content="ok", usage_metadata={"input_tokens": 3, "output_tokens": 1, "total_tokens": 4}
+        )
+        return LLMResult(generations=[[ChatGeneration(message=msg)]])
+
+    a, b = uuid.uuid4(), uuid.uuid4()
+    for rid in (a, b):
+        handler.on_chat_model_start({}, [[HumanMessage("hi")]], run_id=rid)
+    handler.on_llm_end(result(), run_id=a)  # not the run started last
+    handler.on_llm_end(result(), run_id=uuid.UUID(str(b)))  # equal, not identical
+    assert acc.state(str(a)) == "settled"
+    assert acc.state(str(b)) == "settled"
+    assert acc.pending_calls == 0
+
+
+def test_an_end_that_cannot_be_read_is_logged_and_the_call_still_recorded(caplog, monkeypatch):
+    import tokenward.integrations.langchain._callbacks as callbacks
+
+    def broken(response: Any) -> Any:
+        raise RuntimeError("unreadable result")
+
+    monkeypatch.setattr(callbacks, "extract_result", broken)
+    acc = Accountant()
+    model = make_model("still works")
+    handler = TokenwardCallbackHandler(acc, default_model="gpt-4o-mini")
+    with caplog.at_level(logging.ERROR, logger="tokenward.integrations.langchain"):
+        out = model.invoke("hi", config={"callbacks": [handler]})
+    assert out.content == "still works"
+    (record,) = caplog.records
+    assert record.getMessage().startswith("internal error in tokenward (llm end)")
+    (event,) = acc.ledger.events()
+    assert event.estimated  # the fallback settled it without the usage
+    assert acc.pending_calls == 0

@@ -300,27 +300,23 @@ def _missing(info: ModelInfo, kind: str, field: str, tokens: int) -> PricingMiss
     )
 
 
-def _rates(plan: _Plan, at: datetime | None, batch: bool) -> _Rates:
+def _priced(
+    usage: Usage, plan: _Plan, at: datetime | None, batch: bool
+) -> tuple[int | None, tuple[int, ...], _Table, int]:
+    """``(tier threshold, tokens per component, per-token prices, price in units)`` of one
+    call (units: ``plan.scale`` per USD).
+
+    Raises like :func:`cost` for a token kind the model cannot price.
+    """
     entry = plan.entry(at) if plan.timed else plan.entries[0]  # most models: one period
-    if not batch:
-        return entry.std
-    if entry.batch is None:
+    rates = entry.batch if batch else entry.std
+    if rates is None:
         name = plan.info.name
         raise PricingMissingError(
             f"Model {name!r} has no batch price. Call cost(..., batch=False), or set one with "
             f"catalog.override({name!r}, batch_discount='0.5')."
         )
-    return entry.batch
-
-
-def _priced(
-    usage: Usage, plan: _Plan, at: datetime | None, batch: bool
-) -> tuple[int | None, tuple[int, ...], _Table]:
-    """``(tier threshold, tokens per component, per-token prices)`` of one call.
-
-    Raises like :func:`cost` for a token kind the model cannot price.
-    """
-    table, tiers = _rates(plan, at, batch)
+    table, tiers = rates
     n_input = usage.input
     tier = None
     for threshold, tier_table in tiers:  # ascending: the highest exceeded wins
@@ -350,15 +346,11 @@ def _priced(
         audio_output,
         image_input,
     )
-    return tier, tokens, table
-
-
-def _units(tokens: tuple[int, ...], table: _Table) -> int:
-    total = 0
+    units = 0
     for n, price in zip(tokens, table):
         if n:  # a zero component adds nothing (and may have no price)
-            total += n * price  # type: ignore[operator]
-    return total
+            units += n * price  # type: ignore[operator]
+    return tier, tokens, table, units
 
 
 def cost(
@@ -385,13 +377,13 @@ def cost(
     if info.prices is None:
         info.prices_for(usage.input)  # raises PricingMissingError naming the fix
     plan = _plan(info)
-    tier, tokens, table = _priced(usage, plan, at, batch)
+    tier, tokens, table, units = _priced(usage, plan, at, batch)
     scale = plan.scale
     a = [
         _div(Decimal(n * price), scale) if n else _ZERO  # type: ignore[operator]
         for n, price in zip(tokens, table, strict=True)
     ]
-    total = _div(Decimal(_units(tokens, table)), scale)
+    total = _div(Decimal(units), scale)
     # positional (the fastest way to build it): the components in COMPONENTS order
     return CostBreakdown(
         info.name, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8],
@@ -411,8 +403,7 @@ def price_nanos(
     if info.prices is None:
         return None
     plan = _plan(info)
-    _, tokens, table = _priced(usage, plan, at, batch)
-    return plan.nanos(_units(tokens, table))
+    return plan.nanos(_priced(usage, plan, at, batch)[3])
 
 
 def estimate_nanos(
@@ -438,8 +429,7 @@ def _cost_total(usage: Usage, info: ModelInfo, batch: bool = False) -> Decimal:
     Kept for callers on the Decimal path (the Accountant before it moves to :func:`price_nanos`).
     """
     plan = _plan(info)
-    _, tokens, table = _priced(usage, plan, None, batch)
-    return _div(Decimal(_units(tokens, table)), plan.scale)
+    return _div(Decimal(_priced(usage, plan, None, batch)[3]), plan.scale)
 
 
 def _estimate_total(info: ModelInfo, input_tokens: int, output_tokens: int) -> Decimal:

@@ -22,6 +22,7 @@ back). Pass ``ledger="path/to/ledger.db"`` (or any URL :func:`open_ledger` accep
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -136,6 +137,10 @@ class Accountant:
         self.store_content = store_content
         self._sinks: list[Callable[[UsageEvent], Any]] = list(sinks)
         self._clock = clock
+        #: what :meth:`now` returns, as one callable (the finish path calls it per event)
+        self._now: Callable[[], datetime] = (
+            clock if clock is not None else functools.partial(datetime.now, timezone.utc)
+        )
         self._table = RunTable(max_pending=max_pending)
         self._closed = False
         self._lock = threading.Lock()
@@ -168,7 +173,7 @@ class Accountant:
     # -- helpers
     def now(self) -> datetime:
         """The timestamp of an event recorded now (the ``clock`` when one was given)."""
-        return self._clock() if self._clock is not None else datetime.now(timezone.utc)
+        return self._now()
 
     def budget_now(self) -> datetime | None:
         return self._clock() if self._clock is not None else None

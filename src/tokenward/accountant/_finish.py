@@ -2,10 +2,10 @@
 
 ``settle`` (the provider answered), ``release`` (the call failed or was cancelled) and
 ``record`` (a call accounted after the fact) all describe the end as an :class:`Ending`
-and hand it to :func:`end`, which claims the call in the table and has :func:`finish`
-complete and check the usage, decide the status, price the call in integer nano-USD,
-record the event, commit the budgets (or release the reservation) and notify trackers
-and sinks; if anything raises, the call is put back as it was (the one rollback).
+and hand it to :func:`end`, which claims the call in the table, completes and checks the
+usage, decides the status, prices the call in integer nano-USD, records the event, commits
+the budgets (or releases the reservation) and notifies trackers and sinks, in one frame; if
+anything raises, the call is put back as it was (the one rollback).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tokenward.usage import TOKEN_FIELDS, Usage
 if TYPE_CHECKING:
     from tokenward.accountant._facade import Accountant
 
-__all__ = ["Ending", "end", "finish", "is_cancellation", "normalize_usage"]
+__all__ = ["Ending", "end", "is_cancellation", "normalize_usage"]
 
 logger = logging.getLogger("tokenward")
 
@@ -118,9 +118,10 @@ class Ending:
 
     @property
     def state(self) -> RunState:
-        if is_cancellation(self.error):
-            return "cancelled"
-        return "settled" if self.status == "ok" and self.error is None else "released"
+        error = self.error
+        if error is None:
+            return "settled" if self.status == "ok" else "released"
+        return "cancelled" if is_cancellation(error) else "released"
 
 
 def _complete_usage(acc: Accountant, run: Run, ending: Ending) -> Usage:
@@ -196,78 +197,6 @@ def _price(run: Run, usage: Usage, at: Any) -> int | None:
     return nanos
 
 
-def finish(acc: Accountant, run: Run, ending: Ending) -> UsageEvent:
-    """Bill ``run`` as ``ending`` says: record its event, settle its budgets, notify."""
-    if ending.model is not None and ending.model != run.model:  # run.model is clean
-        _reprice(acc, run, ending, ending.model)
-    usage = _complete_usage(acc, run, ending)
-    status = ending.status
-    error = None
-    if ending.error is not None:
-        if status == "ok":
-            status = "error"
-        if is_cancellation(ending.error):
-            status = "cancelled"
-        error = _error_text(ending.error)
-    if ending.status != "ok" and error is None:
-        error = status
-    dims = run.dims.merged(ending.dims) if ending.dims and not ending.orphan else run.dims
-    latency = ending.latency_ms
-    if latency is None and not ending.orphan:
-        latency = (time.perf_counter() - run.started) * 1000.0
-    timestamp = acc.now()
-    nanos = _price(run, usage, timestamp)
-    info = run.info
-    names = tuple(key(str(n)) for n in ending.tool_names) if ending.tool_names else ()
-    store = acc.store_content
-    # positional, in field order (the cheapest call): every value is already in normal form
-    event = UsageEvent(
-        run.id,
-        timestamp,
-        run.model,
-        info.provider,
-        usage,
-        None,  # the cost: derived from cost_nanos, which the ledger stores as it is
-        usage.estimated,
-        status,  # type: ignore[arg-type]  # validated by UsageEvent
-        run.kind,  # type: ignore[arg-type]
-        dims.user_id,
-        dims.conversation_id,
-        dims.session_id,
-        dims.agent,
-        dims.tags,
-        len(names),
-        names,
-        latency if latency is None or latency >= 0 else None,
-        run.parent_id,
-        error,
-        run.prompt_text if store else None,
-        clean(ending.output_text) if store and ending.output_text else None,
-        info.price_source if nanos is not None else None,
-        usage.reported_cost,
-        cost_nanos=nanos,
-    )
-    acc.ledger.record(event)
-    if acc.budgets is not None and not run.committed:
-        _settle_budgets(acc, run, usage, nanos, status, dims)
-        run.committed = True
-    if acc.predictor is not None:
-        learn(acc, run, usage, status)
-    trackers = active_trackers()
-    for tracker in union(run.trackers, trackers) if run.trackers or trackers else ():
-        tracker.add(event, acc)
-    for sink in tuple(acc._sinks) if acc._sinks else ():
-        try:
-            sink(event)
-        except Exception:
-            logger.exception("tokenward: sink %r failed on event %s", sink, event.id)
-    if run.watch is not None:  # ended: its task's cancellation no longer concerns it
-        task, hook = run.watch
-        task.remove_done_callback(hook)
-        run.watch = None
-    return event
-
-
 def _settle_budgets(
     acc: Accountant, run: Run, usage: Usage, nanos: int | None, status: str, dims: Any
 ) -> None:
@@ -299,7 +228,8 @@ def _settle_budgets(
 def end(
     acc: Accountant, run_id: str, ending: Ending, *, duplicate_ok: bool = True
 ) -> UsageEvent | None:
-    """The one way a call ends: claim it in the table, finish it, or put it back as it was.
+    """The one way a call ends: claim it in the table, bill it as ``ending`` says (record its
+    event, settle its budgets, notify), or put it back as it was.
 
     Returns ``None`` for a run that already ended (or raises ``ConfigurationError`` when
     ``duplicate_ok`` is false, as ``record`` wants)."""
@@ -311,7 +241,74 @@ def end(
         raise ConfigurationError(f"run_id {run_id!r} was already recorded")
     try:
         run = held if held is not None else _orphan(acc, run_id, ending)
-        return finish(acc, run, ending)
+        if ending.model is not None and ending.model != run.model:  # run.model is clean
+            _reprice(acc, run, ending, ending.model)
+        usage = _complete_usage(acc, run, ending)
+        status = ending.status
+        error = None
+        if ending.error is not None:
+            if status == "ok":
+                status = "error"
+            if is_cancellation(ending.error):
+                status = "cancelled"
+            error = _error_text(ending.error)
+        if ending.status != "ok" and error is None:
+            error = status
+        dims = run.dims.merged(ending.dims) if ending.dims and not ending.orphan else run.dims
+        latency = ending.latency_ms
+        if latency is None and not ending.orphan:
+            latency = (time.perf_counter() - run.started) * 1000.0
+        timestamp = acc._now()
+        nanos = _price(run, usage, timestamp)
+        info = run.info
+        names = tuple(key(str(n)) for n in ending.tool_names) if ending.tool_names else ()
+        store = acc.store_content
+        # positional, in field order (the cheapest call): every value is in normal form
+        event = UsageEvent(
+            run.id,
+            timestamp,
+            run.model,
+            info.provider,
+            usage,
+            None,  # the cost: derived from cost_nanos, which the ledger stores as it is
+            usage.estimated,
+            status,  # type: ignore[arg-type]  # validated by UsageEvent
+            run.kind,  # type: ignore[arg-type]
+            dims.user_id,
+            dims.conversation_id,
+            dims.session_id,
+            dims.agent,
+            dims.tags,
+            len(names),
+            names,
+            latency if latency is None or latency >= 0 else None,
+            run.parent_id,
+            error,
+            run.prompt_text if store else None,
+            clean(ending.output_text) if store and ending.output_text else None,
+            info.price_source if nanos is not None else None,
+            usage.reported_cost,
+            cost_nanos=nanos,
+        )
+        acc.ledger.record(event)
+        if acc.budgets is not None and not run.committed:
+            _settle_budgets(acc, run, usage, nanos, status, dims)
+            run.committed = True
+        if acc.predictor is not None:
+            learn(acc, run, usage, status)
+        trackers = active_trackers()
+        for tracker in union(run.trackers, trackers) if run.trackers or trackers else ():
+            tracker.add(event, acc)
+        for sink in tuple(acc._sinks) if acc._sinks else ():
+            try:
+                sink(event)
+            except Exception:
+                logger.exception("tokenward: sink %r failed on event %s", sink, event.id)
+        if run.watch is not None:  # ended: its task's cancellation no longer concerns it
+            task, hook = run.watch
+            task.remove_done_callback(hook)
+            run.watch = None
+        return event
     except BaseException:
         acc._table.restore(run_id, held)
         raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from tokenward.errors import ConfigurationError
@@ -105,6 +106,9 @@ class RunTable:
         self._pending: OrderedDict[str, Run] = OrderedDict()
         self._ended: OrderedDict[str, RunState] = OrderedDict()
         self._age_check_at = 0.0  # when open() next looks for runs older than max_age
+        #: ``get(run_id)``: the pending run ``run_id``, if any (read only: adapters look, the
+        #: Accountant ends); the pending dict's own getter, no Python frame per look
+        self.get: Callable[[str], Run | None] = self._pending.get
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -129,10 +133,6 @@ class RunTable:
                 while pending and next(iter(pending.values())).opened < cutoff:
                     evicted.append(pending.popitem(last=False)[1])
         return replaced, evicted
-
-    def get(self, run_id: str) -> Run | None:
-        """The pending run ``run_id``, if any (read only: adapters look, the Accountant ends)."""
-        return self._pending.get(run_id)
 
     def state(self, run_id: str) -> RunState | None:
         """``"pending"``, how the run ended, or ``None`` when unknown (or long forgotten)."""

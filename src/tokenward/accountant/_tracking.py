@@ -212,13 +212,10 @@ def _content(dims: Mapping[str, Any]) -> list[Any] | None:
 def resolve_dims(dims: Mapping[str, Any] | None) -> Dims:
     """The dimensions of a call made now: the enclosing ``track()`` blocks', ``dims`` on top.
 
-    Resolved once per distinct content: calls made with the same dimensions share one
-    :class:`Dims` (values are cleaned and bounded only the first time)."""
-    return _resolve(_current_dims.get(), dims)
-
-
-def _resolve(base: Dims, dims: Mapping[str, Any] | None) -> Dims:
-    """``base.merged(dims)``, shared by every call (and ``track()`` block) with that content."""
+    Resolved once per distinct content: calls made with the same dimensions (and ``track()``
+    blocks entered with them) share one :class:`Dims` (values are cleaned and bounded only
+    the first time)."""
+    base = _current_dims.get()
     if not dims:
         return base
     content = _content(dims)
@@ -341,7 +338,7 @@ class Tracker:
 
     # -- context manager
     def __enter__(self) -> Tracker:
-        t1 = _current_dims.set(_resolve(_current_dims.get(), self._dims_arg))
+        t1 = _current_dims.set(resolve_dims(self._dims_arg))
         t2 = _current_trackers.set((*_current_trackers.get(), self))
         self._tokens.append((t1, t2))
         return self

@@ -519,8 +519,6 @@ _names_decoded: dict[str, tuple[str, ...]] = {}
 
 
 def _encode_tags(tags: Mapping[str, str]) -> str:
-    if not tags:
-        return "{}"
     key = tuple(tags.items())
     text = _tags_json.get(key)
     if text is None:
@@ -529,8 +527,6 @@ def _encode_tags(tags: Mapping[str, str]) -> str:
 
 
 def _encode_names(names: tuple[str, ...]) -> str:
-    if not names:
-        return "[]"
     text = _names_json.get(names)
     if text is None:
         text = remember(_names_json, names, _json(list(names)), _CACHE_MAX)
@@ -555,13 +551,11 @@ def _decode_names(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def _nanos(value: Decimal | None) -> int | None:
-    return None if value is None else to_nanos(value)
-
-
 def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
     """Encode an event as a storage row (see :data:`EVENT_COLUMNS`)."""
     u = e.usage
+    provider_cost = e.provider_cost
+    tags, names = e.tags, e.tool_names  # most events have neither: no encoder call then
     return (
         e.id,
         (e.timestamp - _EPOCH) // _MICRO,
@@ -585,16 +579,16 @@ def event_to_row(e: UsageEvent) -> tuple[Any, ...]:
         e.conversation_id,
         e.session_id,
         e.agent,
-        _encode_tags(e.tags),
+        _encode_tags(tags) if tags else "{}",
         e.tool_calls,
-        _encode_names(e.tool_names),
+        _encode_names(names) if names else "[]",
         e.latency_ms,
         e.parent_id,
         e.error,
         e.prompt,
         e.output,
         e.price_source,
-        _nanos(e.provider_cost),
+        None if provider_cost is None else to_nanos(provider_cost),
     )
 
 

@@ -175,22 +175,23 @@ class RollupPlan:
                 keys: list[Any] = list(map(getter, rows))
             else:  # keys (day, dims) nested, not unpacked: one small tuple per row
                 keys = [(row[_TS] // _DAY_US, getter(row)) for row in rows]
-            if i in self._rowwise and len(set(keys)) * _FOLD > len(rows):
+            distinct = set(keys)
+            if i in self._rowwise and len(distinct) * _FOLD > len(rows):
                 rowwise.append(self._rowwise[i])
                 base_sums.append(None)
                 continue
-            groups: dict[Any, list[tuple[Any, ...]]] = {}
-            get = groups.get
-            for key, row in zip(keys, rows):
-                group = get(key)
-                if group is None:
-                    groups[key] = [row]
-                else:
-                    group.append(row)
-            if len(groups) == 1:  # the whole batch (one user, one model...): summed once
+            if len(distinct) == 1:  # the whole batch (one user, one model...): summed once
                 whole = _sums(rows) if whole is None else whole
-                vectors = dict.fromkeys(groups, whole)
+                vectors = dict.fromkeys(distinct, whole)
             else:
+                groups: dict[Any, list[tuple[Any, ...]]] = {}
+                get = groups.get
+                for key, row in zip(keys, rows):
+                    group = get(key)
+                    if group is None:
+                        groups[key] = [row]
+                    else:
+                        group.append(row)
                 vectors = {key: _sums(g) for key, g in groups.items()}
             if day is not None:
                 base_sums.append({(day, *dims): v for dims, v in vectors.items()})

@@ -100,7 +100,10 @@ class BatchWriter:
         _install_sigterm_handler()
 
     def _reset(self) -> None:
-        self._cond = threading.Condition()  # an RLock: a signal handler may re-enter
+        # an RLock (a signal handler may re-enter); submit_one takes it directly, without the
+        # Condition's Python-level __enter__/__exit__
+        self._mutex = threading.RLock()
+        self._cond = threading.Condition(self._mutex)
         self._pending: list[Any] = []
         self._inflight: list[Any] = []
         self._held = 0  # queued + being written: what the bound limits
@@ -134,7 +137,7 @@ class BatchWriter:
 
     def submit_one(self, item: Any) -> None:
         """Queue one item (the per-call hot path)."""
-        with self._cond:
+        with self._mutex:
             pending = self._pending
             if self._state is not _OPEN or self._held >= self._bound:
                 if not self._make_room():

@@ -237,19 +237,24 @@ class OutputPredictor:
             return
         self._new = []
         half_life = self.half_life
-        batches: dict[str, tuple[float, dict[int | None, float], list[int]]] = {}
+        batches: dict[tuple[str, str | None], tuple[float, dict[int | None, float], list[int]]]
+        batches = {}
         bucket_of = self._probe.bucket
+        buckets: dict[int, int | None] = {}  # token count -> its bucket, once per distinct count
         for model, route, tokens, at in new:
-            key = _key(model, route)
-            batch = batches.get(key)
+            pair = (model, route)
+            batch = batches.get(pair)
             if batch is None:
-                batch = batches[key] = (at, {}, [0])
+                batch = batches[pair] = (at, {}, [0])
             weights = batch[1]
-            bucket = bucket_of(tokens)
+            bucket = buckets.get(tokens, -1)
+            if bucket == -1:  # buckets are None or >= 0
+                bucket = buckets[tokens] = bucket_of(tokens)
             w = 2.0 ** ((at - batch[0]) / half_life)
             weights[bucket] = weights.get(bucket, 0.0) + w
             batch[2][0] += 1
-        for key, (at, weights, n) in batches.items():
+        for (model, route), (at, weights, n) in batches.items():
+            key = _key(model, route)
             for sketches in (self._own, self._combined):
                 sketch = sketches.get(key)
                 if sketch is None:

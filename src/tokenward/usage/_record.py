@@ -164,7 +164,7 @@ class Usage:
         return NotImplemented
 
     def __bool__(self) -> bool:
-        return self.total > 0
+        return self.input > 0 or self.output > 0  # total > 0 (counts are >= 0)
 
     def to_dict(self) -> dict[str, int | bool | str]:
         """Plain dict of all fields (for JSON, storage); ``reported_cost`` only when reported."""

@@ -566,12 +566,24 @@ _LANGCHAIN_NAMES = {
     paths=[("usage",), ("usage_metadata",)],
 )
 def langchain(data: Mapping[str, Any]) -> Usage:
-    inp = count(data.get("input_tokens"), "input_tokens")
-    out = count(data.get("output_tokens"), "output_tokens")
-    details = sub(data, "input_token_details", "input_token_details")
-    out_details = sub(data, "output_token_details", "output_token_details")
+    # the counts and the detail objects are read as they are when already in normal form
+    # (what every LangChain integration reports); the readers only see anything else
+    inp = data.get("input_tokens")
+    if type(inp) is not int or inp < 0:
+        inp = count(inp, "input_tokens")
+    out = data.get("output_tokens")
+    if type(out) is not int or out < 0:
+        out = count(out, "output_tokens")
+    details = data.get("input_token_details")
+    if details is not None and type(details) is not dict:
+        details = sub(data, "input_token_details", "input_token_details")
+    out_details = data.get("output_token_details")
+    if out_details is not None and type(out_details) is not dict:
+        out_details = sub(data, "output_token_details", "output_token_details")
+    if not details and not out_details:
+        return Usage(inp, out)  # most calls report no details: nothing to check them against
     cache_read = five = one = audio = reasoning = audio_out = 0
-    if details:  # most calls report none: an empty or absent object has nothing to read
+    if details:
         cache_read = count(details.get("cache_read"), "input_token_details.cache_read")
         written = count(details.get("cache_creation"), "input_token_details.cache_creation")
         five = count(

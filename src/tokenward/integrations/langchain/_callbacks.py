@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -66,6 +67,7 @@ _CHAT_START = guard(logger, "chat model start")
 _LLM_START = guard(logger, "llm start")
 _NEW_TOKEN = guard(logger, "llm new token")
 _TOOL_START = guard(logger, "tool start")
+_flatten = chain.from_iterable
 
 
 def _default_accountant() -> Accountant:
@@ -98,7 +100,8 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
 
     Any other failure inside the handler is logged once per kind ("internal error in
     tokenward") and swallowed, never raised into your chain, and the call is still
-    recorded. The handler keeps no per-call state: the accountant's call table does.
+    recorded. The handler keeps no per-call state (only the text of the last run id it
+    converted, a cache): the accountant's call table does.
 
     Args:
         accountant: the Accountant to use; default: ``get_default_accountant()``.
@@ -124,6 +127,15 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         #: tools run while this handler was attached, by name
         self.tool_runs: dict[str, int] = {}
         self._tool_lock = threading.Lock()
+        #: the run started last and its id as text: LangChain hands the end callbacks the same
+        #: UUID object, so a run that ends before another starts (most calls) converts its id
+        #: once (``str(UUID)`` is Python code, the costliest step of reading the callback)
+        self._started: tuple[UUID | None, str] = (None, "")
+
+    def _run_key(self, run_id: UUID) -> str:
+        """``str(run_id)``, converted once per started run (see ``_started``)."""
+        started = self._started
+        return started[1] if started[0] is run_id else str(run_id)
 
     # -- model calls -----------------------------------------------------------------------
     def on_chat_model_start(
@@ -137,10 +149,14 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        with _CHAT_START:
-            flat = [m for batch in messages for m in batch]
-            prompt = LazyMessages(flat, to_core)
+        try:
+            prompt = LazyMessages(list(_flatten(messages)), to_core)
             self._start("chat", serialized, prompt, run_id, parent_run_id, tags, metadata, kwargs)
+        except Exception:
+            # the guard's policy, applied to what the body raised: a call that raises nothing
+            # (every call but a denial) runs no guard at all
+            with _CHAT_START:
+                raise
 
     def on_llm_start(
         self,
@@ -184,8 +200,10 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
                     "model its response names. Pass default_model= to the handler"
                 ),
             )
+        rid = str(run_id)
+        self._started = (run_id, rid)
         self.accountant.preflight(
-            str(run_id),
+            rid,
             model,
             messages=prompt,
             tools=params.get("tools") or None,
@@ -199,14 +217,14 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         with _NEW_TOKEN:
-            self.accountant.keepalive(str(run_id))
+            self.accountant.keepalive(self._run_key(run_id))
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        rid = str(run_id)
+        rid = self._run_key(run_id)
         acc = self.accountant
         if acc.run(rid) is None:
             return  # not ours (accounted elsewhere), or already ended
-        with guard(logger, "llm end", fallback=partial(acc.settle, rid, None)):
+        try:
             info = extract_result(response)
             usage = info.usage
             acc.settle(
@@ -216,9 +234,14 @@ class TokenwardCallbackHandler(BaseCallbackHandler):
                 output_text=info.output_text if usage is None else None,
                 tool_names=tuple(info.tool_names),
             )
+        except Exception:
+            # the guard's policy, applied to what the body raised (see on_chat_model_start);
+            # its fallback records the call with estimated usage
+            with guard(logger, "llm end", fallback=partial(acc.settle, rid, None)):
+                raise
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        rid = str(run_id)
+        rid = self._run_key(run_id)
         if self.accountant.run(rid) is None:
             return
         with guard(

@@ -142,7 +142,9 @@ def base_url_from_start(
     """Where the model's client sends requests, when the run says (helps recognise local and
     self-hosted models)."""
     kwargs = serialized.get("kwargs") if serialized else None
-    for source in (invocation_params, kwargs if isinstance(kwargs, Mapping) else None):
+    if type(kwargs) is not dict and not isinstance(kwargs, Mapping):  # dict: no ABC check
+        kwargs = None
+    for source in (invocation_params, kwargs):
         # one pass over the source's keys first: most runs name no endpoint at all
         if source and not _BASE_URL_KEYS.isdisjoint(source):
             for key in BASE_URL_KEYS:
@@ -215,12 +217,16 @@ def generation_usage(message: Any, generation_info: Mapping[str, Any] | None) ->
     )
 
 
+#: LangChain's ``UsageMetadata`` -> Usage (the bound classmethod, looked up once)
+_from_langchain = Usage.from_langchain
+
+
 def _generation_usage(
     usage_metadata: Any, provider_usage: Any, generation_info: Mapping[str, Any] | None
 ) -> Usage | None:
     """:func:`generation_usage` from the message's fields, read once by the caller."""
     if usage_metadata:
-        usage = _parsed(Usage.from_langchain, usage_metadata)
+        usage = _parsed(_from_langchain, usage_metadata)
         if usage is not None:
             if not provider_usage and generation_info:
                 provider_usage = _provider_usage(generation_info)
@@ -306,7 +312,7 @@ def extract_result(response: Any) -> ResultInfo:
             message = getattr(gen, "message", None)
             generation_info = getattr(gen, "generation_info", None)
             if message is not None:
-                meta = getattr(message, "response_metadata", None) or {}
+                meta = getattr(message, "response_metadata", None)
                 usage = _generation_usage(
                     getattr(message, "usage_metadata", None),
                     _provider_usage(meta) if meta else None,
