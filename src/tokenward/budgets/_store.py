@@ -227,7 +227,22 @@ _Held = tuple[float, tuple[ReserveItem, ...]]
 """A live reservation: when it expires and the items it holds."""
 
 _SWEEP_INTERVAL = 60.0
+_WINDOWS = 10_000  # running totals kept at most (a cache: forgetting one costs one re-sum)
 _NOTHING: dict[str, int] = {}  # never written to
+_NONE: tuple[_Window, ...] = ()
+
+
+class _Window:
+    """The running totals of one rolling window: committed ``spent`` and live ``reserved``
+    summed over its bucket ``keys``, kept up to date by every write to one of them, so a
+    reserve or commit reads two numbers instead of summing every bucket."""
+
+    __slots__ = ("keys", "reserved", "spent")
+
+    def __init__(self, keys: tuple[str, ...], spent: int, reserved: int) -> None:
+        self.keys = keys
+        self.spent = spent
+        self.reserved = reserved
 
 
 class MemoryBudgetStore:
@@ -237,7 +252,9 @@ class MemoryBudgetStore:
     A call does no housekeeping until something can have expired: the store keeps the
     earliest instant a live reservation can expire (live reservations are the calls in
     flight, so scanning them is cheap) and sweeps old counters, markers and remembered
-    commit ids once a minute.
+    commit ids once a minute. A rolling window's buckets are summed once per bucket: the
+    store keeps their running totals per lock key (see :class:`_Window`) until the window
+    moves on.
 
     Args:
         commit_retention: seconds a committed reservation id is remembered (replayed commits
@@ -257,6 +274,9 @@ class MemoryBudgetStore:
         self._done_order: deque[tuple[float, str]] = deque()  # in commit order
         self._next_sweep = 0.0
         self._due = 0.0  # no reservation expires and no sweep is due before this
+        self._windows: dict[str, _Window] = {}  # lock key -> its window's running totals
+        # counter key -> the windows summing it (once per time it appears in their keys)
+        self._member: dict[str, list[_Window]] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: float) -> MemoryBudgetStore:
@@ -277,11 +297,15 @@ class MemoryBudgetStore:
                 if done.get(rid) == until:
                     del done[rid]
                     n += 1
-            for k in [k for k, e in self._counter_expiry.items() if e <= now]:
+            expired = [k for k, e in self._counter_expiry.items() if e <= now]
+            for k in expired:
                 self._spent.pop(k, None)
                 self._calls.pop(k, None)
                 self._counter_expiry.pop(k, None)
-                n += 1
+            if expired:  # the running totals summed them: summed again on next use
+                self._windows.clear()
+                self._member.clear()
+            n += len(expired)
             for m in [m for m, e in self._markers.items() if e is not None and e <= now]:
                 del self._markers[m]
                 n += 1
@@ -292,17 +316,44 @@ class MemoryBudgetStore:
         self._due = due
         return n
 
+    def _window(self, lock: str, keys: tuple[str, ...]) -> _Window:
+        """The running totals over ``keys`` kept under ``lock``: summed afresh when the
+        window moved on (a new bucket) or the lock sums other keys."""
+        w = self._windows.get(lock)
+        if w is not None and (w.keys is keys or w.keys == keys):
+            return w
+        member = self._member
+        if w is not None:
+            for k in w.keys:
+                ws = member[k]
+                ws.remove(w)
+                if not ws:
+                    del member[k]
+        elif len(self._windows) >= _WINDOWS:
+            self._windows.clear()
+            member.clear()
+        spent, reserved = self._spent, self._reserved
+        w = self._windows[lock] = _Window(
+            keys, sum(map(spent.get, keys, repeat(0))), sum(map(reserved.get, keys, repeat(0)))
+        )
+        for k in keys:
+            member.setdefault(k, []).append(w)
+        return w
+
     def _drop(self, rid: str) -> None:
         held = self._res.pop(rid, None)
         if held is None:
             return
-        reserved = self._reserved
+        reserved, member = self._reserved, self._member
         for it in held[1]:
-            left = reserved.get(it.key, 0) - it.amount
+            k, amount = it.key, it.amount
+            left = reserved.get(k, 0) - amount
             if left:
-                reserved[it.key] = left
+                reserved[k] = left
             else:  # (zero amounts: another reservation may have removed the key already)
-                reserved.pop(it.key, None)
+                reserved.pop(k, None)
+            for w in member.get(k, _NONE):
+                w.reserved -= amount
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
@@ -323,9 +374,10 @@ class MemoryBudgetStore:
             all_spent, all_reserved = self._spent, self._reserved
             for i, it in enumerate(items):
                 keys = it.read_keys
-                if keys:  # a rolling window: every bucket (summed in C, there may be 60)
-                    spent = sum(map(all_spent.get, keys, repeat(0)))
-                    reserved = sum(map(all_reserved.get, keys, repeat(0)))
+                if keys:  # a rolling window: its buckets' running totals
+                    w = self._window(it.lock_key or it.key, keys)
+                    spent = w.spent
+                    reserved = w.reserved
                     if mine:
                         reserved -= sum(map(mine.get, keys, repeat(0)))
                 else:
@@ -337,8 +389,12 @@ class MemoryBudgetStore:
             if own is not None:
                 self._drop(reservation_id)
             self._done.pop(reservation_id, None)
+            member = self._member
             for it in items:
-                all_reserved[it.key] = all_reserved.get(it.key, 0) + it.amount
+                k, amount = it.key, it.amount
+                all_reserved[k] = all_reserved.get(k, 0) + amount
+                for w in member.get(k, _NONE):
+                    w.reserved += amount
             expires_at = now + ttl
             self._res[reservation_id] = (expires_at, tuple(items))
             if expires_at < self._due:
@@ -355,18 +411,26 @@ class MemoryBudgetStore:
             self._done[reservation_id] = keep
             self._done_order.append((keep, reservation_id))
             self._drop(reservation_id)
-            totals, calls, expiry = self._spent, self._calls, self._counter_expiry
+            totals, calls, expiry, member = (
+                self._spent,
+                self._calls,
+                self._counter_expiry,
+                self._member,
+            )
             for it in items:
-                k, e = it.key, it.expires_at
-                totals[k] = totals.get(k, 0) + it.amount
+                k, amount, e = it.key, it.amount, it.expires_at
+                totals[k] = totals.get(k, 0) + amount
                 calls[k] = calls.get(k, 0) + 1
                 if e is not None and expiry.get(k, 0) < e:  # the latest window end wins
                     expiry[k] = e
+                for w in member.get(k, _NONE):
+                    w.spent += amount
             sums = []
             marked = False
             for it in items:
-                if it.read_keys:
-                    sums.append(sum(map(totals.get, it.read_keys, repeat(0))))
+                keys = it.read_keys
+                if keys:
+                    sums.append(self._window(it.lock_key or it.key, keys).spent)
                 else:
                     sums.append(totals[it.key])
                 marked = marked or bool(it.marks)
