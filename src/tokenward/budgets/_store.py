@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -270,8 +269,9 @@ class MemoryBudgetStore:
         self._reserved: dict[str, int] = {}
         self._res: dict[str, _Held] = {}
         self._markers: dict[str, float | None] = {}
-        self._done: dict[str, float] = {}  # committed id -> remembered until
-        self._done_order: deque[tuple[float, str]] = deque()  # in commit order
+        # committed id -> remembered until, in the order they were committed (a dict keeps
+        # insertion order: the sweep forgets from the front, no second log to keep)
+        self._done: dict[str, float] = {}
         self._next_sweep = 0.0
         self._due = 0.0  # no reservation expires and no sweep is due before this
         self._windows: dict[str, _Window] = {}  # lock key -> its window's running totals
@@ -291,12 +291,15 @@ class MemoryBudgetStore:
         n = len(dead)
         if now >= self._next_sweep:
             self._next_sweep = now + _SWEEP_INTERVAL
-            order, done = self._done_order, self._done
-            while order and order[0][0] <= now:
-                until, rid = order.popleft()
-                if done.get(rid) == until:
-                    del done[rid]
-                    n += 1
+            done = self._done
+            forgotten = []
+            for rid, until in done.items():
+                if until > now:
+                    break
+                forgotten.append(rid)
+            for rid in forgotten:
+                del done[rid]
+            n += len(forgotten)
             expired = [k for k, e in self._counter_expiry.items() if e <= now]
             for k in expired:
                 self._spent.pop(k, None)
@@ -405,11 +408,13 @@ class MemoryBudgetStore:
         for it in items:
             check_amount(it.amount)
         with self._lock:
-            if self._done.get(reservation_id, now) > now:
-                return CommitResult(False)
-            keep = now + self.commit_retention
-            self._done[reservation_id] = keep
-            self._done_order.append((keep, reservation_id))
+            done = self._done
+            until = done.get(reservation_id)
+            if until is not None:
+                if until > now:
+                    return CommitResult(False)
+                del done[reservation_id]  # forgotten: remembered again, last in order
+            done[reservation_id] = now + self.commit_retention
             self._drop(reservation_id)
             totals, calls, expiry, member = (
                 self._spent,
