@@ -228,7 +228,6 @@ _Held = tuple[float, tuple[ReserveItem, ...]]
 _SWEEP_INTERVAL = 60.0
 _WINDOWS = 10_000  # running totals kept at most (a cache: forgetting one costs one re-sum)
 _NOTHING: dict[str, int] = {}  # never written to
-_NONE: tuple[_Window, ...] = ()
 
 
 class _Window:
@@ -275,8 +274,9 @@ class MemoryBudgetStore:
         self._next_sweep = 0.0
         self._due = 0.0  # no reservation expires and no sweep is due before this
         self._windows: dict[str, _Window] = {}  # lock key -> its window's running totals
-        # counter key -> the windows summing it (once per time it appears in their keys)
-        self._member: dict[str, list[_Window]] = {}
+        # counter key -> the window summing it; a tuple in the rare case of several (or of
+        # a window naming the key more than once: it appears once per time)
+        self._member: dict[str, _Window | tuple[_Window, ...]] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: float) -> MemoryBudgetStore:
@@ -328,10 +328,13 @@ class MemoryBudgetStore:
         member = self._member
         if w is not None:
             for k in w.keys:
-                ws = member[k]
-                ws.remove(w)
-                if not ws:
+                held = member[k]
+                if isinstance(held, _Window):  # w itself
                     del member[k]
+                else:
+                    rest = list(held)
+                    rest.remove(w)
+                    member[k] = rest[0] if len(rest) == 1 else tuple(rest)
         elif len(self._windows) >= _WINDOWS:
             self._windows.clear()
             member.clear()
@@ -340,8 +343,19 @@ class MemoryBudgetStore:
             keys, sum(map(spent.get, keys, repeat(0))), sum(map(reserved.get, keys, repeat(0)))
         )
         for k in keys:
-            member.setdefault(k, []).append(w)
+            other = member.get(k)
+            if other is None:
+                member[k] = w
+            else:
+                member[k] = (other, w) if isinstance(other, _Window) else (*other, w)
         return w
+
+    @staticmethod
+    def _moved(m: _Window | tuple[_Window, ...], spent: int, reserved: int) -> None:
+        """Add to the running totals of the window(s) ``m`` summing a key just written."""
+        for w in (m,) if isinstance(m, _Window) else m:
+            w.spent += spent
+            w.reserved += reserved
 
     def _drop(self, rid: str) -> None:
         held = self._res.pop(rid, None)
@@ -355,8 +369,9 @@ class MemoryBudgetStore:
                 reserved[k] = left
             else:  # (zero amounts: another reservation may have removed the key already)
                 reserved.pop(k, None)
-            for w in member.get(k, _NONE):
-                w.reserved -= amount
+            m = member.get(k)
+            if m is not None:
+                self._moved(m, 0, -amount)
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
@@ -396,8 +411,9 @@ class MemoryBudgetStore:
             for it in items:
                 k, amount = it.key, it.amount
                 all_reserved[k] = all_reserved.get(k, 0) + amount
-                for w in member.get(k, _NONE):
-                    w.reserved += amount
+                m = member.get(k)
+                if m is not None:
+                    self._moved(m, 0, amount)
             expires_at = now + ttl
             self._res[reservation_id] = (expires_at, tuple(items))
             if expires_at < self._due:
@@ -428,8 +444,9 @@ class MemoryBudgetStore:
                 calls[k] = calls.get(k, 0) + 1
                 if e is not None and expiry.get(k, 0) < e:  # the latest window end wins
                     expiry[k] = e
-                for w in member.get(k, _NONE):
-                    w.spent += amount
+                m = member.get(k)
+                if m is not None:
+                    self._moved(m, amount, 0)
             sums = []
             marked = False
             for it in items:
