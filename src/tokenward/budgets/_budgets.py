@@ -176,10 +176,6 @@ _NEVER = 1 << 128
 _NONES = repeat(None)
 
 
-class _MarkedDown(BudgetStoreUnavailableError):
-    """Not tried: the store is marked unavailable after a recent failure."""
-
-
 class _Rule:
     """A :class:`Budget` as ``Budgets`` plans with it: whether it filters calls, which
     dimensions select its slot, and its slots (current window of each scope seen)."""
@@ -573,14 +569,14 @@ class Budgets:
     # them around their own store call, so the healthy path adds no frame.
     def _refuse_while_down(self) -> None:
         if time.monotonic() < self._down_until:
-            raise _MarkedDown(
+            raise BudgetStoreUnavailableError(
                 "budget store marked unavailable after a recent failure; retrying in "
                 f"{self._down_until - time.monotonic():.1f}s."
             )
 
-    def _store_failed(self, exc: BudgetStoreUnavailableError) -> None:
-        if not isinstance(exc, _MarkedDown):  # the store itself failed: rest it a while
-            self._down_until = time.monotonic() + self.retry_interval
+    def _store_failed(self) -> None:
+        """The store itself failed: rest it a while."""
+        self._down_until = time.monotonic() + self.retry_interval
 
     def _store_back(self) -> None:
         """The store answered after an outage: the next outage is worth a warning again."""
@@ -588,12 +584,12 @@ class Budgets:
         _warned.difference_update(("store-down", "commit-down"))
 
     def _store_call(self, fn: Callable[..., Any], *args: Any, force: bool = False) -> Any:
+        if self._down_until and not force:
+            self._refuse_while_down()
         try:
-            if self._down_until and not force:
-                self._refuse_while_down()
             out = fn(*args)
-        except BudgetStoreUnavailableError as exc:
-            self._store_failed(exc)
+        except BudgetStoreUnavailableError:
+            self._store_failed()
             raise
         if self._down_until:
             self._store_back()
@@ -715,9 +711,12 @@ class Budgets:
             try:
                 if self._down_until:
                     self._refuse_while_down()
-                res = self.store.reserve(items, run_id, self._ttl, now_s)
+                try:
+                    res = self.store.reserve(items, run_id, self._ttl, now_s)
+                except BudgetStoreUnavailableError:
+                    self._store_failed()
+                    raise
             except BudgetStoreUnavailableError as exc:
-                self._store_failed(exc)
                 if self.fail_mode == "closed":
                     raise BudgetStoreUnavailableError(
                         f"Budget store unavailable ({exc}); call denied because fail_mode='closed'. "
@@ -835,9 +834,12 @@ class Budgets:
                 try:
                     if self._down_until:
                         self._refuse_while_down()
-                    result = self.store.commit(rid, items, now_s)
+                    try:
+                        result = self.store.commit(rid, items, now_s)
+                    except BudgetStoreUnavailableError:
+                        self._store_failed()
+                        raise
                 except BudgetStoreUnavailableError as exc:
-                    self._store_failed(exc)
                     _warn_once(
                         "commit-down",
                         "tokenward budgets: store unavailable at commit of %s (%s); spend journaled",
