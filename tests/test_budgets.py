@@ -604,6 +604,23 @@ def test_fail_open_allows_calls_journals_spend_and_reconciles() -> None:
     assert budgets.status("g", now=T0).spent == 150 and budgets.status("g", now=T0).calls == 3
 
 
+def test_a_refusal_while_the_store_is_marked_down_does_not_extend_the_outage() -> None:
+    store = FlakyStore()
+    budgets, _ = make(
+        Budget("g", limit_tokens=1000),
+        store=store,
+        fail_mode="open",
+        retry_interval=timedelta(seconds=60),
+    )
+    store.down = True
+    budgets.commit(budgets.reserve("a", {}, 0, 10, now=T0), 0, 5, now=T0)  # fails: marked down
+    until = budgets._down_until
+    budgets.commit(budgets.reserve("b", {}, 0, 10, now=T0), 0, 5, now=T0)  # refused, not tried
+    with pytest.raises(BudgetStoreUnavailableError, match="marked unavailable"):
+        budgets.expire(now=T0)
+    assert store.calls == 1 and budgets._down_until == until and budgets.journal_size == 2
+
+
 # -- degradation --------------------------------------------------------------------------------
 PRICES = {"big": (10, 30), "small": (1, 2)}  # nano-USD per token (input, output)
 

@@ -192,12 +192,9 @@ class _Rule:
         # raw dimension values -> slot; the values, not the scope key, so nothing is re-derived
         self.slots: dict[tuple[Any, ...], _Slot] = {}
 
-    def raw(self, dims: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The values the slot depends on: each dimension, from ``dims`` or else from its
-        ``tags`` (as :meth:`Budget.scope_key` reads them)."""
-        values = tuple(map(dims.get, self.dims))
-        if not any(map(is_, values, _NONES)):  # (identity, in C: values may be anything)
-            return values
+    def from_tags(self, dims: Mapping[str, Any], values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``values`` (each dimension read from ``dims``, some missing) completed from the
+        ``tags`` dimension, as :meth:`Budget.scope_key` reads them."""
         tags = dims.get("tags")
         if not isinstance(tags, Mapping):
             return values
@@ -467,8 +464,11 @@ class Budgets:
                 if unpriced is None:
                     continue  # this USD budget does not count calls whose cost is unknown
                 amount = unpriced
-            # the rule's slot for this scope, from its cache while the window bucket lasts
-            raw: Any = rule.raw(dims)
+            # the rule's slot for this scope, from its cache while the window bucket lasts;
+            # keyed by the raw values of its dimensions, so nothing is re-derived
+            raw: Any = tuple(map(dims.get, rule.dims))
+            if any(map(is_, raw, _NONES)):  # (identity, in C: values may be anything)
+                raw = rule.from_tags(dims, raw)
             try:
                 slot = rule.slots.get(raw)
             except TypeError:  # an unhashable value: no caching for it
@@ -563,20 +563,36 @@ class Budgets:
         return None
 
     # -- store access with fail handling -------------------------------------------------------
-    def _store_call(self, fn: Callable[..., Any], *args: Any, force: bool = False) -> Any:
-        if not force and self._down_until and time.monotonic() < self._down_until:
+    # One outage policy, in three steps every store access takes: refuse while the store is
+    # marked down after a failure, mark it down when it fails, forget the outage once it
+    # answers. ``_store_call`` composes them; reserve and commit (once per call each) take
+    # them around their own store call, so the healthy path adds no frame.
+    def _refuse_while_down(self) -> None:
+        if time.monotonic() < self._down_until:
             raise BudgetStoreUnavailableError(
                 "budget store marked unavailable after a recent failure; retrying in "
                 f"{self._down_until - time.monotonic():.1f}s."
             )
+
+    def _store_failed(self) -> None:
+        """The store itself failed: rest it a while."""
+        self._down_until = time.monotonic() + self.retry_interval
+
+    def _store_back(self) -> None:
+        """The store answered after an outage: the next outage is worth a warning again."""
+        self._down_until = 0.0
+        _warned.difference_update(("store-down", "commit-down"))
+
+    def _store_call(self, fn: Callable[..., Any], *args: Any, force: bool = False) -> Any:
+        if self._down_until and not force:
+            self._refuse_while_down()
         try:
             out = fn(*args)
         except BudgetStoreUnavailableError:
-            self._down_until = time.monotonic() + self.retry_interval
+            self._store_failed()
             raise
-        if self._down_until:  # back: the next outage is worth a warning again
-            self._down_until = 0.0
-            _warned.difference_update(("store-down", "commit-down"))
+        if self._down_until:
+            self._store_back()
         return out
 
     def _maybe_reconcile(self, now_s: float) -> None:
@@ -681,9 +697,10 @@ class Budgets:
         stored = []
         items = []
         for a in applied:
-            if a.item is not None:
+            item = a.item
+            if item is not None:
                 stored.append(a)
-                items.append(a.item)
+                items.append(item)
             elif a.slot.hard_limit is not None and a.amount > a.slot.limit:
                 # per-request windows: nothing stored, nothing shared
                 raise self._denial(a, (0, 0), _at(now, now_s))
@@ -692,7 +709,13 @@ class Budgets:
             if self._journal.entries:
                 self._maybe_reconcile(now_s)
             try:
-                res = self._store_call(self.store.reserve, items, run_id, self._ttl, now_s)
+                if self._down_until:
+                    self._refuse_while_down()
+                try:
+                    res = self.store.reserve(items, run_id, self._ttl, now_s)
+                except BudgetStoreUnavailableError:
+                    self._store_failed()
+                    raise
             except BudgetStoreUnavailableError as exc:
                 if self.fail_mode == "closed":
                     raise BudgetStoreUnavailableError(
@@ -711,9 +734,12 @@ class Budgets:
             except Exception as exc:  # noqa: BLE001  # an answer that is not a decision
                 self.enforcement_failed(exc, run_id)
             else:
+                if self._down_until:
+                    self._store_back()
                 if not res.ok:
-                    failed = stored[res.failed]
-                    raise self._denial(failed, res.totals[res.failed], _at(now, now_s))
+                    at = res.failed
+                    assert at is not None  # a denial names the item that did not fit
+                    raise self._denial(stored[at], res.totals[at], _at(now, now_s))
                 for a, tot in zip(stored, res.totals):
                     a.before = tot
                     a.known = True
@@ -806,7 +832,13 @@ class Budgets:
                 if self._journal.entries:
                     self._maybe_reconcile(now_s)
                 try:
-                    result = self._store_call(self.store.commit, rid, items, now_s)
+                    if self._down_until:
+                        self._refuse_while_down()
+                    try:
+                        result = self.store.commit(rid, items, now_s)
+                    except BudgetStoreUnavailableError:
+                        self._store_failed()
+                        raise
                 except BudgetStoreUnavailableError as exc:
                     _warn_once(
                         "commit-down",
@@ -825,6 +857,9 @@ class Budgets:
                         {it.key: it.amount for it in items},
                     )
                     counted = [(a, ci) for a, ci in counted if ci is None]
+                else:
+                    if self._down_until:
+                        self._store_back()
         elif reservation is not None and reservation.stored:
             self.release(reservation, now=_at(now, now_s), _force=True)
         if alerting or result is None:

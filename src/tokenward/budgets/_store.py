@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -227,7 +226,21 @@ _Held = tuple[float, tuple[ReserveItem, ...]]
 """A live reservation: when it expires and the items it holds."""
 
 _SWEEP_INTERVAL = 60.0
+_WINDOWS = 10_000  # running totals kept at most (a cache: forgetting one costs one re-sum)
 _NOTHING: dict[str, int] = {}  # never written to
+
+
+class _Window:
+    """The running totals of one rolling window: committed ``spent`` and live ``reserved``
+    summed over its bucket ``keys``, kept up to date by every write to one of them, so a
+    reserve or commit reads two numbers instead of summing every bucket."""
+
+    __slots__ = ("keys", "reserved", "spent")
+
+    def __init__(self, keys: tuple[str, ...], spent: int, reserved: int) -> None:
+        self.keys = keys
+        self.spent = spent
+        self.reserved = reserved
 
 
 class MemoryBudgetStore:
@@ -237,7 +250,9 @@ class MemoryBudgetStore:
     A call does no housekeeping until something can have expired: the store keeps the
     earliest instant a live reservation can expire (live reservations are the calls in
     flight, so scanning them is cheap) and sweeps old counters, markers and remembered
-    commit ids once a minute.
+    commit ids once a minute. A rolling window's buckets are summed once per bucket: the
+    store keeps their running totals per lock key (see :class:`_Window`) until the window
+    moves on.
 
     Args:
         commit_retention: seconds a committed reservation id is remembered (replayed commits
@@ -253,10 +268,15 @@ class MemoryBudgetStore:
         self._reserved: dict[str, int] = {}
         self._res: dict[str, _Held] = {}
         self._markers: dict[str, float | None] = {}
-        self._done: dict[str, float] = {}  # committed id -> remembered until
-        self._done_order: deque[tuple[float, str]] = deque()  # in commit order
+        # committed id -> remembered until, in the order they were committed (a dict keeps
+        # insertion order: the sweep forgets from the front, no second log to keep)
+        self._done: dict[str, float] = {}
         self._next_sweep = 0.0
         self._due = 0.0  # no reservation expires and no sweep is due before this
+        self._windows: dict[str, _Window] = {}  # lock key -> its window's running totals
+        # counter key -> the window summing it; a tuple in the rare case of several (or of
+        # a window naming the key more than once: it appears once per time)
+        self._member: dict[str, _Window | tuple[_Window, ...]] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: float) -> MemoryBudgetStore:
@@ -271,17 +291,24 @@ class MemoryBudgetStore:
         n = len(dead)
         if now >= self._next_sweep:
             self._next_sweep = now + _SWEEP_INTERVAL
-            order, done = self._done_order, self._done
-            while order and order[0][0] <= now:
-                until, rid = order.popleft()
-                if done.get(rid) == until:
-                    del done[rid]
-                    n += 1
-            for k in [k for k, e in self._counter_expiry.items() if e <= now]:
+            done = self._done
+            forgotten = []
+            for rid, until in done.items():
+                if until > now:
+                    break
+                forgotten.append(rid)
+            for rid in forgotten:
+                del done[rid]
+            n += len(forgotten)
+            expired = [k for k, e in self._counter_expiry.items() if e <= now]
+            for k in expired:
                 self._spent.pop(k, None)
                 self._calls.pop(k, None)
                 self._counter_expiry.pop(k, None)
-                n += 1
+            if expired:  # the running totals summed them: summed again on next use
+                self._windows.clear()
+                self._member.clear()
+            n += len(expired)
             for m in [m for m, e in self._markers.items() if e is not None and e <= now]:
                 del self._markers[m]
                 n += 1
@@ -292,17 +319,59 @@ class MemoryBudgetStore:
         self._due = due
         return n
 
+    def _window(self, lock: str, keys: tuple[str, ...]) -> _Window:
+        """The running totals over ``keys`` kept under ``lock``: summed afresh when the
+        window moved on (a new bucket) or the lock sums other keys."""
+        w = self._windows.get(lock)
+        if w is not None and (w.keys is keys or w.keys == keys):
+            return w
+        member = self._member
+        if w is not None:
+            for k in w.keys:
+                held = member[k]
+                if isinstance(held, _Window):  # w itself
+                    del member[k]
+                else:
+                    rest = list(held)
+                    rest.remove(w)
+                    member[k] = rest[0] if len(rest) == 1 else tuple(rest)
+        elif len(self._windows) >= _WINDOWS:
+            self._windows.clear()
+            member.clear()
+        spent, reserved = self._spent, self._reserved
+        w = self._windows[lock] = _Window(
+            keys, sum(map(spent.get, keys, repeat(0))), sum(map(reserved.get, keys, repeat(0)))
+        )
+        for k in keys:
+            other = member.get(k)
+            if other is None:
+                member[k] = w
+            else:
+                member[k] = (other, w) if isinstance(other, _Window) else (*other, w)
+        return w
+
+    @staticmethod
+    def _moved(m: _Window | tuple[_Window, ...], spent: int, reserved: int) -> None:
+        """Add to the running totals of the window(s) ``m`` summing a key just written."""
+        for w in (m,) if isinstance(m, _Window) else m:
+            w.spent += spent
+            w.reserved += reserved
+
     def _drop(self, rid: str) -> None:
         held = self._res.pop(rid, None)
         if held is None:
             return
-        reserved = self._reserved
+        reserved, member = self._reserved, self._member
         for it in held[1]:
-            left = reserved.get(it.key, 0) - it.amount
+            k, amount = it.key, it.amount
+            left = reserved.get(k, 0) - amount
             if left:
-                reserved[it.key] = left
+                reserved[k] = left
             else:  # (zero amounts: another reservation may have removed the key already)
-                reserved.pop(it.key, None)
+                reserved.pop(k, None)
+            m = member.get(k)
+            if m is not None:
+                self._moved(m, 0, -amount)
 
     def reserve(
         self, items: Sequence[ReserveItem], reservation_id: str, ttl: float, now: float
@@ -323,9 +392,10 @@ class MemoryBudgetStore:
             all_spent, all_reserved = self._spent, self._reserved
             for i, it in enumerate(items):
                 keys = it.read_keys
-                if keys:  # a rolling window: every bucket (summed in C, there may be 60)
-                    spent = sum(map(all_spent.get, keys, repeat(0)))
-                    reserved = sum(map(all_reserved.get, keys, repeat(0)))
+                if keys:  # a rolling window: its buckets' running totals
+                    w = self._window(it.lock_key or it.key, keys)
+                    spent = w.spent
+                    reserved = w.reserved
                     if mine:
                         reserved -= sum(map(mine.get, keys, repeat(0)))
                 else:
@@ -337,8 +407,13 @@ class MemoryBudgetStore:
             if own is not None:
                 self._drop(reservation_id)
             self._done.pop(reservation_id, None)
+            member = self._member
             for it in items:
-                all_reserved[it.key] = all_reserved.get(it.key, 0) + it.amount
+                k, amount = it.key, it.amount
+                all_reserved[k] = all_reserved.get(k, 0) + amount
+                m = member.get(k)
+                if m is not None:
+                    self._moved(m, 0, amount)
             expires_at = now + ttl
             self._res[reservation_id] = (expires_at, tuple(items))
             if expires_at < self._due:
@@ -349,24 +424,35 @@ class MemoryBudgetStore:
         for it in items:
             check_amount(it.amount)
         with self._lock:
-            if self._done.get(reservation_id, now) > now:
-                return CommitResult(False)
-            keep = now + self.commit_retention
-            self._done[reservation_id] = keep
-            self._done_order.append((keep, reservation_id))
+            done = self._done
+            until = done.get(reservation_id)
+            if until is not None:
+                if until > now:
+                    return CommitResult(False)
+                del done[reservation_id]  # forgotten: remembered again, last in order
+            done[reservation_id] = now + self.commit_retention
             self._drop(reservation_id)
-            totals, calls, expiry = self._spent, self._calls, self._counter_expiry
+            totals, calls, expiry, member = (
+                self._spent,
+                self._calls,
+                self._counter_expiry,
+                self._member,
+            )
             for it in items:
-                k, e = it.key, it.expires_at
-                totals[k] = totals.get(k, 0) + it.amount
+                k, amount, e = it.key, it.amount, it.expires_at
+                totals[k] = totals.get(k, 0) + amount
                 calls[k] = calls.get(k, 0) + 1
                 if e is not None and expiry.get(k, 0) < e:  # the latest window end wins
                     expiry[k] = e
+                m = member.get(k)
+                if m is not None:
+                    self._moved(m, amount, 0)
             sums = []
             marked = False
             for it in items:
-                if it.read_keys:
-                    sums.append(sum(map(totals.get, it.read_keys, repeat(0))))
+                keys = it.read_keys
+                if keys:
+                    sums.append(self._window(it.lock_key or it.key, keys).spent)
                 else:
                     sums.append(totals[it.key])
                 marked = marked or bool(it.marks)
