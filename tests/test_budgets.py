@@ -27,6 +27,7 @@ from tokenward.budgets import (
     LoggingAlertSink,
     MemoryBudgetStore,
     ReserveItem,
+    ReserveResult,
     Window,
     calendar_span,
     suggest_degradation,
@@ -619,6 +620,24 @@ def test_a_refusal_while_the_store_is_marked_down_does_not_extend_the_outage() -
     with pytest.raises(BudgetStoreUnavailableError, match="marked unavailable"):
         budgets.expire(now=T0)
     assert store.calls == 1 and budgets._down_until == until and budgets.journal_size == 2
+
+
+@pytest.mark.parametrize("failed", [None, 5])
+def test_a_store_denial_that_names_no_item_is_a_broken_answer_under_the_fail_mode(
+    failed: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Mute(MemoryBudgetStore):
+        def reserve(self, *a, **k):  # type: ignore[no-untyped-def]
+            return ReserveResult(False, (), failed)
+
+    closed, _ = make(Budget("g", limit_tokens=1000), store=Mute(), fail_mode="closed")
+    with pytest.raises(BudgetStoreUnavailableError, match="without naming the item"):
+        closed.reserve("r1", {}, 0, 10, now=T0)
+    opened, _ = make(Budget("g", limit_tokens=1000), store=Mute(), fail_mode="open")
+    with caplog.at_level(logging.DEBUG, logger="tokenward.budgets"):  # warned once per process
+        held = opened.reserve("r2", {}, 0, 10, now=T0)  # let through, like any broken answer
+    assert "without naming the item" in caplog.text
+    assert not held.stored
 
 
 # -- degradation --------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from tokenward.budgets._store import (
 from tokenward.budgets._windows import WindowSpan
 from tokenward.errors import (
     BudgetExceededError,
+    BudgetStoreError,
     BudgetStoreUnavailableError,
     ConfigurationError,
     UnpricedModelError,
@@ -736,14 +737,23 @@ class Budgets:
             else:
                 if self._down_until:
                     self._store_back()
-                if not res.ok:
-                    at = res.failed
-                    assert at is not None  # a denial names the item that did not fit
+                at = res.failed
+                if res.ok:
+                    for a, tot in zip(stored, res.totals):
+                        a.before = tot
+                        a.known = True
+                    reservation.stored = True
+                elif at is None or not 0 <= at < len(stored) or at >= len(res.totals):
+                    self.enforcement_failed(
+                        BudgetStoreError(
+                            f"{type(self.store).__name__}.reserve denied run {run_id} without "
+                            f"naming the item that did not fit (ReserveResult.failed={at!r}); "
+                            f"fix the store to return the index of the first item denied"
+                        ),
+                        run_id,
+                    )
+                else:
                     raise self._denial(stored[at], res.totals[at], _at(now, now_s))
-                for a, tot in zip(stored, res.totals):
-                    a.before = tot
-                    a.known = True
-                reservation.stored = True
         if self._housekeeping is not None and time.monotonic() >= self._next_housekeeping:
             self._next_housekeeping = time.monotonic() + self._housekeeping
             try:
