@@ -690,6 +690,50 @@ def test_postgres_value_out_of_range_is_a_store_error_not_an_outage(postgres_url
         store.close()
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("code", ["40P01", "40001"])  # deadlock, serialization failure
+def test_postgres_deadlock_victim_is_retried_not_refused(code: str, postgres_url: str) -> None:
+    """A statement the server rolled back to break a deadlock (two calls' row locks on the
+    same counters taken in opposite orders: a release or a re-reserve beside a commit) did
+    nothing: the store runs it again instead of refusing the call (a refused commit is spend
+    never counted). Here a trigger makes each operation the victim once."""
+    import psycopg
+
+    store = _pg_store(postgres_url)
+    p = store.table_prefix
+    admin = psycopg.connect(postgres_url, autocommit=True)
+    admin.execute(f"CREATE SEQUENCE {p}victim")  # (a sequence survives the rollback)
+    admin.execute(
+        f"CREATE FUNCTION {p}victim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF nextval('{p}victim') = 1 THEN "
+        f"RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '{code}'; END IF; "
+        f"RETURN NULL; END $$"
+    )
+    admin.execute(
+        f"CREATE TRIGGER {p}victim BEFORE INSERT OR UPDATE ON {p}counters "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {p}victim()"
+    )
+
+    def victim_once() -> None:
+        admin.execute(f"SELECT setval('{p}victim', 1, false)")
+
+    try:
+        victim_once()
+        assert store.reserve([ReserveItem("k", 5, 10)], "r", 60, NOW).ok
+        victim_once()
+        done = store.commit("r", [CommitItem("k", 4)], NOW)
+        assert done.applied and done.spent == (4,)
+        victim_once()
+        assert not store.commit("r", [CommitItem("k", 4)], NOW).applied  # applied once
+        victim_once()
+        store.release("r", NOW)
+        [st] = store.status(["k"], NOW)
+        assert (st.spent, st.reserved, st.calls) == (4, 0, 1)
+    finally:
+        admin.close()
+        store.close()
+
+
 @pytest.mark.redis
 def test_redis_rejected_command_is_a_store_error_not_an_outage(redis_url: str) -> None:
     import redis

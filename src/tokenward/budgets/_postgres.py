@@ -44,7 +44,8 @@ string several times faster than a list, and the server parses no JSON).
 Connections are kept in a small per-process free list, each with its cursor (autocommit,
 so no ``BEGIN``/``COMMIT`` round trips; statements prepared on first use). A pooled
 connection that turns out dead (server restarted) is replaced and the call retried once on
-a new connection; every operation is idempotent, so the retry is safe. Connection failures,
+a new connection, and a statement the server rolled back to break a deadlock is run again (a
+few times); every operation is idempotent, so the retry is safe. Connection failures,
 timeouts and a server shutting down raise
 ``BudgetStoreUnavailableError``; a value the server rejects raises ``BudgetStoreError``.
 """
@@ -314,6 +315,10 @@ _EXPIRE = (
 # SQLSTATE classes/codes that mean the server cannot serve anyone right now
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")  # connection, resources, shutdown/timeout, I/O
 _UNAVAILABLE_CODES = ("55P03", "25006")  # lock timeout, read-only server (failover)
+# a statement the server rolled back to let another go on (row locks taken in opposite
+# orders by two calls: a release or a re-reserve beside a commit): it did nothing, run again
+_ROLLED_BACK = ("40P01", "40001")  # deadlock detected, serialization failure
+_RETRIES = 3
 _PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 
 
@@ -461,6 +466,7 @@ class PostgresBudgetStore:
         count of a statement that returns none."""
         sql = self._sql[name]
         returns = name not in ("release", "extend")
+        victims = 0
         while True:
             cur, new = self._checkout()
             try:
@@ -480,6 +486,9 @@ class PostgresBudgetStore:
                         continue  # a stale pooled connection: retry once on a new one
                 else:
                     self._checkin(cur)
+                    if getattr(exc, "sqlstate", None) in _ROLLED_BACK and victims < _RETRIES:
+                        victims += 1  # rolled back whole (a deadlock's victim): run it again
+                        continue
                 raise _translate(exc, broken or _unavailable(exc)) from exc
             except (UnicodeError, OverflowError, ValueError, TypeError) as exc:
                 self._checkin(cur)
