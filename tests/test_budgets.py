@@ -11,6 +11,7 @@ import logging
 import math
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -622,9 +623,9 @@ def test_a_refusal_while_the_store_is_marked_down_does_not_extend_the_outage() -
     assert store.calls == 1 and budgets._down_until == until and budgets.journal_size == 2
 
 
-@pytest.mark.parametrize("failed", [None, 5])
+@pytest.mark.parametrize("failed", [None, 5, "0"])
 def test_a_store_denial_that_names_no_item_is_a_broken_answer_under_the_fail_mode(
-    failed: int | None, caplog: pytest.LogCaptureFixture
+    failed: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Mute(MemoryBudgetStore):
         def reserve(self, *a, **k):  # type: ignore[no-untyped-def]

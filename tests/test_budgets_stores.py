@@ -734,6 +734,64 @@ def test_postgres_deadlock_victim_is_retried_not_refused(code: str, postgres_url
         store.close()
 
 
+@pytest.mark.postgres
+def test_postgres_commit_that_keeps_losing_deadlocks_is_journaled_not_dropped(
+    postgres_url: str,
+) -> None:
+    """A statement rolled back as a deadlock's victim on every retry is a transient outage
+    for that call, not a refusal: the commit goes to the journal and is replayed later (a
+    refused commit would be spend never counted)."""
+    import psycopg
+
+    store = _pg_store(postgres_url)
+    p = store.table_prefix
+    budgets = Budgets(Budget("g", limit_tokens=1000), store=store, fail_mode="open")
+    admin = psycopg.connect(postgres_url, autocommit=True)
+    try:
+        held = budgets.reserve("r", {}, 0, 100)
+        admin.execute(
+            f"CREATE FUNCTION {p}victim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$"
+        )
+        admin.execute(
+            f"CREATE TRIGGER {p}victim BEFORE INSERT OR UPDATE ON {p}counters "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {p}victim()"
+        )
+        with pytest.raises(BudgetStoreUnavailableError):
+            store.commit("other", [CommitItem("k", 1)], NOW)
+        budgets.commit(held, 0, 70)  # the call happened: its spend must survive
+        assert budgets.journal_size == 1
+        admin.execute(f"DROP TRIGGER {p}victim ON {p}counters")
+        assert budgets.reconcile() == 1
+        assert budgets.status("g").spent == 70
+    finally:
+        admin.close()
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_store_reads_committed_whatever_the_database_default(
+    make_postgres_db: Callable[[], str],
+) -> None:
+    """The reserve's lock-then-read needs a snapshot per statement: the store's sessions run
+    READ COMMITTED even where the database defaults to REPEATABLE READ or SERIALIZABLE."""
+    import psycopg
+
+    url = make_postgres_db()
+    with psycopg.connect(url, autocommit=True) as admin:
+        db = admin.execute("SELECT current_database()").fetchone()[0]
+        admin.execute(f'ALTER DATABASE "{db}" SET default_transaction_isolation = serializable')
+    store = _pg_store(url)
+    try:
+        cur, _ = store._checkout()
+        assert cur.execute("SHOW transaction_isolation").fetchone()[0] == "read committed"
+        store._checkin(cur)
+        assert store.reserve([ReserveItem("k", 5, 10)], "r", 60, NOW).ok
+        assert not store.reserve([ReserveItem("k", 6, 10)], "s", 60, NOW).ok
+    finally:
+        store.close()
+
+
 @pytest.mark.redis
 def test_redis_rejected_command_is_a_store_error_not_an_outage(redis_url: str) -> None:
     import redis

@@ -743,7 +743,7 @@ class Budgets:
                         a.before = tot
                         a.known = True
                     reservation.stored = True
-                elif at is None or not 0 <= at < len(stored) or at >= len(res.totals):
+                elif type(at) is not int or not 0 <= at < min(len(stored), len(res.totals)):
                     self.enforcement_failed(
                         BudgetStoreError(
                             f"{type(self.store).__name__}.reserve denied run {run_id} without "

@@ -44,8 +44,9 @@ string several times faster than a list, and the server parses no JSON).
 Connections are kept in a small per-process free list, each with its cursor (autocommit,
 so no ``BEGIN``/``COMMIT`` round trips; statements prepared on first use). A pooled
 connection that turns out dead (server restarted) is replaced and the call retried once on
-a new connection, and a statement the server rolled back to break a deadlock is run again (a
-few times); every operation is idempotent, so the retry is safe. Connection failures,
+a new connection, and a statement the server rolled back to break a deadlock is run again (up
+to five times, jittered; then the store counts as unavailable for that call, so a commit is
+journaled, never dropped); every operation is idempotent, so the retry is safe. Connection failures,
 timeouts and a server shutting down raise
 ``BudgetStoreUnavailableError``; a value the server rejects raises ``BudgetStoreError``.
 """
@@ -54,7 +55,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -318,7 +321,7 @@ _UNAVAILABLE_CODES = ("55P03", "25006")  # lock timeout, read-only server (failo
 # a statement the server rolled back to let another go on (row locks taken in opposite
 # orders by two calls: a release or a re-reserve beside a commit): it did nothing, run again
 _ROLLED_BACK = ("40P01", "40001")  # deadlock detected, serialization failure
-_RETRIES = 3
+_RETRIES = 5
 _PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 
 
@@ -390,7 +393,11 @@ class PostgresBudgetStore:
         # costs more than running them
         options = (
             f"-c statement_timeout={int(statement_timeout * 1000)} "
-            "-c plan_cache_mode=force_generic_plan"
+            "-c plan_cache_mode=force_generic_plan "
+            # a reserve's read must see what committed before its locks were granted: only
+            # READ COMMITTED takes a snapshot per statement (a database or role defaulting
+            # to REPEATABLE READ would let two reserves both fit)
+            "-c default_transaction_isolation=read\\ committed"
         )
         if not synchronous_commit:
             options += " -c synchronous_commit=off"
@@ -486,9 +493,14 @@ class PostgresBudgetStore:
                         continue  # a stale pooled connection: retry once on a new one
                 else:
                     self._checkin(cur)
-                    if getattr(exc, "sqlstate", None) in _ROLLED_BACK and victims < _RETRIES:
-                        victims += 1  # rolled back whole (a deadlock's victim): run it again
-                        continue
+                    if getattr(exc, "sqlstate", None) in _ROLLED_BACK:
+                        if victims < _RETRIES:  # rolled back whole: run it again, a little
+                            victims += 1  # later than the other party (jittered)
+                            time.sleep(random.uniform(0.0, 0.005 * victims))
+                            continue
+                        # still losing: transient, not a refusal (a refused commit is spend
+                        # dropped; an unavailable store's commit is journaled and replayed)
+                        broken = True
                 raise _translate(exc, broken or _unavailable(exc)) from exc
             except (UnicodeError, OverflowError, ValueError, TypeError) as exc:
                 self._checkin(cur)
