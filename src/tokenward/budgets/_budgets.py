@@ -564,36 +564,23 @@ class Budgets:
         return None
 
     # -- store access with fail handling -------------------------------------------------------
-    # One outage policy, in three steps every store access takes: refuse while the store is
-    # marked down after a failure, mark it down when it fails, forget the outage once it
-    # answers. ``_store_call`` composes them; reserve and commit (once per call each) take
-    # them around their own store call, so the healthy path adds no frame.
-    def _refuse_while_down(self) -> None:
-        if time.monotonic() < self._down_until:
+    def _store_call(self, fn: Callable[..., Any], *args: Any, force: bool = False) -> Any:
+        """The one outage policy around every store access: refused while the store is marked
+        down after a failure (unless ``force``), marked down when it fails, the outage
+        forgotten once it answers."""
+        if self._down_until and not force and time.monotonic() < self._down_until:
             raise BudgetStoreUnavailableError(
                 "budget store marked unavailable after a recent failure; retrying in "
                 f"{self._down_until - time.monotonic():.1f}s."
             )
-
-    def _store_failed(self) -> None:
-        """The store itself failed: rest it a while."""
-        self._down_until = time.monotonic() + self.retry_interval
-
-    def _store_back(self) -> None:
-        """The store answered after an outage: the next outage is worth a warning again."""
-        self._down_until = 0.0
-        _warned.difference_update(("store-down", "commit-down"))
-
-    def _store_call(self, fn: Callable[..., Any], *args: Any, force: bool = False) -> Any:
-        if self._down_until and not force:
-            self._refuse_while_down()
         try:
             out = fn(*args)
         except BudgetStoreUnavailableError:
-            self._store_failed()
+            self._down_until = time.monotonic() + self.retry_interval
             raise
-        if self._down_until:
-            self._store_back()
+        if self._down_until:  # back: the next outage is worth a warning again
+            self._down_until = 0.0
+            _warned.difference_update(("store-down", "commit-down"))
         return out
 
     def _maybe_reconcile(self, now_s: float) -> None:
@@ -710,13 +697,7 @@ class Budgets:
             if self._journal.entries:
                 self._maybe_reconcile(now_s)
             try:
-                if self._down_until:
-                    self._refuse_while_down()
-                try:
-                    res = self.store.reserve(items, run_id, self._ttl, now_s)
-                except BudgetStoreUnavailableError:
-                    self._store_failed()
-                    raise
+                res = self._store_call(self.store.reserve, items, run_id, self._ttl, now_s)
             except BudgetStoreUnavailableError as exc:
                 if self.fail_mode == "closed":
                     raise BudgetStoreUnavailableError(
@@ -735,8 +716,6 @@ class Budgets:
             except Exception as exc:  # noqa: BLE001  # an answer that is not a decision
                 self.enforcement_failed(exc, run_id)
             else:
-                if self._down_until:
-                    self._store_back()
                 at = res.failed
                 if res.ok:
                     for a, tot in zip(stored, res.totals):
@@ -842,13 +821,7 @@ class Budgets:
                 if self._journal.entries:
                     self._maybe_reconcile(now_s)
                 try:
-                    if self._down_until:
-                        self._refuse_while_down()
-                    try:
-                        result = self.store.commit(rid, items, now_s)
-                    except BudgetStoreUnavailableError:
-                        self._store_failed()
-                        raise
+                    result = self._store_call(self.store.commit, rid, items, now_s)
                 except BudgetStoreUnavailableError as exc:
                     _warn_once(
                         "commit-down",
@@ -867,9 +840,6 @@ class Budgets:
                         {it.key: it.amount for it in items},
                     )
                     counted = [(a, ci) for a, ci in counted if ci is None]
-                else:
-                    if self._down_until:
-                        self._store_back()
         elif reservation is not None and reservation.stored:
             self.release(reservation, now=_at(now, now_s), _force=True)
         if alerting or result is None:
