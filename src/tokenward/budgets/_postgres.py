@@ -319,7 +319,9 @@ _EXPIRE = (
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")  # connection, resources, shutdown/timeout, I/O
 _UNAVAILABLE_CODES = ("55P03", "25006")  # lock timeout, read-only server (failover)
 # a statement the server rolled back to let another go on (row locks taken in opposite
-# orders by two calls: a release or a re-reserve beside a commit): it did nothing, run again
+# orders by two calls: a release or a re-reserve beside a commit): it did nothing, run again;
+# one that keeps losing is contention, like a lock timeout: the store is unavailable for that
+# call (a commit is journaled and replayed), not refusing a value (spend dropped)
 _ROLLED_BACK = ("40P01", "40001")  # deadlock detected, serialization failure
 _RETRIES = 5
 _PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
@@ -493,14 +495,10 @@ class PostgresBudgetStore:
                         continue  # a stale pooled connection: retry once on a new one
                 else:
                     self._checkin(cur)
-                    if getattr(exc, "sqlstate", None) in _ROLLED_BACK:
-                        if victims < _RETRIES:  # rolled back whole: run it again, a little
-                            victims += 1  # later than the other party (jittered)
-                            time.sleep(random.uniform(0.0, 0.005 * victims))
-                            continue
-                        # still losing: transient, not a refusal (a refused commit is spend
-                        # dropped; an unavailable store's commit is journaled and replayed)
-                        broken = True
+                    if getattr(exc, "sqlstate", None) in _ROLLED_BACK and victims < _RETRIES:
+                        victims += 1  # rolled back whole: run it again, a little later than
+                        time.sleep(random.uniform(0.0, 0.005 * victims))  # the other party
+                        continue
                 raise _translate(exc, broken or _unavailable(exc)) from exc
             except (UnicodeError, OverflowError, ValueError, TypeError) as exc:
                 self._checkin(cur)
@@ -673,7 +671,7 @@ def _unavailable(exc: BaseException) -> bool:
             "OperationalError",
             "InterfaceError",
         )
-    return state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_CODES
+    return state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_CODES or state in _ROLLED_BACK
 
 
 def _translate(exc: BaseException, unavailable: bool) -> Exception:
